@@ -1,0 +1,288 @@
+/**
+ * An inference backend that forwards chat completions to an OpenAI-compatible HTTP upstream
+ * (OpenAI itself, vLLM, llama.cpp's server, a hosted provider).
+ *
+ * The client never retries (`maxRetries: 0`): retries, backoff and `Retry-After` belong to the
+ * Temporal retry policy, so every upstream failure is translated into a {@link BackendError} whose
+ * kind tells that policy what to do. Nothing here logs: neither the API key nor prompt text can
+ * leak through this module, and the client's own logger is switched off so `OPENAI_LOG` cannot
+ * turn request logging back on.
+ */
+import OpenAI from 'openai';
+import type {
+  ChatCompletion,
+  ChatCompletionCreateParamsNonStreaming,
+  ChatCompletionMessageParam,
+} from 'openai/resources/chat/completions';
+import { BackendError } from './types.js';
+import type { ChatMessage, GenerateParams, GenerateRequest, GenerateResult, InferenceBackend } from './types.js';
+
+/** How to reach one OpenAI-compatible upstream deployment. */
+export interface OpenAICompatibleBackendOptions {
+  /** Base URL of the upstream API, including the version path, e.g. `https://api.openai.com/v1`. */
+  baseURL: string;
+  /** Bearer key for the upstream; `null` sends no `Authorization` header (a keyless local server). */
+  apiKey: string | null;
+  /** The model name as the upstream knows it (not Sluice's public model name). */
+  model: string;
+  /**
+   * Upper bound of one HTTP call, headers and body, in milliseconds. A timeout is `unavailable`.
+   * @default 600000
+   */
+  timeoutMs?: number;
+  /**
+   * The `fetch` implementation the client uses (tests, proxies, custom agents).
+   * @default globalThis.fetch
+   */
+  fetch?: typeof fetch;
+}
+
+/** Ten minutes, the `openai` client's own default: a long generation must not look like a failure. */
+const DEFAULT_TIMEOUT_MS = 600_000;
+
+/** Upstream statuses whose request can never succeed as sent. */
+const BAD_REQUEST_STATUSES: ReadonlySet<number> = new Set([400, 401, 403, 404, 409, 413, 422]);
+
+/** Upstream error messages are cut to this length before they travel into workflow history. */
+const MAX_UPSTREAM_MESSAGE_CHARS = 500;
+
+/**
+ * Creates a backend that serves one deployment from an OpenAI-compatible upstream.
+ *
+ * Usage accounting: prompt and completion tokens come from the upstream's `usage` object. An
+ * upstream that answers without valid usage has broken the contract billing relies on; the call
+ * fails as `unavailable` rather than returning invented counts (see {@link readUsage}).
+ */
+export function createOpenAICompatibleBackend(options: OpenAICompatibleBackendOptions): InferenceBackend {
+  const client = createClient(options);
+  return {
+    generate: async (request) => {
+      const body = buildRequestBody(options.model, request.messages, request.params);
+      let completion: ChatCompletion;
+      try {
+        completion = await client.chat.completions.create(body, { signal: request.signal });
+      } catch (error) {
+        throw toBackendError(error, request.signal, options.apiKey);
+      }
+      const result = toGenerateResult(completion);
+      request.onProgress?.(result.completionTokens);
+      return result;
+    },
+    close: async () => {
+      // The client holds no sockets of its own: connections belong to fetch's shared dispatcher.
+    },
+  };
+}
+
+/**
+ * Builds the `openai` client with every option explicit, so no `OPENAI_*` environment variable
+ * (key, organisation, project, base URL, log level) changes what this backend sends or logs.
+ */
+function createClient(options: OpenAICompatibleBackendOptions): OpenAI {
+  return new OpenAI({
+    baseURL: options.baseURL,
+    // The client refuses to start without credentials; a keyless upstream gets a placeholder
+    // that the `Authorization: null` default header below strips from every request.
+    apiKey: options.apiKey ?? 'no-key',
+    adminAPIKey: null,
+    organization: null,
+    project: null,
+    webhookSecret: null,
+    maxRetries: 0,
+    timeout: options.timeoutMs ?? DEFAULT_TIMEOUT_MS,
+    logLevel: 'off',
+    ...(options.apiKey === null ? { defaultHeaders: { Authorization: null } } : {}),
+    ...(options.fetch ? { fetch: options.fetch } : {}),
+  });
+}
+
+/**
+ * Translates a resolved request into a non-streaming chat completion body.
+ * `max_tokens` (not `max_completion_tokens`) because every OpenAI-compatible server accepts it.
+ */
+export function buildRequestBody(
+  model: string,
+  messages: readonly ChatMessage[],
+  params: GenerateParams,
+): ChatCompletionCreateParamsNonStreaming {
+  return {
+    model,
+    messages: messages.map(toUpstreamMessage),
+    max_tokens: params.maxTokens,
+    temperature: params.temperature,
+    ...(params.topP !== null ? { top_p: params.topP } : {}),
+    ...(params.seed !== null ? { seed: params.seed } : {}),
+    ...(params.stop !== null ? { stop: params.stop } : {}),
+  };
+}
+
+/**
+ * Maps one Sluice message to the upstream's shape.
+ * `developer` becomes `system`, which every compatible server understands and OpenAI treats as
+ * developer instructions on models that distinguish them. `tool` is refused before any paid call:
+ * the upstream requires a `tool_call_id`, which a flattened Sluice message does not carry.
+ */
+function toUpstreamMessage(message: ChatMessage): ChatCompletionMessageParam {
+  switch (message.role) {
+    case 'system':
+    case 'developer':
+      return { role: 'system', content: message.content };
+    case 'user':
+      return { role: 'user', content: message.content };
+    case 'assistant':
+      return { role: 'assistant', content: message.content };
+    case 'tool':
+      throw new BackendError('bad_request', 'tool messages are not supported by OpenAI-compatible deployments');
+  }
+}
+
+/** Reads the first choice and the upstream's usage; a response without either is `unavailable`. */
+function toGenerateResult(completion: ChatCompletion): GenerateResult {
+  const choice = completion.choices?.[0];
+  if (!choice) {
+    throw new BackendError('unavailable', 'upstream returned no choices');
+  }
+  return {
+    content: choice.message?.content ?? '',
+    finishReason: choice.finish_reason === 'length' ? 'length' : 'stop',
+    ...readUsage(completion.usage),
+  };
+}
+
+/**
+ * Takes token counts from the upstream's `usage`. Counts are never estimated (they are billed), so
+ * missing or malformed usage fails the call as `unavailable`: it is the deployment's fault, not
+ * the caller's (so not `bad_request`); a retry may reach a healthy replica, and a deployment that
+ * never reports usage trips its circuit breaker and the fallback chain takes over instead of
+ * serving unbilled completions.
+ */
+function readUsage(usage: ChatCompletion['usage']): Pick<GenerateResult, 'promptTokens' | 'completionTokens'> {
+  const promptTokens = usage?.prompt_tokens;
+  const completionTokens = usage?.completion_tokens;
+  if (!isTokenCount(promptTokens) || !isTokenCount(completionTokens)) {
+    throw new BackendError('unavailable', 'upstream response carried no valid usage (prompt_tokens, completion_tokens)');
+  }
+  return { promptTokens, completionTokens };
+}
+
+/** True for a non-negative integer. */
+function isTokenCount(value: unknown): value is number {
+  return typeof value === 'number' && Number.isSafeInteger(value) && value >= 0;
+}
+
+/**
+ * Normalises anything the client threw. An aborted call rethrows the signal's reason untouched (as
+ * `fetch` does), so a cancelled activity surfaces its own cancellation, not a backend failure.
+ */
+function toBackendError(error: unknown, signal: AbortSignal, apiKey: string | null): unknown {
+  if (signal.aborted) {
+    return signal.reason;
+  }
+  if (error instanceof BackendError) {
+    return error;
+  }
+  if (error instanceof OpenAI.APIError && typeof error.status === 'number') {
+    return fromHttpError(error.status, error, apiKey);
+  }
+  if (error instanceof OpenAI.APIConnectionTimeoutError) {
+    return new BackendError('unavailable', 'upstream timed out');
+  }
+  if (error instanceof OpenAI.APIConnectionError) {
+    return new BackendError('unavailable', 'upstream connection failed');
+  }
+  // A malformed 200 body or anything else unexpected from the wire: transient, bounded by retries.
+  return new BackendError('unavailable', `upstream call failed: ${redact(describe(error), apiKey)}`);
+}
+
+/** Maps an upstream HTTP error status to the retry policy's terms. */
+function fromHttpError(
+  status: number,
+  error: InstanceType<typeof OpenAI.APIError>,
+  apiKey: string | null,
+): BackendError {
+  const message = upstreamMessage(status, error, apiKey);
+  const retryAfterMs = parseRetryAfterMs(error.headers);
+  if (status === 429) {
+    return new BackendError('rate_limited', message, retryAfterMs, status);
+  }
+  if (BAD_REQUEST_STATUSES.has(status)) {
+    const kind = isContextLengthError(error) ? 'context_length' : 'bad_request';
+    return new BackendError(kind, message, null, status);
+  }
+  // 5xx, 408 and any status the table does not know: transient.
+  return new BackendError('unavailable', message, retryAfterMs, status);
+}
+
+/**
+ * Recognises "prompt + max_tokens exceed the context": OpenAI's `context_length_exceeded` code,
+ * llama.cpp's `exceed_context_size_error` type, and vLLM's message (it sends no code).
+ */
+function isContextLengthError(error: InstanceType<typeof OpenAI.APIError>): boolean {
+  if (error.code === 'context_length_exceeded' || error.type === 'exceed_context_size_error') {
+    return true;
+  }
+  return /maximum context length|exceeds the available context size/i.test(error.message);
+}
+
+/**
+ * Reads how long the upstream asked us to wait, in milliseconds: `retry-after-ms` first (OpenAI's
+ * precise header), then `Retry-After` as delta-seconds or an HTTP date. `null` when absent or
+ * unparseable; a date in the past is 0. Not capped here: the workflow's retry policy bounds it.
+ */
+export function parseRetryAfterMs(headers: Headers | undefined, now: number = Date.now()): number | null {
+  const precise = parseNonNegativeNumber(headers?.get('retry-after-ms'));
+  if (precise !== null) {
+    return Math.ceil(precise);
+  }
+  const value = headers?.get('retry-after')?.trim();
+  if (!value) {
+    return null;
+  }
+  const seconds = parseNonNegativeNumber(value);
+  if (seconds !== null) {
+    return Math.ceil(seconds * 1000);
+  }
+  // An HTTP date always names a month; this keeps `Date.parse` from reading "-3" as a year.
+  const date = /[a-z]/i.test(value) ? Date.parse(value) : Number.NaN;
+  return Number.isNaN(date) ? null : Math.max(0, date - now);
+}
+
+/** Parses a plain non-negative decimal (`"2"`, `"1.5"`); anything else is `null`. */
+function parseNonNegativeNumber(value: string | null | undefined): number | null {
+  if (value === null || value === undefined || !/^\s*\d+(\.\d+)?\s*$/.test(value)) {
+    return null;
+  }
+  return Number(value);
+}
+
+/**
+ * The message a failure carries into workflow history (and, for `bad_request`, to the caller).
+ * Credential rejections get a fixed text: upstreams echo key fragments there, and the caller has no
+ * business knowing about the deployment's credentials. Everything else is truncated, with the key
+ * scrubbed in case an upstream echoes it.
+ */
+function upstreamMessage(
+  status: number,
+  error: InstanceType<typeof OpenAI.APIError>,
+  apiKey: string | null,
+): string {
+  if (status === 401 || status === 403) {
+    return `upstream rejected the deployment's credentials (${status})`;
+  }
+  return `upstream ${truncate(redact(error.message, apiKey))}`;
+}
+
+/** Replaces every occurrence of the API key in `text`. */
+function redact(text: string, apiKey: string | null): string {
+  return apiKey ? text.split(apiKey).join('[redacted]') : text;
+}
+
+/** Shortens an upstream message: it may be long, and it ends up in workflow history. */
+function truncate(message: string): string {
+  return message.length <= MAX_UPSTREAM_MESSAGE_CHARS ? message : `${message.slice(0, MAX_UPSTREAM_MESSAGE_CHARS)}…`;
+}
+
+/** A short description of an unknown thrown value. */
+function describe(error: unknown): string {
+  return truncate(error instanceof Error ? `${error.name}: ${error.message}` : String(error));
+}

@@ -1,0 +1,82 @@
+/**
+ * The inference worker's backends, one per deployment, created on first use and kept: a GGUF is
+ * loaded once per process. Deployments arrive with each activity (from the database via the
+ * workflow), so a worker serves whatever its pool is given without a restart.
+ */
+import path from 'node:path';
+import type { DeploymentTarget } from '../../workflows/contracts.js';
+import { BackendError, type InferenceBackend } from './types.js';
+import { createInstantBackend } from './instant.js';
+
+export interface BackendRegistryOptions {
+  /** Relative GGUF paths resolve against `<dataDir>/models`. */
+  dataDir: string;
+  /** Parallel sequences per llama.cpp model. */
+  slots: number;
+  /** llama.cpp threads. */
+  threads: number;
+  /** Per-sequence context size of llama.cpp models. */
+  contextSize: number;
+  gpu: 'auto' | false;
+  /** Secrets for openai-compatible deployments, by `api_key_ref`. */
+  upstreamKeys: Readonly<Record<string, string>>;
+}
+
+export interface BackendRegistry {
+  get(target: DeploymentTarget): Promise<InferenceBackend>;
+  close(): Promise<void>;
+}
+
+function cacheKey(t: DeploymentTarget): string {
+  return JSON.stringify([t.id, t.provider, t.ggufPath, t.baseUrl, t.apiKeyRef, t.upstreamModel]);
+}
+
+export function createBackendRegistry(options: BackendRegistryOptions): BackendRegistry {
+  const backends = new Map<string, Promise<InferenceBackend>>();
+
+  async function create(t: DeploymentTarget): Promise<InferenceBackend> {
+    switch (t.provider) {
+      case 'instant':
+        return createInstantBackend();
+      case 'llama-cpp': {
+        if (!t.ggufPath) throw new BackendError('bad_request', `deployment ${t.id} has no gguf_path`);
+        const { createLlamaCppBackend } = await import('./llama-cpp.js');
+        return createLlamaCppBackend({
+          modelPath: path.resolve(options.dataDir, 'models', t.ggufPath),
+          slots: options.slots,
+          threads: options.threads,
+          contextSize: options.contextSize,
+          gpu: options.gpu,
+        });
+      }
+      case 'openai-compatible': {
+        if (!t.baseUrl || !t.upstreamModel) throw new BackendError('bad_request', `deployment ${t.id} needs base_url and upstream_model`);
+        const apiKey = t.apiKeyRef === null ? null : options.upstreamKeys[t.apiKeyRef] ?? null;
+        if (t.apiKeyRef !== null && apiKey === null) {
+          throw new BackendError('unavailable', `deployment ${t.id}: SLUICE_UPSTREAM_KEY_${t.apiKeyRef} is not set on this worker`);
+        }
+        const { createOpenAICompatibleBackend } = await import('./openai-compatible.js');
+        return createOpenAICompatibleBackend({ baseURL: t.baseUrl, apiKey, model: t.upstreamModel });
+      }
+    }
+  }
+
+  return {
+    get(target) {
+      const key = cacheKey(target);
+      let backend = backends.get(key);
+      if (!backend) {
+        backend = create(target);
+        backends.set(key, backend);
+        // A failed load is not cached: the next attempt tries again.
+        backend.catch(() => backends.delete(key));
+      }
+      return backend;
+    },
+    async close() {
+      const all = [...backends.values()];
+      backends.clear();
+      await Promise.allSettled(all.map(async (b) => (await b).close()));
+    },
+  };
+}

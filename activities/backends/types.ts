@@ -1,0 +1,65 @@
+/**
+ * The contract between the inference activity and whatever runs a model.
+ * One backend serves one deployment (a llama.cpp GGUF, an OpenAI-compatible upstream, or the
+ * instant in-process backend used by benchmarks).
+ */
+
+/** A chat message as the backend receives it: already validated, content flattened to text. */
+export interface ChatMessage {
+  role: 'system' | 'developer' | 'user' | 'assistant' | 'tool';
+  content: string;
+}
+
+/** Sampling parameters, resolved (defaults applied, experiment overrides merged). */
+export interface GenerateParams {
+  /** Upper bound of completion tokens. */
+  maxTokens: number;
+  /** 0 means greedy (deterministic). */
+  temperature: number;
+  topP: number | null;
+  seed: number | null;
+  stop: string[] | null;
+}
+
+export interface GenerateRequest {
+  messages: ChatMessage[];
+  params: GenerateParams;
+  /** Aborted when the activity is cancelled (job cancel, workflow timeout, worker shutdown). */
+  signal: AbortSignal;
+  /** Called as tokens are produced so the activity can heartbeat. */
+  onProgress?: (completionTokens: number) => void;
+}
+
+export interface GenerateResult {
+  content: string;
+  finishReason: 'stop' | 'length';
+  /** Counted by the model's tokenizer (or reported by the upstream), never estimated. */
+  promptTokens: number;
+  completionTokens: number;
+}
+
+export interface InferenceBackend {
+  generate(request: GenerateRequest): Promise<GenerateResult>;
+  close(): Promise<void>;
+}
+
+/**
+ * Why a backend call failed, in the terms the workflow's retry policy needs.
+ * - `bad_request`: the input can never succeed (non-retryable, surfaces as HTTP 400).
+ * - `context_length`: prompt + max_tokens exceed the model's context (non-retryable, HTTP 400).
+ * - `rate_limited`: upstream said slow down; retry after `retryAfterMs` if given.
+ * - `unavailable`: transient (5xx, connection refused, timeout); retry with backoff.
+ */
+export type BackendErrorKind = 'bad_request' | 'context_length' | 'rate_limited' | 'unavailable';
+
+export class BackendError extends Error {
+  override readonly name = 'BackendError';
+  constructor(
+    readonly kind: BackendErrorKind,
+    message: string,
+    readonly retryAfterMs: number | null = null,
+    readonly status: number | null = null,
+  ) {
+    super(message);
+  }
+}

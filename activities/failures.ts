@@ -1,0 +1,8 @@
+/** Non-retryable request failures, typed with the closed set in `workflows/contracts.ts`. */
+import { ApplicationFailure } from '@temporalio/common';
+import type { FailureDetails, FailureType } from '../workflows/contracts.js';
+
+export function requestFailure(type: FailureType, message: string, details: Partial<FailureDetails> = {}): ApplicationFailure {
+  const full: FailureDetails = { code: details.code ?? null, param: details.param ?? null, retryAfterSeconds: details.retryAfterSeconds ?? null };
+  return ApplicationFailure.create({ type, message, nonRetryable: true, details: [full] });
+}

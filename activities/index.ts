@@ -1,0 +1,38 @@
+/** The control worker's activities: everything that touches PostgreSQL. Built over injected deps. */
+import type { Db } from '../db/database.js';
+import type { Metrics } from '../workers/metrics.js';
+import { createAuthActivities } from './auth.js';
+import { createQuotaActivities } from './quota.js';
+import { createExperimentActivities } from './experiments.js';
+import { createRoutingActivities } from './routing.js';
+import { createLedgerActivities } from './ledger.js';
+import { createAuditActivities } from './audit.js';
+import { DEFAULT_BREAKER_CONFIG, type BreakerConfig } from './circuit-breaker.js';
+
+export interface ControlDeps {
+  db: Db;
+  /** Clock, injectable for tests. @default () => new Date() */
+  now?: () => Date;
+  /** @default DEFAULT_BREAKER_CONFIG */
+  breaker?: BreakerConfig;
+  metrics?: Metrics | null;
+}
+
+export function createControlActivities(deps: ControlDeps) {
+  const full = {
+    db: deps.db,
+    now: deps.now ?? (() => new Date()),
+    breaker: deps.breaker ?? DEFAULT_BREAKER_CONFIG,
+    metrics: deps.metrics ?? null,
+  };
+  return {
+    ...createAuthActivities(full),
+    ...createQuotaActivities(full),
+    ...createExperimentActivities(full),
+    ...createRoutingActivities(full),
+    ...createLedgerActivities(full),
+    ...createAuditActivities(full),
+  };
+}
+
+export type ControlActivities = ReturnType<typeof createControlActivities>;

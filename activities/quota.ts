@@ -1,0 +1,50 @@
+/** The reserve and release steps: admission against the tenant's limits, atomic in PostgreSQL. */
+import type { Db } from '../db/database.js';
+import { maxPriceForModel } from '../db/repositories/models.js';
+import { release, reserve } from '../db/repositories/quota.js';
+import { costMicros } from './cost.js';
+import { requestFailure } from './failures.js';
+
+export interface ReserveQuotaInput {
+  requestId: string;
+  tenantId: string;
+  model: string;
+  promptTokensEstimate: number;
+  maxTokens: number;
+}
+
+const LIMIT_CODES = {
+  requests_per_minute: 'rate_limit_exceeded',
+  tokens_per_minute: 'tokens_rate_limit_exceeded',
+  max_concurrent: 'concurrency_limit_exceeded',
+  monthly_budget: 'insufficient_quota',
+} as const;
+
+export function createQuotaActivities(deps: { db: Db; now: () => Date }) {
+  return {
+    /** Holds the request's worst-case tokens and cost (prompt estimate + max_tokens at the model's highest price). */
+    async reserveQuota(input: ReserveQuotaInput): Promise<{ estCostMicros: number }> {
+      const at = deps.now();
+      const price = await maxPriceForModel(deps.db, input.model, at);
+      const estCost = costMicros({ inputMicrosPerMtok: price.input, outputMicrosPerMtok: price.output }, input.promptTokensEstimate, input.maxTokens);
+      const result = await reserve(deps.db, {
+        requestId: input.requestId,
+        tenantId: input.tenantId,
+        estTokens: input.promptTokensEstimate + input.maxTokens,
+        estCostMicros: estCost,
+        at,
+      });
+      if (result.ok) return { estCostMicros: result.estCostMicros };
+      if (result.limit === 'tenant_missing') throw requestFailure('PermissionDenied', 'tenant does not exist', { code: 'tenant_suspended' });
+      throw requestFailure('QuotaExceeded', `Limit reached: ${result.limit.replaceAll('_', ' ')}`, {
+        code: LIMIT_CODES[result.limit],
+        retryAfterSeconds: result.retryAfterSeconds,
+      });
+    },
+
+    /** Compensation: gives back what a failed or cancelled request held. Idempotent. */
+    async releaseQuota(input: { requestId: string }): Promise<void> {
+      await release(deps.db, input.requestId);
+    },
+  };
+}

@@ -1,0 +1,36 @@
+/** Routing: a model's deployments in fallback order, and the shared circuit breaker per deployment. */
+import type { Db } from '../db/database.js';
+import { activeDeployments } from '../db/repositories/models.js';
+import { acquireCircuit, recordCircuit } from '../db/repositories/circuit.js';
+import type { DeploymentTarget } from '../workflows/contracts.js';
+import type { BreakerConfig } from './circuit-breaker.js';
+
+export function createRoutingActivities(deps: { db: Db; now: () => Date; breaker: BreakerConfig }) {
+  return {
+    /** Active deployments of the model, by priority (the fallback order), then ID. */
+    async planRoute(input: { model: string }): Promise<DeploymentTarget[]> {
+      const rows = await activeDeployments(deps.db, input.model);
+      return rows.map((d) => ({
+        id: d.id,
+        model: d.model_id,
+        pool: d.pool,
+        provider: d.provider,
+        ggufPath: d.gguf_path,
+        baseUrl: d.base_url,
+        apiKeyRef: d.api_key_ref,
+        upstreamModel: d.upstream_model,
+        weight: d.weight,
+        priority: d.priority,
+      }));
+    },
+
+    /** May this request use the deployment? False while its circuit is open (or a probe is out). */
+    async acquireCircuit(input: { deploymentId: string }): Promise<boolean> {
+      return (await acquireCircuit(deps.db, input.deploymentId, deps.now(), deps.breaker)).allowed;
+    },
+
+    async recordCircuit(input: { deploymentId: string; ok: boolean }): Promise<void> {
+      await recordCircuit(deps.db, input.deploymentId, input.ok, deps.now(), deps.breaker);
+    },
+  };
+}

@@ -1,0 +1,94 @@
+/** `createApp` builds the Express app over its dependencies; `server.ts` listens. */
+import express, { type Request, type Response, type NextFunction } from 'express';
+import type { Client } from '@temporalio/client';
+import type { Db } from '../db/database.js';
+import { sql } from 'kysely';
+import type { Metrics } from '../workers/metrics.js';
+import type { Logger } from '../workers/logger.js';
+import { authenticate } from './auth.js';
+import { HttpError, errorMiddleware } from './errors.js';
+import { chatRoutes } from './routes/chat.js';
+import { modelRoutes } from './routes/models.js';
+import { tenantRoutes } from './routes/tenants.js';
+import { usageAuditRoutes } from './routes/usage-audit.js';
+import { inferenceTaskQueue } from '../workflows/contracts.js';
+
+/** `temporal.api.enums.v1.TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY`. */
+const TASK_QUEUE_TYPE_ACTIVITY = 2;
+
+export interface AppConfig {
+  maxBodyBytes: number;
+  localActivities: boolean;
+  namespace: string;
+  /** Pools whose inference workers `/readyz` expects to see polling. */
+  pools: readonly string[];
+}
+
+export interface AppDeps {
+  temporal: Client;
+  db: Db;
+  config: AppConfig;
+  metrics: Metrics;
+  log: Logger;
+}
+
+/** Records route, method, status and latency of every request (route pattern, never the raw path). */
+function httpMetrics(metrics: Metrics) {
+  return (req: Request, res: Response, next: NextFunction) => {
+    const started = performance.now();
+    res.on('finish', () => {
+      const route = req.route?.path ? `${req.baseUrl}${req.route.path}` : 'unmatched';
+      metrics.httpRequests.inc({ route, method: req.method, status: String(res.statusCode) });
+      metrics.httpLatency.observe({ route, method: req.method }, (performance.now() - started) / 1000);
+    });
+    next();
+  };
+}
+
+export function createApp(deps: AppDeps): express.Express {
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('etag', false);
+  app.use(httpMetrics(deps.metrics));
+
+  app.get('/healthz', (_req, res) => {
+    res.json({ status: 'ok' });
+  });
+  app.get('/readyz', async (_req, res) => {
+    const checks: Record<string, string> = {};
+    await sql`select 1`.execute(deps.db).then(() => (checks.postgres = 'ok'), () => (checks.postgres = 'unreachable'));
+    checks.temporal = await deps.temporal.connection.workflowService
+      .getSystemInfo({})
+      .then(() => 'ok', () => 'unreachable');
+    let pools = 0;
+    if (checks.temporal === 'ok') {
+      for (const pool of deps.config.pools) {
+        const pollers = await deps.temporal.connection.workflowService
+          .describeTaskQueue({ namespace: deps.config.namespace, taskQueue: { name: inferenceTaskQueue(pool) }, taskQueueType: TASK_QUEUE_TYPE_ACTIVITY })
+          .then((r) => r.pollers?.length ?? 0, () => 0);
+        checks[`pool:${pool}`] = pollers > 0 ? 'ok' : 'no workers';
+        if (pollers > 0) pools += 1;
+      }
+    }
+    const ready = checks.postgres === 'ok' && checks.temporal === 'ok' && pools > 0;
+    res.status(ready ? 200 : 503).json({ status: ready ? 'ready' : 'not ready', checks });
+  });
+  app.get('/metrics', async (_req, res) => {
+    res.setHeader('Content-Type', deps.metrics.registry.contentType);
+    res.send(await deps.metrics.registry.metrics());
+  });
+
+  const v1 = express.Router();
+  // Authenticate before reading the body: an anonymous caller's body is never parsed.
+  v1.use(authenticate(deps));
+  v1.use(express.json({ limit: deps.config.maxBodyBytes, type: ['application/json', 'application/*+json'] }));
+  v1.use(chatRoutes({ db: deps.db, temporal: deps.temporal, metrics: deps.metrics, localActivities: deps.config.localActivities }));
+  v1.use(modelRoutes(deps));
+  v1.use(tenantRoutes(deps));
+  v1.use(usageAuditRoutes(deps));
+  app.use('/v1', v1);
+
+  app.use((req, _res, next) => next(new HttpError('not_found_error', `Unknown route ${req.method} ${req.path}`, 'unknown_url')));
+  app.use(errorMiddleware(deps.log));
+  return app;
+}

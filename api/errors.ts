@@ -1,0 +1,83 @@
+/**
+ * One error type for the HTTP API, a closed map of codes to statuses, and one middleware that
+ * answers everything in OpenAI's error shape: `{"error": {"message", "type", "param", "code"}}`.
+ */
+import type { ErrorRequestHandler } from 'express';
+import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
+import { WorkflowFailedError } from '@temporalio/client';
+import { FailureTypes, type FailureDetails } from '../workflows/contracts.js';
+import type { Logger } from '../workers/logger.js';
+
+export const ERROR_STATUS = {
+  invalid_request_error: 400,
+  authentication_error: 401,
+  permission_error: 403,
+  not_found_error: 404,
+  conflict_error: 409,
+  idempotency_error: 422,
+  request_too_large: 413,
+  rate_limit_error: 429,
+  server_error: 500,
+  service_unavailable: 503,
+} as const;
+export type ErrorType = keyof typeof ERROR_STATUS;
+
+export class HttpError extends Error {
+  override readonly name = 'HttpError';
+  readonly status: number;
+  constructor(
+    readonly type: ErrorType,
+    message: string,
+    readonly code: string | null = null,
+    readonly param: string | null = null,
+    readonly retryAfterSeconds: number | null = null,
+  ) {
+    super(message);
+    this.status = ERROR_STATUS[type];
+  }
+
+  toJSON() {
+    return { error: { message: this.message, type: this.type, param: this.param, code: this.code } };
+  }
+}
+
+export const badRequest = (message: string, param: string | null = null, code: string | null = null) =>
+  new HttpError('invalid_request_error', message, code, param);
+export const notFound = (what: string) => new HttpError('not_found_error', `${what} not found`, 'not_found');
+
+const TYPE_FOR_STATUS: Record<number, ErrorType> = {
+  400: 'invalid_request_error', 401: 'authentication_error', 403: 'permission_error', 404: 'not_found_error',
+  409: 'conflict_error', 429: 'rate_limit_error', 500: 'server_error', 503: 'service_unavailable',
+};
+
+/** Maps a workflow's failure (an `ApplicationFailure` of a closed type) to the HTTP error. */
+export function fromWorkflowFailure(err: unknown): HttpError | null {
+  if (!(err instanceof WorkflowFailedError)) return null;
+  if (err.cause instanceof CancelledFailure) return new HttpError('conflict_error', 'The request was cancelled', 'request_cancelled');
+  const cause = err.cause;
+  if (!(cause instanceof ApplicationFailure)) return new HttpError('server_error', 'The request failed', 'internal_error');
+  const type = cause.type ?? 'InternalError';
+  const status = (FailureTypes as Record<string, number>)[type] ?? 500;
+  const details = (cause.details?.[0] ?? null) as FailureDetails | null;
+  return new HttpError(TYPE_FOR_STATUS[status] ?? 'server_error', cause.message, details?.code ?? null, details?.param ?? null, details?.retryAfterSeconds ?? null);
+}
+
+/** Normalises anything thrown into the OpenAI error shape. Unknown errors are logged and answered 500 without detail. */
+export function errorMiddleware(log: Logger): ErrorRequestHandler {
+  return (err, req, res, _next) => {
+    let error: HttpError;
+    if (err instanceof HttpError) error = err;
+    else if (fromWorkflowFailure(err)) error = fromWorkflowFailure(err) as HttpError;
+    else if (err?.type === 'entity.too.large') error = new HttpError('request_too_large', 'Request body too large', 'request_too_large');
+    else if (err?.type === 'entity.parse.failed') error = badRequest('We could not parse the JSON body of your request.', null, 'invalid_json');
+    else if (typeof err?.status === 'number' && err.status >= 400 && err.status < 500 && err.expose) {
+      error = new HttpError(TYPE_FOR_STATUS[err.status] ?? 'invalid_request_error', String(err.message));
+    } else {
+      log.error('unhandled error', { route: req.route?.path ?? null, method: req.method, error: err instanceof Error ? err.name : typeof err, detail: err instanceof Error ? err.message.slice(0, 300) : null });
+      error = new HttpError('server_error', 'The server had an error while processing your request.', 'internal_error');
+    }
+    if (error.retryAfterSeconds !== null) res.setHeader('Retry-After', String(error.retryAfterSeconds));
+    if (error.status === 401) res.setHeader('WWW-Authenticate', 'Bearer');
+    res.status(error.status).json(error.toJSON());
+  };
+}

@@ -1,0 +1,185 @@
+/**
+ * `POST /v1/chat/completions` (sync, or `Prefer: respond-async` → 202 + job) and the job routes
+ * `GET /v1/jobs/{id}`, `POST /v1/jobs/{id}/cancel`.
+ */
+import { createHash } from 'node:crypto';
+import { Router, type Request, type Response } from 'express';
+import { WorkflowNotFoundError, type Client } from '@temporalio/client';
+import type { Db } from '../../db/database.js';
+import type { RequestRow } from '../../db/tables/index.js';
+import { getModel } from '../../db/repositories/models.js';
+import { deleteUnstartedRequest, getRequest, insertRequest } from '../../db/repositories/requests.js';
+import { canonicalJson } from '../../db/repositories/canonical-json.js';
+import { newId } from '../../db/repositories/ids.js';
+import { allowsModel } from '../../activities/policy.js';
+import {
+  CONTROL_TASK_QUEUE, SearchAttributes, chatWorkflowId, type ChatCompletion, type ChatRequestInput, type JobStatus,
+} from '../../workflows/contracts.js';
+import type { chatRequest } from '../../workflows/chat-request.js';
+import type { Metrics } from '../../workers/metrics.js';
+import { authOf, requirePermission } from '../auth.js';
+import { HttpError, badRequest, fromWorkflowFailure, notFound } from '../errors.js';
+import { estimatePromptTokens, minPromptTokens, validateChatBody } from '../validation.js';
+
+export interface ChatRouteDeps {
+  db: Db;
+  temporal: Client;
+  metrics: Metrics;
+  localActivities: boolean;
+}
+
+const FINAL: readonly JobStatus[] = ['succeeded', 'failed', 'cancelled'];
+
+function requestIdFor(tenantId: string, idempotencyKey: string | null): string {
+  if (idempotencyKey === null) return newId('req');
+  return `req_${createHash('sha256').update(`${tenantId}\n${idempotencyKey}`).digest('hex').slice(0, 32)}`;
+}
+
+function idempotencyKeyOf(req: Request): string | null {
+  const key = req.get('idempotency-key');
+  if (key === undefined) return null;
+  if (!/^[\x21-\x7e]{1,255}$/.test(key)) throw badRequest('Idempotency-Key must be 1-255 visible ASCII characters', 'Idempotency-Key', 'invalid_value');
+  return key;
+}
+
+function wantsAsync(req: Request): boolean {
+  return (req.get('prefer') ?? '').split(/[,;]/).some((p) => p.trim().toLowerCase() === 'respond-async');
+}
+
+/** The job object returned by the job routes and by an async create. */
+export function jobJson(row: RequestRow, status: JobStatus) {
+  return {
+    id: row.id,
+    object: 'chat.completion.job',
+    status,
+    model: row.model,
+    created_at: Math.floor(row.created_at.getTime() / 1000),
+    completed_at: row.finished_at ? Math.floor(row.finished_at.getTime() / 1000) : null,
+    result: status === 'succeeded' ? (row.result as ChatCompletion) : null,
+    error: row.error ?? null,
+  };
+}
+
+export function chatRoutes(deps: ChatRouteDeps): Router {
+  const router = Router();
+
+  /** Status of a request: the row once final, else the workflow's search attribute. */
+  async function liveStatus(row: RequestRow): Promise<JobStatus> {
+    if (FINAL.includes(row.status)) return row.status;
+    try {
+      const d = await deps.temporal.workflow.getHandle(chatWorkflowId(row.id)).describe();
+      const sa = d.typedSearchAttributes.get(SearchAttributes.status);
+      if (d.status.name === 'RUNNING') return sa === 'running' ? 'running' : 'queued';
+      return FINAL.includes(sa as JobStatus) ? (sa as JobStatus) : row.status;
+    } catch (err) {
+      if (err instanceof WorkflowNotFoundError) return row.status;
+      throw err;
+    }
+  }
+
+  /** Waits for the request's workflow and answers with its completion or its mapped error. */
+  async function respondWithResult(res: Response, row: RequestRow): Promise<void> {
+    if (row.status === 'succeeded') {
+      res.json(row.result);
+      return;
+    }
+    const started = performance.now();
+    try {
+      const completion = (await deps.temporal.workflow.getHandle<typeof chatRequest>(chatWorkflowId(row.id)).result()) as ChatCompletion;
+      deps.metrics.chatRequests.inc({ model: row.model, status: '200', tenant: row.tenant_id });
+      deps.metrics.chatLatency.observe({ model: row.model }, (performance.now() - started) / 1000);
+      res.json(completion);
+    } catch (err) {
+      const mapped = fromWorkflowFailure(err);
+      deps.metrics.chatRequests.inc({ model: row.model, status: String(mapped?.status ?? 500), tenant: row.tenant_id });
+      throw mapped ?? err;
+    }
+  }
+
+  router.post('/chat/completions', requirePermission(deps, 'chat'), async (req, res) => {
+    const auth = authOf(req);
+    const body = validateChatBody(req.body);
+    if (auth.tenantId === null) throw new HttpError('permission_error', 'Inference needs a tenant key; the admin key has no tenant', 'permission_denied');
+    if (!allowsModel(auth.scopes, body.model)) throw new HttpError('permission_error', `This key may not use model ${body.model}`, 'model_not_allowed', 'model');
+    const model = await getModel(deps.db, body.model);
+    if (!model) throw new HttpError('not_found_error', `The model '${body.model}' does not exist`, 'model_not_found', 'model');
+    if (body.params.maxTokens !== null && body.params.maxTokens > model.max_output_tokens) {
+      throw badRequest(`max_tokens is too large: ${body.params.maxTokens}. This model supports at most ${model.max_output_tokens} completion tokens.`, 'max_tokens', 'invalid_value');
+    }
+    if (minPromptTokens(body.messages) + (body.params.maxTokens ?? 1) > model.context_length) {
+      throw badRequest(`This model's maximum context length is ${model.context_length} tokens; your messages are longer.`, 'messages', 'context_length_exceeded');
+    }
+
+    const idempotencyKey = idempotencyKeyOf(req);
+    const async = wantsAsync(req);
+    const requestId = requestIdFor(auth.tenantId, idempotencyKey);
+    const bodyHash = createHash('sha256').update(canonicalJson(req.body)).digest('hex');
+    const { created, row } = await insertRequest(deps.db, {
+      id: requestId, tenantId: auth.tenantId, keyId: auth.keyId, kind: async ? 'async' : 'sync', model: body.model, idempotencyKey, bodyHash,
+    });
+    if (!created && (row.body_hash !== bodyHash || row.tenant_id !== auth.tenantId)) {
+      throw new HttpError('idempotency_error', 'This Idempotency-Key was already used with a different request body', 'idempotency_key_reused');
+    }
+    if (created) {
+      const input: ChatRequestInput = {
+        requestId, tenantId: auth.tenantId, keyId: auth.keyId, kind: async ? 'async' : 'sync',
+        subject: body.user ?? auth.keyId, model: body.model, messages: body.messages, params: body.params,
+        promptTokensEstimate: estimatePromptTokens(body.messages), created: Math.floor(row.created_at.getTime() / 1000),
+        batchId: null, localActivities: deps.localActivities,
+      };
+      try {
+        await deps.temporal.workflow.start<typeof chatRequest>('chatRequest', {
+          taskQueue: CONTROL_TASK_QUEUE,
+          workflowId: chatWorkflowId(requestId),
+          args: [input],
+          workflowIdConflictPolicy: 'USE_EXISTING',
+          priority: { priorityKey: async ? 2 : 1 },
+          typedSearchAttributes: [
+            { key: SearchAttributes.kind, value: input.kind },
+            { key: SearchAttributes.tenant, value: auth.tenantId },
+            { key: SearchAttributes.model, value: body.model },
+            { key: SearchAttributes.status, value: 'queued' },
+          ],
+        });
+      } catch (err) {
+        await deleteUnstartedRequest(deps.db, requestId);
+        throw new HttpError('service_unavailable', 'Could not queue the request; try again', 'temporal_unavailable', null, 1);
+      }
+    }
+    if (async) {
+      const status = await liveStatus(row);
+      res.status(202).setHeader('Location', `/v1/jobs/${row.id}`).setHeader('Preference-Applied', 'respond-async');
+      res.json(jobJson(row, status));
+      return;
+    }
+    await respondWithResult(res, row);
+  });
+
+  router.get('/jobs/:id', requirePermission(deps, 'chat'), async (req, res) => {
+    const auth = authOf(req);
+    const row = await getRequest(deps.db, String(req.params.id), auth.role === 'super_admin' ? null : auth.tenantId ?? '');
+    if (!row) throw notFound('Job');
+    res.json(jobJson(row, await liveStatus(row)));
+  });
+
+  router.post('/jobs/:id/cancel', requirePermission(deps, 'chat'), async (req, res) => {
+    const auth = authOf(req);
+    const id = String(req.params.id);
+    const scope = auth.role === 'super_admin' ? null : auth.tenantId ?? '';
+    const row = await getRequest(deps.db, id, scope);
+    if (!row) throw notFound('Job');
+    if (!FINAL.includes(row.status)) {
+      const handle = deps.temporal.workflow.getHandle(chatWorkflowId(id));
+      try {
+        await handle.cancel();
+        await handle.result().catch(() => undefined);
+      } catch (err) {
+        if (!(err instanceof WorkflowNotFoundError)) throw err;
+      }
+    }
+    const after = (await getRequest(deps.db, id, scope)) ?? row;
+    res.json(jobJson(after, await liveStatus(after)));
+  });
+
+  return router;
+}

@@ -1,0 +1,128 @@
+/** `GET /v1/models` (OpenAI shape), `POST/GET /v1/admin/models` (deployments and prices). */
+import { Router } from 'express';
+import type { Db } from '../../db/database.js';
+import { createModel, listModels, listModelsWithDeployments, DuplicateDeploymentError, type DeploymentInput, type ModelWithDeployments } from '../../db/repositories/models.js';
+import { getTenant } from '../../db/repositories/tenants.js';
+import { appendAudit } from '../../db/repositories/audit.js';
+import type { Provider } from '../../db/tables/index.js';
+import { authOf, requirePermission } from '../auth.js';
+import { HttpError, badRequest } from '../errors.js';
+import { allowsModel } from '../../activities/policy.js';
+
+const ID = /^[A-Za-z0-9._:-]{1,128}$/;
+const POOL = /^[a-z0-9][a-z0-9-]{0,62}$/;
+const PROVIDERS: readonly Provider[] = ['llama-cpp', 'openai-compatible', 'instant'];
+
+function int(v: unknown, name: string, min: number, fallback?: number): number {
+  if (v === undefined && fallback !== undefined) return fallback;
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < min) throw badRequest(`'${name}' must be an integer >= ${min}`, name, 'invalid_value');
+  return v;
+}
+
+function optString(v: unknown, name: string): string | null {
+  if (v === undefined || v === null) return null;
+  if (typeof v !== 'string' || v === '' || v.length > 2048) throw badRequest(`'${name}' must be a non-empty string`, name, 'invalid_value');
+  return v;
+}
+
+/** Parses one deployment of a create-model body. */
+function deploymentInput(raw: unknown, i: number, modelId: string): DeploymentInput {
+  if (typeof raw !== 'object' || raw === null) throw badRequest(`deployments[${i}] must be an object`, `deployments[${i}]`);
+  const d = raw as Record<string, unknown>;
+  const provider = d.provider as Provider;
+  if (!PROVIDERS.includes(provider)) throw badRequest(`deployments[${i}].provider must be one of ${PROVIDERS.join(', ')}`, `deployments[${i}].provider`);
+  const pool = d.pool ?? 'local';
+  if (typeof pool !== 'string' || !POOL.test(pool)) throw badRequest(`deployments[${i}].pool must match [a-z0-9][a-z0-9-]*`, `deployments[${i}].pool`);
+  const id = d.id ?? `${modelId}-${pool}-${i}`;
+  if (typeof id !== 'string' || !ID.test(id)) throw badRequest(`deployments[${i}].id is not a valid ID`, `deployments[${i}].id`);
+  const ggufPath = optString(d.gguf_path, `deployments[${i}].gguf_path`);
+  const baseUrl = optString(d.base_url, `deployments[${i}].base_url`);
+  if (provider === 'llama-cpp' && (ggufPath === null || !ggufPath.endsWith('.gguf'))) {
+    throw badRequest(`deployments[${i}].gguf_path (a .gguf file, absolute or relative to <data dir>/models) is required for llama-cpp`, `deployments[${i}].gguf_path`);
+  }
+  if (provider === 'openai-compatible') {
+    if (baseUrl === null || !/^https?:\/\//.test(baseUrl)) throw badRequest(`deployments[${i}].base_url (http or https) is required for openai-compatible`, `deployments[${i}].base_url`);
+    if (d.upstream_model === undefined) throw badRequest(`deployments[${i}].upstream_model is required for openai-compatible`, `deployments[${i}].upstream_model`);
+  }
+  const apiKeyRef = optString(d.api_key_ref, `deployments[${i}].api_key_ref`);
+  if (apiKeyRef !== null && !/^[A-Z0-9_]{1,64}$/.test(apiKeyRef)) {
+    throw badRequest(`deployments[${i}].api_key_ref names SLUICE_UPSTREAM_KEY_<REF> on the workers: [A-Z0-9_]`, `deployments[${i}].api_key_ref`);
+  }
+  const price = (d.price ?? {}) as Record<string, unknown>;
+  return {
+    id, pool, provider, ggufPath, baseUrl, apiKeyRef,
+    upstreamModel: optString(d.upstream_model, `deployments[${i}].upstream_model`),
+    weight: int(d.weight, `deployments[${i}].weight`, 1, 1),
+    priority: int(d.priority, `deployments[${i}].priority`, 0, 0),
+    inputMicrosPerMtok: int(price.input_micros_per_mtok, `deployments[${i}].price.input_micros_per_mtok`, 0, 0),
+    outputMicrosPerMtok: int(price.output_micros_per_mtok, `deployments[${i}].price.output_micros_per_mtok`, 0, 0),
+  };
+}
+
+export function adminModelJson(m: ModelWithDeployments) {
+  return {
+    id: m.id,
+    object: 'model',
+    owned_by: m.owned_by,
+    created: Math.floor(m.created_at.getTime() / 1000),
+    context_length: m.context_length,
+    max_output_tokens: m.max_output_tokens,
+    deployments: m.deployments.map((d) => ({
+      id: d.id, pool: d.pool, provider: d.provider, gguf_path: d.gguf_path, base_url: d.base_url, api_key_ref: d.api_key_ref,
+      upstream_model: d.upstream_model, weight: d.weight, priority: d.priority, status: d.status,
+      price: d.price
+        ? { input_micros_per_mtok: d.price.input_micros_per_mtok, output_micros_per_mtok: d.price.output_micros_per_mtok, effective_from: d.price.effective_from.toISOString() }
+        : null,
+    })),
+  };
+}
+
+export function modelRoutes(deps: { db: Db }): Router {
+  const router = Router();
+
+  router.get('/models', requirePermission(deps, 'models:read'), async (req, res) => {
+    const auth = authOf(req);
+    const tenant = auth.tenantId === null ? null : await getTenant(deps.db, auth.tenantId);
+    const models = (await listModels(deps.db)).filter(
+      (m) => allowsModel(auth.scopes, m.id) && (tenant?.allowed_models == null || tenant.allowed_models.includes(m.id)),
+    );
+    res.json({
+      object: 'list',
+      data: models.map((m) => ({ id: m.id, object: 'model', created: Math.floor(m.created_at.getTime() / 1000), owned_by: m.owned_by })),
+    });
+  });
+
+  router.get('/admin/models', requirePermission(deps, 'models:read'), async (_req, res) => {
+    const models = await listModelsWithDeployments(deps.db, new Date());
+    res.json({ object: 'list', data: models.map(adminModelJson), has_more: false });
+  });
+
+  router.post('/admin/models', requirePermission(deps, 'models:write'), async (req, res) => {
+    const auth = authOf(req);
+    const b = (req.body ?? {}) as Record<string, unknown>;
+    if (typeof b.id !== 'string' || !ID.test(b.id)) throw badRequest("'id' must match [A-Za-z0-9._:-]{1,128}", 'id');
+    const modelId = b.id;
+    if (!Array.isArray(b.deployments) || b.deployments.length === 0) throw badRequest("'deployments' must be a non-empty array", 'deployments');
+    const contextLength = int(b.context_length, 'context_length', 16, 2048);
+    const maxOutput = int(b.max_output_tokens, 'max_output_tokens', 1, Math.min(512, contextLength));
+    if (maxOutput > contextLength) throw badRequest("'max_output_tokens' cannot exceed 'context_length'", 'max_output_tokens');
+    const deployments = b.deployments.map((d, i) => deploymentInput(d, i, modelId));
+    let created: ModelWithDeployments | null;
+    try {
+      created = await createModel(deps.db, {
+        id: modelId, ownedBy: optString(b.owned_by, 'owned_by') ?? 'sluice', contextLength, maxOutputTokens: maxOutput, deployments,
+      }, new Date());
+    } catch (err) {
+      if (err instanceof DuplicateDeploymentError) throw new HttpError('conflict_error', err.message, 'deployment_exists');
+      throw err;
+    }
+    if (!created) throw new HttpError('conflict_error', `model ${modelId} already exists`, 'model_exists', 'id');
+    await appendAudit(deps.db, {
+      actor: `key:${auth.keyId}`, tenantId: null, action: 'model.created', target: `model:${modelId}`,
+      data: { after: adminModelJson(created) }, idempotencyKey: null, at: new Date(),
+    });
+    res.status(201).json(adminModelJson(created));
+  });
+
+  return router;
+}

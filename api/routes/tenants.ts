@@ -1,0 +1,184 @@
+/** Tenants and their keys: `/v1/admin/tenants…`, `/v1/admin/keys/{id}/revoke`. */
+import { Router } from 'express';
+import type { Db } from '../../db/database.js';
+import type { ApiKey, Tenant, TenantUpdate } from '../../db/tables/index.js';
+import { createTenant, getTenant, listTenants, updateTenant, type TenantLimits } from '../../db/repositories/tenants.js';
+import { createKey, getKey, listKeys, revokeKey } from '../../db/repositories/keys.js';
+import { appendAudit } from '../../db/repositories/audit.js';
+import { canGrantRole, isRole, isValidScope } from '../../activities/policy.js';
+import { authOf, requirePermission, tenantScope, type AuthContext } from '../auth.js';
+import { HttpError, badRequest, notFound } from '../errors.js';
+import { listJson, pageOf } from '../pagination.js';
+
+export function tenantJson(t: Tenant) {
+  return {
+    id: t.id,
+    object: 'tenant',
+    name: t.name,
+    plan: t.plan,
+    status: t.status,
+    limits: {
+      requests_per_minute: t.requests_per_minute,
+      tokens_per_minute: t.tokens_per_minute,
+      max_concurrent: t.max_concurrent,
+      monthly_budget_micros: t.monthly_budget_micros,
+      allowed_models: t.allowed_models,
+    },
+    created_at: Math.floor(t.created_at.getTime() / 1000),
+  };
+}
+
+export function keyJson(k: ApiKey) {
+  return {
+    id: k.id,
+    object: 'api_key',
+    tenant_id: k.tenant_id,
+    name: k.name,
+    prefix: k.prefix,
+    role: k.role,
+    scopes: k.scopes,
+    expires_at: k.expires_at ? Math.floor(k.expires_at.getTime() / 1000) : null,
+    revoked_at: k.revoked_at ? Math.floor(k.revoked_at.getTime() / 1000) : null,
+    last_used_at: k.last_used_at ? Math.floor(k.last_used_at.getTime() / 1000) : null,
+    created_at: Math.floor(k.created_at.getTime() / 1000),
+  };
+}
+
+const LIMIT_FIELDS = ['requests_per_minute', 'tokens_per_minute', 'max_concurrent', 'monthly_budget_micros'] as const;
+
+/** Parses `limits` (all fields optional; null = unlimited). Unknown fields are refused, not ignored. */
+function parseLimits(raw: unknown, base: TenantLimits): TenantLimits {
+  if (raw === undefined) return base;
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw badRequest("'limits' must be an object", 'limits');
+  const out = { ...base };
+  for (const [field, value] of Object.entries(raw)) {
+    if ((LIMIT_FIELDS as readonly string[]).includes(field)) {
+      if (value !== null && (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0)) {
+        throw badRequest(`limits.${field} must be a non-negative integer or null`, `limits.${field}`);
+      }
+      out[field as (typeof LIMIT_FIELDS)[number]] = value as number | null;
+    } else if (field === 'allowed_models') {
+      if (value !== null && (!Array.isArray(value) || !value.every((m) => typeof m === 'string' && m.length > 0 && m.length <= 128))) {
+        throw badRequest('limits.allowed_models must be an array of model IDs or null', 'limits.allowed_models');
+      }
+      out.allowed_models = value as string[] | null;
+    } else {
+      throw badRequest(`unknown field limits.${field}`, `limits.${field}`);
+    }
+  }
+  return out;
+}
+
+function str(v: unknown, name: string, max = 200): string {
+  if (typeof v !== 'string' || v.trim() === '' || v.length > max) throw badRequest(`'${name}' must be a non-empty string of at most ${max} characters`, name);
+  return v.trim();
+}
+
+function limitsOf(t: Tenant): TenantLimits {
+  return tenantJson(t).limits;
+}
+
+async function audit(db: Db, auth: AuthContext, action: string, tenantId: string | null, target: string, data: Record<string, unknown>) {
+  await appendAudit(db, { actor: `key:${auth.keyId}`, tenantId, action, target, data, idempotencyKey: null, at: new Date() });
+}
+
+export function tenantRoutes(deps: { db: Db }): Router {
+  const router = Router();
+  const db = deps.db;
+
+  router.post('/admin/tenants', requirePermission(deps, 'tenants:create'), async (req, res) => {
+    const auth = authOf(req);
+    const b = (req.body ?? {}) as Record<string, unknown>;
+    for (const field of Object.keys(b)) if (!['name', 'plan', 'limits'].includes(field)) throw badRequest(`unknown field '${field}'`, field);
+    const empty: TenantLimits = { requests_per_minute: null, tokens_per_minute: null, max_concurrent: null, monthly_budget_micros: null, allowed_models: null };
+    const tenant = await createTenant(db, {
+      name: str(b.name, 'name'),
+      plan: b.plan === undefined ? 'standard' : str(b.plan, 'plan', 50),
+      limits: parseLimits(b.limits, empty),
+    });
+    await audit(db, auth, 'tenant.created', tenant.id, `tenant:${tenant.id}`, { after: tenantJson(tenant) });
+    res.status(201).json(tenantJson(tenant));
+  });
+
+  router.get('/admin/tenants', requirePermission(deps, 'tenants:read'), async (req, res) => {
+    const auth = authOf(req);
+    const page = pageOf(req);
+    const rows = await listTenants(db, { limit: page.limit + 1, after: page.after, only: auth.role === 'super_admin' ? null : auth.tenantId ?? '' });
+    res.json(listJson(rows, page.limit, tenantJson));
+  });
+
+  router.get('/admin/tenants/:id', requirePermission(deps, 'tenants:read'), async (req, res) => {
+    const id = tenantScope(authOf(req), String(req.params.id));
+    const tenant = await getTenant(db, id);
+    if (!tenant) throw notFound('Tenant');
+    res.json(tenantJson(tenant));
+  });
+
+  router.patch('/admin/tenants/:id', requirePermission(deps, 'tenants:write'), async (req, res) => {
+    const auth = authOf(req);
+    const id = tenantScope(auth, String(req.params.id));
+    const before = await getTenant(db, id);
+    if (!before) throw notFound('Tenant');
+    const b = (req.body ?? {}) as Record<string, unknown>;
+    const patch: TenantUpdate = {};
+    for (const [field, value] of Object.entries(b)) {
+      if (field === 'name') patch.name = str(value, 'name');
+      else if (field === 'plan') patch.plan = str(value, 'plan', 50);
+      else if (field === 'status') {
+        if (value !== 'active' && value !== 'suspended') throw badRequest("'status' must be active or suspended", 'status');
+        patch.status = value;
+      } else if (field === 'limits') Object.assign(patch, parseLimits(value, limitsOf(before)));
+      else throw badRequest(`field '${field}' cannot be changed`, field);
+    }
+    const after = await updateTenant(db, id, patch);
+    if (!after) throw notFound('Tenant');
+    await audit(db, auth, 'tenant.updated', id, `tenant:${id}`, { before: tenantJson(before), after: tenantJson(after) });
+    res.json(tenantJson(after));
+  });
+
+  router.post('/admin/tenants/:id/keys', requirePermission(deps, 'keys:write'), async (req, res) => {
+    const auth = authOf(req);
+    const tenantId = tenantScope(auth, String(req.params.id));
+    if (!(await getTenant(db, tenantId))) throw notFound('Tenant');
+    const b = (req.body ?? {}) as Record<string, unknown>;
+    for (const field of Object.keys(b)) if (!['name', 'role', 'scopes', 'expires_at'].includes(field)) throw badRequest(`unknown field '${field}'`, field);
+    if (!isRole(b.role) || b.role === 'super_admin') throw badRequest("'role' must be one of tenant_admin, developer, analyst, finance, user", 'role');
+    if (!canGrantRole(auth.role, b.role)) throw new HttpError('permission_error', `role ${auth.role} may not create ${b.role} keys`, 'permission_denied');
+    let scopes: string[] | null = null;
+    if (b.scopes !== undefined && b.scopes !== null) {
+      if (!Array.isArray(b.scopes) || !b.scopes.every((s) => typeof s === 'string' && isValidScope(s))) {
+        throw badRequest("'scopes' must be an array of permissions (e.g. chat, batches) or model:<id>", 'scopes');
+      }
+      scopes = b.scopes as string[];
+    }
+    let expiresAt: Date | null = null;
+    if (b.expires_at !== undefined && b.expires_at !== null) {
+      const t = typeof b.expires_at === 'number' ? new Date(b.expires_at * 1000) : new Date(String(b.expires_at));
+      if (Number.isNaN(t.getTime()) || t.getTime() <= Date.now()) throw badRequest("'expires_at' must be a future time (unix seconds or ISO 8601)", 'expires_at');
+      expiresAt = t;
+    }
+    const name = b.name === undefined || b.name === null ? null : str(b.name, 'name');
+    const { key, secret } = await createKey(db, { tenantId, role: b.role, name, scopes, expiresAt });
+    await audit(db, auth, 'key.created', tenantId, `key:${key.id}`, { after: keyJson(key) });
+    res.status(201).json({ ...keyJson(key), key: secret });
+  });
+
+  router.get('/admin/tenants/:id/keys', requirePermission(deps, 'keys:read'), async (req, res) => {
+    const tenantId = tenantScope(authOf(req), String(req.params.id));
+    const page = pageOf(req);
+    res.json(listJson(await listKeys(db, tenantId, page.limit + 1, page.after), page.limit, keyJson));
+  });
+
+  router.post('/admin/keys/:id/revoke', requirePermission(deps, 'keys:write'), async (req, res) => {
+    const auth = authOf(req);
+    const existing = await getKey(db, String(req.params.id));
+    if (!existing || existing.tenant_id === null) throw notFound('Key');
+    tenantScope(auth, existing.tenant_id, 'Key');
+    const key = await revokeKey(db, existing.id, new Date());
+    if (!key) throw notFound('Key');
+    await audit(db, auth, 'key.revoked', key.tenant_id, `key:${key.id}`, { before: keyJson(existing), after: keyJson(key) });
+    res.json(keyJson(key));
+  });
+
+  return router;
+}

@@ -1,0 +1,90 @@
+/** `GET /v1/admin/usage`, `GET /v1/admin/audit`, `GET /v1/admin/audit/verify`, experiments. */
+import { Router } from 'express';
+import type { Db } from '../../db/database.js';
+import type { AuditRow } from '../../db/tables/index.js';
+import { USAGE_GROUPS, summarizeUsage, type UsageGroup } from '../../db/repositories/usage.js';
+import { listAudit, verifyAudit } from '../../db/repositories/audit.js';
+import { createExperiment, listExperiments } from '../../db/repositories/experiments.js';
+import { getModel } from '../../db/repositories/models.js';
+import { authOf, requirePermission, tenantScope } from '../auth.js';
+import { badRequest, notFound } from '../errors.js';
+import { MAX_PAGE, pageOf } from '../pagination.js';
+
+function timeParam(v: unknown, name: string, fallback: Date): Date {
+  if (v === undefined) return fallback;
+  const d = /^\d+$/.test(String(v)) ? new Date(Number(v) * 1000) : new Date(String(v));
+  if (Number.isNaN(d.getTime())) throw badRequest(`'${name}' must be unix seconds or ISO 8601`, name);
+  return d;
+}
+
+function auditJson(r: AuditRow) {
+  return {
+    seq: r.seq, created_at: r.created_at.toISOString(), actor: r.actor, tenant_id: r.tenant_id, action: r.action,
+    target: r.target, data: r.data, prev_hash: r.prev_hash, hash: r.hash,
+  };
+}
+
+export function usageAuditRoutes(deps: { db: Db }): Router {
+  const router = Router();
+  const db = deps.db;
+
+  router.get('/admin/usage', requirePermission(deps, 'usage:read'), async (req, res) => {
+    const auth = authOf(req);
+    const now = new Date();
+    const from = timeParam(req.query.from, 'from', new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), 1)));
+    const to = timeParam(req.query.to, 'to', new Date(now.getTime() + 1000));
+    const groupBy = req.query.group_by === undefined ? null : String(req.query.group_by);
+    if (groupBy !== null && !(USAGE_GROUPS as readonly string[]).includes(groupBy)) throw badRequest(`'group_by' must be one of ${USAGE_GROUPS.join(', ')}`, 'group_by');
+    let tenantId: string | null = auth.tenantId;
+    if (auth.role === 'super_admin') tenantId = typeof req.query.tenant_id === 'string' ? req.query.tenant_id : null;
+    else if (typeof req.query.tenant_id === 'string') tenantScope(auth, req.query.tenant_id);
+    // A developer sees the usage of its own key; admins, analysts and finance the tenant's.
+    const keyId = auth.role === 'developer' ? auth.keyId : null;
+    const rows = await summarizeUsage(db, { tenantId, keyId, from, to, groupBy: groupBy as UsageGroup | null });
+    res.json({ object: 'usage_summary', tenant_id: tenantId, from: from.toISOString(), to: to.toISOString(), group_by: groupBy, data: rows });
+  });
+
+  router.get('/admin/audit', requirePermission(deps, 'audit:read'), async (req, res) => {
+    const auth = authOf(req);
+    const { limit } = pageOf(req);
+    const before = req.query.before === undefined ? null : Number(req.query.before);
+    if (before !== null && !Number.isSafeInteger(before)) throw badRequest("'before' must be a sequence number", 'before');
+    const rows = await listAudit(db, { tenantId: auth.role === 'super_admin' ? null : auth.tenantId ?? '', limit: Math.min(limit, MAX_PAGE) + 1, beforeSeq: before });
+    res.json({ object: 'list', data: rows.slice(0, limit).map(auditJson), has_more: rows.length > limit });
+  });
+
+  router.get('/admin/audit/verify', requirePermission(deps, 'audit:read'), async (_req, res) => {
+    const result = await verifyAudit(db);
+    res.status(result.ok ? 200 : 409).json({ object: 'audit_verification', ...result });
+  });
+
+  router.get('/admin/experiments', requirePermission(deps, 'experiments:read'), async (req, res) => {
+    const auth = authOf(req);
+    const rows = await listExperiments(db, auth.role === 'super_admin' ? null : auth.tenantId ?? '');
+    res.json({ object: 'list', data: rows, has_more: false });
+  });
+
+  router.post('/admin/experiments', requirePermission(deps, 'experiments:write'), async (req, res) => {
+    const auth = authOf(req);
+    const b = (req.body ?? {}) as Record<string, unknown>;
+    if (typeof b.name !== 'string' || b.name.trim() === '') throw badRequest("'name' is required", 'name');
+    if (typeof b.model !== 'string' || !(await getModel(db, b.model))) throw notFound('Model');
+    if (!Array.isArray(b.variants) || b.variants.length < 2) throw badRequest("'variants' needs at least two entries", 'variants');
+    const variants = b.variants.map((v: unknown, i: number) => {
+      const o = (v ?? {}) as Record<string, unknown>;
+      if (typeof o.name !== 'string' || !/^[A-Za-z0-9_-]{1,64}$/.test(o.name)) throw badRequest(`variants[${i}].name must match [A-Za-z0-9_-]{1,64}`, `variants[${i}].name`);
+      const weight = o.weight ?? 1;
+      if (typeof weight !== 'number' || !Number.isInteger(weight) || weight < 1) throw badRequest(`variants[${i}].weight must be a positive integer`, `variants[${i}].weight`);
+      const ov = (o.overrides ?? {}) as Record<string, unknown>;
+      for (const k of Object.keys(ov)) if (!['model', 'temperature', 'top_p', 'max_tokens'].includes(k)) throw badRequest(`variants[${i}].overrides.${k} is not overridable`, `variants[${i}].overrides`);
+      return { name: o.name, weight, overrides: ov };
+    });
+    if (new Set(variants.map((v) => v.name)).size !== variants.length) throw badRequest('variant names must be unique', 'variants');
+    // A tenant admin's experiment applies to its own tenant only; a super admin's to everyone unless tenant_id is given.
+    const tenantId = auth.role === 'super_admin' ? (typeof b.tenant_id === 'string' ? b.tenant_id : null) : auth.tenantId;
+    const exp = await createExperiment(db, { name: b.name.trim(), model: b.model, tenantId, variants });
+    res.status(201).json(exp);
+  });
+
+  return router;
+}

@@ -1,0 +1,45 @@
+/** Opens the PostgreSQL pool and the Kysely instance over it. */
+import { Kysely, PostgresDialect } from 'kysely';
+import pg from 'pg';
+import type { Database } from './tables/index.js';
+
+export type Db = Kysely<Database>;
+
+const INT8_OID = 20;
+const NUMERIC_OID = 1700;
+
+function parseSafeInteger(value: string): number {
+  const n = Number(value);
+  if (!Number.isSafeInteger(n)) throw new RangeError(`integer ${value} is outside the safe range`);
+  return n;
+}
+
+/** Options of {@link createDb}. */
+export interface DbOptions {
+  /** PostgreSQL connection string. */
+  connectionString: string;
+  /** Pool size. @default 10 */
+  max?: number;
+  /** Application name shown in pg_stat_activity. @default "sluice" */
+  applicationName?: string;
+}
+
+/** Creates a pool whose int8 and numeric values come back as numbers, and Kysely over it. */
+export function createDb(options: DbOptions): { db: Db; pool: pg.Pool } {
+  const pool = new pg.Pool({
+    connectionString: options.connectionString,
+    max: options.max ?? 10,
+    application_name: options.applicationName ?? 'sluice',
+    types: {
+      getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
+        oid === INT8_OID || oid === NUMERIC_OID
+          ? parseSafeInteger
+          : pg.types.getTypeParser(oid, format)) as typeof pg.types.getTypeParser,
+    },
+  });
+  pool.on('error', () => {
+    // An idle client lost its connection; the pool replaces it. Queries report their own errors.
+  });
+  const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+  return { db, pool };
+}

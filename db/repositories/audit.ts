@@ -1,0 +1,123 @@
+/**
+ * The audit log: append-only, gap-free sequence, each row's hash covering the previous hash and
+ * the row's canonical content. Appends serialise on the single `audit_head` row.
+ */
+import { createHash } from 'node:crypto';
+import type { Db } from '../database.js';
+import type { AuditRow } from '../tables/index.js';
+import { canonicalJson } from './canonical-json.js';
+
+export const GENESIS_HASH = '0'.repeat(64);
+
+export interface AuditEntry {
+  /** Who: `key:<id>`, `system`, `workflow:<id>`. Never a secret. */
+  actor: string;
+  tenantId: string | null;
+  action: string;
+  target: string | null;
+  data: Record<string, unknown>;
+  /** Makes the append idempotent: a second append with the same key returns the first row. */
+  idempotencyKey: string | null;
+  at: Date;
+}
+
+/** The hash of a row given the previous hash: SHA-256 over prev hash and canonical content. */
+export function auditHash(prevHash: string, row: Pick<AuditRow, 'seq' | 'created_at' | 'actor' | 'tenant_id' | 'action' | 'target' | 'data'>): string {
+  const content = canonicalJson({
+    seq: row.seq,
+    created_at: row.created_at.toISOString(),
+    actor: row.actor,
+    tenant_id: row.tenant_id,
+    action: row.action,
+    target: row.target,
+    data: row.data,
+  });
+  return createHash('sha256').update(prevHash).update('\n').update(content).digest('hex');
+}
+
+export async function appendAudit(db: Db, entry: AuditEntry): Promise<AuditRow> {
+  return db.transaction().execute(async (trx) => {
+    const head = await trx.selectFrom('audit_head').selectAll().where('id', '=', 1).forUpdate().executeTakeFirstOrThrow();
+    if (entry.idempotencyKey !== null) {
+      const existing = await trx
+        .selectFrom('audit_log')
+        .selectAll()
+        .where('idempotency_key', '=', entry.idempotencyKey)
+        .executeTakeFirst();
+      if (existing) return existing;
+    }
+    // Round-trip the data through JSON so the hashed content is what jsonb will give back.
+    const data = JSON.parse(JSON.stringify(entry.data)) as Record<string, unknown>;
+    const createdAt = new Date(Math.floor(entry.at.getTime()));
+    const seq = head.seq + 1;
+    const hash = auditHash(head.hash, {
+      seq, created_at: createdAt, actor: entry.actor, tenant_id: entry.tenantId, action: entry.action, target: entry.target, data,
+    });
+    const row = await trx
+      .insertInto('audit_log')
+      .values({
+        seq,
+        created_at: createdAt,
+        actor: entry.actor,
+        tenant_id: entry.tenantId,
+        action: entry.action,
+        target: entry.target,
+        data: JSON.stringify(data),
+        idempotency_key: entry.idempotencyKey,
+        prev_hash: head.hash,
+        hash,
+      })
+      .returningAll()
+      .executeTakeFirstOrThrow();
+    await trx.updateTable('audit_head').set({ seq, hash }).where('id', '=', 1).execute();
+    return row;
+  });
+}
+
+export async function listAudit(
+  db: Db,
+  opts: { tenantId: string | null; limit: number; beforeSeq: number | null },
+): Promise<AuditRow[]> {
+  let q = db.selectFrom('audit_log').selectAll();
+  if (opts.tenantId !== null) q = q.where('tenant_id', '=', opts.tenantId);
+  if (opts.beforeSeq !== null) q = q.where('seq', '<', opts.beforeSeq);
+  return q.orderBy('seq', 'desc').limit(opts.limit).execute();
+}
+
+export type AuditVerification =
+  | { ok: true; rows: number; headSeq: number; headHash: string }
+  | { ok: false; rows: number; firstBadSeq: number; reason: string };
+
+/**
+ * Recomputes the chain from the first row, in pages, and names the first row that does not fit:
+ * a gap in the sequence, a prev_hash that is not the previous row's hash, a hash that does not
+ * match the content, or a head that points past the last row (a cut tail).
+ */
+export async function verifyAudit(db: Db, pageSize = 5000): Promise<AuditVerification> {
+  let prevHash = GENESIS_HASH;
+  let expectedSeq = 1;
+  let rows = 0;
+  for (;;) {
+    const page = await db
+      .selectFrom('audit_log')
+      .selectAll()
+      .where('seq', '>=', expectedSeq)
+      .orderBy('seq')
+      .limit(pageSize)
+      .execute();
+    for (const row of page) {
+      if (row.seq !== expectedSeq) return { ok: false, rows, firstBadSeq: expectedSeq, reason: `row ${expectedSeq} is missing` };
+      if (row.prev_hash !== prevHash) return { ok: false, rows, firstBadSeq: row.seq, reason: 'prev_hash does not match the previous row' };
+      if (auditHash(prevHash, row) !== row.hash) return { ok: false, rows, firstBadSeq: row.seq, reason: 'content does not match its hash' };
+      prevHash = row.hash;
+      expectedSeq += 1;
+      rows += 1;
+    }
+    if (page.length < pageSize) break;
+  }
+  const head = await db.selectFrom('audit_head').selectAll().where('id', '=', 1).executeTakeFirstOrThrow();
+  if (head.seq !== expectedSeq - 1 || head.hash !== prevHash) {
+    return { ok: false, rows, firstBadSeq: Math.min(head.seq, expectedSeq), reason: `head is at ${head.seq} but the chain ends at ${expectedSeq - 1}` };
+  }
+  return { ok: true, rows, headSeq: head.seq, headHash: head.hash };
+}

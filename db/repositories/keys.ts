@@ -1,0 +1,110 @@
+/** API keys: `sk-` + 32 random bytes (base64url); stored as SHA-256 hash and a visible prefix. */
+import { createHash, randomBytes } from 'node:crypto';
+import type { Db } from '../database.js';
+import type { ApiKey, Role, Tenant } from '../tables/index.js';
+import { newId } from './ids.js';
+
+/** Length of the visible prefix kept with the hash (`sk-` + 8 characters). */
+const PREFIX_LENGTH = 11;
+
+export function hashKey(secret: string): string {
+  return createHash('sha256').update(secret).digest('hex');
+}
+
+export function generateKeySecret(): string {
+  return `sk-${randomBytes(32).toString('base64url')}`;
+}
+
+export interface CreateKeyInput {
+  tenantId: string | null;
+  role: Role;
+  name: string | null;
+  scopes: string[] | null;
+  expiresAt: Date | null;
+  /** Use this secret instead of a generated one (the bootstrap admin key). */
+  secret?: string;
+}
+
+/** Creates a key; the returned `secret` exists only here, never stored. */
+export async function createKey(db: Db, input: CreateKeyInput): Promise<{ key: ApiKey; secret: string }> {
+  const secret = input.secret ?? generateKeySecret();
+  const key = await db
+    .insertInto('api_keys')
+    .values({
+      id: newId('key'),
+      tenant_id: input.tenantId,
+      name: input.name,
+      prefix: secret.slice(0, PREFIX_LENGTH),
+      hash: hashKey(secret),
+      role: input.role,
+      scopes: input.scopes,
+      expires_at: input.expiresAt,
+    })
+    .returningAll()
+    .executeTakeFirstOrThrow();
+  return { key, secret };
+}
+
+export type KeyWithTenant = ApiKey & { tenant: Pick<Tenant, 'id' | 'status' | 'allowed_models'> | null };
+
+/** Finds a key by its secret's hash, with its tenant's status. Does not judge validity. */
+export async function findKeyBySecret(db: Db, secret: string): Promise<KeyWithTenant | null> {
+  const row = await db
+    .selectFrom('api_keys as k')
+    .leftJoin('tenants as t', 't.id', 'k.tenant_id')
+    .selectAll('k')
+    .select(['t.status as tenant_status', 't.allowed_models as tenant_allowed_models'])
+    .where('k.hash', '=', hashKey(secret))
+    .executeTakeFirst();
+  if (!row) return null;
+  const { tenant_status, tenant_allowed_models, ...key } = row;
+  return {
+    ...key,
+    tenant: key.tenant_id === null || tenant_status === null
+      ? null
+      : { id: key.tenant_id, status: tenant_status, allowed_models: tenant_allowed_models },
+  };
+}
+
+export async function getKey(db: Db, id: string): Promise<ApiKey | null> {
+  return (await db.selectFrom('api_keys').selectAll().where('id', '=', id).executeTakeFirst()) ?? null;
+}
+
+export async function listKeys(db: Db, tenantId: string, limit: number, after: string | null): Promise<ApiKey[]> {
+  let q = db.selectFrom('api_keys').selectAll().where('tenant_id', '=', tenantId);
+  if (after !== null) q = q.where('id', '>', after);
+  return q.orderBy('id').limit(limit).execute();
+}
+
+/** Revokes a key at once; returns the row as it now is, or null if there is no such key. */
+export async function revokeKey(db: Db, id: string, at: Date): Promise<ApiKey | null> {
+  const row = await db
+    .updateTable('api_keys')
+    .set({ revoked_at: at })
+    .where('id', '=', id)
+    .where('revoked_at', 'is', null)
+    .returningAll()
+    .executeTakeFirst();
+  return row ?? getKey(db, id);
+}
+
+/** Marks a key used, at most once a minute per key so hot keys do not write on every request. */
+export async function touchKey(db: Db, id: string, at: Date): Promise<void> {
+  await db
+    .updateTable('api_keys')
+    .set({ last_used_at: at })
+    .where('id', '=', id)
+    .where((eb) => eb.or([eb('last_used_at', 'is', null), eb('last_used_at', '<', new Date(at.getTime() - 60_000))]))
+    .execute();
+}
+
+export async function hasSuperAdminKey(db: Db): Promise<boolean> {
+  const row = await db
+    .selectFrom('api_keys')
+    .select('id')
+    .where('role', '=', 'super_admin')
+    .where('revoked_at', 'is', null)
+    .limit(1)
+    .executeTakeFirst();
+  return row !== undefined;
+}

@@ -1,0 +1,149 @@
+/** Models, their deployments (where and how they run) and effective-dated prices. */
+import type { Db } from '../database.js';
+import type { Deployment, Model, Price, Provider } from '../tables/index.js';
+
+export interface DeploymentInput {
+  id: string;
+  pool: string;
+  provider: Provider;
+  ggufPath: string | null;
+  baseUrl: string | null;
+  apiKeyRef: string | null;
+  upstreamModel: string | null;
+  weight: number;
+  priority: number;
+  inputMicrosPerMtok: number;
+  outputMicrosPerMtok: number;
+}
+
+export interface ModelInput {
+  id: string;
+  ownedBy: string;
+  contextLength: number;
+  maxOutputTokens: number;
+  deployments: DeploymentInput[];
+}
+
+export type ModelWithDeployments = Model & { deployments: Array<Deployment & { price: Price | null }> };
+
+/**
+ * Creates a model with its deployments and their first prices in one transaction.
+ * Returns null when the model (or a deployment ID) already exists.
+ */
+export async function createModel(db: Db, input: ModelInput, at: Date): Promise<ModelWithDeployments | null> {
+  return db.transaction().execute(async (trx) => {
+    const model = await trx
+      .insertInto('models')
+      .values({
+        id: input.id,
+        owned_by: input.ownedBy,
+        context_length: input.contextLength,
+        max_output_tokens: input.maxOutputTokens,
+      })
+      .onConflict((oc) => oc.column('id').doNothing())
+      .returningAll()
+      .executeTakeFirst();
+    if (!model) return null;
+    const deployments: ModelWithDeployments['deployments'] = [];
+    for (const d of input.deployments) {
+      const dep = await trx
+        .insertInto('deployments')
+        .values({
+          id: d.id,
+          model_id: input.id,
+          pool: d.pool,
+          provider: d.provider,
+          gguf_path: d.ggufPath,
+          base_url: d.baseUrl,
+          api_key_ref: d.apiKeyRef,
+          upstream_model: d.upstreamModel,
+          weight: d.weight,
+          priority: d.priority,
+        })
+        .onConflict((oc) => oc.column('id').doNothing())
+        .returningAll()
+        .executeTakeFirst();
+      if (!dep) throw new DuplicateDeploymentError(d.id);
+      const price = await trx
+        .insertInto('prices')
+        .values({
+          deployment_id: d.id,
+          input_micros_per_mtok: d.inputMicrosPerMtok,
+          output_micros_per_mtok: d.outputMicrosPerMtok,
+          effective_from: at,
+        })
+        .returningAll()
+        .executeTakeFirstOrThrow();
+      deployments.push({ ...dep, price });
+    }
+    return { ...model, deployments };
+  });
+}
+
+export class DuplicateDeploymentError extends Error {
+  override readonly name = 'DuplicateDeploymentError';
+  constructor(readonly deploymentId: string) {
+    super(`deployment ${deploymentId} already exists`);
+  }
+}
+
+export async function getModel(db: Db, id: string): Promise<Model | null> {
+  return (await db.selectFrom('models').selectAll().where('id', '=', id).executeTakeFirst()) ?? null;
+}
+
+export async function listModels(db: Db): Promise<Model[]> {
+  return db.selectFrom('models').selectAll().orderBy('id').execute();
+}
+
+/** Active deployments of a model in fallback order (priority, then ID). */
+export async function activeDeployments(db: Db, modelId: string): Promise<Deployment[]> {
+  return db
+    .selectFrom('deployments')
+    .selectAll()
+    .where('model_id', '=', modelId)
+    .where('status', '=', 'active')
+    .orderBy('priority')
+    .orderBy('id')
+    .execute();
+}
+
+/** Every model with its deployments and the price in force at `at`. */
+export async function listModelsWithDeployments(db: Db, at: Date): Promise<ModelWithDeployments[]> {
+  const [models, deployments] = await Promise.all([
+    listModels(db),
+    db.selectFrom('deployments').selectAll().orderBy('priority').orderBy('id').execute(),
+  ]);
+  const prices = await pricesAt(db, deployments.map((d) => d.id), at);
+  return models.map((m) => ({
+    ...m,
+    deployments: deployments.filter((d) => d.model_id === m.id).map((d) => ({ ...d, price: prices.get(d.id) ?? null })),
+  }));
+}
+
+/** The price row in force for each deployment at `at` (latest `effective_from` ≤ at). */
+export async function pricesAt(db: Db, deploymentIds: string[], at: Date): Promise<Map<string, Price>> {
+  if (deploymentIds.length === 0) return new Map();
+  const rows = await db
+    .selectFrom('prices')
+    .selectAll()
+    .distinctOn('deployment_id')
+    .where('deployment_id', 'in', deploymentIds)
+    .where('effective_from', '<=', at)
+    .orderBy('deployment_id')
+    .orderBy('effective_from', 'desc')
+    .execute();
+  return new Map(rows.map((r) => [r.deployment_id, r]));
+}
+
+/** The highest price among a model's active deployments at `at`: what a reservation assumes. */
+export async function maxPriceForModel(db: Db, modelId: string, at: Date): Promise<{ input: number; output: number }> {
+  const deps = await activeDeployments(db, modelId);
+  const prices = await pricesAt(db, deps.map((d) => d.id), at);
+  let input = 0;
+  let output = 0;
+  for (const p of prices.values()) {
+    input = Math.max(input, p.input_micros_per_mtok);
+    output = Math.max(output, p.output_micros_per_mtok);
+  }
+  return { input, output };
+}

@@ -1,0 +1,228 @@
+/**
+ * Quota reservations, atomic in PostgreSQL. Every decision for a tenant runs under a row lock
+ * on that tenant (`select … for update`), so any number of API replicas and workers admit no more
+ * than the limits allow. Reservations are keyed by request: a retried activity changes nothing.
+ */
+import { sql } from 'kysely';
+import type { Db } from '../database.js';
+import { minuteOf, periodOf } from '../../activities/cost.js';
+
+export type QuotaLimit = 'requests_per_minute' | 'tokens_per_minute' | 'max_concurrent' | 'monthly_budget';
+
+export type ReserveResult =
+  | { ok: true; estCostMicros: number }
+  | { ok: false; limit: QuotaLimit; retryAfterSeconds: number }
+  | { ok: false; limit: 'tenant_missing'; retryAfterSeconds: null };
+
+export interface ReserveInput {
+  requestId: string;
+  tenantId: string;
+  estTokens: number;
+  estCostMicros: number;
+  at: Date;
+}
+
+function secondsUntil(from: Date, to: Date): number {
+  return Math.max(1, Math.ceil((to.getTime() - from.getTime()) / 1000));
+}
+
+function nextMonth(at: Date): Date {
+  return new Date(Date.UTC(at.getUTCFullYear(), at.getUTCMonth() + 1, 1));
+}
+
+/** Admits the request against every limit of its tenant and holds its estimate, or says which limit refused. */
+export async function reserve(db: Db, input: ReserveInput): Promise<ReserveResult> {
+  return db.transaction().execute(async (trx) => {
+    const tenant = await trx
+      .selectFrom('tenants')
+      .select(['requests_per_minute', 'tokens_per_minute', 'max_concurrent', 'monthly_budget_micros'])
+      .where('id', '=', input.tenantId)
+      .forUpdate()
+      .executeTakeFirst();
+    if (!tenant) return { ok: false, limit: 'tenant_missing', retryAfterSeconds: null };
+    const existing = await trx
+      .selectFrom('reservations')
+      .select(['est_cost_micros'])
+      .where('request_id', '=', input.requestId)
+      .executeTakeFirst();
+    if (existing) return { ok: true, estCostMicros: existing.est_cost_micros };
+
+    const window = minuteOf(input.at);
+    const period = periodOf(input.at);
+    const counter = await trx
+      .selectFrom('quota_counters')
+      .select(['requests', 'tokens'])
+      .where('tenant_id', '=', input.tenantId)
+      .where('window_start', '=', window)
+      .executeTakeFirst();
+    const nextWindow = new Date(window.getTime() + 60_000);
+    if (tenant.requests_per_minute !== null && (counter?.requests ?? 0) + 1 > tenant.requests_per_minute) {
+      return { ok: false, limit: 'requests_per_minute', retryAfterSeconds: secondsUntil(input.at, nextWindow) };
+    }
+    if (tenant.tokens_per_minute !== null && (counter?.tokens ?? 0) + input.estTokens > tenant.tokens_per_minute) {
+      return { ok: false, limit: 'tokens_per_minute', retryAfterSeconds: secondsUntil(input.at, nextWindow) };
+    }
+    if (tenant.max_concurrent !== null) {
+      const held = await trx
+        .selectFrom('reservations')
+        .select((eb) => eb.fn.countAll<number>().as('n'))
+        .where('tenant_id', '=', input.tenantId)
+        .where('status', '=', 'held')
+        .executeTakeFirstOrThrow();
+      if (Number(held.n) >= tenant.max_concurrent) return { ok: false, limit: 'max_concurrent', retryAfterSeconds: 1 };
+    }
+    if (tenant.monthly_budget_micros !== null) {
+      const spend = await trx
+        .selectFrom('tenant_spend')
+        .select(['spent_micros', 'reserved_micros'])
+        .where('tenant_id', '=', input.tenantId)
+        .where('period', '=', period)
+        .executeTakeFirst();
+      const committed = (spend?.spent_micros ?? 0) + (spend?.reserved_micros ?? 0);
+      if (committed + input.estCostMicros > tenant.monthly_budget_micros) {
+        return { ok: false, limit: 'monthly_budget', retryAfterSeconds: secondsUntil(input.at, nextMonth(input.at)) };
+      }
+    }
+
+    await trx
+      .insertInto('reservations')
+      .values({
+        request_id: input.requestId,
+        tenant_id: input.tenantId,
+        window_start: window,
+        period,
+        est_tokens: input.estTokens,
+        est_cost_micros: input.estCostMicros,
+        status: 'held',
+      })
+      .execute();
+    await trx
+      .insertInto('quota_counters')
+      .values({ tenant_id: input.tenantId, window_start: window, requests: 1, tokens: input.estTokens })
+      .onConflict((oc) =>
+        oc.columns(['tenant_id', 'window_start']).doUpdateSet({
+          requests: sql`quota_counters.requests + 1`,
+          tokens: sql`quota_counters.tokens + ${input.estTokens}`,
+        }),
+      )
+      .execute();
+    await addSpend(trx, input.tenantId, period, 0, input.estCostMicros);
+    return { ok: true, estCostMicros: input.estCostMicros };
+  });
+}
+
+async function addSpend(trx: Db, tenantId: string, period: string, spent: number, reserved: number): Promise<void> {
+  await trx
+    .insertInto('tenant_spend')
+    .values({ tenant_id: tenantId, period, spent_micros: spent, reserved_micros: reserved })
+    .onConflict((oc) =>
+      oc.columns(['tenant_id', 'period']).doUpdateSet({
+        spent_micros: sql`tenant_spend.spent_micros + ${spent}`,
+        reserved_micros: sql`tenant_spend.reserved_micros + ${reserved}`,
+      }),
+    )
+    .execute();
+}
+
+export interface UsageInput {
+  requestId: string;
+  step: string;
+  tenantId: string;
+  keyId: string;
+  kind: 'sync' | 'async' | 'batch';
+  model: string;
+  deploymentId: string;
+  pool: string;
+  variant: string | null;
+  priceId: number | null;
+  inputTokens: number;
+  outputTokens: number;
+  costMicros: number;
+  latencyMs: number;
+}
+
+/**
+ * Writes the usage row for (request, step) and settles the reservation in one transaction.
+ * Exactly once: a second call for the same (request, step) inserts nothing and changes nothing.
+ * Returns the usage row's cost as stored.
+ */
+export async function settle(db: Db, usage: UsageInput): Promise<{ costMicros: number; inserted: boolean }> {
+  return db.transaction().execute(async (trx) => {
+    const reservation = await trx
+      .selectFrom('reservations')
+      .selectAll()
+      .where('request_id', '=', usage.requestId)
+      .forUpdate()
+      .executeTakeFirst();
+    const inserted = await trx
+      .insertInto('usage')
+      .values({
+        request_id: usage.requestId,
+        step: usage.step,
+        tenant_id: usage.tenantId,
+        key_id: usage.keyId,
+        kind: usage.kind,
+        model: usage.model,
+        deployment_id: usage.deploymentId,
+        pool: usage.pool,
+        variant: usage.variant,
+        price_id: usage.priceId,
+        input_tokens: usage.inputTokens,
+        output_tokens: usage.outputTokens,
+        cost_micros: usage.costMicros,
+        latency_ms: usage.latencyMs,
+      })
+      .onConflict((oc) => oc.columns(['request_id', 'step']).doNothing())
+      .returning('cost_micros')
+      .executeTakeFirst();
+    if (!inserted) {
+      const row = await trx
+        .selectFrom('usage')
+        .select('cost_micros')
+        .where('request_id', '=', usage.requestId)
+        .where('step', '=', usage.step)
+        .executeTakeFirstOrThrow();
+      return { costMicros: row.cost_micros, inserted: false };
+    }
+    const held = reservation?.status === 'held';
+    const period = reservation?.period ?? periodOf(new Date());
+    await addSpend(trx, usage.tenantId, period, usage.costMicros, held ? -reservation.est_cost_micros : 0);
+    if (reservation && held) {
+      await trx
+        .updateTable('reservations')
+        .set({ status: 'settled', closed_at: new Date() })
+        .where('request_id', '=', usage.requestId)
+        .execute();
+      const actualTokens = usage.inputTokens + usage.outputTokens;
+      await trx
+        .updateTable('quota_counters')
+        .set({ tokens: sql`greatest(0, tokens + ${actualTokens - reservation.est_tokens})` })
+        .where('tenant_id', '=', usage.tenantId)
+        .where('window_start', '=', reservation.window_start)
+        .execute();
+    }
+    return { costMicros: usage.costMicros, inserted: true };
+  });
+}
+
+/** Releases a held reservation (failure, cancel): its estimate no longer counts. Idempotent. */
+export async function release(db: Db, requestId: string): Promise<boolean> {
+  return db.transaction().execute(async (trx) => {
+    const r = await trx
+      .updateTable('reservations')
+      .set({ status: 'released', closed_at: new Date() })
+      .where('request_id', '=', requestId)
+      .where('status', '=', 'held')
+      .returningAll()
+      .executeTakeFirst();
+    if (!r) return false;
+    await addSpend(trx, r.tenant_id, r.period, 0, -r.est_cost_micros);
+    await trx
+      .updateTable('quota_counters')
+      .set({ tokens: sql`greatest(0, tokens - ${r.est_tokens})` })
+      .where('tenant_id', '=', r.tenant_id)
+      .where('window_start', '=', r.window_start)
+      .execute();
+    return true;
+  });
+}

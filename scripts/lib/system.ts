@@ -1,0 +1,164 @@
+/**
+ * Assembles Sluice's processes from their parts. `npm start` runs all of them in one process;
+ * the separate entry points (`api/server.ts`, `workers/*-main.ts`) run one each; tests build the
+ * same stack in-process against real servers.
+ */
+import path from 'node:path';
+import type { Server } from 'node:http';
+import { Client, Connection } from '@temporalio/client';
+import { NativeConnection, type Worker, type WorkerOptions } from '@temporalio/worker';
+import type pg from 'pg';
+import { createDb, type Db } from '../../db/database.js';
+import { migrateToLatest } from '../../db/migrate.js';
+import { createApp } from '../../api/app.js';
+import { createControlWorker } from '../../workers/control-worker.js';
+import { createInferenceWorker } from '../../workers/inference-worker.js';
+import { createBackendRegistry, type BackendRegistry } from '../../activities/backends/registry.js';
+import { createMetrics, type Metrics } from '../../workers/metrics.js';
+import type { Logger } from '../../workers/logger.js';
+import type { SluiceConfig } from '../../workers/config.js';
+import type { BreakerConfig } from '../../activities/circuit-breaker.js';
+import { startEmbeddedPostgres, type RunningPostgres } from './embedded-postgres.js';
+import { startTemporalDevServer, type RunningDevServer } from './temporal-dev-server.js';
+
+export interface Infra {
+  databaseUrl: string;
+  temporalAddress: string;
+  temporalUiUrl: string | null;
+  postgres: RunningPostgres | null;
+  temporal: RunningDevServer | null;
+  stop(): Promise<void>;
+}
+
+/** Starts embedded PostgreSQL and the Temporal dev server unless the config points at external ones. */
+export async function startInfra(config: SluiceConfig, log: Logger): Promise<Infra> {
+  const postgres = config.databaseUrl
+    ? null
+    : await startEmbeddedPostgres({ dir: path.join(config.dataDir, 'postgres'), port: config.embeddedPgPort, onLog: (l) => log.debug('postgres', { line: l }) });
+  let temporal: RunningDevServer | null = null;
+  try {
+    temporal = config.temporalAddress
+      ? null
+      : await startTemporalDevServer({
+        dbFile: path.join(config.dataDir, 'temporal.db'),
+        port: config.embeddedTemporalPort,
+        namespace: config.temporalNamespace,
+        onLog: (l) => log.debug('temporal', { line: l.slice(0, 500) }),
+      });
+  } catch (err) {
+    await postgres?.stop();
+    throw err;
+  }
+  return {
+    databaseUrl: config.databaseUrl ?? (postgres as RunningPostgres).url,
+    temporalAddress: config.temporalAddress ?? (temporal as RunningDevServer).address,
+    temporalUiUrl: temporal?.uiUrl ?? null,
+    postgres,
+    temporal,
+    async stop() {
+      await temporal?.stop();
+      await postgres?.stop();
+    },
+  };
+}
+
+export interface Stack {
+  db: Db;
+  pool: pg.Pool;
+  client: Client;
+  metrics: Metrics;
+  workers: Worker[];
+  backends: BackendRegistry | null;
+  server: Server | null;
+  /** The API's base URL when the API was started. */
+  url: string | null;
+  stop(): Promise<void>;
+}
+
+export interface StackOptions {
+  databaseUrl: string;
+  temporalAddress: string;
+  /** Start the API on config.port (0 = any free port). */
+  api: boolean;
+  control: boolean;
+  /** Pools to start inference workers for, in this process. */
+  pools: readonly string[];
+  workflowBundle?: WorkerOptions['workflowBundle'] | null;
+  breaker?: BreakerConfig;
+  /** Run migrations first. @default true */
+  migrate?: boolean;
+  log: Logger;
+}
+
+/** Opens the pool and connections and starts the requested roles. `stop()` undoes all of it, in order. */
+export async function startStack(config: SluiceConfig, options: StackOptions): Promise<Stack> {
+  const { db, pool } = createDb({ connectionString: options.databaseUrl, max: 20 });
+  if (options.migrate ?? true) await migrateToLatest(db);
+  const metrics = createMetrics();
+  const clientConnection = await Connection.connect({ address: options.temporalAddress });
+  const client = new Client({ connection: clientConnection, namespace: config.temporalNamespace });
+  const workers: Worker[] = [];
+  const running: Array<Promise<void>> = [];
+  let workerConnection: NativeConnection | null = null;
+  let backends: BackendRegistry | null = null;
+  let server: Server | null = null;
+
+  if (options.control || options.pools.length > 0) workerConnection = await NativeConnection.connect({ address: options.temporalAddress });
+  if (options.control && workerConnection) {
+    const w = await createControlWorker(
+      { namespace: config.temporalNamespace, workflowBundle: options.workflowBundle ?? null },
+      workerConnection,
+      { db, metrics, ...(options.breaker ? { breaker: options.breaker } : {}) },
+    );
+    workers.push(w);
+  }
+  if (options.pools.length > 0 && workerConnection) {
+    backends = createBackendRegistry({
+      dataDir: config.dataDir, slots: config.slots, threads: config.threads, contextSize: config.contextSize, gpu: config.gpu, upstreamKeys: config.upstreamKeys,
+    });
+    for (const p of options.pools) {
+      workers.push(await createInferenceWorker({ namespace: config.temporalNamespace, pool: p, slots: config.slots }, workerConnection, { backends, metrics }));
+    }
+  }
+  for (const w of workers) {
+    running.push(w.run().catch((err: unknown) => options.log.error('worker stopped with an error', { error: err instanceof Error ? err.message : String(err) })));
+  }
+
+  let url: string | null = null;
+  if (options.api) {
+    const app = createApp({
+      temporal: client, db, metrics, log: options.log,
+      config: { maxBodyBytes: config.maxBodyBytes, localActivities: config.localActivities, namespace: config.temporalNamespace, pools: config.pools },
+    });
+    server = await new Promise<Server>((resolve, reject) => {
+      const s = app.listen(config.port, '0.0.0.0', (err?: Error) => (err ? reject(err) : resolve(s)));
+    });
+    server.keepAliveTimeout = 65_000;
+    server.requestTimeout = 15 * 60_000;
+    const address = server.address();
+    const port = typeof address === 'object' && address ? address.port : config.port;
+    url = `http://127.0.0.1:${port}`;
+  }
+
+  return {
+    db, pool, client, metrics, workers, backends, server, url,
+    async stop() {
+      options.log.debug('stopping api');
+      if (server) {
+        const s = server;
+        await new Promise<void>((resolve) => {
+          s.close(() => resolve());
+          s.closeAllConnections();
+        });
+      }
+      options.log.debug('stopping workers');
+      for (const w of workers) if (w.getState() === 'RUNNING') w.shutdown();
+      await Promise.all(running);
+      options.log.debug('closing backends and connections');
+      await backends?.close();
+      await workerConnection?.close();
+      await clientConnection.close();
+      await db.destroy();
+    },
+  };
+}

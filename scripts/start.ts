@@ -1,0 +1,61 @@
+/**
+ * `npm start`: the whole system in one process on embedded defaults — PostgreSQL, the Temporal
+ * dev server (UI on 8233), migrations, the control worker, one inference worker per pool, the API.
+ * DATABASE_URL / TEMPORAL_ADDRESS switch to external servers. Ctrl-C stops everything.
+ */
+import path from 'node:path';
+import { loadConfig } from '../workers/config.js';
+import { createLogger } from '../workers/logger.js';
+import { ensureTinyGguf } from '../workers/llama/tiny-gguf.js';
+import { startInfra, startStack } from './lib/system.js';
+import { DEMO_MODEL, ensureAdminKey, ensureModels } from './lib/bootstrap.js';
+import { runMain } from './lib/run-main.js';
+
+const config = loadConfig();
+const log = createLogger(config.logLevel, { process: 'sluice' });
+
+runMain(log, async () => {
+  const infra = await startInfra(config, log);
+  try {
+    await ensureTinyGguf(path.join(config.dataDir, 'models'));
+    const stack = await startStack(config, {
+      databaseUrl: infra.databaseUrl, temporalAddress: infra.temporalAddress, api: true, control: true, pools: config.pools, log,
+    });
+    const admin = await ensureAdminKey(stack.db, config.adminKey);
+    await ensureModels(stack.db, { pool: config.pool, contextSize: config.contextSize, ggufModels: config.ggufModels });
+    const apiUrl = `http://localhost:${config.port}`;
+    const lines = [
+      '',
+      'Sluice is running.',
+      `  API:          ${apiUrl}/v1`,
+      `  Temporal UI:  ${infra.temporalUiUrl ?? `(external Temporal at ${infra.temporalAddress})`}`,
+      `  Metrics:      ${apiUrl}/metrics`,
+      `  Data dir:     ${config.dataDir}`,
+    ];
+    if (admin.created && admin.secret && !config.adminKey) {
+      lines.push('', `  Admin key (shown once, store it now): ${admin.secret}`);
+    } else {
+      lines.push('', '  Admin key: the one you set or were shown on first start.');
+    }
+    lines.push(
+      '',
+      '  Try it (replace $ADMIN with the admin key):',
+      `    TENANT=$(curl -s ${apiUrl}/v1/admin/tenants -H "Authorization: Bearer $ADMIN" -H 'Content-Type: application/json' -d '{"name":"demo"}' | node -pe 'JSON.parse(require("fs").readFileSync(0)).id')`,
+      `    KEY=$(curl -s ${apiUrl}/v1/admin/tenants/$TENANT/keys -H "Authorization: Bearer $ADMIN" -H 'Content-Type: application/json' -d '{"role":"developer"}' | node -pe 'JSON.parse(require("fs").readFileSync(0)).key')`,
+      `    curl -s ${apiUrl}/v1/chat/completions -H "Authorization: Bearer $KEY" -H 'Content-Type: application/json' -d '{"model":"${DEMO_MODEL}","messages":[{"role":"user","content":"Hello"}],"max_tokens":16}'`,
+      '',
+      'Press Ctrl-C to stop.',
+      '',
+    );
+    process.stdout.write(lines.join('\n') + '\n');
+    return {
+      async stop() {
+        await stack.stop();
+        await infra.stop();
+      },
+    };
+  } catch (err) {
+    await infra.stop();
+    throw err;
+  }
+});

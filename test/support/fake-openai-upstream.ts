@@ -1,0 +1,370 @@
+/**
+ * A real HTTP server speaking enough of the OpenAI chat completions protocol to stand in for a
+ * remote, paid upstream in tests. It is the one permitted test double: everything else in tests
+ * is real. It listens on 127.0.0.1 on an ephemeral port and keeps no state outside its instance.
+ *
+ * Completions are deterministic: the reply is a fixed text (or the scripted one), one token per
+ * whitespace-separated word, cut at `max_tokens` (then `finish_reason` is `length`); prompt tokens
+ * are the words of all message contents.
+ */
+import { createServer } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+
+/** Returns a completion, optionally after a delay (a client disconnect ends the delay). */
+export interface SucceedBehaviour {
+  kind: 'succeed';
+  /** @default 'This is a deterministic reply from the fake upstream.' */
+  content?: string;
+  /** `'omit'` answers without a `usage` object; an object overrides the counted usage. */
+  usage?: 'omit' | { promptTokens: number; completionTokens: number };
+  /** @default 'length' when cut at max_tokens, else 'stop' */
+  finishReason?: string;
+  /** @default 0 */
+  delayMs?: number;
+}
+
+/** Answers with an OpenAI-shaped error body. */
+export interface FailBehaviour {
+  kind: 'fail';
+  status: number;
+  /** Sent as the `Retry-After` header (delta-seconds or an HTTP date). */
+  retryAfter?: string;
+  /** Sent as the `retry-after-ms` header. */
+  retryAfterMs?: string;
+  /** `error.code` in the body. @default null */
+  code?: string | null;
+  /** `error.message` in the body. @default 'fake upstream failure (status N)' */
+  message?: string;
+  /** `error.type` in the body. @default 'invalid_request_error' for 4xx, 'server_error' for 5xx */
+  type?: string;
+}
+
+/** Reads the request, never answers, and counts the disconnect when the client gives up. */
+export interface HangBehaviour {
+  kind: 'hang';
+}
+
+/** Fails the first `failures` calls after it is set, then succeeds. */
+export interface FailThenSucceedBehaviour {
+  kind: 'fail-then-succeed';
+  failures: number;
+  fail: Omit<FailBehaviour, 'kind'>;
+  succeed?: Omit<SucceedBehaviour, 'kind'>;
+}
+
+export type FakeUpstreamBehaviour = SucceedBehaviour | FailBehaviour | HangBehaviour | FailThenSucceedBehaviour;
+
+/**
+ * A behaviour for every call, or a script: call i (counted from the last `setBehaviour`) gets
+ * entry i, and the last entry repeats.
+ */
+export type FakeUpstreamScript = FakeUpstreamBehaviour | readonly FakeUpstreamBehaviour[];
+
+export interface FakeUpstreamOptions {
+  /** When set, requests without `Authorization: Bearer <apiKey>` get 401. @default null */
+  apiKey?: string | null;
+  /** @default { kind: 'succeed' } */
+  behaviour?: FakeUpstreamScript;
+}
+
+/** One chat completions request as the fake received it. */
+export interface RecordedRequest {
+  body: unknown;
+  authorization: string | null;
+}
+
+export interface FakeUpstream {
+  /** Base URL ending in `/v1`, for `baseURL`. */
+  readonly url: string;
+  /** Chat completions requests received so far. */
+  readonly calls: number;
+  /** Requests whose client disconnected before a response was sent (aborts, timeouts). */
+  readonly disconnects: number;
+  readonly requests: readonly RecordedRequest[];
+  setBehaviour(script: FakeUpstreamScript): void;
+  /** Resolves once at least `n` calls have arrived. */
+  waitForCalls(n: number): Promise<void>;
+  /** Resolves once at least `n` clients have disconnected before their response. */
+  waitForDisconnects(n: number): Promise<void>;
+  close(): Promise<void>;
+}
+
+const DEFAULT_CONTENT = 'This is a deterministic reply from the fake upstream.';
+/** Fixed so that responses are byte-for-byte deterministic. */
+const CREATED_AT = 1_700_000_000;
+
+/** A concrete per-call action, after scripts and fail-then-succeed are resolved. */
+type Action = SucceedBehaviour | FailBehaviour | HangBehaviour;
+
+/** Starts the fake upstream on 127.0.0.1 with an ephemeral port. */
+export async function startFakeUpstream(options: FakeUpstreamOptions = {}): Promise<FakeUpstream> {
+  const state = createState(options.behaviour ?? { kind: 'succeed' });
+  const apiKey = options.apiKey ?? null;
+  const pending = new Set<ServerResponse>();
+
+  const server = createServer((req, res) => {
+    handle(req, res).catch((error: unknown) => sendError(res, 500, { message: String(error) }));
+  });
+
+  /** Routes one HTTP request. */
+  async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const path = new URL(req.url ?? '/', 'http://localhost').pathname;
+    if (req.method === 'GET' && path === '/v1/models') {
+      sendJson(res, 200, { object: 'list', data: [] });
+      return;
+    }
+    if (req.method !== 'POST' || path !== '/v1/chat/completions') {
+      sendError(res, 404, { message: `no route ${req.method ?? ''} ${path}`, type: 'invalid_request_error' });
+      return;
+    }
+    const body = await readJson(req);
+    const authorization = req.headers.authorization ?? null;
+    const action = state.record({ body, authorization });
+    trackDisconnect(res);
+    if (apiKey !== null && authorization !== `Bearer ${apiKey}`) {
+      sendError(res, 401, { message: 'Incorrect API key provided', code: 'invalid_api_key', type: 'invalid_request_error' });
+      return;
+    }
+    await perform(action, body, res);
+  }
+
+  /** Counts a disconnect when the connection closes before the response ended. */
+  function trackDisconnect(res: ServerResponse): void {
+    pending.add(res);
+    res.on('close', () => {
+      pending.delete(res);
+      if (!res.writableEnded) {
+        state.disconnected();
+      }
+    });
+  }
+
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => resolve());
+  });
+  const { port } = server.address() as AddressInfo;
+
+  return {
+    url: `http://127.0.0.1:${port}/v1`,
+    get calls() {
+      return state.requests.length;
+    },
+    get disconnects() {
+      return state.disconnects;
+    },
+    get requests() {
+      return state.requests;
+    },
+    setBehaviour: (script) => state.setScript(script),
+    waitForCalls: (n) => state.waitUntil(() => state.requests.length >= n),
+    waitForDisconnects: (n) => state.waitUntil(() => state.disconnects >= n),
+    close: () => closeServer(server, pending),
+  };
+}
+
+/** The fake's mutable state: the script, what arrived, and who is waiting for what. */
+function createState(initial: FakeUpstreamScript) {
+  let script: readonly FakeUpstreamBehaviour[] = toList(initial);
+  let callsSinceScript = 0;
+  let disconnects = 0;
+  const requests: RecordedRequest[] = [];
+  const waiters = new Set<{ ready: () => boolean; resolve: () => void }>();
+
+  /** Resolves every waiter whose condition now holds. */
+  function notify(): void {
+    for (const waiter of waiters) {
+      if (waiter.ready()) {
+        waiters.delete(waiter);
+        waiter.resolve();
+      }
+    }
+  }
+
+  return {
+    requests,
+    get disconnects() {
+      return disconnects;
+    },
+    setScript(next: FakeUpstreamScript): void {
+      script = toList(next);
+      callsSinceScript = 0;
+    },
+    /** Records a call and returns what to do with it. */
+    record(request: RecordedRequest): Action {
+      requests.push(request);
+      const action = resolveAction(script, callsSinceScript);
+      callsSinceScript += 1;
+      notify();
+      return action;
+    },
+    disconnected(): void {
+      disconnects += 1;
+      notify();
+    },
+    waitUntil(ready: () => boolean): Promise<void> {
+      if (ready()) {
+        return Promise.resolve();
+      }
+      return new Promise<void>((resolve) => waiters.add({ ready, resolve }));
+    },
+  };
+}
+
+/** Normalises a script to a non-empty list. */
+function toList(script: FakeUpstreamScript): readonly FakeUpstreamBehaviour[] {
+  const list = Array.isArray(script) ? (script as readonly FakeUpstreamBehaviour[]) : [script as FakeUpstreamBehaviour];
+  if (list.length === 0) {
+    throw new Error('a fake upstream script needs at least one behaviour');
+  }
+  return list;
+}
+
+/** Picks the action for the `index`-th call since the script was set. */
+function resolveAction(script: readonly FakeUpstreamBehaviour[], index: number): Action {
+  const behaviour = script[Math.min(index, script.length - 1)] ?? { kind: 'succeed' };
+  if (behaviour.kind !== 'fail-then-succeed') {
+    return behaviour;
+  }
+  // `index` counts from the last setBehaviour, so "the first K calls" means the first K after it.
+  return index < behaviour.failures
+    ? { kind: 'fail', ...behaviour.fail }
+    : { kind: 'succeed', ...behaviour.succeed };
+}
+
+/** Carries out one action on the response. */
+async function perform(action: Action, body: unknown, res: ServerResponse): Promise<void> {
+  switch (action.kind) {
+    case 'hang':
+      return; // The response stays open until the client leaves or the server closes.
+    case 'fail':
+      sendFailure(res, action);
+      return;
+    case 'succeed':
+      if (action.delayMs) {
+        await delayUnlessClosed(action.delayMs, res);
+      }
+      if (!res.destroyed) {
+        sendJson(res, 200, buildCompletion(action, body));
+      }
+  }
+}
+
+/** Sends a scripted failure with its retry headers. */
+function sendFailure(res: ServerResponse, fail: FailBehaviour): void {
+  if (fail.retryAfter !== undefined) {
+    res.setHeader('Retry-After', fail.retryAfter);
+  }
+  if (fail.retryAfterMs !== undefined) {
+    res.setHeader('retry-after-ms', fail.retryAfterMs);
+  }
+  sendError(res, fail.status, {
+    message: fail.message ?? `fake upstream failure (status ${fail.status})`,
+    code: fail.code ?? null,
+    type: fail.type ?? (fail.status < 500 ? 'invalid_request_error' : 'server_error'),
+  });
+}
+
+/** Builds a deterministic chat completion for the request body. */
+function buildCompletion(succeed: SucceedBehaviour, body: unknown): object {
+  const request = readRequestFields(body);
+  const words = (succeed.content ?? DEFAULT_CONTENT).split(/\s+/).filter(Boolean);
+  const cut = request.maxTokens !== null && words.length > request.maxTokens;
+  const completionWords = cut ? words.slice(0, request.maxTokens ?? 0) : words;
+  const counted = { promptTokens: request.promptWords, completionTokens: completionWords.length };
+  const usage = succeed.usage === 'omit' ? undefined : (succeed.usage ?? counted);
+  return {
+    id: 'chatcmpl-fake',
+    object: 'chat.completion',
+    created: CREATED_AT,
+    model: request.model,
+    choices: [
+      {
+        index: 0,
+        message: { role: 'assistant', content: completionWords.join(' '), refusal: null },
+        finish_reason: succeed.finishReason ?? (cut ? 'length' : 'stop'),
+        logprobs: null,
+      },
+    ],
+    ...(usage && {
+      usage: {
+        prompt_tokens: usage.promptTokens,
+        completion_tokens: usage.completionTokens,
+        total_tokens: usage.promptTokens + usage.completionTokens,
+      },
+    }),
+  };
+}
+
+/** Extracts what the fake needs from a request body, tolerating any shape. */
+function readRequestFields(body: unknown): { model: string; maxTokens: number | null; promptWords: number } {
+  const fields = (typeof body === 'object' && body !== null ? body : {}) as Record<string, unknown>;
+  const messages = Array.isArray(fields['messages']) ? (fields['messages'] as unknown[]) : [];
+  const promptWords = messages
+    .map((message) => (message as { content?: unknown } | null)?.content)
+    .map((content) => (typeof content === 'string' ? content.split(/\s+/).filter(Boolean).length : 0))
+    .reduce((sum, count) => sum + count, 0);
+  const maxTokens = fields['max_completion_tokens'] ?? fields['max_tokens'];
+  return {
+    model: typeof fields['model'] === 'string' ? fields['model'] : 'unknown',
+    maxTokens: typeof maxTokens === 'number' ? maxTokens : null,
+    promptWords,
+  };
+}
+
+/** Reads and parses a JSON request body (`null` when empty or not JSON). */
+async function readJson(req: IncomingMessage): Promise<unknown> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of req) {
+    chunks.push(chunk as Buffer);
+  }
+  try {
+    return JSON.parse(Buffer.concat(chunks).toString('utf8')) as unknown;
+  } catch {
+    return null;
+  }
+}
+
+/** Waits `ms`, returning early if the client disconnects. */
+function delayUnlessClosed(ms: number, res: ServerResponse): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const timer = setTimeout(resolve, ms);
+    res.once('close', () => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
+}
+
+/** Sends an OpenAI-shaped error body. */
+function sendError(
+  res: ServerResponse,
+  status: number,
+  error: { message: string; type?: string; code?: string | null },
+): void {
+  sendJson(res, status, {
+    error: { message: error.message, type: error.type ?? 'server_error', param: null, code: error.code ?? null },
+  });
+}
+
+/** Sends a JSON body, unless the response is already over. */
+function sendJson(res: ServerResponse, status: number, body: unknown): void {
+  if (res.headersSent || res.destroyed) {
+    return;
+  }
+  res.statusCode = status;
+  res.setHeader('Content-Type', 'application/json');
+  res.end(JSON.stringify(body));
+}
+
+/** Ends hanging responses, drops keep-alive connections and stops listening. */
+function closeServer(server: ReturnType<typeof createServer>, pending: Set<ServerResponse>): Promise<void> {
+  for (const res of pending) {
+    res.destroy();
+  }
+  return new Promise<void>((resolve, reject) => {
+    server.close((error) => (error ? reject(error) : resolve()));
+    server.closeAllConnections();
+  });
+}

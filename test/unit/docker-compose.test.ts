@@ -1,0 +1,311 @@
+/**
+ * The production shape in docker-compose.yml, checked without a Docker engine: the services exist,
+ * Temporal persists in the PostgreSQL service, Sluice's search attributes are registered, images
+ * are pinned, the GPU worker reserves NVIDIA GPUs, commands are real npm scripts, and the start
+ * order only names services that exist.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { parse } from 'yaml';
+
+interface ComposeService {
+  image?: string;
+  build?: string | { context?: string; target?: string };
+  command?: string | string[];
+  environment?: Record<string, unknown> | string[];
+  depends_on?: string[] | Record<string, { condition?: string }>;
+  volumes?: Array<string | { type?: string; source?: string; target?: string; read_only?: boolean }>;
+  ports?: Array<string | number | { target?: number; published?: string | number }>;
+  healthcheck?: { test?: string | string[] };
+  deploy?: {
+    replicas?: number;
+    resources?: {
+      reservations?: {
+        devices?: Array<{ driver?: string; count?: string | number; device_ids?: string[]; capabilities?: string[] }>;
+      };
+    };
+  };
+}
+
+interface ComposeFile {
+  services: Record<string, ComposeService>;
+  volumes?: Record<string, unknown>;
+}
+
+const root = new URL('../../', import.meta.url);
+const compose = parse(readFileSync(new URL('docker-compose.yml', root), 'utf8'), { merge: true }) as ComposeFile;
+const services = compose.services;
+
+const SEARCH_ATTRIBUTES = [
+  'SluiceKind',
+  'SluiceTenant',
+  'SluiceModel',
+  'SluicePool',
+  'SluiceVariant',
+  'SluiceStatus',
+  'SluiceBatch',
+] as const;
+
+/** The npm script each Sluice service must run. */
+const SLUICE_COMMANDS = {
+  api: 'api',
+  'worker-control': 'worker:control',
+  'worker-inference-gpu': 'worker:inference',
+} as const;
+
+/** A service by name, failing the test when it is missing. */
+function service(name: string): ComposeService {
+  const found = services[name];
+  if (!found) {
+    throw new Error(`docker-compose.yml has no service "${name}"`);
+  }
+  return found;
+}
+
+/** A service's environment as a map, whichever of the two Compose forms it uses. */
+function envOf(svc: ComposeService): Record<string, string> {
+  const env = svc.environment ?? {};
+  const entries = Array.isArray(env)
+    ? env.map((line) => [line.slice(0, line.indexOf('=')), line.slice(line.indexOf('=') + 1)] as const)
+    : Object.entries(env).map(([key, value]) => [key, String(value)] as const);
+  return Object.fromEntries(entries);
+}
+
+/** A service's dependencies as name → condition (`service_started` for the short form). */
+function dependsOn(svc: ComposeService): Record<string, string> {
+  const deps = svc.depends_on ?? {};
+  if (Array.isArray(deps)) {
+    return Object.fromEntries(deps.map((name) => [name, 'service_started']));
+  }
+  return Object.fromEntries(Object.entries(deps).map(([name, dep]) => [name, dep.condition ?? 'service_started']));
+}
+
+/** A service's command as one string. */
+function commandOf(svc: ComposeService): string {
+  return Array.isArray(svc.command) ? svc.command.join(' ') : (svc.command ?? '');
+}
+
+/** Resolves Compose's `${VAR:-default}` / `${VAR-default}` to the default, as an unset variable would. */
+function withDefaults(value: string): string {
+  return value.replace(/\$\{[A-Z0-9_]+:?-([^}]*)\}/g, '$1');
+}
+
+/** True when an image reference names a tag other than `latest` (or a digest). */
+function isPinned(image: string): boolean {
+  const reference = withDefaults(image);
+  if (reference.includes('@sha256:')) {
+    return true;
+  }
+  const lastSegment = reference.split('/').at(-1) ?? '';
+  const tag = lastSegment.includes(':') ? lastSegment.slice(lastSegment.indexOf(':') + 1) : '';
+  return tag !== '' && tag !== 'latest' && !tag.includes('$');
+}
+
+/** Services built from the repository's Dockerfile: the Sluice processes. */
+function sluiceServices(): Array<[string, ComposeService]> {
+  return Object.entries(services).filter(([, svc]) => svc.build !== undefined);
+}
+
+/** The one-shot service that registers search attributes, found by what it runs. */
+function searchAttributeService(): [string, ComposeService] {
+  const found = Object.entries(services).find(([, svc]) => commandOf(svc).includes('search-attribute create'));
+  if (!found) {
+    throw new Error('no service runs `temporal operator search-attribute create`');
+  }
+  return found;
+}
+
+/** The name of the PostgreSQL service. */
+function postgresServiceName(): string {
+  const found = Object.entries(services).find(([, svc]) => svc.image?.startsWith('postgres:'));
+  if (!found) {
+    throw new Error('no service runs the postgres image');
+  }
+  return found[0];
+}
+
+describe('docker-compose.yml: services', () => {
+  it('defines PostgreSQL, Temporal, the Temporal UI and the Sluice processes', () => {
+    for (const name of ['temporal', 'temporal-ui', ...Object.keys(SLUICE_COMMANDS)]) {
+      expect(services, `service ${name}`).toHaveProperty([name]);
+    }
+    expect(postgresServiceName()).toBeTruthy();
+  });
+
+  it('runs PostgreSQL 17 with a healthcheck and a named volume for its data', () => {
+    const postgres = service(postgresServiceName());
+    expect(postgres.image).toMatch(/^postgres:17(\.|-|$)/);
+    expect(postgres.healthcheck?.test).toBeDefined();
+    const dataVolume = (postgres.volumes ?? [])
+      .filter((v): v is string => typeof v === 'string')
+      .find((v) => v.endsWith(':/var/lib/postgresql/data'));
+    expect(dataVolume).toBeDefined();
+    expect(compose.volumes ?? {}).toHaveProperty([dataVolume?.split(':')[0] ?? '']);
+  });
+
+  it('persists Temporal in the PostgreSQL service and waits for it', () => {
+    const temporal = service('temporal');
+    const env = envOf(temporal);
+    expect(temporal.image).toMatch(/^temporalio\/(server|auto-setup):/);
+    expect(['postgres12', 'postgres12_pgx']).toContain(env['DB']);
+    expect(env['POSTGRES_SEEDS']).toBe(postgresServiceName());
+    expect(temporal.healthcheck?.test).toBeDefined();
+    expect(startsAfter('temporal', postgresServiceName())).toBe(true);
+  });
+
+  it('publishes the Temporal UI on port 8233', () => {
+    const ui = service('temporal-ui');
+    expect(ui.image).toMatch(/^temporalio\/ui:/);
+    const ports = (ui.ports ?? []).map(String);
+    expect(ports.some((port) => /(^|:)8233:8080$/.test(port))).toBe(true);
+  });
+});
+
+describe('docker-compose.yml: search attributes', () => {
+  it('registers all seven Sluice search attributes as Keyword once Temporal is healthy', () => {
+    const [, setup] = searchAttributeService();
+    const command = commandOf(setup);
+    expect(setup.image).toMatch(/^temporalio\/admin-tools:/);
+    expect(dependsOn(setup)['temporal']).toBe('service_healthy');
+    expect(command).toMatch(/search-attribute create[^\n]*--type Keyword/);
+    for (const name of SEARCH_ATTRIBUTES) {
+      expect(command, name).toMatch(new RegExp(`\\b${name}\\b`));
+    }
+  });
+
+  it('registers them in the namespace the Sluice services use', () => {
+    const [, setup] = searchAttributeService();
+    const namespaces = new Set(sluiceServices().map(([, svc]) => envOf(svc)['TEMPORAL_NAMESPACE']));
+    expect([...namespaces]).toEqual([envOf(setup)['NAMESPACE']]);
+  });
+});
+
+describe('docker-compose.yml: images and build', () => {
+  it('pins every image (a tag that is not latest, or a digest)', () => {
+    const images = Object.entries(services).filter(([, svc]) => svc.image !== undefined);
+    expect(images.length).toBeGreaterThan(0);
+    for (const [name, svc] of images) {
+      expect(isPinned(svc.image ?? ''), `${name}: ${svc.image}`).toBe(true);
+    }
+  });
+
+  it('builds the Sluice services from the Dockerfile, on targets it defines', () => {
+    const dockerfilePath = new URL('Dockerfile', root);
+    expect(existsSync(dockerfilePath)).toBe(true);
+    expect(existsSync(new URL('.dockerignore', root))).toBe(true);
+    const dockerfile = readFileSync(dockerfilePath, 'utf8');
+    const stages = new Set([...dockerfile.matchAll(/^FROM\s+\S+\s+AS\s+(\S+)/gim)].map((match) => match[1]));
+    for (const name of Object.keys(SLUICE_COMMANDS)) {
+      const build = service(name).build;
+      expect(build, name).toBeDefined();
+      const target = typeof build === 'object' ? build.target : undefined;
+      if (target !== undefined) {
+        expect(stages, `${name} target ${target}`).toContain(target);
+      }
+    }
+  });
+
+  it('bases the image on a pinned node 20 bookworm-slim', () => {
+    const dockerfile = readFileSync(new URL('Dockerfile', root), 'utf8');
+    const nodeImage = /^ARG NODE_IMAGE=(\S+)/m.exec(dockerfile)?.[1] ?? /^FROM\s+(node:\S+)/m.exec(dockerfile)?.[1];
+    expect(nodeImage).toMatch(/^node:20\.\d+\.\d+-bookworm-slim$/);
+  });
+});
+
+describe('docker-compose.yml: Sluice services', () => {
+  it('runs each Sluice process with its npm script, and every such script exists in package.json', () => {
+    const pkg = JSON.parse(readFileSync(new URL('package.json', root), 'utf8')) as { scripts?: Record<string, string> };
+    const scripts = pkg.scripts ?? {};
+    for (const [name, script] of Object.entries(SLUICE_COMMANDS)) {
+      expect(service(name).command, name).toEqual(['npm', 'run', script]);
+    }
+    for (const [name, svc] of sluiceServices()) {
+      const match = /^npm run (\S+)$/.exec(commandOf(svc));
+      expect(match, `${name} runs an npm script`).not.toBeNull();
+      expect(Object.keys(scripts), `package.json script for ${name}`).toContain(match?.[1]);
+    }
+  });
+
+  it('configures every Sluice service for the cluster', () => {
+    const postgres = postgresServiceName();
+    for (const [name, svc] of sluiceServices()) {
+      const env = envOf(svc);
+      expect(env['DATABASE_URL'], name).toMatch(new RegExp(`^postgres(ql)?://[^@]+@${postgres}:5432/`));
+      expect(env['TEMPORAL_ADDRESS'], name).toBe('temporal:7233');
+      expect(env['TEMPORAL_NAMESPACE'], name).toBe('default');
+      expect(env['SLUICE_ADMIN_KEY'], name).toMatch(/^\$\{SLUICE_ADMIN_KEY:\?[^}]+\}$/);
+      expect(env['SLUICE_DATA_DIR'], name).toBeTruthy();
+    }
+    expect(envOf(service('api'))['PORT']).toBe('8080');
+  });
+
+  it('reserves NVIDIA GPUs for two inference replicas of the gpu pool, with models read-only', () => {
+    const gpu = service('worker-inference-gpu');
+    expect(envOf(gpu)['SLUICE_POOL']).toBe('gpu');
+    expect(gpu.deploy?.replicas).toBe(2);
+    const devices = gpu.deploy?.resources?.reservations?.devices ?? [];
+    const nvidia = devices.find((device) => device.driver === 'nvidia');
+    expect(nvidia?.capabilities).toContain('gpu');
+    expect(nvidia?.count === 'all' || (typeof nvidia?.count === 'number' && nvidia.count >= 1)).toBe(true);
+    const readOnly = (gpu.volumes ?? []).filter((v): v is string => typeof v === 'string' && v.endsWith(':ro'));
+    expect(readOnly.length).toBeGreaterThan(0);
+    for (const volume of readOnly) {
+      expect(compose.volumes ?? {}).toHaveProperty([volume.split(':')[0] ?? '']);
+    }
+  });
+});
+
+describe('docker-compose.yml: start order', () => {
+  const conditions = ['service_started', 'service_healthy', 'service_completed_successfully'];
+
+  it('depends only on services that exist, with valid conditions', () => {
+    for (const [name, svc] of Object.entries(services)) {
+      for (const [target, condition] of Object.entries(dependsOn(svc))) {
+        expect(services, `${name} depends on ${target}`).toHaveProperty([target]);
+        expect(conditions, `${name} → ${target}`).toContain(condition);
+      }
+    }
+  });
+
+  it('waits on health or completion, never on a bare start', () => {
+    for (const [name, svc] of Object.entries(services)) {
+      for (const [target, condition] of Object.entries(dependsOn(svc))) {
+        expect(condition, `${name} → ${target}`).not.toBe('service_started');
+        if (condition === 'service_healthy') {
+          expect(service(target).healthcheck?.test, `${target} needs a healthcheck`).toBeDefined();
+        }
+      }
+    }
+  });
+
+  it('starts the Sluice services only after Temporal is set up and PostgreSQL is up', () => {
+    const [setupName] = searchAttributeService();
+    for (const name of Object.keys(SLUICE_COMMANDS)) {
+      expect(startsAfter(name, setupName), `${name} after ${setupName}`).toBe(true);
+      expect(startsAfter(name, postgresServiceName()), `${name} after postgres`).toBe(true);
+    }
+  });
+
+  it('has no dependency cycles', () => {
+    for (const name of Object.keys(services)) {
+      expect(startsAfter(name, name), name).toBe(false);
+    }
+  });
+});
+
+/** True when `name` (transitively) waits for `dependency`. */
+function startsAfter(name: string, dependency: string): boolean {
+  const seen = new Set<string>();
+  const pending = Object.keys(dependsOn(service(name)));
+  while (pending.length > 0) {
+    const next = pending.pop() ?? '';
+    if (next === dependency) {
+      return true;
+    }
+    if (!seen.has(next) && services[next]) {
+      seen.add(next);
+      pending.push(...Object.keys(dependsOn(service(next))));
+    }
+  }
+  return false;
+}

@@ -1,0 +1,138 @@
+/**
+ * Process configuration, read once from the environment into a frozen, typed object.
+ * Nothing else in Sluice reads `process.env`: entry points call {@link loadConfig} and pass
+ * the result (or the part they need) down.
+ */
+import os from 'node:os';
+import path from 'node:path';
+
+export interface SluiceConfig {
+  /** HTTP port of the API. `PORT` @default 8080 */
+  readonly port: number;
+  /** External PostgreSQL URL; null = start embedded PostgreSQL. `DATABASE_URL` @default null */
+  readonly databaseUrl: string | null;
+  /** Port of the embedded PostgreSQL. `SLUICE_PG_PORT` @default 5433 */
+  readonly embeddedPgPort: number;
+  /** External Temporal frontend (host:port); null = start the dev server. `TEMPORAL_ADDRESS` @default null */
+  readonly temporalAddress: string | null;
+  /** gRPC port of the embedded Temporal dev server (UI on port + 1000). `SLUICE_TEMPORAL_PORT` @default 7233 */
+  readonly embeddedTemporalPort: number;
+  /** Temporal namespace. `TEMPORAL_NAMESPACE` @default "default" */
+  readonly temporalNamespace: string;
+  /** Where embedded PostgreSQL, the Temporal dev server file and generated models live. `SLUICE_DATA_DIR` @default ".data" */
+  readonly dataDir: string;
+  /** Admin key stored on first start when no admin key exists. `SLUICE_ADMIN_KEY` @default null (generated and printed once) */
+  readonly adminKey: string | null;
+  /** The pool an inference worker serves. `SLUICE_POOL` @default "local" */
+  readonly pool: string;
+  /** Pools the all-in-one process starts inference workers for. `SLUICE_POOLS` (comma-separated) @default [pool] */
+  readonly pools: readonly string[];
+  /** Parallel sequences per loaded model = concurrent inference activities per worker. `SLUICE_SLOTS` @default 4 */
+  readonly slots: number;
+  /** llama.cpp threads. `SLUICE_THREADS` @default CPU cores - 1 (at least 1): one core stays with the control plane; measured faster on 2 cores (BENCHMARKS.md) */
+  readonly threads: number;
+  /** Per-sequence context size for llama.cpp models. `SLUICE_CONTEXT_SIZE` @default 2048 */
+  readonly contextSize: number;
+  /** Use a GPU for llama.cpp when one is present. `SLUICE_GPU` ("auto" | "off") @default "off" */
+  readonly gpu: 'auto' | false;
+  /** GGUF models registered at start-up: `SLUICE_GGUF_MODELS="name=/path/a.gguf,other=/path/b.gguf"` on pool {@link pool}. @default {} */
+  readonly ggufModels: Readonly<Record<string, string>>;
+  /** Secrets for openai-compatible deployments, by reference: `SLUICE_UPSTREAM_KEY_<REF>=...`. @default {} */
+  readonly upstreamKeys: Readonly<Record<string, string>>;
+  /** Run database steps of the request workflow as local activities (measured faster; see BENCHMARKS.md). `SLUICE_LOCAL_ACTIVITIES` @default true */
+  readonly localActivities: boolean;
+  /** Largest accepted request body. `SLUICE_MAX_BODY_BYTES` @default 1048576 */
+  readonly maxBodyBytes: number;
+  /** Log level. `SLUICE_LOG_LEVEL` ("debug" | "info" | "warn" | "error" | "silent") @default "info" */
+  readonly logLevel: 'debug' | 'info' | 'warn' | 'error' | 'silent';
+}
+
+/** Thrown for an environment value that cannot be used. */
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+}
+
+type Env = Readonly<Record<string, string | undefined>>;
+
+function int(env: Env, name: string, fallback: number, min = 0): number {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const value = Number(raw);
+  if (!Number.isInteger(value) || value < min) throw new ConfigError(`${name} must be an integer >= ${min}, got "${raw}"`);
+  return value;
+}
+
+function str(env: Env, name: string): string | null {
+  const raw = env[name];
+  return raw === undefined || raw.trim() === '' ? null : raw.trim();
+}
+
+function bool(env: Env, name: string, fallback: boolean): boolean {
+  const raw = str(env, name);
+  if (raw === null) return fallback;
+  if (['1', 'true', 'yes', 'on'].includes(raw.toLowerCase())) return true;
+  if (['0', 'false', 'no', 'off'].includes(raw.toLowerCase())) return false;
+  throw new ConfigError(`${name} must be true or false, got "${raw}"`);
+}
+
+function poolName(name: string, value: string): string {
+  if (!/^[a-z0-9][a-z0-9-]{0,62}$/.test(value)) throw new ConfigError(`${name}: pool "${value}" must match [a-z0-9][a-z0-9-]*`);
+  return value;
+}
+
+function ggufModels(env: Env): Record<string, string> {
+  const raw = str(env, 'SLUICE_GGUF_MODELS');
+  const models: Record<string, string> = {};
+  if (raw === null) return models;
+  for (const entry of raw.split(',')) {
+    const [name, file] = entry.split('=').map((s) => s.trim());
+    if (!name || !file || !/^[A-Za-z0-9._:-]{1,128}$/.test(name)) {
+      throw new ConfigError(`SLUICE_GGUF_MODELS entry "${entry}" must be name=/path/to/model.gguf`);
+    }
+    models[name] = file;
+  }
+  return models;
+}
+
+function upstreamKeys(env: Env): Record<string, string> {
+  const keys: Record<string, string> = {};
+  for (const [name, value] of Object.entries(env)) {
+    if (name.startsWith('SLUICE_UPSTREAM_KEY_') && value) keys[name.slice('SLUICE_UPSTREAM_KEY_'.length)] = value;
+  }
+  return keys;
+}
+
+/** Reads and validates the configuration; throws {@link ConfigError} on a bad value. */
+export function loadConfig(env: Env = process.env): SluiceConfig {
+  const pool = poolName('SLUICE_POOL', str(env, 'SLUICE_POOL') ?? 'local');
+  const pools = (str(env, 'SLUICE_POOLS') ?? pool).split(',').map((p) => poolName('SLUICE_POOLS', p.trim()));
+  const gpu = str(env, 'SLUICE_GPU') ?? 'off';
+  if (gpu !== 'auto' && gpu !== 'off') throw new ConfigError(`SLUICE_GPU must be "auto" or "off", got "${gpu}"`);
+  const logLevel = str(env, 'SLUICE_LOG_LEVEL') ?? 'info';
+  if (!['debug', 'info', 'warn', 'error', 'silent'].includes(logLevel)) throw new ConfigError(`SLUICE_LOG_LEVEL "${logLevel}" is not a level`);
+  const adminKey = str(env, 'SLUICE_ADMIN_KEY');
+  if (adminKey !== null && !/^sk-[A-Za-z0-9_-]{20,200}$/.test(adminKey)) {
+    throw new ConfigError('SLUICE_ADMIN_KEY must look like sk- followed by at least 20 of [A-Za-z0-9_-]');
+  }
+  return Object.freeze({
+    port: int(env, 'PORT', 8080),
+    databaseUrl: str(env, 'DATABASE_URL'),
+    embeddedPgPort: int(env, 'SLUICE_PG_PORT', 5433, 1),
+    temporalAddress: str(env, 'TEMPORAL_ADDRESS'),
+    embeddedTemporalPort: int(env, 'SLUICE_TEMPORAL_PORT', 7233, 1),
+    temporalNamespace: str(env, 'TEMPORAL_NAMESPACE') ?? 'default',
+    dataDir: path.resolve(str(env, 'SLUICE_DATA_DIR') ?? '.data'),
+    adminKey,
+    pool,
+    pools: Object.freeze(pools),
+    slots: int(env, 'SLUICE_SLOTS', 4, 1),
+    threads: int(env, 'SLUICE_THREADS', Math.max(1, os.availableParallelism() - 1), 1),
+    contextSize: int(env, 'SLUICE_CONTEXT_SIZE', 2048, 64),
+    gpu: gpu === 'auto' ? 'auto' : false,
+    ggufModels: Object.freeze(ggufModels(env)),
+    upstreamKeys: Object.freeze(upstreamKeys(env)),
+    localActivities: bool(env, 'SLUICE_LOCAL_ACTIVITIES', true),
+    maxBodyBytes: int(env, 'SLUICE_MAX_BODY_BYTES', 1024 * 1024, 1024),
+    logLevel: logLevel as SluiceConfig['logLevel'],
+  });
+}

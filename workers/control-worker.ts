@@ -1,0 +1,32 @@
+/** The control worker: every workflow, and the database activities, on `sluice-control`. */
+import { fileURLToPath } from 'node:url';
+import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
+import { createControlActivities, type ControlDeps } from '../activities/index.js';
+import { CONTROL_TASK_QUEUE } from '../workflows/contracts.js';
+
+export const WORKFLOWS_PATH = fileURLToPath(new URL('../workflows/index.ts', import.meta.url));
+
+export interface ControlWorkerOptions {
+  namespace: string;
+  /** A prebuilt workflow bundle (tests and benchmarks bundle once); null bundles `workflows/` now. */
+  workflowBundle?: WorkerOptions['workflowBundle'] | null;
+  /** Concurrent workflow tasks. @default 100 */
+  maxConcurrentWorkflowTasks?: number;
+  /** Concurrent activities (database steps). @default 100 */
+  maxConcurrentActivities?: number;
+}
+
+export async function createControlWorker(options: ControlWorkerOptions, connection: NativeConnection, deps: ControlDeps): Promise<Worker> {
+  return Worker.create({
+    connection,
+    namespace: options.namespace,
+    taskQueue: CONTROL_TASK_QUEUE,
+    ...(options.workflowBundle ? { workflowBundle: options.workflowBundle } : { workflowsPath: WORKFLOWS_PATH }),
+    activities: createControlActivities(deps),
+    maxConcurrentWorkflowTaskExecutions: options.maxConcurrentWorkflowTasks ?? 100,
+    maxConcurrentActivityTaskExecutions: options.maxConcurrentActivities ?? 100,
+    maxConcurrentLocalActivityExecutions: options.maxConcurrentActivities ?? 100,
+    maxCachedWorkflows: 1000,
+    shutdownGraceTime: '10s',
+  });
+}

@@ -1,0 +1,29 @@
+/** An inference worker: inference activities for one pool, `slots` at a time. */
+import { NativeConnection, Worker } from '@temporalio/worker';
+import { createInferenceActivities } from '../activities/inference.js';
+import type { BackendRegistry } from '../activities/backends/registry.js';
+import { inferenceTaskQueue } from '../workflows/contracts.js';
+import type { Metrics } from './metrics.js';
+
+export interface InferenceWorkerOptions {
+  namespace: string;
+  pool: string;
+  /** Concurrent inference activities = parallel sequences of the pool's models. */
+  slots: number;
+}
+
+export async function createInferenceWorker(
+  options: InferenceWorkerOptions,
+  connection: NativeConnection,
+  deps: { backends: BackendRegistry; metrics: Metrics | null },
+): Promise<Worker> {
+  return Worker.create({
+    connection,
+    namespace: options.namespace,
+    taskQueue: inferenceTaskQueue(options.pool),
+    activities: createInferenceActivities({ backends: deps.backends, pool: options.pool, metrics: deps.metrics }),
+    maxConcurrentActivityTaskExecutions: options.slots,
+    // Cancellation reaches an activity through heartbeats; let generations stop before shutdown ends.
+    shutdownGraceTime: '20s',
+  });
+}

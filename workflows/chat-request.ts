@@ -1,0 +1,204 @@
+/**
+ * `chatRequest`: one LLM request, durable end to end.
+ * authorize → reserve quota → assign experiment → infer (pool queue; retried; circuit-broken;
+ * fallback chain) → settle usage → audit + outcome. A failure or cancel after the reservation
+ * releases it (compensation) and is audited; nothing is billed for work not done.
+ */
+import {
+  ActivityFailure,
+  ApplicationFailure,
+  CancellationScope,
+  defineQuery,
+  isCancellation,
+  proxyActivities,
+  proxyLocalActivities,
+  setHandler,
+  upsertSearchAttributes,
+  type ActivityOptions,
+  type LocalActivityOptions,
+} from '@temporalio/workflow';
+import type { ControlActivities } from '../activities/index.js';
+import type { InferenceActivities } from '../activities/inference.js';
+import {
+  SearchAttributes,
+  inferenceTaskQueue,
+  type ChatCompletion,
+  type ChatRequestInput,
+  type DeploymentTarget,
+  type FailureDetails,
+  type FailureType,
+  type InferOutput,
+  type JobStatus,
+} from './contracts.js';
+
+export const statusQuery = defineQuery<{ status: JobStatus; step: string }>('status');
+
+/** Named timeout profiles. */
+const PROFILES = {
+  /** Database steps: quick, retried on transient errors (a lost connection), never on a decision. */
+  db: {
+    startToCloseTimeout: '15s',
+    retry: { initialInterval: '100ms', backoffCoefficient: 2, maximumInterval: '5s', maximumAttempts: 20 },
+  } satisfies ActivityOptions & LocalActivityOptions,
+  /**
+   * Inference: a worker must pick it up within a minute (else the next deployment is tried), a
+   * generation may run 10 minutes, a silent worker is detected after 15 s without a heartbeat.
+   */
+  infer: {
+    scheduleToStartTimeout: '60s',
+    startToCloseTimeout: '10m',
+    heartbeatTimeout: '15s',
+    retry: {
+      initialInterval: '500ms',
+      backoffCoefficient: 2,
+      maximumInterval: '20s',
+      maximumAttempts: 3,
+      nonRetryableErrorTypes: ['BadRequest', 'ContextLengthExceeded'],
+    },
+  } satisfies ActivityOptions,
+};
+
+/** Failure types that are the request's own fault: they end the request instead of trying the next deployment. */
+const CLIENT_FAULTS: readonly string[] = ['BadRequest', 'ContextLengthExceeded'];
+
+function failureOf(err: unknown): ApplicationFailure | null {
+  if (err instanceof ApplicationFailure) return err;
+  if (err instanceof ActivityFailure && err.cause instanceof ApplicationFailure) return err.cause;
+  return null;
+}
+
+/** Orders deployments for one request: by priority; within a priority, a weighted shuffle (deterministic in replay). */
+function fallbackOrder(deployments: DeploymentTarget[]): DeploymentTarget[] {
+  const byPriority = new Map<number, DeploymentTarget[]>();
+  for (const d of deployments) byPriority.set(d.priority, [...(byPriority.get(d.priority) ?? []), d]);
+  const ordered: DeploymentTarget[] = [];
+  for (const priority of [...byPriority.keys()].sort((a, b) => a - b)) {
+    const group = [...(byPriority.get(priority) ?? [])];
+    while (group.length > 0) {
+      const total = group.reduce((s, d) => s + d.weight, 0);
+      let pick = Math.random() * total; // Math.random is seeded per workflow: replays choose the same.
+      const index = group.findIndex((d) => (pick -= d.weight) < 0);
+      ordered.push(...group.splice(index < 0 ? group.length - 1 : index, 1));
+    }
+  }
+  return ordered;
+}
+
+function completionOf(input: ChatRequestInput, model: string, out: InferOutput): ChatCompletion {
+  return {
+    id: `chatcmpl-${input.requestId}`,
+    object: 'chat.completion',
+    created: input.created,
+    model,
+    system_fingerprint: null,
+    choices: [{ index: 0, message: { role: 'assistant', content: out.content, refusal: null }, logprobs: null, finish_reason: out.finishReason }],
+    usage: { prompt_tokens: out.promptTokens, completion_tokens: out.completionTokens, total_tokens: out.promptTokens + out.completionTokens },
+  };
+}
+
+export async function chatRequest(input: ChatRequestInput): Promise<ChatCompletion> {
+  const steps = input.localActivities
+    ? proxyLocalActivities<ControlActivities>(PROFILES.db)
+    : proxyActivities<ControlActivities>(PROFILES.db);
+  let state: { status: JobStatus; step: string } = { status: 'queued', step: 'authorize' };
+  setHandler(statusQuery, () => state);
+  const setStatus = (status: JobStatus, step: string): void => {
+    state = { status, step };
+    upsertSearchAttributes([{ key: SearchAttributes.status, value: status }]);
+  };
+
+  let reserved = false;
+  let model = input.model;
+  let variant: string | null = null;
+  try {
+    const authorized = await steps.authorize({ requestId: input.requestId, tenantId: input.tenantId, keyId: input.keyId, model: input.model });
+    const maxTokens = input.params.maxTokens ?? authorized.maxOutputTokens;
+
+    state = { status: 'queued', step: 'reserve' };
+    await steps.reserveQuota({
+      requestId: input.requestId, tenantId: input.tenantId, model: input.model,
+      promptTokensEstimate: input.promptTokensEstimate, maxTokens,
+    });
+    reserved = true;
+
+    const assignment = await steps.assignExperiment({ requestId: input.requestId, tenantId: input.tenantId, subject: input.subject, model: input.model });
+    variant = assignment.variant;
+    model = assignment.overrides.model ?? input.model;
+    const params = {
+      maxTokens: assignment.overrides.max_tokens ?? maxTokens,
+      temperature: assignment.overrides.temperature ?? input.params.temperature ?? 1,
+      topP: assignment.overrides.top_p ?? input.params.topP,
+      seed: input.params.seed,
+      stop: input.params.stop,
+    };
+    upsertSearchAttributes([
+      { key: SearchAttributes.variant, value: variant ?? 'none' },
+      { key: SearchAttributes.model, value: model },
+    ]);
+
+    const deployments = fallbackOrder(await steps.planRoute({ model }));
+    let lastFailure: unknown = null;
+    for (const deployment of deployments) {
+      if (!(await steps.acquireCircuit({ deploymentId: deployment.id }))) continue;
+      upsertSearchAttributes([{ key: SearchAttributes.pool, value: deployment.pool }]);
+      setStatus('running', `infer:${deployment.id}`);
+      const { infer } = proxyActivities<InferenceActivities>({ ...PROFILES.infer, taskQueue: inferenceTaskQueue(deployment.pool) });
+      let out: InferOutput;
+      try {
+        out = await infer({ requestId: input.requestId, deployment, messages: input.messages, params });
+      } catch (err) {
+        if (isCancellation(err)) throw err;
+        const failure = failureOf(err);
+        if (failure && CLIENT_FAULTS.includes(failure.type ?? '')) throw err;
+        await steps.recordCircuit({ deploymentId: deployment.id, ok: false });
+        lastFailure = err;
+        continue;
+      }
+      state = { status: 'running', step: 'settle' };
+      const { costMicros } = await steps.settle({
+        requestId: input.requestId, step: 'infer', tenantId: input.tenantId, keyId: input.keyId, kind: input.kind,
+        model, deploymentId: deployment.id, pool: deployment.pool, variant,
+        promptTokens: out.promptTokens, completionTokens: out.completionTokens, latencyMs: out.latencyMs,
+      });
+      const completion = completionOf(input, model, out);
+      await steps.recordOutcome({
+        requestId: input.requestId, tenantId: input.tenantId, keyId: input.keyId, kind: input.kind, model,
+        status: 'succeeded', result: completion, error: null,
+        summary: { deployment: deployment.id, pool: deployment.pool, variant, prompt_tokens: out.promptTokens, completion_tokens: out.completionTokens, cost_micros: costMicros },
+      });
+      setStatus('succeeded', 'done');
+      return completion;
+    }
+    const cause = failureOf(lastFailure);
+    throw ApplicationFailure.create({
+      type: 'NoDeploymentAvailable' satisfies FailureType,
+      message: deployments.length === 0
+        ? `model ${model} has no active deployment`
+        : `no deployment of ${model} could serve the request${cause ? `: ${cause.message}` : ' (all circuits open)'}`,
+      nonRetryable: true,
+      details: [{ code: 'model_unavailable', param: null, retryAfterSeconds: 5 } satisfies FailureDetails],
+    });
+  } catch (err) {
+    const cancelled = isCancellation(err);
+    const failure = failureOf(err);
+    const type = cancelled ? 'Cancelled' : (failure?.type ?? 'InternalError');
+    const details = (failure?.details?.[0] ?? null) as FailureDetails | null;
+    await CancellationScope.nonCancellable(async () => {
+      if (reserved) await steps.releaseQuota({ requestId: input.requestId });
+      await steps.recordOutcome({
+        requestId: input.requestId, tenantId: input.tenantId, keyId: input.keyId, kind: input.kind, model,
+        status: cancelled ? 'cancelled' : 'failed', result: null,
+        error: { type, message: cancelled ? 'cancelled' : (failure?.message ?? 'internal error'), code: details?.code ?? null },
+        summary: { variant },
+      });
+      setStatus(cancelled ? 'cancelled' : 'failed', 'done');
+    });
+    if (cancelled) throw err;
+    throw ApplicationFailure.create({
+      type,
+      message: failure?.message ?? 'internal error',
+      nonRetryable: true,
+      details: [details ?? { code: null, param: null, retryAfterSeconds: null }],
+    });
+  }
+}

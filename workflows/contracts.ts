@@ -1,0 +1,139 @@
+/**
+ * Pure contracts shared by workflows, activities, workers and the API: task queues, workflow IDs,
+ * search attributes, inputs and outputs, and the failure types the API maps to HTTP statuses.
+ * Imports nothing but `@temporalio/common` so it is safe inside the workflow sandbox.
+ */
+import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/common';
+
+/** Task queue of the control worker: all workflows and the database activities. */
+export const CONTROL_TASK_QUEUE = 'sluice-control';
+
+/** Task queue of the inference workers of one pool. */
+export function inferenceTaskQueue(pool: string): string {
+  return `sluice-inference-${pool}`;
+}
+
+/** Workflow ID of one chat request: a business key, no secrets or PII. */
+export function chatWorkflowId(requestId: string): string {
+  return `chat-${requestId}`;
+}
+
+export const SearchAttributes = {
+  kind: defineSearchAttributeKey('SluiceKind', SearchAttributeType.KEYWORD),
+  tenant: defineSearchAttributeKey('SluiceTenant', SearchAttributeType.KEYWORD),
+  model: defineSearchAttributeKey('SluiceModel', SearchAttributeType.KEYWORD),
+  pool: defineSearchAttributeKey('SluicePool', SearchAttributeType.KEYWORD),
+  variant: defineSearchAttributeKey('SluiceVariant', SearchAttributeType.KEYWORD),
+  status: defineSearchAttributeKey('SluiceStatus', SearchAttributeType.KEYWORD),
+  batch: defineSearchAttributeKey('SluiceBatch', SearchAttributeType.KEYWORD),
+} as const;
+
+/** Names of the search attributes, for registering them with a Temporal server. */
+export const SEARCH_ATTRIBUTE_NAMES = Object.values(SearchAttributes).map((k) => k.name);
+
+export type RequestKind = 'sync' | 'async' | 'batch';
+export type JobStatus = 'queued' | 'running' | 'succeeded' | 'failed' | 'cancelled';
+
+export interface ChatMessageInput {
+  role: 'system' | 'developer' | 'user' | 'assistant' | 'tool';
+  content: string;
+}
+
+/** Sampling parameters as the client asked for them (null = model default). */
+export interface ChatParams {
+  maxTokens: number | null;
+  temperature: number | null;
+  topP: number | null;
+  seed: number | null;
+  stop: string[] | null;
+}
+
+/** Input of the `chatRequest` workflow. Built by the API after validation and authentication. */
+export interface ChatRequestInput {
+  requestId: string;
+  tenantId: string;
+  keyId: string;
+  kind: RequestKind;
+  /** Sticky subject for experiment assignment (the `user` field, else the key). */
+  subject: string;
+  model: string;
+  messages: ChatMessageInput[];
+  params: ChatParams;
+  /** Estimated prompt tokens, for the reservation; the worker counts the real ones. */
+  promptTokensEstimate: number;
+  /** Unix seconds of acceptance, used as the completion's `created`. */
+  created: number;
+  batchId: string | null;
+  /** Run database steps as local activities. */
+  localActivities: boolean;
+}
+
+/** An OpenAI chat completion object, as returned to clients. */
+export interface ChatCompletion {
+  id: string;
+  object: 'chat.completion';
+  created: number;
+  model: string;
+  system_fingerprint: string | null;
+  choices: Array<{
+    index: number;
+    message: { role: 'assistant'; content: string; refusal: null };
+    logprobs: null;
+    finish_reason: 'stop' | 'length';
+  }>;
+  usage: { prompt_tokens: number; completion_tokens: number; total_tokens: number };
+}
+
+/** The part of a deployment the inference worker needs to serve it. */
+export interface DeploymentTarget {
+  id: string;
+  model: string;
+  pool: string;
+  provider: 'llama-cpp' | 'openai-compatible' | 'instant';
+  ggufPath: string | null;
+  baseUrl: string | null;
+  apiKeyRef: string | null;
+  upstreamModel: string | null;
+  weight: number;
+  priority: number;
+}
+
+export interface InferInput {
+  requestId: string;
+  deployment: DeploymentTarget;
+  messages: ChatMessageInput[];
+  params: { maxTokens: number; temperature: number; topP: number | null; seed: number | null; stop: string[] | null };
+}
+
+export interface InferOutput {
+  content: string;
+  finishReason: 'stop' | 'length';
+  promptTokens: number;
+  completionTokens: number;
+  latencyMs: number;
+}
+
+/**
+ * `ApplicationFailure` types a request can end with, and the HTTP status each maps to.
+ * Closed: the API's error middleware has one entry per type.
+ */
+export const FailureTypes = {
+  Unauthorized: 401,
+  PermissionDenied: 403,
+  NotFound: 404,
+  BadRequest: 400,
+  ContextLengthExceeded: 400,
+  QuotaExceeded: 429,
+  NoDeploymentAvailable: 503,
+  Cancelled: 409,
+  InternalError: 500,
+} as const;
+export type FailureType = keyof typeof FailureTypes;
+
+/** Details attached to a failure (first element of `ApplicationFailure.details`). */
+export interface FailureDetails {
+  /** OpenAI error `code`, e.g. `rate_limit_exceeded`, `model_not_found`. */
+  code: string | null;
+  param: string | null;
+  retryAfterSeconds: number | null;
+}

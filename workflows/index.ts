@@ -1,0 +1,2 @@
+/** Every workflow, for the worker's `workflowsPath`. */
+export { chatRequest, statusQuery } from './chat-request.js';
