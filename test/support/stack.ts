@@ -1,0 +1,104 @@
+/**
+ * A whole Sluice stack for one test file, on real parts: its own PostgreSQL database (on the run's
+ * server), its own Temporal dev server, the control worker, inference workers and the API on a
+ * free port. `createTenantKey` makes a tenant and a key through the admin API.
+ */
+import { randomBytes } from 'node:crypto';
+import pg from 'pg';
+import { inject } from 'vitest';
+import { loadConfig, type SluiceConfig } from '../../workers/config.js';
+import { createLogger } from '../../workers/logger.js';
+import { startStack, type Stack } from '../../scripts/lib/system.js';
+import { startTemporalDevServer, type RunningDevServer } from '../../scripts/lib/temporal-dev-server.js';
+import { ensureAdminKey, ensureModels } from '../../scripts/lib/bootstrap.js';
+import type { BreakerConfig } from '../../activities/circuit-breaker.js';
+import { freePort } from './global-setup.js';
+
+export interface TestStackOptions {
+  pools?: string[];
+  breaker?: BreakerConfig;
+  /** Extra environment for loadConfig. */
+  env?: Record<string, string>;
+  /** Temporal persistence file (for restart tests); null = in memory. */
+  temporalDbFile?: string | null;
+  temporalPort?: number;
+}
+
+export interface TestStack extends Stack {
+  config: SluiceConfig;
+  databaseUrl: string;
+  temporal: RunningDevServer;
+  adminKey: string;
+  url: string;
+  /** Logs written by the stack (JSON lines), for secret scans. */
+  logs: string[];
+  createTenantKey(opts?: { limits?: Record<string, unknown>; role?: string; scopes?: string[] }): Promise<{ tenantId: string; key: string; keyId: string }>;
+  admin(method: string, path: string, body?: unknown): Promise<{ status: number; body: any }>;
+}
+
+export async function createDatabase(): Promise<string> {
+  const adminUrl = inject('pgAdminUrl');
+  const name = `t_${randomBytes(6).toString('hex')}`;
+  const client = new pg.Client({ connectionString: adminUrl });
+  await client.connect();
+  await client.query(`create database ${name}`);
+  await client.end();
+  const url = new URL(adminUrl);
+  url.pathname = `/${name}`;
+  return url.toString();
+}
+
+export async function startTestStack(options: TestStackOptions = {}): Promise<TestStack> {
+  const databaseUrl = await createDatabase();
+  const temporal = await startTemporalDevServer({ dbFile: options.temporalDbFile ?? null, port: options.temporalPort ?? (await freePort()), uiPort: null });
+  const pools = options.pools ?? ['local'];
+  const config = loadConfig({
+    PORT: '0',
+    SLUICE_DATA_DIR: inject('sharedDataDir'),
+    SLUICE_THREADS: '1',
+    SLUICE_SLOTS: '4',
+    SLUICE_CONTEXT_SIZE: '1024',
+    SLUICE_POOL: pools[0] ?? 'local',
+    SLUICE_POOLS: pools.join(','),
+    SLUICE_LOG_LEVEL: 'info',
+    ...options.env,
+  });
+  const logs: string[] = [];
+  const log = createLogger('info', { process: 'test' }, (line) => logs.push(line));
+  const stack = await startStack(config, {
+    databaseUrl, temporalAddress: temporal.address, api: true, control: true, pools, log,
+    workflowBundle: { codePath: inject('workflowBundlePath') },
+    ...(options.breaker ? { breaker: options.breaker } : {}),
+  });
+  const admin = await ensureAdminKey(stack.db, null);
+  await ensureModels(stack.db, { pool: config.pool, contextSize: config.contextSize, ggufModels: config.ggufModels });
+  const url = stack.url as string;
+  const adminKey = admin.secret as string;
+
+  async function call(key: string, method: string, path: string, body?: unknown) {
+    const res = await fetch(`${url}${path}`, {
+      method,
+      headers: { Authorization: `Bearer ${key}`, ...(body === undefined ? {} : { 'Content-Type': 'application/json' }) },
+      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+    });
+    const text = await res.text();
+    return { status: res.status, body: text ? JSON.parse(text) : null };
+  }
+
+  return {
+    ...stack,
+    config, databaseUrl, temporal, adminKey, url, logs,
+    admin: (method, path, body) => call(adminKey, method, path, body),
+    async createTenantKey(opts = {}) {
+      const t = await call(adminKey, 'POST', '/v1/admin/tenants', { name: `tenant-${randomBytes(3).toString('hex')}`, ...(opts.limits ? { limits: opts.limits } : {}) });
+      if (t.status !== 201) throw new Error(`tenant create failed: ${JSON.stringify(t.body)}`);
+      const k = await call(adminKey, 'POST', `/v1/admin/tenants/${t.body.id}/keys`, { role: opts.role ?? 'developer', ...(opts.scopes ? { scopes: opts.scopes } : {}) });
+      if (k.status !== 201) throw new Error(`key create failed: ${JSON.stringify(k.body)}`);
+      return { tenantId: t.body.id as string, key: k.body.key as string, keyId: k.body.id as string };
+    },
+    async stop() {
+      await stack.stop();
+      await temporal.stop();
+    },
+  };
+}
