@@ -28,11 +28,11 @@ async function usageRows(requestId: string) {
   return stack.db.selectFrom('usage').selectAll().where('request_id', '=', requestId).execute();
 }
 
-async function poll(id: string, until: (status: string) => boolean, timeoutMs = 60_000) {
+async function poll(id: string, until: (status: string) => boolean, timeoutMs = 60_000): Promise<any> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const res = await fetch(`${stack.url}/v1/jobs/${id}`, { headers: { Authorization: `Bearer ${key}` } });
-    const job = await res.json();
+    const job: any = await res.json();
     if (until(job.status) || Date.now() > deadline) return job;
     await new Promise((r) => setTimeout(r, 100));
   }
@@ -92,10 +92,10 @@ describe('async jobs', () => {
       body: JSON.stringify({ model: 'sluice-tiny', messages: [{ role: 'user', content: 'async please' }], max_tokens: 8, temperature: 0 }),
     });
     expect(res.status).toBe(202);
-    const job = await res.json();
+    const job: any = await res.json();
     expect(res.headers.get('location')).toBe(`/v1/jobs/${job.id}`);
     expect(['queued', 'running', 'succeeded']).toContain(job.status);
-    const done = await poll(job.id, (s) => s === 'succeeded');
+    const done: any = await poll(job.id, (s) => s === 'succeeded');
     expect(done.status).toBe('succeeded');
     expect(done.result.object).toBe('chat.completion');
     expect(done.result.id).toBe(`chatcmpl-${job.id}`);
@@ -110,7 +110,7 @@ describe('async jobs', () => {
       headers: { Authorization: `Bearer ${key}`, 'Content-Type': 'application/json', Prefer: 'respond-async' },
       body: JSON.stringify({ model: 'sluice-tiny', messages: [{ role: 'user', content: 'mine' }], max_tokens: 4 }),
     });
-    const job = await res.json();
+    const job: any = await res.json();
     const other = await stack.createTenantKey();
     const peek = await fetch(`${stack.url}/v1/jobs/${job.id}`, { headers: { Authorization: `Bearer ${other.key}` } });
     expect(peek.status).toBe(404);
@@ -187,7 +187,7 @@ describe('operations', () => {
     expect((await fetch(`${stack.url}/healthz`)).status).toBe(200);
     const ready = await fetch(`${stack.url}/readyz`);
     expect(ready.status).toBe(200);
-    expect((await ready.json()).checks).toMatchObject({ postgres: 'ok', temporal: 'ok', 'pool:local': 'ok' });
+    expect(((await ready.json()) as any).checks).toMatchObject({ postgres: 'ok', temporal: 'ok', 'pool:local': 'ok' });
     const metrics = await (await fetch(`${stack.url}/metrics`)).text();
     expect(metrics).toMatch(/sluice_chat_requests_total\{model="sluice-tiny",status="200",tenant="ten_/);
     expect(metrics).toMatch(/sluice_tokens_total\{.*direction="completion"/);

@@ -13,7 +13,7 @@ import type { TestProject } from 'vitest/node';
 import { startEmbeddedPostgres } from '../../scripts/lib/embedded-postgres.js';
 import { TEMPORAL_CLI } from '../../scripts/lib/temporal-dev-server.js';
 import { WORKFLOWS_PATH } from '../../workers/control-worker.js';
-import { ensureTinyGguf } from '../../workers/llama/tiny-gguf.js';
+import { ensureTinyGguf, writeTinyGguf } from '../../workers/llama/tiny-gguf.js';
 
 declare module 'vitest' {
   export interface ProvidedContext {
@@ -22,6 +22,8 @@ declare module 'vitest' {
     sharedDataDir: string;
   }
 }
+
+export const SLOW_GGUF = 'sluice-slow.gguf';
 
 export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -45,6 +47,8 @@ export default async function setup(project: TestProject) {
   await fs.writeFile(bundlePath, code);
   const dataDir = path.join(root, 'data');
   await ensureTinyGguf(path.join(dataDir, 'models'));
+  // A larger random model (~14 ms a token on one thread) for tests that must catch a generation mid-way.
+  await writeTinyGguf(path.join(dataDir, 'models', SLOW_GGUF), { embeddingLength: 512, blockCount: 8, feedForwardLength: 1536, headCount: 8, headCountKv: 8, name: 'sluice-slow' });
   project.provide('pgAdminUrl', pg.url);
   project.provide('workflowBundlePath', bundlePath);
   project.provide('sharedDataDir', dataDir);

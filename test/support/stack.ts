@@ -102,3 +102,35 @@ export async function startTestStack(options: TestStackOptions = {}): Promise<Te
     },
   };
 }
+
+/** Registers a model through the admin API; fails the test on anything but 201. */
+export async function addModel(stack: TestStack, body: Record<string, unknown>): Promise<void> {
+  const r = await stack.admin('POST', '/v1/admin/models', body);
+  if (r.status !== 201) throw new Error(`model create failed: ${JSON.stringify(r.body)}`);
+}
+
+/** Polls a job until `until(status)` or the deadline; tolerates the API being briefly unable to answer. */
+export async function pollJob(stack: TestStack, key: string, id: string, until: (status: string) => boolean, timeoutMs = 90_000): Promise<any> {
+  const deadline = Date.now() + timeoutMs;
+  let last: any = null;
+  while (Date.now() < deadline) {
+    const res = await fetch(`${stack.url}/v1/jobs/${id}`, { headers: { Authorization: `Bearer ${key}` } }).catch(() => null);
+    if (res?.ok) {
+      last = await res.json();
+      if (until(last.status)) return last;
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  return last;
+}
+
+/** Starts a chat request with `Prefer: respond-async` and returns the job. */
+export async function startJob(stack: TestStack, key: string, body: Record<string, unknown>): Promise<any> {
+  const res = await fetch(`${stack.url}/v1/chat/completions`, {
+    method: 'POST',
+    headers: { Authorization: `Bearer ${key}`, 'Content-Type': 'application/json', Prefer: 'respond-async' },
+    body: JSON.stringify(body),
+  });
+  if (res.status !== 202) throw new Error(`async create failed: ${res.status} ${await res.text()}`);
+  return res.json();
+}
