@@ -23,6 +23,10 @@ export async function createInferenceWorker(
     taskQueue: inferenceTaskQueue(options.pool),
     activities: createInferenceActivities({ backends: deps.backends, pool: options.pool, metrics: deps.metrics }),
     maxConcurrentActivityTaskExecutions: options.slots,
+    // Heartbeats carry cancellation back to a generation: send them at least every 2 s instead of
+    // the default 80% of the heartbeat timeout, so a cancelled job stops using its slot promptly.
+    maxHeartbeatThrottleInterval: '2s',
+    defaultHeartbeatThrottleInterval: '2s',
     // Cancellation reaches an activity through heartbeats; let generations stop before shutdown ends.
     shutdownGraceTime: '20s',
   });

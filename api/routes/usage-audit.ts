@@ -54,8 +54,12 @@ export function usageAuditRoutes(deps: { db: Db }): Router {
   });
 
   router.get('/admin/audit/verify', requirePermission(deps, 'audit:read'), async (_req, res) => {
-    const result = await verifyAudit(db);
-    res.status(result.ok ? 200 : 409).json({ object: 'audit_verification', ...result });
+    const r = await verifyAudit(db);
+    res.status(r.ok ? 200 : 409).json(
+      r.ok
+        ? { object: 'audit_verification', ok: true, rows: r.rows, head_seq: r.headSeq, head_hash: r.headHash }
+        : { object: 'audit_verification', ok: false, rows: r.rows, first_bad_seq: r.firstBadSeq, reason: r.reason },
+    );
   });
 
   router.get('/admin/experiments', requirePermission(deps, 'experiments:read'), async (req, res) => {

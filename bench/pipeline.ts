@@ -1,0 +1,124 @@
+/**
+ * The durable pipeline's own cost, with the instant in-process backend (no model time):
+ *  - per-request overhead of a sync `POST /v1/chat/completions` (auth → quota → experiment →
+ *    infer activity on the pool queue → settle → audit, on the Temporal dev server and PostgreSQL)
+ *    over a direct backend call, p50/p99, side by side in one run;
+ *  - sync requests/s at concurrency 1, 8 and 32;
+ *  - both with the database steps as local activities and as regular activities.
+ * Real embedded PostgreSQL and Temporal dev server in a temp dir; everything stops at the end.
+ *
+ * Run: `npx tsx bench/pipeline.ts [--requests 300] [--seconds 10]`
+ */
+import fs from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { loadConfig } from '../workers/config.js';
+import { createLogger } from '../workers/logger.js';
+import { startInfra, startStack } from '../scripts/lib/system.js';
+import { createTenant } from '../db/repositories/tenants.js';
+import { createKey } from '../db/repositories/keys.js';
+import { createModel } from '../db/repositories/models.js';
+import { createInstantBackend } from '../activities/backends/instant.js';
+import { freePortFor, percentile } from './stats.js';
+
+const { values } = parseArgs({ options: { requests: { type: 'string', default: '300' }, seconds: { type: 'string', default: '10' } } });
+const REQUESTS = Number(values.requests);
+const SECONDS = Number(values.seconds);
+
+const BODY = JSON.stringify({ model: 'instant', messages: [{ role: 'user', content: 'benchmark' }], max_tokens: 2 });
+
+async function directLatencies(n: number): Promise<number[]> {
+  const backend = createInstantBackend();
+  const signal = new AbortController().signal;
+  const out: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const t = performance.now();
+    await backend.generate({ messages: [{ role: 'user', content: 'benchmark' }], params: { maxTokens: 2, temperature: 0, topP: null, seed: null, stop: null }, signal });
+    out.push(performance.now() - t);
+  }
+  return out;
+}
+
+async function call(url: string, key: string): Promise<number> {
+  const t = performance.now();
+  const res = await fetch(`${url}/v1/chat/completions`, { method: 'POST', headers: { Authorization: `Bearer ${key}`, 'Content-Type': 'application/json' }, body: BODY });
+  if (res.status !== 200) throw new Error(`status ${res.status}: ${await res.text()}`);
+  await res.arrayBuffer();
+  return performance.now() - t;
+}
+
+async function throughput(url: string, key: string, concurrency: number, seconds: number) {
+  const deadline = performance.now() + seconds * 1000;
+  const latencies: number[] = [];
+  let errors = 0;
+  await Promise.all(Array.from({ length: concurrency }, async () => {
+    while (performance.now() < deadline) {
+      try {
+        latencies.push(await call(url, key));
+      } catch {
+        errors += 1;
+      }
+    }
+  }));
+  return { concurrency, requests: latencies.length, errors, rps: Math.round((latencies.length / seconds) * 10) / 10, p50_ms: percentile(latencies, 50), p99_ms: percentile(latencies, 99) };
+}
+
+async function main() {
+  const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'sluice-bench-'));
+  await fs.chmod(dir, 0o755);
+  const env = {
+    SLUICE_DATA_DIR: dir, PORT: '0', SLUICE_PG_PORT: String(await freePortFor()), SLUICE_TEMPORAL_PORT: String(await freePortFor()),
+    SLUICE_POOL: 'bench', SLUICE_SLOTS: '64', SLUICE_LOG_LEVEL: 'warn',
+  };
+  const log = createLogger('warn');
+  const infra = await startInfra(loadConfig(env), log);
+  const results: Record<string, unknown> = { machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model ?? 'unknown', memory_gib: Math.round(os.totalmem() / 2 ** 30) }, requests: REQUESTS, seconds: SECONDS };
+  try {
+    let key = '';
+    for (const local of [true, false]) {
+      const config = loadConfig({ ...env, SLUICE_LOCAL_ACTIVITIES: String(local) });
+      const stack = await startStack(config, { databaseUrl: infra.databaseUrl, temporalAddress: infra.temporalAddress, api: true, control: true, pools: ['bench'], log });
+      try {
+        if (!key) {
+          await createModel(stack.db, {
+            id: 'instant', ownedBy: 'sluice', contextLength: 4096, maxOutputTokens: 16,
+            deployments: [{ id: 'instant-bench', pool: 'bench', provider: 'instant', ggufPath: null, baseUrl: null, apiKeyRef: null, upstreamModel: null, weight: 1, priority: 0, inputMicrosPerMtok: 100_000, outputMicrosPerMtok: 200_000 }],
+          }, new Date());
+          const tenant = await createTenant(stack.db, { name: 'bench', plan: 'bench', limits: { requests_per_minute: null, tokens_per_minute: null, max_concurrent: null, monthly_budget_micros: null, allowed_models: null } });
+          key = (await createKey(stack.db, { tenantId: tenant.id, role: 'developer', name: 'bench', scopes: null, expiresAt: null })).secret;
+        }
+        const url = stack.url as string;
+        for (let i = 0; i < 50; i++) await call(url, key); // warm-up: bundles, caches, connections
+        const direct: number[] = [];
+        const pipeline: number[] = [];
+        // Side by side: each pipeline request is paired with a direct call in the same loop.
+        for (let i = 0; i < REQUESTS; i++) {
+          direct.push(...(await directLatencies(1)));
+          pipeline.push(await call(url, key));
+        }
+        const mode = local ? 'local_activities' : 'regular_activities';
+        results[mode] = {
+          direct_p50_ms: percentile(direct, 50), direct_p99_ms: percentile(direct, 99),
+          pipeline_p50_ms: percentile(pipeline, 50), pipeline_p99_ms: percentile(pipeline, 99),
+          overhead_p50_ms: Math.round((percentile(pipeline, 50) - percentile(direct, 50)) * 100) / 100,
+          overhead_p99_ms: Math.round((percentile(pipeline, 99) - percentile(direct, 99)) * 100) / 100,
+          throughput: [] as unknown[],
+        };
+        for (const c of [1, 8, 32]) (results[mode] as { throughput: unknown[] }).throughput.push(await throughput(url, key, c, SECONDS));
+        process.stderr.write(`${mode}: ${JSON.stringify(results[mode])}\n`);
+      } finally {
+        await stack.stop();
+      }
+    }
+  } finally {
+    await infra.stop();
+    await fs.rm(dir, { recursive: true, force: true });
+  }
+  process.stdout.write(JSON.stringify(results, null, 2) + '\n');
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`${err instanceof Error ? err.stack : String(err)}\n`);
+  process.exitCode = 1;
+});

@@ -1,0 +1,222 @@
+/** `loadConfig(env)`: documented defaults, a ConfigError for every unusable value, a frozen result. */
+import os from 'node:os';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { ConfigError, loadConfig } from '../../workers/config.js';
+
+const VALID_ADMIN_KEY = `sk-${'A1b2_-'.repeat(4)}`;
+
+describe('loadConfig defaults', () => {
+  it('uses the documented defaults for an empty environment', () => {
+    const c = loadConfig({});
+    expect(c).toEqual({
+      port: 8080,
+      databaseUrl: null,
+      embeddedPgPort: 5433,
+      temporalAddress: null,
+      embeddedTemporalPort: 7233,
+      temporalNamespace: 'default',
+      dataDir: path.resolve('.data'),
+      adminKey: null,
+      pool: 'local',
+      pools: ['local'],
+      slots: 4,
+      threads: Math.max(1, os.availableParallelism() - 1),
+      contextSize: 2048,
+      gpu: false,
+      ggufModels: {},
+      upstreamKeys: {},
+      localActivities: true,
+      maxBodyBytes: 1024 * 1024,
+      logLevel: 'info',
+    });
+  });
+
+  it('treats empty and blank values as unset', () => {
+    const c = loadConfig({ PORT: '', DATABASE_URL: '   ', SLUICE_POOL: '', TEMPORAL_NAMESPACE: ' ', SLUICE_GPU: '' });
+    expect(c.port).toBe(8080);
+    expect(c.databaseUrl).toBeNull();
+    expect(c.pool).toBe('local');
+    expect(c.temporalNamespace).toBe('default');
+    expect(c.gpu).toBe(false);
+  });
+
+  it('does not read process.env when given an explicit environment', () => {
+    const before = process.env.PORT;
+    process.env.PORT = '1234';
+    try {
+      expect(loadConfig({}).port).toBe(8080);
+    } finally {
+      if (before === undefined) delete process.env.PORT;
+      else process.env.PORT = before;
+    }
+  });
+});
+
+describe('loadConfig values', () => {
+  it('reads every setting', () => {
+    const c = loadConfig({
+      PORT: '9000',
+      DATABASE_URL: ' postgres://u@h/db ',
+      SLUICE_PG_PORT: '6543',
+      TEMPORAL_ADDRESS: 'temporal:7233',
+      SLUICE_TEMPORAL_PORT: '7300',
+      TEMPORAL_NAMESPACE: 'sluice',
+      SLUICE_DATA_DIR: '/var/lib/sluice',
+      SLUICE_ADMIN_KEY: VALID_ADMIN_KEY,
+      SLUICE_POOL: 'gpu-a',
+      SLUICE_POOLS: 'gpu-a, cpu',
+      SLUICE_SLOTS: '8',
+      SLUICE_THREADS: '3',
+      SLUICE_CONTEXT_SIZE: '4096',
+      SLUICE_GPU: 'auto',
+      SLUICE_GGUF_MODELS: 'tiny=/models/tiny.gguf, qwen-0.5b:q4=rel/qwen.gguf',
+      SLUICE_LOCAL_ACTIVITIES: 'off',
+      SLUICE_MAX_BODY_BYTES: '2048',
+      SLUICE_LOG_LEVEL: 'warn',
+    });
+    expect(c).toMatchObject({
+      port: 9000,
+      databaseUrl: 'postgres://u@h/db',
+      embeddedPgPort: 6543,
+      temporalAddress: 'temporal:7233',
+      embeddedTemporalPort: 7300,
+      temporalNamespace: 'sluice',
+      dataDir: '/var/lib/sluice',
+      adminKey: VALID_ADMIN_KEY,
+      pool: 'gpu-a',
+      pools: ['gpu-a', 'cpu'],
+      slots: 8,
+      threads: 3,
+      contextSize: 4096,
+      gpu: 'auto',
+      ggufModels: { tiny: '/models/tiny.gguf', 'qwen-0.5b:q4': 'rel/qwen.gguf' },
+      localActivities: false,
+      maxBodyBytes: 2048,
+      logLevel: 'warn',
+    });
+  });
+
+  it('resolves a relative data directory against the working directory', () => {
+    expect(loadConfig({ SLUICE_DATA_DIR: 'some/dir' }).dataDir).toBe(path.resolve('some/dir'));
+  });
+
+  it('defaults the pool list to the pool', () => {
+    expect(loadConfig({ SLUICE_POOL: 'edge-1' }).pools).toEqual(['edge-1']);
+  });
+
+  it.each([
+    ['1', true], ['TRUE', true], ['yes', true], ['on', true],
+    ['0', false], ['false', false], ['No', false], ['off', false],
+  ])('reads SLUICE_LOCAL_ACTIVITIES=%s as %s', (raw, expected) => {
+    expect(loadConfig({ SLUICE_LOCAL_ACTIVITIES: raw }).localActivities).toBe(expected);
+  });
+
+  it('collects SLUICE_UPSTREAM_KEY_* by reference, skipping empty values and other variables', () => {
+    const c = loadConfig({
+      SLUICE_UPSTREAM_KEY_OPENAI: 'sk-openai-secret',
+      SLUICE_UPSTREAM_KEY_local_vllm: 'token-2',
+      SLUICE_UPSTREAM_KEY_EMPTY: '',
+      SLUICE_UPSTREAM_KEYS: 'not-a-key',
+      OPENAI_API_KEY: 'ignored',
+    });
+    expect(c.upstreamKeys).toEqual({ OPENAI: 'sk-openai-secret', local_vllm: 'token-2' });
+  });
+});
+
+describe('loadConfig rejections', () => {
+  it.each<[string, Record<string, string>]>([
+    ['PORT=abc', { PORT: 'abc' }],
+    ['PORT=-1', { PORT: '-1' }],
+    ['PORT=80.5', { PORT: '80.5' }],
+    ['SLUICE_PG_PORT=0', { SLUICE_PG_PORT: '0' }],
+    ['SLUICE_SLOTS=0', { SLUICE_SLOTS: '0' }],
+    ['SLUICE_SLOTS=many', { SLUICE_SLOTS: 'many' }],
+    ['SLUICE_THREADS=0', { SLUICE_THREADS: '0' }],
+    ['SLUICE_CONTEXT_SIZE=32', { SLUICE_CONTEXT_SIZE: '32' }],
+    ['SLUICE_MAX_BODY_BYTES=100', { SLUICE_MAX_BODY_BYTES: '100' }],
+    ["SLUICE_POOL='Bad Pool'", { SLUICE_POOL: 'Bad Pool' }],
+    ['SLUICE_POOL=-leading-dash', { SLUICE_POOL: '-leading-dash' }],
+    ['SLUICE_POOLS with a bad entry', { SLUICE_POOLS: 'local,GPU' }],
+    ['SLUICE_POOLS with an empty entry', { SLUICE_POOLS: 'a,,b' }],
+    ['SLUICE_GPU=x', { SLUICE_GPU: 'x' }],
+    ['SLUICE_GPU=on', { SLUICE_GPU: 'on' }],
+    ['SLUICE_LOG_LEVEL=verbose', { SLUICE_LOG_LEVEL: 'verbose' }],
+    ['SLUICE_LOCAL_ACTIVITIES=maybe', { SLUICE_LOCAL_ACTIVITIES: 'maybe' }],
+    ['SLUICE_ADMIN_KEY=short', { SLUICE_ADMIN_KEY: 'short' }],
+    ['SLUICE_ADMIN_KEY without sk-', { SLUICE_ADMIN_KEY: 'a'.repeat(30) }],
+    ['SLUICE_ADMIN_KEY with 19 characters after sk-', { SLUICE_ADMIN_KEY: `sk-${'a'.repeat(19)}` }],
+    ['SLUICE_ADMIN_KEY with a bad character', { SLUICE_ADMIN_KEY: `sk-${'a'.repeat(20)}!` }],
+    ['SLUICE_GGUF_MODELS without =', { SLUICE_GGUF_MODELS: 'tiny' }],
+    ['SLUICE_GGUF_MODELS without a path', { SLUICE_GGUF_MODELS: 'tiny=' }],
+    ['SLUICE_GGUF_MODELS without a name', { SLUICE_GGUF_MODELS: '=/m/tiny.gguf' }],
+    ['SLUICE_GGUF_MODELS with a bad name', { SLUICE_GGUF_MODELS: 'bad name=/m/tiny.gguf' }],
+    ['SLUICE_GGUF_MODELS with an empty entry', { SLUICE_GGUF_MODELS: 'a=/m/a.gguf,,b=/m/b.gguf' }],
+  ])('throws ConfigError for %s', (_name, env) => {
+    expect(() => loadConfig(env)).toThrow(ConfigError);
+  });
+
+  it('names the variable in the message', () => {
+    expect(() => loadConfig({ SLUICE_SLOTS: '0' })).toThrow(/SLUICE_SLOTS/);
+    expect(() => loadConfig({ PORT: 'abc' })).toThrow(/PORT/);
+  });
+
+  it('does not echo an invalid admin key in the error', () => {
+    const secretish = 'sk-short!secret';
+    try {
+      loadConfig({ SLUICE_ADMIN_KEY: secretish });
+      expect.unreachable('should have thrown');
+    } catch (err) {
+      expect(err).toBeInstanceOf(ConfigError);
+      expect((err as Error).message).not.toContain(secretish);
+    }
+  });
+
+  // Fails until fixed: `int()` in workers/config.ts bounds ports only from below, so a port that
+  // cannot be listened on is accepted here and fails later, away from the configuration.
+  it.each([
+    ['PORT', '65536'],
+    ['SLUICE_PG_PORT', '70000'],
+    ['SLUICE_TEMPORAL_PORT', '65536'],
+  ])('throws ConfigError for %s=%s (out of the TCP port range)', (name, value) => {
+    expect(() => loadConfig({ [name]: value })).toThrow(ConfigError);
+  });
+});
+
+describe('loadConfig GGUF paths', () => {
+  // Fails until fixed: ggufModels() in workers/config.ts splits an entry on every '=' and keeps
+  // only the first two pieces, so a path containing '=' is silently truncated.
+  it('keeps a GGUF path that contains "=" whole, or refuses it; never truncates it', () => {
+    const env = { SLUICE_GGUF_MODELS: 'tiny=/models/quant=q4/tiny.gguf' };
+    let models: Readonly<Record<string, string>> | null = null;
+    try {
+      models = loadConfig(env).ggufModels;
+    } catch (err) {
+      expect(err).toBeInstanceOf(ConfigError);
+    }
+    if (models !== null) expect(models).toEqual({ tiny: '/models/quant=q4/tiny.gguf' });
+  });
+});
+
+describe('loadConfig result', () => {
+  it('is frozen, and so are its lists and maps', () => {
+    const c = loadConfig({ SLUICE_POOLS: 'a,b', SLUICE_GGUF_MODELS: 'm=/m.gguf', SLUICE_UPSTREAM_KEY_X: 'k' });
+    expect(Object.isFrozen(c)).toBe(true);
+    expect(Object.isFrozen(c.pools)).toBe(true);
+    expect(Object.isFrozen(c.ggufModels)).toBe(true);
+    expect(Object.isFrozen(c.upstreamKeys)).toBe(true);
+    expect(() => {
+      (c as { port: number }).port = 1;
+    }).toThrow(TypeError);
+    expect(() => (c.pools as string[]).push('c')).toThrow(TypeError);
+    expect(() => {
+      (c.upstreamKeys as Record<string, string>).Y = 'k2';
+    }).toThrow(TypeError);
+    expect(c.port).toBe(8080);
+    expect(c.pools).toEqual(['a', 'b']);
+  });
+
+  it('returns a new object per call', () => {
+    expect(loadConfig({})).not.toBe(loadConfig({}));
+  });
+});

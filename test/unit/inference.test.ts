@@ -1,0 +1,187 @@
+/**
+ * The infer activity in a mocked activity context: results pass through with latency added, and
+ * backend failures become the ApplicationFailures the workflow's retry policy needs.
+ */
+import { describe, expect, it } from 'vitest';
+import { MockActivityEnvironment } from '@temporalio/testing';
+import { ApplicationFailure, CancelledFailure, type Logger } from '@temporalio/common';
+import { createInferenceActivities } from '../../activities/inference.js';
+import { createInstantBackend } from '../../activities/backends/instant.js';
+import { BackendError, type GenerateRequest, type InferenceBackend } from '../../activities/backends/types.js';
+import type { BackendRegistry } from '../../activities/backends/registry.js';
+import type { DeploymentTarget, InferInput, InferOutput } from '../../workflows/contracts.js';
+
+const deployment: DeploymentTarget = {
+  id: 'dep-1',
+  model: 'tiny',
+  pool: 'local',
+  provider: 'instant',
+  ggufPath: null,
+  baseUrl: null,
+  apiKeyRef: null,
+  upstreamModel: null,
+  weight: 1,
+  priority: 0,
+};
+
+/** The SDK logs every activity failure; these failures are the point of the tests. */
+const quiet: Logger = { log() {}, trace() {}, debug() {}, info() {}, warn() {}, error() {} };
+const mockEnv = () => new MockActivityEnvironment(undefined, { logger: quiet });
+
+function input(maxTokens = 16): InferInput {
+  return {
+    requestId: 'req-1',
+    deployment,
+    messages: [
+      { role: 'system', content: 'be brief' },
+      { role: 'user', content: 'héllo' },
+    ],
+    params: { maxTokens, temperature: 0, topP: null, seed: null, stop: null },
+  };
+}
+
+/** A registry test double that serves one backend and records what it was asked for. */
+function registryOf(backend: InferenceBackend | (() => Promise<InferenceBackend>)): BackendRegistry & { asked: DeploymentTarget[] } {
+  const asked: DeploymentTarget[] = [];
+  return {
+    asked,
+    get: async (t) => {
+      asked.push(t);
+      return typeof backend === 'function' ? backend() : backend;
+    },
+    close: async () => {},
+  };
+}
+
+function failingBackend(err: unknown): InferenceBackend {
+  return {
+    generate: async () => {
+      throw err;
+    },
+    close: async () => {},
+  };
+}
+
+async function runInfer(registry: BackendRegistry, inp: InferInput = input(), env = mockEnv()): Promise<InferOutput> {
+  const { infer } = createInferenceActivities({ backends: registry, pool: 'local', metrics: null });
+  return env.run<[InferInput], InferOutput, typeof infer>(infer, inp);
+}
+
+async function failureOf(registry: BackendRegistry): Promise<ApplicationFailure> {
+  const err = await runInfer(registry).then(
+    () => null,
+    (e: unknown) => e,
+  );
+  expect(err).toBeInstanceOf(ApplicationFailure);
+  return err as ApplicationFailure;
+}
+
+describe('infer: success', () => {
+  it('returns the instant backend’s content, finish reason and token counts', async () => {
+    const registry = registryOf(createInstantBackend());
+    const out = await runInfer(registry);
+    // Prompt "system: be brief\nuser: héllo": 16 + 1 + 12 bytes ("é" is two) = 29.
+    expect(out).toMatchObject({ content: 'ok', finishReason: 'stop', promptTokens: 29, completionTokens: 2 });
+    expect(Number.isInteger(out.latencyMs)).toBe(true);
+    expect(out.latencyMs).toBeGreaterThanOrEqual(0);
+    expect(registry.asked).toEqual([deployment]);
+  });
+
+  it('reports a completion cut by max_tokens as "length"', async () => {
+    const out = await runInfer(registryOf(createInstantBackend()), input(1));
+    expect(out).toMatchObject({ content: 'o', finishReason: 'length', completionTokens: 1 });
+  });
+
+  it('passes messages, params and an abort signal to the backend, and heartbeats', async () => {
+    let seen: GenerateRequest | null = null;
+    const backend: InferenceBackend = {
+      generate: async (req) => {
+        seen = req;
+        return { content: 'x', finishReason: 'stop', promptTokens: 3, completionTokens: 1 };
+      },
+      close: async () => {},
+    };
+    const env = mockEnv();
+    const beats: unknown[] = [];
+    env.on('heartbeat', (d: unknown) => beats.push(d));
+    const inp = input(7);
+    await runInfer(registryOf(backend), inp, env);
+    const req = seen as GenerateRequest | null;
+    expect(req?.messages).toEqual(inp.messages);
+    expect(req?.params).toEqual(inp.params);
+    expect(req?.signal).toBeInstanceOf(AbortSignal);
+    expect(req?.signal.aborted).toBe(false);
+    expect(beats[0]).toEqual({ completionTokens: 0 });
+  });
+});
+
+describe('infer: failures', () => {
+  it("maps 'bad_request' to a non-retryable BadRequest", async () => {
+    const f = await failureOf(registryOf(failingBackend(new BackendError('bad_request', 'upstream said 400', null, 400))));
+    expect(f.type).toBe('BadRequest');
+    expect(f.nonRetryable).toBe(true);
+    expect(f.message).toBe('upstream said 400');
+    expect(f.details?.[0]).toMatchObject({ code: 'upstream_bad_request' });
+  });
+
+  it("maps 'context_length' to a non-retryable ContextLengthExceeded on 'messages'", async () => {
+    const f = await failureOf(registryOf(failingBackend(new BackendError('context_length', 'prompt too long'))));
+    expect(f.type).toBe('ContextLengthExceeded');
+    expect(f.nonRetryable).toBe(true);
+    expect(f.details?.[0]).toMatchObject({ code: 'context_length_exceeded', param: 'messages' });
+  });
+
+  it("maps 'rate_limited' with Retry-After to a retryable failure with nextRetryDelay", async () => {
+    const f = await failureOf(registryOf(failingBackend(new BackendError('rate_limited', 'slow down', 2000, 429))));
+    expect(f.type).toBe('UpstreamRateLimited');
+    expect(f.nonRetryable).toBe(false);
+    expect(f.nextRetryDelay).toBe(2000);
+  });
+
+  it("maps 'rate_limited' without Retry-After to a retryable failure left to the retry policy's backoff", async () => {
+    const f = await failureOf(registryOf(failingBackend(new BackendError('rate_limited', 'slow down'))));
+    expect(f.type).toBe('UpstreamRateLimited');
+    expect(f.nonRetryable).toBe(false);
+    expect(f.nextRetryDelay).toBeUndefined();
+  });
+
+  it("maps 'unavailable' to a retryable UpstreamUnavailable", async () => {
+    const f = await failureOf(registryOf(failingBackend(new BackendError('unavailable', 'connection refused', null, 503))));
+    expect(f.type).toBe('UpstreamUnavailable');
+    expect(f.nonRetryable).toBe(false);
+    expect(f.message).toBe('connection refused');
+  });
+
+  it('maps a BackendError from the registry itself', async () => {
+    const f = await failureOf(
+      registryOf(async () => {
+        throw new BackendError('bad_request', 'deployment dep-1 has no gguf_path');
+      }),
+    );
+    expect(f.type).toBe('BadRequest');
+    expect(f.nonRetryable).toBe(true);
+  });
+
+  it('lets any other error through unchanged (retryable by default)', async () => {
+    const original = new TypeError('unexpected');
+    await expect(runInfer(registryOf(failingBackend(original)))).rejects.toBe(original);
+  });
+
+  it('aborts the backend when the activity is cancelled', async () => {
+    let started!: () => void;
+    const running = new Promise<void>((resolve) => (started = resolve));
+    const backend: InferenceBackend = {
+      generate: (req) =>
+        new Promise((_resolve, reject) => {
+          req.signal.addEventListener('abort', () => reject(req.signal.reason));
+          started();
+        }),
+      close: async () => {},
+    };
+    const env = mockEnv();
+    const result = runInfer(registryOf(backend), input(), env);
+    await running;
+    env.cancel();
+    await expect(result).rejects.toBeInstanceOf(CancelledFailure);
+  });
+});

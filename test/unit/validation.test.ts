@@ -1,0 +1,175 @@
+/** `/v1/chat/completions` body validation: 400s that name the parameter, and the normalised body. */
+import { describe, expect, it } from 'vitest';
+import { HttpError } from '../../api/errors.js';
+import { estimatePromptTokens, minPromptTokens, validateChatBody } from '../../api/validation.js';
+import type { ChatMessageInput } from '../../workflows/contracts.js';
+
+const good = { model: 'tiny', messages: [{ role: 'user', content: 'hello' }] };
+
+function rejection(body: unknown): HttpError {
+  try {
+    validateChatBody(body);
+  } catch (err) {
+    expect(err).toBeInstanceOf(HttpError);
+    return err as HttpError;
+  }
+  throw new Error(`expected ${JSON.stringify(body)} to be rejected`);
+}
+
+describe('validateChatBody: rejections', () => {
+  it.each<[string, unknown, string | null]>([
+    ['a body that is not an object', [], null],
+    ['a null body', null, null],
+    ['missing model', { messages: good.messages }, 'model'],
+    ['an empty model', { ...good, model: '  ' }, 'model'],
+    ['a non-string model', { ...good, model: 42 }, 'model'],
+    ['a model over 256 characters', { ...good, model: 'm'.repeat(257) }, 'model'],
+    ['missing messages', { model: 'tiny' }, 'messages'],
+    ['messages that are not an array', { ...good, messages: { role: 'user', content: 'hi' } }, 'messages'],
+    ['messages as a string', { ...good, messages: 'hello' }, 'messages'],
+    ['empty messages', { ...good, messages: [] }, 'messages'],
+    ['a message that is not an object', { ...good, messages: ['hello'] }, 'messages[0]'],
+    ['an unknown role', { ...good, messages: [{ role: 'wizard', content: 'hi' }] }, 'messages[0].role'],
+    ['a missing role', { ...good, messages: [{ content: 'hi' }] }, 'messages[0].role'],
+    ['an unknown role in the second message', { ...good, messages: [good.messages[0], { role: 'robot', content: 'x' }] }, 'messages[1].role'],
+    ['missing content', { ...good, messages: [{ role: 'user' }] }, 'messages[0].content'],
+    ['numeric content', { ...good, messages: [{ role: 'user', content: 7 }] }, 'messages[0].content'],
+    ['object content', { ...good, messages: [{ role: 'user', content: { text: 'hi' } }] }, 'messages[0].content'],
+    [
+      'an image content part',
+      { ...good, messages: [{ role: 'user', content: [{ type: 'text', text: 'a' }, { type: 'image_url', image_url: { url: 'x' } }] }] },
+      'messages[0].content',
+    ],
+    ['a text part without text', { ...good, messages: [{ role: 'user', content: [{ type: 'text' }] }] }, 'messages[0].content'],
+    ['a bare string part', { ...good, messages: [{ role: 'user', content: ['hi'] }] }, 'messages[0].content'],
+    ['stream: true', { ...good, stream: true }, 'stream'],
+    ['n: 2', { ...good, n: 2 }, 'n'],
+    ['n: 0', { ...good, n: 0 }, 'n'],
+    ['tools', { ...good, tools: [] }, 'tools'],
+    ['max_tokens 0', { ...good, max_tokens: 0 }, 'max_tokens'],
+    ['max_tokens -1', { ...good, max_tokens: -1 }, 'max_tokens'],
+    ['max_tokens 1.5', { ...good, max_tokens: 1.5 }, 'max_tokens'],
+    ['max_tokens as a string', { ...good, max_tokens: '10' }, 'max_tokens'],
+    ['max_completion_tokens 0', { ...good, max_completion_tokens: 0 }, 'max_completion_tokens'],
+    ['temperature 3', { ...good, temperature: 3 }, 'temperature'],
+    ['temperature -0.1', { ...good, temperature: -0.1 }, 'temperature'],
+    ['temperature NaN-like string', { ...good, temperature: 'hot' }, 'temperature'],
+    ['top_p 1.5', { ...good, top_p: 1.5 }, 'top_p'],
+    ['a fractional seed', { ...good, seed: 1.5 }, 'seed'],
+    ['a seed beyond int32', { ...good, seed: 2 ** 31 }, 'seed'],
+    ['stop with 5 entries', { ...good, stop: ['a', 'b', 'c', 'd', 'e'] }, 'stop'],
+    ['stop with an empty string', { ...good, stop: ['a', ''] }, 'stop'],
+    ['stop with a number', { ...good, stop: ['a', 1] }, 'stop'],
+    ['stop as a number', { ...good, stop: 5 }, 'stop'],
+    ['user as a number', { ...good, user: 123 }, 'user'],
+    ['user as an object', { ...good, user: { id: 'u' } }, 'user'],
+  ])('rejects %s with 400 naming the parameter', (_name, body, param) => {
+    const err = rejection(body);
+    expect(err.status).toBe(400);
+    expect(err.type).toBe('invalid_request_error');
+    expect(err.param).toBe(param);
+    expect(err.message.length).toBeGreaterThan(0);
+  });
+});
+
+describe('validateChatBody: accepted bodies', () => {
+  it('accepts string content and fills absent parameters with null', () => {
+    const v = validateChatBody({
+      model: 'tiny',
+      messages: [
+        { role: 'system', content: 'be brief' },
+        { role: 'user', content: 'hello' },
+      ],
+    });
+    expect(v).toEqual({
+      model: 'tiny',
+      messages: [
+        { role: 'system', content: 'be brief' },
+        { role: 'user', content: 'hello' },
+      ],
+      params: { maxTokens: null, temperature: null, topP: null, seed: null, stop: null },
+      user: null,
+    });
+  });
+
+  it('accepts every OpenAI role', () => {
+    const roles = ['system', 'developer', 'user', 'assistant', 'tool'] as const;
+    const v = validateChatBody({ model: 'tiny', messages: roles.map((role) => ({ role, content: role })) });
+    expect(v.messages.map((m) => m.role)).toEqual([...roles]);
+  });
+
+  it('joins text parts into one string', () => {
+    const v = validateChatBody({
+      ...good,
+      messages: [{ role: 'user', content: [{ type: 'text', text: 'Hello, ' }, { type: 'text', text: 'world' }] }],
+    });
+    expect(v.messages).toEqual([{ role: 'user', content: 'Hello, world' }]);
+  });
+
+  it('takes max_completion_tokens as maxTokens, and max_tokens when it is absent', () => {
+    expect(validateChatBody({ ...good, max_completion_tokens: 33 }).params.maxTokens).toBe(33);
+    expect(validateChatBody({ ...good, max_tokens: 17 }).params.maxTokens).toBe(17);
+    expect(validateChatBody({ ...good, max_completion_tokens: 33, max_tokens: 17 }).params.maxTokens).toBe(33);
+  });
+
+  it('passes sampling parameters through', () => {
+    const v = validateChatBody({ ...good, max_tokens: 10, temperature: 0, top_p: 1, seed: -5, stop: ['\n\n', 'END'], user: 'user-42' });
+    expect(v.params).toEqual({ maxTokens: 10, temperature: 0, topP: 1, seed: -5, stop: ['\n\n', 'END'] });
+    expect(v.user).toBe('user-42');
+  });
+
+  it('accepts the bounds of temperature and stop', () => {
+    expect(validateChatBody({ ...good, temperature: 2 }).params.temperature).toBe(2);
+    expect(validateChatBody({ ...good, stop: ['a', 'b', 'c', 'd'] }).params.stop).toEqual(['a', 'b', 'c', 'd']);
+  });
+
+  it('turns a single stop string into a one-element list', () => {
+    expect(validateChatBody({ ...good, stop: 'END' }).params.stop).toEqual(['END']);
+  });
+
+  it('accepts stream: false, n: 1 and null optional fields', () => {
+    const v = validateChatBody({ ...good, stream: false, n: 1, max_tokens: null, temperature: null, stop: null, user: null, tools: null });
+    expect(v.params).toEqual({ maxTokens: null, temperature: null, topP: null, seed: null, stop: null });
+    expect(v.user).toBeNull();
+  });
+
+  it('treats an empty user as no user', () => {
+    expect(validateChatBody({ ...good, user: '' }).user).toBeNull();
+  });
+});
+
+describe('prompt token estimates', () => {
+  const cases: ChatMessageInput[][] = [
+    [{ role: 'user', content: '' }],
+    [{ role: 'user', content: 'hi' }],
+    [
+      { role: 'system', content: 'You are terse.' },
+      { role: 'user', content: 'Résumé of naïve café — 日本語 🚀'.repeat(20) },
+    ],
+    Array.from({ length: 50 }, (_, i): ChatMessageInput => ({ role: i % 2 ? 'assistant' : 'user', content: `turn ${i} `.repeat(i) })),
+  ];
+
+  it.each(cases.map((c, i) => [i, c] as const))('estimate ≥ lower bound ≥ 1 (case %i)', (_i, messages) => {
+    const estimate = estimatePromptTokens(messages);
+    const min = minPromptTokens(messages);
+    expect(Number.isInteger(estimate)).toBe(true);
+    expect(Number.isInteger(min)).toBe(true);
+    expect(min).toBeGreaterThanOrEqual(1);
+    expect(estimate).toBeGreaterThanOrEqual(min);
+  });
+
+  it('counts bytes, not UTF-16 units, so multi-byte text is never underestimated', () => {
+    const ascii = estimatePromptTokens([{ role: 'user', content: 'aaaa' }]);
+    const emoji = estimatePromptTokens([{ role: 'user', content: '🚀🚀' }]); // 4 UTF-16 units, 8 bytes
+    expect(emoji - ascii).toBe(4);
+  });
+
+  it('grows with the prompt', () => {
+    const short = [{ role: 'user', content: 'x'.repeat(100) }] as ChatMessageInput[];
+    const long = [{ role: 'user', content: 'x'.repeat(10_000) }] as ChatMessageInput[];
+    expect(estimatePromptTokens(long)).toBeGreaterThan(estimatePromptTokens(short));
+    expect(minPromptTokens(long)).toBeGreaterThan(minPromptTokens(short));
+    // One token never covers more than 16 bytes.
+    expect(minPromptTokens(long)).toBeGreaterThanOrEqual(10_000 / 16);
+  });
+});

@@ -1,0 +1,149 @@
+/**
+ * Durability on real parts: a job cancelled mid-generation, an inference worker process killed
+ * mid-generation, and the Temporal server stopped and restarted with requests in flight.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { inject } from 'vitest';
+import { addModel, pollJob, startJob, startTestStack, type TestStack } from '../support/stack.js';
+import { freePort, SLOW_GGUF } from '../support/global-setup.js';
+import { startTemporalDevServer } from '../../scripts/lib/temporal-dev-server.js';
+import { chatWorkflowId } from '../../workflows/contracts.js';
+
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+let stack: TestStack;
+let key: string;
+let tmp: string;
+let temporalPort: number;
+
+/** Starts `npm run worker:inference` for a pool as its own process. */
+function startWorkerProcess(pool: string): ChildProcess {
+  const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'workers/inference-main.ts')], {
+    cwd: ROOT,
+    env: {
+      PATH: process.env.PATH ?? '',
+      DATABASE_URL: stack.databaseUrl,
+      TEMPORAL_ADDRESS: stack.temporal.address,
+      SLUICE_POOL: pool,
+      SLUICE_DATA_DIR: inject('sharedDataDir'),
+      SLUICE_THREADS: '1',
+      SLUICE_SLOTS: '2',
+      SLUICE_CONTEXT_SIZE: '1024',
+      PORT: '0',
+      SLUICE_LOG_LEVEL: 'warn',
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  child.stdout?.resume();
+  child.stderr?.resume();
+  return child;
+}
+
+async function usageRows(requestId: string) {
+  return stack.db.selectFrom('usage').selectAll().where('request_id', '=', requestId).execute();
+}
+
+/** Waits until the job's inference activity has heartbeated progress (it is mid-generation). */
+async function waitForGeneration(requestId: string, timeoutMs = 60_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  const handle = stack.client.workflow.getHandle(chatWorkflowId(requestId));
+  while (Date.now() < deadline) {
+    const d = await handle.describe().catch(() => null);
+    const pending = d?.raw.pendingActivities?.[0];
+    if (pending?.heartbeatDetails?.payloads?.length) {
+      const details = JSON.parse(Buffer.from(pending.heartbeatDetails.payloads[0]!.data!).toString());
+      if (details.completionTokens > 0) return;
+    }
+    // Heartbeats reach the server at most every 2 s (the worker's throttle).
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`job ${requestId} did not start generating`);
+}
+
+beforeAll(async () => {
+  tmp = await fs.mkdtemp(path.join(os.tmpdir(), 'sluice-durability-'));
+  temporalPort = await freePort();
+  stack = await startTestStack({ temporalDbFile: path.join(tmp, 'temporal.db'), temporalPort });
+  await addModel(stack, {
+    id: 'sluice-slow', context_length: 1024, max_output_tokens: 600,
+    deployments: [{ id: 'slow-local', provider: 'llama-cpp', pool: 'local', gguf_path: SLOW_GGUF }],
+  });
+  await addModel(stack, {
+    id: 'sluice-slow-remote', context_length: 1024, max_output_tokens: 600,
+    deployments: [{ id: 'slow-crashy', provider: 'llama-cpp', pool: 'crashy', gguf_path: SLOW_GGUF }],
+  });
+  ({ key } = await stack.createTenantKey());
+});
+afterAll(async () => {
+  await stack?.stop();
+  await fs.rm(tmp, { recursive: true, force: true });
+});
+
+describe('cancel', () => {
+  it('cancels a running job: reservation released, nothing billed, audited', async () => {
+    const job = await startJob(stack, key, { model: 'sluice-slow', messages: [{ role: 'user', content: 'a long story' }], max_tokens: 500, temperature: 0 });
+    await waitForGeneration(job.id);
+    const res = await fetch(`${stack.url}/v1/jobs/${job.id}/cancel`, { method: 'POST', headers: { Authorization: `Bearer ${key}` } });
+    expect(res.status).toBe(200);
+    expect(((await res.json()) as any).status).toBe('cancelled');
+    expect(await usageRows(job.id)).toHaveLength(0);
+    const reservation = await stack.db.selectFrom('reservations').selectAll().where('request_id', '=', job.id).executeTakeFirstOrThrow();
+    expect(reservation.status).toBe('released');
+    const audit = await stack.db.selectFrom('audit_log').selectAll().where('target', '=', `request:${job.id}`).execute();
+    expect(audit.map((a) => a.action)).toEqual(['request.cancelled']);
+    const spend = await stack.db.selectFrom('tenant_spend').selectAll().where('tenant_id', '=', reservation.tenant_id).execute();
+    expect(spend.every((s) => s.reserved_micros === 0)).toBe(true);
+  });
+
+  it('cancelling a finished job changes nothing', async () => {
+    const job = await startJob(stack, key, { model: 'sluice-tiny', messages: [{ role: 'user', content: 'quick' }], max_tokens: 3 });
+    const done = await pollJob(stack, key, job.id, (s) => s === 'succeeded');
+    const res = await fetch(`${stack.url}/v1/jobs/${job.id}/cancel`, { method: 'POST', headers: { Authorization: `Bearer ${key}` } });
+    expect(((await res.json()) as any).status).toBe('succeeded');
+    expect(done.status).toBe('succeeded');
+    expect(await usageRows(job.id)).toHaveLength(1);
+  });
+});
+
+describe('worker crash', () => {
+  it('an inference worker killed mid-generation: the activity completes on a restarted worker, one usage row', async () => {
+    let worker = startWorkerProcess('crashy');
+    try {
+      const job = await startJob(stack, key, { model: 'sluice-slow-remote', messages: [{ role: 'user', content: 'crash me' }], max_tokens: 400, temperature: 0 });
+      await waitForGeneration(job.id, 90_000);
+      worker.kill('SIGKILL');
+      await new Promise((r) => worker.once('exit', r));
+      worker = startWorkerProcess('crashy');
+      const done = await pollJob(stack, key, job.id, (s) => s === 'succeeded' || s === 'failed', 120_000);
+      expect(done.status).toBe('succeeded');
+      expect(await usageRows(job.id)).toHaveLength(1);
+      const history = await stack.client.workflow.getHandle(chatWorkflowId(job.id)).fetchHistory();
+      const attempts = (history.events ?? []).flatMap((e) => (e.activityTaskStartedEventAttributes ? [e.activityTaskStartedEventAttributes.attempt] : []));
+      expect(attempts).toEqual([2]); // the started event records the attempt that completed
+    } finally {
+      worker.kill('SIGKILL');
+    }
+  });
+});
+
+describe('Temporal restart', () => {
+  it('stops and restarts the Temporal server with its data file while requests are in flight: all complete, each billed once', async () => {
+    const jobs = await Promise.all(
+      Array.from({ length: 6 }, (_, i) => startJob(stack, key, { model: 'sluice-slow', messages: [{ role: 'user', content: `restart ${i}` }], max_tokens: 120, temperature: 0 })),
+    );
+    await waitForGeneration(jobs[0].id);
+    await stack.temporal.stop();
+    await new Promise((r) => setTimeout(r, 2000));
+    const restarted = await startTemporalDevServer({ dbFile: path.join(tmp, 'temporal.db'), port: temporalPort, uiPort: null });
+    stack.temporal = restarted;
+    for (const job of jobs) {
+      const done = await pollJob(stack, key, job.id, (s) => s === 'succeeded' || s === 'failed', 120_000);
+      expect(done?.status).toBe('succeeded');
+      expect(await usageRows(job.id)).toHaveLength(1);
+    }
+  });
+});
