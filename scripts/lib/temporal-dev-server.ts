@@ -59,6 +59,9 @@ export async function startTemporalDevServer(options: DevServerOptions): Promise
   if (options.dbFile !== null) {
     await fs.mkdir(path.dirname(options.dbFile), { recursive: true });
     args.push('--db-filename', options.dbFile);
+    // WAL with synchronous=NORMAL: a commit survives the process being killed (what a restart
+    // needs) without an fsync per history event, which made every request ~0.5 s slower here.
+    args.push('--sqlite-pragma', 'journal_mode=wal', '--sqlite-pragma', 'synchronous=normal');
   }
   if (uiPort === null) args.push('--headless');
   else args.push('--ui-port', String(uiPort));
