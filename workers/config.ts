@@ -54,11 +54,13 @@ export class ConfigError extends Error {
 
 type Env = Readonly<Record<string, string | undefined>>;
 
-function int(env: Env, name: string, fallback: number, min = 0): number {
+function int(env: Env, name: string, fallback: number, min = 0, max = Number.MAX_SAFE_INTEGER): number {
   const raw = env[name];
   if (raw === undefined || raw === '') return fallback;
   const value = Number(raw);
-  if (!Number.isInteger(value) || value < min) throw new ConfigError(`${name} must be an integer >= ${min}, got "${raw}"`);
+  if (raw.trim() === '' || !Number.isInteger(value) || value < min || value > max) {
+    throw new ConfigError(`${name} must be an integer from ${min} to ${max}, got "${raw}"`);
+  }
   return value;
 }
 
@@ -85,7 +87,9 @@ function ggufModels(env: Env): Record<string, string> {
   const models: Record<string, string> = {};
   if (raw === null) return models;
   for (const entry of raw.split(',')) {
-    const [name, file] = entry.split('=').map((s) => s.trim());
+    const eq = entry.indexOf('=');
+    const name = eq < 0 ? '' : entry.slice(0, eq).trim();
+    const file = eq < 0 ? '' : entry.slice(eq + 1).trim();
     if (!name || !file || !/^[A-Za-z0-9._:-]{1,128}$/.test(name)) {
       throw new ConfigError(`SLUICE_GGUF_MODELS entry "${entry}" must be name=/path/to/model.gguf`);
     }
@@ -115,11 +119,11 @@ export function loadConfig(env: Env = process.env): SluiceConfig {
     throw new ConfigError('SLUICE_ADMIN_KEY must look like sk- followed by at least 20 of [A-Za-z0-9_-]');
   }
   return Object.freeze({
-    port: int(env, 'PORT', 8080),
+    port: int(env, 'PORT', 8080, 0, 65535),
     databaseUrl: str(env, 'DATABASE_URL'),
-    embeddedPgPort: int(env, 'SLUICE_PG_PORT', 5433, 1),
+    embeddedPgPort: int(env, 'SLUICE_PG_PORT', 5433, 1, 65535),
     temporalAddress: str(env, 'TEMPORAL_ADDRESS'),
-    embeddedTemporalPort: int(env, 'SLUICE_TEMPORAL_PORT', 7233, 1),
+    embeddedTemporalPort: int(env, 'SLUICE_TEMPORAL_PORT', 7233, 1, 64535),
     temporalNamespace: str(env, 'TEMPORAL_NAMESPACE') ?? 'default',
     dataDir: path.resolve(str(env, 'SLUICE_DATA_DIR') ?? '.data'),
     adminKey,
