@@ -1,5 +1,6 @@
 /** `createApp` builds the Express app over its dependencies; `server.ts` listens. */
 import express, { type Request, type Response, type NextFunction } from 'express';
+import helmet from 'helmet';
 import type { Client } from '@temporalio/client';
 import type { Db } from '../db/database.js';
 import { sql } from 'kysely';
@@ -22,6 +23,12 @@ export interface AppConfig {
   namespace: string;
   /** Pools whose inference workers `/readyz` expects to see polling. */
   pools: readonly string[];
+  /** Ask Temporal for eager workflow start: only useful when a control worker shares the client's connection. */
+  eagerStart: boolean;
+  /** Longest time spent on one request before a 503 `request_timeout`. @default 600000 */
+  requestTimeoutMs?: number;
+  /** Key that signs audit checkpoints; null = unsigned. @default null */
+  auditKey?: string | null;
 }
 
 export interface AppDeps {
@@ -45,10 +52,42 @@ function httpMetrics(metrics: Metrics) {
   };
 }
 
+/**
+ * Answers 503 `request_timeout` when a request takes longer than `ms` and nothing was sent yet.
+ * The work itself is not undone: a sync completion keeps running, and a retry with the same
+ * `Idempotency-Key` returns its result.
+ */
+function requestTimeout(ms: number) {
+  return (_req: Request, res: Response, next: NextFunction) => {
+    const timer = setTimeout(() => {
+      if (res.headersSent) return;
+      const error = new HttpError('service_unavailable', `The request took longer than ${Math.round(ms / 1000)} s`, 'request_timeout', null, 1);
+      res.setHeader('Retry-After', '1');
+      res.status(error.status).json(error.toJSON());
+    }, ms);
+    timer.unref();
+    res.on('close', () => clearTimeout(timer));
+    res.on('finish', () => clearTimeout(timer));
+    next();
+  };
+}
+
 export function createApp(deps: AppDeps): express.Express {
   const app = express();
   app.disable('x-powered-by');
   app.set('etag', false);
+  // Security headers on every response (404 and 500 included: they are set before any route runs).
+  // A JSON API serves no documents: nothing may be framed, loaded or run from its responses.
+  // No CORS middleware: browsers get no Access-Control-Allow-Origin, so cross-origin calls are off.
+  app.use(helmet({
+    contentSecurityPolicy: { useDefaults: false, directives: { defaultSrc: ["'none'"], frameAncestors: ["'none'"] } },
+    crossOriginResourcePolicy: { policy: 'same-origin' },
+  }));
+  app.use((_req, res, next) => {
+    res.setHeader('Cache-Control', 'no-store');
+    next();
+  });
+  app.use(requestTimeout(deps.config.requestTimeoutMs ?? 600_000));
   app.use(httpMetrics(deps.metrics));
 
   app.get('/healthz', (_req, res) => {
@@ -82,7 +121,7 @@ export function createApp(deps: AppDeps): express.Express {
   // Authenticate before reading the body: an anonymous caller's body is never parsed.
   v1.use(authenticate(deps));
   v1.use(express.json({ limit: deps.config.maxBodyBytes, type: ['application/json', 'application/*+json'] }));
-  v1.use(chatRoutes({ db: deps.db, temporal: deps.temporal, metrics: deps.metrics, localActivities: deps.config.localActivities }));
+  v1.use(chatRoutes({ db: deps.db, temporal: deps.temporal, metrics: deps.metrics, localActivities: deps.config.localActivities, eagerStart: deps.config.eagerStart }));
   v1.use(modelRoutes(deps));
   v1.use(tenantRoutes(deps));
   v1.use(usageAuditRoutes(deps));

@@ -33,6 +33,12 @@ function cacheKey(t: DeploymentTarget): string {
 
 export function createBackendRegistry(options: BackendRegistryOptions): BackendRegistry {
   const backends = new Map<string, Promise<InferenceBackend>>();
+  // One llama.cpp runtime per process, shared by every GGUF this worker serves.
+  let llama: Promise<import('node-llama-cpp').Llama> | null = null;
+  const sharedLlama = () => {
+    llama ??= import('node-llama-cpp').then(({ getLlama, LlamaLogLevel }) => getLlama({ build: 'never', gpu: options.gpu, logLevel: LlamaLogLevel.error }));
+    return llama;
+  };
 
   async function create(t: DeploymentTarget): Promise<InferenceBackend> {
     switch (t.provider) {
@@ -47,6 +53,7 @@ export function createBackendRegistry(options: BackendRegistryOptions): BackendR
           threads: options.threads,
           contextSize: options.contextSize,
           gpu: options.gpu,
+          llama: await sharedLlama(),
         });
       }
       case 'openai-compatible': {
@@ -77,6 +84,8 @@ export function createBackendRegistry(options: BackendRegistryOptions): BackendR
       const all = [...backends.values()];
       backends.clear();
       await Promise.allSettled(all.map(async (b) => (await b).close()));
+      if (llama) await (await llama).dispose();
+      llama = null;
     },
   };
 }

@@ -26,6 +26,7 @@ export interface ChatRouteDeps {
   temporal: Client;
   metrics: Metrics;
   localActivities: boolean;
+  eagerStart: boolean;
 }
 
 const FINAL: readonly JobStatus[] = ['succeeded', 'failed', 'cancelled'];
@@ -133,6 +134,7 @@ export function chatRoutes(deps: ChatRouteDeps): Router {
           workflowId: chatWorkflowId(requestId),
           args: [input],
           workflowIdConflictPolicy: 'USE_EXISTING',
+          requestEagerStart: deps.eagerStart,
           priority: { priorityKey: async ? 2 : 1 },
           typedSearchAttributes: [
             { key: SearchAttributes.kind, value: input.kind },

@@ -1,0 +1,40 @@
+/**
+ * `npm run bench`: every benchmark in turn, each in its own process so they do not share a heap
+ * or a CPU. Prints each one's output and writes it to bench/results/<name>.txt. Numbers and the
+ * machine they were measured on go into BENCHMARKS.md by hand (they are not asserted anywhere).
+ *
+ * `npm run bench -- pipeline` runs only the named ones.
+ */
+import { spawn } from 'node:child_process';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+
+const BENCHMARKS: Record<string, string[]> = {
+  pipeline: ['bench/pipeline.ts', '--requests', '300', '--seconds', '10'],
+  'llama-threads-1': ['bench/llama-throughput.ts', '--threads', '1', '--parallel', '4', '--tokens', '64', '--runs', '5'],
+  'llama-threads-2': ['bench/llama-throughput.ts', '--threads', '2', '--parallel', '4', '--tokens', '64', '--runs', '5'],
+};
+
+async function run(name: string, args: string[]): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    child.stdout.on('data', (c: Buffer) => {
+      out += c.toString();
+      process.stdout.write(c);
+    });
+    child.once('exit', (code) => (code === 0 ? resolve(out) : reject(new Error(`${name} exited with ${code}`))));
+  });
+}
+
+const wanted = process.argv.slice(2);
+await fs.mkdir(path.join(ROOT, 'bench/results'), { recursive: true });
+for (const [name, args] of Object.entries(BENCHMARKS)) {
+  if (wanted.length > 0 && !wanted.includes(name)) continue;
+  process.stdout.write(`\n=== ${name}: node --import tsx ${args.join(' ')}\n`);
+  const out = await run(name, args);
+  await fs.writeFile(path.join(ROOT, 'bench/results', `${name}.txt`), out);
+}
