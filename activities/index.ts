@@ -1,5 +1,6 @@
 /** The control worker's activities: everything that touches PostgreSQL. Built over injected deps. */
 import type { Db } from '../db/database.js';
+import type { Client } from '@temporalio/client';
 import type { Metrics } from '../workers/metrics.js';
 import { createAuthActivities } from './auth.js';
 import { createQuotaActivities } from './quota.js';
@@ -7,6 +8,9 @@ import { createExperimentActivities } from './experiments.js';
 import { createRoutingActivities } from './routing.js';
 import { createLedgerActivities } from './ledger.js';
 import { createAuditActivities } from './audit.js';
+import { createBillingActivities } from './billing.js';
+import { createBatchActivities } from './batch.js';
+import { createReconcileActivities } from './reconcile.js';
 import { DEFAULT_BREAKER_CONFIG, type BreakerConfig } from './circuit-breaker.js';
 
 export interface ControlDeps {
@@ -16,6 +20,10 @@ export interface ControlDeps {
   /** @default DEFAULT_BREAKER_CONFIG */
   breaker?: BreakerConfig;
   metrics?: Metrics | null;
+  /** Client for the reconciler's look at request workflows. @default null */
+  temporal?: Client | null;
+  /** Key that signs audit checkpoints. @default null (unsigned) */
+  auditKey?: string | null;
 }
 
 export function createControlActivities(deps: ControlDeps) {
@@ -24,6 +32,8 @@ export function createControlActivities(deps: ControlDeps) {
     now: deps.now ?? (() => new Date()),
     breaker: deps.breaker ?? DEFAULT_BREAKER_CONFIG,
     metrics: deps.metrics ?? null,
+    temporal: deps.temporal ?? null,
+    auditKey: deps.auditKey ?? null,
   };
   return {
     ...createAuthActivities(full),
@@ -32,6 +42,9 @@ export function createControlActivities(deps: ControlDeps) {
     ...createRoutingActivities(full),
     ...createLedgerActivities(full),
     ...createAuditActivities(full),
+    ...createBillingActivities(full),
+    ...createBatchActivities(full),
+    ...createReconcileActivities(full),
   };
 }
 

@@ -1,10 +1,10 @@
 /** The settle step: one usage row per request and step, cost from the price in force, reservation settled. */
 import type { Db } from '../db/database.js';
-import { pricesAt } from '../db/repositories/models.js';
+import { priceFor } from '../db/repositories/billing.js';
 import { settle } from '../db/repositories/quota.js';
 import { recordCircuit } from '../db/repositories/circuit.js';
 import type { BreakerConfig } from './circuit-breaker.js';
-import { costMicros } from './cost.js';
+import { usageCostMicros } from './billing.js';
 import type { Metrics } from '../workers/metrics.js';
 
 export interface SettleInput {
@@ -30,10 +30,10 @@ export function createLedgerActivities(deps: { db: Db; now: () => Date; breaker:
      */
     async settle(input: SettleInput): Promise<{ costMicros: number }> {
       const at = deps.now();
-      const price = (await pricesAt(deps.db, [input.deploymentId], at)).get(input.deploymentId) ?? null;
-      const cost = price
-        ? costMicros({ inputMicrosPerMtok: price.input_micros_per_mtok, outputMicrosPerMtok: price.output_micros_per_mtok }, input.promptTokens, input.completionTokens)
-        : 0;
+      // The price in force at this instant (the tenant's negotiated rate if any); the row is dated
+      // at the same instant, so a price change mid-period splits the cost exactly at its start.
+      const quote = await priceFor(deps.db, input.tenantId, input.deploymentId, at);
+      const cost = quote ? usageCostMicros(quote, input.kind, input.promptTokens, input.completionTokens) : 0;
       const result = await settle(deps.db, {
         requestId: input.requestId,
         step: input.step,
@@ -44,7 +44,9 @@ export function createLedgerActivities(deps: { db: Db; now: () => Date; breaker:
         deploymentId: input.deploymentId,
         pool: input.pool,
         variant: input.variant,
-        priceId: price?.id ?? null,
+        priceId: quote?.priceId ?? null,
+        tenantPriceId: quote?.tenantPriceId ?? null,
+        at,
         inputTokens: input.promptTokens,
         outputTokens: input.completionTokens,
         costMicros: cost,

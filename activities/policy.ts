@@ -10,7 +10,7 @@ export const PERMISSIONS = [
   'keys:read', 'keys:write',
   'models:read', 'models:write',
   'experiments:read', 'experiments:write',
-  'usage:read', 'audit:read',
+  'usage:read', 'audit:read', 'audit:write',
   'billing:read', 'billing:write',
 ] as const;
 export type Permission = (typeof PERMISSIONS)[number];

@@ -12,6 +12,9 @@ import { chatRoutes } from './routes/chat.js';
 import { modelRoutes } from './routes/models.js';
 import { tenantRoutes } from './routes/tenants.js';
 import { usageAuditRoutes } from './routes/usage-audit.js';
+import { billingRoutes } from './routes/billing.js';
+import { DEFAULT_FILE_LIMITS, fileRoutes, type FileLimits } from './routes/files.js';
+import { DEFAULT_BATCH_RUN, batchRoutes, type BatchRunConfig } from './routes/batches.js';
 import { inferenceTaskQueue } from '../workflows/contracts.js';
 
 /** `temporal.api.enums.v1.TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY`. */
@@ -23,6 +26,10 @@ export interface AppConfig {
   namespace: string;
   /** Pools whose inference workers `/readyz` expects to see polling. */
   pools: readonly string[];
+  /** Upload limits of the Files API. @default DEFAULT_FILE_LIMITS (200 MB, 50,000 lines) */
+  files?: FileLimits;
+  /** How batches run. @default DEFAULT_BATCH_RUN (32 lines in flight, 1000 per workflow run) */
+  batches?: Omit<BatchRunConfig, 'localActivities'>;
   /** Ask Temporal for eager workflow start: only useful when a control worker shares the client's connection. */
   eagerStart: boolean;
   /** Longest time spent on one request before a 503 `request_timeout`. @default 600000 */
@@ -82,6 +89,7 @@ export function createApp(deps: AppDeps): express.Express {
   app.use(helmet({
     contentSecurityPolicy: { useDefaults: false, directives: { defaultSrc: ["'none'"], frameAncestors: ["'none'"] } },
     crossOriginResourcePolicy: { policy: 'same-origin' },
+    xFrameOptions: { action: 'deny' },
   }));
   app.use((_req, res, next) => {
     res.setHeader('Cache-Control', 'no-store');
@@ -125,6 +133,9 @@ export function createApp(deps: AppDeps): express.Express {
   v1.use(modelRoutes(deps));
   v1.use(tenantRoutes(deps));
   v1.use(usageAuditRoutes(deps));
+  v1.use(billingRoutes(deps));
+  v1.use(fileRoutes({ db: deps.db, limits: deps.config.files ?? DEFAULT_FILE_LIMITS }));
+  v1.use(batchRoutes({ db: deps.db, temporal: deps.temporal, run: { ...(deps.config.batches ?? DEFAULT_BATCH_RUN), localActivities: deps.config.localActivities } }));
   app.use('/v1', v1);
 
   app.use((req, _res, next) => next(new HttpError('not_found_error', `Unknown route ${req.method} ${req.path}`, 'unknown_url')));

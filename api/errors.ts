@@ -65,6 +65,8 @@ export function fromWorkflowFailure(err: unknown): HttpError | null {
 /** Normalises anything thrown into the OpenAI error shape. Unknown errors are logged and answered 500 without detail. */
 export function errorMiddleware(log: Logger): ErrorRequestHandler {
   return (err, req, res, _next) => {
+    // Already answered (a request timeout fired first): nothing more can be sent.
+    if (res.headersSent) return;
     let error: HttpError;
     if (err instanceof HttpError) error = err;
     else if (fromWorkflowFailure(err)) error = fromWorkflowFailure(err) as HttpError;

@@ -14,9 +14,13 @@
  * {@link CommandSpec} in `COMMANDS`, and a {@link Handler} in `HANDLERS`; the type of `HANDLERS`
  * makes a missing handler a compile error.
  */
-import { realpathSync } from 'node:fs';
+import { createWriteStream, realpathSync } from 'node:fs';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
+import { runBatchOp, type BatchOp } from './batch-cli.js';
 
 /** Where, and as whom, the CLI talks to the API. */
 export interface Connection {
@@ -114,7 +118,14 @@ export type Action =
   | { kind: 'usage'; query: UsageQuery }
   | { kind: 'audit.list'; limit: number | null; before: number | null }
   | { kind: 'audit.verify' }
-  | { kind: 'chat'; body: ChatBody };
+  | { kind: 'chat'; body: ChatBody }
+  | { kind: 'batch'; op: BatchOp }
+  | { kind: 'billing.run'; period: string; tenantId: string | null; wait: boolean }
+  | { kind: 'invoices.list'; period: string | null; tenantId: string | null; status: string | null; limit: number | null; after: string | null }
+  | { kind: 'invoices.get'; id: string }
+  | { kind: 'invoices.void'; id: string; reason: string }
+  | { kind: 'invoices.reissue'; id: string }
+  | { kind: 'export'; what: 'usage' | 'invoices'; period: string; tenantId: string | null; format: 'csv' | 'json'; output: string };
 
 /** What `runCommand` executes: print help, or call the API. */
 export type Command =
@@ -131,6 +142,8 @@ export interface CliDeps {
   out(line: string): void;
   /** Writes one line (no trailing newline) to standard error. */
   err(line: string): void;
+  /** Rewrites a progress line in place (stderr is a TTY); absent: progress is printed as lines. */
+  progress?: ((line: string) => void) | null;
 }
 
 class UsageError extends Error {
@@ -250,6 +263,27 @@ function limitsOf(values: Values): TenantLimitsInput | undefined {
 
 function pageOf(values: Values): { limit: number | null; after: string | null } {
   return { limit: intOpt(values, 'limit', 1) ?? null, after: str(values, 'after') ?? null };
+}
+
+const PERIOD = /^\d{4}-(0[1-9]|1[0-2])$/;
+
+function periodOpt(values: Values): string {
+  const p = requiredStr(values, 'period');
+  if (!PERIOD.test(p)) throw new UsageError(`--period must be YYYY-MM, got '${p}'`);
+  return p;
+}
+
+const EXPORT_OPTIONS: Readonly<Record<string, OptionSpec>> = {
+  period: { type: 'string', arg: 'YYYY-MM', help: 'the month (required)' },
+  tenant: { type: 'string', arg: 'ID', help: 'one tenant (super admin; others always get their own)' },
+  format: { type: 'string', arg: 'F', help: 'csv (default) or json' },
+  output: { type: 'string', short: 'o', arg: 'FILE', help: 'file to write (required)' },
+};
+
+function exportOf(v: Values, what: 'usage' | 'invoices'): Action {
+  const format = str(v, 'format') ?? 'csv';
+  if (format !== 'csv' && format !== 'json') throw new UsageError(`--format must be csv or json, got '${format}'`);
+  return { kind: 'export', what, period: periodOpt(v), tenantId: str(v, 'tenant') ?? null, format, output: requiredStr(v, 'output') };
 }
 
 const COMMANDS: readonly CommandSpec[] = [
@@ -407,6 +441,75 @@ const COMMANDS: readonly CommandSpec[] = [
     },
   },
   {
+    path: ['billing', 'run'],
+    synopsis: '--period YYYY-MM [--tenant ID] [--no-wait]',
+    summary: 'bill a closed calendar month (UTC): one invoice per tenant, reconciled with the ledger',
+    options: {
+      period: { type: 'string', arg: 'YYYY-MM', help: 'the month to bill (required; must have ended)' },
+      tenant: { type: 'string', arg: 'ID', help: 'one tenant (default: every billable tenant; finance keys: their own)' },
+      'no-wait': { type: 'boolean', help: 'start the workflows and print their IDs without waiting' },
+    },
+    args: [],
+    build: (v) => ({ kind: 'billing.run', period: periodOpt(v), tenantId: str(v, 'tenant') ?? null, wait: v['no-wait'] !== true }),
+  },
+  {
+    path: ['invoices', 'list'],
+    synopsis: '[--period YYYY-MM] [--tenant ID] [--status issued|void] [--limit N] [--after ID]',
+    summary: 'list invoices',
+    options: {
+      period: { type: 'string', arg: 'YYYY-MM', help: 'one month' },
+      tenant: { type: 'string', arg: 'ID', help: 'one tenant (super admin)' },
+      status: { type: 'string', arg: 'S', help: 'issued or void' },
+      ...PAGE_OPTIONS,
+    },
+    args: [],
+    build(v) {
+      const period = str(v, 'period');
+      if (period !== undefined && !PERIOD.test(period)) throw new UsageError(`--period must be YYYY-MM, got '${period}'`);
+      return { kind: 'invoices.list', period: period ?? null, tenantId: str(v, 'tenant') ?? null, status: str(v, 'status') ?? null, ...pageOf(v) };
+    },
+  },
+  {
+    path: ['invoices', 'get'],
+    synopsis: 'INVOICE_ID',
+    summary: 'show an invoice with its lines',
+    options: {},
+    args: ['INVOICE_ID'],
+    build: (_v, [id]) => ({ kind: 'invoices.get', id: id as string }),
+  },
+  {
+    path: ['invoices', 'void'],
+    synopsis: 'INVOICE_ID --reason TEXT',
+    summary: 'void an invoice (audited); `invoices reissue` then bills the period again',
+    options: { reason: { type: 'string', arg: 'TEXT', help: 'why (required, audited)' } },
+    args: ['INVOICE_ID'],
+    build: (v, [id]) => ({ kind: 'invoices.void', id: id as string, reason: requiredStr(v, 'reason') }),
+  },
+  {
+    path: ['invoices', 'reissue'],
+    synopsis: 'INVOICE_ID',
+    summary: 'issue the next version of a void invoice (audited)',
+    options: {},
+    args: ['INVOICE_ID'],
+    build: (_v, [id]) => ({ kind: 'invoices.reissue', id: id as string }),
+  },
+  {
+    path: ['invoices', 'export'],
+    synopsis: '--period YYYY-MM [--tenant ID] [--format csv|json] -o FILE',
+    summary: "download a month's invoice lines (streamed)",
+    options: EXPORT_OPTIONS,
+    args: [],
+    build: (v) => exportOf(v, 'invoices'),
+  },
+  {
+    path: ['usage', 'export'],
+    synopsis: '--period YYYY-MM [--tenant ID] [--format csv|json] -o FILE',
+    summary: "download a month's raw usage ledger (streamed)",
+    options: EXPORT_OPTIONS,
+    args: [],
+    build: (v) => exportOf(v, 'usage'),
+  },
+  {
     path: ['usage'],
     synopsis: `[--from ISO] [--to ISO] [--group-by ${USAGE_GROUPS.join('|')}] [--tenant ID]`,
     summary: 'usage totals: requests, tokens, cost (default: this month so far)',
@@ -470,6 +573,34 @@ const COMMANDS: readonly CommandSpec[] = [
       if (maxTokens !== undefined) body.max_tokens = maxTokens;
       return { kind: 'chat', body };
     },
+  },
+  {
+    path: ['batch', 'submit'],
+    synopsis: 'FILE [--model M] [--max-tokens N] [--wait]',
+    summary: 'upload a JSONL batch file (or a plain file, one prompt a line) and start the batch; --wait shows progress',
+    options: {
+      model: { type: 'string', arg: 'M', help: 'model for a plain prompts file, or for lines whose body has none' },
+      'max-tokens': { type: 'string', arg: 'N', help: 'max completion tokens per converted prompt' },
+      wait: { type: 'boolean', help: 'poll with a progress bar (done/failed/total, rate, ETA) until the batch ends' },
+    },
+    args: ['FILE'],
+    build: (v, [file]) => ({ kind: 'batch', op: { op: 'submit', file: file as string, model: str(v, 'model') ?? null, maxTokens: intOpt(v, 'max-tokens', 1) ?? null, wait: v.wait === true } }),
+  },
+  { path: ['batch', 'status'], synopsis: 'BATCH_ID', summary: 'status and request counts of a batch', options: {}, args: ['BATCH_ID'], build: (_v, [id]) => ({ kind: 'batch', op: { op: 'status', id: id as string } }) },
+  {
+    path: ['batch', 'results'], synopsis: 'BATCH_ID [-o FILE]', summary: 'the output file of a batch (JSONL), to stdout or a file',
+    options: { output: { type: 'string', short: 'o', arg: 'FILE', help: 'write to this file' } }, args: ['BATCH_ID'],
+    build: (v, [id]) => ({ kind: 'batch', op: { op: 'results', id: id as string, output: str(v, 'output') ?? null } }),
+  },
+  {
+    path: ['batch', 'errors'], synopsis: 'BATCH_ID [-o FILE]', summary: 'the error file of a batch, or its validation errors',
+    options: { output: { type: 'string', short: 'o', arg: 'FILE', help: 'write to this file' } }, args: ['BATCH_ID'],
+    build: (v, [id]) => ({ kind: 'batch', op: { op: 'errors', id: id as string, output: str(v, 'output') ?? null } }),
+  },
+  { path: ['batch', 'cancel'], synopsis: 'BATCH_ID', summary: 'cancel a batch: no new lines start, partial output is written', options: {}, args: ['BATCH_ID'], build: (_v, [id]) => ({ kind: 'batch', op: { op: 'cancel', id: id as string } }) },
+  {
+    path: ['batch', 'list'], synopsis: '[--limit N] [--after ID]', summary: 'batches of your tenant, newest first', options: PAGE_OPTIONS, args: [],
+    build: (v) => ({ kind: 'batch', op: { op: 'list', ...pageOf(v) } }),
   },
 ];
 
@@ -685,6 +816,56 @@ interface ChatCompletionJson {
   usage?: { prompt_tokens: number; completion_tokens: number; total_tokens: number };
 }
 
+interface InvoiceJson {
+  id: string;
+  tenant_id: string;
+  period: string;
+  version: number;
+  status: string;
+  plan: string;
+  plan_adjustment_bps: number;
+  usage_rows: number;
+  usage_micros: number;
+  plan_adjustment_micros: number;
+  adjustments_micros: number;
+  total_micros: number;
+  late_usage: { rows: number; micros: number; note: string | null };
+  replaces_invoice_id: string | null;
+  void_reason: string | null;
+  lines?: Array<{ kind: string; model: string | null; key_id: string | null; variant: string | null; usage_period: string; late: boolean; description: string | null; requests: number; input_tokens: number; output_tokens: number; amount_micros: number }>;
+}
+
+interface BillingRunJson {
+  period: string;
+  runs: Array<{
+    tenant_id: string | null;
+    workflow_id: string;
+    run_id: string;
+    result?:
+      | { status: string; invoice_id: string | null; created: boolean | null; total_micros: number | null; error: string | null }
+      | { period: string; invoices: Array<{ tenantId: string; invoiceId: string; created: boolean; totalMicros: number }>; failures: Array<{ tenantId: string; message: string }> };
+  }>;
+}
+
+function printInvoice(i: InvoiceJson, out: (line: string) => void): void {
+  out(`Invoice ${i.id}: tenant ${i.tenant_id}, ${i.period}, version ${i.version}, ${i.status}${i.void_reason ? ` (${i.void_reason})` : ''}`);
+  out(formatTable([
+    ['  usage', `${i.usage_rows} rows, ${formatMicros(i.usage_micros)}`],
+    ['  plan', `${i.plan} (${i.plan_adjustment_bps} bps): ${formatMicros(i.plan_adjustment_micros)}`],
+    ['  adjustments', formatMicros(i.adjustments_micros)],
+    ['  total', formatMicros(i.total_micros)],
+    ...(i.late_usage.note ? [['  late usage', i.late_usage.note]] : []),
+  ]).join('\n'));
+  if (!i.lines || i.lines.length === 0) return;
+  out(formatTable([
+    ['KIND', 'MODEL', 'KEY', 'VARIANT', 'USAGE PERIOD', 'REQUESTS', 'IN TOKENS', 'OUT TOKENS', 'AMOUNT'],
+    ...i.lines.map((l) => [
+      l.kind, l.model ?? (l.description ?? '-'), l.key_id ?? '-', l.variant ?? '-', `${l.usage_period}${l.late ? ' (late)' : ''}`,
+      String(l.requests), String(l.input_tokens), String(l.output_tokens), formatMicros(l.amount_micros),
+    ]),
+  ]).join('\n'));
+}
+
 interface ApiErrorJson {
   error: { message: string; type?: string | null; param?: string | null; code?: string | null };
 }
@@ -710,6 +891,8 @@ interface Handler<A extends Action> {
   resultStatuses?: readonly number[];
   /** Exit code for a result, also with `--json`. @default 0 */
   exitCode?(body: unknown): number;
+  /** A streamed download: a 2xx body goes to this file as it arrives instead of being parsed. */
+  download?(action: A): string;
 }
 
 type Handlers = { [K in Action['kind']]: Handler<Extract<Action, { kind: K }>> };
@@ -834,6 +1017,56 @@ const HANDLERS: Handlers = {
       else out(`Audit chain BROKEN at seq ${v.first_bad_seq ?? '?'}: ${v.reason ?? 'no reason given'} (${v.rows} entries verified before it).`);
     },
   },
+  'billing.run': {
+    request: (a) => ({ method: 'POST', path: '/v1/admin/billing/runs', body: { period: a.period, ...(a.tenantId ? { tenant_id: a.tenantId } : {}), wait: a.wait } }),
+    exitCode: (body) => (JSON.stringify(body).includes('"status":"failed"') || JSON.stringify(body).includes('"failures":[{') ? 1 : 0),
+    render(body, a, { out }) {
+      const r = body as BillingRunJson;
+      for (const run of r.runs) {
+        out(`Billing ${r.period} ${run.tenant_id === null ? 'for every billable tenant' : `for tenant ${run.tenant_id}`}: workflow ${run.workflow_id} (run ${run.run_id})`);
+        const res = run.result;
+        if (!a.wait || !res) continue;
+        if ('invoices' in res) {
+          printList({ object: 'list', data: res.invoices, has_more: false }, out, 'No tenants to bill.', ['TENANT', 'INVOICE', 'NEW', 'TOTAL'], (i) => [i.tenantId, i.invoiceId, i.created ? 'yes' : 'no', formatMicros(i.totalMicros)]);
+          for (const f of res.failures) out(`FAILED ${f.tenantId}: ${f.message}`);
+        } else if (res.status === 'succeeded') out(`  invoice ${res.invoice_id} (${res.created ? 'new' : 'existing'}), total ${formatMicros(res.total_micros ?? 0)}, reconciled with the ledger`);
+        else out(`  FAILED: ${res.error ?? 'unknown error'}`);
+      }
+    },
+  },
+  'invoices.list': {
+    request: (a) => ({ method: 'GET', path: '/v1/admin/invoices', query: { period: a.period, tenant_id: a.tenantId, status: a.status, limit: a.limit, after: a.after } }),
+    render(body, _a, { out }) {
+      const list = body as ListJson<InvoiceJson>;
+      printList(list, out, 'No invoices.', ['ID', 'TENANT', 'PERIOD', 'VERSION', 'STATUS', 'ROWS', 'TOTAL', 'LATE ROWS'], (i) => [
+        i.id, i.tenant_id, i.period, String(i.version), i.status, String(i.usage_rows), formatMicros(i.total_micros), String(i.late_usage.rows),
+      ]);
+      const last = list.data.at(-1);
+      if (list.has_more && last) out(`More invoices: --after ${last.id}`);
+    },
+  },
+  'invoices.get': {
+    request: (a) => ({ method: 'GET', path: `/v1/admin/invoices/${seg(a.id)}` }),
+    render: (body, _a, { out }) => printInvoice(body as InvoiceJson, out),
+  },
+  'invoices.void': {
+    request: (a) => ({ method: 'POST', path: `/v1/admin/invoices/${seg(a.id)}/void`, body: { reason: a.reason } }),
+    render: (body, _a, { out }) => out(`Voided invoice ${(body as InvoiceJson).id}. Re-issue it with: sluice invoices reissue ${(body as InvoiceJson).id}`),
+  },
+  'invoices.reissue': {
+    request: (a) => ({ method: 'POST', path: `/v1/admin/invoices/${seg(a.id)}/reissue` }),
+    render: (body, _a, { out }) => printInvoice(body as InvoiceJson, out),
+  },
+  export: {
+    request: (a) => ({ method: 'GET', path: `/v1/admin/${a.what}/export`, query: { period: a.period, tenant_id: a.tenantId, format: a.format } }),
+    download: (a) => a.output,
+    render: () => undefined,
+  },
+  batch: {
+    // Several calls (see batch-cli.ts); `request` names the first one, for requestOf.
+    request: (a) => ({ method: a.op.op === 'cancel' || a.op.op === 'submit' ? 'POST' : 'GET', path: a.op.op === 'submit' ? '/v1/files' : a.op.op === 'list' ? '/v1/batches' : `/v1/batches/${seg(a.op.id)}` }),
+    render: () => undefined,
+  },
   chat: {
     request: (a) => ({ method: 'POST', path: '/v1/chat/completions', body: a.body }),
     render(body, _a, { out, err }) {
@@ -875,6 +1108,7 @@ export async function runCommand(cmd: Command, deps: CliDeps): Promise<number> {
     deps.out(cmd.text);
     return 0;
   }
+  if (cmd.action.kind === 'batch') return runBatchOp(cmd.action.op, cmd.conn, cmd.json, deps);
   const handler = HANDLERS[cmd.action.kind] as Handler<Action>;
   const req = handler.request(cmd.action);
   const url = urlOf(cmd.conn, req);
@@ -885,6 +1119,13 @@ export async function runCommand(cmd: Command, deps: CliDeps): Promise<number> {
   let text: string;
   try {
     res = await deps.fetch(url, { method: req.method, headers, body: req.body === undefined ? undefined : JSON.stringify(req.body) });
+    if (handler.download && res.ok && res.body) {
+      const file = handler.download(cmd.action);
+      const counter = createWriteStream(file);
+      await pipeline(Readable.fromWeb(res.body as WebReadableStream<Uint8Array>), counter);
+      deps.err(`sluice: wrote ${counter.bytesWritten} bytes to ${file}`);
+      return 0;
+    }
     text = await res.text();
   } catch (err) {
     const cause = err instanceof Error && err.cause instanceof Error ? `: ${err.cause.message}` : '';
@@ -1032,6 +1273,7 @@ if (isEntryPoint()) {
     fetch: globalThis.fetch,
     out: (line) => process.stdout.write(`${line}\n`),
     err: (line) => process.stderr.write(`${line}\n`),
+    progress: process.stderr.isTTY ? (line) => process.stderr.write(`\r\x1b[2K${line}`) : null,
   }).then(
     (code) => {
       process.exitCode = code;

@@ -43,6 +43,28 @@ export interface SluiceConfig {
   readonly localActivities: boolean;
   /** Largest accepted request body. `SLUICE_MAX_BODY_BYTES` @default 1048576 */
   readonly maxBodyBytes: number;
+  /** Largest file upload (Files API). `SLUICE_FILE_MAX_BYTES` @default 209715200 (200 MB, OpenAI's) */
+  readonly fileMaxBytes: number;
+  /** Most lines in an uploaded file. `SLUICE_FILE_MAX_LINES` @default 50000 (OpenAI's) */
+  readonly fileMaxLines: number;
+  /** Lines of one batch in flight at once. `SLUICE_BATCH_CONCURRENCY` @default 32 */
+  readonly batchConcurrency: number;
+  /** Lines a batch workflow run starts before it continues as new. `SLUICE_BATCH_LINES_PER_RUN` @default 1000 */
+  readonly batchLinesPerRun: number;
+  /**
+   * Key for signing audit checkpoints (HMAC-SHA256 over sequence and head hash). Keep it outside
+   * the database (a secret store, the environment of the control worker and API), so whoever can
+   * write the database cannot forge a checkpoint. Null: checkpoints are stored unsigned (they still
+   * catch a cut tail, but not one by someone who can also rewrite the checkpoint table); nothing is
+   * derived from other secrets. `SLUICE_AUDIT_KEY` (at least 32 characters) @default null
+   */
+  readonly auditKey: string | null;
+  /**
+   * Longest time the API spends on one request before answering 503 `request_timeout` (a sync
+   * completion keeps running; retry it with the same `Idempotency-Key`). `SLUICE_REQUEST_TIMEOUT_MS`
+   * @default 600000
+   */
+  readonly requestTimeoutMs: number;
   /** Log level. `SLUICE_LOG_LEVEL` ("debug" | "info" | "warn" | "error" | "silent") @default "info" */
   readonly logLevel: 'debug' | 'info' | 'warn' | 'error' | 'silent';
 }
@@ -118,6 +140,8 @@ export function loadConfig(env: Env = process.env): SluiceConfig {
   if (adminKey !== null && !/^sk-[A-Za-z0-9_-]{20,200}$/.test(adminKey)) {
     throw new ConfigError('SLUICE_ADMIN_KEY must look like sk- followed by at least 20 of [A-Za-z0-9_-]');
   }
+  const auditKey = str(env, 'SLUICE_AUDIT_KEY');
+  if (auditKey !== null && auditKey.length < 32) throw new ConfigError('SLUICE_AUDIT_KEY must be at least 32 characters');
   return Object.freeze({
     port: int(env, 'PORT', 8080, 0, 65535),
     databaseUrl: str(env, 'DATABASE_URL'),
@@ -137,6 +161,12 @@ export function loadConfig(env: Env = process.env): SluiceConfig {
     upstreamKeys: Object.freeze(upstreamKeys(env)),
     localActivities: bool(env, 'SLUICE_LOCAL_ACTIVITIES', true),
     maxBodyBytes: int(env, 'SLUICE_MAX_BODY_BYTES', 1024 * 1024, 1024),
+    fileMaxBytes: int(env, 'SLUICE_FILE_MAX_BYTES', 200 * 1024 * 1024, 1),
+    fileMaxLines: int(env, 'SLUICE_FILE_MAX_LINES', 50_000, 1),
+    batchConcurrency: int(env, 'SLUICE_BATCH_CONCURRENCY', 32, 1, 1000),
+    batchLinesPerRun: int(env, 'SLUICE_BATCH_LINES_PER_RUN', 1000, 1),
     logLevel: logLevel as SluiceConfig['logLevel'],
+    auditKey,
+    requestTimeoutMs: int(env, 'SLUICE_REQUEST_TIMEOUT_MS', 600_000, 1000),
   });
 }

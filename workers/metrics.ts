@@ -60,6 +60,18 @@ export function createMetrics(options: { defaults?: boolean } = {}) {
       labelNames: ['pool'] as const,
       registers: [registry],
     }),
+    billingReconciliationFailures: new Counter({
+      name: 'sluice_billing_reconciliation_failures_total',
+      help: 'Invoices whose total disagreed with the usage ledger when reconciled',
+      labelNames: ['period'] as const,
+      registers: [registry],
+    }),
+    invoicesIssued: new Counter({
+      name: 'sluice_invoices_issued_total',
+      help: 'Invoices written by billing workflows',
+      labelNames: ['period'] as const,
+      registers: [registry],
+    }),
     breakerState: new Gauge({
       name: 'sluice_circuit_state',
       help: 'Circuit breaker state per deployment (0 closed, 1 half-open, 2 open), as last seen by this process',

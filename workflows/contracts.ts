@@ -137,3 +137,100 @@ export interface FailureDetails {
   param: string | null;
   retryAfterSeconds: number | null;
 }
+
+/** Workflow ID of one batch. */
+export function batchWorkflowId(batchId: string): string {
+  return `batch-${batchId}`;
+}
+
+/**
+ * Request ID of one line of a batch, deterministic from the batch and the line number: the line's
+ * `chatRequest` workflow is `chat-<this>`, so a resumed or replayed batch can never run a line twice.
+ */
+export function batchRequestId(batchId: string, lineNo: number): string {
+  return `${batchId.replace(/^batch_/, 'batch_req_')}_${lineNo}`;
+}
+
+/** Temporal priority keys (1 = first): sync requests ahead of async ones, batch lines last. */
+export const PriorityKeys = { sync: 1, async: 2, batch: 3 } as const;
+
+/** Input of the `batch` workflow (a later run of it carries its progress in `state`). */
+export interface BatchWorkflowInput {
+  batchId: string;
+  tenantId: string;
+  /** Lines in flight at once. */
+  concurrency: number;
+  /** Lines started per run before continuing as new (history stays bounded). */
+  linesPerRun: number;
+  /** Unix ms after which unfinished lines expire (created + completion window). */
+  expiresAtMs: number;
+  localActivities: boolean;
+  state: BatchProgress | null;
+}
+
+export interface BatchProgress {
+  /** Last line number started; the next run continues after it. */
+  afterLine: number;
+  total: number;
+  completed: number;
+  failed: number;
+  cancelRequested: boolean;
+}
+
+/** One line ready to run, as the batch activities hand it to the workflow. */
+export interface BatchLine {
+  lineNo: number;
+  input: Omit<ChatRequestInput, 'localActivities'>;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Billing (issue 5)
+// ---------------------------------------------------------------------------------------------
+
+/** Workflow ID of one tenant's billing period: a re-run or a second trigger finds the same workflow. */
+export function billingWorkflowId(tenantId: string, period: string): string {
+  return `billing-${tenantId}-${period}`;
+}
+
+/** Workflow ID of a run over every billable tenant of a period. */
+export function billingRunWorkflowId(period: string): string {
+  return `billing-run-${period}`;
+}
+
+/** ID of the Temporal Schedule that bills the previous month on the 1st at 00:10 UTC. */
+export const BILLING_SCHEDULE_ID = 'sluice-billing-monthly';
+
+/** `YYYY-MM`, a calendar month in UTC. */
+export const PERIOD_PATTERN = /^\d{4}-(0[1-9]|1[0-2])$/;
+
+/** The calendar month (UTC) before the one holding `at`. */
+export function previousPeriod(at: Date): string {
+  return new Date(Date.UTC(at.getUTCFullYear(), at.getUTCMonth() - 1, 1)).toISOString().slice(0, 7);
+}
+
+export interface BillingInput {
+  tenantId: string;
+  period: string;
+}
+
+export interface BillingOutput {
+  invoiceId: string;
+  version: number;
+  /** False when the invoice already existed (a re-run): nothing was written. */
+  created: boolean;
+  totalMicros: number;
+  lateRows: number;
+}
+
+export interface BillingRunInput {
+  /** Null: the month before the run's start (what the schedule passes). */
+  period: string | null;
+  /** Null: every billable tenant. */
+  tenantIds: string[] | null;
+}
+
+export interface BillingRunOutput {
+  period: string;
+  invoices: Array<{ tenantId: string; invoiceId: string; created: boolean; totalMicros: number }>;
+  failures: Array<{ tenantId: string; message: string }>;
+}

@@ -1,2 +1,5 @@
 /** Every workflow, for the worker's `workflowsPath`. */
 export { chatRequest, statusQuery } from './chat-request.js';
+export { reconcileReservations } from './reconcile.js';
+export { batch, cancelBatchSignal, batchProgressQuery } from './batch.js';
+export { billing, billingRun, billingStateQuery } from './billing.js';

@@ -92,7 +92,9 @@ export function modelRoutes(deps: { db: Db }): Router {
     });
   });
 
-  router.get('/admin/models', requirePermission(deps, 'models:read'), async (_req, res) => {
+  // Deployments (pools, upstream base URLs, key references, prices) are the operator's
+  // configuration: only who may change them may read them. Everyone else lists `GET /v1/models`.
+  router.get('/admin/models', requirePermission(deps, 'models:write'), async (_req, res) => {
     const models = await listModelsWithDeployments(deps.db, new Date());
     res.json({ object: 'list', data: models.map(adminModelJson), has_more: false });
   });

@@ -3,7 +3,7 @@ import { Router } from 'express';
 import type { Db } from '../../db/database.js';
 import type { ApiKey, Tenant, TenantUpdate } from '../../db/tables/index.js';
 import { createTenant, getTenant, listTenants, updateTenant, type TenantLimits } from '../../db/repositories/tenants.js';
-import { createKey, getKey, listKeys, revokeKey } from '../../db/repositories/keys.js';
+import { createKey, getKey, listKeys, revokeKey, rotateKey } from '../../db/repositories/keys.js';
 import { appendAudit } from '../../db/repositories/audit.js';
 import { canGrantRole, isRole, isValidScope } from '../../activities/policy.js';
 import { authOf, requirePermission, tenantScope, type AuthContext } from '../auth.js';
@@ -43,6 +43,10 @@ export function keyJson(k: ApiKey) {
     created_at: Math.floor(k.created_at.getTime() / 1000),
   };
 }
+
+/** How long a rotated key keeps working by default, and at most (7 days). */
+export const DEFAULT_ROTATION_GRACE_SECONDS = 3600;
+export const MAX_ROTATION_GRACE_SECONDS = 7 * 24 * 3600;
 
 const LIMIT_FIELDS = ['requests_per_minute', 'tokens_per_minute', 'max_concurrent', 'monthly_budget_micros'] as const;
 
@@ -178,6 +182,26 @@ export function tenantRoutes(deps: { db: Db }): Router {
     if (!key) throw notFound('Key');
     await audit(db, auth, 'key.revoked', key.tenant_id, `key:${key.id}`, { before: keyJson(existing), after: keyJson(key) });
     res.json(keyJson(key));
+  });
+
+  router.post('/admin/keys/:id/rotate', requirePermission(deps, 'keys:write'), async (req, res) => {
+    const auth = authOf(req);
+    const existing = await getKey(db, String(req.params.id));
+    if (!existing || existing.tenant_id === null) throw notFound('Key');
+    tenantScope(auth, existing.tenant_id, 'Key');
+    if (!canGrantRole(auth.role, existing.role)) throw new HttpError('permission_error', `role ${auth.role} may not rotate ${existing.role} keys`, 'permission_denied');
+    const b = (req.body ?? {}) as Record<string, unknown>;
+    for (const field of Object.keys(b)) if (field !== 'grace_seconds') throw badRequest(`unknown field '${field}'`, field);
+    const grace = b.grace_seconds ?? DEFAULT_ROTATION_GRACE_SECONDS;
+    if (typeof grace !== 'number' || !Number.isSafeInteger(grace) || grace < 0 || grace > MAX_ROTATION_GRACE_SECONDS) {
+      throw badRequest(`'grace_seconds' must be an integer from 0 to ${MAX_ROTATION_GRACE_SECONDS}`, 'grace_seconds', 'invalid_value');
+    }
+    const rotated = await rotateKey(db, existing.id, grace, new Date());
+    if (!rotated) throw new HttpError('conflict_error', 'A revoked or expired key cannot be rotated', 'key_inactive');
+    await audit(db, auth, 'key.rotated', existing.tenant_id, `key:${existing.id}`, {
+      before: keyJson(rotated.before), after: keyJson(rotated.old), new_key: keyJson(rotated.key), grace_seconds: grace,
+    });
+    res.status(201).json({ ...keyJson(rotated.key), key: rotated.secret, rotated_from: { id: rotated.old.id, expires_at: keyJson(rotated.old).expires_at } });
   });
 
   return router;

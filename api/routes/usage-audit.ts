@@ -3,7 +3,7 @@ import { Router } from 'express';
 import type { Db } from '../../db/database.js';
 import type { AuditRow } from '../../db/tables/index.js';
 import { USAGE_GROUPS, summarizeUsage, type UsageGroup } from '../../db/repositories/usage.js';
-import { listAudit, verifyAudit } from '../../db/repositories/audit.js';
+import { appendAudit, listAudit, verifyAudit, writeCheckpoint } from '../../db/repositories/audit.js';
 import { createExperiment, listExperiments } from '../../db/repositories/experiments.js';
 import { getModel } from '../../db/repositories/models.js';
 import { authOf, requirePermission, tenantScope } from '../auth.js';
@@ -24,7 +24,7 @@ function auditJson(r: AuditRow) {
   };
 }
 
-export function usageAuditRoutes(deps: { db: Db }): Router {
+export function usageAuditRoutes(deps: { db: Db; config: { auditKey?: string | null } }): Router {
   const router = Router();
   const db = deps.db;
 
@@ -54,12 +54,27 @@ export function usageAuditRoutes(deps: { db: Db }): Router {
   });
 
   router.get('/admin/audit/verify', requirePermission(deps, 'audit:read'), async (_req, res) => {
-    const r = await verifyAudit(db);
+    const auditKey = deps.config.auditKey ?? null;
+    const r = await verifyAudit(db, { auditKey });
     res.status(r.ok ? 200 : 409).json(
       r.ok
-        ? { object: 'audit_verification', ok: true, rows: r.rows, head_seq: r.headSeq, head_hash: r.headHash }
+        ? {
+          object: 'audit_verification', ok: true, rows: r.rows, head_seq: r.headSeq, head_hash: r.headHash,
+          checkpoint: r.checkpoint, checkpoints_signed: auditKey !== null,
+        }
         : { object: 'audit_verification', ok: false, rows: r.rows, first_bad_seq: r.firstBadSeq, reason: r.reason },
     );
+  });
+
+  /** Takes a checkpoint of the chain's head now (the control worker also takes one on its schedule). */
+  router.post('/admin/audit/checkpoints', requirePermission(deps, 'audit:write'), async (req, res) => {
+    const auth = authOf(req);
+    const cp = await writeCheckpoint(db, deps.config.auditKey ?? null);
+    await appendAudit(db, {
+      actor: `key:${auth.keyId}`, tenantId: null, action: 'audit.checkpoint', target: `audit:${cp.seq}`,
+      data: { seq: cp.seq, head_hash: cp.head_hash, signed: cp.signature !== null }, idempotencyKey: null, at: new Date(),
+    });
+    res.status(201).json({ object: 'audit_checkpoint', seq: cp.seq, head_hash: cp.head_hash, signed: cp.signature !== null, created_at: cp.created_at.toISOString() });
   });
 
   router.get('/admin/experiments', requirePermission(deps, 'experiments:read'), async (req, res) => {

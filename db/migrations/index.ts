@@ -1,7 +1,13 @@
 /** Every migration, by name. Names sort in the order they run; add new ones at the end. */
 import type { Migration } from 'kysely/migration';
 import * as spine from './2026-11-21-0001-spine.js';
+import * as tenancy from './2026-11-21-0002-tenancy.js';
+import * as batches from './2026-11-21-0003-batches.js';
+import * as finance from './2026-11-21-0004-finance.js';
 
 export const migrations: Record<string, Migration> = {
   '2026-11-21-0001-spine': spine,
+  '2026-11-21-0002-tenancy': tenancy,
+  '2026-11-21-0003-batches': batches,
+  '2026-11-21-0004-finance': finance,
 };

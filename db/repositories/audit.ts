@@ -2,9 +2,10 @@
  * The audit log: append-only, gap-free sequence, each row's hash covering the previous hash and
  * the row's canonical content. Appends serialise on the single `audit_head` row.
  */
-import { createHash } from 'node:crypto';
+import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
 import type { Db } from '../database.js';
-import type { AuditRow } from '../tables/index.js';
+import type { AuditRow, Database } from '../tables/index.js';
+import type { Selectable } from 'kysely';
 import { canonicalJson } from './canonical-json.js';
 
 export const GENESIS_HASH = '0'.repeat(64);
@@ -84,16 +85,58 @@ export async function listAudit(
   return q.orderBy('seq', 'desc').limit(opts.limit).execute();
 }
 
+export type AuditCheckpoint = Selectable<Database['audit_checkpoints']>;
+
+/** The checkpoint's signature: HMAC-SHA256 over `seq` and the head hash, hex. */
+export function checkpointSignature(key: string, seq: number, headHash: string): string {
+  return createHmac('sha256', key).update(`sluice-audit-checkpoint\n${seq}\n${headHash}`).digest('hex');
+}
+
+function signatureValid(key: string, cp: AuditCheckpoint): boolean {
+  if (cp.signature === null || !/^[0-9a-f]{64}$/.test(cp.signature)) return false;
+  return timingSafeEqual(Buffer.from(cp.signature, 'hex'), Buffer.from(checkpointSignature(key, cp.seq, cp.head_hash), 'hex'));
+}
+
+/**
+ * Records the chain's current head as a checkpoint, signed when `key` is given. Idempotent: a
+ * second call at the same head returns the existing checkpoint.
+ */
+export async function writeCheckpoint(db: Db, key: string | null): Promise<AuditCheckpoint> {
+  const head = await db.selectFrom('audit_head').selectAll().where('id', '=', 1).executeTakeFirstOrThrow();
+  const inserted = await db
+    .insertInto('audit_checkpoints')
+    .values({ seq: head.seq, head_hash: head.hash, signature: key === null ? null : checkpointSignature(key, head.seq, head.hash) })
+    .onConflict((oc) => oc.column('seq').doNothing())
+    .returningAll()
+    .executeTakeFirst();
+  return inserted ?? (await db.selectFrom('audit_checkpoints').selectAll().where('seq', '=', head.seq).executeTakeFirstOrThrow());
+}
+
 export type AuditVerification =
-  | { ok: true; rows: number; headSeq: number; headHash: string }
+  | { ok: true; rows: number; headSeq: number; headHash: string; checkpoint: { seq: number; signed: boolean } | null }
   | { ok: false; rows: number; firstBadSeq: number; reason: string };
 
 /**
  * Recomputes the chain from the first row, in pages, and names the first row that does not fit:
  * a gap in the sequence, a prev_hash that is not the previous row's hash, a hash that does not
- * match the content, or a head that points past the last row (a cut tail).
+ * match the content, or a head that points past the last row (a cut tail). Then holds the chain
+ * against the checkpoints: with `auditKey`, only signed ones count and a bad signature fails; a
+ * checkpoint past the chain's end is a cut tail even when the head was moved back with it, and a
+ * checkpoint whose hash differs means the rows up to it were rewritten.
  */
-export async function verifyAudit(db: Db, pageSize = 5000): Promise<AuditVerification> {
+export async function verifyAudit(db: Db, opts: { auditKey?: string | null; pageSize?: number } = {}): Promise<AuditVerification> {
+  const pageSize = opts.pageSize ?? 5000;
+  const key = opts.auditKey ?? null;
+  let cpQuery = db.selectFrom('audit_checkpoints').selectAll().orderBy('seq');
+  if (key !== null) cpQuery = cpQuery.where('signature', 'is not', null);
+  const checkpoints = await cpQuery.execute();
+  if (key !== null) {
+    const forged = checkpoints.find((cp) => !signatureValid(key, cp));
+    if (forged) return { ok: false, rows: 0, firstBadSeq: forged.seq, reason: `checkpoint at ${forged.seq} has an invalid signature` };
+  }
+  const wanted = new Map(checkpoints.map((cp) => [cp.seq, cp.head_hash]));
+  const seen = new Map<number, string>();
+
   let prevHash = GENESIS_HASH;
   let expectedSeq = 1;
   let rows = 0;
@@ -109,15 +152,31 @@ export async function verifyAudit(db: Db, pageSize = 5000): Promise<AuditVerific
       if (row.seq !== expectedSeq) return { ok: false, rows, firstBadSeq: expectedSeq, reason: `row ${expectedSeq} is missing` };
       if (row.prev_hash !== prevHash) return { ok: false, rows, firstBadSeq: row.seq, reason: 'prev_hash does not match the previous row' };
       if (auditHash(prevHash, row) !== row.hash) return { ok: false, rows, firstBadSeq: row.seq, reason: 'content does not match its hash' };
+      if (wanted.has(row.seq)) seen.set(row.seq, row.hash);
       prevHash = row.hash;
       expectedSeq += 1;
       rows += 1;
     }
     if (page.length < pageSize) break;
   }
+  const lastSeq = expectedSeq - 1;
   const head = await db.selectFrom('audit_head').selectAll().where('id', '=', 1).executeTakeFirstOrThrow();
-  if (head.seq !== expectedSeq - 1 || head.hash !== prevHash) {
-    return { ok: false, rows, firstBadSeq: Math.min(head.seq, expectedSeq), reason: `head is at ${head.seq} but the chain ends at ${expectedSeq - 1}` };
+  if (head.seq !== lastSeq || head.hash !== prevHash) {
+    return { ok: false, rows, firstBadSeq: Math.min(head.seq, expectedSeq), reason: `head is at ${head.seq} but the chain ends at ${lastSeq}` };
   }
-  return { ok: true, rows, headSeq: head.seq, headHash: head.hash };
+  let goodUpTo = 0;
+  for (const cp of checkpoints) {
+    if (cp.seq > lastSeq) {
+      return { ok: false, rows, firstBadSeq: lastSeq + 1, reason: `the chain ends at ${lastSeq} but a checkpoint was taken at ${cp.seq}: rows were cut` };
+    }
+    if (cp.seq > 0 && seen.get(cp.seq) !== cp.head_hash) {
+      return { ok: false, rows, firstBadSeq: goodUpTo + 1, reason: `rows ${goodUpTo + 1}-${cp.seq} do not match the checkpoint at ${cp.seq}: they were rewritten` };
+    }
+    goodUpTo = cp.seq;
+  }
+  const latest = checkpoints.at(-1) ?? null;
+  return {
+    ok: true, rows, headSeq: head.seq, headHash: head.hash,
+    checkpoint: latest ? { seq: latest.seq, signed: latest.signature !== null && key !== null } : null,
+  };
 }

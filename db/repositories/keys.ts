@@ -88,6 +88,34 @@ export async function revokeKey(db: Db, id: string, at: Date): Promise<ApiKey | 
   return row ?? getKey(db, id);
 }
 
+/**
+ * Rotates a key in one transaction: a new key with the same tenant, role, scopes, name and expiry,
+ * and the old one expiring after `graceSeconds` (never later than it already would). Null when the
+ * key does not exist or is revoked or expired.
+ */
+export async function rotateKey(
+  db: Db,
+  id: string,
+  graceSeconds: number,
+  at: Date,
+): Promise<{ old: ApiKey; before: ApiKey; key: ApiKey; secret: string } | null> {
+  return db.transaction().execute(async (trx) => {
+    const before = await trx.selectFrom('api_keys').selectAll().where('id', '=', id).forUpdate().executeTakeFirst();
+    if (!before || before.revoked_at !== null || (before.expires_at !== null && before.expires_at <= at)) return null;
+    const graceEnd = new Date(at.getTime() + graceSeconds * 1000);
+    const old = await trx
+      .updateTable('api_keys')
+      .set({ expires_at: before.expires_at !== null && before.expires_at < graceEnd ? before.expires_at : graceEnd })
+      .where('id', '=', id)
+      .returningAll()
+      .executeTakeFirstOrThrow();
+    const { key, secret } = await createKey(trx, {
+      tenantId: before.tenant_id, role: before.role, name: before.name, scopes: before.scopes, expiresAt: before.expires_at,
+    });
+    return { old, before, key, secret };
+  });
+}
+
 /** Marks a key used, at most once a minute per key so hot keys do not write on every request. */
 export async function touchKey(db: Db, id: string, at: Date): Promise<void> {
   await db

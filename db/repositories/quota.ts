@@ -5,6 +5,7 @@
  */
 import { sql } from 'kysely';
 import type { Db } from '../database.js';
+import type { Reservation } from '../tables/index.js';
 import { minuteOf, periodOf } from '../../activities/cost.js';
 
 export type QuotaLimit = 'requests_per_minute' | 'tokens_per_minute' | 'max_concurrent' | 'monthly_budget';
@@ -135,6 +136,10 @@ export interface UsageInput {
   pool: string;
   variant: string | null;
   priceId: number | null;
+  /** The tenant's negotiated price row used, if any. @default null */
+  tenantPriceId?: number | null;
+  /** The instant the usage is dated at (and was priced at). @default the database's now() */
+  at?: Date;
   inputTokens: number;
   outputTokens: number;
   costMicros: number;
@@ -167,6 +172,8 @@ export async function settle(db: Db, usage: UsageInput): Promise<{ costMicros: n
         pool: usage.pool,
         variant: usage.variant,
         price_id: usage.priceId,
+        tenant_price_id: usage.tenantPriceId ?? null,
+        ...(usage.at ? { created_at: usage.at } : {}),
         input_tokens: usage.inputTokens,
         output_tokens: usage.outputTokens,
         cost_micros: usage.costMicros,
@@ -225,4 +232,16 @@ export async function release(db: Db, requestId: string): Promise<boolean> {
       .execute();
     return true;
   });
+}
+
+/** Held reservations created before `before`, oldest first: candidates for the reconciler. */
+export async function listHeldReservations(db: Db, before: Date, limit: number): Promise<Reservation[]> {
+  return db
+    .selectFrom('reservations')
+    .selectAll()
+    .where('status', '=', 'held')
+    .where('created_at', '<', before)
+    .orderBy('created_at')
+    .limit(limit)
+    .execute();
 }

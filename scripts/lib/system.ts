@@ -14,6 +14,7 @@ import { createApp } from '../../api/app.js';
 import { createControlWorker } from '../../workers/control-worker.js';
 import { ensureReconcileSchedule } from '../../workers/schedules.js';
 import { createInferenceWorker } from '../../workers/inference-worker.js';
+import { ensureBillingSchedule } from '../../workers/billing-schedule.js';
 import { createBackendRegistry, type BackendRegistry } from '../../activities/backends/registry.js';
 import { createMetrics, type Metrics } from '../../workers/metrics.js';
 import type { Logger } from '../../workers/logger.js';
@@ -113,6 +114,8 @@ export async function startStack(config: SluiceConfig, options: StackOptions): P
       { db, metrics, temporal: client, auditKey: config.auditKey, ...(options.breaker ? { breaker: options.breaker } : {}) },
     );
     workers.push(w);
+    // Idempotent: the monthly billing Schedule (`temporal schedule list`).
+    await ensureBillingSchedule(client);
     await ensureReconcileSchedule(client);
   }
   if (options.pools.length > 0) {
@@ -134,6 +137,8 @@ export async function startStack(config: SluiceConfig, options: StackOptions): P
       config: {
         maxBodyBytes: config.maxBodyBytes, localActivities: config.localActivities, namespace: config.temporalNamespace, pools: config.pools,
         eagerStart: options.control,
+        files: { maxBytes: config.fileMaxBytes, maxLines: config.fileMaxLines },
+        batches: { concurrency: config.batchConcurrency, linesPerRun: config.batchLinesPerRun },
         requestTimeoutMs: config.requestTimeoutMs, auditKey: config.auditKey,
       },
     });

@@ -223,9 +223,9 @@ describe('parseCommand', () => {
     expect(usageError(['frobnicate'])).toBe("unknown command 'frobnicate'");
     expect(usageError(['tenants'])).toBe('missing tenants command');
     expect(usageError(['tenants', 'delete', 'ten_1'])).toBe("unknown tenants command 'delete'");
-    // Not registered until they are implemented.
-    expect(usageError(['batch', 'list'])).toBe("unknown command 'batch'");
-    expect(usageError(['billing', 'run'])).toBe("unknown command 'billing'");
+    expect(usageError(['batch', 'frobnicate'])).toBe("unknown batch command 'frobnicate'");
+    expect(usageError(['batch', 'submit'])).toMatch(/FILE/);
+    expect(usageError(['billing', 'frobnicate'])).toMatch(/unknown billing command 'frobnicate'/);
     expect(usageError(['tenants', 'list'], { SLUICE_URL: baseUrl })).toMatch(/no API key/);
     expect(usageError(['tenants', 'list', '--url', 'ftp://x'])).toMatch(/must be http or https/);
   });

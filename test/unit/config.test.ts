@@ -28,7 +28,13 @@ describe('loadConfig defaults', () => {
       upstreamKeys: {},
       localActivities: true,
       maxBodyBytes: 1024 * 1024,
+      fileMaxBytes: 200 * 1024 * 1024,
+      fileMaxLines: 50_000,
+      batchConcurrency: 32,
+      batchLinesPerRun: 1000,
       logLevel: 'info',
+      auditKey: null,
+      requestTimeoutMs: 600_000,
     });
   });
 

@@ -1,0 +1,77 @@
+/**
+ * Billing activities (close a tenant's period into an invoice, reconcile it, list who to bill) and
+ * the pricing arithmetic the ledger's settle step uses. Writes are keyed by tenant and period: a
+ * retried or repeated close returns the invoice already written.
+ */
+import { ApplicationFailure } from '@temporalio/activity';
+import type { Db } from '../db/database.js';
+import type { PriceQuote } from '../db/repositories/billing.js';
+import { billableTenants } from '../db/repositories/billing.js';
+import { issueInvoice, periodRange, reconcileInvoice } from '../db/repositories/invoices.js';
+import type { Metrics } from '../workers/metrics.js';
+import type { BillingOutput, FailureType } from '../workflows/contracts.js';
+import { costMicros } from './cost.js';
+
+/**
+ * Cost of one usage row in micro-USD: tokens at the quoted rates (rounded up to a whole micro-USD),
+ * plus the per-request fee; `batch` usage then gets the list price's batch discount, the discount
+ * rounded down (never bills a fraction as zero, never discounts more than the rate says).
+ */
+export function usageCostMicros(quote: PriceQuote, kind: 'sync' | 'async' | 'batch', inputTokens: number, outputTokens: number): number {
+  const gross = costMicros({ inputMicrosPerMtok: quote.inputMicrosPerMtok, outputMicrosPerMtok: quote.outputMicrosPerMtok }, inputTokens, outputTokens) + quote.requestMicros;
+  if (kind !== 'batch' || quote.batchDiscountBps === 0) return gross;
+  return gross - Number((BigInt(gross) * BigInt(quote.batchDiscountBps)) / 10_000n);
+}
+
+export interface BillingDeps {
+  db: Db;
+  now: () => Date;
+  metrics: Metrics | null;
+}
+
+export function createBillingActivities(deps: BillingDeps) {
+  return {
+    /** Tenants a run bills for `period`: active ones and any with usage in it. */
+    async listBillableTenants(input: { period: string }): Promise<string[]> {
+      const { start, end } = periodRange(input.period);
+      return billableTenants(deps.db, start, end);
+    },
+
+    /**
+     * Closes the tenant's period into its invoice, or returns the live one. A period that has not
+     * ended yet is refused (non-retryable `PeriodOpen`): closing it early would push the rest of the
+     * month into "late" usage.
+     */
+    async closeBillingPeriod(input: { tenantId: string; period: string; workflowId: string }): Promise<BillingOutput> {
+      const now = deps.now();
+      const { end } = periodRange(input.period);
+      if (end > now) {
+        throw ApplicationFailure.create({ type: 'PeriodOpen', message: `period ${input.period} ends at ${end.toISOString()}; it cannot be closed yet`, nonRetryable: true });
+      }
+      const r = await issueInvoice(deps.db, { tenantId: input.tenantId, period: input.period, workflowId: input.workflowId, closedAt: now });
+      if (!r.ok) throw ApplicationFailure.create({ type: 'NotFound' satisfies FailureType, message: `tenant ${input.tenantId} not found`, nonRetryable: true });
+      if (r.created) deps.metrics?.invoicesIssued.inc({ period: input.period });
+      return { invoiceId: r.invoice.id, version: r.invoice.version, created: r.created, totalMicros: r.invoice.total_micros, lateRows: r.invoice.late_rows };
+    },
+
+    /**
+     * Reconciles an invoice against the live ledger (see `reconcileInvoice`). A mismatch counts in
+     * `sluice_billing_reconciliation_failures_total` and fails non-retryably with the findings.
+     */
+    async reconcileInvoice(input: { invoiceId: string }): Promise<{ ledgerMicros: number; totalMicros: number }> {
+      const r = await reconcileInvoice(deps.db, input.invoiceId);
+      if (!r) throw ApplicationFailure.create({ type: 'NotFound' satisfies FailureType, message: `invoice ${input.invoiceId} not found`, nonRetryable: true });
+      if (!r.ok) {
+        const inv = await deps.db.selectFrom('invoices').select('period').where('id', '=', input.invoiceId).executeTakeFirst();
+        deps.metrics?.billingReconciliationFailures.inc({ period: inv?.period ?? 'unknown' });
+        throw ApplicationFailure.create({
+          type: 'ReconciliationMismatch',
+          message: `invoice ${input.invoiceId} does not reconcile with the ledger: ${r.problems.join('; ')}`,
+          nonRetryable: true,
+          details: [r],
+        });
+      }
+      return { ledgerMicros: r.ledgerMicros, totalMicros: r.totalMicros };
+    },
+  };
+}

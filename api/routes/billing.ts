@@ -1,0 +1,336 @@
+/**
+ * Finance: billing runs, invoices (list, one with lines, reconciliation, void, re-issue), streamed
+ * CSV/JSON exports of invoices and raw usage for a period, prices (list and negotiated, added from
+ * a time on, never rewritten), plan rates and ledger adjustments. `finance` and `tenant_admin`
+ * keys see their own tenant; `super_admin` all.
+ */
+import { Router, type Response } from 'express';
+import { once } from 'node:events';
+import type { Client } from '@temporalio/client';
+import { WorkflowFailedError } from '@temporalio/client';
+import type { Db } from '../../db/database.js';
+import type { Invoice, InvoiceLine } from '../../db/tables/index.js';
+import { appendAudit } from '../../db/repositories/audit.js';
+import { addAdjustment, addPlanRate, addPrice, priceHistory } from '../../db/repositories/billing.js';
+import {
+  INVOICE_EXPORT_COLUMNS, USAGE_EXPORT_COLUMNS, getInvoice, invoiceLines, listInvoices, liveInvoice, periodRange,
+  reconcileInvoice, streamInvoiceLines, streamUsage, voidInvoice,
+} from '../../db/repositories/invoices.js';
+import { getTenant } from '../../db/repositories/tenants.js';
+import type { billing, billingRun } from '../../workflows/billing.js';
+import { CONTROL_TASK_QUEUE, PERIOD_PATTERN, billingRunWorkflowId, billingWorkflowId, type BillingOutput } from '../../workflows/contracts.js';
+import { authOf, requirePermission, tenantScope, type AuthContext } from '../auth.js';
+import { HttpError, badRequest, notFound } from '../errors.js';
+import { pageOf } from '../pagination.js';
+
+export interface BillingRouteDeps {
+  db: Db;
+  temporal: Client;
+}
+
+function periodParam(v: unknown, now: Date): string {
+  if (typeof v !== 'string' || !PERIOD_PATTERN.test(v)) throw badRequest("'period' must be a calendar month YYYY-MM (UTC)", 'period', 'invalid_value');
+  if (periodRange(v).end > now) throw new HttpError('conflict_error', `period ${v} has not ended yet (it ends ${periodRange(v).end.toISOString()})`, 'period_open', 'period');
+  return v;
+}
+
+function optPeriod(v: unknown): string | null {
+  if (v === undefined) return null;
+  if (typeof v !== 'string' || !PERIOD_PATTERN.test(v)) throw badRequest("'period' must be YYYY-MM", 'period', 'invalid_value');
+  return v;
+}
+
+function int(v: unknown, name: string, min: number, max = Number.MAX_SAFE_INTEGER): number {
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < min || v > max) throw badRequest(`'${name}' must be an integer from ${min} to ${max}`, name, 'invalid_value');
+  return v;
+}
+
+function timeParam(v: unknown, name: string, fallback: Date): Date {
+  if (v === undefined || v === null) return fallback;
+  const d = typeof v === 'number' ? new Date(v * 1000) : new Date(String(v));
+  if (Number.isNaN(d.getTime())) throw badRequest(`'${name}' must be unix seconds or ISO 8601`, name, 'invalid_value');
+  return d;
+}
+
+/** The tenants the caller may act on for a query: its own, or (super admin) the one asked for or all. */
+function scopeOf(auth: AuthContext, requested: unknown): string | null {
+  if (auth.role === 'super_admin') return typeof requested === 'string' && requested !== '' ? requested : null;
+  if (typeof requested === 'string' && requested !== '') tenantScope(auth, requested);
+  return auth.tenantId ?? '';
+}
+
+export function invoiceJson(i: Invoice, lines?: InvoiceLine[]) {
+  return {
+    id: i.id, object: 'invoice', tenant_id: i.tenant_id, period: i.period, version: i.version, status: i.status, currency: i.currency,
+    period_start: i.period_start.toISOString(), period_end: i.period_end.toISOString(), closed_at: i.closed_at.toISOString(),
+    plan: i.plan, plan_adjustment_bps: i.plan_adjustment_bps,
+    usage_rows: i.usage_rows, usage_micros: i.usage_micros, plan_adjustment_micros: i.plan_adjustment_micros,
+    adjustments_micros: i.adjustments_micros, total_micros: i.total_micros,
+    late_usage: { rows: i.late_rows, micros: i.late_micros, note: i.late_rows > 0 ? `includes ${i.late_rows} usage rows dated before ${i.period} that arrived after that period was closed` : null },
+    workflow_id: i.workflow_id, replaces_invoice_id: i.replaces_invoice_id,
+    voided_at: i.voided_at?.toISOString() ?? null, voided_by: i.voided_by, void_reason: i.void_reason,
+    created_at: i.created_at.toISOString(),
+    ...(lines ? { lines: lines.map(lineJson) } : {}),
+  };
+}
+
+function lineJson(l: InvoiceLine) {
+  return {
+    kind: l.kind, model: l.model, deployment_id: l.deployment_id, key_id: l.key_id, variant: l.variant, usage_period: l.usage_period,
+    late: l.late, description: l.description, requests: l.requests, input_tokens: l.input_tokens, output_tokens: l.output_tokens,
+    usage_micros: l.usage_micros, amount_micros: l.amount_micros,
+  };
+}
+
+/** A CSV field: quoted when it holds a comma, quote or line break; dates as ISO 8601. */
+function csvField(v: unknown): string {
+  if (v === null || v === undefined) return '';
+  const s = v instanceof Date ? v.toISOString() : String(v);
+  return /[",\r\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
+}
+
+/**
+ * Streams rows as CSV or JSON (`{"object":"list","data":[…]}`) with backpressure: each batch waits
+ * for the socket to drain, so memory stays bounded by one batch. A client that goes away stops the cursor.
+ */
+async function streamExport<R extends object>(
+  res: Response, format: 'csv' | 'json', filename: string, columns: ReadonlyArray<keyof R & string>,
+  run: (onRows: (rows: R[]) => Promise<boolean>) => Promise<number>,
+): Promise<void> {
+  res.status(200);
+  res.setHeader('Content-Type', format === 'csv' ? 'text/csv; charset=utf-8' : 'application/json');
+  res.setHeader('Content-Disposition', `attachment; filename="${filename}.${format}"`);
+  let closed = false;
+  res.on('close', () => (closed = true));
+  let first = true;
+  const write = async (chunk: string): Promise<boolean> => {
+    if (closed) return false;
+    if (!res.write(chunk)) await Promise.race([once(res, 'drain'), once(res, 'close')]);
+    return !closed;
+  };
+  await write(format === 'csv' ? `${columns.join(',')}\n` : '{"object":"list","data":[');
+  try {
+    await streamRows();
+  } catch (err) {
+    // The status line is gone: cut the connection so the client sees a truncated download, not a 200.
+    res.destroy(err instanceof Error ? err : new Error(String(err)));
+    return;
+  }
+  if (format === 'json') await write('],"has_more":false}');
+  res.end();
+
+  async function streamRows(): Promise<number> {
+    return run(async (rows) => {
+      let chunk = '';
+      for (const r of rows) {
+        if (format === 'csv') chunk += `${columns.map((c) => csvField(r[c])).join(',')}\n`;
+        else {
+          chunk += `${first ? '' : ','}${JSON.stringify(r)}`;
+          first = false;
+        }
+      }
+      return write(chunk);
+    });
+  }
+}
+
+function formatParam(v: unknown): 'csv' | 'json' {
+  if (v === undefined || v === 'csv') return 'csv';
+  if (v === 'json') return 'json';
+  throw badRequest("'format' must be csv or json", 'format', 'invalid_value');
+}
+
+export function billingRoutes(deps: BillingRouteDeps): Router {
+  const router = Router();
+  const db = deps.db;
+  const audit = (auth: AuthContext, tenantId: string | null, action: string, target: string, data: Record<string, unknown>) =>
+    appendAudit(db, { actor: `key:${auth.keyId}`, tenantId, action, target, data, idempotencyKey: null, at: new Date() });
+
+  async function startBilling(tenantId: string, period: string) {
+    const workflowId = billingWorkflowId(tenantId, period);
+    const handle = await deps.temporal.workflow.start<typeof billing>('billing', {
+      taskQueue: CONTROL_TASK_QUEUE,
+      workflowId,
+      args: [{ tenantId, period }],
+      // A run in progress is joined, a finished one re-runs (and finds its invoice).
+      workflowIdConflictPolicy: 'USE_EXISTING',
+      workflowIdReusePolicy: 'ALLOW_DUPLICATE',
+    });
+    return { handle, workflowId, runId: handle.firstExecutionRunId };
+  }
+
+  async function outcome(handle: { result(): Promise<BillingOutput> }) {
+    try {
+      const r = await handle.result();
+      return { status: 'succeeded', invoice_id: r.invoiceId, version: r.version, created: r.created, total_micros: r.totalMicros, error: null };
+    } catch (err) {
+      const message = err instanceof WorkflowFailedError && err.cause ? err.cause.message : err instanceof Error ? err.message : String(err);
+      return { status: 'failed', invoice_id: null, version: null, created: null, total_micros: null, error: message };
+    }
+  }
+
+  router.post('/admin/billing/runs', requirePermission(deps, 'billing:write'), async (req, res) => {
+    const auth = authOf(req);
+    const b = (req.body ?? {}) as Record<string, unknown>;
+    const period = periodParam(b.period, new Date());
+    const wait = b.wait === true;
+    const tenantId = auth.role === 'super_admin' ? (typeof b.tenant_id === 'string' ? b.tenant_id : null) : tenantScope(auth, typeof b.tenant_id === 'string' ? b.tenant_id : (auth.tenantId ?? ''));
+    if (tenantId !== null && !(await getTenant(db, tenantId))) throw notFound('Tenant');
+    await audit(auth, tenantId, 'billing.run', tenantId === null ? `period:${period}` : `tenant:${tenantId}`, { period });
+    if (tenantId !== null) {
+      const started = await startBilling(tenantId, period);
+      const result = wait ? await outcome(started.handle) : null;
+      res.status(wait ? 200 : 202).json({ object: 'billing.run', period, runs: [{ tenant_id: tenantId, workflow_id: started.workflowId, run_id: started.runId, ...(result ? { result } : {}) }] });
+      return;
+    }
+    const workflowId = billingRunWorkflowId(period);
+    const handle = await deps.temporal.workflow.start<typeof billingRun>('billingRun', {
+      taskQueue: CONTROL_TASK_QUEUE, workflowId, args: [{ period, tenantIds: null }],
+      workflowIdConflictPolicy: 'USE_EXISTING', workflowIdReusePolicy: 'ALLOW_DUPLICATE',
+    });
+    const result = wait ? await handle.result() : null;
+    res.status(wait ? 200 : 202).json({ object: 'billing.run', period, runs: [{ tenant_id: null, workflow_id: workflowId, run_id: handle.firstExecutionRunId, ...(result ? { result } : {}) }] });
+  });
+
+  router.get('/admin/invoices', requirePermission(deps, 'billing:read'), async (req, res) => {
+    const auth = authOf(req);
+    const { limit, after } = pageOf(req);
+    const status = req.query.status;
+    if (status !== undefined && status !== 'issued' && status !== 'void') throw badRequest("'status' must be issued or void", 'status', 'invalid_value');
+    const rows = await listInvoices(db, { tenantId: scopeOf(auth, req.query.tenant_id), period: optPeriod(req.query.period), status: (status ?? null) as 'issued' | 'void' | null, limit: limit + 1, after });
+    res.json({ object: 'list', data: rows.slice(0, limit).map((i) => invoiceJson(i)), has_more: rows.length > limit });
+  });
+
+  router.get('/admin/invoices/export', requirePermission(deps, 'billing:read'), async (req, res) => {
+    const auth = authOf(req);
+    const period = optPeriod(req.query.period);
+    if (period === null) throw badRequest("'period' is required", 'period');
+    const format = formatParam(req.query.format);
+    const tenantId = scopeOf(auth, req.query.tenant_id);
+    await streamExport(res, format, `invoices-${period}`, INVOICE_EXPORT_COLUMNS, (onRows) => streamInvoiceLines(db, { tenantId, period }, onRows));
+  });
+
+  router.get('/admin/usage/export', requirePermission(deps, 'billing:read'), async (req, res) => {
+    const auth = authOf(req);
+    const period = optPeriod(req.query.period);
+    if (period === null) throw badRequest("'period' is required", 'period');
+    const format = formatParam(req.query.format);
+    const tenantId = scopeOf(auth, req.query.tenant_id);
+    const { start, end } = periodRange(period);
+    await streamExport(res, format, `usage-${period}`, USAGE_EXPORT_COLUMNS, (onRows) => streamUsage(db, { tenantId, start, end }, onRows));
+  });
+
+  async function scopedInvoice(auth: AuthContext, id: string): Promise<Invoice> {
+    const inv = await getInvoice(db, id);
+    if (!inv || (auth.role !== 'super_admin' && inv.tenant_id !== auth.tenantId)) throw notFound('Invoice');
+    return inv;
+  }
+
+  router.get('/admin/invoices/:id', requirePermission(deps, 'billing:read'), async (req, res) => {
+    const inv = await scopedInvoice(authOf(req), String(req.params.id));
+    res.json(invoiceJson(inv, await invoiceLines(db, inv.id)));
+  });
+
+  router.get('/admin/invoices/:id/reconciliation', requirePermission(deps, 'billing:read'), async (req, res) => {
+    const inv = await scopedInvoice(authOf(req), String(req.params.id));
+    const r = await reconcileInvoice(db, inv.id);
+    if (!r) throw notFound('Invoice');
+    res.status(r.ok ? 200 : 409).json({
+      object: 'invoice.reconciliation', invoice_id: inv.id, ok: r.ok, problems: r.problems, ledger_micros: r.ledgerMicros,
+      total_micros: r.totalMicros, unbilled_rows: r.unbilledRows, unbilled_micros: r.unbilledMicros,
+    });
+  });
+
+  router.post('/admin/invoices/:id/void', requirePermission(deps, 'billing:write'), async (req, res) => {
+    const auth = authOf(req);
+    const inv = await scopedInvoice(auth, String(req.params.id));
+    const b = (req.body ?? {}) as Record<string, unknown>;
+    if (typeof b.reason !== 'string' || b.reason.trim() === '' || b.reason.length > 1000) throw badRequest("'reason' is required (at most 1000 characters)", 'reason');
+    const voided = await voidInvoice(db, inv.id, `key:${auth.keyId}`, b.reason.trim(), new Date());
+    if (!voided) throw new HttpError('conflict_error', `invoice ${inv.id} is already void`, 'invoice_void');
+    await audit(auth, inv.tenant_id, 'invoice.voided', `invoice:${inv.id}`, { period: inv.period, version: inv.version, total_micros: inv.total_micros, reason: b.reason.trim() });
+    res.json(invoiceJson(voided));
+  });
+
+  router.post('/admin/invoices/:id/reissue', requirePermission(deps, 'billing:write'), async (req, res) => {
+    const auth = authOf(req);
+    const inv = await scopedInvoice(auth, String(req.params.id));
+    if (inv.status !== 'void') throw new HttpError('conflict_error', `invoice ${inv.id} is not void: void it first`, 'invoice_not_void');
+    if (await liveInvoice(db, inv.tenant_id, inv.period)) throw new HttpError('conflict_error', `tenant ${inv.tenant_id} already has a live invoice for ${inv.period}`, 'invoice_exists');
+    await audit(auth, inv.tenant_id, 'invoice.reissue', `invoice:${inv.id}`, { period: inv.period, replaces_version: inv.version });
+    const started = await startBilling(inv.tenant_id, inv.period);
+    const result = await outcome(started.handle);
+    const fresh = result.invoice_id ? await getInvoice(db, result.invoice_id) : null;
+    if (!fresh) throw new HttpError('server_error', `re-issue failed: ${result.error ?? 'no invoice'}`, 'billing_failed');
+    res.status(201).json(invoiceJson(fresh, await invoiceLines(db, fresh.id)));
+  });
+
+  router.post('/admin/usage/adjustments', requirePermission(deps, 'billing:write'), async (req, res) => {
+    const auth = authOf(req);
+    const b = (req.body ?? {}) as Record<string, unknown>;
+    if (typeof b.tenant_id !== 'string') throw badRequest("'tenant_id' is required", 'tenant_id');
+    const tenantId = tenantScope(auth, b.tenant_id);
+    if (!(await getTenant(db, tenantId))) throw notFound('Tenant');
+    const amount = int(b.amount_micros, 'amount_micros', -1_000_000_000_000, 1_000_000_000_000);
+    if (amount === 0) throw badRequest("'amount_micros' must not be 0", 'amount_micros', 'invalid_value');
+    if (typeof b.reason !== 'string' || b.reason.trim() === '' || b.reason.length > 1000) throw badRequest("'reason' is required (at most 1000 characters)", 'reason');
+    const usageId = b.usage_id === undefined || b.usage_id === null ? null : int(b.usage_id, 'usage_id', 1);
+    const idem = typeof b.idempotency_key === 'string' ? `${tenantId}:${b.idempotency_key}` : null;
+    const adj = await addAdjustment(db, {
+      tenantId, usageId, amountMicros: amount, reason: b.reason.trim(), actor: `key:${auth.keyId}`,
+      effectiveAt: timeParam(b.effective_at, 'effective_at', new Date()), idempotencyKey: idem,
+    });
+    if (!adj) throw notFound('Usage row');
+    await audit(auth, tenantId, 'usage.adjusted', `adjustment:${adj.id}`, { amount_micros: adj.amount_micros, reason: adj.reason, usage_id: adj.usage_id });
+    res.status(201).json({
+      id: adj.id, object: 'usage.adjustment', tenant_id: adj.tenant_id, usage_id: adj.usage_id, amount_micros: adj.amount_micros,
+      reason: adj.reason, actor: adj.actor, effective_at: adj.effective_at.toISOString(), created_at: adj.created_at.toISOString(),
+    });
+  });
+
+  router.get('/admin/deployments/:id/prices', requirePermission(deps, 'models:write'), async (req, res) => {
+    const rows = await priceHistory(db, String(req.params.id));
+    res.json({ object: 'list', data: rows.map((p) => ({ ...p, effective_from: p.effective_from.toISOString() })), has_more: false });
+  });
+
+  router.post('/admin/deployments/:id/prices', requirePermission(deps, 'models:write'), async (req, res) => {
+    const auth = authOf(req);
+    const b = (req.body ?? {}) as Record<string, unknown>;
+    const tenantId = typeof b.tenant_id === 'string' ? b.tenant_id : null;
+    const price = {
+      deploymentId: String(req.params.id), tenantId,
+      inputMicrosPerMtok: int(b.input_micros_per_mtok, 'input_micros_per_mtok', 0),
+      outputMicrosPerMtok: int(b.output_micros_per_mtok, 'output_micros_per_mtok', 0),
+      requestMicros: b.request_micros === undefined ? 0 : int(b.request_micros, 'request_micros', 0),
+      batchDiscountBps: b.batch_discount_bps === undefined ? 0 : int(b.batch_discount_bps, 'batch_discount_bps', 0, 10_000),
+      effectiveFrom: timeParam(b.effective_from, 'effective_from', new Date()),
+    };
+    if (tenantId !== null && b.batch_discount_bps !== undefined) throw badRequest("'batch_discount_bps' belongs to list prices; negotiated rates keep it", 'batch_discount_bps');
+    const r = await addPrice(db, price);
+    if (!r.ok) {
+      if (r.reason === 'deployment_missing') throw notFound('Deployment');
+      if (r.reason === 'tenant_missing') throw notFound('Tenant');
+      if (r.reason === 'duplicate') throw new HttpError('conflict_error', 'a price effective from that instant exists', 'price_exists', 'effective_from');
+      throw new HttpError('conflict_error', 'usage at or after effective_from was already priced: prices never rewrite history', 'price_history_immutable', 'effective_from');
+    }
+    await audit(auth, tenantId, 'price.added', `deployment:${price.deploymentId}`, { ...price, effectiveFrom: price.effectiveFrom.toISOString(), id: r.price.id });
+    res.status(201).json({
+      id: r.price.id, object: tenantId === null ? 'price' : 'tenant_price', deployment_id: price.deploymentId, tenant_id: tenantId,
+      input_micros_per_mtok: price.inputMicrosPerMtok, output_micros_per_mtok: price.outputMicrosPerMtok, request_micros: price.requestMicros,
+      batch_discount_bps: price.batchDiscountBps, effective_from: r.price.effective_from.toISOString(),
+    });
+  });
+
+  router.post('/admin/plans/:plan/rates', requirePermission(deps, 'models:write'), async (req, res) => {
+    const auth = authOf(req);
+    const b = (req.body ?? {}) as Record<string, unknown>;
+    const plan = String(req.params.plan);
+    const bps = int(b.adjustment_bps, 'adjustment_bps', -10_000, 100_000);
+    const from = timeParam(b.effective_from, 'effective_from', new Date());
+    if (!(await addPlanRate(db, plan, bps, from))) throw new HttpError('conflict_error', 'a rate effective from that instant exists', 'rate_exists', 'effective_from');
+    await audit(auth, null, 'plan.rate_added', `plan:${plan}`, { adjustment_bps: bps, effective_from: from.toISOString() });
+    res.status(201).json({ object: 'plan_rate', plan, adjustment_bps: bps, effective_from: from.toISOString() });
+  });
+
+  return router;
+}

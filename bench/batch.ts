@@ -1,0 +1,137 @@
+/**
+ * Batch throughput through the full pipeline with the instant backend (no model time): upload an
+ * N-line file, create the batch, poll until it completes. Reports lines/s (running phase and end
+ * to end), Temporal history events per line (every run of the batch workflow, plus a sample of
+ * line workflows), and peak memory of this process (API + workers) and of the Temporal dev server.
+ * Real embedded PostgreSQL and Temporal dev server in a temp dir; everything stops at the end.
+ *
+ * Run: `npx tsx bench/batch.ts [--lines 10000] [--concurrency 32] [--per-run 1000]`
+ */
+import fs from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { loadConfig } from '../workers/config.js';
+import { createLogger } from '../workers/logger.js';
+import { startInfra, startStack } from '../scripts/lib/system.js';
+import { createTenant } from '../db/repositories/tenants.js';
+import { createKey } from '../db/repositories/keys.js';
+import { createModel } from '../db/repositories/models.js';
+import { batchRequestId, batchWorkflowId, chatWorkflowId } from '../workflows/contracts.js';
+import { freePortFor } from './stats.js';
+
+const { values } = parseArgs({ options: { lines: { type: 'string', default: '10000' }, concurrency: { type: 'string', default: '32' }, 'per-run': { type: 'string', default: '1000' } } });
+const LINES = Number(values.lines);
+
+/** Peak resident set (VmHWM) of a process, in MiB. */
+function peakRssMib(pid: number | undefined): number | null {
+  if (pid === undefined) return null;
+  try {
+    const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Math.round(Number(m[1]) / 1024) : null;
+  } catch {
+    return null;
+  }
+}
+
+async function main() {
+  const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'sluice-bench-batch-'));
+  await fs.chmod(dir, 0o755);
+  const env = {
+    SLUICE_DATA_DIR: dir, PORT: '0', SLUICE_PG_PORT: String(await freePortFor()), SLUICE_TEMPORAL_PORT: String(await freePortFor()),
+    SLUICE_POOL: 'bench', SLUICE_SLOTS: '64', SLUICE_LOG_LEVEL: 'warn', SLUICE_FILE_MAX_LINES: String(Math.max(50_000, LINES)),
+    SLUICE_BATCH_CONCURRENCY: String(values.concurrency), SLUICE_BATCH_LINES_PER_RUN: String(values['per-run']),
+  };
+  const log = createLogger('warn');
+  const config = loadConfig(env);
+  const infra = await startInfra(config, log);
+  const stack = await startStack(config, { databaseUrl: infra.databaseUrl, temporalAddress: infra.temporalAddress, api: true, control: true, pools: ['bench'], log });
+  let peakHeap = 0;
+  let peakRss = 0;
+  const sampler = setInterval(() => {
+    const m = process.memoryUsage();
+    peakHeap = Math.max(peakHeap, m.heapUsed);
+    peakRss = Math.max(peakRss, m.rss);
+  }, 250);
+  try {
+    await createModel(stack.db, {
+      id: 'instant', ownedBy: 'sluice', contextLength: 4096, maxOutputTokens: 16,
+      deployments: [{ id: 'instant-bench', pool: 'bench', provider: 'instant', ggufPath: null, baseUrl: null, apiKeyRef: null, upstreamModel: null, weight: 1, priority: 0, inputMicrosPerMtok: 100_000, outputMicrosPerMtok: 200_000 }],
+    }, new Date());
+    const tenant = await createTenant(stack.db, { name: 'bench', plan: 'bench', limits: { requests_per_minute: null, tokens_per_minute: null, max_concurrent: null, monthly_budget_micros: null, allowed_models: null } });
+    const key = (await createKey(stack.db, { tenantId: tenant.id, role: 'developer', name: 'bench', scopes: null, expiresAt: null })).secret;
+    const url = stack.url as string;
+    const auth = { Authorization: `Bearer ${key}` };
+
+    let text = '';
+    for (let i = 0; i < LINES; i++) {
+      text += JSON.stringify({ custom_id: `line-${i}`, method: 'POST', url: '/v1/chat/completions', body: { model: 'instant', messages: [{ role: 'user', content: `benchmark line ${i}` }], max_tokens: 2 } }) + '\n';
+    }
+    const t0 = performance.now();
+    const form = new FormData();
+    form.append('purpose', 'batch');
+    form.append('file', new Blob([text]), 'bench.jsonl');
+    const file = (await (await fetch(`${url}/v1/files`, { method: 'POST', headers: auth, body: form })).json()) as { id: string };
+    const tUploaded = performance.now();
+    const created = (await (await fetch(`${url}/v1/batches`, {
+      method: 'POST', headers: { ...auth, 'Content-Type': 'application/json' },
+      body: JSON.stringify({ input_file_id: file.id, endpoint: '/v1/chat/completions', completion_window: '24h' }),
+    })).json()) as { id: string };
+    let batch: any;
+    let tRunning: number | null = null;
+    let lastLog = 0;
+    for (;;) {
+      batch = await (await fetch(`${url}/v1/batches/${created.id}`, { headers: auth })).json();
+      if (tRunning === null && batch.status === 'in_progress') tRunning = performance.now();
+      if (performance.now() - lastLog > 5000) {
+        lastLog = performance.now();
+        process.stderr.write(`${batch.status} ${batch.request_counts.completed}/${batch.request_counts.total} rss=${Math.round(process.memoryUsage().rss / 2 ** 20)}MiB\n`);
+      }
+      if (['completed', 'failed', 'cancelled', 'expired'].includes(batch.status)) break;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    const tDone = performance.now();
+    const finalizingAt = batch.finalizing_at as number;
+    // Every run of the batch workflow, and a sample of line workflows.
+    let batchEvents = 0;
+    let runs = 0;
+    for await (const w of stack.client.workflow.list({ query: `WorkflowId = "${batchWorkflowId(created.id)}"` })) {
+      batchEvents += w.historyLength;
+      runs += 1;
+    }
+    const sample = Math.min(50, LINES);
+    let lineEvents = 0;
+    for (let i = 0; i < sample; i++) {
+      const lineNo = 1 + Math.floor((i * LINES) / sample);
+      lineEvents += (await stack.client.workflow.getHandle(chatWorkflowId(batchRequestId(created.id, lineNo))).describe()).historyLength;
+    }
+    const usage = await stack.db.selectFrom('usage').select((eb) => eb.fn.countAll<number>().as('n')).where('kind', '=', 'batch').executeTakeFirstOrThrow();
+    const runningSeconds = (tDone - (tRunning ?? tUploaded)) / 1000;
+    const result = {
+      machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model ?? 'unknown' },
+      lines: LINES, concurrency: Number(values.concurrency), lines_per_run: Number(values['per-run']),
+      status: batch.status, request_counts: batch.request_counts, usage_rows: Number(usage.n),
+      upload_seconds: Math.round((tUploaded - t0) / 10) / 100,
+      total_seconds: Math.round((tDone - t0) / 10) / 100,
+      lines_per_second_running: Math.round((LINES / runningSeconds) * 10) / 10,
+      lines_per_second_end_to_end: Math.round((LINES / ((tDone - t0) / 1000)) * 10) / 10,
+      finalize_seconds: batch.completed_at && finalizingAt ? batch.completed_at - finalizingAt : null,
+      batch_workflow_runs: runs,
+      batch_workflow_events_per_line: Math.round((batchEvents / LINES) * 100) / 100,
+      line_workflow_events_per_line: Math.round((lineEvents / sample) * 100) / 100,
+      peak_memory_mib: { node_api_and_workers_rss: Math.round(peakRss / 2 ** 20), node_heap_used: Math.round(peakHeap / 2 ** 20), temporal_dev_server_rss: peakRssMib(infra.temporal?.process.pid) },
+    };
+    process.stdout.write(JSON.stringify(result, null, 2) + '\n');
+  } finally {
+    clearInterval(sampler);
+    await stack.stop();
+    await infra.stop();
+    await fs.rm(dir, { recursive: true, force: true });
+  }
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`${err instanceof Error ? err.stack : String(err)}\n`);
+  process.exitCode = 1;
+});

@@ -1,0 +1,141 @@
+/**
+ * The audit log is tamper-evident: whoever can write the database (and so can drop the append-only
+ * trigger) and updates, deletes, reorders or cuts rows is named by `GET /v1/admin/audit/verify`,
+ * and a signed checkpoint catches a cut tail even when the head was moved back with it.
+ */
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { sql } from 'kysely';
+import { startTestStack, type TestStack } from '../support/stack.js';
+import { auditHash, checkpointSignature } from '../../db/repositories/audit.js';
+
+const AUDIT_KEY = 'test-audit-key-0123456789abcdef0123456789';
+let stack: TestStack;
+
+beforeAll(async () => {
+  stack = await startTestStack({ env: { SLUICE_AUDIT_KEY: AUDIT_KEY } });
+  for (let i = 0; i < 4; i++) await stack.createTenantKey();
+  await sql`create table audit_snapshot as select * from audit_log`.execute(stack.db);
+  await sql`create table head_snapshot as select * from audit_head`.execute(stack.db);
+});
+afterAll(async () => {
+  await stack?.stop();
+});
+
+/** Puts the log back as it was before each test (as the table owner, past the trigger). */
+beforeEach(async () => {
+  await sql`alter table audit_log disable trigger user`.execute(stack.db);
+  await sql`delete from audit_log`.execute(stack.db);
+  await sql`insert into audit_log select * from audit_snapshot`.execute(stack.db);
+  await sql`update audit_head set seq = s.seq, hash = s.hash from head_snapshot s where audit_head.id = s.id`.execute(stack.db);
+  await sql`delete from audit_checkpoints`.execute(stack.db);
+  await sql`alter table audit_log enable trigger user`.execute(stack.db);
+});
+
+/** Runs `change` as someone who owns the table: the append-only trigger is off meanwhile. */
+async function tamper(change: string) {
+  await sql`alter table audit_log disable trigger user`.execute(stack.db);
+  try {
+    await sql.raw(change).execute(stack.db);
+  } finally {
+    await sql`alter table audit_log enable trigger user`.execute(stack.db);
+  }
+}
+
+const verify = () => stack.admin('GET', '/v1/admin/audit/verify');
+const headSeq = async () => Number((await stack.db.selectFrom('audit_head').select('seq').executeTakeFirstOrThrow()).seq);
+
+describe('audit verification', () => {
+  it('an intact log verifies', async () => {
+    const r = await verify();
+    expect(r.status).toBe(200);
+    expect(r.body).toMatchObject({ ok: true, head_seq: await headSeq(), checkpoint: null, checkpoints_signed: true });
+    expect(r.body.rows).toBe(r.body.head_seq);
+  });
+
+  it('the table refuses updates and deletes from the application', async () => {
+    await expect(sql`update audit_log set actor = 'x' where seq = 1`.execute(stack.db)).rejects.toThrow(/append-only/);
+    await expect(sql`delete from audit_log where seq = 1`.execute(stack.db)).rejects.toThrow(/append-only/);
+  });
+
+  it('an updated row is named', async () => {
+    await tamper(`update audit_log set data = jsonb_set(data, '{after,name}', '"renamed"') where seq = 3`);
+    const r = await verify();
+    expect(r.status).toBe(409);
+    expect(r.body).toMatchObject({ ok: false, first_bad_seq: 3 });
+  });
+
+  it('a deleted row is named', async () => {
+    await tamper('delete from audit_log where seq = 4');
+    expect((await verify()).body).toMatchObject({ ok: false, first_bad_seq: 4, reason: 'row 4 is missing' });
+  });
+
+  it('reordered rows are named', async () => {
+    // Swap the content of rows 3 and 4, each keeping its sequence number.
+    await tamper(`
+      update audit_log a set created_at = b.created_at, actor = b.actor, tenant_id = b.tenant_id, action = b.action,
+        target = b.target, data = b.data, prev_hash = b.prev_hash, hash = b.hash
+      from audit_snapshot b where (a.seq, b.seq) in ((3, 4), (4, 3))`);
+    const r = await verify();
+    expect(r.status).toBe(409);
+    expect(r.body.first_bad_seq).toBe(3);
+  });
+
+  it('a cut tail is named while the head still points past it', async () => {
+    const head = await headSeq();
+    await tamper(`delete from audit_log where seq > ${head - 2}`);
+    expect((await verify()).body).toMatchObject({ ok: false, first_bad_seq: head - 1 });
+  });
+
+  it('a cut tail with the head moved back is caught by a signed checkpoint', async () => {
+    const cp = await stack.admin('POST', '/v1/admin/audit/checkpoints');
+    expect(cp.status).toBe(201);
+    expect(cp.body).toMatchObject({ signed: true });
+    const cutTo = cp.body.seq - 2;
+    const cut = async () => {
+      await tamper(`delete from audit_log where seq > ${cutTo}`);
+      await sql`update audit_head set seq = ${cutTo}, hash = (select hash from audit_log where seq = ${cutTo})`.execute(stack.db);
+    };
+    await cut();
+    const r = await verify();
+    expect(r.status).toBe(409);
+    expect(r.body).toMatchObject({ ok: false, first_bad_seq: cutTo + 1 });
+    expect(r.body.reason).toMatch(/cut/);
+
+    // Without the checkpoint the same cut is invisible: this is what checkpoints are for.
+    await sql`delete from audit_checkpoints`.execute(stack.db);
+    expect((await verify()).status).toBe(200);
+  });
+
+  it('a consistently rewritten chain is caught by the checkpoint, and a forged checkpoint by its signature', async () => {
+    const cp = await stack.admin('POST', '/v1/admin/audit/checkpoints');
+    expect(cp.status).toBe(201);
+    // Rewrite row 2 and recompute every later hash, as someone with the code but not the key would.
+    await tamper(`update audit_log set target = 'rewritten' where seq = 2`);
+    const rows = await stack.db.selectFrom('audit_log').selectAll().orderBy('seq').execute();
+    let prev = rows[0]!.hash;
+    await sql`alter table audit_log disable trigger user`.execute(stack.db);
+    for (const row of rows.slice(1)) {
+      const hash = auditHash(prev, row);
+      await sql`update audit_log set prev_hash = ${prev}, hash = ${hash} where seq = ${row.seq}`.execute(stack.db);
+      prev = hash;
+    }
+    await sql`alter table audit_log enable trigger user`.execute(stack.db);
+    await sql`update audit_head set hash = ${prev}`.execute(stack.db);
+    const r = await verify();
+    expect(r.status).toBe(409);
+    expect(r.body.first_bad_seq).toBeLessThanOrEqual(2);
+    expect(r.body.reason).toMatch(/rewritten/);
+
+    // Re-signing the checkpoint over the new head needs the key; a guessed one fails.
+    await sql`update audit_checkpoints set head_hash = ${prev}, signature = ${checkpointSignature('not-the-key', cp.body.seq, prev)}`.execute(stack.db);
+    const forged = await verify();
+    expect(forged.status).toBe(409);
+    expect(forged.body).toMatchObject({ first_bad_seq: cp.body.seq, reason: `checkpoint at ${cp.body.seq} has an invalid signature` });
+  });
+
+  it('checkpoints are admin-only', async () => {
+    const { key } = await stack.createTenantKey({ role: 'tenant_admin' });
+    const res = await fetch(`${stack.url}/v1/admin/audit/checkpoints`, { method: 'POST', headers: { Authorization: `Bearer ${key}` } });
+    expect(res.status).toBe(403);
+  });
+});

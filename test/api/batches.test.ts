@@ -1,0 +1,240 @@
+/**
+ * The Files and Batches API with the official `openai` client against real Temporal, PostgreSQL
+ * and llama.cpp (and the instant backend where a test needs many lines fast): the full flow,
+ * bad-line reporting, cancel mid-batch, and resume after the workers stop mid-batch.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import OpenAI, { toFile } from 'openai';
+import { inject } from 'vitest';
+import { startTestStack, type TestStack } from '../support/stack.js';
+import { startStack } from '../../scripts/lib/system.js';
+import { createLogger } from '../../workers/logger.js';
+import { createModel } from '../../db/repositories/models.js';
+import { batchWorkflowId } from '../../workflows/contracts.js';
+import { cli } from '../../scripts/sluice.js';
+import fs from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+
+let stack: TestStack;
+let client: OpenAI;
+let key: string;
+
+beforeAll(async () => {
+  stack = await startTestStack({ env: { SLUICE_BATCH_CONCURRENCY: '4', SLUICE_BATCH_LINES_PER_RUN: '20' } });
+  await createModel(stack.db, {
+    id: 'instant', ownedBy: 'sluice', contextLength: 4096, maxOutputTokens: 16,
+    deployments: [{ id: 'instant-local', pool: 'local', provider: 'instant', ggufPath: null, baseUrl: null, apiKeyRef: null, upstreamModel: null, weight: 1, priority: 0, inputMicrosPerMtok: 100_000, outputMicrosPerMtok: 200_000 }],
+  }, new Date());
+  ({ key } = await stack.createTenantKey());
+  client = new OpenAI({ apiKey: key, baseURL: `${stack.url}/v1`, maxRetries: 0 });
+});
+afterAll(async () => {
+  await stack?.stop();
+});
+
+function jsonl(lines: unknown[]): string {
+  return lines.map((l) => (typeof l === 'string' ? l : JSON.stringify(l))).join('\n') + '\n';
+}
+
+function chatLine(customId: string, model: string, content: string, maxTokens = 4) {
+  return { custom_id: customId, method: 'POST', url: '/v1/chat/completions', body: { model, messages: [{ role: 'user', content }], max_tokens: maxTokens } };
+}
+
+async function upload(text: string, c: OpenAI = client) {
+  return c.files.create({ file: await toFile(Buffer.from(text), 'input.jsonl'), purpose: 'batch' });
+}
+
+async function waitFor(id: string, until: (b: OpenAI.Batches.Batch) => boolean, timeoutMs = 120_000): Promise<OpenAI.Batches.Batch> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const b = await client.batches.retrieve(id).catch(() => null);
+    if (b && until(b)) return b;
+    if (Date.now() > deadline) throw new Error(`batch ${id} timed out: ${JSON.stringify(b)}`);
+    await new Promise((r) => setTimeout(r, 150));
+  }
+}
+
+const final = (b: OpenAI.Batches.Batch) => ['completed', 'failed', 'cancelled', 'expired'].includes(b.status);
+
+async function usageOfBatch(batchId: string) {
+  const prefix = `${batchId.replace(/^batch_/, 'batch_req_')}_`;
+  return stack.db.selectFrom('usage').selectAll().where('request_id', 'like', `${prefix}%`).execute();
+}
+
+async function contentLines(fileId: string, c: OpenAI = client): Promise<any[]> {
+  const text = await (await c.files.content(fileId)).text();
+  return text.split('\n').filter((l) => l !== '').map((l) => JSON.parse(l));
+}
+
+describe('files', () => {
+  it('uploads, retrieves, lists, serves content byte for byte, deletes; other tenants see nothing', async () => {
+    const text = 'line one\r\n{"a": "ünï"}\n\nlast without newline';
+    const file = await upload(text);
+    expect(file).toMatchObject({ object: 'file', purpose: 'batch', filename: 'input.jsonl', bytes: Buffer.byteLength(text), status: 'processed' });
+    expect(await client.files.retrieve(file.id)).toMatchObject({ id: file.id, bytes: file.bytes });
+    expect(await (await client.files.content(file.id)).text()).toBe(text);
+    const listed = await client.files.list({ purpose: 'batch' });
+    expect(listed.data.map((f) => f.id)).toContain(file.id);
+
+    const other = await stack.createTenantKey();
+    const otherClient = new OpenAI({ apiKey: other.key, baseURL: `${stack.url}/v1`, maxRetries: 0 });
+    await expect(otherClient.files.retrieve(file.id)).rejects.toMatchObject({ status: 404 });
+    await expect(otherClient.files.content(file.id)).rejects.toMatchObject({ status: 404 });
+    expect((await otherClient.files.list()).data).toHaveLength(0);
+    await expect(otherClient.batches.create({ input_file_id: file.id, endpoint: '/v1/chat/completions', completion_window: '24h' })).rejects.toMatchObject({ status: 404 });
+
+    expect(await client.files.delete(file.id)).toMatchObject({ id: file.id, deleted: true });
+    await expect(client.files.retrieve(file.id)).rejects.toMatchObject({ status: 404 });
+  });
+
+  it('refuses a wrong purpose and a file over the line limit', async () => {
+    await expect(client.files.create({ file: await toFile(Buffer.from('{}\n'), 'x.jsonl'), purpose: 'fine-tune' })).rejects.toMatchObject({ status: 400, param: 'purpose' });
+    expect(await stack.db.selectFrom('files').select('id').where('purpose', '=', 'batch').execute()).toHaveLength(0);
+  });
+});
+
+describe('batches', () => {
+  it('runs the full OpenAI flow on llama.cpp: one output line per input line, billed once each', async () => {
+    const lines = Array.from({ length: 4 }, (_, i) => chatLine(`req-${i}`, 'sluice-tiny', `Say ${i}`));
+    const file = await upload(jsonl(lines));
+    const created = await client.batches.create({ input_file_id: file.id, endpoint: '/v1/chat/completions', completion_window: '24h', metadata: { job: 'nightly' } });
+    expect(created).toMatchObject({ object: 'batch', status: 'validating', input_file_id: file.id, completion_window: '24h', metadata: { job: 'nightly' } });
+
+    const done = await waitFor(created.id, final);
+    expect(done.status).toBe('completed');
+    expect(done.request_counts).toEqual({ total: 4, completed: 4, failed: 0 });
+    expect(done.in_progress_at).not.toBeNull();
+    expect(done.completed_at).not.toBeNull();
+    expect(done.error_file_id).toBeNull();
+    const out = await contentLines(done.output_file_id as string);
+    expect(out.map((l) => l.custom_id).sort()).toEqual(['req-0', 'req-1', 'req-2', 'req-3']);
+    for (const l of out) {
+      expect(l).toMatchObject({ response: { status_code: 200, body: { object: 'chat.completion', model: 'sluice-tiny' } }, error: null });
+      expect(l.response.request_id).toBe(l.id);
+      // The random tiny model may end at once (0 completion tokens): assert the counts agree instead.
+      const u = l.response.body.usage;
+      expect(u.prompt_tokens).toBeGreaterThan(0);
+      expect(u.total_tokens).toBe(u.prompt_tokens + u.completion_tokens);
+    }
+    const usage = await usageOfBatch(created.id);
+    expect(usage).toHaveLength(4);
+    const byRequest = new Map(usage.map((u) => [u.request_id, u]));
+    for (const l of out) expect(byRequest.get(l.response.request_id)?.output_tokens).toBe(l.response.body.usage.completion_tokens);
+    expect(usage.every((u) => u.kind === 'batch')).toBe(true);
+    const listed = await client.batches.list({ limit: 10 });
+    expect(listed.data.map((b) => b.id)).toContain(created.id);
+  });
+
+  it('reports every bad line with its number and reason, runs nothing', async () => {
+    const file = await upload(jsonl([
+      chatLine('a', 'instant', 'fine'),
+      '{not json',
+      chatLine('a', 'instant', 'duplicate id'),
+      { ...chatLine('c', 'instant', 'x'), url: '/v1/embeddings' },
+      { ...chatLine('d', 'instant', 'x'), method: 'GET' },
+      { custom_id: 'e', method: 'POST', url: '/v1/chat/completions', body: { model: 'instant' } },
+      chatLine('f', 'no-such-model', 'x'),
+    ]));
+    const created = await client.batches.create({ input_file_id: file.id, endpoint: '/v1/chat/completions', completion_window: '24h' });
+    const done = await waitFor(created.id, final);
+    expect(done.status).toBe('failed');
+    expect(done.failed_at).not.toBeNull();
+    const errors = (done.errors?.data ?? []).map((e) => [e.line, e.code]);
+    expect(errors).toEqual([
+      [2, 'invalid_json_line'], [3, 'duplicate_custom_id'], [4, 'invalid_url'], [5, 'invalid_method'],
+      [6, 'missing_required_parameter'], [7, 'model_not_found'],
+    ]);
+    expect(await usageOfBatch(created.id)).toHaveLength(0);
+  });
+
+  it('refuses a batch whose worst-case cost exceeds the remaining budget', async () => {
+    const poor = await stack.createTenantKey({ limits: { monthly_budget_micros: 1 } });
+    const poorClient = new OpenAI({ apiKey: poor.key, baseURL: `${stack.url}/v1`, maxRetries: 0 });
+    const file = await upload(jsonl([chatLine('x', 'instant', 'a long prompt '.repeat(50), 16)]), poorClient);
+    const created = await poorClient.batches.create({ input_file_id: file.id, endpoint: '/v1/chat/completions', completion_window: '24h' });
+    let done: OpenAI.Batches.Batch;
+    for (;;) {
+      done = await poorClient.batches.retrieve(created.id);
+      if (final(done)) break;
+      await new Promise((r) => setTimeout(r, 150));
+    }
+    expect(done.status).toBe('failed');
+    expect(done.errors?.data?.[0]?.code).toBe('insufficient_quota');
+  });
+
+  it('cancels mid-batch: stops scheduling, writes partial output, bills only what ran', async () => {
+    const lines = Array.from({ length: 40 }, (_, i) => chatLine(`c-${i}`, 'sluice-tiny', `Count to ${i}`, 48));
+    const created = await client.batches.create({ input_file_id: (await upload(jsonl(lines))).id, endpoint: '/v1/chat/completions', completion_window: '24h' });
+    await waitFor(created.id, (b) => (b.request_counts?.completed ?? 0) >= 1);
+    const cancelling = await client.batches.cancel(created.id);
+    expect(['cancelling', 'cancelled']).toContain(cancelling.status);
+    const done = await waitFor(created.id, final);
+    expect(done.status).toBe('cancelled');
+    expect(done.cancelled_at).not.toBeNull();
+    const completed = done.request_counts?.completed ?? 0;
+    expect(completed).toBeGreaterThanOrEqual(1);
+    expect(completed).toBeLessThan(40);
+    const out = await contentLines(done.output_file_id as string);
+    const errs = await contentLines(done.error_file_id as string);
+    expect(out).toHaveLength(completed);
+    expect(out.length + errs.length).toBe(40);
+    expect(errs.filter((e) => e.error?.code === 'batch_cancelled').length).toBeGreaterThan(0);
+    expect(await usageOfBatch(created.id)).toHaveLength(completed);
+    const held = await stack.db.selectFrom('reservations').select('request_id').where('status', '=', 'held').execute();
+    expect(held).toHaveLength(0);
+  });
+
+  it('sluice batch submit converts a plain prompts file, waits with progress, and fetches results', async () => {
+    const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'sluice-cli-'));
+    const prompts = path.join(dir, 'prompts.txt');
+    await fs.writeFile(prompts, 'first prompt\nsecond prompt\n\nthird prompt\n');
+    const out: string[] = [];
+    const err: string[] = [];
+    const deps = { fetch: globalThis.fetch, out: (l: string) => out.push(l), err: (l: string) => err.push(l) };
+    const conn = ['--url', stack.url, '--key', key];
+    expect(await cli(['batch', 'submit', prompts, '--model', 'instant', '--max-tokens', '2', '--wait', ...conn], {}, deps)).toBe(0);
+    const id = /batch_[A-Za-z0-9]+/.exec(out.join('\n'))?.[0] as string;
+    expect(out.join('\n')).toContain('completed');
+    expect(err.join('\n')).toMatch(/3\/3 done, 0 failed/);
+    const results = path.join(dir, 'out.jsonl');
+    expect(await cli(['batch', 'results', id, '-o', results, ...conn], {}, deps)).toBe(0);
+    const lines = (await fs.readFile(results, 'utf8')).trim().split('\n').map((l) => JSON.parse(l));
+    expect(lines.map((l) => l.custom_id)).toEqual(['line-1', 'line-2', 'line-3']);
+    expect(await cli(['batch', 'list', ...conn], {}, deps)).toBe(0);
+    expect(out.join('\n')).toContain(id);
+    await fs.rm(dir, { recursive: true, force: true });
+  });
+
+  it('resumes after the workers stop mid-batch: exactly one result and one usage row per line', async () => {
+    const n = 120;
+    const lines = Array.from({ length: n }, (_, i) => chatLine(`r-${i}`, 'instant', `resume ${i}`));
+    const created = await client.batches.create({ input_file_id: (await upload(jsonl(lines))).id, endpoint: '/v1/chat/completions', completion_window: '24h' });
+    await waitFor(created.id, (b) => (b.request_counts?.completed ?? 0) >= 10);
+    for (const w of stack.workers) if (w.getState() === 'RUNNING') w.shutdown();
+    while (stack.workers.some((w) => w.getState() !== 'STOPPED')) await new Promise((r) => setTimeout(r, 50));
+    const mid = await client.batches.retrieve(created.id);
+    expect(mid.status).toBe('in_progress');
+    expect(mid.request_counts?.completed ?? 0).toBeLessThan(n);
+
+    const log = createLogger('warn');
+    const fresh = await startStack(stack.config, {
+      databaseUrl: stack.databaseUrl, temporalAddress: stack.temporal.address, api: false, control: true, pools: ['local'], log,
+      workflowBundle: { codePath: inject('workflowBundlePath') }, migrate: false,
+    });
+    try {
+      const done = await waitFor(created.id, final);
+      expect(done.status).toBe('completed');
+      expect(done.request_counts).toEqual({ total: n, completed: n, failed: 0 });
+      const out = await contentLines(done.output_file_id as string);
+      expect(out).toHaveLength(n);
+      expect(new Set(out.map((l) => l.custom_id)).size).toBe(n);
+      expect(await usageOfBatch(created.id)).toHaveLength(n);
+      // History stayed bounded: the batch continued as new (20 lines per run here).
+      const d = await stack.client.workflow.getHandle(batchWorkflowId(created.id)).describe();
+      expect(d.historyLength).toBeLessThan(400);
+    } finally {
+      await fresh.stop();
+    }
+  });
+});

@@ -1,0 +1,184 @@
+/**
+ * `batch`: runs every line of a validated input file through the same `chatRequest` pipeline as
+ * a sync request, as child workflows `chat-<batch_req_…>` whose IDs are fixed by batch and line.
+ *
+ * A sliding window keeps `concurrency` lines in flight; after `linesPerRun` lines (or when Temporal
+ * suggests it) the window drains and the workflow continues as new with its progress, so history
+ * stays bounded and no child crosses a run boundary: a resumed batch never starts a line twice.
+ * Lines carry Temporal priority 3 (sync 1, async 2) and the tenant as fairness key.
+ * Cancel (signal) and expiry stop scheduling, cancel the lines in flight (each releases its
+ * reservation) and write partial output.
+ */
+import {
+  ApplicationFailure,
+  CancellationScope,
+  ContinueAsNew,
+  WorkflowIdReusePolicy,
+  condition,
+  continueAsNew,
+  defineQuery,
+  defineSignal,
+  executeChild,
+  isCancellation,
+  proxyActivities,
+  proxyLocalActivities,
+  setHandler,
+  sleep,
+  upsertSearchAttributes,
+  workflowInfo,
+  type ActivityOptions,
+} from '@temporalio/workflow';
+import type { BatchActivities } from '../activities/batch.js';
+import { chatRequest } from './chat-request.js';
+import {
+  CONTROL_TASK_QUEUE,
+  PriorityKeys,
+  SearchAttributes,
+  chatWorkflowId,
+  type BatchLine,
+  type BatchProgress,
+  type BatchWorkflowInput,
+} from './contracts.js';
+
+/** Stops scheduling lines, cancels those in flight, writes partial output; status `cancelled`. */
+export const cancelBatchSignal = defineSignal('cancelBatch');
+export const batchProgressQuery = defineQuery<BatchProgress & { inFlight: number }>('batchProgress');
+
+const PROFILES = {
+  /** One quick database step. */
+  db: {
+    startToCloseTimeout: '30s',
+    retry: { initialInterval: '200ms', backoffCoefficient: 2, maximumInterval: '10s', maximumAttempts: 30 },
+  } satisfies ActivityOptions,
+  /** A pass over the whole file (validate, finalize): heartbeats per page. */
+  file: {
+    startToCloseTimeout: '15m',
+    heartbeatTimeout: '60s',
+    retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '30s', maximumAttempts: 10, nonRetryableErrorTypes: ['NotFound'] },
+  } satisfies ActivityOptions,
+};
+
+/** Lines asked for per load. */
+const LOAD_PAGE = 200;
+/** Live counts are written at most this often (workflow time). */
+const FLUSH_MS = 1000;
+
+export async function batch(input: BatchWorkflowInput): Promise<BatchProgress> {
+  const acts = proxyActivities<BatchActivities>(PROFILES.db);
+  const file = proxyActivities<BatchActivities>(PROFILES.file);
+  const local = proxyLocalActivities<BatchActivities>(PROFILES.db);
+  let inFlight = 0;
+  let cancelRequested = input.state?.cancelRequested ?? false;
+  let expired = false;
+  let state: BatchProgress = input.state ?? { afterLine: 0, total: 0, completed: 0, failed: 0, cancelRequested };
+  setHandler(cancelBatchSignal, () => {
+    cancelRequested = true;
+  });
+  setHandler(batchProgressQuery, () => ({ ...state, cancelRequested, inFlight }));
+  const setStatus = (status: string) => upsertSearchAttributes([{ key: SearchAttributes.status, value: status }]);
+  const stopped = () => cancelRequested || expired;
+
+  try {
+    if (input.state === null) {
+      setStatus('validating');
+      const v = await file.validateBatch({ batchId: input.batchId });
+      if (!v.ok) {
+        setStatus('failed');
+        return state;
+      }
+      state = { ...state, total: v.total };
+      setStatus('in_progress');
+    }
+
+    void sleep(Math.max(0, input.expiresAtMs - Date.now())).then(() => {
+      expired = true;
+    }, () => undefined);
+
+    const lines = new CancellationScope();
+    const runLine = async (line: BatchLine): Promise<boolean> => {
+      try {
+        await lines.run(() =>
+          executeChild(chatRequest, {
+            workflowId: chatWorkflowId(line.input.requestId),
+            taskQueue: CONTROL_TASK_QUEUE,
+            args: [{ ...line.input, localActivities: input.localActivities }],
+            workflowIdReusePolicy: WorkflowIdReusePolicy.REJECT_DUPLICATE,
+            priority: { priorityKey: PriorityKeys.batch, fairnessKey: input.tenantId },
+            typedSearchAttributes: [
+              { key: SearchAttributes.kind, value: 'batch' },
+              { key: SearchAttributes.tenant, value: input.tenantId },
+              { key: SearchAttributes.model, value: line.input.model },
+              { key: SearchAttributes.batch, value: input.batchId },
+              { key: SearchAttributes.status, value: 'queued' },
+            ],
+          }),
+        );
+        return true;
+      } catch {
+        // The line's own failure (recorded on its request by the pipeline) or its cancellation.
+        return false;
+      }
+    };
+
+    let flushedAt = Date.now();
+    let flushed = { completed: state.completed, failed: state.failed };
+    const flush = async () => {
+      if (flushed.completed === state.completed && flushed.failed === state.failed) return;
+      flushed = { completed: state.completed, failed: state.failed };
+      flushedAt = Date.now();
+      await local.recordBatchProgress({ batchId: input.batchId, ...flushed });
+    };
+
+    let page: BatchLine[] = [];
+    let loadAfter = state.afterLine;
+    let exhausted = false;
+    let started = 0;
+    while (!stopped()) {
+      if (page.length === 0) {
+        const loaded = await acts.loadBatchLines({ batchId: input.batchId, afterLine: loadAfter, limit: LOAD_PAGE });
+        if (loaded.scannedThrough === null) {
+          exhausted = true;
+          break;
+        }
+        loadAfter = loaded.scannedThrough;
+        page = loaded.lines;
+        if (page.length === 0) continue;
+      }
+      await condition(() => inFlight < input.concurrency || stopped());
+      if (stopped()) break;
+      const line = page.shift() as BatchLine;
+      state.afterLine = line.lineNo;
+      inFlight += 1;
+      started += 1;
+      void runLine(line).then((ok) => {
+        if (ok) state.completed += 1;
+        else state.failed += 1;
+        inFlight -= 1;
+      });
+      if (page.length === 0 && loadAfter > state.afterLine) state.afterLine = loadAfter; // trailing blank lines
+      if (started >= input.linesPerRun || workflowInfo().continueAsNewSuggested) break;
+      if (Date.now() - flushedAt >= FLUSH_MS) await flush();
+    }
+
+    if (stopped()) lines.cancel();
+    await condition(() => inFlight === 0);
+    await flush();
+    state.cancelRequested = cancelRequested;
+    if (!stopped() && !exhausted) {
+      await continueAsNew<typeof batch>({ ...input, state });
+    }
+
+    const outcome = cancelRequested ? 'cancelled' : expired ? 'expired' : 'completed';
+    setStatus('finalizing');
+    const counts = await file.finalizeBatch({ batchId: input.batchId, outcome });
+    state = { ...state, ...counts };
+    setStatus(outcome);
+    return state;
+  } catch (err) {
+    if (isCancellation(err) || err instanceof ContinueAsNew) throw err;
+    const message = err instanceof Error ? err.message : String(err);
+    await CancellationScope.nonCancellable(() => acts.failBatch({ batchId: input.batchId, message }));
+    setStatus('failed');
+    throw ApplicationFailure.create({ type: 'InternalError', message: `batch failed: ${message}`, nonRetryable: true });
+  }
+}
