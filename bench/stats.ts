@@ -1,5 +1,4 @@
 /** Small helpers shared by the benchmarks. */
-import net from 'node:net';
 
 /** The p-th percentile (nearest rank) of a sample, rounded to 0.01. */
 export function percentile(values: readonly number[], p: number): number {
@@ -9,14 +8,4 @@ export function percentile(values: readonly number[], p: number): number {
   return Math.round((sorted[rank] as number) * 100) / 100;
 }
 
-/** A free TCP port on 127.0.0.1. */
-export function freePortFor(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
+export { freePort as freePortFor } from '../scripts/lib/free-port.js';

