@@ -131,17 +131,19 @@ export async function chatRequest(input: ChatRequestInput): Promise<ChatCompleti
       seed: input.params.seed,
       stop: input.params.stop,
     };
-    upsertSearchAttributes([
-      { key: SearchAttributes.variant, value: variant ?? 'none' },
-      { key: SearchAttributes.model, value: model },
-    ]);
 
     const deployments = fallbackOrder(await steps.planRoute({ model }));
     let lastFailure: unknown = null;
     for (const deployment of deployments) {
       if (!(await steps.acquireCircuit({ deploymentId: deployment.id }))) continue;
-      upsertSearchAttributes([{ key: SearchAttributes.pool, value: deployment.pool }]);
-      setStatus('running', `infer:${deployment.id}`);
+      // One upsert per attempt (each is a history event and a visibility write).
+      state = { status: 'running', step: `infer:${deployment.id}` };
+      upsertSearchAttributes([
+        { key: SearchAttributes.variant, value: variant ?? 'none' },
+        { key: SearchAttributes.model, value: model },
+        { key: SearchAttributes.pool, value: deployment.pool },
+        { key: SearchAttributes.status, value: 'running' },
+      ]);
       const { infer } = proxyActivities<InferenceActivities>({ ...PROFILES.infer, taskQueue: inferenceTaskQueue(deployment.pool) });
       let out: InferOutput;
       try {

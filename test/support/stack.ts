@@ -85,7 +85,7 @@ export async function startTestStack(options: TestStackOptions = {}): Promise<Te
     return { status: res.status, body: text ? JSON.parse(text) : null };
   }
 
-  return {
+  const testStack: TestStack = {
     ...stack,
     config, databaseUrl, temporal, adminKey, url, logs,
     admin: (method, path, body) => call(adminKey, method, path, body),
@@ -98,9 +98,11 @@ export async function startTestStack(options: TestStackOptions = {}): Promise<Te
     },
     async stop() {
       await stack.stop();
-      await temporal.stop();
+      // A test may have restarted the server: stop the one the stack holds now.
+      await testStack.temporal.stop();
     },
   };
+  return testStack;
 }
 
 /** Registers a model through the admin API; fails the test on anything but 201. */
