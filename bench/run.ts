@@ -14,6 +14,7 @@ const ROOT = fileURLToPath(new URL('..', import.meta.url));
 
 const BENCHMARKS: Record<string, string[]> = {
   pipeline: ['bench/pipeline.ts', '--requests', '300', '--seconds', '10'],
+  quota: ['bench/quota.ts', '--requests', '400'],
   batch: ['bench/batch.ts', '--lines', '1000'],
   billing: ['bench/billing.ts', '--rows', '1000000', '--tenants', '100'],
   'llama-threads-1': ['bench/llama-throughput.ts', '--threads', '1', '--parallel', '4', '--tokens', '64', '--runs', '5'],
