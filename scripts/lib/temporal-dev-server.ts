@@ -69,6 +69,8 @@ export async function startTemporalDevServer(options: DevServerOptions): Promise
   for (const name of SEARCH_ATTRIBUTE_NAMES) args.push('--search-attribute', `${name}=Keyword`);
   // Faster task dispatch for a single-host dev server; frontend limits raised for benchmarks.
   args.push('--dynamic-config-value', 'frontend.rps=20000', '--dynamic-config-value', 'frontend.namespaceRPS=20000');
+  // Task-queue priority (sync 1, async 2, batch 3) and per-tenant fairness need the new matcher.
+  args.push('--dynamic-config-value', 'matching.useNewMatcher=true', '--dynamic-config-value', 'matching.enableFairness=true');
   const child = spawn(TEMPORAL_CLI, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   const forward = (chunk: Buffer) => {
     for (const line of chunk.toString().split('\n')) if (line.trim()) options.onLog?.(line);
