@@ -1,8 +1,8 @@
 /** The audit step, and the request's recorded outcome. */
-import type { Db } from '../db/database.js';
 import { appendAudit } from '../db/repositories/audit.js';
 import { finishRequest } from '../db/repositories/requests.js';
 import type { Metrics } from '../workers/metrics.js';
+import { publishEvent, type WebhookDeps } from './webhooks.js';
 
 export interface OutcomeInput {
   requestId: string;
@@ -19,7 +19,7 @@ export interface OutcomeInput {
   summary: Record<string, unknown>;
 }
 
-export function createAuditActivities(deps: { db: Db; now: () => Date; metrics: Metrics | null }) {
+export function createAuditActivities(deps: WebhookDeps & { metrics: Metrics | null }) {
   return {
     /** Appends the request's audit row and records its outcome on the request. Idempotent by request. */
     async recordOutcome(input: OutcomeInput): Promise<void> {
@@ -33,6 +33,14 @@ export function createAuditActivities(deps: { db: Db; now: () => Date; metrics: 
         at: deps.now(),
       });
       await finishRequest(deps.db, input.requestId, { status: input.status, result: input.result, error: input.error });
+      // Async jobs only: `job.succeeded` / `job.failed` (a cancel was asked for by the caller: no event).
+      if (input.kind === 'async' && input.status !== 'cancelled') {
+        const type = input.status === 'succeeded' ? 'job.succeeded' : 'job.failed';
+        await publishEvent(deps, {
+          key: `${type}:${input.requestId}`, tenantId: input.tenantId, type,
+          data: { id: input.requestId, object: 'chat.completion.job', status: input.status, model: input.model, error: input.error },
+        });
+      }
       deps.metrics?.workflowOutcomes.inc({ kind: input.kind, model: input.model, outcome: input.status });
     },
   };

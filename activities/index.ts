@@ -11,7 +11,9 @@ import { createAuditActivities } from './audit.js';
 import { createBillingActivities } from './billing.js';
 import { createBatchActivities } from './batch.js';
 import { createReconcileActivities } from './reconcile.js';
+import { createRetentionActivities } from './retention.js';
 import { DEFAULT_BREAKER_CONFIG, type BreakerConfig } from './circuit-breaker.js';
+import { DEFAULT_WEBHOOK_CONFIG, createWebhookActivities, type WebhookConfig } from './webhooks.js';
 
 export interface ControlDeps {
   db: Db;
@@ -24,6 +26,8 @@ export interface ControlDeps {
   temporal?: Client | null;
   /** Key that signs audit checkpoints. @default null (unsigned) */
   auditKey?: string | null;
+  /** Webhook delivery settings. @default DEFAULT_WEBHOOK_CONFIG */
+  webhooks?: WebhookConfig;
 }
 
 export function createControlActivities(deps: ControlDeps) {
@@ -34,6 +38,7 @@ export function createControlActivities(deps: ControlDeps) {
     metrics: deps.metrics ?? null,
     temporal: deps.temporal ?? null,
     auditKey: deps.auditKey ?? null,
+    webhooks: deps.webhooks ?? DEFAULT_WEBHOOK_CONFIG,
   };
   return {
     ...createAuthActivities(full),
@@ -45,6 +50,8 @@ export function createControlActivities(deps: ControlDeps) {
     ...createBillingActivities(full),
     ...createBatchActivities(full),
     ...createReconcileActivities(full),
+    ...createRetentionActivities(full),
+    ...createWebhookActivities(full),
   };
 }
 

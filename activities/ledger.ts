@@ -1,11 +1,11 @@
 /** The settle step: one usage row per request and step, cost from the price in force, reservation settled. */
-import type { Db } from '../db/database.js';
 import { priceFor } from '../db/repositories/billing.js';
 import { settle } from '../db/repositories/quota.js';
 import { recordCircuit } from '../db/repositories/circuit.js';
 import type { BreakerConfig } from './circuit-breaker.js';
 import { usageCostMicros } from './billing.js';
 import type { Metrics } from '../workers/metrics.js';
+import { emitBudgetEvents, type WebhookDeps } from './webhooks.js';
 
 export interface SettleInput {
   requestId: string;
@@ -22,7 +22,7 @@ export interface SettleInput {
   latencyMs: number;
 }
 
-export function createLedgerActivities(deps: { db: Db; now: () => Date; breaker: BreakerConfig; metrics: Metrics | null }) {
+export function createLedgerActivities(deps: WebhookDeps & { breaker: BreakerConfig; metrics: Metrics | null }) {
   return {
     /**
      * Exactly once per (request, step): a retry, a replay or a second worker finds the row and
@@ -52,6 +52,8 @@ export function createLedgerActivities(deps: { db: Db; now: () => Date; breaker:
         costMicros: cost,
         latencyMs: input.latencyMs,
       });
+      // Budget thresholds this settlement crossed (a retry re-emits idempotently).
+      await emitBudgetEvents(deps, input.requestId);
       const state = await recordCircuit(deps.db, input.deploymentId, true, at, deps.breaker);
       if (result.inserted && deps.metrics) {
         deps.metrics.tokens.inc({ model: input.model, deployment: input.deploymentId, direction: 'prompt' }, input.promptTokens);

@@ -6,12 +6,13 @@ import type { Role } from '../db/tables/index.js';
 
 export const PERMISSIONS = [
   'chat', 'batches',
-  'tenants:read', 'tenants:write', 'tenants:create',
+  'tenants:read', 'tenants:write', 'tenants:create', 'tenants:erase',
   'keys:read', 'keys:write',
   'models:read', 'models:write',
   'experiments:read', 'experiments:write',
   'usage:read', 'audit:read', 'audit:write',
   'billing:read', 'billing:write',
+  'webhooks:read', 'webhooks:write',
 ] as const;
 export type Permission = (typeof PERMISSIONS)[number];
 
@@ -19,7 +20,7 @@ const ROLE_PERMISSIONS: Record<Role, readonly Permission[]> = {
   super_admin: PERMISSIONS,
   tenant_admin: [
     'chat', 'batches', 'tenants:read', 'keys:read', 'keys:write', 'models:read', 'experiments:read',
-    'experiments:write', 'usage:read', 'audit:read', 'billing:read',
+    'experiments:write', 'usage:read', 'audit:read', 'billing:read', 'webhooks:read', 'webhooks:write',
   ],
   developer: ['chat', 'batches', 'models:read', 'usage:read'],
   analyst: ['models:read', 'usage:read', 'experiments:read'],

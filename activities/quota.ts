@@ -1,9 +1,9 @@
 /** The reserve and release steps: admission against the tenant's limits, atomic in PostgreSQL. */
-import type { Db } from '../db/database.js';
 import { maxPriceForModel } from '../db/repositories/models.js';
 import { release, reserve } from '../db/repositories/quota.js';
 import { costMicros } from './cost.js';
 import { requestFailure } from './failures.js';
+import { emitBudgetEvents, type WebhookDeps } from './webhooks.js';
 
 export interface ReserveQuotaInput {
   requestId: string;
@@ -20,7 +20,7 @@ const LIMIT_CODES = {
   monthly_budget: 'insufficient_quota',
 } as const;
 
-export function createQuotaActivities(deps: { db: Db; now: () => Date }) {
+export function createQuotaActivities(deps: WebhookDeps) {
   return {
     /** Holds the request's worst-case tokens and cost (prompt estimate + max_tokens at the model's highest price). */
     async reserveQuota(input: ReserveQuotaInput): Promise<{ estCostMicros: number }> {
@@ -34,7 +34,11 @@ export function createQuotaActivities(deps: { db: Db; now: () => Date }) {
         estCostMicros: estCost,
         at,
       });
-      if (result.ok) return { estCostMicros: result.estCostMicros };
+      if (result.ok) {
+        // Budget thresholds this reservation crossed: audit row and `budget.threshold` webhook.
+        await emitBudgetEvents(deps, input.requestId);
+        return { estCostMicros: result.estCostMicros };
+      }
       if (result.limit === 'tenant_missing') throw requestFailure('PermissionDenied', 'tenant does not exist', { code: 'tenant_suspended' });
       throw requestFailure('QuotaExceeded', `Limit reached: ${result.limit.replaceAll('_', ' ')}`, {
         code: LIMIT_CODES[result.limit],

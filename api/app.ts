@@ -15,6 +15,8 @@ import { usageAuditRoutes } from './routes/usage-audit.js';
 import { billingRoutes } from './routes/billing.js';
 import { DEFAULT_FILE_LIMITS, fileRoutes, type FileLimits } from './routes/files.js';
 import { DEFAULT_BATCH_RUN, batchRoutes, type BatchRunConfig } from './routes/batches.js';
+import { webhookRoutes } from './routes/webhooks.js';
+import type { WebhookConfig } from '../activities/webhooks.js';
 import { inferenceTaskQueue } from '../workflows/contracts.js';
 
 /** `temporal.api.enums.v1.TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY`. */
@@ -36,6 +38,10 @@ export interface AppConfig {
   requestTimeoutMs?: number;
   /** Key that signs audit checkpoints; null = unsigned. @default null */
   auditKey?: string | null;
+  /** Webhook settings (private hosts allowed, retry policy of deliveries). @default DEFAULT_WEBHOOK_CONFIG */
+  webhooks?: WebhookConfig;
+  /** Upstream hosts allowed on private addresses (`*` = all); see `SLUICE_ALLOW_PRIVATE_UPSTREAMS`. @default [] */
+  allowPrivateUpstreams?: readonly string[];
 }
 
 export interface AppDeps {
@@ -130,11 +136,12 @@ export function createApp(deps: AppDeps): express.Express {
   v1.use(authenticate(deps));
   v1.use(express.json({ limit: deps.config.maxBodyBytes, type: ['application/json', 'application/*+json'] }));
   v1.use(chatRoutes({ db: deps.db, temporal: deps.temporal, metrics: deps.metrics, localActivities: deps.config.localActivities, eagerStart: deps.config.eagerStart }));
-  v1.use(modelRoutes(deps));
+  v1.use(modelRoutes({ db: deps.db, allowPrivateUpstreams: deps.config.allowPrivateUpstreams ?? [] }));
   v1.use(tenantRoutes(deps));
   v1.use(usageAuditRoutes(deps));
   v1.use(billingRoutes(deps));
   v1.use(fileRoutes({ db: deps.db, limits: deps.config.files ?? DEFAULT_FILE_LIMITS }));
+  v1.use(webhookRoutes({ db: deps.db, temporal: deps.temporal, ...(deps.config.webhooks ? { webhooks: deps.config.webhooks } : {}) }));
   v1.use(batchRoutes({ db: deps.db, temporal: deps.temporal, run: { ...(deps.config.batches ?? DEFAULT_BATCH_RUN), localActivities: deps.config.localActivities } }));
   app.use('/v1', v1);
 

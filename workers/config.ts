@@ -5,6 +5,7 @@
  */
 import os from 'node:os';
 import path from 'node:path';
+import type { WebhookConfig } from '../activities/webhooks.js';
 
 export interface SluiceConfig {
   /** HTTP port of the API. `PORT` @default 8080 */
@@ -52,6 +53,15 @@ export interface SluiceConfig {
   /** Lines a batch workflow run starts before it continues as new. `SLUICE_BATCH_LINES_PER_RUN` @default 1000 */
   readonly batchLinesPerRun: number;
   /**
+   * Webhook delivery. `allowPrivateHosts`: hosts (or resolved addresses) an endpoint may have on
+   * loopback, private or link-local addresses, `*` for all: `SLUICE_ALLOW_PRIVATE_WEBHOOKS`
+   * (comma-separated) @default [] (refused). Retries: `SLUICE_WEBHOOK_RETRY_INITIAL_MS` @default 5000,
+   * `SLUICE_WEBHOOK_RETRY_MAX_MS` @default 3600000, `SLUICE_WEBHOOK_MAX_ATTEMPTS` @default 20,
+   * `SLUICE_WEBHOOK_HORIZON_MS` (then the endpoint is disabled) @default 86400000,
+   * `SLUICE_WEBHOOK_TIMEOUT_MS` (one POST) @default 10000.
+   */
+  readonly webhooks: WebhookConfig;
+  /**
    * Key for signing audit checkpoints (HMAC-SHA256 over sequence and head hash). Keep it outside
    * the database (a secret store, the environment of the control worker and API), so whoever can
    * write the database cannot forge a checkpoint. Null: checkpoints are stored unsigned (they still
@@ -65,6 +75,27 @@ export interface SluiceConfig {
    * @default 600000
    */
   readonly requestTimeoutMs: number;
+  /**
+   * Upstream hosts that may be on loopback, private or link-local addresses (openai-compatible
+   * `base_url`s are refused there otherwise: SSRF into the network). Entries are host names or IP
+   * addresses as written in the URL or as resolved; `*` allows every host. Checked by the API when
+   * a deployment is created and by the inference worker before each call.
+   * `SLUICE_ALLOW_PRIVATE_UPSTREAMS` (comma-separated) @default [] (none)
+   */
+  readonly allowPrivateUpstreams: readonly string[];
+  /**
+   * Key that encrypts Temporal payloads (workflow and activity inputs and results: prompts,
+   * completions) with AES-256-GCM on the client and every worker, so Temporal stores only
+   * ciphertext. Base64 of 32 random bytes (`openssl rand -base64 32`). Every process of a
+   * deployment needs the same key. Null: payloads are stored as plain JSON.
+   * `SLUICE_PAYLOAD_KEY` @default null (no codec)
+   */
+  readonly payloadKey: string | null;
+  /**
+   * The previous payload key, kept for decryption only while histories encrypted with it are
+   * still read (key rotation). Base64 of 32 bytes. `SLUICE_PAYLOAD_KEY_PREVIOUS` @default null
+   */
+  readonly payloadKeyPrevious: string | null;
   /** Log level. `SLUICE_LOG_LEVEL` ("debug" | "info" | "warn" | "error" | "silent") @default "info" */
   readonly logLevel: 'debug' | 'info' | 'warn' | 'error' | 'silent';
 }
@@ -128,6 +159,25 @@ function upstreamKeys(env: Env): Record<string, string> {
   return keys;
 }
 
+function hostList(env: Env, name: string): string[] {
+  const raw = str(env, name);
+  if (raw === null) return [];
+  return raw.split(',').map((h) => h.trim().toLowerCase().replace(/^\[(.*)\]$/, '$1')).filter((h) => {
+    if (h === '') return false;
+    if (h !== '*' && !/^[a-z0-9.:_-]{1,253}$/.test(h)) throw new ConfigError(`${name}: "${h}" is not a host name, IP address or *`);
+    return true;
+  });
+}
+
+function aesKey(env: Env, name: string): string | null {
+  const raw = str(env, name);
+  if (raw === null) return null;
+  if (!/^[A-Za-z0-9+/]+={0,2}$/.test(raw) || Buffer.from(raw, 'base64').length !== 32) {
+    throw new ConfigError(`${name} must be base64 of exactly 32 bytes (openssl rand -base64 32)`);
+  }
+  return raw;
+}
+
 /** Reads and validates the configuration; throws {@link ConfigError} on a bad value. */
 export function loadConfig(env: Env = process.env): SluiceConfig {
   const pool = poolName('SLUICE_POOL', str(env, 'SLUICE_POOL') ?? 'local');
@@ -142,6 +192,9 @@ export function loadConfig(env: Env = process.env): SluiceConfig {
   }
   const auditKey = str(env, 'SLUICE_AUDIT_KEY');
   if (auditKey !== null && auditKey.length < 32) throw new ConfigError('SLUICE_AUDIT_KEY must be at least 32 characters');
+  const payloadKey = aesKey(env, 'SLUICE_PAYLOAD_KEY');
+  const payloadKeyPrevious = aesKey(env, 'SLUICE_PAYLOAD_KEY_PREVIOUS');
+  if (payloadKey === null && payloadKeyPrevious !== null) throw new ConfigError('SLUICE_PAYLOAD_KEY_PREVIOUS needs SLUICE_PAYLOAD_KEY');
   return Object.freeze({
     port: int(env, 'PORT', 8080, 0, 65535),
     databaseUrl: str(env, 'DATABASE_URL'),
@@ -165,8 +218,21 @@ export function loadConfig(env: Env = process.env): SluiceConfig {
     fileMaxLines: int(env, 'SLUICE_FILE_MAX_LINES', 50_000, 1),
     batchConcurrency: int(env, 'SLUICE_BATCH_CONCURRENCY', 32, 1, 1000),
     batchLinesPerRun: int(env, 'SLUICE_BATCH_LINES_PER_RUN', 1000, 1),
+    webhooks: Object.freeze({
+      allowPrivateHosts: Object.freeze(hostList(env, 'SLUICE_ALLOW_PRIVATE_WEBHOOKS')),
+      retry: Object.freeze({
+        initialIntervalMs: int(env, 'SLUICE_WEBHOOK_RETRY_INITIAL_MS', 5_000, 1),
+        maxIntervalMs: int(env, 'SLUICE_WEBHOOK_RETRY_MAX_MS', 3_600_000, 1),
+        maxAttempts: int(env, 'SLUICE_WEBHOOK_MAX_ATTEMPTS', 20, 1, 1000),
+        horizonMs: int(env, 'SLUICE_WEBHOOK_HORIZON_MS', 86_400_000, 1000),
+        timeoutMs: int(env, 'SLUICE_WEBHOOK_TIMEOUT_MS', 10_000, 100),
+      }),
+    }),
     logLevel: logLevel as SluiceConfig['logLevel'],
     auditKey,
     requestTimeoutMs: int(env, 'SLUICE_REQUEST_TIMEOUT_MS', 600_000, 1000),
+    allowPrivateUpstreams: Object.freeze(hostList(env, 'SLUICE_ALLOW_PRIVATE_UPSTREAMS')),
+    payloadKey,
+    payloadKeyPrevious,
   });
 }

@@ -1,6 +1,7 @@
 /** The control worker: every workflow, and the database activities, on `sluice-control`. */
 import { fileURLToPath } from 'node:url';
 import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
+import type { PayloadCodec } from '@temporalio/common';
 import { createControlActivities, type ControlDeps } from '../activities/index.js';
 import { CONTROL_TASK_QUEUE } from '../workflows/contracts.js';
 
@@ -14,6 +15,8 @@ export interface ControlWorkerOptions {
   maxConcurrentWorkflowTasks?: number;
   /** Concurrent activities (database steps). @default 100 */
   maxConcurrentActivities?: number;
+  /** Codecs over every payload (the encryption codec of `SLUICE_PAYLOAD_KEY`). @default [] */
+  payloadCodecs?: PayloadCodec[];
 }
 
 export async function createControlWorker(options: ControlWorkerOptions, connection: NativeConnection, deps: ControlDeps): Promise<Worker> {
@@ -23,6 +26,7 @@ export async function createControlWorker(options: ControlWorkerOptions, connect
     taskQueue: CONTROL_TASK_QUEUE,
     ...(options.workflowBundle ? { workflowBundle: options.workflowBundle } : { workflowsPath: WORKFLOWS_PATH }),
     activities: createControlActivities(deps),
+    dataConverter: { payloadCodecs: options.payloadCodecs ?? [] },
     maxConcurrentWorkflowTaskExecutions: options.maxConcurrentWorkflowTasks ?? 100,
     maxConcurrentActivityTaskExecutions: options.maxConcurrentActivities ?? 100,
     maxConcurrentLocalActivityExecutions: options.maxConcurrentActivities ?? 100,

@@ -17,6 +17,7 @@ import {
   condition,
   continueAsNew,
   defineQuery,
+  patched,
   defineSignal,
   executeChild,
   isCancellation,
@@ -29,6 +30,7 @@ import {
   type ActivityOptions,
 } from '@temporalio/workflow';
 import type { BatchActivities } from '../activities/batch.js';
+import type { WebhookActivities } from '../activities/webhooks.js';
 import { chatRequest } from './chat-request.js';
 import {
   CONTROL_TASK_QUEUE,
@@ -63,6 +65,13 @@ const LOAD_PAGE = 200;
 /** Live counts are written at most this often (workflow time). */
 const FLUSH_MS = 1000;
 
+/** Publishes the batch's end-state webhook event (`batch.completed|failed|cancelled`); patched in for running batches. */
+async function publishEnd(batchId: string): Promise<void> {
+  if (!patched('batch-webhook-events')) return;
+  const { publishBatchEvent } = proxyActivities<WebhookActivities>(PROFILES.db);
+  await publishBatchEvent({ batchId });
+}
+
 export async function batch(input: BatchWorkflowInput): Promise<BatchProgress> {
   const acts = proxyActivities<BatchActivities>(PROFILES.db);
   const file = proxyActivities<BatchActivities>(PROFILES.file);
@@ -84,6 +93,7 @@ export async function batch(input: BatchWorkflowInput): Promise<BatchProgress> {
       const v = await file.validateBatch({ batchId: input.batchId });
       if (!v.ok) {
         setStatus('failed');
+        await publishEnd(input.batchId);
         return state;
       }
       state = { ...state, total: v.total };
@@ -173,11 +183,15 @@ export async function batch(input: BatchWorkflowInput): Promise<BatchProgress> {
     const counts = await file.finalizeBatch({ batchId: input.batchId, outcome });
     state = { ...state, ...counts };
     setStatus(outcome);
+    await publishEnd(input.batchId);
     return state;
   } catch (err) {
     if (isCancellation(err) || err instanceof ContinueAsNew) throw err;
     const message = err instanceof Error ? err.message : String(err);
-    await CancellationScope.nonCancellable(() => acts.failBatch({ batchId: input.batchId, message }));
+    await CancellationScope.nonCancellable(async () => {
+      await acts.failBatch({ batchId: input.batchId, message });
+      await publishEnd(input.batchId);
+    });
     setStatus('failed');
     throw ApplicationFailure.create({ type: 'InternalError', message: `batch failed: ${message}`, nonRetryable: true });
   }

@@ -234,3 +234,32 @@ export interface BillingRunOutput {
   invoices: Array<{ tenantId: string; invoiceId: string; created: boolean; totalMicros: number }>;
   failures: Array<{ tenantId: string; message: string }>;
 }
+
+/** Event types a webhook endpoint can subscribe to (docs/webhooks.md). */
+export const WEBHOOK_EVENT_TYPES = ['batch.completed', 'batch.failed', 'batch.cancelled', 'job.succeeded', 'job.failed', 'budget.threshold'] as const;
+export type WebhookEventType = (typeof WEBHOOK_EVENT_TYPES)[number];
+
+/** Workflow ID of one delivery: one event to one endpoint. Business keys only, never the secret. */
+export function webhookWorkflowId(eventId: string, endpointId: string): string {
+  return `webhook-${eventId}-${endpointId}`;
+}
+
+/** How a delivery is retried: exponential backoff (with jitter, see `deliverWebhook`) up to a horizon. */
+export interface WebhookRetryPolicy {
+  /** First retry delay. */
+  initialIntervalMs: number;
+  /** Longest delay between attempts. */
+  maxIntervalMs: number;
+  /** Attempts in all, the first included. */
+  maxAttempts: number;
+  /** Time from the first attempt after which the delivery gives up (and the endpoint is disabled). */
+  horizonMs: number;
+  /** Time one POST may take. */
+  timeoutMs: number;
+}
+
+/** Input of the `webhookDelivery` workflow: IDs only (the secret and body are read by the activity). */
+export interface WebhookDeliveryInput {
+  deliveryId: string;
+  retry: WebhookRetryPolicy;
+}

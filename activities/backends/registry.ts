@@ -7,6 +7,7 @@ import path from 'node:path';
 import type { DeploymentTarget } from '../../workflows/contracts.js';
 import { BackendError, type InferenceBackend } from './types.js';
 import { createInstantBackend } from './instant.js';
+import { UpstreamAddressError, checkUpstreamUrl, lookupAll, type LookupAll } from './upstream-address.js';
 
 export interface BackendRegistryOptions {
   /** Relative GGUF paths resolve against `<dataDir>/models`. */
@@ -20,6 +21,27 @@ export interface BackendRegistryOptions {
   gpu: 'auto' | false;
   /** Secrets for openai-compatible deployments, by `api_key_ref`. */
   upstreamKeys: Readonly<Record<string, string>>;
+  /**
+   * Upstream hosts or addresses allowed although they are loopback, private or link-local
+   * (`*` = all). @default [] (see `SLUICE_ALLOW_PRIVATE_UPSTREAMS`)
+   */
+  allowPrivateUpstreams?: readonly string[];
+  /** Resolves upstream host names. @default dns.lookup with all: true */
+  lookup?: LookupAll;
+}
+
+/**
+ * Refuses an upstream on a non-public address before each call (DNS answers change between
+ * deployment creation and use): a refused target can never succeed, so `bad_request`.
+ */
+async function guardUpstream(baseUrl: string, allow: readonly string[], lookup: LookupAll): Promise<void> {
+  try {
+    await checkUpstreamUrl(baseUrl, allow, lookup);
+  } catch (err) {
+    if (!(err instanceof UpstreamAddressError)) throw err;
+    if (err.reason === 'unresolvable') throw new BackendError('unavailable', err.message);
+    throw new BackendError('bad_request', `upstream refused: ${err.message}`);
+  }
 }
 
 export interface BackendRegistry {
@@ -62,8 +84,19 @@ export function createBackendRegistry(options: BackendRegistryOptions): BackendR
         if (t.apiKeyRef !== null && apiKey === null) {
           throw new BackendError('unavailable', `deployment ${t.id}: SLUICE_UPSTREAM_KEY_${t.apiKeyRef} is not set on this worker`);
         }
+        const baseUrl = t.baseUrl;
+        const allow = options.allowPrivateUpstreams ?? [];
+        const lookup = options.lookup ?? lookupAll;
+        await guardUpstream(baseUrl, allow, lookup);
         const { createOpenAICompatibleBackend } = await import('./openai-compatible.js');
-        return createOpenAICompatibleBackend({ baseURL: t.baseUrl, apiKey, model: t.upstreamModel });
+        const backend = createOpenAICompatibleBackend({ baseURL: baseUrl, apiKey, model: t.upstreamModel });
+        return {
+          async generate(request) {
+            await guardUpstream(baseUrl, allow, lookup);
+            return backend.generate(request);
+          },
+          close: () => backend.close(),
+        };
       }
     }
   }

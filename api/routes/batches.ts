@@ -93,6 +93,7 @@ export function batchRoutes(deps: { db: Db; temporal: Client; run: BatchRunConfi
     const file = await getFile(db, body.input_file_id, tenantId);
     if (!file) throw new HttpError('not_found_error', `No such file: ${body.input_file_id}`, 'file_not_found', 'input_file_id');
     if (file.purpose !== 'batch') throw badRequest("The input file's purpose must be 'batch'", 'input_file_id', 'invalid_value');
+    if (file.content_purged_at !== null) throw badRequest('The content of the input file was erased (retention or erase)', 'input_file_id', 'content_purged');
 
     const id = newId('batch');
     const now = new Date();

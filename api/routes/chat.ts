@@ -81,6 +81,7 @@ export function chatRoutes(deps: ChatRouteDeps): Router {
   /** Waits for the request's workflow and answers with its completion or its mapped error. */
   async function respondWithResult(res: Response, row: RequestRow): Promise<void> {
     if (row.status === 'succeeded') {
+      if (row.result === null) throw new HttpError('conflict_error', 'The result of this request was erased (retention or erase)', 'content_purged');
       res.json(row.result);
       return;
     }

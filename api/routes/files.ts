@@ -156,6 +156,7 @@ export function fileRoutes(deps: { db: Db; limits: FileLimits }): Router {
   router.get('/files/:id/content', requirePermission(deps, 'batches'), async (req, res: Response) => {
     const file = await getFile(db, String(req.params.id), readScope(authOf(req)));
     if (!file) throw notFound('File');
+    if (file.content_purged_at !== null) throw new HttpError('conflict_error', 'The content of this file was erased (retention or erase)', 'content_purged');
     res.setHeader('Content-Type', 'application/octet-stream');
     res.setHeader('Content-Length', String(file.bytes));
     res.setHeader('Content-Disposition', `attachment; filename="${file.filename.replace(/["\\\r\n]/g, '_')}"`);

@@ -8,6 +8,7 @@ import type { Provider } from '../../db/tables/index.js';
 import { authOf, requirePermission } from '../auth.js';
 import { HttpError, badRequest } from '../errors.js';
 import { allowsModel } from '../../activities/policy.js';
+import { UpstreamAddressError, checkUpstreamUrl, type LookupAll } from '../../activities/backends/upstream-address.js';
 
 const ID = /^[A-Za-z0-9._:-]{1,128}$/;
 const POOL = /^[a-z0-9][a-z0-9-]{0,62}$/;
@@ -77,7 +78,31 @@ export function adminModelJson(m: ModelWithDeployments) {
   };
 }
 
-export function modelRoutes(deps: { db: Db }): Router {
+/**
+ * Refuses base URLs on loopback, private or link-local addresses (after resolving the host)
+ * unless allowed by `SLUICE_ALLOW_PRIVATE_UPSTREAMS`. The inference worker checks again per call.
+ */
+async function checkBaseUrls(deployments: readonly DeploymentInput[], allow: readonly string[], lookup?: LookupAll): Promise<void> {
+  for (const [i, d] of deployments.entries()) {
+    if (d.baseUrl === null) continue;
+    try {
+      await checkUpstreamUrl(d.baseUrl, allow, lookup);
+    } catch (err) {
+      if (!(err instanceof UpstreamAddressError)) throw err;
+      throw badRequest(`deployments[${i}].base_url: ${err.message}`, `deployments[${i}].base_url`, err.reason === 'refused' ? 'upstream_not_allowed' : 'invalid_value');
+    }
+  }
+}
+
+export interface ModelRoutesDeps {
+  db: Db;
+  /** Upstream hosts allowed on private addresses (`*` = all). @default [] */
+  allowPrivateUpstreams?: readonly string[];
+  /** Resolves upstream host names. @default dns.lookup with all: true */
+  lookup?: LookupAll;
+}
+
+export function modelRoutes(deps: ModelRoutesDeps): Router {
   const router = Router();
 
   router.get('/models', requirePermission(deps, 'models:read'), async (req, res) => {
@@ -109,6 +134,7 @@ export function modelRoutes(deps: { db: Db }): Router {
     const maxOutput = int(b.max_output_tokens, 'max_output_tokens', 1, Math.min(512, contextLength));
     if (maxOutput > contextLength) throw badRequest("'max_output_tokens' cannot exceed 'context_length'", 'max_output_tokens');
     const deployments = b.deployments.map((d, i) => deploymentInput(d, i, modelId));
+    await checkBaseUrls(deployments, deps.allowPrivateUpstreams ?? [], deps.lookup);
     let created: ModelWithDeployments | null;
     try {
       created = await createModel(deps.db, {

@@ -5,6 +5,7 @@ import type { ApiKey, Tenant, TenantUpdate } from '../../db/tables/index.js';
 import { createTenant, getTenant, listTenants, updateTenant, type TenantLimits } from '../../db/repositories/tenants.js';
 import { createKey, getKey, listKeys, revokeKey, rotateKey } from '../../db/repositories/keys.js';
 import { appendAudit } from '../../db/repositories/audit.js';
+import { eraseTenantContent } from '../../db/repositories/retention.js';
 import { canGrantRole, isRole, isValidScope } from '../../activities/policy.js';
 import { authOf, requirePermission, tenantScope, type AuthContext } from '../auth.js';
 import { HttpError, badRequest, notFound } from '../errors.js';
@@ -24,6 +25,8 @@ export function tenantJson(t: Tenant) {
       monthly_budget_micros: t.monthly_budget_micros,
       allowed_models: t.allowed_models,
     },
+    retention_days: t.retention_days,
+    erased_at: t.erased_at ? Math.floor(t.erased_at.getTime() / 1000) : null,
     created_at: Math.floor(t.created_at.getTime() / 1000),
   };
 }
@@ -47,6 +50,9 @@ export function keyJson(k: ApiKey) {
 /** How long a rotated key keeps working by default, and at most (7 days). */
 export const DEFAULT_ROTATION_GRACE_SECONDS = 3600;
 export const MAX_ROTATION_GRACE_SECONDS = 7 * 24 * 3600;
+
+/** Longest retention period that can be set (100 years); null keeps content forever. */
+export const MAX_RETENTION_DAYS = 36_500;
 
 const LIMIT_FIELDS = ['requests_per_minute', 'tokens_per_minute', 'max_concurrent', 'monthly_budget_micros'] as const;
 
@@ -132,12 +138,34 @@ export function tenantRoutes(deps: { db: Db }): Router {
         if (value !== 'active' && value !== 'suspended') throw badRequest("'status' must be active or suspended", 'status');
         patch.status = value;
       } else if (field === 'limits') Object.assign(patch, parseLimits(value, limitsOf(before)));
-      else throw badRequest(`field '${field}' cannot be changed`, field);
+      else if (field === 'retention_days') {
+        if (value !== null && (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 1 || value > MAX_RETENTION_DAYS)) {
+          throw badRequest(`'retention_days' must be an integer from 1 to ${MAX_RETENTION_DAYS}, or null to keep content`, 'retention_days', 'invalid_value');
+        }
+        patch.retention_days = value;
+      } else throw badRequest(`field '${field}' cannot be changed`, field);
     }
     const after = await updateTenant(db, id, patch);
     if (!after) throw notFound('Tenant');
     await audit(db, auth, 'tenant.updated', id, `tenant:${id}`, { before: tenantJson(before), after: tenantJson(after) });
     res.json(tenantJson(after));
+  });
+
+  // Erases the tenant's stored content (request results and errors, file lines, batch metadata,
+  // experiment subjects), revokes its keys and suspends it; usage, invoices and audit rows stay.
+  router.post('/admin/tenants/:id/erase', requirePermission(deps, 'tenants:erase'), async (req, res) => {
+    const auth = authOf(req);
+    const id = tenantScope(auth, String(req.params.id));
+    const before = await getTenant(db, id);
+    if (!before) throw notFound('Tenant');
+    const b = (req.body ?? {}) as Record<string, unknown>;
+    for (const field of Object.keys(b)) if (field !== 'confirm') throw badRequest(`unknown field '${field}'`, field);
+    if (b.confirm !== true) throw badRequest("erasing cannot be undone: send {\"confirm\": true}", 'confirm', 'confirmation_required');
+    const erased = await eraseTenantContent(db, id, new Date());
+    const after = await getTenant(db, id);
+    if (!after) throw notFound('Tenant');
+    await audit(db, auth, 'tenant.erased', id, `tenant:${id}`, { before: tenantJson(before), after: tenantJson(after), erased });
+    res.json({ ...tenantJson(after), erased });
   });
 
   router.post('/admin/tenants/:id/keys', requirePermission(deps, 'keys:write'), async (req, res) => {

@@ -6,6 +6,8 @@ import { USAGE_GROUPS, summarizeUsage, type UsageGroup } from '../../db/reposito
 import { appendAudit, listAudit, verifyAudit, writeCheckpoint } from '../../db/repositories/audit.js';
 import { createExperiment, listExperiments } from '../../db/repositories/experiments.js';
 import { getModel } from '../../db/repositories/models.js';
+import { budgetStatus } from '../../db/repositories/quota.js';
+import { periodOf } from '../../activities/cost.js';
 import { authOf, requirePermission, tenantScope } from '../auth.js';
 import { badRequest, notFound } from '../errors.js';
 import { MAX_PAGE, pageOf } from '../pagination.js';
@@ -41,7 +43,9 @@ export function usageAuditRoutes(deps: { db: Db; config: { auditKey?: string | n
     // A developer sees the usage of its own key; admins, analysts and finance the tenant's.
     const keyId = auth.role === 'developer' ? auth.keyId : null;
     const rows = await summarizeUsage(db, { tenantId, keyId, from, to, groupBy: groupBy as UsageGroup | null });
-    res.json({ object: 'usage_summary', tenant_id: tenantId, from: from.toISOString(), to: to.toISOString(), group_by: groupBy, data: rows });
+    // The tenant's budget this month: spend, held reservations and the 80%/100% thresholds crossed.
+    const budget = tenantId === null ? null : await budgetStatus(db, tenantId, periodOf(now));
+    res.json({ object: 'usage_summary', tenant_id: tenantId, from: from.toISOString(), to: to.toISOString(), group_by: groupBy, data: rows, budget });
   });
 
   router.get('/admin/audit', requirePermission(deps, 'audit:read'), async (req, res) => {

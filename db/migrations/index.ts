@@ -4,10 +4,14 @@ import * as spine from './2026-11-21-0001-spine.js';
 import * as tenancy from './2026-11-21-0002-tenancy.js';
 import * as batches from './2026-11-21-0003-batches.js';
 import * as finance from './2026-11-21-0004-finance.js';
+import * as retention from './2026-11-22-0005-retention.js';
+import * as webhooks from './2026-11-22-0006-webhooks.js';
 
 export const migrations: Record<string, Migration> = {
   '2026-11-21-0001-spine': spine,
   '2026-11-21-0002-tenancy': tenancy,
   '2026-11-21-0003-batches': batches,
   '2026-11-21-0004-finance': finance,
+  '2026-11-22-0005-retention': retention,
+  '2026-11-22-0006-webhooks': webhooks,
 };

@@ -5,7 +5,7 @@
  */
 import { sql } from 'kysely';
 import type { Db } from '../database.js';
-import type { Reservation } from '../tables/index.js';
+import type { BudgetEvent, Reservation } from '../tables/index.js';
 import { minuteOf, periodOf } from '../../activities/cost.js';
 
 export type QuotaLimit = 'requests_per_minute' | 'tokens_per_minute' | 'max_concurrent' | 'monthly_budget';
@@ -108,6 +108,9 @@ export async function reserve(db: Db, input: ReserveInput): Promise<ReserveResul
       )
       .execute();
     await addSpend(trx, input.tenantId, period, 0, input.estCostMicros);
+    if (tenant.monthly_budget_micros !== null) {
+      await recordBudgetThresholds(trx, input.tenantId, period, tenant.monthly_budget_micros, input.requestId);
+    }
     return { ok: true, estCostMicros: input.estCostMicros };
   });
 }
@@ -123,6 +126,66 @@ async function addSpend(trx: Db, tenantId: string, period: string, spent: number
       }),
     )
     .execute();
+}
+
+/** Percentages of the monthly budget at which a `budget_events` row (and a `budget.threshold` webhook) is recorded. */
+export const BUDGET_THRESHOLDS = [80, 100] as const;
+
+/**
+ * Records each threshold the tenant's committed spend for `period` (settled + held reservations,
+ * the figure admission counts) has reached, once per (tenant, period, threshold): the unique
+ * constraint makes concurrent crossings insert one row, and `request_id` names the request whose
+ * reservation or settlement crossed it (its activity then emits the audit row and webhook).
+ */
+async function recordBudgetThresholds(trx: Db, tenantId: string, period: string, budgetMicros: number, requestId: string): Promise<void> {
+  if (budgetMicros <= 0) return;
+  const spend = await trx
+    .selectFrom('tenant_spend')
+    .select(['spent_micros', 'reserved_micros'])
+    .where('tenant_id', '=', tenantId)
+    .where('period', '=', period)
+    .executeTakeFirst();
+  const committed = (spend?.spent_micros ?? 0) + (spend?.reserved_micros ?? 0);
+  // Integer arithmetic: committed * 100 >= budget * pct.
+  const crossed = BUDGET_THRESHOLDS.filter((pct) => committed * 100 >= budgetMicros * pct);
+  if (crossed.length === 0) return;
+  await trx
+    .insertInto('budget_events')
+    .values(crossed.map((pct) => ({
+      tenant_id: tenantId, period, threshold_pct: pct, budget_micros: budgetMicros, committed_micros: committed, request_id: requestId,
+    })))
+    .onConflict((oc) => oc.columns(['tenant_id', 'period', 'threshold_pct']).doNothing())
+    .execute();
+}
+
+/** The budget events a request's reservation or settlement recorded (to emit, idempotently, after the commit). */
+export async function budgetEventsOfRequest(db: Db, requestId: string): Promise<BudgetEvent[]> {
+  return db.selectFrom('budget_events').selectAll().where('request_id', '=', requestId).orderBy('threshold_pct').execute();
+}
+
+/** A tenant's budget, spend and crossed thresholds for one period (for `GET /v1/admin/usage`). */
+export async function budgetStatus(db: Db, tenantId: string, period: string) {
+  const tenant = await db.selectFrom('tenants').select('monthly_budget_micros').where('id', '=', tenantId).executeTakeFirst();
+  const spend = await db
+    .selectFrom('tenant_spend')
+    .select(['spent_micros', 'reserved_micros'])
+    .where('tenant_id', '=', tenantId)
+    .where('period', '=', period)
+    .executeTakeFirst();
+  const events = await db
+    .selectFrom('budget_events')
+    .select(['threshold_pct', 'created_at', 'committed_micros'])
+    .where('tenant_id', '=', tenantId)
+    .where('period', '=', period)
+    .orderBy('threshold_pct')
+    .execute();
+  return {
+    period,
+    monthly_budget_micros: tenant?.monthly_budget_micros ?? null,
+    spent_micros: spend?.spent_micros ?? 0,
+    reserved_micros: spend?.reserved_micros ?? 0,
+    thresholds_crossed: events.map((e) => ({ threshold_pct: e.threshold_pct, committed_micros: e.committed_micros, at: e.created_at.toISOString() })),
+  };
 }
 
 export interface UsageInput {
@@ -194,6 +257,10 @@ export async function settle(db: Db, usage: UsageInput): Promise<{ costMicros: n
     const held = reservation?.status === 'held';
     const period = reservation?.period ?? periodOf(new Date());
     await addSpend(trx, usage.tenantId, period, usage.costMicros, held ? -reservation.est_cost_micros : 0);
+    const budget = await trx.selectFrom('tenants').select('monthly_budget_micros').where('id', '=', usage.tenantId).executeTakeFirst();
+    if (budget?.monthly_budget_micros != null) {
+      await recordBudgetThresholds(trx, usage.tenantId, period, budget.monthly_budget_micros, usage.requestId);
+    }
     if (reservation && held) {
       await trx
         .updateTable('reservations')

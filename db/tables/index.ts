@@ -25,6 +25,10 @@ export interface TenantsTable {
   max_concurrent: number | null;
   monthly_budget_micros: number | null;
   allowed_models: string[] | null;
+  /** Stored prompts and outputs older than this many days are purged; null = kept. */
+  retention_days: Generated<number | null>;
+  /** When the tenant's stored content was erased (`POST /v1/admin/tenants/{id}/erase`). */
+  erased_at: ColumnType<Date | null, Date | string | null | undefined, Date | string | null>;
   created_at: CreatedAt;
   updated_at: ColumnType<Date, Date | string | undefined, Date | string>;
 }
@@ -223,6 +227,8 @@ export interface FilesTable {
   line_count: number;
   trailing_newline: boolean;
   created_at: CreatedAt;
+  /** When the content (`file_lines`) was purged by retention or erasure; the row stays. */
+  content_purged_at: ColumnType<Date | null, Date | string | null | undefined, Date | string | null>;
 }
 
 export interface FileLinesTable {
@@ -266,6 +272,59 @@ export interface BatchesTable {
   expired_at: Timestamp | null;
   cancelling_at: Timestamp | null;
   cancelled_at: Timestamp | null;
+}
+
+/** Budget thresholds crossed (migration 0006): one row per tenant, period and threshold. */
+export interface BudgetEventsTable {
+  id: Generated<number>;
+  tenant_id: string;
+  period: string;
+  threshold_pct: number;
+  budget_micros: number;
+  committed_micros: number;
+  request_id: string | null;
+  created_at: CreatedAt;
+}
+
+export type WebhookEndpointStatus = 'active' | 'disabled';
+export type WebhookDeliveryStatus = 'pending' | 'succeeded' | 'failed';
+
+/** Webhooks (migration 0006). `secret` is `whsec_…`: needed to sign, so stored; never logged or returned after creation. */
+export interface WebhookEndpointsTable {
+  id: string;
+  tenant_id: string;
+  url: string;
+  events: string[];
+  secret: string;
+  previous_secret: string | null;
+  previous_secret_expires_at: Timestamp | null;
+  status: Generated<WebhookEndpointStatus>;
+  disabled_reason: string | null;
+  created_at: CreatedAt;
+  updated_at: ColumnType<Date, Date | string | undefined, Date | string>;
+}
+
+export interface WebhookEventsTable {
+  id: string;
+  tenant_id: string;
+  type: string;
+  /** The exact JSON body sent on every attempt. */
+  body: string;
+  created_at: CreatedAt;
+}
+
+export interface WebhookDeliveriesTable {
+  id: string;
+  event_id: string;
+  endpoint_id: string;
+  tenant_id: string;
+  status: Generated<WebhookDeliveryStatus>;
+  attempts: Generated<number>;
+  last_status_code: number | null;
+  last_error: string | null;
+  created_at: CreatedAt;
+  updated_at: ColumnType<Date, Date | string | undefined, Date | string>;
+  delivered_at: Timestamp | null;
 }
 
 /** Finance (migration 0004): negotiated rates, plan rates, adjustments, invoices. */
@@ -382,6 +441,10 @@ export interface Database {
   files: FilesTable;
   file_lines: FileLinesTable;
   batches: BatchesTable;
+  budget_events: BudgetEventsTable;
+  webhook_endpoints: WebhookEndpointsTable;
+  webhook_events: WebhookEventsTable;
+  webhook_deliveries: WebhookDeliveriesTable;
 }
 
 export type Tenant = Selectable<TenantsTable>;
@@ -400,6 +463,10 @@ export type AuditRow = Selectable<AuditLogTable>;
 export type CircuitRow = Selectable<CircuitStateTable>;
 export type FileRow = Selectable<FilesTable>;
 export type BatchRow = Selectable<BatchesTable>;
+export type BudgetEvent = Selectable<BudgetEventsTable>;
+export type WebhookEndpoint = Selectable<WebhookEndpointsTable>;
+export type WebhookEvent = Selectable<WebhookEventsTable>;
+export type WebhookDelivery = Selectable<WebhookDeliveriesTable>;
 export type Invoice = Selectable<InvoicesTable>;
 export type InvoiceLine = Selectable<InvoiceLinesTable>;
 export type UsageAdjustment = Selectable<UsageAdjustmentsTable>;

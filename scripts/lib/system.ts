@@ -17,6 +17,7 @@ import { createInferenceWorker } from '../../workers/inference-worker.js';
 import { ensureBillingSchedule } from '../../workers/billing-schedule.js';
 import { createBackendRegistry, type BackendRegistry } from '../../activities/backends/registry.js';
 import { createMetrics, type Metrics } from '../../workers/metrics.js';
+import { payloadCodecsFor } from '../../workers/payload-codec.js';
 import type { Logger } from '../../workers/logger.js';
 import type { SluiceConfig } from '../../workers/config.js';
 import type { BreakerConfig } from '../../activities/circuit-breaker.js';
@@ -101,7 +102,10 @@ export async function startStack(config: SluiceConfig, options: StackOptions): P
   // call than the grpc-js `Connection` here, and sharing it lets the API ask for eager workflow
   // start (the first workflow task goes straight to the in-process control worker).
   const connection = await NativeConnection.connect({ address: options.temporalAddress });
-  const client = new Client({ connection, namespace: config.temporalNamespace });
+  // Payloads (prompts, completions) are encrypted by the client and every worker alike when
+  // SLUICE_PAYLOAD_KEY is set: the same codecs on all three, or histories cannot be read.
+  const payloadCodecs = payloadCodecsFor(config);
+  const client = new Client({ connection, namespace: config.temporalNamespace, dataConverter: { payloadCodecs } });
   const workers: Worker[] = [];
   const running: Array<Promise<void>> = [];
   let backends: BackendRegistry | null = null;
@@ -109,9 +113,9 @@ export async function startStack(config: SluiceConfig, options: StackOptions): P
 
   if (options.control) {
     const w = await createControlWorker(
-      { namespace: config.temporalNamespace, workflowBundle: options.workflowBundle ?? null },
+      { namespace: config.temporalNamespace, workflowBundle: options.workflowBundle ?? null, payloadCodecs },
       connection,
-      { db, metrics, temporal: client, auditKey: config.auditKey, ...(options.breaker ? { breaker: options.breaker } : {}) },
+      { db, metrics, temporal: client, auditKey: config.auditKey, webhooks: config.webhooks, ...(options.breaker ? { breaker: options.breaker } : {}) },
     );
     workers.push(w);
     // Idempotent: the monthly billing Schedule (`temporal schedule list`).
@@ -121,9 +125,10 @@ export async function startStack(config: SluiceConfig, options: StackOptions): P
   if (options.pools.length > 0) {
     backends = createBackendRegistry({
       dataDir: config.dataDir, slots: config.slots, threads: config.threads, contextSize: config.contextSize, gpu: config.gpu, upstreamKeys: config.upstreamKeys,
+      allowPrivateUpstreams: config.allowPrivateUpstreams,
     });
     for (const p of options.pools) {
-      workers.push(await createInferenceWorker({ namespace: config.temporalNamespace, pool: p, slots: config.slots }, connection, { backends, metrics }));
+      workers.push(await createInferenceWorker({ namespace: config.temporalNamespace, pool: p, slots: config.slots, payloadCodecs }, connection, { backends, metrics }));
     }
   }
   for (const w of workers) {
@@ -139,7 +144,8 @@ export async function startStack(config: SluiceConfig, options: StackOptions): P
         eagerStart: options.control,
         files: { maxBytes: config.fileMaxBytes, maxLines: config.fileMaxLines },
         batches: { concurrency: config.batchConcurrency, linesPerRun: config.batchLinesPerRun },
-        requestTimeoutMs: config.requestTimeoutMs, auditKey: config.auditKey,
+        requestTimeoutMs: config.requestTimeoutMs, auditKey: config.auditKey, webhooks: config.webhooks,
+        allowPrivateUpstreams: config.allowPrivateUpstreams,
       },
     });
     server = await new Promise<Server>((resolve, reject) => {

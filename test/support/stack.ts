@@ -61,6 +61,8 @@ export async function startTestStack(options: TestStackOptions = {}): Promise<Te
     SLUICE_POOL: pools[0] ?? 'local',
     SLUICE_POOLS: pools.join(','),
     SLUICE_LOG_LEVEL: 'info',
+    // Fake upstreams (test/support/fake-openai-upstream.ts) listen on loopback: allowed explicitly.
+    SLUICE_ALLOW_PRIVATE_UPSTREAMS: '127.0.0.1',
     ...options.env,
   });
   const logs: string[] = [];

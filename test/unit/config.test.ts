@@ -32,9 +32,16 @@ describe('loadConfig defaults', () => {
       fileMaxLines: 50_000,
       batchConcurrency: 32,
       batchLinesPerRun: 1000,
+      webhooks: {
+        allowPrivateHosts: [],
+        retry: { initialIntervalMs: 5_000, maxIntervalMs: 3_600_000, maxAttempts: 20, horizonMs: 86_400_000, timeoutMs: 10_000 },
+      },
       logLevel: 'info',
       auditKey: null,
       requestTimeoutMs: 600_000,
+      allowPrivateUpstreams: [],
+      payloadKey: null,
+      payloadKeyPrevious: null,
     });
   });
 

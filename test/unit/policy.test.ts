@@ -6,7 +6,7 @@ import type { Role } from '../../db/tables/index.js';
 /** Expected table, written from DESIGN.md: role → permissions it has (everything else is denied). */
 const EXPECTED: Record<Role, readonly Permission[]> = {
   super_admin: PERMISSIONS,
-  tenant_admin: ['chat', 'batches', 'tenants:read', 'keys:read', 'keys:write', 'models:read', 'experiments:read', 'experiments:write', 'usage:read', 'audit:read', 'billing:read'],
+  tenant_admin: ['chat', 'batches', 'tenants:read', 'keys:read', 'keys:write', 'models:read', 'experiments:read', 'experiments:write', 'usage:read', 'audit:read', 'billing:read', 'webhooks:read', 'webhooks:write'],
   developer: ['chat', 'batches', 'models:read', 'usage:read'],
   analyst: ['models:read', 'usage:read', 'experiments:read'],
   finance: ['models:read', 'usage:read', 'billing:read', 'billing:write'],
