@@ -113,6 +113,7 @@ export type Action =
   | { kind: 'keys.create'; tenantId: string; body: KeyCreateBody }
   | { kind: 'keys.list'; tenantId: string; limit: number | null; after: string | null }
   | { kind: 'keys.revoke'; keyId: string }
+  | { kind: 'keys.rotate'; keyId: string; graceSeconds: number | undefined }
   | { kind: 'models.list' }
   | { kind: 'models.add'; body: ModelCreateBody }
   | { kind: 'usage'; query: UsageQuery }
@@ -382,6 +383,14 @@ const COMMANDS: readonly CommandSpec[] = [
     options: {},
     args: ['KEY_ID'],
     build: (_v, [keyId]) => ({ kind: 'keys.revoke', keyId: keyId as string }),
+  },
+  {
+    path: ['keys', 'rotate'],
+    synopsis: 'KEY_ID [--grace-seconds N]',
+    summary: 'issue a new key with the same role and scopes; the old one keeps working for the grace period (default 3600 s)',
+    options: { 'grace-seconds': { type: 'string', arg: 'N', help: 'how long the old key stays valid (0 to 604800)' } },
+    args: ['KEY_ID'],
+    build: (v, [keyId]) => ({ kind: 'keys.rotate', keyId: keyId as string, graceSeconds: intOpt(v, 'grace-seconds', 0) }),
   },
   {
     path: ['models', 'list'],
@@ -957,6 +966,19 @@ const HANDLERS: Handlers = {
     render(body, _a, { out }) {
       const k = body as KeyJson;
       out(`Revoked key ${k.id} (${k.prefix}…, tenant ${k.tenant_id}) at ${k.revoked_at === null ? '?' : formatTime(k.revoked_at)}.`);
+    },
+  },
+  'keys.rotate': {
+    request: (a) => ({
+      method: 'POST', path: `/v1/admin/keys/${seg(a.keyId)}/rotate`, body: a.graceSeconds === undefined ? {} : { grace_seconds: a.graceSeconds },
+    }),
+    render(body, a, { out }) {
+      const k = body as KeyJson & { rotated_from?: { id: string; expires_at: number | null } };
+      out(`Rotated key ${a.keyId}: new key ${k.id} (role ${k.role}); the old key expires ${k.rotated_from?.expires_at == null ? '?' : formatTime(k.rotated_from.expires_at)}.`);
+      out('');
+      out(`    ${k.key ?? '(the API returned no secret)'}`);
+      out('');
+      out('This secret is shown only once and cannot be recovered: store it now.');
     },
   },
   'models.list': {

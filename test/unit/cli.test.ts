@@ -316,6 +316,15 @@ describe('runCommand against an API double', () => {
     expect(revoked.code).toBe(0);
     expect(only()).toMatchObject({ method: 'POST', path: '/v1/admin/keys/key_1/revoke', body: undefined, contentType: undefined });
     expect(revoked.out).toBe('Revoked key key_1 (sk-abcd…, tenant ten_1) at 2025-01-01 02:53:20Z.');
+
+    recorded.length = 0;
+    routes.set('POST /v1/admin/keys/key_1/rotate', { status: 201, body: { ...key, id: 'key_3', key: 'sk-newsecret', rotated_from: { id: 'key_1', expires_at: 1_735_700_000 } } });
+    const rotated = await run(['keys', 'rotate', 'key_1', '--grace-seconds', '600']);
+    expect(rotated.code).toBe(0);
+    expect(only()).toMatchObject({ method: 'POST', path: '/v1/admin/keys/key_1/rotate', body: { grace_seconds: 600 } });
+    expect(rotated.out).toContain('new key key_3');
+    expect(rotated.out).toContain('sk-newsecret');
+    expect(rotated.out).toContain('2025-01-01 02:53:20Z');
   });
 
   it('lists and adds models', async () => {
