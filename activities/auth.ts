@@ -1,8 +1,6 @@
 /** The authorize step: is this key, of this tenant, still allowed to call this model now? */
 import type { Db } from '../db/database.js';
-import { getKey } from '../db/repositories/keys.js';
-import { getTenant } from '../db/repositories/tenants.js';
-import { getModel } from '../db/repositories/models.js';
+import { authorizationFacts } from '../db/repositories/keys.js';
 import { allows, allowsModel } from './policy.js';
 import { requestFailure } from './failures.js';
 
@@ -26,18 +24,19 @@ export function createAuthActivities(deps: { db: Db; now: () => Date }) {
      * revoked, expired or lost its tenant before it ran is refused here, before anything is reserved.
      */
     async authorize(input: AuthorizeInput): Promise<AuthorizedModel> {
-      const key = await getKey(deps.db, input.keyId);
+      const facts = await authorizationFacts(deps.db, input.keyId, input.model);
+      const key = facts?.key;
       if (!key || key.tenant_id !== input.tenantId) throw requestFailure('Unauthorized', 'API key not found', { code: 'invalid_api_key' });
       if (key.revoked_at !== null) throw requestFailure('Unauthorized', 'API key has been revoked', { code: 'invalid_api_key' });
       if (key.expires_at !== null && key.expires_at <= deps.now()) throw requestFailure('Unauthorized', 'API key has expired', { code: 'invalid_api_key' });
       if (!allows(key.role, key.scopes, 'chat')) throw requestFailure('PermissionDenied', `role ${key.role} may not run inference`, { code: 'permission_denied' });
       if (!allowsModel(key.scopes, input.model)) throw requestFailure('PermissionDenied', `this key may not use model ${input.model}`, { code: 'model_not_allowed', param: 'model' });
-      const tenant = await getTenant(deps.db, input.tenantId);
+      const tenant = facts?.tenant;
       if (!tenant || tenant.status !== 'active') throw requestFailure('PermissionDenied', 'tenant is suspended', { code: 'tenant_suspended' });
       if (tenant.allowed_models !== null && !tenant.allowed_models.includes(input.model)) {
         throw requestFailure('PermissionDenied', `tenant may not use model ${input.model}`, { code: 'model_not_allowed', param: 'model' });
       }
-      const model = await getModel(deps.db, input.model);
+      const model = facts?.model;
       if (!model) throw requestFailure('NotFound', `The model ${input.model} does not exist`, { code: 'model_not_found', param: 'model' });
       return { model: model.id, contextLength: model.context_length, maxOutputTokens: model.max_output_tokens };
     },

@@ -47,7 +47,10 @@ export function authenticate(deps: { db: Db }): RequestHandler {
       throw new HttpError('permission_error', 'This tenant is suspended.', 'tenant_suspended');
     }
     req.auth = { keyId: key.id, keyPrefix: key.prefix, tenantId: key.tenant_id, role: key.role, scopes: key.scopes };
-    void touchKey(deps.db, key.id, now).catch(() => undefined);
+    // last_used_at is kept to the minute: most requests need no write at all.
+    if (key.last_used_at === null || now.getTime() - key.last_used_at.getTime() > 60_000) {
+      void touchKey(deps.db, key.id, now).catch(() => undefined);
+    }
     next();
   };
 }

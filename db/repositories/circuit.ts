@@ -15,6 +15,11 @@ function toState(row: CircuitRow): BreakerState {
   };
 }
 
+async function readCircuit(db: Db, deploymentId: string): Promise<BreakerState | null> {
+  const row = await db.selectFrom('circuit_state').selectAll().where('deployment_id', '=', deploymentId).executeTakeFirst();
+  return row ? toState(row) : null;
+}
+
 async function transition(
   db: Db,
   deploymentId: string,
@@ -51,6 +56,9 @@ async function transition(
 
 /** May a request use this deployment now? Moves open → half-open when the cooldown is over. */
 export async function acquireCircuit(db: Db, deploymentId: string, now: Date, cfg: BreakerConfig): Promise<{ allowed: boolean; state: BreakerState }> {
+  // Hot path without a transaction: a closed circuit admits everyone and changes nothing.
+  const current = await readCircuit(db, deploymentId);
+  if (current?.state === 'closed') return { allowed: true, state: current };
   const r = await transition(db, deploymentId, now, (s) => {
     const { allowed, next } = breakerOnAcquire(s, now.getTime(), cfg);
     return { next, value: allowed };
@@ -60,6 +68,11 @@ export async function acquireCircuit(db: Db, deploymentId: string, now: Date, cf
 
 /** Records a request's outcome on the deployment. */
 export async function recordCircuit(db: Db, deploymentId: string, ok: boolean, now: Date, cfg: BreakerConfig): Promise<BreakerState> {
+  // Hot path without a transaction: a success on a clean closed circuit changes nothing.
+  if (ok) {
+    const current = await readCircuit(db, deploymentId);
+    if (current?.state === 'closed' && current.failures === 0) return current;
+  }
   const r = await transition(db, deploymentId, now, (s) => ({ next: breakerOnResult(s, ok, now.getTime(), cfg), value: ok }));
   return r.state;
 }

@@ -136,3 +136,32 @@ export async function hasSuperAdminKey(db: Db): Promise<boolean> {
     .executeTakeFirst();
   return row !== undefined;
 }
+
+/** What the workflow's authorize step needs, in one round trip: the key, its tenant and the model. */
+export interface AuthorizationFacts {
+  key: Pick<ApiKey, 'id' | 'tenant_id' | 'role' | 'scopes' | 'revoked_at' | 'expires_at'>;
+  tenant: Pick<Tenant, 'status' | 'allowed_models'> | null;
+  model: { id: string; context_length: number; max_output_tokens: number } | null;
+}
+
+export async function authorizationFacts(db: Db, keyId: string, model: string): Promise<AuthorizationFacts | null> {
+  const row = await db
+    .selectFrom('api_keys as k')
+    .leftJoin('tenants as t', 't.id', 'k.tenant_id')
+    .leftJoin('models as m', (join) => join.on('m.id', '=', model))
+    .select([
+      'k.id', 'k.tenant_id', 'k.role', 'k.scopes', 'k.revoked_at', 'k.expires_at',
+      't.status as tenant_status', 't.allowed_models as tenant_allowed_models',
+      'm.id as model_id', 'm.context_length', 'm.max_output_tokens',
+    ])
+    .where('k.id', '=', keyId)
+    .executeTakeFirst();
+  if (!row) return null;
+  return {
+    key: { id: row.id, tenant_id: row.tenant_id, role: row.role, scopes: row.scopes, revoked_at: row.revoked_at, expires_at: row.expires_at },
+    tenant: row.tenant_status === null ? null : { status: row.tenant_status, allowed_models: row.tenant_allowed_models },
+    model: row.model_id === null || row.context_length === null || row.max_output_tokens === null
+      ? null
+      : { id: row.model_id, context_length: row.context_length, max_output_tokens: row.max_output_tokens },
+  };
+}
