@@ -1,0 +1,68 @@
+/**
+ * Determinism: histories recorded by real runs of every kind of workflow (a sync request, an async
+ * request that fell back from a failing deployment, a cancelled job, a batch and a billing run)
+ * replay against the current workflow code without a non-determinism error. A change that breaks
+ * running workflows (reordered steps, a new activity without `patched`) fails here.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { inject } from 'vitest';
+import OpenAI, { toFile } from 'openai';
+import { Worker } from '@temporalio/worker';
+import { addModel, pollJob, startJob, startTestStack, type TestStack } from '../support/stack.js';
+import { startFakeUpstream, type FakeUpstream } from '../support/fake-openai-upstream.js';
+import { createModel } from '../../db/repositories/models.js';
+
+let stack: TestStack;
+let upstream: FakeUpstream;
+let client: OpenAI;
+let key: string;
+
+beforeAll(async () => {
+  upstream = await startFakeUpstream({ behaviour: { kind: 'fail', status: 500 } });
+  stack = await startTestStack({ env: { SLUICE_BATCH_CONCURRENCY: '4' } });
+  await addModel(stack, {
+    id: 'with-fallback', context_length: 1024, max_output_tokens: 64,
+    deployments: [
+      { id: 'fb-upstream', provider: 'openai-compatible', pool: 'local', base_url: upstream.url, upstream_model: 'x', priority: 0 },
+      { id: 'fb-local', provider: 'llama-cpp', pool: 'local', gguf_path: 'sluice-tiny.gguf', priority: 1 },
+    ],
+  });
+  await createModel(stack.db, {
+    id: 'instant', ownedBy: 'sluice', contextLength: 4096, maxOutputTokens: 16,
+    deployments: [{ id: 'instant-local', pool: 'local', provider: 'instant', ggufPath: null, baseUrl: null, apiKeyRef: null, upstreamModel: null, weight: 1, priority: 0, inputMicrosPerMtok: 100_000, outputMicrosPerMtok: 200_000 }],
+  }, new Date());
+  ({ key } = await stack.createTenantKey());
+  client = new OpenAI({ apiKey: key, baseURL: `${stack.url}/v1`, maxRetries: 0 });
+});
+afterAll(async () => {
+  await stack?.stop();
+  await upstream?.close();
+});
+
+describe('workflow replay', () => {
+  it('replays every recorded history without non-determinism', async () => {
+    await client.chat.completions.create({ model: 'sluice-tiny', messages: [{ role: 'user', content: 'sync' }], max_tokens: 4 });
+    const fallback = await startJob(stack, key, { model: 'with-fallback', messages: [{ role: 'user', content: 'fallback' }], max_tokens: 4 });
+    expect((await pollJob(stack, key, fallback.id, (s) => s === 'succeeded' || s === 'failed')).status).toBe('succeeded');
+    const cancelled = await startJob(stack, key, { model: 'instant', messages: [{ role: 'user', content: 'to cancel' }], max_tokens: 4 });
+    await fetch(`${stack.url}/v1/jobs/${cancelled.id}/cancel`, { method: 'POST', headers: { Authorization: `Bearer ${key}` } });
+    const lines = Array.from({ length: 3 }, (_, i) => JSON.stringify({ custom_id: `l${i}`, method: 'POST', url: '/v1/chat/completions', body: { model: 'instant', messages: [{ role: 'user', content: `line ${i}` }], max_tokens: 2 } }));
+    const file = await client.files.create({ file: await toFile(Buffer.from(lines.join('\n') + '\n'), 'b.jsonl'), purpose: 'batch' });
+    const batch = await client.batches.create({ input_file_id: file.id, endpoint: '/v1/chat/completions', completion_window: '24h' });
+    const deadline = Date.now() + 60_000;
+    while (!['completed', 'failed'].includes((await client.batches.retrieve(batch.id)).status) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
+
+    // Every closed workflow in this namespace, whatever its type.
+    await new Promise((r) => setTimeout(r, 1000));
+    const executions = stack.client.workflow.list({ query: 'ExecutionStatus != "Running"' });
+    const types = new Set<string>();
+    let replayed = 0;
+    for await (const result of Worker.runReplayHistories({ workflowBundle: { codePath: inject('workflowBundlePath') } }, executions.intoHistories())) {
+      expect(result.error, `${result.workflowId}: ${String(result.error)}`).toBeUndefined();
+      replayed += 1;
+    }
+    for await (const e of stack.client.workflow.list({ query: 'ExecutionStatus != "Running"' })) types.add(e.type);
+    expect(replayed).toBeGreaterThanOrEqual(7); // sync, fallback, cancelled, the batch and its 3 lines
+    expect([...types]).toEqual(expect.arrayContaining(['chatRequest', 'batch']));
+  });
+});
