@@ -6,10 +6,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import OpenAI, { toFile } from 'openai';
 import { inject } from 'vitest';
-import { startTestStack, type TestStack } from '../support/stack.js';
+import { addInstantModel, startTestStack, type TestStack } from '../support/stack.js';
 import { startStack } from '../../scripts/lib/system.js';
 import { createLogger } from '../../workers/logger.js';
-import { createModel } from '../../db/repositories/models.js';
 import { batchWorkflowId } from '../../workflows/contracts.js';
 import { cli } from '../../scripts/sluice.js';
 import fs from 'node:fs/promises';
@@ -22,10 +21,7 @@ let key: string;
 
 beforeAll(async () => {
   stack = await startTestStack({ env: { SLUICE_BATCH_CONCURRENCY: '4', SLUICE_BATCH_LINES_PER_RUN: '20' } });
-  await createModel(stack.db, {
-    id: 'instant', ownedBy: 'sluice', contextLength: 4096, maxOutputTokens: 16,
-    deployments: [{ id: 'instant-local', pool: 'local', provider: 'instant', ggufPath: null, baseUrl: null, apiKeyRef: null, upstreamModel: null, weight: 1, priority: 0, inputMicrosPerMtok: 100_000, outputMicrosPerMtok: 200_000 }],
-  }, new Date());
+  await addInstantModel(stack);
   ({ key } = await stack.createTenantKey());
   client = new OpenAI({ apiKey: key, baseURL: `${stack.url}/v1`, maxRetries: 0 });
 });

@@ -138,3 +138,15 @@ export async function startJob(stack: TestStack, key: string, body: Record<strin
   if (res.status !== 202) throw new Error(`async create failed: ${res.status} ${await res.text()}`);
   return res.json();
 }
+
+/**
+ * Registers a model served by the instant backend on pool `local` (no model time: for tests of
+ * what surrounds inference). Prices are micro-USD per 1M tokens.
+ */
+export async function addInstantModel(
+  stack: TestStack,
+  id = 'instant',
+  price = { input_micros_per_mtok: 100_000, output_micros_per_mtok: 200_000 },
+): Promise<void> {
+  await addModel(stack, { id, context_length: 4096, max_output_tokens: 16, deployments: [{ id: `${id}-local`, provider: 'instant', pool: 'local', price }] });
+}

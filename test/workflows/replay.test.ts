@@ -8,9 +8,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { inject } from 'vitest';
 import OpenAI, { toFile } from 'openai';
 import { Worker } from '@temporalio/worker';
-import { addModel, pollJob, startJob, startTestStack, type TestStack } from '../support/stack.js';
+import { addInstantModel, addModel, pollJob, startJob, startTestStack, type TestStack } from '../support/stack.js';
 import { startFakeUpstream, type FakeUpstream } from '../support/fake-openai-upstream.js';
-import { createModel } from '../../db/repositories/models.js';
 
 let stack: TestStack;
 let upstream: FakeUpstream;
@@ -27,10 +26,7 @@ beforeAll(async () => {
       { id: 'fb-local', provider: 'llama-cpp', pool: 'local', gguf_path: 'sluice-tiny.gguf', priority: 1 },
     ],
   });
-  await createModel(stack.db, {
-    id: 'instant', ownedBy: 'sluice', contextLength: 4096, maxOutputTokens: 16,
-    deployments: [{ id: 'instant-local', pool: 'local', provider: 'instant', ggufPath: null, baseUrl: null, apiKeyRef: null, upstreamModel: null, weight: 1, priority: 0, inputMicrosPerMtok: 100_000, outputMicrosPerMtok: 200_000 }],
-  }, new Date());
+  await addInstantModel(stack);
   ({ key } = await stack.createTenantKey());
   client = new OpenAI({ apiKey: key, baseURL: `${stack.url}/v1`, maxRetries: 0 });
 });
