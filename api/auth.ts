@@ -31,19 +31,56 @@ function unauthorized(message: string): HttpError {
   return new HttpError('authentication_error', message, 'invalid_api_key');
 }
 
+/** Audit rows for failed authentication, per process: a burst, then this many a second. */
+const AUTH_FAILURE_AUDIT_BURST = 20;
+const AUTH_FAILURE_AUDIT_PER_SECOND = 5;
+
+/**
+ * Records failed authentications in the audit log (reason, route, and for a known key its ID and
+ * prefix — never any part of a presented secret). A token bucket bounds the rows an anonymous
+ * flood can write; the next row written says how many were suppressed before it.
+ */
+function createAuthFailureAuditor(db: Db) {
+  let tokens = AUTH_FAILURE_AUDIT_BURST;
+  let refilledAt = Date.now();
+  let suppressed = 0;
+  return async (req: Request, reason: string, key: { id: string; prefix: string; tenant_id: string | null } | null): Promise<void> => {
+    const now = Date.now();
+    tokens = Math.min(AUTH_FAILURE_AUDIT_BURST, tokens + ((now - refilledAt) / 1000) * AUTH_FAILURE_AUDIT_PER_SECOND);
+    refilledAt = now;
+    if (tokens < 1) {
+      suppressed += 1;
+      return;
+    }
+    tokens -= 1;
+    const data = { reason, method: req.method, path: req.baseUrl + req.path, key_prefix: key?.prefix ?? null, suppressed_before: suppressed };
+    suppressed = 0;
+    await appendAudit(db, {
+      actor: key ? `key:${key.id}` : 'anonymous', tenantId: key?.tenant_id ?? null, action: 'auth.failed',
+      target: key ? `key:${key.id}` : null, data, idempotencyKey: null, at: new Date(now),
+    }).catch(() => undefined);
+  };
+}
+
 export function authenticate(deps: { db: Db }): RequestHandler {
+  const auditFailure = createAuthFailureAuditor(deps.db);
   return async (req: Request, _res: Response, next: NextFunction) => {
+    const fail = async (reason: string, message: string, key: Parameters<typeof auditFailure>[2] = null): Promise<never> => {
+      await auditFailure(req, reason, key);
+      throw unauthorized(message);
+    };
     const header = req.get('authorization');
-    if (!header) throw unauthorized("You didn't provide an API key. Send it as 'Authorization: Bearer sk-...'.");
+    if (!header) return fail('missing_key', "You didn't provide an API key. Send it as 'Authorization: Bearer sk-...'.");
     const match = /^Bearer (.+)$/i.exec(header.trim());
     const secret = match?.[1]?.trim() ?? '';
-    if (!KEY_SHAPE.test(secret)) throw unauthorized('Incorrect API key provided.');
+    if (!KEY_SHAPE.test(secret)) return fail('malformed_key', 'Incorrect API key provided.');
     const key = await findKeyBySecret(deps.db, secret);
     const now = new Date();
-    if (!key) throw unauthorized('Incorrect API key provided.');
-    if (key.revoked_at !== null) throw unauthorized('This API key has been revoked.');
-    if (key.expires_at !== null && key.expires_at <= now) throw unauthorized('This API key has expired.');
+    if (!key) return fail('unknown_key', 'Incorrect API key provided.');
+    if (key.revoked_at !== null) return fail('revoked_key', 'This API key has been revoked.', key);
+    if (key.expires_at !== null && key.expires_at <= now) return fail('expired_key', 'This API key has expired.', key);
     if (key.tenant !== null && key.tenant.status !== 'active') {
+      await auditFailure(req, 'tenant_suspended', key);
       throw new HttpError('permission_error', 'This tenant is suspended.', 'tenant_suspended');
     }
     req.auth = { keyId: key.id, keyPrefix: key.prefix, tenantId: key.tenant_id, role: key.role, scopes: key.scopes };

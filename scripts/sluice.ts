@@ -109,6 +109,7 @@ export type Action =
   | { kind: 'tenants.create'; body: TenantCreateBody }
   | { kind: 'tenants.list'; limit: number | null; after: string | null }
   | { kind: 'tenants.get'; id: string }
+  | { kind: 'tenants.erase'; id: string }
   | { kind: 'tenants.update'; id: string; body: TenantUpdateBody }
   | { kind: 'keys.create'; tenantId: string; body: KeyCreateBody }
   | { kind: 'keys.list'; tenantId: string; limit: number | null; after: string | null }
@@ -318,6 +319,17 @@ const COMMANDS: readonly CommandSpec[] = [
     options: {},
     args: ['TENANT_ID'],
     build: (_v, [id]) => ({ kind: 'tenants.get', id: id as string }),
+  },
+  {
+    path: ['tenants', 'erase'],
+    synopsis: 'TENANT_ID --confirm',
+    summary: "erase a tenant's stored prompts, outputs and files, revoke its keys and suspend it (usage, invoices and audit stay)",
+    options: { confirm: { type: 'boolean', help: 'required: erasing cannot be undone' } },
+    args: ['TENANT_ID'],
+    build: (v, [id]) => {
+      if (v.confirm !== true) throw new UsageError('tenants erase cannot be undone: add --confirm');
+      return { kind: 'tenants.erase', id: id as string };
+    },
   },
   {
     path: ['tenants', 'update'],
@@ -931,6 +943,14 @@ const HANDLERS: Handlers = {
   'tenants.get': {
     request: (a) => ({ method: 'GET', path: `/v1/admin/tenants/${seg(a.id)}` }),
     render: (body, _a, { out }) => printTenant(body as TenantJson, 'Tenant', out),
+  },
+  'tenants.erase': {
+    request: (a) => ({ method: 'POST', path: `/v1/admin/tenants/${seg(a.id)}/erase`, body: { confirm: true } }),
+    render(body, _a, { out }) {
+      const t = body as TenantJson & { erased?: Record<string, number> };
+      out(`Erased tenant ${t.id} (${t.name}); it is now ${t.status}.`);
+      for (const [what, n] of Object.entries(t.erased ?? {})) out(`  ${what.replaceAll('_', ' ')}: ${n}`);
+    },
   },
   'tenants.update': {
     request: (a) => ({ method: 'PATCH', path: `/v1/admin/tenants/${seg(a.id)}`, body: a.body }),

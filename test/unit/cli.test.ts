@@ -318,6 +318,18 @@ describe('runCommand against an API double', () => {
     expect(revoked.out).toBe('Revoked key key_1 (sk-abcd…, tenant ten_1) at 2025-01-01 02:53:20Z.');
 
     recorded.length = 0;
+    const refused = await run(['tenants', 'erase', 'ten_1']);
+    expect(refused.code).toBe(2);
+    expect(refused.err).toMatch(/--confirm/);
+    expect(recorded).toHaveLength(0);
+    routes.set('POST /v1/admin/tenants/ten_1/erase', { status: 200, body: { id: 'ten_1', object: 'tenant', name: 'acme', status: 'suspended', erased: { requests: 3, keys_revoked: 2 } } });
+    const erased = await run(['tenants', 'erase', 'ten_1', '--confirm']);
+    expect(erased.code).toBe(0);
+    expect(only()).toMatchObject({ method: 'POST', path: '/v1/admin/tenants/ten_1/erase', body: { confirm: true } });
+    expect(erased.out).toContain('Erased tenant ten_1 (acme); it is now suspended.');
+    expect(erased.out).toContain('keys revoked: 2');
+
+    recorded.length = 0;
     routes.set('POST /v1/admin/keys/key_1/rotate', { status: 201, body: { ...key, id: 'key_3', key: 'sk-newsecret', rotated_from: { id: 'key_1', expires_at: 1_735_700_000 } } });
     const rotated = await run(['keys', 'rotate', 'key_1', '--grace-seconds', '600']);
     expect(rotated.code).toBe(0);
