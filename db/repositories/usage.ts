@@ -2,7 +2,7 @@
 import { sql } from 'kysely';
 import type { Db } from '../database.js';
 
-export const USAGE_GROUPS = ['day', 'model', 'key', 'variant', 'deployment', 'kind'] as const;
+export const USAGE_GROUPS = ['day', 'model', 'key', 'variant', 'deployment', 'kind', 'batch'] as const;
 export type UsageGroup = (typeof USAGE_GROUPS)[number];
 
 const GROUP_EXPR: Record<UsageGroup, ReturnType<typeof sql<string>>> = {
@@ -12,6 +12,9 @@ const GROUP_EXPR: Record<UsageGroup, ReturnType<typeof sql<string>>> = {
   variant: sql<string>`coalesce(variant, 'none')`,
   deployment: sql<string>`deployment_id`,
   kind: sql<string>`kind`,
+  // A batch line's request ID is `batch_req_<batch suffix>_<line>` (workflows/contracts.ts): the
+  // batch ID is derived from it; everything else groups as 'none'.
+  batch: sql<string>`case when kind = 'batch' then regexp_replace(request_id, '^batch_req_(.+)_[0-9]+$', 'batch_\\1') else 'none' end`,
 };
 
 export interface UsageSummaryRow {

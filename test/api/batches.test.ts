@@ -118,6 +118,9 @@ describe('batches', () => {
     const byRequest = new Map(usage.map((u) => [u.request_id, u]));
     for (const l of out) expect(byRequest.get(l.response.request_id)?.output_tokens).toBe(l.response.body.usage.completion_tokens);
     expect(usage.every((u) => u.kind === 'batch')).toBe(true);
+    const byBatch = await fetch(`${stack.url}/v1/admin/usage?group_by=batch`, { headers: { Authorization: `Bearer ${key}` } });
+    const summary = (await byBatch.json()) as { data: Array<{ group: string; requests: number }> };
+    expect(summary.data.find((g) => g.group === created.id)?.requests).toBe(4);
     const listed = await client.batches.list({ limit: 10 });
     expect(listed.data.map((b) => b.id)).toContain(created.id);
   });
