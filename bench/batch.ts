@@ -9,17 +9,13 @@
  */
 import fs from 'node:fs/promises';
 import os from 'node:os';
-import path from 'node:path';
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { loadConfig } from '../workers/config.js';
 import { createLogger } from '../workers/logger.js';
 import { startInfra, startStack } from '../scripts/lib/system.js';
-import { createTenant } from '../db/repositories/tenants.js';
-import { createKey } from '../db/repositories/keys.js';
-import { createModel } from '../db/repositories/models.js';
 import { batchRequestId, batchWorkflowId, chatWorkflowId } from '../workflows/contracts.js';
-import { freePortFor } from './stats.js';
+import { addInstantModel, addTenantKey, benchEnv, runBench } from './setup.js';
 
 const { values } = parseArgs({ options: { lines: { type: 'string', default: '10000' }, concurrency: { type: 'string', default: '32' }, 'per-run': { type: 'string', default: '1000' } } });
 const LINES = Number(values.lines);
@@ -36,13 +32,10 @@ function peakRssMib(pid: number | undefined): number | null {
 }
 
 async function main() {
-  const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'sluice-bench-batch-'));
-  await fs.chmod(dir, 0o755);
-  const env = {
-    SLUICE_DATA_DIR: dir, PORT: '0', SLUICE_PG_PORT: String(await freePortFor()), SLUICE_TEMPORAL_PORT: String(await freePortFor()),
-    SLUICE_POOL: 'bench', SLUICE_SLOTS: '64', SLUICE_LOG_LEVEL: 'warn', SLUICE_FILE_MAX_LINES: String(Math.max(50_000, LINES)),
+  const { dir, env } = await benchEnv('batch', {
+    SLUICE_SLOTS: '64', SLUICE_FILE_MAX_LINES: String(Math.max(50_000, LINES)),
     SLUICE_BATCH_CONCURRENCY: String(values.concurrency), SLUICE_BATCH_LINES_PER_RUN: String(values['per-run']),
-  };
+  });
   const log = createLogger('warn');
   const config = loadConfig(env);
   const infra = await startInfra(config, log);
@@ -55,12 +48,8 @@ async function main() {
     peakRss = Math.max(peakRss, m.rss);
   }, 250);
   try {
-    await createModel(stack.db, {
-      id: 'instant', ownedBy: 'sluice', contextLength: 4096, maxOutputTokens: 16,
-      deployments: [{ id: 'instant-bench', pool: 'bench', provider: 'instant', ggufPath: null, baseUrl: null, apiKeyRef: null, upstreamModel: null, weight: 1, priority: 0, inputMicrosPerMtok: 100_000, outputMicrosPerMtok: 200_000 }],
-    }, new Date());
-    const tenant = await createTenant(stack.db, { name: 'bench', plan: 'bench', limits: { requests_per_minute: null, tokens_per_minute: null, max_concurrent: null, monthly_budget_micros: null, allowed_models: null } });
-    const key = (await createKey(stack.db, { tenantId: tenant.id, role: 'developer', name: 'bench', scopes: null, expiresAt: null })).secret;
+    await addInstantModel(stack.db);
+    const key = (await addTenantKey(stack.db)).secret;
     const url = stack.url as string;
     const auth = { Authorization: `Bearer ${key}` };
 
@@ -131,7 +120,4 @@ async function main() {
   }
 }
 
-main().catch((err: unknown) => {
-  process.stderr.write(`${err instanceof Error ? err.stack : String(err)}\n`);
-  process.exitCode = 1;
-});
+runBench(main);

@@ -10,19 +10,15 @@
  * Run: `npx tsx bench/billing.ts [--rows 1000000] [--tenants 100]`
  */
 import fs from 'node:fs/promises';
-import os from 'node:os';
-import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { sql } from 'kysely';
 import { loadConfig } from '../workers/config.js';
 import { createLogger } from '../workers/logger.js';
 import { startInfra, startStack } from '../scripts/lib/system.js';
-import { createTenant } from '../db/repositories/tenants.js';
-import { createModel } from '../db/repositories/models.js';
 import { ensureAdminKey } from '../scripts/lib/bootstrap.js';
 import { CONTROL_TASK_QUEUE, billingRunWorkflowId } from '../workflows/contracts.js';
 import type { billingRun } from '../workflows/billing.js';
-import { freePortFor } from './stats.js';
+import { benchEnv, machine, addInstantModel, addTenant, runBench } from './setup.js';
 
 const { values } = parseArgs({ options: { rows: { type: 'string', default: '1000000' }, tenants: { type: 'string', default: '100' } } });
 const ROWS = Number(values.rows);
@@ -52,30 +48,22 @@ function memorySampler() {
 }
 
 async function main() {
-  const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'sluice-bench-billing-'));
-  await fs.chmod(dir, 0o755);
-  const env = {
-    SLUICE_DATA_DIR: dir, PORT: '0', SLUICE_PG_PORT: String(await freePortFor()), SLUICE_TEMPORAL_PORT: String(await freePortFor()),
-    SLUICE_POOL: 'bench', SLUICE_LOG_LEVEL: 'warn',
-  };
+  const { dir, env } = await benchEnv('billing');
   const log = createLogger('warn');
   const config = loadConfig(env);
   const infra = await startInfra(config, log);
   const results: Record<string, unknown> = {
-    machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model ?? 'unknown', memory_gib: Math.round(os.totalmem() / 2 ** 30) },
+    machine: machine(),
     rows: ROWS, tenants: TENANTS, period: PERIOD,
   };
   try {
     const stack = await startStack(config, { databaseUrl: infra.databaseUrl, temporalAddress: infra.temporalAddress, api: true, control: true, pools: [], log });
     try {
       const admin = (await ensureAdminKey(stack.db, null)).secret as string;
-      await createModel(stack.db, {
-        id: 'bench-model', ownedBy: 'sluice', contextLength: 4096, maxOutputTokens: 16,
-        deployments: [{ id: 'bench-dep', pool: 'bench', provider: 'instant', ggufPath: null, baseUrl: null, apiKeyRef: null, upstreamModel: null, weight: 1, priority: 0, inputMicrosPerMtok: 100_000, outputMicrosPerMtok: 200_000 }],
-      }, new Date('2026-01-01T00:00:00Z'));
+      await addInstantModel(stack.db, { id: 'bench-model', deploymentId: 'bench-dep', effectiveFrom: new Date('2026-01-01T00:00:00Z') });
       const tenantIds: string[] = [];
       for (let i = 0; i < TENANTS; i++) {
-        tenantIds.push((await createTenant(stack.db, { name: `bench-${i}`, plan: 'standard', limits: { requests_per_minute: null, tokens_per_minute: null, max_concurrent: null, monthly_budget_micros: null, allowed_models: null } })).id);
+        tenantIds.push(await addTenant(stack.db, `bench-${i}`));
       }
 
       // A month of usage: rows spread evenly over October (UTC), round-robin over tenants, 4 keys,
@@ -145,7 +133,4 @@ async function main() {
   process.stdout.write(JSON.stringify(results, null, 2) + '\n');
 }
 
-main().catch((err: unknown) => {
-  process.stderr.write(`${err instanceof Error ? err.stack : String(err)}\n`);
-  process.exitCode = 1;
-});
+runBench(main);

@@ -10,17 +10,13 @@
  * Run: `npx tsx bench/pipeline.ts [--requests 300] [--seconds 10]`
  */
 import fs from 'node:fs/promises';
-import os from 'node:os';
-import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { loadConfig } from '../workers/config.js';
 import { createLogger } from '../workers/logger.js';
 import { startInfra, startStack } from '../scripts/lib/system.js';
-import { createTenant } from '../db/repositories/tenants.js';
-import { createKey } from '../db/repositories/keys.js';
-import { createModel } from '../db/repositories/models.js';
 import { createInstantBackend } from '../activities/backends/instant.js';
-import { freePortFor, percentile } from './stats.js';
+import { percentile } from './stats.js';
+import { benchEnv, machine, addInstantModel, addTenantKey, runBench } from './setup.js';
 
 const { values } = parseArgs({ options: { requests: { type: 'string', default: '300' }, seconds: { type: 'string', default: '10' } } });
 const REQUESTS = Number(values.requests);
@@ -65,15 +61,10 @@ async function throughput(url: string, key: string, concurrency: number, seconds
 }
 
 async function main() {
-  const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'sluice-bench-'));
-  await fs.chmod(dir, 0o755);
-  const env = {
-    SLUICE_DATA_DIR: dir, PORT: '0', SLUICE_PG_PORT: String(await freePortFor()), SLUICE_TEMPORAL_PORT: String(await freePortFor()),
-    SLUICE_POOL: 'bench', SLUICE_SLOTS: '64', SLUICE_LOG_LEVEL: 'warn',
-  };
+  const { dir, env } = await benchEnv('pipeline', { SLUICE_SLOTS: '64' });
   const log = createLogger('warn');
   const infra = await startInfra(loadConfig(env), log);
-  const results: Record<string, unknown> = { machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model ?? 'unknown', memory_gib: Math.round(os.totalmem() / 2 ** 30) }, requests: REQUESTS, seconds: SECONDS };
+  const results: Record<string, unknown> = { machine: machine(), requests: REQUESTS, seconds: SECONDS };
   try {
     let key = '';
     for (const local of [true, false]) {
@@ -81,12 +72,8 @@ async function main() {
       const stack = await startStack(config, { databaseUrl: infra.databaseUrl, temporalAddress: infra.temporalAddress, api: true, control: true, pools: ['bench'], log });
       try {
         if (!key) {
-          await createModel(stack.db, {
-            id: 'instant', ownedBy: 'sluice', contextLength: 4096, maxOutputTokens: 16,
-            deployments: [{ id: 'instant-bench', pool: 'bench', provider: 'instant', ggufPath: null, baseUrl: null, apiKeyRef: null, upstreamModel: null, weight: 1, priority: 0, inputMicrosPerMtok: 100_000, outputMicrosPerMtok: 200_000 }],
-          }, new Date());
-          const tenant = await createTenant(stack.db, { name: 'bench', plan: 'bench', limits: { requests_per_minute: null, tokens_per_minute: null, max_concurrent: null, monthly_budget_micros: null, allowed_models: null } });
-          key = (await createKey(stack.db, { tenantId: tenant.id, role: 'developer', name: 'bench', scopes: null, expiresAt: null })).secret;
+          await addInstantModel(stack.db);
+          key = (await addTenantKey(stack.db)).secret;
         }
         const url = stack.url as string;
         for (let i = 0; i < 50; i++) await call(url, key); // warm-up: bundles, caches, connections
@@ -118,7 +105,4 @@ async function main() {
   process.stdout.write(JSON.stringify(results, null, 2) + '\n');
 }
 
-main().catch((err: unknown) => {
-  process.stderr.write(`${err instanceof Error ? err.stack : String(err)}\n`);
-  process.exitCode = 1;
-});
+runBench(main);

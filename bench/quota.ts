@@ -7,18 +7,15 @@
  * Run: `npx tsx bench/quota.ts [--requests 400]`
  */
 import fs from 'node:fs/promises';
-import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { ApplicationFailure } from '@temporalio/common';
 import { startEmbeddedPostgres } from '../scripts/lib/embedded-postgres.js';
-import { createDb, type Db } from '../db/database.js';
+import { createDb } from '../db/database.js';
 import { migrateToLatest } from '../db/migrate.js';
 import { createControlActivities } from '../activities/index.js';
-import { createTenant } from '../db/repositories/tenants.js';
-import { createKey } from '../db/repositories/keys.js';
-import { createModel } from '../db/repositories/models.js';
-import { freePortFor, percentile } from './stats.js';
+import { percentile } from './stats.js';
+import { benchEnv, machine, addInstantModel, addTenantKey, runBench } from './setup.js';
 
 const { values } = parseArgs({ options: { requests: { type: 'string', default: '400' } } });
 const REQUESTS = Number(values.requests);
@@ -27,27 +24,14 @@ const REQUESTS = Number(values.requests);
 const PROMPT = 10;
 const OUTPUT = 2;
 
-async function tenantWithKey(db: Db, budget: number | null) {
-  const tenant = await createTenant(db, {
-    name: 'bench', plan: 'bench',
-    limits: { requests_per_minute: null, tokens_per_minute: null, max_concurrent: null, monthly_budget_micros: budget, allowed_models: null },
-  });
-  const { key } = await createKey(db, { tenantId: tenant.id, role: 'developer', name: 'bench', scopes: null, expiresAt: null });
-  return { tenantId: tenant.id, keyId: key.id };
-}
-
 async function main() {
-  const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'sluice-bench-quota-'));
-  await fs.chmod(dir, 0o755);
-  const pg = await startEmbeddedPostgres({ dir: path.join(dir, 'pg'), port: await freePortFor() });
+  const { dir, env } = await benchEnv('quota');
+  const pg = await startEmbeddedPostgres({ dir: path.join(dir, 'pg'), port: Number(env.SLUICE_PG_PORT) });
   const { db } = createDb({ connectionString: pg.url, max: 40 });
-  const results: Record<string, unknown> = { machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model ?? 'unknown' }, requests: REQUESTS };
+  const results: Record<string, unknown> = { machine: machine(), requests: REQUESTS };
   try {
     await migrateToLatest(db);
-    await createModel(db, {
-      id: 'instant', ownedBy: 'sluice', contextLength: 4096, maxOutputTokens: 16,
-      deployments: [{ id: 'instant-q', pool: 'q', provider: 'instant', ggufPath: null, baseUrl: null, apiKeyRef: null, upstreamModel: null, weight: 1, priority: 0, inputMicrosPerMtok: 1_000_000, outputMicrosPerMtok: 1_000_000 }],
-    }, new Date(Date.now() - 60_000));
+    await addInstantModel(db, { deploymentId: 'instant-q', pool: 'q', input: 1_000_000, output: 1_000_000, effectiveFrom: new Date(Date.now() - 60_000) });
     const a = createControlActivities({ db });
     let seq = 0;
 
@@ -83,13 +67,13 @@ async function main() {
       return { concurrency, admitted: latencies.length, refused, rps: Math.round(((latencies.length + refused) / seconds) * 10) / 10, p50_ms: percentile(latencies, 50), p99_ms: percentile(latencies, 99) };
     }
 
-    const unlimited = await tenantWithKey(db, null);
+    const unlimited = await addTenantKey(db, null);
     await run(4, unlimited.tenantId, unlimited.keyId, 50); // warm-up
     results.latency = [await run(1, unlimited.tenantId, unlimited.keyId, REQUESTS), await run(32, unlimited.tenantId, unlimited.keyId, REQUESTS)];
 
     // Exactness: a budget for exactly K requests, 4K attempts at concurrency 32.
     const k = Math.floor(REQUESTS / 4);
-    const limited = await tenantWithKey(db, k * (PROMPT + OUTPUT));
+    const limited = await addTenantKey(db, k * (PROMPT + OUTPUT));
     const race = await run(32, limited.tenantId, limited.keyId, 4 * k);
     const spend = await db.selectFrom('tenant_spend').selectAll().where('tenant_id', '=', limited.tenantId).executeTakeFirstOrThrow();
     const held = await db.selectFrom('reservations').select('request_id').where('tenant_id', '=', limited.tenantId).where('status', '=', 'held').execute();
@@ -105,7 +89,4 @@ async function main() {
   process.stdout.write(JSON.stringify(results, null, 2) + '\n');
 }
 
-main().catch((err: unknown) => {
-  process.stderr.write(`${err instanceof Error ? err.stack : String(err)}\n`);
-  process.exitCode = 1;
-});
+runBench(main);

@@ -1,4 +1,4 @@
-/** Small helpers shared by the benchmarks. */
+/** Statistics shared by the benchmarks. */
 
 /** The p-th percentile (nearest rank) of a sample, rounded to 0.01. */
 export function percentile(values: readonly number[], p: number): number {
@@ -8,4 +8,3 @@ export function percentile(values: readonly number[], p: number): number {
   return Math.round((sorted[rank] as number) * 100) / 100;
 }
 
-export { freePort as freePortFor } from '../scripts/lib/free-port.js';

@@ -279,27 +279,15 @@ export async function streamUsage(
   return streamQuery(db, query, opts.batchSize ?? 5000, onRows);
 }
 
-export interface InvoiceExportRow {
-  invoice_id: string;
+/** One invoice line with its invoice's identity, as exported. */
+export type InvoiceExportRow = Omit<InvoiceLine, 'id' | 'kind'> & {
   tenant_id: string;
   period: string;
   version: number;
   status: string;
   line_id: number;
   kind: string;
-  model: string | null;
-  deployment_id: string | null;
-  key_id: string | null;
-  variant: string | null;
-  usage_period: string;
-  late: boolean;
-  description: string | null;
-  requests: number;
-  input_tokens: number;
-  output_tokens: number;
-  usage_micros: number;
-  amount_micros: number;
-}
+};
 
 export const INVOICE_EXPORT_COLUMNS = [
   'invoice_id', 'tenant_id', 'period', 'version', 'status', 'line_id', 'kind', 'model', 'deployment_id', 'key_id', 'variant',

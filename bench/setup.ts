@@ -1,0 +1,64 @@
+/** What every benchmark sets up: a temp data dir with free ports, an instant model, a tenant and key. */
+import fs from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import type { Db } from '../db/database.js';
+import { createTenant } from '../db/repositories/tenants.js';
+import { createKey } from '../db/repositories/keys.js';
+import { createModel } from '../db/repositories/models.js';
+import { freePort } from '../scripts/lib/free-port.js';
+
+/** A fresh data dir (world-traversable: PostgreSQL runs as its own user) and the env for loadConfig. */
+export async function benchEnv(name: string, extra: Record<string, string> = {}): Promise<{ dir: string; env: Record<string, string> }> {
+  const dir = await fs.mkdtemp(path.join(os.tmpdir(), `sluice-bench-${name}-`));
+  await fs.chmod(dir, 0o755);
+  const env = {
+    SLUICE_DATA_DIR: dir, PORT: '0', SLUICE_PG_PORT: String(await freePort()), SLUICE_TEMPORAL_PORT: String(await freePort()),
+    SLUICE_POOL: 'bench', SLUICE_LOG_LEVEL: 'warn', ...extra,
+  };
+  return { dir, env };
+}
+
+/** The machine the numbers come from. */
+export function machine() {
+  return { cpus: os.cpus().length, model: os.cpus()[0]?.model ?? 'unknown', memory_gib: Math.round(os.totalmem() / 2 ** 30) };
+}
+
+/** A model served by the instant backend on `pool`; prices in micro-USD per 1M tokens. */
+export async function addInstantModel(
+  db: Db,
+  opts: { id?: string; deploymentId?: string; pool?: string; input?: number; output?: number; effectiveFrom?: Date } = {},
+): Promise<void> {
+  const id = opts.id ?? 'instant';
+  await createModel(db, {
+    id, ownedBy: 'sluice', contextLength: 4096, maxOutputTokens: 16,
+    deployments: [{
+      id: opts.deploymentId ?? `${id}-bench`, pool: opts.pool ?? 'bench', provider: 'instant', ggufPath: null, baseUrl: null, apiKeyRef: null,
+      upstreamModel: null, weight: 1, priority: 0, inputMicrosPerMtok: opts.input ?? 100_000, outputMicrosPerMtok: opts.output ?? 200_000,
+    }],
+  }, opts.effectiveFrom ?? new Date());
+}
+
+/** A tenant (unlimited unless a monthly budget is given). */
+export async function addTenant(db: Db, name = 'bench', budget: number | null = null): Promise<string> {
+  const tenant = await createTenant(db, {
+    name, plan: 'standard',
+    limits: { requests_per_minute: null, tokens_per_minute: null, max_concurrent: null, monthly_budget_micros: budget, allowed_models: null },
+  });
+  return tenant.id;
+}
+
+/** A tenant and a developer key for it. */
+export async function addTenantKey(db: Db, budget: number | null = null): Promise<{ tenantId: string; keyId: string; secret: string }> {
+  const tenantId = await addTenant(db, 'bench', budget);
+  const { key, secret } = await createKey(db, { tenantId, role: 'developer', name: 'bench', scopes: null, expiresAt: null });
+  return { tenantId, keyId: key.id, secret };
+}
+
+/** Runs a benchmark's main, printing a failure and setting a non-zero exit code. */
+export function runBench(main: () => Promise<void>): void {
+  main().catch((err: unknown) => {
+    process.stderr.write(`${err instanceof Error ? err.stack : String(err)}\n`);
+    process.exitCode = 1;
+  });
+}
