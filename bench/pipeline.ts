@@ -7,7 +7,7 @@
  *  - both with the database steps as local activities and as regular activities.
  * Real embedded PostgreSQL and Temporal dev server in a temp dir; everything stops at the end.
  *
- * Run: `npx tsx bench/pipeline.ts [--requests 300] [--seconds 10]`
+ * Run: `npx tsx bench/pipeline.ts [--requests 300] [--seconds 10] [--modes local,regular]`
  */
 import fs from 'node:fs/promises';
 import { parseArgs } from 'node:util';
@@ -18,7 +18,10 @@ import { createInstantBackend } from '../activities/backends/instant.js';
 import { percentile } from './stats.js';
 import { benchEnv, machine, addInstantModel, addTenantKey, runBench } from './setup.js';
 
-const { values } = parseArgs({ options: { requests: { type: 'string', default: '300' }, seconds: { type: 'string', default: '10' } } });
+const { values } = parseArgs({
+  options: { requests: { type: 'string', default: '300' }, seconds: { type: 'string', default: '10' }, modes: { type: 'string', default: 'local,regular' } },
+});
+const MODES = values.modes.split(',').map((m) => m.trim());
 const REQUESTS = Number(values.requests);
 const SECONDS = Number(values.seconds);
 
@@ -67,7 +70,7 @@ async function main() {
   const results: Record<string, unknown> = { machine: machine(), requests: REQUESTS, seconds: SECONDS };
   try {
     let key = '';
-    for (const local of [true, false]) {
+    for (const local of [true, false].filter((l) => MODES.includes(l ? 'local' : 'regular'))) {
       const config = loadConfig({ ...env, SLUICE_LOCAL_ACTIVITIES: String(local) });
       const stack = await startStack(config, { databaseUrl: infra.databaseUrl, temporalAddress: infra.temporalAddress, api: true, control: true, pools: ['bench'], log });
       try {

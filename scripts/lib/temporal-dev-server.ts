@@ -13,6 +13,32 @@ import { SEARCH_ATTRIBUTE_NAMES } from '../../workflows/contracts.js';
 
 export const TEMPORAL_CLI = fileURLToPath(new URL('../../.tools/bin/temporal', import.meta.url));
 
+/**
+ * Dynamic config of the dev server (docker-compose's `temporal/dynamicconfig.yaml` carries the same).
+ * Measured with an empty workflow and a one-activity workflow (bench/BENCHMARKS.md):
+ *  - history queue readers are rate limited to 20 reads/s per shard by default, so every task that
+ *    history hands to matching (each workflow task, each activity) waited up to 50 ms: an empty
+ *    workflow took 50 ms, one activity on another queue 150 ms; at 1000 reads/s: 20 and 36 ms;
+ *  - one task-queue partition: on a single host more partitions only add forwarding, and priority
+ *    (sync 1, async 2, batch 3) is strict only within a partition;
+ *  - task-queue priority and per-tenant fairness need the new matcher;
+ *  - frontend limits raised for benchmarks.
+ */
+export const DEV_SERVER_DYNAMIC_CONFIG: Record<string, string | number | boolean> = {
+  'history.transferProcessorMaxPollRPS': 1000,
+  'history.transferProcessorMaxPollHostRPS': 10000,
+  'history.timerProcessorMaxPollRPS': 1000,
+  'history.timerProcessorMaxPollHostRPS': 10000,
+  'history.visibilityProcessorMaxPollRPS': 1000,
+  'history.visibilityProcessorMaxPollHostRPS': 10000,
+  'matching.numTaskqueueReadPartitions': 1,
+  'matching.numTaskqueueWritePartitions': 1,
+  'matching.useNewMatcher': true,
+  'matching.enableFairness': true,
+  'frontend.rps': 20000,
+  'frontend.namespaceRPS': 20000,
+};
+
 export interface DevServerOptions {
   /** SQLite file; null keeps everything in memory. */
   dbFile: string | null;
@@ -67,10 +93,7 @@ export async function startTemporalDevServer(options: DevServerOptions): Promise
   else args.push('--ui-port', String(uiPort));
   if (options.namespace && options.namespace !== 'default') args.push('--namespace', options.namespace);
   for (const name of SEARCH_ATTRIBUTE_NAMES) args.push('--search-attribute', `${name}=Keyword`);
-  // Faster task dispatch for a single-host dev server; frontend limits raised for benchmarks.
-  args.push('--dynamic-config-value', 'frontend.rps=20000', '--dynamic-config-value', 'frontend.namespaceRPS=20000');
-  // Task-queue priority (sync 1, async 2, batch 3) and per-tenant fairness need the new matcher.
-  args.push('--dynamic-config-value', 'matching.useNewMatcher=true', '--dynamic-config-value', 'matching.enableFairness=true');
+  for (const [key, value] of Object.entries(DEV_SERVER_DYNAMIC_CONFIG)) args.push('--dynamic-config-value', `${key}=${value}`);
   const child = spawn(TEMPORAL_CLI, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   const forward = (chunk: Buffer) => {
     for (const line of chunk.toString().split('\n')) if (line.trim()) options.onLog?.(line);

@@ -7,6 +7,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
+import { DEV_SERVER_DYNAMIC_CONFIG } from '../../scripts/lib/temporal-dev-server.js';
 
 interface ComposeService {
   image?: string;
@@ -30,6 +31,7 @@ interface ComposeService {
 interface ComposeFile {
   services: Record<string, ComposeService>;
   volumes?: Record<string, unknown>;
+  configs?: Record<string, { content?: string; file?: string }>;
 }
 
 const root = new URL('../../', import.meta.url);
@@ -289,6 +291,32 @@ describe('docker-compose.yml: start order', () => {
   it('has no dependency cycles', () => {
     for (const name of Object.keys(services)) {
       expect(startsAfter(name, name), name).toBe(false);
+    }
+  });
+});
+
+describe('docker-compose.yml: Temporal dynamic config', () => {
+  const dynamicConfig = parse(compose.configs?.['temporal-dynamic-config']?.content ?? '') as Record<string, Array<{ value: unknown }>>;
+  const valueOf = (key: string): unknown => dynamicConfig[key]?.[0]?.value;
+
+  it('is the file the Temporal service is told to watch', () => {
+    const temporal = Object.values(services).find((svc) => envOf(svc).DYNAMIC_CONFIG_FILE_PATH);
+    expect(temporal).toBeDefined();
+    const target = envOf(temporal as ComposeService).DYNAMIC_CONFIG_FILE_PATH;
+    expect((temporal as ComposeService & { configs?: Array<{ source: string; target: string }> }).configs)
+      .toContainEqual({ source: 'temporal-dynamic-config', target });
+  });
+
+  it('turns on the matcher that priority and fairness need, as the dev server does', () => {
+    for (const key of ['matching.useNewMatcher', 'matching.enableFairness']) {
+      expect(DEV_SERVER_DYNAMIC_CONFIG[key]).toBe(true);
+      expect(valueOf(key)).toBe(true);
+    }
+  });
+
+  it('lifts the history queue read limits to the dev server\'s values', () => {
+    for (const key of ['history.transferProcessorMaxPollRPS', 'history.timerProcessorMaxPollRPS', 'history.visibilityProcessorMaxPollRPS']) {
+      expect(valueOf(key)).toBe(DEV_SERVER_DYNAMIC_CONFIG[key]);
     }
   });
 });
