@@ -12,6 +12,7 @@ import { createBillingActivities } from './billing.js';
 import { createBatchActivities } from './batch.js';
 import { createReconcileActivities } from './reconcile.js';
 import { createRetentionActivities } from './retention.js';
+import { createAdmissionActivities } from './admission.js';
 import { DEFAULT_BREAKER_CONFIG, type BreakerConfig } from './circuit-breaker.js';
 import { DEFAULT_WEBHOOK_CONFIG, createWebhookActivities, type WebhookConfig } from './webhooks.js';
 
@@ -40,13 +41,17 @@ export function createControlActivities(deps: ControlDeps) {
     auditKey: deps.auditKey ?? null,
     webhooks: deps.webhooks ?? DEFAULT_WEBHOOK_CONFIG,
   };
-  return {
+  const steps = {
     ...createAuthActivities(full),
     ...createQuotaActivities(full),
     ...createExperimentActivities(full),
     ...createRoutingActivities(full),
     ...createLedgerActivities(full),
     ...createAuditActivities(full),
+  };
+  return {
+    ...steps,
+    ...createAdmissionActivities(steps),
     ...createBillingActivities(full),
     ...createBatchActivities(full),
     ...createReconcileActivities(full),

@@ -10,6 +10,7 @@ import {
   CancellationScope,
   defineQuery,
   isCancellation,
+  patched,
   proxyActivities,
   proxyLocalActivities,
   setHandler,
@@ -19,8 +20,10 @@ import {
 } from '@temporalio/workflow';
 import type { ControlActivities } from '../activities/index.js';
 import type { InferenceActivities } from '../activities/inference.js';
+import type { Assignment } from '../activities/experiments.js';
 import {
   SearchAttributes,
+  fallbackOrder,
   inferenceTaskQueue,
   type ChatCompletion,
   type ChatRequestInput,
@@ -67,23 +70,6 @@ function failureOf(err: unknown): ApplicationFailure | null {
   return null;
 }
 
-/** Orders deployments for one request: by priority; within a priority, a weighted shuffle (deterministic in replay). */
-function fallbackOrder(deployments: DeploymentTarget[]): DeploymentTarget[] {
-  const byPriority = new Map<number, DeploymentTarget[]>();
-  for (const d of deployments) byPriority.set(d.priority, [...(byPriority.get(d.priority) ?? []), d]);
-  const ordered: DeploymentTarget[] = [];
-  for (const priority of [...byPriority.keys()].sort((a, b) => a - b)) {
-    const group = [...(byPriority.get(priority) ?? [])];
-    while (group.length > 0) {
-      const total = group.reduce((s, d) => s + d.weight, 0);
-      let pick = Math.random() * total; // Math.random is seeded per workflow: replays choose the same.
-      const index = group.findIndex((d) => (pick -= d.weight) < 0);
-      ordered.push(...group.splice(index < 0 ? group.length - 1 : index, 1));
-    }
-  }
-  return ordered;
-}
-
 function completionOf(input: ChatRequestInput, model: string, out: InferOutput): ChatCompletion {
   return {
     id: `chatcmpl-${input.requestId}`,
@@ -110,18 +96,34 @@ export async function chatRequest(input: ChatRequestInput): Promise<ChatCompleti
   let reserved = false;
   let model = input.model;
   let variant: string | null = null;
+  // Workflows started before admission and completion became one activity each replay the
+  // step-by-step path (test/fixtures/histories); new ones take the folded one.
+  const folded = patched('admission-in-one-activity');
   try {
-    const authorized = await steps.authorize({ requestId: input.requestId, tenantId: input.tenantId, keyId: input.keyId, model: input.model });
-    const maxTokens = input.params.maxTokens ?? authorized.maxOutputTokens;
-
-    state = { status: 'queued', step: 'reserve' };
-    await steps.reserveQuota({
-      requestId: input.requestId, tenantId: input.tenantId, model: input.model,
-      promptTokensEstimate: input.promptTokensEstimate, maxTokens,
-    });
-    reserved = true;
-
-    const assignment = await steps.assignExperiment({ requestId: input.requestId, tenantId: input.tenantId, subject: input.subject, model: input.model });
+    let maxTokens: number;
+    let assignment: Assignment;
+    let deployments: DeploymentTarget[];
+    /** Index of the deployment whose circuit admission already acquired (-1: none; with `folded`, all were open). */
+    let acquired = -1;
+    if (folded) {
+      const admission = await steps.admit({
+        requestId: input.requestId, tenantId: input.tenantId, keyId: input.keyId, model: input.model, subject: input.subject,
+        promptTokensEstimate: input.promptTokensEstimate, maxTokens: input.params.maxTokens ?? null,
+      });
+      reserved = true;
+      ({ maxTokens, assignment, deployments, acquired } = admission);
+    } else {
+      const authorized = await steps.authorize({ requestId: input.requestId, tenantId: input.tenantId, keyId: input.keyId, model: input.model });
+      maxTokens = input.params.maxTokens ?? authorized.maxOutputTokens;
+      state = { status: 'queued', step: 'reserve' };
+      await steps.reserveQuota({
+        requestId: input.requestId, tenantId: input.tenantId, model: input.model,
+        promptTokensEstimate: input.promptTokensEstimate, maxTokens,
+      });
+      reserved = true;
+      assignment = await steps.assignExperiment({ requestId: input.requestId, tenantId: input.tenantId, subject: input.subject, model: input.model });
+      deployments = fallbackOrder(await steps.planRoute({ model: assignment.overrides.model ?? input.model }), Math.random);
+    }
     variant = assignment.variant;
     model = assignment.overrides.model ?? input.model;
     const params = {
@@ -132,10 +134,12 @@ export async function chatRequest(input: ChatRequestInput): Promise<ChatCompleti
       stop: input.params.stop,
     };
 
-    const deployments = fallbackOrder(await steps.planRoute({ model }));
     let lastFailure: unknown = null;
-    for (const deployment of deployments) {
-      if (!(await steps.acquireCircuit({ deploymentId: deployment.id }))) continue;
+    // With `folded`, admission tried the circuits up to `acquired` (all of them when -1).
+    const firstToTry = folded ? (acquired === -1 ? deployments.length : acquired) : 0;
+    for (const [i, deployment] of deployments.entries()) {
+      if (i < firstToTry) continue;
+      if (!(folded && i === acquired) && !(await steps.acquireCircuit({ deploymentId: deployment.id }))) continue;
       // One upsert per attempt (each is a history event and a visibility write).
       state = { status: 'running', step: `infer:${deployment.id}` };
       upsertSearchAttributes([
@@ -157,17 +161,23 @@ export async function chatRequest(input: ChatRequestInput): Promise<ChatCompleti
         continue;
       }
       state = { status: 'running', step: 'settle' };
-      const { costMicros } = await steps.settle({
+      const usage = {
         requestId: input.requestId, step: 'infer', tenantId: input.tenantId, keyId: input.keyId, kind: input.kind,
         model, deploymentId: deployment.id, pool: deployment.pool, variant,
         promptTokens: out.promptTokens, completionTokens: out.completionTokens, latencyMs: out.latencyMs,
-      });
+      };
       const completion = completionOf(input, model, out);
-      await steps.recordOutcome({
+      const outcome = {
         requestId: input.requestId, tenantId: input.tenantId, keyId: input.keyId, kind: input.kind, model,
-        status: 'succeeded', result: completion, error: null,
-        summary: { deployment: deployment.id, pool: deployment.pool, variant, prompt_tokens: out.promptTokens, completion_tokens: out.completionTokens, cost_micros: costMicros },
-      });
+        status: 'succeeded' as const, result: completion, error: null,
+        summary: { deployment: deployment.id, pool: deployment.pool, variant, prompt_tokens: out.promptTokens, completion_tokens: out.completionTokens },
+      };
+      if (folded) {
+        await steps.complete({ settle: usage, outcome });
+      } else {
+        const { costMicros } = await steps.settle(usage);
+        await steps.recordOutcome({ ...outcome, summary: { ...outcome.summary, cost_micros: costMicros } });
+      }
       setStatus('succeeded', 'done');
       return completion;
     }

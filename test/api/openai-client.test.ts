@@ -180,7 +180,19 @@ describe('operations', () => {
       const data = e.markerRecordedEventAttributes?.details?.data?.payloads?.[0]?.data;
       return data ? [JSON.parse(Buffer.from(data).toString()).activity_type as string] : [];
     });
-    expect(steps).toEqual(['authorize', 'reserveQuota', 'assignExperiment', 'planRoute', 'acquireCircuit', 'infer', 'settle', 'recordOutcome']);
+    // Admission (authorize → reserve → experiment → route → circuit) and completion (settle →
+    // audit) are one local activity each; the admission's result shows what each step decided.
+    expect(steps).toEqual(['admit', 'infer', 'complete']);
+    const admitMarker = (history.events ?? []).find((e) => {
+      const data = e.markerRecordedEventAttributes?.details?.data?.payloads?.[0]?.data;
+      return data && JSON.parse(Buffer.from(data).toString()).activity_type === 'admit';
+    });
+    const admitted = JSON.parse(Buffer.from(admitMarker?.markerRecordedEventAttributes?.details?.result?.payloads?.[0]?.data ?? '{}').toString());
+    expect(admitted).toMatchObject({
+      authorized: { model: 'sluice-tiny' }, maxTokens: 4, assignment: { variant: null }, acquired: 0,
+      deployments: [{ pool: 'local', provider: 'llama-cpp' }],
+    });
+    expect(admitted.estCostMicros).toBeGreaterThan(0);
   });
 
   it('serves /healthz, /readyz and Prometheus /metrics', async () => {

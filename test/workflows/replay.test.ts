@@ -3,11 +3,16 @@
  * request that fell back from a failing deployment, a cancelled job, a batch and a billing run)
  * replay against the current workflow code without a non-determinism error. A change that breaks
  * running workflows (reordered steps, a new activity without `patched`) fails here.
+ * `test/fixtures/histories` keeps histories (binary protobuf) recorded by earlier versions of the workflow code
+ * (`chat-request-v1-*`: before admission and completion were one activity each), which must
+ * replay too: workflows in flight during an upgrade finish on the new code.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { inject } from 'vitest';
 import OpenAI, { toFile } from 'openai';
+import { readFile, readdir } from 'node:fs/promises';
 import { Worker } from '@temporalio/worker';
+import { temporal } from '@temporalio/proto';
 import { addInstantModel, addModel, pollJob, startJob, startTestStack, type TestStack } from '../support/stack.js';
 import { startFakeUpstream, type FakeUpstream } from '../support/fake-openai-upstream.js';
 
@@ -60,5 +65,21 @@ describe('workflow replay', () => {
     for await (const e of stack.client.workflow.list({ query: 'ExecutionStatus != "Running"' })) types.add(e.type);
     expect(replayed).toBeGreaterThanOrEqual(7); // sync, fallback, cancelled, the batch and its 3 lines
     expect([...types]).toEqual(expect.arrayContaining(['chatRequest', 'batch']));
+  });
+
+  it('replays histories recorded by earlier versions of the workflow code', async () => {
+    const dir = new URL('../fixtures/histories/', import.meta.url);
+    // Binary protobuf (`History.encode` of `fetchHistory()`): the SDK's JSON reader trips over the
+    // three copies of protobufjs 8 that npm installs beside grpc-js's protobufjs 7.
+    const files = (await readdir(dir)).filter((f) => f.endsWith('.pb')).sort();
+    expect(files).toEqual(['chat-request-v1-fallback.pb', 'chat-request-v1-quota-exceeded.pb', 'chat-request-v1-succeeded.pb']);
+    for (const file of files) {
+      const history = temporal.api.history.v1.History.decode(await readFile(new URL(file, dir)));
+      expect(history.events.length, file).toBeGreaterThan(5);
+      await expect(
+        Worker.runReplayHistory({ workflowBundle: { codePath: inject('workflowBundlePath') } }, history, file),
+        file,
+      ).resolves.toBeUndefined();
+    }
   });
 });
