@@ -3,6 +3,9 @@ import { ApplicationFailure } from '@temporalio/common';
 import type { FailureDetails, FailureType } from '../workflows/contracts.js';
 
 export function requestFailure(type: FailureType, message: string, details: Partial<FailureDetails> = {}): ApplicationFailure {
-  const full: FailureDetails = { code: details.code ?? null, param: details.param ?? null, retryAfterSeconds: details.retryAfterSeconds ?? null };
+  const full: FailureDetails = {
+    code: details.code ?? null, param: details.param ?? null, retryAfterSeconds: details.retryAfterSeconds ?? null,
+    ...(details.consumed ? { consumed: details.consumed } : {}),
+  };
   return ApplicationFailure.create({ type, message, nonRetryable: true, details: [full] });
 }

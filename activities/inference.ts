@@ -4,9 +4,9 @@
  * retries need: non-retryable for bad requests, `nextRetryDelay` from an upstream's Retry-After.
  */
 import { Context } from '@temporalio/activity';
-import { ApplicationFailure } from '@temporalio/common';
-import type { InferInput, InferOutput } from '../workflows/contracts.js';
-import { BackendError } from './backends/types.js';
+import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
+import type { ConsumedTokens, FailureDetails, InferInput, InferOutput } from '../workflows/contracts.js';
+import { BackendError, InterruptedGeneration } from './backends/types.js';
 import type { BackendRegistry } from './backends/registry.js';
 import { requestFailure } from './failures.js';
 import type { Metrics } from '../workers/metrics.js';
@@ -14,22 +14,53 @@ import type { Metrics } from '../workers/metrics.js';
 /** Heartbeat at most this often while generating. */
 const HEARTBEAT_EVERY_MS = 1000;
 
-function toFailure(err: unknown): unknown {
-  if (!(err instanceof BackendError)) return err;
-  switch (err.kind) {
+/**
+ * What the workflow sees of a failed or cancelled generation. Tokens it spent travel in the
+ * failure's details (`consumed`), so the workflow records them as unbilled usage: on a failure in
+ * the ApplicationFailure's details, on a cancellation in the CancelledFailure's.
+ */
+function consumedBy(err: unknown): ConsumedTokens | null {
+  return err instanceof InterruptedGeneration ? err.consumed : err instanceof BackendError ? err.consumed : null;
+}
+
+function toFailure(err: unknown, cancelled: boolean, consumed: ConsumedTokens | null): unknown {
+  const cause = err instanceof InterruptedGeneration ? err.cause : err;
+  if (cancelled) return consumed ? new CancelledFailure('generation cancelled', [{ consumed }]) : cause;
+  if (!(cause instanceof BackendError)) {
+    if (!consumed) return cause;
+    const message = cause instanceof Error ? cause.message : String(cause);
+    return ApplicationFailure.create({ type: 'UpstreamUnavailable', message, nonRetryable: false, details: [detailsWith(consumed)] });
+  }
+  switch (cause.kind) {
     case 'bad_request':
-      return requestFailure('BadRequest', err.message, { code: 'upstream_bad_request' });
+      return requestFailure('BadRequest', cause.message, { code: 'upstream_bad_request', consumed });
     case 'context_length':
-      return requestFailure('ContextLengthExceeded', err.message, { code: 'context_length_exceeded', param: 'messages' });
+      return requestFailure('ContextLengthExceeded', cause.message, { code: 'context_length_exceeded', param: 'messages', consumed });
     case 'rate_limited':
     case 'unavailable':
       return ApplicationFailure.create({
-        type: err.kind === 'rate_limited' ? 'UpstreamRateLimited' : 'UpstreamUnavailable',
-        message: err.message,
+        type: cause.kind === 'rate_limited' ? 'UpstreamRateLimited' : 'UpstreamUnavailable',
+        message: cause.message,
         nonRetryable: false,
-        ...(err.retryAfterMs !== null ? { nextRetryDelay: err.retryAfterMs } : {}),
+        details: [detailsWith(consumed)],
+        ...(cause.retryAfterMs !== null ? { nextRetryDelay: cause.retryAfterMs } : {}),
       });
   }
+}
+
+function addConsumed(a: ConsumedTokens | null, b: ConsumedTokens | null): ConsumedTokens | null {
+  if (!a || !b) return a ?? b;
+  return { promptTokens: a.promptTokens + b.promptTokens, completionTokens: a.completionTokens + b.completionTokens };
+}
+
+/** What earlier attempts of this activity spent, carried in their last heartbeat (`consumedBefore`). */
+function carriedConsumption(details: unknown): ConsumedTokens | null {
+  const carried = (details as { consumedBefore?: ConsumedTokens | null } | undefined)?.consumedBefore;
+  return carried && Number.isSafeInteger(carried.promptTokens) && Number.isSafeInteger(carried.completionTokens) ? carried : null;
+}
+
+function detailsWith(consumed: ConsumedTokens | null): FailureDetails {
+  return { code: null, param: null, retryAfterSeconds: null, consumed };
 }
 
 export function createInferenceActivities(deps: { backends: BackendRegistry; pool: string; metrics: Metrics | null }) {
@@ -40,12 +71,17 @@ export function createInferenceActivities(deps: { backends: BackendRegistry; poo
       let lastBeat = 0;
       let progress = 0;
       // Upstreams that do not stream report no progress until the end: beat on a timer too.
-      const timer = setInterval(() => ctx.heartbeat({ completionTokens: progress }), HEARTBEAT_EVERY_MS * 3);
+      // Tokens earlier attempts spent before failing ride along in every heartbeat, so the attempt
+      // that ends the activity reports them all: the workflow records each spent token once.
+      const carried = carriedConsumption(ctx.info.heartbeatDetails);
+      const beat = (completionTokens: number, consumedBefore = carried) => ctx.heartbeat({ completionTokens, consumedBefore });
+      // Upstreams that do not stream report no progress until the end: beat on a timer too.
+      const timer = setInterval(() => beat(progress), HEARTBEAT_EVERY_MS * 3);
       deps.metrics?.inferenceInFlight.inc({ pool: deps.pool });
       let outcome = 'error';
       try {
         const backend = await deps.backends.get(input.deployment);
-        ctx.heartbeat({ completionTokens: 0 });
+        beat(0);
         const result = await backend.generate({
           messages: input.messages,
           params: input.params,
@@ -55,15 +91,18 @@ export function createInferenceActivities(deps: { backends: BackendRegistry; poo
             const now = performance.now();
             if (now - lastBeat >= HEARTBEAT_EVERY_MS) {
               lastBeat = now;
-              ctx.heartbeat({ completionTokens });
+              beat(completionTokens);
             }
           },
         });
         outcome = 'ok';
-        return { ...result, latencyMs: Math.round(performance.now() - started) };
+        return { ...result, latencyMs: Math.round(performance.now() - started), failedAttempts: carried };
       } catch (err) {
-        if (ctx.cancellationSignal.aborted) outcome = 'cancelled';
-        throw toFailure(err);
+        const cancelled = ctx.cancellationSignal.aborted;
+        if (cancelled) outcome = 'cancelled';
+        const consumed = addConsumed(carried, consumedBy(err));
+        if (consumed !== carried) beat(progress, consumed); // the next attempt, if any, carries it on
+        throw toFailure(err, cancelled, consumed);
       } finally {
         clearInterval(timer);
         deps.metrics?.inferenceInFlight.dec({ pool: deps.pool });

@@ -1,6 +1,6 @@
 /** The settle step: one usage row per request and step, cost from the price in force, reservation settled. */
 import { priceFor } from '../db/repositories/billing.js';
-import { settle } from '../db/repositories/quota.js';
+import { recordUnbilledUsage, settle } from '../db/repositories/quota.js';
 import { recordCircuit } from '../db/repositories/circuit.js';
 import type { BreakerConfig } from './circuit-breaker.js';
 import { usageCostMicros } from './billing.js';
@@ -61,6 +61,23 @@ export function createLedgerActivities(deps: WebhookDeps & { breaker: BreakerCon
         deps.metrics.breakerState.set({ deployment: input.deploymentId }, state.state === 'closed' ? 0 : state.state === 'half_open' ? 1 : 2);
       }
       return { costMicros: result.costMicros };
+    },
+
+    /**
+     * Usage a failed or cancelled attempt really consumed (`step` names the attempt, e.g.
+     * `infer:failed:<deployment>`): recorded with `billable = false` at the price in force, exactly once.
+     */
+    async recordConsumed(input: SettleInput): Promise<void> {
+      const at = deps.now();
+      const quote = await priceFor(deps.db, input.tenantId, input.deploymentId, at);
+      await recordUnbilledUsage(deps.db, {
+        requestId: input.requestId, step: input.step, tenantId: input.tenantId, keyId: input.keyId, kind: input.kind,
+        model: input.model, deploymentId: input.deploymentId, pool: input.pool, variant: input.variant,
+        priceId: quote?.priceId ?? null, tenantPriceId: quote?.tenantPriceId ?? null, at,
+        inputTokens: input.promptTokens, outputTokens: input.completionTokens,
+        costMicros: quote ? usageCostMicros(quote, input.kind, input.promptTokens, input.completionTokens) : 0,
+        latencyMs: input.latencyMs,
+      });
     },
   };
 }

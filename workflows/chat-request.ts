@@ -5,9 +5,11 @@
  * releases it (compensation) and is audited; nothing is billed for work not done.
  */
 import {
+  ActivityCancellationType,
   ActivityFailure,
   ApplicationFailure,
   CancellationScope,
+  CancelledFailure,
   defineQuery,
   isCancellation,
   patched,
@@ -27,6 +29,7 @@ import {
   inferenceTaskQueue,
   type ChatCompletion,
   type ChatRequestInput,
+  type ConsumedTokens,
   type DeploymentTarget,
   type FailureDetails,
   type FailureType,
@@ -70,6 +73,14 @@ function failureOf(err: unknown): ApplicationFailure | null {
   return null;
 }
 
+/** Tokens a failed or cancelled infer attempt reported spending (see activities/inference.ts). */
+function consumedOf(err: unknown): ConsumedTokens | null {
+  const cause = err instanceof ActivityFailure ? err.cause : err;
+  const details = cause instanceof ApplicationFailure || cause instanceof CancelledFailure ? cause.details : undefined;
+  const consumed = (details?.[0] as FailureDetails | undefined)?.consumed;
+  return consumed && consumed.promptTokens + consumed.completionTokens > 0 ? consumed : null;
+}
+
 function completionOf(input: ChatRequestInput, model: string, out: InferOutput): ChatCompletion {
   return {
     id: `chatcmpl-${input.requestId}`,
@@ -99,6 +110,16 @@ export async function chatRequest(input: ChatRequestInput): Promise<ChatCompleti
   // Workflows started before admission and completion became one activity each replay the
   // step-by-step path (test/fixtures/histories); new ones take the folded one.
   const folded = patched('admission-in-one-activity');
+  // Tokens spent by failed or cancelled attempts are recorded (unbilled); a cancelled generation
+  // is waited for so it can say how many it spent.
+  const recordsConsumed = patched('record-consumed-usage');
+  /** Unbilled usage row for tokens spent by this deployment's failed or cancelled attempts. */
+  const recordConsumed = (outcome: 'failed' | 'cancelled', deployment: DeploymentTarget, consumed: ConsumedTokens) =>
+    CancellationScope.nonCancellable(() => steps.recordConsumed({
+      requestId: input.requestId, step: `infer:${outcome}:${deployment.id}`, tenantId: input.tenantId, keyId: input.keyId, kind: input.kind,
+      model, deploymentId: deployment.id, pool: deployment.pool, variant,
+      promptTokens: consumed.promptTokens, completionTokens: consumed.completionTokens, latencyMs: 0,
+    }));
   try {
     let maxTokens: number;
     let assignment: Assignment;
@@ -148,11 +169,17 @@ export async function chatRequest(input: ChatRequestInput): Promise<ChatCompleti
         { key: SearchAttributes.pool, value: deployment.pool },
         { key: SearchAttributes.status, value: 'running' },
       ]);
-      const { infer } = proxyActivities<InferenceActivities>({ ...PROFILES.infer, taskQueue: inferenceTaskQueue(deployment.pool) });
+      const { infer } = proxyActivities<InferenceActivities>({
+        ...PROFILES.infer,
+        taskQueue: inferenceTaskQueue(deployment.pool),
+        ...(recordsConsumed ? { cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED } : {}),
+      });
       let out: InferOutput;
       try {
         out = await infer({ requestId: input.requestId, deployment, messages: input.messages, params });
       } catch (err) {
+        const consumed = recordsConsumed ? consumedOf(err) : null;
+        if (consumed) await recordConsumed(isCancellation(err) ? 'cancelled' : 'failed', deployment, consumed);
         if (isCancellation(err)) throw err;
         const failure = failureOf(err);
         if (failure && CLIENT_FAULTS.includes(failure.type ?? '')) throw err;
@@ -161,6 +188,10 @@ export async function chatRequest(input: ChatRequestInput): Promise<ChatCompleti
         continue;
       }
       state = { status: 'running', step: 'settle' };
+      const spentByFailures = out.failedAttempts;
+      if (recordsConsumed && spentByFailures && spentByFailures.promptTokens + spentByFailures.completionTokens > 0) {
+        await recordConsumed('failed', deployment, spentByFailures);
+      }
       const usage = {
         requestId: input.requestId, step: 'infer', tenantId: input.tenantId, keyId: input.keyId, kind: input.kind,
         model, deploymentId: deployment.id, pool: deployment.pool, variant,

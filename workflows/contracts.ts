@@ -131,6 +131,8 @@ export interface InferOutput {
   promptTokens: number;
   completionTokens: number;
   latencyMs: number;
+  /** Tokens spent by earlier attempts of this activity that failed after spending them. */
+  failedAttempts?: ConsumedTokens | null;
 }
 
 /**
@@ -156,6 +158,14 @@ export interface FailureDetails {
   code: string | null;
   param: string | null;
   retryAfterSeconds: number | null;
+  /** Infer failures: tokens the failed or cancelled attempt spent, when known. */
+  consumed?: ConsumedTokens | null;
+}
+
+/** Tokens a generation used before it failed or was cancelled: what the deployment really spent. */
+export interface ConsumedTokens {
+  promptTokens: number;
+  completionTokens: number;
 }
 
 /** Workflow ID of one batch. */

@@ -32,6 +32,7 @@ import {
 
 import {
   BackendError,
+  InterruptedGeneration,
   type ChatMessage,
   type GenerateParams,
   type GenerateRequest,
@@ -310,15 +311,18 @@ function tailHasStop(model: LlamaModel, tokens: readonly Token[], stops: readonl
   return stops.some((stop) => tail.includes(stop));
 }
 
-/** Samples tokens on `sequence` until an end condition; the caller clears the sequence afterwards. */
+/**
+ * Samples tokens on `sequence` until an end condition; the caller clears the sequence afterwards.
+ * Pushes every generated token to `tokens` (the caller's, so an interrupted generation's count is known).
+ */
 async function generateOnSequence(
   model: LlamaModel,
   sequence: LlamaContextSequence,
   input: GenerationInput,
+  tokens: Token[],
 ): Promise<GenerationOutcome> {
   const { params, signal, onProgress, progressEveryTokens, prompt } = input;
   const stops = [...prompt.templateStops, ...(params.stop ?? [])].filter((stop) => stop !== '');
-  const tokens: Token[] = [];
   let finishReason: GenerateResult['finishReason'] = 'stop';
   let contentTokenCount: number | null = null;
   for await (const token of sequence.evaluate(prompt.tokens, samplingOptions(params))) {
@@ -430,9 +434,10 @@ export async function createLlamaCppBackend(options: LlamaCppBackendOptions): Pr
     const prompt = prepare(request.messages);
     checkRequest(prompt.tokens.length, request.params, contextSize);
     const sequence = await slots.acquire(request.signal);
+    const generated: Token[] = [];
     try {
       const input = { prompt, params: request.params, signal: request.signal, onProgress: request.onProgress, progressEveryTokens };
-      const outcome = await generateOnSequence(model, sequence, input);
+      const outcome = await generateOnSequence(model, sequence, input, generated);
       return {
         content: decodeContent(model, outcome),
         finishReason: outcome.finishReason,
@@ -440,7 +445,10 @@ export async function createLlamaCppBackend(options: LlamaCppBackendOptions): Pr
         completionTokens: outcome.tokens.length,
       };
     } catch (error) {
-      throw toBackendFailure(error, request.signal);
+      const failure = toBackendFailure(error, request.signal);
+      // Once a token came out, the prompt was evaluated: that and the tokens so far were spent.
+      if (generated.length === 0) throw failure;
+      throw new InterruptedGeneration(failure, { promptTokens: prompt.tokens.length, completionTokens: generated.length });
     } finally {
       const clean = await resetSequence(context, sequence);
       if (clean !== null) slots.release(clean);

@@ -140,7 +140,10 @@ function toUpstreamMessage(message: ChatMessage): ChatCompletionMessageParam {
 function toGenerateResult(completion: ChatCompletion): GenerateResult {
   const choice = completion.choices?.[0];
   if (!choice) {
-    throw new BackendError('unavailable', 'upstream returned no choices');
+    // The upstream may still have spent (and charged for) tokens: say how many when it reports them.
+    const { prompt_tokens: promptTokens, completion_tokens: completionTokens } = completion.usage ?? {};
+    const consumed = isTokenCount(promptTokens) && isTokenCount(completionTokens) ? { promptTokens, completionTokens } : null;
+    throw new BackendError('unavailable', 'upstream returned no choices', null, null, consumed);
   }
   return {
     content: choice.message?.content ?? '',

@@ -4,6 +4,8 @@
  * instant in-process backend used by benchmarks).
  */
 
+import type { ConsumedTokens } from '../../workflows/contracts.js';
+
 /** A chat message as the backend receives it: already validated, content flattened to text. */
 export interface ChatMessage {
   role: 'system' | 'developer' | 'user' | 'assistant' | 'tool';
@@ -59,7 +61,25 @@ export class BackendError extends Error {
     message: string,
     readonly retryAfterMs: number | null = null,
     readonly status: number | null = null,
+    /** Tokens the deployment spent on the failed call, when known (an upstream that reported usage). */
+    readonly consumed: ConsumedTokens | null = null,
   ) {
     super(message);
+  }
+}
+
+export type { ConsumedTokens };
+
+/**
+ * A generation stopped part way (cancelled, or failed after the prompt was evaluated): `cause` is
+ * the abort reason or error as it would have been thrown, `consumed` what was spent until then.
+ */
+export class InterruptedGeneration extends Error {
+  override readonly name = 'InterruptedGeneration';
+  constructor(
+    override readonly cause: unknown,
+    readonly consumed: ConsumedTokens,
+  ) {
+    super(cause instanceof Error ? cause.message : String(cause));
   }
 }

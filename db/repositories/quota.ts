@@ -279,6 +279,40 @@ export async function settle(db: Db, usage: UsageInput): Promise<{ costMicros: n
   });
 }
 
+/**
+ * Records tokens a failed or cancelled attempt spent, as a usage row with `billable = false`:
+ * priced (what it would have cost, for finance's view of failures) but never invoiced, and it
+ * changes no spend, counter or reservation (the request's compensation releases those).
+ * Exactly once per (request, step), like `settle`.
+ */
+export async function recordUnbilledUsage(db: Db, usage: UsageInput): Promise<{ inserted: boolean }> {
+  const row = await db
+    .insertInto('usage')
+    .values({
+      request_id: usage.requestId,
+      step: usage.step,
+      tenant_id: usage.tenantId,
+      key_id: usage.keyId,
+      kind: usage.kind,
+      model: usage.model,
+      deployment_id: usage.deploymentId,
+      pool: usage.pool,
+      variant: usage.variant,
+      price_id: usage.priceId,
+      tenant_price_id: usage.tenantPriceId ?? null,
+      ...(usage.at ? { created_at: usage.at } : {}),
+      input_tokens: usage.inputTokens,
+      output_tokens: usage.outputTokens,
+      cost_micros: usage.costMicros,
+      latency_ms: usage.latencyMs,
+      billable: false,
+    })
+    .onConflict((oc) => oc.columns(['request_id', 'step']).doNothing())
+    .returning('id')
+    .executeTakeFirst();
+  return { inserted: row !== undefined };
+}
+
 /** Releases a held reservation (failure, cancel): its estimate no longer counts. Idempotent. */
 export async function release(db: Db, requestId: string): Promise<boolean> {
   return db.transaction().execute(async (trx) => {

@@ -19,7 +19,7 @@ import {
   SlotQueue,
   type LlamaCppBackend,
 } from '../../activities/backends/llama-cpp.js';
-import { BackendError, type ChatMessage, type GenerateParams, type GenerateRequest } from '../../activities/backends/types.js';
+import { BackendError, InterruptedGeneration, type ChatMessage, type GenerateParams, type GenerateRequest } from '../../activities/backends/types.js';
 import { ensureTinyGguf, writeTinyGguf } from '../../workers/llama/tiny-gguf.js';
 
 const THREADS = 1;
@@ -163,7 +163,12 @@ describe('llama.cpp backend', () => {
         },
       ),
     );
-    await expect(aborted).rejects.toMatchObject({ name: 'AbortError' });
+    // The abort reason, with what the interrupted generation spent: its prompt and the tokens so far.
+    const err = await aborted.catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(InterruptedGeneration);
+    expect((err as InterruptedGeneration).cause).toMatchObject({ name: 'AbortError' });
+    expect((err as InterruptedGeneration).consumed).toEqual({ promptTokens: reference.promptTokens, completionTokens: expect.any(Number) });
+    expect((err as InterruptedGeneration).consumed.completionTokens).toBeGreaterThanOrEqual(16);
     expect(last).toBeLessThan(150);
     const results = await Promise.all([1, 2, 3, 4].map(() => backend.generate(request())));
     for (const result of results) expect(result).toEqual(reference);

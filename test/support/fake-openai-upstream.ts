@@ -22,6 +22,8 @@ export interface SucceedBehaviour {
   finishReason?: string;
   /** @default 0 */
   delayMs?: number;
+  /** `'omit'` answers with an empty `choices` (the usage is still reported). */
+  choices?: 'omit';
 }
 
 /** Answers with an OpenAI-shaped error body. */
@@ -279,7 +281,7 @@ function buildCompletion(succeed: SucceedBehaviour, body: unknown): object {
     object: 'chat.completion',
     created: CREATED_AT,
     model: request.model,
-    choices: [
+    choices: succeed.choices === 'omit' ? [] : [
       {
         index: 0,
         message: { role: 'assistant', content: completionWords.join(' '), refusal: null },

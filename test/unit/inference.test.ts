@@ -7,7 +7,7 @@ import { MockActivityEnvironment } from '@temporalio/testing';
 import { ApplicationFailure, CancelledFailure, type Logger } from '@temporalio/common';
 import { createInferenceActivities } from '../../activities/inference.js';
 import { createInstantBackend } from '../../activities/backends/instant.js';
-import { BackendError, type GenerateRequest, type InferenceBackend } from '../../activities/backends/types.js';
+import { BackendError, InterruptedGeneration, type GenerateRequest, type InferenceBackend } from '../../activities/backends/types.js';
 import type { BackendRegistry } from '../../activities/backends/registry.js';
 import type { DeploymentTarget, InferInput, InferOutput } from '../../workflows/contracts.js';
 
@@ -111,7 +111,7 @@ describe('infer: success', () => {
     expect(req?.params).toEqual(inp.params);
     expect(req?.signal).toBeInstanceOf(AbortSignal);
     expect(req?.signal.aborted).toBe(false);
-    expect(beats[0]).toEqual({ completionTokens: 0 });
+    expect(beats[0]).toEqual({ completionTokens: 0, consumedBefore: null });
   });
 });
 
@@ -183,5 +183,56 @@ describe('infer: failures', () => {
     await running;
     env.cancel();
     await expect(result).rejects.toBeInstanceOf(CancelledFailure);
+  });
+});
+
+describe('infer: tokens spent by failed and cancelled attempts', () => {
+  const spent = { promptTokens: 7, completionTokens: 3 };
+
+  it('puts what a failed call spent in the failure details and in a last heartbeat for the next attempt', async () => {
+    const env = mockEnv();
+    const beats: unknown[] = [];
+    env.on('heartbeat', (d: unknown) => beats.push(d));
+    const err = await runInfer(registryOf(failingBackend(new BackendError('unavailable', 'no choices', null, null, spent))), input(), env).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ApplicationFailure);
+    expect((err as ApplicationFailure).nonRetryable).toBe(false);
+    expect((err as ApplicationFailure).details?.[0]).toMatchObject({ consumed: spent });
+    expect(beats.at(-1)).toMatchObject({ consumedBefore: spent });
+  });
+
+  it('carries earlier attempts\' spending: added to a new failure, reported with a success', async () => {
+    const before = { promptTokens: 5, completionTokens: 1 };
+    const failing = new MockActivityEnvironment({ heartbeatDetails: { completionTokens: 0, consumedBefore: before } }, { logger: quiet });
+    const err = (await runInfer(registryOf(failingBackend(new BackendError('unavailable', 'x', null, null, spent))), input(), failing).catch((e: unknown) => e)) as ApplicationFailure;
+    expect(err.details?.[0]).toMatchObject({ consumed: { promptTokens: 12, completionTokens: 4 } });
+    const succeeding = new MockActivityEnvironment({ heartbeatDetails: { completionTokens: 0, consumedBefore: before } }, { logger: quiet });
+    const out = await runInfer(registryOf(createInstantBackend()), input(), succeeding);
+    expect(out.failedAttempts).toEqual(before);
+    expect((await runInfer(registryOf(createInstantBackend()))).failedAttempts).toBeNull();
+  });
+
+  it('a failure that spent nothing carries no count', async () => {
+    const err = (await runInfer(registryOf(failingBackend(new BackendError('unavailable', 'down')))).catch((e: unknown) => e)) as ApplicationFailure;
+    expect(err.details?.[0]).toMatchObject({ consumed: null });
+  });
+
+  it('a cancelled generation reports the tokens it spent in the cancellation', async () => {
+    let started!: () => void;
+    const running = new Promise<void>((resolve) => (started = resolve));
+    const backend: InferenceBackend = {
+      generate: (req) =>
+        new Promise((_resolve, reject) => {
+          req.signal.addEventListener('abort', () => reject(new InterruptedGeneration(req.signal.reason, spent)));
+          started();
+        }),
+      close: async () => {},
+    };
+    const env = mockEnv();
+    const result = runInfer(registryOf(backend), input(), env).catch((e: unknown) => e);
+    await running;
+    env.cancel();
+    const err = await result;
+    expect(err).toBeInstanceOf(CancelledFailure);
+    expect((err as CancelledFailure).details).toEqual([{ consumed: spent }]);
   });
 });

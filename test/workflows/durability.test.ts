@@ -84,19 +84,26 @@ afterAll(async () => {
 });
 
 describe('cancel', () => {
-  it('cancels a running job: reservation released, nothing billed, audited', async () => {
+  it('cancels a running job: reservation released, nothing billed, the tokens it spent recorded unbilled, audited', async () => {
     const job = await startJob(stack, key, { model: 'sluice-slow', messages: [{ role: 'user', content: 'a long story' }], max_tokens: 500, temperature: 0 });
     await waitForGeneration(job.id);
     const res = await fetch(`${stack.url}/v1/jobs/${job.id}/cancel`, { method: 'POST', headers: { Authorization: `Bearer ${key}` } });
     expect(res.status).toBe(200);
     expect(((await res.json()) as any).status).toBe('cancelled');
-    expect(await usageRows(job.id)).toHaveLength(0);
+    // The generation was waited for: it reported the prompt and the tokens it had produced.
+    const rows = await usageRows(job.id);
+    expect(rows).toHaveLength(1);
+    expect(rows[0]).toMatchObject({ step: 'infer:cancelled:slow-local', deployment_id: 'slow-local', billable: false });
+    expect(rows[0]!.input_tokens).toBeGreaterThan(0);
+    expect(rows[0]!.output_tokens).toBeGreaterThan(0);
+    expect(rows[0]!.output_tokens).toBeLessThan(500);
     const reservation = await stack.db.selectFrom('reservations').selectAll().where('request_id', '=', job.id).executeTakeFirstOrThrow();
     expect(reservation.status).toBe('released');
     const audit = await stack.db.selectFrom('audit_log').selectAll().where('target', '=', `request:${job.id}`).execute();
     expect(audit.map((a) => a.action)).toEqual(['request.cancelled']);
     const spend = await stack.db.selectFrom('tenant_spend').selectAll().where('tenant_id', '=', reservation.tenant_id).execute();
     expect(spend.every((s) => s.reserved_micros === 0)).toBe(true);
+    expect(spend.every((s) => s.spent_micros === 0)).toBe(true);
   });
 
   it('cancelling a finished job changes nothing', async () => {
