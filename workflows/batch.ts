@@ -170,6 +170,8 @@ export async function batch(input: BatchWorkflowInput): Promise<BatchProgress> {
       if (Date.now() - flushedAt >= FLUSH_MS) await flush();
     }
 
+    // The last lines drain; a cancel or the window's end meanwhile cancels them too.
+    if (patched('batch-stop-while-draining')) await condition(() => inFlight === 0 || stopped());
     if (stopped()) lines.cancel();
     await condition(() => inFlight === 0);
     await flush();

@@ -16,6 +16,7 @@ import {
   proxyActivities,
   proxyLocalActivities,
   setHandler,
+  sleep,
   upsertSearchAttributes,
   type ActivityOptions,
   type LocalActivityOptions,
@@ -81,6 +82,18 @@ function consumedOf(err: unknown): ConsumedTokens | null {
   return consumed && consumed.promptTokens + consumed.completionTokens > 0 ? consumed : null;
 }
 
+/** Limits a batch line waits out instead of failing: those that free up within a minute. */
+const WAITABLE_LIMITS: readonly string[] = ['rate_limit_exceeded', 'tokens_rate_limit_exceeded', 'concurrency_limit_exceeded'];
+
+/** How long to wait before admitting again after a waitable refusal (with jitter, so lines spread out); null otherwise. */
+function rateLimitWaitMs(err: unknown): number | null {
+  const failure = failureOf(err);
+  const details = failure?.details?.[0] as FailureDetails | undefined;
+  if (failure?.type !== 'QuotaExceeded' || !WAITABLE_LIMITS.includes(details?.code ?? '')) return null;
+  const base = Math.max(1, details?.retryAfterSeconds ?? 1) * 1000;
+  return base + Math.floor(Math.random() * Math.min(base, 2000)); // seeded per workflow: replays agree
+}
+
 function completionOf(input: ChatRequestInput, model: string, out: InferOutput): ChatCompletion {
   return {
     id: `chatcmpl-${input.requestId}`,
@@ -127,10 +140,25 @@ export async function chatRequest(input: ChatRequestInput): Promise<ChatCompleti
     /** Index of the deployment whose circuit admission already acquired (-1: none; with `folded`, all were open). */
     let acquired = -1;
     if (folded) {
-      const admission = await steps.admit({
+      const admit = () => steps.admit({
         requestId: input.requestId, tenantId: input.tenantId, keyId: input.keyId, model: input.model, subject: input.subject,
         promptTokensEstimate: input.promptTokensEstimate, maxTokens: input.params.maxTokens ?? null,
       });
+      let admission: Awaited<ReturnType<typeof admit>>;
+      for (;;) {
+        try {
+          admission = await admit();
+          break;
+        } catch (err) {
+          // A batch line refused by a per-minute or concurrency limit waits its turn (the batch's
+          // window slot stays taken: the batch slows to the tenant's limits) until its batch
+          // expires or is cancelled; a sync or async caller gets the 429 and decides.
+          const wait = input.kind === 'batch' ? rateLimitWaitMs(err) : null;
+          if (wait === null || !patched('batch-lines-wait-for-rate-limits')) throw err;
+          state = { status: 'queued', step: 'rate-limited' };
+          await sleep(wait);
+        }
+      }
       reserved = true;
       ({ maxTokens, assignment, deployments, acquired } = admission);
     } else {

@@ -6,10 +6,11 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import OpenAI, { toFile } from 'openai';
 import { inject } from 'vitest';
-import { addInstantModel, startTestStack, type TestStack } from '../support/stack.js';
+import { addInstantModel, addModel, startTestStack, type TestStack } from '../support/stack.js';
 import { startStack } from '../../scripts/lib/system.js';
 import { createLogger } from '../../workers/logger.js';
-import { batchWorkflowId } from '../../workflows/contracts.js';
+import { CONTROL_TASK_QUEUE, batchWorkflowId, type BatchWorkflowInput } from '../../workflows/contracts.js';
+import { insertBatch } from '../../db/repositories/batches.js';
 import { cli } from '../../scripts/sluice.js';
 import fs from 'node:fs/promises';
 import os from 'node:os';
@@ -22,6 +23,8 @@ let key: string;
 beforeAll(async () => {
   stack = await startTestStack({ env: { SLUICE_BATCH_CONCURRENCY: '4', SLUICE_BATCH_LINES_PER_RUN: '20' } });
   await addInstantModel(stack);
+  // Served by no worker: its lines wait for an inference slot that never comes.
+  await addModel(stack, { id: 'stranded', context_length: 1024, max_output_tokens: 8, deployments: [{ id: 'stranded-x', provider: 'instant', pool: 'nowhere' }] });
   ({ key } = await stack.createTenantKey());
   client = new OpenAI({ apiKey: key, baseURL: `${stack.url}/v1`, maxRetries: 0 });
 });
@@ -205,6 +208,56 @@ describe('batches', () => {
     await fs.rm(dir, { recursive: true, force: true });
   });
 
+  it('lines refused by a concurrency or per-minute limit wait their turn instead of failing', async () => {
+    const limited = await stack.createTenantKey({ limits: { max_concurrent: 1 } });
+    const c = new OpenAI({ apiKey: limited.key, baseURL: `${stack.url}/v1`, maxRetries: 0 });
+    const n = 6;
+    const lines = Array.from({ length: n }, (_, i) => chatLine(`w-${i}`, 'instant', `wait ${i}`));
+    const created = await c.batches.create({ input_file_id: (await upload(jsonl(lines), c)).id, endpoint: '/v1/chat/completions', completion_window: '24h' });
+    const deadline = Date.now() + 120_000;
+    let done = await c.batches.retrieve(created.id);
+    while (!final(done) && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 200));
+      done = await c.batches.retrieve(created.id);
+    }
+    // Four lines at a time against a limit of one: most were refused at least once, none failed.
+    expect(done.status).toBe('completed');
+    expect(done.request_counts).toEqual({ total: n, completed: n, failed: 0 });
+    const refusals = await stack.db.selectFrom('audit_log').select('action').where('tenant_id', '=', limited.tenantId).where('action', '=', 'request.failed').execute();
+    expect(refusals).toHaveLength(0);
+    expect(await usageOfBatch(created.id)).toHaveLength(n);
+  });
+
+  it('expires after its completion window: lines in flight cancelled, partial output, the rest batch_expired', async () => {
+    // OpenAI's API only takes '24h': the window is shortened by starting the batch workflow itself
+    // (as the API does) with a deadline a few seconds away.
+    const lines = [chatLine('e-0', 'instant', 'done before expiry'), chatLine('e-1', 'stranded', 'never served'), chatLine('e-2', 'stranded', 'never served either')];
+    const file = await upload(jsonl(lines));
+    const tenantId = (await stack.db.selectFrom('files').select('tenant_id').where('id', '=', file.id).executeTakeFirstOrThrow()).tenant_id;
+    const keyId = (await stack.db.selectFrom('api_keys').select('id').where('tenant_id', '=', tenantId).executeTakeFirstOrThrow()).id;
+    const id = `batch_expiry${Date.now()}`;
+    const row = await insertBatch(stack.db, {
+      id, tenantId, keyId, endpoint: '/v1/chat/completions', inputFileId: file.id, completionWindow: '24h', metadata: null, expiresAt: new Date(Date.now() + 6000),
+    });
+    const input: BatchWorkflowInput = {
+      batchId: id, tenantId, concurrency: 4, linesPerRun: 100, expiresAtMs: row.expires_at.getTime(), localActivities: true, state: null,
+    };
+    await stack.client.workflow.start('batch', { taskQueue: CONTROL_TASK_QUEUE, workflowId: batchWorkflowId(id), args: [input] });
+    const done = await waitFor(id, final);
+    expect(done.status).toBe('expired');
+    expect(done.expired_at).not.toBeNull();
+    expect(done.request_counts).toEqual({ total: 3, completed: 1, failed: 0 });
+    const out = await contentLines(done.output_file_id as string);
+    expect(out.map((l) => l.custom_id)).toEqual(['e-0']);
+    const errors = await contentLines(done.error_file_id as string);
+    expect(errors.map((l) => [l.custom_id, l.error?.code])).toEqual([['e-1', 'batch_expired'], ['e-2', 'batch_expired']]);
+    // The stranded lines' reservations were released; only the line that ran is billed.
+    expect((await usageOfBatch(id)).map((u) => u.billable)).toEqual([true]);
+    const held = await stack.db.selectFrom('reservations').select('status').where('request_id', 'like', `${id.replace(/^batch_/, 'batch_req_')}_%`).execute();
+    expect(held.filter((r) => r.status === 'held')).toHaveLength(0);
+  });
+
+  // Stops this file's workers: keep it last.
   it('resumes after the workers stop mid-batch: exactly one result and one usage row per line', async () => {
     const n = 120;
     const lines = Array.from({ length: n }, (_, i) => chatLine(`r-${i}`, 'instant', `resume ${i}`));
@@ -236,4 +289,5 @@ describe('batches', () => {
       await fresh.stop();
     }
   });
+
 });
