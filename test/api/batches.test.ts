@@ -182,7 +182,10 @@ describe('batches', () => {
     expect(out).toHaveLength(completed);
     expect(out.length + errs.length).toBe(40);
     expect(errs.filter((e) => e.error?.code === 'batch_cancelled').length).toBeGreaterThan(0);
-    expect(await usageOfBatch(created.id)).toHaveLength(completed);
+    // Billed: the completed lines. Lines cancelled mid-generation left what they spent, unbilled.
+    const usage = await usageOfBatch(created.id);
+    expect(usage.filter((u) => u.billable)).toHaveLength(completed);
+    for (const u of usage.filter((row) => !row.billable)) expect(u.step).toMatch(/^infer:cancelled:/);
     const held = await stack.db.selectFrom('reservations').select('request_id').where('status', '=', 'held').execute();
     expect(held).toHaveLength(0);
   });
