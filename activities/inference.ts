@@ -53,10 +53,29 @@ function addConsumed(a: ConsumedTokens | null, b: ConsumedTokens | null): Consum
   return { promptTokens: a.promptTokens + b.promptTokens, completionTokens: a.completionTokens + b.completionTokens };
 }
 
-/** What earlier attempts of this activity spent, carried in their last heartbeat (`consumedBefore`). */
+/**
+ * An attempt's heartbeat: its own progress so far, and what earlier attempts spent. An attempt
+ * that fails folds its spending into `consumedBefore` and zeroes its progress in a last beat;
+ * one whose worker died leaves its progress there, so the next attempt counts that too.
+ */
+interface InferHeartbeat {
+  completionTokens: number;
+  promptTokens: number;
+  consumedBefore: ConsumedTokens | null;
+}
+
+const isCount = (n: unknown): n is number => typeof n === 'number' && Number.isSafeInteger(n) && n >= 0;
+
+/** What earlier attempts of this activity spent, from the last heartbeat the server kept. */
 function carriedConsumption(details: unknown): ConsumedTokens | null {
-  const carried = (details as { consumedBefore?: ConsumedTokens | null } | undefined)?.consumedBefore;
-  return carried && Number.isSafeInteger(carried.promptTokens) && Number.isSafeInteger(carried.completionTokens) ? carried : null;
+  const beat = (details ?? {}) as Partial<InferHeartbeat>;
+  const before = beat.consumedBefore && isCount(beat.consumedBefore.promptTokens) && isCount(beat.consumedBefore.completionTokens) ? beat.consumedBefore : null;
+  // A previous attempt that stopped heartbeating mid-generation (its worker died): what it had
+  // reported by its last beat was spent.
+  const died = isCount(beat.promptTokens) && isCount(beat.completionTokens) && beat.promptTokens + beat.completionTokens > 0
+    ? { promptTokens: beat.promptTokens, completionTokens: beat.completionTokens }
+    : null;
+  return addConsumed(before, died);
 }
 
 function detailsWith(consumed: ConsumedTokens | null): FailureDetails {
@@ -69,29 +88,28 @@ export function createInferenceActivities(deps: { backends: BackendRegistry; poo
       const ctx = Context.current();
       const started = performance.now();
       let lastBeat = 0;
-      let progress = 0;
-      // Upstreams that do not stream report no progress until the end: beat on a timer too.
+      let progress = { completionTokens: 0, promptTokens: 0 };
       // Tokens earlier attempts spent before failing ride along in every heartbeat, so the attempt
       // that ends the activity reports them all: the workflow records each spent token once.
       const carried = carriedConsumption(ctx.info.heartbeatDetails);
-      const beat = (completionTokens: number, consumedBefore = carried) => ctx.heartbeat({ completionTokens, consumedBefore });
+      const beat = (details: InferHeartbeat = { ...progress, consumedBefore: carried }) => ctx.heartbeat(details);
       // Upstreams that do not stream report no progress until the end: beat on a timer too.
-      const timer = setInterval(() => beat(progress), HEARTBEAT_EVERY_MS * 3);
+      const timer = setInterval(() => beat(), HEARTBEAT_EVERY_MS * 3);
       deps.metrics?.inferenceInFlight.inc({ pool: deps.pool });
       let outcome = 'error';
       try {
         const backend = await deps.backends.get(input.deployment);
-        beat(0);
+        beat();
         const result = await backend.generate({
           messages: input.messages,
           params: input.params,
           signal: ctx.cancellationSignal,
-          onProgress: (completionTokens) => {
-            progress = completionTokens;
+          onProgress: (completionTokens, promptTokens) => {
+            progress = { completionTokens, promptTokens };
             const now = performance.now();
             if (now - lastBeat >= HEARTBEAT_EVERY_MS) {
               lastBeat = now;
-              beat(completionTokens);
+              beat();
             }
           },
         });
@@ -100,8 +118,10 @@ export function createInferenceActivities(deps: { backends: BackendRegistry; poo
       } catch (err) {
         const cancelled = ctx.cancellationSignal.aborted;
         if (cancelled) outcome = 'cancelled';
-        const consumed = addConsumed(carried, consumedBy(err));
-        if (consumed !== carried) beat(progress, consumed); // the next attempt, if any, carries it on
+        const reported = consumedBy(err) ?? (progress.promptTokens + progress.completionTokens > 0 ? progress : null);
+        const consumed = addConsumed(carried, reported);
+        // Folded into consumedBefore for the next attempt, if any; this attempt's progress is zeroed.
+        if (consumed !== carried) beat({ completionTokens: 0, promptTokens: 0, consumedBefore: consumed });
         throw toFailure(err, cancelled, consumed);
       } finally {
         clearInterval(timer);

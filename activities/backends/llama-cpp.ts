@@ -274,7 +274,7 @@ interface GenerationInput {
   prompt: PreparedPrompt;
   params: GenerateParams;
   signal: AbortSignal;
-  onProgress: ((completionTokens: number) => void) | undefined;
+  onProgress: ((completionTokens: number, promptTokens: number) => void) | undefined;
   progressEveryTokens: number;
 }
 
@@ -328,7 +328,7 @@ async function generateOnSequence(
   for await (const token of sequence.evaluate(prompt.tokens, samplingOptions(params))) {
     signal.throwIfAborted();
     tokens.push(token);
-    if (onProgress !== undefined && tokens.length % progressEveryTokens === 0) onProgress(tokens.length);
+    if (onProgress !== undefined && tokens.length % progressEveryTokens === 0) onProgress(tokens.length, prompt.tokens.length);
     if (prompt.stopTokens.has(token)) {
       contentTokenCount = tokens.length - 1;
       break;
@@ -340,7 +340,7 @@ async function generateOnSequence(
     }
   }
   signal.throwIfAborted();
-  onProgress?.(tokens.length);
+  onProgress?.(tokens.length, prompt.tokens.length);
   return { tokens, finishReason, contentTokenCount: contentTokenCount ?? tokens.length, stops };
 }
 

@@ -65,7 +65,7 @@ export function createOpenAICompatibleBackend(options: OpenAICompatibleBackendOp
         throw toBackendError(error, request.signal, options.apiKey);
       }
       const result = toGenerateResult(completion);
-      request.onProgress?.(result.completionTokens);
+      request.onProgress?.(result.completionTokens, result.promptTokens);
       return result;
     },
     close: async () => {

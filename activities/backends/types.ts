@@ -28,8 +28,11 @@ export interface GenerateRequest {
   params: GenerateParams;
   /** Aborted when the activity is cancelled (job cancel, workflow timeout, worker shutdown). */
   signal: AbortSignal;
-  /** Called as tokens are produced so the activity can heartbeat. */
-  onProgress?: (completionTokens: number) => void;
+  /**
+   * Called as tokens are produced so the activity can heartbeat; `promptTokens` once the prompt
+   * was evaluated (its tokens are spent even if the worker dies before the end).
+   */
+  onProgress?: (completionTokens: number, promptTokens: number) => void;
 }
 
 export interface GenerateResult {

@@ -111,7 +111,7 @@ describe('infer: success', () => {
     expect(req?.params).toEqual(inp.params);
     expect(req?.signal).toBeInstanceOf(AbortSignal);
     expect(req?.signal.aborted).toBe(false);
-    expect(beats[0]).toEqual({ completionTokens: 0, consumedBefore: null });
+    expect(beats[0]).toEqual({ completionTokens: 0, promptTokens: 0, consumedBefore: null });
   });
 });
 
@@ -209,6 +209,11 @@ describe('infer: tokens spent by failed and cancelled attempts', () => {
     const out = await runInfer(registryOf(createInstantBackend()), input(), succeeding);
     expect(out.failedAttempts).toEqual(before);
     expect((await runInfer(registryOf(createInstantBackend()))).failedAttempts).toBeNull();
+  });
+
+  it('counts what an attempt whose worker died had reported in its last heartbeat', async () => {
+    const afterCrash = new MockActivityEnvironment({ heartbeatDetails: { completionTokens: 5, promptTokens: 9, consumedBefore: { promptTokens: 1, completionTokens: 1 } } }, { logger: quiet });
+    expect((await runInfer(registryOf(createInstantBackend()), input(), afterCrash)).failedAttempts).toEqual({ promptTokens: 10, completionTokens: 6 });
   });
 
   it('a failure that spent nothing carries no count', async () => {

@@ -117,7 +117,7 @@ describe('cancel', () => {
 });
 
 describe('worker crash', () => {
-  it('an inference worker killed mid-generation: the activity completes on a restarted worker, one usage row', async () => {
+  it('an inference worker killed mid-generation: the activity completes on a restarted worker, billed once, the lost attempt recorded unbilled', async () => {
     let worker = startWorkerProcess('crashy');
     try {
       const job = await startJob(stack, key, { model: 'sluice-slow-remote', messages: [{ role: 'user', content: 'crash me' }], max_tokens: 400, temperature: 0 });
@@ -127,7 +127,13 @@ describe('worker crash', () => {
       worker = startWorkerProcess('crashy');
       const done = await pollJob(stack, key, job.id, (s) => s === 'succeeded' || s === 'failed', 120_000);
       expect(done.status).toBe('succeeded');
-      expect(await usageRows(job.id)).toHaveLength(1);
+      const rows = await usageRows(job.id);
+      expect(rows.filter((r) => r.billable).map((r) => r.step)).toEqual(['infer']);
+      // What the killed attempt had reported by its last heartbeat: its prompt and tokens so far.
+      const lost = rows.filter((r) => !r.billable);
+      expect(lost.map((r) => r.step)).toEqual(['infer:failed:slow-crashy']);
+      expect(lost[0]!.input_tokens).toBe(rows.find((r) => r.billable)!.input_tokens);
+      expect(lost[0]!.output_tokens).toBeGreaterThan(0);
       const history = await stack.client.workflow.getHandle(chatWorkflowId(job.id)).fetchHistory();
       const attempts = (history.events ?? []).flatMap((e) => (e.activityTaskStartedEventAttributes ? [e.activityTaskStartedEventAttributes.attempt] : []));
       expect(attempts).toEqual([2]); // the started event records the attempt that completed
@@ -150,7 +156,10 @@ describe('Temporal restart', () => {
     for (const job of jobs) {
       const done = await pollJob(stack, key, job.id, (s) => s === 'succeeded' || s === 'failed', 120_000);
       expect(done?.status).toBe('succeeded');
-      expect(await usageRows(job.id)).toHaveLength(1);
+      // Billed once; an attempt that timed out while the server was away may have left its spent tokens, unbilled.
+      const rows = await usageRows(job.id);
+      expect(rows.filter((r) => r.billable)).toHaveLength(1);
+      for (const r of rows.filter((row) => !row.billable)) expect(r.step).toBe('infer:failed:slow-local');
     }
   });
 });
