@@ -8,6 +8,7 @@ import type { Db } from '../db/database.js';
 import type { PriceQuote } from '../db/repositories/billing.js';
 import { billableTenants } from '../db/repositories/billing.js';
 import { issueInvoice, periodRange, reconcileInvoice } from '../db/repositories/invoices.js';
+import { closeDay, dayRange, reconcileDay } from '../db/repositories/day-close.js';
 import type { Metrics } from '../workers/metrics.js';
 import type { BillingOutput, FailureType } from '../workflows/contracts.js';
 import { costMicros } from './cost.js';
@@ -52,6 +53,37 @@ export function createBillingActivities(deps: BillingDeps) {
       if (!r.ok) throw ApplicationFailure.create({ type: 'NotFound' satisfies FailureType, message: `tenant ${input.tenantId} not found`, nonRetryable: true });
       if (r.created) deps.metrics?.invoicesIssued.inc({ period: input.period });
       return { invoiceId: r.invoice.id, version: r.invoice.version, created: r.created, totalMicros: r.invoice.total_micros, lateRows: r.invoice.late_rows };
+    },
+
+    /**
+     * Closes a UTC day: each tenant's billable totals for it, written once. A day that has not
+     * ended is refused (non-retryable `PeriodOpen`).
+     */
+    async closeDay(input: { day: string; tenantId: string | null; workflowId: string }): Promise<{ created: number; tenants: number }> {
+      const { end } = dayRange(input.day);
+      if (end > deps.now()) {
+        throw ApplicationFailure.create({ type: 'PeriodOpen', message: `day ${input.day} ends at ${end.toISOString()}; it cannot be closed yet`, nonRetryable: true });
+      }
+      return closeDay(deps.db, input);
+    },
+
+    /**
+     * Checks a closed day against the ledger now (see `reconcileDay`). A mismatch counts in
+     * `sluice_billing_reconciliation_failures_total` (period = the day's month) and fails
+     * non-retryably with the findings.
+     */
+    async reconcileDay(input: { day: string; tenantId: string | null }): Promise<{ tenants: number }> {
+      const r = await reconcileDay(deps.db, input.day, input.tenantId);
+      if (!r.ok) {
+        deps.metrics?.billingReconciliationFailures.inc({ period: input.day.slice(0, 7) });
+        throw ApplicationFailure.create({
+          type: 'ReconciliationMismatch',
+          message: `day ${input.day} does not reconcile with the ledger: ${r.problems.join('; ')}`,
+          nonRetryable: true,
+          details: [r],
+        });
+      }
+      return { tenants: r.tenants };
     },
 
     /**

@@ -123,6 +123,7 @@ export type Action =
   | { kind: 'chat'; body: ChatBody }
   | { kind: 'batch'; op: BatchOp }
   | { kind: 'billing.run'; period: string; tenantId: string | null; wait: boolean }
+  | { kind: 'billing.closeDay'; day: string; tenantId: string | null; wait: boolean }
   | { kind: 'invoices.list'; period: string | null; tenantId: string | null; status: string | null; limit: number | null; after: string | null }
   | { kind: 'invoices.get'; id: string }
   | { kind: 'invoices.void'; id: string; reason: string }
@@ -268,6 +269,14 @@ function pageOf(values: Values): { limit: number | null; after: string | null } 
 }
 
 const PERIOD = /^\d{4}-(0[1-9]|1[0-2])$/;
+
+const DAY = /^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])$/;
+
+function dayOpt(values: Values): string {
+  const d = requiredStr(values, 'day');
+  if (!DAY.test(d)) throw new UsageError(`--day must be YYYY-MM-DD, got '${d}'`);
+  return d;
+}
 
 function periodOpt(values: Values): string {
   const p = requiredStr(values, 'period');
@@ -472,6 +481,18 @@ const COMMANDS: readonly CommandSpec[] = [
     },
     args: [],
     build: (v) => ({ kind: 'billing.run', period: periodOpt(v), tenantId: str(v, 'tenant') ?? null, wait: v['no-wait'] !== true }),
+  },
+  {
+    path: ['billing', 'close-day'],
+    synopsis: '--day YYYY-MM-DD [--tenant ID] [--no-wait]',
+    summary: 'close a UTC day: each tenant\'s billable totals for it, written once and checked against the ledger',
+    options: {
+      day: { type: 'string', arg: 'YYYY-MM-DD', help: 'the day to close (required; must have ended)' },
+      tenant: { type: 'string', arg: 'ID', help: 'one tenant (default: every tenant with usage that day; finance keys: their own)' },
+      'no-wait': { type: 'boolean', help: 'start the workflow and print its ID without waiting' },
+    },
+    args: [],
+    build: (v) => ({ kind: 'billing.closeDay', day: dayOpt(v), tenantId: str(v, 'tenant') ?? null, wait: v['no-wait'] !== true }),
   },
   {
     path: ['invoices', 'list'],
@@ -856,6 +877,14 @@ interface InvoiceJson {
   lines?: Array<{ kind: string; model: string | null; key_id: string | null; variant: string | null; usage_period: string; late: boolean; description: string | null; requests: number; input_tokens: number; output_tokens: number; amount_micros: number }>;
 }
 
+interface DayCloseJson {
+  day: string;
+  tenant_id: string | null;
+  workflow_id: string;
+  run_id: string;
+  result?: { status: string; created: number | null; tenants: number | null; error: string | null };
+}
+
 interface BillingRunJson {
   period: string;
   runs: Array<{
@@ -1074,6 +1103,17 @@ const HANDLERS: Handlers = {
         } else if (res.status === 'succeeded') out(`  invoice ${res.invoice_id} (${res.created ? 'new' : 'existing'}), total ${formatMicros(res.total_micros ?? 0)}, reconciled with the ledger`);
         else out(`  FAILED: ${res.error ?? 'unknown error'}`);
       }
+    },
+  },
+  'billing.closeDay': {
+    request: (a) => ({ method: 'POST', path: '/v1/admin/billing/runs', body: { day: a.day, ...(a.tenantId ? { tenant_id: a.tenantId } : {}), wait: a.wait } }),
+    exitCode: (body) => ((body as DayCloseJson).result?.status === 'failed' ? 1 : 0),
+    render(body, a, { out }) {
+      const r = body as DayCloseJson;
+      out(`Day close ${r.day} ${r.tenant_id === null ? 'for every tenant' : `for tenant ${r.tenant_id}`}: workflow ${r.workflow_id} (run ${r.run_id})`);
+      if (!a.wait || !r.result) return;
+      if (r.result.status === 'succeeded') out(`  ${r.result.tenants ?? 0} tenant(s) closed (${r.result.created ?? 0} new), reconciled with the ledger`);
+      else out(`  FAILED: ${r.result.error ?? 'unknown error'}`);
     },
   },
   'invoices.list': {

@@ -6,6 +6,10 @@
  *
  * `billingRun`: bills every billable tenant of a period (the previous month when started by the
  * monthly Schedule), as child workflows with those same IDs, a few at a time.
+ *
+ * `dayClose`: closes a UTC day (the previous one when started by the daily Schedule): each tenant's
+ * billable totals for the day, written once, then checked against the ledger. Workflow ID
+ * `day-close-<day>`: a re-run writes nothing and checks again.
  */
 import {
   ActivityFailure,
@@ -24,8 +28,12 @@ import {
 import { WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
 import type { ControlActivities } from '../activities/index.js';
 import {
+  DAY_PATTERN,
   PERIOD_PATTERN,
   SearchAttributes,
+  previousDay,
+  type DayCloseInput,
+  type DayCloseOutput,
   billingWorkflowId,
   previousPeriod,
   type BillingInput,
@@ -136,4 +144,27 @@ export async function billingRun(input: BillingRunInput): Promise<BillingRunOutp
   out.invoices.sort((a, b) => a.tenantId.localeCompare(b.tenantId));
   out.failures.sort((a, b) => a.tenantId.localeCompare(b.tenantId));
   return out;
+}
+
+export async function dayClose(input: DayCloseInput): Promise<DayCloseOutput> {
+  const day = input.day ?? previousDay(workflowInfo().startTime);
+  if (!DAY_PATTERN.test(day)) throw ApplicationFailure.create({ type: 'BadRequest', message: `day must be YYYY-MM-DD, got '${day}'`, nonRetryable: true });
+  upsertSearchAttributes([
+    { key: SearchAttributes.kind, value: 'day-close' },
+    ...(input.tenantId ? [{ key: SearchAttributes.tenant, value: input.tenantId }] : []),
+    { key: SearchAttributes.status, value: 'running' },
+  ]);
+  const close = proxyActivities<ControlActivities>(PROFILES.close);
+  const check = proxyActivities<ControlActivities>(PROFILES.reconcile);
+  try {
+    const closed = await close.closeDay({ day, tenantId: input.tenantId, workflowId: workflowInfo().workflowId });
+    await check.reconcileDay({ day, tenantId: input.tenantId });
+    upsertSearchAttributes([{ key: SearchAttributes.status, value: 'succeeded' }]);
+    return { day, ...closed };
+  } catch (err) {
+    upsertSearchAttributes([{ key: SearchAttributes.status, value: 'failed' }]);
+    const cause = err instanceof ActivityFailure && err.cause instanceof ApplicationFailure ? err.cause : null;
+    if (cause) throw ApplicationFailure.create({ type: cause.type ?? 'InternalError', message: cause.message, nonRetryable: true, details: cause.details ?? [] });
+    throw err;
+  }
 }

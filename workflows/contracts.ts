@@ -238,6 +238,37 @@ export function previousPeriod(at: Date): string {
   return new Date(Date.UTC(at.getUTCFullYear(), at.getUTCMonth() - 1, 1)).toISOString().slice(0, 7);
 }
 
+/** ID of the Temporal Schedule that closes the previous UTC day at 00:05 UTC. */
+export const DAY_CLOSE_SCHEDULE_ID = 'sluice-day-close-daily';
+
+/** `YYYY-MM-DD`, a calendar day in UTC. */
+export const DAY_PATTERN = /^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])$/;
+
+/** The UTC day before the one holding `at`. */
+export function previousDay(at: Date): string {
+  return new Date(Date.UTC(at.getUTCFullYear(), at.getUTCMonth(), at.getUTCDate() - 1)).toISOString().slice(0, 10);
+}
+
+/** Workflow ID of a day close (every tenant, or one). */
+export function dayCloseWorkflowId(day: string, tenantId: string | null = null): string {
+  return tenantId === null ? `day-close-${day}` : `day-close-${day}-${tenantId}`;
+}
+
+export interface DayCloseInput {
+  /** Null: the day before the workflow's start (what the schedule passes). */
+  day: string | null;
+  /** Null: every tenant with usage that day. */
+  tenantId: string | null;
+}
+
+export interface DayCloseOutput {
+  day: string;
+  /** Closes written by this run (0 on a re-run). */
+  created: number;
+  /** Tenants whose day is closed, in all. */
+  tenants: number;
+}
+
 export interface BillingInput {
   tenantId: string;
   period: string;

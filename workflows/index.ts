@@ -2,5 +2,5 @@
 export { chatRequest, statusQuery } from './chat-request.js';
 export { reconcileReservations } from './reconcile.js';
 export { batch, cancelBatchSignal, batchProgressQuery } from './batch.js';
-export { billing, billingRun, billingStateQuery } from './billing.js';
+export { billing, billingRun, billingStateQuery, dayClose } from './billing.js';
 export { webhookDelivery } from './webhook-delivery.js';

@@ -17,8 +17,11 @@ import {
   reconcileInvoice, streamInvoiceLines, streamUsage, voidInvoice,
 } from '../../db/repositories/invoices.js';
 import { getTenant } from '../../db/repositories/tenants.js';
-import type { billing, billingRun } from '../../workflows/billing.js';
-import { CONTROL_TASK_QUEUE, PERIOD_PATTERN, billingRunWorkflowId, billingWorkflowId, type BillingOutput } from '../../workflows/contracts.js';
+import { dayRange, listDayCloses } from '../../db/repositories/day-close.js';
+import type { billing, billingRun, dayClose } from '../../workflows/billing.js';
+import {
+  CONTROL_TASK_QUEUE, DAY_PATTERN, PERIOD_PATTERN, billingRunWorkflowId, billingWorkflowId, dayCloseWorkflowId, type BillingOutput,
+} from '../../workflows/contracts.js';
 import { authOf, requirePermission, tenantScope, type AuthContext } from '../auth.js';
 import { HttpError, badRequest, notFound } from '../errors.js';
 import { pageOf } from '../pagination.js';
@@ -31,6 +34,16 @@ export interface BillingRouteDeps {
 function periodParam(v: unknown, now: Date): string {
   if (typeof v !== 'string' || !PERIOD_PATTERN.test(v)) throw badRequest("'period' must be a calendar month YYYY-MM (UTC)", 'period', 'invalid_value');
   if (periodRange(v).end > now) throw new HttpError('conflict_error', `period ${v} has not ended yet (it ends ${periodRange(v).end.toISOString()})`, 'period_open', 'period');
+  return v;
+}
+
+function dayParam(v: unknown, name: string): string {
+  if (typeof v !== 'string' || !DAY_PATTERN.test(v)) throw badRequest(`'${name}' must be a day YYYY-MM-DD (UTC)`, name, 'invalid_value');
+  try {
+    dayRange(v);
+  } catch {
+    throw badRequest(`'${name}' is not a calendar day: ${v}`, name, 'invalid_value');
+  }
   return v;
 }
 
@@ -172,10 +185,35 @@ export function billingRoutes(deps: BillingRouteDeps): Router {
   router.post('/admin/billing/runs', requirePermission(deps, 'billing:write'), async (req, res) => {
     const auth = authOf(req);
     const b = (req.body ?? {}) as Record<string, unknown>;
-    const period = periodParam(b.period, new Date());
+    if (b.day !== undefined && b.period !== undefined) throw badRequest("Give 'period' (a month to invoice) or 'day' (a day to close), not both", 'day');
+    const day = b.day === undefined ? null : dayParam(b.day, 'day');
+    if (day !== null && dayRange(day).end > new Date()) {
+      throw new HttpError('conflict_error', `day ${day} has not ended yet (it ends ${dayRange(day).end.toISOString()})`, 'period_open', 'day');
+    }
+    const period = day === null ? periodParam(b.period, new Date()) : null;
     const wait = b.wait === true;
     const tenantId = auth.role === 'super_admin' ? (typeof b.tenant_id === 'string' ? b.tenant_id : null) : tenantScope(auth, typeof b.tenant_id === 'string' ? b.tenant_id : (auth.tenantId ?? ''));
     if (tenantId !== null && !(await getTenant(db, tenantId))) throw notFound('Tenant');
+    if (day !== null) {
+      await audit(auth, tenantId, 'billing.day_close', tenantId === null ? `day:${day}` : `tenant:${tenantId}`, { day });
+      const workflowId = dayCloseWorkflowId(day, tenantId);
+      const handle = await deps.temporal.workflow.start<typeof dayClose>('dayClose', {
+        taskQueue: CONTROL_TASK_QUEUE, workflowId, args: [{ day, tenantId }],
+        workflowIdConflictPolicy: 'USE_EXISTING', workflowIdReusePolicy: 'ALLOW_DUPLICATE',
+      });
+      let result: Record<string, unknown> | null = null;
+      if (wait) {
+        try {
+          const r = await handle.result();
+          result = { status: 'succeeded', created: r.created, tenants: r.tenants, error: null };
+        } catch (err) {
+          result = { status: 'failed', created: null, tenants: null, error: err instanceof WorkflowFailedError && err.cause ? err.cause.message : String(err) };
+        }
+      }
+      res.status(wait ? 200 : 202).json({ object: 'billing.day_close', day, tenant_id: tenantId, workflow_id: workflowId, run_id: handle.firstExecutionRunId, ...(result ? { result } : {}) });
+      return;
+    }
+    if (period === null) throw badRequest("'period' is required", 'period');
     await audit(auth, tenantId, 'billing.run', tenantId === null ? `period:${period}` : `tenant:${tenantId}`, { period });
     if (tenantId !== null) {
       const started = await startBilling(tenantId, period);
@@ -190,6 +228,19 @@ export function billingRoutes(deps: BillingRouteDeps): Router {
     });
     const result = wait ? await handle.result() : null;
     res.status(wait ? 200 : 202).json({ object: 'billing.run', period, runs: [{ tenant_id: null, workflow_id: workflowId, run_id: handle.firstExecutionRunId, ...(result ? { result } : {}) }] });
+  });
+
+  router.get('/admin/usage/days', requirePermission(deps, 'billing:read'), async (req, res) => {
+    const auth = authOf(req);
+    const from = dayParam(req.query.from, 'from');
+    const to = dayParam(req.query.to, 'to');
+    if (to <= from) throw badRequest("'to' must be after 'from'", 'to', 'invalid_value');
+    if (dayRange(to).start.getTime() - dayRange(from).start.getTime() > 366 * 86_400_000) throw badRequest('At most 366 days at a time', 'to', 'invalid_value');
+    const rows = await listDayCloses(db, { tenantId: scopeOf(auth, req.query.tenant_id), from, to });
+    res.json({
+      object: 'list', has_more: false,
+      data: rows.map((r) => ({ object: 'usage.day_close', ...r, closed_at: r.closed_at.toISOString() })),
+    });
   });
 
   router.get('/admin/invoices', requirePermission(deps, 'billing:read'), async (req, res) => {

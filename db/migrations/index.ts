@@ -6,6 +6,7 @@ import * as batches from './2026-11-21-0003-batches.js';
 import * as finance from './2026-11-21-0004-finance.js';
 import * as retention from './2026-11-22-0005-retention.js';
 import * as webhooks from './2026-11-22-0006-webhooks.js';
+import * as dayClose from './2026-11-22-0007-day-close.js';
 
 export const migrations: Record<string, Migration> = {
   '2026-11-21-0001-spine': spine,
@@ -14,4 +15,5 @@ export const migrations: Record<string, Migration> = {
   '2026-11-21-0004-finance': finance,
   '2026-11-22-0005-retention': retention,
   '2026-11-22-0006-webhooks': webhooks,
+  '2026-11-22-0007-day-close': dayClose,
 };

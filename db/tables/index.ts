@@ -408,6 +408,18 @@ export interface InvoiceLinesTable {
   amount_micros: number;
 }
 
+/** A tenant's billable ledger totals for one UTC day, as closed (`day` is a PostgreSQL date: select it with to_char). */
+export interface DayClosesTable {
+  tenant_id: string;
+  day: ColumnType<Date, string, never>;
+  rows: number;
+  input_tokens: number;
+  output_tokens: number;
+  cost_micros: number;
+  workflow_id: string;
+  closed_at: CreatedAt;
+}
+
 export interface BillingClaimsTable {
   source: 'usage' | 'adjustment';
   source_id: number;
@@ -435,6 +447,7 @@ export interface Database {
   plan_rates: PlanRatesTable;
   usage_adjustments: UsageAdjustmentsTable;
   invoices: InvoicesTable;
+  day_closes: DayClosesTable;
   invoice_lines: InvoiceLinesTable;
   billing_claims: BillingClaimsTable;
   audit_checkpoints: AuditCheckpointsTable;

@@ -14,7 +14,7 @@ import { createApp } from '../../api/app.js';
 import { createControlWorker } from '../../workers/control-worker.js';
 import { ensureReconcileSchedule } from '../../workers/schedules.js';
 import { createInferenceWorker } from '../../workers/inference-worker.js';
-import { ensureBillingSchedule } from '../../workers/billing-schedule.js';
+import { ensureBillingSchedule, ensureDayCloseSchedule } from '../../workers/billing-schedule.js';
 import { createBackendRegistry, type BackendRegistry } from '../../activities/backends/registry.js';
 import { createMetrics, type Metrics } from '../../workers/metrics.js';
 import { payloadCodecsFor } from '../../workers/payload-codec.js';
@@ -120,6 +120,7 @@ export async function startStack(config: SluiceConfig, options: StackOptions): P
     workers.push(w);
     // Idempotent: the monthly billing Schedule (`temporal schedule list`).
     await ensureBillingSchedule(client);
+    await ensureDayCloseSchedule(client);
     await ensureReconcileSchedule(client);
   }
   if (options.pools.length > 0) {

@@ -198,6 +198,7 @@ describe('parseCommand', () => {
       action: { kind: 'usage', query: { from: '2025-01-01', to: '1738368000', group_by: 'day', tenant_id: 'ten_1' } },
     });
     expect(parsed(['audit', 'list', '--limit', '5'])).toMatchObject({ action: { kind: 'audit.list', limit: 5, before: null } });
+    expect(parsed(['billing', 'close-day', '--day', '2025-04-17', '--no-wait'])).toMatchObject({ action: { kind: 'billing.closeDay', day: '2025-04-17', tenantId: null, wait: false } });
     expect(parsed(['chat', '--model', 'tiny', 'say', 'hi', '--max-tokens', '8'])).toMatchObject({
       action: { kind: 'chat', body: { model: 'tiny', messages: [{ role: 'user', content: 'say hi' }], max_tokens: 8 } },
     });
@@ -226,6 +227,8 @@ describe('parseCommand', () => {
     expect(usageError(['batch', 'frobnicate'])).toBe("unknown batch command 'frobnicate'");
     expect(usageError(['batch', 'submit'])).toMatch(/FILE/);
     expect(usageError(['billing', 'frobnicate'])).toMatch(/unknown billing command 'frobnicate'/);
+    expect(usageError(['billing', 'close-day'])).toBe('--day is required');
+    expect(usageError(['billing', 'close-day', '--day', '2025-4-1'])).toMatch(/--day must be YYYY-MM-DD/);
     expect(usageError(['tenants', 'list'], { SLUICE_URL: baseUrl })).toMatch(/no API key/);
     expect(usageError(['tenants', 'list', '--url', 'ftp://x'])).toMatch(/must be http or https/);
   });

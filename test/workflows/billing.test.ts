@@ -10,7 +10,7 @@ import { startTestStack, type TestStack } from '../support/stack.js';
 import { createModel } from '../../db/repositories/models.js';
 import { createLedgerActivities, type SettleInput } from '../../activities/ledger.js';
 import { DEFAULT_BREAKER_CONFIG } from '../../activities/circuit-breaker.js';
-import { BILLING_SCHEDULE_ID, billingWorkflowId, previousPeriod } from '../../workflows/contracts.js';
+import { BILLING_SCHEDULE_ID, DAY_CLOSE_SCHEDULE_ID, billingWorkflowId, previousDay, previousPeriod } from '../../workflows/contracts.js';
 import { ScheduleOverlapPolicy, WorkflowFailedError } from '@temporalio/client';
 import type { billingRun } from '../../workflows/billing.js';
 
@@ -277,5 +277,92 @@ describe('the finance role', () => {
     expect(new Set(lines.slice(1).map((l) => l.split(',')[0])).size).toBe(20_000);
     const r = await bill(t.id, '2025-09');
     expect(r).toMatchObject({ status: 'succeeded', total_micros: 600_000 });
+  });
+});
+
+describe('day close', () => {
+  const DAY = '2025-04-17';
+  const closesOf = (tenantId: string) =>
+    stack.db.selectFrom('day_closes').select(['rows', 'input_tokens', 'output_tokens', 'cost_micros', 'closed_at', sql<string>`to_char(day, 'YYYY-MM-DD')`.as('day')])
+      .where('tenant_id', '=', tenantId).orderBy('day').execute();
+  const closeDay = async (day: string, key = stack.adminKey, extra: Record<string, unknown> = {}) => {
+    const r = await call(key, 'POST', '/v1/admin/billing/runs', { day, wait: true, ...extra });
+    expect(r.status, r.text).toBe(200);
+    expect(r.body).toMatchObject({ object: 'billing.day_close', day });
+    return r.body.result as { status: string; created: number | null; tenants: number | null; error: string | null };
+  };
+
+  it('closes each tenant\'s day once with its billable totals; a re-run writes nothing', async () => {
+    const a = await tenant();
+    const b = await tenant();
+    await settleAt(`${DAY}T00:00:00Z`, { tenantId: a.id });
+    await settleAt(`${DAY}T23:59:59.999Z`, { tenantId: a.id, promptTokens: 10, completionTokens: 5 });
+    await settleAt(`${DAY}T12:00:00Z`, { tenantId: b.id });
+    await settleAt('2025-04-18T00:00:00Z', { tenantId: a.id }); // the next day
+    // Tokens a failed attempt spent: in the ledger, not billable, not in the close.
+    const ledger = createLedgerActivities({ db: stack.db, now: () => new Date(`${DAY}T13:00:00Z`), breaker: DEFAULT_BREAKER_CONFIG, metrics: null });
+    await ledger.recordConsumed({
+      requestId: `req_bill_${++seq}`, step: `infer:failed:${DEP}`, tenantId: a.id, keyId: 'key_a', kind: 'sync', model: 'bill-model', deploymentId: DEP,
+      pool: 'local', variant: null, promptTokens: 500, completionTokens: 0, latencyMs: 0,
+    });
+
+    const first = await closeDay(DAY);
+    expect(first).toMatchObject({ status: 'succeeded', error: null });
+    expect(first.created).toBeGreaterThanOrEqual(2);
+    // 1 micro-USD per input token, 2 per output token.
+    expect(await closesOf(a.id)).toMatchObject([{ day: DAY, rows: 2, input_tokens: 1010, output_tokens: 1005, cost_micros: 3000 + 20 }]);
+    expect(await closesOf(b.id)).toMatchObject([{ day: DAY, rows: 1, input_tokens: 1000, output_tokens: 1000, cost_micros: 3000 }]);
+    const closedAt = (await closesOf(a.id))[0]!.closed_at;
+
+    const again = await closeDay(DAY);
+    expect(again).toMatchObject({ status: 'succeeded', created: 0, tenants: first.tenants });
+    expect((await closesOf(a.id))[0]!.closed_at).toEqual(closedAt);
+
+    // The tenant's finance key sees its own closes, not the other tenant's.
+    const mine = await call(a.financeKey, 'GET', `/v1/admin/usage/days?from=${DAY}&to=2025-04-18`);
+    expect(mine.status).toBe(200);
+    expect(mine.body.data).toEqual([expect.objectContaining({ object: 'usage.day_close', tenant_id: a.id, day: DAY, cost_micros: 3020 })]);
+    const theirs = await call(a.financeKey, 'GET', `/v1/admin/usage/days?from=${DAY}&to=2025-04-18&tenant_id=${b.id}`);
+    expect(theirs.status).toBe(404); // another tenant's data does not exist for this key
+  });
+
+  it('a row dated in a closed day that the close did not count fails the re-run loudly', async () => {
+    const day = '2025-04-20';
+    const t = await tenant();
+    await settleAt(`${day}T08:00:00Z`, { tenantId: t.id });
+    expect(await closeDay(day, stack.adminKey, { tenant_id: t.id })).toMatchObject({ status: 'succeeded', created: 1, tenants: 1 });
+    await settleAt(`${day}T09:00:00Z`, { tenantId: t.id }); // written after the close, dated inside it
+    const rerun = await closeDay(day, stack.adminKey, { tenant_id: t.id });
+    expect(rerun.status).toBe('failed');
+    expect(rerun.error).toContain(`day ${day} does not reconcile with the ledger`);
+    expect(rerun.error).toContain('rows closed at 1, ledger has 2');
+    const metrics = await (await fetch(`${stack.url}/metrics`)).text();
+    expect(metrics).toMatch(/sluice_billing_reconciliation_failures_total\{period="2025-04"\} [1-9]/);
+  });
+
+  it('refuses a day that has not ended, a date that does not exist, and a day with a period', async () => {
+    const today = new Date().toISOString().slice(0, 10);
+    const open = await call(stack.adminKey, 'POST', '/v1/admin/billing/runs', { day: today });
+    expect(open.status).toBe(409);
+    expect(open.body.error.code).toBe('period_open');
+    for (const body of [{ day: '2025-02-30' }, { day: '2025-4-1' }, { day: DAY, period: '2025-04' }]) {
+      const r = await call(stack.adminKey, 'POST', '/v1/admin/billing/runs', body);
+      expect(r.status, JSON.stringify(body)).toBe(400);
+      expect(r.body.error.type).toBe('invalid_request_error');
+    }
+  });
+
+  it('the daily Schedule exists and closes the previous day', async () => {
+    const schedule = stack.client.schedule.getHandle(DAY_CLOSE_SCHEDULE_ID);
+    const d = await schedule.describe();
+    expect(d.action).toMatchObject({ type: 'startWorkflow', workflowType: 'dayClose' });
+    expect(d.spec.calendars?.[0]).toMatchObject({ hour: [{ start: 0, end: 0, step: 1 }], minute: [{ start: 5, end: 5, step: 1 }] });
+    const t = await tenant();
+    const yesterday = previousDay(new Date());
+    await settleAt(`${yesterday}T12:00:00Z`, { tenantId: t.id });
+    await schedule.trigger(ScheduleOverlapPolicy.ALLOW_ALL);
+    const deadline = Date.now() + 60_000;
+    while ((await closesOf(t.id)).length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
+    expect(await closesOf(t.id)).toMatchObject([{ day: yesterday, rows: 1, cost_micros: 3000 }]);
   });
 });
