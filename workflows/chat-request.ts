@@ -120,12 +120,12 @@ export async function chatRequest(input: ChatRequestInput): Promise<ChatCompleti
   let reserved = false;
   let model = input.model;
   let variant: string | null = null;
-  // Workflows started before admission and completion became one activity each replay the
-  // step-by-step path (test/fixtures/histories); new ones take the folded one.
+  // Workflows started before this version replay the step-by-step path (test/fixtures/histories);
+  // new ones take admission and completion as one activity each, and record the tokens failed or
+  // cancelled attempts spent (unbilled), waiting for a cancelled generation to say how many. One
+  // patch for both (they shipped together): each patch costs a marker and a search-attribute write.
   const folded = patched('admission-in-one-activity');
-  // Tokens spent by failed or cancelled attempts are recorded (unbilled); a cancelled generation
-  // is waited for so it can say how many it spent.
-  const recordsConsumed = patched('record-consumed-usage');
+  const recordsConsumed = folded;
   /** Unbilled usage row for tokens spent by this deployment's failed or cancelled attempts. */
   const recordConsumed = (outcome: 'failed' | 'cancelled', deployment: DeploymentTarget, consumed: ConsumedTokens) =>
     CancellationScope.nonCancellable(() => steps.recordConsumed({
