@@ -3,9 +3,9 @@
  * on that tenant (`select … for update`), so any number of API replicas and workers admit no more
  * than the limits allow. Reservations are keyed by request: a retried activity changes nothing.
  */
-import { sql } from 'kysely';
+import { sql, type Insertable } from 'kysely';
 import type { Db } from '../database.js';
-import type { BudgetEvent, Reservation } from '../tables/index.js';
+import type { BudgetEvent, Reservation, UsageTable } from '../tables/index.js';
 import { minuteOf, periodOf } from '../../activities/cost.js';
 
 export type QuotaLimit = 'requests_per_minute' | 'tokens_per_minute' | 'max_concurrent' | 'monthly_budget';
@@ -209,6 +209,29 @@ export interface UsageInput {
   latencyMs: number;
 }
 
+/** The ledger row for a usage input. */
+function usageRow(usage: UsageInput, billable: boolean): Insertable<UsageTable> {
+  return {
+    request_id: usage.requestId,
+    step: usage.step,
+    tenant_id: usage.tenantId,
+    key_id: usage.keyId,
+    kind: usage.kind,
+    model: usage.model,
+    deployment_id: usage.deploymentId,
+    pool: usage.pool,
+    variant: usage.variant,
+    price_id: usage.priceId,
+    tenant_price_id: usage.tenantPriceId ?? null,
+    ...(usage.at ? { created_at: usage.at } : {}),
+    input_tokens: usage.inputTokens,
+    output_tokens: usage.outputTokens,
+    cost_micros: usage.costMicros,
+    latency_ms: usage.latencyMs,
+    billable,
+  };
+}
+
 /**
  * Writes the usage row for (request, step) and settles the reservation in one transaction.
  * Exactly once: a second call for the same (request, step) inserts nothing and changes nothing.
@@ -224,24 +247,7 @@ export async function settle(db: Db, usage: UsageInput): Promise<{ costMicros: n
       .executeTakeFirst();
     const inserted = await trx
       .insertInto('usage')
-      .values({
-        request_id: usage.requestId,
-        step: usage.step,
-        tenant_id: usage.tenantId,
-        key_id: usage.keyId,
-        kind: usage.kind,
-        model: usage.model,
-        deployment_id: usage.deploymentId,
-        pool: usage.pool,
-        variant: usage.variant,
-        price_id: usage.priceId,
-        tenant_price_id: usage.tenantPriceId ?? null,
-        ...(usage.at ? { created_at: usage.at } : {}),
-        input_tokens: usage.inputTokens,
-        output_tokens: usage.outputTokens,
-        cost_micros: usage.costMicros,
-        latency_ms: usage.latencyMs,
-      })
+      .values(usageRow(usage, true))
       .onConflict((oc) => oc.columns(['request_id', 'step']).doNothing())
       .returning('cost_micros')
       .executeTakeFirst();
@@ -288,25 +294,7 @@ export async function settle(db: Db, usage: UsageInput): Promise<{ costMicros: n
 export async function recordUnbilledUsage(db: Db, usage: UsageInput): Promise<{ inserted: boolean }> {
   const row = await db
     .insertInto('usage')
-    .values({
-      request_id: usage.requestId,
-      step: usage.step,
-      tenant_id: usage.tenantId,
-      key_id: usage.keyId,
-      kind: usage.kind,
-      model: usage.model,
-      deployment_id: usage.deploymentId,
-      pool: usage.pool,
-      variant: usage.variant,
-      price_id: usage.priceId,
-      tenant_price_id: usage.tenantPriceId ?? null,
-      ...(usage.at ? { created_at: usage.at } : {}),
-      input_tokens: usage.inputTokens,
-      output_tokens: usage.outputTokens,
-      cost_micros: usage.costMicros,
-      latency_ms: usage.latencyMs,
-      billable: false,
-    })
+    .values(usageRow(usage, false))
     .onConflict((oc) => oc.columns(['request_id', 'step']).doNothing())
     .returning('id')
     .executeTakeFirst();
