@@ -14,7 +14,7 @@ import {
 } from '../../db/repositories/webhooks.js';
 import { newWebhookSecret } from '../../activities/webhook-signing.js';
 import { DEFAULT_WEBHOOK_CONFIG, startWebhookDelivery, webhookUrlProblem, type WebhookConfig } from '../../activities/webhooks.js';
-import { WEBHOOK_EVENT_TYPES } from '../../workflows/contracts.js';
+import { WEBHOOK_EVENT_TYPES, webhookWorkflowId } from '../../workflows/contracts.js';
 import { authOf, requirePermission, tenantScope, type AuthContext } from '../auth.js';
 import { HttpError, badRequest, notFound } from '../errors.js';
 import { MAX_PAGE, pageOf } from '../pagination.js';
@@ -136,10 +136,20 @@ export function webhookRoutes(deps: WebhookRouteDeps): Router {
     const e = await getEndpoint(db, d.endpoint_id);
     if (!e || e.status !== 'active') throw new HttpError('conflict_error', 'The endpoint is disabled; register it again to receive events', 'endpoint_disabled');
     const previous = d.status;
-    await resetDelivery(db, d.id);
-    if (!(await startWebhookDelivery(deps.temporal, d, config.retry, true))) {
-      throw new HttpError('conflict_error', 'This delivery is still being attempted', 'delivery_in_progress');
+    const inProgress = () => new HttpError('conflict_error', 'This delivery is still being attempted', 'delivery_in_progress');
+    // A delivery recorded as finished may still have its workflow closing for a few milliseconds:
+    // let it close (bounded) before starting the replay under the same workflow ID.
+    const current = deps.temporal.workflow.getHandle(webhookWorkflowId(d.event_id, d.endpoint_id));
+    const running = await current.describe().then((x) => x.status.name === 'RUNNING', () => false);
+    if (running) {
+      if (d.status === 'pending') throw inProgress();
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([current.result().catch(() => undefined), new Promise((r) => (timer = setTimeout(r, 10_000)))]);
+      clearTimeout(timer);
     }
+    await resetDelivery(db, d.id);
+    // Refused only when another delivery of it started meanwhile (a concurrent replay): `pending` is true then.
+    if (!(await startWebhookDelivery(deps.temporal, d, config.retry, true))) throw inProgress();
     await audit(auth, d.tenant_id, 'webhook.replay', `webhook_delivery:${d.id}`, { endpoint_id: d.endpoint_id, event_id: d.event_id, previous_status: previous });
     res.status(202).json({ id: d.id, object: 'webhook_delivery', status: 'pending' });
   });
