@@ -240,7 +240,7 @@ describe('batches', () => {
     const keyId = (await stack.db.selectFrom('api_keys').select('id').where('tenant_id', '=', tenantId).executeTakeFirstOrThrow()).id;
     const id = `batch_expiry${Date.now()}`;
     const row = await insertBatch(stack.db, {
-      id, tenantId, keyId, endpoint: '/v1/chat/completions', inputFileId: file.id, completionWindow: '24h', metadata: null, expiresAt: new Date(Date.now() + 6000),
+      id, tenantId, keyId, endpoint: '/v1/chat/completions', inputFileId: file.id, completionWindow: '24h', metadata: null, expiresAt: new Date(Date.now() + 10_000),
     });
     const input: BatchWorkflowInput = {
       batchId: id, tenantId, concurrency: 4, linesPerRun: 100, expiresAtMs: row.expires_at.getTime(), localActivities: true, state: null,
