@@ -93,13 +93,15 @@ export function createInferenceActivities(deps: { backends: BackendRegistry; poo
       // that ends the activity reports them all: the workflow records each spent token once.
       const carried = carriedConsumption(ctx.info.heartbeatDetails);
       const beat = (details: InferHeartbeat = { ...progress, consumedBefore: carried }) => ctx.heartbeat(details);
-      // Upstreams that do not stream report no progress until the end: beat on a timer too.
-      const timer = setInterval(() => beat(), HEARTBEAT_EVERY_MS * 3);
+      // Beats come with progress (at most every second) and from a timer (upstreams that do not
+      // stream report no progress until the end; a request waiting for a slot reports none). None
+      // at the start: a request done within a second sends no heartbeat, which is one fewer RPC
+      // and mutable-state write on the server per request.
+      const timer = setInterval(() => beat(), HEARTBEAT_EVERY_MS);
       deps.metrics?.inferenceInFlight.inc({ pool: deps.pool });
       let outcome = 'error';
       try {
         const backend = await deps.backends.get(input.deployment);
-        beat();
         const result = await backend.generate({
           messages: input.messages,
           params: input.params,

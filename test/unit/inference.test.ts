@@ -97,6 +97,7 @@ describe('infer: success', () => {
     const backend: InferenceBackend = {
       generate: async (req) => {
         seen = req;
+        req.onProgress?.(1, 3);
         return { content: 'x', finishReason: 'stop', promptTokens: 3, completionTokens: 1 };
       },
       close: async () => {},
@@ -111,7 +112,15 @@ describe('infer: success', () => {
     expect(req?.params).toEqual(inp.params);
     expect(req?.signal).toBeInstanceOf(AbortSignal);
     expect(req?.signal.aborted).toBe(false);
-    expect(beats[0]).toEqual({ completionTokens: 0, promptTokens: 0, consumedBefore: null });
+    expect(beats).toEqual([{ completionTokens: 1, promptTokens: 3, consumedBefore: null }]);
+  });
+
+  it('sends no heartbeat for a generation that ends within a second without progress', async () => {
+    const env = mockEnv();
+    const beats: unknown[] = [];
+    env.on('heartbeat', (d: unknown) => beats.push(d));
+    await runInfer(registryOf(createInstantBackend()), input(), env);
+    expect(beats).toEqual([]);
   });
 });
 
