@@ -7,7 +7,7 @@
  *
  * Why one activity and not five: each local activity costs a round trip through the SDK's
  * workflow thread (~8 ms here) and a history marker; folding took a request from 20 history events
- * to 12 and ~40 ms off its latency (BENCHMARKS.md).
+ * to 14 and its p50 from 117 to 99 ms (BENCHMARKS.md).
  */
 import type { Assignment } from './experiments.js';
 import type { AuthorizeInput, AuthorizedModel } from './auth.js';

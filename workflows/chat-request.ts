@@ -125,7 +125,6 @@ export async function chatRequest(input: ChatRequestInput): Promise<ChatCompleti
   // cancelled attempts spent (unbilled), waiting for a cancelled generation to say how many. One
   // patch for both (they shipped together): each patch costs a marker and a search-attribute write.
   const folded = patched('admission-in-one-activity');
-  const recordsConsumed = folded;
   /** Unbilled usage row for tokens spent by this deployment's failed or cancelled attempts. */
   const recordConsumed = (outcome: 'failed' | 'cancelled', deployment: DeploymentTarget, consumed: ConsumedTokens) =>
     CancellationScope.nonCancellable(() => steps.recordConsumed({
@@ -200,13 +199,13 @@ export async function chatRequest(input: ChatRequestInput): Promise<ChatCompleti
       const { infer } = proxyActivities<InferenceActivities>({
         ...PROFILES.infer,
         taskQueue: inferenceTaskQueue(deployment.pool),
-        ...(recordsConsumed ? { cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED } : {}),
+        ...(folded ? { cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED } : {}),
       });
       let out: InferOutput;
       try {
         out = await infer({ requestId: input.requestId, deployment, messages: input.messages, params });
       } catch (err) {
-        const consumed = recordsConsumed ? consumedOf(err) : null;
+        const consumed = folded ? consumedOf(err) : null;
         if (consumed) await recordConsumed(isCancellation(err) ? 'cancelled' : 'failed', deployment, consumed);
         if (isCancellation(err)) throw err;
         const failure = failureOf(err);
@@ -217,7 +216,7 @@ export async function chatRequest(input: ChatRequestInput): Promise<ChatCompleti
       }
       state = { status: 'running', step: 'settle' };
       const spentByFailures = out.failedAttempts;
-      if (recordsConsumed && spentByFailures && spentByFailures.promptTokens + spentByFailures.completionTokens > 0) {
+      if (folded && spentByFailures && spentByFailures.promptTokens + spentByFailures.completionTokens > 0) {
         await recordConsumed('failed', deployment, spentByFailures);
       }
       const usage = {
