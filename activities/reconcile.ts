@@ -1,12 +1,13 @@
 /**
- * Maintenance of the control plane's own state: reservations whose request workflow is closed
- * (terminated, timed out, or gone) are released, and the audit chain's head is checkpointed.
+ * Maintenance of the control plane's own state: reservations whose request workflow (for a batch
+ * line, its batch's) is closed (terminated, timed out, or gone) are released, and the audit
+ * chain's head is checkpointed.
  */
 import { WorkflowNotFoundError, type Client } from '@temporalio/client';
 import type { Db } from '../db/database.js';
 import { appendAudit, writeCheckpoint } from '../db/repositories/audit.js';
 import { listHeldReservations, release } from '../db/repositories/quota.js';
-import { chatWorkflowId } from '../workflows/contracts.js';
+import { requestWorkflowId } from '../workflows/contracts.js';
 
 export interface ReconcileInput {
   /** Only reservations held at least this long are looked at (a live request holds one briefly). */
@@ -34,7 +35,7 @@ export function createReconcileActivities(deps: { db: Db; now: () => Date; tempo
       for (const r of held) {
         let running: boolean;
         try {
-          const d = await temporal.workflow.getHandle(chatWorkflowId(r.request_id)).describe();
+          const d = await temporal.workflow.getHandle(requestWorkflowId(r.request_id)).describe();
           running = d.status.name === 'RUNNING';
         } catch (err) {
           if (!(err instanceof WorkflowNotFoundError)) throw err;

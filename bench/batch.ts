@@ -1,8 +1,9 @@
 /**
  * Batch throughput through the full pipeline with the instant backend (no model time): upload an
  * N-line file, create the batch, poll until it completes. Reports lines/s (running phase and end
- * to end), Temporal history events per line (every run of the batch workflow, plus a sample of
- * line workflows), and peak memory of this process (API + workers) and of the Temporal dev server.
+ * to end), Temporal history events per line (every run of the batch workflow: lines run inside
+ * it), CPU time per line of this process (API + workers) and of the Temporal dev server, and peak
+ * memory of both.
  * Real embedded PostgreSQL and Temporal dev server in a temp dir; everything stops at the end.
  *
  * Run: `npx tsx bench/batch.ts [--lines 10000] [--concurrency 32] [--per-run 1000]`
@@ -14,7 +15,7 @@ import { parseArgs } from 'node:util';
 import { loadConfig } from '../workers/config.js';
 import { createLogger } from '../workers/logger.js';
 import { startInfra, startStack } from '../scripts/lib/system.js';
-import { batchRequestId, batchWorkflowId, chatWorkflowId } from '../workflows/contracts.js';
+import { batchWorkflowId } from '../workflows/contracts.js';
 import { addInstantModel, addTenantKey, benchEnv, runBench } from './setup.js';
 
 const { values } = parseArgs({ options: { lines: { type: 'string', default: '10000' }, concurrency: { type: 'string', default: '32' }, 'per-run': { type: 'string', default: '1000' } } });
@@ -26,6 +27,17 @@ function peakRssMib(pid: number | undefined): number | null {
   try {
     const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
     return m ? Math.round(Number(m[1]) / 1024) : null;
+  } catch {
+    return null;
+  }
+}
+
+/** CPU time (user + system) a process has used so far, in ms. */
+function cpuMs(pid: number | undefined): number | null {
+  if (pid === undefined) return null;
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
+    return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100; // utime + stime, in 1/100 s ticks
   } catch {
     return null;
   }
@@ -69,6 +81,8 @@ async function main() {
     })).json()) as { id: string };
     let batch: any;
     let tRunning: number | null = null;
+    const temporalPid = infra.temporal?.process.pid;
+    const cpuAtStart = { node: process.cpuUsage(), temporal: cpuMs(temporalPid) };
     let lastLog = 0;
     for (;;) {
       batch = await (await fetch(`${url}/v1/batches/${created.id}`, { headers: auth })).json();
@@ -81,19 +95,15 @@ async function main() {
       await new Promise((r) => setTimeout(r, 200));
     }
     const tDone = performance.now();
+    const nodeCpu = process.cpuUsage(cpuAtStart.node);
+    const temporalCpu = cpuMs(temporalPid);
     const finalizingAt = batch.finalizing_at as number;
-    // Every run of the batch workflow, and a sample of line workflows.
+    // Every run of the batch workflow.
     let batchEvents = 0;
     let runs = 0;
     for await (const w of stack.client.workflow.list({ query: `WorkflowId = "${batchWorkflowId(created.id)}"` })) {
       batchEvents += w.historyLength;
       runs += 1;
-    }
-    const sample = Math.min(50, LINES);
-    let lineEvents = 0;
-    for (let i = 0; i < sample; i++) {
-      const lineNo = 1 + Math.floor((i * LINES) / sample);
-      lineEvents += (await stack.client.workflow.getHandle(chatWorkflowId(batchRequestId(created.id, lineNo))).describe()).historyLength;
     }
     const usage = await stack.db.selectFrom('usage').select((eb) => eb.fn.countAll<number>().as('n')).where('kind', '=', 'batch').executeTakeFirstOrThrow();
     const runningSeconds = (tDone - (tRunning ?? tUploaded)) / 1000;
@@ -108,7 +118,10 @@ async function main() {
       finalize_seconds: batch.completed_at && finalizingAt ? batch.completed_at - finalizingAt : null,
       batch_workflow_runs: runs,
       batch_workflow_events_per_line: Math.round((batchEvents / LINES) * 100) / 100,
-      line_workflow_events_per_line: Math.round((lineEvents / sample) * 100) / 100,
+      cpu_ms_per_line: {
+        node_api_and_workers: Math.round(((nodeCpu.user + nodeCpu.system) / 1000 / LINES) * 100) / 100,
+        temporal_dev_server: temporalCpu !== null && cpuAtStart.temporal !== null ? Math.round(((temporalCpu - cpuAtStart.temporal) / LINES) * 100) / 100 : null,
+      },
       peak_memory_mib: { node_api_and_workers_rss: Math.round(peakRss / 2 ** 20), node_heap_used: Math.round(peakHeap / 2 ** 20), temporal_dev_server_rss: peakRssMib(infra.temporal?.process.pid) },
     };
     process.stdout.write(JSON.stringify(result, null, 2) + '\n');

@@ -1,11 +1,17 @@
 /**
- * `batch`: runs every line of a validated input file through the same `chatRequest` pipeline as
- * a sync request, as child workflows `chat-<batch_req_…>` whose IDs are fixed by batch and line.
+ * `batch`: runs every line of a validated input file through the same request pipeline as a sync
+ * request (`runChatPipeline`: authorize → reserve → experiment → infer → settle → audit), inside
+ * this workflow: one history and shared workflow tasks for many lines, where a child workflow per
+ * line cost ~23 history events, a workflow start and five visibility writes each (measured in
+ * BENCHMARKS.md: 14 → see there). Runs started before that change keep running their lines as
+ * `chatRequest` children (`chat-<batch_req_…>`); `patched('batch-lines-inline')` tells them apart.
+ * A line's request ID is fixed by batch and line number, and every step is idempotent on it.
  *
  * A sliding window keeps `concurrency` lines in flight; after `linesPerRun` lines (or when Temporal
  * suggests it) the window drains and the workflow continues as new with its progress, so history
- * stays bounded and no child crosses a run boundary: a resumed batch never starts a line twice.
- * Lines carry Temporal priority 3 (sync 1, async 2) and the tenant as fairness key.
+ * stays bounded and no line crosses a run boundary: a resumed batch never starts a line twice.
+ * The batch workflow, and so its lines' activities, carry Temporal priority 3 (sync 1, async 2)
+ * and the tenant as fairness key.
  * Cancel (signal) and expiry stop scheduling, cancel the lines in flight (each releases its
  * reservation) and write partial output.
  */
@@ -32,6 +38,7 @@ import {
 import type { BatchActivities } from '../activities/batch.js';
 import type { WebhookActivities } from '../activities/webhooks.js';
 import { chatRequest } from './chat-request.js';
+import { runChatPipeline } from './pipeline.js';
 import {
   CONTROL_TASK_QUEUE,
   PriorityKeys,
@@ -105,10 +112,12 @@ export async function batch(input: BatchWorkflowInput): Promise<BatchProgress> {
     }, () => undefined);
 
     const lines = new CancellationScope();
+    const inline = patched('batch-lines-inline');
     const runLine = async (line: BatchLine): Promise<boolean> => {
       try {
-        await lines.run(() =>
-          executeChild(chatRequest, {
+        await lines.run(() => inline
+          ? runChatPipeline({ ...line.input, localActivities: input.localActivities })
+          : executeChild(chatRequest, {
             workflowId: chatWorkflowId(line.input.requestId),
             taskQueue: CONTROL_TASK_QUEUE,
             args: [{ ...line.input, localActivities: input.localActivities }],

@@ -1,274 +1,37 @@
 /**
- * `chatRequest`: one LLM request, durable end to end.
- * authorize → reserve quota → assign experiment → infer (pool queue; retried; circuit-broken;
- * fallback chain) → settle usage → audit + outcome. A failure or cancel after the reservation
- * releases it (compensation) and is audited; nothing is billed for work not done.
+ * `chatRequest`: one sync or async LLM request, durable end to end, in its own workflow
+ * `chat-<requestId>` (the pipeline itself is `runChatPipeline`, shared with batch lines).
+ * Ops see its progress in the search attributes (status, and model, pool and variant per
+ * inference attempt) and in the `status` query.
  */
-import {
-  ActivityCancellationType,
-  ActivityFailure,
-  ApplicationFailure,
-  CancellationScope,
-  CancelledFailure,
-  defineQuery,
-  isCancellation,
-  patched,
-  proxyActivities,
-  proxyLocalActivities,
-  setHandler,
-  sleep,
-  upsertSearchAttributes,
-  type ActivityOptions,
-  type LocalActivityOptions,
-} from '@temporalio/workflow';
-import type { ControlActivities } from '../activities/index.js';
-import type { InferenceActivities } from '../activities/inference.js';
-import type { Assignment } from '../activities/experiments.js';
-import {
-  SearchAttributes,
-  fallbackOrder,
-  inferenceTaskQueue,
-  type ChatCompletion,
-  type ChatRequestInput,
-  type ConsumedTokens,
-  type DeploymentTarget,
-  type FailureDetails,
-  type FailureType,
-  type InferOutput,
-  type JobStatus,
-} from './contracts.js';
+import { defineQuery, patched, setHandler, upsertSearchAttributes } from '@temporalio/workflow';
+import { runChatPipeline } from './pipeline.js';
+import { SearchAttributes, type ChatCompletion, type ChatRequestInput, type JobStatus } from './contracts.js';
 
 export const statusQuery = defineQuery<{ status: JobStatus; step: string }>('status');
 
-/** Named timeout profiles. */
-const PROFILES = {
-  /** Database steps: quick, retried on transient errors (a lost connection), never on a decision. */
-  db: {
-    startToCloseTimeout: '15s',
-    retry: { initialInterval: '100ms', backoffCoefficient: 2, maximumInterval: '5s', maximumAttempts: 20 },
-  } satisfies ActivityOptions & LocalActivityOptions,
-  /**
-   * Inference: a worker must pick it up within a minute (else the next deployment is tried), a
-   * generation may run 10 minutes, a silent worker is detected after 15 s without a heartbeat.
-   */
-  infer: {
-    scheduleToStartTimeout: '60s',
-    startToCloseTimeout: '10m',
-    heartbeatTimeout: '15s',
-    retry: {
-      initialInterval: '500ms',
-      backoffCoefficient: 2,
-      maximumInterval: '20s',
-      maximumAttempts: 3,
-      nonRetryableErrorTypes: ['BadRequest', 'ContextLengthExceeded'],
-    },
-  } satisfies ActivityOptions,
-};
-
-/** Failure types that are the request's own fault: they end the request instead of trying the next deployment. */
-const CLIENT_FAULTS: readonly string[] = ['BadRequest', 'ContextLengthExceeded'];
-
-function failureOf(err: unknown): ApplicationFailure | null {
-  if (err instanceof ApplicationFailure) return err;
-  if (err instanceof ActivityFailure && err.cause instanceof ApplicationFailure) return err.cause;
-  return null;
-}
-
-/** Tokens a failed or cancelled infer attempt reported spending (see activities/inference.ts). */
-function consumedOf(err: unknown): ConsumedTokens | null {
-  const cause = err instanceof ActivityFailure ? err.cause : err;
-  const details = cause instanceof ApplicationFailure || cause instanceof CancelledFailure ? cause.details : undefined;
-  const consumed = (details?.[0] as FailureDetails | undefined)?.consumed;
-  return consumed && consumed.promptTokens + consumed.completionTokens > 0 ? consumed : null;
-}
-
-/** Limits a batch line waits out instead of failing: those that free up within a minute. */
-const WAITABLE_LIMITS: readonly string[] = ['rate_limit_exceeded', 'tokens_rate_limit_exceeded', 'concurrency_limit_exceeded'];
-
-/** How long to wait before admitting again after a waitable refusal (with jitter, so lines spread out); null otherwise. */
-function rateLimitWaitMs(err: unknown): number | null {
-  const failure = failureOf(err);
-  const details = failure?.details?.[0] as FailureDetails | undefined;
-  if (failure?.type !== 'QuotaExceeded' || !WAITABLE_LIMITS.includes(details?.code ?? '')) return null;
-  const base = Math.max(1, details?.retryAfterSeconds ?? 1) * 1000;
-  return base + Math.floor(Math.random() * Math.min(base, 2000)); // seeded per workflow: replays agree
-}
-
-function completionOf(input: ChatRequestInput, model: string, out: InferOutput): ChatCompletion {
-  return {
-    id: `chatcmpl-${input.requestId}`,
-    object: 'chat.completion',
-    created: input.created,
-    model,
-    system_fingerprint: null,
-    choices: [{ index: 0, message: { role: 'assistant', content: out.content, refusal: null }, logprobs: null, finish_reason: out.finishReason }],
-    usage: { prompt_tokens: out.promptTokens, completion_tokens: out.completionTokens, total_tokens: out.promptTokens + out.completionTokens },
-  };
-}
-
 export async function chatRequest(input: ChatRequestInput): Promise<ChatCompletion> {
-  const steps = input.localActivities
-    ? proxyLocalActivities<ControlActivities>(PROFILES.db)
-    : proxyActivities<ControlActivities>(PROFILES.db);
   let state: { status: JobStatus; step: string } = { status: 'queued', step: 'authorize' };
   setHandler(statusQuery, () => state);
-  const setStatus = (status: JobStatus, step: string): void => {
-    state = { status, step };
-    upsertSearchAttributes([{ key: SearchAttributes.status, value: status }]);
-  };
-
-  let reserved = false;
-  let model = input.model;
-  let variant: string | null = null;
   // Workflows started before this version replay the step-by-step path (test/fixtures/histories);
   // new ones take admission and completion as one activity each, and record the tokens failed or
   // cancelled attempts spent (unbilled), waiting for a cancelled generation to say how many. One
   // patch for both (they shipped together): each patch costs a marker and a search-attribute write.
   const folded = patched('admission-in-one-activity');
-  /** Unbilled usage row for tokens spent by this deployment's failed or cancelled attempts. */
-  const recordConsumed = (outcome: 'failed' | 'cancelled', deployment: DeploymentTarget, consumed: ConsumedTokens) =>
-    CancellationScope.nonCancellable(() => steps.recordConsumed({
-      requestId: input.requestId, step: `infer:${outcome}:${deployment.id}`, tenantId: input.tenantId, keyId: input.keyId, kind: input.kind,
-      model, deploymentId: deployment.id, pool: deployment.pool, variant,
-      promptTokens: consumed.promptTokens, completionTokens: consumed.completionTokens, latencyMs: 0,
-    }));
-  try {
-    let maxTokens: number;
-    let assignment: Assignment;
-    let deployments: DeploymentTarget[];
-    /** Index of the deployment whose circuit admission already acquired (-1: none; with `folded`, all were open). */
-    let acquired = -1;
-    if (folded) {
-      const admit = () => steps.admit({
-        requestId: input.requestId, tenantId: input.tenantId, keyId: input.keyId, model: input.model, subject: input.subject,
-        promptTokensEstimate: input.promptTokensEstimate, maxTokens: input.params.maxTokens ?? null,
-      });
-      let admission: Awaited<ReturnType<typeof admit>>;
-      for (;;) {
-        try {
-          admission = await admit();
-          break;
-        } catch (err) {
-          // A batch line refused by a per-minute or concurrency limit waits its turn (the batch's
-          // window slot stays taken: the batch slows to the tenant's limits) until its batch
-          // expires or is cancelled; a sync or async caller gets the 429 and decides.
-          const wait = input.kind === 'batch' ? rateLimitWaitMs(err) : null;
-          if (wait === null || !patched('batch-lines-wait-for-rate-limits')) throw err;
-          state = { status: 'queued', step: 'rate-limited' };
-          await sleep(wait);
-        }
-      }
-      reserved = true;
-      ({ maxTokens, assignment, deployments, acquired } = admission);
-    } else {
-      const authorized = await steps.authorize({ requestId: input.requestId, tenantId: input.tenantId, keyId: input.keyId, model: input.model });
-      maxTokens = input.params.maxTokens ?? authorized.maxOutputTokens;
-      state = { status: 'queued', step: 'reserve' };
-      await steps.reserveQuota({
-        requestId: input.requestId, tenantId: input.tenantId, model: input.model,
-        promptTokensEstimate: input.promptTokensEstimate, maxTokens,
-      });
-      reserved = true;
-      assignment = await steps.assignExperiment({ requestId: input.requestId, tenantId: input.tenantId, subject: input.subject, model: input.model });
-      deployments = fallbackOrder(await steps.planRoute({ model: assignment.overrides.model ?? input.model }), Math.random);
-    }
-    variant = assignment.variant;
-    model = assignment.overrides.model ?? input.model;
-    const params = {
-      maxTokens: assignment.overrides.max_tokens ?? maxTokens,
-      temperature: assignment.overrides.temperature ?? input.params.temperature ?? 1,
-      topP: assignment.overrides.top_p ?? input.params.topP,
-      seed: input.params.seed,
-      stop: input.params.stop,
-    };
-
-    let lastFailure: unknown = null;
-    // With `folded`, admission tried the circuits up to `acquired` (all of them when -1).
-    const firstToTry = folded ? (acquired === -1 ? deployments.length : acquired) : 0;
-    for (const [i, deployment] of deployments.entries()) {
-      if (i < firstToTry) continue;
-      if (!(folded && i === acquired) && !(await steps.acquireCircuit({ deploymentId: deployment.id }))) continue;
-      // One upsert per attempt (each is a history event and a visibility write).
-      state = { status: 'running', step: `infer:${deployment.id}` };
-      upsertSearchAttributes([
-        { key: SearchAttributes.variant, value: variant ?? 'none' },
-        { key: SearchAttributes.model, value: model },
-        { key: SearchAttributes.pool, value: deployment.pool },
-        { key: SearchAttributes.status, value: 'running' },
-      ]);
-      const { infer } = proxyActivities<InferenceActivities>({
-        ...PROFILES.infer,
-        taskQueue: inferenceTaskQueue(deployment.pool),
-        ...(folded ? { cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED } : {}),
-      });
-      let out: InferOutput;
-      try {
-        out = await infer({ requestId: input.requestId, deployment, messages: input.messages, params });
-      } catch (err) {
-        const consumed = folded ? consumedOf(err) : null;
-        if (consumed) await recordConsumed(isCancellation(err) ? 'cancelled' : 'failed', deployment, consumed);
-        if (isCancellation(err)) throw err;
-        const failure = failureOf(err);
-        if (failure && CLIENT_FAULTS.includes(failure.type ?? '')) throw err;
-        await steps.recordCircuit({ deploymentId: deployment.id, ok: false });
-        lastFailure = err;
-        continue;
-      }
-      state = { status: 'running', step: 'settle' };
-      const spentByFailures = out.failedAttempts;
-      if (folded && spentByFailures && spentByFailures.promptTokens + spentByFailures.completionTokens > 0) {
-        await recordConsumed('failed', deployment, spentByFailures);
-      }
-      const usage = {
-        requestId: input.requestId, step: 'infer', tenantId: input.tenantId, keyId: input.keyId, kind: input.kind,
-        model, deploymentId: deployment.id, pool: deployment.pool, variant,
-        promptTokens: out.promptTokens, completionTokens: out.completionTokens, latencyMs: out.latencyMs,
-      };
-      const completion = completionOf(input, model, out);
-      const outcome = {
-        requestId: input.requestId, tenantId: input.tenantId, keyId: input.keyId, kind: input.kind, model,
-        status: 'succeeded' as const, result: completion, error: null,
-        summary: { deployment: deployment.id, pool: deployment.pool, variant, prompt_tokens: out.promptTokens, completion_tokens: out.completionTokens },
-      };
-      if (folded) {
-        await steps.complete({ settle: usage, outcome });
-      } else {
-        const { costMicros } = await steps.settle(usage);
-        await steps.recordOutcome({ ...outcome, summary: { ...outcome.summary, cost_micros: costMicros } });
-      }
-      setStatus('succeeded', 'done');
-      return completion;
-    }
-    const cause = failureOf(lastFailure);
-    throw ApplicationFailure.create({
-      type: 'NoDeploymentAvailable' satisfies FailureType,
-      message: deployments.length === 0
-        ? `model ${model} has no active deployment`
-        : `no deployment of ${model} could serve the request${cause ? `: ${cause.message}` : ' (all circuits open)'}`,
-      nonRetryable: true,
-      details: [{ code: 'model_unavailable', param: null, retryAfterSeconds: 5 } satisfies FailureDetails],
-    });
-  } catch (err) {
-    const cancelled = isCancellation(err);
-    const failure = failureOf(err);
-    const type = cancelled ? 'Cancelled' : (failure?.type ?? 'InternalError');
-    const details = (failure?.details?.[0] ?? null) as FailureDetails | null;
-    await CancellationScope.nonCancellable(async () => {
-      if (reserved) await steps.releaseQuota({ requestId: input.requestId });
-      await steps.recordOutcome({
-        requestId: input.requestId, tenantId: input.tenantId, keyId: input.keyId, kind: input.kind, model,
-        status: cancelled ? 'cancelled' : 'failed', result: null,
-        error: { type, message: cancelled ? 'cancelled' : (failure?.message ?? 'internal error'), code: details?.code ?? null },
-        summary: { variant },
-      });
-      setStatus(cancelled ? 'cancelled' : 'failed', 'done');
-    });
-    if (cancelled) throw err;
-    throw ApplicationFailure.create({
-      type,
-      message: failure?.message ?? 'internal error',
-      nonRetryable: true,
-      details: [details ?? { code: null, param: null, retryAfterSeconds: null }],
-    });
-  }
+  return runChatPipeline(input, {
+    folded,
+    // Batch lines ran as `chatRequest` children before they ran inside the batch workflow.
+    mayWaitForRateLimits: () => patched('batch-lines-wait-for-rate-limits'),
+    onStep: (status, step) => {
+      state = { status, step };
+    },
+    // One upsert per attempt (each is a history event and a visibility write).
+    onAttempt: ({ model, pool, variant }) => upsertSearchAttributes([
+      { key: SearchAttributes.variant, value: variant ?? 'none' },
+      { key: SearchAttributes.model, value: model },
+      { key: SearchAttributes.pool, value: pool },
+      { key: SearchAttributes.status, value: 'running' },
+    ]),
+    onEnd: (status) => upsertSearchAttributes([{ key: SearchAttributes.status, value: status }]),
+  });
 }

@@ -174,11 +174,21 @@ export function batchWorkflowId(batchId: string): string {
 }
 
 /**
- * Request ID of one line of a batch, deterministic from the batch and the line number: the line's
- * `chatRequest` workflow is `chat-<this>`, so a resumed or replayed batch can never run a line twice.
+ * Request ID of one line of a batch, deterministic from the batch and the line number: every step
+ * of the line is idempotent on it, so a resumed or replayed batch can never run a line twice.
  */
 export function batchRequestId(batchId: string, lineNo: number): string {
   return `${batchId.replace(/^batch_/, 'batch_req_')}_${lineNo}`;
+}
+
+/**
+ * The workflow a request runs in while it holds a reservation: its own `chat-<id>` for a sync or
+ * async request, its batch's for a batch line (lines run inside the batch workflow; batches started
+ * before ran them as `chat-<id>` children, which never outlive their batch).
+ */
+export function requestWorkflowId(requestId: string): string {
+  const line = /^batch_req_(.+)_\d+$/.exec(requestId);
+  return line ? batchWorkflowId(`batch_${line[1]}`) : chatWorkflowId(requestId);
 }
 
 /** Temporal priority keys (1 = first): sync requests ahead of async ones, batch lines last. */

@@ -11,6 +11,7 @@ import { startStack } from '../../scripts/lib/system.js';
 import { createLogger } from '../../workers/logger.js';
 import { CONTROL_TASK_QUEUE, batchWorkflowId, type BatchWorkflowInput } from '../../workflows/contracts.js';
 import { insertBatch } from '../../db/repositories/batches.js';
+import type { reconcileReservations } from '../../workflows/reconcile.js';
 import { cli } from '../../scripts/sluice.js';
 import fs from 'node:fs/promises';
 import os from 'node:os';
@@ -246,6 +247,20 @@ describe('batches', () => {
       batchId: id, tenantId, concurrency: 4, linesPerRun: 100, expiresAtMs: row.expires_at.getTime(), localActivities: true, state: null,
     };
     await stack.client.workflow.start('batch', { taskQueue: CONTROL_TASK_QUEUE, workflowId: batchWorkflowId(id), args: [input] });
+    // While the batch runs, the reconciler leaves its lines' reservations alone (they run inside
+    // the batch workflow: there is no `chat-<line>` workflow to find).
+    const linePrefix = `${id.replace(/^batch_/, 'batch_req_')}_`;
+    for (let i = 0; ; i++) {
+      const held = await stack.db.selectFrom('reservations').select('request_id').where('request_id', 'like', `${linePrefix}%`).where('status', '=', 'held').execute();
+      if (held.length === 2) break;
+      if (i > 100) throw new Error(`stranded lines hold ${held.length} reservations`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    const reconciled = await stack.client.workflow.execute<typeof reconcileReservations>('reconcileReservations', {
+      taskQueue: CONTROL_TASK_QUEUE, workflowId: `reconcile-batch-test-${Date.now()}`, args: [{ minAgeSeconds: 0, checkpoint: false, purgeLimit: 0 }],
+    });
+    expect(reconciled.checked).toBeGreaterThanOrEqual(2);
+    expect(reconciled.released.filter((r) => r.startsWith(linePrefix))).toEqual([]);
     const done = await waitFor(id, final);
     expect(done.status).toBe('expired');
     expect(done.expired_at).not.toBeNull();
