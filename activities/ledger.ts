@@ -53,7 +53,7 @@ export function createLedgerActivities(deps: WebhookDeps & { breaker: BreakerCon
         latencyMs: input.latencyMs,
       });
       // Budget thresholds this settlement crossed (a retry re-emits idempotently).
-      await emitBudgetEvents(deps, input.requestId);
+      if (result.budgetEvents) await emitBudgetEvents(deps, input.requestId);
       const state = await recordCircuit(deps.db, input.deploymentId, true, at, deps.breaker);
       if (result.inserted && deps.metrics) {
         deps.metrics.tokens.inc({ model: input.model, deployment: input.deploymentId, direction: 'prompt' }, input.promptTokens);

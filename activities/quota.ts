@@ -36,7 +36,7 @@ export function createQuotaActivities(deps: WebhookDeps) {
       });
       if (result.ok) {
         // Budget thresholds this reservation crossed: audit row and `budget.threshold` webhook.
-        await emitBudgetEvents(deps, input.requestId);
+        if (result.budgetEvents) await emitBudgetEvents(deps, input.requestId);
         return { estCostMicros: result.estCostMicros };
       }
       if (result.limit === 'tenant_missing') throw requestFailure('PermissionDenied', 'tenant does not exist', { code: 'tenant_suspended' });

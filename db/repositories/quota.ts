@@ -2,6 +2,8 @@
  * Quota reservations, atomic in PostgreSQL. Every decision for a tenant runs under a row lock
  * on that tenant (`select … for update`), so any number of API replicas and workers admit no more
  * than the limits allow. Reservations are keyed by request: a retried activity changes nothing.
+ * Reserve and settle, on every request's path, are one round trip each: the PL/pgSQL functions
+ * of migration 0008 (`sluice_reserve`, `sluice_settle`, `sluice_record_budget_thresholds`).
  */
 import { sql, type Insertable } from 'kysely';
 import type { Db } from '../database.js';
@@ -11,7 +13,8 @@ import { minuteOf, periodOf } from '../../activities/cost.js';
 export type QuotaLimit = 'requests_per_minute' | 'tokens_per_minute' | 'max_concurrent' | 'monthly_budget';
 
 export type ReserveResult =
-  | { ok: true; estCostMicros: number }
+  /** `budgetEvents`: budget thresholds may name this request (emit them); false = certainly none. */
+  | { ok: true; estCostMicros: number; budgetEvents: boolean }
   | { ok: false; limit: QuotaLimit; retryAfterSeconds: number }
   | { ok: false; limit: 'tenant_missing'; retryAfterSeconds: null };
 
@@ -31,88 +34,29 @@ function nextMonth(at: Date): Date {
   return new Date(Date.UTC(at.getUTCFullYear(), at.getUTCMonth() + 1, 1));
 }
 
-/** Admits the request against every limit of its tenant and holds its estimate, or says which limit refused. */
+/**
+ * Admits the request against every limit of its tenant and holds its estimate, or says which limit
+ * refused: one call of `sluice_reserve` (migration 0008), which runs under the tenant's row lock.
+ */
 export async function reserve(db: Db, input: ReserveInput): Promise<ReserveResult> {
-  return db.transaction().execute(async (trx) => {
-    const tenant = await trx
-      .selectFrom('tenants')
-      .select(['requests_per_minute', 'tokens_per_minute', 'max_concurrent', 'monthly_budget_micros'])
-      .where('id', '=', input.tenantId)
-      .forUpdate()
-      .executeTakeFirst();
-    if (!tenant) return { ok: false, limit: 'tenant_missing', retryAfterSeconds: null };
-    const existing = await trx
-      .selectFrom('reservations')
-      .select(['est_cost_micros'])
-      .where('request_id', '=', input.requestId)
-      .executeTakeFirst();
-    if (existing) return { ok: true, estCostMicros: existing.est_cost_micros };
-
-    const window = minuteOf(input.at);
-    const period = periodOf(input.at);
-    const counter = await trx
-      .selectFrom('quota_counters')
-      .select(['requests', 'tokens'])
-      .where('tenant_id', '=', input.tenantId)
-      .where('window_start', '=', window)
-      .executeTakeFirst();
-    const nextWindow = new Date(window.getTime() + 60_000);
-    if (tenant.requests_per_minute !== null && (counter?.requests ?? 0) + 1 > tenant.requests_per_minute) {
-      return { ok: false, limit: 'requests_per_minute', retryAfterSeconds: secondsUntil(input.at, nextWindow) };
-    }
-    if (tenant.tokens_per_minute !== null && (counter?.tokens ?? 0) + input.estTokens > tenant.tokens_per_minute) {
-      return { ok: false, limit: 'tokens_per_minute', retryAfterSeconds: secondsUntil(input.at, nextWindow) };
-    }
-    if (tenant.max_concurrent !== null) {
-      const held = await trx
-        .selectFrom('reservations')
-        .select((eb) => eb.fn.countAll<number>().as('n'))
-        .where('tenant_id', '=', input.tenantId)
-        .where('status', '=', 'held')
-        .executeTakeFirstOrThrow();
-      if (Number(held.n) >= tenant.max_concurrent) return { ok: false, limit: 'max_concurrent', retryAfterSeconds: 1 };
-    }
-    if (tenant.monthly_budget_micros !== null) {
-      const spend = await trx
-        .selectFrom('tenant_spend')
-        .select(['spent_micros', 'reserved_micros'])
-        .where('tenant_id', '=', input.tenantId)
-        .where('period', '=', period)
-        .executeTakeFirst();
-      const committed = (spend?.spent_micros ?? 0) + (spend?.reserved_micros ?? 0);
-      if (committed + input.estCostMicros > tenant.monthly_budget_micros) {
-        return { ok: false, limit: 'monthly_budget', retryAfterSeconds: secondsUntil(input.at, nextMonth(input.at)) };
-      }
-    }
-
-    await trx
-      .insertInto('reservations')
-      .values({
-        request_id: input.requestId,
-        tenant_id: input.tenantId,
-        window_start: window,
-        period,
-        est_tokens: input.estTokens,
-        est_cost_micros: input.estCostMicros,
-        status: 'held',
-      })
-      .execute();
-    await trx
-      .insertInto('quota_counters')
-      .values({ tenant_id: input.tenantId, window_start: window, requests: 1, tokens: input.estTokens })
-      .onConflict((oc) =>
-        oc.columns(['tenant_id', 'window_start']).doUpdateSet({
-          requests: sql`quota_counters.requests + 1`,
-          tokens: sql`quota_counters.tokens + ${input.estTokens}`,
-        }),
-      )
-      .execute();
-    await addSpend(trx, input.tenantId, period, 0, input.estCostMicros);
-    if (tenant.monthly_budget_micros !== null) {
-      await recordBudgetThresholds(trx, input.tenantId, period, tenant.monthly_budget_micros, input.requestId);
-    }
-    return { ok: true, estCostMicros: input.estCostMicros };
-  });
+  const window = minuteOf(input.at);
+  const { rows } = await sql<{ outcome: 'ok' | 'tenant_missing' | QuotaLimit; est_cost_micros: number | null; budget_events: boolean }>`
+    select * from sluice_reserve(${input.requestId}, ${input.tenantId}, ${input.estTokens}, ${input.estCostMicros},
+      ${window}, ${periodOf(input.at)}, ${sql.val([...BUDGET_THRESHOLDS])}::integer[])`.execute(db);
+  const row = rows[0];
+  if (!row) throw new Error('sluice_reserve returned no row');
+  switch (row.outcome) {
+    case 'ok':
+      return { ok: true, estCostMicros: Number(row.est_cost_micros), budgetEvents: row.budget_events };
+    case 'tenant_missing':
+      return { ok: false, limit: 'tenant_missing', retryAfterSeconds: null };
+    case 'monthly_budget':
+      return { ok: false, limit: row.outcome, retryAfterSeconds: secondsUntil(input.at, nextMonth(input.at)) };
+    case 'max_concurrent':
+      return { ok: false, limit: row.outcome, retryAfterSeconds: 1 };
+    default:
+      return { ok: false, limit: row.outcome, retryAfterSeconds: secondsUntil(input.at, new Date(window.getTime() + 60_000)) };
+  }
 }
 
 async function addSpend(trx: Db, tenantId: string, period: string, spent: number, reserved: number): Promise<void> {
@@ -130,33 +74,6 @@ async function addSpend(trx: Db, tenantId: string, period: string, spent: number
 
 /** Percentages of the monthly budget at which a `budget_events` row (and a `budget.threshold` webhook) is recorded. */
 export const BUDGET_THRESHOLDS = [80, 100] as const;
-
-/**
- * Records each threshold the tenant's committed spend for `period` (settled + held reservations,
- * the figure admission counts) has reached, once per (tenant, period, threshold): the unique
- * constraint makes concurrent crossings insert one row, and `request_id` names the request whose
- * reservation or settlement crossed it (its activity then emits the audit row and webhook).
- */
-async function recordBudgetThresholds(trx: Db, tenantId: string, period: string, budgetMicros: number, requestId: string): Promise<void> {
-  if (budgetMicros <= 0) return;
-  const spend = await trx
-    .selectFrom('tenant_spend')
-    .select(['spent_micros', 'reserved_micros'])
-    .where('tenant_id', '=', tenantId)
-    .where('period', '=', period)
-    .executeTakeFirst();
-  const committed = (spend?.spent_micros ?? 0) + (spend?.reserved_micros ?? 0);
-  // Integer arithmetic: committed * 100 >= budget * pct.
-  const crossed = BUDGET_THRESHOLDS.filter((pct) => committed * 100 >= budgetMicros * pct);
-  if (crossed.length === 0) return;
-  await trx
-    .insertInto('budget_events')
-    .values(crossed.map((pct) => ({
-      tenant_id: tenantId, period, threshold_pct: pct, budget_micros: budgetMicros, committed_micros: committed, request_id: requestId,
-    })))
-    .onConflict((oc) => oc.columns(['tenant_id', 'period', 'threshold_pct']).doNothing())
-    .execute();
-}
 
 /** The budget events a request's reservation or settlement recorded (to emit, idempotently, after the commit). */
 export async function budgetEventsOfRequest(db: Db, requestId: string): Promise<BudgetEvent[]> {
@@ -233,56 +150,19 @@ function usageRow(usage: UsageInput, billable: boolean): Insertable<UsageTable> 
 }
 
 /**
- * Writes the usage row for (request, step) and settles the reservation in one transaction.
- * Exactly once: a second call for the same (request, step) inserts nothing and changes nothing.
- * Returns the usage row's cost as stored.
+ * Writes the usage row for (request, step) and settles the reservation, in one call of
+ * `sluice_settle` (migration 0008). Exactly once: a second call for the same (request, step)
+ * inserts nothing and changes nothing. Returns the usage row's cost as stored.
  */
-export async function settle(db: Db, usage: UsageInput): Promise<{ costMicros: number; inserted: boolean }> {
-  return db.transaction().execute(async (trx) => {
-    const reservation = await trx
-      .selectFrom('reservations')
-      .selectAll()
-      .where('request_id', '=', usage.requestId)
-      .forUpdate()
-      .executeTakeFirst();
-    const inserted = await trx
-      .insertInto('usage')
-      .values(usageRow(usage, true))
-      .onConflict((oc) => oc.columns(['request_id', 'step']).doNothing())
-      .returning('cost_micros')
-      .executeTakeFirst();
-    if (!inserted) {
-      const row = await trx
-        .selectFrom('usage')
-        .select('cost_micros')
-        .where('request_id', '=', usage.requestId)
-        .where('step', '=', usage.step)
-        .executeTakeFirstOrThrow();
-      return { costMicros: row.cost_micros, inserted: false };
-    }
-    const held = reservation?.status === 'held';
-    const period = reservation?.period ?? periodOf(new Date());
-    await addSpend(trx, usage.tenantId, period, usage.costMicros, held ? -reservation.est_cost_micros : 0);
-    const budget = await trx.selectFrom('tenants').select('monthly_budget_micros').where('id', '=', usage.tenantId).executeTakeFirst();
-    if (budget?.monthly_budget_micros != null) {
-      await recordBudgetThresholds(trx, usage.tenantId, period, budget.monthly_budget_micros, usage.requestId);
-    }
-    if (reservation && held) {
-      await trx
-        .updateTable('reservations')
-        .set({ status: 'settled', closed_at: new Date() })
-        .where('request_id', '=', usage.requestId)
-        .execute();
-      const actualTokens = usage.inputTokens + usage.outputTokens;
-      await trx
-        .updateTable('quota_counters')
-        .set({ tokens: sql`greatest(0, tokens + ${actualTokens - reservation.est_tokens})` })
-        .where('tenant_id', '=', usage.tenantId)
-        .where('window_start', '=', reservation.window_start)
-        .execute();
-    }
-    return { costMicros: usage.costMicros, inserted: true };
-  });
+export async function settle(db: Db, usage: UsageInput): Promise<{ costMicros: number; inserted: boolean; budgetEvents: boolean }> {
+  const { rows } = await sql<{ cost_micros: number; inserted: boolean; budget_events: boolean }>`
+    select * from sluice_settle(${usage.requestId}, ${usage.step}, ${usage.tenantId}, ${usage.keyId}, ${usage.kind}, ${usage.model},
+      ${usage.deploymentId}, ${usage.pool}, ${usage.variant}, ${usage.priceId}, ${usage.tenantPriceId ?? null},
+      ${usage.at ?? null}, ${usage.inputTokens}, ${usage.outputTokens}, ${usage.costMicros}, ${usage.latencyMs},
+      ${periodOf(new Date())}, ${sql.val([...BUDGET_THRESHOLDS])}::integer[])`.execute(db);
+  const row = rows[0];
+  if (!row) throw new Error('sluice_settle returned no row');
+  return { costMicros: Number(row.cost_micros), inserted: row.inserted, budgetEvents: row.budget_events };
 }
 
 /**
