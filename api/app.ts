@@ -30,8 +30,8 @@ export interface AppConfig {
   pools: readonly string[];
   /** Upload limits of the Files API. @default DEFAULT_FILE_LIMITS (200 MB, 50,000 lines) */
   files?: FileLimits;
-  /** How batches run. @default DEFAULT_BATCH_RUN (32 lines in flight, 1000 per workflow run) */
-  batches?: Omit<BatchRunConfig, 'localActivities'>;
+  /** How batches run. @default DEFAULT_BATCH_RUN (64 lines in flight, 1000 per workflow run, regular activities) */
+  batches?: BatchRunConfig;
   /** Ask Temporal for eager workflow start: only useful when a control worker shares the client's connection. */
   eagerStart: boolean;
   /** Longest time spent on one request before a 503 `request_timeout`. @default 600000 */
@@ -142,7 +142,7 @@ export function createApp(deps: AppDeps): express.Express {
   v1.use(billingRoutes(deps));
   v1.use(fileRoutes({ db: deps.db, limits: deps.config.files ?? DEFAULT_FILE_LIMITS }));
   v1.use(webhookRoutes({ db: deps.db, temporal: deps.temporal, ...(deps.config.webhooks ? { webhooks: deps.config.webhooks } : {}) }));
-  v1.use(batchRoutes({ db: deps.db, temporal: deps.temporal, run: { ...(deps.config.batches ?? DEFAULT_BATCH_RUN), localActivities: deps.config.localActivities } }));
+  v1.use(batchRoutes({ db: deps.db, temporal: deps.temporal, run: deps.config.batches ?? DEFAULT_BATCH_RUN }));
   app.use('/v1', v1);
 
   app.use((req, _res, next) => next(new HttpError('not_found_error', `Unknown route ${req.method} ${req.path}`, 'unknown_url')));

@@ -116,7 +116,7 @@ export async function batch(input: BatchWorkflowInput): Promise<BatchProgress> {
     const runLine = async (line: BatchLine): Promise<boolean> => {
       try {
         await lines.run(() => inline
-          ? runChatPipeline({ ...line.input, localActivities: input.localActivities })
+          ? runChatPipeline({ ...line.input, localActivities: input.localActivities }, { shieldAdmission: true })
           : executeChild(chatRequest, {
             workflowId: chatWorkflowId(line.input.requestId),
             taskQueue: CONTROL_TASK_QUEUE,

@@ -116,6 +116,14 @@ export interface PipelineHooks {
   onStep?: (status: JobStatus, step: string) => void;
   /** An inference attempt starts on this deployment's pool, with the request's final model and variant. */
   onAttempt?: (attempt: { model: string; pool: string; variant: string | null }) => void;
+  /**
+   * Admission runs to its end even if the request is cancelled meanwhile, so a reservation it made
+   * is released by the compensation at once (a cancelled admission that committed its
+   * reservation leaves it to the reconciler, which releases it only once the request's workflow
+   * has closed). Batch lines use it: a batch cancels its lines in flight all together, inside a
+   * workflow that goes on running. @default false (`chatRequest` keeps the behaviour its histories recorded)
+   */
+  shieldAdmission?: boolean;
   /** The request ended: after its outcome is recorded. */
   onEnd?: (status: 'succeeded' | 'failed' | 'cancelled') => void;
 }
@@ -156,7 +164,7 @@ export async function runChatPipeline(input: ChatRequestInput, hooks: PipelineHo
       let admission: Awaited<ReturnType<typeof admit>>;
       for (;;) {
         try {
-          admission = await admit();
+          admission = await (hooks.shieldAdmission ? CancellationScope.nonCancellable(admit) : admit());
           break;
         } catch (err) {
           // A batch line refused by a per-minute or concurrency limit waits its turn (the batch's

@@ -30,7 +30,8 @@ describe('loadConfig defaults', () => {
       maxBodyBytes: 1024 * 1024,
       fileMaxBytes: 200 * 1024 * 1024,
       fileMaxLines: 50_000,
-      batchConcurrency: 32,
+      batchConcurrency: 64,
+      batchLocalActivities: false,
       batchLinesPerRun: 1000,
       webhooks: {
         allowPrivateHosts: [],
@@ -108,6 +109,13 @@ describe('loadConfig values', () => {
       maxBodyBytes: 2048,
       logLevel: 'warn',
     });
+  });
+
+  it('runs batch lines on regular activities, 64 at a time; local ones at most 40 (Temporal buffers 100 events behind a task)', () => {
+    expect(loadConfig({ SLUICE_BATCH_CONCURRENCY: '200' })).toMatchObject({ batchConcurrency: 200, batchLocalActivities: false });
+    expect(loadConfig({ SLUICE_BATCH_LOCAL_ACTIVITIES: 'true' })).toMatchObject({ batchConcurrency: 32, batchLocalActivities: true });
+    expect(loadConfig({ SLUICE_BATCH_LOCAL_ACTIVITIES: 'true', SLUICE_BATCH_CONCURRENCY: '40' }).batchConcurrency).toBe(40);
+    expect(() => loadConfig({ SLUICE_BATCH_LOCAL_ACTIVITIES: 'true', SLUICE_BATCH_CONCURRENCY: '64' })).toThrow(/SLUICE_BATCH_CONCURRENCY must be an integer from 1 to 40/);
   });
 
   it('resolves a relative data directory against the working directory', () => {
