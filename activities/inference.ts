@@ -87,7 +87,7 @@ export function createInferenceActivities(deps: { backends: BackendRegistry; poo
     async infer(input: InferInput): Promise<InferOutput> {
       const ctx = Context.current();
       const started = performance.now();
-      let lastBeat = 0;
+      let lastBeat = Number.NEGATIVE_INFINITY; // the first progress beats at once, whatever the process's uptime
       let progress = { completionTokens: 0, promptTokens: 0 };
       // Tokens earlier attempts spent before failing ride along in every heartbeat, so the attempt
       // that ends the activity reports them all: the workflow records each spent token once.

@@ -3,7 +3,8 @@
  * or a CPU. Prints each one's output and writes it to bench/results/<name>.txt. Numbers and the
  * machine they were measured on go into BENCHMARKS.md by hand (they are not asserted anywhere).
  *
- * `npm run bench -- pipeline` runs only the named ones.
+ * `npm run bench -- pipeline` runs only the named ones; `batch-100k` (half an hour here) runs only
+ * when named.
  */
 import { spawn } from 'node:child_process';
 import fs from 'node:fs/promises';
@@ -15,7 +16,8 @@ const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const BENCHMARKS: Record<string, string[]> = {
   pipeline: ['bench/pipeline.ts', '--requests', '300', '--seconds', '10'],
   quota: ['bench/quota.ts', '--requests', '400'],
-  batch: ['bench/batch.ts', '--lines', '1000'],
+  batch: ['bench/batch.ts', '--lines', '10000'],
+  'batch-100k': ['bench/batch.ts', '--lines', '100000'],
   billing: ['bench/billing.ts', '--rows', '1000000', '--tenants', '100'],
   'llama-threads-1': ['bench/llama-throughput.ts', '--threads', '1', '--parallel', '4', '--tokens', '64', '--runs', '5'],
   'llama-threads-2': ['bench/llama-throughput.ts', '--threads', '2', '--parallel', '4', '--tokens', '64', '--runs', '5'],
@@ -33,10 +35,13 @@ async function run(name: string, args: string[]): Promise<string> {
   });
 }
 
+/** Run only when named. */
+const ON_REQUEST = new Set(['batch-100k']);
+
 const wanted = process.argv.slice(2);
 await fs.mkdir(path.join(ROOT, 'bench/results'), { recursive: true });
 for (const [name, args] of Object.entries(BENCHMARKS)) {
-  if (wanted.length > 0 && !wanted.includes(name)) continue;
+  if (wanted.length > 0 ? !wanted.includes(name) : ON_REQUEST.has(name)) continue;
   process.stdout.write(`\n=== ${name}: node --import tsx ${args.join(' ')}\n`);
   const out = await run(name, args);
   await fs.writeFile(path.join(ROOT, 'bench/results', `${name}.txt`), out);
