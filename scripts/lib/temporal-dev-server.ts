@@ -9,6 +9,7 @@ import fs from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { Connection } from '@temporalio/client';
 import { SEARCH_ATTRIBUTE_NAMES } from '../../workflows/contracts.js';
 
 export const TEMPORAL_CLI = fileURLToPath(new URL('../../.tools/bin/temporal', import.meta.url));
@@ -56,24 +57,86 @@ export interface RunningDevServer {
   stop(): Promise<void>;
 }
 
-function waitForPort(port: number, timeoutMs: number, child: ChildProcess): Promise<void> {
+/**
+ * Waits until the child answers as a Temporal frontend on `port` (a TCP connect alone would also
+ * succeed against another process that holds the port), or rejects when it exits first.
+ */
+async function waitForFrontend(port: number, timeoutMs: number, child: ChildProcess, logTail: () => string): Promise<void> {
   const deadline = Date.now() + timeoutMs;
-  return new Promise((resolve, reject) => {
-    const attempt = () => {
-      if (child.exitCode !== null) return reject(new Error(`temporal dev server exited with code ${child.exitCode}`));
-      const socket = net.connect({ port, host: '127.0.0.1' });
-      socket.once('connect', () => {
-        socket.destroy();
-        resolve();
-      });
-      socket.once('error', () => {
-        socket.destroy();
-        if (Date.now() > deadline) reject(new Error(`temporal dev server did not listen on ${port} within ${timeoutMs} ms`));
-        else setTimeout(attempt, 100);
-      });
-    };
-    attempt();
+  for (;;) {
+    if (child.exitCode !== null || child.signalCode !== null) {
+      throw new DevServerExited(`temporal dev server exited with ${child.exitCode ?? child.signalCode} during start-up; its last output:\n${logTail()}`);
+    }
+    if (await answersAsTemporal(port)) {
+      if (child.exitCode === null && child.signalCode === null) return;
+      continue;
+    }
+    if (Date.now() > deadline) {
+      child.kill('SIGKILL');
+      throw new Error(`temporal dev server did not answer on ${port} within ${timeoutMs} ms; its last output:\n${logTail()}`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+async function answersAsTemporal(port: number): Promise<boolean> {
+  const open = await new Promise<boolean>((resolve) => {
+    const socket = net.connect({ port, host: '127.0.0.1' });
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once('error', () => {
+      socket.destroy();
+      resolve(false);
+    });
   });
+  if (!open) return false;
+  try {
+    const connection = await Connection.connect({ address: `127.0.0.1:${port}`, connectTimeout: 2_000 });
+    try {
+      await connection.workflowService.getSystemInfo({});
+      return true;
+    } finally {
+      await connection.close();
+    }
+  } catch {
+    return false;
+  }
+}
+
+class DevServerExited extends Error {}
+
+/**
+ * Start attempts. The dev server binds its frontend port (ours) and picks free ports for its
+ * internal services, HTTP API and metrics; when another process takes one of those between its
+ * pick and its bind, it dies during start-up (seen once in CI as exit code 2, with many servers
+ * starting on one machine). A new attempt picks new internal ports.
+ */
+const START_ATTEMPTS = 3;
+
+async function spawnListening(args: string[], options: DevServerOptions): Promise<ChildProcess> {
+  for (let attempt = 1; ; attempt++) {
+    const tail: string[] = [];
+    const started = spawn(TEMPORAL_CLI, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    const forward = (chunk: Buffer) => {
+      for (const line of chunk.toString().split('\n')) {
+        if (!line.trim()) continue;
+        tail.push(line);
+        if (tail.length > 20) tail.shift();
+        options.onLog?.(line);
+      }
+    };
+    started.stdout?.on('data', forward);
+    started.stderr?.on('data', forward);
+    try {
+      await waitForFrontend(options.port, 60_000, started, () => tail.join('\n'));
+      return started;
+    } catch (error) {
+      if (!(error instanceof DevServerExited) || attempt >= START_ATTEMPTS) throw error;
+      options.onLog?.(`${(error as Error).message}\n(start attempt ${attempt} of ${START_ATTEMPTS} failed; retrying)`);
+    }
+  }
 }
 
 export async function startTemporalDevServer(options: DevServerOptions): Promise<RunningDevServer> {
@@ -94,13 +157,7 @@ export async function startTemporalDevServer(options: DevServerOptions): Promise
   if (options.namespace && options.namespace !== 'default') args.push('--namespace', options.namespace);
   for (const name of SEARCH_ATTRIBUTE_NAMES) args.push('--search-attribute', `${name}=Keyword`);
   for (const [key, value] of Object.entries(DEV_SERVER_DYNAMIC_CONFIG)) args.push('--dynamic-config-value', `${key}=${value}`);
-  const child = spawn(TEMPORAL_CLI, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-  const forward = (chunk: Buffer) => {
-    for (const line of chunk.toString().split('\n')) if (line.trim()) options.onLog?.(line);
-  };
-  child.stdout?.on('data', forward);
-  child.stderr?.on('data', forward);
-  await waitForPort(options.port, 60_000, child);
+  const child = await spawnListening(args, options);
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   return {
     address: `127.0.0.1:${options.port}`,
