@@ -39,14 +39,6 @@ export function auditHash(prevHash: string, row: Pick<AuditRow, 'seq' | 'created
 export async function appendAudit(db: Db, entry: AuditEntry): Promise<AuditRow> {
   return db.transaction().execute(async (trx) => {
     const head = await trx.selectFrom('audit_head').selectAll().where('id', '=', 1).forUpdate().executeTakeFirstOrThrow();
-    if (entry.idempotencyKey !== null) {
-      const existing = await trx
-        .selectFrom('audit_log')
-        .selectAll()
-        .where('idempotency_key', '=', entry.idempotencyKey)
-        .executeTakeFirst();
-      if (existing) return existing;
-    }
     // Round-trip the data through JSON so the hashed content is what jsonb will give back.
     const data = JSON.parse(JSON.stringify(entry.data)) as Record<string, unknown>;
     const createdAt = new Date(Math.floor(entry.at.getTime()));
@@ -54,24 +46,36 @@ export async function appendAudit(db: Db, entry: AuditEntry): Promise<AuditRow> 
     const hash = auditHash(head.hash, {
       seq, created_at: createdAt, actor: entry.actor, tenant_id: entry.tenantId, action: entry.action, target: entry.target, data,
     });
+    // One statement: the row (none if its idempotency key was appended before: a retry), and the
+    // head moved only if the row went in. The head's lock orders every append.
     const row = await trx
-      .insertInto('audit_log')
-      .values({
-        seq,
-        created_at: createdAt,
-        actor: entry.actor,
-        tenant_id: entry.tenantId,
-        action: entry.action,
-        target: entry.target,
-        data: JSON.stringify(data),
-        idempotency_key: entry.idempotencyKey,
-        prev_hash: head.hash,
-        hash,
-      })
-      .returningAll()
-      .executeTakeFirstOrThrow();
-    await trx.updateTable('audit_head').set({ seq, hash }).where('id', '=', 1).execute();
-    return row;
+      .with('appended', (q) => q
+        .insertInto('audit_log')
+        .values({
+          seq,
+          created_at: createdAt,
+          actor: entry.actor,
+          tenant_id: entry.tenantId,
+          action: entry.action,
+          target: entry.target,
+          data: JSON.stringify(data),
+          idempotency_key: entry.idempotencyKey,
+          prev_hash: head.hash,
+          hash,
+        })
+        .onConflict((oc) => oc.column('idempotency_key').doNothing())
+        .returningAll())
+      .with('moved', (q) => q
+        .updateTable('audit_head')
+        .set({ seq, hash })
+        .where('id', '=', 1)
+        .where((eb) => eb.exists(eb.selectFrom('appended').select('appended.seq')))
+        .returning('audit_head.id'))
+      .selectFrom('appended')
+      .selectAll()
+      .executeTakeFirst();
+    if (row) return row;
+    return trx.selectFrom('audit_log').selectAll().where('idempotency_key', '=', entry.idempotencyKey).executeTakeFirstOrThrow();
   });
 }
 

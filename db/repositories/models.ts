@@ -135,15 +135,26 @@ export async function pricesAt(db: Db, deploymentIds: string[], at: Date): Promi
   return new Map(rows.map((r) => [r.deployment_id, r]));
 }
 
-/** The highest price among a model's active deployments at `at`: what a reservation assumes. */
+/** The highest price among a model's active deployments at `at`: what a reservation assumes. One query. */
 export async function maxPriceForModel(db: Db, modelId: string, at: Date): Promise<{ input: number; output: number }> {
-  const deps = await activeDeployments(db, modelId);
-  const prices = await pricesAt(db, deps.map((d) => d.id), at);
-  let input = 0;
-  let output = 0;
-  for (const p of prices.values()) {
-    input = Math.max(input, p.input_micros_per_mtok);
-    output = Math.max(output, p.output_micros_per_mtok);
-  }
-  return { input, output };
+  // Each active deployment's price in force at `at` (the latest effective one), then the maxima.
+  const inForce = db
+    .selectFrom('prices')
+    .innerJoin('deployments', 'deployments.id', 'prices.deployment_id')
+    .select(['prices.input_micros_per_mtok', 'prices.output_micros_per_mtok'])
+    .distinctOn('prices.deployment_id')
+    .where('deployments.model_id', '=', modelId)
+    .where('deployments.status', '=', 'active')
+    .where('prices.effective_from', '<=', at)
+    .orderBy('prices.deployment_id')
+    .orderBy('prices.effective_from', 'desc')
+    .as('p');
+  const row = await db
+    .selectFrom(inForce)
+    .select((eb) => [
+      eb.fn.coalesce(eb.fn.max('p.input_micros_per_mtok'), eb.lit(0)).as('input'),
+      eb.fn.coalesce(eb.fn.max('p.output_micros_per_mtok'), eb.lit(0)).as('output'),
+    ])
+    .executeTakeFirstOrThrow();
+  return { input: Number(row.input), output: Number(row.output) };
 }

@@ -6,10 +6,11 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import OpenAI, { toFile } from 'openai';
 import { inject } from 'vitest';
+import { WorkflowNotFoundError } from '@temporalio/client';
 import { addInstantModel, addModel, startTestStack, type TestStack } from '../support/stack.js';
 import { startStack } from '../../scripts/lib/system.js';
 import { createLogger } from '../../workers/logger.js';
-import { CONTROL_TASK_QUEUE, batchWorkflowId, type BatchWorkflowInput } from '../../workflows/contracts.js';
+import { CONTROL_TASK_QUEUE, batchWorkflowId, chatWorkflowId, type BatchWorkflowInput } from '../../workflows/contracts.js';
 import { insertBatch } from '../../db/repositories/batches.js';
 import type { reconcileReservations } from '../../workflows/reconcile.js';
 import { cli } from '../../scripts/sluice.js';
@@ -127,6 +128,16 @@ describe('batches', () => {
     expect(summary.data.find((g) => g.group === created.id)?.requests).toBe(4);
     const listed = await client.batches.list({ limit: 10 });
     expect(listed.data.map((b) => b.id)).toContain(created.id);
+    // The lines ran inside the batch's workflow (its history shows each line's admission,
+    // inference and completion), not as workflows of their own.
+    const history = await stack.client.workflow.getHandle(batchWorkflowId(created.id)).fetchHistory();
+    const activities = (history.events ?? []).flatMap((e) => e.activityTaskScheduledEventAttributes?.activityType?.name ?? []);
+    expect(activities.filter((t) => t === 'admit')).toHaveLength(4);
+    expect(activities.filter((t) => t === 'infer')).toHaveLength(4);
+    expect(activities.filter((t) => t === 'complete')).toHaveLength(4);
+    for (const l of out) {
+      await expect(stack.client.workflow.getHandle(chatWorkflowId(l.response.request_id)).describe()).rejects.toBeInstanceOf(WorkflowNotFoundError);
+    }
   });
 
   it('reports every bad line with its number and reason, runs nothing', async () => {
