@@ -108,9 +108,22 @@ async function main() {
     // Every run of the batch workflow.
     let batchEvents = 0;
     let runs = 0;
+    // Workflow tasks that timed out or failed (each is redone by Temporal, at a cost), by kind:
+    // Temporal's enum numbers (timeout type 1 = START_TO_CLOSE, 2 = SCHEDULE_TO_START; failure cause
+    // as in temporal.api.enums.v1.WorkflowTaskFailedCause).
+    const taskProblems: Record<string, number> = {};
     for await (const w of stack.client.workflow.list({ query: `WorkflowId = "${batchWorkflowId(created.id)}"` })) {
       batchEvents += w.historyLength;
       runs += 1;
+      const history = await stack.client.workflow.getHandle(w.workflowId, w.runId).fetchHistory();
+      for (const e of history.events ?? []) {
+        const kind = e.workflowTaskTimedOutEventAttributes
+          ? `timed_out:${e.workflowTaskTimedOutEventAttributes.timeoutType ?? '?'}`
+          : e.workflowTaskFailedEventAttributes
+            ? `failed:${e.workflowTaskFailedEventAttributes.cause ?? '?'}`
+            : null;
+        if (kind) taskProblems[kind] = (taskProblems[kind] ?? 0) + 1;
+      }
     }
     const usage = await stack.db.selectFrom('usage').select((eb) => eb.fn.countAll<number>().as('n')).where('kind', '=', 'batch').executeTakeFirstOrThrow();
     const runningSeconds = (tDone - (tRunning ?? tUploaded)) / 1000;
@@ -125,6 +138,7 @@ async function main() {
       finalize_seconds: batch.completed_at && finalizingAt ? batch.completed_at - finalizingAt : null,
       batch_workflow_runs: runs,
       batch_workflow_events_per_line: Math.round((batchEvents / LINES) * 100) / 100,
+      batch_workflow_task_problems: taskProblems,
       cpu_ms_per_line: {
         node_api_and_workers: Math.round(((nodeCpu.user + nodeCpu.system) / 1000 / LINES) * 100) / 100,
         temporal_dev_server: temporalCpu !== null && cpuAtStart.temporal !== null ? Math.round(((temporalCpu - cpuAtStart.temporal) / LINES) * 100) / 100 : null,
