@@ -67,10 +67,8 @@ async function waitForFrontend(port: number, timeoutMs: number, child: ChildProc
     if (child.exitCode !== null || child.signalCode !== null) {
       throw new DevServerExited(`temporal dev server exited with ${child.exitCode ?? child.signalCode} during start-up; its last output:\n${logTail()}`);
     }
-    if (await answersAsTemporal(port)) {
-      if (child.exitCode === null && child.signalCode === null) return;
-      continue;
-    }
+    // Checked again after the answer: the answer may have come from another process on the port.
+    if ((await answersAsTemporal(port)) && child.exitCode === null && child.signalCode === null) return;
     if (Date.now() > deadline) {
       child.kill('SIGKILL');
       throw new Error(`temporal dev server did not answer on ${port} within ${timeoutMs} ms; its last output:\n${logTail()}`);
@@ -80,6 +78,7 @@ async function waitForFrontend(port: number, timeoutMs: number, child: ChildProc
 }
 
 async function answersAsTemporal(port: number): Promise<boolean> {
+  // A plain connect first: cheap while nothing listens yet, where a client would wait for its timeout.
   const open = await new Promise<boolean>((resolve) => {
     const socket = net.connect({ port, host: '127.0.0.1' });
     socket.once('connect', () => {
