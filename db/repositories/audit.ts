@@ -69,8 +69,7 @@ export async function appendAudit(db: Db, entry: AuditEntry): Promise<AuditRow> 
         .updateTable('audit_head')
         .set({ seq, hash })
         .where('id', '=', 1)
-        .where((eb) => eb.exists(eb.selectFrom('appended').select('appended.seq')))
-        .returning('audit_head.id'))
+        .where((eb) => eb.exists(eb.selectFrom('appended').select('appended.seq'))))
       .selectFrom('appended')
       .selectAll()
       .executeTakeFirst();

@@ -120,34 +120,30 @@ export async function listModelsWithDeployments(db: Db, at: Date): Promise<Model
   }));
 }
 
-/** The price row in force for each deployment at `at` (latest `effective_from` ≤ at). */
+/** Each deployment's price row in force at `at` (latest `effective_from` ≤ at); callers narrow it. */
+function pricesInForce(db: Db, at: Date) {
+  return db
+    .selectFrom('prices')
+    .distinctOn('prices.deployment_id')
+    .where('prices.effective_from', '<=', at)
+    .orderBy('prices.deployment_id')
+    .orderBy('prices.effective_from', 'desc');
+}
+
+/** The price row in force for each deployment at `at`. */
 export async function pricesAt(db: Db, deploymentIds: string[], at: Date): Promise<Map<string, Price>> {
   if (deploymentIds.length === 0) return new Map();
-  const rows = await db
-    .selectFrom('prices')
-    .selectAll()
-    .distinctOn('deployment_id')
-    .where('deployment_id', 'in', deploymentIds)
-    .where('effective_from', '<=', at)
-    .orderBy('deployment_id')
-    .orderBy('effective_from', 'desc')
-    .execute();
+  const rows = await pricesInForce(db, at).selectAll('prices').where('prices.deployment_id', 'in', deploymentIds).execute();
   return new Map(rows.map((r) => [r.deployment_id, r]));
 }
 
 /** The highest price among a model's active deployments at `at`: what a reservation assumes. One query. */
 export async function maxPriceForModel(db: Db, modelId: string, at: Date): Promise<{ input: number; output: number }> {
-  // Each active deployment's price in force at `at` (the latest effective one), then the maxima.
-  const inForce = db
-    .selectFrom('prices')
+  const inForce = pricesInForce(db, at)
     .innerJoin('deployments', 'deployments.id', 'prices.deployment_id')
     .select(['prices.input_micros_per_mtok', 'prices.output_micros_per_mtok'])
-    .distinctOn('prices.deployment_id')
     .where('deployments.model_id', '=', modelId)
     .where('deployments.status', '=', 'active')
-    .where('prices.effective_from', '<=', at)
-    .orderBy('prices.deployment_id')
-    .orderBy('prices.effective_from', 'desc')
     .as('p');
   const row = await db
     .selectFrom(inForce)

@@ -11,6 +11,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Connection } from '@temporalio/client';
 import { SEARCH_ATTRIBUTE_NAMES } from '../../workflows/contracts.js';
+import { freePort } from './free-port.js';
 
 export const TEMPORAL_CLI = fileURLToPath(new URL('../../.tools/bin/temporal', import.meta.url));
 
@@ -43,7 +44,8 @@ export const DEV_SERVER_DYNAMIC_CONFIG: Record<string, string | number | boolean
 export interface DevServerOptions {
   /** SQLite file; null keeps everything in memory. */
   dbFile: string | null;
-  port: number;
+  /** Frontend port; when omitted, a free one, picked again for each start attempt. */
+  port?: number;
   /** Web UI port; null disables the UI. @default port + 1000 */
   uiPort?: number | null;
   namespace?: string;
@@ -107,17 +109,21 @@ async function answersAsTemporal(port: number): Promise<boolean> {
 class DevServerExited extends Error {}
 
 /**
- * Start attempts. The dev server binds its frontend port (ours) and picks free ports for its
- * internal services, HTTP API and metrics; when another process takes one of those between its
- * pick and its bind, it dies during start-up (seen once in CI as exit code 2, with many servers
- * starting on one machine). A new attempt picks new internal ports.
+ * Start attempts. The dev server binds its frontend port and picks free ports for its internal
+ * services, HTTP API and metrics; when another process takes one of those between the pick and
+ * the bind, it dies during start-up (seen once in CI as exit code 2, with many servers starting on
+ * one machine). A new attempt picks new internal ports, and a new frontend port unless it was given.
  */
 const START_ATTEMPTS = 3;
 
-async function spawnListening(args: string[], options: DevServerOptions): Promise<ChildProcess> {
+async function spawnListening(
+  argsFor: (port: number) => string[],
+  options: DevServerOptions,
+): Promise<{ child: ChildProcess; port: number }> {
   for (let attempt = 1; ; attempt++) {
+    const port = options.port ?? (await freePort());
     const tail: string[] = [];
-    const started = spawn(TEMPORAL_CLI, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    const started = spawn(TEMPORAL_CLI, argsFor(port), { stdio: ['ignore', 'pipe', 'pipe'] });
     const forward = (chunk: Buffer) => {
       for (const line of chunk.toString().split('\n')) {
         if (!line.trim()) continue;
@@ -129,8 +135,8 @@ async function spawnListening(args: string[], options: DevServerOptions): Promis
     started.stdout?.on('data', forward);
     started.stderr?.on('data', forward);
     try {
-      await waitForFrontend(options.port, 60_000, started, () => tail.join('\n'));
-      return started;
+      await waitForFrontend(port, 60_000, started, () => tail.join('\n'));
+      return { child: started, port };
     } catch (error) {
       if (!(error instanceof DevServerExited) || attempt >= START_ATTEMPTS) throw error;
       options.onLog?.(`${(error as Error).message}\n(start attempt ${attempt} of ${START_ATTEMPTS} failed; retrying)`);
@@ -142,24 +148,29 @@ export async function startTemporalDevServer(options: DevServerOptions): Promise
   if (!existsSync(TEMPORAL_CLI)) {
     throw new Error(`Temporal CLI not found at ${TEMPORAL_CLI}: run "npm run setup:temporal" (scripts/install-temporal.sh)`);
   }
-  const uiPort = options.uiPort === undefined ? options.port + 1000 : options.uiPort;
-  const args = ['server', 'start-dev', '--ip', '127.0.0.1', '--port', String(options.port), '--log-level', 'warn'];
-  if (options.dbFile !== null) {
-    await fs.mkdir(path.dirname(options.dbFile), { recursive: true });
-    args.push('--db-filename', options.dbFile);
-    // WAL with synchronous=NORMAL: a commit survives the process being killed (what a restart
-    // needs) without an fsync per history event, which made every request ~0.5 s slower here.
-    args.push('--sqlite-pragma', 'journal_mode=wal', '--sqlite-pragma', 'synchronous=normal');
-  }
-  if (uiPort === null) args.push('--headless');
-  else args.push('--ui-port', String(uiPort));
-  if (options.namespace && options.namespace !== 'default') args.push('--namespace', options.namespace);
-  for (const name of SEARCH_ATTRIBUTE_NAMES) args.push('--search-attribute', `${name}=Keyword`);
-  for (const [key, value] of Object.entries(DEV_SERVER_DYNAMIC_CONFIG)) args.push('--dynamic-config-value', `${key}=${value}`);
-  const child = await spawnListening(args, options);
+  if (options.dbFile !== null) await fs.mkdir(path.dirname(options.dbFile), { recursive: true });
+  const uiPortFor = (port: number) => (options.uiPort === undefined ? port + 1000 : options.uiPort);
+  const argsFor = (port: number) => {
+    const args = ['server', 'start-dev', '--ip', '127.0.0.1', '--port', String(port), '--log-level', 'warn'];
+    if (options.dbFile !== null) {
+      args.push('--db-filename', options.dbFile);
+      // WAL with synchronous=NORMAL: a commit survives the process being killed (what a restart
+      // needs) without an fsync per history event, which made every request ~0.5 s slower here.
+      args.push('--sqlite-pragma', 'journal_mode=wal', '--sqlite-pragma', 'synchronous=normal');
+    }
+    const uiPort = uiPortFor(port);
+    if (uiPort === null) args.push('--headless');
+    else args.push('--ui-port', String(uiPort));
+    if (options.namespace && options.namespace !== 'default') args.push('--namespace', options.namespace);
+    for (const name of SEARCH_ATTRIBUTE_NAMES) args.push('--search-attribute', `${name}=Keyword`);
+    for (const [key, value] of Object.entries(DEV_SERVER_DYNAMIC_CONFIG)) args.push('--dynamic-config-value', `${key}=${value}`);
+    return args;
+  };
+  const { child, port } = await spawnListening(argsFor, options);
+  const uiPort = uiPortFor(port);
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   return {
-    address: `127.0.0.1:${options.port}`,
+    address: `127.0.0.1:${port}`,
     uiUrl: uiPort === null ? null : `http://localhost:${uiPort}`,
     process: child,
     async stop() {

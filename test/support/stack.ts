@@ -12,7 +12,6 @@ import { startStack, type Stack } from '../../scripts/lib/system.js';
 import { startTemporalDevServer, type RunningDevServer } from '../../scripts/lib/temporal-dev-server.js';
 import { ensureAdminKey, ensureModels } from '../../scripts/lib/bootstrap.js';
 import type { BreakerConfig } from '../../activities/circuit-breaker.js';
-import { freePort } from './global-setup.js';
 
 export interface TestStackOptions {
   pools?: string[];
@@ -48,25 +47,9 @@ export async function createDatabase(): Promise<string> {
   return url.toString();
 }
 
-/**
- * The test's own dev server. A port picked free can be taken by another process before the server
- * binds it (the server then exits at once): a picked port is picked again, twice at most.
- */
-async function startDevServer(options: TestStackOptions): Promise<RunningDevServer> {
-  const dbFile = options.temporalDbFile ?? null;
-  if (options.temporalPort !== undefined) return startTemporalDevServer({ dbFile, port: options.temporalPort, uiPort: null });
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await startTemporalDevServer({ dbFile, port: await freePort(), uiPort: null });
-    } catch (error) {
-      if (attempt >= 3 || !/can't set frontend port/.test((error as Error).message)) throw error;
-    }
-  }
-}
-
 export async function startTestStack(options: TestStackOptions = {}): Promise<TestStack> {
   const databaseUrl = await createDatabase();
-  const temporal = await startDevServer(options);
+  const temporal = await startTemporalDevServer({ dbFile: options.temporalDbFile ?? null, port: options.temporalPort, uiPort: null });
   const pools = options.pools ?? ['local'];
   const config = loadConfig({
     PORT: '0',
