@@ -14,7 +14,14 @@ import type { AuthorizeInput, AuthorizedModel } from './auth.js';
 import type { ReserveQuotaInput } from './quota.js';
 import type { SettleInput } from './ledger.js';
 import type { OutcomeInput } from './audit.js';
-import { fallbackOrder, type DeploymentTarget } from '../workflows/contracts.js';
+import { fallbackOrder, type DeploymentTarget, type ItemResult } from '../workflows/contracts.js';
+import { forEachItem } from './items.js';
+
+/**
+ * Items of a chunk admitted or completed at once: one tenant's reservations queue on its row lock
+ * anyway, while the other steps' round trips overlap.
+ */
+const ITEM_CONCURRENCY = 8;
 
 /** The steps `admit` and `complete` run: the control activities of the same names. */
 export interface RequestSteps {
@@ -61,7 +68,7 @@ export interface CompleteInput {
 }
 
 export function createAdmissionActivities(steps: RequestSteps, random: () => number = Math.random) {
-  return {
+  const activities = {
     /**
      * Admits the request or refuses it with the step's own failure. A failure after the
      * reservation (assignment or routing could not reach the database) releases it before
@@ -95,6 +102,17 @@ export function createAdmissionActivities(steps: RequestSteps, random: () => num
       const { costMicros } = await steps.settle(input.settle);
       await steps.recordOutcome({ ...input.outcome, summary: { ...input.outcome.summary, cost_micros: costMicros } });
       return { costMicros };
+    },
+  };
+  return {
+    ...activities,
+    /** `admit` for each of a chunk of batch lines (see `forEachItem`), in one activity. */
+    async admitLines(input: { items: AdmitInput[] }): Promise<ItemResult<Admission>[]> {
+      return forEachItem(input.items, ITEM_CONCURRENCY, activities.admit);
+    },
+    /** `complete` for each of a chunk of batch lines, in one activity. */
+    async completeLines(input: { items: CompleteInput[] }): Promise<ItemResult<{ costMicros: number }>[]> {
+      return forEachItem(input.items, ITEM_CONCURRENCY, activities.complete);
     },
   };
 }

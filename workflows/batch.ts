@@ -36,9 +36,11 @@ import {
   type ActivityOptions,
 } from '@temporalio/workflow';
 import type { BatchActivities } from '../activities/batch.js';
+import type { ControlActivities } from '../activities/index.js';
 import type { WebhookActivities } from '../activities/webhooks.js';
 import { chatRequest } from './chat-request.js';
-import { runChatPipeline } from './pipeline.js';
+import { runChatPipeline, type PipelineHooks } from './pipeline.js';
+import { coalesce } from './coalesce.js';
 import {
   CONTROL_TASK_QUEUE,
   PriorityKeys,
@@ -66,6 +68,13 @@ const PROFILES = {
     retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '30s', maximumAttempts: 10, nonRetryableErrorTypes: ['NotFound'] },
   } satisfies ActivityOptions,
 };
+
+/**
+ * Most lines whose admission or completion share one activity, and most bytes of completions in
+ * one `completeLines` input. See `coalesce`.
+ */
+const CHUNK_LINES = 64;
+const CHUNK_BYTES = 512 * 1024;
 
 /** Lines asked for per load. */
 const LOAD_PAGE = 200;
@@ -113,10 +122,23 @@ export async function batch(input: BatchWorkflowInput): Promise<BatchProgress> {
 
     const lines = new CancellationScope();
     const inline = patched('batch-lines-inline');
+    // Lines started together are admitted by one activity, and completions that arrive together
+    // are settled and audited by one: each line still runs every step of its own (runs started
+    // before keep an activity per line and step).
+    const chunked = inline && patched('batch-line-chunks');
+    const chunkActs = proxyActivities<ControlActivities>(PROFILES.db);
+    const dispatch: PipelineHooks['dispatch'] = chunked
+      ? {
+        // Admission is shielded from cancellation (see `shieldAdmission`); so is a completion:
+        // once a line's inference is done, its settlement and audit run to their end.
+        admit: coalesce((items) => CancellationScope.nonCancellable(() => chunkActs.admitLines({ items })), { maxItems: CHUNK_LINES }),
+        complete: coalesce((items) => CancellationScope.nonCancellable(() => chunkActs.completeLines({ items })), { maxItems: CHUNK_LINES, maxBytes: CHUNK_BYTES }),
+      }
+      : undefined;
     const runLine = async (line: BatchLine): Promise<boolean> => {
       try {
         await lines.run(() => inline
-          ? runChatPipeline({ ...line.input, localActivities: input.localActivities }, { shieldAdmission: true })
+          ? runChatPipeline({ ...line.input, localActivities: input.localActivities }, { shieldAdmission: true, ...(dispatch ? { dispatch } : {}) })
           : executeChild(chatRequest, {
             workflowId: chatWorkflowId(line.input.requestId),
             taskQueue: CONTROL_TASK_QUEUE,
@@ -165,15 +187,18 @@ export async function batch(input: BatchWorkflowInput): Promise<BatchProgress> {
       }
       await condition(() => inFlight < input.concurrency || stopped());
       if (stopped()) break;
-      const line = page.shift() as BatchLine;
-      state.afterLine = line.lineNo;
-      inFlight += 1;
-      started += 1;
-      void runLine(line).then((ok) => {
-        if (ok) state.completed += 1;
-        else state.failed += 1;
-        inFlight -= 1;
-      });
+      // Chunked: every free slot's line starts in this one turn, so their admissions coalesce.
+      do {
+        const line = page.shift() as BatchLine;
+        state.afterLine = line.lineNo;
+        inFlight += 1;
+        started += 1;
+        void runLine(line).then((ok) => {
+          if (ok) state.completed += 1;
+          else state.failed += 1;
+          inFlight -= 1;
+        });
+      } while (chunked && page.length > 0 && inFlight < input.concurrency && started < input.linesPerRun);
       if (page.length === 0 && loadAfter > state.afterLine) state.afterLine = loadAfter; // trailing blank lines
       if (started >= input.linesPerRun || workflowInfo().continueAsNewSuggested) break;
       if (Date.now() - flushedAt >= FLUSH_MS) await flush();

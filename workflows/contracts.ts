@@ -168,6 +168,20 @@ export interface ConsumedTokens {
   completionTokens: number;
 }
 
+/**
+ * One item's result in an activity that runs a step for many requests at once (a batch's chunk of
+ * lines): its value, or the step's own non-retryable failure (a decision such as a refused quota),
+ * which the workflow rethrows to that item's request alone. Any other error fails the whole
+ * activity, which Temporal retries: every step is idempotent per request.
+ */
+export type ItemResult<T> = { ok: true; value: T } | { ok: false; failure: ItemFailure };
+
+export interface ItemFailure {
+  type: string;
+  message: string;
+  details: unknown[];
+}
+
 /** Workflow ID of one batch. */
 export function batchWorkflowId(batchId: string): string {
   return `batch-${batchId}`;

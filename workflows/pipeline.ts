@@ -23,6 +23,7 @@ import {
 import type { ControlActivities } from '../activities/index.js';
 import type { InferenceActivities } from '../activities/inference.js';
 import type { Assignment } from '../activities/experiments.js';
+import type { AdmitInput, Admission, CompleteInput } from '../activities/admission.js';
 import {
   fallbackOrder,
   inferenceTaskQueue,
@@ -124,6 +125,16 @@ export interface PipelineHooks {
    * workflow that goes on running. @default false (`chatRequest` keeps the behaviour its histories recorded)
    */
   shieldAdmission?: boolean;
+  /**
+   * Runs admission and completion (with `folded`) through these instead of one activity each: a
+   * batch passes calls that coalesce its lines' steps into one activity per chunk of lines
+   * (`coalesce`), each line still admitted, settled and audited by the same step functions.
+   * @default the `admit` and `complete` activities
+   */
+  dispatch?: {
+    admit: (input: AdmitInput) => Promise<Admission>;
+    complete: (input: CompleteInput) => Promise<{ costMicros: number }>;
+  };
   /** The request ended: after its outcome is recorded. */
   onEnd?: (status: 'succeeded' | 'failed' | 'cancelled') => void;
 }
@@ -139,6 +150,7 @@ export async function runChatPipeline(input: ChatRequestInput, hooks: PipelineHo
     : proxyActivities<ControlActivities>(PROFILES.db);
   const step = hooks.onStep ?? (() => undefined);
   const folded = hooks.folded ?? true;
+  const { admit: admitStep, complete: completeStep } = hooks.dispatch ?? steps;
 
   let reserved = false;
   let model = input.model;
@@ -157,7 +169,7 @@ export async function runChatPipeline(input: ChatRequestInput, hooks: PipelineHo
     /** Index of the deployment whose circuit admission already acquired (-1: none; with `folded`, all were open). */
     let acquired = -1;
     if (folded) {
-      const admit = () => steps.admit({
+      const admit = () => admitStep({
         requestId: input.requestId, tenantId: input.tenantId, keyId: input.keyId, model: input.model, subject: input.subject,
         promptTokensEstimate: input.promptTokensEstimate, maxTokens: input.params.maxTokens ?? null,
       });
@@ -243,7 +255,7 @@ export async function runChatPipeline(input: ChatRequestInput, hooks: PipelineHo
         summary: { deployment: deployment.id, pool: deployment.pool, variant, prompt_tokens: out.promptTokens, completion_tokens: out.completionTokens },
       };
       if (folded) {
-        await steps.complete({ settle: usage, outcome });
+        await completeStep({ settle: usage, outcome });
       } else {
         const { costMicros } = await steps.settle(usage);
         await steps.recordOutcome({ ...outcome, summary: { ...outcome.summary, cost_micros: costMicros } });

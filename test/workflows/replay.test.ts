@@ -5,7 +5,8 @@
  * running workflows (reordered steps, a new activity without `patched`) fails here.
  * `test/fixtures/histories` keeps histories (binary protobuf) recorded by earlier versions of the workflow code
  * (`chat-request-v1-*`: before admission and completion were one activity each; `batch-v1-*`: a
- * batch whose lines were `chatRequest` child workflows), which must replay too: workflows in
+ * batch whose lines were `chatRequest` child workflows; `batch-v2-*`: lines inside the batch, an
+ * admission and a completion activity per line), which must replay too: workflows in
  * flight during an upgrade finish on the new code.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -73,7 +74,7 @@ describe('workflow replay', () => {
     // Binary protobuf (`History.encode` of `fetchHistory()`): the SDK's JSON reader trips over the
     // three copies of protobufjs 8 that npm installs beside grpc-js's protobufjs 7.
     const files = (await readdir(dir)).filter((f) => f.endsWith('.pb')).sort();
-    expect(files).toEqual(['batch-v1-completed.pb', 'chat-request-v1-fallback.pb', 'chat-request-v1-quota-exceeded.pb', 'chat-request-v1-succeeded.pb']);
+    expect(files).toEqual(['batch-v1-completed.pb', 'batch-v2-inline-completed.pb', 'chat-request-v1-fallback.pb', 'chat-request-v1-quota-exceeded.pb', 'chat-request-v1-succeeded.pb']);
     for (const file of files) {
       const history = temporal.api.history.v1.History.decode(await readFile(new URL(file, dir)));
       expect(history.events.length, file).toBeGreaterThan(5);
