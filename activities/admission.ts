@@ -33,6 +33,21 @@ export interface RequestSteps {
   acquireCircuit(input: { deploymentId: string }): Promise<boolean>;
   settle(input: SettleInput): Promise<{ costMicros: number }>;
   recordOutcome(input: OutcomeInput): Promise<void>;
+  recordOutcomes(inputs: readonly OutcomeInput[]): Promise<void>;
+}
+
+/** `fn` answering each distinct key once (failures included): lookups that a chunk's lines share. */
+function memoBy<I, O>(key: (input: I) => string, fn: (input: I) => Promise<O>): (input: I) => Promise<O> {
+  const seen = new Map<string, Promise<O>>();
+  return (input) => {
+    const k = key(input);
+    let p = seen.get(k);
+    if (p === undefined) {
+      p = fn(input);
+      seen.set(k, p);
+    }
+    return p;
+  };
 }
 
 export interface AdmitInput {
@@ -106,13 +121,31 @@ export function createAdmissionActivities(steps: RequestSteps, random: () => num
   };
   return {
     ...activities,
-    /** `admit` for each of a chunk of batch lines (see `forEachItem`), in one activity. */
+    /**
+     * `admit` for each of a chunk of batch lines (see `forEachItem`), in one activity. The chunk's
+     * lines share their key's authorization and their model's route, looked up once for all of
+     * them (the same decision each line would get a moment apart); each line still reserves,
+     * is assigned and acquires its circuit on its own.
+     */
     async admitLines(input: { items: AdmitInput[] }): Promise<ItemResult<Admission>[]> {
-      return forEachItem(input.items, ITEM_CONCURRENCY, activities.admit);
+      const shared = createAdmissionActivities({
+        ...steps,
+        authorize: memoBy((i) => JSON.stringify([i.tenantId, i.keyId, i.model]), steps.authorize),
+        planRoute: memoBy((i) => i.model, steps.planRoute),
+      }, random);
+      return forEachItem(input.items, ITEM_CONCURRENCY, shared.admit);
     },
-    /** `complete` for each of a chunk of batch lines, in one activity. */
+    /**
+     * `complete` for each of a chunk of batch lines, in one activity: each line settled on its
+     * own, then the settled lines' outcomes audited and recorded together (`recordOutcomes`).
+     */
     async completeLines(input: { items: CompleteInput[] }): Promise<ItemResult<{ costMicros: number }>[]> {
-      return forEachItem(input.items, ITEM_CONCURRENCY, activities.complete);
+      const settled = await forEachItem(input.items, ITEM_CONCURRENCY, (item) => steps.settle(item.settle));
+      await steps.recordOutcomes(input.items.flatMap((item, i) => {
+        const r = settled[i];
+        return r?.ok ? [{ ...item.outcome, summary: { ...item.outcome.summary, cost_micros: r.value.costMicros } }] : [];
+      }));
+      return settled;
     },
   };
 }

@@ -1,6 +1,6 @@
 /** The audit step, and the request's recorded outcome. */
-import { appendAudit } from '../db/repositories/audit.js';
-import { finishRequest } from '../db/repositories/requests.js';
+import { appendAudit, appendAuditMany, type AuditEntry } from '../db/repositories/audit.js';
+import { finishRequests } from '../db/repositories/requests.js';
 import type { Metrics } from '../workers/metrics.js';
 import { publishEvent, type WebhookDeps } from './webhooks.js';
 
@@ -19,20 +19,30 @@ export interface OutcomeInput {
   summary: Record<string, unknown>;
 }
 
-export function createAuditActivities(deps: WebhookDeps & { metrics: Metrics | null }) {
+function outcomeEntry(input: OutcomeInput, at: Date): AuditEntry {
   return {
-    /** Appends the request's audit row and records its outcome on the request. Idempotent by request. */
-    async recordOutcome(input: OutcomeInput): Promise<void> {
-      await appendAudit(deps.db, {
-        actor: `key:${input.keyId}`,
-        tenantId: input.tenantId,
-        action: `request.${input.status}`,
-        target: `request:${input.requestId}`,
-        data: { kind: input.kind, model: input.model, ...input.summary, ...(input.error ? { error_type: input.error.type, error_code: input.error.code } : {}) },
-        idempotencyKey: `request:${input.requestId}:outcome`,
-        at: deps.now(),
-      });
-      await finishRequest(deps.db, input.requestId, { status: input.status, result: input.result, error: input.error });
+    actor: `key:${input.keyId}`,
+    tenantId: input.tenantId,
+    action: `request.${input.status}`,
+    target: `request:${input.requestId}`,
+    data: { kind: input.kind, model: input.model, ...input.summary, ...(input.error ? { error_type: input.error.type, error_code: input.error.code } : {}) },
+    idempotencyKey: `request:${input.requestId}:outcome`,
+    at,
+  };
+}
+
+export function createAuditActivities(deps: WebhookDeps & { metrics: Metrics | null }) {
+  /**
+   * Audits each outcome, records it on its request, and publishes `job.*` events: the audit rows
+   * under one lock of the chain's head, the requests in one statement. Idempotent per request.
+   */
+  async function recordOutcomes(inputs: readonly OutcomeInput[]): Promise<void> {
+    if (inputs.length === 0) return;
+    const at = deps.now();
+    if (inputs.length === 1) await appendAudit(deps.db, outcomeEntry(inputs[0] as OutcomeInput, at));
+    else await appendAuditMany(deps.db, inputs.map((input) => outcomeEntry(input, at)));
+    await finishRequests(deps.db, inputs.map((input) => ({ id: input.requestId, status: input.status, result: input.result, error: input.error })));
+    for (const input of inputs) {
       // Async jobs only: `job.succeeded` / `job.failed` (a cancel was asked for by the caller: no event).
       if (input.kind === 'async' && input.status !== 'cancelled') {
         const type = input.status === 'succeeded' ? 'job.succeeded' : 'job.failed';
@@ -42,6 +52,12 @@ export function createAuditActivities(deps: WebhookDeps & { metrics: Metrics | n
         });
       }
       deps.metrics?.workflowOutcomes.inc({ kind: input.kind, model: input.model, outcome: input.status });
+    }
+  }
+  return {
+    async recordOutcome(input: OutcomeInput): Promise<void> {
+      await recordOutcomes([input]);
     },
+    recordOutcomes,
   };
 }

@@ -36,45 +36,76 @@ export function auditHash(prevHash: string, row: Pick<AuditRow, 'seq' | 'created
   return createHash('sha256').update(prevHash).update('\n').update(content).digest('hex');
 }
 
-export async function appendAudit(db: Db, entry: AuditEntry): Promise<AuditRow> {
-  return db.transaction().execute(async (trx) => {
-    const head = await trx.selectFrom('audit_head').selectAll().where('id', '=', 1).forUpdate().executeTakeFirstOrThrow();
+/** A row of the chain as it will be inserted: `seq` and hashes computed from the head. */
+function chained(head: { seq: number; hash: string }, entries: readonly AuditEntry[]) {
+  let { seq, hash: prevHash } = head;
+  return entries.map((entry) => {
     // Round-trip the data through JSON so the hashed content is what jsonb will give back.
     const data = JSON.parse(JSON.stringify(entry.data)) as Record<string, unknown>;
     const createdAt = new Date(Math.floor(entry.at.getTime()));
-    const seq = head.seq + 1;
-    const hash = auditHash(head.hash, {
+    seq += 1;
+    const hash = auditHash(prevHash, {
       seq, created_at: createdAt, actor: entry.actor, tenant_id: entry.tenantId, action: entry.action, target: entry.target, data,
     });
+    const row = {
+      seq, created_at: createdAt, actor: entry.actor, tenant_id: entry.tenantId, action: entry.action, target: entry.target,
+      data: JSON.stringify(data), idempotency_key: entry.idempotencyKey, prev_hash: prevHash, hash,
+    };
+    prevHash = hash;
+    return row;
+  });
+}
+
+/**
+ * Appends the rows and moves the head to the last one, in one statement: none of them goes in
+ * (and the head stays) if one's idempotency key was appended before. The caller holds the head's lock.
+ */
+async function insertChained(trx: Db, rows: ReturnType<typeof chained>): Promise<AuditRow[]> {
+  const last = rows[rows.length - 1] as (typeof rows)[number];
+  return trx
+    .with('appended', (q) => q.insertInto('audit_log').values(rows).onConflict((oc) => oc.column('idempotency_key').doNothing()).returningAll())
+    .with('moved', (q) => q
+      .updateTable('audit_head')
+      .set({ seq: last.seq, hash: last.hash })
+      .where('id', '=', 1)
+      .where((eb) => eb.exists(eb.selectFrom('appended').select('appended.seq'))))
+    .selectFrom('appended')
+    .selectAll()
+    .orderBy('seq')
+    .execute();
+}
+
+export async function appendAudit(db: Db, entry: AuditEntry): Promise<AuditRow> {
+  return db.transaction().execute(async (trx) => {
+    const head = await trx.selectFrom('audit_head').selectAll().where('id', '=', 1).forUpdate().executeTakeFirstOrThrow();
     // One statement: the row (none if its idempotency key was appended before: a retry), and the
     // head moved only if the row went in. The head's lock orders every append.
-    const row = await trx
-      .with('appended', (q) => q
-        .insertInto('audit_log')
-        .values({
-          seq,
-          created_at: createdAt,
-          actor: entry.actor,
-          tenant_id: entry.tenantId,
-          action: entry.action,
-          target: entry.target,
-          data: JSON.stringify(data),
-          idempotency_key: entry.idempotencyKey,
-          prev_hash: head.hash,
-          hash,
-        })
-        .onConflict((oc) => oc.column('idempotency_key').doNothing())
-        .returningAll())
-      .with('moved', (q) => q
-        .updateTable('audit_head')
-        .set({ seq, hash })
-        .where('id', '=', 1)
-        .where((eb) => eb.exists(eb.selectFrom('appended').select('appended.seq'))))
-      .selectFrom('appended')
-      .selectAll()
-      .executeTakeFirst();
+    const [row] = await insertChained(trx, chained(head, [entry]));
     if (row) return row;
     return trx.selectFrom('audit_log').selectAll().where('idempotency_key', '=', entry.idempotencyKey).executeTakeFirstOrThrow();
+  });
+}
+
+/**
+ * Appends many entries under one lock of the head, in order, in three statements whatever their
+ * number: entries whose idempotency key is already in the log are skipped (a retried chunk).
+ * Returns the rows appended now.
+ */
+export async function appendAuditMany(db: Db, entries: readonly AuditEntry[]): Promise<AuditRow[]> {
+  if (entries.length === 0) return [];
+  return db.transaction().execute(async (trx) => {
+    const head = await trx.selectFrom('audit_head').selectAll().where('id', '=', 1).forUpdate().executeTakeFirstOrThrow();
+    const keys = entries.flatMap((e) => (e.idempotencyKey === null ? [] : [e.idempotencyKey]));
+    const existing = keys.length === 0 ? [] : await trx.selectFrom('audit_log').select('idempotency_key').where('idempotency_key', 'in', keys).execute();
+    const seen = new Set(existing.map((r) => r.idempotency_key));
+    const fresh = entries.filter((e) => {
+      if (e.idempotencyKey === null) return true;
+      if (seen.has(e.idempotencyKey)) return false;
+      seen.add(e.idempotencyKey); // the same key twice in one call: the first one
+      return true;
+    });
+    if (fresh.length === 0) return [];
+    return insertChained(trx, chained(head, fresh));
   });
 }
 

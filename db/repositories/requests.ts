@@ -1,4 +1,5 @@
 /** Requests (jobs): one row per chat request, created by the API, finished by the workflow. */
+import { sql } from 'kysely';
 import type { Db } from '../database.js';
 import type { RequestRow, RequestKind, RequestStatus } from '../tables/index.js';
 
@@ -49,21 +50,27 @@ export async function markRequestRunning(db: Db, id: string): Promise<void> {
   await db.updateTable('requests').set({ status: 'running' }).where('id', '=', id).where('status', '=', 'queued').execute();
 }
 
-/** Records the outcome once; a replayed call for a finished request changes nothing. */
-export async function finishRequest(
-  db: Db,
-  id: string,
-  outcome: { status: Extract<RequestStatus, 'succeeded' | 'failed' | 'cancelled'>; result: unknown; error: unknown },
-): Promise<void> {
-  await db
-    .updateTable('requests')
-    .set({
-      status: outcome.status,
-      result: outcome.result === null ? null : JSON.stringify(outcome.result),
-      error: outcome.error === null ? null : JSON.stringify(outcome.error),
-      finished_at: new Date(),
-    })
-    .where('id', '=', id)
-    .where('status', 'in', ['queued', 'running'])
-    .execute();
+/** An outcome to record on a request. */
+export interface RequestOutcome {
+  id: string;
+  status: Extract<RequestStatus, 'succeeded' | 'failed' | 'cancelled'>;
+  result: unknown;
+  error: unknown;
 }
+
+/**
+ * Records each request's outcome once (one statement for all of them); a replayed call for a
+ * finished request changes nothing.
+ */
+export async function finishRequests(db: Db, outcomes: readonly RequestOutcome[]): Promise<void> {
+  if (outcomes.length === 0) return;
+  const finishedAt = new Date().toISOString();
+  // json, not jsonb, all the way: a completion may hold U+0000. A JSON null becomes SQL NULL.
+  const rows = JSON.stringify(outcomes.map((o) => ({ id: o.id, status: o.status, result: o.result ?? null, error: o.error ?? null })));
+  await sql`
+    update requests as r
+    set status = v.status, result = v.result, error = v.error, finished_at = ${finishedAt}::timestamptz
+    from json_to_recordset(${rows}::json) as v(id text, status text, result json, error json)
+    where r.id = v.id and r.status in ('queued', 'running')`.execute(db);
+}
+

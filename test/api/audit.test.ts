@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { sql } from 'kysely';
 import { startTestStack, type TestStack } from '../support/stack.js';
-import { auditHash, checkpointSignature } from '../../db/repositories/audit.js';
+import { appendAudit, appendAuditMany, auditHash, checkpointSignature } from '../../db/repositories/audit.js';
 
 const AUDIT_KEY = 'test-audit-key-0123456789abcdef0123456789';
 let stack: TestStack;
@@ -50,6 +50,23 @@ describe('audit verification', () => {
     expect(r.status).toBe(200);
     expect(r.body).toMatchObject({ ok: true, head_seq: await headSeq(), checkpoint: null, checkpoints_signed: true });
     expect(r.body.rows).toBe(r.body.head_seq);
+  });
+
+  it('a chunk appended at once chains in order, skips keys already in the log, and verifies', async () => {
+    const before = await headSeq();
+    const entry = (n: number) => ({ actor: 'system', tenantId: null, action: 'test.chunk', target: `t:${n}`, data: { n }, idempotencyKey: `chunk:${n}`, at: new Date() });
+    await appendAudit(stack.db, entry(1));
+    // 1 is in the log already, 3 comes twice, the null key always goes in.
+    const rows = await appendAuditMany(stack.db, [entry(1), entry(2), entry(3), entry(3), { ...entry(4), idempotencyKey: null }]);
+    expect(rows.map((r) => r.target)).toEqual(['t:2', 't:3', 't:4']);
+    expect(rows.map((r) => Number(r.seq))).toEqual([before + 2, before + 3, before + 4]);
+    expect(rows[1]!.prev_hash).toBe(rows[0]!.hash);
+    expect(await headSeq()).toBe(before + 4);
+    // A retried chunk appends nothing and leaves the head where it was.
+    expect(await appendAuditMany(stack.db, [entry(2), entry(3)])).toEqual([]);
+    expect(await headSeq()).toBe(before + 4);
+    const r = await verify();
+    expect(r.body).toMatchObject({ ok: true, head_seq: before + 4, rows: before + 4 });
   });
 
   it('the table refuses updates and deletes from the application', async () => {

@@ -24,6 +24,7 @@ function recordingSteps(overrides: Partial<RequestSteps> = {}, open: readonly st
     acquireCircuit: async (i) => (calls.push(`acquireCircuit:${i.deploymentId}`), !open.includes(i.deploymentId)),
     settle: async () => (calls.push('settle'), { costMicros: 7 }),
     recordOutcome: async (i) => void calls.push(`recordOutcome:${JSON.stringify(i.summary)}`),
+    recordOutcomes: async (inputs) => void calls.push(`recordOutcomes:${inputs.map((i) => `${i.requestId}=${JSON.stringify(i.summary)}`).join(',')}`),
     ...overrides,
   };
   return { steps, calls };
@@ -83,5 +84,57 @@ describe('complete', () => {
       outcome: { requestId: 'r', tenantId: 't', keyId: 'k', kind: 'sync', model: 'm', status: 'succeeded', result: {}, error: null, summary: {} },
     })).rejects.toThrow('down');
     expect(calls).toEqual([]);
+  });
+});
+
+function settleFor(requestId: string) {
+  return {
+    settle: { requestId, step: 'infer', tenantId: 't', keyId: 'k', kind: 'batch' as const, model: 'm', deploymentId: 'd', pool: 'p', variant: null, promptTokens: 1, completionTokens: 2, latencyMs: 3 },
+    outcome: { requestId, tenantId: 't', keyId: 'k', kind: 'batch' as const, model: 'm', status: 'succeeded' as const, result: {}, error: null, summary: {} },
+  };
+}
+
+describe('admitLines and completeLines (a chunk of batch lines)', () => {
+  it('admits each line, sharing the key\'s authorization and the model\'s route, and returns each line\'s own refusal', async () => {
+    const refused = ApplicationFailure.create({ type: 'QuotaExceeded', message: 'limit', nonRetryable: true, details: [{ code: 'rate_limit_exceeded' }] });
+    const { steps, calls } = recordingSteps({
+      reserveQuota: async (i) => {
+        calls.push(`reserveQuota:${i.requestId}`);
+        if (i.requestId === 'r2') throw refused;
+        return { estCostMicros: 42 };
+      },
+    });
+    const results = await createAdmissionActivities(steps).admitLines({ items: ['r1', 'r2', 'r3'].map((requestId) => ({ ...INPUT, requestId })) });
+    expect(results.map((r) => r.ok)).toEqual([true, false, true]);
+    expect(results[1]).toEqual({ ok: false, failure: { type: 'QuotaExceeded', message: 'limit', details: [{ code: 'rate_limit_exceeded' }] } });
+    expect(results[0]).toMatchObject({ ok: true, value: { estCostMicros: 42, acquired: 0 } });
+    expect(calls.filter((c) => c === 'authorize')).toHaveLength(1);
+    expect(calls.filter((c) => c.startsWith('planRoute'))).toHaveLength(1);
+    expect(calls.filter((c) => c.startsWith('reserveQuota')).sort()).toEqual(['reserveQuota:r1', 'reserveQuota:r2', 'reserveQuota:r3']);
+    expect(calls.filter((c) => c === 'assignExperiment')).toHaveLength(2);
+    expect(calls.filter((c) => c.startsWith('acquireCircuit'))).toHaveLength(2);
+  });
+
+  it('fails the whole chunk on an error that is not a decision (Temporal retries it; every step is idempotent)', async () => {
+    const { steps } = recordingSteps({ reserveQuota: async () => { throw new Error('connection lost'); } });
+    await expect(createAdmissionActivities(steps).admitLines({ items: [INPUT, { ...INPUT, requestId: 'r2' }] })).rejects.toThrow('connection lost');
+  });
+
+  it('settles each line, then records the settled lines\' outcomes together with their costs', async () => {
+    const { steps, calls } = recordingSteps({
+      settle: async (i) => {
+        calls.push(`settle:${i.requestId}`);
+        if (i.requestId === 'b') throw ApplicationFailure.create({ type: 'NotFound', message: 'gone', nonRetryable: true });
+        return { costMicros: i.requestId === 'a' ? 5 : 9 };
+      },
+    });
+    const results = await createAdmissionActivities(steps).completeLines({ items: [settleFor('a'), settleFor('b'), settleFor('c')] });
+    expect(results).toEqual([
+      { ok: true, value: { costMicros: 5 } },
+      { ok: false, failure: { type: 'NotFound', message: 'gone', details: [] } },
+      { ok: true, value: { costMicros: 9 } },
+    ]);
+    expect(calls.at(-1)).toBe('recordOutcomes:a={"cost_micros":5},c={"cost_micros":9}');
+    expect(calls.filter((c) => c.startsWith('recordOutcome'))).toHaveLength(1);
   });
 });
