@@ -5,7 +5,7 @@
  */
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
-import type { ConsumedTokens, FailureDetails, InferInput, InferOutput } from '../workflows/contracts.js';
+import type { ConsumedTokens, FailureDetails, InferInput, InferOutput, ItemResult } from '../workflows/contracts.js';
 import { BackendError, InterruptedGeneration } from './backends/types.js';
 import type { BackendRegistry } from './backends/registry.js';
 import { requestFailure } from './failures.js';
@@ -13,6 +13,26 @@ import type { Metrics } from '../workers/metrics.js';
 
 /** Heartbeat at most this often while generating. */
 const HEARTBEAT_EVERY_MS = 1000;
+
+/**
+ * A batch line's attempts inside `inferLines`, and the waits between them: the retry policy a
+ * line's own `infer` activity has in the workflow (workflows/pipeline.ts, `PROFILES.infer`).
+ */
+export const LINE_RETRY = { maximumAttempts: 3, initialIntervalMs: 500, backoffCoefficient: 2, maximumIntervalMs: 20_000 } as const;
+
+/** Waits `ms`, or less if `signal` aborts meanwhile. */
+function pause(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve();
+    const done = () => {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal.addEventListener('abort', done, { once: true });
+  });
+}
 
 /**
  * What the workflow sees of a failed or cancelled generation. Tokens it spent travel in the
@@ -135,3 +155,75 @@ export function createInferenceActivities(deps: { backends: BackendRegistry; poo
 }
 
 export type InferenceActivities = ReturnType<typeof createInferenceActivities>;
+
+/**
+ * The infer step for a chunk of batch lines of one pool, in one activity on the pool's batch task
+ * queue (`inferenceBatchTaskQueue`): every line generates through the same backends, queued for
+ * a slot behind interactive requests (`priority: 'batch'`), with the retry policy a line's own
+ * infer activity would get (`LINE_RETRY`, Retry-After honoured), and comes back as its own
+ * result: the completion, its failure after the last attempt (the tokens every attempt spent in
+ * `consumed`), or `Cancelled` with what it spent when the chunk is cancelled. The chunk heartbeats
+ * while it runs; a chunk whose worker died is run again whole by Temporal (inference is not
+ * billed until the line's completion step, so a line generated twice is still billed once).
+ */
+export function createBatchInferenceActivities(deps: { backends: BackendRegistry; pool: string; metrics: Metrics | null }) {
+  async function inferLine(input: InferInput, signal: AbortSignal): Promise<ItemResult<InferOutput>> {
+    let spent: ConsumedTokens | null = null;
+    for (let attempt = 1; ; attempt++) {
+      const started = performance.now();
+      let progress = { completionTokens: 0, promptTokens: 0 };
+      deps.metrics?.inferenceInFlight.inc({ pool: deps.pool });
+      let outcome = 'error';
+      try {
+        const backend = await deps.backends.get(input.deployment);
+        const result = await backend.generate({
+          messages: input.messages, params: input.params, signal, priority: 'batch',
+          onProgress: (completionTokens, promptTokens) => {
+            progress = { completionTokens, promptTokens };
+          },
+        });
+        outcome = 'ok';
+        return { ok: true, value: { ...result, latencyMs: Math.round(performance.now() - started), failedAttempts: spent } };
+      } catch (err) {
+        const reported = consumedBy(err) ?? (progress.promptTokens + progress.completionTokens > 0 ? progress : null);
+        spent = addConsumed(spent, reported);
+        if (signal.aborted) {
+          outcome = 'cancelled';
+          return { ok: false, failure: { type: 'Cancelled', message: 'generation cancelled', details: [detailsWith(spent)] } };
+        }
+        const failure = toFailure(err, false, spent);
+        const app = failure instanceof ApplicationFailure ? failure : null;
+        if (attempt >= LINE_RETRY.maximumAttempts || app?.nonRetryable) {
+          const message = failure instanceof Error ? failure.message : String(failure);
+          const details = (app?.details?.[0] as FailureDetails | undefined) ?? detailsWith(spent);
+          return { ok: false, failure: { type: app?.type ?? 'UpstreamUnavailable', message, details: [{ ...details, consumed: spent }] } };
+        }
+        const backoff = Math.min(LINE_RETRY.maximumIntervalMs, LINE_RETRY.initialIntervalMs * LINE_RETRY.backoffCoefficient ** (attempt - 1));
+        const next = app?.nextRetryDelay;
+        await pause(next === undefined || next === null ? backoff : typeof next === 'number' ? next : backoff, signal);
+      } finally {
+        deps.metrics?.inferenceInFlight.dec({ pool: deps.pool });
+        deps.metrics?.inferenceLatency.observe({ deployment: input.deployment.id, outcome }, (performance.now() - started) / 1000);
+      }
+    }
+  }
+
+  return {
+    async inferLines(input: { items: InferInput[] }): Promise<ItemResult<InferOutput>[]> {
+      const ctx = Context.current();
+      let done = 0;
+      const timer = setInterval(() => ctx.heartbeat({ done, of: input.items.length }), HEARTBEAT_EVERY_MS);
+      try {
+        return await Promise.all(input.items.map(async (item) => {
+          const result = await inferLine(item, ctx.cancellationSignal);
+          done += 1;
+          return result;
+        }));
+      } finally {
+        clearInterval(timer);
+      }
+    },
+  };
+}
+
+export type BatchInferenceActivities = ReturnType<typeof createBatchInferenceActivities>;

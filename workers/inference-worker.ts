@@ -1,9 +1,18 @@
-/** An inference worker: inference activities for one pool, `slots` at a time. */
+/**
+ * An inference worker for one pool: two Temporal workers over the same backends. One takes the
+ * pool's `infer` activities (sync, async and older batch lines), `slots` at a time; the other
+ * takes chunks of batch lines (`inferLines`) from the pool's batch queue, `BATCH_CHUNKS` at a time.
+ * Separate queues, so chunks of batch lines never hold the slots an interactive request needs to
+ * be picked up; in the backend, the lines queue for a sequence behind interactive requests.
+ */
 import { NativeConnection, Worker } from '@temporalio/worker';
 import type { PayloadCodec } from '@temporalio/common';
-import { createInferenceActivities } from '../activities/inference.js';
+import { createBatchInferenceActivities, createInferenceActivities } from '../activities/inference.js';
 import type { BackendRegistry } from '../activities/backends/registry.js';
-import { inferenceTaskQueue } from '../workflows/contracts.js';
+import { inferenceBatchTaskQueue, inferenceTaskQueue } from '../workflows/contracts.js';
+
+/** Chunks of batch lines a worker runs at once (their lines share the backend's slots). */
+const BATCH_CHUNKS = 2;
 import type { Metrics } from './metrics.js';
 
 export interface InferenceWorkerOptions {
@@ -15,17 +24,14 @@ export interface InferenceWorkerOptions {
   payloadCodecs?: PayloadCodec[];
 }
 
-export async function createInferenceWorker(
+export async function createInferenceWorkers(
   options: InferenceWorkerOptions,
   connection: NativeConnection,
   deps: { backends: BackendRegistry; metrics: Metrics | null },
-): Promise<Worker> {
-  return Worker.create({
+): Promise<Worker[]> {
+  const common = {
     connection,
     namespace: options.namespace,
-    taskQueue: inferenceTaskQueue(options.pool),
-    activities: createInferenceActivities({ backends: deps.backends, pool: options.pool, metrics: deps.metrics }),
-    maxConcurrentActivityTaskExecutions: options.slots,
     dataConverter: { payloadCodecs: options.payloadCodecs ?? [] },
     // Heartbeats carry cancellation back to a generation: send them at least every 2 s instead of
     // the default 80% of the heartbeat timeout, so a cancelled job stops using its slot promptly.
@@ -33,5 +39,20 @@ export async function createInferenceWorker(
     defaultHeartbeatThrottleInterval: '2s',
     // Cancellation reaches an activity through heartbeats; let generations stop before shutdown ends.
     shutdownGraceTime: '20s',
-  });
+  } as const;
+  const activityDeps = { backends: deps.backends, pool: options.pool, metrics: deps.metrics };
+  return Promise.all([
+    Worker.create({
+      ...common,
+      taskQueue: inferenceTaskQueue(options.pool),
+      activities: createInferenceActivities(activityDeps),
+      maxConcurrentActivityTaskExecutions: options.slots,
+    }),
+    Worker.create({
+      ...common,
+      taskQueue: inferenceBatchTaskQueue(options.pool),
+      activities: createBatchInferenceActivities(activityDeps),
+      maxConcurrentActivityTaskExecutions: BATCH_CHUNKS,
+    }),
+  ]);
 }

@@ -16,6 +16,7 @@
  * reservation) and write partial output.
  */
 import {
+  ActivityCancellationType,
   ApplicationFailure,
   CancellationScope,
   ContinueAsNew,
@@ -37,6 +38,7 @@ import {
 } from '@temporalio/workflow';
 import type { BatchActivities } from '../activities/batch.js';
 import type { ControlActivities } from '../activities/index.js';
+import type { BatchInferenceActivities } from '../activities/inference.js';
 import type { WebhookActivities } from '../activities/webhooks.js';
 import { chatRequest } from './chat-request.js';
 import { runChatPipeline, type PipelineHooks } from './pipeline.js';
@@ -46,7 +48,10 @@ import {
   PriorityKeys,
   SearchAttributes,
   chatWorkflowId,
+  inferenceBatchTaskQueue,
   type BatchLine,
+  type InferInput,
+  type InferOutput,
   type BatchProgress,
   type BatchWorkflowInput,
 } from './contracts.js';
@@ -60,6 +65,18 @@ const PROFILES = {
   db: {
     startToCloseTimeout: '30s',
     retry: { initialInterval: '200ms', backoffCoefficient: 2, maximumInterval: '10s', maximumAttempts: 30 },
+  } satisfies ActivityOptions,
+  /**
+   * A chunk of lines' inference (`inferLines`): each line retried inside it as its own infer
+   * activity would be; the chunk waits up to 10 minutes for a worker of its pool (the batch has
+   * hours), runs up to an hour, and is run again whole if its worker goes silent for 15 s.
+   */
+  lineInference: {
+    scheduleToStartTimeout: '10m',
+    startToCloseTimeout: '1h',
+    heartbeatTimeout: '15s',
+    retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '30s', maximumAttempts: 5 },
+    cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
   } satisfies ActivityOptions,
   /** A pass over the whole file (validate, finalize): heartbeats per page. */
   file: {
@@ -127,11 +144,22 @@ export async function batch(input: BatchWorkflowInput): Promise<BatchProgress> {
     // before keep an activity per line and step).
     const chunked = inline && patched('batch-line-chunks');
     const chunkActs = proxyActivities<ControlActivities>(PROFILES.db);
+    const inferByPool = new Map<string, (line: InferInput) => Promise<InferOutput>>();
     const dispatch: PipelineHooks['dispatch'] = chunked
       ? {
         // Admission is shielded from cancellation (see `shieldAdmission`); so is a completion:
         // once a line's inference is done, its settlement and audit run to their end.
         admit: coalesce((items) => CancellationScope.nonCancellable(() => chunkActs.admitLines({ items })), { maxItems: CHUNK_LINES }),
+        // Per pool: one chunk activity on the pool's batch queue; the batch's cancel cancels it.
+        infer: (line) => {
+          let infer = inferByPool.get(line.deployment.pool);
+          if (infer === undefined) {
+            const { inferLines } = proxyActivities<BatchInferenceActivities>({ ...PROFILES.lineInference, taskQueue: inferenceBatchTaskQueue(line.deployment.pool) });
+            infer = coalesce((items) => lines.run(() => inferLines({ items })), { maxItems: CHUNK_LINES, maxBytes: CHUNK_BYTES });
+            inferByPool.set(line.deployment.pool, infer);
+          }
+          return infer(line);
+        },
         complete: coalesce((items) => CancellationScope.nonCancellable(() => chunkActs.completeLines({ items })), { maxItems: CHUNK_LINES, maxBytes: CHUNK_BYTES }),
       }
       : undefined;

@@ -6,7 +6,7 @@
  * the SDK cost per activity (history events, a task, a round trip) is then shared by the chunk.
  * Workflow-only module: the flush runs on a microtask, which is deterministic.
  */
-import { ApplicationFailure } from '@temporalio/workflow';
+import { ApplicationFailure, CancelledFailure } from '@temporalio/workflow';
 import type { ItemResult } from './contracts.js';
 
 export interface CoalesceLimits {
@@ -24,8 +24,9 @@ interface Pending<I, O> {
 
 /**
  * Returns the one-item form of `dispatch`. An item's failure comes back as the same non-retryable
- * `ApplicationFailure` its own activity would have thrown; a failure of the whole call (after
- * Temporal's retries, or its cancellation) reaches every item of it.
+ * `ApplicationFailure` its own activity would have thrown (type `Cancelled`: a `CancelledFailure`
+ * with the item's details); a failure of the whole call (after Temporal's retries, or its
+ * cancellation) reaches every item of it.
  */
 export function coalesce<I, O>(dispatch: (items: I[]) => Promise<ItemResult<O>[]>, limits: CoalesceLimits): (input: I) => Promise<O> {
   const maxBytes = limits.maxBytes ?? Number.POSITIVE_INFINITY;
@@ -40,6 +41,7 @@ export function coalesce<I, O>(dispatch: (items: I[]) => Promise<ItemResult<O>[]
       (results) => chunk.forEach((p, i) => {
         const result = results[i];
         if (result?.ok) p.resolve(result.value);
+        else if (result?.failure.type === 'Cancelled') p.reject(new CancelledFailure(result.failure.message, result.failure.details));
         else p.reject(ApplicationFailure.create({
           type: result?.failure.type ?? 'InternalError',
           message: result?.failure.message ?? 'no result for this item',

@@ -13,6 +13,11 @@ export function inferenceTaskQueue(pool: string): string {
   return `sluice-inference-${pool}`;
 }
 
+/** Task queue of the same workers for chunks of batch lines (`inferLines`); its prefix is its own. */
+export function inferenceBatchTaskQueue(pool: string): string {
+  return `sluice-batch-inference-${pool}`;
+}
+
 /** Workflow ID of one chat request: a business key, no secrets or PII. */
 export function chatWorkflowId(requestId: string): string {
   return `chat-${requestId}`;

@@ -33,6 +33,7 @@ import {
   type DeploymentTarget,
   type FailureDetails,
   type FailureType,
+  type InferInput,
   type InferOutput,
   type JobStatus,
 } from './contracts.js';
@@ -126,13 +127,16 @@ export interface PipelineHooks {
    */
   shieldAdmission?: boolean;
   /**
-   * Runs admission and completion (with `folded`) through these instead of one activity each: a
-   * batch passes calls that coalesce its lines' steps into one activity per chunk of lines
-   * (`coalesce`), each line still admitted, settled and audited by the same step functions.
-   * @default the `admit` and `complete` activities
+   * Runs admission, inference and completion (with `folded`) through these instead of one
+   * activity each: a batch passes calls that coalesce its lines' steps into one activity per chunk
+   * of lines (`coalesce`), each line still admitted, generated, settled and audited on its own by
+   * the same step functions, and its failures handled by this pipeline as its own.
+   * @default the `admit`, `infer` and `complete` activities
    */
   dispatch?: {
     admit: (input: AdmitInput) => Promise<Admission>;
+    /** An inference attempt on `input.deployment` (instead of an `infer` activity on its pool's queue). */
+    infer: (input: InferInput) => Promise<InferOutput>;
     complete: (input: CompleteInput) => Promise<{ costMicros: number }>;
   };
   /** The request ended: after its outcome is recorded. */
@@ -227,7 +231,7 @@ export async function runChatPipeline(input: ChatRequestInput, hooks: PipelineHo
       });
       let out: InferOutput;
       try {
-        out = await infer({ requestId: input.requestId, deployment, messages: input.messages, params });
+        out = await (hooks.dispatch?.infer ?? infer)({ requestId: input.requestId, deployment, messages: input.messages, params });
       } catch (err) {
         const consumed = folded ? consumedOf(err) : null;
         if (consumed) await recordConsumed(isCancellation(err) ? 'cancelled' : 'failed', deployment, consumed);

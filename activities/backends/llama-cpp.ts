@@ -211,12 +211,13 @@ interface SlotWaiter<T> {
 }
 
 /**
- * A first-come-first-served pool of items (the context's sequences). `acquire` resolves at once
- * when an item is free, otherwise when one is released to this waiter; an abort removes the waiter.
+ * A pool of items (the context's sequences), first come first served within two classes:
+ * interactive waiters are all served before any batch waiter. `acquire` resolves at once when an
+ * item is free, otherwise when one is released to this waiter; an abort removes the waiter.
  */
 export class SlotQueue<T> {
   private readonly free: T[];
-  private readonly waiters: SlotWaiter<T>[] = [];
+  private readonly waiters: { interactive: SlotWaiter<T>[]; batch: SlotWaiter<T>[] } = { interactive: [], batch: [] };
   private closedError: Error | null = null;
 
   constructor(items: Iterable<T>) {
@@ -225,19 +226,20 @@ export class SlotQueue<T> {
 
   /** Requests waiting for an item. */
   get waiting(): number {
-    return this.waiters.length;
+    return this.waiters.interactive.length + this.waiters.batch.length;
   }
 
   /** Takes a free item, or waits in line for one. Rejects with the signal's reason on abort. */
-  acquire(signal: AbortSignal): Promise<T> {
+  acquire(signal: AbortSignal, priority: 'interactive' | 'batch' = 'interactive'): Promise<T> {
     if (this.closedError !== null) return Promise.reject(this.closedError);
     if (signal.aborted) return Promise.reject(signal.reason);
     const item = this.free.shift();
     if (item !== undefined) return Promise.resolve(item);
+    const line = this.waiters[priority];
     return new Promise<T>((resolve, reject) => {
       const onAbort = (): void => {
-        const index = this.waiters.indexOf(waiter);
-        if (index >= 0) this.waiters.splice(index, 1);
+        const index = line.indexOf(waiter);
+        if (index >= 0) line.splice(index, 1);
         reject(signal.reason);
       };
       const waiter: SlotWaiter<T> = {
@@ -251,13 +253,13 @@ export class SlotQueue<T> {
         },
       };
       signal.addEventListener('abort', onAbort, { once: true });
-      this.waiters.push(waiter);
+      line.push(waiter);
     });
   }
 
-  /** Hands the item to the oldest waiter, or puts it back in the free list. */
+  /** Hands the item to the oldest interactive waiter, else the oldest batch one, or puts it back in the free list. */
   release(item: T): void {
-    const waiter = this.waiters.shift();
+    const waiter = this.waiters.interactive.shift() ?? this.waiters.batch.shift();
     if (waiter !== undefined) waiter.resolve(item);
     else this.free.push(item);
   }
@@ -265,7 +267,7 @@ export class SlotQueue<T> {
   /** Rejects every waiter and all later `acquire` calls with `error`. */
   close(error: Error): void {
     this.closedError = error;
-    for (const waiter of this.waiters.splice(0)) waiter.reject(error);
+    for (const waiter of [...this.waiters.interactive.splice(0), ...this.waiters.batch.splice(0)]) waiter.reject(error);
   }
 }
 
@@ -433,7 +435,7 @@ export async function createLlamaCppBackend(options: LlamaCppBackendOptions): Pr
     if (closing !== null) throw closedError;
     const prompt = prepare(request.messages);
     checkRequest(prompt.tokens.length, request.params, contextSize);
-    const sequence = await slots.acquire(request.signal);
+    const sequence = await slots.acquire(request.signal, request.priority);
     const generated: Token[] = [];
     try {
       const input = { prompt, params: request.params, signal: request.signal, onProgress: request.onProgress, progressEveryTokens };

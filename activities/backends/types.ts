@@ -33,6 +33,11 @@ export interface GenerateRequest {
    * was evaluated (its tokens are spent even if the worker dies before the end).
    */
   onProgress?: (completionTokens: number, promptTokens: number) => void;
+  /**
+   * `batch`: a batch line, served after every waiting interactive (sync or async) request by a
+   * backend that queues requests for its slots. @default 'interactive'
+   */
+  priority?: 'interactive' | 'batch';
 }
 
 export interface GenerateResult {

@@ -65,12 +65,16 @@ export interface RequestOutcome {
 export async function finishRequests(db: Db, outcomes: readonly RequestOutcome[]): Promise<void> {
   if (outcomes.length === 0) return;
   const finishedAt = new Date().toISOString();
-  // json, not jsonb, all the way: a completion may hold U+0000. A JSON null becomes SQL NULL.
-  const rows = JSON.stringify(outcomes.map((o) => ({ id: o.id, status: o.status, result: o.result ?? null, error: o.error ?? null })));
+  // Text cast to json, never through a JSON function: a completion may hold U+0000, which json
+  // stores as written but json_to_recordset and jsonb refuse.
+  const text = (v: unknown) => (v === null || v === undefined ? null : JSON.stringify(v));
   await sql`
     update requests as r
-    set status = v.status, result = v.result, error = v.error, finished_at = ${finishedAt}::timestamptz
-    from json_to_recordset(${rows}::json) as v(id text, status text, result json, error json)
+    set status = v.status, result = v.result::json, error = v.error::json, finished_at = ${finishedAt}::timestamptz
+    from unnest(
+      ${outcomes.map((o) => o.id)}::text[], ${outcomes.map((o) => o.status)}::text[],
+      ${outcomes.map((o) => text(o.result))}::text[], ${outcomes.map((o) => text(o.error))}::text[]
+    ) as v(id, status, result, error)
     where r.id = v.id and r.status in ('queued', 'running')`.execute(db);
 }
 

@@ -13,7 +13,7 @@ import { migrateToLatest } from '../../db/migrate.js';
 import { createApp } from '../../api/app.js';
 import { createControlWorker } from '../../workers/control-worker.js';
 import { ensureReconcileSchedule } from '../../workers/schedules.js';
-import { createInferenceWorker } from '../../workers/inference-worker.js';
+import { createInferenceWorkers } from '../../workers/inference-worker.js';
 import { ensureBillingSchedule, ensureDayCloseSchedule } from '../../workers/billing-schedule.js';
 import { createBackendRegistry, type BackendRegistry } from '../../activities/backends/registry.js';
 import { createMetrics, type Metrics } from '../../workers/metrics.js';
@@ -129,7 +129,7 @@ export async function startStack(config: SluiceConfig, options: StackOptions): P
       allowPrivateUpstreams: config.allowPrivateUpstreams,
     });
     for (const p of options.pools) {
-      workers.push(await createInferenceWorker({ namespace: config.temporalNamespace, pool: p, slots: config.slots, payloadCodecs }, connection, { backends, metrics }));
+      workers.push(...await createInferenceWorkers({ namespace: config.temporalNamespace, pool: p, slots: config.slots, payloadCodecs }, connection, { backends, metrics }));
     }
   }
   for (const w of workers) {

@@ -12,6 +12,7 @@ import { startStack } from '../../scripts/lib/system.js';
 import { createLogger } from '../../workers/logger.js';
 import { CONTROL_TASK_QUEUE, batchWorkflowId, chatWorkflowId, type BatchWorkflowInput } from '../../workflows/contracts.js';
 import { insertBatch } from '../../db/repositories/batches.js';
+import { finishRequests, insertRequest } from '../../db/repositories/requests.js';
 import type { reconcileReservations } from '../../workflows/reconcile.js';
 import { cli } from '../../scripts/sluice.js';
 import fs from 'node:fs/promises';
@@ -130,7 +131,8 @@ describe('batches', () => {
     expect(listed.data.map((b) => b.id)).toContain(created.id);
     // The lines ran inside the batch's workflow (its history shows each line's admission,
     // inference and completion), not as workflows of their own. The four lines started together
-    // (window of 4), so one activity admitted all four; completions share activities too.
+    // (window of 4), so one activity admitted all four; inferences and completions that finish
+    // together share activities too.
     const history = await stack.client.workflow.getHandle(batchWorkflowId(created.id)).fetchHistory();
     const scheduled = (history.events ?? []).flatMap((e) => e.activityTaskScheduledEventAttributes ?? []);
     const itemsOf = (type: string) => scheduled
@@ -142,8 +144,10 @@ describe('batches', () => {
     const completed = itemsOf('completeLines');
     expect(completed.length).toBeLessThanOrEqual(4);
     expect(completed.flat().map((i) => i.settle!.requestId).sort()).toEqual(out.map((l) => l.response.request_id).sort());
-    expect(scheduled.filter((a) => a.activityType?.name === 'infer')).toHaveLength(4);
-    expect(scheduled.filter((a) => ['admit', 'complete'].includes(a.activityType?.name ?? ''))).toHaveLength(0);
+    const inferred = itemsOf('inferLines');
+    expect(inferred.length).toBeLessThanOrEqual(4);
+    expect(inferred.flat().map((i) => i.requestId).sort()).toEqual(out.map((l) => l.response.request_id).sort());
+    expect(scheduled.filter((a) => ['admit', 'infer', 'complete'].includes(a.activityType?.name ?? ''))).toHaveLength(0);
     for (const l of out) {
       await expect(stack.client.workflow.getHandle(chatWorkflowId(l.response.request_id)).describe()).rejects.toBeInstanceOf(WorkflowNotFoundError);
     }
@@ -328,4 +332,22 @@ describe('batches', () => {
     }
   });
 
+  it('records the outcomes of a chunk of lines in one statement, U+0000 in a completion included, each request once', async () => {
+    const { tenantId, keyId } = await stack.createTenantKey();
+    const ids = ['req_nul_a', 'req_nul_b', 'req_nul_c'];
+    for (const id of ids) await insertRequest(stack.db, { id, tenantId, keyId, kind: 'batch', model: 'instant', idempotencyKey: null, bodyHash: 'h' });
+    const completion = { choices: [{ message: { content: 'a\u0000b' } }] };
+    await finishRequests(stack.db, [
+      { id: 'req_nul_a', status: 'succeeded', result: completion, error: null },
+      { id: 'req_nul_b', status: 'failed', result: null, error: { type: 'X', message: 'm', code: null } },
+    ]);
+    // A replay of the same outcome, or another one, changes a finished request no more.
+    await finishRequests(stack.db, [{ id: 'req_nul_a', status: 'failed', result: null, error: { type: 'late' } }]);
+    const rows = await stack.db.selectFrom('requests').select(['id', 'status', 'result', 'error', 'finished_at']).where('id', 'in', ids).orderBy('id').execute();
+    expect(rows.map((r) => [r.id, r.status])).toEqual([['req_nul_a', 'succeeded'], ['req_nul_b', 'failed'], ['req_nul_c', 'queued']]);
+    expect(rows[0]!.result).toEqual(completion);
+    expect(rows[0]!.error).toBeNull();
+    expect(rows[1]!).toMatchObject({ result: null, error: { type: 'X', message: 'm', code: null } });
+    expect(rows[2]!.finished_at).toBeNull();
+  });
 });

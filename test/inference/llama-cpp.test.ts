@@ -249,6 +249,30 @@ describe('SlotQueue', () => {
     expect(order).toEqual(['first:a', 'second:a']);
   });
 
+  it('serves every waiting interactive request before the batch lines that waited longer', async () => {
+    const queue = new SlotQueue(['a']);
+    const signal = new AbortController().signal;
+    await queue.acquire(signal);
+    const order: string[] = [];
+    const waits = [
+      queue.acquire(signal, 'batch').then(() => order.push('batch-1')),
+      queue.acquire(signal, 'batch').then(() => order.push('batch-2')),
+      queue.acquire(signal).then(() => order.push('interactive-1')),
+      queue.acquire(signal, 'interactive').then(() => order.push('interactive-2')),
+    ];
+    const aborted = new AbortController();
+    const gone = queue.acquire(aborted.signal, 'batch');
+    aborted.abort(new Error('cancelled'));
+    await expect(gone).rejects.toThrow('cancelled');
+    expect(queue.waiting).toBe(4);
+    for (let i = 0; i < 4; i++) {
+      queue.release('a');
+      await new Promise((r) => setImmediate(r));
+    }
+    await Promise.all(waits);
+    expect(order).toEqual(['interactive-1', 'interactive-2', 'batch-1', 'batch-2']);
+  });
+
   it('rejects waiters on close', async () => {
     const queue = new SlotQueue<string>([]);
     const waiting = queue.acquire(new AbortController().signal);
