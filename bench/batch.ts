@@ -6,7 +6,7 @@
  * memory of both.
  * Real embedded PostgreSQL and Temporal dev server in a temp dir; everything stops at the end.
  *
- * Run: `npx tsx bench/batch.ts [--lines 10000] [--concurrency 64] [--per-run 1000] [--activities regular|local]`
+ * Run: `npx tsx bench/batch.ts [--lines 10000] [--concurrency 128] [--per-run 1000] [--activities regular|local]`
  */
 import fs from 'node:fs/promises';
 import os from 'node:os';
@@ -20,7 +20,7 @@ import { addInstantModel, addTenantKey, benchEnv, runBench } from './setup.js';
 
 const { values } = parseArgs({
   options: {
-    lines: { type: 'string', default: '10000' }, concurrency: { type: 'string', default: '64' }, 'per-run': { type: 'string', default: '1000' },
+    lines: { type: 'string', default: '10000' }, concurrency: { type: 'string', default: '128' }, 'per-run': { type: 'string', default: '1000' },
     /** The lines' database steps as regular (default) or local activities. */
     activities: { type: 'string', default: 'regular' },
   },

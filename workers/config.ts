@@ -48,7 +48,7 @@ export interface SluiceConfig {
   readonly fileMaxBytes: number;
   /** Most lines in an uploaded file. `SLUICE_FILE_MAX_LINES` @default 50000 (OpenAI's) */
   readonly fileMaxLines: number;
-  /** Lines of one batch in flight at once. `SLUICE_BATCH_CONCURRENCY` @default 64 (with `batchLocalActivities`: 32, at most 40) */
+  /** Lines of one batch in flight at once (two chunks of 64). `SLUICE_BATCH_CONCURRENCY` @default 128 (with `batchLocalActivities`: 32, at most 40) */
   readonly batchConcurrency: number;
   /**
    * Batch lines' database steps (admit, complete) as local activities instead of regular ones.
@@ -225,7 +225,7 @@ export function loadConfig(env: Env = process.env): SluiceConfig {
     maxBodyBytes: int(env, 'SLUICE_MAX_BODY_BYTES', 1024 * 1024, 1024),
     fileMaxBytes: int(env, 'SLUICE_FILE_MAX_BYTES', 200 * 1024 * 1024, 1),
     fileMaxLines: int(env, 'SLUICE_FILE_MAX_LINES', 50_000, 1),
-    batchConcurrency: batchLocal ? int(env, 'SLUICE_BATCH_CONCURRENCY', 32, 1, 40) : int(env, 'SLUICE_BATCH_CONCURRENCY', 64, 1, 1000),
+    batchConcurrency: batchLocal ? int(env, 'SLUICE_BATCH_CONCURRENCY', 32, 1, 40) : int(env, 'SLUICE_BATCH_CONCURRENCY', 128, 1, 1000),
     batchLocalActivities: batchLocal,
     batchLinesPerRun: int(env, 'SLUICE_BATCH_LINES_PER_RUN', 1000, 1),
     webhooks: Object.freeze({

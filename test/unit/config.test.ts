@@ -30,7 +30,7 @@ describe('loadConfig defaults', () => {
       maxBodyBytes: 1024 * 1024,
       fileMaxBytes: 200 * 1024 * 1024,
       fileMaxLines: 50_000,
-      batchConcurrency: 64,
+      batchConcurrency: 128,
       batchLocalActivities: false,
       batchLinesPerRun: 1000,
       webhooks: {
