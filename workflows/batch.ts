@@ -87,8 +87,8 @@ const PROFILES = {
 };
 
 /**
- * Most lines whose admission or completion share one activity, and most bytes of completions in
- * one `completeLines` input. See `coalesce`.
+ * Most lines whose admission, inference or completion share one activity, and most bytes of
+ * prompts and completions a chunk's input or result may carry. See `coalesce`.
  */
 const CHUNK_LINES = 64;
 const CHUNK_BYTES = 512 * 1024;
@@ -155,7 +155,12 @@ export async function batch(input: BatchWorkflowInput): Promise<BatchProgress> {
           let infer = inferByPool.get(line.deployment.pool);
           if (infer === undefined) {
             const { inferLines } = proxyActivities<BatchInferenceActivities>({ ...PROFILES.lineInference, taskQueue: inferenceBatchTaskQueue(line.deployment.pool) });
-            infer = coalesce((items) => lines.run(() => inferLines({ items })), { maxItems: CHUNK_LINES, maxBytes: CHUNK_BYTES });
+            infer = coalesce((items) => lines.run(() => inferLines({ items })), {
+              maxItems: CHUNK_LINES,
+              maxBytes: CHUNK_BYTES,
+              // The prompt, and the most its completion can weigh: 8 bytes of JSON per token.
+              sizeOf: (i) => JSON.stringify(i).length + i.params.maxTokens * 8,
+            });
             inferByPool.set(line.deployment.pool, infer);
           }
           return infer(line);

@@ -9,11 +9,16 @@
 import { ApplicationFailure, CancelledFailure } from '@temporalio/workflow';
 import type { ItemResult } from './contracts.js';
 
-export interface CoalesceLimits {
+export interface CoalesceLimits<I> {
   /** Most items per call. */
   maxItems: number;
-  /** Most bytes of JSON input per call (payloads stay well under Temporal's 2 MB limit). @default Infinity */
+  /**
+   * Most bytes per call, as `sizeOf` counts an item (its input and the result it may return):
+   * a call's input and result payloads stay well under Temporal's 2 MB limit. @default Infinity
+   */
   maxBytes?: number;
+  /** @default the item's length as JSON */
+  sizeOf?: (input: I) => number;
 }
 
 interface Pending<I, O> {
@@ -28,7 +33,7 @@ interface Pending<I, O> {
  * with the item's details); a failure of the whole call (after Temporal's retries, or its
  * cancellation) reaches every item of it.
  */
-export function coalesce<I, O>(dispatch: (items: I[]) => Promise<ItemResult<O>[]>, limits: CoalesceLimits): (input: I) => Promise<O> {
+export function coalesce<I, O>(dispatch: (items: I[]) => Promise<ItemResult<O>[]>, limits: CoalesceLimits<I>): (input: I) => Promise<O> {
   const maxBytes = limits.maxBytes ?? Number.POSITIVE_INFINITY;
   let pending: Pending<I, O>[] = [];
   let bytes = 0;
@@ -53,7 +58,7 @@ export function coalesce<I, O>(dispatch: (items: I[]) => Promise<ItemResult<O>[]
     );
   };
   return (input) => new Promise<O>((resolve, reject) => {
-    const size = Number.isFinite(maxBytes) ? JSON.stringify(input).length : 0;
+    const size = !Number.isFinite(maxBytes) ? 0 : limits.sizeOf ? limits.sizeOf(input) : JSON.stringify(input).length;
     if (pending.length > 0 && bytes + size > maxBytes) flush();
     pending.push({ input, resolve, reject });
     bytes += size;

@@ -5,7 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { ApplicationFailure, CancelledFailure, type Logger } from '@temporalio/common';
-import { createInferenceActivities } from '../../activities/inference.js';
+import { LINE_RETRY, createBatchInferenceActivities, createInferenceActivities } from '../../activities/inference.js';
 import { createInstantBackend } from '../../activities/backends/instant.js';
 import { BackendError, InterruptedGeneration, type GenerateRequest, type InferenceBackend } from '../../activities/backends/types.js';
 import type { BackendRegistry } from '../../activities/backends/registry.js';
@@ -248,5 +248,56 @@ describe('infer: tokens spent by failed and cancelled attempts', () => {
     const err = await result;
     expect(err).toBeInstanceOf(CancelledFailure);
     expect((err as CancelledFailure).details).toEqual([{ consumed: spent }]);
+  });
+});
+
+describe('inferLines (a chunk of batch lines)', () => {
+  const line = (requestId: string): InferInput => ({ ...input(4), requestId, messages: [{ role: 'user', content: requestId }] });
+
+  it('returns each line\'s own result: retried like its own activity, a bad request at once, tokens every attempt spent', async () => {
+    const attempts = new Map<string, number>();
+    const priorities = new Set<string | undefined>();
+    const backend: InferenceBackend = {
+      generate: async (r: GenerateRequest) => {
+        const id = r.messages[0]!.content;
+        const n = (attempts.get(id) ?? 0) + 1;
+        attempts.set(id, n);
+        priorities.add(r.priority);
+        if (id === 'flaky' && n < 3) throw new BackendError('unavailable', 'upstream 503', 1, 503, { promptTokens: 2, completionTokens: 0 });
+        if (id === 'down') throw new BackendError('unavailable', 'upstream 503', 1, 503, { promptTokens: 2, completionTokens: 1 });
+        if (id === 'bad') throw new BackendError('bad_request', 'no such thing', null, 400);
+        return { content: 'ok', finishReason: 'stop', promptTokens: 5, completionTokens: 2 };
+      },
+      close: async () => {},
+    };
+    const { inferLines } = createBatchInferenceActivities({ backends: registryOf(backend), pool: 'local', metrics: null });
+    const results = (await mockEnv().run(inferLines, { items: ['fine', 'flaky', 'down', 'bad'].map(line) })) as Awaited<ReturnType<typeof inferLines>>;
+    expect(priorities).toEqual(new Set(['batch']));
+    expect(results[0]).toMatchObject({ ok: true, value: { content: 'ok', promptTokens: 5, completionTokens: 2, failedAttempts: null } });
+    // Two failed attempts before the third succeeded: what they spent rides along, unbilled.
+    expect(results[1]).toMatchObject({ ok: true, value: { content: 'ok', failedAttempts: { promptTokens: 4, completionTokens: 0 } } });
+    expect(attempts.get('down')).toBe(LINE_RETRY.maximumAttempts);
+    expect(results[2]).toMatchObject({ ok: false, failure: { type: 'UpstreamUnavailable', details: [{ consumed: { promptTokens: 6, completionTokens: 3 } }] } });
+    expect(attempts.get('bad')).toBe(1);
+    expect(results[3]).toMatchObject({ ok: false, failure: { type: 'BadRequest', details: [{ code: 'upstream_bad_request' }] } });
+  });
+
+  it('a cancelled chunk reports every unfinished line as Cancelled with what it spent', async () => {
+    const env = mockEnv();
+    const backend: InferenceBackend = {
+      generate: (r: GenerateRequest) => new Promise((_, reject) => {
+        r.onProgress?.(3, 7);
+        r.signal.addEventListener('abort', () => reject(new InterruptedGeneration(r.signal.reason, { promptTokens: 7, completionTokens: 3 })));
+      }),
+      close: async () => {},
+    };
+    const { inferLines } = createBatchInferenceActivities({ backends: registryOf(backend), pool: 'local', metrics: null });
+    const running = env.run(inferLines, { items: [line('a'), line('b')] });
+    setTimeout(() => env.cancel(), 50);
+    const results = await running;
+    expect(results).toEqual([
+      { ok: false, failure: { type: 'Cancelled', message: 'generation cancelled', details: [{ code: null, param: null, retryAfterSeconds: null, consumed: { promptTokens: 7, completionTokens: 3 } }] } },
+      { ok: false, failure: { type: 'Cancelled', message: 'generation cancelled', details: [{ code: null, param: null, retryAfterSeconds: null, consumed: { promptTokens: 7, completionTokens: 3 } }] } },
+    ]);
   });
 });
