@@ -3,7 +3,7 @@
  * or a CPU. Prints each one's output and writes it to bench/results/<name>.txt. Numbers and the
  * machine they were measured on go into BENCHMARKS.md by hand (they are not asserted anywhere).
  *
- * `npm run bench -- pipeline` runs only the named ones; `batch-100k` (half an hour here) runs only
+ * `npm run bench -- pipeline` runs only the named ones; `batch-100k` (15 minutes here) runs only
  * when named.
  */
 import { spawn } from 'node:child_process';
