@@ -57,8 +57,10 @@ function chained(head: { seq: number; hash: string }, entries: readonly AuditEnt
 }
 
 /**
- * Appends the rows and moves the head to the last one, in one statement: none of them goes in
- * (and the head stays) if one's idempotency key was appended before. The caller holds the head's lock.
+ * Appends the rows and moves the head to the last one, in one statement; the caller holds the
+ * head's lock. A row whose idempotency key is already in the log is left out, and the head moves
+ * only if a row went in: right for one row (a retry appends nothing). Several rows must not hold
+ * such a key (their chain would skip it): `appendAuditMany` drops those entries first.
  */
 async function insertChained(trx: Db, rows: ReturnType<typeof chained>): Promise<AuditRow[]> {
   const last = rows[rows.length - 1] as (typeof rows)[number];
