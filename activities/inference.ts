@@ -177,7 +177,7 @@ export function createBatchInferenceActivities(deps: { backends: BackendRegistry
       try {
         const backend = await deps.backends.get(input.deployment);
         const result = await backend.generate({
-          messages: input.messages, params: input.params, signal, priority: 'batch',
+          messages: input.messages, params: input.params, signal, priority: 'batch', fairnessKey: input.tenantId ?? '',
           onProgress: (completionTokens, promptTokens) => {
             progress = { completionTokens, promptTokens };
           },

@@ -125,6 +125,8 @@ export function fallbackOrder(deployments: readonly DeploymentTarget[], random: 
 
 export interface InferInput {
   requestId: string;
+  /** The request's tenant: batch lines of different tenants take turns for a backend's slots. Absent in older histories. */
+  tenantId?: string;
   deployment: DeploymentTarget;
   messages: ChatMessageInput[];
   params: { maxTokens: number; temperature: number; topP: number | null; seed: number | null; stop: string[] | null };

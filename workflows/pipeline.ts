@@ -231,7 +231,7 @@ export async function runChatPipeline(input: ChatRequestInput, hooks: PipelineHo
       });
       let out: InferOutput;
       try {
-        out = await (hooks.dispatch?.infer ?? infer)({ requestId: input.requestId, deployment, messages: input.messages, params });
+        out = await (hooks.dispatch?.infer ?? infer)({ requestId: input.requestId, tenantId: input.tenantId, deployment, messages: input.messages, params });
       } catch (err) {
         const consumed = folded ? consumedOf(err) : null;
         if (consumed) await recordConsumed(isCancellation(err) ? 'cancelled' : 'failed', deployment, consumed);

@@ -38,6 +38,8 @@ export interface GenerateRequest {
    * backend that queues requests for its slots. @default 'interactive'
    */
   priority?: 'interactive' | 'batch';
+  /** Batch lines with different keys (their tenants) take turns for a slot. @default '' */
+  fairnessKey?: string;
 }
 
 export interface GenerateResult {

@@ -273,6 +273,25 @@ describe('SlotQueue', () => {
     expect(order).toEqual(['interactive-1', 'interactive-2', 'batch-1', 'batch-2']);
   });
 
+  it('lets batch lines of different tenants take turns, first come first served within each', async () => {
+    const queue = new SlotQueue(['a']);
+    const signal = new AbortController().signal;
+    await queue.acquire(signal);
+    const order: string[] = [];
+    const waits = [
+      ...['A1', 'A2', 'A3'].map((n) => queue.acquire(signal, 'batch', 'tenant-a').then(() => order.push(n))),
+      ...['B1', 'B2'].map((n) => queue.acquire(signal, 'batch', 'tenant-b').then(() => order.push(n))),
+      queue.acquire(signal, 'batch', 'tenant-c').then(() => order.push('C1')),
+    ];
+    for (let i = 0; i < 6; i++) {
+      queue.release('a');
+      await new Promise((r) => setImmediate(r));
+    }
+    await Promise.all(waits);
+    expect(order).toEqual(['A1', 'B1', 'C1', 'A2', 'B2', 'A3']);
+    expect(queue.waiting).toBe(0);
+  });
+
   it('rejects waiters on close', async () => {
     const queue = new SlotQueue<string>([]);
     const waiting = queue.acquire(new AbortController().signal);

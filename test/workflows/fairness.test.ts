@@ -64,4 +64,38 @@ describe('fairness between sync and batch traffic', () => {
 
     await client.batches.cancel(batch.id);
   });
+
+  it('tenants take turns: a small batch is not held behind another tenant\'s queued lines on the same pool', async () => {
+    const other = await stack.createTenantKey();
+    const otherClient = new OpenAI({ apiKey: other.key, baseURL: `${stack.url}/v1`, maxRetries: 0 });
+    const submit = async (c: OpenAI, n: number, tag: string) => {
+      const lines = Array.from({ length: n }, (_, i) => JSON.stringify({
+        custom_id: `${tag}-${i}`, method: 'POST', url: '/v1/chat/completions',
+        body: { model: 'sluice-slow', messages: [{ role: 'user', content: `${tag} line ${i}` }], max_tokens: 60, temperature: 0 },
+      }));
+      const file = await c.files.create({ file: await toFile(Buffer.from(lines.join('\n') + '\n'), `${tag}.jsonl`), purpose: 'batch' });
+      return c.batches.create({ input_file_id: file.id, endpoint: '/v1/chat/completions', completion_window: '24h' });
+    };
+    const big = await submit(client, 24, 'big');
+    // The big batch's 24 lines are queued for the pool's 2 slots (one chunk) before the small one starts.
+    await new Promise((r) => setTimeout(r, 3000));
+    const small = await submit(otherClient, 2, 'small');
+    const started = performance.now();
+    let done: OpenAI.Batches.Batch;
+    for (;;) {
+      done = await otherClient.batches.retrieve(small.id);
+      if (['completed', 'failed', 'cancelled', 'expired'].includes(done.status)) break;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    const waited = performance.now() - started;
+    const bigNow = await client.batches.retrieve(big.id);
+    expect(done.status).toBe('completed');
+    expect(done.request_counts).toMatchObject({ completed: 2, failed: 0 });
+    // First come first served across tenants, the 2 lines would wait for all 24 (~12-24 s here):
+    // taking turns, each waits for about one of the big batch's lines.
+    expect(bigNow.status).toBe('in_progress');
+    expect(bigNow.request_counts!.completed).toBe(0);
+    expect(waited).toBeLessThan(12_000);
+    await client.batches.cancel(big.id);
+  });
 });
