@@ -51,8 +51,12 @@ describe('auditing failed authentication', () => {
     expect(rows.length).toBeLessThan(60); // a burst of 20, then 5 a second
     await new Promise((r) => setTimeout(r, 1000));
     expect(await call('Bearer after-the-flood')).toBe(401);
-    const last = (await failures()).at(-1)!;
-    expect((last.data as { suppressed_before: number }).suppressed_before).toBeGreaterThan(0);
+    // Every failure is accounted for: written, or counted in the next written row. (Which row says
+    // it depends on the machine's speed: a slow flood lets the bucket refill during it.)
+    const after = (await failures()).slice(before);
+    const accounted = after.reduce((n, r) => n + 1 + (r.data as { suppressed_before: number }).suppressed_before, 0);
+    expect(accounted).toBe(121);
+    expect(after.some((r) => (r.data as { suppressed_before: number }).suppressed_before > 0)).toBe(true);
     const verify = await stack.admin('GET', '/v1/admin/audit/verify');
     expect(verify.body.ok).toBe(true);
   });
