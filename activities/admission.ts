@@ -36,6 +36,11 @@ export interface RequestSteps {
   recordOutcomes(inputs: readonly OutcomeInput[]): Promise<void>;
 }
 
+/** The outcome to record for a settled request: its summary gets the settled cost. */
+function withCost(outcome: OutcomeInput, costMicros: number): OutcomeInput {
+  return { ...outcome, summary: { ...outcome.summary, cost_micros: costMicros } };
+}
+
 /** `fn` answering each distinct key once (failures included): lookups that a chunk's lines share. */
 function memoBy<I, O>(key: (input: I) => string, fn: (input: I) => Promise<O>): (input: I) => Promise<O> {
   const seen = new Map<string, Promise<O>>();
@@ -115,7 +120,7 @@ export function createAdmissionActivities(steps: RequestSteps, random: () => num
     /** Settles the usage (exactly once per request and step), then audits and records the outcome. */
     async complete(input: CompleteInput): Promise<{ costMicros: number }> {
       const { costMicros } = await steps.settle(input.settle);
-      await steps.recordOutcome({ ...input.outcome, summary: { ...input.outcome.summary, cost_micros: costMicros } });
+      await steps.recordOutcome(withCost(input.outcome, costMicros));
       return { costMicros };
     },
   };
@@ -143,7 +148,7 @@ export function createAdmissionActivities(steps: RequestSteps, random: () => num
       const settled = await forEachItem(input.items, ITEM_CONCURRENCY, (item) => steps.settle(item.settle));
       await steps.recordOutcomes(input.items.flatMap((item, i) => {
         const r = settled[i];
-        return r?.ok ? [{ ...item.outcome, summary: { ...item.outcome.summary, cost_micros: r.value.costMicros } }] : [];
+        return r?.ok ? [withCost(item.outcome, r.value.costMicros)] : [];
       }));
       return settled;
     },
