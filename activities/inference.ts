@@ -6,7 +6,7 @@
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
 import type { ConsumedTokens, FailureDetails, InferInput, InferOutput, ItemResult } from '../workflows/contracts.js';
-import { BackendError, InterruptedGeneration } from './backends/types.js';
+import { BackendError, InterruptedGeneration, type GenerateRequest, type GenerateResult } from './backends/types.js';
 import type { BackendRegistry } from './backends/registry.js';
 import { requestFailure } from './failures.js';
 import type { Metrics } from '../workers/metrics.js';
@@ -102,11 +102,56 @@ function detailsWith(consumed: ConsumedTokens | null): FailureDetails {
   return { code: null, param: null, retryAfterSeconds: null, consumed };
 }
 
-export function createInferenceActivities(deps: { backends: BackendRegistry; pool: string; metrics: Metrics | null }) {
+interface InferenceDeps {
+  backends: BackendRegistry;
+  pool: string;
+  metrics: Metrics | null;
+}
+
+/** One generation's end: the completion and its latency, or the backend's error and the tokens it spent. */
+type Generation =
+  | { ok: true; result: GenerateResult; latencyMs: number }
+  | { ok: false; err: unknown; spent: ConsumedTokens | null };
+
+/**
+ * Runs `input` once on its deployment's backend, metered (pool's in-flight gauge, latency by
+ * outcome). A failure's spent tokens are what the backend reported, else the last progress.
+ */
+async function generate(
+  deps: InferenceDeps,
+  input: InferInput,
+  request: Pick<GenerateRequest, 'signal' | 'priority' | 'fairnessKey' | 'onProgress'>,
+): Promise<Generation> {
+  const started = performance.now();
+  let progress = { completionTokens: 0, promptTokens: 0 };
+  deps.metrics?.inferenceInFlight.inc({ pool: deps.pool });
+  let outcome = 'error';
+  try {
+    const backend = await deps.backends.get(input.deployment);
+    const result = await backend.generate({
+      ...request,
+      messages: input.messages,
+      params: input.params,
+      onProgress: (completionTokens, promptTokens) => {
+        progress = { completionTokens, promptTokens };
+        request.onProgress?.(completionTokens, promptTokens);
+      },
+    });
+    outcome = 'ok';
+    return { ok: true, result, latencyMs: Math.round(performance.now() - started) };
+  } catch (err) {
+    if (request.signal.aborted) outcome = 'cancelled';
+    return { ok: false, err, spent: consumedBy(err) ?? (progress.promptTokens + progress.completionTokens > 0 ? progress : null) };
+  } finally {
+    deps.metrics?.inferenceInFlight.dec({ pool: deps.pool });
+    deps.metrics?.inferenceLatency.observe({ deployment: input.deployment.id, outcome }, (performance.now() - started) / 1000);
+  }
+}
+
+export function createInferenceActivities(deps: InferenceDeps) {
   return {
     async infer(input: InferInput): Promise<InferOutput> {
       const ctx = Context.current();
-      const started = performance.now();
       let lastBeat = Number.NEGATIVE_INFINITY; // the first progress beats at once, whatever the process's uptime
       let progress = { completionTokens: 0, promptTokens: 0 };
       // Tokens earlier attempts spent before failing ride along in every heartbeat, so the attempt
@@ -118,13 +163,8 @@ export function createInferenceActivities(deps: { backends: BackendRegistry; poo
       // at the start: a request done within a second sends no heartbeat, which is one fewer RPC
       // and mutable-state write on the server per request.
       const timer = setInterval(() => beat(), HEARTBEAT_EVERY_MS);
-      deps.metrics?.inferenceInFlight.inc({ pool: deps.pool });
-      let outcome = 'error';
       try {
-        const backend = await deps.backends.get(input.deployment);
-        const result = await backend.generate({
-          messages: input.messages,
-          params: input.params,
+        const run = await generate(deps, input, {
           signal: ctx.cancellationSignal,
           onProgress: (completionTokens, promptTokens) => {
             progress = { completionTokens, promptTokens };
@@ -135,20 +175,13 @@ export function createInferenceActivities(deps: { backends: BackendRegistry; poo
             }
           },
         });
-        outcome = 'ok';
-        return { ...result, latencyMs: Math.round(performance.now() - started), failedAttempts: carried };
-      } catch (err) {
-        const cancelled = ctx.cancellationSignal.aborted;
-        if (cancelled) outcome = 'cancelled';
-        const reported = consumedBy(err) ?? (progress.promptTokens + progress.completionTokens > 0 ? progress : null);
-        const consumed = addConsumed(carried, reported);
+        if (run.ok) return { ...run.result, latencyMs: run.latencyMs, failedAttempts: carried };
+        const consumed = addConsumed(carried, run.spent);
         // Folded into consumedBefore for the next attempt, if any; this attempt's progress is zeroed.
         if (consumed !== carried) beat({ completionTokens: 0, promptTokens: 0, consumedBefore: consumed });
-        throw toFailure(err, cancelled, consumed);
+        throw toFailure(run.err, ctx.cancellationSignal.aborted, consumed);
       } finally {
         clearInterval(timer);
-        deps.metrics?.inferenceInFlight.dec({ pool: deps.pool });
-        deps.metrics?.inferenceLatency.observe({ deployment: input.deployment.id, outcome }, (performance.now() - started) / 1000);
       }
     },
   };
@@ -166,45 +199,24 @@ export type InferenceActivities = ReturnType<typeof createInferenceActivities>;
  * while it runs; a chunk whose worker died is run again whole by Temporal (inference is not
  * billed until the line's completion step, so a line generated twice is still billed once).
  */
-export function createBatchInferenceActivities(deps: { backends: BackendRegistry; pool: string; metrics: Metrics | null }) {
+export function createBatchInferenceActivities(deps: InferenceDeps) {
   async function inferLine(input: InferInput, signal: AbortSignal): Promise<ItemResult<InferOutput>> {
     let spent: ConsumedTokens | null = null;
     for (let attempt = 1; ; attempt++) {
-      const started = performance.now();
-      let progress = { completionTokens: 0, promptTokens: 0 };
-      deps.metrics?.inferenceInFlight.inc({ pool: deps.pool });
-      let outcome = 'error';
-      try {
-        const backend = await deps.backends.get(input.deployment);
-        const result = await backend.generate({
-          messages: input.messages, params: input.params, signal, priority: 'batch', fairnessKey: input.tenantId ?? '',
-          onProgress: (completionTokens, promptTokens) => {
-            progress = { completionTokens, promptTokens };
-          },
-        });
-        outcome = 'ok';
-        return { ok: true, value: { ...result, latencyMs: Math.round(performance.now() - started), failedAttempts: spent } };
-      } catch (err) {
-        const reported = consumedBy(err) ?? (progress.promptTokens + progress.completionTokens > 0 ? progress : null);
-        spent = addConsumed(spent, reported);
-        if (signal.aborted) {
-          outcome = 'cancelled';
-          return { ok: false, failure: { type: 'Cancelled', message: 'generation cancelled', details: [detailsWith(spent)] } };
-        }
-        const failure = toFailure(err, false, spent);
-        const app = failure instanceof ApplicationFailure ? failure : null;
-        if (attempt >= LINE_RETRY.maximumAttempts || app?.nonRetryable) {
-          const message = failure instanceof Error ? failure.message : String(failure);
-          const details = (app?.details?.[0] as FailureDetails | undefined) ?? detailsWith(spent);
-          return { ok: false, failure: { type: app?.type ?? 'UpstreamUnavailable', message, details: [{ ...details, consumed: spent }] } };
-        }
-        const backoff = Math.min(LINE_RETRY.maximumIntervalMs, LINE_RETRY.initialIntervalMs * LINE_RETRY.backoffCoefficient ** (attempt - 1));
-        const next = app?.nextRetryDelay;
-        await pause(next === undefined || next === null ? backoff : typeof next === 'number' ? next : backoff, signal);
-      } finally {
-        deps.metrics?.inferenceInFlight.dec({ pool: deps.pool });
-        deps.metrics?.inferenceLatency.observe({ deployment: input.deployment.id, outcome }, (performance.now() - started) / 1000);
+      const run = await generate(deps, input, { signal, priority: 'batch', fairnessKey: input.tenantId ?? '' });
+      if (run.ok) return { ok: true, value: { ...run.result, latencyMs: run.latencyMs, failedAttempts: spent } };
+      spent = addConsumed(spent, run.spent);
+      if (signal.aborted) return { ok: false, failure: { type: 'Cancelled', message: 'generation cancelled', details: [detailsWith(spent)] } };
+      const failure = toFailure(run.err, false, spent);
+      const app = failure instanceof ApplicationFailure ? failure : null;
+      if (attempt >= LINE_RETRY.maximumAttempts || app?.nonRetryable) {
+        const message = failure instanceof Error ? failure.message : String(failure);
+        const details = (app?.details?.[0] as FailureDetails | undefined) ?? detailsWith(spent);
+        return { ok: false, failure: { type: app?.type ?? 'UpstreamUnavailable', message, details: [{ ...details, consumed: spent }] } };
       }
+      const backoff = Math.min(LINE_RETRY.maximumIntervalMs, LINE_RETRY.initialIntervalMs * LINE_RETRY.backoffCoefficient ** (attempt - 1));
+      const next = app?.nextRetryDelay;
+      await pause(typeof next === 'number' ? next : backoff, signal);
     }
   }
 

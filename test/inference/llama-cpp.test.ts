@@ -234,6 +234,21 @@ describe('llama.cpp backend queueing', () => {
 });
 
 describe('SlotQueue', () => {
+  /** A queue whose one item is taken, so every acquire waits. */
+  async function busyQueue() {
+    const queue = new SlotQueue(['a']);
+    await queue.acquire(new AbortController().signal);
+    return queue;
+  }
+
+  /** Releases the item `n` times, letting each waiter it reaches record its turn. */
+  async function releaseEach(queue: SlotQueue<string>, n: number) {
+    for (let i = 0; i < n; i++) {
+      queue.release('a');
+      await new Promise((r) => setImmediate(r));
+    }
+  }
+
   it('hands released items to waiters first come, first served', async () => {
     const queue = new SlotQueue(['a']);
     const signal = new AbortController().signal;
@@ -250,9 +265,8 @@ describe('SlotQueue', () => {
   });
 
   it('serves every waiting interactive request before the batch lines that waited longer', async () => {
-    const queue = new SlotQueue(['a']);
+    const queue = await busyQueue();
     const signal = new AbortController().signal;
-    await queue.acquire(signal);
     const order: string[] = [];
     const waits = [
       queue.acquire(signal, 'batch').then(() => order.push('batch-1')),
@@ -265,28 +279,21 @@ describe('SlotQueue', () => {
     aborted.abort(new Error('cancelled'));
     await expect(gone).rejects.toThrow('cancelled');
     expect(queue.waiting).toBe(4);
-    for (let i = 0; i < 4; i++) {
-      queue.release('a');
-      await new Promise((r) => setImmediate(r));
-    }
+    await releaseEach(queue, 4);
     await Promise.all(waits);
     expect(order).toEqual(['interactive-1', 'interactive-2', 'batch-1', 'batch-2']);
   });
 
   it('lets batch lines of different tenants take turns, first come first served within each', async () => {
-    const queue = new SlotQueue(['a']);
+    const queue = await busyQueue();
     const signal = new AbortController().signal;
-    await queue.acquire(signal);
     const order: string[] = [];
     const waits = [
       ...['A1', 'A2', 'A3'].map((n) => queue.acquire(signal, 'batch', 'tenant-a').then(() => order.push(n))),
       ...['B1', 'B2'].map((n) => queue.acquire(signal, 'batch', 'tenant-b').then(() => order.push(n))),
       queue.acquire(signal, 'batch', 'tenant-c').then(() => order.push('C1')),
     ];
-    for (let i = 0; i < 6; i++) {
-      queue.release('a');
-      await new Promise((r) => setImmediate(r));
-    }
+    await releaseEach(queue, 6);
     await Promise.all(waits);
     expect(order).toEqual(['A1', 'B1', 'C1', 'A2', 'B2', 'A3']);
     expect(queue.waiting).toBe(0);
