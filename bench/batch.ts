@@ -10,13 +10,13 @@
  */
 import fs from 'node:fs/promises';
 import os from 'node:os';
-import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { loadConfig } from '../workers/config.js';
 import { createLogger } from '../workers/logger.js';
 import { startInfra, startStack } from '../scripts/lib/system.js';
 import { batchWorkflowId } from '../workflows/contracts.js';
 import { addInstantModel, addTenantKey, benchEnv, runBench } from './setup.js';
+import { cpuMs, peakRssMib } from './stats.js';
 
 const { values } = parseArgs({
   options: {
@@ -26,28 +26,6 @@ const { values } = parseArgs({
   },
 });
 const LINES = Number(values.lines);
-
-/** Peak resident set (VmHWM) of a process, in MiB. */
-function peakRssMib(pid: number | undefined): number | null {
-  if (pid === undefined) return null;
-  try {
-    const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-    return m ? Math.round(Number(m[1]) / 1024) : null;
-  } catch {
-    return null;
-  }
-}
-
-/** CPU time (user + system) a process has used so far, in ms. */
-function cpuMs(pid: number | undefined): number | null {
-  if (pid === undefined) return null;
-  try {
-    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
-    return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100; // utime + stime, in 1/100 s ticks
-  } catch {
-    return null;
-  }
-}
 
 async function main() {
   const { dir, env } = await benchEnv('batch', {

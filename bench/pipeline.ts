@@ -4,26 +4,32 @@
  *    infer activity on the pool queue → settle → audit, on the Temporal dev server and PostgreSQL)
  *    over a direct backend call, p50/p99, side by side in one run;
  *  - sync requests/s at concurrency 1, 8 and 32;
- *  - both with the database steps as local activities and as regular activities.
+ *  - both with the database steps as local activities and as regular activities;
+ *  - first, on the same dev server, the floor: workflows that do nothing (`temporal-floor.ts`);
+ *  - CPU time per request of this process and of the dev server, at each concurrency.
  * Real embedded PostgreSQL and Temporal dev server in a temp dir; everything stops at the end.
  *
- * Run: `npx tsx bench/pipeline.ts [--requests 300] [--seconds 10] [--modes local,regular]`
+ * Run: `npx tsx bench/pipeline.ts [--requests 300] [--seconds 10] [--modes floor,local,regular]`
  */
 import fs from 'node:fs/promises';
 import { parseArgs } from 'node:util';
+import { Client } from '@temporalio/client';
+import { NativeConnection } from '@temporalio/worker';
 import { loadConfig } from '../workers/config.js';
 import { createLogger } from '../workers/logger.js';
 import { startInfra, startStack } from '../scripts/lib/system.js';
 import { createInstantBackend } from '../activities/backends/instant.js';
 import { percentile } from './stats.js';
+import { measureFloor, measureLoad } from './temporal-floor.js';
 import { benchEnv, machine, addInstantModel, addTenantKey, runBench } from './setup.js';
 
 const { values } = parseArgs({
-  options: { requests: { type: 'string', default: '300' }, seconds: { type: 'string', default: '10' }, modes: { type: 'string', default: 'local,regular' } },
+  options: { requests: { type: 'string', default: '300' }, seconds: { type: 'string', default: '10' }, modes: { type: 'string', default: 'floor,local,regular' } },
 });
 const MODES = values.modes.split(',').map((m) => m.trim());
 const REQUESTS = Number(values.requests);
 const SECONDS = Number(values.seconds);
+const CONCURRENCIES = [1, 8, 32];
 
 const BODY = JSON.stringify({ model: 'instant', messages: [{ role: 'user', content: 'benchmark' }], max_tokens: 2 });
 
@@ -47,28 +53,23 @@ async function call(url: string, key: string): Promise<number> {
   return performance.now() - t;
 }
 
-async function throughput(url: string, key: string, concurrency: number, seconds: number) {
-  const deadline = performance.now() + seconds * 1000;
-  const latencies: number[] = [];
-  let errors = 0;
-  await Promise.all(Array.from({ length: concurrency }, async () => {
-    while (performance.now() < deadline) {
-      try {
-        latencies.push(await call(url, key));
-      } catch {
-        errors += 1;
-      }
-    }
-  }));
-  return { concurrency, requests: latencies.length, errors, rps: Math.round((latencies.length / seconds) * 10) / 10, p50_ms: percentile(latencies, 50), p99_ms: percentile(latencies, 99) };
-}
-
 async function main() {
   const { dir, env } = await benchEnv('pipeline', { SLUICE_SLOTS: '64' });
   const log = createLogger('warn');
   const infra = await startInfra(loadConfig(env), log);
   const results: Record<string, unknown> = { machine: machine(), requests: REQUESTS, seconds: SECONDS };
+  const temporalPid = infra.temporal?.process.pid;
   try {
+    if (MODES.includes('floor')) {
+      const connection = await NativeConnection.connect({ address: infra.temporalAddress });
+      try {
+        const namespace = loadConfig(env).temporalNamespace;
+        const client = new Client({ connection, namespace });
+        results.floor = await measureFloor({ connection, client, namespace, temporalPid, requests: REQUESTS, seconds: SECONDS, concurrencies: CONCURRENCIES });
+      } finally {
+        await connection.close();
+      }
+    }
     let key = '';
     for (const local of [true, false].filter((l) => MODES.includes(l ? 'local' : 'regular'))) {
       const config = loadConfig({ ...env, SLUICE_LOCAL_ACTIVITIES: String(local) });
@@ -95,7 +96,7 @@ async function main() {
           overhead_p99_ms: Math.round((percentile(pipeline, 99) - percentile(direct, 99)) * 100) / 100,
           throughput: [] as unknown[],
         };
-        for (const c of [1, 8, 32]) (results[mode] as { throughput: unknown[] }).throughput.push(await throughput(url, key, c, SECONDS));
+        for (const c of CONCURRENCIES) (results[mode] as { throughput: unknown[] }).throughput.push(await measureLoad(() => call(url, key), c, SECONDS, temporalPid));
         process.stderr.write(`${mode}: ${JSON.stringify(results[mode])}\n`);
       } finally {
         await stack.stop();
