@@ -2,8 +2,7 @@
  * Runs migrations to the latest version. As a script (`npm run migrate`) it exits non-zero on
  * failure; `migrateToLatest` is what start-up and tests call.
  */
-import { Migrator, type MigrationProvider, type Migration } from 'kysely/migration';
-import type { Kysely } from 'kysely';
+import { Migrator, type Kysely, type MigrationProvider, type Migration } from 'kysely';
 import { migrations } from './migrations/index.js';
 
 const provider: MigrationProvider = {

@@ -1,5 +1,5 @@
 /** Every migration, by name. Names sort in the order they run; add new ones at the end. */
-import type { Migration } from 'kysely/migration';
+import type { Migration } from 'kysely';
 import * as spine from './2026-11-21-0001-spine.js';
 import * as tenancy from './2026-11-21-0002-tenancy.js';
 import * as batches from './2026-11-21-0003-batches.js';
