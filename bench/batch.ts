@@ -6,7 +6,7 @@
  * memory of both.
  * Real embedded PostgreSQL and Temporal dev server in a temp dir; everything stops at the end.
  *
- * Run: `npx tsx bench/batch.ts [--lines 10000] [--concurrency 128] [--per-run 1000] [--activities regular|local]`
+ * Run: `npx tsx bench/batch.ts [--lines 10000] [--concurrency 128] [--per-run 1000]`
  */
 import fs from 'node:fs/promises';
 import os from 'node:os';
@@ -21,8 +21,6 @@ import { cpuMs, peakRssMib } from './stats.js';
 const { values } = parseArgs({
   options: {
     lines: { type: 'string', default: '10000' }, concurrency: { type: 'string', default: '128' }, 'per-run': { type: 'string', default: '1000' },
-    /** The lines' database steps as regular (default) or local activities. */
-    activities: { type: 'string', default: 'regular' },
   },
 });
 const LINES = Number(values.lines);
@@ -31,7 +29,6 @@ async function main() {
   const { dir, env } = await benchEnv('batch', {
     SLUICE_SLOTS: '64', SLUICE_FILE_MAX_LINES: String(Math.max(50_000, LINES)),
     SLUICE_BATCH_CONCURRENCY: String(values.concurrency), SLUICE_BATCH_LINES_PER_RUN: String(values['per-run']),
-    SLUICE_BATCH_LOCAL_ACTIVITIES: String(values.activities === 'local'),
   });
   const log = createLogger('warn');
   const config = loadConfig(env);
@@ -107,7 +104,7 @@ async function main() {
     const runningSeconds = (tDone - (tRunning ?? tUploaded)) / 1000;
     const result = {
       machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model ?? 'unknown' },
-      lines: LINES, concurrency: Number(values.concurrency), lines_per_run: Number(values['per-run']), database_steps_as: values.activities === 'local' ? 'local activities' : 'regular activities',
+      lines: LINES, concurrency: Number(values.concurrency), lines_per_run: Number(values['per-run']),
       status: batch.status, request_counts: batch.request_counts, usage_rows: Number(usage.n),
       upload_seconds: Math.round((tUploaded - t0) / 10) / 100,
       total_seconds: Math.round((tDone - t0) / 10) / 100,

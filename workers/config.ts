@@ -48,16 +48,8 @@ export interface SluiceConfig {
   readonly fileMaxBytes: number;
   /** Most lines in an uploaded file. `SLUICE_FILE_MAX_LINES` @default 50000 (OpenAI's) */
   readonly fileMaxLines: number;
-  /** Lines of one batch in flight at once (two chunks of 64). `SLUICE_BATCH_CONCURRENCY` @default 128 (with `batchLocalActivities`: 32, at most 40) */
+  /** Lines of one batch in flight at once (two chunks of 64). `SLUICE_BATCH_CONCURRENCY` @default 128 */
   readonly batchConcurrency: number;
-  /**
-   * Batch lines' database steps (admit, complete) as local activities instead of regular ones.
-   * Off by default: a local activity runs inside the batch workflow's task, which then stays open
-   * while lines keep finishing, and Temporal fails a task that has more than 100 events buffered
-   * behind it (2 per line in flight); measured, regular activities at 64 lines in flight beat
-   * local ones at 32 (BENCHMARKS.md). `SLUICE_BATCH_LOCAL_ACTIVITIES` @default false
-   */
-  readonly batchLocalActivities: boolean;
   /** Lines a batch workflow run starts before it continues as new. `SLUICE_BATCH_LINES_PER_RUN` @default 1000 */
   readonly batchLinesPerRun: number;
   /**
@@ -193,7 +185,10 @@ export function loadConfig(env: Env = process.env): SluiceConfig {
   const gpu = str(env, 'SLUICE_GPU') ?? 'off';
   if (gpu !== 'auto' && gpu !== 'off') throw new ConfigError(`SLUICE_GPU must be "auto" or "off", got "${gpu}"`);
   const logLevel = str(env, 'SLUICE_LOG_LEVEL') ?? 'info';
-  const batchLocal = bool(env, 'SLUICE_BATCH_LOCAL_ACTIVITIES', false);
+  if (env.SLUICE_BATCH_LOCAL_ACTIVITIES !== undefined) {
+    // Removed 2026-12: batch lines' database steps run in chunks of lines (regular activities).
+    throw new ConfigError('SLUICE_BATCH_LOCAL_ACTIVITIES was removed: batch lines share their activities in chunks now (BENCHMARKS.md); unset it');
+  }
   if (!['debug', 'info', 'warn', 'error', 'silent'].includes(logLevel)) throw new ConfigError(`SLUICE_LOG_LEVEL "${logLevel}" is not a level`);
   const adminKey = str(env, 'SLUICE_ADMIN_KEY');
   if (adminKey !== null && !/^sk-[A-Za-z0-9_-]{20,200}$/.test(adminKey)) {
@@ -225,8 +220,7 @@ export function loadConfig(env: Env = process.env): SluiceConfig {
     maxBodyBytes: int(env, 'SLUICE_MAX_BODY_BYTES', 1024 * 1024, 1024),
     fileMaxBytes: int(env, 'SLUICE_FILE_MAX_BYTES', 200 * 1024 * 1024, 1),
     fileMaxLines: int(env, 'SLUICE_FILE_MAX_LINES', 50_000, 1),
-    batchConcurrency: batchLocal ? int(env, 'SLUICE_BATCH_CONCURRENCY', 32, 1, 40) : int(env, 'SLUICE_BATCH_CONCURRENCY', 128, 1, 1000),
-    batchLocalActivities: batchLocal,
+    batchConcurrency: int(env, 'SLUICE_BATCH_CONCURRENCY', 128, 1, 1000),
     batchLinesPerRun: int(env, 'SLUICE_BATCH_LINES_PER_RUN', 1000, 1),
     webhooks: Object.freeze({
       allowPrivateHosts: Object.freeze(hostList(env, 'SLUICE_ALLOW_PRIVATE_WEBHOOKS')),

@@ -225,6 +225,11 @@ export interface BatchWorkflowInput {
   linesPerRun: number;
   /** Unix ms after which unfinished lines expire (created + completion window). */
   expiresAtMs: number;
+  /**
+   * Lines' steps outside the chunks (releasing a failed line's reservation, its outcome, circuit
+   * records) as local activities. The API starts batches with false; true stays for batches
+   * started before `batch-line-chunks`, whose lines ran every database step this way.
+   */
   localActivities: boolean;
   state: BatchProgress | null;
 }

@@ -21,15 +21,13 @@ import { readScope, tenantOf } from './files.js';
 
 /** How batches run. */
 export interface BatchRunConfig {
-  /** Lines of one batch in flight at once. @default 64 */
+  /** Lines of one batch in flight at once. @default 128 */
   concurrency: number;
   /** Lines one workflow run starts before continuing as new. @default 1000 */
   linesPerRun: number;
-  /** Lines' database steps as local activities (at most 40 lines in flight then). @default false */
-  localActivities: boolean;
 }
 
-export const DEFAULT_BATCH_RUN: BatchRunConfig = { concurrency: 64, linesPerRun: 1000, localActivities: false };
+export const DEFAULT_BATCH_RUN: BatchRunConfig = { concurrency: 128, linesPerRun: 1000 };
 
 const ENDPOINTS = ['/v1/chat/completions'];
 const WINDOWS: Record<string, number> = { '24h': 24 * 3600_000 };
@@ -104,7 +102,7 @@ export function batchRoutes(deps: { db: Db; temporal: Client; run: BatchRunConfi
     });
     const input: BatchWorkflowInput = {
       batchId: id, tenantId, concurrency: deps.run.concurrency, linesPerRun: deps.run.linesPerRun,
-      expiresAtMs: row.expires_at.getTime(), localActivities: deps.run.localActivities, state: null,
+      expiresAtMs: row.expires_at.getTime(), localActivities: false, state: null,
     };
     try {
       await deps.temporal.workflow.start<typeof batchWorkflow>('batch', {

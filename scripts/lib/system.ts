@@ -144,7 +144,7 @@ export async function startStack(config: SluiceConfig, options: StackOptions): P
         maxBodyBytes: config.maxBodyBytes, localActivities: config.localActivities, namespace: config.temporalNamespace, pools: config.pools,
         eagerStart: options.control,
         files: { maxBytes: config.fileMaxBytes, maxLines: config.fileMaxLines },
-        batches: { concurrency: config.batchConcurrency, linesPerRun: config.batchLinesPerRun, localActivities: config.batchLocalActivities },
+        batches: { concurrency: config.batchConcurrency, linesPerRun: config.batchLinesPerRun },
         requestTimeoutMs: config.requestTimeoutMs, auditKey: config.auditKey, webhooks: config.webhooks,
         allowPrivateUpstreams: config.allowPrivateUpstreams,
       },

@@ -31,7 +31,6 @@ describe('loadConfig defaults', () => {
       fileMaxBytes: 200 * 1024 * 1024,
       fileMaxLines: 50_000,
       batchConcurrency: 128,
-      batchLocalActivities: false,
       batchLinesPerRun: 1000,
       webhooks: {
         allowPrivateHosts: [],
@@ -111,11 +110,10 @@ describe('loadConfig values', () => {
     });
   });
 
-  it('runs batch lines on regular activities, 64 at a time; local ones at most 40 (Temporal buffers 100 events behind a task)', () => {
-    expect(loadConfig({ SLUICE_BATCH_CONCURRENCY: '200' })).toMatchObject({ batchConcurrency: 200, batchLocalActivities: false });
-    expect(loadConfig({ SLUICE_BATCH_LOCAL_ACTIVITIES: 'true' })).toMatchObject({ batchConcurrency: 32, batchLocalActivities: true });
-    expect(loadConfig({ SLUICE_BATCH_LOCAL_ACTIVITIES: 'true', SLUICE_BATCH_CONCURRENCY: '40' }).batchConcurrency).toBe(40);
-    expect(() => loadConfig({ SLUICE_BATCH_LOCAL_ACTIVITIES: 'true', SLUICE_BATCH_CONCURRENCY: '64' })).toThrow(/SLUICE_BATCH_CONCURRENCY must be an integer from 1 to 40/);
+  it('takes the lines a batch has in flight, and refuses the removed local-activities switch by name', () => {
+    expect(loadConfig({ SLUICE_BATCH_CONCURRENCY: '200' }).batchConcurrency).toBe(200);
+    expect(() => loadConfig({ SLUICE_BATCH_CONCURRENCY: '1001' })).toThrow(/SLUICE_BATCH_CONCURRENCY must be an integer from 1 to 1000/);
+    expect(() => loadConfig({ SLUICE_BATCH_LOCAL_ACTIVITIES: 'false' })).toThrow(/SLUICE_BATCH_LOCAL_ACTIVITIES was removed/);
   });
 
   it('resolves a relative data directory against the working directory', () => {
