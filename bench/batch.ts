@@ -3,10 +3,11 @@
  * N-line file, create the batch, poll until it completes. Reports lines/s (running phase and end
  * to end), Temporal history events per line (every run of the batch workflow: lines run inside
  * it), CPU time per line of this process (API + workers) and of the Temporal dev server, and peak
- * memory of both.
+ * memory of both; with `--sync-probe`, the latency of another tenant's sync requests (one at a time)
+ * before and while the batch runs.
  * Real embedded PostgreSQL and Temporal dev server in a temp dir; everything stops at the end.
  *
- * Run: `npx tsx bench/batch.ts [--lines 10000] [--concurrency 128] [--per-run 1000]`
+ * Run: `npx tsx bench/batch.ts [--lines 10000] [--concurrency 128] [--per-run 1000] [--sync-probe]`
  */
 import fs from 'node:fs/promises';
 import os from 'node:os';
@@ -15,12 +16,14 @@ import { loadConfig } from '../workers/config.js';
 import { createLogger } from '../workers/logger.js';
 import { startInfra, startStack } from '../scripts/lib/system.js';
 import { batchWorkflowId } from '../workflows/contracts.js';
-import { addInstantModel, addTenantKey, benchEnv, runBench } from './setup.js';
-import { cpuMs, peakRssMib } from './stats.js';
+import { addInstantModel, addTenantKey, benchEnv, runBench, syncChat } from './setup.js';
+import { cpuMs, peakRssMib, percentile } from './stats.js';
 
 const { values } = parseArgs({
   options: {
     lines: { type: 'string', default: '10000' }, concurrency: { type: 'string', default: '128' }, 'per-run': { type: 'string', default: '1000' },
+    /** Also send sync requests of another tenant, one at a time, before and while the batch runs. */
+    'sync-probe': { type: 'boolean', default: false },
   },
 });
 const LINES = Number(values.lines);
@@ -45,6 +48,12 @@ async function main() {
     await addInstantModel(stack.db);
     const key = (await addTenantKey(stack.db)).secret;
     const url = stack.url as string;
+    // A sync caller of another tenant: its latency with nothing else running, then while the batch runs.
+    const probe = values['sync-probe'] ? { key: (await addTenantKey(stack.db, null, 'bench-sync')).secret, idle: [] as number[], during: [] as number[] } : null;
+    if (probe) {
+      for (let i = 0; i < 20; i++) await syncChat(url, probe.key);
+      for (let i = 0; i < 100; i++) probe.idle.push(await syncChat(url, probe.key));
+    }
     const auth = { Authorization: `Bearer ${key}` };
 
     let text = '';
@@ -66,6 +75,12 @@ async function main() {
     const temporalPid = infra.temporal?.process.pid;
     const cpuAtStart = { node: process.cpuUsage(), temporal: cpuMs(temporalPid) };
     let lastLog = 0;
+    let batchDone = false;
+    const probing = probe
+      ? (async () => {
+        while (!batchDone) probe.during.push(await syncChat(url, probe.key));
+      })()
+      : null;
     for (;;) {
       batch = await (await fetch(`${url}/v1/batches/${created.id}`, { headers: auth })).json();
       if (tRunning === null && batch.status === 'in_progress') tRunning = performance.now();
@@ -77,6 +92,8 @@ async function main() {
       await new Promise((r) => setTimeout(r, 200));
     }
     const tDone = performance.now();
+    batchDone = true;
+    await probing;
     const nodeCpu = process.cpuUsage(cpuAtStart.node);
     const temporalCpu = cpuMs(temporalPid);
     const finalizingAt = batch.finalizing_at as number;
@@ -118,6 +135,14 @@ async function main() {
         node_api_and_workers: Math.round(((nodeCpu.user + nodeCpu.system) / 1000 / LINES) * 100) / 100,
         temporal_dev_server: temporalCpu !== null && cpuAtStart.temporal !== null ? Math.round(((temporalCpu - cpuAtStart.temporal) / LINES) * 100) / 100 : null,
       },
+      ...(probe
+        ? {
+          sync_probe: {
+            idle: { requests: probe.idle.length, p50_ms: percentile(probe.idle, 50), p99_ms: percentile(probe.idle, 99) },
+            during_batch: { requests: probe.during.length, p50_ms: percentile(probe.during, 50), p99_ms: percentile(probe.during, 99) },
+          },
+        }
+        : {}),
       peak_memory_mib: { node_api_and_workers_rss: Math.round(peakRss / 2 ** 20), node_heap_used: Math.round(peakHeap / 2 ** 20), temporal_dev_server_rss: peakRssMib(infra.temporal?.process.pid) },
     };
     process.stdout.write(JSON.stringify(result, null, 2) + '\n');

@@ -21,7 +21,7 @@ import { startInfra, startStack } from '../scripts/lib/system.js';
 import { createInstantBackend } from '../activities/backends/instant.js';
 import { percentile } from './stats.js';
 import { measureFloor, measureLoad } from './temporal-floor.js';
-import { benchEnv, machine, addInstantModel, addTenantKey, runBench } from './setup.js';
+import { benchEnv, machine, addInstantModel, addTenantKey, runBench, syncChat as call } from './setup.js';
 
 const { values } = parseArgs({
   options: { requests: { type: 'string', default: '300' }, seconds: { type: 'string', default: '10' }, modes: { type: 'string', default: 'floor,local,regular' } },
@@ -30,8 +30,6 @@ const MODES = values.modes.split(',').map((m) => m.trim());
 const REQUESTS = Number(values.requests);
 const SECONDS = Number(values.seconds);
 const CONCURRENCIES = [1, 8, 32];
-
-const BODY = JSON.stringify({ model: 'instant', messages: [{ role: 'user', content: 'benchmark' }], max_tokens: 2 });
 
 async function directLatencies(n: number): Promise<number[]> {
   const backend = createInstantBackend();
@@ -43,14 +41,6 @@ async function directLatencies(n: number): Promise<number[]> {
     out.push(performance.now() - t);
   }
   return out;
-}
-
-async function call(url: string, key: string): Promise<number> {
-  const t = performance.now();
-  const res = await fetch(`${url}/v1/chat/completions`, { method: 'POST', headers: { Authorization: `Bearer ${key}`, 'Content-Type': 'application/json' }, body: BODY });
-  if (res.status !== 200) throw new Error(`status ${res.status}: ${await res.text()}`);
-  await res.arrayBuffer();
-  return performance.now() - t;
 }
 
 async function main() {

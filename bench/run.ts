@@ -18,6 +18,7 @@ const BENCHMARKS: Record<string, string[]> = {
   quota: ['bench/quota.ts', '--requests', '400'],
   batch: ['bench/batch.ts', '--lines', '10000'],
   'batch-100k': ['bench/batch.ts', '--lines', '100000'],
+  'batch-sync': ['bench/batch.ts', '--lines', '5000', '--sync-probe'],
   billing: ['bench/billing.ts', '--rows', '1000000', '--tenants', '100'],
   'llama-threads-1': ['bench/llama-throughput.ts', '--threads', '1', '--parallel', '4', '--tokens', '64', '--runs', '5'],
   'llama-threads-2': ['bench/llama-throughput.ts', '--threads', '2', '--parallel', '4', '--tokens', '64', '--runs', '5'],

@@ -49,10 +49,21 @@ export async function addTenant(db: Db, name = 'bench', budget: number | null = 
 }
 
 /** A tenant and a developer key for it. */
-export async function addTenantKey(db: Db, budget: number | null = null): Promise<{ tenantId: string; keyId: string; secret: string }> {
-  const tenantId = await addTenant(db, 'bench', budget);
+export async function addTenantKey(db: Db, budget: number | null = null, name = 'bench'): Promise<{ tenantId: string; keyId: string; secret: string }> {
+  const tenantId = await addTenant(db, name, budget);
   const { key, secret } = await createKey(db, { tenantId, role: 'developer', name: 'bench', scopes: null, expiresAt: null });
   return { tenantId, keyId: key.id, secret };
+}
+
+const SYNC_BODY = JSON.stringify({ model: 'instant', messages: [{ role: 'user', content: 'benchmark' }], max_tokens: 2 });
+
+/** One sync chat completion of the instant model through the API; its latency in ms (throws unless 200). */
+export async function syncChat(url: string, key: string): Promise<number> {
+  const t = performance.now();
+  const res = await fetch(`${url}/v1/chat/completions`, { method: 'POST', headers: { Authorization: `Bearer ${key}`, 'Content-Type': 'application/json' }, body: SYNC_BODY });
+  if (res.status !== 200) throw new Error(`status ${res.status}: ${await res.text()}`);
+  await res.arrayBuffer();
+  return performance.now() - t;
 }
 
 /** Runs a benchmark's main, printing a failure and setting a non-zero exit code. */
