@@ -32,6 +32,8 @@ export interface SluiceConfig {
   readonly slots: number;
   /** llama.cpp threads. `SLUICE_THREADS` @default CPU cores - 1 (at least 1): one core stays with the control plane; measured faster on 2 cores (BENCHMARKS.md) */
   readonly threads: number;
+  /** Threads of the control worker that run workflow code. `SLUICE_WORKFLOW_THREADS` @default 2 */
+  readonly workflowThreads: number;
   /** Per-sequence context size for llama.cpp models. `SLUICE_CONTEXT_SIZE` @default 2048 */
   readonly contextSize: number;
   /** Use a GPU for llama.cpp when one is present. `SLUICE_GPU` ("auto" | "off") @default "off" */
@@ -212,6 +214,7 @@ export function loadConfig(env: Env = process.env): SluiceConfig {
     pools: Object.freeze(pools),
     slots: int(env, 'SLUICE_SLOTS', 4, 1),
     threads: int(env, 'SLUICE_THREADS', Math.max(1, os.availableParallelism() - 1), 1),
+    workflowThreads: int(env, 'SLUICE_WORKFLOW_THREADS', 2, 1, 64),
     contextSize: int(env, 'SLUICE_CONTEXT_SIZE', 2048, 64),
     gpu: gpu === 'auto' ? 'auto' : false,
     ggufModels: Object.freeze(ggufModels(env)),

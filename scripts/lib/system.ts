@@ -113,7 +113,7 @@ export async function startStack(config: SluiceConfig, options: StackOptions): P
 
   if (options.control) {
     const w = await createControlWorker(
-      { namespace: config.temporalNamespace, workflowBundle: options.workflowBundle ?? null, payloadCodecs },
+      { namespace: config.temporalNamespace, workflowBundle: options.workflowBundle ?? null, payloadCodecs, workflowThreads: config.workflowThreads },
       connection,
       { db, metrics, temporal: client, auditKey: config.auditKey, webhooks: config.webhooks, ...(options.breaker ? { breaker: options.breaker } : {}) },
     );

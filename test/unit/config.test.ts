@@ -22,6 +22,7 @@ describe('loadConfig defaults', () => {
       pools: ['local'],
       slots: 4,
       threads: Math.max(1, os.availableParallelism() - 1),
+      workflowThreads: 2,
       contextSize: 2048,
       gpu: false,
       ggufModels: {},
@@ -108,6 +109,11 @@ describe('loadConfig values', () => {
       maxBodyBytes: 2048,
       logLevel: 'warn',
     });
+  });
+
+  it('takes the control worker\'s workflow threads, 1 to 64', () => {
+    expect(loadConfig({ SLUICE_WORKFLOW_THREADS: '4' }).workflowThreads).toBe(4);
+    expect(() => loadConfig({ SLUICE_WORKFLOW_THREADS: '0' })).toThrow(/SLUICE_WORKFLOW_THREADS must be an integer from 1 to 64/);
   });
 
   it('takes the lines a batch has in flight, and refuses the removed local-activities switch by name', () => {
