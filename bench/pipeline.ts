@@ -19,8 +19,8 @@ import { loadConfig } from '../workers/config.js';
 import { createLogger } from '../workers/logger.js';
 import { startInfra, startStack } from '../scripts/lib/system.js';
 import { createInstantBackend } from '../activities/backends/instant.js';
-import { percentile } from './stats.js';
-import { measureFloor, measureLoad } from './temporal-floor.js';
+import { measureLoad, percentile } from './stats.js';
+import { measureFloor } from './temporal-floor.js';
 import { benchEnv, machine, addInstantModel, addTenantKey, runBench, syncChat as call } from './setup.js';
 
 const { values } = parseArgs({
@@ -46,14 +46,15 @@ async function directLatencies(n: number): Promise<number[]> {
 async function main() {
   const { dir, env } = await benchEnv('pipeline', { SLUICE_SLOTS: '64' });
   const log = createLogger('warn');
-  const infra = await startInfra(loadConfig(env), log);
+  const baseConfig = loadConfig(env);
+  const infra = await startInfra(baseConfig, log);
   const results: Record<string, unknown> = { machine: machine(), requests: REQUESTS, seconds: SECONDS };
   const temporalPid = infra.temporal?.process.pid;
   try {
     if (MODES.includes('floor')) {
       const connection = await NativeConnection.connect({ address: infra.temporalAddress });
       try {
-        const namespace = loadConfig(env).temporalNamespace;
+        const namespace = baseConfig.temporalNamespace;
         const client = new Client({ connection, namespace });
         results.floor = await measureFloor({ connection, client, namespace, temporalPid, requests: REQUESTS, seconds: SECONDS, concurrencies: CONCURRENCIES });
       } finally {

@@ -7,49 +7,11 @@
 import { fileURLToPath } from 'node:url';
 import type { Client } from '@temporalio/client';
 import { Worker, type NativeConnection } from '@temporalio/worker';
-import { cpuMs, percentile } from './stats.js';
+import { measureLoad, percentile, type Load } from './stats.js';
 import { FLOOR_POOL_QUEUE } from './floor-workflows.js';
 
 const FLOOR_QUEUE = 'floor-control';
 export const FLOOR_WORKFLOWS = ['emptyWorkflow', 'oneActivityWorkflow', 'requestShapedWorkflow'] as const;
-
-export interface Load {
-  concurrency: number;
-  requests: number;
-  /** Calls that failed (not counted in requests). */
-  errors: number;
-  rps: number;
-  p50_ms: number;
-  p99_ms: number;
-  /** CPU time per request of this process (API, workers, load generator) and of the Temporal dev server. */
-  cpu_ms_per_request: { node: number; temporal: number | null };
-}
-
-/** Runs `call` from `concurrency` loops for `seconds`, with the CPU both processes spent per call. */
-export async function measureLoad(call: () => Promise<number>, concurrency: number, seconds: number, temporalPid: number | undefined): Promise<Load> {
-  const latencies: number[] = [];
-  let errors = 0;
-  const node0 = process.cpuUsage();
-  const temporal0 = cpuMs(temporalPid);
-  const deadline = performance.now() + seconds * 1000;
-  await Promise.all(Array.from({ length: concurrency }, async () => {
-    while (performance.now() < deadline) {
-      try {
-        latencies.push(await call());
-      } catch {
-        errors += 1;
-      }
-    }
-  }));
-  const node = process.cpuUsage(node0);
-  const temporal1 = cpuMs(temporalPid);
-  const per = (ms: number) => Math.round((ms / latencies.length) * 10) / 10;
-  return {
-    concurrency, requests: latencies.length, errors, rps: Math.round((latencies.length / seconds) * 10) / 10,
-    p50_ms: percentile(latencies, 50), p99_ms: percentile(latencies, 99),
-    cpu_ms_per_request: { node: per((node.user + node.system) / 1000), temporal: temporal0 !== null && temporal1 !== null ? per(temporal1 - temporal0) : null },
-  };
-}
 
 export interface FloorOptions {
   connection: NativeConnection;
