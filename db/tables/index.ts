@@ -8,7 +8,7 @@ type Timestamp = ColumnType<Date, Date | string, Date | string>;
 type CreatedAt = ColumnType<Date, Date | string | undefined, never>;
 
 export type TenantStatus = 'active' | 'suspended';
-export type Role = 'super_admin' | 'tenant_admin' | 'developer' | 'analyst' | 'finance' | 'user';
+export type Role = 'super_admin' | 'operator_finance' | 'tenant_admin' | 'developer' | 'analyst' | 'finance' | 'user';
 export type Provider = 'llama-cpp' | 'openai-compatible' | 'instant';
 export type RequestKind = 'sync' | 'async' | 'batch';
 export type RequestStatus = 'queued' | 'running' | 'succeeded' | 'failed' | 'cancelled';
