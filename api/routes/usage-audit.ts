@@ -3,13 +3,13 @@ import { Router } from 'express';
 import type { Db } from '../../db/database.js';
 import type { AuditRow } from '../../db/tables/index.js';
 import { USAGE_GROUPS, summarizeUsage, type UsageGroup } from '../../db/repositories/usage.js';
-import { appendAudit, listAudit, verifyAudit, writeCheckpoint } from '../../db/repositories/audit.js';
+import { appendAudit, listAudit, verifyAudit, writeCheckpoint, type AuditVerification } from '../../db/repositories/audit.js';
 import { createExperiment, listExperiments } from '../../db/repositories/experiments.js';
 import { getModel } from '../../db/repositories/models.js';
 import { budgetStatus } from '../../db/repositories/quota.js';
 import { periodOf } from '../../activities/cost.js';
-import { authOf, requirePermission, tenantScope } from '../auth.js';
-import { badRequest, notFound } from '../errors.js';
+import { authOf, isOperator, requirePermission, tenantScope } from '../auth.js';
+import { HttpError, badRequest, notFound } from '../errors.js';
 import { MAX_PAGE, pageOf } from '../pagination.js';
 
 function timeParam(v: unknown, name: string, fallback: Date): Date {
@@ -38,7 +38,7 @@ export function usageAuditRoutes(deps: { db: Db; config: { auditKey?: string | n
     const groupBy = req.query.group_by === undefined ? null : String(req.query.group_by);
     if (groupBy !== null && !(USAGE_GROUPS as readonly string[]).includes(groupBy)) throw badRequest(`'group_by' must be one of ${USAGE_GROUPS.join(', ')}`, 'group_by');
     let tenantId: string | null = auth.tenantId;
-    if (auth.role === 'super_admin') tenantId = typeof req.query.tenant_id === 'string' ? req.query.tenant_id : null;
+    if (isOperator(auth)) tenantId = typeof req.query.tenant_id === 'string' ? req.query.tenant_id : null;
     else if (typeof req.query.tenant_id === 'string') tenantScope(auth, req.query.tenant_id);
     // A developer sees the usage of its own key; admins, analysts and finance the tenant's.
     const keyId = auth.role === 'developer' ? auth.keyId : null;
@@ -57,16 +57,45 @@ export function usageAuditRoutes(deps: { db: Db; config: { auditKey?: string | n
     res.json({ object: 'list', data: rows.slice(0, limit).map(auditJson), has_more: rows.length > limit });
   });
 
-  router.get('/admin/audit/verify', requirePermission(deps, 'audit:read'), async (_req, res) => {
+  // One verify at a time per process and mode: concurrent calls share the run in flight, so what
+  // a caller with `audit:read` can make this process hash is one bounded verify at a time.
+  const inFlight = new Map<'full' | 'incremental', Promise<AuditVerification>>();
+  const shared = (full: boolean): Promise<AuditVerification> => {
+    const mode = full ? 'full' : 'incremental';
+    let run = inFlight.get(mode);
+    if (!run) {
+      run = verifyAudit(db, { auditKey: deps.config.auditKey ?? null, full }).finally(() => inFlight.delete(mode));
+      inFlight.set(mode, run);
+    }
+    return run;
+  };
+
+  /**
+   * Verifies the chain from its latest checkpoint (at most INCREMENTAL_VERIFY_MAX_ROWS rows per
+   * call), or all of it with `?full=true` (super admin only), and reports the checkpoint's freshness.
+   */
+  router.get('/admin/audit/verify', requirePermission(deps, 'audit:read'), async (req, res) => {
+    const auth = authOf(req);
+    const fullParam = req.query.full;
+    if (fullParam !== undefined && fullParam !== 'true' && fullParam !== 'false') throw badRequest("'full' must be true or false", 'full', 'invalid_value');
+    const full = fullParam === 'true';
+    if (full && auth.role !== 'super_admin') {
+      throw new HttpError('permission_error', 'A full verify rehashes the whole chain: super admin only', 'full_verify_not_allowed', 'full');
+    }
     const auditKey = deps.config.auditKey ?? null;
-    const r = await verifyAudit(db, { auditKey });
+    const r = await shared(full);
     res.status(r.ok ? 200 : 409).json(
       r.ok
         ? {
-          object: 'audit_verification', ok: true, rows: r.rows, head_seq: r.headSeq, head_hash: r.headHash,
+          object: 'audit_verification', ok: true, mode: r.mode, rows: r.rows, head_seq: r.headSeq, head_hash: r.headHash,
+          verified_from_seq: r.fromSeq, verified_to_seq: r.toSeq, complete: r.complete,
           checkpoint: r.checkpoint, checkpoints_signed: auditKey !== null,
+          checkpoint_status: r.checkpoints.status,
+          unprotected_rows: r.checkpoints.unprotectedRows,
+          unprotected_since: r.checkpoints.unprotectedSince?.toISOString() ?? null,
+          checkpoint_created_at: r.checkpoints.latest?.createdAt.toISOString() ?? null,
         }
-        : { object: 'audit_verification', ok: false, rows: r.rows, first_bad_seq: r.firstBadSeq, reason: r.reason },
+        : { object: 'audit_verification', ok: false, mode: r.mode, rows: r.rows, first_bad_seq: r.firstBadSeq, reason: r.reason },
     );
   });
 
