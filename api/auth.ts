@@ -7,7 +7,7 @@ import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import type { Db } from '../db/database.js';
 import type { Role } from '../db/tables/index.js';
 import { findKeyBySecret, touchKey } from '../db/repositories/keys.js';
-import { appendAudit } from '../db/repositories/audit.js';
+import { appendAudit, appendAuditMany } from '../db/repositories/audit.js';
 import { allows, type Permission } from '../activities/policy.js';
 import { HttpError } from './errors.js';
 import { createDenialAuditor, type DenialAuditOptions, type DenialAuditor } from './denial-audit.js';
@@ -74,7 +74,7 @@ function createAuthFailureAuditor(db: Db) {
  */
 export function authenticate(deps: { db: Db; denials?: DenialAuditOptions }): RequestHandler {
   const auditFailure = createAuthFailureAuditor(deps.db);
-  const denials = createDenialAuditor(deps.db, deps.denials);
+  const denials = createDenialAuditor((entries) => appendAuditMany(deps.db, entries), deps.denials);
   return async (req: Request, _res: Response, next: NextFunction) => {
     req.denials = denials;
     const fail = async (reason: string, message: string, key: Parameters<typeof auditFailure>[2] = null): Promise<never> => {

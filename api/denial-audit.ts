@@ -6,8 +6,10 @@
  * window ends. A token bucket bounds the first-of-a-kind rows too (many keys, many routes): past
  * it they are counted like repeats. Per API process; state lives in the closure, not the module.
  */
-import type { Db } from '../db/database.js';
-import { appendAuditMany, appendAudit, type AuditEntry } from '../db/repositories/audit.js';
+import type { AuditEntry } from '../db/repositories/audit.js';
+
+/** Appends entries to the audit chain, in order, under one lock (`appendAuditMany`). */
+export type AuditWriter = (entries: AuditEntry[]) => Promise<unknown>;
 
 /** How denials are aggregated. */
 export interface DenialAuditOptions {
@@ -54,8 +56,11 @@ function entry(d: Denial, at: Date, extra: Record<string, unknown>): AuditEntry 
   };
 }
 
-/** Creates the per-process denial auditor; its timer is unref'd, so it never keeps a process alive. */
-export function createDenialAuditor(db: Db, options: DenialAuditOptions = {}): DenialAuditor {
+/**
+ * Creates the per-process denial auditor over `write`; its timer is unref'd, so it never keeps a
+ * process alive. A failed write is dropped (the denial is answered regardless).
+ */
+export function createDenialAuditor(write: AuditWriter, options: DenialAuditOptions = {}): DenialAuditor {
   const windowMs = options.windowMs ?? 10_000;
   const burst = options.burst ?? 200;
   const perSecond = options.perSecond ?? 10;
@@ -85,7 +90,7 @@ export function createDenialAuditor(db: Db, options: DenialAuditOptions = {}): D
         }));
       }
     }
-    if (rows.length > 0) await appendAuditMany(db, rows).catch(() => undefined);
+    if (rows.length > 0) await write(rows).catch(() => undefined);
   };
 
   const timer = setInterval(() => void flushDue(Date.now()), windowMs);
@@ -114,7 +119,7 @@ export function createDenialAuditor(db: Db, options: DenialAuditOptions = {}): D
       }
       const written = take(now);
       pending.set(k, { denial: d, windowStart: now, count: written ? 0 : 1 });
-      if (written) await appendAudit(db, entry(d, new Date(now), { count: 1 })).catch(() => undefined);
+      if (written) await write([entry(d, new Date(now), { count: 1 })]).catch(() => undefined);
     },
     flush: () => flushDue(null),
     async close() {
