@@ -20,6 +20,7 @@ import { pipeline } from 'node:stream/promises';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
+import { USAGE_GROUPS, type UsageGroup } from '../domain/usage.js';
 import { runBatchOp, type BatchOp } from './batch-cli.js';
 
 /** Where, and as whom, the CLI talks to the API. */
@@ -97,8 +98,7 @@ export interface UsageQuery {
   tenant_id?: string;
 }
 
-export const USAGE_GROUPS = ['model', 'day', 'key', 'variant', 'deployment', 'kind'] as const;
-export type UsageGroup = (typeof USAGE_GROUPS)[number];
+export { USAGE_GROUPS, type UsageGroup };
 
 // ---------------------------------------------------------------------------------------------
 // Commands

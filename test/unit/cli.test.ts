@@ -9,6 +9,7 @@ import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { USAGE_GROUPS as API_USAGE_GROUPS } from '../../db/repositories/usage.js';
 import { cli, formatMicros, parseCommand, runCommand, type Command } from '../../scripts/sluice.js';
 
 const KEY = 'sk-test_0123456789abcdefghijklmn';
@@ -205,6 +206,13 @@ describe('parseCommand', () => {
     expect(parsed(['chat', '--model', 'tiny', '--', '-1 is negative'])).toMatchObject({ action: { body: { messages: [{ content: '-1 is negative' }] } } });
   });
 
+  it('takes every --group-by the API takes (one shared list)', () => {
+    expect(API_USAGE_GROUPS).toContain('batch');
+    for (const group of API_USAGE_GROUPS) {
+      expect(parsed(['usage', '--group-by', group])).toMatchObject({ action: { kind: 'usage', query: { group_by: group } } });
+    }
+  });
+
   it('reports usage errors with the relevant help', () => {
     expect(usageError(['tenants', 'create'])).toBe('--name is required');
     expect(usageError(['tenants', 'create', '--name', 'A', '--rpm', 'ten'])).toMatch(/--rpm must be an integer >= 0, got 'ten'/);
@@ -217,7 +225,7 @@ describe('parseCommand', () => {
     expect(usageError(['models', 'add', 'm'])).toMatch(/exactly one of --gguf/);
     expect(usageError(['models', 'add', 'm', '--gguf', 'a.gguf', '--base-url', 'http://x'])).toMatch(/exactly one of --gguf/);
     expect(usageError(['models', 'add', 'm', '--base-url', 'http://x'])).toBe('--upstream-model is required');
-    expect(usageError(['usage', '--group-by', 'week'])).toMatch(/--group-by must be one of model, day/);
+    expect(usageError(['usage', '--group-by', 'week'])).toMatch(/--group-by must be one of day, model, .*batch/);
     expect(usageError(['chat', '--model', 'tiny'])).toBe('missing PROMPT');
     expect(usageError(['chat', 'hello'])).toBe('--model is required');
     expect(usageError([])).toBe('missing command');
