@@ -1,0 +1,229 @@
+/**
+ * `sluice batch submit|status|results|errors|cancel|list`: the commands that take several API
+ * calls (upload + create + poll, batch + file content), so their handlers `run` instead of making
+ * the one call of the other groups.
+ */
+import { readFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { intOpt, PAGE_OPTIONS, pageOf, str, type CommandSpec } from './args.js';
+import type { CliDeps, Connection, Handlers, RunContext } from './http.js';
+
+export type BatchAction =
+  | { kind: 'batch.submit'; file: string; model: string | null; maxTokens: number | null; wait: boolean }
+  | { kind: 'batch.status'; id: string }
+  | { kind: 'batch.results'; id: string; output: string | null }
+  | { kind: 'batch.errors'; id: string; output: string | null }
+  | { kind: 'batch.cancel'; id: string }
+  | { kind: 'batch.list'; limit: number | null; after: string | null };
+
+const OUTPUT_OPTION = { output: { type: 'string', short: 'o', arg: 'FILE', help: 'write to this file' } } as const;
+
+export const batchCommands: readonly CommandSpec<BatchAction>[] = [
+  {
+    path: ['batch', 'submit'],
+    synopsis: 'FILE [--model M] [--max-tokens N] [--wait]',
+    summary: 'upload a JSONL batch file (or a plain file, one prompt a line) and start the batch; --wait shows progress',
+    options: {
+      model: { type: 'string', arg: 'M', help: 'model for a plain prompts file, or for lines whose body has none' },
+      'max-tokens': { type: 'string', arg: 'N', help: 'max completion tokens per converted prompt' },
+      wait: { type: 'boolean', help: 'poll with a progress bar (done/failed/total, rate, ETA) until the batch ends' },
+    },
+    args: ['FILE'],
+    build: (v, [file]) => ({ kind: 'batch.submit', file: file as string, model: str(v, 'model') ?? null, maxTokens: intOpt(v, 'max-tokens', 1) ?? null, wait: v.wait === true }),
+  },
+  { path: ['batch', 'status'], synopsis: 'BATCH_ID', summary: 'status and request counts of a batch', options: {}, args: ['BATCH_ID'], build: (_v, [id]) => ({ kind: 'batch.status', id: id as string }) },
+  {
+    path: ['batch', 'results'], synopsis: 'BATCH_ID [-o FILE]', summary: 'the output file of a batch (JSONL), to stdout or a file', options: OUTPUT_OPTION, args: ['BATCH_ID'],
+    build: (v, [id]) => ({ kind: 'batch.results', id: id as string, output: str(v, 'output') ?? null }),
+  },
+  {
+    path: ['batch', 'errors'], synopsis: 'BATCH_ID [-o FILE]', summary: 'the error file of a batch, or its validation errors', options: OUTPUT_OPTION, args: ['BATCH_ID'],
+    build: (v, [id]) => ({ kind: 'batch.errors', id: id as string, output: str(v, 'output') ?? null }),
+  },
+  { path: ['batch', 'cancel'], synopsis: 'BATCH_ID', summary: 'cancel a batch: no new lines start, partial output is written', options: {}, args: ['BATCH_ID'], build: (_v, [id]) => ({ kind: 'batch.cancel', id: id as string }) },
+  {
+    path: ['batch', 'list'], synopsis: '[--limit N] [--after ID]', summary: 'batches of your tenant, newest first', options: PAGE_OPTIONS, args: [],
+    build: (v) => ({ kind: 'batch.list', ...pageOf(v) }),
+  },
+];
+
+interface BatchJson {
+  id: string;
+  status: string;
+  input_file_id: string;
+  output_file_id: string | null;
+  error_file_id: string | null;
+  created_at: number;
+  request_counts: { total: number; completed: number; failed: number };
+  errors: { data: Array<{ line: number | null; code: string; message: string }> } | null;
+}
+
+const FINAL = ['completed', 'failed', 'cancelled', 'expired'];
+
+class ApiCallError extends Error {}
+
+/**
+ * The batch input lines of a file: JSONL batch lines as they are (a missing `body.model` filled
+ * from `--model`), or a plain file of one prompt per line, converted. Pure.
+ */
+export function toBatchJsonl(text: string, model: string | null, maxTokens: number | null): string {
+  const lines = text.split('\n').map((l) => l.replace(/\r$/, '')).filter((l) => l.trim() !== '');
+  const parsed = lines.map((l) => {
+    try {
+      const v: unknown = JSON.parse(l);
+      return typeof v === 'object' && v !== null && 'custom_id' in v ? (v as Record<string, any>) : null;
+    } catch {
+      return null;
+    }
+  });
+  if (lines.length > 0 && parsed.every((p) => p !== null)) {
+    return parsed.map((p) => {
+      const line = p as Record<string, any>;
+      if (model && line.body && typeof line.body === 'object' && line.body.model === undefined) line.body.model = model;
+      return JSON.stringify(line);
+    }).join('\n') + '\n';
+  }
+  if (!model) throw new Error('a plain prompts file (one prompt a line) needs --model');
+  return lines.map((prompt, i) => JSON.stringify({
+    custom_id: `line-${i + 1}`, method: 'POST', url: '/v1/chat/completions',
+    body: { model, messages: [{ role: 'user', content: prompt }], ...(maxTokens ? { max_tokens: maxTokens } : {}) },
+  })).join('\n') + '\n';
+}
+
+function duration(seconds: number): string {
+  if (!Number.isFinite(seconds)) return '?';
+  const s = Math.max(0, Math.round(seconds));
+  return s >= 3600 ? `${Math.floor(s / 3600)}h${Math.floor((s % 3600) / 60)}m` : s >= 60 ? `${Math.floor(s / 60)}m${s % 60}s` : `${s}s`;
+}
+
+/** One progress line: bar, done/failed/total, rate, ETA. Pure. */
+export function progressLine(b: Pick<BatchJson, 'status' | 'request_counts'>, elapsedSeconds: number, width = 30): string {
+  const { total, completed, failed } = b.request_counts;
+  const done = completed + failed;
+  const filled = total > 0 ? Math.round((done / total) * width) : 0;
+  const rate = elapsedSeconds > 0 ? done / elapsedSeconds : 0;
+  const eta = rate > 0 ? (total - done) / rate : Number.POSITIVE_INFINITY;
+  return `[${'#'.repeat(filled)}${'-'.repeat(width - filled)}] ${done}/${total} done, ${failed} failed · ${rate.toFixed(1)}/s · ETA ${duration(eta)} · ${b.status}`;
+}
+
+/** The batch API calls of one command, with its connection. */
+function client(conn: Connection, deps: CliDeps) {
+  const headers = { authorization: `Bearer ${conn.key}`, 'user-agent': 'sluice-cli' };
+  return {
+    headers,
+    async call<T>(method: string, p: string, body?: unknown): Promise<T> {
+      const res = await deps.fetch(`${conn.url}${p}`, {
+        method, headers: { ...headers, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+      });
+      const text = await res.text();
+      if (!res.ok) {
+        let message = text.slice(0, 300);
+        try {
+          message = (JSON.parse(text) as { error: { message: string } }).error.message;
+        } catch { /* not JSON */ }
+        throw new ApiCallError(`${message} (HTTP ${res.status})`);
+      }
+      return JSON.parse(text) as T;
+    },
+    async content(fileId: string): Promise<string> {
+      const res = await deps.fetch(`${conn.url}/v1/files/${encodeURIComponent(fileId)}/content`, { headers });
+      if (!res.ok) throw new ApiCallError(`cannot read file ${fileId} (HTTP ${res.status})`);
+      return res.text();
+    },
+  };
+}
+
+function printBatch(b: BatchJson, json: boolean, out: (line: string) => void): void {
+  if (json) return out(JSON.stringify(b, null, 2));
+  const c = b.request_counts;
+  out(`${b.id}  ${b.status}  ${c.completed + c.failed}/${c.total} done, ${c.failed} failed`);
+  if (b.output_file_id) out(`  output: ${b.output_file_id}`);
+  if (b.error_file_id) out(`  errors: ${b.error_file_id}`);
+  for (const e of b.errors?.data ?? []) out(`  line ${e.line ?? '-'}: ${e.code}: ${e.message}`);
+}
+
+/** Runs `fn`; an API or file error prints one line and exits 1. */
+function guarded<A>(fn: (action: A, ctx: RunContext, api: ReturnType<typeof client>) => Promise<number>) {
+  return {
+    async run(action: A, ctx: RunContext): Promise<number> {
+      try {
+        return await fn(action, ctx, client(ctx.conn, ctx.deps));
+      } catch (err) {
+        ctx.deps.err(`sluice: ${err instanceof ApiCallError ? 'error: ' : ''}${err instanceof Error ? err.message : String(err)}`);
+        return 1;
+      }
+    },
+  };
+}
+
+async function fetchFile(a: { id: string; output: string | null }, which: 'output' | 'error', { deps }: RunContext, api: ReturnType<typeof client>): Promise<number> {
+  const b = await api.call<BatchJson>('GET', `/v1/batches/${encodeURIComponent(a.id)}`);
+  const fileId = which === 'output' ? b.output_file_id : b.error_file_id;
+  if (!fileId) {
+    deps.err(`sluice: batch ${b.id} (${b.status}) has no ${which} file`);
+    for (const e of b.errors?.data ?? []) deps.out(`line ${e.line ?? '-'}: ${e.code}: ${e.message}`);
+    return which === 'output' ? 1 : 0;
+  }
+  const text = await api.content(fileId);
+  if (a.output) {
+    await writeFile(a.output, text);
+    deps.err(`sluice: wrote ${Buffer.byteLength(text)} bytes (${text.split('\n').filter(Boolean).length} lines) to ${a.output}`);
+  } else for (const l of text.split('\n')) if (l) deps.out(l);
+  return 0;
+}
+
+export const batchHandlers: Handlers<BatchAction> = {
+  'batch.submit': guarded(async (a, { conn, json, deps }, api) => {
+    const jsonl = toBatchJsonl(await readFile(a.file, 'utf8'), a.model, a.maxTokens);
+    const form = new FormData();
+    form.append('purpose', 'batch');
+    form.append('file', new Blob([jsonl]), path.basename(a.file));
+    const up = await deps.fetch(`${conn.url}/v1/files`, { method: 'POST', headers: api.headers, body: form });
+    if (!up.ok) throw new ApiCallError(`upload failed: ${(await up.text()).slice(0, 300)} (HTTP ${up.status})`);
+    const file = (await up.json()) as { id: string };
+    let b = await api.call<BatchJson>('POST', '/v1/batches', { input_file_id: file.id, endpoint: '/v1/chat/completions', completion_window: '24h' });
+    deps.err(`sluice: batch ${b.id} created from ${file.id}`);
+    if (!a.wait) {
+      printBatch(b, json, deps.out);
+      return 0;
+    }
+    const started = Date.now();
+    let lastPlain = 0;
+    while (!FINAL.includes(b.status)) {
+      await new Promise((r) => setTimeout(r, deps.pollMs ?? 1000));
+      b = await api.call<BatchJson>('GET', `/v1/batches/${encodeURIComponent(b.id)}`);
+      const line = progressLine(b, (Date.now() - started) / 1000);
+      if (deps.progress) deps.progress(line);
+      else if (Date.now() - lastPlain >= 5000 || FINAL.includes(b.status)) {
+        deps.err(line);
+        lastPlain = Date.now();
+      }
+    }
+    if (deps.progress) deps.err('');
+    printBatch(b, json, deps.out);
+    return b.status === 'completed' ? 0 : 1;
+  }),
+  'batch.status': guarded(async (a, { json, deps }, api) => {
+    printBatch(await api.call<BatchJson>('GET', `/v1/batches/${encodeURIComponent(a.id)}`), json, deps.out);
+    return 0;
+  }),
+  'batch.cancel': guarded(async (a, { json, deps }, api) => {
+    printBatch(await api.call<BatchJson>('POST', `/v1/batches/${encodeURIComponent(a.id)}/cancel`), json, deps.out);
+    return 0;
+  }),
+  'batch.results': guarded((a, ctx, api) => fetchFile(a, 'output', ctx, api)),
+  'batch.errors': guarded((a, ctx, api) => fetchFile(a, 'error', ctx, api)),
+  'batch.list': guarded(async (a, { json, deps }, api) => {
+    const q = new URLSearchParams();
+    if (a.limit !== null) q.set('limit', String(a.limit));
+    if (a.after !== null) q.set('after', a.after);
+    const list = await api.call<{ data: BatchJson[]; has_more: boolean }>('GET', `/v1/batches${q.size ? `?${q}` : ''}`);
+    if (json) deps.out(JSON.stringify(list, null, 2));
+    else if (list.data.length === 0) deps.out('No batches.');
+    else for (const b of list.data) deps.out(`${b.id}  ${b.status.padEnd(11)}  ${b.request_counts.completed + b.request_counts.failed}/${b.request_counts.total}  ${new Date(b.created_at * 1000).toISOString()}`);
+    const last = list.data.at(-1);
+    if (!json && list.has_more && last) deps.out(`More batches: --after ${last.id}`);
+    return 0;
+  }),
+};
