@@ -31,7 +31,7 @@ if (isEntryPoint()) {
     fetch: globalThis.fetch,
     out: (line) => process.stdout.write(`${line}\n`),
     err: (line) => process.stderr.write(`${line}\n`),
-    progress: process.stderr.isTTY ? (line) => process.stderr.write(`\r\x1b[2K${line}`) : null,
+    progress: process.stderr.isTTY ? process.stderr : null,
   }).then(
     (code) => {
       process.exitCode = code;

@@ -5,6 +5,8 @@
  */
 import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import { Writable } from 'node:stream';
+import cliProgress from 'cli-progress';
 import { intOpt, PAGE_OPTIONS, pageOf, str, type CommandSpec } from './args.js';
 import type { CliDeps, Connection, Handlers, RunContext } from './http.js';
 
@@ -90,20 +92,47 @@ export function toBatchJsonl(text: string, model: string | null, maxTokens: numb
   })).join('\n') + '\n';
 }
 
-function duration(seconds: number): string {
-  if (!Number.isFinite(seconds)) return '?';
-  const s = Math.max(0, Math.round(seconds));
-  return s >= 3600 ? `${Math.floor(s / 3600)}h${Math.floor((s % 3600) / 60)}m` : s >= 60 ? `${Math.floor(s / 60)}m${s % 60}s` : `${s}s`;
+const PROGRESS_FORMAT = '[{bar}] {value}/{total} done, {failed} failed · {rate}/s · ETA {eta_formatted} · {status}';
+
+/** A stream whose lines go to `line`, one call each (empty ones dropped). */
+function lineStream(line: (text: string) => void): Writable {
+  let pending = '';
+  return new Writable({
+    write(chunk: Buffer | string, _encoding, callback) {
+      pending += chunk.toString();
+      for (let i = pending.indexOf('\n'); i >= 0; i = pending.indexOf('\n')) {
+        if (i > 0) line(pending.slice(0, i));
+        pending = pending.slice(i + 1);
+      }
+      callback();
+    },
+  });
 }
 
-/** One progress line: bar, done/failed/total, rate, ETA. Pure. */
-export function progressLine(b: Pick<BatchJson, 'status' | 'request_counts'>, elapsedSeconds: number, width = 30): string {
+/**
+ * The bar of `batch submit --wait` (done/failed/total, rate, ETA): redrawn in place on a TTY
+ * (`deps.progress`); otherwise a line on stderr every 5 s and one at the end.
+ */
+function progressBar(deps: CliDeps): cliProgress.SingleBar {
+  return new cliProgress.SingleBar({
+    stream: deps.progress ?? lineStream(deps.err),
+    noTTYOutput: true,
+    notTTYSchedule: 5000,
+    format: PROGRESS_FORMAT,
+    barCompleteChar: '#',
+    barIncompleteChar: '-',
+    barsize: 30,
+    emptyOnZero: true,
+    // The ETA is 'NULL' or 'INF' until lines finish at a measurable rate.
+    formatTime: (t, options, roundTo) => (typeof t === 'number' && Number.isFinite(t) ? cliProgress.Format.TimeFormat(t, options, roundTo) : '?'),
+  });
+}
+
+function progressOf(b: BatchJson, started: number): { done: number; total: number; payload: { failed: number; rate: string; status: string } } {
   const { total, completed, failed } = b.request_counts;
+  const seconds = (Date.now() - started) / 1000;
   const done = completed + failed;
-  const filled = total > 0 ? Math.round((done / total) * width) : 0;
-  const rate = elapsedSeconds > 0 ? done / elapsedSeconds : 0;
-  const eta = rate > 0 ? (total - done) / rate : Number.POSITIVE_INFINITY;
-  return `[${'#'.repeat(filled)}${'-'.repeat(width - filled)}] ${done}/${total} done, ${failed} failed · ${rate.toFixed(1)}/s · ETA ${duration(eta)} · ${b.status}`;
+  return { done, total, payload: { failed, rate: (seconds > 0 ? done / seconds : 0).toFixed(1), status: b.status } };
 }
 
 /** The batch API calls of one command, with its connection. */
@@ -189,18 +218,20 @@ export const batchHandlers: Handlers<BatchAction> = {
       return 0;
     }
     const started = Date.now();
-    let lastPlain = 0;
-    while (!FINAL.includes(b.status)) {
-      await new Promise((r) => setTimeout(r, deps.pollMs ?? 1000));
-      b = await api.call<BatchJson>('GET', `/v1/batches/${encodeURIComponent(b.id)}`);
-      const line = progressLine(b, (Date.now() - started) / 1000);
-      if (deps.progress) deps.progress(line);
-      else if (Date.now() - lastPlain >= 5000 || FINAL.includes(b.status)) {
-        deps.err(line);
-        lastPlain = Date.now();
+    const bar = progressBar(deps);
+    const first = progressOf(b, started);
+    bar.start(first.total, first.done, first.payload);
+    try {
+      while (!FINAL.includes(b.status)) {
+        await new Promise((r) => setTimeout(r, deps.pollMs ?? 1000));
+        b = await api.call<BatchJson>('GET', `/v1/batches/${encodeURIComponent(b.id)}`);
+        const p = progressOf(b, started);
+        bar.setTotal(p.total);
+        bar.update(p.done, p.payload);
       }
+    } finally {
+      bar.stop();
     }
-    if (deps.progress) deps.err('');
     printBatch(b, json, deps.out);
     return b.status === 'completed' ? 0 : 1;
   }),

@@ -26,8 +26,8 @@ export interface CliDeps {
   out(line: string): void;
   /** Writes one line (no trailing newline) to standard error. */
   err(line: string): void;
-  /** Rewrites a progress line in place (stderr is a TTY); absent: progress is printed as lines. */
-  progress?: ((line: string) => void) | null;
+  /** A terminal to draw progress bars on (stderr when it is a TTY); absent: progress is printed as lines. */
+  progress?: NodeJS.WritableStream | null;
   /** Poll interval of `batch submit --wait`. @default 1000 */
   pollMs?: number;
 }
