@@ -8,7 +8,7 @@ import path from 'node:path';
 import { Writable } from 'node:stream';
 import cliProgress from 'cli-progress';
 import { intOpt, PAGE_OPTIONS, pageOf, str, type CommandSpec } from './args.js';
-import type { CliDeps, Connection, Handlers, RunContext } from './http.js';
+import { failureLine, unreachableLine, type ApiRequest, type CliDeps, type Connection, type Handlers, type RunContext } from './http.js';
 
 export type BatchAction =
   | { kind: 'batch.submit'; file: string; model: string | null; maxTokens: number | null; wait: boolean }
@@ -61,8 +61,6 @@ interface BatchJson {
 }
 
 const FINAL = ['completed', 'failed', 'cancelled', 'expired'];
-
-class ApiCallError extends Error {}
 
 /**
  * The batch input lines of a file: JSONL batch lines as they are (a missing `body.model` filled
@@ -135,31 +133,35 @@ function progressOf(b: BatchJson, started: number): { done: number; total: numbe
   return { done, total, payload: { failed, rate: (seconds > 0 ? done / seconds : 0).toFixed(1), status: b.status } };
 }
 
-/** The batch API calls of one command, with its connection. */
+/** An API call that failed or got no answer; its message is the line to print. */
+class ApiCallError extends Error {}
+
+/** The batch API calls of one command, with its connection; failures throw {@link ApiCallError}. */
 function client(conn: Connection, deps: CliDeps) {
   const headers = { authorization: `Bearer ${conn.key}`, 'user-agent': 'sluice-cli' };
+  async function send(method: ApiRequest['method'], p: string, init: { headers?: Record<string, string>; body?: string | FormData } = {}): Promise<string> {
+    let res: Response;
+    let text: string;
+    try {
+      res = await deps.fetch(`${conn.url}${p}`, { method, ...init, headers: { ...headers, ...init.headers } });
+      text = await res.text();
+    } catch (err) {
+      throw new ApiCallError(unreachableLine(conn, err));
+    }
+    if (res.ok) return text;
+    let body: unknown;
+    try {
+      body = JSON.parse(text);
+    } catch { /* not JSON: failureLine quotes the text */ }
+    throw new ApiCallError(failureLine({ method, path: p }, res.status, body, text));
+  }
   return {
-    headers,
-    async call<T>(method: string, p: string, body?: unknown): Promise<T> {
-      const res = await deps.fetch(`${conn.url}${p}`, {
-        method, headers: { ...headers, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
-        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-      });
-      const text = await res.text();
-      if (!res.ok) {
-        let message = text.slice(0, 300);
-        try {
-          message = (JSON.parse(text) as { error: { message: string } }).error.message;
-        } catch { /* not JSON */ }
-        throw new ApiCallError(`${message} (HTTP ${res.status})`);
-      }
-      return JSON.parse(text) as T;
+    async call<T>(method: ApiRequest['method'], p: string, body?: unknown): Promise<T> {
+      const init = body === undefined ? {} : { headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) };
+      return JSON.parse(await send(method, p, init)) as T;
     },
-    async content(fileId: string): Promise<string> {
-      const res = await deps.fetch(`${conn.url}/v1/files/${encodeURIComponent(fileId)}/content`, { headers });
-      if (!res.ok) throw new ApiCallError(`cannot read file ${fileId} (HTTP ${res.status})`);
-      return res.text();
-    },
+    upload: async (form: FormData): Promise<{ id: string }> => JSON.parse(await send('POST', '/v1/files', { body: form })) as { id: string },
+    content: (fileId: string): Promise<string> => send('GET', `/v1/files/${encodeURIComponent(fileId)}/content`),
   };
 }
 
@@ -179,7 +181,8 @@ function guarded<A>(fn: (action: A, ctx: RunContext, api: ReturnType<typeof clie
       try {
         return await fn(action, ctx, client(ctx.conn, ctx.deps));
       } catch (err) {
-        ctx.deps.err(`sluice: ${err instanceof ApiCallError ? 'error: ' : ''}${err instanceof Error ? err.message : String(err)}`);
+        // An API failure's line, or a local one (the input file cannot be read or converted).
+        ctx.deps.err(`sluice: ${err instanceof Error ? err.message : String(err)}`);
         return 1;
       }
     },
@@ -203,14 +206,12 @@ async function fetchFile(a: { id: string; output: string | null }, which: 'outpu
 }
 
 export const batchHandlers: Handlers<BatchAction> = {
-  'batch.submit': guarded(async (a, { conn, json, deps }, api) => {
+  'batch.submit': guarded(async (a, { json, deps }, api) => {
     const jsonl = toBatchJsonl(await readFile(a.file, 'utf8'), a.model, a.maxTokens);
     const form = new FormData();
     form.append('purpose', 'batch');
     form.append('file', new Blob([jsonl]), path.basename(a.file));
-    const up = await deps.fetch(`${conn.url}/v1/files`, { method: 'POST', headers: api.headers, body: form });
-    if (!up.ok) throw new ApiCallError(`upload failed: ${(await up.text()).slice(0, 300)} (HTTP ${up.status})`);
-    const file = (await up.json()) as { id: string };
+    const file = await api.upload(form);
     let b = await api.call<BatchJson>('POST', '/v1/batches', { input_file_id: file.id, endpoint: '/v1/chat/completions', completion_window: '24h' });
     deps.err(`sluice: batch ${b.id} created from ${file.id}`);
     if (!a.wait) {

@@ -109,6 +109,24 @@ function isApiError(body: unknown): body is ApiErrorJson {
   return typeof e === 'object' && e !== null && typeof (e as { message?: unknown }).message === 'string';
 }
 
+/** The line for a call that got no answer (without the `sluice: ` prefix). */
+export function unreachableLine(conn: Connection, err: unknown): string {
+  const cause = err instanceof Error && err.cause instanceof Error ? `: ${err.cause.message}` : '';
+  return `cannot reach the API at ${conn.url} (${err instanceof Error ? err.message : String(err)}${cause})`;
+}
+
+/**
+ * The line for a failed call (without the `sluice: ` prefix): the API's error with the HTTP
+ * status, type, code and param, or the start of a body that is not one. `body` is the parsed JSON,
+ * undefined when it was not JSON.
+ */
+export function failureLine(req: Pick<ApiRequest, 'method' | 'path'>, status: number, body: unknown, text: string): string {
+  if (!isApiError(body)) return `${req.method} ${req.path} failed with HTTP ${status}: ${text.slice(0, 200)}`;
+  const e = body.error;
+  const detail = [`HTTP ${status}`, e.type, e.code ? `code ${e.code}` : null, e.param ? `param ${e.param}` : null].filter(Boolean).join(', ');
+  return `error: ${e.message} (${detail})`;
+}
+
 /** Makes the handler's one call and prints the result; returns the exit code. */
 export async function runCall<A>(handler: CallHandler<A>, action: A, { conn, json, deps }: RunContext): Promise<number> {
   const req = handler.request(action);
@@ -128,8 +146,7 @@ export async function runCall<A>(handler: CallHandler<A>, action: A, { conn, jso
     }
     text = await res.text();
   } catch (err) {
-    const cause = err instanceof Error && err.cause instanceof Error ? `: ${err.cause.message}` : '';
-    deps.err(`sluice: cannot reach the API at ${conn.url} (${err instanceof Error ? err.message : String(err)}${cause})`);
+    deps.err(`sluice: ${unreachableLine(conn, err)}`);
     return 1;
   }
   let body: unknown;
@@ -142,13 +159,7 @@ export async function runCall<A>(handler: CallHandler<A>, action: A, { conn, jso
 
   const isResult = res.ok || (handler.resultStatuses?.includes(res.status) === true && !isApiError(body));
   if (!isResult) {
-    if (isApiError(body)) {
-      const e = body.error;
-      const detail = [`HTTP ${res.status}`, e.type, e.code ? `code ${e.code}` : null, e.param ? `param ${e.param}` : null].filter(Boolean).join(', ');
-      deps.err(`sluice: error: ${e.message} (${detail})`);
-    } else {
-      deps.err(`sluice: ${req.method} ${req.path} failed with HTTP ${res.status}: ${text.slice(0, 200)}`);
-    }
+    deps.err(`sluice: ${failureLine(req, res.status, body, text)}`);
     const retryAfter = res.headers.get('retry-after');
     if (retryAfter !== null) deps.err(`sluice: retry after ${retryAfter} s`);
     return 1;

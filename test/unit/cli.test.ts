@@ -475,6 +475,22 @@ describe('runCommand against an API double', () => {
     expect(await run(['audit', 'verify'])).toMatchObject({ code: 1, out: '', err: 'sluice: error: busy (HTTP 409, conflict_error)' });
   });
 
+  it('batch commands print a batch, and report API errors in the same words as the other commands', async () => {
+    const batch = {
+      id: 'batch_1', object: 'batch', status: 'completed', input_file_id: 'file_1', output_file_id: 'file_2', error_file_id: null, created_at: 1_735_689_600,
+      request_counts: { total: 3, completed: 2, failed: 1 }, errors: null,
+    };
+    routes.set('GET /v1/batches/batch_1', { status: 200, body: batch });
+    const ok = await run(['batch', 'status', 'batch_1']);
+    expect(ok).toEqual({ code: 0, out: 'batch_1  completed  3/3 done, 1 failed\n  output: file_2', err: '' });
+    expect(only()).toMatchObject({ method: 'GET', path: '/v1/batches/batch_1', authorization: `Bearer ${KEY}` });
+
+    const missing = await run(['batch', 'status', 'batch_x']);
+    expect(missing).toEqual({ code: 1, out: '', err: 'sluice: error: Unknown route GET /v1/batches/batch_x (HTTP 404, not_found_error, code unknown_url)' });
+    const fromTenants = await run(['tenants', 'get', 'ten_x']);
+    expect(fromTenants.err).toBe('sluice: error: Unknown route GET /v1/admin/tenants/ten_x (HTTP 404, not_found_error, code unknown_url)');
+  });
+
   it('exits 1 when the API is unreachable, and 2 on a usage error without calling it', async () => {
     const closed = createServer();
     await new Promise<void>((resolve) => closed.listen(0, '127.0.0.1', resolve));
