@@ -1,9 +1,9 @@
 /** Reads of the usage ledger. Writes happen only in `quota.settle` (exactly once per request and step). */
 import { sql } from 'kysely';
+import type { UsageGroup } from '../../domain/usage.js';
 import type { Db } from '../database.js';
 
-export const USAGE_GROUPS = ['day', 'model', 'key', 'variant', 'deployment', 'kind', 'batch'] as const;
-export type UsageGroup = (typeof USAGE_GROUPS)[number];
+export { USAGE_GROUPS, type UsageGroup } from '../../domain/usage.js';
 
 const GROUP_EXPR: Record<UsageGroup, ReturnType<typeof sql<string>>> = {
   day: sql<string>`to_char(created_at at time zone 'UTC', 'YYYY-MM-DD')`,
