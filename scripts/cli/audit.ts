@@ -3,7 +3,7 @@ import { intOpt, type CommandSpec } from './args.js';
 import { formatTime, printList } from './format.js';
 import type { Handlers, ListJson } from './http.js';
 
-export type AuditAction = { kind: 'audit.list'; limit: number | null; before: number | null } | { kind: 'audit.verify' };
+export type AuditAction = { kind: 'audit.list'; limit: number | null; before: number | null } | { kind: 'audit.verify'; full: boolean };
 
 export const auditCommands: readonly CommandSpec<AuditAction>[] = [
   {
@@ -19,11 +19,11 @@ export const auditCommands: readonly CommandSpec<AuditAction>[] = [
   },
   {
     path: ['audit', 'verify'],
-    synopsis: '',
-    summary: 'check the hash chain of the audit log; exit code 1 if it is broken',
-    options: {},
+    synopsis: '[--full]',
+    summary: 'check the hash chain of the audit log from its latest signed checkpoint; exit code 1 if it is broken',
+    options: { full: { type: 'boolean', help: 'rehash the whole chain (super admin only)' } },
     args: [],
-    build: () => ({ kind: 'audit.verify' }),
+    build: (v) => ({ kind: 'audit.verify', full: v.full === true }),
   },
 ];
 
@@ -43,6 +43,12 @@ interface AuditVerificationJson {
   rows: number;
   head_seq?: number;
   head_hash?: string;
+  /** Whether the whole chain was checked (`full`) or the rows after the latest checkpoint. */
+  mode?: string;
+  /** False when the rows after the checkpoint were more than one call checks. */
+  complete?: boolean;
+  checkpoint_status?: 'missing' | 'stale' | 'fresh';
+  unprotected_rows?: number;
   first_bad_seq?: number;
   reason?: string;
 }
@@ -60,12 +66,18 @@ export const auditHandlers: Handlers<AuditAction> = {
     },
   },
   'audit.verify': {
-    request: () => ({ method: 'GET', path: '/v1/admin/audit/verify' }),
+    request: (a) => ({ method: 'GET', path: '/v1/admin/audit/verify', query: a.full ? { full: 'true' } : {} }),
     resultStatuses: [409],
     exitCode: (body) => ((body as AuditVerificationJson).ok ? 0 : 1),
     render(body, _a, { out }) {
       const v = body as AuditVerificationJson;
-      if (v.ok) out(`Audit chain OK: ${v.rows} entries verified, head at seq ${v.head_seq ?? '?'} (hash ${(v.head_hash ?? '?').slice(0, 16)}…).`);
+      if (v.ok) {
+        out(`Audit chain OK: ${v.rows} entries verified, head at seq ${v.head_seq ?? '?'} (hash ${(v.head_hash ?? '?').slice(0, 16)}…).`);
+        if (v.complete === false) out('Only part of the rows after the latest checkpoint were checked: run again, or with --full.');
+        // An intact chain whose tail no signed checkpoint covers could still be rewritten: say so.
+        if (v.checkpoint_status === 'missing') out('Warning: no audit checkpoint exists yet.');
+        if (v.checkpoint_status === 'stale') out(`Warning: the latest checkpoint is stale (${v.unprotected_rows ?? '?'} rows after it).`);
+      }
       else out(`Audit chain BROKEN at seq ${v.first_bad_seq ?? '?'}: ${v.reason ?? 'no reason given'} (${v.rows} entries verified before it).`);
     },
   },

@@ -1,5 +1,5 @@
 /** `sluice keys create|list|revoke|rotate`. */
-import { intOpt, listOpt, PAGE_OPTIONS, pageOf, requiredStr, str, timeOpt, type CommandSpec } from './args.js';
+import { intOpt, listOpt, PAGE_OPTIONS, pageOf, requiredStr, str, timeOpt, type CommandSpec, type Values } from './args.js';
 import { formatTime, printList, type Out } from './format.js';
 import { seg, type Handlers, type ListJson } from './http.js';
 
@@ -12,32 +12,45 @@ export interface KeyCreateBody {
 
 export type KeyAction =
   | { kind: 'keys.create'; tenantId: string; body: KeyCreateBody }
+  | { kind: 'keys.create-operator'; body: KeyCreateBody }
   | { kind: 'keys.list'; tenantId: string; limit: number | null; after: string | null }
   | { kind: 'keys.revoke'; keyId: string }
   | { kind: 'keys.rotate'; keyId: string; graceSeconds: number | undefined };
+
+const KEY_OPTIONS = {
+  name: { type: 'string', arg: 'N', help: 'a label for the key' },
+  scopes: { type: 'string', arg: 'a,b', help: 'narrower permissions and model:<id> entries (default: all of the role)' },
+  'expires-at': { type: 'string', arg: 'ISO', help: 'expiry time, ISO 8601 (default: never; required to be no later than your own key\'s)' },
+} as const;
+
+/** The body of a key to create, from the options `KEY_OPTIONS` and `--role`. */
+function keyBody(v: Values): KeyCreateBody {
+  const body: KeyCreateBody = { role: requiredStr(v, 'role') };
+  const name = str(v, 'name');
+  if (name !== undefined) body.name = name;
+  const scopes = listOpt(v, 'scopes');
+  if (scopes !== undefined) body.scopes = scopes;
+  const expiresAt = timeOpt(v, 'expires-at');
+  if (expiresAt !== undefined) body.expires_at = expiresAt;
+  return body;
+}
 
 export const keyCommands: readonly CommandSpec<KeyAction>[] = [
   {
     path: ['keys', 'create'],
     synopsis: 'TENANT_ID --role R [--name N] [--scopes a,b] [--expires-at ISO]',
     summary: 'create an API key; its secret is printed once',
-    options: {
-      role: { type: 'string', arg: 'R', help: 'tenant_admin, developer, analyst, finance or user (required)' },
-      name: { type: 'string', arg: 'N', help: 'a label for the key' },
-      scopes: { type: 'string', arg: 'a,b', help: 'narrower permissions and model:<id> entries (default: all of the role)' },
-      'expires-at': { type: 'string', arg: 'ISO', help: 'expiry time, ISO 8601 (default: never)' },
-    },
+    options: { role: { type: 'string', arg: 'R', help: 'tenant_admin, developer, analyst, finance or user (required)' }, ...KEY_OPTIONS },
     args: ['TENANT_ID'],
-    build(v, [tenantId]) {
-      const body: KeyCreateBody = { role: requiredStr(v, 'role') };
-      const name = str(v, 'name');
-      if (name !== undefined) body.name = name;
-      const scopes = listOpt(v, 'scopes');
-      if (scopes !== undefined) body.scopes = scopes;
-      const expiresAt = timeOpt(v, 'expires-at');
-      if (expiresAt !== undefined) body.expires_at = expiresAt;
-      return { kind: 'keys.create', tenantId: tenantId as string, body };
-    },
+    build: (v, [tenantId]) => ({ kind: 'keys.create', tenantId: tenantId as string, body: keyBody(v) }),
+  },
+  {
+    path: ['keys', 'create-operator'],
+    synopsis: '--role R [--name N] [--scopes a,b] [--expires-at ISO]',
+    summary: "create a key of the operator (no tenant); its secret is printed once (super admin only)",
+    options: { role: { type: 'string', arg: 'R', help: 'super_admin or operator_finance (required)' }, ...KEY_OPTIONS },
+    args: [],
+    build: (v) => ({ kind: 'keys.create-operator', body: keyBody(v) }),
   },
   {
     path: ['keys', 'list'],
@@ -99,6 +112,14 @@ export const keyHandlers: Handlers<KeyAction> = {
     render(body, _a, { out }) {
       const k = body as KeyJson;
       out(`Created key ${k.id} for tenant ${k.tenant_id}: role ${k.role}, scopes ${k.scopes === null ? 'all of the role' : k.scopes.join(',')}, expires ${k.expires_at === null ? 'never' : formatTime(k.expires_at)}.`);
+      printSecret(k, out);
+    },
+  },
+  'keys.create-operator': {
+    request: (a) => ({ method: 'POST', path: '/v1/admin/keys', body: a.body }),
+    render(body, _a, { out }) {
+      const k = body as KeyJson;
+      out(`Created operator key ${k.id}: role ${k.role}, scopes ${k.scopes === null ? 'all of the role' : k.scopes.join(',')}, expires ${k.expires_at === null ? 'never' : formatTime(k.expires_at)}.`);
       printSecret(k, out);
     },
   },

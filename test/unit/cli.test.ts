@@ -429,6 +429,35 @@ describe('runCommand against an API double', () => {
     expect(JSON.parse(json.out)).toEqual(broken);
   });
 
+  it('audit verify --full asks for the whole chain; a stale or missing checkpoint is warned about', async () => {
+    routes.set('GET /v1/admin/audit/verify', {
+      status: 200,
+      body: { object: 'audit_verification', ok: true, mode: 'full', rows: 3, head_seq: 3, head_hash: 'cd'.repeat(32), complete: true, checkpoint_status: 'stale', unprotected_rows: 2 },
+    });
+    const r = await run(['audit', 'verify', '--full']);
+    expect(r.code).toBe(0);
+    expect(only()).toMatchObject({ method: 'GET', path: '/v1/admin/audit/verify', query: { full: 'true' } });
+    expect(r.out).toContain('Warning: the latest checkpoint is stale (2 rows after it).');
+    routes.set('GET /v1/admin/audit/verify', {
+      status: 200, body: { object: 'audit_verification', ok: true, rows: 0, head_seq: 0, head_hash: '00', complete: false, checkpoint_status: 'missing' },
+    });
+    const missing = await run(['audit', 'verify']);
+    expect(missing.out).toContain('Warning: no audit checkpoint exists yet.');
+    expect(missing.out).toContain('Only part of the rows after the latest checkpoint were checked');
+  });
+
+  it('keys create-operator creates a key of the operator through /v1/admin/keys', async () => {
+    routes.set('POST /v1/admin/keys', {
+      status: 201,
+      body: { id: 'key_op', object: 'api_key', tenant_id: null, name: null, prefix: 'sk-op', role: 'operator_finance', scopes: null, expires_at: null, revoked_at: null, last_used_at: null, created_at: 1, key: 'sk-secret' },
+    });
+    const r = await run(['keys', 'create-operator', '--role', 'operator_finance']);
+    expect(r.code).toBe(0);
+    expect(only()).toMatchObject({ method: 'POST', path: '/v1/admin/keys', body: { role: 'operator_finance' } });
+    expect(r.out).toContain('Created operator key key_op: role operator_finance');
+    expect(r.out).toContain('sk-secret');
+  });
+
   it('chat: sends one user message, prints the answer on stdout and usage on stderr', async () => {
     routes.set('POST /v1/chat/completions', {
       status: 200,
