@@ -125,8 +125,8 @@ export function fallbackOrder(deployments: readonly DeploymentTarget[], random: 
 
 export interface InferInput {
   requestId: string;
-  /** The request's tenant: batch lines of different tenants take turns for a backend's slots. Absent in older histories. */
-  tenantId?: string;
+  /** The request's tenant: batch lines of different tenants take turns for a backend's slots. */
+  tenantId: string;
   deployment: DeploymentTarget;
   messages: ChatMessageInput[];
   params: { maxTokens: number; temperature: number; topP: number | null; seed: number | null; stop: string[] | null };
@@ -138,8 +138,8 @@ export interface InferOutput {
   promptTokens: number;
   completionTokens: number;
   latencyMs: number;
-  /** Tokens spent by earlier attempts of this activity that failed after spending them. */
-  failedAttempts?: ConsumedTokens | null;
+  /** Tokens spent by earlier attempts of this activity that failed after spending them (null: none). */
+  failedAttempts: ConsumedTokens | null;
 }
 
 /**
