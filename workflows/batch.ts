@@ -159,9 +159,11 @@ export async function batch(input: BatchWorkflowInput): Promise<BatchProgress> {
       },
       complete: coalesce((items) => CancellationScope.nonCancellable(() => chunkActs.completeLines({ items })), { maxItems: CHUNK_LINES, maxBytes: CHUNK_BYTES }),
     };
+    // A line's steps outside the chunks are regular activities: a local one keeps the batch's
+    // workflow task open while it runs (BENCHMARKS.md, "Chunk activities are regular activities").
     const runLine = async (line: BatchLine): Promise<boolean> => {
       try {
-        await lines.run(() => runChatPipeline({ ...line.input, localActivities: input.localActivities }, { shieldAdmission: true, dispatch }));
+        await lines.run(() => runChatPipeline(line.input, { shieldAdmission: true, dispatch }));
         return true;
       } catch {
         // The line's own failure (recorded on its request by the pipeline) or its cancellation.

@@ -14,6 +14,8 @@ export async function chatRequest(input: ChatRequestInput): Promise<ChatCompleti
   let state: { status: JobStatus; step: string } = { status: 'queued', step: 'authorize' };
   setHandler(statusQuery, () => state);
   return runChatPipeline(input, {
+    // Measured faster than regular activities (BENCHMARKS.md, "Sluice's pipeline").
+    localActivities: true,
     onStep: (status, step) => {
       state = { status, step };
     },

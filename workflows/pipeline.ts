@@ -104,6 +104,11 @@ function completionOf(input: ChatRequestInput, model: string, out: InferOutput):
 
 /** What the workflow running the pipeline learns of it as it goes (all optional). */
 export interface PipelineHooks {
+  /**
+   * The request's database steps as local activities on the worker running the workflow (the
+   * workflow decides, so every replay of its history agrees; docs/versioning.md). @default false
+   */
+  localActivities?: boolean;
   /** The request's status and current step changed (for queries). */
   onStep?: (status: JobStatus, step: string) => void;
   /** An inference attempt starts on this deployment's pool, with the request's final model and variant. */
@@ -139,7 +144,7 @@ export interface PipelineHooks {
  * outcome.
  */
 export async function runChatPipeline(input: ChatRequestInput, hooks: PipelineHooks = {}): Promise<ChatCompletion> {
-  const steps = input.localActivities
+  const steps = hooks.localActivities
     ? proxyLocalActivities<ControlActivities>(PROFILES.db)
     : proxyActivities<ControlActivities>(PROFILES.db);
   const step = hooks.onStep ?? (() => undefined);
