@@ -20,7 +20,6 @@
  * reservation) and write partial output.
  */
 import {
-  ActivityCancellationType,
   ApplicationFailure,
   CancellationScope,
   ContinueAsNew,
@@ -35,7 +34,6 @@ import {
   sleep,
   upsertSearchAttributes,
   workflowInfo,
-  type ActivityOptions,
 } from '@temporalio/workflow';
 import type { BatchActivities } from '../activities/batch.js';
 import type { ControlActivities } from '../activities/index.js';
@@ -43,6 +41,7 @@ import type { BatchInferenceActivities } from '../activities/inference.js';
 import type { WebhookActivities } from '../activities/webhooks.js';
 import { runChatPipeline, type PipelineHooks } from './pipeline.js';
 import { coalesce } from './coalesce.js';
+import { BATCH_PROFILES as PROFILES } from './profiles.js';
 import {
   SearchAttributes,
   inferenceBatchTaskQueue,
@@ -56,32 +55,6 @@ import {
 /** Stops scheduling lines, cancels those in flight, writes partial output; status `cancelled`. */
 export const cancelBatchSignal = defineSignal('cancelBatch');
 export const batchProgressQuery = defineQuery<BatchProgress & { inFlight: number }>('batchProgress');
-
-const PROFILES = {
-  /** One quick database step. */
-  db: {
-    startToCloseTimeout: '30s',
-    retry: { initialInterval: '200ms', backoffCoefficient: 2, maximumInterval: '10s', maximumAttempts: 30 },
-  } satisfies ActivityOptions,
-  /**
-   * A chunk of lines' inference (`inferLines`): each line retried inside it as its own infer
-   * activity would be; the chunk waits up to 10 minutes for a worker of its pool (the batch has
-   * hours), runs up to an hour, and is run again whole if its worker goes silent for 15 s.
-   */
-  lineInference: {
-    scheduleToStartTimeout: '10m',
-    startToCloseTimeout: '1h',
-    heartbeatTimeout: '15s',
-    retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '30s', maximumAttempts: 5 },
-    cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
-  } satisfies ActivityOptions,
-  /** A pass over the whole file (validate, finalize): heartbeats per page. */
-  file: {
-    startToCloseTimeout: '15m',
-    heartbeatTimeout: '60s',
-    retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '30s', maximumAttempts: 10, nonRetryableErrorTypes: ['NotFound'] },
-  } satisfies ActivityOptions,
-};
 
 /**
  * Most lines whose admission, inference or completion share one activity, and most bytes of

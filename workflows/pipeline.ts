@@ -9,16 +9,12 @@
  */
 import {
   ActivityCancellationType,
-  ActivityFailure,
   ApplicationFailure,
   CancellationScope,
-  CancelledFailure,
   isCancellation,
   proxyActivities,
   proxyLocalActivities,
   sleep,
-  type ActivityOptions,
-  type LocalActivityOptions,
 } from '@temporalio/workflow';
 import type { ControlActivities } from '../activities/index.js';
 import type { InferenceActivities } from '../activities/inference.js';
@@ -35,48 +31,11 @@ import {
   type InferOutput,
   type JobStatus,
 } from './contracts.js';
+import { consumedOf, failureOf } from './failures.js';
+import { CLIENT_FAULTS, PIPELINE_PROFILES as PROFILES } from './profiles.js';
 
-/** Named timeout profiles. */
-const PROFILES = {
-  /** Database steps: quick, retried on transient errors (a lost connection), never on a decision. */
-  db: {
-    startToCloseTimeout: '15s',
-    retry: { initialInterval: '100ms', backoffCoefficient: 2, maximumInterval: '5s', maximumAttempts: 20 },
-  } satisfies ActivityOptions & LocalActivityOptions,
-  /**
-   * Inference: a worker must pick it up within a minute (else the next deployment is tried), a
-   * generation may run 10 minutes, a silent worker is detected after 15 s without a heartbeat.
-   */
-  infer: {
-    scheduleToStartTimeout: '60s',
-    startToCloseTimeout: '10m',
-    heartbeatTimeout: '15s',
-    retry: {
-      initialInterval: '500ms',
-      backoffCoefficient: 2,
-      maximumInterval: '20s',
-      maximumAttempts: 3,
-      nonRetryableErrorTypes: ['BadRequest', 'ContextLengthExceeded'],
-    },
-  } satisfies ActivityOptions,
-};
-
-/** Failure types that are the request's own fault: they end the request instead of trying the next deployment. */
-const CLIENT_FAULTS: readonly string[] = ['BadRequest', 'ContextLengthExceeded'];
-
-function failureOf(err: unknown): ApplicationFailure | null {
-  if (err instanceof ApplicationFailure) return err;
-  if (err instanceof ActivityFailure && err.cause instanceof ApplicationFailure) return err.cause;
-  return null;
-}
-
-/** Tokens a failed or cancelled infer attempt reported spending (see activities/inference.ts). */
-function consumedOf(err: unknown): ConsumedTokens | null {
-  const cause = err instanceof ActivityFailure ? err.cause : err;
-  const details = cause instanceof ApplicationFailure || cause instanceof CancelledFailure ? cause.details : undefined;
-  const consumed = (details?.[0] as FailureDetails | undefined)?.consumed;
-  return consumed && consumed.promptTokens + consumed.completionTokens > 0 ? consumed : null;
-}
+/** Failure types that end the request instead of trying the next deployment. */
+const clientFaults: readonly string[] = CLIENT_FAULTS;
 
 /** Limits a batch line waits out instead of failing: those that free up within a minute. */
 const WAITABLE_LIMITS: readonly string[] = ['rate_limit_exceeded', 'tokens_rate_limit_exceeded', 'concurrency_limit_exceeded'];
@@ -214,7 +173,7 @@ export async function runChatPipeline(input: ChatRequestInput, hooks: PipelineHo
         if (consumed) await recordConsumed(isCancellation(err) ? 'cancelled' : 'failed', deployment, consumed);
         if (isCancellation(err)) throw err;
         const failure = failureOf(err);
-        if (failure && CLIENT_FAULTS.includes(failure.type ?? '')) throw err;
+        if (failure && clientFaults.includes(failure.type ?? '')) throw err;
         await steps.recordCircuit({ deploymentId: deployment.id, ok: false });
         lastFailure = err;
         continue;
