@@ -6,6 +6,7 @@
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
 import type { ConsumedTokens, FailureDetails, InferInput, InferOutput, ItemResult } from '../workflows/contracts.js';
+import { INFER_RETRY } from '../workflows/profiles.js';
 import { BackendError, InterruptedGeneration, type GenerateRequest, type GenerateResult } from './backends/types.js';
 import type { BackendRegistry } from './backends/registry.js';
 import { requestFailure } from './failures.js';
@@ -16,9 +17,9 @@ const HEARTBEAT_EVERY_MS = 1000;
 
 /**
  * A batch line's attempts inside `inferLines`, and the waits between them: the retry policy a
- * line's own `infer` activity has in the workflow (workflows/pipeline.ts, `PROFILES.infer`).
+ * line's own `infer` activity has in the workflow (one definition, workflows/profiles.ts).
  */
-export const LINE_RETRY = { maximumAttempts: 3, initialIntervalMs: 500, backoffCoefficient: 2, maximumIntervalMs: 20_000 } as const;
+export const LINE_RETRY = INFER_RETRY;
 
 /** Waits `ms`, or less if `signal` aborts meanwhile. */
 function pause(ms: number, signal: AbortSignal): Promise<void> {

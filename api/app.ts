@@ -24,7 +24,6 @@ const TASK_QUEUE_TYPE_ACTIVITY = 2;
 
 export interface AppConfig {
   maxBodyBytes: number;
-  localActivities: boolean;
   namespace: string;
   /** Pools whose inference workers `/readyz` expects to see polling. */
   pools: readonly string[];
@@ -135,7 +134,7 @@ export function createApp(deps: AppDeps): express.Express {
   // Authenticate before reading the body: an anonymous caller's body is never parsed.
   v1.use(authenticate(deps));
   v1.use(express.json({ limit: deps.config.maxBodyBytes, type: ['application/json', 'application/*+json'] }));
-  v1.use(chatRoutes({ db: deps.db, temporal: deps.temporal, metrics: deps.metrics, localActivities: deps.config.localActivities, eagerStart: deps.config.eagerStart }));
+  v1.use(chatRoutes({ db: deps.db, temporal: deps.temporal, metrics: deps.metrics, eagerStart: deps.config.eagerStart }));
   v1.use(modelRoutes({ db: deps.db, allowPrivateUpstreams: deps.config.allowPrivateUpstreams ?? [] }));
   v1.use(tenantRoutes(deps));
   v1.use(usageAuditRoutes(deps));

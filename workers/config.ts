@@ -42,8 +42,6 @@ export interface SluiceConfig {
   readonly ggufModels: Readonly<Record<string, string>>;
   /** Secrets for openai-compatible deployments, by reference: `SLUICE_UPSTREAM_KEY_<REF>=...`. @default {} */
   readonly upstreamKeys: Readonly<Record<string, string>>;
-  /** Run database steps of the request workflow as local activities (measured faster; see BENCHMARKS.md). `SLUICE_LOCAL_ACTIVITIES` @default true */
-  readonly localActivities: boolean;
   /** Largest accepted request body. `SLUICE_MAX_BODY_BYTES` @default 1048576 */
   readonly maxBodyBytes: number;
   /** Largest file upload (Files API). `SLUICE_FILE_MAX_BYTES` @default 209715200 (200 MB, OpenAI's) */
@@ -191,6 +189,11 @@ export function loadConfig(env: Env = process.env): SluiceConfig {
     // Removed 2026-12: batch lines' database steps run in chunks of lines (regular activities).
     throw new ConfigError('SLUICE_BATCH_LOCAL_ACTIVITIES was removed: batch lines share their activities in chunks now (BENCHMARKS.md); unset it');
   }
+  if (env.SLUICE_LOCAL_ACTIVITIES !== undefined) {
+    // Removed 2026-12: a request's database steps are local activities, decided by the workflow
+    // code (a process setting would replay running workflows differently; docs/versioning.md).
+    throw new ConfigError('SLUICE_LOCAL_ACTIVITIES was removed: request workflows run their database steps as local activities (BENCHMARKS.md); unset it');
+  }
   if (!['debug', 'info', 'warn', 'error', 'silent'].includes(logLevel)) throw new ConfigError(`SLUICE_LOG_LEVEL "${logLevel}" is not a level`);
   const adminKey = str(env, 'SLUICE_ADMIN_KEY');
   if (adminKey !== null && !/^sk-[A-Za-z0-9_-]{20,200}$/.test(adminKey)) {
@@ -219,7 +222,6 @@ export function loadConfig(env: Env = process.env): SluiceConfig {
     gpu: gpu === 'auto' ? 'auto' : false,
     ggufModels: Object.freeze(ggufModels(env)),
     upstreamKeys: Object.freeze(upstreamKeys(env)),
-    localActivities: bool(env, 'SLUICE_LOCAL_ACTIVITIES', true),
     maxBodyBytes: int(env, 'SLUICE_MAX_BODY_BYTES', 1024 * 1024, 1024),
     fileMaxBytes: int(env, 'SLUICE_FILE_MAX_BYTES', 200 * 1024 * 1024, 1),
     fileMaxLines: int(env, 'SLUICE_FILE_MAX_LINES', 50_000, 1),

@@ -12,7 +12,6 @@
  * `day-close-<day>`: a re-run writes nothing and checks again.
  */
 import {
-  ActivityFailure,
   ApplicationFailure,
   ParentClosePolicy,
   WorkflowIdReusePolicy,
@@ -27,6 +26,7 @@ import {
 } from '@temporalio/workflow';
 import { WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
 import type { ControlActivities } from '../activities/index.js';
+import { failureOf } from './failures.js';
 import {
   DAY_PATTERN,
   PERIOD_PATTERN,
@@ -95,7 +95,7 @@ export async function billing(input: BillingInput): Promise<BillingOutput> {
     upsertSearchAttributes([{ key: SearchAttributes.status, value: 'failed' }]);
     // Fail the run with the activity's own type and message (ReconciliationMismatch, PeriodOpen…),
     // so `temporal workflow describe` and the API show the finding, not "Activity task failed".
-    const cause = err instanceof ActivityFailure && err.cause instanceof ApplicationFailure ? err.cause : null;
+    const cause = failureOf(err);
     if (cause) throw ApplicationFailure.create({ type: cause.type ?? 'InternalError', message: cause.message, nonRetryable: true, details: cause.details ?? [] });
     throw err;
   }
@@ -163,7 +163,7 @@ export async function dayClose(input: DayCloseInput): Promise<DayCloseOutput> {
     return { day, ...closed };
   } catch (err) {
     upsertSearchAttributes([{ key: SearchAttributes.status, value: 'failed' }]);
-    const cause = err instanceof ActivityFailure && err.cause instanceof ApplicationFailure ? err.cause : null;
+    const cause = failureOf(err);
     if (cause) throw ApplicationFailure.create({ type: cause.type ?? 'InternalError', message: cause.message, nonRetryable: true, details: cause.details ?? [] });
     throw err;
   }

@@ -69,8 +69,6 @@ export interface ChatRequestInput {
   /** Unix seconds of acceptance, used as the completion's `created`. */
   created: number;
   batchId: string | null;
-  /** Run database steps as local activities. */
-  localActivities: boolean;
 }
 
 /** An OpenAI chat completion object, as returned to clients. */
@@ -125,8 +123,8 @@ export function fallbackOrder(deployments: readonly DeploymentTarget[], random: 
 
 export interface InferInput {
   requestId: string;
-  /** The request's tenant: batch lines of different tenants take turns for a backend's slots. Absent in older histories. */
-  tenantId?: string;
+  /** The request's tenant: batch lines of different tenants take turns for a backend's slots. */
+  tenantId: string;
   deployment: DeploymentTarget;
   messages: ChatMessageInput[];
   params: { maxTokens: number; temperature: number; topP: number | null; seed: number | null; stop: string[] | null };
@@ -138,8 +136,8 @@ export interface InferOutput {
   promptTokens: number;
   completionTokens: number;
   latencyMs: number;
-  /** Tokens spent by earlier attempts of this activity that failed after spending them. */
-  failedAttempts?: ConsumedTokens | null;
+  /** Tokens spent by earlier attempts of this activity that failed after spending them (null: none). */
+  failedAttempts: ConsumedTokens | null;
 }
 
 /**
@@ -225,12 +223,6 @@ export interface BatchWorkflowInput {
   linesPerRun: number;
   /** Unix ms after which unfinished lines expire (created + completion window). */
   expiresAtMs: number;
-  /**
-   * Lines' steps outside the chunks (releasing a failed line's reservation, its outcome, circuit
-   * records) as local activities. The API starts batches with false; true stays for batches
-   * started before `batch-line-chunks`, whose lines ran every database step this way.
-   */
-  localActivities: boolean;
   state: BatchProgress | null;
 }
 
@@ -246,7 +238,7 @@ export interface BatchProgress {
 /** One line ready to run, as the batch activities hand it to the workflow. */
 export interface BatchLine {
   lineNo: number;
-  input: Omit<ChatRequestInput, 'localActivities'>;
+  input: ChatRequestInput;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -102,7 +102,7 @@ export function batchRoutes(deps: { db: Db; temporal: Client; run: BatchRunConfi
     });
     const input: BatchWorkflowInput = {
       batchId: id, tenantId, concurrency: deps.run.concurrency, linesPerRun: deps.run.linesPerRun,
-      expiresAtMs: row.expires_at.getTime(), localActivities: false, state: null,
+      expiresAtMs: row.expires_at.getTime(), state: null,
     };
     try {
       await deps.temporal.workflow.start<typeof batchWorkflow>('batch', {

@@ -25,7 +25,6 @@ export interface ChatRouteDeps {
   db: Db;
   temporal: Client;
   metrics: Metrics;
-  localActivities: boolean;
   eagerStart: boolean;
 }
 
@@ -127,7 +126,7 @@ export function chatRoutes(deps: ChatRouteDeps): Router {
         requestId, tenantId: auth.tenantId, keyId: auth.keyId, kind: async ? 'async' : 'sync',
         subject: body.user ?? auth.keyId, model: body.model, messages: body.messages, params: body.params,
         promptTokensEstimate: estimatePromptTokens(body.messages), created: Math.floor(row.created_at.getTime() / 1000),
-        batchId: null, localActivities: deps.localActivities,
+        batchId: null,
       };
       try {
         await deps.temporal.workflow.start<typeof chatRequest>('chatRequest', {

@@ -141,7 +141,7 @@ export async function startStack(config: SluiceConfig, options: StackOptions): P
     const app = createApp({
       temporal: client, db, metrics, log: options.log,
       config: {
-        maxBodyBytes: config.maxBodyBytes, localActivities: config.localActivities, namespace: config.temporalNamespace, pools: config.pools,
+        maxBodyBytes: config.maxBodyBytes, namespace: config.temporalNamespace, pools: config.pools,
         eagerStart: options.control,
         files: { maxBytes: config.fileMaxBytes, maxLines: config.fileMaxLines },
         batches: { concurrency: config.batchConcurrency, linesPerRun: config.batchLinesPerRun },

@@ -268,7 +268,7 @@ describe('batches', () => {
       id, tenantId, keyId, endpoint: '/v1/chat/completions', inputFileId: file.id, completionWindow: '24h', metadata: null, expiresAt: new Date(Date.now() + 10_000),
     });
     const input: BatchWorkflowInput = {
-      batchId: id, tenantId, concurrency: 4, linesPerRun: 100, expiresAtMs: row.expires_at.getTime(), localActivities: true, state: null,
+      batchId: id, tenantId, concurrency: 4, linesPerRun: 100, expiresAtMs: row.expires_at.getTime(), state: null,
     };
     await stack.client.workflow.start('batch', { taskQueue: CONTROL_TASK_QUEUE, workflowId: batchWorkflowId(id), args: [input] });
     // While the batch runs, the reconciler leaves its lines' reservations alone (they run inside

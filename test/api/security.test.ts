@@ -80,7 +80,7 @@ afterAll(async () => {
 function routeInventory(): Array<{ method: string; path: string }> {
   const app = createApp({
     temporal: stack.client, db: stack.db, metrics: createMetrics({ defaults: false }), log: createLogger('silent'),
-    config: { maxBodyBytes: 1024, localActivities: true, namespace: 'default', pools: [], eagerStart: false },
+    config: { maxBodyBytes: 1024, namespace: 'default', pools: [], eagerStart: false },
   });
   const out: Array<{ method: string; path: string }> = [];
   const walk = (layers: any[], prefix: string) => {

@@ -20,7 +20,7 @@ export async function startSecondApi(stack: TestStack, overrides: Partial<AppCon
   const app = createApp({
     temporal: stack.client, db, metrics: createMetrics({ defaults: false }), log: createLogger('info', { process: 'api-2' }, (l) => logs.push(l)),
     config: {
-      maxBodyBytes: stack.config.maxBodyBytes, localActivities: stack.config.localActivities, namespace: stack.config.temporalNamespace,
+      maxBodyBytes: stack.config.maxBodyBytes, namespace: stack.config.temporalNamespace,
       pools: stack.config.pools, eagerStart: false, requestTimeoutMs: stack.config.requestTimeoutMs, auditKey: stack.config.auditKey,
       ...overrides,
     },

@@ -27,7 +27,6 @@ describe('loadConfig defaults', () => {
       gpu: false,
       ggufModels: {},
       upstreamKeys: {},
-      localActivities: true,
       maxBodyBytes: 1024 * 1024,
       fileMaxBytes: 200 * 1024 * 1024,
       fileMaxLines: 50_000,
@@ -85,7 +84,6 @@ describe('loadConfig values', () => {
       SLUICE_CONTEXT_SIZE: '4096',
       SLUICE_GPU: 'auto',
       SLUICE_GGUF_MODELS: 'tiny=/models/tiny.gguf, qwen-0.5b:q4=rel/qwen.gguf',
-      SLUICE_LOCAL_ACTIVITIES: 'off',
       SLUICE_MAX_BODY_BYTES: '2048',
       SLUICE_LOG_LEVEL: 'warn',
     });
@@ -105,7 +103,6 @@ describe('loadConfig values', () => {
       contextSize: 4096,
       gpu: 'auto',
       ggufModels: { tiny: '/models/tiny.gguf', 'qwen-0.5b:q4': 'rel/qwen.gguf' },
-      localActivities: false,
       maxBodyBytes: 2048,
       logLevel: 'warn',
     });
@@ -130,11 +127,8 @@ describe('loadConfig values', () => {
     expect(loadConfig({ SLUICE_POOL: 'edge-1' }).pools).toEqual(['edge-1']);
   });
 
-  it.each([
-    ['1', true], ['TRUE', true], ['yes', true], ['on', true],
-    ['0', false], ['false', false], ['No', false], ['off', false],
-  ])('reads SLUICE_LOCAL_ACTIVITIES=%s as %s', (raw, expected) => {
-    expect(loadConfig({ SLUICE_LOCAL_ACTIVITIES: raw }).localActivities).toBe(expected);
+  it('refuses the removed SLUICE_LOCAL_ACTIVITIES switch by name', () => {
+    expect(() => loadConfig({ SLUICE_LOCAL_ACTIVITIES: 'false' })).toThrow(/SLUICE_LOCAL_ACTIVITIES was removed/);
   });
 
   it('collects SLUICE_UPSTREAM_KEY_* by reference, skipping empty values and other variables', () => {
@@ -167,7 +161,6 @@ describe('loadConfig rejections', () => {
     ['SLUICE_GPU=x', { SLUICE_GPU: 'x' }],
     ['SLUICE_GPU=on', { SLUICE_GPU: 'on' }],
     ['SLUICE_LOG_LEVEL=verbose', { SLUICE_LOG_LEVEL: 'verbose' }],
-    ['SLUICE_LOCAL_ACTIVITIES=maybe', { SLUICE_LOCAL_ACTIVITIES: 'maybe' }],
     ['SLUICE_ADMIN_KEY=short', { SLUICE_ADMIN_KEY: 'short' }],
     ['SLUICE_ADMIN_KEY without sk-', { SLUICE_ADMIN_KEY: 'a'.repeat(30) }],
     ['SLUICE_ADMIN_KEY with 19 characters after sk-', { SLUICE_ADMIN_KEY: `sk-${'a'.repeat(19)}` }],

@@ -31,6 +31,7 @@ const mockEnv = () => new MockActivityEnvironment(undefined, { logger: quiet });
 function input(maxTokens = 16): InferInput {
   return {
     requestId: 'req-1',
+    tenantId: 'tenant-1',
     deployment,
     messages: [
       { role: 'system', content: 'be brief' },
