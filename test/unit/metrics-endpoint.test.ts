@@ -47,7 +47,8 @@ describe('/metrics on the API port', () => {
 
   it('refuses a caller without the token or with a wrong one, and serves the token holder', async () => {
     const url = await apiUrl(TOKEN);
-    for (const headers of [{}, { Authorization: 'Bearer wrong-token-0123456789' }, { Authorization: TOKEN }]) {
+    const attempts: Array<Record<string, string>> = [{}, { Authorization: 'Bearer wrong-token-0123456789' }, { Authorization: TOKEN }];
+    for (const headers of attempts) {
       const res = await fetch(`${url}/metrics`, { headers });
       expect(res.status).toBe(401);
       const body = await res.text();
