@@ -2,11 +2,11 @@
 import { loadConfig } from '../workers/config.js';
 import { createLogger } from '../workers/logger.js';
 import { startStack } from '../scripts/lib/system.js';
-import { runMain } from '../scripts/lib/run-main.js';
+import { configOrExit, runMain } from '../scripts/lib/run-main.js';
 import { startMetricsServer } from '../workers/metrics-server.js';
 import { installTemporalRuntime } from '../workers/temporal-runtime.js';
 
-const config = loadConfig();
+const config = configOrExit(() => loadConfig());
 const log = createLogger(config.logLevel, { process: 'api' });
 installTemporalRuntime(log);
 

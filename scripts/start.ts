@@ -11,12 +11,12 @@ import { startMetricsServer } from '../workers/metrics-server.js';
 import { installTemporalRuntime } from '../workers/temporal-runtime.js';
 import { startInfra, startStack, type Stack } from './lib/system.js';
 import { DEMO_MODEL, ensureAdminKey, ensureModels } from './lib/bootstrap.js';
-import { runMain } from './lib/run-main.js';
+import { configOrExit, runMain } from './lib/run-main.js';
 
 /** Metrics listener of `npm start` when SLUICE_METRICS_PORT is unset (Prometheus' exporter port), on loopback. */
 const DEFAULT_METRICS_PORT = 9464;
 
-const config = loadConfig();
+const config = configOrExit(() => loadConfig());
 const log = createLogger(config.logLevel, { process: 'sluice' });
 // The SDK's bundler report and worker state lines at debug level: the output is the summary below.
 installTemporalRuntime(log);

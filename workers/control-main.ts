@@ -3,11 +3,11 @@ import { loadConfig } from './config.js';
 import { createLogger } from './logger.js';
 import { startStack } from '../scripts/lib/system.js';
 import { ensureAdminKey, ensureModels } from '../scripts/lib/bootstrap.js';
-import { runMain } from '../scripts/lib/run-main.js';
+import { configOrExit, runMain } from '../scripts/lib/run-main.js';
 import { startMetricsServer } from './metrics-server.js';
 import { installTemporalRuntime } from './temporal-runtime.js';
 
-const config = loadConfig();
+const config = configOrExit(() => loadConfig());
 const log = createLogger(config.logLevel, { process: 'worker-control' });
 installTemporalRuntime(log);
 

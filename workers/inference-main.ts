@@ -4,11 +4,11 @@ import { loadConfig } from './config.js';
 import { createLogger } from './logger.js';
 import { ensureTinyGguf } from './llama/tiny-gguf.js';
 import { startInferenceOnly } from '../scripts/lib/system.js';
-import { runMain } from '../scripts/lib/run-main.js';
+import { configOrExit, runMain } from '../scripts/lib/run-main.js';
 import { startMetricsServer } from './metrics-server.js';
 import { installTemporalRuntime } from './temporal-runtime.js';
 
-const config = loadConfig();
+const config = configOrExit(() => loadConfig());
 const log = createLogger(config.logLevel, { process: 'worker-inference', pool: config.pool });
 installTemporalRuntime(log);
 

@@ -4,6 +4,21 @@
  * error path) and the process exits without reporting a failure.
  */
 import type { Logger } from '../../workers/logger.js';
+import { ConfigError } from '../../workers/config.js';
+
+/**
+ * Runs `load` (an entry point's `loadConfig()`); on a {@link ConfigError} prints what is wrong,
+ * without a stack trace, and exits 1: a bad variable is the user's to fix, not a crash.
+ */
+export function configOrExit<T>(load: () => T): T {
+  try {
+    return load();
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    process.stderr.write(`Configuration error: ${err.message}\n`);
+    process.exit(1);
+  }
+}
 
 export function runMain(log: Logger, start: (signal: AbortSignal) => Promise<{ stop(): Promise<void> }>): void {
   const interrupted = new AbortController();
@@ -17,6 +32,12 @@ export function runMain(log: Logger, start: (signal: AbortSignal) => Promise<{ s
       // Still starting: the start-up sees the abort, undoes what it did, and rejects.
       log.info('interrupted during start-up; stopping what was started', { signal });
       interrupted.abort(new Error(`interrupted by ${signal}`));
+      // A step that does not finish (a server that hangs) must not keep the process: `exit`
+      // listeners then kill the children that are left.
+      setTimeout(() => {
+        log.error('start-up did not stop within 60 s; exiting');
+        process.exit(1);
+      }, 60_000).unref();
       return;
     }
     log.info('shutting down', { signal });

@@ -70,10 +70,10 @@ export class PortInUseError extends Error {
  * Refuses a port another process holds (listening, or bound on any address), so that start-up
  * never mistakes a stale or foreign server on that port for the child it is about to spawn.
  */
-export async function assertPortFree(port: number): Promise<void> {
+export async function assertPortFree(port: number, what = 'port'): Promise<void> {
   const taken = () => new PortInUseError(
-    `port ${port} is in use by another process (a Temporal server left from an earlier start?); `
-    + `stop it, or set SLUICE_TEMPORAL_PORT to a free port, or TEMPORAL_ADDRESS to use an existing Temporal server`,
+    `${what} ${port} is in use by another process (a Temporal server left from an earlier start?); `
+    + `stop it, or set SLUICE_TEMPORAL_PORT to a free port (the UI takes that port + 1000), or TEMPORAL_ADDRESS to use an existing Temporal server`,
   );
   if (await accepts(port)) throw taken();
   await new Promise<void>((resolve, reject) => {
@@ -186,12 +186,15 @@ const START_ATTEMPTS = 3;
 
 async function spawnListening(
   argsFor: (port: number) => string[],
+  uiPortOf: (port: number) => number | null,
   options: DevServerOptions,
 ): Promise<{ child: ChildProcess; port: number }> {
   for (let attempt = 1; ; attempt++) {
     const port = options.port ?? (await freePort());
     options.signal?.throwIfAborted();
     await assertPortFree(port);
+    const uiPort = uiPortOf(port);
+    if (uiPort !== null) await assertPortFree(uiPort, 'the Temporal UI port');
     const tail: string[] = [];
     const started = spawn(TEMPORAL_CLI, argsFor(port), { stdio: ['ignore', 'pipe', 'pipe'] });
     // Last resort: a process that ends without stopping the server (an uncaught error, exit())
@@ -243,7 +246,7 @@ export async function startTemporalDevServer(options: DevServerOptions): Promise
     for (const [key, value] of Object.entries(DEV_SERVER_DYNAMIC_CONFIG)) args.push('--dynamic-config-value', `${key}=${value}`);
     return args;
   };
-  const { child, port } = await spawnListening(argsFor, options);
+  const { child, port } = await spawnListening(argsFor, uiPortFor, options);
   const uiPort = uiPortFor(port);
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   return {

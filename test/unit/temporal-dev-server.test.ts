@@ -32,6 +32,23 @@ describe('startTemporalDevServer', () => {
     }
   });
 
+  it('refuses a taken UI port the same way', async () => {
+    const { server, port: uiPort } = await listenOn('127.0.0.1');
+    try {
+      const error = await startTemporalDevServer({ dbFile: null, port: await freePort(), uiPort }).then(
+        async (running) => {
+          await running.stop();
+          return null;
+        },
+        (e: Error) => e,
+      );
+      expect(error).toBeInstanceOf(PortInUseError);
+      expect(error?.message).toMatch(new RegExp(`the Temporal UI port ${uiPort} is in use by another process`));
+    } finally {
+      server.close();
+    }
+  });
+
   it('stops a start-up that is aborted', async () => {
     const controller = new AbortController();
     controller.abort();
