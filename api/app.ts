@@ -5,6 +5,7 @@ import type { Client } from '@temporalio/client';
 import type { Db } from '../db/database.js';
 import { sql } from 'kysely';
 import type { Metrics } from '../workers/metrics.js';
+import { metricsAuthorized } from '../workers/metrics-server.js';
 import type { Logger } from '../workers/logger.js';
 import { authenticate } from './auth.js';
 import { HttpError, errorMiddleware } from './errors.js';
@@ -41,6 +42,8 @@ export interface AppConfig {
   webhooks?: WebhookConfig;
   /** Upstream hosts allowed on private addresses (`*` = all); see `SLUICE_ALLOW_PRIVATE_UPSTREAMS`. @default [] */
   allowPrivateUpstreams?: readonly string[];
+  /** Token `GET /metrics` on the API port requires; null = the API port serves no metrics. @default null */
+  metricsToken?: string | null;
 }
 
 export interface AppDeps {
@@ -125,7 +128,14 @@ export function createApp(deps: AppDeps): express.Express {
     const ready = checks.postgres === 'ok' && checks.temporal === 'ok' && pools > 0;
     res.status(ready ? 200 : 503).json({ status: ready ? 'ready' : 'not ready', checks });
   });
-  app.get('/metrics', async (_req, res) => {
+  // The API port is public and the metrics carry tenant IDs: served here only with the metrics
+  // token; otherwise on the metrics listener (workers/metrics-server.ts, SLUICE_METRICS_PORT).
+  app.get('/metrics', async (req, res, next) => {
+    const token = deps.config.metricsToken ?? null;
+    if (token === null) return next();
+    if (!metricsAuthorized(req.headers.authorization, token)) {
+      return next(new HttpError('authentication_error', 'Metrics need the metrics token as a bearer token', 'invalid_metrics_token'));
+    }
     res.setHeader('Content-Type', deps.metrics.registry.contentType);
     res.send(await deps.metrics.registry.metrics());
   });

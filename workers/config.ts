@@ -96,8 +96,43 @@ export interface SluiceConfig {
    * still read (key rotation). Base64 of 32 bytes. `SLUICE_PAYLOAD_KEY_PREVIOUS` @default null
    */
   readonly payloadKeyPrevious: string | null;
+  /**
+   * TLS for the connection to Temporal (the client and every worker), or null for plaintext.
+   * Turned on by `TEMPORAL_TLS=true` or by any of the file variables: `TEMPORAL_TLS_CA` (PEM file of
+   * the CA that signed the server's certificate; unset = the system's trusted CAs),
+   * `TEMPORAL_TLS_CERT` + `TEMPORAL_TLS_KEY` (PEM files of the client certificate and key, for
+   * mTLS; both or neither), `TEMPORAL_TLS_SERVER_NAME` (the name the server's certificate must
+   * carry, when it differs from the host in `TEMPORAL_ADDRESS`). Needs `TEMPORAL_ADDRESS` (the
+   * embedded dev server speaks plaintext on loopback). @default null (plaintext)
+   */
+  readonly temporalTls: TemporalTlsConfig | null;
+  /**
+   * Port of a separate listener that serves only `/metrics` (and `/healthz`), for the API process
+   * and `npm start`; worker processes serve metrics on it too, or on `PORT` when it is unset.
+   * `SLUICE_METRICS_PORT` @default null (API: no metrics listener; `npm start`: 9464 on loopback)
+   */
+  readonly metricsPort: number | null;
+  /**
+   * Bearer token that `/metrics` requires, on the API port and on the metrics listener. Without it
+   * the API port does not serve `/metrics` at all (the metrics carry tenant IDs), and the metrics
+   * listener serves it to anyone who can reach that port. `SLUICE_METRICS_TOKEN` (at least 16
+   * characters) @default null
+   */
+  readonly metricsToken: string | null;
   /** Log level. `SLUICE_LOG_LEVEL` ("debug" | "info" | "warn" | "error" | "silent") @default "info" */
   readonly logLevel: 'debug' | 'info' | 'warn' | 'error' | 'silent';
+}
+
+/** Files (paths) and names for TLS to Temporal; see {@link SluiceConfig.temporalTls}. */
+export interface TemporalTlsConfig {
+  /** PEM file of the server's CA. `TEMPORAL_TLS_CA` @default null (system CAs) */
+  readonly caFile: string | null;
+  /** PEM file of the client certificate (mTLS). `TEMPORAL_TLS_CERT` @default null */
+  readonly certFile: string | null;
+  /** PEM file of the client key (mTLS). `TEMPORAL_TLS_KEY` @default null */
+  readonly keyFile: string | null;
+  /** Name checked against the server's certificate. `TEMPORAL_TLS_SERVER_NAME` @default null (the address's host) */
+  readonly serverName: string | null;
 }
 
 /** Thrown for an environment value that cannot be used. */
@@ -178,6 +213,31 @@ function aesKey(env: Env, name: string): string | null {
   return raw;
 }
 
+function temporalTls(env: Env): TemporalTlsConfig | null {
+  const files = {
+    caFile: str(env, 'TEMPORAL_TLS_CA'),
+    certFile: str(env, 'TEMPORAL_TLS_CERT'),
+    keyFile: str(env, 'TEMPORAL_TLS_KEY'),
+    serverName: str(env, 'TEMPORAL_TLS_SERVER_NAME'),
+  };
+  const anySet = Object.values(files).some((v) => v !== null);
+  const enabled = str(env, 'TEMPORAL_TLS') === null ? anySet : bool(env, 'TEMPORAL_TLS', false);
+  if (!enabled) {
+    if (anySet) throw new ConfigError('TEMPORAL_TLS=false contradicts TEMPORAL_TLS_CA / _CERT / _KEY / _SERVER_NAME: unset one or the other');
+    return null;
+  }
+  if ((files.certFile === null) !== (files.keyFile === null)) {
+    throw new ConfigError('TEMPORAL_TLS_CERT and TEMPORAL_TLS_KEY go together (a client certificate and its key): set both or neither');
+  }
+  if (files.serverName !== null && !/^[A-Za-z0-9.-]{1,253}$/.test(files.serverName)) {
+    throw new ConfigError(`TEMPORAL_TLS_SERVER_NAME "${files.serverName}" is not a host name`);
+  }
+  if (str(env, 'TEMPORAL_ADDRESS') === null) {
+    throw new ConfigError('TLS to Temporal (TEMPORAL_TLS*) needs TEMPORAL_ADDRESS: the embedded dev server speaks plaintext on loopback');
+  }
+  return Object.freeze(files);
+}
+
 /** Reads and validates the configuration; throws {@link ConfigError} on a bad value. */
 export function loadConfig(env: Env = process.env): SluiceConfig {
   const pool = poolName('SLUICE_POOL', str(env, 'SLUICE_POOL') ?? 'local');
@@ -204,6 +264,11 @@ export function loadConfig(env: Env = process.env): SluiceConfig {
   const payloadKey = aesKey(env, 'SLUICE_PAYLOAD_KEY');
   const payloadKeyPrevious = aesKey(env, 'SLUICE_PAYLOAD_KEY_PREVIOUS');
   if (payloadKey === null && payloadKeyPrevious !== null) throw new ConfigError('SLUICE_PAYLOAD_KEY_PREVIOUS needs SLUICE_PAYLOAD_KEY');
+  const metricsToken = str(env, 'SLUICE_METRICS_TOKEN');
+  if (metricsToken !== null && !/^[\x21-\x7e]{16,200}$/.test(metricsToken)) {
+    throw new ConfigError('SLUICE_METRICS_TOKEN must be 16 to 200 printable characters without spaces');
+  }
+  const metricsPort = str(env, 'SLUICE_METRICS_PORT') === null ? null : int(env, 'SLUICE_METRICS_PORT', 0, 0, 65535);
   return Object.freeze({
     port: int(env, 'PORT', 8080, 0, 65535),
     databaseUrl: str(env, 'DATABASE_URL'),
@@ -243,5 +308,8 @@ export function loadConfig(env: Env = process.env): SluiceConfig {
     allowPrivateUpstreams: Object.freeze(hostList(env, 'SLUICE_ALLOW_PRIVATE_UPSTREAMS')),
     payloadKey,
     payloadKeyPrevious,
+    temporalTls: temporalTls(env),
+    metricsPort,
+    metricsToken,
   });
 }

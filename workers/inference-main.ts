@@ -1,22 +1,27 @@
-/** `npm run worker:inference` (SLUICE_POOL=<name>): inference activities for one pool. */
+/** `npm run worker:inference` (SLUICE_POOL=<name>): inference activities for one pool; needs TEMPORAL_ADDRESS, no database. */
 import path from 'node:path';
 import { loadConfig } from './config.js';
 import { createLogger } from './logger.js';
 import { ensureTinyGguf } from './llama/tiny-gguf.js';
-import { startStack } from '../scripts/lib/system.js';
-import { runMain } from '../scripts/lib/run-main.js';
+import { startInferenceOnly } from '../scripts/lib/system.js';
+import { configOrExit, runMain } from '../scripts/lib/run-main.js';
 import { startMetricsServer } from './metrics-server.js';
+import { installTemporalRuntime } from './temporal-runtime.js';
 
-const config = loadConfig();
+const config = configOrExit(() => loadConfig());
 const log = createLogger(config.logLevel, { process: 'worker-inference', pool: config.pool });
+installTemporalRuntime(log);
 
 runMain(log, async () => {
-  if (!config.databaseUrl || !config.temporalAddress) throw new Error('worker:inference needs DATABASE_URL and TEMPORAL_ADDRESS');
+  if (!config.temporalAddress) throw new Error('worker:inference needs TEMPORAL_ADDRESS (npm start runs everything embedded)');
   await ensureTinyGguf(path.join(config.dataDir, 'models'));
-  const stack = await startStack(config, {
-    databaseUrl: config.databaseUrl, temporalAddress: config.temporalAddress, api: false, control: false, pools: [config.pool], migrate: false, log,
-  });
-  const metrics = await startMetricsServer(stack.metrics, config.port);
-  log.info('inference worker running', { pool: config.pool, slots: config.slots, threads: config.threads, metrics: metrics.url });
-  return { stop: async () => { await metrics.stop(); await stack.stop(); } };
+  const stack = await startInferenceOnly(config, { temporalAddress: config.temporalAddress, pools: [config.pool], log });
+  try {
+    const metrics = await startMetricsServer(stack.metrics, config.metricsPort ?? config.port, { token: config.metricsToken });
+    log.info('inference worker running', { pool: config.pool, slots: config.slots, threads: config.threads, metrics: metrics.url });
+    return { stop: async () => { await metrics.stop(); await stack.stop(); } };
+  } catch (err) {
+    await stack.stop();
+    throw err;
+  }
 });

@@ -9,8 +9,11 @@
  * `iv (12 bytes) | ciphertext | tag (16 bytes)` as data; the key ID is bound as associated data.
  * The plaintext is the original payload: its metadata as JSON (values base64) behind a 4-byte
  * length, then its data. Rotation: the current key encrypts; the previous key, when configured,
- * still decrypts. Payloads that are not encrypted pass through decode unchanged (histories written
- * before the codec was turned on stay readable).
+ * still decrypts. A payload that is not encrypted is refused: whoever can write to Temporal (its
+ * database, a client without the key, the UI or CLI) cannot feed a worker plaintext inputs,
+ * signals or results. So turning the key on for a running deployment needs a drain first, and
+ * Schedules created before it must be recreated (docs/security.md). Search attributes do not go
+ * through codecs (Temporal indexes them): they stay readable and are not checked here.
  */
 import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto';
 import type { Payload, PayloadCodec } from '@temporalio/common';
@@ -21,7 +24,7 @@ export const KEY_ID_METADATA = 'encryption-key-id';
 const IV_BYTES = 12;
 const TAG_BYTES = 16;
 
-/** Thrown when a payload cannot be decrypted (unknown key ID, tampered or truncated data). */
+/** Thrown when a payload cannot be decrypted (not encrypted, unknown key ID, tampered or truncated data). */
 export class PayloadDecryptionError extends Error {
   override readonly name = 'PayloadDecryptionError';
 }
@@ -89,7 +92,11 @@ export function createEncryptionCodec(keys: PayloadCodecKeys): PayloadCodec {
     async decode(payloads) {
       return payloads.map((payload) => {
         const encoding = payload.metadata?.encoding;
-        if (!encoding || decoder.decode(encoding) !== ENCRYPTED_ENCODING) return payload;
+        if (!encoding || decoder.decode(encoding) !== ENCRYPTED_ENCODING) {
+          throw new PayloadDecryptionError(
+            'payload is not encrypted but SLUICE_PAYLOAD_KEY is set: refused (written before the key was set, or by a client without the key); see docs/security.md',
+          );
+        }
         const idBytes = payload.metadata?.[KEY_ID_METADATA];
         const key = idBytes ? byId.get(decoder.decode(idBytes)) : undefined;
         if (!key) throw new PayloadDecryptionError('payload encrypted with a key that is not configured (SLUICE_PAYLOAD_KEY / SLUICE_PAYLOAD_KEY_PREVIOUS)');

@@ -18,6 +18,7 @@ import { ensureBillingSchedule, ensureDayCloseSchedule } from '../../workers/bil
 import { createBackendRegistry, type BackendRegistry } from '../../activities/backends/registry.js';
 import { createMetrics, type Metrics } from '../../workers/metrics.js';
 import { payloadCodecsFor } from '../../workers/payload-codec.js';
+import { temporalTlsOptions } from '../../workers/temporal-runtime.js';
 import type { Logger } from '../../workers/logger.js';
 import type { SluiceConfig } from '../../workers/config.js';
 import type { BreakerConfig } from '../../activities/circuit-breaker.js';
@@ -34,12 +35,13 @@ export interface Infra {
 }
 
 /** Starts embedded PostgreSQL and the Temporal dev server unless the config points at external ones. */
-export async function startInfra(config: SluiceConfig, log: Logger): Promise<Infra> {
+export async function startInfra(config: SluiceConfig, log: Logger, signal?: AbortSignal): Promise<Infra> {
   const postgres = config.databaseUrl
     ? null
     : await startEmbeddedPostgres({ dir: path.join(config.dataDir, 'postgres'), port: config.embeddedPgPort, onLog: (l) => log.debug('postgres', { line: l }) });
   let temporal: RunningDevServer | null = null;
   try {
+    signal?.throwIfAborted();
     temporal = config.temporalAddress
       ? null
       : await startTemporalDevServer({
@@ -47,6 +49,7 @@ export async function startInfra(config: SluiceConfig, log: Logger): Promise<Inf
         port: config.embeddedTemporalPort,
         namespace: config.temporalNamespace,
         onLog: (l) => log.debug('temporal', { line: l.slice(0, 500) }),
+        ...(signal ? { signal } : {}),
       });
   } catch (err) {
     await postgres?.stop();
@@ -101,7 +104,8 @@ export async function startStack(config: SluiceConfig, options: StackOptions): P
   // One native (Rust) connection for the client and the workers: measured ~2x lower latency per
   // call than the grpc-js `Connection` here, and sharing it lets the API ask for eager workflow
   // start (the first workflow task goes straight to the in-process control worker).
-  const connection = await NativeConnection.connect({ address: options.temporalAddress });
+  const tls = await temporalTlsOptions(config.temporalTls);
+  const connection = await NativeConnection.connect({ address: options.temporalAddress, ...(tls ? { tls } : {}) });
   // Payloads (prompts, completions) are encrypted by the client and every worker alike when
   // SLUICE_PAYLOAD_KEY is set: the same codecs on all three, or histories cannot be read.
   const payloadCodecs = payloadCodecsFor(config);
@@ -147,6 +151,7 @@ export async function startStack(config: SluiceConfig, options: StackOptions): P
         batches: { concurrency: config.batchConcurrency, linesPerRun: config.batchLinesPerRun },
         requestTimeoutMs: config.requestTimeoutMs, auditKey: config.auditKey, webhooks: config.webhooks,
         allowPrivateUpstreams: config.allowPrivateUpstreams,
+        metricsToken: config.metricsToken,
       },
     });
     server = await new Promise<Server>((resolve, reject) => {
@@ -179,6 +184,49 @@ export async function startStack(config: SluiceConfig, options: StackOptions): P
       await backends?.close();
       await connection.close();
       await db.destroy();
+    },
+  };
+}
+
+export interface InferenceOnly {
+  metrics: Metrics;
+  workers: Worker[];
+  backends: BackendRegistry;
+  stop(): Promise<void>;
+}
+
+/**
+ * A process that runs only inference workers (`npm run worker:inference`): a Temporal connection
+ * and the backends, no database pool — inference activities read nothing from PostgreSQL, so the
+ * process gets no DATABASE_URL (one secret fewer where models and upstream keys live).
+ */
+export async function startInferenceOnly(config: SluiceConfig, options: { temporalAddress: string; pools: readonly string[]; log: Logger }): Promise<InferenceOnly> {
+  const metrics = createMetrics();
+  const tls = await temporalTlsOptions(config.temporalTls);
+  const connection = await NativeConnection.connect({ address: options.temporalAddress, ...(tls ? { tls } : {}) });
+  const payloadCodecs = payloadCodecsFor(config);
+  const backends = createBackendRegistry({
+    dataDir: config.dataDir, slots: config.slots, threads: config.threads, contextSize: config.contextSize, gpu: config.gpu, upstreamKeys: config.upstreamKeys,
+    allowPrivateUpstreams: config.allowPrivateUpstreams,
+  });
+  const workers: Worker[] = [];
+  try {
+    for (const p of options.pools) {
+      workers.push(...await createInferenceWorkers({ namespace: config.temporalNamespace, pool: p, slots: config.slots, payloadCodecs }, connection, { backends, metrics }));
+    }
+  } catch (err) {
+    await backends.close();
+    await connection.close();
+    throw err;
+  }
+  const running = workers.map((w) => w.run().catch((err: unknown) => options.log.error('worker stopped with an error', { error: err instanceof Error ? err.message : String(err) })));
+  return {
+    metrics, workers, backends,
+    async stop() {
+      for (const w of workers) if (w.getState() === 'RUNNING') w.shutdown();
+      await Promise.all(running);
+      await backends.close();
+      await connection.close();
     },
   };
 }

@@ -42,6 +42,9 @@ describe('loadConfig defaults', () => {
       allowPrivateUpstreams: [],
       payloadKey: null,
       payloadKeyPrevious: null,
+      temporalTls: null,
+      metricsPort: null,
+      metricsToken: null,
     });
   });
 
@@ -236,5 +239,46 @@ describe('loadConfig result', () => {
 
   it('returns a new object per call', () => {
     expect(loadConfig({})).not.toBe(loadConfig({}));
+  });
+});
+
+describe('loadConfig Temporal TLS', () => {
+  const address = { TEMPORAL_ADDRESS: 'temporal.example:7233' };
+
+  it('is off by default, on with TEMPORAL_TLS alone (system CAs), and on with any TLS file', () => {
+    expect(loadConfig(address).temporalTls).toBeNull();
+    expect(loadConfig({ ...address, TEMPORAL_TLS: 'true' }).temporalTls).toEqual({ caFile: null, certFile: null, keyFile: null, serverName: null });
+    expect(loadConfig({ ...address, TEMPORAL_TLS_CA: '/etc/sluice/ca.pem' }).temporalTls).toEqual({ caFile: '/etc/sluice/ca.pem', certFile: null, keyFile: null, serverName: null });
+  });
+
+  it('reads the CA, the client certificate and key for mTLS, and the server name', () => {
+    const tls = loadConfig({
+      ...address,
+      TEMPORAL_TLS_CA: '/tls/ca.pem', TEMPORAL_TLS_CERT: '/tls/client.pem', TEMPORAL_TLS_KEY: '/tls/client.key', TEMPORAL_TLS_SERVER_NAME: 'temporal.internal',
+    }).temporalTls;
+    expect(tls).toEqual({ caFile: '/tls/ca.pem', certFile: '/tls/client.pem', keyFile: '/tls/client.key', serverName: 'temporal.internal' });
+    expect(Object.isFrozen(tls)).toBe(true);
+  });
+
+  it('refuses a certificate without its key (and the reverse), a contradiction, a bad name, and TLS to the embedded server', () => {
+    expect(() => loadConfig({ ...address, TEMPORAL_TLS_CERT: '/tls/client.pem' })).toThrow(/TEMPORAL_TLS_CERT and TEMPORAL_TLS_KEY/);
+    expect(() => loadConfig({ ...address, TEMPORAL_TLS_KEY: '/tls/client.key' })).toThrow(/TEMPORAL_TLS_CERT and TEMPORAL_TLS_KEY/);
+    expect(() => loadConfig({ ...address, TEMPORAL_TLS: 'false', TEMPORAL_TLS_CA: '/tls/ca.pem' })).toThrow(ConfigError);
+    expect(() => loadConfig({ ...address, TEMPORAL_TLS: 'maybe' })).toThrow(/TEMPORAL_TLS/);
+    expect(() => loadConfig({ ...address, TEMPORAL_TLS_SERVER_NAME: 'bad name/' })).toThrow(/TEMPORAL_TLS_SERVER_NAME/);
+    expect(() => loadConfig({ TEMPORAL_TLS: 'true' })).toThrow(/needs TEMPORAL_ADDRESS/);
+  });
+});
+
+describe('loadConfig metrics', () => {
+  it('reads the metrics listener port and token', () => {
+    const c = loadConfig({ SLUICE_METRICS_PORT: '9464', SLUICE_METRICS_TOKEN: 'm'.repeat(32) });
+    expect(c.metricsPort).toBe(9464);
+    expect(c.metricsToken).toBe('m'.repeat(32));
+  });
+
+  it('refuses a short token and a bad port', () => {
+    expect(() => loadConfig({ SLUICE_METRICS_TOKEN: 'short' })).toThrow(/SLUICE_METRICS_TOKEN/);
+    expect(() => loadConfig({ SLUICE_METRICS_PORT: '70000' })).toThrow(/SLUICE_METRICS_PORT/);
   });
 });

@@ -349,7 +349,8 @@ describe('day close', () => {
     expect(rerun.status).toBe('failed');
     expect(rerun.error).toContain(`day ${day} does not reconcile with the ledger`);
     expect(rerun.error).toContain('rows closed at 1, ledger has 2');
-    const metrics = await (await fetch(`${stack.url}/metrics`)).text();
+    // What the metrics listener serves (the API port serves no metrics without SLUICE_METRICS_TOKEN).
+    const metrics = await stack.metrics.registry.metrics();
     expect(metrics).toMatch(/sluice_billing_reconciliation_failures_total\{period="2025-04"\} [1-9]/);
   });
 
