@@ -29,7 +29,7 @@ function metricsWithTenant() {
 async function apiUrl(metricsToken: string | null, metrics = metricsWithTenant()): Promise<string> {
   const app = createApp({
     temporal: {} as Client, db: {} as Db, metrics, log: createLogger('silent'),
-    config: { maxBodyBytes: 1024, localActivities: true, namespace: 'default', pools: [], eagerStart: false, metricsToken },
+    config: { maxBodyBytes: 1024, namespace: 'default', pools: [], eagerStart: false, metricsToken },
   });
   const server = await new Promise<Server>((resolve) => {
     const s = app.listen(0, '127.0.0.1', () => resolve(s));
