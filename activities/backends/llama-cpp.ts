@@ -415,7 +415,9 @@ async function generateOnSequence(
   try {
     for (;;) {
       // A fault in node-llama-cpp's decode loop never settles `next()`: the guard's rejection ends the wait.
-      const next = await Promise.race([evaluation.next(), fault]);
+      const pending = evaluation.next();
+      pending.catch(() => undefined); // settled after a fault, if ever: already answered by the race
+      const next = await Promise.race([pending, fault]);
       if (next.done === true) {
         ended = true;
         break;
