@@ -111,10 +111,12 @@ export interface CompleteInput {
  * have passed the API's check). A malformed one fails the request as the experiment's fault.
  */
 function variantChanges(a: Assignment, requestedModel: string): { model: string; maxTokens: number | null } {
-  const { model, max_tokens: maxTokens } = a.overrides as { model?: unknown; max_tokens?: unknown };
-  const bad = (field: string) => requestFailure('BadRequest', `experiment variant ${a.variant ?? ''} has an invalid ${field} override`, { code: 'invalid_experiment_variant' });
-  if (model !== undefined && model !== null && (typeof model !== 'string' || model === '')) throw bad('model');
-  if (maxTokens !== undefined && maxTokens !== null && !(Number.isSafeInteger(maxTokens) && (maxTokens as number) >= 1)) throw bad('max_tokens');
+  const bad = (what: string) => requestFailure('BadRequest', `experiment variant ${a.variant ?? ''} has invalid ${what}`, { code: 'invalid_experiment_variant' });
+  const raw: unknown = a.overrides;
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw bad('overrides (not an object)');
+  const { model, max_tokens: maxTokens } = raw as { model?: unknown; max_tokens?: unknown };
+  if (model !== undefined && model !== null && (typeof model !== 'string' || model === '')) throw bad('model override');
+  if (maxTokens !== undefined && maxTokens !== null && !(Number.isSafeInteger(maxTokens) && (maxTokens as number) >= 1)) throw bad('max_tokens override');
   return { model: typeof model === 'string' ? model : requestedModel, maxTokens: typeof maxTokens === 'number' ? maxTokens : null };
 }
 

@@ -80,7 +80,7 @@ describe('admit', () => {
   });
 
   it('refuses a stored variant with a malformed model or max_tokens as a bad request, before reserving', async () => {
-    for (const overrides of [{ model: 42 }, { max_tokens: 'lots' }, { max_tokens: 0 }, { max_tokens: 1.5 }]) {
+    for (const overrides of [{ model: 42 }, { max_tokens: 'lots' }, { max_tokens: 0 }, { max_tokens: 1.5 }, null, 'hot', [1]]) {
       const { steps, calls } = recordingSteps({ assignExperiment: async () => ({ experimentId: 'e', variant: 'b', overrides: overrides as never }) });
       await expect(createAdmissionActivities(steps).admit(INPUT)).rejects.toMatchObject({ type: 'BadRequest', nonRetryable: true });
       expect(calls.filter((c) => c.startsWith('reserveQuota'))).toEqual([]);
