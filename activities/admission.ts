@@ -1,9 +1,22 @@
 /**
  * A request's admission and completion, each as one activity that runs the workflow's steps in
- * order: `admit` = authorize → reserve quota → assign experiment → plan route → acquire the first
+ * order: `admit` = authorize the requested model → assign experiment → authorize the effective
+ * model → reserve quota on the effective model and max_tokens → plan route → acquire the first
  * open circuit; `complete` = settle usage → audit + outcome. Each step keeps its own idempotent
  * transaction (a retried activity repeats none of their effects), and the result names what each
  * step decided, so the history still shows every step.
+ *
+ * Why this order: a variant may change the model and `max_tokens`, so it is authorized and
+ * priced like a request for its own model — the same `authorize` (key active, role and `model:`
+ * scopes, tenant active and its `allowed_models`, model exists) runs on the effective model, and
+ * the reservation holds the effective model's price for the effective `max_tokens` (the variant's,
+ * else the caller's, else the model's limit; clamped to the effective model's limit, since the
+ * caller chose the requested model's). The requested model is authorized first, so a caller
+ * learns nothing of experiments on models it may not use, and the assignment (its exposure row)
+ * comes before the reservation, which needs its result. A variant refused here fails the request
+ * before anything is reserved (exposure recorded, nothing billed). Sampling values (temperature,
+ * top_p) are not priced or authorized: they are checked where they enter and again at the backend
+ * boundary (domain/sampling-params.ts), which every path reaches.
  *
  * Why one activity and not five: each local activity costs a round trip through the SDK's
  * workflow thread (~8 ms here) and a history marker; folding took a request from 20 history events
@@ -16,6 +29,9 @@ import type { SettleInput } from './ledger.js';
 import type { OutcomeInput } from './audit.js';
 import { fallbackOrder, type DeploymentTarget, type ItemResult } from '../workflows/contracts.js';
 import { forEachItem } from './items.js';
+import { requestFailure } from './failures.js';
+import { ApplicationFailure } from '@temporalio/common';
+import type { FailureDetails } from '../workflows/contracts.js';
 
 /**
  * Items of a chunk admitted or completed at once: one tenant's reservations queue on its row lock
@@ -67,13 +83,16 @@ export interface AdmitInput {
 }
 
 export interface Admission {
-  /** authorize: the model's limits. */
+  /** authorize: the effective model's limits (the variant's model, else the requested one). */
   authorized: AuthorizedModel;
-  /** The request's max_tokens as reserved (the caller's, or the model's limit). */
+  /** The request's effective max_tokens as reserved (the variant's, the caller's, or the model's limit; at most the limit). */
   maxTokens: number;
   /** reserve: the worst-case cost held against the budget. */
   estCostMicros: number;
-  /** experiment: the variant and its overrides (`variant: null` outside any experiment). */
+  /**
+   * experiment: the variant and its overrides (`variant: null` outside any experiment), with
+   * `model` and `max_tokens` as authorized and reserved.
+   */
   assignment: Assignment;
   /** route: the model's active deployments in this request's fallback order. */
   deployments: DeploymentTarget[];
@@ -87,22 +106,58 @@ export interface CompleteInput {
   outcome: OutcomeInput;
 }
 
+/**
+ * The model and max_tokens a variant sets (stored values are checked again here: a row may not
+ * have passed the API's check). A malformed one fails the request as the experiment's fault.
+ */
+function variantChanges(a: Assignment, requestedModel: string): { model: string; maxTokens: number | null } {
+  const bad = (what: string) => requestFailure('BadRequest', `experiment variant ${a.variant ?? ''} has invalid ${what}`, { code: 'invalid_experiment_variant' });
+  const raw: unknown = a.overrides;
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw bad('overrides (not an object)');
+  const { model, max_tokens: maxTokens } = raw as { model?: unknown; max_tokens?: unknown };
+  if (model !== undefined && model !== null && (typeof model !== 'string' || model === '')) throw bad('model override');
+  if (maxTokens !== undefined && maxTokens !== null && !(Number.isSafeInteger(maxTokens) && (maxTokens as number) >= 1)) throw bad('max_tokens override');
+  return { model: typeof model === 'string' ? model : requestedModel, maxTokens: typeof maxTokens === 'number' ? maxTokens : null };
+}
+
+/** A refusal of the variant's model, said as such (same type and code: 403 `model_not_allowed`, 404 `model_not_found`). */
+function forVariant(err: unknown, variant: string | null): unknown {
+  if (!(err instanceof ApplicationFailure) || !err.nonRetryable) return err;
+  const details = (err.details?.[0] ?? null) as FailureDetails | null;
+  return requestFailure((err.type ?? 'PermissionDenied') as Parameters<typeof requestFailure>[0], `experiment variant ${variant ?? ''}: ${err.message}`, {
+    code: details?.code ?? null, param: null,
+  });
+}
+
 export function createAdmissionActivities(steps: RequestSteps, random: () => number = Math.random) {
   const activities = {
     /**
-     * Admits the request or refuses it with the step's own failure. A failure after the
-     * reservation (assignment or routing could not reach the database) releases it before
+     * Admits the request or refuses it with the step's own failure (see the order at the top).
+     * A failure after the reservation (routing could not reach the database) releases it before
      * rethrowing, so a refused request never holds quota.
      */
     async admit(input: AdmitInput): Promise<Admission> {
-      const authorized = await steps.authorize({ requestId: input.requestId, tenantId: input.tenantId, keyId: input.keyId, model: input.model });
-      const maxTokens = input.maxTokens ?? authorized.maxOutputTokens;
+      const base = { requestId: input.requestId, tenantId: input.tenantId, keyId: input.keyId };
+      const requested = await steps.authorize({ ...base, model: input.model });
+      const assigned = await steps.assignExperiment({ ...base, subject: input.subject, model: input.model });
+      const variant = variantChanges(assigned, input.model);
+      const authorized = variant.model === input.model
+        ? requested
+        : await steps.authorize({ ...base, model: variant.model }).catch((err: unknown) => { throw forVariant(err, assigned.variant); });
+      const maxTokens = Math.min(variant.maxTokens ?? input.maxTokens ?? authorized.maxOutputTokens, authorized.maxOutputTokens);
+      const assignment: Assignment = {
+        ...assigned,
+        overrides: {
+          ...assigned.overrides,
+          ...(assigned.overrides.model !== undefined ? { model: variant.model } : {}),
+          ...(assigned.overrides.max_tokens !== undefined ? { max_tokens: maxTokens } : {}),
+        },
+      };
       const { estCostMicros } = await steps.reserveQuota({
-        requestId: input.requestId, tenantId: input.tenantId, model: input.model, promptTokensEstimate: input.promptTokensEstimate, maxTokens,
+        requestId: input.requestId, tenantId: input.tenantId, model: variant.model, promptTokensEstimate: input.promptTokensEstimate, maxTokens,
       });
       try {
-        const assignment = await steps.assignExperiment({ requestId: input.requestId, tenantId: input.tenantId, subject: input.subject, model: input.model });
-        const deployments = fallbackOrder(await steps.planRoute({ model: assignment.overrides.model ?? input.model }), random);
+        const deployments = fallbackOrder(await steps.planRoute({ model: variant.model }), random);
         let acquired = -1;
         for (const [i, d] of deployments.entries()) {
           if (await steps.acquireCircuit({ deploymentId: d.id })) {

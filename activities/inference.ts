@@ -10,6 +10,7 @@ import { INFER_RETRY } from '../workflows/profiles.js';
 import { BackendError, InterruptedGeneration, type GenerateRequest, type GenerateResult } from './backends/types.js';
 import type { BackendRegistry } from './backends/registry.js';
 import { requestFailure } from './failures.js';
+import { checkGenerateInput } from '../domain/sampling-params.js';
 import type { Metrics } from '../workers/metrics.js';
 
 /** Heartbeat at most this often while generating. */
@@ -47,6 +48,8 @@ function consumedBy(err: unknown): ConsumedTokens | null {
 function toFailure(err: unknown, cancelled: boolean, consumed: ConsumedTokens | null): unknown {
   const cause = err instanceof InterruptedGeneration ? err.cause : err;
   if (cancelled) return consumed ? new CancelledFailure('generation cancelled', [{ consumed }]) : cause;
+  // Already decided (the boundary check's BadRequest): passed on as it is.
+  if (cause instanceof ApplicationFailure) return cause;
   if (!(cause instanceof BackendError)) {
     if (!consumed) return cause;
     const message = cause instanceof Error ? cause.message : String(cause);
@@ -123,6 +126,13 @@ async function generate(
   input: InferInput,
   request: Pick<GenerateRequest, 'signal' | 'priority' | 'fairnessKey' | 'onProgress'>,
 ): Promise<Generation> {
+  // The backend boundary: whatever a history carries (a stored experiment override, an input
+  // recorded before a rule existed) is checked before any backend sees it; a bad value would fail
+  // every attempt the same way, so it is the request's fault (non-retryable), never a crash.
+  const invalid = checkGenerateInput(input);
+  if (invalid !== null) {
+    return { ok: false, err: requestFailure('BadRequest', `invalid request for the backend: ${invalid.message}`, { code: 'invalid_value', param: invalid.param }), spent: null };
+  }
   const started = performance.now();
   let progress = { completionTokens: 0, promptTokens: 0 };
   deps.metrics?.inferenceInFlight.inc({ pool: deps.pool });

@@ -3,11 +3,10 @@
  * workflow exists. Errors name the offending parameter, as OpenAI's do.
  */
 import type { ChatMessageInput, ChatParams } from '../workflows/contracts.js';
-import { badRequest } from './errors.js';
+import { SamplingParamError, samplingNumber, samplingStop, type NumericSamplingParam } from '../domain/sampling-params.js';
+import { badRequest, type HttpError } from './errors.js';
 
 const ROLES = new Set(['system', 'developer', 'user', 'assistant', 'tool']);
-/** OpenAI's own bound on `stop`. */
-const MAX_STOP = 4;
 
 export interface ValidChatBody {
   model: string;
@@ -20,14 +19,24 @@ function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
-function optionalNumber(body: Record<string, unknown>, name: string, min: number, max: number, integer = false): number | null {
-  const v = body[name];
-  if (v === undefined || v === null) return null;
-  if (typeof v !== 'number' || !Number.isFinite(v) || (integer && !Number.isInteger(v))) {
-    throw badRequest(`'${name}' must be ${integer ? 'an integer' : 'a number'}`, name, 'invalid_type');
+/** The 400 for a value the shared sampling validator refused (anything else is rethrown). */
+export function samplingBadRequest(err: unknown): HttpError {
+  if (err instanceof SamplingParamError) return badRequest(err.message, err.param, err.code);
+  throw err;
+}
+
+/** Runs the shared sampling validator, its refusals as 400s naming the field. */
+export function sampling<T>(check: () => T): T {
+  try {
+    return check();
+  } catch (err) {
+    throw samplingBadRequest(err);
   }
-  if (v < min || v > max) throw badRequest(`'${name}' must be between ${min} and ${max}, got ${v}`, name, 'invalid_value');
-  return v;
+}
+
+/** A numeric sampling field of the body (`param` as the client named it). */
+function optionalNumber(body: Record<string, unknown>, name: NumericSamplingParam, param: string = name): number | null {
+  return sampling(() => samplingNumber(name, body[param], param));
 }
 
 /** Text of a message's content: a string, or an array of `{type: "text", text}` parts. */
@@ -62,24 +71,17 @@ export function validateChatBody(raw: unknown): ValidChatBody {
   if (raw.n !== undefined && raw.n !== null && raw.n !== 1) throw badRequest("only 'n': 1 is supported", 'n', 'unsupported_parameter');
   if (raw.tools !== undefined && raw.tools !== null) throw badRequest("'tools' is not supported", 'tools', 'unsupported_parameter');
   const maxTokensName = raw.max_completion_tokens !== undefined && raw.max_completion_tokens !== null ? 'max_completion_tokens' : 'max_tokens';
-  const maxTokens = optionalNumber(raw, maxTokensName, 1, Number.MAX_SAFE_INTEGER, true);
-  let stop: string[] | null = null;
-  if (typeof raw.stop === 'string') stop = [raw.stop];
-  else if (Array.isArray(raw.stop)) {
-    if (raw.stop.length > MAX_STOP || !raw.stop.every((s) => typeof s === 'string' && s.length > 0)) {
-      throw badRequest(`'stop' must be a string or up to ${MAX_STOP} non-empty strings`, 'stop', 'invalid_value');
-    }
-    stop = raw.stop as string[];
-  } else if (raw.stop !== undefined && raw.stop !== null) throw badRequest("'stop' must be a string or an array of strings", 'stop', 'invalid_type');
+  const maxTokens = optionalNumber(raw, 'max_tokens', maxTokensName);
+  const stop = sampling(() => samplingStop(raw.stop));
   if (raw.user !== undefined && raw.user !== null && typeof raw.user !== 'string') throw badRequest("'user' must be a string", 'user', 'invalid_type');
   return {
     model: raw.model,
     messages,
     params: {
       maxTokens,
-      temperature: optionalNumber(raw, 'temperature', 0, 2),
-      topP: optionalNumber(raw, 'top_p', 0, 1),
-      seed: optionalNumber(raw, 'seed', -(2 ** 31), 2 ** 31 - 1, true),
+      temperature: optionalNumber(raw, 'temperature'),
+      topP: optionalNumber(raw, 'top_p'),
+      seed: optionalNumber(raw, 'seed'),
       stop,
     },
     user: typeof raw.user === 'string' && raw.user !== '' ? raw.user : null,

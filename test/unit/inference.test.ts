@@ -196,6 +196,31 @@ describe('infer: failures', () => {
   });
 });
 
+describe('infer: the backend boundary', () => {
+  it.each([
+    ['a string temperature (an experiment override written past the API)', { temperature: 'hot' }, 'temperature'],
+    ['a NaN top_p', { topP: Number.NaN }, 'top_p'],
+    ['a fractional max_tokens', { maxTokens: 1.5 }, 'max_tokens'],
+  ])('refuses %s as a non-retryable BadRequest before any backend is asked', async (_name, bad, param) => {
+    const registry = registryOf(createInstantBackend());
+    const err = await runInfer(registry, { ...input(), params: { ...input().params, ...bad } as InferInput['params'] }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ApplicationFailure);
+    expect(err).toMatchObject({ type: 'BadRequest', nonRetryable: true });
+    expect((err as ApplicationFailure).details?.[0]).toMatchObject({ code: 'invalid_value', param });
+    expect(registry.asked).toEqual([]);
+  });
+
+  it('refuses a bad batch line at once, the others of its chunk unharmed', async () => {
+    const registry = registryOf(createInstantBackend());
+    const { inferLines } = createBatchInferenceActivities({ backends: registry, pool: 'local', metrics: null });
+    const bad = { ...input(4), requestId: 'bad', params: { ...input(4).params, temperature: 'hot' as unknown as number } };
+    const results = (await mockEnv().run(inferLines, { items: [input(4), bad] })) as Awaited<ReturnType<typeof inferLines>>;
+    expect(results[0]).toMatchObject({ ok: true });
+    expect(results[1]).toMatchObject({ ok: false, failure: { type: 'BadRequest', details: [{ code: 'invalid_value', param: 'temperature' }] } });
+    expect(registry.asked).toHaveLength(1);
+  });
+});
+
 describe('infer: tokens spent by failed and cancelled attempts', () => {
   const spent = { promptTokens: 7, completionTokens: 3 };
 
