@@ -7,7 +7,7 @@ import { sql } from 'kysely';
 import type { Metrics } from '../workers/metrics.js';
 import type { Logger } from '../workers/logger.js';
 import { authenticate } from './auth.js';
-import { HttpError, errorMiddleware } from './errors.js';
+import { HttpError, errorMiddleware, requestId } from './errors.js';
 import { chatRoutes } from './routes/chat.js';
 import { modelRoutes } from './routes/models.js';
 import { tenantRoutes } from './routes/tenants.js';
@@ -101,6 +101,7 @@ export function createApp(deps: AppDeps): express.Express {
     res.setHeader('Cache-Control', 'no-store');
     next();
   });
+  app.use(requestId());
   app.use(requestTimeout(deps.config.requestTimeoutMs ?? 600_000));
   app.use(httpMetrics(deps.metrics));
 
