@@ -42,6 +42,8 @@ export interface AppConfig {
   webhooks?: WebhookConfig;
   /** Upstream hosts allowed on private addresses (`*` = all); see `SLUICE_ALLOW_PRIVATE_UPSTREAMS`. @default [] */
   allowPrivateUpstreams?: readonly string[];
+  /** Accept `provider: "instant"` deployments (a test double); see `SLUICE_ENABLE_INSTANT_BACKEND`. @default false */
+  enableInstantBackend?: boolean;
 }
 
 export interface AppDeps {
@@ -137,7 +139,7 @@ export function createApp(deps: AppDeps): express.Express {
   v1.use(authenticate(deps));
   v1.use(express.json({ limit: deps.config.maxBodyBytes, type: ['application/json', 'application/*+json'] }));
   v1.use(chatRoutes({ db: deps.db, temporal: deps.temporal, metrics: deps.metrics, localActivities: deps.config.localActivities, eagerStart: deps.config.eagerStart }));
-  v1.use(modelRoutes({ db: deps.db, allowPrivateUpstreams: deps.config.allowPrivateUpstreams ?? [] }));
+  v1.use(modelRoutes({ db: deps.db, allowPrivateUpstreams: deps.config.allowPrivateUpstreams ?? [], enableInstantBackend: deps.config.enableInstantBackend ?? false }));
   v1.use(tenantRoutes(deps));
   v1.use(usageAuditRoutes(deps));
   v1.use(billingRoutes(deps));

@@ -14,7 +14,6 @@ import { FailureTypes } from './contracts.js';
 /** Fixed client messages by OpenAI error code (the code says where the failure came from). */
 const MESSAGE_BY_CODE: Readonly<Record<string, string>> = {
   upstream_bad_request: 'The model deployment rejected the request.',
-  upstream_response_too_large: 'The model deployment sent a response larger than Sluice accepts. Nothing was billed.',
   completion_too_large: 'The completion is larger than Sluice can return; ask for fewer max_tokens. Nothing was billed.',
   context_length_exceeded: "The messages and max_tokens exceed the model's context length.",
   model_unavailable: 'No deployment of this model could serve the request; try again later.',

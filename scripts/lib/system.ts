@@ -127,6 +127,7 @@ export async function startStack(config: SluiceConfig, options: StackOptions): P
     backends = createBackendRegistry({
       dataDir: config.dataDir, slots: config.slots, threads: config.threads, contextSize: config.contextSize, gpu: config.gpu, upstreamKeys: config.upstreamKeys,
       allowPrivateUpstreams: config.allowPrivateUpstreams,
+      maxResponseBytes: config.upstreamMaxResponseBytes, enableInstantBackend: config.enableInstantBackend,
     });
     for (const p of options.pools) {
       workers.push(...await createInferenceWorkers({ namespace: config.temporalNamespace, pool: p, slots: config.slots, payloadCodecs }, connection, { backends, metrics }));
@@ -146,7 +147,7 @@ export async function startStack(config: SluiceConfig, options: StackOptions): P
         files: { maxBytes: config.fileMaxBytes, maxLines: config.fileMaxLines },
         batches: { concurrency: config.batchConcurrency, linesPerRun: config.batchLinesPerRun },
         requestTimeoutMs: config.requestTimeoutMs, auditKey: config.auditKey, webhooks: config.webhooks,
-        allowPrivateUpstreams: config.allowPrivateUpstreams,
+        allowPrivateUpstreams: config.allowPrivateUpstreams, enableInstantBackend: config.enableInstantBackend,
       },
     });
     server = await new Promise<Server>((resolve, reject) => {
