@@ -236,15 +236,15 @@ describe('openai-compatible backend: cancellation', () => {
 });
 
 describe('openai-compatible backend: a hostile upstream', () => {
-  it('does not follow a 302 to a private address: the attempt fails and the target gets nothing', async () => {
+  it('does not follow a 307 to a private address: the attempt fails and the target gets nothing', async () => {
     const internal = await startFakeUpstream();
     try {
       // The "metadata service" is reachable (loopback is allowed here): only the refusal to follow
       // keeps the worker from calling it.
-      upstream.setBehaviour({ kind: 'redirect', location: `${internal.url}/chat/completions` });
+      upstream.setBehaviour({ kind: 'redirect', status: 307, location: `${internal.url}/chat/completions` });
       const before = upstream.calls;
       const error = await backendError(backend.generate(request()));
-      expect(error).toMatchObject({ kind: 'unavailable', status: 302 });
+      expect(error).toMatchObject({ kind: 'unavailable', status: 307 });
       expect(error.message).toMatch(/redirect/);
       expect(upstream.calls).toBe(before + 1);
       expect(internal.calls).toBe(0);
