@@ -17,7 +17,7 @@ import type {
 import { estimatePromptTokens } from '../../api/validation.js';
 import { BackendError, type ConsumedTokens } from './types.js';
 import type { ChatMessage, GenerateParams, GenerateResult, InferenceBackend } from './types.js';
-import { ResponseTooLargeError, createPinnedFetch } from './pinned-fetch.js';
+import { ResponseTooLargeError, createPinnedFetch, type PinnedFetch } from './pinned-fetch.js';
 import { AddressRefusedError } from './upstream-address.js';
 
 /** How to reach one OpenAI-compatible upstream deployment. */
@@ -73,7 +73,8 @@ const MAX_UPSTREAM_MESSAGE_CHARS = 500;
  * invented counts (see {@link readUsage}).
  */
 export function createOpenAICompatibleBackend(options: OpenAICompatibleBackendOptions): InferenceBackend {
-  const client = createClient(options);
+  const pinned = options.fetch ? null : createPinnedFetch({ allow: options.allowPrivateHosts ?? [], maxResponseBytes: options.maxResponseBytes ?? DEFAULT_MAX_RESPONSE_BYTES });
+  const client = createClient(options, options.fetch ?? (pinned as PinnedFetch).fetch);
   return {
     generate: async (request) => {
       const body = buildRequestBody(options.model, request.messages, request.params);
@@ -89,7 +90,7 @@ export function createOpenAICompatibleBackend(options: OpenAICompatibleBackendOp
       return result;
     },
     close: async () => {
-      // The client holds no sockets of its own: connections belong to fetch's shared dispatcher.
+      pinned?.close();
     },
   };
 }
@@ -98,7 +99,7 @@ export function createOpenAICompatibleBackend(options: OpenAICompatibleBackendOp
  * Builds the `openai` client with every option explicit, so no `OPENAI_*` environment variable
  * (key, organisation, project, base URL, log level) changes what this backend sends or logs.
  */
-function createClient(options: OpenAICompatibleBackendOptions): OpenAI {
+function createClient(options: OpenAICompatibleBackendOptions, fetchImpl: typeof fetch): OpenAI {
   return new OpenAI({
     baseURL: options.baseURL,
     // The client refuses to start without credentials; a keyless upstream gets a placeholder
@@ -112,7 +113,7 @@ function createClient(options: OpenAICompatibleBackendOptions): OpenAI {
     timeout: options.timeoutMs ?? DEFAULT_TIMEOUT_MS,
     logLevel: 'off',
     ...(options.apiKey === null ? { defaultHeaders: { Authorization: null } } : {}),
-    fetch: options.fetch ?? createPinnedFetch({ allow: options.allowPrivateHosts ?? [], maxResponseBytes: options.maxResponseBytes ?? DEFAULT_MAX_RESPONSE_BYTES }),
+    fetch: fetchImpl,
   });
 }
 

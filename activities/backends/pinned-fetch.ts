@@ -34,14 +34,24 @@ export interface PinnedFetchOptions {
 /** Statuses whose response has no body (the `Response` constructor refuses one). */
 const NULL_BODY = new Set([101, 204, 205, 304]);
 
-/** Creates the guarded, capped, non-redirecting `fetch` (see the module comment). */
-export function createPinnedFetch(options: PinnedFetchOptions): typeof fetch {
+/** A guarded `fetch` and the keep-alive connections it holds. */
+export interface PinnedFetch {
+  fetch: typeof fetch;
+  /** Closes the kept-alive connections (the backend's `close`). */
+  close(): void;
+}
+
+/**
+ * Creates the guarded, capped, non-redirecting `fetch` (see the module comment). Connections are
+ * kept alive per instance; a reused socket stays on the address that was checked when it opened.
+ */
+export function createPinnedFetch(options: PinnedFetchOptions): PinnedFetch {
   const lookup = guardedLookup(options.allow);
   const agents = {
     'http:': new http.Agent({ keepAlive: true }),
     'https:': new https.Agent({ keepAlive: true }),
   };
-  return async (input, init) => {
+  const pinnedFetch: typeof fetch = async (input, init) => {
     const url = new URL(input instanceof Request ? input.url : String(input));
     if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new TypeError('upstream URL must be http or https');
     const host = normaliseHost(url.hostname);
@@ -88,6 +98,13 @@ export function createPinnedFetch(options: PinnedFetchOptions): typeof fetch {
       req.on('error', reject);
       req.end(body ?? undefined);
     });
+  };
+  return {
+    fetch: pinnedFetch,
+    close: () => {
+      agents['http:'].destroy();
+      agents['https:'].destroy();
+    },
   };
 }
 
