@@ -108,6 +108,9 @@ describe('a hostile upstream', () => {
     expect(upstream.calls).toBe(before + 1);
     const billed = await stack.db.selectFrom('usage').select(['billable']).where('tenant_id', '=', tenantId).where('billable', '=', true).execute();
     expect(billed).toEqual([]);
+    // What the upstream charged for is on record, unbilled.
+    const spent = await stack.db.selectFrom('usage').select(['input_tokens', 'output_tokens']).where('tenant_id', '=', tenantId).where('billable', '=', false).execute();
+    expect(spent).toEqual([{ input_tokens: 3, output_tokens: 1 }]);
   });
 
   it('bills completion tokens above max_tokens at max_tokens', async () => {
