@@ -3,6 +3,7 @@ import { appendAudit, appendAuditMany, type AuditEntry } from '../db/repositorie
 import { finishRequests } from '../db/repositories/requests.js';
 import type { Metrics } from '../workers/metrics.js';
 import { publishEvent, type WebhookDeps } from './webhooks.js';
+import { clientFailure } from '../workflows/client-errors.js';
 
 export interface OutcomeInput {
   requestId: string;
@@ -36,8 +37,18 @@ export function createAuditActivities(deps: WebhookDeps & { metrics: Metrics | n
    * Audits each outcome, records it on its request, and publishes `job.*` events: the audit rows
    * under one lock of the chain's head, the requests in one statement. Idempotent per request.
    */
-  async function recordOutcomes(inputs: readonly OutcomeInput[]): Promise<void> {
-    if (inputs.length === 0) return;
+  async function recordOutcomes(raw: readonly OutcomeInput[]): Promise<void> {
+    if (raw.length === 0) return;
+    // What is stored on the request is what its client reads (job body, batch error line,
+    // `job.failed`): a safe message. The failure's own message goes to the log only.
+    const inputs = raw.map((input) => {
+      if (!input.error) return input;
+      const error = clientFailure(input.error);
+      if (error.message !== input.error.message) {
+        deps.log?.warn('request failed', { request_id: input.requestId, type: input.error.type, code: input.error.code, detail: input.error.message.slice(0, 1000) });
+      }
+      return { ...input, error };
+    });
     const at = deps.now();
     if (inputs.length === 1) await appendAudit(deps.db, outcomeEntry(inputs[0] as OutcomeInput, at));
     else await appendAuditMany(deps.db, inputs.map((input) => outcomeEntry(input, at)));

@@ -7,12 +7,14 @@
 import { createHash } from 'node:crypto';
 import { Context } from '@temporalio/activity';
 import type { Db } from '../db/database.js';
+import type { Logger } from '../workers/logger.js';
 import type { BatchLineError, BatchRow, BatchStatus, Model } from '../db/tables/index.js';
 import { getBatch, insertLineRequests, lineOutcomes, recordBatchCounts, remainingBudget, transitionBatch } from '../db/repositories/batches.js';
 import { finishFile, insertFile, insertFileLines, readFileLines } from '../db/repositories/files.js';
 import { getModel, maxPriceForModel } from '../db/repositories/models.js';
 import { estimatePromptTokens, minPromptTokens, validateChatBody, type ValidChatBody } from '../api/validation.js';
 import { FailureTypes, batchRequestId, type BatchLine } from '../workflows/contracts.js';
+import { clientFailureMessage } from '../workflows/client-errors.js';
 import { costMicros, periodOf } from './cost.js';
 import { requestFailure } from './failures.js';
 
@@ -76,7 +78,7 @@ export interface ValidateResult {
   total: number;
 }
 
-export function createBatchActivities(deps: { db: Db; now: () => Date }) {
+export function createBatchActivities(deps: { db: Db; now: () => Date; log?: Logger | null }) {
   async function batchOrThrow(batchId: string): Promise<BatchRow> {
     const batch = await getBatch(deps.db, batchId, null);
     if (!batch) throw requestFailure('NotFound', `batch ${batchId} not found`);
@@ -250,7 +252,7 @@ export function createBatchActivities(deps: { db: Db; now: () => Date }) {
               const status = (FailureTypes as Record<string, number>)[e.type ?? 'InternalError'] ?? 500;
               errLines.push(JSON.stringify({
                 id, custom_id: customId,
-                response: { status_code: status, request_id: id, body: { error: { message: e.message ?? 'internal error', type: ERROR_TYPE_FOR_STATUS[status] ?? 'server_error', param: null, code: e.code ?? null } } },
+                response: { status_code: status, request_id: id, body: { error: { message: clientFailureMessage(e.type ?? null, e.code ?? null, e.message ?? null), type: ERROR_TYPE_FOR_STATUS[status] ?? 'server_error', param: null, code: e.code ?? null } } },
                 error: null,
               }));
             } else {
@@ -278,8 +280,10 @@ export function createBatchActivities(deps: { db: Db; now: () => Date }) {
 
     /** The batch failed as a whole (not a line): recorded with the reason. */
     async failBatch(input: { batchId: string; message: string }): Promise<void> {
+      // The tenant reads `errors`: the raw reason (any exception's text) goes to the log only.
+      deps.log?.warn('batch failed', { batch: input.batchId, detail: input.message.slice(0, 1000) });
       await transitionBatch(deps.db, input.batchId, ['validating', 'in_progress', 'cancelling', 'finalizing'], 'failed', deps.now(), {
-        errors: [{ code: 'batch_failed', message: input.message, param: null, line: null }],
+        errors: [{ code: 'batch_failed', message: clientFailureMessage('InternalError', null, null), param: null, line: null }],
       });
     },
   };

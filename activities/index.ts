@@ -2,6 +2,7 @@
 import type { Db } from '../db/database.js';
 import type { Client } from '@temporalio/client';
 import type { Metrics } from '../workers/metrics.js';
+import type { Logger } from '../workers/logger.js';
 import { createAuthActivities } from './auth.js';
 import { createQuotaActivities } from './quota.js';
 import { createExperimentActivities } from './experiments.js';
@@ -29,6 +30,8 @@ export interface ControlDeps {
   auditKey?: string | null;
   /** Webhook delivery settings. @default DEFAULT_WEBHOOK_CONFIG */
   webhooks?: WebhookConfig;
+  /** Where raw failure details go (clients get safe messages). @default null (not logged) */
+  log?: Logger | null;
 }
 
 export function createControlActivities(deps: ControlDeps) {
@@ -40,6 +43,7 @@ export function createControlActivities(deps: ControlDeps) {
     temporal: deps.temporal ?? null,
     auditKey: deps.auditKey ?? null,
     webhooks: deps.webhooks ?? DEFAULT_WEBHOOK_CONFIG,
+    log: deps.log ?? null,
   };
   const steps = {
     ...createAuthActivities(full),

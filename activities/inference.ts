@@ -58,6 +58,8 @@ function toFailure(err: unknown, cancelled: boolean, consumed: ConsumedTokens | 
   switch (cause.kind) {
     case 'bad_request':
       return requestFailure('BadRequest', cause.message, { code: 'upstream_bad_request', consumed });
+    case 'too_large':
+      return requestFailure('BadRequest', cause.message, { code: 'completion_too_large', consumed });
     case 'context_length':
       return requestFailure('ContextLengthExceeded', cause.message, { code: 'context_length_exceeded', param: 'messages', consumed });
     case 'rate_limited':

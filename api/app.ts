@@ -8,7 +8,7 @@ import type { Metrics } from '../workers/metrics.js';
 import { metricsAuthorized } from '../workers/metrics-server.js';
 import type { Logger } from '../workers/logger.js';
 import { authenticate } from './auth.js';
-import { HttpError, errorMiddleware } from './errors.js';
+import { HttpError, errorMiddleware, requestId } from './errors.js';
 import { chatRoutes } from './routes/chat.js';
 import { modelRoutes } from './routes/models.js';
 import { tenantRoutes } from './routes/tenants.js';
@@ -44,6 +44,8 @@ export interface AppConfig {
   allowPrivateUpstreams?: readonly string[];
   /** Token `GET /metrics` on the API port requires; null = the API port serves no metrics. @default null */
   metricsToken?: string | null;
+  /** Accept `provider: "instant"` deployments (a test double); see `SLUICE_ENABLE_INSTANT_BACKEND`. @default false */
+  enableInstantBackend?: boolean;
 }
 
 export interface AppDeps {
@@ -103,6 +105,7 @@ export function createApp(deps: AppDeps): express.Express {
     res.setHeader('Cache-Control', 'no-store');
     next();
   });
+  app.use(requestId());
   app.use(requestTimeout(deps.config.requestTimeoutMs ?? 600_000));
   app.use(httpMetrics(deps.metrics));
 
@@ -145,7 +148,7 @@ export function createApp(deps: AppDeps): express.Express {
   v1.use(authenticate(deps));
   v1.use(express.json({ limit: deps.config.maxBodyBytes, type: ['application/json', 'application/*+json'] }));
   v1.use(chatRoutes({ db: deps.db, temporal: deps.temporal, metrics: deps.metrics, eagerStart: deps.config.eagerStart }));
-  v1.use(modelRoutes({ db: deps.db, allowPrivateUpstreams: deps.config.allowPrivateUpstreams ?? [] }));
+  v1.use(modelRoutes({ db: deps.db, allowPrivateUpstreams: deps.config.allowPrivateUpstreams ?? [], enableInstantBackend: deps.config.enableInstantBackend ?? false }));
   v1.use(tenantRoutes(deps));
   v1.use(usageAuditRoutes(deps));
   v1.use(billingRoutes(deps));

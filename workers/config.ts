@@ -84,6 +84,19 @@ export interface SluiceConfig {
    */
   readonly allowPrivateUpstreams: readonly string[];
   /**
+   * Largest response body read from an openai-compatible upstream; a larger one fails the attempt
+   * without a retry (400 `completion_too_large`). `SLUICE_UPSTREAM_MAX_RESPONSE_BYTES`
+   * (65536 to 67108864) @default 4194304 (4 MiB)
+   */
+  readonly upstreamMaxResponseBytes: number;
+  /**
+   * Allows the `instant` provider: a test double answering "ok" without a model, for benchmarks
+   * and pipeline tests. Off, the admin API refuses `provider: "instant"` (400) and inference
+   * workers refuse to serve one. Production never sets it. `SLUICE_ENABLE_INSTANT_BACKEND`
+   * @default false
+   */
+  readonly enableInstantBackend: boolean;
+  /**
    * Key that encrypts Temporal payloads (workflow and activity inputs and results: prompts,
    * completions) with AES-256-GCM on the client and every worker, so Temporal stores only
    * ciphertext. Base64 of 32 random bytes (`openssl rand -base64 32`). Every process of a
@@ -306,6 +319,8 @@ export function loadConfig(env: Env = process.env): SluiceConfig {
     auditKey,
     requestTimeoutMs: int(env, 'SLUICE_REQUEST_TIMEOUT_MS', 600_000, 1000),
     allowPrivateUpstreams: Object.freeze(hostList(env, 'SLUICE_ALLOW_PRIVATE_UPSTREAMS')),
+    upstreamMaxResponseBytes: int(env, 'SLUICE_UPSTREAM_MAX_RESPONSE_BYTES', 4 * 1024 * 1024, 64 * 1024, 64 * 1024 * 1024),
+    enableInstantBackend: bool(env, 'SLUICE_ENABLE_INSTANT_BACKEND', false),
     payloadKey,
     payloadKeyPrevious,
     temporalTls: temporalTls(env),

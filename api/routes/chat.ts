@@ -16,6 +16,7 @@ import {
   CONTROL_TASK_QUEUE, SearchAttributes, chatWorkflowId, type ChatCompletion, type ChatRequestInput, type JobStatus,
 } from '../../workflows/contracts.js';
 import type { chatRequest } from '../../workflows/chat-request.js';
+import { clientFailure } from '../../workflows/client-errors.js';
 import type { Metrics } from '../../workers/metrics.js';
 import { authOf, requirePermission } from '../auth.js';
 import { HttpError, badRequest, fromWorkflowFailure, notFound } from '../errors.js';
@@ -56,7 +57,7 @@ export function jobJson(row: RequestRow, status: JobStatus) {
     created_at: Math.floor(row.created_at.getTime() / 1000),
     completed_at: row.finished_at ? Math.floor(row.finished_at.getTime() / 1000) : null,
     result: status === 'succeeded' ? (row.result as ChatCompletion) : null,
-    error: row.error ?? null,
+    error: row.error ? clientFailure(row.error as { type: string; message: string; code: string | null }) : null,
   };
 }
 

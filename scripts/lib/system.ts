@@ -119,7 +119,7 @@ export async function startStack(config: SluiceConfig, options: StackOptions): P
     const w = await createControlWorker(
       { namespace: config.temporalNamespace, workflowBundle: options.workflowBundle ?? null, payloadCodecs, workflowThreads: config.workflowThreads },
       connection,
-      { db, metrics, temporal: client, auditKey: config.auditKey, webhooks: config.webhooks, ...(options.breaker ? { breaker: options.breaker } : {}) },
+      { db, metrics, temporal: client, auditKey: config.auditKey, webhooks: config.webhooks, log: options.log, ...(options.breaker ? { breaker: options.breaker } : {}) },
     );
     workers.push(w);
     // Idempotent: the monthly billing Schedule (`temporal schedule list`).
@@ -131,6 +131,7 @@ export async function startStack(config: SluiceConfig, options: StackOptions): P
     backends = createBackendRegistry({
       dataDir: config.dataDir, slots: config.slots, threads: config.threads, contextSize: config.contextSize, gpu: config.gpu, upstreamKeys: config.upstreamKeys,
       allowPrivateUpstreams: config.allowPrivateUpstreams,
+      maxResponseBytes: config.upstreamMaxResponseBytes, enableInstantBackend: config.enableInstantBackend,
     });
     for (const p of options.pools) {
       workers.push(...await createInferenceWorkers({ namespace: config.temporalNamespace, pool: p, slots: config.slots, payloadCodecs }, connection, { backends, metrics }));
@@ -150,7 +151,7 @@ export async function startStack(config: SluiceConfig, options: StackOptions): P
         files: { maxBytes: config.fileMaxBytes, maxLines: config.fileMaxLines },
         batches: { concurrency: config.batchConcurrency, linesPerRun: config.batchLinesPerRun },
         requestTimeoutMs: config.requestTimeoutMs, auditKey: config.auditKey, webhooks: config.webhooks,
-        allowPrivateUpstreams: config.allowPrivateUpstreams,
+        allowPrivateUpstreams: config.allowPrivateUpstreams, enableInstantBackend: config.enableInstantBackend,
         metricsToken: config.metricsToken,
       },
     });

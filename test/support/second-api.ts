@@ -22,6 +22,7 @@ export async function startSecondApi(stack: TestStack, overrides: Partial<AppCon
     config: {
       maxBodyBytes: stack.config.maxBodyBytes, namespace: stack.config.temporalNamespace,
       pools: stack.config.pools, eagerStart: false, requestTimeoutMs: stack.config.requestTimeoutMs, auditKey: stack.config.auditKey,
+      enableInstantBackend: stack.config.enableInstantBackend,
       ...overrides,
     },
   });

@@ -62,6 +62,8 @@ export async function startTestStack(options: TestStackOptions = {}): Promise<Te
     SLUICE_LOG_LEVEL: 'info',
     // Fake upstreams (test/support/fake-openai-upstream.ts) listen on loopback: allowed explicitly.
     SLUICE_ALLOW_PRIVATE_UPSTREAMS: '127.0.0.1',
+    // Pipeline tests serve models from the instant test backend (off unless enabled).
+    SLUICE_ENABLE_INSTANT_BACKEND: 'true',
     ...options.env,
   });
   const logs: string[] = [];

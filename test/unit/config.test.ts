@@ -40,6 +40,8 @@ describe('loadConfig defaults', () => {
       auditKey: null,
       requestTimeoutMs: 600_000,
       allowPrivateUpstreams: [],
+      upstreamMaxResponseBytes: 4 * 1024 * 1024,
+      enableInstantBackend: false,
       payloadKey: null,
       payloadKeyPrevious: null,
       temporalTls: null,
