@@ -14,7 +14,8 @@ import { createReconcileActivities } from './reconcile.js';
 import { createRetentionActivities } from './retention.js';
 import { createAdmissionActivities } from './admission.js';
 import { DEFAULT_BREAKER_CONFIG, type BreakerConfig } from './circuit-breaker.js';
-import { DEFAULT_WEBHOOK_CONFIG, createWebhookActivities, type WebhookConfig } from './webhooks.js';
+import { DEFAULT_WEBHOOK_CONFIG, createWebhookActivities, createWebhookPublisher, type WebhookConfig } from './webhooks.js';
+import type { EventPublisher } from './events.js';
 
 export interface ControlDeps {
   db: Db;
@@ -29,10 +30,16 @@ export interface ControlDeps {
   auditKey?: string | null;
   /** Webhook delivery settings. @default DEFAULT_WEBHOOK_CONFIG */
   webhooks?: WebhookConfig;
+  /**
+   * Where the quota, ledger and audit steps publish their events (`budget.threshold`, `job.*`).
+   * @default webhook deliveries over `db` and `temporal` (`createWebhookPublisher`)
+   */
+  events?: EventPublisher;
 }
 
+/** Builds every control activity over `deps`; the composition root of the control worker. */
 export function createControlActivities(deps: ControlDeps) {
-  const full = {
+  const base = {
     db: deps.db,
     now: deps.now ?? (() => new Date()),
     breaker: deps.breaker ?? DEFAULT_BREAKER_CONFIG,
@@ -41,6 +48,7 @@ export function createControlActivities(deps: ControlDeps) {
     auditKey: deps.auditKey ?? null,
     webhooks: deps.webhooks ?? DEFAULT_WEBHOOK_CONFIG,
   };
+  const full = { ...base, events: deps.events ?? createWebhookPublisher(base) };
   const steps = {
     ...createAuthActivities(full),
     ...createQuotaActivities(full),
