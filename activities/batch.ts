@@ -123,7 +123,9 @@ export function createBatchActivities(deps: { db: Db; now: () => Date }) {
           const name = parsed.body.model;
           if (!models.has(name)) {
             const model = await getModel(deps.db, name);
-            models.set(name, { model, price: model ? await maxPriceForModel(deps.db, name, at).catch(() => null) : null });
+            // A database error fails the activity (Temporal retries it); a model with no price in
+            // force costs 0 here (`maxPriceForModel`), so the budget check never passes by accident.
+            models.set(name, { model, price: model ? await maxPriceForModel(deps.db, name, at) : null });
           }
           const { model, price } = models.get(name) as { model: Model | null; price: { input: number; output: number } | null };
           if (!model) {
