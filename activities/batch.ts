@@ -9,7 +9,7 @@ import { Context } from '@temporalio/activity';
 import type { Db } from '../db/database.js';
 import type { BatchLineError, BatchRow, BatchStatus, Model } from '../db/tables/index.js';
 import { getBatch, insertLineRequests, lineOutcomes, recordBatchCounts, remainingBudget, transitionBatch } from '../db/repositories/batches.js';
-import { finishFile, insertFile, insertFileLines, readFileLines } from '../db/repositories/files.js';
+import { deleteFile, finishFile, insertFile, insertFileLines, readFileLines } from '../db/repositories/files.js';
 import { getModel, maxPriceForModel } from '../db/repositories/models.js';
 import { estimatePromptTokens, minPromptTokens, validateChatBody, type ValidChatBody } from '../api/validation.js';
 import { FailureTypes, batchRequestId, type BatchLine } from '../workflows/contracts.js';
@@ -225,7 +225,8 @@ export function createBatchActivities(deps: { db: Db; now: () => Date }) {
         ? { code: 'batch_expired', message: 'This request could not be executed before the completion window expired.' }
         : { code: 'batch_cancelled', message: 'This request was not executed because the batch was cancelled.' };
       return deps.db.transaction().execute(async (trx) => {
-        await trx.deleteFrom('files').where('id', 'in', [outId, errId]).execute();
+        await deleteFile(trx, outId);
+        await deleteFile(trx, errId);
         await insertFile(trx, { id: outId, tenantId: batch.tenant_id, purpose: 'batch_output', filename: `${batch.id}_output.jsonl` });
         await insertFile(trx, { id: errId, tenantId: batch.tenant_id, purpose: 'batch_output', filename: `${batch.id}_error.jsonl` });
         const out = { lines: 0, bytes: 0 };
@@ -269,8 +270,8 @@ export function createBatchActivities(deps: { db: Db; now: () => Date }) {
         }
         await finishFile(trx, outId, { bytes: out.bytes, lineCount: out.lines, trailingNewline: out.lines > 0 });
         await finishFile(trx, errId, { bytes: err.bytes, lineCount: err.lines, trailingNewline: err.lines > 0 });
-        if (out.lines === 0) await trx.deleteFrom('files').where('id', '=', outId).execute();
-        if (err.lines === 0) await trx.deleteFrom('files').where('id', '=', errId).execute();
+        if (out.lines === 0) await deleteFile(trx, outId);
+        if (err.lines === 0) await deleteFile(trx, errId);
         await transitionBatch(trx, batch.id, ['finalizing'], input.outcome, deps.now(), {
           completed, failed, outputFileId: out.lines > 0 ? outId : null, errorFileId: err.lines > 0 ? errId : null,
         });
