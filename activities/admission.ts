@@ -1,9 +1,9 @@
 /**
  * A request's admission and completion, each as one activity that runs the workflow's steps in
  * order: `admit` = authorize → reserve quota → assign experiment → plan route → acquire the first
- * open circuit; `complete` = settle usage → circuit success → audit + outcome. Each step keeps its own idempotent
- * transaction (a retried activity repeats none of their effects), and the result names what each
- * step decided, so the history still shows every step.
+ * open circuit; `complete` = settle usage → circuit success → audit + outcome. Each step keeps its
+ * own idempotent transaction (a retried activity repeats none of their effects), and the result
+ * names what each step decided, so the history still shows every step.
  *
  * Why one activity and not five: each local activity costs a round trip through the SDK's
  * workflow thread (~8 ms here) and a history marker; folding took a request from 20 history events
@@ -152,7 +152,8 @@ export function createAdmissionActivities(steps: RequestSteps, random: () => num
     },
     /**
      * `complete` for each of a chunk of batch lines, in one activity: each line settled on its
-     * own (and its circuit success recorded), then the settled lines' outcomes audited and recorded together (`recordOutcomes`).
+     * own (and its circuit success recorded), then the settled lines' outcomes audited and
+     * recorded together (`recordOutcomes`).
      */
     async completeLines(input: { items: CompleteInput[] }): Promise<ItemResult<{ costMicros: number }>[]> {
       const settled = await forEachItem(input.items, ITEM_CONCURRENCY, settleAndClose);

@@ -36,6 +36,21 @@ export type ParsedLine =
   | { ok: true; customId: string; body: ValidChatBody; raw: unknown }
   | { ok: false; error: Omit<BatchLineError, 'line'>; customId: string | null };
 
+/** A parsed line's `custom_id` if it is a non-empty string, else null. */
+function customIdField(json: Record<string, unknown>): string | null {
+  return typeof json.custom_id === 'string' && json.custom_id !== '' ? json.custom_id : null;
+}
+
+/** The `custom_id` of an input line (null when the line has none): all the output files need of a validated line. */
+export function customIdOf(content: string): string | null {
+  try {
+    const json: unknown = JSON.parse(content);
+    return isObject(json) ? customIdField(json) : null;
+  } catch {
+    return null;
+  }
+}
+
 /** Checks one input line's envelope and body, as OpenAI does; pure. */
 export function parseBatchLine(content: string, endpoint: string): ParsedLine {
   let json: unknown;
@@ -45,7 +60,7 @@ export function parseBatchLine(content: string, endpoint: string): ParsedLine {
     return { ok: false, customId: null, error: { code: 'invalid_json_line', message: 'This line is not parseable as valid JSON.', param: null } };
   }
   if (!isObject(json)) return { ok: false, customId: null, error: { code: 'invalid_request', message: 'Each line must be a JSON object.', param: null } };
-  const customId = typeof json.custom_id === 'string' && json.custom_id !== '' ? json.custom_id : null;
+  const customId = customIdField(json);
   if (customId === null) return { ok: false, customId, error: { code: 'missing_required_parameter', message: "'custom_id' is required and must be a non-empty string.", param: 'custom_id' } };
   if (customId.length > 512) return { ok: false, customId, error: { code: 'invalid_value', message: "'custom_id' is longer than 512 characters.", param: 'custom_id' } };
   if (json.method !== 'POST') return { ok: false, customId, error: { code: 'invalid_method', message: "'method' must be 'POST'.", param: 'method' } };
@@ -241,8 +256,8 @@ export function createBatchActivities(deps: { db: Db; now: () => Date }) {
           const errLines: string[] = [];
           for (const row of page) {
             if (isBlank(row.content)) continue;
-            const parsed = parseBatchLine(row.content, batch.endpoint);
-            const customId = parsed.ok ? parsed.customId : parsed.customId;
+            // The lines were validated; the output needs only each line's custom_id.
+            const customId = customIdOf(row.content);
             const id = row.request_id ?? batchRequestId(batch.id, row.line_no);
             if (row.status === 'succeeded') {
               completed += 1;
