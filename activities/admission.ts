@@ -2,9 +2,9 @@
  * A request's admission and completion, each as one activity that runs the workflow's steps in
  * order: `admit` = authorize the requested model → assign experiment → authorize the effective
  * model → reserve quota on the effective model and max_tokens → plan route → acquire the first
- * open circuit; `complete` = settle usage → audit + outcome. Each step keeps its own idempotent
- * transaction (a retried activity repeats none of their effects), and the result names what each
- * step decided, so the history still shows every step.
+ * open circuit; `complete` = settle usage → circuit success → audit + outcome. Each step keeps its
+ * own idempotent transaction (a retried activity repeats none of their effects), and the result
+ * names what each step decided, so the history still shows every step.
  *
  * Why this order: a variant may change the model and `max_tokens`, so it is authorized and
  * priced like a request for its own model — the same `authorize` (key active, role and `model:`
@@ -48,6 +48,7 @@ export interface RequestSteps {
   planRoute(input: { model: string }): Promise<DeploymentTarget[]>;
   acquireCircuit(input: { deploymentId: string }): Promise<boolean>;
   settle(input: SettleInput): Promise<{ costMicros: number }>;
+  recordCircuit(input: { deploymentId: string; ok: boolean }): Promise<void>;
   recordOutcome(input: OutcomeInput): Promise<void>;
   recordOutcomes(inputs: readonly OutcomeInput[]): Promise<void>;
 }
@@ -130,6 +131,12 @@ function forVariant(err: unknown, variant: string | null): unknown {
 }
 
 export function createAdmissionActivities(steps: RequestSteps, random: () => number = Math.random) {
+  /** settle, then the success on the deployment's circuit. */
+  async function settleAndClose(input: CompleteInput): Promise<{ costMicros: number }> {
+    const settled = await steps.settle(input.settle);
+    await steps.recordCircuit({ deploymentId: input.settle.deploymentId, ok: true });
+    return settled;
+  }
   const activities = {
     /**
      * Admits the request or refuses it with the step's own failure (see the order at the top).
@@ -172,9 +179,12 @@ export function createAdmissionActivities(steps: RequestSteps, random: () => num
       }
     },
 
-    /** Settles the usage (exactly once per request and step), then audits and records the outcome. */
+    /**
+     * Settles the usage (exactly once per request and step), records the deployment's success on
+     * its circuit (the pipeline records failures with the same step), then audits and records the outcome.
+     */
     async complete(input: CompleteInput): Promise<{ costMicros: number }> {
-      const { costMicros } = await steps.settle(input.settle);
+      const { costMicros } = await settleAndClose(input);
       await steps.recordOutcome(withCost(input.outcome, costMicros));
       return { costMicros };
     },
@@ -197,10 +207,11 @@ export function createAdmissionActivities(steps: RequestSteps, random: () => num
     },
     /**
      * `complete` for each of a chunk of batch lines, in one activity: each line settled on its
-     * own, then the settled lines' outcomes audited and recorded together (`recordOutcomes`).
+     * own (and its circuit success recorded), then the settled lines' outcomes audited and
+     * recorded together (`recordOutcomes`).
      */
     async completeLines(input: { items: CompleteInput[] }): Promise<ItemResult<{ costMicros: number }>[]> {
-      const settled = await forEachItem(input.items, ITEM_CONCURRENCY, (item) => steps.settle(item.settle));
+      const settled = await forEachItem(input.items, ITEM_CONCURRENCY, settleAndClose);
       await steps.recordOutcomes(input.items.flatMap((item, i) => {
         const r = settled[i];
         return r?.ok ? [withCost(item.outcome, r.value.costMicros)] : [];

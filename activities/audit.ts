@@ -2,8 +2,10 @@
 import { appendAudit, appendAuditMany, type AuditEntry } from '../db/repositories/audit.js';
 import { finishRequests } from '../db/repositories/requests.js';
 import type { Metrics } from '../workers/metrics.js';
-import { publishEvent, type WebhookDeps } from './webhooks.js';
 import { clientFailure } from '../workflows/client-errors.js';
+import type { Db } from '../db/database.js';
+import type { EventPublisher } from './events.js';
+import type { Logger } from '../workers/logger.js';
 
 export interface OutcomeInput {
   requestId: string;
@@ -32,7 +34,7 @@ function outcomeEntry(input: OutcomeInput, at: Date): AuditEntry {
   };
 }
 
-export function createAuditActivities(deps: WebhookDeps & { metrics: Metrics | null }) {
+export function createAuditActivities(deps: { db: Db; now: () => Date; events: EventPublisher; metrics: Metrics | null; log: Logger | null }) {
   /**
    * Audits each outcome, records it on its request, and publishes `job.*` events: the audit rows
    * under one lock of the chain's head, the requests in one statement. Idempotent per request.
@@ -57,7 +59,7 @@ export function createAuditActivities(deps: WebhookDeps & { metrics: Metrics | n
       // Async jobs only: `job.succeeded` / `job.failed` (a cancel was asked for by the caller: no event).
       if (input.kind === 'async' && input.status !== 'cancelled') {
         const type = input.status === 'succeeded' ? 'job.succeeded' : 'job.failed';
-        await publishEvent(deps, {
+        await deps.events.publish({
           key: `${type}:${input.requestId}`, tenantId: input.tenantId, type,
           data: { id: input.requestId, object: 'chat.completion.job', status: input.status, model: input.model, error: input.error },
         });

@@ -10,7 +10,7 @@ import type { Db } from '../db/database.js';
 import type { Logger } from '../workers/logger.js';
 import type { BatchLineError, BatchRow, BatchStatus, Model } from '../db/tables/index.js';
 import { getBatch, insertLineRequests, lineOutcomes, recordBatchCounts, remainingBudget, transitionBatch } from '../db/repositories/batches.js';
-import { finishFile, insertFile, insertFileLines, readFileLines } from '../db/repositories/files.js';
+import { deleteFile, finishFile, insertFile, insertFileLines, readFileLines } from '../db/repositories/files.js';
 import { getModel, maxPriceForModel } from '../db/repositories/models.js';
 import { estimatePromptTokens, minPromptTokens, validateChatBody, type ValidChatBody } from '../api/validation.js';
 import { FailureTypes, batchRequestId, type BatchLine } from '../workflows/contracts.js';
@@ -38,6 +38,21 @@ export type ParsedLine =
   | { ok: true; customId: string; body: ValidChatBody; raw: unknown }
   | { ok: false; error: Omit<BatchLineError, 'line'>; customId: string | null };
 
+/** A parsed line's `custom_id` if it is a non-empty string, else null. */
+function customIdField(json: Record<string, unknown>): string | null {
+  return typeof json.custom_id === 'string' && json.custom_id !== '' ? json.custom_id : null;
+}
+
+/** The `custom_id` of an input line (null when the line has none): all the output files need of a validated line. */
+export function customIdOf(content: string): string | null {
+  try {
+    const json: unknown = JSON.parse(content);
+    return isObject(json) ? customIdField(json) : null;
+  } catch {
+    return null;
+  }
+}
+
 /** Checks one input line's envelope and body, as OpenAI does; pure. */
 export function parseBatchLine(content: string, endpoint: string): ParsedLine {
   let json: unknown;
@@ -47,7 +62,7 @@ export function parseBatchLine(content: string, endpoint: string): ParsedLine {
     return { ok: false, customId: null, error: { code: 'invalid_json_line', message: 'This line is not parseable as valid JSON.', param: null } };
   }
   if (!isObject(json)) return { ok: false, customId: null, error: { code: 'invalid_request', message: 'Each line must be a JSON object.', param: null } };
-  const customId = typeof json.custom_id === 'string' && json.custom_id !== '' ? json.custom_id : null;
+  const customId = customIdField(json);
   if (customId === null) return { ok: false, customId, error: { code: 'missing_required_parameter', message: "'custom_id' is required and must be a non-empty string.", param: 'custom_id' } };
   if (customId.length > 512) return { ok: false, customId, error: { code: 'invalid_value', message: "'custom_id' is longer than 512 characters.", param: 'custom_id' } };
   if (json.method !== 'POST') return { ok: false, customId, error: { code: 'invalid_method', message: "'method' must be 'POST'.", param: 'method' } };
@@ -125,7 +140,9 @@ export function createBatchActivities(deps: { db: Db; now: () => Date; log?: Log
           const name = parsed.body.model;
           if (!models.has(name)) {
             const model = await getModel(deps.db, name);
-            models.set(name, { model, price: model ? await maxPriceForModel(deps.db, name, at).catch(() => null) : null });
+            // A database error fails the activity (Temporal retries it); a model with no price in
+            // force costs 0 here (`maxPriceForModel`), so the budget check never passes by accident.
+            models.set(name, { model, price: model ? await maxPriceForModel(deps.db, name, at) : null });
           }
           const { model, price } = models.get(name) as { model: Model | null; price: { input: number; output: number } | null };
           if (!model) {
@@ -225,7 +242,8 @@ export function createBatchActivities(deps: { db: Db; now: () => Date; log?: Log
         ? { code: 'batch_expired', message: 'This request could not be executed before the completion window expired.' }
         : { code: 'batch_cancelled', message: 'This request was not executed because the batch was cancelled.' };
       return deps.db.transaction().execute(async (trx) => {
-        await trx.deleteFrom('files').where('id', 'in', [outId, errId]).execute();
+        await deleteFile(trx, outId);
+        await deleteFile(trx, errId);
         await insertFile(trx, { id: outId, tenantId: batch.tenant_id, purpose: 'batch_output', filename: `${batch.id}_output.jsonl` });
         await insertFile(trx, { id: errId, tenantId: batch.tenant_id, purpose: 'batch_output', filename: `${batch.id}_error.jsonl` });
         const out = { lines: 0, bytes: 0 };
@@ -240,8 +258,8 @@ export function createBatchActivities(deps: { db: Db; now: () => Date; log?: Log
           const errLines: string[] = [];
           for (const row of page) {
             if (isBlank(row.content)) continue;
-            const parsed = parseBatchLine(row.content, batch.endpoint);
-            const customId = parsed.ok ? parsed.customId : parsed.customId;
+            // The lines were validated; the output needs only each line's custom_id.
+            const customId = customIdOf(row.content);
             const id = row.request_id ?? batchRequestId(batch.id, row.line_no);
             if (row.status === 'succeeded') {
               completed += 1;
@@ -269,8 +287,8 @@ export function createBatchActivities(deps: { db: Db; now: () => Date; log?: Log
         }
         await finishFile(trx, outId, { bytes: out.bytes, lineCount: out.lines, trailingNewline: out.lines > 0 });
         await finishFile(trx, errId, { bytes: err.bytes, lineCount: err.lines, trailingNewline: err.lines > 0 });
-        if (out.lines === 0) await trx.deleteFrom('files').where('id', '=', outId).execute();
-        if (err.lines === 0) await trx.deleteFrom('files').where('id', '=', errId).execute();
+        if (out.lines === 0) await deleteFile(trx, outId);
+        if (err.lines === 0) await deleteFile(trx, errId);
         await transitionBatch(trx, batch.id, ['finalizing'], input.outcome, deps.now(), {
           completed, failed, outputFileId: out.lines > 0 ? outId : null, errorFileId: err.lines > 0 ? errId : null,
         });

@@ -15,7 +15,8 @@ import { createReconcileActivities } from './reconcile.js';
 import { createRetentionActivities } from './retention.js';
 import { createAdmissionActivities } from './admission.js';
 import { DEFAULT_BREAKER_CONFIG, type BreakerConfig } from './circuit-breaker.js';
-import { DEFAULT_WEBHOOK_CONFIG, createWebhookActivities, type WebhookConfig } from './webhooks.js';
+import { DEFAULT_WEBHOOK_CONFIG, createWebhookActivities, createWebhookPublisher, type WebhookConfig } from './webhooks.js';
+import type { EventPublisher } from './events.js';
 
 export interface ControlDeps {
   db: Db;
@@ -32,10 +33,16 @@ export interface ControlDeps {
   webhooks?: WebhookConfig;
   /** Where raw failure details go (clients get safe messages). @default null (not logged) */
   log?: Logger | null;
+  /**
+   * Where the quota, ledger and audit steps publish their events (`budget.threshold`, `job.*`).
+   * @default webhook deliveries over `db` and `temporal` (`createWebhookPublisher`)
+   */
+  events?: EventPublisher;
 }
 
+/** Builds every control activity over `deps`; the composition root of the control worker. */
 export function createControlActivities(deps: ControlDeps) {
-  const full = {
+  const base = {
     db: deps.db,
     now: deps.now ?? (() => new Date()),
     breaker: deps.breaker ?? DEFAULT_BREAKER_CONFIG,
@@ -45,6 +52,7 @@ export function createControlActivities(deps: ControlDeps) {
     webhooks: deps.webhooks ?? DEFAULT_WEBHOOK_CONFIG,
     log: deps.log ?? null,
   };
+  const full = { ...base, events: deps.events ?? createWebhookPublisher(base) };
   const steps = {
     ...createAuthActivities(full),
     ...createQuotaActivities(full),

@@ -19,13 +19,12 @@ import type { Db } from '../db/database.js';
 import type { Logger } from '../workers/logger.js';
 import type { WebhookDelivery } from '../db/tables/index.js';
 import { getBatch } from '../db/repositories/batches.js';
-import { budgetEventsOfRequest } from '../db/repositories/quota.js';
-import { appendAudit } from '../db/repositories/audit.js';
 import {
   disableEndpoint, ensureDelivery, finishDelivery, getDelivery, getEndpoint, getEvent, insertEvent, recordAttempt, subscribedEndpoints,
 } from '../db/repositories/webhooks.js';
 import { AddressRefusedError, guardedLookup, isAllowedHost, normaliseHost, privateRangeOf } from './backends/upstream-address.js';
 import { signatureHeader } from './webhook-signing.js';
+import type { DomainEvent, EventPublisher } from './events.js';
 import {
   CONTROL_TASK_QUEUE, webhookWorkflowId, type WebhookDeliveryInput, type WebhookEventType, type WebhookRetryPolicy,
 } from '../workflows/contracts.js';
@@ -92,10 +91,7 @@ export async function startWebhookDelivery(client: Client, delivery: Pick<Webhoo
  * the event ID comes from `key`, its body is stored on first publish, each delivery row is unique
  * per endpoint, and its workflow ID rejects duplicates.
  */
-export async function publishEvent(
-  deps: WebhookDeps,
-  event: { key: string; tenantId: string; type: WebhookEventType; data: Record<string, unknown> },
-): Promise<string> {
+export async function publishEvent(deps: WebhookDeps, event: DomainEvent): Promise<string> {
   const id = webhookEventId(event.key);
   const body = JSON.stringify({ type: event.type, timestamp: deps.now().toISOString(), data: event.data });
   await insertEvent(deps.db, { id, tenantId: event.tenantId, type: event.type, body });
@@ -106,22 +102,13 @@ export async function publishEvent(
   return id;
 }
 
-/**
- * Emits the audit row and `budget.threshold` event of each threshold a request's reservation or
- * settlement crossed. Idempotent (audit idempotency key, event ID), so a retried step re-emits safely.
- */
-export async function emitBudgetEvents(deps: WebhookDeps, requestId: string): Promise<void> {
-  for (const e of await budgetEventsOfRequest(deps.db, requestId)) {
-    const key = `budget.threshold:${e.tenant_id}:${e.period}:${e.threshold_pct}`;
-    const data = {
-      tenant_id: e.tenant_id, period: e.period, threshold_pct: e.threshold_pct,
-      monthly_budget_micros: e.budget_micros, committed_micros: e.committed_micros,
-    };
-    await appendAudit(deps.db, {
-      actor: 'system', tenantId: e.tenant_id, action: 'budget.threshold', target: `tenant:${e.tenant_id}`, data, idempotencyKey: key, at: deps.now(),
-    });
-    await publishEvent(deps, { key, tenantId: e.tenant_id, type: 'budget.threshold', data });
-  }
+/** The production `EventPublisher`: each event becomes webhook deliveries (see `publishEvent`). */
+export function createWebhookPublisher(deps: WebhookDeps): EventPublisher {
+  return {
+    async publish(event) {
+      await publishEvent(deps, event);
+    },
+  };
 }
 
 /**

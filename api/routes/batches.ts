@@ -17,6 +17,8 @@ import type { batch as batchWorkflow } from '../../workflows/batch.js';
 import { authOf, requirePermission } from '../auth.js';
 import { HttpError, badRequest, notFound } from '../errors.js';
 import { pageOf } from '../pagination.js';
+import { startFailureResponse } from '../workflow-start.js';
+import type { Logger } from '../../workers/logger.js';
 import { readScope, tenantOf } from './files.js';
 
 /** How batches run. */
@@ -74,7 +76,7 @@ function metadataOf(raw: unknown): Record<string, string> | null {
   return Object.fromEntries(entries) as Record<string, string>;
 }
 
-export function batchRoutes(deps: { db: Db; temporal: Client; run: BatchRunConfig }): Router {
+export function batchRoutes(deps: { db: Db; temporal: Client; run: BatchRunConfig; log: Logger }): Router {
   const router = Router();
   const { db } = deps;
 
@@ -117,9 +119,13 @@ export function batchRoutes(deps: { db: Db; temporal: Client; run: BatchRunConfi
           { key: SearchAttributes.status, value: 'validating' },
         ],
       });
-    } catch {
-      await deleteBatch(db, id);
-      throw new HttpError('service_unavailable', 'Could not queue the batch; try again', 'temporal_unavailable', null, 1);
+    } catch (err) {
+      // Already started: the workflow of this (new) batch ID exists, so the batch is queued.
+      const error = startFailureResponse(err, deps.log, { batch_id: id }, 'batch');
+      if (error) {
+        await deleteBatch(db, id);
+        throw error;
+      }
     }
     res.json(batchJson(row));
   });

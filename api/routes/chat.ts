@@ -21,12 +21,16 @@ import type { Metrics } from '../../workers/metrics.js';
 import { authOf, requirePermission } from '../auth.js';
 import { HttpError, badRequest, fromWorkflowFailure, notFound } from '../errors.js';
 import { estimatePromptTokens, minPromptTokens, validateChatBody } from '../validation.js';
+import { startFailureResponse } from '../workflow-start.js';
+import type { Logger } from '../../workers/logger.js';
 
 export interface ChatRouteDeps {
   db: Db;
   temporal: Client;
   metrics: Metrics;
   eagerStart: boolean;
+  /** Where a failed workflow start is logged (with the request ID). */
+  log: Logger;
 }
 
 const FINAL: readonly JobStatus[] = ['succeeded', 'failed', 'cancelled'];
@@ -145,8 +149,12 @@ export function chatRoutes(deps: ChatRouteDeps): Router {
           ],
         });
       } catch (err) {
-        await deleteUnstartedRequest(deps.db, requestId);
-        throw new HttpError('service_unavailable', 'Could not queue the request; try again', 'temporal_unavailable', null, 1);
+        // Already started: the workflow of this request ID exists, so the request is queued.
+        const error = startFailureResponse(err, deps.log, { request_id: requestId }, 'request');
+        if (error) {
+          await deleteUnstartedRequest(deps.db, requestId);
+          throw error;
+        }
       }
     }
     if (async) {

@@ -76,7 +76,3 @@ export async function recordCircuit(db: Db, deploymentId: string, ok: boolean, n
   const r = await transition(db, deploymentId, now, (s) => ({ next: breakerOnResult(s, ok, now.getTime(), cfg), value: ok }));
   return r.state;
 }
-
-export async function listCircuits(db: Db): Promise<CircuitRow[]> {
-  return db.selectFrom('circuit_state').selectAll().orderBy('deployment_id').execute();
-}

@@ -48,7 +48,3 @@ export async function summarizeUsage(
   if (opts.groupBy !== null) q = q.groupBy(sql`1`).orderBy(sql`1`);
   return q.execute();
 }
-
-export async function usageForRequest(db: Db, requestId: string) {
-  return db.selectFrom('usage').selectAll().where('request_id', '=', requestId).orderBy('id').execute();
-}

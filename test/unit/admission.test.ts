@@ -24,6 +24,7 @@ function recordingSteps(overrides: Partial<RequestSteps> = {}, open: readonly st
     planRoute: async (i) => (calls.push(`planRoute:${i.model}`), [deployment('second', 1), deployment('first', 0), deployment('third', 2)]),
     acquireCircuit: async (i) => (calls.push(`acquireCircuit:${i.deploymentId}`), !open.includes(i.deploymentId)),
     settle: async () => (calls.push('settle'), { costMicros: 7 }),
+    recordCircuit: async (i) => void calls.push(`recordCircuit:${i.deploymentId}:${i.ok}`),
     recordOutcome: async (i) => void calls.push(`recordOutcome:${JSON.stringify(i.summary)}`),
     recordOutcomes: async (inputs) => void calls.push(`recordOutcomes:${inputs.map((i) => `${i.requestId}=${JSON.stringify(i.summary)}`).join(',')}`),
     ...overrides,
@@ -112,7 +113,7 @@ describe('admit', () => {
 });
 
 describe('complete', () => {
-  it('settles, then records the outcome with the settled cost', async () => {
+  it('settles, records the deployment\'s success on its circuit, then records the outcome with the settled cost', async () => {
     const { steps, calls } = recordingSteps();
     const settle = {
       requestId: 'r', step: 'infer', tenantId: 't', keyId: 'k', kind: 'sync' as const, model: 'm', deploymentId: 'd', pool: 'p',
@@ -120,10 +121,10 @@ describe('complete', () => {
     };
     const outcome = { requestId: 'r', tenantId: 't', keyId: 'k', kind: 'sync' as const, model: 'm', status: 'succeeded' as const, result: {}, error: null, summary: { pool: 'p' } };
     expect(await createAdmissionActivities(steps).complete({ settle, outcome })).toEqual({ costMicros: 7 });
-    expect(calls).toEqual(['settle', 'recordOutcome:{"pool":"p","cost_micros":7}']);
+    expect(calls).toEqual(['settle', 'recordCircuit:d:true', 'recordOutcome:{"pool":"p","cost_micros":7}']);
   });
 
-  it('records no outcome when settling fails', async () => {
+  it('records no outcome and no circuit success when settling fails', async () => {
     const { steps, calls } = recordingSteps({ settle: async () => { throw new Error('down'); } });
     await expect(createAdmissionActivities(steps).complete({
       settle: { requestId: 'r', step: 'infer', tenantId: 't', keyId: 'k', kind: 'sync', model: 'm', deploymentId: 'd', pool: 'p', variant: null, promptTokens: 1, completionTokens: 1, latencyMs: 1 },
@@ -167,7 +168,7 @@ describe('admitLines and completeLines (a chunk of batch lines)', () => {
     await expect(createAdmissionActivities(steps).admitLines({ items: [INPUT, { ...INPUT, requestId: 'r2' }] })).rejects.toThrow('connection lost');
   });
 
-  it('settles each line, then records the settled lines\' outcomes together with their costs', async () => {
+  it('settles each line and records its circuit success, then records the settled lines\' outcomes together with their costs', async () => {
     const { steps, calls } = recordingSteps({
       settle: async (i) => {
         calls.push(`settle:${i.requestId}`);
@@ -183,5 +184,6 @@ describe('admitLines and completeLines (a chunk of batch lines)', () => {
     ]);
     expect(calls.at(-1)).toBe('recordOutcomes:a={"cost_micros":5},c={"cost_micros":9}');
     expect(calls.filter((c) => c.startsWith('recordOutcome'))).toHaveLength(1);
+    expect(calls.filter((c) => c === 'recordCircuit:d:true')).toHaveLength(2);
   });
 });

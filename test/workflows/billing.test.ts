@@ -9,7 +9,7 @@ import { sql } from 'kysely';
 import { startTestStack, type TestStack } from '../support/stack.js';
 import { createModel } from '../../db/repositories/models.js';
 import { createLedgerActivities, type SettleInput } from '../../activities/ledger.js';
-import { DEFAULT_BREAKER_CONFIG } from '../../activities/circuit-breaker.js';
+import { createWebhookPublisher } from '../../activities/webhooks.js';
 import { BILLING_SCHEDULE_ID, DAY_CLOSE_SCHEDULE_ID, billingWorkflowId, previousDay, previousPeriod } from '../../workflows/contracts.js';
 import { ScheduleOverlapPolicy, WorkflowFailedError } from '@temporalio/client';
 import type { billingRun } from '../../workflows/billing.js';
@@ -32,7 +32,7 @@ afterAll(async () => {
 let seq = 0;
 /** Settles one usage row through the ledger activity, priced and dated at `at`. */
 async function settleAt(at: string, input: Partial<SettleInput> & { tenantId: string }) {
-  const ledger = createLedgerActivities({ db: stack.db, now: () => new Date(at), breaker: DEFAULT_BREAKER_CONFIG, metrics: null });
+  const ledger = createLedgerActivities({ db: stack.db, now: () => new Date(at), events: createWebhookPublisher({ db: stack.db, now: () => new Date(at) }), metrics: null });
   return ledger.settle({
     requestId: `req_bill_${++seq}`, step: 'infer', keyId: 'key_a', kind: 'sync', model: 'bill-model', deploymentId: DEP, pool: 'local',
     variant: null, promptTokens: 1000, completionTokens: 1000, latencyMs: 5, ...input,
@@ -313,7 +313,7 @@ describe('day close', () => {
     await settleAt(`${DAY}T12:00:00Z`, { tenantId: b.id });
     await settleAt('2025-04-18T00:00:00Z', { tenantId: a.id }); // the next day
     // Tokens a failed attempt spent: in the ledger, not billable, not in the close.
-    const ledger = createLedgerActivities({ db: stack.db, now: () => new Date(`${DAY}T13:00:00Z`), breaker: DEFAULT_BREAKER_CONFIG, metrics: null });
+    const ledger = createLedgerActivities({ db: stack.db, now: () => new Date(`${DAY}T13:00:00Z`), events: createWebhookPublisher({ db: stack.db, now: () => new Date(`${DAY}T13:00:00Z`) }), metrics: null });
     await ledger.recordConsumed({
       requestId: `req_bill_${++seq}`, step: `infer:failed:${DEP}`, tenantId: a.id, keyId: 'key_a', kind: 'sync', model: 'bill-model', deploymentId: DEP,
       pool: 'local', variant: null, promptTokens: 500, completionTokens: 0, latencyMs: 0,
