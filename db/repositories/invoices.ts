@@ -1,7 +1,7 @@
 /**
  * Invoices: closing a tenant's period into one invoice (claims, lines, totals in one
  * transaction), reconciling an invoice against the live ledger, voiding, listing, and streaming
- * exports with a server-side cursor (bounded memory however many rows).
+ * exports a page at a time by key (bounded memory however many rows, no transaction held while a client reads).
  */
 import { sql, type RawBuilder } from 'kysely';
 import type { Db } from '../database.js';
@@ -220,22 +220,26 @@ export async function listInvoices(
 }
 
 /**
- * Runs `query` through a server-side cursor in its own transaction and hands `onRows` batches of
- * at most `batchSize` rows; `onRows` returning false stops early (a client went away).
+ * Reads a query a page at a time by key (keyset pagination: each page starts after the last key
+ * of the one before) and hands `onRows` each page of at most `batchSize` rows; `onRows` returning
+ * false stops early (a client went away). No transaction or cursor is held between pages, so a
+ * client that reads slowly (or not at all) holds no database connection while it waits.
  */
-async function streamQuery<R>(db: Db, query: RawBuilder<R>, batchSize: number, onRows: (rows: R[]) => Promise<boolean>): Promise<number> {
-  return db.transaction().execute(async (trx) => {
-    await sql`declare sluice_export no scroll cursor for ${query}`.execute(trx);
-    let total = 0;
-    for (;;) {
-      const { rows } = await sql<R>`fetch forward ${sql.raw(String(batchSize))} from sluice_export`.execute(trx);
-      total += rows.length;
-      if (rows.length === 0 || !(await onRows(rows))) break;
-      if (rows.length < batchSize) break;
-    }
-    await sql`close sluice_export`.execute(trx);
-    return total;
-  });
+async function streamPages<R, K>(
+  db: Db, page: (after: K | null, limit: number) => RawBuilder<R>, keyOf: (row: R) => K, batchSize: number,
+  onRows: (rows: R[]) => Promise<boolean>,
+): Promise<number> {
+  let total = 0;
+  let after: K | null = null;
+  for (;;) {
+    const { rows } = await page(after, batchSize).execute(db);
+    total += rows.length;
+    const last = rows[rows.length - 1];
+    if (last === undefined || !(await onRows(rows))) break;
+    if (rows.length < batchSize) break;
+    after = keyOf(last);
+  }
+  return total;
 }
 
 export interface UsageExportRow {
@@ -270,13 +274,15 @@ export async function streamUsage(
   onRows: (rows: UsageExportRow[]) => Promise<boolean>,
 ): Promise<number> {
   const tenant = opts.tenantId === null ? sql`` : sql`and u.tenant_id = ${opts.tenantId}`;
-  const query = sql<UsageExportRow>`
+  const page = (after: number | null, limit: number) => sql<UsageExportRow>`
     select u.id, u.created_at, u.tenant_id, u.request_id, u.step, u.key_id, u.kind, u.model, u.deployment_id, u.variant,
            u.price_id, u.tenant_price_id, u.input_tokens, u.output_tokens, u.cost_micros, u.billable, c.invoice_id
     from usage u left join billing_claims c on c.source = 'usage' and c.source_id = u.id
     where u.created_at >= ${opts.start} and u.created_at < ${opts.end} ${tenant}
-    order by u.id`;
-  return streamQuery(db, query, opts.batchSize ?? 5000, onRows);
+      ${after === null ? sql`` : sql`and u.id > ${after}`}
+    order by u.id
+    limit ${limit}`;
+  return streamPages(db, page, (r) => r.id, opts.batchSize ?? 5000, onRows);
 }
 
 /** One invoice line with its invoice's identity, as exported. */
@@ -301,12 +307,14 @@ export async function streamInvoiceLines(
   onRows: (rows: InvoiceExportRow[]) => Promise<boolean>,
 ): Promise<number> {
   const tenant = opts.tenantId === null ? sql`` : sql`and i.tenant_id = ${opts.tenantId}`;
-  const query = sql<InvoiceExportRow>`
+  const page = (after: { invoiceId: string; lineId: number } | null, limit: number) => sql<InvoiceExportRow>`
     select i.id as invoice_id, i.tenant_id, i.period, i.version, i.status, l.id as line_id, l.kind, l.model, l.deployment_id,
            l.key_id, l.variant, l.usage_period, l.late, l.description, l.requests, l.input_tokens, l.output_tokens,
            l.usage_micros, l.amount_micros
     from invoices i join invoice_lines l on l.invoice_id = i.id
     where i.period = ${opts.period} ${tenant}
-    order by i.id, l.id`;
-  return streamQuery(db, query, opts.batchSize ?? 5000, onRows);
+      ${after === null ? sql`` : sql`and (i.id, l.id) > (${after.invoiceId}, ${after.lineId})`}
+    order by i.id, l.id
+    limit ${limit}`;
+  return streamPages(db, page, (r) => ({ invoiceId: r.invoice_id, lineId: r.line_id }), opts.batchSize ?? 5000, onRows);
 }
