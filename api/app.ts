@@ -153,8 +153,9 @@ export function createApp(deps: AppDeps): express.Express {
     ...(deps.config.uploadProgress ? { progress: deps.config.uploadProgress } : {}),
     ...(deps.config.spoolDir ? { spoolDir: deps.config.spoolDir } : {}),
   }));
-  v1.use(webhookRoutes({ db: deps.db, temporal: deps.temporal, ...(deps.config.webhooks ? { webhooks: deps.config.webhooks } : {}) }));
-  v1.use(batchRoutes({ db: deps.db, temporal: deps.temporal, run: deps.config.batches ?? DEFAULT_BATCH_RUN }));
+  const caps = deps.config.tenantCaps ? { caps: deps.config.tenantCaps } : {};
+  v1.use(webhookRoutes({ db: deps.db, temporal: deps.temporal, ...(deps.config.webhooks ? { webhooks: deps.config.webhooks } : {}), ...caps }));
+  v1.use(batchRoutes({ db: deps.db, temporal: deps.temporal, run: deps.config.batches ?? DEFAULT_BATCH_RUN, ...caps }));
   app.use('/v1', v1);
 
   app.use((req, _res, next) => next(new HttpError('not_found_error', `Unknown route ${req.method} ${req.path}`, 'unknown_url')));

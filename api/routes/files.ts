@@ -14,9 +14,8 @@ import busboy from 'busboy';
 import { Router, type Request, type Response } from 'express';
 import type { Db } from '../../db/database.js';
 import type { FileRow } from '../../db/tables/index.js';
-import {
-  deleteFile, fileInUse, finishFile, getFile, insertFile, insertFileLines, listFiles, lockTenantForFiles, readFileLines, tenantFileUsage,
-} from '../../db/repositories/files.js';
+import { deleteFile, fileInUse, finishFile, getFile, insertFile, insertFileLines, listFiles, readFileLines } from '../../db/repositories/files.js';
+import { lockTenantRow, tenantFileUsage } from '../../db/repositories/tenant-holdings.js';
 import { newId } from '../../db/repositories/ids.js';
 import { authOf, requirePermission, type AuthContext } from '../auth.js';
 import { HttpError, badRequest, notFound } from '../errors.js';
@@ -210,7 +209,7 @@ async function spoolUpload(req: Request, spoolPath: string, limits: FileLimits, 
 async function storeSpooled(db: Db, spoolPath: string, tenantId: string, spooled: Spooled, caps: TenantCaps): Promise<FileRow> {
   const id = newId('file');
   return db.transaction().execute(async (trx) => {
-    if (!(await lockTenantForFiles(trx, tenantId))) throw notFound('Tenant');
+    if (!(await lockTenantRow(trx, tenantId))) throw notFound('Tenant');
     checkFileCaps(await tenantFileUsage(trx, tenantId), caps, spooled.bytes);
     await insertFile(trx, { id, tenantId, purpose: 'batch', filename: spooled.filename });
     const splitter = createLineSplitter(Number.MAX_SAFE_INTEGER);

@@ -1,5 +1,4 @@
 /** Files: metadata in `files`, content one row per line in `file_lines` (see the 0003 migration). */
-import { sql } from 'kysely';
 import type { Db } from '../database.js';
 import type { FilePurpose, FileRow } from '../tables/index.js';
 
@@ -81,24 +80,3 @@ export async function fileInUse(db: Db, fileId: string): Promise<boolean> {
   return row !== undefined;
 }
 
-/** How many files a tenant stores and their bytes (content erased files count as files, not bytes). */
-export async function tenantFileUsage(db: Db, tenantId: string): Promise<{ files: number; bytes: number }> {
-  const row = await db
-    .selectFrom('files')
-    .select([
-      sql<number>`count(*)::bigint`.as('files'),
-      sql<number>`coalesce(sum(case when content_purged_at is null then bytes else 0 end), 0)::bigint`.as('bytes'),
-    ])
-    .where('tenant_id', '=', tenantId)
-    .executeTakeFirstOrThrow();
-  return { files: Number(row.files), bytes: Number(row.bytes) };
-}
-
-/**
- * Locks the tenant's row for the rest of the transaction, so that uploads of one tenant check
- * their caps and insert one after the other; false when there is no such tenant.
- */
-export async function lockTenantForFiles(trx: Db, tenantId: string): Promise<boolean> {
-  const row = await trx.selectFrom('tenants').select('id').where('id', '=', tenantId).forUpdate().executeTakeFirst();
-  return row !== undefined;
-}
