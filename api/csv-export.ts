@@ -90,3 +90,26 @@ export async function streamExport<R extends object>(
     release();
   }
 }
+
+/** Export page queries one API process runs at once (all tenants together), so exports never take more of the pool. */
+export const EXPORT_QUERY_SLOTS = 4;
+
+/**
+ * A throttle for export page queries: at most `slots` run at once, the others wait their turn
+ * (first come, first served). Every other request keeps the rest of the pool.
+ */
+export function createQueryThrottle(slots: number): <T>(run: () => Promise<T>) => Promise<T> {
+  let running = 0;
+  const waiting: Array<() => void> = [];
+  return async (run) => {
+    if (running >= slots) await new Promise<void>((resolve) => waiting.push(resolve));
+    else running += 1;
+    try {
+      return await run();
+    } finally {
+      const next = waiting.shift();
+      if (next) next();
+      else running -= 1;
+    }
+  };
+}

@@ -24,7 +24,7 @@ import {
 import { authOf, requirePermission, tenantScope, type AuthContext } from '../auth.js';
 import { HttpError, badRequest, notFound } from '../errors.js';
 import { pageOf } from '../pagination.js';
-import { streamExport } from '../csv-export.js';
+import { EXPORT_QUERY_SLOTS, createQueryThrottle, streamExport } from '../csv-export.js';
 import { DEFAULT_TENANT_CAPS, createConcurrencyGate, type TenantCaps } from '../tenant-caps.js';
 
 export interface BillingRouteDeps {
@@ -107,6 +107,7 @@ function formatParam(v: unknown): 'csv' | 'json' {
 export function billingRoutes(deps: BillingRouteDeps): Router {
   const router = Router();
   const db = deps.db;
+  const throttle = createQueryThrottle(EXPORT_QUERY_SLOTS);
   const exportGate = createConcurrencyGate((deps.config?.tenantCaps ?? DEFAULT_TENANT_CAPS).maxConcurrentExports, 'concurrent_exports_limit', 'exports');
   const audit = (auth: AuthContext, tenantId: string | null, action: string, target: string, data: Record<string, unknown>) =>
     appendAudit(db, { actor: `key:${auth.keyId}`, tenantId, action, target, data, idempotencyKey: null, at: new Date() });
@@ -210,7 +211,7 @@ export function billingRoutes(deps: BillingRouteDeps): Router {
     if (period === null) throw badRequest("'period' is required", 'period');
     const format = formatParam(req.query.format);
     const tenantId = scopeOf(auth, req.query.tenant_id);
-    await streamExport(res, exportGate.enter(tenantId ?? '*'), format, `invoices-${period}`, INVOICE_EXPORT_COLUMNS, (onRows) => streamInvoiceLines(db, { tenantId, period }, onRows));
+    await streamExport(res, exportGate.enter(tenantId ?? '*'), format, `invoices-${period}`, INVOICE_EXPORT_COLUMNS, (onRows) => streamInvoiceLines(db, { tenantId, period, throttle }, onRows));
   });
 
   router.get('/admin/usage/export', requirePermission(deps, 'billing:read'), async (req, res) => {
@@ -220,7 +221,7 @@ export function billingRoutes(deps: BillingRouteDeps): Router {
     const format = formatParam(req.query.format);
     const tenantId = scopeOf(auth, req.query.tenant_id);
     const { start, end } = periodRange(period);
-    await streamExport(res, exportGate.enter(tenantId ?? '*'), format, `usage-${period}`, USAGE_EXPORT_COLUMNS, (onRows) => streamUsage(db, { tenantId, start, end }, onRows));
+    await streamExport(res, exportGate.enter(tenantId ?? '*'), format, `usage-${period}`, USAGE_EXPORT_COLUMNS, (onRows) => streamUsage(db, { tenantId, start, end, throttle }, onRows));
   });
 
   async function scopedInvoice(auth: AuthContext, id: string): Promise<Invoice> {

@@ -219,6 +219,9 @@ export async function listInvoices(
   return q.orderBy('id').limit(opts.limit).execute();
 }
 
+/** Runs a page's query when the caller allows (e.g. a bound on the export queries of a process). */
+export type Throttle = <T>(run: () => Promise<T>) => Promise<T>;
+
 /**
  * Reads a query a page at a time by key (keyset pagination: each page starts after the last key
  * of the one before) and hands `onRows` each page of at most `batchSize` rows; `onRows` returning
@@ -227,12 +230,13 @@ export async function listInvoices(
  */
 async function streamPages<R, K>(
   db: Db, page: (after: K | null, limit: number) => RawBuilder<R>, keyOf: (row: R) => K, batchSize: number,
-  onRows: (rows: R[]) => Promise<boolean>,
+  onRows: (rows: R[]) => Promise<boolean>, throttle: Throttle = (run) => run(),
 ): Promise<number> {
   let total = 0;
   let after: K | null = null;
   for (;;) {
-    const { rows } = await page(after, batchSize).execute(db);
+    const query = page(after, batchSize);
+    const { rows } = await throttle(() => query.execute(db));
     total += rows.length;
     const last = rows[rows.length - 1];
     if (last === undefined || !(await onRows(rows))) break;
@@ -270,19 +274,27 @@ export const USAGE_EXPORT_COLUMNS = [
 /** Streams the raw usage ledger dated in `[start, end)` (one tenant or all), with the invoice billing each row. */
 export async function streamUsage(
   db: Db,
-  opts: { tenantId: string | null; start: Date; end: Date; batchSize?: number },
+  opts: { tenantId: string | null; start: Date; end: Date; batchSize?: number; throttle?: Throttle },
   onRows: (rows: UsageExportRow[]) => Promise<boolean>,
 ): Promise<number> {
   const tenant = opts.tenantId === null ? sql`` : sql`and u.tenant_id = ${opts.tenantId}`;
-  const page = (after: number | null, limit: number) => sql<UsageExportRow>`
+  // Keyset on (created_at, id): each page is a range scan of (tenant_id, created_at) or, for all
+  // tenants, of (created_at, id) (migration 0103), starting where the last page ended. The key's
+  // time is carried in microseconds (a JS Date would cut it to milliseconds and repeat rows).
+  const page = (after: { us: number; id: number } | null, limit: number) => sql<UsageExportRow & { key_us: number }>`
     select u.id, u.created_at, u.tenant_id, u.request_id, u.step, u.key_id, u.kind, u.model, u.deployment_id, u.variant,
-           u.price_id, u.tenant_price_id, u.input_tokens, u.output_tokens, u.cost_micros, u.billable, c.invoice_id
+           u.price_id, u.tenant_price_id, u.input_tokens, u.output_tokens, u.cost_micros, u.billable, c.invoice_id,
+           (extract(epoch from u.created_at) * 1000000)::bigint as key_us
     from usage u left join billing_claims c on c.source = 'usage' and c.source_id = u.id
-    where u.created_at >= ${opts.start} and u.created_at < ${opts.end} ${tenant}
-      ${after === null ? sql`` : sql`and u.id > ${after}`}
-    order by u.id
+    where u.created_at >= ${after === null ? opts.start : sql`timestamptz 'epoch' + ${after.us}::double precision * interval '1 microsecond'`}
+      and u.created_at < ${opts.end} ${tenant}
+      ${after === null ? sql`` : sql`and (u.created_at, u.id) > (timestamptz 'epoch' + ${after.us}::double precision * interval '1 microsecond', ${after.id})`}
+    order by u.created_at, u.id
     limit ${limit}`;
-  return streamPages(db, page, (r) => r.id, opts.batchSize ?? 5000, onRows);
+  return streamPages(
+    db, page, (r) => ({ us: r.key_us, id: r.id }), opts.batchSize ?? 5000,
+    (rows) => onRows(rows.map(({ key_us: _key, ...row }) => row)), opts.throttle,
+  );
 }
 
 /** One invoice line with its invoice's identity, as exported. */
@@ -303,7 +315,7 @@ export const INVOICE_EXPORT_COLUMNS = [
 /** Streams the lines of every invoice of a period (one tenant or all), one row per line. */
 export async function streamInvoiceLines(
   db: Db,
-  opts: { tenantId: string | null; period: string; batchSize?: number },
+  opts: { tenantId: string | null; period: string; batchSize?: number; throttle?: Throttle },
   onRows: (rows: InvoiceExportRow[]) => Promise<boolean>,
 ): Promise<number> {
   const tenant = opts.tenantId === null ? sql`` : sql`and i.tenant_id = ${opts.tenantId}`;
@@ -316,5 +328,5 @@ export async function streamInvoiceLines(
       ${after === null ? sql`` : sql`and (i.id, l.id) > (${after.invoiceId}, ${after.lineId})`}
     order by i.id, l.id
     limit ${limit}`;
-  return streamPages(db, page, (r) => ({ invoiceId: r.invoice_id, lineId: r.line_id }), opts.batchSize ?? 5000, onRows);
+  return streamPages(db, page, (r) => ({ invoiceId: r.invoice_id, lineId: r.line_id }), opts.batchSize ?? 5000, onRows, opts.throttle);
 }
