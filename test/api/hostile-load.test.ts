@@ -282,6 +282,22 @@ describe('a hostile tenant', () => {
     }
   }, 120_000);
 
+  it('an export read page by page by key repeats and loses no row, equal timestamps across pages included', async () => {
+    const f = await stack.createTenantKey({ role: 'tenant_admin' });
+    await sql`
+      insert into usage (request_id, step, tenant_id, key_id, kind, model, deployment_id, pool, variant,
+                         input_tokens, output_tokens, cost_micros, latency_ms, created_at)
+      select 'req_tie_' || g, 'infer', ${f.tenantId}, 'key_x', 'sync', 'm', 'd', 'local', null, 1, 1, 1, 1,
+             case when g < 12000 then '2025-07-15T12:00:00.123456Z'::timestamptz
+                  else '2025-07-15T12:00:00.123Z'::timestamptz + (g - 12000) * interval '1 microsecond' end
+      from generate_series(0, 12099) g`.execute(stack.db);
+    const res = await fetch(`${stack.url}/v1/admin/usage/export?period=2025-07&format=csv`, { headers: { Authorization: `Bearer ${f.key}` } });
+    expect(res.status).toBe(200);
+    const rows = (await res.text()).split('\n').slice(1).filter((l) => l !== '');
+    expect(rows).toHaveLength(12_100);
+    expect(new Set(rows.map((l) => l.split(',')[0])).size).toBe(12_100);
+  }, 120_000);
+
   it('a request over the rate limit gets no request row, no workflow and no audit row', async () => {
     const e = await stack.createTenantKey({ limits: { requests_per_minute: 1 } });
     const traces = async () => {
