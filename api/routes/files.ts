@@ -151,6 +151,7 @@ async function spoolUpload(req: Request, spoolPath: string, limits: FileLimits, 
   };
 
   let upload: Promise<Spooled> | null = null;
+  let fileStream: NodeJS.ReadableStream & { destroy?: (err?: Error) => void } | null = null;
   const parsed = new Promise<void>((resolve, reject) => {
     bb.on('field', (name, value) => {
       if (name === 'purpose') purpose = value;
@@ -161,6 +162,7 @@ async function spoolUpload(req: Request, spoolPath: string, limits: FileLimits, 
         return;
       }
       fileSeen = true;
+      fileStream = stream;
       upload = consume(stream, info.filename ?? '');
       upload.catch((err: Error) => {
         stream.resume();
@@ -193,9 +195,12 @@ async function spoolUpload(req: Request, spoolPath: string, limits: FileLimits, 
     if (purpose !== 'batch') throw badRequest(`'purpose' must be 'batch', got ${purpose === null ? 'nothing' : `'${String(purpose).slice(0, 64)}'`}`, 'purpose', 'invalid_value');
     return spooled;
   } catch (err) {
+    // Stop everything: the file part's reader ends (its loop throws), the parser is dropped.
     req.unpipe(bb);
     bb.removeAllListeners('file');
     bb.on('error', () => undefined);
+    (fileStream as { destroy?: (err?: Error) => void } | null)?.destroy?.(err instanceof Error ? err : new Error(String(err)));
+    bb.destroy();
     throw err;
   } finally {
     clearInterval(watchdog);
