@@ -277,18 +277,24 @@ export async function streamUsage(
   opts: { tenantId: string | null; start: Date; end: Date; batchSize?: number; throttle?: Throttle },
   onRows: (rows: UsageExportRow[]) => Promise<boolean>,
 ): Promise<number> {
+  // Keyset on (created_at, id), as a row comparison the index serves directly: each page is an
+  // ordered scan of (tenant_id, created_at, id) or, for all tenants, (created_at, id) (migration
+  // 0103) that stops after `limit` rows. The key's time is carried in microseconds (a JS Date
+  // would cut it to milliseconds and repeat rows).
   const tenant = opts.tenantId === null ? sql`` : sql`and u.tenant_id = ${opts.tenantId}`;
-  // Keyset on (created_at, id): each page is a range scan of (tenant_id, created_at) or, for all
-  // tenants, of (created_at, id) (migration 0103), starting where the last page ended. The key's
-  // time is carried in microseconds (a JS Date would cut it to milliseconds and repeat rows).
+  const afterKey = (after: { us: number; id: number }) => {
+    const at = sql`timestamptz 'epoch' + ${after.us}::double precision * interval '1 microsecond'`;
+    return opts.tenantId === null
+      ? sql`and (u.created_at, u.id) > (${at}, ${after.id})`
+      : sql`and (u.tenant_id, u.created_at, u.id) > (${opts.tenantId}, ${at}, ${after.id})`;
+  };
   const page = (after: { us: number; id: number } | null, limit: number) => sql<UsageExportRow & { key_us: number }>`
     select u.id, u.created_at, u.tenant_id, u.request_id, u.step, u.key_id, u.kind, u.model, u.deployment_id, u.variant,
            u.price_id, u.tenant_price_id, u.input_tokens, u.output_tokens, u.cost_micros, u.billable, c.invoice_id,
            (extract(epoch from u.created_at) * 1000000)::bigint as key_us
     from usage u left join billing_claims c on c.source = 'usage' and c.source_id = u.id
-    where u.created_at >= ${after === null ? opts.start : sql`timestamptz 'epoch' + ${after.us}::double precision * interval '1 microsecond'`}
-      and u.created_at < ${opts.end} ${tenant}
-      ${after === null ? sql`` : sql`and (u.created_at, u.id) > (timestamptz 'epoch' + ${after.us}::double precision * interval '1 microsecond', ${after.id})`}
+    where u.created_at >= ${opts.start} and u.created_at < ${opts.end} ${tenant}
+      ${after === null ? sql`` : afterKey(after)}
     order by u.created_at, u.id
     limit ${limit}`;
   return streamPages(
