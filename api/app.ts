@@ -2,7 +2,7 @@
 import express, { type Request, type Response, type NextFunction } from 'express';
 import helmet from 'helmet';
 import type { Client } from '@temporalio/client';
-import type { Db } from '../db/database.js';
+import { isPoolTimeout, type Db } from '../db/database.js';
 import { sql } from 'kysely';
 import type { Metrics } from '../workers/metrics.js';
 import { metricsAuthorized } from '../workers/metrics-server.js';
@@ -14,7 +14,8 @@ import { modelRoutes } from './routes/models.js';
 import { tenantRoutes } from './routes/tenants.js';
 import { usageAuditRoutes } from './routes/usage-audit.js';
 import { billingRoutes } from './routes/billing.js';
-import { DEFAULT_FILE_LIMITS, fileRoutes, type FileLimits } from './routes/files.js';
+import { DEFAULT_FILE_LIMITS, fileRoutes, type FileLimits, type UploadProgress } from './routes/files.js';
+import type { TenantCaps } from './tenant-caps.js';
 import { DEFAULT_BATCH_RUN, batchRoutes, type BatchRunConfig } from './routes/batches.js';
 import { webhookRoutes } from './routes/webhooks.js';
 import type { WebhookConfig } from '../activities/webhooks.js';
@@ -46,6 +47,12 @@ export interface AppConfig {
   metricsToken?: string | null;
   /** Accept `provider: "instant"` deployments (a test double); see `SLUICE_ENABLE_INSTANT_BACKEND`. @default false */
   enableInstantBackend?: boolean;
+  /** What one tenant may hold at once (files, batches, webhook endpoints, exports, uploads). @default DEFAULT_TENANT_CAPS */
+  tenantCaps?: TenantCaps;
+  /** Least progress of an upload body. @default DEFAULT_UPLOAD_PROGRESS (10 KiB per 10 s) */
+  uploadProgress?: UploadProgress;
+  /** Directory uploads are spooled to before they are stored. @default `<os tmpdir>/sluice-uploads` */
+  spoolDir?: string;
 }
 
 export interface AppDeps {
@@ -152,12 +159,22 @@ export function createApp(deps: AppDeps): express.Express {
   v1.use(tenantRoutes(deps));
   v1.use(usageAuditRoutes(deps));
   v1.use(billingRoutes(deps));
-  v1.use(fileRoutes({ db: deps.db, limits: deps.config.files ?? DEFAULT_FILE_LIMITS }));
-  v1.use(webhookRoutes({ db: deps.db, temporal: deps.temporal, ...(deps.config.webhooks ? { webhooks: deps.config.webhooks } : {}) }));
-  v1.use(batchRoutes({ db: deps.db, temporal: deps.temporal, run: deps.config.batches ?? DEFAULT_BATCH_RUN, log: deps.log }));
+  v1.use(fileRoutes({
+    db: deps.db, limits: deps.config.files ?? DEFAULT_FILE_LIMITS,
+    ...(deps.config.tenantCaps ? { caps: deps.config.tenantCaps } : {}),
+    ...(deps.config.uploadProgress ? { progress: deps.config.uploadProgress } : {}),
+    ...(deps.config.spoolDir ? { spoolDir: deps.config.spoolDir } : {}),
+  }));
+  const caps = deps.config.tenantCaps ? { caps: deps.config.tenantCaps } : {};
+  v1.use(webhookRoutes({ db: deps.db, temporal: deps.temporal, ...(deps.config.webhooks ? { webhooks: deps.config.webhooks } : {}), ...caps }));
+  v1.use(batchRoutes({ db: deps.db, temporal: deps.temporal, run: deps.config.batches ?? DEFAULT_BATCH_RUN, log: deps.log, ...caps }));
   app.use('/v1', v1);
 
   app.use((req, _res, next) => next(new HttpError('not_found_error', `Unknown route ${req.method} ${req.path}`, 'unknown_url')));
+  // Every pool connection busy for the pool's acquire timeout: a clear 503 instead of a hang or a 500.
+  app.use((err: unknown, _req: Request, _res: Response, next: NextFunction) => {
+    next(isPoolTimeout(err) ? new HttpError('service_unavailable', 'The service is busy; try again shortly', 'database_busy', null, 1) : err);
+  });
   app.use(errorMiddleware(deps.log));
   return app;
 }

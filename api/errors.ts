@@ -17,6 +17,7 @@ export const ERROR_STATUS = {
   not_found_error: 404,
   conflict_error: 409,
   idempotency_error: 422,
+  request_timeout: 408,
   request_too_large: 413,
   rate_limit_error: 429,
   server_error: 500,

@@ -22,6 +22,26 @@ export interface DbOptions {
   max?: number;
   /** Application name shown in pg_stat_activity. @default "sluice" */
   applicationName?: string;
+  /** Bounds on statements, open transactions and waiting for a connection. @default no bounds */
+  timeouts?: DbTimeouts;
+}
+
+/** Bounds that keep one caller from holding (or waiting for) a connection forever. */
+export interface DbTimeouts {
+  /** PostgreSQL `statement_timeout` of every connection. @default 120000 */
+  statementTimeoutMs: number;
+  /** PostgreSQL `idle_in_transaction_session_timeout`: a transaction whose client went quiet is ended. @default 30000 */
+  idleInTransactionTimeoutMs: number;
+  /** Longest wait for a pool connection before {@link isPoolTimeout} errors. @default 10000 */
+  acquireTimeoutMs: number;
+}
+
+/** The message `pg.Pool` rejects with when no connection came free within `connectionTimeoutMillis`. */
+const POOL_TIMEOUT_MESSAGE = 'timeout exceeded when trying to connect';
+
+/** Whether `err` is the pool's acquire timeout (every connection busy), not a database error. */
+export function isPoolTimeout(err: unknown): boolean {
+  return err instanceof Error && err.message === POOL_TIMEOUT_MESSAGE;
 }
 
 /** Creates a pool whose int8 and numeric values come back as numbers, and Kysely over it. */
@@ -30,6 +50,13 @@ export function createDb(options: DbOptions): { db: Db; pool: pg.Pool } {
     connectionString: options.connectionString,
     max: options.max ?? 10,
     application_name: options.applicationName ?? 'sluice',
+    ...(options.timeouts
+      ? {
+        statement_timeout: options.timeouts.statementTimeoutMs,
+        idle_in_transaction_session_timeout: options.timeouts.idleInTransactionTimeoutMs,
+        connectionTimeoutMillis: options.timeouts.acquireTimeoutMs,
+      }
+      : {}),
     types: {
       getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
         oid === INT8_OID || oid === NUMERIC_OID

@@ -6,6 +6,9 @@
 import os from 'node:os';
 import path from 'node:path';
 import type { WebhookConfig } from '../activities/webhooks.js';
+import type { DbTimeouts } from '../db/database.js';
+import type { TenantCaps } from '../api/tenant-caps.js';
+import type { UploadProgress } from '../api/routes/files.js';
 
 export interface SluiceConfig {
   /** HTTP port of the API. `PORT` @default 8080 */
@@ -134,6 +137,34 @@ export interface SluiceConfig {
   readonly metricsToken: string | null;
   /** Log level. `SLUICE_LOG_LEVEL` ("debug" | "info" | "warn" | "error" | "silent") @default "info" */
   readonly logLevel: 'debug' | 'info' | 'warn' | 'error' | 'silent';
+  /** Connections in each process's PostgreSQL pool. `SLUICE_DB_POOL_SIZE` @default 20 */
+  readonly dbPoolSize: number;
+  /**
+   * Bounds on the database, so no caller holds a connection forever: `SLUICE_DB_STATEMENT_TIMEOUT_MS`
+   * (one statement) @default 120000, `SLUICE_DB_IDLE_IN_TRANSACTION_TIMEOUT_MS` (a transaction
+   * waiting on its client) @default 30000, `SLUICE_DB_ACQUIRE_TIMEOUT_MS` (waiting for a pool
+   * connection; the API answers 503 `database_busy`) @default 10000.
+   */
+  readonly dbTimeouts: DbTimeouts;
+  /**
+   * Bounds on receiving a request: `SLUICE_HTTP_HEADERS_TIMEOUT_MS` (all headers) @default 20000,
+   * `SLUICE_HTTP_REQUEST_TIMEOUT_MS` (the whole request, body included) @default 60000.
+   */
+  readonly http: { readonly headersTimeoutMs: number; readonly requestTimeoutMs: number };
+  /**
+   * Least progress of an upload body: every `SLUICE_UPLOAD_PROGRESS_WINDOW_MS` @default 10000 it
+   * must bring `SLUICE_UPLOAD_MIN_BYTES_PER_WINDOW` @default 10240 bytes, or it is cut off (408).
+   */
+  readonly uploadProgress: UploadProgress;
+  /** Longest line of an uploaded file, in bytes. `SLUICE_FILE_MAX_LINE_BYTES` @default 1048576 */
+  readonly fileMaxLineBytes: number;
+  /**
+   * What one tenant may hold at once: `SLUICE_TENANT_MAX_FILES` @default 1000,
+   * `SLUICE_TENANT_MAX_FILE_BYTES` @default 10737418240 (10 GiB), `SLUICE_TENANT_MAX_ACTIVE_BATCHES`
+   * @default 10, `SLUICE_TENANT_MAX_WEBHOOK_ENDPOINTS` @default 10, `SLUICE_TENANT_MAX_CONCURRENT_EXPORTS`
+   * (per API process) @default 2, `SLUICE_TENANT_MAX_CONCURRENT_UPLOADS` (per API process) @default 4.
+   */
+  readonly tenantCaps: TenantCaps;
 }
 
 /** Files (paths) and names for TLS to Temporal; see {@link SluiceConfig.temporalTls}. */
@@ -326,5 +357,28 @@ export function loadConfig(env: Env = process.env): SluiceConfig {
     temporalTls: temporalTls(env),
     metricsPort,
     metricsToken,
+    dbPoolSize: int(env, 'SLUICE_DB_POOL_SIZE', 20, 1, 1000),
+    dbTimeouts: Object.freeze({
+      statementTimeoutMs: int(env, 'SLUICE_DB_STATEMENT_TIMEOUT_MS', 120_000, 100),
+      idleInTransactionTimeoutMs: int(env, 'SLUICE_DB_IDLE_IN_TRANSACTION_TIMEOUT_MS', 30_000, 100),
+      acquireTimeoutMs: int(env, 'SLUICE_DB_ACQUIRE_TIMEOUT_MS', 10_000, 10),
+    }),
+    http: Object.freeze({
+      headersTimeoutMs: int(env, 'SLUICE_HTTP_HEADERS_TIMEOUT_MS', 20_000, 100),
+      requestTimeoutMs: int(env, 'SLUICE_HTTP_REQUEST_TIMEOUT_MS', 60_000, 100),
+    }),
+    uploadProgress: Object.freeze({
+      windowMs: int(env, 'SLUICE_UPLOAD_PROGRESS_WINDOW_MS', 10_000, 100),
+      minBytes: int(env, 'SLUICE_UPLOAD_MIN_BYTES_PER_WINDOW', 10_240, 0),
+    }),
+    fileMaxLineBytes: int(env, 'SLUICE_FILE_MAX_LINE_BYTES', 1024 * 1024, 16),
+    tenantCaps: Object.freeze({
+      maxFiles: int(env, 'SLUICE_TENANT_MAX_FILES', 1000, 1),
+      maxFileBytes: int(env, 'SLUICE_TENANT_MAX_FILE_BYTES', 10 * 1024 * 1024 * 1024, 1),
+      maxActiveBatches: int(env, 'SLUICE_TENANT_MAX_ACTIVE_BATCHES', 10, 1),
+      maxWebhookEndpoints: int(env, 'SLUICE_TENANT_MAX_WEBHOOK_ENDPOINTS', 10, 1),
+      maxConcurrentExports: int(env, 'SLUICE_TENANT_MAX_CONCURRENT_EXPORTS', 2, 1),
+      maxConcurrentUploads: int(env, 'SLUICE_TENANT_MAX_CONCURRENT_UPLOADS', 4, 1),
+    }),
   });
 }

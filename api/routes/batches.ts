@@ -10,6 +10,8 @@ import type { BatchRow } from '../../db/tables/index.js';
 import { deleteBatch, getBatch, insertBatch, listBatches, transitionBatch } from '../../db/repositories/batches.js';
 import { getFile } from '../../db/repositories/files.js';
 import { newId } from '../../db/repositories/ids.js';
+import { countActiveBatches, lockTenantRow } from '../../db/repositories/tenant-holdings.js';
+import { DEFAULT_TENANT_CAPS, type TenantCaps } from '../tenant-caps.js';
 import {
   CONTROL_TASK_QUEUE, PriorityKeys, SearchAttributes, batchWorkflowId, type BatchWorkflowInput,
 } from '../../workflows/contracts.js';
@@ -76,9 +78,17 @@ function metadataOf(raw: unknown): Record<string, string> | null {
   return Object.fromEntries(entries) as Record<string, string>;
 }
 
-export function batchRoutes(deps: { db: Db; temporal: Client; run: BatchRunConfig; log: Logger }): Router {
+/** Refuses a new batch when the tenant already has `max` unfinished ones. */
+function checkActiveBatches(active: number, max: number): void {
+  if (active >= max) {
+    throw new HttpError('rate_limit_error', `The tenant already has ${active} unfinished batches, the most allowed (${max}); wait for one to finish`, 'active_batches_limit', null, 60);
+  }
+}
+
+export function batchRoutes(deps: { db: Db; temporal: Client; run: BatchRunConfig; log: Logger; caps?: TenantCaps }): Router {
   const router = Router();
   const { db } = deps;
+  const maxActive = (deps.caps ?? DEFAULT_TENANT_CAPS).maxActiveBatches;
 
   router.post('/batches', requirePermission(deps, 'batches'), async (req, res) => {
     const auth = authOf(req);
@@ -91,6 +101,8 @@ export function batchRoutes(deps: { db: Db; temporal: Client; run: BatchRunConfi
     const windowMs = typeof body.completion_window === 'string' ? WINDOWS[body.completion_window] : undefined;
     if (windowMs === undefined) throw badRequest("'completion_window' must be '24h'", 'completion_window', 'invalid_value');
     const metadata = metadataOf(body.metadata);
+    // Cheap early refusal, before anything is read or written; checked again under the tenant's lock.
+    checkActiveBatches(await countActiveBatches(db, tenantId), maxActive);
     const file = await getFile(db, body.input_file_id, tenantId);
     if (!file) throw new HttpError('not_found_error', `No such file: ${body.input_file_id}`, 'file_not_found', 'input_file_id');
     if (file.purpose !== 'batch') throw badRequest("The input file's purpose must be 'batch'", 'input_file_id', 'invalid_value');
@@ -98,9 +110,14 @@ export function batchRoutes(deps: { db: Db; temporal: Client; run: BatchRunConfi
 
     const id = newId('batch');
     const now = new Date();
-    const row = await insertBatch(db, {
-      id, tenantId, keyId: auth.keyId, endpoint: body.endpoint, inputFileId: file.id, completionWindow: String(body.completion_window),
-      metadata, expiresAt: new Date(now.getTime() + windowMs),
+    const endpoint = body.endpoint;
+    const row = await db.transaction().execute(async (trx) => {
+      if (!(await lockTenantRow(trx, tenantId))) throw notFound('Tenant');
+      checkActiveBatches(await countActiveBatches(trx, tenantId), maxActive);
+      return insertBatch(trx, {
+        id, tenantId, keyId: auth.keyId, endpoint, inputFileId: file.id, completionWindow: String(body.completion_window),
+        metadata, expiresAt: new Date(now.getTime() + windowMs),
+      });
     });
     const input: BatchWorkflowInput = {
       batchId: id, tenantId, concurrency: deps.run.concurrency, linesPerRun: deps.run.linesPerRun,

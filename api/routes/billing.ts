@@ -6,8 +6,7 @@
  * runs, void, re-issue, adjustments, prices, plan rates) are the operator's only (`super_admin`,
  * `operator_finance`): no key of a tenant can change what the tenant owes.
  */
-import { Router, type Response } from 'express';
-import { once } from 'node:events';
+import { Router } from 'express';
 import type { Client } from '@temporalio/client';
 import { WorkflowFailedError } from '@temporalio/client';
 import type { Db } from '../../db/database.js';
@@ -27,10 +26,14 @@ import {
 import { authOf, isOperator, requirePermission, tenantScope, type AuthContext } from '../auth.js';
 import { HttpError, badRequest, notFound } from '../errors.js';
 import { pageOf } from '../pagination.js';
+import { EXPORT_QUERY_SLOTS, createQueryThrottle, streamExport } from '../csv-export.js';
+import { DEFAULT_TENANT_CAPS, createConcurrencyGate, type TenantCaps } from '../tenant-caps.js';
 
 export interface BillingRouteDeps {
   db: Db;
   temporal: Client;
+  /** `tenantCaps.maxConcurrentExports` bounds the exports a tenant streams at once. @default DEFAULT_TENANT_CAPS */
+  config?: { tenantCaps?: TenantCaps };
 }
 
 function periodParam(v: unknown, now: Date): string {
@@ -97,58 +100,6 @@ function lineJson(l: InvoiceLine) {
   };
 }
 
-/** A CSV field: quoted when it holds a comma, quote or line break; dates as ISO 8601. */
-function csvField(v: unknown): string {
-  if (v === null || v === undefined) return '';
-  const s = v instanceof Date ? v.toISOString() : String(v);
-  return /[",\r\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
-}
-
-/**
- * Streams rows as CSV or JSON (`{"object":"list","data":[…]}`) with backpressure: each batch waits
- * for the socket to drain, so memory stays bounded by one batch. A client that goes away stops the cursor.
- */
-async function streamExport<R extends object>(
-  res: Response, format: 'csv' | 'json', filename: string, columns: ReadonlyArray<keyof R & string>,
-  run: (onRows: (rows: R[]) => Promise<boolean>) => Promise<number>,
-): Promise<void> {
-  res.status(200);
-  res.setHeader('Content-Type', format === 'csv' ? 'text/csv; charset=utf-8' : 'application/json');
-  res.setHeader('Content-Disposition', `attachment; filename="${filename}.${format}"`);
-  let closed = false;
-  res.on('close', () => (closed = true));
-  let first = true;
-  const write = async (chunk: string): Promise<boolean> => {
-    if (closed) return false;
-    if (!res.write(chunk)) await Promise.race([once(res, 'drain'), once(res, 'close')]);
-    return !closed;
-  };
-  await write(format === 'csv' ? `${columns.join(',')}\n` : '{"object":"list","data":[');
-  try {
-    await streamRows();
-  } catch (err) {
-    // The status line is gone: cut the connection so the client sees a truncated download, not a 200.
-    res.destroy(err instanceof Error ? err : new Error(String(err)));
-    return;
-  }
-  if (format === 'json') await write('],"has_more":false}');
-  res.end();
-
-  async function streamRows(): Promise<number> {
-    return run(async (rows) => {
-      let chunk = '';
-      for (const r of rows) {
-        if (format === 'csv') chunk += `${columns.map((c) => csvField(r[c])).join(',')}\n`;
-        else {
-          chunk += `${first ? '' : ','}${JSON.stringify(r)}`;
-          first = false;
-        }
-      }
-      return write(chunk);
-    });
-  }
-}
-
 function formatParam(v: unknown): 'csv' | 'json' {
   if (v === undefined || v === 'csv') return 'csv';
   if (v === 'json') return 'json';
@@ -158,6 +109,8 @@ function formatParam(v: unknown): 'csv' | 'json' {
 export function billingRoutes(deps: BillingRouteDeps): Router {
   const router = Router();
   const db = deps.db;
+  const throttle = createQueryThrottle(EXPORT_QUERY_SLOTS);
+  const exportGate = createConcurrencyGate((deps.config?.tenantCaps ?? DEFAULT_TENANT_CAPS).maxConcurrentExports, 'concurrent_exports_limit', 'exports');
   const audit = (auth: AuthContext, tenantId: string | null, action: string, target: string, data: Record<string, unknown>) =>
     appendAudit(db, { actor: `key:${auth.keyId}`, tenantId, action, target, data, idempotencyKey: null, at: new Date() });
 
@@ -260,7 +213,7 @@ export function billingRoutes(deps: BillingRouteDeps): Router {
     if (period === null) throw badRequest("'period' is required", 'period');
     const format = formatParam(req.query.format);
     const tenantId = scopeOf(auth, req.query.tenant_id);
-    await streamExport(res, format, `invoices-${period}`, INVOICE_EXPORT_COLUMNS, (onRows) => streamInvoiceLines(db, { tenantId, period }, onRows));
+    await streamExport(res, exportGate.enter(tenantId ?? '*'), format, `invoices-${period}`, INVOICE_EXPORT_COLUMNS, (onRows) => streamInvoiceLines(db, { tenantId, period, throttle }, onRows));
   });
 
   router.get('/admin/usage/export', requirePermission(deps, 'billing:read'), async (req, res) => {
@@ -270,7 +223,7 @@ export function billingRoutes(deps: BillingRouteDeps): Router {
     const format = formatParam(req.query.format);
     const tenantId = scopeOf(auth, req.query.tenant_id);
     const { start, end } = periodRange(period);
-    await streamExport(res, format, `usage-${period}`, USAGE_EXPORT_COLUMNS, (onRows) => streamUsage(db, { tenantId, start, end }, onRows));
+    await streamExport(res, exportGate.enter(tenantId ?? '*'), format, `usage-${period}`, USAGE_EXPORT_COLUMNS, (onRows) => streamUsage(db, { tenantId, start, end, throttle }, onRows));
   });
 
   async function scopedInvoice(auth: AuthContext, id: string): Promise<Invoice> {

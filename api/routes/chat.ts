@@ -9,6 +9,7 @@ import type { Db } from '../../db/database.js';
 import type { RequestRow } from '../../db/tables/index.js';
 import { getModel } from '../../db/repositories/models.js';
 import { deleteUnstartedRequest, getRequest, insertRequest } from '../../db/repositories/requests.js';
+import { precheckAdmission } from '../../db/repositories/quota.js';
 import { canonicalJson } from '../../db/repositories/canonical-json.js';
 import { newId } from '../../db/repositories/ids.js';
 import { allowsModel } from '../../activities/policy.js';
@@ -34,6 +35,9 @@ export interface ChatRouteDeps {
 }
 
 const FINAL: readonly JobStatus[] = ['succeeded', 'failed', 'cancelled'];
+
+/** The codes the workflow's reservation answers for the same limits (activities/quota.ts). */
+const PRECHECK_CODES = { requests_per_minute: 'rate_limit_exceeded', max_concurrent: 'concurrency_limit_exceeded' } as const;
 
 function requestIdFor(tenantId: string, idempotencyKey: string | null): string {
   if (idempotencyKey === null) return newId('req');
@@ -120,6 +124,15 @@ export function chatRoutes(deps: ChatRouteDeps): Router {
     const async = wantsAsync(req);
     const requestId = requestIdFor(auth.tenantId, idempotencyKey);
     const bodyHash = createHash('sha256').update(canonicalJson(req.body)).digest('hex');
+    // Over the tenant's rate or concurrency limit: refused here, before any row, workflow or audit
+    // row exists (a retry of an Idempotency-Key already taken gets its request as before).
+    if (idempotencyKey === null || !(await getRequest(deps.db, requestId, auth.tenantId))) {
+      const pre = await precheckAdmission(deps.db, auth.tenantId, new Date());
+      if (!pre.ok) {
+        deps.metrics.chatRequests.inc({ model: body.model, status: '429', tenant: auth.tenantId });
+        throw new HttpError('rate_limit_error', `Limit reached: ${pre.limit.replaceAll('_', ' ')}`, PRECHECK_CODES[pre.limit], null, pre.retryAfterSeconds);
+      }
+    }
     const { created, row } = await insertRequest(deps.db, {
       id: requestId, tenantId: auth.tenantId, keyId: auth.keyId, kind: async ? 'async' : 'sync', model: body.model, idempotencyKey, bodyHash,
     });

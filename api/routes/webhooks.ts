@@ -13,6 +13,8 @@ import {
   createEndpoint, deleteEndpoint, getDelivery, getEndpoint, listDeliveries, listEndpoints, resetDelivery, rotateEndpointSecret,
 } from '../../db/repositories/webhooks.js';
 import { newWebhookSecret } from '../../activities/webhook-signing.js';
+import { countWebhookEndpoints, lockTenantRow } from '../../db/repositories/tenant-holdings.js';
+import { DEFAULT_TENANT_CAPS, type TenantCaps } from '../tenant-caps.js';
 import { DEFAULT_WEBHOOK_CONFIG, startWebhookDelivery, webhookUrlProblem, type WebhookConfig } from '../../activities/webhooks.js';
 import { WEBHOOK_EVENT_TYPES, webhookWorkflowId } from '../../workflows/contracts.js';
 import { authOf, requirePermission, tenantScope, type AuthContext } from '../auth.js';
@@ -37,12 +39,15 @@ export interface WebhookRouteDeps {
   temporal: Client;
   /** @default DEFAULT_WEBHOOK_CONFIG */
   webhooks?: WebhookConfig;
+  /** `maxWebhookEndpoints` per tenant (it also bounds an event's fan-out). @default DEFAULT_TENANT_CAPS */
+  caps?: TenantCaps;
 }
 
 export function webhookRoutes(deps: WebhookRouteDeps): Router {
   const router = Router();
   const db = deps.db;
   const config = deps.webhooks ?? DEFAULT_WEBHOOK_CONFIG;
+  const maxEndpoints = (deps.caps ?? DEFAULT_TENANT_CAPS).maxWebhookEndpoints;
 
   const audit = (auth: AuthContext, tenantId: string, action: string, target: string, data: Record<string, unknown>) =>
     appendAudit(db, { actor: `key:${auth.keyId}`, tenantId, action, target, data, idempotencyKey: null, at: new Date() });
@@ -69,7 +74,15 @@ export function webhookRoutes(deps: WebhookRouteDeps): Router {
     const secret = newWebhookSecret();
     let e: WebhookEndpoint;
     try {
-      e = await createEndpoint(db, { tenantId, url: b.url, events: [...new Set(b.events as string[])], secret });
+      const url = b.url;
+      e = await db.transaction().execute(async (trx) => {
+        if (!(await lockTenantRow(trx, tenantId))) throw notFound('Tenant');
+        const n = await countWebhookEndpoints(trx, tenantId);
+        if (n >= maxEndpoints) {
+          throw new HttpError('conflict_error', `The tenant already has ${n} webhook endpoints, the most allowed (${maxEndpoints}); delete one first`, 'webhook_endpoint_limit');
+        }
+        return createEndpoint(trx, { tenantId, url, events: [...new Set(b.events as string[])], secret });
+      });
     } catch (err) {
       if ((err as { code?: string }).code === '23503') throw notFound('Tenant'); // foreign key: no such tenant
       throw err;

@@ -79,3 +79,4 @@ export async function fileInUse(db: Db, fileId: string): Promise<boolean> {
     .executeTakeFirst();
   return row !== undefined;
 }
+

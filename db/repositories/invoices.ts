@@ -1,7 +1,7 @@
 /**
  * Invoices: closing a tenant's period into one invoice (claims, lines, totals in one
  * transaction), reconciling an invoice against the live ledger, voiding, listing, and streaming
- * exports with a server-side cursor (bounded memory however many rows).
+ * exports a page at a time by key (bounded memory however many rows, no transaction held while a client reads).
  */
 import { sql, type RawBuilder } from 'kysely';
 import type { Db } from '../database.js';
@@ -219,23 +219,31 @@ export async function listInvoices(
   return q.orderBy('id').limit(opts.limit).execute();
 }
 
+/** Runs a page's query when the caller allows (e.g. a bound on the export queries of a process). */
+export type Throttle = <T>(run: () => Promise<T>) => Promise<T>;
+
 /**
- * Runs `query` through a server-side cursor in its own transaction and hands `onRows` batches of
- * at most `batchSize` rows; `onRows` returning false stops early (a client went away).
+ * Reads a query a page at a time by key (keyset pagination: each page starts after the last key
+ * of the one before) and hands `onRows` each page of at most `batchSize` rows; `onRows` returning
+ * false stops early (a client went away). No transaction or cursor is held between pages, so a
+ * client that reads slowly (or not at all) holds no database connection while it waits.
  */
-async function streamQuery<R>(db: Db, query: RawBuilder<R>, batchSize: number, onRows: (rows: R[]) => Promise<boolean>): Promise<number> {
-  return db.transaction().execute(async (trx) => {
-    await sql`declare sluice_export no scroll cursor for ${query}`.execute(trx);
-    let total = 0;
-    for (;;) {
-      const { rows } = await sql<R>`fetch forward ${sql.raw(String(batchSize))} from sluice_export`.execute(trx);
-      total += rows.length;
-      if (rows.length === 0 || !(await onRows(rows))) break;
-      if (rows.length < batchSize) break;
-    }
-    await sql`close sluice_export`.execute(trx);
-    return total;
-  });
+async function streamPages<R, K>(
+  db: Db, page: (after: K | null, limit: number) => RawBuilder<R>, keyOf: (row: R) => K, batchSize: number,
+  onRows: (rows: R[]) => Promise<boolean>, throttle: Throttle = (run) => run(),
+): Promise<number> {
+  let total = 0;
+  let after: K | null = null;
+  for (;;) {
+    const query = page(after, batchSize);
+    const { rows } = await throttle(() => query.execute(db));
+    total += rows.length;
+    const last = rows[rows.length - 1];
+    if (last === undefined || !(await onRows(rows))) break;
+    if (rows.length < batchSize) break;
+    after = keyOf(last);
+  }
+  return total;
 }
 
 export interface UsageExportRow {
@@ -266,17 +274,33 @@ export const USAGE_EXPORT_COLUMNS = [
 /** Streams the raw usage ledger dated in `[start, end)` (one tenant or all), with the invoice billing each row. */
 export async function streamUsage(
   db: Db,
-  opts: { tenantId: string | null; start: Date; end: Date; batchSize?: number },
+  opts: { tenantId: string | null; start: Date; end: Date; batchSize?: number; throttle?: Throttle },
   onRows: (rows: UsageExportRow[]) => Promise<boolean>,
 ): Promise<number> {
+  // Keyset on (created_at, id), as a row comparison the index serves directly: each page is an
+  // ordered scan of (tenant_id, created_at, id) or, for all tenants, (created_at, id) (migration
+  // 0103) that stops after `limit` rows. The key's time is carried in microseconds (a JS Date
+  // would cut it to milliseconds and repeat rows).
   const tenant = opts.tenantId === null ? sql`` : sql`and u.tenant_id = ${opts.tenantId}`;
-  const query = sql<UsageExportRow>`
+  const afterKey = (after: { us: number; id: number }) => {
+    const at = sql`timestamptz 'epoch' + ${after.us}::double precision * interval '1 microsecond'`;
+    return opts.tenantId === null
+      ? sql`and (u.created_at, u.id) > (${at}, ${after.id})`
+      : sql`and (u.tenant_id, u.created_at, u.id) > (${opts.tenantId}, ${at}, ${after.id})`;
+  };
+  const page = (after: { us: number; id: number } | null, limit: number) => sql<UsageExportRow & { key_us: number }>`
     select u.id, u.created_at, u.tenant_id, u.request_id, u.step, u.key_id, u.kind, u.model, u.deployment_id, u.variant,
-           u.price_id, u.tenant_price_id, u.input_tokens, u.output_tokens, u.cost_micros, u.billable, c.invoice_id
+           u.price_id, u.tenant_price_id, u.input_tokens, u.output_tokens, u.cost_micros, u.billable, c.invoice_id,
+           (extract(epoch from u.created_at) * 1000000)::bigint as key_us
     from usage u left join billing_claims c on c.source = 'usage' and c.source_id = u.id
     where u.created_at >= ${opts.start} and u.created_at < ${opts.end} ${tenant}
-    order by u.id`;
-  return streamQuery(db, query, opts.batchSize ?? 5000, onRows);
+      ${after === null ? sql`` : afterKey(after)}
+    order by u.created_at, u.id
+    limit ${limit}`;
+  return streamPages(
+    db, page, (r) => ({ us: r.key_us, id: r.id }), opts.batchSize ?? 5000,
+    (rows) => onRows(rows.map(({ key_us: _key, ...row }) => row)), opts.throttle,
+  );
 }
 
 /** One invoice line with its invoice's identity, as exported. */
@@ -297,16 +321,18 @@ export const INVOICE_EXPORT_COLUMNS = [
 /** Streams the lines of every invoice of a period (one tenant or all), one row per line. */
 export async function streamInvoiceLines(
   db: Db,
-  opts: { tenantId: string | null; period: string; batchSize?: number },
+  opts: { tenantId: string | null; period: string; batchSize?: number; throttle?: Throttle },
   onRows: (rows: InvoiceExportRow[]) => Promise<boolean>,
 ): Promise<number> {
   const tenant = opts.tenantId === null ? sql`` : sql`and i.tenant_id = ${opts.tenantId}`;
-  const query = sql<InvoiceExportRow>`
+  const page = (after: { invoiceId: string; lineId: number } | null, limit: number) => sql<InvoiceExportRow>`
     select i.id as invoice_id, i.tenant_id, i.period, i.version, i.status, l.id as line_id, l.kind, l.model, l.deployment_id,
            l.key_id, l.variant, l.usage_period, l.late, l.description, l.requests, l.input_tokens, l.output_tokens,
            l.usage_micros, l.amount_micros
     from invoices i join invoice_lines l on l.invoice_id = i.id
     where i.period = ${opts.period} ${tenant}
-    order by i.id, l.id`;
-  return streamQuery(db, query, opts.batchSize ?? 5000, onRows);
+      ${after === null ? sql`` : sql`and (i.id, l.id) > (${after.invoiceId}, ${after.lineId})`}
+    order by i.id, l.id
+    limit ${limit}`;
+  return streamPages(db, page, (r) => ({ invoiceId: r.invoice_id, lineId: r.line_id }), opts.batchSize ?? 5000, onRows, opts.throttle);
 }

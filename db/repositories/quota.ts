@@ -214,3 +214,30 @@ export async function listHeldReservations(db: Db, before: Date, limit: number):
     .limit(limit)
     .execute();
 }
+
+export type PrecheckResult = { ok: true } | { ok: false; limit: 'requests_per_minute' | 'max_concurrent'; retryAfterSeconds: number };
+
+/**
+ * A cheap, read-only look at the tenant's requests-per-minute and concurrency limits, taken by
+ * the API before a request gets a row, a workflow or an audit row: one query, no lock, nothing
+ * written. It can let through a request that {@link reserve} then refuses (two requests racing for
+ * the last slot), never the other way round: the reservation stays the authority.
+ */
+export async function precheckAdmission(db: Db, tenantId: string, at: Date): Promise<PrecheckResult> {
+  const window = minuteOf(at);
+  const { rows } = await sql<{ requests_per_minute: number | null; max_concurrent: number | null; requests: number | null; held: number | null }>`
+    select t.requests_per_minute, t.max_concurrent,
+           (select q.requests from quota_counters q where q.tenant_id = t.id and q.window_start = ${window}) as requests,
+           case when t.max_concurrent is null then null
+                else (select count(*) from reservations r where r.tenant_id = t.id and r.status = 'held') end as held
+    from tenants t where t.id = ${tenantId}`.execute(db);
+  const row = rows[0];
+  if (!row) return { ok: true }; // no such tenant: the workflow's authorization answers it
+  if (row.requests_per_minute !== null && Number(row.requests ?? 0) + 1 > row.requests_per_minute) {
+    return { ok: false, limit: 'requests_per_minute', retryAfterSeconds: secondsUntil(at, new Date(window.getTime() + 60_000)) };
+  }
+  if (row.max_concurrent !== null && Number(row.held ?? 0) >= row.max_concurrent) {
+    return { ok: false, limit: 'max_concurrent', retryAfterSeconds: 1 };
+  }
+  return { ok: true };
+}

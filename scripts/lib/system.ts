@@ -98,7 +98,7 @@ export interface StackOptions {
 
 /** Opens the pool and connections and starts the requested roles. `stop()` undoes all of it, in order. */
 export async function startStack(config: SluiceConfig, options: StackOptions): Promise<Stack> {
-  const { db, pool } = createDb({ connectionString: options.databaseUrl, max: 20 });
+  const { db, pool } = createDb({ connectionString: options.databaseUrl, max: config.dbPoolSize, timeouts: config.dbTimeouts });
   if (options.migrate ?? true) await migrateToLatest(db);
   const metrics = createMetrics();
   // One native (Rust) connection for the client and the workers: measured ~2x lower latency per
@@ -148,7 +148,8 @@ export async function startStack(config: SluiceConfig, options: StackOptions): P
       config: {
         maxBodyBytes: config.maxBodyBytes, namespace: config.temporalNamespace, pools: config.pools,
         eagerStart: options.control,
-        files: { maxBytes: config.fileMaxBytes, maxLines: config.fileMaxLines },
+        files: { maxBytes: config.fileMaxBytes, maxLines: config.fileMaxLines, maxLineBytes: config.fileMaxLineBytes },
+        tenantCaps: config.tenantCaps, uploadProgress: config.uploadProgress, spoolDir: path.join(config.dataDir, 'uploads'),
         batches: { concurrency: config.batchConcurrency, linesPerRun: config.batchLinesPerRun },
         requestTimeoutMs: config.requestTimeoutMs, auditKey: config.auditKey, webhooks: config.webhooks,
         allowPrivateUpstreams: config.allowPrivateUpstreams, enableInstantBackend: config.enableInstantBackend,
@@ -160,8 +161,8 @@ export async function startStack(config: SluiceConfig, options: StackOptions): P
     });
     server.keepAliveTimeout = 65_000;
     // Bounds on receiving a request (slow clients); the time to answer is bounded by the app's request timeout.
-    server.headersTimeout = 20_000;
-    server.requestTimeout = 60_000;
+    server.headersTimeout = config.http.headersTimeoutMs;
+    server.requestTimeout = config.http.requestTimeoutMs;
     const address = server.address();
     const port = typeof address === 'object' && address ? address.port : config.port;
     url = `http://127.0.0.1:${port}`;

@@ -47,7 +47,33 @@ describe('loadConfig defaults', () => {
       temporalTls: null,
       metricsPort: null,
       metricsToken: null,
+      dbPoolSize: 20,
+      dbTimeouts: { statementTimeoutMs: 120_000, idleInTransactionTimeoutMs: 30_000, acquireTimeoutMs: 10_000 },
+      http: { headersTimeoutMs: 20_000, requestTimeoutMs: 60_000 },
+      uploadProgress: { windowMs: 10_000, minBytes: 10_240 },
+      fileMaxLineBytes: 1024 * 1024,
+      tenantCaps: {
+        maxFiles: 1000, maxFileBytes: 10 * 1024 * 1024 * 1024, maxActiveBatches: 10, maxWebhookEndpoints: 10, maxConcurrentExports: 2, maxConcurrentUploads: 4,
+      },
     });
+  });
+
+  it('reads the hardening bounds (database, HTTP, uploads, tenant caps)', () => {
+    const c = loadConfig({
+      SLUICE_DB_POOL_SIZE: '5', SLUICE_DB_STATEMENT_TIMEOUT_MS: '1000', SLUICE_DB_IDLE_IN_TRANSACTION_TIMEOUT_MS: '2000', SLUICE_DB_ACQUIRE_TIMEOUT_MS: '300',
+      SLUICE_HTTP_HEADERS_TIMEOUT_MS: '4000', SLUICE_HTTP_REQUEST_TIMEOUT_MS: '5000',
+      SLUICE_UPLOAD_PROGRESS_WINDOW_MS: '600', SLUICE_UPLOAD_MIN_BYTES_PER_WINDOW: '7', SLUICE_FILE_MAX_LINE_BYTES: '4096',
+      SLUICE_TENANT_MAX_FILES: '3', SLUICE_TENANT_MAX_FILE_BYTES: '9', SLUICE_TENANT_MAX_ACTIVE_BATCHES: '1',
+      SLUICE_TENANT_MAX_WEBHOOK_ENDPOINTS: '2', SLUICE_TENANT_MAX_CONCURRENT_EXPORTS: '1', SLUICE_TENANT_MAX_CONCURRENT_UPLOADS: '6',
+    });
+    expect(c.dbPoolSize).toBe(5);
+    expect(c.dbTimeouts).toEqual({ statementTimeoutMs: 1000, idleInTransactionTimeoutMs: 2000, acquireTimeoutMs: 300 });
+    expect(c.http).toEqual({ headersTimeoutMs: 4000, requestTimeoutMs: 5000 });
+    expect(c.uploadProgress).toEqual({ windowMs: 600, minBytes: 7 });
+    expect(c.fileMaxLineBytes).toBe(4096);
+    expect(c.tenantCaps).toEqual({ maxFiles: 3, maxFileBytes: 9, maxActiveBatches: 1, maxWebhookEndpoints: 2, maxConcurrentExports: 1, maxConcurrentUploads: 6 });
+    expect(() => loadConfig({ SLUICE_DB_ACQUIRE_TIMEOUT_MS: '0' })).toThrow(ConfigError);
+    expect(() => loadConfig({ SLUICE_TENANT_MAX_FILES: '0' })).toThrow(ConfigError);
   });
 
   it('treats empty and blank values as unset', () => {
