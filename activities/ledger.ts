@@ -2,7 +2,7 @@
 import { priceFor } from '../db/repositories/billing.js';
 import { recordUnbilledUsage, settle } from '../db/repositories/quota.js';
 import { usageCostMicros } from './billing.js';
-import type { Metrics } from '../workers/metrics.js';
+import type { Metrics } from '../runtime/metrics.js';
 import type { Db } from '../db/database.js';
 import { emitBudgetEvents, type EventPublisher } from './events.js';
 

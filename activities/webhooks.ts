@@ -16,7 +16,7 @@ import net from 'node:net';
 import { ApplicationFailure, Context } from '@temporalio/activity';
 import { WorkflowExecutionAlreadyStartedError, WorkflowIdReusePolicy, type Client } from '@temporalio/client';
 import type { Db } from '../db/database.js';
-import type { Logger } from '../workers/logger.js';
+import type { Logger } from '../runtime/logger.js';
 import type { WebhookDelivery } from '../db/tables/index.js';
 import { getBatch } from '../db/repositories/batches.js';
 import {
@@ -25,20 +25,10 @@ import {
 import { AddressRefusedError, guardedLookup, isAllowedHost, normaliseHost, privateRangeOf } from './backends/upstream-address.js';
 import { signatureHeader } from './webhook-signing.js';
 import type { DomainEvent, EventPublisher } from './events.js';
-import {
-  CONTROL_TASK_QUEUE, webhookWorkflowId, type WebhookDeliveryInput, type WebhookEventType, type WebhookRetryPolicy,
-} from '../workflows/contracts.js';
+import { CONTROL_TASK_QUEUE, webhookWorkflowId } from '../contracts/ids.js';
+import type { WebhookConfig, WebhookDeliveryInput, WebhookEventType, WebhookRetryPolicy } from '../contracts/webhooks.js';
 
-/** How webhooks are delivered. */
-export interface WebhookConfig {
-  /**
-   * Hosts (as written in the URL, or resolved addresses) that may be loopback, private or
-   * link-local; `*` allows all. @default [] (none: such endpoints are refused)
-   */
-  readonly allowPrivateHosts: readonly string[];
-  /** @default DEFAULT_WEBHOOK_RETRY */
-  readonly retry: WebhookRetryPolicy;
-}
+export type { WebhookConfig } from '../contracts/webhooks.js';
 
 /** 5 s doubling to 1 h, at most 20 attempts within 24 h; 10 s per POST. */
 export const DEFAULT_WEBHOOK_RETRY: WebhookRetryPolicy = Object.freeze({

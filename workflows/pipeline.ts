@@ -19,20 +19,11 @@ import {
 import type { ControlActivities } from '../activities/index.js';
 import type { InferenceActivities } from '../activities/inference.js';
 import type { AdmitInput, Admission, CompleteInput } from '../activities/admission.js';
-import {
-  inferenceTaskQueue,
-  type ChatCompletion,
-  type ChatRequestInput,
-  type ConsumedTokens,
-  type DeploymentTarget,
-  type FailureDetails,
-  type FailureType,
-  type InferInput,
-  type InferOutput,
-  type JobStatus,
-} from './contracts.js';
+import type { ChatCompletion, ChatRequestInput, ConsumedTokens, DeploymentTarget, InferInput, InferOutput, JobStatus } from '../contracts/chat.js';
+import type { FailureDetails, FailureType } from '../contracts/failures.js';
+import { inferenceTaskQueue } from '../contracts/ids.js';
 import { consumedOf, failureOf } from './failures.js';
-import { CLIENT_FAULTS, PIPELINE_PROFILES as PROFILES } from './profiles.js';
+import { CLIENT_FAULTS, PIPELINE_PROFILES as PROFILES } from '../contracts/profiles.js';
 
 /** Failure types that end the request instead of trying the next deployment. */
 const clientFaults: readonly string[] = CLIENT_FAULTS;

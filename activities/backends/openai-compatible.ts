@@ -14,7 +14,7 @@ import type {
   ChatCompletionCreateParamsNonStreaming,
   ChatCompletionMessageParam,
 } from 'openai/resources/chat/completions';
-import { estimatePromptTokens } from '../../api/validation.js';
+import { estimatePromptTokens } from '../../domain/chat-validation.js';
 import { BackendError, type ConsumedTokens } from './types.js';
 import type { ChatMessage, GenerateParams, GenerateResult, InferenceBackend } from './types.js';
 import { ResponseTooLargeError, createPinnedFetch, type PinnedFetch } from './pinned-fetch.js';

@@ -4,7 +4,7 @@
  * workflow), so a worker serves whatever its pool is given without a restart.
  */
 import path from 'node:path';
-import type { DeploymentTarget } from '../../workflows/contracts.js';
+import type { DeploymentTarget } from '../../contracts/chat.js';
 import { BackendError, type GenerateResult, type InferenceBackend } from './types.js';
 import { createInstantBackend } from './instant.js';
 import { UpstreamAddressError, checkUpstreamUrl, lookupAll, type LookupAll } from './upstream-address.js';

@@ -5,7 +5,7 @@
  */
 import os from 'node:os';
 import path from 'node:path';
-import type { WebhookConfig } from '../activities/webhooks.js';
+import type { WebhookConfig } from '../contracts/webhooks.js';
 
 export interface SluiceConfig {
   /** HTTP port of the API. `PORT` @default 8080 */
