@@ -68,5 +68,6 @@ USER node
 ENV NODE_ENV=production \
     SLUICE_DATA_DIR=/data \
     PORT=8080
-EXPOSE 8080
+# 8080: the API; 9464: the metrics listener (SLUICE_METRICS_PORT), for the compose network only.
+EXPOSE 8080 9464
 CMD ["npm", "run", "api"]

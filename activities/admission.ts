@@ -1,9 +1,22 @@
 /**
  * A request's admission and completion, each as one activity that runs the workflow's steps in
- * order: `admit` = authorize → reserve quota → assign experiment → plan route → acquire the first
- * open circuit; `complete` = settle usage → audit + outcome. Each step keeps its own idempotent
- * transaction (a retried activity repeats none of their effects), and the result names what each
- * step decided, so the history still shows every step.
+ * order: `admit` = authorize the requested model → assign experiment → authorize the effective
+ * model → reserve quota on the effective model and max_tokens → plan route → acquire the first
+ * open circuit; `complete` = settle usage → circuit success → audit + outcome. Each step keeps its
+ * own idempotent transaction (a retried activity repeats none of their effects), and the result
+ * names what each step decided, so the history still shows every step.
+ *
+ * Why this order: a variant may change the model and `max_tokens`, so it is authorized and
+ * priced like a request for its own model — the same `authorize` (key active, role and `model:`
+ * scopes, tenant active and its `allowed_models`, model exists) runs on the effective model, and
+ * the reservation holds the effective model's price for the effective `max_tokens` (the variant's,
+ * else the caller's, else the model's limit; clamped to the effective model's limit, since the
+ * caller chose the requested model's). The requested model is authorized first, so a caller
+ * learns nothing of experiments on models it may not use, and the assignment (its exposure row)
+ * comes before the reservation, which needs its result. A variant refused here fails the request
+ * before anything is reserved (exposure recorded, nothing billed). Sampling values (temperature,
+ * top_p) are not priced or authorized: they are checked where they enter and again at the backend
+ * boundary (domain/sampling-params.ts), which every path reaches.
  *
  * Why one activity and not five: each local activity costs a round trip through the SDK's
  * workflow thread (~8 ms here) and a history marker; folding took a request from 20 history events
@@ -14,8 +27,13 @@ import type { AuthorizeInput, AuthorizedModel } from './auth.js';
 import type { ReserveQuotaInput } from './quota.js';
 import type { SettleInput } from './ledger.js';
 import type { OutcomeInput } from './audit.js';
-import { fallbackOrder, type DeploymentTarget, type ItemResult } from '../workflows/contracts.js';
+import type { DeploymentTarget } from '../contracts/chat.js';
+import type { ItemResult } from '../contracts/failures.js';
+import { fallbackOrder } from '../domain/routing.js';
 import { forEachItem } from './items.js';
+import { requestFailure } from './failures.js';
+import { ApplicationFailure } from '@temporalio/common';
+import type { FailureDetails } from '../contracts/failures.js';
 
 /**
  * Items of a chunk admitted or completed at once: one tenant's reservations queue on its row lock
@@ -32,6 +50,7 @@ export interface RequestSteps {
   planRoute(input: { model: string }): Promise<DeploymentTarget[]>;
   acquireCircuit(input: { deploymentId: string }): Promise<boolean>;
   settle(input: SettleInput): Promise<{ costMicros: number }>;
+  recordCircuit(input: { deploymentId: string; ok: boolean }): Promise<void>;
   recordOutcome(input: OutcomeInput): Promise<void>;
   recordOutcomes(inputs: readonly OutcomeInput[]): Promise<void>;
 }
@@ -67,13 +86,16 @@ export interface AdmitInput {
 }
 
 export interface Admission {
-  /** authorize: the model's limits. */
+  /** authorize: the effective model's limits (the variant's model, else the requested one). */
   authorized: AuthorizedModel;
-  /** The request's max_tokens as reserved (the caller's, or the model's limit). */
+  /** The request's effective max_tokens as reserved (the variant's, the caller's, or the model's limit; at most the limit). */
   maxTokens: number;
   /** reserve: the worst-case cost held against the budget. */
   estCostMicros: number;
-  /** experiment: the variant and its overrides (`variant: null` outside any experiment). */
+  /**
+   * experiment: the variant and its overrides (`variant: null` outside any experiment), with
+   * `model` and `max_tokens` as authorized and reserved.
+   */
   assignment: Assignment;
   /** route: the model's active deployments in this request's fallback order. */
   deployments: DeploymentTarget[];
@@ -87,22 +109,64 @@ export interface CompleteInput {
   outcome: OutcomeInput;
 }
 
+/**
+ * The model and max_tokens a variant sets (stored values are checked again here: a row may not
+ * have passed the API's check). A malformed one fails the request as the experiment's fault.
+ */
+function variantChanges(a: Assignment, requestedModel: string): { model: string; maxTokens: number | null } {
+  const bad = (what: string) => requestFailure('BadRequest', `experiment variant ${a.variant ?? ''} has invalid ${what}`, { code: 'invalid_experiment_variant' });
+  const raw: unknown = a.overrides;
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw bad('overrides (not an object)');
+  const { model, max_tokens: maxTokens } = raw as { model?: unknown; max_tokens?: unknown };
+  if (model !== undefined && model !== null && (typeof model !== 'string' || model === '')) throw bad('model override');
+  if (maxTokens !== undefined && maxTokens !== null && !(Number.isSafeInteger(maxTokens) && (maxTokens as number) >= 1)) throw bad('max_tokens override');
+  return { model: typeof model === 'string' ? model : requestedModel, maxTokens: typeof maxTokens === 'number' ? maxTokens : null };
+}
+
+/** A refusal of the variant's model, said as such (same type and code: 403 `model_not_allowed`, 404 `model_not_found`). */
+function forVariant(err: unknown, variant: string | null): unknown {
+  if (!(err instanceof ApplicationFailure) || !err.nonRetryable) return err;
+  const details = (err.details?.[0] ?? null) as FailureDetails | null;
+  return requestFailure((err.type ?? 'PermissionDenied') as Parameters<typeof requestFailure>[0], `experiment variant ${variant ?? ''}: ${err.message}`, {
+    code: details?.code ?? null, param: null,
+  });
+}
+
 export function createAdmissionActivities(steps: RequestSteps, random: () => number = Math.random) {
+  /** settle, then the success on the deployment's circuit. */
+  async function settleAndClose(input: CompleteInput): Promise<{ costMicros: number }> {
+    const settled = await steps.settle(input.settle);
+    await steps.recordCircuit({ deploymentId: input.settle.deploymentId, ok: true });
+    return settled;
+  }
   const activities = {
     /**
-     * Admits the request or refuses it with the step's own failure. A failure after the
-     * reservation (assignment or routing could not reach the database) releases it before
+     * Admits the request or refuses it with the step's own failure (see the order at the top).
+     * A failure after the reservation (routing could not reach the database) releases it before
      * rethrowing, so a refused request never holds quota.
      */
     async admit(input: AdmitInput): Promise<Admission> {
-      const authorized = await steps.authorize({ requestId: input.requestId, tenantId: input.tenantId, keyId: input.keyId, model: input.model });
-      const maxTokens = input.maxTokens ?? authorized.maxOutputTokens;
+      const base = { requestId: input.requestId, tenantId: input.tenantId, keyId: input.keyId };
+      const requested = await steps.authorize({ ...base, model: input.model });
+      const assigned = await steps.assignExperiment({ ...base, subject: input.subject, model: input.model });
+      const variant = variantChanges(assigned, input.model);
+      const authorized = variant.model === input.model
+        ? requested
+        : await steps.authorize({ ...base, model: variant.model }).catch((err: unknown) => { throw forVariant(err, assigned.variant); });
+      const maxTokens = Math.min(variant.maxTokens ?? input.maxTokens ?? authorized.maxOutputTokens, authorized.maxOutputTokens);
+      const assignment: Assignment = {
+        ...assigned,
+        overrides: {
+          ...assigned.overrides,
+          ...(assigned.overrides.model !== undefined ? { model: variant.model } : {}),
+          ...(assigned.overrides.max_tokens !== undefined ? { max_tokens: maxTokens } : {}),
+        },
+      };
       const { estCostMicros } = await steps.reserveQuota({
-        requestId: input.requestId, tenantId: input.tenantId, model: input.model, promptTokensEstimate: input.promptTokensEstimate, maxTokens,
+        requestId: input.requestId, tenantId: input.tenantId, model: variant.model, promptTokensEstimate: input.promptTokensEstimate, maxTokens,
       });
       try {
-        const assignment = await steps.assignExperiment({ requestId: input.requestId, tenantId: input.tenantId, subject: input.subject, model: input.model });
-        const deployments = fallbackOrder(await steps.planRoute({ model: assignment.overrides.model ?? input.model }), random);
+        const deployments = fallbackOrder(await steps.planRoute({ model: variant.model }), random);
         let acquired = -1;
         for (const [i, d] of deployments.entries()) {
           if (await steps.acquireCircuit({ deploymentId: d.id })) {
@@ -117,9 +181,12 @@ export function createAdmissionActivities(steps: RequestSteps, random: () => num
       }
     },
 
-    /** Settles the usage (exactly once per request and step), then audits and records the outcome. */
+    /**
+     * Settles the usage (exactly once per request and step), records the deployment's success on
+     * its circuit (the pipeline records failures with the same step), then audits and records the outcome.
+     */
     async complete(input: CompleteInput): Promise<{ costMicros: number }> {
-      const { costMicros } = await steps.settle(input.settle);
+      const { costMicros } = await settleAndClose(input);
       await steps.recordOutcome(withCost(input.outcome, costMicros));
       return { costMicros };
     },
@@ -142,10 +209,11 @@ export function createAdmissionActivities(steps: RequestSteps, random: () => num
     },
     /**
      * `complete` for each of a chunk of batch lines, in one activity: each line settled on its
-     * own, then the settled lines' outcomes audited and recorded together (`recordOutcomes`).
+     * own (and its circuit success recorded), then the settled lines' outcomes audited and
+     * recorded together (`recordOutcomes`).
      */
     async completeLines(input: { items: CompleteInput[] }): Promise<ItemResult<{ costMicros: number }>[]> {
-      const settled = await forEachItem(input.items, ITEM_CONCURRENCY, (item) => steps.settle(item.settle));
+      const settled = await forEachItem(input.items, ITEM_CONCURRENCY, settleAndClose);
       await steps.recordOutcomes(input.items.flatMap((item, i) => {
         const r = settled[i];
         return r?.ok ? [withCost(item.outcome, r.value.costMicros)] : [];

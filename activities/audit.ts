@@ -1,8 +1,11 @@
 /** The audit step, and the request's recorded outcome. */
 import { appendAudit, appendAuditMany, type AuditEntry } from '../db/repositories/audit.js';
 import { finishRequests } from '../db/repositories/requests.js';
-import type { Metrics } from '../workers/metrics.js';
-import { publishEvent, type WebhookDeps } from './webhooks.js';
+import type { Metrics } from '../runtime/metrics.js';
+import { clientFailure } from '../domain/client-errors.js';
+import type { Db } from '../db/database.js';
+import type { EventPublisher } from './events.js';
+import type { Logger } from '../runtime/logger.js';
 
 export interface OutcomeInput {
   requestId: string;
@@ -31,13 +34,23 @@ function outcomeEntry(input: OutcomeInput, at: Date): AuditEntry {
   };
 }
 
-export function createAuditActivities(deps: WebhookDeps & { metrics: Metrics | null }) {
+export function createAuditActivities(deps: { db: Db; now: () => Date; events: EventPublisher; metrics: Metrics | null; log: Logger | null }) {
   /**
    * Audits each outcome, records it on its request, and publishes `job.*` events: the audit rows
    * under one lock of the chain's head, the requests in one statement. Idempotent per request.
    */
-  async function recordOutcomes(inputs: readonly OutcomeInput[]): Promise<void> {
-    if (inputs.length === 0) return;
+  async function recordOutcomes(raw: readonly OutcomeInput[]): Promise<void> {
+    if (raw.length === 0) return;
+    // What is stored on the request is what its client reads (job body, batch error line,
+    // `job.failed`): a safe message. The failure's own message goes to the log only.
+    const inputs = raw.map((input) => {
+      if (!input.error) return input;
+      const error = clientFailure(input.error);
+      if (error.message !== input.error.message) {
+        deps.log?.warn('request failed', { request_id: input.requestId, type: input.error.type, code: input.error.code, detail: input.error.message.slice(0, 1000) });
+      }
+      return { ...input, error };
+    });
     const at = deps.now();
     if (inputs.length === 1) await appendAudit(deps.db, outcomeEntry(inputs[0] as OutcomeInput, at));
     else await appendAuditMany(deps.db, inputs.map((input) => outcomeEntry(input, at)));
@@ -46,7 +59,7 @@ export function createAuditActivities(deps: WebhookDeps & { metrics: Metrics | n
       // Async jobs only: `job.succeeded` / `job.failed` (a cancel was asked for by the caller: no event).
       if (input.kind === 'async' && input.status !== 'cancelled') {
         const type = input.status === 'succeeded' ? 'job.succeeded' : 'job.failed';
-        await publishEvent(deps, {
+        await deps.events.publish({
           key: `${type}:${input.requestId}`, tenantId: input.tenantId, type,
           data: { id: input.requestId, object: 'chat.completion.job', status: input.status, model: input.model, error: input.error },
         });

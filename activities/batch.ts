@@ -7,13 +7,18 @@
 import { createHash } from 'node:crypto';
 import { Context } from '@temporalio/activity';
 import type { Db } from '../db/database.js';
+import type { Logger } from '../runtime/logger.js';
 import type { BatchLineError, BatchRow, BatchStatus, Model } from '../db/tables/index.js';
 import { getBatch, insertLineRequests, lineOutcomes, recordBatchCounts, remainingBudget, transitionBatch } from '../db/repositories/batches.js';
-import { finishFile, insertFile, insertFileLines, readFileLines } from '../db/repositories/files.js';
+import { deleteFile, finishFile, insertFile, insertFileLines, readFileLines } from '../db/repositories/files.js';
 import { getModel, maxPriceForModel } from '../db/repositories/models.js';
-import { estimatePromptTokens, minPromptTokens, validateChatBody, type ValidChatBody } from '../api/validation.js';
-import { FailureTypes, batchRequestId, type BatchLine } from '../workflows/contracts.js';
-import { costMicros, periodOf } from './cost.js';
+import { estimatePromptTokens, minPromptTokens, validateChatBody, type ValidChatBody } from '../domain/chat-validation.js';
+import type { BatchLine } from '../contracts/batch.js';
+import { FailureTypes } from '../contracts/failures.js';
+import { batchRequestId } from '../contracts/ids.js';
+import { clientFailureMessage } from '../domain/client-errors.js';
+import { costMicros } from '../domain/cost.js';
+import { periodOf } from '../domain/billing-calendar.js';
 import { requestFailure } from './failures.js';
 
 /** Lines read per page. */
@@ -36,6 +41,21 @@ export type ParsedLine =
   | { ok: true; customId: string; body: ValidChatBody; raw: unknown }
   | { ok: false; error: Omit<BatchLineError, 'line'>; customId: string | null };
 
+/** A parsed line's `custom_id` if it is a non-empty string, else null. */
+function customIdField(json: Record<string, unknown>): string | null {
+  return typeof json.custom_id === 'string' && json.custom_id !== '' ? json.custom_id : null;
+}
+
+/** The `custom_id` of an input line (null when the line has none): all the output files need of a validated line. */
+export function customIdOf(content: string): string | null {
+  try {
+    const json: unknown = JSON.parse(content);
+    return isObject(json) ? customIdField(json) : null;
+  } catch {
+    return null;
+  }
+}
+
 /** Checks one input line's envelope and body, as OpenAI does; pure. */
 export function parseBatchLine(content: string, endpoint: string): ParsedLine {
   let json: unknown;
@@ -45,7 +65,7 @@ export function parseBatchLine(content: string, endpoint: string): ParsedLine {
     return { ok: false, customId: null, error: { code: 'invalid_json_line', message: 'This line is not parseable as valid JSON.', param: null } };
   }
   if (!isObject(json)) return { ok: false, customId: null, error: { code: 'invalid_request', message: 'Each line must be a JSON object.', param: null } };
-  const customId = typeof json.custom_id === 'string' && json.custom_id !== '' ? json.custom_id : null;
+  const customId = customIdField(json);
   if (customId === null) return { ok: false, customId, error: { code: 'missing_required_parameter', message: "'custom_id' is required and must be a non-empty string.", param: 'custom_id' } };
   if (customId.length > 512) return { ok: false, customId, error: { code: 'invalid_value', message: "'custom_id' is longer than 512 characters.", param: 'custom_id' } };
   if (json.method !== 'POST') return { ok: false, customId, error: { code: 'invalid_method', message: "'method' must be 'POST'.", param: 'method' } };
@@ -76,7 +96,7 @@ export interface ValidateResult {
   total: number;
 }
 
-export function createBatchActivities(deps: { db: Db; now: () => Date }) {
+export function createBatchActivities(deps: { db: Db; now: () => Date; log?: Logger | null }) {
   async function batchOrThrow(batchId: string): Promise<BatchRow> {
     const batch = await getBatch(deps.db, batchId, null);
     if (!batch) throw requestFailure('NotFound', `batch ${batchId} not found`);
@@ -123,7 +143,9 @@ export function createBatchActivities(deps: { db: Db; now: () => Date }) {
           const name = parsed.body.model;
           if (!models.has(name)) {
             const model = await getModel(deps.db, name);
-            models.set(name, { model, price: model ? await maxPriceForModel(deps.db, name, at).catch(() => null) : null });
+            // A database error fails the activity (Temporal retries it); a model with no price in
+            // force costs 0 here (`maxPriceForModel`), so the budget check never passes by accident.
+            models.set(name, { model, price: model ? await maxPriceForModel(deps.db, name, at) : null });
           }
           const { model, price } = models.get(name) as { model: Model | null; price: { input: number; output: number } | null };
           if (!model) {
@@ -223,7 +245,8 @@ export function createBatchActivities(deps: { db: Db; now: () => Date }) {
         ? { code: 'batch_expired', message: 'This request could not be executed before the completion window expired.' }
         : { code: 'batch_cancelled', message: 'This request was not executed because the batch was cancelled.' };
       return deps.db.transaction().execute(async (trx) => {
-        await trx.deleteFrom('files').where('id', 'in', [outId, errId]).execute();
+        await deleteFile(trx, outId);
+        await deleteFile(trx, errId);
         await insertFile(trx, { id: outId, tenantId: batch.tenant_id, purpose: 'batch_output', filename: `${batch.id}_output.jsonl` });
         await insertFile(trx, { id: errId, tenantId: batch.tenant_id, purpose: 'batch_output', filename: `${batch.id}_error.jsonl` });
         const out = { lines: 0, bytes: 0 };
@@ -238,8 +261,8 @@ export function createBatchActivities(deps: { db: Db; now: () => Date }) {
           const errLines: string[] = [];
           for (const row of page) {
             if (isBlank(row.content)) continue;
-            const parsed = parseBatchLine(row.content, batch.endpoint);
-            const customId = parsed.ok ? parsed.customId : parsed.customId;
+            // The lines were validated; the output needs only each line's custom_id.
+            const customId = customIdOf(row.content);
             const id = row.request_id ?? batchRequestId(batch.id, row.line_no);
             if (row.status === 'succeeded') {
               completed += 1;
@@ -250,7 +273,7 @@ export function createBatchActivities(deps: { db: Db; now: () => Date }) {
               const status = (FailureTypes as Record<string, number>)[e.type ?? 'InternalError'] ?? 500;
               errLines.push(JSON.stringify({
                 id, custom_id: customId,
-                response: { status_code: status, request_id: id, body: { error: { message: e.message ?? 'internal error', type: ERROR_TYPE_FOR_STATUS[status] ?? 'server_error', param: null, code: e.code ?? null } } },
+                response: { status_code: status, request_id: id, body: { error: { message: clientFailureMessage(e.type ?? null, e.code ?? null, e.message ?? null), type: ERROR_TYPE_FOR_STATUS[status] ?? 'server_error', param: null, code: e.code ?? null } } },
                 error: null,
               }));
             } else {
@@ -267,8 +290,8 @@ export function createBatchActivities(deps: { db: Db; now: () => Date }) {
         }
         await finishFile(trx, outId, { bytes: out.bytes, lineCount: out.lines, trailingNewline: out.lines > 0 });
         await finishFile(trx, errId, { bytes: err.bytes, lineCount: err.lines, trailingNewline: err.lines > 0 });
-        if (out.lines === 0) await trx.deleteFrom('files').where('id', '=', outId).execute();
-        if (err.lines === 0) await trx.deleteFrom('files').where('id', '=', errId).execute();
+        if (out.lines === 0) await deleteFile(trx, outId);
+        if (err.lines === 0) await deleteFile(trx, errId);
         await transitionBatch(trx, batch.id, ['finalizing'], input.outcome, deps.now(), {
           completed, failed, outputFileId: out.lines > 0 ? outId : null, errorFileId: err.lines > 0 ? errId : null,
         });
@@ -278,8 +301,10 @@ export function createBatchActivities(deps: { db: Db; now: () => Date }) {
 
     /** The batch failed as a whole (not a line): recorded with the reason. */
     async failBatch(input: { batchId: string; message: string }): Promise<void> {
+      // The tenant reads `errors`: the raw reason (any exception's text) goes to the log only.
+      deps.log?.warn('batch failed', { batch: input.batchId, detail: input.message.slice(0, 1000) });
       await transitionBatch(deps.db, input.batchId, ['validating', 'in_progress', 'cancelling', 'finalizing'], 'failed', deps.now(), {
-        errors: [{ code: 'batch_failed', message: input.message, param: null, line: null }],
+        errors: [{ code: 'batch_failed', message: clientFailureMessage('InternalError', null, null), param: null, line: null }],
       });
     },
   };

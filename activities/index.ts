@@ -1,7 +1,8 @@
 /** The control worker's activities: everything that touches PostgreSQL. Built over injected deps. */
 import type { Db } from '../db/database.js';
 import type { Client } from '@temporalio/client';
-import type { Metrics } from '../workers/metrics.js';
+import type { Metrics } from '../runtime/metrics.js';
+import type { Logger } from '../runtime/logger.js';
 import { createAuthActivities } from './auth.js';
 import { createQuotaActivities } from './quota.js';
 import { createExperimentActivities } from './experiments.js';
@@ -13,8 +14,9 @@ import { createBatchActivities } from './batch.js';
 import { createReconcileActivities } from './reconcile.js';
 import { createRetentionActivities } from './retention.js';
 import { createAdmissionActivities } from './admission.js';
-import { DEFAULT_BREAKER_CONFIG, type BreakerConfig } from './circuit-breaker.js';
-import { DEFAULT_WEBHOOK_CONFIG, createWebhookActivities, type WebhookConfig } from './webhooks.js';
+import { DEFAULT_BREAKER_CONFIG, type BreakerConfig } from '../domain/circuit-breaker.js';
+import { DEFAULT_WEBHOOK_CONFIG, createWebhookActivities, createWebhookPublisher, type WebhookConfig } from './webhooks.js';
+import type { EventPublisher } from './events.js';
 
 export interface ControlDeps {
   db: Db;
@@ -29,10 +31,18 @@ export interface ControlDeps {
   auditKey?: string | null;
   /** Webhook delivery settings. @default DEFAULT_WEBHOOK_CONFIG */
   webhooks?: WebhookConfig;
+  /** Where raw failure details go (clients get safe messages). @default null (not logged) */
+  log?: Logger | null;
+  /**
+   * Where the quota, ledger and audit steps publish their events (`budget.threshold`, `job.*`).
+   * @default webhook deliveries over `db` and `temporal` (`createWebhookPublisher`)
+   */
+  events?: EventPublisher;
 }
 
+/** Builds every control activity over `deps`; the composition root of the control worker. */
 export function createControlActivities(deps: ControlDeps) {
-  const full = {
+  const base = {
     db: deps.db,
     now: deps.now ?? (() => new Date()),
     breaker: deps.breaker ?? DEFAULT_BREAKER_CONFIG,
@@ -40,7 +50,9 @@ export function createControlActivities(deps: ControlDeps) {
     temporal: deps.temporal ?? null,
     auditKey: deps.auditKey ?? null,
     webhooks: deps.webhooks ?? DEFAULT_WEBHOOK_CONFIG,
+    log: deps.log ?? null,
   };
+  const full = { ...base, events: deps.events ?? createWebhookPublisher(base) };
   const steps = {
     ...createAuthActivities(full),
     ...createQuotaActivities(full),

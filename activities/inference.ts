@@ -5,20 +5,23 @@
  */
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
-import type { ConsumedTokens, FailureDetails, InferInput, InferOutput, ItemResult } from '../workflows/contracts.js';
+import type { ConsumedTokens, InferInput, InferOutput } from '../contracts/chat.js';
+import type { FailureDetails, ItemResult } from '../contracts/failures.js';
+import { INFER_RETRY } from '../contracts/profiles.js';
 import { BackendError, InterruptedGeneration, type GenerateRequest, type GenerateResult } from './backends/types.js';
 import type { BackendRegistry } from './backends/registry.js';
 import { requestFailure } from './failures.js';
-import type { Metrics } from '../workers/metrics.js';
+import { checkGenerateInput } from '../domain/sampling-params.js';
+import type { Metrics } from '../runtime/metrics.js';
 
 /** Heartbeat at most this often while generating. */
 const HEARTBEAT_EVERY_MS = 1000;
 
 /**
  * A batch line's attempts inside `inferLines`, and the waits between them: the retry policy a
- * line's own `infer` activity has in the workflow (workflows/pipeline.ts, `PROFILES.infer`).
+ * line's own `infer` activity has in the workflow (one definition, workflows/profiles.ts).
  */
-export const LINE_RETRY = { maximumAttempts: 3, initialIntervalMs: 500, backoffCoefficient: 2, maximumIntervalMs: 20_000 } as const;
+export const LINE_RETRY = INFER_RETRY;
 
 /** Waits `ms`, or less if `signal` aborts meanwhile. */
 function pause(ms: number, signal: AbortSignal): Promise<void> {
@@ -46,6 +49,8 @@ function consumedBy(err: unknown): ConsumedTokens | null {
 function toFailure(err: unknown, cancelled: boolean, consumed: ConsumedTokens | null): unknown {
   const cause = err instanceof InterruptedGeneration ? err.cause : err;
   if (cancelled) return consumed ? new CancelledFailure('generation cancelled', [{ consumed }]) : cause;
+  // Already decided (the boundary check's BadRequest): passed on as it is.
+  if (cause instanceof ApplicationFailure) return cause;
   if (!(cause instanceof BackendError)) {
     if (!consumed) return cause;
     const message = cause instanceof Error ? cause.message : String(cause);
@@ -54,6 +59,8 @@ function toFailure(err: unknown, cancelled: boolean, consumed: ConsumedTokens | 
   switch (cause.kind) {
     case 'bad_request':
       return requestFailure('BadRequest', cause.message, { code: 'upstream_bad_request', consumed });
+    case 'too_large':
+      return requestFailure('BadRequest', cause.message, { code: 'completion_too_large', consumed });
     case 'context_length':
       return requestFailure('ContextLengthExceeded', cause.message, { code: 'context_length_exceeded', param: 'messages', consumed });
     case 'rate_limited':
@@ -122,6 +129,13 @@ async function generate(
   input: InferInput,
   request: Pick<GenerateRequest, 'signal' | 'priority' | 'fairnessKey' | 'onProgress'>,
 ): Promise<Generation> {
+  // The backend boundary: whatever a history carries (a stored experiment override, an input
+  // recorded before a rule existed) is checked before any backend sees it; a bad value would fail
+  // every attempt the same way, so it is the request's fault (non-retryable), never a crash.
+  const invalid = checkGenerateInput(input);
+  if (invalid !== null) {
+    return { ok: false, err: requestFailure('BadRequest', `invalid request for the backend: ${invalid.message}`, { code: 'invalid_value', param: invalid.param }), spent: null };
+  }
   const started = performance.now();
   let progress = { completionTokens: 0, promptTokens: 0 };
   deps.metrics?.inferenceInFlight.inc({ pool: deps.pool });

@@ -1,11 +1,10 @@
 /** The settle step: one usage row per request and step, cost from the price in force, reservation settled. */
 import { priceFor } from '../db/repositories/billing.js';
 import { recordUnbilledUsage, settle } from '../db/repositories/quota.js';
-import { recordCircuit } from '../db/repositories/circuit.js';
-import type { BreakerConfig } from './circuit-breaker.js';
 import { usageCostMicros } from './billing.js';
-import type { Metrics } from '../workers/metrics.js';
-import { emitBudgetEvents, type WebhookDeps } from './webhooks.js';
+import type { Metrics } from '../runtime/metrics.js';
+import type { Db } from '../db/database.js';
+import { emitBudgetEvents, type EventPublisher } from './events.js';
 
 export interface SettleInput {
   requestId: string;
@@ -22,11 +21,11 @@ export interface SettleInput {
   latencyMs: number;
 }
 
-export function createLedgerActivities(deps: WebhookDeps & { breaker: BreakerConfig; metrics: Metrics | null }) {
+export function createLedgerActivities(deps: { db: Db; now: () => Date; events: EventPublisher; metrics: Metrics | null }) {
   return {
     /**
      * Exactly once per (request, step): a retry, a replay or a second worker finds the row and
-     * returns its cost. Also closes the deployment's circuit record with a success.
+     * returns its cost. (The deployment's circuit success is recorded by `complete`, next to it.)
      */
     async settle(input: SettleInput): Promise<{ costMicros: number }> {
       const at = deps.now();
@@ -54,11 +53,9 @@ export function createLedgerActivities(deps: WebhookDeps & { breaker: BreakerCon
       });
       // Budget thresholds this settlement crossed (a retry re-emits idempotently).
       if (result.budgetEvents) await emitBudgetEvents(deps, input.requestId);
-      const state = await recordCircuit(deps.db, input.deploymentId, true, at, deps.breaker);
       if (result.inserted && deps.metrics) {
         deps.metrics.tokens.inc({ model: input.model, deployment: input.deploymentId, direction: 'prompt' }, input.promptTokens);
         deps.metrics.tokens.inc({ model: input.model, deployment: input.deploymentId, direction: 'completion' }, input.completionTokens);
-        deps.metrics.breakerState.set({ deployment: input.deploymentId }, state.state === 'closed' ? 0 : state.state === 'half_open' ? 1 : 2);
       }
       return { costMicros: result.costMicros };
     },

@@ -1,9 +1,10 @@
 /** The reserve and release steps: admission against the tenant's limits, atomic in PostgreSQL. */
 import { maxPriceForModel } from '../db/repositories/models.js';
 import { release, reserve } from '../db/repositories/quota.js';
-import { costMicros } from './cost.js';
+import { costMicros } from '../domain/cost.js';
 import { requestFailure } from './failures.js';
-import { emitBudgetEvents, type WebhookDeps } from './webhooks.js';
+import type { Db } from '../db/database.js';
+import { emitBudgetEvents, type EventPublisher } from './events.js';
 
 export interface ReserveQuotaInput {
   requestId: string;
@@ -20,7 +21,7 @@ const LIMIT_CODES = {
   monthly_budget: 'insufficient_quota',
 } as const;
 
-export function createQuotaActivities(deps: WebhookDeps) {
+export function createQuotaActivities(deps: { db: Db; now: () => Date; events: EventPublisher }) {
   return {
     /** Holds the request's worst-case tokens and cost (prompt estimate + max_tokens at the model's highest price). */
     async reserveQuota(input: ReserveQuotaInput): Promise<{ estCostMicros: number }> {

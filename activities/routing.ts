@@ -2,10 +2,11 @@
 import type { Db } from '../db/database.js';
 import { activeDeployments } from '../db/repositories/models.js';
 import { acquireCircuit, recordCircuit } from '../db/repositories/circuit.js';
-import type { DeploymentTarget } from '../workflows/contracts.js';
-import type { BreakerConfig } from './circuit-breaker.js';
+import type { DeploymentTarget } from '../contracts/chat.js';
+import type { BreakerConfig } from '../domain/circuit-breaker.js';
+import type { Metrics } from '../runtime/metrics.js';
 
-export function createRoutingActivities(deps: { db: Db; now: () => Date; breaker: BreakerConfig }) {
+export function createRoutingActivities(deps: { db: Db; now: () => Date; breaker: BreakerConfig; metrics: Metrics | null }) {
   return {
     /** Active deployments of the model, by priority (the fallback order), then ID. */
     async planRoute(input: { model: string }): Promise<DeploymentTarget[]> {
@@ -29,8 +30,13 @@ export function createRoutingActivities(deps: { db: Db; now: () => Date; breaker
       return (await acquireCircuit(deps.db, input.deploymentId, deps.now(), deps.breaker)).allowed;
     },
 
+    /**
+     * Records a request's result on the deployment's circuit: a failure from the pipeline, a
+     * success from `complete`. Sets `sluice_circuit_state` to the state it leaves.
+     */
     async recordCircuit(input: { deploymentId: string; ok: boolean }): Promise<void> {
-      await recordCircuit(deps.db, input.deploymentId, input.ok, deps.now(), deps.breaker);
+      const state = await recordCircuit(deps.db, input.deploymentId, input.ok, deps.now(), deps.breaker);
+      deps.metrics?.breakerState.set({ deployment: input.deploymentId }, state.state === 'closed' ? 0 : state.state === 'half_open' ? 1 : 2);
     },
   };
 }

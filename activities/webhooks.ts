@@ -10,36 +10,25 @@
  * answer that changes after registration cannot reach inside), unless the host is allowed.
  */
 import { createHash } from 'node:crypto';
-import dns from 'node:dns';
 import http from 'node:http';
 import https from 'node:https';
 import net from 'node:net';
 import { ApplicationFailure, Context } from '@temporalio/activity';
 import { WorkflowExecutionAlreadyStartedError, WorkflowIdReusePolicy, type Client } from '@temporalio/client';
 import type { Db } from '../db/database.js';
+import type { Logger } from '../runtime/logger.js';
 import type { WebhookDelivery } from '../db/tables/index.js';
 import { getBatch } from '../db/repositories/batches.js';
-import { budgetEventsOfRequest } from '../db/repositories/quota.js';
-import { appendAudit } from '../db/repositories/audit.js';
 import {
   disableEndpoint, ensureDelivery, finishDelivery, getDelivery, getEndpoint, getEvent, insertEvent, recordAttempt, subscribedEndpoints,
 } from '../db/repositories/webhooks.js';
-import { normaliseHost, privateRangeOf } from './backends/upstream-address.js';
+import { AddressRefusedError, guardedLookup, isAllowedHost, normaliseHost, privateRangeOf } from './backends/upstream-address.js';
 import { signatureHeader } from './webhook-signing.js';
-import {
-  CONTROL_TASK_QUEUE, webhookWorkflowId, type WebhookDeliveryInput, type WebhookEventType, type WebhookRetryPolicy,
-} from '../workflows/contracts.js';
+import type { DomainEvent, EventPublisher } from './events.js';
+import { CONTROL_TASK_QUEUE, webhookWorkflowId } from '../contracts/ids.js';
+import type { WebhookConfig, WebhookDeliveryInput, WebhookEventType, WebhookRetryPolicy } from '../contracts/webhooks.js';
 
-/** How webhooks are delivered. */
-export interface WebhookConfig {
-  /**
-   * Hosts (as written in the URL, or resolved addresses) that may be loopback, private or
-   * link-local; `*` allows all. @default [] (none: such endpoints are refused)
-   */
-  readonly allowPrivateHosts: readonly string[];
-  /** @default DEFAULT_WEBHOOK_RETRY */
-  readonly retry: WebhookRetryPolicy;
-}
+export type { WebhookConfig } from '../contracts/webhooks.js';
 
 /** 5 s doubling to 1 h, at most 20 attempts within 24 h; 10 s per POST. */
 export const DEFAULT_WEBHOOK_RETRY: WebhookRetryPolicy = Object.freeze({
@@ -55,6 +44,8 @@ export interface WebhookDeps {
   temporal?: Client | null;
   /** @default DEFAULT_WEBHOOK_CONFIG */
   webhooks?: WebhookConfig;
+  /** Where raw failure details go (never to a tenant). @default null (not logged) */
+  log?: Logger | null;
 }
 
 /** Failure types of a delivery that end it at once (no retry). */
@@ -90,10 +81,7 @@ export async function startWebhookDelivery(client: Client, delivery: Pick<Webhoo
  * the event ID comes from `key`, its body is stored on first publish, each delivery row is unique
  * per endpoint, and its workflow ID rejects duplicates.
  */
-export async function publishEvent(
-  deps: WebhookDeps,
-  event: { key: string; tenantId: string; type: WebhookEventType; data: Record<string, unknown> },
-): Promise<string> {
+export async function publishEvent(deps: WebhookDeps, event: DomainEvent): Promise<string> {
   const id = webhookEventId(event.key);
   const body = JSON.stringify({ type: event.type, timestamp: deps.now().toISOString(), data: event.data });
   await insertEvent(deps.db, { id, tenantId: event.tenantId, type: event.type, body });
@@ -104,48 +92,13 @@ export async function publishEvent(
   return id;
 }
 
-/**
- * Emits the audit row and `budget.threshold` event of each threshold a request's reservation or
- * settlement crossed. Idempotent (audit idempotency key, event ID), so a retried step re-emits safely.
- */
-export async function emitBudgetEvents(deps: WebhookDeps, requestId: string): Promise<void> {
-  for (const e of await budgetEventsOfRequest(deps.db, requestId)) {
-    const key = `budget.threshold:${e.tenant_id}:${e.period}:${e.threshold_pct}`;
-    const data = {
-      tenant_id: e.tenant_id, period: e.period, threshold_pct: e.threshold_pct,
-      monthly_budget_micros: e.budget_micros, committed_micros: e.committed_micros,
-    };
-    await appendAudit(deps.db, {
-      actor: 'system', tenantId: e.tenant_id, action: 'budget.threshold', target: `tenant:${e.tenant_id}`, data, idempotencyKey: key, at: deps.now(),
-    });
-    await publishEvent(deps, { key, tenantId: e.tenant_id, type: 'budget.threshold', data });
-  }
-}
-
-/** Is `host` (or `address`) allowed although private? */
-function allowed(allow: readonly string[], host: string, address?: string): boolean {
-  return allow.includes('*') || allow.includes(normaliseHost(host)) || (address !== undefined && allow.includes(normaliseHost(address)));
-}
-
-class AddressRefused extends Error {
-  override readonly name = 'AddressRefused';
-}
-
-/** A `lookup` for http(s).request that refuses a private address of a host not allowed. */
-function guardedLookup(allow: readonly string[]): net.LookupFunction {
-  return ((hostname: string, options: dns.LookupOptions, callback: (err: Error | null, address: string | dns.LookupAddress[], family?: number) => void) => {
-    dns.lookup(hostname, { ...options }, (err, address: string | dns.LookupAddress[], family?: number) => {
-      if (err) return callback(err, address, family);
-      const list = Array.isArray(address) ? address : [{ address, family: family ?? 4 }];
-      for (const a of list) {
-        const range = privateRangeOf(a.address);
-        if (range !== null && !allowed(allow, hostname, a.address)) {
-          return callback(new AddressRefused(`${hostname} resolves to ${a.address} (${range})`), address, family);
-        }
-      }
-      callback(null, address, family);
-    });
-  }) as net.LookupFunction;
+/** The production `EventPublisher`: each event becomes webhook deliveries (see `publishEvent`). */
+export function createWebhookPublisher(deps: WebhookDeps): EventPublisher {
+  return {
+    async publish(event) {
+      await publishEvent(deps, event);
+    },
+  };
 }
 
 /**
@@ -163,14 +116,14 @@ export function webhookUrlProblem(raw: string, allow: readonly string[]): string
   if (url.username || url.password) return 'url must not carry credentials';
   const host = normaliseHost(url.hostname);
   const range = net.isIP(host) ? privateRangeOf(host) : host === 'localhost' || host.endsWith('.localhost') ? 'loopback' : null;
-  if (range !== null && !allowed(allow, host)) return `url host ${host} is ${range}; list it in SLUICE_ALLOW_PRIVATE_WEBHOOKS to allow it`;
+  if (range !== null && !isAllowedHost(allow, host)) return `url host ${host} is ${range}; list it in SLUICE_ALLOW_PRIVATE_WEBHOOKS to allow it`;
   return null;
 }
 
 /** One POST; resolves with the status code (redirects are not followed: node:http never does). */
 function post(rawUrl: string, headers: Record<string, string>, body: string, timeoutMs: number, allow: readonly string[]): Promise<number> {
   const problem = webhookUrlProblem(rawUrl, allow);
-  if (problem !== null) return Promise.reject(new AddressRefused(problem));
+  if (problem !== null) return Promise.reject(new AddressRefusedError(problem));
   const url = new URL(rawUrl);
   const request = url.protocol === 'https:' ? https.request : http.request;
   return new Promise((resolve, reject) => {
@@ -183,6 +136,17 @@ function post(rawUrl: string, headers: Record<string, string>, body: string, tim
     req.on('error', reject);
     req.end(body);
   });
+}
+
+/**
+ * What a tenant may read about a delivery that got no HTTP answer: the failure's kind, never the
+ * addresses in Node's own messages (`connect ECONNREFUSED 10.0.0.5:443`, what a name resolved to).
+ */
+export function deliveryErrorMessage(err: unknown): string {
+  if (err instanceof AddressRefusedError) return err.message.startsWith('url ') ? err.message : `address refused: ${err.safeMessage}`;
+  if (err instanceof Error && /^no answer within \d+ ms$/.test(err.message)) return err.message;
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && /^[A-Z][A-Z0-9_]{1,40}$/.test(code) ? `connection failed (${code})` : 'connection failed';
 }
 
 /** Exponential backoff with "equal jitter": half the step fixed, half random. */
@@ -223,9 +187,12 @@ export function createWebhookActivities(deps: WebhookDeps) {
       try {
         status = await post(endpoint.url, headers, event.body, input.retry.timeoutMs, (deps.webhooks ?? DEFAULT_WEBHOOK_CONFIG).allowPrivateHosts);
       } catch (err) {
-        const message = err instanceof Error ? err.message : String(err);
-        await recordAttempt(deps.db, delivery.id, { statusCode: null, error: message.slice(0, 500), final: null });
-        if (err instanceof AddressRefused) throw ApplicationFailure.nonRetryable(message, 'AddressRefused');
+        // The tenant sees this (last_error, the endpoint's disabled_reason): never what a name
+        // resolved to or a socket's peer address; the raw error goes to the log.
+        const message = deliveryErrorMessage(err);
+        deps.log?.warn('webhook delivery failed', { delivery: delivery.id, endpoint: endpoint.id, error: message, detail: err instanceof Error ? err.message.slice(0, 300) : String(err).slice(0, 300) });
+        await recordAttempt(deps.db, delivery.id, { statusCode: null, error: message, final: null });
+        if (err instanceof AddressRefusedError) throw ApplicationFailure.nonRetryable(message.replace(/^address refused: /, ''), 'AddressRefused');
         throw ApplicationFailure.create({ type: 'DeliveryFailed', message, nextRetryDelay: retryDelayMs(Context.current().info.attempt, input.retry) });
       }
       if (status >= 200 && status < 300) {

@@ -4,10 +4,11 @@ import helmet from 'helmet';
 import type { Client } from '@temporalio/client';
 import type { Db } from '../db/database.js';
 import { sql } from 'kysely';
-import type { Metrics } from '../workers/metrics.js';
-import type { Logger } from '../workers/logger.js';
+import type { Metrics } from '../runtime/metrics.js';
+import { metricsAuthorized } from '../runtime/metrics-server.js';
+import type { Logger } from '../runtime/logger.js';
 import { authenticate } from './auth.js';
-import { HttpError, errorMiddleware } from './errors.js';
+import { HttpError, errorMiddleware, requestId } from './errors.js';
 import { chatRoutes } from './routes/chat.js';
 import { modelRoutes } from './routes/models.js';
 import { tenantRoutes } from './routes/tenants.js';
@@ -17,14 +18,13 @@ import { DEFAULT_FILE_LIMITS, fileRoutes, type FileLimits } from './routes/files
 import { DEFAULT_BATCH_RUN, batchRoutes, type BatchRunConfig } from './routes/batches.js';
 import { webhookRoutes } from './routes/webhooks.js';
 import type { WebhookConfig } from '../activities/webhooks.js';
-import { inferenceTaskQueue } from '../workflows/contracts.js';
+import { inferenceTaskQueue } from '../contracts/ids.js';
 
 /** `temporal.api.enums.v1.TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY`. */
 const TASK_QUEUE_TYPE_ACTIVITY = 2;
 
 export interface AppConfig {
   maxBodyBytes: number;
-  localActivities: boolean;
   namespace: string;
   /** Pools whose inference workers `/readyz` expects to see polling. */
   pools: readonly string[];
@@ -42,6 +42,10 @@ export interface AppConfig {
   webhooks?: WebhookConfig;
   /** Upstream hosts allowed on private addresses (`*` = all); see `SLUICE_ALLOW_PRIVATE_UPSTREAMS`. @default [] */
   allowPrivateUpstreams?: readonly string[];
+  /** Token `GET /metrics` on the API port requires; null = the API port serves no metrics. @default null */
+  metricsToken?: string | null;
+  /** Accept `provider: "instant"` deployments (a test double); see `SLUICE_ENABLE_INSTANT_BACKEND`. @default false */
+  enableInstantBackend?: boolean;
 }
 
 export interface AppDeps {
@@ -101,6 +105,7 @@ export function createApp(deps: AppDeps): express.Express {
     res.setHeader('Cache-Control', 'no-store');
     next();
   });
+  app.use(requestId());
   app.use(requestTimeout(deps.config.requestTimeoutMs ?? 600_000));
   app.use(httpMetrics(deps.metrics));
 
@@ -126,7 +131,14 @@ export function createApp(deps: AppDeps): express.Express {
     const ready = checks.postgres === 'ok' && checks.temporal === 'ok' && pools > 0;
     res.status(ready ? 200 : 503).json({ status: ready ? 'ready' : 'not ready', checks });
   });
-  app.get('/metrics', async (_req, res) => {
+  // The API port is public and the metrics carry tenant IDs: served here only with the metrics
+  // token; otherwise on the metrics listener (workers/metrics-server.ts, SLUICE_METRICS_PORT).
+  app.get('/metrics', async (req, res, next) => {
+    const token = deps.config.metricsToken ?? null;
+    if (token === null) return next();
+    if (!metricsAuthorized(req.headers.authorization, token)) {
+      return next(new HttpError('authentication_error', 'Metrics need the metrics token as a bearer token', 'invalid_metrics_token'));
+    }
     res.setHeader('Content-Type', deps.metrics.registry.contentType);
     res.send(await deps.metrics.registry.metrics());
   });
@@ -135,14 +147,14 @@ export function createApp(deps: AppDeps): express.Express {
   // Authenticate before reading the body: an anonymous caller's body is never parsed.
   v1.use(authenticate(deps));
   v1.use(express.json({ limit: deps.config.maxBodyBytes, type: ['application/json', 'application/*+json'] }));
-  v1.use(chatRoutes({ db: deps.db, temporal: deps.temporal, metrics: deps.metrics, localActivities: deps.config.localActivities, eagerStart: deps.config.eagerStart }));
-  v1.use(modelRoutes({ db: deps.db, allowPrivateUpstreams: deps.config.allowPrivateUpstreams ?? [] }));
+  v1.use(chatRoutes({ db: deps.db, temporal: deps.temporal, metrics: deps.metrics, eagerStart: deps.config.eagerStart, log: deps.log }));
+  v1.use(modelRoutes({ db: deps.db, allowPrivateUpstreams: deps.config.allowPrivateUpstreams ?? [], enableInstantBackend: deps.config.enableInstantBackend ?? false }));
   v1.use(tenantRoutes(deps));
   v1.use(usageAuditRoutes(deps));
   v1.use(billingRoutes(deps));
   v1.use(fileRoutes({ db: deps.db, limits: deps.config.files ?? DEFAULT_FILE_LIMITS }));
   v1.use(webhookRoutes({ db: deps.db, temporal: deps.temporal, ...(deps.config.webhooks ? { webhooks: deps.config.webhooks } : {}) }));
-  v1.use(batchRoutes({ db: deps.db, temporal: deps.temporal, run: deps.config.batches ?? DEFAULT_BATCH_RUN }));
+  v1.use(batchRoutes({ db: deps.db, temporal: deps.temporal, run: deps.config.batches ?? DEFAULT_BATCH_RUN, log: deps.log }));
   app.use('/v1', v1);
 
   app.use((req, _res, next) => next(new HttpError('not_found_error', `Unknown route ${req.method} ${req.path}`, 'unknown_url')));

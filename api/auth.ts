@@ -7,21 +7,27 @@ import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import type { Db } from '../db/database.js';
 import type { Role } from '../db/tables/index.js';
 import { findKeyBySecret, touchKey } from '../db/repositories/keys.js';
-import { appendAudit } from '../db/repositories/audit.js';
-import { allows, type Permission } from '../activities/policy.js';
+import { appendAudit, appendAuditMany } from '../db/repositories/audit.js';
+import { allows, type Permission } from '../domain/policy.js';
 import { HttpError } from './errors.js';
+import { createDenialAuditor, type DenialAuditOptions, type DenialAuditor } from './denial-audit.js';
 
 export interface AuthContext {
   keyId: string;
   keyPrefix: string;
+  /** Null for the operator's keys (`super_admin`, `operator_finance`). */
   tenantId: string | null;
   role: Role;
   scopes: string[] | null;
+  /** When the caller's key expires: keys it creates expire no later. */
+  expiresAt: Date | null;
 }
 
 declare module 'express-serve-static-core' {
   interface Request {
     auth?: AuthContext;
+    /** The process's aggregating auditor of permission denials, set by `authenticate`. */
+    denials?: DenialAuditor;
   }
 }
 
@@ -62,9 +68,15 @@ function createAuthFailureAuditor(db: Db) {
   };
 }
 
-export function authenticate(deps: { db: Db }): RequestHandler {
+/**
+ * Authenticates the bearer key; also hands the guards after it the process's denial auditor
+ * (`denials`: options for tests, the defaults otherwise).
+ */
+export function authenticate(deps: { db: Db; denials?: DenialAuditOptions }): RequestHandler {
   const auditFailure = createAuthFailureAuditor(deps.db);
+  const denials = createDenialAuditor((entries) => appendAuditMany(deps.db, entries), deps.denials);
   return async (req: Request, _res: Response, next: NextFunction) => {
+    req.denials = denials;
     const fail = async (reason: string, message: string, key: Parameters<typeof auditFailure>[2] = null): Promise<never> => {
       await auditFailure(req, reason, key);
       throw unauthorized(message);
@@ -83,7 +95,7 @@ export function authenticate(deps: { db: Db }): RequestHandler {
       await auditFailure(req, 'tenant_suspended', key);
       throw new HttpError('permission_error', 'This tenant is suspended.', 'tenant_suspended');
     }
-    req.auth = { keyId: key.id, keyPrefix: key.prefix, tenantId: key.tenant_id, role: key.role, scopes: key.scopes };
+    req.auth = { keyId: key.id, keyPrefix: key.prefix, tenantId: key.tenant_id, role: key.role, scopes: key.scopes, expiresAt: key.expires_at };
     // last_used_at is kept to the minute: most requests need no write at all.
     if (key.last_used_at === null || now.getTime() - key.last_used_at.getTime() > 60_000) {
       void touchKey(deps.db, key.id, now).catch(() => undefined);
@@ -98,29 +110,31 @@ export function authOf(req: Request): AuthContext {
   return req.auth;
 }
 
-/** Guards a route by permission; a denial is a 403 and is audited. */
-export function requirePermission(deps: { db: Db }, permission: Permission): RequestHandler {
+/**
+ * Guards a route by permission; a denial is a 403 and is audited as `auth.denied`, aggregated
+ * (`api/denial-audit.ts`): the first of a kind at once, repeats as one counted row per window.
+ */
+export function requirePermission(_deps: { db: Db }, permission: Permission): RequestHandler {
   return async (req, _res, next) => {
     const auth = authOf(req);
     if (allows(auth.role, auth.scopes, permission)) return next();
-    await appendAudit(deps.db, {
-      actor: `key:${auth.keyId}`,
-      tenantId: auth.tenantId,
-      action: 'auth.denied',
-      target: `${req.method} ${req.route?.path ?? req.path}`,
-      data: { permission, role: auth.role },
-      idempotencyKey: null,
-      at: new Date(),
+    await req.denials?.record({
+      keyId: auth.keyId, tenantId: auth.tenantId, role: auth.role, permission, target: `${req.method} ${req.route?.path ?? req.path}`,
     });
     throw new HttpError('permission_error', `Your key's role (${auth.role}) does not allow this (${permission}).`, 'permission_denied');
   };
 }
 
+/** True for the operator's keys (`super_admin`, `operator_finance`): they have no tenant and see all. */
+export function isOperator(auth: AuthContext): boolean {
+  return auth.tenantId === null;
+}
+
 /**
- * The tenant a caller may act on: a super admin any, everyone else only their own. Another
- * tenant's ID answers 404, as if it did not exist (no existence oracle).
+ * The tenant a caller may act on: an operator key (within its permissions) any, everyone else
+ * only their own. Another tenant's ID answers 404, as if it did not exist (no existence oracle).
  */
 export function tenantScope(auth: AuthContext, tenantId: string, what = 'Tenant'): string {
-  if (auth.role === 'super_admin' || auth.tenantId === tenantId) return tenantId;
+  if (isOperator(auth) || auth.tenantId === tenantId) return tenantId;
   throw new HttpError('not_found_error', `${what} not found`, 'not_found');
 }

@@ -2,11 +2,14 @@
  * One error type for the HTTP API, a closed map of codes to statuses, and one middleware that
  * answers everything in OpenAI's error shape: `{"error": {"message", "type", "param", "code"}}`.
  */
-import type { ErrorRequestHandler } from 'express';
+import { randomUUID } from 'node:crypto';
+import type { ErrorRequestHandler, RequestHandler } from 'express';
 import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
 import { WorkflowFailedError } from '@temporalio/client';
-import { FailureTypes, type FailureDetails } from '../workflows/contracts.js';
-import type { Logger } from '../workers/logger.js';
+import { FailureTypes, type FailureDetails } from '../contracts/failures.js';
+import { clientFailureMessage } from '../domain/client-errors.js';
+import type { Logger } from '../runtime/logger.js';
+import { InvalidRequestError } from '../domain/invalid-request.js';
 
 export const ERROR_STATUS = {
   invalid_request_error: 400,
@@ -25,6 +28,8 @@ export type ErrorType = keyof typeof ERROR_STATUS;
 export class HttpError extends Error {
   override readonly name = 'HttpError';
   readonly status: number;
+  /** Raw cause for the log (never sent): e.g. a workflow failure's own message. */
+  detail: string | null = null;
   constructor(
     readonly type: ErrorType,
     message: string,
@@ -43,6 +48,11 @@ export class HttpError extends Error {
 
 export const badRequest = (message: string, param: string | null = null, code: string | null = null) =>
   new HttpError('invalid_request_error', message, code, param);
+/** The 400 for a value a pure rule refused (`domain/`), naming the field. */
+export function fromInvalidRequest(err: InvalidRequestError): HttpError {
+  return badRequest(err.message, err.param, err.code);
+}
+
 export const notFound = (what: string) => new HttpError('not_found_error', `${what} not found`, 'not_found');
 
 const TYPE_FOR_STATUS: Record<number, ErrorType> = {
@@ -59,7 +69,30 @@ export function fromWorkflowFailure(err: unknown): HttpError | null {
   const type = cause.type ?? 'InternalError';
   const status = (FailureTypes as Record<string, number>)[type] ?? 500;
   const details = (cause.details?.[0] ?? null) as FailureDetails | null;
-  return new HttpError(TYPE_FOR_STATUS[status] ?? 'server_error', cause.message, details?.code ?? null, details?.param ?? null, details?.retryAfterSeconds ?? null);
+  const code = details?.code ?? (status === 500 ? 'internal_error' : null);
+  const error = new HttpError(
+    TYPE_FOR_STATUS[status] ?? 'server_error', clientFailureMessage(type, code, cause.message), code, details?.param ?? null, details?.retryAfterSeconds ?? null,
+  );
+  error.detail = `${type}: ${cause.message}`.slice(0, 1000);
+  return error;
+}
+
+/** The header that carries each answer's request ID (also in every error log line). */
+export const REQUEST_ID_HEADER = 'x-request-id';
+
+/**
+ * Gives every request an ID: the caller's `X-Request-Id` when it is a plain token (1–128 of
+ * `[A-Za-z0-9._:-]`), else a new one; sent back on every answer, errors included, and logged with
+ * any error so a client's report finds the raw details.
+ */
+export function requestId(): RequestHandler {
+  return (req, res, next) => {
+    const given = req.get(REQUEST_ID_HEADER);
+    const id = given !== undefined && /^[A-Za-z0-9._:-]{1,128}$/.test(given) ? given : `reqid_${randomUUID().replace(/-/g, '')}`;
+    res.locals.requestId = id;
+    res.setHeader(REQUEST_ID_HEADER, id);
+    next();
+  };
 }
 
 /** Normalises anything thrown into the OpenAI error shape. Unknown errors are logged and answered 500 without detail. */
@@ -68,15 +101,20 @@ export function errorMiddleware(log: Logger): ErrorRequestHandler {
     // Already answered (a request timeout fired first): nothing more can be sent.
     if (res.headersSent) return;
     let error: HttpError;
+    const rid = typeof res.locals?.requestId === 'string' ? (res.locals.requestId as string) : null;
     if (err instanceof HttpError) error = err;
+    else if (err instanceof InvalidRequestError) error = fromInvalidRequest(err);
     else if (fromWorkflowFailure(err)) error = fromWorkflowFailure(err) as HttpError;
     else if (err?.type === 'entity.too.large') error = new HttpError('request_too_large', 'Request body too large', 'request_too_large');
     else if (err?.type === 'entity.parse.failed') error = badRequest('We could not parse the JSON body of your request.', null, 'invalid_json');
     else if (typeof err?.status === 'number' && err.status >= 400 && err.status < 500 && err.expose) {
       error = new HttpError(TYPE_FOR_STATUS[err.status] ?? 'invalid_request_error', String(err.message));
     } else {
-      log.error('unhandled error', { route: req.route?.path ?? null, method: req.method, error: err instanceof Error ? err.name : typeof err, detail: err instanceof Error ? err.message.slice(0, 300) : null });
+      log.error('unhandled error', { request_id: rid, route: req.route?.path ?? null, method: req.method, error: err instanceof Error ? err.name : typeof err, detail: err instanceof Error ? err.message.slice(0, 300) : null });
       error = new HttpError('server_error', 'The server had an error while processing your request.', 'internal_error');
+    }
+    if (error.detail !== null) {
+      log.warn('request failed', { request_id: rid, route: req.route?.path ?? null, method: req.method, status: error.status, code: error.code, detail: error.detail });
     }
     if (error.retryAfterSeconds !== null) res.setHeader('Retry-After', String(error.retryAfterSeconds));
     if (error.status === 401) res.setHeader('WWW-Authenticate', 'Bearer');

@@ -4,19 +4,20 @@
  *    infer activity on the pool queue → settle → audit, on the Temporal dev server and PostgreSQL)
  *    over a direct backend call, p50/p99, side by side in one run;
  *  - sync requests/s at concurrency 1, 8 and 32;
- *  - both with the database steps as local activities and as regular activities;
+ *  - with the database steps as local activities (the regular-activities mode went with
+ *    SLUICE_LOCAL_ACTIVITIES: the workflow code decides; its numbers stay in BENCHMARKS.md);
  *  - first, on the same dev server, the floor: workflows that do nothing (`temporal-floor.ts`);
  *  - CPU time per request of this process and of the dev server, at each concurrency.
  * Real embedded PostgreSQL and Temporal dev server in a temp dir; everything stops at the end.
  *
- * Run: `npx tsx bench/pipeline.ts [--requests 300] [--seconds 10] [--modes floor,local,regular]`
+ * Run: `npx tsx bench/pipeline.ts [--requests 300] [--seconds 10] [--modes floor,local]`
  */
 import fs from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { Client } from '@temporalio/client';
 import { NativeConnection } from '@temporalio/worker';
-import { loadConfig } from '../workers/config.js';
-import { createLogger } from '../workers/logger.js';
+import { loadConfig } from '../runtime/config.js';
+import { createLogger } from '../runtime/logger.js';
 import { startInfra, startStack } from '../scripts/lib/system.js';
 import { createInstantBackend } from '../activities/backends/instant.js';
 import { measureLoad, percentile } from './stats.js';
@@ -24,9 +25,10 @@ import { measureFloor } from './temporal-floor.js';
 import { benchEnv, machine, addInstantModel, addTenantKey, runBench, syncChat as call } from './setup.js';
 
 const { values } = parseArgs({
-  options: { requests: { type: 'string', default: '300' }, seconds: { type: 'string', default: '10' }, modes: { type: 'string', default: 'floor,local,regular' } },
+  options: { requests: { type: 'string', default: '300' }, seconds: { type: 'string', default: '10' }, modes: { type: 'string', default: 'floor,local' } },
 });
 const MODES = values.modes.split(',').map((m) => m.trim());
+if (MODES.includes('regular')) throw new Error('--modes regular was removed with SLUICE_LOCAL_ACTIVITIES (docs/versioning.md)');
 const REQUESTS = Number(values.requests);
 const SECONDS = Number(values.seconds);
 const CONCURRENCIES = [1, 8, 32];
@@ -62,8 +64,8 @@ async function main() {
       }
     }
     let key = '';
-    for (const local of [true, false].filter((l) => MODES.includes(l ? 'local' : 'regular'))) {
-      const config = loadConfig({ ...env, SLUICE_LOCAL_ACTIVITIES: String(local) });
+    if (MODES.includes('local')) {
+      const config = baseConfig;
       const stack = await startStack(config, { databaseUrl: infra.databaseUrl, temporalAddress: infra.temporalAddress, api: true, control: true, pools: ['bench'], log });
       try {
         if (!key) {
@@ -79,7 +81,7 @@ async function main() {
           direct.push(...(await directLatencies(1)));
           pipeline.push(await call(url, key));
         }
-        const mode = local ? 'local_activities' : 'regular_activities';
+        const mode = 'local_activities';
         results[mode] = {
           direct_p50_ms: percentile(direct, 50), direct_p99_ms: percentile(direct, 99),
           pipeline_p50_ms: percentile(pipeline, 50), pipeline_p99_ms: percentile(pipeline, 99),

@@ -14,7 +14,7 @@ export async function benchEnv(name: string, extra: Record<string, string> = {})
   await fs.chmod(dir, 0o755);
   const env = {
     SLUICE_DATA_DIR: dir, PORT: '0', SLUICE_PG_PORT: String(await freePort()), SLUICE_TEMPORAL_PORT: String(await freePort()),
-    SLUICE_POOL: 'bench', SLUICE_LOG_LEVEL: 'warn', ...extra,
+    SLUICE_POOL: 'bench', SLUICE_LOG_LEVEL: 'warn', SLUICE_ENABLE_INSTANT_BACKEND: 'true', ...extra,
   };
   return { dir, env };
 }

@@ -3,7 +3,7 @@ import { fileURLToPath } from 'node:url';
 import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
 import type { PayloadCodec } from '@temporalio/common';
 import { createControlActivities, type ControlDeps } from '../activities/index.js';
-import { CONTROL_TASK_QUEUE } from '../workflows/contracts.js';
+import { CONTROL_TASK_QUEUE } from '../contracts/ids.js';
 
 export const WORKFLOWS_PATH = fileURLToPath(new URL('../workflows/index.ts', import.meta.url));
 

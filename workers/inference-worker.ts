@@ -9,11 +9,11 @@ import { NativeConnection, Worker } from '@temporalio/worker';
 import type { PayloadCodec } from '@temporalio/common';
 import { createBatchInferenceActivities, createInferenceActivities } from '../activities/inference.js';
 import type { BackendRegistry } from '../activities/backends/registry.js';
-import { inferenceBatchTaskQueue, inferenceTaskQueue } from '../workflows/contracts.js';
+import { inferenceBatchTaskQueue, inferenceTaskQueue } from '../contracts/ids.js';
 
 /** Chunks of batch lines a worker runs at once (their lines share the backend's slots). */
 const BATCH_CHUNKS = 2;
-import type { Metrics } from './metrics.js';
+import type { Metrics } from '../runtime/metrics.js';
 
 export interface InferenceWorkerOptions {
   namespace: string;

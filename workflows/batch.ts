@@ -3,16 +3,13 @@
  * request (`runChatPipeline`: authorize → reserve → experiment → infer → settle → audit), inside
  * this workflow: one history and shared workflow tasks for many lines, where a child workflow per
  * line cost ~23 history events, a workflow start and five visibility writes each (measured in
- * BENCHMARKS.md: 14 → see there). Runs started before that change keep running their lines as
- * `chatRequest` children (`chat-<batch_req_…>`); `patched('batch-lines-inline')` tells them apart.
- * A line's request ID is fixed by batch and line number, and every step is idempotent on it.
+ * BENCHMARKS.md: 14 → see there). A line's request ID is fixed by batch and line number, and every step is idempotent on it.
  *
  * Lines that start or finish together share their activities (`coalesce`): one `admitLines`, one
  * `inferLines` per pool (on the pool's batch queue) and one `completeLines` per chunk of up to
  * `CHUNK_LINES`, each line still run by the same step functions with its own result and its own
  * failure handling in the pipeline; the per-activity cost of Temporal and the SDK is then shared
- * (10,000 lines: 45 → 122 lines/s, 9.6 → 0.5 history events per line; BENCHMARKS.md). Runs
- * started before keep an activity per line and step (`patched('batch-line-chunks')`).
+ * (10,000 lines: 45 → 122 lines/s, 9.6 → 0.5 history events per line; BENCHMARKS.md).
  *
  * A sliding window keeps `concurrency` lines in flight; after `linesPerRun` lines (or when Temporal
  * suggests it) the window drains and the workflow continues as new with its progress, so history
@@ -23,17 +20,13 @@
  * reservation) and write partial output.
  */
 import {
-  ActivityCancellationType,
   ApplicationFailure,
   CancellationScope,
   ContinueAsNew,
-  WorkflowIdReusePolicy,
   condition,
   continueAsNew,
   defineQuery,
-  patched,
   defineSignal,
-  executeChild,
   isCancellation,
   proxyActivities,
   proxyLocalActivities,
@@ -41,57 +34,21 @@ import {
   sleep,
   upsertSearchAttributes,
   workflowInfo,
-  type ActivityOptions,
 } from '@temporalio/workflow';
 import type { BatchActivities } from '../activities/batch.js';
 import type { ControlActivities } from '../activities/index.js';
 import type { BatchInferenceActivities } from '../activities/inference.js';
 import type { WebhookActivities } from '../activities/webhooks.js';
-import { chatRequest } from './chat-request.js';
 import { runChatPipeline, type PipelineHooks } from './pipeline.js';
 import { coalesce } from './coalesce.js';
-import {
-  CONTROL_TASK_QUEUE,
-  PriorityKeys,
-  SearchAttributes,
-  chatWorkflowId,
-  inferenceBatchTaskQueue,
-  type BatchLine,
-  type InferInput,
-  type InferOutput,
-  type BatchProgress,
-  type BatchWorkflowInput,
-} from './contracts.js';
+import { BATCH_PROFILES as PROFILES } from '../contracts/profiles.js';
+import type { BatchLine, BatchProgress, BatchWorkflowInput } from '../contracts/batch.js';
+import type { InferInput, InferOutput } from '../contracts/chat.js';
+import { SearchAttributes, inferenceBatchTaskQueue } from '../contracts/ids.js';
 
 /** Stops scheduling lines, cancels those in flight, writes partial output; status `cancelled`. */
 export const cancelBatchSignal = defineSignal('cancelBatch');
 export const batchProgressQuery = defineQuery<BatchProgress & { inFlight: number }>('batchProgress');
-
-const PROFILES = {
-  /** One quick database step. */
-  db: {
-    startToCloseTimeout: '30s',
-    retry: { initialInterval: '200ms', backoffCoefficient: 2, maximumInterval: '10s', maximumAttempts: 30 },
-  } satisfies ActivityOptions,
-  /**
-   * A chunk of lines' inference (`inferLines`): each line retried inside it as its own infer
-   * activity would be; the chunk waits up to 10 minutes for a worker of its pool (the batch has
-   * hours), runs up to an hour, and is run again whole if its worker goes silent for 15 s.
-   */
-  lineInference: {
-    scheduleToStartTimeout: '10m',
-    startToCloseTimeout: '1h',
-    heartbeatTimeout: '15s',
-    retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '30s', maximumAttempts: 5 },
-    cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
-  } satisfies ActivityOptions,
-  /** A pass over the whole file (validate, finalize): heartbeats per page. */
-  file: {
-    startToCloseTimeout: '15m',
-    heartbeatTimeout: '60s',
-    retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '30s', maximumAttempts: 10, nonRetryableErrorTypes: ['NotFound'] },
-  } satisfies ActivityOptions,
-};
 
 /**
  * Most lines whose admission, inference or completion share one activity, and most bytes of
@@ -105,9 +62,8 @@ const LOAD_PAGE = 200;
 /** Live counts are written at most this often (workflow time). */
 const FLUSH_MS = 1000;
 
-/** Publishes the batch's end-state webhook event (`batch.completed|failed|cancelled`); patched in for running batches. */
+/** Publishes the batch's end-state webhook event (`batch.completed|failed|cancelled`). */
 async function publishEnd(batchId: string): Promise<void> {
-  if (!patched('batch-webhook-events')) return;
   const { publishBatchEvent } = proxyActivities<WebhookActivities>(PROFILES.db);
   await publishBatchEvent({ batchId });
 }
@@ -145,54 +101,36 @@ export async function batch(input: BatchWorkflowInput): Promise<BatchProgress> {
     }, () => undefined);
 
     const lines = new CancellationScope();
-    const inline = patched('batch-lines-inline');
     // Lines started together are admitted by one activity, inferences and completions that are
     // due together run as one each: every line still runs every step of its own.
-    const chunked = inline && patched('batch-line-chunks');
     const chunkActs = proxyActivities<ControlActivities>(PROFILES.db);
     const inferByPool = new Map<string, (line: InferInput) => Promise<InferOutput>>();
-    const dispatch: PipelineHooks['dispatch'] = chunked
-      ? {
-        // Admission is shielded from cancellation (see `shieldAdmission`); so is a completion:
-        // once a line's inference is done, its settlement and audit run to their end.
-        admit: coalesce((items) => CancellationScope.nonCancellable(() => chunkActs.admitLines({ items })), { maxItems: CHUNK_LINES }),
-        // Per pool: one chunk activity on the pool's batch queue; the batch's cancel cancels it.
-        infer: (line) => {
-          let infer = inferByPool.get(line.deployment.pool);
-          if (infer === undefined) {
-            const { inferLines } = proxyActivities<BatchInferenceActivities>({ ...PROFILES.lineInference, taskQueue: inferenceBatchTaskQueue(line.deployment.pool) });
-            infer = coalesce((items) => lines.run(() => inferLines({ items })), {
-              maxItems: CHUNK_LINES,
-              maxBytes: CHUNK_BYTES,
-              // The prompt, and the most its completion can weigh: 8 bytes of JSON per token.
-              sizeOf: (i) => JSON.stringify(i).length + i.params.maxTokens * 8,
-            });
-            inferByPool.set(line.deployment.pool, infer);
-          }
-          return infer(line);
-        },
-        complete: coalesce((items) => CancellationScope.nonCancellable(() => chunkActs.completeLines({ items })), { maxItems: CHUNK_LINES, maxBytes: CHUNK_BYTES }),
-      }
-      : undefined;
+    const dispatch: NonNullable<PipelineHooks['dispatch']> = {
+      // Admission is shielded from cancellation (see `shieldAdmission`); so is a completion:
+      // once a line's inference is done, its settlement and audit run to their end.
+      admit: coalesce((items) => CancellationScope.nonCancellable(() => chunkActs.admitLines({ items })), { maxItems: CHUNK_LINES }),
+      // Per pool: one chunk activity on the pool's batch queue; the batch's cancel cancels it.
+      infer: (line) => {
+        let infer = inferByPool.get(line.deployment.pool);
+        if (infer === undefined) {
+          const { inferLines } = proxyActivities<BatchInferenceActivities>({ ...PROFILES.lineInference, taskQueue: inferenceBatchTaskQueue(line.deployment.pool) });
+          infer = coalesce((items) => lines.run(() => inferLines({ items })), {
+            maxItems: CHUNK_LINES,
+            maxBytes: CHUNK_BYTES,
+            // The prompt, and the most its completion can weigh: 8 bytes of JSON per token.
+            sizeOf: (i) => JSON.stringify(i).length + i.params.maxTokens * 8,
+          });
+          inferByPool.set(line.deployment.pool, infer);
+        }
+        return infer(line);
+      },
+      complete: coalesce((items) => CancellationScope.nonCancellable(() => chunkActs.completeLines({ items })), { maxItems: CHUNK_LINES, maxBytes: CHUNK_BYTES }),
+    };
+    // A line's steps outside the chunks are regular activities: a local one keeps the batch's
+    // workflow task open while it runs (BENCHMARKS.md, "Chunk activities are regular activities").
     const runLine = async (line: BatchLine): Promise<boolean> => {
       try {
-        await lines.run(() => inline
-          ? runChatPipeline({ ...line.input, localActivities: input.localActivities }, { shieldAdmission: true, ...(dispatch ? { dispatch } : {}) })
-          : executeChild(chatRequest, {
-            workflowId: chatWorkflowId(line.input.requestId),
-            taskQueue: CONTROL_TASK_QUEUE,
-            args: [{ ...line.input, localActivities: input.localActivities }],
-            workflowIdReusePolicy: WorkflowIdReusePolicy.REJECT_DUPLICATE,
-            priority: { priorityKey: PriorityKeys.batch, fairnessKey: input.tenantId },
-            typedSearchAttributes: [
-              { key: SearchAttributes.kind, value: 'batch' },
-              { key: SearchAttributes.tenant, value: input.tenantId },
-              { key: SearchAttributes.model, value: line.input.model },
-              { key: SearchAttributes.batch, value: input.batchId },
-              { key: SearchAttributes.status, value: 'queued' },
-            ],
-          }),
-        );
+        await lines.run(() => runChatPipeline(line.input, { shieldAdmission: true, dispatch }));
         return true;
       } catch {
         // The line's own failure (recorded on its request by the pipeline) or its cancellation.
@@ -226,7 +164,7 @@ export async function batch(input: BatchWorkflowInput): Promise<BatchProgress> {
       }
       await condition(() => inFlight < input.concurrency || stopped());
       if (stopped()) break;
-      // Chunked: every free slot's line starts in this one turn, so their admissions coalesce.
+      // Every free slot's line starts in this one turn, so their admissions coalesce.
       do {
         const line = page.shift() as BatchLine;
         state.afterLine = line.lineNo;
@@ -237,14 +175,14 @@ export async function batch(input: BatchWorkflowInput): Promise<BatchProgress> {
           else state.failed += 1;
           inFlight -= 1;
         });
-      } while (chunked && page.length > 0 && inFlight < input.concurrency && started < input.linesPerRun);
+      } while (page.length > 0 && inFlight < input.concurrency && started < input.linesPerRun);
       if (page.length === 0 && loadAfter > state.afterLine) state.afterLine = loadAfter; // trailing blank lines
       if (started >= input.linesPerRun || workflowInfo().continueAsNewSuggested) break;
       if (Date.now() - flushedAt >= FLUSH_MS) await flush();
     }
 
     // The last lines drain; a cancel or the window's end meanwhile cancels them too.
-    if (patched('batch-stop-while-draining')) await condition(() => inFlight === 0 || stopped());
+    await condition(() => inFlight === 0 || stopped());
     if (stopped()) lines.cancel();
     await condition(() => inFlight === 0);
     await flush();

@@ -12,7 +12,6 @@
  * `day-close-<day>`: a re-run writes nothing and checks again.
  */
 import {
-  ActivityFailure,
   ApplicationFailure,
   ParentClosePolicy,
   WorkflowIdReusePolicy,
@@ -27,20 +26,10 @@ import {
 } from '@temporalio/workflow';
 import { WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
 import type { ControlActivities } from '../activities/index.js';
-import {
-  DAY_PATTERN,
-  PERIOD_PATTERN,
-  SearchAttributes,
-  previousDay,
-  type DayCloseInput,
-  type DayCloseOutput,
-  billingWorkflowId,
-  previousPeriod,
-  type BillingInput,
-  type BillingOutput,
-  type BillingRunInput,
-  type BillingRunOutput,
-} from './contracts.js';
+import { failureOf } from './failures.js';
+import type { DayCloseInput, DayCloseOutput, BillingInput, BillingOutput, BillingRunInput, BillingRunOutput } from '../contracts/billing.js';
+import { SearchAttributes, billingWorkflowId } from '../contracts/ids.js';
+import { DAY_PATTERN, PERIOD_PATTERN, previousDay, previousPeriod } from '../domain/billing-calendar.js';
 
 export type BillingState =
   | { step: 'closing' }
@@ -95,7 +84,7 @@ export async function billing(input: BillingInput): Promise<BillingOutput> {
     upsertSearchAttributes([{ key: SearchAttributes.status, value: 'failed' }]);
     // Fail the run with the activity's own type and message (ReconciliationMismatch, PeriodOpen…),
     // so `temporal workflow describe` and the API show the finding, not "Activity task failed".
-    const cause = err instanceof ActivityFailure && err.cause instanceof ApplicationFailure ? err.cause : null;
+    const cause = failureOf(err);
     if (cause) throw ApplicationFailure.create({ type: cause.type ?? 'InternalError', message: cause.message, nonRetryable: true, details: cause.details ?? [] });
     throw err;
   }
@@ -163,7 +152,7 @@ export async function dayClose(input: DayCloseInput): Promise<DayCloseOutput> {
     return { day, ...closed };
   } catch (err) {
     upsertSearchAttributes([{ key: SearchAttributes.status, value: 'failed' }]);
-    const cause = err instanceof ActivityFailure && err.cause instanceof ApplicationFailure ? err.cause : null;
+    const cause = failureOf(err);
     if (cause) throw ApplicationFailure.create({ type: cause.type ?? 'InternalError', message: cause.message, nonRetryable: true, details: cause.details ?? [] });
     throw err;
   }

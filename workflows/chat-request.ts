@@ -4,24 +4,19 @@
  * Ops see its progress in the search attributes (status, and model, pool and variant per
  * inference attempt) and in the `status` query.
  */
-import { defineQuery, patched, setHandler, upsertSearchAttributes } from '@temporalio/workflow';
+import { defineQuery, setHandler, upsertSearchAttributes } from '@temporalio/workflow';
 import { runChatPipeline } from './pipeline.js';
-import { SearchAttributes, type ChatCompletion, type ChatRequestInput, type JobStatus } from './contracts.js';
+import type { ChatCompletion, ChatRequestInput, JobStatus } from '../contracts/chat.js';
+import { SearchAttributes } from '../contracts/ids.js';
 
 export const statusQuery = defineQuery<{ status: JobStatus; step: string }>('status');
 
 export async function chatRequest(input: ChatRequestInput): Promise<ChatCompletion> {
   let state: { status: JobStatus; step: string } = { status: 'queued', step: 'authorize' };
   setHandler(statusQuery, () => state);
-  // Workflows started before this version replay the step-by-step path (test/fixtures/histories);
-  // new ones take admission and completion as one activity each, and record the tokens failed or
-  // cancelled attempts spent (unbilled), waiting for a cancelled generation to say how many. One
-  // patch for both (they shipped together): each patch costs a marker and a search-attribute write.
-  const folded = patched('admission-in-one-activity');
   return runChatPipeline(input, {
-    folded,
-    // Batch lines ran as `chatRequest` children before they ran inside the batch workflow.
-    mayWaitForRateLimits: () => patched('batch-lines-wait-for-rate-limits'),
+    // Measured faster than regular activities (BENCHMARKS.md, "Sluice's pipeline").
+    localActivities: true,
     onStep: (status, step) => {
       state = { status, step };
     },

@@ -9,76 +9,24 @@
  */
 import {
   ActivityCancellationType,
-  ActivityFailure,
   ApplicationFailure,
   CancellationScope,
-  CancelledFailure,
   isCancellation,
   proxyActivities,
   proxyLocalActivities,
   sleep,
-  type ActivityOptions,
-  type LocalActivityOptions,
 } from '@temporalio/workflow';
 import type { ControlActivities } from '../activities/index.js';
 import type { InferenceActivities } from '../activities/inference.js';
-import type { Assignment } from '../activities/experiments.js';
 import type { AdmitInput, Admission, CompleteInput } from '../activities/admission.js';
-import {
-  fallbackOrder,
-  inferenceTaskQueue,
-  type ChatCompletion,
-  type ChatRequestInput,
-  type ConsumedTokens,
-  type DeploymentTarget,
-  type FailureDetails,
-  type FailureType,
-  type InferInput,
-  type InferOutput,
-  type JobStatus,
-} from './contracts.js';
+import type { ChatCompletion, ChatRequestInput, ConsumedTokens, DeploymentTarget, InferInput, InferOutput, JobStatus } from '../contracts/chat.js';
+import type { FailureDetails, FailureType } from '../contracts/failures.js';
+import { inferenceTaskQueue } from '../contracts/ids.js';
+import { consumedOf, failureOf } from './failures.js';
+import { CLIENT_FAULTS, PIPELINE_PROFILES as PROFILES } from '../contracts/profiles.js';
 
-/** Named timeout profiles. */
-const PROFILES = {
-  /** Database steps: quick, retried on transient errors (a lost connection), never on a decision. */
-  db: {
-    startToCloseTimeout: '15s',
-    retry: { initialInterval: '100ms', backoffCoefficient: 2, maximumInterval: '5s', maximumAttempts: 20 },
-  } satisfies ActivityOptions & LocalActivityOptions,
-  /**
-   * Inference: a worker must pick it up within a minute (else the next deployment is tried), a
-   * generation may run 10 minutes, a silent worker is detected after 15 s without a heartbeat.
-   */
-  infer: {
-    scheduleToStartTimeout: '60s',
-    startToCloseTimeout: '10m',
-    heartbeatTimeout: '15s',
-    retry: {
-      initialInterval: '500ms',
-      backoffCoefficient: 2,
-      maximumInterval: '20s',
-      maximumAttempts: 3,
-      nonRetryableErrorTypes: ['BadRequest', 'ContextLengthExceeded'],
-    },
-  } satisfies ActivityOptions,
-};
-
-/** Failure types that are the request's own fault: they end the request instead of trying the next deployment. */
-const CLIENT_FAULTS: readonly string[] = ['BadRequest', 'ContextLengthExceeded'];
-
-function failureOf(err: unknown): ApplicationFailure | null {
-  if (err instanceof ApplicationFailure) return err;
-  if (err instanceof ActivityFailure && err.cause instanceof ApplicationFailure) return err.cause;
-  return null;
-}
-
-/** Tokens a failed or cancelled infer attempt reported spending (see activities/inference.ts). */
-function consumedOf(err: unknown): ConsumedTokens | null {
-  const cause = err instanceof ActivityFailure ? err.cause : err;
-  const details = cause instanceof ApplicationFailure || cause instanceof CancelledFailure ? cause.details : undefined;
-  const consumed = (details?.[0] as FailureDetails | undefined)?.consumed;
-  return consumed && consumed.promptTokens + consumed.completionTokens > 0 ? consumed : null;
-}
+/** Failure types that end the request instead of trying the next deployment. */
+const clientFaults: readonly string[] = CLIENT_FAULTS;
 
 /** Limits a batch line waits out instead of failing: those that free up within a minute. */
 const WAITABLE_LIMITS: readonly string[] = ['rate_limit_exceeded', 'tokens_rate_limit_exceeded', 'concurrency_limit_exceeded'];
@@ -104,16 +52,13 @@ function completionOf(input: ChatRequestInput, model: string, out: InferOutput):
   };
 }
 
-/** What the workflow running the pipeline learns of it as it goes (all optional but `folded`). */
+/** What the workflow running the pipeline learns of it as it goes (all optional). */
 export interface PipelineHooks {
   /**
-   * Admission and completion as one activity each, recording tokens that failed or cancelled
-   * attempts spent; false replays the step-by-step path of workflows started before (see
-   * `chatRequest`). @default true
+   * The request's database steps as local activities on the worker running the workflow (the
+   * workflow decides, so every replay of its history agrees; docs/versioning.md). @default false
    */
-  folded?: boolean;
-  /** Whether a batch line refused by a waitable limit may wait (a `patched` check for running workflows). @default () => true */
-  mayWaitForRateLimits?: () => boolean;
+  localActivities?: boolean;
   /** The request's status and current step changed (for queries). */
   onStep?: (status: JobStatus, step: string) => void;
   /** An inference attempt starts on this deployment's pool, with the request's final model and variant. */
@@ -127,7 +72,7 @@ export interface PipelineHooks {
    */
   shieldAdmission?: boolean;
   /**
-   * Runs admission, inference and completion (with `folded`) through these instead of one
+   * Runs admission, inference and completion through these instead of one
    * activity each: a batch passes calls that coalesce its lines' steps into one activity per chunk
    * of lines (`coalesce`), each line still admitted, generated, settled and audited on its own by
    * the same step functions, and its failures handled by this pipeline as its own.
@@ -149,11 +94,10 @@ export interface PipelineHooks {
  * outcome.
  */
 export async function runChatPipeline(input: ChatRequestInput, hooks: PipelineHooks = {}): Promise<ChatCompletion> {
-  const steps = input.localActivities
+  const steps = hooks.localActivities
     ? proxyLocalActivities<ControlActivities>(PROFILES.db)
     : proxyActivities<ControlActivities>(PROFILES.db);
   const step = hooks.onStep ?? (() => undefined);
-  const folded = hooks.folded ?? true;
   const { admit: admitStep, complete: completeStep } = hooks.dispatch ?? steps;
 
   let reserved = false;
@@ -167,45 +111,28 @@ export async function runChatPipeline(input: ChatRequestInput, hooks: PipelineHo
       promptTokens: consumed.promptTokens, completionTokens: consumed.completionTokens, latencyMs: 0,
     }));
   try {
-    let maxTokens: number;
-    let assignment: Assignment;
-    let deployments: DeploymentTarget[];
-    /** Index of the deployment whose circuit admission already acquired (-1: none; with `folded`, all were open). */
-    let acquired = -1;
-    if (folded) {
-      const admit = () => admitStep({
-        requestId: input.requestId, tenantId: input.tenantId, keyId: input.keyId, model: input.model, subject: input.subject,
-        promptTokensEstimate: input.promptTokensEstimate, maxTokens: input.params.maxTokens ?? null,
-      });
-      let admission: Awaited<ReturnType<typeof admit>>;
-      for (;;) {
-        try {
-          admission = await (hooks.shieldAdmission ? CancellationScope.nonCancellable(admit) : admit());
-          break;
-        } catch (err) {
-          // A batch line refused by a per-minute or concurrency limit waits its turn (the batch's
-          // window slot stays taken: the batch slows to the tenant's limits) until its batch
-          // expires or is cancelled; a sync or async caller gets the 429 and decides.
-          const wait = input.kind === 'batch' ? rateLimitWaitMs(err) : null;
-          if (wait === null || !(hooks.mayWaitForRateLimits?.() ?? true)) throw err;
-          step('queued', 'rate-limited');
-          await sleep(wait);
-        }
+    const admit = () => admitStep({
+      requestId: input.requestId, tenantId: input.tenantId, keyId: input.keyId, model: input.model, subject: input.subject,
+      promptTokensEstimate: input.promptTokensEstimate, maxTokens: input.params.maxTokens ?? null,
+    });
+    let admission: Admission;
+    for (;;) {
+      try {
+        admission = await (hooks.shieldAdmission ? CancellationScope.nonCancellable(admit) : admit());
+        break;
+      } catch (err) {
+        // A batch line refused by a per-minute or concurrency limit waits its turn (the batch's
+        // window slot stays taken: the batch slows to the tenant's limits) until its batch
+        // expires or is cancelled; a sync or async caller gets the 429 and decides.
+        const wait = input.kind === 'batch' ? rateLimitWaitMs(err) : null;
+        if (wait === null) throw err;
+        step('queued', 'rate-limited');
+        await sleep(wait);
       }
-      reserved = true;
-      ({ maxTokens, assignment, deployments, acquired } = admission);
-    } else {
-      const authorized = await steps.authorize({ requestId: input.requestId, tenantId: input.tenantId, keyId: input.keyId, model: input.model });
-      maxTokens = input.params.maxTokens ?? authorized.maxOutputTokens;
-      step('queued', 'reserve');
-      await steps.reserveQuota({
-        requestId: input.requestId, tenantId: input.tenantId, model: input.model,
-        promptTokensEstimate: input.promptTokensEstimate, maxTokens,
-      });
-      reserved = true;
-      assignment = await steps.assignExperiment({ requestId: input.requestId, tenantId: input.tenantId, subject: input.subject, model: input.model });
-      deployments = fallbackOrder(await steps.planRoute({ model: assignment.overrides.model ?? input.model }), Math.random);
     }
+    reserved = true;
+    /** `acquired`: index of the deployment whose circuit admission acquired (-1: all were open). */
+    const { maxTokens, assignment, deployments, acquired } = admission;
     variant = assignment.variant;
     model = assignment.overrides.model ?? input.model;
     const params = {
@@ -217,34 +144,34 @@ export async function runChatPipeline(input: ChatRequestInput, hooks: PipelineHo
     };
 
     let lastFailure: unknown = null;
-    // With `folded`, admission tried the circuits up to `acquired` (all of them when -1).
-    const firstToTry = folded ? (acquired === -1 ? deployments.length : acquired) : 0;
+    // Admission tried the circuits up to `acquired` (all of them when -1).
+    const firstToTry = acquired === -1 ? deployments.length : acquired;
     for (const [i, deployment] of deployments.entries()) {
       if (i < firstToTry) continue;
-      if (!(folded && i === acquired) && !(await steps.acquireCircuit({ deploymentId: deployment.id }))) continue;
+      if (i !== acquired && !(await steps.acquireCircuit({ deploymentId: deployment.id }))) continue;
       step('running', `infer:${deployment.id}`);
       hooks.onAttempt?.({ model, pool: deployment.pool, variant });
       const { infer } = proxyActivities<InferenceActivities>({
         ...PROFILES.infer,
         taskQueue: inferenceTaskQueue(deployment.pool),
-        ...(folded ? { cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED } : {}),
+        cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
       });
       let out: InferOutput;
       try {
         out = await (hooks.dispatch?.infer ?? infer)({ requestId: input.requestId, tenantId: input.tenantId, deployment, messages: input.messages, params });
       } catch (err) {
-        const consumed = folded ? consumedOf(err) : null;
+        const consumed = consumedOf(err);
         if (consumed) await recordConsumed(isCancellation(err) ? 'cancelled' : 'failed', deployment, consumed);
         if (isCancellation(err)) throw err;
         const failure = failureOf(err);
-        if (failure && CLIENT_FAULTS.includes(failure.type ?? '')) throw err;
+        if (failure && clientFaults.includes(failure.type ?? '')) throw err;
         await steps.recordCircuit({ deploymentId: deployment.id, ok: false });
         lastFailure = err;
         continue;
       }
       step('running', 'settle');
       const spentByFailures = out.failedAttempts;
-      if (folded && spentByFailures && spentByFailures.promptTokens + spentByFailures.completionTokens > 0) {
+      if (spentByFailures && spentByFailures.promptTokens + spentByFailures.completionTokens > 0) {
         await recordConsumed('failed', deployment, spentByFailures);
       }
       const usage = {
@@ -258,12 +185,7 @@ export async function runChatPipeline(input: ChatRequestInput, hooks: PipelineHo
         status: 'succeeded' as const, result: completion, error: null,
         summary: { deployment: deployment.id, pool: deployment.pool, variant, prompt_tokens: out.promptTokens, completion_tokens: out.completionTokens },
       };
-      if (folded) {
-        await completeStep({ settle: usage, outcome });
-      } else {
-        const { costMicros } = await steps.settle(usage);
-        await steps.recordOutcome({ ...outcome, summary: { ...outcome.summary, cost_micros: costMicros } });
-      }
+      await completeStep({ settle: usage, outcome });
       step('succeeded', 'done');
       hooks.onEnd?.('succeeded');
       return completion;

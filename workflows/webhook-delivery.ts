@@ -4,9 +4,10 @@
  * `nextRetryDelay`), at most `maxAttempts`, within `horizonMs`. A 410 or a refused address ends it
  * at once; giving up marks the delivery failed and disables the endpoint.
  */
-import { ActivityFailure, ApplicationFailure, TimeoutFailure, proxyActivities } from '@temporalio/workflow';
+import { ApplicationFailure, TimeoutFailure, proxyActivities } from '@temporalio/workflow';
 import type { WebhookActivities } from '../activities/webhooks.js';
-import type { WebhookDeliveryInput } from './contracts.js';
+import type { WebhookDeliveryInput } from '../contracts/webhooks.js';
+import { causeOf } from './failures.js';
 
 export async function webhookDelivery(input: WebhookDeliveryInput): Promise<{ status: 'succeeded' | 'skipped' | 'failed'; reason: string | null }> {
   const { retry } = input;
@@ -29,7 +30,7 @@ export async function webhookDelivery(input: WebhookDeliveryInput): Promise<{ st
     const r = await deliverWebhook(input);
     return { status: r.status, reason: null };
   } catch (err) {
-    const cause = err instanceof ActivityFailure ? err.cause : err;
+    const cause = causeOf(err);
     let reason: string;
     if (cause instanceof ApplicationFailure && cause.type === 'EndpointGone') reason = 'endpoint answered 410 Gone';
     else if (cause instanceof ApplicationFailure && cause.type === 'AddressRefused') reason = `address refused: ${cause.message}`;

@@ -14,6 +14,14 @@
  * - otherwise the plain template of {@link formatPlainChatPrompt} is used, tokenized without
  *   special tokens (so message text can never forge a control token), after a BOS token when the
  *   model asks for one, with `"\n\nUser:"` as an extra stop string.
+ *
+ * Faults: every request is checked by the shared validator (domain/sampling-params.ts) before
+ * node-llama-cpp sees it, since its sampler throws inside a decode loop that runs in a promise
+ * nobody awaits (`LlamaContext.dispatchPendingBatch`): such a throw is an unhandled rejection,
+ * which ends a Node process, and leaves the sequence waiting forever. Against what the validator
+ * cannot foresee, the {@link faultGuard} catches unhandled rejections raised from node-llama-cpp's
+ * code while a backend is open and fails the generations in flight instead (each attempt fails as
+ * `unavailable` and is retried; their sequences are replaced, never reused).
  */
 import {
   getLlama,
@@ -30,6 +38,7 @@ import {
   type Token,
 } from 'node-llama-cpp';
 
+import { checkGenerateInput } from '../../domain/sampling-params.js';
 import {
   BackendError,
   InterruptedGeneration,
@@ -204,6 +213,52 @@ function createPromptPreparer(model: LlamaModel): PromptPreparer {
   });
 }
 
+/** Whether an unhandled rejection came from node-llama-cpp's own code (its decode loop). */
+function isLlamaFault(reason: unknown): boolean {
+  return reason instanceof Error && /node-llama-cpp/.test(reason.stack ?? '');
+}
+
+/**
+ * The process's guard against node-llama-cpp's unawaited decode loop. While at least one backend
+ * is open it listens for `unhandledRejection`: a rejection from node-llama-cpp's code fails every
+ * generation in flight in this process (which one the failed batch served cannot be known; the
+ * others are retried), one from elsewhere is rethrown as Node would when no other listener
+ * decides. Process-wide state by nature: the event is the process's.
+ */
+export const faultGuard = {
+  /** Fails a generation in flight, by the function its `register` returned. */
+  inFlight: new Set<(error: unknown) => void>(),
+  openBackends: 0,
+  /** Faults seen (for tests and logs). */
+  faults: 0,
+  listener(reason: unknown): void {
+    if (!isLlamaFault(reason)) {
+      if (process.listenerCount('unhandledRejection') === 1) throw reason;
+      return;
+    }
+    faultGuard.faults += 1;
+    const failing = [...faultGuard.inFlight];
+    process.emitWarning(`node-llama-cpp failed in its decode loop (${failing.length} generation(s) failed): ${reason instanceof Error ? reason.message : String(reason)}`, 'SluiceLlamaFault');
+    for (const fail of failing) fail(reason);
+  },
+  open(): void {
+    if (faultGuard.openBackends++ === 0) process.on('unhandledRejection', faultGuard.listener);
+  },
+  close(): void {
+    if (--faultGuard.openBackends === 0) process.off('unhandledRejection', faultGuard.listener);
+  },
+  /** A generation starts decoding: `fault` rejects if node-llama-cpp fails meanwhile; call `done` at its end. */
+  register(): { fault: Promise<never>; done: () => void } {
+    let fail: (error: unknown) => void = () => undefined;
+    const fault = new Promise<never>((_, reject) => {
+      fail = reject;
+    });
+    fault.catch(() => undefined);
+    faultGuard.inFlight.add(fail);
+    return { fault, done: () => faultGuard.inFlight.delete(fail) };
+  },
+};
+
 /** A waiter for a free sequence. */
 interface SlotWaiter<T> {
   resolve(item: T): void;
@@ -302,6 +357,10 @@ interface GenerationInput {
   signal: AbortSignal;
   onProgress: ((completionTokens: number, promptTokens: number) => void) | undefined;
   progressEveryTokens: number;
+  /** Rejects when node-llama-cpp failed outside this call (see {@link faultGuard}). */
+  fault: Promise<never>;
+  /** Whether `fault` has rejected. */
+  faulted: () => boolean;
 }
 
 /** Why generation ended, with the generated tokens and where the answer's text ends. */
@@ -347,23 +406,40 @@ async function generateOnSequence(
   input: GenerationInput,
   tokens: Token[],
 ): Promise<GenerationOutcome> {
-  const { params, signal, onProgress, progressEveryTokens, prompt } = input;
+  const { params, signal, onProgress, progressEveryTokens, prompt, fault } = input;
   const stops = [...prompt.templateStops, ...(params.stop ?? [])].filter((stop) => stop !== '');
   let finishReason: GenerateResult['finishReason'] = 'stop';
   let contentTokenCount: number | null = null;
-  for await (const token of sequence.evaluate(prompt.tokens, samplingOptions(params))) {
-    signal.throwIfAborted();
-    tokens.push(token);
-    if (onProgress !== undefined && tokens.length % progressEveryTokens === 0) onProgress(tokens.length, prompt.tokens.length);
-    if (prompt.stopTokens.has(token)) {
-      contentTokenCount = tokens.length - 1;
-      break;
+  const evaluation = sequence.evaluate(prompt.tokens, samplingOptions(params))[Symbol.asyncIterator]();
+  let ended = false;
+  try {
+    for (;;) {
+      // A fault in node-llama-cpp's decode loop never settles `next()`: the guard's rejection ends the wait.
+      const pending = evaluation.next();
+      pending.catch(() => undefined); // settled after a fault, if ever: already answered by the race
+      const next = await Promise.race([pending, fault]);
+      if (next.done === true) {
+        ended = true;
+        break;
+      }
+      const token = next.value;
+      signal.throwIfAborted();
+      tokens.push(token);
+      if (onProgress !== undefined && tokens.length % progressEveryTokens === 0) onProgress(tokens.length, prompt.tokens.length);
+      if (prompt.stopTokens.has(token)) {
+        contentTokenCount = tokens.length - 1;
+        break;
+      }
+      if (tailHasStop(model, tokens, stops)) break;
+      if (tokens.length >= params.maxTokens) {
+        finishReason = 'length';
+        break;
+      }
     }
-    if (tailHasStop(model, tokens, stops)) break;
-    if (tokens.length >= params.maxTokens) {
-      finishReason = 'length';
-      break;
-    }
+  } finally {
+    // As `for await` does on an early exit: the generator releases the sequence's evaluation lock.
+    // Not after a fault: its `next()` never settles, so neither would `return()`.
+    if (!ended && !input.faulted()) await evaluation.return?.(undefined);
   }
   signal.throwIfAborted();
   onProgress?.(tokens.length, prompt.tokens.length);
@@ -381,11 +457,14 @@ function decodeContent(model: LlamaModel, outcome: GenerationOutcome): string {
   return Number.isFinite(cut) ? text.slice(0, cut) : text;
 }
 
+/** Refuses what node-llama-cpp must never see (the backend boundary; see the top of this file). */
+function checkInput(request: Pick<GenerateRequest, 'messages' | 'params'>): void {
+  const invalid = checkGenerateInput(request);
+  if (invalid !== null) throw new BackendError('bad_request', `invalid request for llama.cpp: ${invalid.message}`);
+}
+
 /** Rejects requests that can never run on this context. */
 function checkRequest(promptTokens: number, params: GenerateParams, contextSize: number): void {
-  if (!Number.isInteger(params.maxTokens) || params.maxTokens < 1) {
-    throw new BackendError('bad_request', `maxTokens must be a positive integer, got ${params.maxTokens}`);
-  }
   if (promptTokens + params.maxTokens > contextSize) {
     throw new BackendError(
       'context_length',
@@ -420,16 +499,22 @@ async function loadModelAndContext(options: LlamaCppBackendOptions, llama: Llama
 }
 
 /**
- * Erases a sequence's KV state so the next request starts clean. A sequence that cannot be cleared
- * is replaced by a fresh one (or dropped when the context is gone).
+ * Erases a sequence's KV state so the next request starts clean. A sequence that cannot be cleared,
+ * or whose evaluation was left hanging by a fault (`poisoned`), is replaced by a fresh one (or
+ * dropped when the context is gone).
  */
-async function resetSequence(context: LlamaContext, sequence: LlamaContextSequence): Promise<LlamaContextSequence | null> {
+async function resetSequence(context: LlamaContext, sequence: LlamaContextSequence, poisoned = false): Promise<LlamaContextSequence | null> {
   try {
+    if (poisoned) throw new Error('poisoned');
     await sequence.clearHistory();
     return sequence;
   } catch {
-    if (!sequence.disposed) await sequence.dispose().catch(() => undefined);
-    return context.disposed || context.sequencesLeft === 0 ? null : context.getSequence();
+    try {
+      if (!sequence.disposed) await sequence.dispose().catch(() => undefined);
+      return context.disposed || context.sequencesLeft === 0 ? null : context.getSequence();
+    } catch {
+      return null;
+    }
   }
 }
 
@@ -446,6 +531,7 @@ export async function createLlamaCppBackend(options: LlamaCppBackendOptions): Pr
     if (ownsLlama) await llama.dispose();
     throw error;
   });
+  faultGuard.open();
   const sequences = Array.from({ length: options.slots }, () => context.getSequence());
   const contextSize = sequences[0]?.contextSize ?? context.contextSize;
   const slots = new SlotQueue(sequences);
@@ -457,12 +543,21 @@ export async function createLlamaCppBackend(options: LlamaCppBackendOptions): Pr
   /** Runs one request on a borrowed sequence and always returns the sequence clean. */
   async function generate(request: GenerateRequest): Promise<GenerateResult> {
     if (closing !== null) throw closedError;
+    checkInput(request);
     const prompt = prepare(request.messages);
     checkRequest(prompt.tokens.length, request.params, contextSize);
     const sequence = await slots.acquire(request.signal, request.priority, request.fairnessKey);
     const generated: Token[] = [];
+    const guard = faultGuard.register();
+    let faulted = false;
+    guard.fault.catch(() => {
+      faulted = true;
+    });
     try {
-      const input = { prompt, params: request.params, signal: request.signal, onProgress: request.onProgress, progressEveryTokens };
+      const input = {
+        prompt, params: request.params, signal: request.signal, onProgress: request.onProgress, progressEveryTokens,
+        fault: guard.fault, faulted: () => faulted,
+      };
       const outcome = await generateOnSequence(model, sequence, input, generated);
       return {
         content: decodeContent(model, outcome),
@@ -476,7 +571,8 @@ export async function createLlamaCppBackend(options: LlamaCppBackendOptions): Pr
       if (generated.length === 0) throw failure;
       throw new InterruptedGeneration(failure, { promptTokens: prompt.tokens.length, completionTokens: generated.length });
     } finally {
-      const clean = await resetSequence(context, sequence);
+      guard.done();
+      const clean = await resetSequence(context, sequence, faulted);
       if (clean !== null) slots.release(clean);
     }
   }
@@ -485,6 +581,7 @@ export async function createLlamaCppBackend(options: LlamaCppBackendOptions): Pr
   function close(): Promise<void> {
     closing ??= (async () => {
       slots.close(closedError);
+      faultGuard.close();
       await context.dispose();
       await model.dispose();
       if (ownsLlama) await llama.dispose();

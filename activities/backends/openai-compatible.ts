@@ -14,8 +14,11 @@ import type {
   ChatCompletionCreateParamsNonStreaming,
   ChatCompletionMessageParam,
 } from 'openai/resources/chat/completions';
-import { BackendError } from './types.js';
-import type { ChatMessage, GenerateParams, GenerateRequest, GenerateResult, InferenceBackend } from './types.js';
+import { estimatePromptTokens } from '../../domain/chat-validation.js';
+import { BackendError, type ConsumedTokens } from './types.js';
+import type { ChatMessage, GenerateParams, GenerateResult, InferenceBackend } from './types.js';
+import { ResponseTooLargeError, createPinnedFetch, type PinnedFetch } from './pinned-fetch.js';
+import { AddressRefusedError } from './upstream-address.js';
 
 /** How to reach one OpenAI-compatible upstream deployment. */
 export interface OpenAICompatibleBackendOptions {
@@ -31,11 +34,26 @@ export interface OpenAICompatibleBackendOptions {
    */
   timeoutMs?: number;
   /**
-   * The `fetch` implementation the client uses (tests, proxies, custom agents).
-   * @default globalThis.fetch
+   * Hosts or addresses the connection may reach although they are loopback, private or link-local
+   * (`*` = all); every other host is refused at connect time, on the address actually connected to.
+   * @default [] (see `SLUICE_ALLOW_PRIVATE_UPSTREAMS`)
+   */
+  allowPrivateHosts?: readonly string[];
+  /**
+   * Largest upstream response body read; past it the call fails as `too_large` (not retried).
+   * @default DEFAULT_MAX_RESPONSE_BYTES (4 MiB)
+   */
+  maxResponseBytes?: number;
+  /**
+   * The `fetch` implementation the client uses (tests). Replacing it drops the connect-time
+   * address guard, the redirect refusal and the size cap of {@link createPinnedFetch}.
+   * @default createPinnedFetch({ allow: allowPrivateHosts, maxResponseBytes })
    */
   fetch?: typeof fetch;
 }
+
+/** 4 MiB: a completion larger than Temporal's 2 MB payload limit cannot be returned anyway. */
+export const DEFAULT_MAX_RESPONSE_BYTES = 4 * 1024 * 1024;
 
 /** Ten minutes, the `openai` client's own default: a long generation must not look like a failure. */
 const DEFAULT_TIMEOUT_MS = 600_000;
@@ -49,12 +67,14 @@ const MAX_UPSTREAM_MESSAGE_CHARS = 500;
 /**
  * Creates a backend that serves one deployment from an OpenAI-compatible upstream.
  *
- * Usage accounting: prompt and completion tokens come from the upstream's `usage` object. An
- * upstream that answers without valid usage has broken the contract billing relies on; the call
- * fails as `unavailable` rather than returning invented counts (see {@link readUsage}).
+ * Usage accounting: prompt and completion tokens come from the upstream's `usage` object, clamped
+ * to what the request reserved ({@link clampUsage}). An upstream that answers without valid usage
+ * has broken the contract billing relies on; the call fails as `unavailable` rather than returning
+ * invented counts (see {@link readUsage}).
  */
 export function createOpenAICompatibleBackend(options: OpenAICompatibleBackendOptions): InferenceBackend {
-  const client = createClient(options);
+  const pinned = options.fetch ? null : createPinnedFetch({ allow: options.allowPrivateHosts ?? [], maxResponseBytes: options.maxResponseBytes ?? DEFAULT_MAX_RESPONSE_BYTES });
+  const client = createClient(options, options.fetch ?? (pinned as PinnedFetch).fetch);
   return {
     generate: async (request) => {
       const body = buildRequestBody(options.model, request.messages, request.params);
@@ -64,12 +84,13 @@ export function createOpenAICompatibleBackend(options: OpenAICompatibleBackendOp
       } catch (error) {
         throw toBackendError(error, request.signal, options.apiKey);
       }
-      const result = toGenerateResult(completion);
+      const bounds = { maxPromptTokens: estimatePromptTokens(request.messages), maxCompletionTokens: request.params.maxTokens };
+      const result = toGenerateResult(completion, bounds);
       request.onProgress?.(result.completionTokens, result.promptTokens);
       return result;
     },
     close: async () => {
-      // The client holds no sockets of its own: connections belong to fetch's shared dispatcher.
+      pinned?.close();
     },
   };
 }
@@ -78,7 +99,7 @@ export function createOpenAICompatibleBackend(options: OpenAICompatibleBackendOp
  * Builds the `openai` client with every option explicit, so no `OPENAI_*` environment variable
  * (key, organisation, project, base URL, log level) changes what this backend sends or logs.
  */
-function createClient(options: OpenAICompatibleBackendOptions): OpenAI {
+function createClient(options: OpenAICompatibleBackendOptions, fetchImpl: typeof fetch): OpenAI {
   return new OpenAI({
     baseURL: options.baseURL,
     // The client refuses to start without credentials; a keyless upstream gets a placeholder
@@ -92,7 +113,7 @@ function createClient(options: OpenAICompatibleBackendOptions): OpenAI {
     timeout: options.timeoutMs ?? DEFAULT_TIMEOUT_MS,
     logLevel: 'off',
     ...(options.apiKey === null ? { defaultHeaders: { Authorization: null } } : {}),
-    ...(options.fetch ? { fetch: options.fetch } : {}),
+    fetch: fetchImpl,
   });
 }
 
@@ -136,19 +157,41 @@ function toUpstreamMessage(message: ChatMessage): ChatCompletionMessageParam {
   }
 }
 
+/** The most a request may be billed for: what its reservation held. */
+export interface UsageBounds {
+  /** The reservation's prompt estimate (one token per byte of the messages, roles and separators). */
+  maxPromptTokens: number;
+  /** The request's `max_tokens`, as sent to the upstream. */
+  maxCompletionTokens: number;
+}
+
+/**
+ * Clamps an upstream's reported usage to what the request reserved: completion tokens never above
+ * `max_tokens` (an upstream cannot generate more than it was asked for), prompt tokens never above
+ * the reservation's estimate (an upper bound for any tokenizer: one token per byte, plus the
+ * roles and separators). An upstream reporting more is wrong or hostile; the tenant is billed the
+ * bound (docs/billing.md).
+ */
+export function clampUsage(usage: ConsumedTokens, bounds: UsageBounds): ConsumedTokens {
+  return {
+    promptTokens: Math.min(usage.promptTokens, Math.max(0, bounds.maxPromptTokens)),
+    completionTokens: Math.min(usage.completionTokens, Math.max(0, bounds.maxCompletionTokens)),
+  };
+}
+
 /** Reads the first choice and the upstream's usage; a response without either is `unavailable`. */
-function toGenerateResult(completion: ChatCompletion): GenerateResult {
+function toGenerateResult(completion: ChatCompletion, bounds: UsageBounds): GenerateResult {
   const choice = completion.choices?.[0];
   if (!choice) {
     // The upstream may still have spent (and charged for) tokens: say how many when it reports them.
     const { prompt_tokens: promptTokens, completion_tokens: completionTokens } = completion.usage ?? {};
-    const consumed = isTokenCount(promptTokens) && isTokenCount(completionTokens) ? { promptTokens, completionTokens } : null;
+    const consumed = isTokenCount(promptTokens) && isTokenCount(completionTokens) ? clampUsage({ promptTokens, completionTokens }, bounds) : null;
     throw new BackendError('unavailable', 'upstream returned no choices', null, null, consumed);
   }
   return {
     content: choice.message?.content ?? '',
     finishReason: choice.finish_reason === 'length' ? 'length' : 'stop',
-    ...readUsage(completion.usage),
+    ...clampUsage(readUsage(completion.usage), bounds),
   };
 }
 
@@ -184,6 +227,15 @@ function toBackendError(error: unknown, signal: AbortSignal, apiKey: string | nu
   if (error instanceof BackendError) {
     return error;
   }
+  // Raised inside the pinned fetch; the client wraps them in an APIConnectionError.
+  const tooLarge = findCause(error, ResponseTooLargeError);
+  if (tooLarge) {
+    return new BackendError('too_large', tooLarge.message);
+  }
+  const refused = findCause(error, AddressRefusedError);
+  if (refused) {
+    return new BackendError('bad_request', `upstream refused at connect: ${refused.message}`);
+  }
   if (error instanceof OpenAI.APIError && typeof error.status === 'number') {
     return fromHttpError(error.status, error, apiKey);
   }
@@ -207,6 +259,10 @@ function fromHttpError(
   const retryAfterMs = parseRetryAfterMs(error.headers);
   if (status === 429) {
     return new BackendError('rate_limited', message, retryAfterMs, status);
+  }
+  if (status >= 300 && status < 400) {
+    // Never followed: a public upstream must not send the worker elsewhere (SSRF).
+    return new BackendError('unavailable', `upstream answered a redirect (${status}); redirects are not followed`, null, status);
   }
   if (BAD_REQUEST_STATUSES.has(status)) {
     const kind = isContextLengthError(error) ? 'context_length' : 'bad_request';
@@ -283,6 +339,14 @@ function redact(text: string, apiKey: string | null): string {
 /** Shortens an upstream message: it may be long, and it ends up in workflow history. */
 function truncate(message: string): string {
   return message.length <= MAX_UPSTREAM_MESSAGE_CHARS ? message : `${message.slice(0, MAX_UPSTREAM_MESSAGE_CHARS)}…`;
+}
+
+/** The first error of class `type` in `error`'s cause chain. */
+function findCause<T extends Error>(error: unknown, type: abstract new (...args: never[]) => T): T | null {
+  for (let e: unknown = error, depth = 0; e instanceof Error && depth < 5; e = e.cause, depth += 1) {
+    if (e instanceof type) return e;
+  }
+  return null;
 }
 
 /** A short description of an unknown thrown value. */

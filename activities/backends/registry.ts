@@ -4,8 +4,8 @@
  * workflow), so a worker serves whatever its pool is given without a restart.
  */
 import path from 'node:path';
-import type { DeploymentTarget } from '../../workflows/contracts.js';
-import { BackendError, type InferenceBackend } from './types.js';
+import type { DeploymentTarget } from '../../contracts/chat.js';
+import { BackendError, type GenerateResult, type InferenceBackend } from './types.js';
 import { createInstantBackend } from './instant.js';
 import { UpstreamAddressError, checkUpstreamUrl, lookupAll, type LookupAll } from './upstream-address.js';
 
@@ -28,6 +28,35 @@ export interface BackendRegistryOptions {
   allowPrivateUpstreams?: readonly string[];
   /** Resolves upstream host names. @default dns.lookup with all: true */
   lookup?: LookupAll;
+  /** Largest upstream response body read. @default DEFAULT_MAX_RESPONSE_BYTES (4 MiB; `SLUICE_UPSTREAM_MAX_RESPONSE_BYTES`) */
+  maxResponseBytes?: number;
+  /**
+   * Serve `instant` deployments (a fake that answers "ok", for benchmarks and pipeline tests).
+   * @default false (`SLUICE_ENABLE_INSTANT_BACKEND`; production never sets it)
+   */
+  enableInstantBackend?: boolean;
+}
+
+/**
+ * Largest completion a backend may return, in bytes of its JSON-encoded text. The completion travels
+ * as a Temporal payload (the activity result, the workflow result), and Temporal refuses payloads
+ * over 2 MB: an attempt whose result is refused would be retried, buying the same completion again.
+ * Half the limit leaves room for the rest of the result and the payload codec's overhead.
+ */
+export const MAX_COMPLETION_BYTES = 1024 * 1024;
+
+/**
+ * Fails a result whose completion is over {@link MAX_COMPLETION_BYTES} as `too_large` (not retried,
+ * no fallback), reporting the tokens it spent so they are recorded as unbilled usage.
+ */
+export function checkCompletionSize(result: GenerateResult): GenerateResult {
+  const bytes = Buffer.byteLength(JSON.stringify(result.content));
+  if (bytes > MAX_COMPLETION_BYTES) {
+    throw new BackendError('too_large', `completion of ${bytes} bytes exceeds the ${MAX_COMPLETION_BYTES}-byte limit`, null, null, {
+      promptTokens: result.promptTokens, completionTokens: result.completionTokens,
+    });
+  }
+  return result;
 }
 
 /**
@@ -53,6 +82,11 @@ function cacheKey(t: DeploymentTarget): string {
   return JSON.stringify([t.id, t.provider, t.ggufPath, t.baseUrl, t.apiKeyRef, t.upstreamModel]);
 }
 
+/** Wraps a backend so that no result over {@link MAX_COMPLETION_BYTES} leaves it. */
+function sizeChecked(backend: InferenceBackend): InferenceBackend {
+  return { generate: async (request) => checkCompletionSize(await backend.generate(request)), close: () => backend.close() };
+}
+
 export function createBackendRegistry(options: BackendRegistryOptions): BackendRegistry {
   const backends = new Map<string, Promise<InferenceBackend>>();
   // One llama.cpp runtime per process, shared by every GGUF this worker serves.
@@ -65,6 +99,8 @@ export function createBackendRegistry(options: BackendRegistryOptions): BackendR
   async function create(t: DeploymentTarget): Promise<InferenceBackend> {
     switch (t.provider) {
       case 'instant':
+        // A test double: never served unless the operator turned it on (the API refuses it too).
+        if (!options.enableInstantBackend) throw new BackendError('bad_request', `deployment ${t.id}: the instant backend is disabled (SLUICE_ENABLE_INSTANT_BACKEND)`);
         return createInstantBackend();
       case 'llama-cpp': {
         if (!t.ggufPath) throw new BackendError('bad_request', `deployment ${t.id} has no gguf_path`);
@@ -89,7 +125,10 @@ export function createBackendRegistry(options: BackendRegistryOptions): BackendR
         const lookup = options.lookup ?? lookupAll;
         await guardUpstream(baseUrl, allow, lookup);
         const { createOpenAICompatibleBackend } = await import('./openai-compatible.js');
-        const backend = createOpenAICompatibleBackend({ baseURL: baseUrl, apiKey, model: t.upstreamModel });
+        const backend = createOpenAICompatibleBackend({
+          baseURL: baseUrl, apiKey, model: t.upstreamModel, allowPrivateHosts: allow,
+          ...(options.maxResponseBytes !== undefined ? { maxResponseBytes: options.maxResponseBytes } : {}),
+        });
         return {
           async generate(request) {
             await guardUpstream(baseUrl, allow, lookup);
@@ -106,7 +145,7 @@ export function createBackendRegistry(options: BackendRegistryOptions): BackendR
       const key = cacheKey(target);
       let backend = backends.get(key);
       if (!backend) {
-        backend = create(target);
+        backend = create(target).then(sizeChecked);
         backends.set(key, backend);
         // A failed load is not cached: the next attempt tries again.
         backend.catch(() => backends.delete(key));

@@ -4,7 +4,7 @@
  * instant in-process backend used by benchmarks).
  */
 
-import type { ConsumedTokens } from '../../workflows/contracts.js';
+import type { ConsumedTokens } from '../../contracts/chat.js';
 
 /** A chat message as the backend receives it: already validated, content flattened to text. */
 export interface ChatMessage {
@@ -61,8 +61,10 @@ export interface InferenceBackend {
  * - `context_length`: prompt + max_tokens exceed the model's context (non-retryable, HTTP 400).
  * - `rate_limited`: upstream said slow down; retry after `retryAfterMs` if given.
  * - `unavailable`: transient (5xx, connection refused, timeout); retry with backoff.
+ * - `too_large`: the response or completion is larger than Sluice can carry (Temporal's payload
+ *   limit): non-retryable and no fallback, since every retry would buy the same completion again.
  */
-export type BackendErrorKind = 'bad_request' | 'context_length' | 'rate_limited' | 'unavailable';
+export type BackendErrorKind = 'bad_request' | 'context_length' | 'rate_limited' | 'unavailable' | 'too_large';
 
 export class BackendError extends Error {
   override readonly name = 'BackendError';

@@ -7,8 +7,11 @@
  * `SLUICE_ALLOW_PRIVATE_UPSTREAMS`.
  *
  * The API checks when a deployment is created; the inference worker checks again before every
- * call, because DNS answers change. Pure apart from the injected `lookup`.
+ * call, because DNS answers change, and the connection itself resolves through
+ * {@link guardedLookup}, so the address checked is the address connected to (no DNS rebinding
+ * between check and connect). Webhook deliveries connect through the same guard.
  */
+import dns from 'node:dns';
 import { lookup as dnsLookup } from 'node:dns/promises';
 import net from 'node:net';
 
@@ -151,4 +154,42 @@ export async function checkUpstreamUrl(baseUrl: string, allow: readonly string[]
     }
   }
   return addresses;
+}
+
+/** Is `host` (as written in the URL) or the `address` it resolved to in the allow-list (`*` = all)? */
+export function isAllowedHost(allow: readonly string[], host: string, address?: string): boolean {
+  return allow.includes('*') || allow.includes(normaliseHost(host)) || (address !== undefined && allow.includes(normaliseHost(address)));
+}
+
+/**
+ * A connection was refused because its host resolved to a non-public address. `message` names the
+ * host, address and range: for logs and operators only (a tenant must not learn what an internal
+ * name resolves to); `safeMessage` says the same without them.
+ */
+export class AddressRefusedError extends Error {
+  override readonly name = 'AddressRefused';
+  readonly safeMessage = 'the host resolves to a loopback, private or reserved address';
+}
+
+/**
+ * A `lookup` for `net`/`http(s).request` (and agents) that resolves as `dns.lookup` does and
+ * refuses, with {@link AddressRefusedError}, when any address it returns is non-public and neither
+ * the host nor that address is allowed. Because the socket connects to what this returns, the
+ * address checked is the address used. (Node skips `lookup` for IP literals: check those with
+ * {@link privateRangeOf} before connecting.)
+ */
+export function guardedLookup(allow: readonly string[]): net.LookupFunction {
+  return ((hostname: string, options: dns.LookupOptions, callback: (err: Error | null, address: string | dns.LookupAddress[], family?: number) => void) => {
+    dns.lookup(hostname, { ...options }, (err, address: string | dns.LookupAddress[], family?: number) => {
+      if (err) return callback(err, address, family);
+      const list = Array.isArray(address) ? address : [{ address, family: family ?? 4 }];
+      for (const a of list) {
+        const range = privateRangeOf(a.address);
+        if (range !== null && !isAllowedHost(allow, hostname, a.address)) {
+          return callback(new AddressRefusedError(`${hostname} resolves to ${a.address} (${range})`), address, family);
+        }
+      }
+      callback(null, address, family);
+    });
+  }) as net.LookupFunction;
 }

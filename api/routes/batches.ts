@@ -9,14 +9,15 @@ import type { Db } from '../../db/database.js';
 import type { BatchRow } from '../../db/tables/index.js';
 import { deleteBatch, getBatch, insertBatch, listBatches, transitionBatch } from '../../db/repositories/batches.js';
 import { getFile } from '../../db/repositories/files.js';
-import { newId } from '../../db/repositories/ids.js';
-import {
-  CONTROL_TASK_QUEUE, PriorityKeys, SearchAttributes, batchWorkflowId, type BatchWorkflowInput,
-} from '../../workflows/contracts.js';
+import { newId } from '../../domain/ids.js';
+import type { BatchWorkflowInput } from '../../contracts/batch.js';
+import { CONTROL_TASK_QUEUE, PriorityKeys, SearchAttributes, batchWorkflowId } from '../../contracts/ids.js';
 import type { batch as batchWorkflow } from '../../workflows/batch.js';
 import { authOf, requirePermission } from '../auth.js';
 import { HttpError, badRequest, notFound } from '../errors.js';
 import { pageOf } from '../pagination.js';
+import { startFailureResponse } from '../workflow-start.js';
+import type { Logger } from '../../runtime/logger.js';
 import { readScope, tenantOf } from './files.js';
 
 /** How batches run. */
@@ -74,7 +75,7 @@ function metadataOf(raw: unknown): Record<string, string> | null {
   return Object.fromEntries(entries) as Record<string, string>;
 }
 
-export function batchRoutes(deps: { db: Db; temporal: Client; run: BatchRunConfig }): Router {
+export function batchRoutes(deps: { db: Db; temporal: Client; run: BatchRunConfig; log: Logger }): Router {
   const router = Router();
   const { db } = deps;
 
@@ -102,7 +103,7 @@ export function batchRoutes(deps: { db: Db; temporal: Client; run: BatchRunConfi
     });
     const input: BatchWorkflowInput = {
       batchId: id, tenantId, concurrency: deps.run.concurrency, linesPerRun: deps.run.linesPerRun,
-      expiresAtMs: row.expires_at.getTime(), localActivities: false, state: null,
+      expiresAtMs: row.expires_at.getTime(), state: null,
     };
     try {
       await deps.temporal.workflow.start<typeof batchWorkflow>('batch', {
@@ -117,9 +118,13 @@ export function batchRoutes(deps: { db: Db; temporal: Client; run: BatchRunConfi
           { key: SearchAttributes.status, value: 'validating' },
         ],
       });
-    } catch {
-      await deleteBatch(db, id);
-      throw new HttpError('service_unavailable', 'Could not queue the batch; try again', 'temporal_unavailable', null, 1);
+    } catch (err) {
+      // Already started: the workflow of this (new) batch ID exists, so the batch is queued.
+      const error = startFailureResponse(err, deps.log, { batch_id: id }, 'batch');
+      if (error) {
+        await deleteBatch(db, id);
+        throw error;
+      }
     }
     res.json(batchJson(row));
   });

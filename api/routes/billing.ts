@@ -1,8 +1,10 @@
 /**
  * Finance: billing runs, invoices (list, one with lines, reconciliation, void, re-issue), streamed
  * CSV/JSON exports of invoices and raw usage for a period, prices (list and negotiated, added from
- * a time on, never rewritten), plan rates and ledger adjustments. `finance` and `tenant_admin`
- * keys see their own tenant; `super_admin` all.
+ * a time on, never rewritten), plan rates and ledger adjustments. Reads (`billing:read`): tenant
+ * `finance` and `tenant_admin` keys see their own tenant, operator keys all. Writes (`billing:write`:
+ * runs, void, re-issue, adjustments, prices, plan rates) are the operator's only (`super_admin`,
+ * `operator_finance`): no key of a tenant can change what the tenant owes.
  */
 import { Router, type Response } from 'express';
 import { once } from 'node:events';
@@ -13,16 +15,17 @@ import type { Invoice, InvoiceLine } from '../../db/tables/index.js';
 import { appendAudit } from '../../db/repositories/audit.js';
 import { addAdjustment, addPlanRate, addPrice, priceHistory } from '../../db/repositories/billing.js';
 import {
-  INVOICE_EXPORT_COLUMNS, USAGE_EXPORT_COLUMNS, getInvoice, invoiceLines, listInvoices, liveInvoice, periodRange,
+  INVOICE_EXPORT_COLUMNS, USAGE_EXPORT_COLUMNS, getInvoice, invoiceLines, listInvoices, liveInvoice,
   reconcileInvoice, streamInvoiceLines, streamUsage, voidInvoice,
 } from '../../db/repositories/invoices.js';
 import { getTenant } from '../../db/repositories/tenants.js';
-import { dayRange, listDayCloses } from '../../db/repositories/day-close.js';
+import { listDayCloses } from '../../db/repositories/day-close.js';
+import { dayRange, periodRange } from '../../domain/billing-calendar.js';
 import type { billing, billingRun, dayClose } from '../../workflows/billing.js';
-import {
-  CONTROL_TASK_QUEUE, DAY_PATTERN, PERIOD_PATTERN, billingRunWorkflowId, billingWorkflowId, dayCloseWorkflowId, type BillingOutput,
-} from '../../workflows/contracts.js';
-import { authOf, requirePermission, tenantScope, type AuthContext } from '../auth.js';
+import type { BillingOutput } from '../../contracts/billing.js';
+import { CONTROL_TASK_QUEUE, billingRunWorkflowId, billingWorkflowId, dayCloseWorkflowId } from '../../contracts/ids.js';
+import { DAY_PATTERN, PERIOD_PATTERN } from '../../domain/billing-calendar.js';
+import { authOf, isOperator, requirePermission, tenantScope, type AuthContext } from '../auth.js';
 import { HttpError, badRequest, notFound } from '../errors.js';
 import { pageOf } from '../pagination.js';
 
@@ -67,7 +70,7 @@ function timeParam(v: unknown, name: string, fallback: Date): Date {
 
 /** The tenants the caller may act on for a query: its own, or (super admin) the one asked for or all. */
 function scopeOf(auth: AuthContext, requested: unknown): string | null {
-  if (auth.role === 'super_admin') return typeof requested === 'string' && requested !== '' ? requested : null;
+  if (isOperator(auth)) return typeof requested === 'string' && requested !== '' ? requested : null;
   if (typeof requested === 'string' && requested !== '') tenantScope(auth, requested);
   return auth.tenantId ?? '';
 }
@@ -192,7 +195,7 @@ export function billingRoutes(deps: BillingRouteDeps): Router {
     }
     const period = day === null ? periodParam(b.period, new Date()) : null;
     const wait = b.wait === true;
-    const tenantId = auth.role === 'super_admin' ? (typeof b.tenant_id === 'string' ? b.tenant_id : null) : tenantScope(auth, typeof b.tenant_id === 'string' ? b.tenant_id : (auth.tenantId ?? ''));
+    const tenantId = isOperator(auth) ? (typeof b.tenant_id === 'string' ? b.tenant_id : null) : tenantScope(auth, typeof b.tenant_id === 'string' ? b.tenant_id : (auth.tenantId ?? ''));
     if (tenantId !== null && !(await getTenant(db, tenantId))) throw notFound('Tenant');
     if (day !== null) {
       await audit(auth, tenantId, 'billing.day_close', tenantId === null ? `day:${day}` : `tenant:${tenantId}`, { day });
@@ -273,7 +276,7 @@ export function billingRoutes(deps: BillingRouteDeps): Router {
 
   async function scopedInvoice(auth: AuthContext, id: string): Promise<Invoice> {
     const inv = await getInvoice(db, id);
-    if (!inv || (auth.role !== 'super_admin' && inv.tenant_id !== auth.tenantId)) throw notFound('Invoice');
+    if (!inv || (!isOperator(auth) && inv.tenant_id !== auth.tenantId)) throw notFound('Invoice');
     return inv;
   }
 
@@ -339,12 +342,13 @@ export function billingRoutes(deps: BillingRouteDeps): Router {
     });
   });
 
-  router.get('/admin/deployments/:id/prices', requirePermission(deps, 'models:write'), async (req, res) => {
+  // Operator-only, like price changes: the history holds every tenant's negotiated rates.
+  router.get('/admin/deployments/:id/prices', requirePermission(deps, 'billing:write'), async (req, res) => {
     const rows = await priceHistory(db, String(req.params.id));
     res.json({ object: 'list', data: rows.map((p) => ({ ...p, effective_from: p.effective_from.toISOString() })), has_more: false });
   });
 
-  router.post('/admin/deployments/:id/prices', requirePermission(deps, 'models:write'), async (req, res) => {
+  router.post('/admin/deployments/:id/prices', requirePermission(deps, 'billing:write'), async (req, res) => {
     const auth = authOf(req);
     const b = (req.body ?? {}) as Record<string, unknown>;
     const tenantId = typeof b.tenant_id === 'string' ? b.tenant_id : null;
@@ -372,7 +376,7 @@ export function billingRoutes(deps: BillingRouteDeps): Router {
     });
   });
 
-  router.post('/admin/plans/:plan/rates', requirePermission(deps, 'models:write'), async (req, res) => {
+  router.post('/admin/plans/:plan/rates', requirePermission(deps, 'billing:write'), async (req, res) => {
     const auth = authOf(req);
     const b = (req.body ?? {}) as Record<string, unknown>;
     const plan = String(req.params.plan);

@@ -9,24 +9,27 @@ import type { Db } from '../../db/database.js';
 import type { RequestRow } from '../../db/tables/index.js';
 import { getModel } from '../../db/repositories/models.js';
 import { deleteUnstartedRequest, getRequest, insertRequest } from '../../db/repositories/requests.js';
-import { canonicalJson } from '../../db/repositories/canonical-json.js';
-import { newId } from '../../db/repositories/ids.js';
-import { allowsModel } from '../../activities/policy.js';
-import {
-  CONTROL_TASK_QUEUE, SearchAttributes, chatWorkflowId, type ChatCompletion, type ChatRequestInput, type JobStatus,
-} from '../../workflows/contracts.js';
+import { canonicalJson } from '../../domain/canonical-json.js';
+import { newId } from '../../domain/ids.js';
+import { allowsModel } from '../../domain/policy.js';
+import type { ChatCompletion, ChatRequestInput, JobStatus } from '../../contracts/chat.js';
+import { CONTROL_TASK_QUEUE, SearchAttributes, chatWorkflowId } from '../../contracts/ids.js';
 import type { chatRequest } from '../../workflows/chat-request.js';
-import type { Metrics } from '../../workers/metrics.js';
+import { clientFailure } from '../../domain/client-errors.js';
+import type { Metrics } from '../../runtime/metrics.js';
 import { authOf, requirePermission } from '../auth.js';
 import { HttpError, badRequest, fromWorkflowFailure, notFound } from '../errors.js';
-import { estimatePromptTokens, minPromptTokens, validateChatBody } from '../validation.js';
+import { estimatePromptTokens, minPromptTokens, validateChatBody } from '../../domain/chat-validation.js';
+import { startFailureResponse } from '../workflow-start.js';
+import type { Logger } from '../../runtime/logger.js';
 
 export interface ChatRouteDeps {
   db: Db;
   temporal: Client;
   metrics: Metrics;
-  localActivities: boolean;
   eagerStart: boolean;
+  /** Where a failed workflow start is logged (with the request ID). */
+  log: Logger;
 }
 
 const FINAL: readonly JobStatus[] = ['succeeded', 'failed', 'cancelled'];
@@ -57,7 +60,7 @@ export function jobJson(row: RequestRow, status: JobStatus) {
     created_at: Math.floor(row.created_at.getTime() / 1000),
     completed_at: row.finished_at ? Math.floor(row.finished_at.getTime() / 1000) : null,
     result: status === 'succeeded' ? (row.result as ChatCompletion) : null,
-    error: row.error ?? null,
+    error: row.error ? clientFailure(row.error as { type: string; message: string; code: string | null }) : null,
   };
 }
 
@@ -127,7 +130,7 @@ export function chatRoutes(deps: ChatRouteDeps): Router {
         requestId, tenantId: auth.tenantId, keyId: auth.keyId, kind: async ? 'async' : 'sync',
         subject: body.user ?? auth.keyId, model: body.model, messages: body.messages, params: body.params,
         promptTokensEstimate: estimatePromptTokens(body.messages), created: Math.floor(row.created_at.getTime() / 1000),
-        batchId: null, localActivities: deps.localActivities,
+        batchId: null,
       };
       try {
         await deps.temporal.workflow.start<typeof chatRequest>('chatRequest', {
@@ -145,8 +148,12 @@ export function chatRoutes(deps: ChatRouteDeps): Router {
           ],
         });
       } catch (err) {
-        await deleteUnstartedRequest(deps.db, requestId);
-        throw new HttpError('service_unavailable', 'Could not queue the request; try again', 'temporal_unavailable', null, 1);
+        // Already started: the workflow of this request ID exists, so the request is queued.
+        const error = startFailureResponse(err, deps.log, { request_id: requestId }, 'request');
+        if (error) {
+          await deleteUnstartedRequest(deps.db, requestId);
+          throw error;
+        }
       }
     }
     if (async) {

@@ -8,7 +8,7 @@ import { Router, type Request, type Response } from 'express';
 import type { Db } from '../../db/database.js';
 import type { FileRow } from '../../db/tables/index.js';
 import { deleteFile, fileInUse, finishFile, getFile, insertFile, insertFileLines, listFiles, readFileLines } from '../../db/repositories/files.js';
-import { newId } from '../../db/repositories/ids.js';
+import { newId } from '../../domain/ids.js';
 import { authOf, requirePermission, type AuthContext } from '../auth.js';
 import { HttpError, badRequest, notFound } from '../errors.js';
 import { pageOf } from '../pagination.js';

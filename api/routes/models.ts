@@ -7,7 +7,7 @@ import { appendAudit } from '../../db/repositories/audit.js';
 import type { Provider } from '../../db/tables/index.js';
 import { authOf, requirePermission } from '../auth.js';
 import { HttpError, badRequest } from '../errors.js';
-import { allowsModel } from '../../activities/policy.js';
+import { allowsModel } from '../../domain/policy.js';
 import { UpstreamAddressError, checkUpstreamUrl, type LookupAll } from '../../activities/backends/upstream-address.js';
 
 const ID = /^[A-Za-z0-9._:-]{1,128}$/;
@@ -27,11 +27,15 @@ function optString(v: unknown, name: string): string | null {
 }
 
 /** Parses one deployment of a create-model body. */
-function deploymentInput(raw: unknown, i: number, modelId: string): DeploymentInput {
+function deploymentInput(raw: unknown, i: number, modelId: string, enableInstant: boolean): DeploymentInput {
   if (typeof raw !== 'object' || raw === null) throw badRequest(`deployments[${i}] must be an object`, `deployments[${i}]`);
   const d = raw as Record<string, unknown>;
   const provider = d.provider as Provider;
   if (!PROVIDERS.includes(provider)) throw badRequest(`deployments[${i}].provider must be one of ${PROVIDERS.join(', ')}`, `deployments[${i}].provider`);
+  // A test double that answers "ok": registrable (and billable) only where the operator enabled it.
+  if (provider === 'instant' && !enableInstant) {
+    throw badRequest(`deployments[${i}].provider 'instant' is a test backend, disabled on this server (SLUICE_ENABLE_INSTANT_BACKEND)`, `deployments[${i}].provider`, 'provider_disabled');
+  }
   const pool = d.pool ?? 'local';
   if (typeof pool !== 'string' || !POOL.test(pool)) throw badRequest(`deployments[${i}].pool must match [a-z0-9][a-z0-9-]*`, `deployments[${i}].pool`);
   const id = d.id ?? `${modelId}-${pool}-${i}`;
@@ -100,6 +104,8 @@ export interface ModelRoutesDeps {
   allowPrivateUpstreams?: readonly string[];
   /** Resolves upstream host names. @default dns.lookup with all: true */
   lookup?: LookupAll;
+  /** Accept `provider: "instant"` (a test double). @default false (`SLUICE_ENABLE_INSTANT_BACKEND`) */
+  enableInstantBackend?: boolean;
 }
 
 export function modelRoutes(deps: ModelRoutesDeps): Router {
@@ -133,7 +139,7 @@ export function modelRoutes(deps: ModelRoutesDeps): Router {
     const contextLength = int(b.context_length, 'context_length', 16, 2048);
     const maxOutput = int(b.max_output_tokens, 'max_output_tokens', 1, Math.min(512, contextLength));
     if (maxOutput > contextLength) throw badRequest("'max_output_tokens' cannot exceed 'context_length'", 'max_output_tokens');
-    const deployments = b.deployments.map((d, i) => deploymentInput(d, i, modelId));
+    const deployments = b.deployments.map((d, i) => deploymentInput(d, i, modelId, deps.enableInstantBackend ?? false));
     await checkBaseUrls(deployments, deps.allowPrivateUpstreams ?? [], deps.lookup);
     let created: ModelWithDeployments | null;
     try {

@@ -1,13 +1,17 @@
-/** Tenants and their keys: `/v1/admin/tenants…`, `/v1/admin/keys/{id}/revoke`. */
+/**
+ * Tenants and their keys (`/v1/admin/tenants…`), the operator's own keys (`/v1/admin/keys`), and
+ * revoking and rotating any key (`/v1/admin/keys/{id}/revoke|rotate`). A key never creates or
+ * rotates a key wider or longer-lived than itself (`keyGrantProblem`).
+ */
 import { Router } from 'express';
 import type { Db } from '../../db/database.js';
-import type { ApiKey, Tenant, TenantUpdate } from '../../db/tables/index.js';
+import type { ApiKey, Role, Tenant, TenantUpdate } from '../../db/tables/index.js';
 import { createTenant, getTenant, listTenants, updateTenant, type TenantLimits } from '../../db/repositories/tenants.js';
 import { createKey, getKey, listKeys, revokeKey, rotateKey } from '../../db/repositories/keys.js';
 import { appendAudit } from '../../db/repositories/audit.js';
 import { eraseTenantContent } from '../../db/repositories/retention.js';
-import { canGrantRole, isRole, isValidScope } from '../../activities/policy.js';
-import { authOf, requirePermission, tenantScope, type AuthContext } from '../auth.js';
+import { OPERATOR_ROLES, TENANT_ROLES, isOperatorRole, isRole, isValidScope, keyGrantProblem, type GrantedKey } from '../../domain/policy.js';
+import { authOf, isOperator, requirePermission, tenantScope, type AuthContext } from '../auth.js';
 import { HttpError, badRequest, notFound } from '../errors.js';
 import { listJson, pageOf } from '../pagination.js';
 
@@ -88,6 +92,38 @@ function limitsOf(t: Tenant): TenantLimits {
   return tenantJson(t).limits;
 }
 
+/** Refuses a key its creator may not make: 400 for a scope outside the role, 403 for anything wider than the creator. */
+function assertGrantable(auth: AuthContext, key: GrantedKey): void {
+  const problem = keyGrantProblem({ role: auth.role, scopes: auth.scopes, expiresAt: auth.expiresAt }, key);
+  if (problem === null) return;
+  if (problem.code === 'scope_not_in_role') throw badRequest(problem.message, problem.param, problem.code);
+  throw new HttpError('permission_error', problem.message, problem.code, problem.param);
+}
+
+/** Parses a key to create: `{ name?, role, scopes?, expires_at? }`, the role one of `roles`. */
+function keySpec(b: Record<string, unknown>, roles: readonly Role[], family: string): { name: string | null; role: Role; scopes: string[] | null; expiresAt: Date | null } {
+  for (const field of Object.keys(b)) if (!['name', 'role', 'scopes', 'expires_at'].includes(field)) throw badRequest(`unknown field '${field}'`, field);
+  if (!isRole(b.role) || !roles.includes(b.role)) {
+    const code = isRole(b.role) ? (isOperatorRole(b.role) ? 'operator_role_on_tenant_key' : 'tenant_role_on_operator_key') : 'invalid_role';
+    throw badRequest(`'role' of ${family} must be one of ${roles.join(', ')}`, 'role', code);
+  }
+  let scopes: string[] | null = null;
+  if (b.scopes !== undefined && b.scopes !== null) {
+    if (!Array.isArray(b.scopes) || b.scopes.length > 100 || !b.scopes.every((s) => typeof s === 'string' && isValidScope(s))) {
+      throw badRequest("'scopes' must be an array of permissions (e.g. chat, batches) or model:<id>", 'scopes');
+    }
+    scopes = [...new Set(b.scopes as string[])];
+  }
+  let expiresAt: Date | null = null;
+  if (b.expires_at !== undefined && b.expires_at !== null) {
+    const t = typeof b.expires_at === 'number' ? new Date(b.expires_at * 1000) : new Date(String(b.expires_at));
+    if (Number.isNaN(t.getTime()) || t.getTime() <= Date.now()) throw badRequest("'expires_at' must be a future time (unix seconds or ISO 8601)", 'expires_at');
+    expiresAt = t;
+  }
+  const name = b.name === undefined || b.name === null ? null : str(b.name, 'name');
+  return { name, role: b.role, scopes, expiresAt };
+}
+
 async function audit(db: Db, auth: AuthContext, action: string, tenantId: string | null, target: string, data: Record<string, unknown>) {
   await appendAudit(db, { actor: `key:${auth.keyId}`, tenantId, action, target, data, idempotencyKey: null, at: new Date() });
 }
@@ -113,7 +149,7 @@ export function tenantRoutes(deps: { db: Db }): Router {
   router.get('/admin/tenants', requirePermission(deps, 'tenants:read'), async (req, res) => {
     const auth = authOf(req);
     const page = pageOf(req);
-    const rows = await listTenants(db, { limit: page.limit + 1, after: page.after, only: auth.role === 'super_admin' ? null : auth.tenantId ?? '' });
+    const rows = await listTenants(db, { limit: page.limit + 1, after: page.after, only: isOperator(auth) ? null : auth.tenantId ?? '' });
     res.json(listJson(rows, page.limit, tenantJson));
   });
 
@@ -172,25 +208,9 @@ export function tenantRoutes(deps: { db: Db }): Router {
     const auth = authOf(req);
     const tenantId = tenantScope(auth, String(req.params.id));
     if (!(await getTenant(db, tenantId))) throw notFound('Tenant');
-    const b = (req.body ?? {}) as Record<string, unknown>;
-    for (const field of Object.keys(b)) if (!['name', 'role', 'scopes', 'expires_at'].includes(field)) throw badRequest(`unknown field '${field}'`, field);
-    if (!isRole(b.role) || b.role === 'super_admin') throw badRequest("'role' must be one of tenant_admin, developer, analyst, finance, user", 'role');
-    if (!canGrantRole(auth.role, b.role)) throw new HttpError('permission_error', `role ${auth.role} may not create ${b.role} keys`, 'permission_denied');
-    let scopes: string[] | null = null;
-    if (b.scopes !== undefined && b.scopes !== null) {
-      if (!Array.isArray(b.scopes) || !b.scopes.every((s) => typeof s === 'string' && isValidScope(s))) {
-        throw badRequest("'scopes' must be an array of permissions (e.g. chat, batches) or model:<id>", 'scopes');
-      }
-      scopes = b.scopes as string[];
-    }
-    let expiresAt: Date | null = null;
-    if (b.expires_at !== undefined && b.expires_at !== null) {
-      const t = typeof b.expires_at === 'number' ? new Date(b.expires_at * 1000) : new Date(String(b.expires_at));
-      if (Number.isNaN(t.getTime()) || t.getTime() <= Date.now()) throw badRequest("'expires_at' must be a future time (unix seconds or ISO 8601)", 'expires_at');
-      expiresAt = t;
-    }
-    const name = b.name === undefined || b.name === null ? null : str(b.name, 'name');
-    const { key, secret } = await createKey(db, { tenantId, role: b.role, name, scopes, expiresAt });
+    const spec = keySpec((req.body ?? {}) as Record<string, unknown>, TENANT_ROLES, 'a tenant key');
+    assertGrantable(auth, spec);
+    const { key, secret } = await createKey(db, { tenantId, ...spec });
     await audit(db, auth, 'key.created', tenantId, `key:${key.id}`, { after: keyJson(key) });
     res.status(201).json({ ...keyJson(key), key: secret });
   });
@@ -201,29 +221,62 @@ export function tenantRoutes(deps: { db: Db }): Router {
     res.json(listJson(await listKeys(db, tenantId, page.limit + 1, page.after), page.limit, keyJson));
   });
 
+  /** The operator's own keys (no tenant): `super_admin` and `operator_finance`. */
+  const operatorOnly = (auth: AuthContext) => {
+    if (!isOperator(auth)) throw new HttpError('permission_error', 'Only operator keys manage operator keys', 'operator_only');
+  };
+
+  router.post('/admin/keys', requirePermission(deps, 'keys:write'), async (req, res) => {
+    const auth = authOf(req);
+    operatorOnly(auth);
+    const spec = keySpec((req.body ?? {}) as Record<string, unknown>, OPERATOR_ROLES, 'an operator key');
+    assertGrantable(auth, spec);
+    const { key, secret } = await createKey(db, { tenantId: null, ...spec });
+    await audit(db, auth, 'key.created', null, `key:${key.id}`, { after: keyJson(key) });
+    res.status(201).json({ ...keyJson(key), key: secret });
+  });
+
+  router.get('/admin/keys', requirePermission(deps, 'keys:read'), async (req, res) => {
+    operatorOnly(authOf(req));
+    const page = pageOf(req);
+    res.json(listJson(await listKeys(db, null, page.limit + 1, page.after), page.limit, keyJson));
+  });
+
+  /** The key, if the caller may act on it: its tenant's keys for tenant callers, any for operator callers; else 404. */
+  async function scopedKey(auth: AuthContext, id: string): Promise<ApiKey> {
+    const existing = await getKey(db, id);
+    if (!existing) throw notFound('Key');
+    if (existing.tenant_id === null) {
+      if (!isOperator(auth)) throw notFound('Key');
+    } else {
+      tenantScope(auth, existing.tenant_id, 'Key');
+    }
+    return existing;
+  }
+
   router.post('/admin/keys/:id/revoke', requirePermission(deps, 'keys:write'), async (req, res) => {
     const auth = authOf(req);
-    const existing = await getKey(db, String(req.params.id));
-    if (!existing || existing.tenant_id === null) throw notFound('Key');
-    tenantScope(auth, existing.tenant_id, 'Key');
-    const key = await revokeKey(db, existing.id, new Date());
-    if (!key) throw notFound('Key');
-    await audit(db, auth, 'key.revoked', key.tenant_id, `key:${key.id}`, { before: keyJson(existing), after: keyJson(key) });
-    res.json(keyJson(key));
+    const existing = await scopedKey(auth, String(req.params.id));
+    const r = await revokeKey(db, existing.id, new Date());
+    if (!r.ok && r.reason === 'last_super_admin') {
+      throw new HttpError('conflict_error', 'This is the last active super-admin key (unscoped, not expiring): create or rotate another first', 'last_super_admin');
+    }
+    if (!r.ok) throw notFound('Key');
+    await audit(db, auth, 'key.revoked', r.key.tenant_id, `key:${r.key.id}`, { before: keyJson(existing), after: keyJson(r.key) });
+    res.json(keyJson(r.key));
   });
 
   router.post('/admin/keys/:id/rotate', requirePermission(deps, 'keys:write'), async (req, res) => {
     const auth = authOf(req);
-    const existing = await getKey(db, String(req.params.id));
-    if (!existing || existing.tenant_id === null) throw notFound('Key');
-    tenantScope(auth, existing.tenant_id, 'Key');
-    if (!canGrantRole(auth.role, existing.role)) throw new HttpError('permission_error', `role ${auth.role} may not rotate ${existing.role} keys`, 'permission_denied');
+    const existing = await scopedKey(auth, String(req.params.id));
     const b = (req.body ?? {}) as Record<string, unknown>;
     for (const field of Object.keys(b)) if (field !== 'grace_seconds') throw badRequest(`unknown field '${field}'`, field);
     const grace = b.grace_seconds ?? DEFAULT_ROTATION_GRACE_SECONDS;
     if (typeof grace !== 'number' || !Number.isSafeInteger(grace) || grace < 0 || grace > MAX_ROTATION_GRACE_SECONDS) {
       throw badRequest(`'grace_seconds' must be an integer from 0 to ${MAX_ROTATION_GRACE_SECONDS}`, 'grace_seconds', 'invalid_value');
     }
+    // The new key has the old one's role, scopes and expiry: the caller must be able to create it.
+    assertGrantable(auth, { role: existing.role, scopes: existing.scopes, expiresAt: existing.expires_at });
     const rotated = await rotateKey(db, existing.id, grace, new Date());
     if (!rotated) throw new HttpError('conflict_error', 'A revoked or expired key cannot be rotated', 'key_inactive');
     await audit(db, auth, 'key.rotated', existing.tenant_id, `key:${existing.id}`, {

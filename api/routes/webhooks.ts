@@ -14,7 +14,8 @@ import {
 } from '../../db/repositories/webhooks.js';
 import { newWebhookSecret } from '../../activities/webhook-signing.js';
 import { DEFAULT_WEBHOOK_CONFIG, startWebhookDelivery, webhookUrlProblem, type WebhookConfig } from '../../activities/webhooks.js';
-import { WEBHOOK_EVENT_TYPES, webhookWorkflowId } from '../../workflows/contracts.js';
+import { webhookWorkflowId } from '../../contracts/ids.js';
+import { WEBHOOK_EVENT_TYPES } from '../../contracts/webhooks.js';
 import { authOf, requirePermission, tenantScope, type AuthContext } from '../auth.js';
 import { HttpError, badRequest, notFound } from '../errors.js';
 import { MAX_PAGE, pageOf } from '../pagination.js';

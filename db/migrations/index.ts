@@ -8,6 +8,7 @@ import * as retention from './2026-11-22-0005-retention.js';
 import * as webhooks from './2026-11-22-0006-webhooks.js';
 import * as dayClose from './2026-11-22-0007-day-close.js';
 import * as quotaFunctions from './2026-11-22-0008-quota-functions.js';
+import * as operatorRoles from './2026-12-01-0102-operator-roles.js';
 
 export const migrations: Record<string, Migration> = {
   '2026-11-21-0001-spine': spine,
@@ -18,4 +19,5 @@ export const migrations: Record<string, Migration> = {
   '2026-11-22-0006-webhooks': webhooks,
   '2026-11-22-0007-day-close': dayClose,
   '2026-11-22-0008-quota-functions': quotaFunctions,
+  '2026-12-01-0102-operator-roles': operatorRoles,
 };

@@ -6,7 +6,7 @@ import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
 import type { Db } from '../database.js';
 import type { AuditRow, Database } from '../tables/index.js';
 import type { Selectable } from 'kysely';
-import { canonicalJson } from './canonical-json.js';
+import { canonicalJson } from '../../domain/canonical-json.js';
 
 export const GENESIS_HASH = '0'.repeat(64);
 
@@ -148,71 +148,189 @@ export async function writeCheckpoint(db: Db, key: string | null): Promise<Audit
   return inserted ?? (await db.selectFrom('audit_checkpoints').selectAll().where('seq', '=', head.seq).executeTakeFirstOrThrow());
 }
 
-export type AuditVerification =
-  | { ok: true; rows: number; headSeq: number; headHash: string; checkpoint: { seq: number; signed: boolean } | null }
-  | { ok: false; rows: number; firstBadSeq: number; reason: string };
+/** A checkpoint is stale once more rows than this were appended after it… @default 10000 */
+export const CHECKPOINT_STALE_ROWS = 10_000;
+/** …or once the oldest row after it is older than this (three reconciler runs), ms. @default 900000 */
+export const CHECKPOINT_STALE_MS = 15 * 60_000;
+/** Most rows an incremental verify rehashes in one call; past it the answer says `complete: false`. @default 50000 */
+export const INCREMENTAL_VERIFY_MAX_ROWS = 50_000;
 
 /**
- * Recomputes the chain from the first row, in pages, and names the first row that does not fit:
- * a gap in the sequence, a prev_hash that is not the previous row's hash, a hash that does not
- * match the content, or a head that points past the last row (a cut tail). Then holds the chain
- * against the checkpoints: with `auditKey`, only signed ones count and a bad signature fails; a
- * checkpoint past the chain's end is a cut tail even when the head was moved back with it, and a
- * checkpoint whose hash differs means the rows up to it were rewritten.
+ * How well the tail is protected: `fresh` (no row after the latest checkpoint, or few and recent),
+ * `stale` (more than `CHECKPOINT_STALE_ROWS` rows, or rows older than `CHECKPOINT_STALE_MS`, after
+ * it: they could have been rewritten unnoticed), `missing` (rows but no checkpoint that counts).
  */
-export async function verifyAudit(db: Db, opts: { auditKey?: string | null; pageSize?: number } = {}): Promise<AuditVerification> {
+export type CheckpointStatus = 'fresh' | 'stale' | 'missing';
+
+export interface CheckpointReport {
+  status: CheckpointStatus;
+  /** The latest checkpoint that counts (signed, when a key is configured). */
+  latest: { seq: number; signed: boolean; createdAt: Date } | null;
+  /** Rows after it: not covered by any checkpoint. */
+  unprotectedRows: number;
+  /** When the first of those was written. */
+  unprotectedSince: Date | null;
+}
+
+export type AuditVerification =
+  | {
+    ok: true; mode: 'full' | 'incremental'; rows: number; headSeq: number; headHash: string;
+    /** First and last sequence rehashed by this call. */
+    fromSeq: number; toSeq: number;
+    /** False when an incremental verify stopped at `INCREMENTAL_VERIFY_MAX_ROWS` before the head. */
+    complete: boolean;
+    checkpoint: { seq: number; signed: boolean } | null;
+    checkpoints: CheckpointReport;
+  }
+  | { ok: false; mode: 'full' | 'incremental'; rows: number; firstBadSeq: number; reason: string };
+
+export interface VerifyOptions {
+  auditKey?: string | null;
+  pageSize?: number;
+  /** Rehash the whole chain from row 1 (and check every checkpoint's signature), not only from the latest checkpoint. @default false */
+  full?: boolean;
+  /** @default INCREMENTAL_VERIFY_MAX_ROWS */
+  maxRows?: number;
+  /** @default CHECKPOINT_STALE_ROWS */
+  staleRows?: number;
+  /** @default CHECKPOINT_STALE_MS */
+  staleMs?: number;
+  now?: Date;
+}
+
+/**
+ * Verifies the chain and reports how fresh its latest checkpoint is.
+ *
+ * Incremental (the default): checks the latest checkpoint's signature (only signed ones count when
+ * `auditKey` is given), that the row at its sequence still has its hash, that every older
+ * checkpoint's row still has its hash (one query), then rehashes only the rows after it up to the
+ * head (at most `maxRows`). Rows before the latest checkpoint are trusted to the extent that
+ * checkpoint is: a consistent rewrite changes the hash at the checkpoint and is caught; an
+ * inconsistent edit of an old row is what `full` is for.
+ *
+ * Full: every checkpoint's signature, then every row from 1, as before. Both name the first row
+ * that does not fit: a gap, a prev_hash that is not the previous row's hash, a hash that does not
+ * match the content, a head past the last row (a cut tail), a checkpoint past the head (a cut tail
+ * with the head moved back), or a checkpoint whose row has another hash (rewritten).
+ */
+export async function verifyAudit(db: Db, opts: VerifyOptions = {}): Promise<AuditVerification> {
   const pageSize = opts.pageSize ?? 5000;
   const key = opts.auditKey ?? null;
-  let cpQuery = db.selectFrom('audit_checkpoints').selectAll().orderBy('seq');
-  if (key !== null) cpQuery = cpQuery.where('signature', 'is not', null);
-  const checkpoints = await cpQuery.execute();
+  const mode = opts.full ? 'full' : 'incremental';
+  const maxRows = opts.full ? Number.POSITIVE_INFINITY : opts.maxRows ?? INCREMENTAL_VERIFY_MAX_ROWS;
+  const now = opts.now ?? new Date();
+  const fail = (rows: number, firstBadSeq: number, reason: string): AuditVerification => ({ ok: false, mode, rows, firstBadSeq, reason });
+
+  // The head first: rows appended while this runs lie past it and are left for the next call.
+  const head = await db.selectFrom('audit_head').selectAll().where('id', '=', 1).executeTakeFirstOrThrow();
+  const headSeq = Number(head.seq);
+
+  let checkpoints: AuditCheckpoint[];
+  if (opts.full) {
+    let q = db.selectFrom('audit_checkpoints').selectAll().orderBy('seq');
+    if (key !== null) q = q.where('signature', 'is not', null);
+    checkpoints = await q.execute();
+  } else {
+    let q = db.selectFrom('audit_checkpoints').selectAll().orderBy('seq', 'desc').limit(1);
+    if (key !== null) q = q.where('signature', 'is not', null);
+    checkpoints = await q.execute();
+  }
+  checkpoints = checkpoints.map((cp) => ({ ...cp, seq: Number(cp.seq) }));
   if (key !== null) {
     const forged = checkpoints.find((cp) => !signatureValid(key, cp));
-    if (forged) return { ok: false, rows: 0, firstBadSeq: forged.seq, reason: `checkpoint at ${forged.seq} has an invalid signature` };
+    if (forged) return fail(0, forged.seq, `checkpoint at ${forged.seq} has an invalid signature`);
   }
-  const wanted = new Map(checkpoints.map((cp) => [cp.seq, cp.head_hash]));
-  const seen = new Map<number, string>();
+  const latest = checkpoints.at(-1) ?? null;
+  if (latest && latest.seq > headSeq) {
+    return fail(0, headSeq + 1, `the chain ends at ${headSeq} but a checkpoint was taken at ${latest.seq}: rows were cut`);
+  }
 
+  // Incremental: start at the latest checkpoint, whose row must still carry its hash; and every
+  // older checkpoint's row too (a rewrite before it that was not carried through to it).
   let prevHash = GENESIS_HASH;
   let expectedSeq = 1;
+  if (!opts.full && latest && latest.seq > 0) {
+    const mismatch = await db
+      .selectFrom('audit_checkpoints as cp')
+      .leftJoin('audit_log as l', 'l.seq', 'cp.seq')
+      .select(['cp.seq', 'l.seq as row_seq'])
+      .where('cp.seq', '>', 0)
+      .where('cp.seq', '<=', latest.seq)
+      .where((eb) => eb.or([eb('l.seq', 'is', null), eb('l.hash', '!=', eb.ref('cp.head_hash'))]))
+      .$if(key !== null, (q) => q.where('cp.signature', 'is not', null))
+      .orderBy('cp.seq')
+      .limit(1)
+      .executeTakeFirst();
+    if (mismatch) {
+      const bad = Number(mismatch.seq);
+      if (mismatch.row_seq === null) return fail(0, bad, `row ${bad} is missing`);
+      const before = await db.selectFrom('audit_checkpoints').select('seq').where('seq', '<', bad).orderBy('seq', 'desc').limit(1).executeTakeFirst();
+      const goodUpTo = before ? Number(before.seq) : 0;
+      return fail(0, goodUpTo + 1, `rows ${goodUpTo + 1}-${bad} do not match the checkpoint at ${bad}: they were rewritten`);
+    }
+    prevHash = latest.head_hash;
+    expectedSeq = latest.seq + 1;
+  }
+  const fromSeq = expectedSeq;
+
+  const wanted = new Map(checkpoints.map((cp) => [cp.seq, cp.head_hash]));
+  const seen = new Map<number, string>();
   let rows = 0;
-  for (;;) {
+  let unprotectedSince: Date | null = null;
+  const protectedUpTo = latest?.seq ?? 0;
+  while (expectedSeq <= headSeq && rows < maxRows) {
     const page = await db
       .selectFrom('audit_log')
       .selectAll()
       .where('seq', '>=', expectedSeq)
+      .where('seq', '<=', headSeq)
       .orderBy('seq')
-      .limit(pageSize)
+      .limit(Math.min(pageSize, maxRows - rows))
       .execute();
     for (const row of page) {
-      if (row.seq !== expectedSeq) return { ok: false, rows, firstBadSeq: expectedSeq, reason: `row ${expectedSeq} is missing` };
-      if (row.prev_hash !== prevHash) return { ok: false, rows, firstBadSeq: row.seq, reason: 'prev_hash does not match the previous row' };
-      if (auditHash(prevHash, row) !== row.hash) return { ok: false, rows, firstBadSeq: row.seq, reason: 'content does not match its hash' };
+      if (row.seq !== expectedSeq) return fail(rows, expectedSeq, `row ${expectedSeq} is missing`);
+      if (row.prev_hash !== prevHash) return fail(rows, row.seq, 'prev_hash does not match the previous row');
+      if (auditHash(prevHash, row) !== row.hash) return fail(rows, row.seq, 'content does not match its hash');
       if (wanted.has(row.seq)) seen.set(row.seq, row.hash);
+      if (row.seq === protectedUpTo + 1) unprotectedSince = row.created_at;
       prevHash = row.hash;
       expectedSeq += 1;
       rows += 1;
     }
-    if (page.length < pageSize) break;
+    if (page.length === 0) break;
   }
   const lastSeq = expectedSeq - 1;
-  const head = await db.selectFrom('audit_head').selectAll().where('id', '=', 1).executeTakeFirstOrThrow();
-  if (head.seq !== lastSeq || head.hash !== prevHash) {
-    return { ok: false, rows, firstBadSeq: Math.min(head.seq, expectedSeq), reason: `head is at ${head.seq} but the chain ends at ${lastSeq}` };
+  const complete = lastSeq === headSeq || rows < maxRows;
+  if (complete && (lastSeq !== headSeq || prevHash !== head.hash)) {
+    return fail(rows, Math.min(headSeq, expectedSeq), `head is at ${headSeq} but the chain ends at ${lastSeq}`);
   }
-  let goodUpTo = 0;
-  for (const cp of checkpoints) {
-    if (cp.seq > lastSeq) {
-      return { ok: false, rows, firstBadSeq: lastSeq + 1, reason: `the chain ends at ${lastSeq} but a checkpoint was taken at ${cp.seq}: rows were cut` };
+  if (opts.full) {
+    let goodUpTo = 0;
+    for (const cp of checkpoints) {
+      if (cp.seq > 0 && seen.get(cp.seq) !== cp.head_hash) {
+        return fail(rows, goodUpTo + 1, `rows ${goodUpTo + 1}-${cp.seq} do not match the checkpoint at ${cp.seq}: they were rewritten`);
+      }
+      goodUpTo = cp.seq;
     }
-    if (cp.seq > 0 && seen.get(cp.seq) !== cp.head_hash) {
-      return { ok: false, rows, firstBadSeq: goodUpTo + 1, reason: `rows ${goodUpTo + 1}-${cp.seq} do not match the checkpoint at ${cp.seq}: they were rewritten` };
-    }
-    goodUpTo = cp.seq;
   }
-  const latest = checkpoints.at(-1) ?? null;
+
+  const unprotectedRows = headSeq - protectedUpTo;
+  if (unprotectedRows > 0 && unprotectedSince === null) {
+    const first = await db.selectFrom('audit_log').select('created_at').where('seq', '=', protectedUpTo + 1).executeTakeFirst();
+    unprotectedSince = first?.created_at ?? null;
+  }
+  const staleRows = opts.staleRows ?? CHECKPOINT_STALE_ROWS;
+  const staleMs = opts.staleMs ?? CHECKPOINT_STALE_MS;
+  let status: CheckpointStatus = 'fresh';
+  if (unprotectedRows > 0 && latest === null) status = 'missing';
+  else if (unprotectedRows > staleRows || (unprotectedSince !== null && now.getTime() - unprotectedSince.getTime() > staleMs)) status = 'stale';
+  const signed = latest !== null && latest.signature !== null && key !== null;
   return {
-    ok: true, rows, headSeq: head.seq, headHash: head.hash,
-    checkpoint: latest ? { seq: latest.seq, signed: latest.signature !== null && key !== null } : null,
+    ok: true, mode, rows, headSeq, headHash: head.hash, fromSeq, toSeq: lastSeq, complete,
+    checkpoint: latest ? { seq: latest.seq, signed } : null,
+    checkpoints: {
+      status, latest: latest ? { seq: latest.seq, signed, createdAt: latest.created_at } : null, unprotectedRows,
+      unprotectedSince: unprotectedRows > 0 ? unprotectedSince : null,
+    },
   };
 }

@@ -3,7 +3,7 @@ import type { Db } from '../database.js';
 import type { CircuitRow } from '../tables/index.js';
 import {
   breakerOnAcquire, breakerOnResult, initialBreakerState, type BreakerConfig, type BreakerState,
-} from '../../activities/circuit-breaker.js';
+} from '../../domain/circuit-breaker.js';
 
 function toState(row: CircuitRow): BreakerState {
   return {
@@ -75,8 +75,4 @@ export async function recordCircuit(db: Db, deploymentId: string, ok: boolean, n
   }
   const r = await transition(db, deploymentId, now, (s) => ({ next: breakerOnResult(s, ok, now.getTime(), cfg), value: ok }));
   return r.state;
-}
-
-export async function listCircuits(db: Db): Promise<CircuitRow[]> {
-  return db.selectFrom('circuit_state').selectAll().orderBy('deployment_id').execute();
 }

@@ -2,7 +2,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import type { Db } from '../database.js';
 import type { ApiKey, Role, Tenant } from '../tables/index.js';
-import { newId } from './ids.js';
+import { newId } from '../../domain/ids.js';
 
 /** Length of the visible prefix kept with the hash (`sk-` + 8 characters). */
 const PREFIX_LENGTH = 11;
@@ -70,22 +70,37 @@ export async function getKey(db: Db, id: string): Promise<ApiKey | null> {
   return (await db.selectFrom('api_keys').selectAll().where('id', '=', id).executeTakeFirst()) ?? null;
 }
 
-export async function listKeys(db: Db, tenantId: string, limit: number, after: string | null): Promise<ApiKey[]> {
-  let q = db.selectFrom('api_keys').selectAll().where('tenant_id', '=', tenantId);
+
+export async function listKeys(db: Db, tenantId: string | null, limit: number, after: string | null): Promise<ApiKey[]> {
+  let q = db.selectFrom('api_keys').selectAll();
+  q = tenantId === null ? q.where('tenant_id', 'is', null) : q.where('tenant_id', '=', tenantId);
   if (after !== null) q = q.where('id', '>', after);
   return q.orderBy('id').limit(limit).execute();
 }
 
-/** Revokes a key at once; returns the row as it now is, or null if there is no such key. */
-export async function revokeKey(db: Db, id: string, at: Date): Promise<ApiKey | null> {
-  const row = await db
-    .updateTable('api_keys')
-    .set({ revoked_at: at })
-    .where('id', '=', id)
-    .where('revoked_at', 'is', null)
-    .returningAll()
-    .executeTakeFirst();
-  return row ?? getKey(db, id);
+export type RevokeResult = { ok: true; key: ApiKey } | { ok: false; reason: 'not_found' | 'last_super_admin' };
+
+/**
+ * Revokes a key at once; returns the row as it now is (revoking twice is a no-op). A super-admin
+ * key is revoked only if another active, unscoped, never-expiring super-admin key remains, so the
+ * operator is never locked out: the super-admin rows are locked meanwhile, so two concurrent
+ * revokes cannot each leave the other as the last.
+ */
+export async function revokeKey(db: Db, id: string, at: Date): Promise<RevokeResult> {
+  return db.transaction().execute(async (trx) => {
+    const existing = await trx.selectFrom('api_keys').selectAll().where('id', '=', id).executeTakeFirst();
+    if (!existing) return { ok: false, reason: 'not_found' };
+    if (existing.revoked_at !== null) return { ok: true, key: existing };
+    if (existing.role === 'super_admin') {
+      const admins = await trx.selectFrom('api_keys').select(['id', 'scopes', 'expires_at', 'revoked_at'])
+        .where('role', '=', 'super_admin').where('revoked_at', 'is', null).orderBy('id').forUpdate().execute();
+      const others = admins.filter((k) => k.id !== id && k.scopes === null && k.expires_at === null);
+      if (others.length === 0) return { ok: false, reason: 'last_super_admin' };
+    }
+    const key = await trx.updateTable('api_keys').set({ revoked_at: at }).where('id', '=', id).where('revoked_at', 'is', null)
+      .returningAll().executeTakeFirst();
+    return { ok: true, key: key ?? existing };
+  });
 }
 
 /**

@@ -8,7 +8,7 @@
 import { sql, type Insertable } from 'kysely';
 import type { Db } from '../database.js';
 import type { BudgetEvent, Reservation, UsageTable } from '../tables/index.js';
-import { minuteOf, periodOf } from '../../activities/cost.js';
+import { minuteOf, periodOf, periodRange } from '../../domain/billing-calendar.js';
 
 export type QuotaLimit = 'requests_per_minute' | 'tokens_per_minute' | 'max_concurrent' | 'monthly_budget';
 
@@ -31,7 +31,7 @@ function secondsUntil(from: Date, to: Date): number {
 }
 
 function nextMonth(at: Date): Date {
-  return new Date(Date.UTC(at.getUTCFullYear(), at.getUTCMonth() + 1, 1));
+  return periodRange(periodOf(at)).end;
 }
 
 /**

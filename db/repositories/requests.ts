@@ -46,10 +46,6 @@ export async function deleteUnstartedRequest(db: Db, id: string): Promise<void> 
   await db.deleteFrom('requests').where('id', '=', id).where('status', '=', 'queued').execute();
 }
 
-export async function markRequestRunning(db: Db, id: string): Promise<void> {
-  await db.updateTable('requests').set({ status: 'running' }).where('id', '=', id).where('status', '=', 'queued').execute();
-}
-
 /** An outcome to record on a request. */
 export interface RequestOutcome {
   id: string;

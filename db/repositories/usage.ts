@@ -1,9 +1,9 @@
 /** Reads of the usage ledger. Writes happen only in `quota.settle` (exactly once per request and step). */
 import { sql } from 'kysely';
+import type { UsageGroup } from '../../domain/usage.js';
 import type { Db } from '../database.js';
 
-export const USAGE_GROUPS = ['day', 'model', 'key', 'variant', 'deployment', 'kind', 'batch'] as const;
-export type UsageGroup = (typeof USAGE_GROUPS)[number];
+export { USAGE_GROUPS, type UsageGroup } from '../../domain/usage.js';
 
 const GROUP_EXPR: Record<UsageGroup, ReturnType<typeof sql<string>>> = {
   day: sql<string>`to_char(created_at at time zone 'UTC', 'YYYY-MM-DD')`,
@@ -12,7 +12,7 @@ const GROUP_EXPR: Record<UsageGroup, ReturnType<typeof sql<string>>> = {
   variant: sql<string>`coalesce(variant, 'none')`,
   deployment: sql<string>`deployment_id`,
   kind: sql<string>`kind`,
-  // A batch line's request ID is `batch_req_<batch suffix>_<line>` (workflows/contracts.ts): the
+  // A batch line's request ID is `batch_req_<batch suffix>_<line>` (contracts/): the
   // batch ID is derived from it; everything else groups as 'none'.
   batch: sql<string>`case when kind = 'batch' then regexp_replace(request_id, '^batch_req_(.+)_[0-9]+$', 'batch_\\1') else 'none' end`,
 };
@@ -47,8 +47,4 @@ export async function summarizeUsage(
   if (opts.keyId !== null) q = q.where('key_id', '=', opts.keyId);
   if (opts.groupBy !== null) q = q.groupBy(sql`1`).orderBy(sql`1`);
   return q.execute();
-}
-
-export async function usageForRequest(db: Db, requestId: string) {
-  return db.selectFrom('usage').selectAll().where('request_id', '=', requestId).orderBy('id').execute();
 }

@@ -3,12 +3,15 @@
  * `db/database.ts` (safe up to 2^53: 9 billion USD in micro-units).
  */
 import type { ColumnType, Generated, Insertable, Selectable, Updateable } from 'kysely';
+import type { Role } from '../../domain/policy.js';
+import type { VariantOverrides } from '../../domain/sampling-params.js';
+
+export type { Role, VariantOverrides };
 
 type Timestamp = ColumnType<Date, Date | string, Date | string>;
 type CreatedAt = ColumnType<Date, Date | string | undefined, never>;
 
 export type TenantStatus = 'active' | 'suspended';
-export type Role = 'super_admin' | 'tenant_admin' | 'developer' | 'analyst' | 'finance' | 'user';
 export type Provider = 'llama-cpp' | 'openai-compatible' | 'instant';
 export type RequestKind = 'sync' | 'async' | 'batch';
 export type RequestStatus = 'queued' | 'running' | 'succeeded' | 'failed' | 'cancelled';
@@ -161,13 +164,6 @@ export interface ExperimentVariantsTable {
   overrides: ColumnType<VariantOverrides, string, string>;
 }
 
-/** What a variant may change about a request. */
-export interface VariantOverrides {
-  model?: string;
-  temperature?: number;
-  top_p?: number;
-  max_tokens?: number;
-}
 
 export interface ExperimentExposuresTable {
   request_id: string;

@@ -69,12 +69,51 @@ async function hydrateSymlinks(): Promise<void> {
   }
 }
 
+/** Thrown when the cluster directory cannot be used; the message says why and what to do. */
+export class DataDirError extends Error {
+  override readonly name = 'DataDirError';
+}
+
+/**
+ * Why PostgreSQL could not use `dir`, or null. Run as root, embedded PostgreSQL runs the server as
+ * the `postgres` user, which must be able to enter every existing folder above the cluster; a
+ * `mktemp -d` folder (mode 700) stops it, and initdb then fails with an opaque "init script exited
+ * with code 1 … the data directory might already exist".
+ */
+export async function dataDirProblem(dir: string, uid: number | null = process.getuid?.() ?? null): Promise<string | null> {
+  if (uid !== 0) return null;
+  let current = path.resolve(dir);
+  for (;;) {
+    const stat = await fs.stat(current).catch(() => null);
+    if (stat !== null) {
+      if (!stat.isDirectory()) return `${current} is not a directory; choose another SLUICE_DATA_DIR`;
+      if ((stat.mode & 0o001) === 0) {
+        const mode = (stat.mode & 0o777).toString(8);
+        return `embedded PostgreSQL runs as the "postgres" user when Sluice runs as root, and it cannot enter ${current} (mode ${mode}); `
+          + `run "chmod o+x ${current}" (or chmod 755), choose another SLUICE_DATA_DIR, or set DATABASE_URL to use your own PostgreSQL`;
+      }
+    }
+    const parent = path.dirname(current);
+    if (parent === current) return null;
+    current = parent;
+  }
+}
+
 export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): Promise<RunningPostgres> {
-  await hydrateSymlinks();
-  const EmbeddedPostgres = await loadEmbeddedPostgres();
   const dir = path.resolve(options.dir);
   // As root, postgres runs as the `postgres` user: the directory's parents must let it through.
   await fs.mkdir(path.dirname(dir), { recursive: true });
+  const problem = await dataDirProblem(path.dirname(dir));
+  if (problem !== null) throw new DataDirError(problem);
+  await hydrateSymlinks();
+  const EmbeddedPostgres = await loadEmbeddedPostgres();
+  const tail: string[] = [];
+  const remember = (line: string) => {
+    if (!line) return;
+    tail.push(line.slice(0, 500));
+    if (tail.length > 10) tail.shift();
+    options.onLog?.(line);
+  };
   const pg = new EmbeddedPostgres({
     databaseDir: dir,
     port: options.port,
@@ -87,11 +126,20 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
     // Clients connect over a Unix socket: measured ~half the CPU per query of TCP loopback on
     // this VM (BENCHMARKS.md); TCP stays open for tools (`psql -h 127.0.0.1`).
     postgresFlags: ['-c', 'max_connections=200', '-c', 'fsync=on', '-c', `unix_socket_directories=${SOCKET_DIR}`],
-    onLog: (m) => options.onLog?.(String(m).trim()),
-    onError: (m) => options.onLog?.(String(m instanceof Error ? m.message : m).trim()),
+    onLog: (m) => remember(String(m).trim()),
+    onError: (m) => remember(String(m instanceof Error ? m.message : m).trim()),
   });
-  if (!existsSync(path.join(dir, 'PG_VERSION'))) await pg.initialise();
-  await pg.start();
+  const outputTail = () => (tail.length > 0 ? `; its last output:\n${tail.join('\n')}` : '');
+  if (!existsSync(path.join(dir, 'PG_VERSION'))) {
+    await pg.initialise().catch((err: unknown) => {
+      throw new DataDirError(`embedded PostgreSQL could not create its cluster in ${dir} (${err instanceof Error ? err.message : String(err)}); `
+        + `if the folder is left from a failed start, remove it, or set DATABASE_URL to use your own PostgreSQL${outputTail()}`);
+    });
+  }
+  await pg.start().catch((err: unknown) => {
+    throw new DataDirError(`embedded PostgreSQL did not start on port ${options.port} (${err instanceof Error ? err.message : String(err)}); `
+      + `if another PostgreSQL holds the port, set SLUICE_PG_PORT to a free one, or DATABASE_URL to use that server${outputTail()}`);
+  });
   const childOf = () => (pg as unknown as { process?: ChildProcess }).process;
   const onExit = () => {
     const child = childOf();

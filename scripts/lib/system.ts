@@ -1,6 +1,6 @@
 /**
  * Assembles Sluice's processes from their parts. `npm start` runs all of them in one process;
- * the separate entry points (`api/server.ts`, `workers/*-main.ts`) run one each; tests build the
+ * the separate entry points (`scripts/api.ts`, `workers/*-main.ts`) run one each; tests build the
  * same stack in-process against real servers.
  */
 import path from 'node:path';
@@ -16,11 +16,12 @@ import { ensureReconcileSchedule } from '../../workers/schedules.js';
 import { createInferenceWorkers } from '../../workers/inference-worker.js';
 import { ensureBillingSchedule, ensureDayCloseSchedule } from '../../workers/billing-schedule.js';
 import { createBackendRegistry, type BackendRegistry } from '../../activities/backends/registry.js';
-import { createMetrics, type Metrics } from '../../workers/metrics.js';
-import { payloadCodecsFor } from '../../workers/payload-codec.js';
-import type { Logger } from '../../workers/logger.js';
-import type { SluiceConfig } from '../../workers/config.js';
-import type { BreakerConfig } from '../../activities/circuit-breaker.js';
+import { createMetrics, type Metrics } from '../../runtime/metrics.js';
+import { payloadCodecsFor } from '../../runtime/payload-codec.js';
+import { temporalTlsOptions } from '../../runtime/temporal-runtime.js';
+import type { Logger } from '../../runtime/logger.js';
+import type { SluiceConfig } from '../../runtime/config.js';
+import type { BreakerConfig } from '../../domain/circuit-breaker.js';
 import { startEmbeddedPostgres, type RunningPostgres } from './embedded-postgres.js';
 import { startTemporalDevServer, type RunningDevServer } from './temporal-dev-server.js';
 
@@ -34,12 +35,13 @@ export interface Infra {
 }
 
 /** Starts embedded PostgreSQL and the Temporal dev server unless the config points at external ones. */
-export async function startInfra(config: SluiceConfig, log: Logger): Promise<Infra> {
+export async function startInfra(config: SluiceConfig, log: Logger, signal?: AbortSignal): Promise<Infra> {
   const postgres = config.databaseUrl
     ? null
     : await startEmbeddedPostgres({ dir: path.join(config.dataDir, 'postgres'), port: config.embeddedPgPort, onLog: (l) => log.debug('postgres', { line: l }) });
   let temporal: RunningDevServer | null = null;
   try {
+    signal?.throwIfAborted();
     temporal = config.temporalAddress
       ? null
       : await startTemporalDevServer({
@@ -47,6 +49,7 @@ export async function startInfra(config: SluiceConfig, log: Logger): Promise<Inf
         port: config.embeddedTemporalPort,
         namespace: config.temporalNamespace,
         onLog: (l) => log.debug('temporal', { line: l.slice(0, 500) }),
+        ...(signal ? { signal } : {}),
       });
   } catch (err) {
     await postgres?.stop();
@@ -101,7 +104,8 @@ export async function startStack(config: SluiceConfig, options: StackOptions): P
   // One native (Rust) connection for the client and the workers: measured ~2x lower latency per
   // call than the grpc-js `Connection` here, and sharing it lets the API ask for eager workflow
   // start (the first workflow task goes straight to the in-process control worker).
-  const connection = await NativeConnection.connect({ address: options.temporalAddress });
+  const tls = await temporalTlsOptions(config.temporalTls);
+  const connection = await NativeConnection.connect({ address: options.temporalAddress, ...(tls ? { tls } : {}) });
   // Payloads (prompts, completions) are encrypted by the client and every worker alike when
   // SLUICE_PAYLOAD_KEY is set: the same codecs on all three, or histories cannot be read.
   const payloadCodecs = payloadCodecsFor(config);
@@ -115,7 +119,7 @@ export async function startStack(config: SluiceConfig, options: StackOptions): P
     const w = await createControlWorker(
       { namespace: config.temporalNamespace, workflowBundle: options.workflowBundle ?? null, payloadCodecs, workflowThreads: config.workflowThreads },
       connection,
-      { db, metrics, temporal: client, auditKey: config.auditKey, webhooks: config.webhooks, ...(options.breaker ? { breaker: options.breaker } : {}) },
+      { db, metrics, temporal: client, auditKey: config.auditKey, webhooks: config.webhooks, log: options.log, ...(options.breaker ? { breaker: options.breaker } : {}) },
     );
     workers.push(w);
     // Idempotent: the monthly billing Schedule (`temporal schedule list`).
@@ -127,6 +131,7 @@ export async function startStack(config: SluiceConfig, options: StackOptions): P
     backends = createBackendRegistry({
       dataDir: config.dataDir, slots: config.slots, threads: config.threads, contextSize: config.contextSize, gpu: config.gpu, upstreamKeys: config.upstreamKeys,
       allowPrivateUpstreams: config.allowPrivateUpstreams,
+      maxResponseBytes: config.upstreamMaxResponseBytes, enableInstantBackend: config.enableInstantBackend,
     });
     for (const p of options.pools) {
       workers.push(...await createInferenceWorkers({ namespace: config.temporalNamespace, pool: p, slots: config.slots, payloadCodecs }, connection, { backends, metrics }));
@@ -141,12 +146,13 @@ export async function startStack(config: SluiceConfig, options: StackOptions): P
     const app = createApp({
       temporal: client, db, metrics, log: options.log,
       config: {
-        maxBodyBytes: config.maxBodyBytes, localActivities: config.localActivities, namespace: config.temporalNamespace, pools: config.pools,
+        maxBodyBytes: config.maxBodyBytes, namespace: config.temporalNamespace, pools: config.pools,
         eagerStart: options.control,
         files: { maxBytes: config.fileMaxBytes, maxLines: config.fileMaxLines },
         batches: { concurrency: config.batchConcurrency, linesPerRun: config.batchLinesPerRun },
         requestTimeoutMs: config.requestTimeoutMs, auditKey: config.auditKey, webhooks: config.webhooks,
-        allowPrivateUpstreams: config.allowPrivateUpstreams,
+        allowPrivateUpstreams: config.allowPrivateUpstreams, enableInstantBackend: config.enableInstantBackend,
+        metricsToken: config.metricsToken,
       },
     });
     server = await new Promise<Server>((resolve, reject) => {
@@ -179,6 +185,49 @@ export async function startStack(config: SluiceConfig, options: StackOptions): P
       await backends?.close();
       await connection.close();
       await db.destroy();
+    },
+  };
+}
+
+export interface InferenceOnly {
+  metrics: Metrics;
+  workers: Worker[];
+  backends: BackendRegistry;
+  stop(): Promise<void>;
+}
+
+/**
+ * A process that runs only inference workers (`npm run worker:inference`): a Temporal connection
+ * and the backends, no database pool — inference activities read nothing from PostgreSQL, so the
+ * process gets no DATABASE_URL (one secret fewer where models and upstream keys live).
+ */
+export async function startInferenceOnly(config: SluiceConfig, options: { temporalAddress: string; pools: readonly string[]; log: Logger }): Promise<InferenceOnly> {
+  const metrics = createMetrics();
+  const tls = await temporalTlsOptions(config.temporalTls);
+  const connection = await NativeConnection.connect({ address: options.temporalAddress, ...(tls ? { tls } : {}) });
+  const payloadCodecs = payloadCodecsFor(config);
+  const backends = createBackendRegistry({
+    dataDir: config.dataDir, slots: config.slots, threads: config.threads, contextSize: config.contextSize, gpu: config.gpu, upstreamKeys: config.upstreamKeys,
+    allowPrivateUpstreams: config.allowPrivateUpstreams,
+  });
+  const workers: Worker[] = [];
+  try {
+    for (const p of options.pools) {
+      workers.push(...await createInferenceWorkers({ namespace: config.temporalNamespace, pool: p, slots: config.slots, payloadCodecs }, connection, { backends, metrics }));
+    }
+  } catch (err) {
+    await backends.close();
+    await connection.close();
+    throw err;
+  }
+  const running = workers.map((w) => w.run().catch((err: unknown) => options.log.error('worker stopped with an error', { error: err instanceof Error ? err.message : String(err) })));
+  return {
+    metrics, workers, backends,
+    async stop() {
+      for (const w of workers) if (w.getState() === 'RUNNING') w.shutdown();
+      await Promise.all(running);
+      await backends.close();
+      await connection.close();
     },
   };
 }

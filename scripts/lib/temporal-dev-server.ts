@@ -10,7 +10,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Connection } from '@temporalio/client';
-import { SEARCH_ATTRIBUTE_NAMES } from '../../workflows/contracts.js';
+import { SEARCH_ATTRIBUTE_NAMES } from '../../contracts/ids.js';
 import { freePort } from './free-port.js';
 
 export const TEMPORAL_CLI = fileURLToPath(new URL('../../.tools/bin/temporal', import.meta.url));
@@ -50,6 +50,8 @@ export interface DevServerOptions {
   uiPort?: number | null;
   namespace?: string;
   onLog?: (line: string) => void;
+  /** Aborting stops a start-up in progress: the child is killed and the start rejects. */
+  signal?: AbortSignal;
 }
 
 export interface RunningDevServer {
@@ -59,18 +61,80 @@ export interface RunningDevServer {
   stop(): Promise<void>;
 }
 
+/** Thrown when the port the dev server should take is already held by another process. */
+export class PortInUseError extends Error {
+  override readonly name = 'PortInUseError';
+}
+
 /**
- * Waits until the child answers as a Temporal frontend on `port` (a TCP connect alone would also
- * succeed against another process that holds the port), or rejects when it exits first.
+ * Refuses a port another process holds (listening, or bound on any address), so that start-up
+ * never mistakes a stale or foreign server on that port for the child it is about to spawn.
  */
-async function waitForFrontend(port: number, timeoutMs: number, child: ChildProcess, logTail: () => string): Promise<void> {
+export async function assertPortFree(port: number, what = 'port'): Promise<void> {
+  const taken = () => new PortInUseError(
+    `${what} ${port} is in use by another process (a Temporal server left from an earlier start?); `
+    + `stop it, or set SLUICE_TEMPORAL_PORT to a free port (the UI takes that port + 1000), or TEMPORAL_ADDRESS to use an existing Temporal server`,
+  );
+  if (await accepts(port)) throw taken();
+  await new Promise<void>((resolve, reject) => {
+    const probe = net.createServer();
+    probe.once('error', (err: NodeJS.ErrnoException) => reject(err.code === 'EADDRINUSE' ? taken() : err));
+    probe.listen({ port, host: '127.0.0.1', exclusive: true }, () => probe.close(() => resolve()));
+  });
+}
+
+/**
+ * Whether the TCP socket listening on `port` belongs to process `pid`, from `/proc` (Linux):
+ * the listening socket's inode among the process's open files. Null where `/proc` cannot tell
+ * (another OS, or no access), so callers fall back to weaker evidence.
+ */
+export async function listensOn(pid: number, port: number): Promise<boolean | null> {
+  const inodes = new Set<string>();
+  const hexPort = port.toString(16).toUpperCase().padStart(4, '0');
+  let readable = false;
+  for (const table of ['/proc/net/tcp', '/proc/net/tcp6']) {
+    const text = await fs.readFile(table, 'utf8').catch(() => null);
+    if (text === null) continue;
+    readable = true;
+    for (const line of text.split('\n').slice(1)) {
+      const cols = line.trim().split(/\s+/);
+      // local_address is ADDR:PORT in hex; state 0A is LISTEN; column 9 is the inode.
+      if (cols[1]?.endsWith(`:${hexPort}`) && cols[3] === '0A' && cols[9]) inodes.add(cols[9]);
+    }
+  }
+  if (!readable) return null;
+  const fds = await fs.readdir(`/proc/${pid}/fd`).catch(() => null);
+  if (fds === null) return null;
+  for (const fd of fds) {
+    const target = await fs.readlink(`/proc/${pid}/fd/${fd}`).catch(() => '');
+    const inode = /^socket:\[(\d+)\]$/.exec(target)?.[1];
+    if (inode && inodes.has(inode)) return true;
+  }
+  return false;
+}
+
+const alive = (child: ChildProcess) => child.exitCode === null && child.signalCode === null;
+
+/**
+ * Waits until the child itself answers as a Temporal frontend on `port`: it is alive, a Temporal
+ * frontend answers on the port, and (where `/proc` tells) the listening socket is the child's.
+ * Rejects when the child exits first, with its output, or when `signal` aborts.
+ */
+async function waitForFrontend(port: number, timeoutMs: number, child: ChildProcess, logTail: () => string, signal?: AbortSignal): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    if (child.exitCode !== null || child.signalCode !== null) {
+    if (signal?.aborted) {
+      child.kill('SIGKILL');
+      throw new Error('start-up was interrupted');
+    }
+    if (!alive(child)) {
       throw new DevServerExited(`temporal dev server exited with ${child.exitCode ?? child.signalCode} during start-up; its last output:\n${logTail()}`);
     }
-    // Checked again after the answer: the answer may have come from another process on the port.
-    if ((await answersAsTemporal(port)) && child.exitCode === null && child.signalCode === null) return;
+    if (await answersAsTemporal(port)) {
+      const own = child.pid === undefined ? null : await listensOn(child.pid, port);
+      // Checked after the answer: the answer may have come from another process on the port.
+      if (alive(child) && own !== false) return;
+    }
     if (Date.now() > deadline) {
       child.kill('SIGKILL');
       throw new Error(`temporal dev server did not answer on ${port} within ${timeoutMs} ms; its last output:\n${logTail()}`);
@@ -79,9 +143,9 @@ async function waitForFrontend(port: number, timeoutMs: number, child: ChildProc
   }
 }
 
-async function answersAsTemporal(port: number): Promise<boolean> {
-  // A plain connect first: cheap while nothing listens yet, where a client would wait for its timeout.
-  const open = await new Promise<boolean>((resolve) => {
+/** Whether something accepts TCP connections on 127.0.0.1:`port`. */
+function accepts(port: number): Promise<boolean> {
+  return new Promise<boolean>((resolve) => {
     const socket = net.connect({ port, host: '127.0.0.1' });
     socket.once('connect', () => {
       socket.destroy();
@@ -92,7 +156,11 @@ async function answersAsTemporal(port: number): Promise<boolean> {
       resolve(false);
     });
   });
-  if (!open) return false;
+}
+
+async function answersAsTemporal(port: number): Promise<boolean> {
+  // A plain connect first: cheap while nothing listens yet, where a client would wait for its timeout.
+  if (!(await accepts(port))) return false;
   try {
     const connection = await Connection.connect({ address: `127.0.0.1:${port}`, connectTimeout: 2_000 });
     try {
@@ -118,12 +186,24 @@ const START_ATTEMPTS = 3;
 
 async function spawnListening(
   argsFor: (port: number) => string[],
+  uiPortOf: (port: number) => number | null,
   options: DevServerOptions,
 ): Promise<{ child: ChildProcess; port: number }> {
   for (let attempt = 1; ; attempt++) {
     const port = options.port ?? (await freePort());
+    options.signal?.throwIfAborted();
+    await assertPortFree(port);
+    const uiPort = uiPortOf(port);
+    if (uiPort !== null) await assertPortFree(uiPort, 'the Temporal UI port');
     const tail: string[] = [];
     const started = spawn(TEMPORAL_CLI, argsFor(port), { stdio: ['ignore', 'pipe', 'pipe'] });
+    // Last resort: a process that ends without stopping the server (an uncaught error, exit())
+    // takes it along; a clean stop removes this again.
+    const onExit = () => {
+      if (alive(started)) started.kill('SIGKILL');
+    };
+    process.once('exit', onExit);
+    started.once('exit', () => process.removeListener('exit', onExit));
     const forward = (chunk: Buffer) => {
       for (const line of chunk.toString().split('\n')) {
         if (!line.trim()) continue;
@@ -135,7 +215,7 @@ async function spawnListening(
     started.stdout?.on('data', forward);
     started.stderr?.on('data', forward);
     try {
-      await waitForFrontend(port, 60_000, started, () => tail.join('\n'));
+      await waitForFrontend(port, 60_000, started, () => tail.join('\n'), options.signal);
       return { child: started, port };
     } catch (error) {
       if (!(error instanceof DevServerExited) || attempt >= START_ATTEMPTS) throw error;
@@ -166,7 +246,7 @@ export async function startTemporalDevServer(options: DevServerOptions): Promise
     for (const [key, value] of Object.entries(DEV_SERVER_DYNAMIC_CONFIG)) args.push('--dynamic-config-value', `${key}=${value}`);
     return args;
   };
-  const { child, port } = await spawnListening(argsFor, options);
+  const { child, port } = await spawnListening(argsFor, uiPortFor, options);
   const uiPort = uiPortFor(port);
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   return {

@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { sql } from 'kysely';
 import { startTestStack, type TestStack } from '../support/stack.js';
-import { appendAudit, appendAuditMany, auditHash, checkpointSignature } from '../../db/repositories/audit.js';
+import { CHECKPOINT_STALE_MS, appendAudit, appendAuditMany, auditHash, checkpointSignature, writeCheckpoint } from '../../db/repositories/audit.js';
 
 const AUDIT_KEY = 'test-audit-key-0123456789abcdef0123456789';
 let stack: TestStack;
@@ -27,9 +27,21 @@ beforeEach(async () => {
   await sql`delete from audit_log`.execute(stack.db);
   await sql`insert into audit_log select * from audit_snapshot`.execute(stack.db);
   await sql`update audit_head set seq = s.seq, hash = s.hash from head_snapshot s where audit_head.id = s.id`.execute(stack.db);
+  await sql`alter table audit_checkpoints disable trigger user`.execute(stack.db);
   await sql`delete from audit_checkpoints`.execute(stack.db);
+  await sql`alter table audit_checkpoints enable trigger user`.execute(stack.db);
   await sql`alter table audit_log enable trigger user`.execute(stack.db);
 });
+
+/** Runs `change` on the checkpoints as their owner would: their append-only trigger is off meanwhile. */
+async function tamperCheckpoints(change: () => Promise<unknown>) {
+  await sql`alter table audit_checkpoints disable trigger user`.execute(stack.db);
+  try {
+    await change();
+  } finally {
+    await sql`alter table audit_checkpoints enable trigger user`.execute(stack.db);
+  }
+}
 
 /** Runs `change` as someone who owns the table: the append-only trigger is off meanwhile. */
 async function tamper(change: string) {
@@ -72,6 +84,49 @@ describe('audit verification', () => {
   it('the table refuses updates and deletes from the application', async () => {
     await expect(sql`update audit_log set actor = 'x' where seq = 1`.execute(stack.db)).rejects.toThrow(/append-only/);
     await expect(sql`delete from audit_log where seq = 1`.execute(stack.db)).rejects.toThrow(/append-only/);
+  });
+
+  it('the checkpoints refuse updates, deletes and truncation from the application', async () => {
+    expect((await stack.admin('POST', '/v1/admin/audit/checkpoints')).status).toBe(201);
+    await expect(sql`update audit_checkpoints set head_hash = 'x'`.execute(stack.db)).rejects.toThrow(/append-only/);
+    await expect(sql`delete from audit_checkpoints`.execute(stack.db)).rejects.toThrow(/append-only/);
+    await expect(sql`truncate audit_checkpoints`.execute(stack.db)).rejects.toThrow(/append-only/);
+    expect((await stack.db.selectFrom('audit_checkpoints').select('seq').execute()).length).toBe(1);
+  });
+
+  it('reports a missing checkpoint, a fresh one, and a stale one', async () => {
+    const none = await verify();
+    expect(none.body).toMatchObject({ ok: true, checkpoint: null, checkpoint_status: 'missing', unprotected_rows: await headSeq() });
+    const cp = await stack.admin('POST', '/v1/admin/audit/checkpoints');
+    // The checkpoint's own audit row follows it: one fresh unprotected row.
+    const fresh = await verify();
+    expect(fresh.body).toMatchObject({ ok: true, checkpoint: { seq: cp.body.seq, signed: true }, checkpoint_status: 'fresh', unprotected_rows: 1 });
+    // A checkpoint (taken without its own audit row), then a row that has waited longer than
+    // CHECKPOINT_STALE_MS for the next one: the tail is stale.
+    const quiet = await writeCheckpoint(stack.db, AUDIT_KEY);
+    expect(Number(quiet.seq)).toBe(await headSeq());
+    expect((await verify()).body).toMatchObject({ checkpoint_status: 'fresh', unprotected_rows: 0 });
+    const longAgo = new Date(Date.now() - CHECKPOINT_STALE_MS - 60_000);
+    await appendAudit(stack.db, { actor: 'system', tenantId: null, action: 'test.waiting', target: null, data: {}, idempotencyKey: null, at: longAgo });
+    const stale = await verify();
+    expect(stale.status).toBe(200);
+    expect(stale.body).toMatchObject({ ok: true, checkpoint_status: 'stale', unprotected_rows: 1, unprotected_since: longAgo.toISOString() });
+  });
+
+  it('verifies incrementally from the latest checkpoint; a full verify is for the super admin only', async () => {
+    const cp = await stack.admin('POST', '/v1/admin/audit/checkpoints');
+    const head = await headSeq();
+    const inc = await verify();
+    expect(inc.body).toMatchObject({ ok: true, mode: 'incremental', verified_from_seq: cp.body.seq + 1, verified_to_seq: head, rows: head - cp.body.seq, complete: true });
+    const full = await stack.admin('GET', '/v1/admin/audit/verify?full=true');
+    expect(full.body).toMatchObject({ ok: true, mode: 'full', verified_from_seq: 1, rows: head });
+    expect((await stack.admin('GET', '/v1/admin/audit/verify?full=yes')).status).toBe(400);
+    const { key } = await stack.createTenantKey({ role: 'tenant_admin' });
+    const asTenant = (q: string) => fetch(`${stack.url}/v1/admin/audit/verify${q}`, { headers: { Authorization: `Bearer ${key}` } });
+    expect((await asTenant('')).status).toBe(200);
+    const refused = await asTenant('?full=true');
+    expect(refused.status).toBe(403);
+    expect(((await refused.json()) as any).error).toMatchObject({ code: 'full_verify_not_allowed', param: 'full' });
   });
 
   it('an updated row is named', async () => {
@@ -118,9 +173,12 @@ describe('audit verification', () => {
     expect(r.body).toMatchObject({ ok: false, first_bad_seq: cutTo + 1 });
     expect(r.body.reason).toMatch(/cut/);
 
-    // Without the checkpoint the same cut is invisible: this is what checkpoints are for.
-    await sql`delete from audit_checkpoints`.execute(stack.db);
-    expect((await verify()).status).toBe(200);
+    // Without the checkpoint the same cut is invisible (but verify says no checkpoint covers the
+    // tail): this is what checkpoints are for, and why they are append-only too.
+    await tamperCheckpoints(() => sql`delete from audit_checkpoints`.execute(stack.db));
+    const unprotected = await verify();
+    expect(unprotected.status).toBe(200);
+    expect(unprotected.body).toMatchObject({ checkpoint: null, checkpoint_status: 'missing', unprotected_rows: cutTo });
   });
 
   it('a consistently rewritten chain is caught by the checkpoint, and a forged checkpoint by its signature', async () => {
@@ -144,7 +202,7 @@ describe('audit verification', () => {
     expect(r.body.reason).toMatch(/rewritten/);
 
     // Re-signing the checkpoint over the new head needs the key; a guessed one fails.
-    await sql`update audit_checkpoints set head_hash = ${prev}, signature = ${checkpointSignature('not-the-key', cp.body.seq, prev)}`.execute(stack.db);
+    await tamperCheckpoints(() => sql`update audit_checkpoints set head_hash = ${prev}, signature = ${checkpointSignature('not-the-key', cp.body.seq, prev)}`.execute(stack.db));
     const forged = await verify();
     expect(forged.status).toBe(409);
     expect(forged.body).toMatchObject({ first_bad_seq: cp.body.seq, reason: `checkpoint at ${cp.body.seq} has an invalid signature` });

@@ -9,8 +9,9 @@ import { inject } from 'vitest';
 import { WorkflowNotFoundError } from '@temporalio/client';
 import { addInstantModel, addModel, startTestStack, type TestStack } from '../support/stack.js';
 import { startStack } from '../../scripts/lib/system.js';
-import { createLogger } from '../../workers/logger.js';
-import { CONTROL_TASK_QUEUE, batchWorkflowId, chatWorkflowId, type BatchWorkflowInput } from '../../workflows/contracts.js';
+import { createLogger } from '../../runtime/logger.js';
+import type { BatchWorkflowInput } from '../../contracts/batch.js';
+import { CONTROL_TASK_QUEUE, batchWorkflowId, chatWorkflowId } from '../../contracts/ids.js';
 import { insertBatch } from '../../db/repositories/batches.js';
 import { finishRequests, insertRequest } from '../../db/repositories/requests.js';
 import type { reconcileReservations } from '../../workflows/reconcile.js';
@@ -268,7 +269,7 @@ describe('batches', () => {
       id, tenantId, keyId, endpoint: '/v1/chat/completions', inputFileId: file.id, completionWindow: '24h', metadata: null, expiresAt: new Date(Date.now() + 10_000),
     });
     const input: BatchWorkflowInput = {
-      batchId: id, tenantId, concurrency: 4, linesPerRun: 100, expiresAtMs: row.expires_at.getTime(), localActivities: true, state: null,
+      batchId: id, tenantId, concurrency: 4, linesPerRun: 100, expiresAtMs: row.expires_at.getTime(), state: null,
     };
     await stack.client.workflow.start('batch', { taskQueue: CONTROL_TASK_QUEUE, workflowId: batchWorkflowId(id), args: [input] });
     // While the batch runs, the reconciler leaves its lines' reservations alone (they run inside

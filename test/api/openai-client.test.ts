@@ -9,6 +9,7 @@ import { promisify } from 'node:util';
 import { startTestStack, type TestStack } from '../support/stack.js';
 import { TEMPORAL_CLI } from '../../scripts/lib/temporal-dev-server.js';
 import { hashKey } from '../../db/repositories/keys.js';
+import { startMetricsServer } from '../../runtime/metrics-server.js';
 
 let stack: TestStack;
 let client: OpenAI;
@@ -200,7 +201,10 @@ describe('operations', () => {
     const ready = await fetch(`${stack.url}/readyz`);
     expect(ready.status).toBe(200);
     expect(((await ready.json()) as any).checks).toMatchObject({ postgres: 'ok', temporal: 'ok', 'pool:local': 'ok' });
-    const metrics = await (await fetch(`${stack.url}/metrics`)).text();
+    // The API port serves no metrics without SLUICE_METRICS_TOKEN (test/unit/metrics-endpoint.test.ts): they are on the metrics listener.
+    expect((await fetch(`${stack.url}/metrics`)).status).toBe(404);
+    const listener = await startMetricsServer(stack.metrics, 0, { host: '127.0.0.1' });
+    const metrics = await (await fetch(listener.url)).text().finally(() => listener.stop());
     expect(metrics).toMatch(/sluice_chat_requests_total\{model="sluice-tiny",status="200",tenant="ten_/);
     expect(metrics).toMatch(/sluice_tokens_total\{.*direction="completion"/);
     expect(metrics).toContain('sluice_workflow_outcomes_total');

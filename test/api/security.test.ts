@@ -10,8 +10,8 @@ import { inject } from 'vitest';
 import { NativeConnection, type Worker } from '@temporalio/worker';
 import { createApp } from '../../api/app.js';
 import { createDb } from '../../db/database.js';
-import { createMetrics } from '../../workers/metrics.js';
-import { createLogger } from '../../workers/logger.js';
+import { createMetrics } from '../../runtime/metrics.js';
+import { createLogger } from '../../runtime/logger.js';
 import { createControlWorker } from '../../workers/control-worker.js';
 import { addModel, pollJob, startJob, startTestStack, type TestStack } from '../support/stack.js';
 import { startSecondApi } from '../support/second-api.js';
@@ -80,7 +80,7 @@ afterAll(async () => {
 function routeInventory(): Array<{ method: string; path: string }> {
   const app = createApp({
     temporal: stack.client, db: stack.db, metrics: createMetrics({ defaults: false }), log: createLogger('silent'),
-    config: { maxBodyBytes: 1024, localActivities: true, namespace: 'default', pools: [], eagerStart: false },
+    config: { maxBodyBytes: 1024, namespace: 'default', pools: [], eagerStart: false },
   });
   const out: Array<{ method: string; path: string }> = [];
   const walk = (layers: any[], prefix: string) => {

@@ -64,7 +64,9 @@ describe('the inference worker', () => {
     const body = (await res.json()) as { error: { code: string; message: string } };
     expect(res.status).toBe(400);
     expect(body.error.code).toBe('upstream_bad_request');
-    expect(body.error.message).toContain('169.254');
+    // The tenant is not told where the deployment points; the log is.
+    expect(body.error.message).not.toContain('169.254');
+    expect(stack.logs.some((l) => l.includes('169.254.169.254') && l.includes('request failed'))).toBe(true);
     // No retries with backoff: one refused attempt answers at once.
     expect(Date.now() - started).toBeLessThan(5000);
   });

@@ -28,7 +28,7 @@ beforeEach(() => {
 
 /** A backend against the shared fake upstream, with option overrides. */
 function backendFor(overrides: Partial<OpenAICompatibleBackendOptions>): InferenceBackend {
-  return createOpenAICompatibleBackend({ baseURL: upstream.url, apiKey: API_KEY, model: UPSTREAM_MODEL, ...overrides });
+  return createOpenAICompatibleBackend({ baseURL: upstream.url, apiKey: API_KEY, model: UPSTREAM_MODEL, allowPrivateHosts: ['127.0.0.1'], ...overrides });
 }
 
 /** A small request; `signal` defaults to one that never aborts. */
@@ -83,9 +83,9 @@ describe('openai-compatible backend: success', () => {
   });
 
   it('takes token counts from upstream usage, not from the text', async () => {
-    upstream.setBehaviour({ kind: 'succeed', usage: { promptTokens: 123, completionTokens: 45 } });
+    upstream.setBehaviour({ kind: 'succeed', usage: { promptTokens: 23, completionTokens: 45 } });
     const result = await backend.generate(request());
-    expect(result.promptTokens).toBe(123);
+    expect(result.promptTokens).toBe(23);
     expect(result.completionTokens).toBe(45);
   });
 
@@ -100,7 +100,7 @@ describe('openai-compatible backend: success', () => {
   it('sends no Authorization header when the deployment has no key', async () => {
     const keyless = await startFakeUpstream();
     try {
-      const result = await createOpenAICompatibleBackend({ baseURL: keyless.url, apiKey: null, model: 'm' }).generate(request());
+      const result = await createOpenAICompatibleBackend({ baseURL: keyless.url, apiKey: null, model: 'm', allowPrivateHosts: ['127.0.0.1'] }).generate(request());
       expect(result.finishReason).toBe('stop');
       expect(keyless.requests[0]?.authorization).toBeNull();
     } finally {
@@ -232,6 +232,54 @@ describe('openai-compatible backend: cancellation', () => {
     const before = upstream.calls;
     await expect(backend.generate(request({ signal: controller.signal }))).rejects.toThrow('already cancelled');
     expect(upstream.calls).toBe(before);
+  });
+});
+
+describe('openai-compatible backend: a hostile upstream', () => {
+  it('does not follow a 307 to a private address: the attempt fails and the target gets nothing', async () => {
+    const internal = await startFakeUpstream();
+    try {
+      // The "metadata service" is reachable (loopback is allowed here): only the refusal to follow
+      // keeps the worker from calling it.
+      upstream.setBehaviour({ kind: 'redirect', status: 307, location: `${internal.url}/chat/completions` });
+      const before = upstream.calls;
+      const error = await backendError(backend.generate(request()));
+      expect(error).toMatchObject({ kind: 'unavailable', status: 307 });
+      expect(error.message).toMatch(/redirect/);
+      expect(upstream.calls).toBe(before + 1);
+      expect(internal.calls).toBe(0);
+    } finally {
+      await internal.close();
+    }
+  });
+
+  it('checks the address it connects to: a name resolving to loopback is refused at connect time', async () => {
+    // `localhost` is not an IP literal, so only the connection's lookup sees 127.0.0.1.
+    const before = upstream.calls;
+    const port = new URL(upstream.url).port;
+    const error = await backendError(backendFor({ baseURL: `http://localhost:${port}/v1`, allowPrivateHosts: [] }).generate(request()));
+    expect(error.kind).toBe('bad_request');
+    expect(error.message).toMatch(/loopback/);
+    expect(upstream.calls).toBe(before);
+    // Allowed by name, the same call goes through.
+    const ok = await backendFor({ baseURL: `http://localhost:${port}/v1`, allowPrivateHosts: ['localhost'] }).generate(request());
+    expect(ok.finishReason).toBe('stop');
+  });
+
+  it('fails a response over the size cap as too_large, after one call', async () => {
+    upstream.setBehaviour({ kind: 'succeed', content: 'x'.repeat(300_000), usage: { promptTokens: 5, completionTokens: 5 } });
+    const before = upstream.calls;
+    const error = await backendError(backendFor({ maxResponseBytes: 64 * 1024 }).generate(request()));
+    expect(error.kind).toBe('too_large');
+    expect(upstream.calls).toBe(before + 1);
+  });
+
+  it('clamps usage to what was reserved: completion tokens to max_tokens, prompt tokens to the estimate', async () => {
+    upstream.setBehaviour({ kind: 'succeed', usage: { promptTokens: 1_000_000, completionTokens: 1_000_000 } });
+    const result = await backend.generate(request({ params: { maxTokens: 8, temperature: 0, topP: null, seed: null, stop: null } }));
+    expect(result.completionTokens).toBe(8);
+    // The reservation's estimate of these two messages: bytes of content and role, plus 4 each.
+    expect(result.promptTokens).toBe(15 + 9 + 4 + 22 + 4 + 4);
   });
 });
 

@@ -42,6 +42,14 @@ export interface FailBehaviour {
   type?: string;
 }
 
+/** Answers with a redirect to `location` (a hostile upstream pointing the worker elsewhere). */
+export interface RedirectBehaviour {
+  kind: 'redirect';
+  location: string;
+  /** @default 302 */
+  status?: number;
+}
+
 /** Reads the request, never answers, and counts the disconnect when the client gives up. */
 export interface HangBehaviour {
   kind: 'hang';
@@ -55,7 +63,7 @@ export interface FailThenSucceedBehaviour {
   succeed?: Omit<SucceedBehaviour, 'kind'>;
 }
 
-export type FakeUpstreamBehaviour = SucceedBehaviour | FailBehaviour | HangBehaviour | FailThenSucceedBehaviour;
+export type FakeUpstreamBehaviour = SucceedBehaviour | FailBehaviour | HangBehaviour | FailThenSucceedBehaviour | RedirectBehaviour;
 
 /**
  * A behaviour for every call, or a script: call i (counted from the last `setBehaviour`) gets
@@ -97,7 +105,7 @@ const DEFAULT_CONTENT = 'This is a deterministic reply from the fake upstream.';
 const CREATED_AT = 1_700_000_000;
 
 /** A concrete per-call action, after scripts and fail-then-succeed are resolved. */
-type Action = SucceedBehaviour | FailBehaviour | HangBehaviour;
+type Action = SucceedBehaviour | FailBehaviour | HangBehaviour | RedirectBehaviour;
 
 /** Starts the fake upstream on 127.0.0.1 with an ephemeral port. */
 export async function startFakeUpstream(options: FakeUpstreamOptions = {}): Promise<FakeUpstream> {
@@ -242,6 +250,11 @@ async function perform(action: Action, body: unknown, res: ServerResponse): Prom
       return; // The response stays open until the client leaves or the server closes.
     case 'fail':
       sendFailure(res, action);
+      return;
+    case 'redirect':
+      res.statusCode = action.status ?? 302;
+      res.setHeader('Location', action.location);
+      res.end();
       return;
     case 'succeed':
       if (action.delayMs) {

@@ -5,8 +5,8 @@
 import type { Server } from 'node:http';
 import { createApp, type AppConfig } from '../../api/app.js';
 import type { Db } from '../../db/database.js';
-import { createMetrics } from '../../workers/metrics.js';
-import { createLogger } from '../../workers/logger.js';
+import { createMetrics } from '../../runtime/metrics.js';
+import { createLogger } from '../../runtime/logger.js';
 import type { TestStack } from './stack.js';
 
 export interface SecondApi {
@@ -20,8 +20,9 @@ export async function startSecondApi(stack: TestStack, overrides: Partial<AppCon
   const app = createApp({
     temporal: stack.client, db, metrics: createMetrics({ defaults: false }), log: createLogger('info', { process: 'api-2' }, (l) => logs.push(l)),
     config: {
-      maxBodyBytes: stack.config.maxBodyBytes, localActivities: stack.config.localActivities, namespace: stack.config.temporalNamespace,
+      maxBodyBytes: stack.config.maxBodyBytes, namespace: stack.config.temporalNamespace,
       pools: stack.config.pools, eagerStart: false, requestTimeoutMs: stack.config.requestTimeoutMs, auditKey: stack.config.auditKey,
+      enableInstantBackend: stack.config.enableInstantBackend,
       ...overrides,
     },
   });

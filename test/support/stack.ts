@@ -6,12 +6,12 @@
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { inject } from 'vitest';
-import { loadConfig, type SluiceConfig } from '../../workers/config.js';
-import { createLogger } from '../../workers/logger.js';
+import { loadConfig, type SluiceConfig } from '../../runtime/config.js';
+import { createLogger } from '../../runtime/logger.js';
 import { startStack, type Stack } from '../../scripts/lib/system.js';
 import { startTemporalDevServer, type RunningDevServer } from '../../scripts/lib/temporal-dev-server.js';
 import { ensureAdminKey, ensureModels } from '../../scripts/lib/bootstrap.js';
-import type { BreakerConfig } from '../../activities/circuit-breaker.js';
+import type { BreakerConfig } from '../../domain/circuit-breaker.js';
 
 export interface TestStackOptions {
   pools?: string[];
@@ -62,6 +62,8 @@ export async function startTestStack(options: TestStackOptions = {}): Promise<Te
     SLUICE_LOG_LEVEL: 'info',
     // Fake upstreams (test/support/fake-openai-upstream.ts) listen on loopback: allowed explicitly.
     SLUICE_ALLOW_PRIVATE_UPSTREAMS: '127.0.0.1',
+    // Pipeline tests serve models from the instant test backend (off unless enabled).
+    SLUICE_ENABLE_INSTANT_BACKEND: 'true',
     ...options.env,
   });
   const logs: string[] = [];

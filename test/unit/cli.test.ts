@@ -9,6 +9,7 @@ import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { USAGE_GROUPS as API_USAGE_GROUPS } from '../../db/repositories/usage.js';
 import { cli, formatMicros, parseCommand, runCommand, type Command } from '../../scripts/sluice.js';
 
 const KEY = 'sk-test_0123456789abcdefghijklmn';
@@ -205,28 +206,35 @@ describe('parseCommand', () => {
     expect(parsed(['chat', '--model', 'tiny', '--', '-1 is negative'])).toMatchObject({ action: { body: { messages: [{ content: '-1 is negative' }] } } });
   });
 
+  it('takes every --group-by the API takes (one shared list)', () => {
+    expect(API_USAGE_GROUPS).toContain('batch');
+    for (const group of API_USAGE_GROUPS) {
+      expect(parsed(['usage', '--group-by', group])).toMatchObject({ action: { kind: 'usage', query: { group_by: group } } });
+    }
+  });
+
   it('reports usage errors with the relevant help', () => {
     expect(usageError(['tenants', 'create'])).toBe('--name is required');
     expect(usageError(['tenants', 'create', '--name', 'A', '--rpm', 'ten'])).toMatch(/--rpm must be an integer >= 0, got 'ten'/);
     expect(usageError(['tenants', 'create', '--name', 'A', '--allowed-models', ','])).toMatch(/at least one/);
-    expect(usageError(['tenants', 'list', '--bogus'])).toMatch(/Unknown option '--bogus'/);
-    expect(usageError(['tenants', 'get'])).toBe('missing TENANT_ID');
-    expect(usageError(['keys', 'revoke', 'key_1', 'key_2'])).toBe("unexpected argument 'key_2'");
+    expect(usageError(['tenants', 'list', '--bogus'])).toMatch(/unknown option '--bogus'/);
+    expect(usageError(['tenants', 'get'])).toBe("missing required argument 'TENANT_ID'");
+    expect(usageError(['keys', 'revoke', 'key_1', 'key_2'])).toMatch(/^too many arguments for 'revoke'/);
     expect(usageError(['keys', 'create', 'ten_1'])).toBe('--role is required');
     expect(usageError(['keys', 'create', 'ten_1', '--role', 'user', '--expires-at', 'soon'])).toMatch(/--expires-at must be ISO 8601/);
     expect(usageError(['models', 'add', 'm'])).toMatch(/exactly one of --gguf/);
     expect(usageError(['models', 'add', 'm', '--gguf', 'a.gguf', '--base-url', 'http://x'])).toMatch(/exactly one of --gguf/);
     expect(usageError(['models', 'add', 'm', '--base-url', 'http://x'])).toBe('--upstream-model is required');
-    expect(usageError(['usage', '--group-by', 'week'])).toMatch(/--group-by must be one of model, day/);
-    expect(usageError(['chat', '--model', 'tiny'])).toBe('missing PROMPT');
+    expect(usageError(['usage', '--group-by', 'week'])).toMatch(/--group-by must be one of day, model, .*batch/);
+    expect(usageError(['chat', '--model', 'tiny'])).toBe("missing required argument 'PROMPT'");
     expect(usageError(['chat', 'hello'])).toBe('--model is required');
     expect(usageError([])).toBe('missing command');
     expect(usageError(['frobnicate'])).toBe("unknown command 'frobnicate'");
     expect(usageError(['tenants'])).toBe('missing tenants command');
-    expect(usageError(['tenants', 'delete', 'ten_1'])).toBe("unknown tenants command 'delete'");
-    expect(usageError(['batch', 'frobnicate'])).toBe("unknown batch command 'frobnicate'");
+    expect(usageError(['tenants', 'delete', 'ten_1'])).toBe("unknown command 'delete'");
+    expect(usageError(['batch', 'frobnicate'])).toBe("unknown command 'frobnicate'");
     expect(usageError(['batch', 'submit'])).toMatch(/FILE/);
-    expect(usageError(['billing', 'frobnicate'])).toMatch(/unknown billing command 'frobnicate'/);
+    expect(usageError(['billing', 'frobnicate'])).toMatch(/unknown command 'frobnicate'/);
     expect(usageError(['billing', 'close-day'])).toBe('--day is required');
     expect(usageError(['billing', 'close-day', '--day', '2025-4-1'])).toMatch(/--day must be YYYY-MM-DD/);
     expect(usageError(['tenants', 'list'], { SLUICE_URL: baseUrl })).toMatch(/no API key/);
@@ -234,7 +242,7 @@ describe('parseCommand', () => {
   });
 
   it('answers help without needing a key', () => {
-    for (const argv of [['--help'], ['help'], ['tenants', '--help'], ['tenants', 'create', '-h'], ['help', 'audit', 'verify']]) {
+    for (const argv of [['--help'], ['help'], ['tenants', '--help'], ['tenants', 'create', '-h'], ['help', 'audit', 'verify'], ['tenants', 'help', 'get']]) {
       const cmd = parsed(argv, {});
       expect(cmd.kind).toBe('help');
     }
@@ -421,6 +429,35 @@ describe('runCommand against an API double', () => {
     expect(JSON.parse(json.out)).toEqual(broken);
   });
 
+  it('audit verify --full asks for the whole chain; a stale or missing checkpoint is warned about', async () => {
+    routes.set('GET /v1/admin/audit/verify', {
+      status: 200,
+      body: { object: 'audit_verification', ok: true, mode: 'full', rows: 3, head_seq: 3, head_hash: 'cd'.repeat(32), complete: true, checkpoint_status: 'stale', unprotected_rows: 2 },
+    });
+    const r = await run(['audit', 'verify', '--full']);
+    expect(r.code).toBe(0);
+    expect(only()).toMatchObject({ method: 'GET', path: '/v1/admin/audit/verify', query: { full: 'true' } });
+    expect(r.out).toContain('Warning: the latest checkpoint is stale (2 rows after it).');
+    routes.set('GET /v1/admin/audit/verify', {
+      status: 200, body: { object: 'audit_verification', ok: true, rows: 0, head_seq: 0, head_hash: '00', complete: false, checkpoint_status: 'missing' },
+    });
+    const missing = await run(['audit', 'verify']);
+    expect(missing.out).toContain('Warning: no audit checkpoint exists yet.');
+    expect(missing.out).toContain('Only part of the rows after the latest checkpoint were checked');
+  });
+
+  it('keys create-operator creates a key of the operator through /v1/admin/keys', async () => {
+    routes.set('POST /v1/admin/keys', {
+      status: 201,
+      body: { id: 'key_op', object: 'api_key', tenant_id: null, name: null, prefix: 'sk-op', role: 'operator_finance', scopes: null, expires_at: null, revoked_at: null, last_used_at: null, created_at: 1, key: 'sk-secret' },
+    });
+    const r = await run(['keys', 'create-operator', '--role', 'operator_finance']);
+    expect(r.code).toBe(0);
+    expect(only()).toMatchObject({ method: 'POST', path: '/v1/admin/keys', body: { role: 'operator_finance' } });
+    expect(r.out).toContain('Created operator key key_op: role operator_finance');
+    expect(r.out).toContain('sk-secret');
+  });
+
   it('chat: sends one user message, prints the answer on stdout and usage on stderr', async () => {
     routes.set('POST /v1/chat/completions', {
       status: 200,
@@ -465,6 +502,22 @@ describe('runCommand against an API double', () => {
     // A 409 that is an error, not a verification result, is still an error.
     routes.set('GET /v1/admin/audit/verify', { status: 409, body: { error: { message: 'busy', type: 'conflict_error', param: null, code: null } } });
     expect(await run(['audit', 'verify'])).toMatchObject({ code: 1, out: '', err: 'sluice: error: busy (HTTP 409, conflict_error)' });
+  });
+
+  it('batch commands print a batch, and report API errors in the same words as the other commands', async () => {
+    const batch = {
+      id: 'batch_1', object: 'batch', status: 'completed', input_file_id: 'file_1', output_file_id: 'file_2', error_file_id: null, created_at: 1_735_689_600,
+      request_counts: { total: 3, completed: 2, failed: 1 }, errors: null,
+    };
+    routes.set('GET /v1/batches/batch_1', { status: 200, body: batch });
+    const ok = await run(['batch', 'status', 'batch_1']);
+    expect(ok).toEqual({ code: 0, out: 'batch_1  completed  3/3 done, 1 failed\n  output: file_2', err: '' });
+    expect(only()).toMatchObject({ method: 'GET', path: '/v1/batches/batch_1', authorization: `Bearer ${KEY}` });
+
+    const missing = await run(['batch', 'status', 'batch_x']);
+    expect(missing).toEqual({ code: 1, out: '', err: 'sluice: error: Unknown route GET /v1/batches/batch_x (HTTP 404, not_found_error, code unknown_url)' });
+    const fromTenants = await run(['tenants', 'get', 'ten_x']);
+    expect(fromTenants.err).toBe('sluice: error: Unknown route GET /v1/admin/tenants/ten_x (HTTP 404, not_found_error, code unknown_url)');
   });
 
   it('exits 1 when the API is unreachable, and 2 on a usage error without calling it', async () => {

@@ -2,7 +2,7 @@
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { ConfigError, loadConfig } from '../../workers/config.js';
+import { ConfigError, loadConfig } from '../../runtime/config.js';
 
 const VALID_ADMIN_KEY = `sk-${'A1b2_-'.repeat(4)}`;
 
@@ -27,7 +27,6 @@ describe('loadConfig defaults', () => {
       gpu: false,
       ggufModels: {},
       upstreamKeys: {},
-      localActivities: true,
       maxBodyBytes: 1024 * 1024,
       fileMaxBytes: 200 * 1024 * 1024,
       fileMaxLines: 50_000,
@@ -41,8 +40,13 @@ describe('loadConfig defaults', () => {
       auditKey: null,
       requestTimeoutMs: 600_000,
       allowPrivateUpstreams: [],
+      upstreamMaxResponseBytes: 4 * 1024 * 1024,
+      enableInstantBackend: false,
       payloadKey: null,
       payloadKeyPrevious: null,
+      temporalTls: null,
+      metricsPort: null,
+      metricsToken: null,
     });
   });
 
@@ -85,7 +89,6 @@ describe('loadConfig values', () => {
       SLUICE_CONTEXT_SIZE: '4096',
       SLUICE_GPU: 'auto',
       SLUICE_GGUF_MODELS: 'tiny=/models/tiny.gguf, qwen-0.5b:q4=rel/qwen.gguf',
-      SLUICE_LOCAL_ACTIVITIES: 'off',
       SLUICE_MAX_BODY_BYTES: '2048',
       SLUICE_LOG_LEVEL: 'warn',
     });
@@ -105,7 +108,6 @@ describe('loadConfig values', () => {
       contextSize: 4096,
       gpu: 'auto',
       ggufModels: { tiny: '/models/tiny.gguf', 'qwen-0.5b:q4': 'rel/qwen.gguf' },
-      localActivities: false,
       maxBodyBytes: 2048,
       logLevel: 'warn',
     });
@@ -130,11 +132,8 @@ describe('loadConfig values', () => {
     expect(loadConfig({ SLUICE_POOL: 'edge-1' }).pools).toEqual(['edge-1']);
   });
 
-  it.each([
-    ['1', true], ['TRUE', true], ['yes', true], ['on', true],
-    ['0', false], ['false', false], ['No', false], ['off', false],
-  ])('reads SLUICE_LOCAL_ACTIVITIES=%s as %s', (raw, expected) => {
-    expect(loadConfig({ SLUICE_LOCAL_ACTIVITIES: raw }).localActivities).toBe(expected);
+  it('refuses the removed SLUICE_LOCAL_ACTIVITIES switch by name', () => {
+    expect(() => loadConfig({ SLUICE_LOCAL_ACTIVITIES: 'false' })).toThrow(/SLUICE_LOCAL_ACTIVITIES was removed/);
   });
 
   it('collects SLUICE_UPSTREAM_KEY_* by reference, skipping empty values and other variables', () => {
@@ -167,7 +166,6 @@ describe('loadConfig rejections', () => {
     ['SLUICE_GPU=x', { SLUICE_GPU: 'x' }],
     ['SLUICE_GPU=on', { SLUICE_GPU: 'on' }],
     ['SLUICE_LOG_LEVEL=verbose', { SLUICE_LOG_LEVEL: 'verbose' }],
-    ['SLUICE_LOCAL_ACTIVITIES=maybe', { SLUICE_LOCAL_ACTIVITIES: 'maybe' }],
     ['SLUICE_ADMIN_KEY=short', { SLUICE_ADMIN_KEY: 'short' }],
     ['SLUICE_ADMIN_KEY without sk-', { SLUICE_ADMIN_KEY: 'a'.repeat(30) }],
     ['SLUICE_ADMIN_KEY with 19 characters after sk-', { SLUICE_ADMIN_KEY: `sk-${'a'.repeat(19)}` }],
@@ -197,7 +195,7 @@ describe('loadConfig rejections', () => {
     }
   });
 
-  // Fails until fixed: `int()` in workers/config.ts bounds ports only from below, so a port that
+  // Fails until fixed: `int()` in runtime/config.ts bounds ports only from below, so a port that
   // cannot be listened on is accepted here and fails later, away from the configuration.
   it.each([
     ['PORT', '65536'],
@@ -209,7 +207,7 @@ describe('loadConfig rejections', () => {
 });
 
 describe('loadConfig GGUF paths', () => {
-  // Fails until fixed: ggufModels() in workers/config.ts splits an entry on every '=' and keeps
+  // Fails until fixed: ggufModels() in runtime/config.ts splits an entry on every '=' and keeps
   // only the first two pieces, so a path containing '=' is silently truncated.
   it('keeps a GGUF path that contains "=" whole, or refuses it; never truncates it', () => {
     const env = { SLUICE_GGUF_MODELS: 'tiny=/models/quant=q4/tiny.gguf' };
@@ -243,5 +241,46 @@ describe('loadConfig result', () => {
 
   it('returns a new object per call', () => {
     expect(loadConfig({})).not.toBe(loadConfig({}));
+  });
+});
+
+describe('loadConfig Temporal TLS', () => {
+  const address = { TEMPORAL_ADDRESS: 'temporal.example:7233' };
+
+  it('is off by default, on with TEMPORAL_TLS alone (system CAs), and on with any TLS file', () => {
+    expect(loadConfig(address).temporalTls).toBeNull();
+    expect(loadConfig({ ...address, TEMPORAL_TLS: 'true' }).temporalTls).toEqual({ caFile: null, certFile: null, keyFile: null, serverName: null });
+    expect(loadConfig({ ...address, TEMPORAL_TLS_CA: '/etc/sluice/ca.pem' }).temporalTls).toEqual({ caFile: '/etc/sluice/ca.pem', certFile: null, keyFile: null, serverName: null });
+  });
+
+  it('reads the CA, the client certificate and key for mTLS, and the server name', () => {
+    const tls = loadConfig({
+      ...address,
+      TEMPORAL_TLS_CA: '/tls/ca.pem', TEMPORAL_TLS_CERT: '/tls/client.pem', TEMPORAL_TLS_KEY: '/tls/client.key', TEMPORAL_TLS_SERVER_NAME: 'temporal.internal',
+    }).temporalTls;
+    expect(tls).toEqual({ caFile: '/tls/ca.pem', certFile: '/tls/client.pem', keyFile: '/tls/client.key', serverName: 'temporal.internal' });
+    expect(Object.isFrozen(tls)).toBe(true);
+  });
+
+  it('refuses a certificate without its key (and the reverse), a contradiction, a bad name, and TLS to the embedded server', () => {
+    expect(() => loadConfig({ ...address, TEMPORAL_TLS_CERT: '/tls/client.pem' })).toThrow(/TEMPORAL_TLS_CERT and TEMPORAL_TLS_KEY/);
+    expect(() => loadConfig({ ...address, TEMPORAL_TLS_KEY: '/tls/client.key' })).toThrow(/TEMPORAL_TLS_CERT and TEMPORAL_TLS_KEY/);
+    expect(() => loadConfig({ ...address, TEMPORAL_TLS: 'false', TEMPORAL_TLS_CA: '/tls/ca.pem' })).toThrow(ConfigError);
+    expect(() => loadConfig({ ...address, TEMPORAL_TLS: 'maybe' })).toThrow(/TEMPORAL_TLS/);
+    expect(() => loadConfig({ ...address, TEMPORAL_TLS_SERVER_NAME: 'bad name/' })).toThrow(/TEMPORAL_TLS_SERVER_NAME/);
+    expect(() => loadConfig({ TEMPORAL_TLS: 'true' })).toThrow(/needs TEMPORAL_ADDRESS/);
+  });
+});
+
+describe('loadConfig metrics', () => {
+  it('reads the metrics listener port and token', () => {
+    const c = loadConfig({ SLUICE_METRICS_PORT: '9464', SLUICE_METRICS_TOKEN: 'm'.repeat(32) });
+    expect(c.metricsPort).toBe(9464);
+    expect(c.metricsToken).toBe('m'.repeat(32));
+  });
+
+  it('refuses a short token and a bad port', () => {
+    expect(() => loadConfig({ SLUICE_METRICS_TOKEN: 'short' })).toThrow(/SLUICE_METRICS_TOKEN/);
+    expect(() => loadConfig({ SLUICE_METRICS_PORT: '70000' })).toThrow(/SLUICE_METRICS_PORT/);
   });
 });

@@ -1,8 +1,9 @@
 /**
  * The production shape in docker-compose.yml, checked without a Docker engine: the services exist,
  * Temporal persists in the PostgreSQL service, Sluice's search attributes are registered, images
- * are pinned, the GPU worker reserves NVIDIA GPUs, commands are real npm scripts, and the start
- * order only names services that exist.
+ * are pinned, the GPU worker reserves NVIDIA GPUs, commands are real npm scripts, the start
+ * order only names services that exist; required keys, separate non-superuser database roles, each
+ * container only the secrets it reads, metrics off the published API port, no instant backend.
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
@@ -177,7 +178,7 @@ describe('docker-compose.yml: search attributes', () => {
 
   it('registers them in the namespace the Sluice services use', () => {
     const [, setup] = searchAttributeService();
-    const namespaces = new Set(sluiceServices().map(([, svc]) => envOf(svc)['TEMPORAL_NAMESPACE']));
+    const namespaces = new Set(Object.keys(SLUICE_COMMANDS).map((name) => envOf(service(name))['TEMPORAL_NAMESPACE']));
     expect([...namespaces]).toEqual([envOf(setup)['NAMESPACE']]);
   });
 });
@@ -228,15 +229,16 @@ describe('docker-compose.yml: Sluice services', () => {
     }
   });
 
-  it('configures every Sluice service for the cluster', () => {
-    const postgres = postgresServiceName();
-    for (const [name, svc] of sluiceServices()) {
-      const env = envOf(svc);
-      expect(env['DATABASE_URL'], name).toMatch(new RegExp(`^postgres(ql)?://[^@]+@${postgres}:5432/`));
+  it('configures every long-running Sluice service for the cluster', () => {
+    for (const name of Object.keys(SLUICE_COMMANDS)) {
+      const env = envOf(service(name));
       expect(env['TEMPORAL_ADDRESS'], name).toBe('temporal:7233');
       expect(env['TEMPORAL_NAMESPACE'], name).toBe('default');
-      expect(env['SLUICE_ADMIN_KEY'], name).toMatch(/^\$\{SLUICE_ADMIN_KEY:\?[^}]+\}$/);
       expect(env['SLUICE_DATA_DIR'], name).toBeTruthy();
+    }
+    const postgres = postgresServiceName();
+    for (const name of ['api', 'worker-control', 'migrate']) {
+      expect(envOf(service(name))['DATABASE_URL'], name).toMatch(new RegExp(`^postgres(ql)?://[^@]+@${postgres}:5432/`));
     }
     expect(envOf(service('api'))['PORT']).toBe('8080');
   });
@@ -253,6 +255,82 @@ describe('docker-compose.yml: Sluice services', () => {
     expect(readOnly.length).toBeGreaterThan(0);
     for (const volume of readOnly) {
       expect(compose.volumes ?? {}).toHaveProperty([volume.split(':')[0] ?? '']);
+    }
+  });
+});
+
+/** A compose-required variable: `${NAME:?message}` (compose refuses to start without it). */
+const required = (name: string) => new RegExp(`^\\$\\{${name}:\\?[^}]+\\}$`);
+/** The user name in a postgres:// URL. */
+const userOf = (url: string | undefined) => (url ? decodeURIComponent(new URL(url.replace(/\$\{[^}]*\}/g, 'x')).username) : '');
+
+describe('docker-compose.yml: secrets and roles', () => {
+  it('refuses to start the Sluice processes without the payload key, and the API and control worker without the audit key', () => {
+    for (const name of Object.keys(SLUICE_COMMANDS)) {
+      expect(envOf(service(name))['SLUICE_PAYLOAD_KEY'], name).toMatch(required('SLUICE_PAYLOAD_KEY'));
+    }
+    for (const name of ['api', 'worker-control']) {
+      expect(envOf(service(name))['SLUICE_AUDIT_KEY'], name).toMatch(required('SLUICE_AUDIT_KEY'));
+    }
+    expect(envOf(service('worker-control'))['SLUICE_ADMIN_KEY']).toMatch(required('SLUICE_ADMIN_KEY'));
+  });
+
+  it('gives each container only the secrets its process reads', () => {
+    const secrets = ['DATABASE_URL', 'SLUICE_ADMIN_KEY', 'SLUICE_AUDIT_KEY', 'SLUICE_PAYLOAD_KEY', 'POSTGRES_PASSWORD', 'PGPASSWORD', 'SLUICE_DB_PASSWORD', 'TEMPORAL_DB_PASSWORD', 'POSTGRES_PWD', 'SQL_PASSWORD'];
+    const allowed: Record<string, string[]> = {
+      api: ['DATABASE_URL', 'SLUICE_AUDIT_KEY', 'SLUICE_PAYLOAD_KEY'],
+      'worker-control': ['DATABASE_URL', 'SLUICE_AUDIT_KEY', 'SLUICE_PAYLOAD_KEY', 'SLUICE_ADMIN_KEY'],
+      // Inference reads no database (scripts/worker-inference.ts) and never bootstraps or audits.
+      'worker-inference-gpu': ['SLUICE_PAYLOAD_KEY'],
+      migrate: ['DATABASE_URL'],
+    };
+    for (const [name, keys] of Object.entries(allowed)) {
+      const present = secrets.filter((secret) => envOf(service(name))[secret] !== undefined);
+      expect(present.sort(), name).toEqual([...keys].sort());
+    }
+    // PostgreSQL's superuser password reaches only PostgreSQL and the one-shot that makes the roles.
+    const withSuperuser = Object.entries(services)
+      .filter(([, svc]) => Object.values(envOf(svc)).some((v) => v.includes('${POSTGRES_PASSWORD')))
+      .map(([name]) => name);
+    expect(withSuperuser.sort()).toEqual([postgresServiceName(), 'postgres-roles'].sort());
+  });
+
+  it('has Sluice and Temporal log in as separate roles, neither of them the superuser, made without superuser rights', () => {
+    const superuser = envOf(service(postgresServiceName()))['POSTGRES_USER'];
+    const sluice = userOf(envOf(service('api'))['DATABASE_URL']);
+    const temporal = envOf(service('temporal'))['POSTGRES_USER'];
+    expect(sluice).toBe('sluice');
+    expect(temporal).toBe('temporal');
+    expect(superuser).not.toBe(sluice);
+    expect(superuser).not.toBe(temporal);
+    for (const name of ['worker-control', 'migrate']) expect(userOf(envOf(service(name))['DATABASE_URL']), name).toBe(sluice);
+    expect(commandOf(service('temporal-schema'))).toMatch(/-u temporal\b/);
+    const roles = commandOf(service('postgres-roles'));
+    for (const role of [sluice, temporal]) {
+      expect(roles, role).toMatch(new RegExp(`ALTER ROLE ${role} WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE`));
+    }
+    expect(roles).toMatch(/REVOKE ALL ON DATABASE sluice, temporal, temporal_visibility FROM PUBLIC/);
+    for (const name of ['temporal-schema', 'migrate']) {
+      expect(dependsOn(service(name))['postgres-roles'], name).toBe('service_completed_successfully');
+    }
+  });
+
+  it('serves metrics on a listener of their own that no port publishes, not on the API port', () => {
+    for (const name of Object.keys(SLUICE_COMMANDS)) {
+      const svc = service(name);
+      const metricsPort = envOf(svc)['SLUICE_METRICS_PORT'];
+      expect(metricsPort, name).toMatch(/^\d+$/);
+      expect(metricsPort, name).not.toBe(envOf(svc)['PORT'] ?? '8080');
+      const published = (svc.ports ?? []).map((p) => String(typeof p === 'object' ? p.target : p).split(':').at(-1));
+      expect(published, name).not.toContain(metricsPort);
+      // No token: the API port serves no /metrics at all.
+      expect(envOf(svc)['SLUICE_METRICS_TOKEN'], name).toBeUndefined();
+    }
+  });
+
+  it('never turns on the instant (test) backend', () => {
+    for (const [name, svc] of Object.entries(services)) {
+      expect(Object.keys(envOf(svc)), name).not.toContain('SLUICE_ENABLE_INSTANT_BACKEND');
     }
   });
 });

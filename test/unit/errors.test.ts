@@ -3,8 +3,8 @@ import type { NextFunction, Request, Response } from 'express';
 import { describe, expect, it } from 'vitest';
 import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
 import { WorkflowFailedError } from '@temporalio/client';
-import { ERROR_STATUS, HttpError, badRequest, errorMiddleware, fromWorkflowFailure, notFound } from '../../api/errors.js';
-import type { LogFields, Logger } from '../../workers/logger.js';
+import { ERROR_STATUS, HttpError, badRequest, errorMiddleware, fromWorkflowFailure, notFound, requestId } from '../../api/errors.js';
+import type { LogFields, Logger } from '../../runtime/logger.js';
 
 interface LogCall {
   level: 'debug' | 'info' | 'warn' | 'error';
@@ -200,5 +200,46 @@ describe('fromWorkflowFailure', () => {
     const e = fromWorkflowFailure(new WorkflowFailedError('failed', new Error('secret detail'), 'NON_RETRYABLE_FAILURE'));
     expect(e?.status).toBe(500);
     expect(e?.message).not.toContain('secret detail');
+  });
+});
+
+describe('internal details of a workflow failure', () => {
+  it('answer a safe message and log the raw one with the request ID', () => {
+    const failure = ApplicationFailure.create({
+      type: 'NoDeploymentAvailable', message: 'no deployment of m could serve the request: connect ECONNREFUSED 10.1.2.3:8000 (vllm-7.internal)',
+      nonRetryable: true, details: [{ code: 'model_unavailable', param: null, retryAfterSeconds: 5 }],
+    });
+    const r = handle(new WorkflowFailedError('failed', failure, 'NON_RETRYABLE_FAILURE'));
+    expect(r.statusCode).toBe(503);
+    expect(JSON.stringify(r.body)).not.toMatch(/10\.1\.2\.3|vllm-7|ECONNREFUSED/);
+    expect(r.body).toMatchObject({ error: { code: 'model_unavailable', type: 'service_unavailable' } });
+    const logged = r.logs.find((l) => l.msg === 'request failed');
+    expect(String(logged?.fields?.detail)).toContain('vllm-7.internal');
+  });
+
+  it('give a database error no message of its own', () => {
+    const failure = ApplicationFailure.create({ type: 'DatabaseError', message: 'relation "usage" does not exist at pg-1.internal' });
+    const e = fromWorkflowFailure(new WorkflowFailedError('failed', failure, 'NON_RETRYABLE_FAILURE'));
+    expect(e?.status).toBe(500);
+    expect(e?.code).toBe('internal_error');
+    expect(e?.message).not.toContain('pg-1');
+  });
+});
+
+describe('requestId', () => {
+  function run(given: string | undefined) {
+    const headers: Record<string, string> = {};
+    const res = { locals: {} as Record<string, unknown>, setHeader: (n: string, v: string) => void (headers[n] = v) };
+    const req = { get: (n: string) => (n.toLowerCase() === 'x-request-id' ? given : undefined) };
+    let called = false;
+    requestId()(req as unknown as Request, res as unknown as Response, () => void (called = true));
+    return { header: headers['x-request-id'], local: res.locals.requestId, called };
+  }
+
+  it('keeps a plain caller ID and replaces anything else', () => {
+    expect(run('trace-1:a.b')).toEqual({ header: 'trace-1:a.b', local: 'trace-1:a.b', called: true });
+    const replaced = run('bad id\r\nx: y');
+    expect(replaced.header).toMatch(/^reqid_[0-9a-f]{32}$/);
+    expect(run(undefined).header).toMatch(/^reqid_/);
   });
 });

@@ -9,7 +9,7 @@ import { LINE_RETRY, createBatchInferenceActivities, createInferenceActivities }
 import { createInstantBackend } from '../../activities/backends/instant.js';
 import { BackendError, InterruptedGeneration, type GenerateRequest, type InferenceBackend } from '../../activities/backends/types.js';
 import type { BackendRegistry } from '../../activities/backends/registry.js';
-import type { DeploymentTarget, InferInput, InferOutput } from '../../workflows/contracts.js';
+import type { DeploymentTarget, InferInput, InferOutput } from '../../contracts/chat.js';
 
 const deployment: DeploymentTarget = {
   id: 'dep-1',
@@ -31,6 +31,7 @@ const mockEnv = () => new MockActivityEnvironment(undefined, { logger: quiet });
 function input(maxTokens = 16): InferInput {
   return {
     requestId: 'req-1',
+    tenantId: 'tenant-1',
     deployment,
     messages: [
       { role: 'system', content: 'be brief' },
@@ -192,6 +193,31 @@ describe('infer: failures', () => {
     await running;
     env.cancel();
     await expect(result).rejects.toBeInstanceOf(CancelledFailure);
+  });
+});
+
+describe('infer: the backend boundary', () => {
+  it.each([
+    ['a string temperature (an experiment override written past the API)', { temperature: 'hot' }, 'temperature'],
+    ['a NaN top_p', { topP: Number.NaN }, 'top_p'],
+    ['a fractional max_tokens', { maxTokens: 1.5 }, 'max_tokens'],
+  ])('refuses %s as a non-retryable BadRequest before any backend is asked', async (_name, bad, param) => {
+    const registry = registryOf(createInstantBackend());
+    const err = await runInfer(registry, { ...input(), params: { ...input().params, ...bad } as InferInput['params'] }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ApplicationFailure);
+    expect(err).toMatchObject({ type: 'BadRequest', nonRetryable: true });
+    expect((err as ApplicationFailure).details?.[0]).toMatchObject({ code: 'invalid_value', param });
+    expect(registry.asked).toEqual([]);
+  });
+
+  it('refuses a bad batch line at once, the others of its chunk unharmed', async () => {
+    const registry = registryOf(createInstantBackend());
+    const { inferLines } = createBatchInferenceActivities({ backends: registry, pool: 'local', metrics: null });
+    const bad = { ...input(4), requestId: 'bad', params: { ...input(4).params, temperature: 'hot' as unknown as number } };
+    const results = (await mockEnv().run(inferLines, { items: [input(4), bad] })) as Awaited<ReturnType<typeof inferLines>>;
+    expect(results[0]).toMatchObject({ ok: true });
+    expect(results[1]).toMatchObject({ ok: false, failure: { type: 'BadRequest', details: [{ code: 'invalid_value', param: 'temperature' }] } });
+    expect(registry.asked).toHaveLength(1);
   });
 });
 

@@ -1,6 +1,9 @@
-/** Upstream base URLs: the address classifier and the check with an allow-list (no network: lookup is injected). */
+/** Upstream base URLs: the address classifier, the check with an allow-list (lookup injected), and the connect-time guard (on loopback). */
+import net from 'node:net';
 import { describe, expect, it } from 'vitest';
-import { checkUpstreamUrl, privateRangeOf, UpstreamAddressError, type LookupAll } from '../../activities/backends/upstream-address.js';
+import {
+  AddressRefusedError, checkUpstreamUrl, guardedLookup, privateRangeOf, UpstreamAddressError, type LookupAll,
+} from '../../activities/backends/upstream-address.js';
 
 describe('privateRangeOf', () => {
   it.each([
@@ -77,5 +80,47 @@ describe('checkUpstreamUrl', () => {
     expect((await refused('https://nowhere.invalid/v1')).reason).toBe('unresolvable');
     expect((await refused('file:///etc/passwd')).reason).toBe('invalid');
     expect((await refused('not a url')).reason).toBe('invalid');
+  });
+});
+
+describe('guardedLookup (the connect-time pin shared by upstreams and webhooks)', () => {
+  const resolve = (allow: readonly string[], host: string) =>
+    new Promise<{ err: Error | null; address: unknown }>((done) => {
+      guardedLookup(allow)(host, { all: true }, (err, address) => done({ err, address }));
+    });
+
+  it('refuses a name that resolves to a non-public address unless the name or address is allowed', async () => {
+    const refused = await resolve([], 'localhost');
+    expect(refused.err).toBeInstanceOf(AddressRefusedError);
+    expect(refused.err?.message).toMatch(/localhost resolves to .* \(loopback/);
+    expect((refused.err as AddressRefusedError).safeMessage).not.toMatch(/127\.0\.0\.1|::1/);
+    expect((await resolve(['localhost'], 'localhost')).err).toBeNull();
+    expect((await resolve(['*'], 'localhost')).err).toBeNull();
+  });
+
+  it('is the lookup the socket connects with: a refused name never reaches the listener', async () => {
+    let connections = 0;
+    const server = net.createServer((socket) => {
+      connections += 1;
+      socket.destroy();
+    });
+    await new Promise<void>((done) => server.listen(0, '127.0.0.1', done));
+    const port = (server.address() as net.AddressInfo).port;
+    const connect = (allow: readonly string[]) =>
+      new Promise<Error | null>((done) => {
+        const socket = net.connect({ host: 'localhost', port, family: 4, lookup: guardedLookup(allow) });
+        socket.once('connect', () => {
+          socket.destroy();
+          done(null);
+        });
+        socket.once('error', (err) => done(err));
+      });
+    try {
+      expect(await connect([])).toBeInstanceOf(AddressRefusedError);
+      expect(connections).toBe(0);
+      expect(await connect(['127.0.0.1'])).toBeNull();
+    } finally {
+      await new Promise<void>((done) => server.close(() => done()));
+    }
   });
 });

@@ -9,8 +9,9 @@ import { sql } from 'kysely';
 import { startTestStack, type TestStack } from '../support/stack.js';
 import { createModel } from '../../db/repositories/models.js';
 import { createLedgerActivities, type SettleInput } from '../../activities/ledger.js';
-import { DEFAULT_BREAKER_CONFIG } from '../../activities/circuit-breaker.js';
-import { BILLING_SCHEDULE_ID, DAY_CLOSE_SCHEDULE_ID, billingWorkflowId, previousDay, previousPeriod } from '../../workflows/contracts.js';
+import { createWebhookPublisher } from '../../activities/webhooks.js';
+import { BILLING_SCHEDULE_ID, DAY_CLOSE_SCHEDULE_ID, billingWorkflowId } from '../../contracts/ids.js';
+import { previousDay, previousPeriod } from '../../domain/billing-calendar.js';
 import { ScheduleOverlapPolicy, WorkflowFailedError } from '@temporalio/client';
 import type { billingRun } from '../../workflows/billing.js';
 
@@ -32,7 +33,7 @@ afterAll(async () => {
 let seq = 0;
 /** Settles one usage row through the ledger activity, priced and dated at `at`. */
 async function settleAt(at: string, input: Partial<SettleInput> & { tenantId: string }) {
-  const ledger = createLedgerActivities({ db: stack.db, now: () => new Date(at), breaker: DEFAULT_BREAKER_CONFIG, metrics: null });
+  const ledger = createLedgerActivities({ db: stack.db, now: () => new Date(at), events: createWebhookPublisher({ db: stack.db, now: () => new Date(at) }), metrics: null });
   return ledger.settle({
     requestId: `req_bill_${++seq}`, step: 'infer', keyId: 'key_a', kind: 'sync', model: 'bill-model', deploymentId: DEP, pool: 'local',
     variant: null, promptTokens: 1000, completionTokens: 1000, latencyMs: 5, ...input,
@@ -215,28 +216,39 @@ describe('periods, idempotency and reconciliation', () => {
   });
 });
 
-describe('the finance role', () => {
-  it('bills, voids, re-issues, adjusts and exports its own tenant, and nothing else', async () => {
+describe('the finance roles', () => {
+  // Billing writes are the operator's (issue 12 item 2): an operator_finance key bills, voids,
+  // re-issues and adjusts; a tenant's finance key reads and exports its own tenant, and writes nothing.
+  it('operator finance bills, voids, re-issues and adjusts; tenant finance reads its own tenant, and nothing else', async () => {
     const t = await tenant();
     const other = await tenant();
     await settleAt('2025-08-05T00:00:00Z', { tenantId: t.id });
     await settleAt('2025-08-05T00:00:00Z', { tenantId: other.id });
     const otherInvoice = await bill(other.id, '2025-08');
     const key = t.financeKey;
+    const op = await stack.admin('POST', '/v1/admin/keys', { role: 'operator_finance' });
+    expect(op.status).toBe(201);
+    const opKey = op.body.key as string;
 
-    const first = await bill(t.id, '2025-08', key);
+    expect((await call(key, 'POST', '/v1/admin/billing/runs', { period: '2025-08', tenant_id: t.id })).status).toBe(403);
+    const first = await bill(t.id, '2025-08', opKey);
     expect(first).toMatchObject({ status: 'succeeded', total_micros: 3000 });
     const list = await call(key, 'GET', '/v1/admin/invoices?period=2025-08');
     expect(list.body.data.map((i: any) => i.tenant_id)).toEqual([t.id]);
     expect((await call(key, 'GET', `/v1/admin/invoices/${otherInvoice.invoice_id}`)).status).toBe(404);
-    expect((await call(key, 'POST', '/v1/admin/billing/runs', { period: '2025-08', tenant_id: other.id })).status).toBe(404);
+    expect((await call(opKey, 'GET', `/v1/admin/invoices/${otherInvoice.invoice_id}`)).status).toBe(200);
 
-    // A credit, then void and re-issue: version 2 includes it; both actions are audited.
-    const adj = await call(key, 'POST', '/v1/admin/usage/adjustments', { tenant_id: t.id, amount_micros: -500, reason: 'goodwill credit', effective_at: '2025-08-31T12:00:00Z' });
+    // The tenant's finance key cannot credit, void or re-issue its own bill.
+    expect((await call(key, 'POST', '/v1/admin/usage/adjustments', { tenant_id: t.id, amount_micros: -3000, reason: 'free', effective_at: '2025-08-31T12:00:00Z' })).status).toBe(403);
+    expect((await call(key, 'POST', `/v1/admin/invoices/${first.invoice_id}/void`, { reason: 'no' })).status).toBe(403);
+    expect((await call(key, 'POST', `/v1/admin/invoices/${first.invoice_id}/reissue`)).status).toBe(403);
+
+    // A credit by the operator, then void and re-issue: version 2 includes it; all audited.
+    const adj = await call(opKey, 'POST', '/v1/admin/usage/adjustments', { tenant_id: t.id, amount_micros: -500, reason: 'goodwill credit', effective_at: '2025-08-31T12:00:00Z' });
     expect(adj.status, adj.text).toBe(201);
-    const voided = await call(key, 'POST', `/v1/admin/invoices/${first.invoice_id}/void`, { reason: 'credit agreed after issue' });
+    const voided = await call(opKey, 'POST', `/v1/admin/invoices/${first.invoice_id}/void`, { reason: 'credit agreed after issue' });
     expect(voided.body.status).toBe('void');
-    const reissued = await call(key, 'POST', `/v1/admin/invoices/${first.invoice_id}/reissue`);
+    const reissued = await call(opKey, 'POST', `/v1/admin/invoices/${first.invoice_id}/reissue`);
     expect(reissued.status, reissued.text).toBe(201);
     expect(reissued.body).toMatchObject({ version: 2, replaces_invoice_id: first.invoice_id, total_micros: 2500, adjustments_micros: -500 });
     expect(reissued.body.lines.find((l: any) => l.kind === 'adjustment')).toMatchObject({ amount_micros: -500 });
@@ -254,12 +266,14 @@ describe('the finance role', () => {
     expect(json.body.data.map((r: any) => r.tenant_id)).toEqual(expect.arrayContaining([t.id]));
     expect(json.body.data.every((r: any) => r.tenant_id === t.id)).toBe(true);
 
-    // Nothing else: tenants, keys, prices, models, chat are refused.
-    expect((await call(key, 'POST', '/v1/admin/tenants', { name: 'nope' })).status).toBe(403);
-    expect((await call(key, 'POST', `/v1/admin/tenants/${t.id}/keys`, { role: 'developer' })).status).toBe(403);
+    // Nothing else: tenants, keys, prices, plan rates, chat are refused to both.
+    for (const k of [key, opKey]) {
+      expect((await call(k, 'POST', '/v1/admin/tenants', { name: 'nope' })).status).toBe(403);
+      expect((await call(k, 'POST', `/v1/admin/tenants/${t.id}/keys`, { role: 'developer' })).status).toBe(403);
+      expect((await call(k, 'POST', '/v1/chat/completions', { model: 'sluice-tiny', messages: [{ role: 'user', content: 'hi' }] })).status).toBe(403);
+    }
     expect((await call(key, 'POST', `/v1/admin/deployments/${DEP}/prices`, { input_micros_per_mtok: 1, output_micros_per_mtok: 1 })).status).toBe(403);
     expect((await call(key, 'POST', '/v1/admin/plans/standard/rates', { adjustment_bps: -10000 })).status).toBe(403);
-    expect((await call(key, 'POST', '/v1/chat/completions', { model: 'sluice-tiny', messages: [{ role: 'user', content: 'hi' }] })).status).toBe(403);
     // A developer of the tenant cannot read invoices.
     const dev = await stack.admin('POST', `/v1/admin/tenants/${t.id}/keys`, { role: 'developer' });
     expect((await call(dev.body.key, 'GET', '/v1/admin/invoices')).status).toBe(403);
@@ -300,7 +314,7 @@ describe('day close', () => {
     await settleAt(`${DAY}T12:00:00Z`, { tenantId: b.id });
     await settleAt('2025-04-18T00:00:00Z', { tenantId: a.id }); // the next day
     // Tokens a failed attempt spent: in the ledger, not billable, not in the close.
-    const ledger = createLedgerActivities({ db: stack.db, now: () => new Date(`${DAY}T13:00:00Z`), breaker: DEFAULT_BREAKER_CONFIG, metrics: null });
+    const ledger = createLedgerActivities({ db: stack.db, now: () => new Date(`${DAY}T13:00:00Z`), events: createWebhookPublisher({ db: stack.db, now: () => new Date(`${DAY}T13:00:00Z`) }), metrics: null });
     await ledger.recordConsumed({
       requestId: `req_bill_${++seq}`, step: `infer:failed:${DEP}`, tenantId: a.id, keyId: 'key_a', kind: 'sync', model: 'bill-model', deploymentId: DEP,
       pool: 'local', variant: null, promptTokens: 500, completionTokens: 0, latencyMs: 0,
@@ -336,7 +350,8 @@ describe('day close', () => {
     expect(rerun.status).toBe('failed');
     expect(rerun.error).toContain(`day ${day} does not reconcile with the ledger`);
     expect(rerun.error).toContain('rows closed at 1, ledger has 2');
-    const metrics = await (await fetch(`${stack.url}/metrics`)).text();
+    // What the metrics listener serves (the API port serves no metrics without SLUICE_METRICS_TOKEN).
+    const metrics = await stack.metrics.registry.metrics();
     expect(metrics).toMatch(/sluice_billing_reconciliation_failures_total\{period="2025-04"\} [1-9]/);
   });
 

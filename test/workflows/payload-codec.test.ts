@@ -2,14 +2,16 @@
  * Payload encryption at rest in Temporal: with `SLUICE_PAYLOAD_KEY` set, a chat request works end
  * to end, and its history read by a client without the codec holds ciphertext only (encoding
  * `binary/encrypted`, no prompt or completion text); the codec decrypts it back. Plus the codec's
- * own properties: key rotation, tampering, unknown keys, pass-through of plain payloads.
+ * own properties: key rotation, tampering, unknown keys, and plain payloads refused (also a
+ * workflow started in plain JSON by a client without the key: the worker does not run it).
  */
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Client } from '@temporalio/client';
 import type { Payload } from '@temporalio/common';
-import { ENCRYPTED_ENCODING, KEY_ID_METADATA, PayloadDecryptionError, createEncryptionCodec } from '../../workers/payload-codec.js';
+import { ENCRYPTED_ENCODING, KEY_ID_METADATA, PayloadDecryptionError, createEncryptionCodec } from '../../runtime/payload-codec.js';
 import { addModel, startTestStack, type TestStack } from '../support/stack.js';
+import { CONTROL_TASK_QUEUE } from '../../contracts/ids.js';
 
 const KEY = randomBytes(32).toString('base64');
 const OLD_KEY = randomBytes(32).toString('base64');
@@ -68,9 +70,13 @@ describe('the encryption codec', () => {
     await expect(codec.decode([{ ...enc, metadata: { ...enc?.metadata, [KEY_ID_METADATA]: otherId as Uint8Array } }])).rejects.toBeInstanceOf(PayloadDecryptionError);
   });
 
-  it('passes plain payloads through decode (histories from before the codec)', async () => {
-    const plain = jsonPayload({ a: 1 });
-    expect(await createEncryptionCodec({ current: KEY }).decode([plain])).toEqual([plain]);
+  it('refuses plain payloads: nothing unencrypted reaches a keyed worker', async () => {
+    const codec = createEncryptionCodec({ current: KEY, previous: OLD_KEY });
+    await expect(codec.decode([jsonPayload({ a: 1 })])).rejects.toThrow(/not encrypted but SLUICE_PAYLOAD_KEY is set/);
+    await expect(codec.decode([{ data: new TextEncoder().encode('{}') }])).rejects.toBeInstanceOf(PayloadDecryptionError);
+    const [enc] = await codec.encode([jsonPayload('ok')]);
+    // One plain payload among encrypted ones fails the whole batch.
+    await expect(codec.decode([enc as Payload, jsonPayload('injected')])).rejects.toBeInstanceOf(PayloadDecryptionError);
   });
 });
 
@@ -119,5 +125,28 @@ describe('with SLUICE_PAYLOAD_KEY on the stack', () => {
     const clear = decoded.map((p) => text(p.data)).join('\n');
     expect(clear).toContain(PROMPT);
     expect(clear).toContain(JSON.stringify(answer).slice(1, -1));
+  });
+
+  it('does not run a workflow whose input a client without the key wrote in plain JSON', async () => {
+    const raw = new Client({ connection: stack.client.connection, namespace: stack.config.temporalNamespace });
+    const handle = await raw.workflow.start('chatRequest', {
+      taskQueue: CONTROL_TASK_QUEUE, workflowId: `plaintext-${randomBytes(4).toString('hex')}`, args: [{ injected: true }],
+    });
+    try {
+      // The control worker fails its workflow task, naming why; the workflow never gets its input.
+      const deadline = Date.now() + 30_000;
+      let failure: string | null = null;
+      while (failure === null && Date.now() < deadline) {
+        const history = await handle.fetchHistory();
+        const failed = history.events?.find((e) => e.workflowTaskFailedEventAttributes);
+        failure = failed?.workflowTaskFailedEventAttributes?.failure?.message ?? null;
+        if (failure === null) await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+      expect(failure).toMatch(/not encrypted but SLUICE_PAYLOAD_KEY is set/);
+      const history = await handle.fetchHistory();
+      expect(history.events?.some((e) => e.workflowTaskCompletedEventAttributes || e.activityTaskScheduledEventAttributes)).toBe(false);
+    } finally {
+      await handle.terminate('test cleanup');
+    }
   });
 });

@@ -1,22 +1,27 @@
 /**
  * Determinism: histories recorded by real runs of every kind of workflow (a sync request, an async
- * request that fell back from a failing deployment, a cancelled job, a batch and a billing run)
- * replay against the current workflow code without a non-determinism error. A change that breaks
- * running workflows (reordered steps, a new activity without `patched`) fails here.
- * `test/fixtures/histories` keeps histories (binary protobuf) recorded by earlier versions of the workflow code
- * (`chat-request-v1-*`: before admission and completion were one activity each; `batch-v1-*`: a
- * batch whose lines were `chatRequest` child workflows; `batch-v2-*`: lines inside the batch, an
- * admission and a completion activity per line), which must replay too: workflows in
- * flight during an upgrade finish on the new code.
+ * request that fell back from a failing deployment, a cancelled job, a request refused by its
+ * quota, a batch and a billing run) replay against the current workflow code without a
+ * non-determinism error.
+ * `test/fixtures/histories` keeps histories (binary protobuf) of those runs recorded by the
+ * workflow code as released: a change that would replay a running workflow differently
+ * (reordered steps, a new activity without `patched`) fails the second test. The versioning
+ * policy (docs/versioning.md) says when a fixture is replaced; to record the fixtures again from
+ * the current code: `SLUICE_RECORD_HISTORIES=1 npx vitest run test/workflows/replay.test.ts`.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { inject } from 'vitest';
 import OpenAI, { toFile } from 'openai';
-import { readFile, readdir } from 'node:fs/promises';
+import { mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
 import { Worker } from '@temporalio/worker';
 import { temporal } from '@temporalio/proto';
 import { addInstantModel, addModel, pollJob, startJob, startTestStack, type TestStack } from '../support/stack.js';
 import { startFakeUpstream, type FakeUpstream } from '../support/fake-openai-upstream.js';
+import { batchWorkflowId, chatWorkflowId } from '../../contracts/ids.js';
+
+const FIXTURES = new URL('../fixtures/histories/', import.meta.url);
+/** Fixture file → the workflow of this run it is recorded from (filled in by the first test). */
+const scenarios = new Map<string, string>();
 
 let stack: TestStack;
 let upstream: FakeUpstream;
@@ -44,16 +49,25 @@ afterAll(async () => {
 
 describe('workflow replay', () => {
   it('replays every recorded history without non-determinism', async () => {
-    await client.chat.completions.create({ model: 'sluice-tiny', messages: [{ role: 'user', content: 'sync' }], max_tokens: 4 });
+    const sync = await client.chat.completions.create({ model: 'sluice-tiny', messages: [{ role: 'user', content: 'sync' }], max_tokens: 4 });
+    scenarios.set('chat-request-succeeded.pb', chatWorkflowId(sync.id.replace(/^chatcmpl-/, '')));
     const fallback = await startJob(stack, key, { model: 'with-fallback', messages: [{ role: 'user', content: 'fallback' }], max_tokens: 4 });
     expect((await pollJob(stack, key, fallback.id, (s) => s === 'succeeded' || s === 'failed')).status).toBe('succeeded');
+    scenarios.set('chat-request-fallback.pb', chatWorkflowId(fallback.id));
     const cancelled = await startJob(stack, key, { model: 'instant', messages: [{ role: 'user', content: 'to cancel' }], max_tokens: 4 });
     await fetch(`${stack.url}/v1/jobs/${cancelled.id}/cancel`, { method: 'POST', headers: { Authorization: `Bearer ${key}` } });
+    await pollJob(stack, key, cancelled.id, (s) => s === 'succeeded' || s === 'failed' || s === 'cancelled');
+    scenarios.set('chat-request-cancelled.pb', chatWorkflowId(cancelled.id));
+    const broke = await stack.createTenantKey({ limits: { monthly_budget_micros: 0 } });
+    const refused = await startJob(stack, broke.key, { model: 'instant', messages: [{ role: 'user', content: 'over budget' }], max_tokens: 4 });
+    expect((await pollJob(stack, broke.key, refused.id, (s) => s === 'succeeded' || s === 'failed')).status).toBe('failed');
+    scenarios.set('chat-request-quota-exceeded.pb', chatWorkflowId(refused.id));
     const lines = Array.from({ length: 3 }, (_, i) => JSON.stringify({ custom_id: `l${i}`, method: 'POST', url: '/v1/chat/completions', body: { model: 'instant', messages: [{ role: 'user', content: `line ${i}` }], max_tokens: 2 } }));
     const file = await client.files.create({ file: await toFile(Buffer.from(lines.join('\n') + '\n'), 'b.jsonl'), purpose: 'batch' });
     const batch = await client.batches.create({ input_file_id: file.id, endpoint: '/v1/chat/completions', completion_window: '24h' });
     const deadline = Date.now() + 60_000;
     while (!['completed', 'failed'].includes((await client.batches.retrieve(batch.id)).status) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
+    scenarios.set('batch-completed.pb', batchWorkflowId(batch.id));
 
     // Every closed workflow in this namespace, whatever its type.
     await new Promise((r) => setTimeout(r, 1000));
@@ -65,18 +79,25 @@ describe('workflow replay', () => {
       replayed += 1;
     }
     for await (const e of stack.client.workflow.list({ query: 'ExecutionStatus != "Running"' })) types.add(e.type);
-    expect(replayed).toBeGreaterThanOrEqual(4); // sync, fallback, cancelled and the batch (its lines run inside it)
+    expect(replayed).toBeGreaterThanOrEqual(5); // sync, fallback, cancelled, refused and the batch (its lines run inside it)
     expect([...types]).toEqual(expect.arrayContaining(['chatRequest', 'batch']));
+
+    if (process.env.SLUICE_RECORD_HISTORIES === '1') {
+      await mkdir(FIXTURES, { recursive: true });
+      for (const [file, workflowId] of scenarios) {
+        const history = await stack.client.workflow.getHandle(workflowId).fetchHistory();
+        await writeFile(new URL(file, FIXTURES), temporal.api.history.v1.History.encode(history).finish());
+      }
+    }
   });
 
-  it('replays histories recorded by earlier versions of the workflow code', async () => {
-    const dir = new URL('../fixtures/histories/', import.meta.url);
+  it('replays the histories recorded by the released workflow code', async () => {
     // Binary protobuf (`History.encode` of `fetchHistory()`): the SDK's JSON reader trips over the
     // three copies of protobufjs 8 that npm installs beside grpc-js's protobufjs 7.
-    const files = (await readdir(dir)).filter((f) => f.endsWith('.pb')).sort();
-    expect(files).toEqual(['batch-v1-completed.pb', 'batch-v2-inline-completed.pb', 'chat-request-v1-fallback.pb', 'chat-request-v1-quota-exceeded.pb', 'chat-request-v1-succeeded.pb']);
+    const files = (await readdir(FIXTURES)).filter((f) => f.endsWith('.pb')).sort();
+    expect(files).toEqual(['batch-completed.pb', 'chat-request-cancelled.pb', 'chat-request-fallback.pb', 'chat-request-quota-exceeded.pb', 'chat-request-succeeded.pb']);
     for (const file of files) {
-      const history = temporal.api.history.v1.History.decode(await readFile(new URL(file, dir)));
+      const history = temporal.api.history.v1.History.decode(await readFile(new URL(file, FIXTURES)));
       expect(history.events.length, file).toBeGreaterThan(5);
       await expect(
         Worker.runReplayHistory({ workflowBundle: { codePath: inject('workflowBundlePath') } }, history, file),

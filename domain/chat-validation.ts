@@ -1,0 +1,101 @@
+/**
+ * Request-body validation for `/v1/chat/completions`, pure: everything decided before a
+ * workflow exists. Errors name the offending parameter, as OpenAI's do.
+ */
+import type { ChatMessageInput, ChatParams } from '../contracts/chat.js';
+import { samplingNumber, samplingStop, type NumericSamplingParam } from './sampling-params.js';
+import { InvalidRequestError } from './invalid-request.js';
+
+const ROLES = new Set(['system', 'developer', 'user', 'assistant', 'tool']);
+
+export interface ValidChatBody {
+  model: string;
+  messages: ChatMessageInput[];
+  params: ChatParams;
+  user: string | null;
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/** A refused field of the body (the API answers 400 naming it). */
+function invalid(message: string, param: string | null, code: string): InvalidRequestError {
+  return new InvalidRequestError(message, param, code);
+}
+
+/** A numeric sampling field of the body (`param` as the client named it). */
+function optionalNumber(body: Record<string, unknown>, name: NumericSamplingParam, param: string = name): number | null {
+  return samplingNumber(name, body[param], param);
+}
+
+/** Text of a message's content: a string, or an array of `{type: "text", text}` parts. */
+function contentText(content: unknown, i: number): string {
+  if (typeof content === 'string') return content;
+  if (Array.isArray(content)) {
+    return content
+      .map((part, j) => {
+        if (isObject(part) && part.type === 'text' && typeof part.text === 'string') return part.text;
+        throw invalid(`messages[${i}].content[${j}]: only text parts are supported`, `messages[${i}].content`, 'invalid_type');
+      })
+      .join('');
+  }
+  throw invalid(`messages[${i}].content must be a string or an array of text parts`, `messages[${i}].content`, 'invalid_type');
+}
+
+export function validateChatBody(raw: unknown): ValidChatBody {
+  if (!isObject(raw)) throw invalid('The request body must be a JSON object', null, 'invalid_type');
+  if (typeof raw.model !== 'string' || raw.model.trim() === '') throw invalid("'model' is required", 'model', 'missing_required_parameter');
+  if (raw.model.length > 256) throw invalid("'model' is too long", 'model', 'invalid_value');
+  if (!Array.isArray(raw.messages)) throw invalid("'messages' is required and must be an array", 'messages', 'missing_required_parameter');
+  if (raw.messages.length === 0) throw invalid("'messages' must contain at least one message", 'messages', 'invalid_value');
+  const messages = raw.messages.map((m, i): ChatMessageInput => {
+    if (!isObject(m)) throw invalid(`messages[${i}] must be an object`, `messages[${i}]`, 'invalid_type');
+    if (typeof m.role !== 'string' || !ROLES.has(m.role)) {
+      throw invalid(`messages[${i}].role must be one of system, developer, user, assistant, tool`, `messages[${i}].role`, 'invalid_value');
+    }
+    if (m.content === undefined || m.content === null) throw invalid(`messages[${i}].content is required`, `messages[${i}].content`, 'missing_required_parameter');
+    return { role: m.role as ChatMessageInput['role'], content: contentText(m.content, i) };
+  });
+  if (raw.stream === true) throw invalid("'stream' is not supported yet: omit it or set it to false", 'stream', 'unsupported_parameter');
+  if (raw.n !== undefined && raw.n !== null && raw.n !== 1) throw invalid("only 'n': 1 is supported", 'n', 'unsupported_parameter');
+  if (raw.tools !== undefined && raw.tools !== null) throw invalid("'tools' is not supported", 'tools', 'unsupported_parameter');
+  const maxTokensName = raw.max_completion_tokens !== undefined && raw.max_completion_tokens !== null ? 'max_completion_tokens' : 'max_tokens';
+  const maxTokens = optionalNumber(raw, 'max_tokens', maxTokensName);
+  const stop = samplingStop(raw.stop);
+  if (raw.user !== undefined && raw.user !== null && typeof raw.user !== 'string') throw invalid("'user' must be a string", 'user', 'invalid_type');
+  return {
+    model: raw.model,
+    messages,
+    params: {
+      maxTokens,
+      temperature: optionalNumber(raw, 'temperature'),
+      topP: optionalNumber(raw, 'top_p'),
+      seed: optionalNumber(raw, 'seed'),
+      stop,
+    },
+    user: typeof raw.user === 'string' && raw.user !== '' ? raw.user : null,
+  };
+}
+
+/** Bytes of the prompt text: the basis of the token estimate. */
+export function promptBytes(messages: readonly ChatMessageInput[]): number {
+  return messages.reduce((n, m) => n + Buffer.byteLength(m.content) + Buffer.byteLength(m.role) + 4, 0);
+}
+
+/**
+ * Prompt tokens assumed for the reservation before the tokenizer has counted: one per byte, an
+ * upper bound for byte-fallback vocabularies, so a reservation never holds less than is spent.
+ * Settlement replaces it with the tokenizer's count.
+ */
+export function estimatePromptTokens(messages: readonly ChatMessageInput[]): number {
+  return promptBytes(messages);
+}
+
+/**
+ * A lower bound of prompt tokens for any common tokenizer (no piece is longer than 16 bytes):
+ * a prompt whose lower bound already exceeds the context is refused before a workflow starts.
+ */
+export function minPromptTokens(messages: readonly ChatMessageInput[]): number {
+  return Math.ceil(promptBytes(messages) / 16);
+}

@@ -1,0 +1,330 @@
+/**
+ * Process configuration, read once from the environment into a frozen, typed object.
+ * Nothing else in Sluice reads `process.env`: entry points call {@link loadConfig} and pass
+ * the result (or the part they need) down.
+ */
+import os from 'node:os';
+import path from 'node:path';
+import type { WebhookConfig } from '../contracts/webhooks.js';
+
+export interface SluiceConfig {
+  /** HTTP port of the API. `PORT` @default 8080 */
+  readonly port: number;
+  /** External PostgreSQL URL; null = start embedded PostgreSQL. `DATABASE_URL` @default null */
+  readonly databaseUrl: string | null;
+  /** Port of the embedded PostgreSQL. `SLUICE_PG_PORT` @default 5433 */
+  readonly embeddedPgPort: number;
+  /** External Temporal frontend (host:port); null = start the dev server. `TEMPORAL_ADDRESS` @default null */
+  readonly temporalAddress: string | null;
+  /** gRPC port of the embedded Temporal dev server (UI on port + 1000). `SLUICE_TEMPORAL_PORT` @default 7233 */
+  readonly embeddedTemporalPort: number;
+  /** Temporal namespace. `TEMPORAL_NAMESPACE` @default "default" */
+  readonly temporalNamespace: string;
+  /** Where embedded PostgreSQL, the Temporal dev server file and generated models live. `SLUICE_DATA_DIR` @default ".data" */
+  readonly dataDir: string;
+  /** Admin key stored on first start when no admin key exists. `SLUICE_ADMIN_KEY` @default null (generated and printed once) */
+  readonly adminKey: string | null;
+  /** The pool an inference worker serves. `SLUICE_POOL` @default "local" */
+  readonly pool: string;
+  /** Pools the all-in-one process starts inference workers for. `SLUICE_POOLS` (comma-separated) @default [pool] */
+  readonly pools: readonly string[];
+  /** Parallel sequences per loaded model = concurrent inference activities per worker. `SLUICE_SLOTS` @default 4 */
+  readonly slots: number;
+  /** llama.cpp threads. `SLUICE_THREADS` @default CPU cores - 1 (at least 1): one core stays with the control plane; measured faster on 2 cores (BENCHMARKS.md) */
+  readonly threads: number;
+  /** Threads of the control worker that run workflow code. `SLUICE_WORKFLOW_THREADS` @default 2 */
+  readonly workflowThreads: number;
+  /** Per-sequence context size for llama.cpp models. `SLUICE_CONTEXT_SIZE` @default 2048 */
+  readonly contextSize: number;
+  /** Use a GPU for llama.cpp when one is present. `SLUICE_GPU` ("auto" | "off") @default "off" */
+  readonly gpu: 'auto' | false;
+  /** GGUF models registered at start-up: `SLUICE_GGUF_MODELS="name=/path/a.gguf,other=/path/b.gguf"` on pool {@link pool}. @default {} */
+  readonly ggufModels: Readonly<Record<string, string>>;
+  /** Secrets for openai-compatible deployments, by reference: `SLUICE_UPSTREAM_KEY_<REF>=...`. @default {} */
+  readonly upstreamKeys: Readonly<Record<string, string>>;
+  /** Largest accepted request body. `SLUICE_MAX_BODY_BYTES` @default 1048576 */
+  readonly maxBodyBytes: number;
+  /** Largest file upload (Files API). `SLUICE_FILE_MAX_BYTES` @default 209715200 (200 MB, OpenAI's) */
+  readonly fileMaxBytes: number;
+  /** Most lines in an uploaded file. `SLUICE_FILE_MAX_LINES` @default 50000 (OpenAI's) */
+  readonly fileMaxLines: number;
+  /** Lines of one batch in flight at once (two chunks of 64). `SLUICE_BATCH_CONCURRENCY` @default 128 */
+  readonly batchConcurrency: number;
+  /** Lines a batch workflow run starts before it continues as new. `SLUICE_BATCH_LINES_PER_RUN` @default 1000 */
+  readonly batchLinesPerRun: number;
+  /**
+   * Webhook delivery. `allowPrivateHosts`: hosts (or resolved addresses) an endpoint may have on
+   * loopback, private or link-local addresses, `*` for all: `SLUICE_ALLOW_PRIVATE_WEBHOOKS`
+   * (comma-separated) @default [] (refused). Retries: `SLUICE_WEBHOOK_RETRY_INITIAL_MS` @default 5000,
+   * `SLUICE_WEBHOOK_RETRY_MAX_MS` @default 3600000, `SLUICE_WEBHOOK_MAX_ATTEMPTS` @default 20,
+   * `SLUICE_WEBHOOK_HORIZON_MS` (then the endpoint is disabled) @default 86400000,
+   * `SLUICE_WEBHOOK_TIMEOUT_MS` (one POST) @default 10000.
+   */
+  readonly webhooks: WebhookConfig;
+  /**
+   * Key for signing audit checkpoints (HMAC-SHA256 over sequence and head hash). Keep it outside
+   * the database (a secret store, the environment of the control worker and API), so whoever can
+   * write the database cannot forge a checkpoint. Null: checkpoints are stored unsigned (they still
+   * catch a cut tail, but not one by someone who can also rewrite the checkpoint table); nothing is
+   * derived from other secrets. `SLUICE_AUDIT_KEY` (at least 32 characters) @default null
+   */
+  readonly auditKey: string | null;
+  /**
+   * Longest time the API spends on one request before answering 503 `request_timeout` (a sync
+   * completion keeps running; retry it with the same `Idempotency-Key`). `SLUICE_REQUEST_TIMEOUT_MS`
+   * @default 600000
+   */
+  readonly requestTimeoutMs: number;
+  /**
+   * Upstream hosts that may be on loopback, private or link-local addresses (openai-compatible
+   * `base_url`s are refused there otherwise: SSRF into the network). Entries are host names or IP
+   * addresses as written in the URL or as resolved; `*` allows every host. Checked by the API when
+   * a deployment is created and by the inference worker before each call.
+   * `SLUICE_ALLOW_PRIVATE_UPSTREAMS` (comma-separated) @default [] (none)
+   */
+  readonly allowPrivateUpstreams: readonly string[];
+  /**
+   * Largest response body read from an openai-compatible upstream; a larger one fails the attempt
+   * without a retry (400 `completion_too_large`). `SLUICE_UPSTREAM_MAX_RESPONSE_BYTES`
+   * (65536 to 67108864) @default 4194304 (4 MiB)
+   */
+  readonly upstreamMaxResponseBytes: number;
+  /**
+   * Allows the `instant` provider: a test double answering "ok" without a model, for benchmarks
+   * and pipeline tests. Off, the admin API refuses `provider: "instant"` (400) and inference
+   * workers refuse to serve one. Production never sets it. `SLUICE_ENABLE_INSTANT_BACKEND`
+   * @default false
+   */
+  readonly enableInstantBackend: boolean;
+  /**
+   * Key that encrypts Temporal payloads (workflow and activity inputs and results: prompts,
+   * completions) with AES-256-GCM on the client and every worker, so Temporal stores only
+   * ciphertext. Base64 of 32 random bytes (`openssl rand -base64 32`). Every process of a
+   * deployment needs the same key. Null: payloads are stored as plain JSON.
+   * `SLUICE_PAYLOAD_KEY` @default null (no codec)
+   */
+  readonly payloadKey: string | null;
+  /**
+   * The previous payload key, kept for decryption only while histories encrypted with it are
+   * still read (key rotation). Base64 of 32 bytes. `SLUICE_PAYLOAD_KEY_PREVIOUS` @default null
+   */
+  readonly payloadKeyPrevious: string | null;
+  /**
+   * TLS for the connection to Temporal (the client and every worker), or null for plaintext.
+   * Turned on by `TEMPORAL_TLS=true` or by any of the file variables: `TEMPORAL_TLS_CA` (PEM file of
+   * the CA that signed the server's certificate; unset = the system's trusted CAs),
+   * `TEMPORAL_TLS_CERT` + `TEMPORAL_TLS_KEY` (PEM files of the client certificate and key, for
+   * mTLS; both or neither), `TEMPORAL_TLS_SERVER_NAME` (the name the server's certificate must
+   * carry, when it differs from the host in `TEMPORAL_ADDRESS`). Needs `TEMPORAL_ADDRESS` (the
+   * embedded dev server speaks plaintext on loopback). @default null (plaintext)
+   */
+  readonly temporalTls: TemporalTlsConfig | null;
+  /**
+   * Port of a separate listener that serves only `/metrics` (and `/healthz`), for the API process
+   * and `npm start`; worker processes serve metrics on it too, or on `PORT` when it is unset.
+   * `SLUICE_METRICS_PORT` @default null (API: no metrics listener; `npm start`: 9464 on loopback)
+   */
+  readonly metricsPort: number | null;
+  /**
+   * Bearer token that `/metrics` requires, on the API port and on the metrics listener. Without it
+   * the API port does not serve `/metrics` at all (the metrics carry tenant IDs), and the metrics
+   * listener serves it to anyone who can reach that port. `SLUICE_METRICS_TOKEN` (at least 16
+   * characters) @default null
+   */
+  readonly metricsToken: string | null;
+  /** Log level. `SLUICE_LOG_LEVEL` ("debug" | "info" | "warn" | "error" | "silent") @default "info" */
+  readonly logLevel: 'debug' | 'info' | 'warn' | 'error' | 'silent';
+}
+
+/** Files (paths) and names for TLS to Temporal; see {@link SluiceConfig.temporalTls}. */
+export interface TemporalTlsConfig {
+  /** PEM file of the server's CA. `TEMPORAL_TLS_CA` @default null (system CAs) */
+  readonly caFile: string | null;
+  /** PEM file of the client certificate (mTLS). `TEMPORAL_TLS_CERT` @default null */
+  readonly certFile: string | null;
+  /** PEM file of the client key (mTLS). `TEMPORAL_TLS_KEY` @default null */
+  readonly keyFile: string | null;
+  /** Name checked against the server's certificate. `TEMPORAL_TLS_SERVER_NAME` @default null (the address's host) */
+  readonly serverName: string | null;
+}
+
+/** Thrown for an environment value that cannot be used. */
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+}
+
+type Env = Readonly<Record<string, string | undefined>>;
+
+function int(env: Env, name: string, fallback: number, min = 0, max = Number.MAX_SAFE_INTEGER): number {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const value = Number(raw);
+  if (raw.trim() === '' || !Number.isInteger(value) || value < min || value > max) {
+    throw new ConfigError(`${name} must be an integer from ${min} to ${max}, got "${raw}"`);
+  }
+  return value;
+}
+
+function str(env: Env, name: string): string | null {
+  const raw = env[name];
+  return raw === undefined || raw.trim() === '' ? null : raw.trim();
+}
+
+function bool(env: Env, name: string, fallback: boolean): boolean {
+  const raw = str(env, name);
+  if (raw === null) return fallback;
+  if (['1', 'true', 'yes', 'on'].includes(raw.toLowerCase())) return true;
+  if (['0', 'false', 'no', 'off'].includes(raw.toLowerCase())) return false;
+  throw new ConfigError(`${name} must be true or false, got "${raw}"`);
+}
+
+function poolName(name: string, value: string): string {
+  if (!/^[a-z0-9][a-z0-9-]{0,62}$/.test(value)) throw new ConfigError(`${name}: pool "${value}" must match [a-z0-9][a-z0-9-]*`);
+  return value;
+}
+
+function ggufModels(env: Env): Record<string, string> {
+  const raw = str(env, 'SLUICE_GGUF_MODELS');
+  const models: Record<string, string> = {};
+  if (raw === null) return models;
+  for (const entry of raw.split(',')) {
+    const eq = entry.indexOf('=');
+    const name = eq < 0 ? '' : entry.slice(0, eq).trim();
+    const file = eq < 0 ? '' : entry.slice(eq + 1).trim();
+    if (!name || !file || !/^[A-Za-z0-9._:-]{1,128}$/.test(name)) {
+      throw new ConfigError(`SLUICE_GGUF_MODELS entry "${entry}" must be name=/path/to/model.gguf`);
+    }
+    models[name] = file;
+  }
+  return models;
+}
+
+function upstreamKeys(env: Env): Record<string, string> {
+  const keys: Record<string, string> = {};
+  for (const [name, value] of Object.entries(env)) {
+    if (name.startsWith('SLUICE_UPSTREAM_KEY_') && value) keys[name.slice('SLUICE_UPSTREAM_KEY_'.length)] = value;
+  }
+  return keys;
+}
+
+function hostList(env: Env, name: string): string[] {
+  const raw = str(env, name);
+  if (raw === null) return [];
+  return raw.split(',').map((h) => h.trim().toLowerCase().replace(/^\[(.*)\]$/, '$1')).filter((h) => {
+    if (h === '') return false;
+    if (h !== '*' && !/^[a-z0-9.:_-]{1,253}$/.test(h)) throw new ConfigError(`${name}: "${h}" is not a host name, IP address or *`);
+    return true;
+  });
+}
+
+function aesKey(env: Env, name: string): string | null {
+  const raw = str(env, name);
+  if (raw === null) return null;
+  if (!/^[A-Za-z0-9+/]+={0,2}$/.test(raw) || Buffer.from(raw, 'base64').length !== 32) {
+    throw new ConfigError(`${name} must be base64 of exactly 32 bytes (openssl rand -base64 32)`);
+  }
+  return raw;
+}
+
+function temporalTls(env: Env): TemporalTlsConfig | null {
+  const files = {
+    caFile: str(env, 'TEMPORAL_TLS_CA'),
+    certFile: str(env, 'TEMPORAL_TLS_CERT'),
+    keyFile: str(env, 'TEMPORAL_TLS_KEY'),
+    serverName: str(env, 'TEMPORAL_TLS_SERVER_NAME'),
+  };
+  const anySet = Object.values(files).some((v) => v !== null);
+  const enabled = str(env, 'TEMPORAL_TLS') === null ? anySet : bool(env, 'TEMPORAL_TLS', false);
+  if (!enabled) {
+    if (anySet) throw new ConfigError('TEMPORAL_TLS=false contradicts TEMPORAL_TLS_CA / _CERT / _KEY / _SERVER_NAME: unset one or the other');
+    return null;
+  }
+  if ((files.certFile === null) !== (files.keyFile === null)) {
+    throw new ConfigError('TEMPORAL_TLS_CERT and TEMPORAL_TLS_KEY go together (a client certificate and its key): set both or neither');
+  }
+  if (files.serverName !== null && !/^[A-Za-z0-9.-]{1,253}$/.test(files.serverName)) {
+    throw new ConfigError(`TEMPORAL_TLS_SERVER_NAME "${files.serverName}" is not a host name`);
+  }
+  if (str(env, 'TEMPORAL_ADDRESS') === null) {
+    throw new ConfigError('TLS to Temporal (TEMPORAL_TLS*) needs TEMPORAL_ADDRESS: the embedded dev server speaks plaintext on loopback');
+  }
+  return Object.freeze(files);
+}
+
+/** Reads and validates the configuration; throws {@link ConfigError} on a bad value. */
+export function loadConfig(env: Env = process.env): SluiceConfig {
+  const pool = poolName('SLUICE_POOL', str(env, 'SLUICE_POOL') ?? 'local');
+  const pools = (str(env, 'SLUICE_POOLS') ?? pool).split(',').map((p) => poolName('SLUICE_POOLS', p.trim()));
+  const gpu = str(env, 'SLUICE_GPU') ?? 'off';
+  if (gpu !== 'auto' && gpu !== 'off') throw new ConfigError(`SLUICE_GPU must be "auto" or "off", got "${gpu}"`);
+  const logLevel = str(env, 'SLUICE_LOG_LEVEL') ?? 'info';
+  if (env.SLUICE_BATCH_LOCAL_ACTIVITIES !== undefined) {
+    // Removed 2026-12: batch lines' database steps run in chunks of lines (regular activities).
+    throw new ConfigError('SLUICE_BATCH_LOCAL_ACTIVITIES was removed: batch lines share their activities in chunks now (BENCHMARKS.md); unset it');
+  }
+  if (env.SLUICE_LOCAL_ACTIVITIES !== undefined) {
+    // Removed 2026-12: a request's database steps are local activities, decided by the workflow
+    // code (a process setting would replay running workflows differently; docs/versioning.md).
+    throw new ConfigError('SLUICE_LOCAL_ACTIVITIES was removed: request workflows run their database steps as local activities (BENCHMARKS.md); unset it');
+  }
+  if (!['debug', 'info', 'warn', 'error', 'silent'].includes(logLevel)) throw new ConfigError(`SLUICE_LOG_LEVEL "${logLevel}" is not a level`);
+  const adminKey = str(env, 'SLUICE_ADMIN_KEY');
+  if (adminKey !== null && !/^sk-[A-Za-z0-9_-]{20,200}$/.test(adminKey)) {
+    throw new ConfigError('SLUICE_ADMIN_KEY must look like sk- followed by at least 20 of [A-Za-z0-9_-]');
+  }
+  const auditKey = str(env, 'SLUICE_AUDIT_KEY');
+  if (auditKey !== null && auditKey.length < 32) throw new ConfigError('SLUICE_AUDIT_KEY must be at least 32 characters');
+  const payloadKey = aesKey(env, 'SLUICE_PAYLOAD_KEY');
+  const payloadKeyPrevious = aesKey(env, 'SLUICE_PAYLOAD_KEY_PREVIOUS');
+  if (payloadKey === null && payloadKeyPrevious !== null) throw new ConfigError('SLUICE_PAYLOAD_KEY_PREVIOUS needs SLUICE_PAYLOAD_KEY');
+  const metricsToken = str(env, 'SLUICE_METRICS_TOKEN');
+  if (metricsToken !== null && !/^[\x21-\x7e]{16,200}$/.test(metricsToken)) {
+    throw new ConfigError('SLUICE_METRICS_TOKEN must be 16 to 200 printable characters without spaces');
+  }
+  const metricsPort = str(env, 'SLUICE_METRICS_PORT') === null ? null : int(env, 'SLUICE_METRICS_PORT', 0, 0, 65535);
+  return Object.freeze({
+    port: int(env, 'PORT', 8080, 0, 65535),
+    databaseUrl: str(env, 'DATABASE_URL'),
+    embeddedPgPort: int(env, 'SLUICE_PG_PORT', 5433, 1, 65535),
+    temporalAddress: str(env, 'TEMPORAL_ADDRESS'),
+    embeddedTemporalPort: int(env, 'SLUICE_TEMPORAL_PORT', 7233, 1, 64535),
+    temporalNamespace: str(env, 'TEMPORAL_NAMESPACE') ?? 'default',
+    dataDir: path.resolve(str(env, 'SLUICE_DATA_DIR') ?? '.data'),
+    adminKey,
+    pool,
+    pools: Object.freeze(pools),
+    slots: int(env, 'SLUICE_SLOTS', 4, 1),
+    threads: int(env, 'SLUICE_THREADS', Math.max(1, os.availableParallelism() - 1), 1),
+    workflowThreads: int(env, 'SLUICE_WORKFLOW_THREADS', 2, 1, 64),
+    contextSize: int(env, 'SLUICE_CONTEXT_SIZE', 2048, 64),
+    gpu: gpu === 'auto' ? 'auto' : false,
+    ggufModels: Object.freeze(ggufModels(env)),
+    upstreamKeys: Object.freeze(upstreamKeys(env)),
+    maxBodyBytes: int(env, 'SLUICE_MAX_BODY_BYTES', 1024 * 1024, 1024),
+    fileMaxBytes: int(env, 'SLUICE_FILE_MAX_BYTES', 200 * 1024 * 1024, 1),
+    fileMaxLines: int(env, 'SLUICE_FILE_MAX_LINES', 50_000, 1),
+    batchConcurrency: int(env, 'SLUICE_BATCH_CONCURRENCY', 128, 1, 1000),
+    batchLinesPerRun: int(env, 'SLUICE_BATCH_LINES_PER_RUN', 1000, 1),
+    webhooks: Object.freeze({
+      allowPrivateHosts: Object.freeze(hostList(env, 'SLUICE_ALLOW_PRIVATE_WEBHOOKS')),
+      retry: Object.freeze({
+        initialIntervalMs: int(env, 'SLUICE_WEBHOOK_RETRY_INITIAL_MS', 5_000, 1),
+        maxIntervalMs: int(env, 'SLUICE_WEBHOOK_RETRY_MAX_MS', 3_600_000, 1),
+        maxAttempts: int(env, 'SLUICE_WEBHOOK_MAX_ATTEMPTS', 20, 1, 1000),
+        horizonMs: int(env, 'SLUICE_WEBHOOK_HORIZON_MS', 86_400_000, 1000),
+        timeoutMs: int(env, 'SLUICE_WEBHOOK_TIMEOUT_MS', 10_000, 100),
+      }),
+    }),
+    logLevel: logLevel as SluiceConfig['logLevel'],
+    auditKey,
+    requestTimeoutMs: int(env, 'SLUICE_REQUEST_TIMEOUT_MS', 600_000, 1000),
+    allowPrivateUpstreams: Object.freeze(hostList(env, 'SLUICE_ALLOW_PRIVATE_UPSTREAMS')),
+    upstreamMaxResponseBytes: int(env, 'SLUICE_UPSTREAM_MAX_RESPONSE_BYTES', 4 * 1024 * 1024, 64 * 1024, 64 * 1024 * 1024),
+    enableInstantBackend: bool(env, 'SLUICE_ENABLE_INSTANT_BACKEND', false),
+    payloadKey,
+    payloadKeyPrevious,
+    temporalTls: temporalTls(env),
+    metricsPort,
+    metricsToken,
+  });
+}
