@@ -5,7 +5,7 @@
  * Separate queues, so chunks of batch lines never hold the slots an interactive request needs to
  * be picked up; in the backend, the lines queue for a sequence behind interactive requests.
  */
-import { NativeConnection, Worker } from '@temporalio/worker';
+import { type NativeConnection, Worker } from '@temporalio/worker';
 import type { PayloadCodec } from '@temporalio/common';
 import { createBatchInferenceActivities, createInferenceActivities } from '../activities/inference.js';
 import type { BackendRegistry } from '../activities/backends/registry.js';
