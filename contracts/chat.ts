@@ -90,3 +90,25 @@ export interface ConsumedTokens {
   promptTokens: number;
   completionTokens: number;
 }
+
+/**
+ * The usage of one request step, as the workflow reports it to the ledger (`settle` and
+ * `recordConsumed`, for sync, async and batch requests alike): the one definition of a usage row.
+ * The ledger adds the price and cost (`UsageInput`, db/repositories/quota.ts) and stores it in
+ * the `usage` table (`UsageTable`, db/tables/requests.ts), one row per (request, step).
+ * An activity payload: changing its fields changes what recorded histories carry.
+ */
+export interface UsageEntry extends ConsumedTokens {
+  requestId: string;
+  /** `infer` for the served attempt; `infer:failed:<deployment>` or `infer:cancelled:<deployment>` for unbilled ones. */
+  step: string;
+  tenantId: string;
+  keyId: string;
+  kind: RequestKind;
+  /** The effective model (a variant's, else the requested one). */
+  model: string;
+  deploymentId: string;
+  pool: string;
+  variant: string | null;
+  latencyMs: number;
+}

@@ -19,7 +19,7 @@ import {
 import type { ControlActivities } from '../activities/index.js';
 import type { InferenceActivities } from '../activities/inference.js';
 import type { AdmitInput, Admission, CompleteInput } from '../activities/admission.js';
-import type { ChatCompletion, ChatRequestInput, ConsumedTokens, DeploymentTarget, InferInput, InferOutput, JobStatus } from '../contracts/chat.js';
+import type { ChatCompletion, ChatRequestInput, ConsumedTokens, DeploymentTarget, InferInput, InferOutput, JobStatus, UsageEntry } from '../contracts/chat.js';
 import type { FailureDetails, FailureType } from '../contracts/failures.js';
 import { inferenceTaskQueue } from '../contracts/ids.js';
 import { consumedOf, failureOf } from './failures.js';
@@ -174,7 +174,7 @@ export async function runChatPipeline(input: ChatRequestInput, hooks: PipelineHo
       if (spentByFailures && spentByFailures.promptTokens + spentByFailures.completionTokens > 0) {
         await recordConsumed('failed', deployment, spentByFailures);
       }
-      const usage = {
+      const usage: UsageEntry = {
         requestId: input.requestId, step: 'infer', tenantId: input.tenantId, keyId: input.keyId, kind: input.kind,
         model, deploymentId: deployment.id, pool: deployment.pool, variant,
         promptTokens: out.promptTokens, completionTokens: out.completionTokens, latencyMs: out.latencyMs,
