@@ -22,7 +22,7 @@ import { getBatch } from '../db/repositories/batches.js';
 import {
   disableEndpoint, ensureDelivery, finishDelivery, getDelivery, getEndpoint, getEvent, insertEvent, recordAttempt, subscribedEndpoints,
 } from '../db/repositories/webhooks.js';
-import { AddressRefusedError, guardedLookup, isAllowedHost, normaliseHost, privateRangeOf } from './backends/upstream-address.js';
+import { AddressRefusedError, guardedLookup, isAllowedHost, normaliseHost, privateRangeOf } from './net/address-guard.js';
 import { signatureHeader } from './webhook-signing.js';
 import type { DomainEvent, EventPublisher } from './events.js';
 import { CONTROL_TASK_QUEUE, webhookWorkflowId } from '../contracts/ids.js';
