@@ -2,7 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import { clientFailure, clientFailureMessage } from '../../domain/client-errors.js';
 import { deliveryErrorMessage } from '../../activities/webhooks.js';
-import { AddressRefusedError } from '../../activities/backends/upstream-address.js';
+import { AddressRefusedError } from '../../activities/net/address-guard.js';
 import { BackendError } from '../../activities/backends/types.js';
 import { MAX_COMPLETION_BYTES, checkCompletionSize, createBackendRegistry } from '../../activities/backends/registry.js';
 import type { DeploymentTarget } from '../../contracts/chat.js';
