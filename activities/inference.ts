@@ -204,6 +204,43 @@ export function createInferenceActivities(deps: InferenceDeps) {
 export type InferenceActivities = ReturnType<typeof createInferenceActivities>;
 
 /**
+ * Most bytes of JSON a chunk's result may carry: under Temporal's 2 MB payload limit with room for
+ * the envelope. The workflow sizes chunks by an estimate (8 bytes per max token); a chunk whose
+ * completions outweigh it would fail as a whole and be generated (and, upstream, bought) again.
+ */
+export const MAX_CHUNK_RESULT_BYTES = 1536 * 1024;
+
+/**
+ * The chunk's results, with the largest completions failed as `completion_too_large` (their tokens
+ * in `consumed`, so they are recorded unbilled) until the rest fits {@link MAX_CHUNK_RESULT_BYTES}:
+ * those lines fail once, with the error a single oversized completion gets, never re-bought.
+ */
+export function withinChunkLimit(results: ItemResult<InferOutput>[], limit = MAX_CHUNK_RESULT_BYTES): ItemResult<InferOutput>[] {
+  const sizes = results.map((r) => Buffer.byteLength(JSON.stringify(r)));
+  let total = sizes.reduce((a, b) => a + b, 0);
+  if (total <= limit) return results;
+  const out = [...results];
+  const largestFirst = out.map((r, i) => i).filter((i) => out[i]?.ok).sort((a, b) => (sizes[b] ?? 0) - (sizes[a] ?? 0));
+  for (const i of largestFirst) {
+    if (total <= limit) break;
+    const r = out[i];
+    if (!r?.ok) continue;
+    const spent = addConsumed(r.value.failedAttempts, { promptTokens: r.value.promptTokens, completionTokens: r.value.completionTokens });
+    const failure: ItemResult<InferOutput> = {
+      ok: false,
+      failure: {
+        type: 'BadRequest',
+        message: `completion of ${Buffer.byteLength(r.value.content)} bytes does not fit the batch chunk's result limit`,
+        details: [{ ...detailsWith(spent), code: 'completion_too_large' }],
+      },
+    };
+    total += Buffer.byteLength(JSON.stringify(failure)) - (sizes[i] ?? 0);
+    out[i] = failure;
+  }
+  return out;
+}
+
+/**
  * The infer step for a chunk of batch lines of one pool, in one activity on the pool's batch task
  * queue (`inferenceBatchTaskQueue`): every line generates through the same backends, queued for
  * a slot behind interactive requests (`priority: 'batch'`), with the retry policy a line's own
@@ -240,11 +277,11 @@ export function createBatchInferenceActivities(deps: InferenceDeps) {
       let done = 0;
       const timer = setInterval(() => ctx.heartbeat({ done, of: input.items.length }), HEARTBEAT_EVERY_MS);
       try {
-        return await Promise.all(input.items.map(async (item) => {
+        return withinChunkLimit(await Promise.all(input.items.map(async (item) => {
           const result = await inferLine(item, ctx.cancellationSignal);
           done += 1;
           return result;
-        }));
+        })));
       } finally {
         clearInterval(timer);
       }

@@ -5,7 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { ApplicationFailure, CancelledFailure, type Logger } from '@temporalio/common';
-import { LINE_RETRY, createBatchInferenceActivities, createInferenceActivities } from '../../activities/inference.js';
+import { LINE_RETRY, MAX_CHUNK_RESULT_BYTES, createBatchInferenceActivities, createInferenceActivities } from '../../activities/inference.js';
 import { createInstantBackend } from '../../activities/backends/instant.js';
 import { BackendError, InterruptedGeneration, type GenerateRequest, type InferenceBackend } from '../../activities/backends/types.js';
 import type { BackendRegistry } from '../../activities/backends/registry.js';
@@ -279,6 +279,30 @@ describe('infer: tokens spent by failed and cancelled attempts', () => {
 
 describe('inferLines (a chunk of batch lines)', () => {
   const line = (requestId: string): InferInput => ({ ...input(4), requestId, messages: [{ role: 'user', content: requestId }] });
+
+  it('a chunk whose completions outweigh the payload limit fails its largest lines once as completion_too_large, their tokens kept', async () => {
+    const calls = new Map<string, number>();
+    const big = 'x'.repeat(600 * 1024);
+    const backend: InferenceBackend = {
+      generate: async (r: GenerateRequest) => {
+        const id = r.messages[0]!.content;
+        calls.set(id, (calls.get(id) ?? 0) + 1);
+        return { content: id.startsWith('big') ? big : 'ok', finishReason: 'length', promptTokens: 3, completionTokens: 4 };
+      },
+      close: async () => {},
+    };
+    const { inferLines } = createBatchInferenceActivities({ backends: registryOf(backend), pool: 'local', metrics: null });
+    const items = ['big-1', 'small', 'big-2', 'big-3'].map(line);
+    const results = (await mockEnv().run(inferLines, { items })) as Awaited<ReturnType<typeof inferLines>>;
+    expect(Buffer.byteLength(JSON.stringify(results))).toBeLessThanOrEqual(MAX_CHUNK_RESULT_BYTES);
+    const failed = results.filter((r) => !r.ok);
+    expect(failed).toHaveLength(1);
+    expect(failed[0]).toMatchObject({ ok: false, failure: { type: 'BadRequest', details: [{ code: 'completion_too_large', consumed: { promptTokens: 3, completionTokens: 4 } }] } });
+    expect(results[1]).toMatchObject({ ok: true, value: { content: 'ok' } });
+    expect(results.filter((r) => r.ok && r.value.content === big)).toHaveLength(2);
+    // Each line was generated once: nothing is re-run (or, upstream, bought again).
+    expect([...calls.values()]).toEqual([1, 1, 1, 1]);
+  });
 
   it('returns each line\'s own result: retried like its own activity, a bad request at once, tokens every attempt spent', async () => {
     const attempts = new Map<string, number>();
