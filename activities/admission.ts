@@ -27,11 +27,13 @@ import type { AuthorizeInput, AuthorizedModel } from './auth.js';
 import type { ReserveQuotaInput } from './quota.js';
 import type { SettleInput } from './ledger.js';
 import type { OutcomeInput } from './audit.js';
-import { fallbackOrder, type DeploymentTarget, type ItemResult } from '../workflows/contracts.js';
+import type { DeploymentTarget } from '../contracts/chat.js';
+import type { ItemResult } from '../contracts/failures.js';
+import { fallbackOrder } from '../domain/routing.js';
 import { forEachItem } from './items.js';
 import { requestFailure } from './failures.js';
 import { ApplicationFailure } from '@temporalio/common';
-import type { FailureDetails } from '../workflows/contracts.js';
+import type { FailureDetails } from '../contracts/failures.js';
 
 /**
  * Items of a chunk admitted or completed at once: one tenant's reservations queue on its row lock

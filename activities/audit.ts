@@ -1,11 +1,11 @@
 /** The audit step, and the request's recorded outcome. */
 import { appendAudit, appendAuditMany, type AuditEntry } from '../db/repositories/audit.js';
 import { finishRequests } from '../db/repositories/requests.js';
-import type { Metrics } from '../workers/metrics.js';
-import { clientFailure } from '../workflows/client-errors.js';
+import type { Metrics } from '../runtime/metrics.js';
+import { clientFailure } from '../domain/client-errors.js';
 import type { Db } from '../db/database.js';
 import type { EventPublisher } from './events.js';
-import type { Logger } from '../workers/logger.js';
+import type { Logger } from '../runtime/logger.js';
 
 export interface OutcomeInput {
   requestId: string;

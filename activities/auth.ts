@@ -1,7 +1,7 @@
 /** The authorize step: is this key, of this tenant, still allowed to call this model now? */
 import type { Db } from '../db/database.js';
 import { authorizationFacts } from '../db/repositories/keys.js';
-import { allows, allowsModel } from './policy.js';
+import { allows, allowsModel } from '../domain/policy.js';
 import { requestFailure } from './failures.js';
 
 export interface AuthorizeInput {

@@ -7,15 +7,18 @@
 import { createHash } from 'node:crypto';
 import { Context } from '@temporalio/activity';
 import type { Db } from '../db/database.js';
-import type { Logger } from '../workers/logger.js';
+import type { Logger } from '../runtime/logger.js';
 import type { BatchLineError, BatchRow, BatchStatus, Model } from '../db/tables/index.js';
 import { getBatch, insertLineRequests, lineOutcomes, recordBatchCounts, remainingBudget, transitionBatch } from '../db/repositories/batches.js';
 import { deleteFile, finishFile, insertFile, insertFileLines, readFileLines } from '../db/repositories/files.js';
 import { getModel, maxPriceForModel } from '../db/repositories/models.js';
-import { estimatePromptTokens, minPromptTokens, validateChatBody, type ValidChatBody } from '../api/validation.js';
-import { FailureTypes, batchRequestId, type BatchLine } from '../workflows/contracts.js';
-import { clientFailureMessage } from '../workflows/client-errors.js';
-import { costMicros, periodOf } from './cost.js';
+import { estimatePromptTokens, minPromptTokens, validateChatBody, type ValidChatBody } from '../domain/chat-validation.js';
+import type { BatchLine } from '../contracts/batch.js';
+import { FailureTypes } from '../contracts/failures.js';
+import { batchRequestId } from '../contracts/ids.js';
+import { clientFailureMessage } from '../domain/client-errors.js';
+import { costMicros } from '../domain/cost.js';
+import { periodOf } from '../domain/billing-calendar.js';
 import { requestFailure } from './failures.js';
 
 /** Lines read per page. */

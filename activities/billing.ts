@@ -7,11 +7,13 @@ import { ApplicationFailure } from '@temporalio/activity';
 import type { Db } from '../db/database.js';
 import type { PriceQuote } from '../db/repositories/billing.js';
 import { billableTenants } from '../db/repositories/billing.js';
-import { getInvoice, issueInvoice, periodRange, reconcileInvoice } from '../db/repositories/invoices.js';
-import { closeDay, dayRange, reconcileDay } from '../db/repositories/day-close.js';
-import type { Metrics } from '../workers/metrics.js';
-import type { BillingOutput, FailureType } from '../workflows/contracts.js';
-import { costMicros } from './cost.js';
+import { getInvoice, issueInvoice, reconcileInvoice } from '../db/repositories/invoices.js';
+import { dayRange, periodRange } from '../domain/billing-calendar.js';
+import { closeDay, reconcileDay } from '../db/repositories/day-close.js';
+import type { Metrics } from '../runtime/metrics.js';
+import type { BillingOutput } from '../contracts/billing.js';
+import type { FailureType } from '../contracts/failures.js';
+import { costMicros } from '../domain/cost.js';
 
 /**
  * Cost of one usage row in micro-USD: tokens at the quoted rates (rounded up to a whole micro-USD),

@@ -6,7 +6,7 @@
 import type { Db } from '../db/database.js';
 import { appendAudit } from '../db/repositories/audit.js';
 import { budgetEventsOfRequest } from '../db/repositories/quota.js';
-import type { WebhookEventType } from '../workflows/contracts.js';
+import type { WebhookEventType } from '../contracts/webhooks.js';
 
 /** Something that happened to a tenant. `key` names the occurrence: publishing the same key twice is one event. */
 export interface DomainEvent {

@@ -2,7 +2,7 @@
 import type { Db } from '../db/database.js';
 import type { VariantOverrides } from '../db/tables/index.js';
 import { recordExposure, runningExperimentFor } from '../db/repositories/experiments.js';
-import { assignVariant } from './experiment-assignment.js';
+import { assignVariant } from '../domain/experiment-assignment.js';
 import { requestFailure } from './failures.js';
 
 export interface Assignment {

@@ -1,6 +1,6 @@
-/** Non-retryable request failures, typed with the closed set in `workflows/contracts.ts`. */
+/** Non-retryable request failures, typed with the closed set in `contracts/`. */
 import { ApplicationFailure } from '@temporalio/common';
-import type { FailureDetails, FailureType } from '../workflows/contracts.js';
+import type { FailureDetails, FailureType } from '../contracts/failures.js';
 
 export function requestFailure(type: FailureType, message: string, details: Partial<FailureDetails> = {}): ApplicationFailure {
   const full: FailureDetails = {

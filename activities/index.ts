@@ -1,8 +1,8 @@
 /** The control worker's activities: everything that touches PostgreSQL. Built over injected deps. */
 import type { Db } from '../db/database.js';
 import type { Client } from '@temporalio/client';
-import type { Metrics } from '../workers/metrics.js';
-import type { Logger } from '../workers/logger.js';
+import type { Metrics } from '../runtime/metrics.js';
+import type { Logger } from '../runtime/logger.js';
 import { createAuthActivities } from './auth.js';
 import { createQuotaActivities } from './quota.js';
 import { createExperimentActivities } from './experiments.js';
@@ -14,7 +14,7 @@ import { createBatchActivities } from './batch.js';
 import { createReconcileActivities } from './reconcile.js';
 import { createRetentionActivities } from './retention.js';
 import { createAdmissionActivities } from './admission.js';
-import { DEFAULT_BREAKER_CONFIG, type BreakerConfig } from './circuit-breaker.js';
+import { DEFAULT_BREAKER_CONFIG, type BreakerConfig } from '../domain/circuit-breaker.js';
 import { DEFAULT_WEBHOOK_CONFIG, createWebhookActivities, createWebhookPublisher, type WebhookConfig } from './webhooks.js';
 import type { EventPublisher } from './events.js';
 

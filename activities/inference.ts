@@ -5,13 +5,14 @@
  */
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
-import type { ConsumedTokens, FailureDetails, InferInput, InferOutput, ItemResult } from '../workflows/contracts.js';
-import { INFER_RETRY } from '../workflows/profiles.js';
+import type { ConsumedTokens, InferInput, InferOutput } from '../contracts/chat.js';
+import type { FailureDetails, ItemResult } from '../contracts/failures.js';
+import { INFER_RETRY } from '../contracts/profiles.js';
 import { BackendError, InterruptedGeneration, type GenerateRequest, type GenerateResult } from './backends/types.js';
 import type { BackendRegistry } from './backends/registry.js';
 import { requestFailure } from './failures.js';
 import { checkGenerateInput } from '../domain/sampling-params.js';
-import type { Metrics } from '../workers/metrics.js';
+import type { Metrics } from '../runtime/metrics.js';
 
 /** Heartbeat at most this often while generating. */
 const HEARTBEAT_EVERY_MS = 1000;

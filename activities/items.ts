@@ -6,7 +6,7 @@
  * already done because every step is idempotent per request.
  */
 import { ApplicationFailure } from '@temporalio/common';
-import type { ItemResult } from '../workflows/contracts.js';
+import type { ItemResult } from '../contracts/failures.js';
 
 export async function forEachItem<I, O>(items: readonly I[], concurrency: number, run: (item: I) => Promise<O>): Promise<ItemResult<O>[]> {
   const results = new Array<ItemResult<O>>(items.length);

@@ -2,24 +2,13 @@
 import { priceFor } from '../db/repositories/billing.js';
 import { recordUnbilledUsage, settle } from '../db/repositories/quota.js';
 import { usageCostMicros } from './billing.js';
-import type { Metrics } from '../workers/metrics.js';
+import type { Metrics } from '../runtime/metrics.js';
 import type { Db } from '../db/database.js';
+import type { UsageEntry } from '../contracts/chat.js';
 import { emitBudgetEvents, type EventPublisher } from './events.js';
 
-export interface SettleInput {
-  requestId: string;
-  step: string;
-  tenantId: string;
-  keyId: string;
-  kind: 'sync' | 'async' | 'batch';
-  model: string;
-  deploymentId: string;
-  pool: string;
-  variant: string | null;
-  promptTokens: number;
-  completionTokens: number;
-  latencyMs: number;
-}
+/** Input of the `settle` and `recordConsumed` steps: the workflow's usage entry. */
+export type SettleInput = UsageEntry;
 
 export function createLedgerActivities(deps: { db: Db; now: () => Date; events: EventPublisher; metrics: Metrics | null }) {
   return {
@@ -34,22 +23,11 @@ export function createLedgerActivities(deps: { db: Db; now: () => Date; events: 
       const quote = await priceFor(deps.db, input.tenantId, input.deploymentId, at);
       const cost = quote ? usageCostMicros(quote, input.kind, input.promptTokens, input.completionTokens) : 0;
       const result = await settle(deps.db, {
-        requestId: input.requestId,
-        step: input.step,
-        tenantId: input.tenantId,
-        keyId: input.keyId,
-        kind: input.kind,
-        model: input.model,
-        deploymentId: input.deploymentId,
-        pool: input.pool,
-        variant: input.variant,
+        ...input,
         priceId: quote?.priceId ?? null,
         tenantPriceId: quote?.tenantPriceId ?? null,
         at,
-        inputTokens: input.promptTokens,
-        outputTokens: input.completionTokens,
         costMicros: cost,
-        latencyMs: input.latencyMs,
       });
       // Budget thresholds this settlement crossed (a retry re-emits idempotently).
       if (result.budgetEvents) await emitBudgetEvents(deps, input.requestId);
@@ -68,12 +46,11 @@ export function createLedgerActivities(deps: { db: Db; now: () => Date; events: 
       const at = deps.now();
       const quote = await priceFor(deps.db, input.tenantId, input.deploymentId, at);
       await recordUnbilledUsage(deps.db, {
-        requestId: input.requestId, step: input.step, tenantId: input.tenantId, keyId: input.keyId, kind: input.kind,
-        model: input.model, deploymentId: input.deploymentId, pool: input.pool, variant: input.variant,
-        priceId: quote?.priceId ?? null, tenantPriceId: quote?.tenantPriceId ?? null, at,
-        inputTokens: input.promptTokens, outputTokens: input.completionTokens,
+        ...input,
+        priceId: quote?.priceId ?? null,
+        tenantPriceId: quote?.tenantPriceId ?? null,
+        at,
         costMicros: quote ? usageCostMicros(quote, input.kind, input.promptTokens, input.completionTokens) : 0,
-        latencyMs: input.latencyMs,
       });
     },
   };

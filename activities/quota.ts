@@ -1,7 +1,7 @@
 /** The reserve and release steps: admission against the tenant's limits, atomic in PostgreSQL. */
 import { maxPriceForModel } from '../db/repositories/models.js';
 import { release, reserve } from '../db/repositories/quota.js';
-import { costMicros } from './cost.js';
+import { costMicros } from '../domain/cost.js';
 import { requestFailure } from './failures.js';
 import type { Db } from '../db/database.js';
 import { emitBudgetEvents, type EventPublisher } from './events.js';

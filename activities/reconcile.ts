@@ -7,7 +7,7 @@ import { WorkflowNotFoundError, type Client } from '@temporalio/client';
 import type { Db } from '../db/database.js';
 import { appendAudit, writeCheckpoint } from '../db/repositories/audit.js';
 import { listHeldReservations, release } from '../db/repositories/quota.js';
-import { requestWorkflowId } from '../workflows/contracts.js';
+import { requestWorkflowId } from '../contracts/ids.js';
 
 export interface ReconcileInput {
   /** Only reservations held at least this long are looked at (a live request holds one briefly). */

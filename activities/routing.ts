@@ -2,9 +2,9 @@
 import type { Db } from '../db/database.js';
 import { activeDeployments } from '../db/repositories/models.js';
 import { acquireCircuit, recordCircuit } from '../db/repositories/circuit.js';
-import type { DeploymentTarget } from '../workflows/contracts.js';
-import type { BreakerConfig } from './circuit-breaker.js';
-import type { Metrics } from '../workers/metrics.js';
+import type { DeploymentTarget } from '../contracts/chat.js';
+import type { BreakerConfig } from '../domain/circuit-breaker.js';
+import type { Metrics } from '../runtime/metrics.js';
 
 export function createRoutingActivities(deps: { db: Db; now: () => Date; breaker: BreakerConfig; metrics: Metrics | null }) {
   return {

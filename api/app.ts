@@ -4,9 +4,9 @@ import helmet from 'helmet';
 import type { Client } from '@temporalio/client';
 import { isPoolTimeout, type Db } from '../db/database.js';
 import { sql } from 'kysely';
-import type { Metrics } from '../workers/metrics.js';
-import { metricsAuthorized } from '../workers/metrics-server.js';
-import type { Logger } from '../workers/logger.js';
+import type { Metrics } from '../runtime/metrics.js';
+import { metricsAuthorized } from '../runtime/metrics-server.js';
+import type { Logger } from '../runtime/logger.js';
 import { authenticate } from './auth.js';
 import { HttpError, errorMiddleware, requestId } from './errors.js';
 import { chatRoutes } from './routes/chat.js';
@@ -19,7 +19,7 @@ import type { TenantCaps } from './tenant-caps.js';
 import { DEFAULT_BATCH_RUN, batchRoutes, type BatchRunConfig } from './routes/batches.js';
 import { webhookRoutes } from './routes/webhooks.js';
 import type { WebhookConfig } from '../activities/webhooks.js';
-import { inferenceTaskQueue } from '../workflows/contracts.js';
+import { inferenceTaskQueue } from '../contracts/ids.js';
 
 /** `temporal.api.enums.v1.TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY`. */
 const TASK_QUEUE_TYPE_ACTIVITY = 2;

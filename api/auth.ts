@@ -8,7 +8,7 @@ import type { Db } from '../db/database.js';
 import type { Role } from '../db/tables/index.js';
 import { findKeyBySecret, touchKey } from '../db/repositories/keys.js';
 import { appendAudit, appendAuditMany } from '../db/repositories/audit.js';
-import { allows, type Permission } from '../activities/policy.js';
+import { allows, type Permission } from '../domain/policy.js';
 import { HttpError } from './errors.js';
 import { createDenialAuditor, type DenialAuditOptions, type DenialAuditor } from './denial-audit.js';
 

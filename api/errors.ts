@@ -6,9 +6,10 @@ import { randomUUID } from 'node:crypto';
 import type { ErrorRequestHandler, RequestHandler } from 'express';
 import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
 import { WorkflowFailedError } from '@temporalio/client';
-import { FailureTypes, type FailureDetails } from '../workflows/contracts.js';
-import { clientFailureMessage } from '../workflows/client-errors.js';
-import type { Logger } from '../workers/logger.js';
+import { FailureTypes, type FailureDetails } from '../contracts/failures.js';
+import { clientFailureMessage } from '../domain/client-errors.js';
+import type { Logger } from '../runtime/logger.js';
+import { InvalidRequestError } from '../domain/invalid-request.js';
 
 export const ERROR_STATUS = {
   invalid_request_error: 400,
@@ -48,6 +49,11 @@ export class HttpError extends Error {
 
 export const badRequest = (message: string, param: string | null = null, code: string | null = null) =>
   new HttpError('invalid_request_error', message, code, param);
+/** The 400 for a value a pure rule refused (`domain/`), naming the field. */
+export function fromInvalidRequest(err: InvalidRequestError): HttpError {
+  return badRequest(err.message, err.param, err.code);
+}
+
 export const notFound = (what: string) => new HttpError('not_found_error', `${what} not found`, 'not_found');
 
 const TYPE_FOR_STATUS: Record<number, ErrorType> = {
@@ -98,6 +104,7 @@ export function errorMiddleware(log: Logger): ErrorRequestHandler {
     let error: HttpError;
     const rid = typeof res.locals?.requestId === 'string' ? (res.locals.requestId as string) : null;
     if (err instanceof HttpError) error = err;
+    else if (err instanceof InvalidRequestError) error = fromInvalidRequest(err);
     else if (fromWorkflowFailure(err)) error = fromWorkflowFailure(err) as HttpError;
     else if (err?.type === 'entity.too.large') error = new HttpError('request_too_large', 'Request body too large', 'request_too_large');
     else if (err?.type === 'entity.parse.failed') error = badRequest('We could not parse the JSON body of your request.', null, 'invalid_json');

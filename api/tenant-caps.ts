@@ -5,22 +5,9 @@
  * with a {@link ConcurrencyGate}.
  */
 import { HttpError } from './errors.js';
+import type { TenantCaps } from '../contracts/limits.js';
 
-/** Per-tenant caps (the same for every tenant). */
-export interface TenantCaps {
-  /** Files a tenant may store. @default 1000 */
-  maxFiles: number;
-  /** Bytes of files a tenant may store. @default 10737418240 (10 GiB) */
-  maxFileBytes: number;
-  /** Batches of a tenant not yet finished (validating, in progress, finalizing, cancelling). @default 10 */
-  maxActiveBatches: number;
-  /** Webhook endpoints of a tenant; it also bounds the workflows one event fans out to. @default 10 */
-  maxWebhookEndpoints: number;
-  /** Usage/invoice exports of a tenant streaming at once, per API process. @default 2 */
-  maxConcurrentExports: number;
-  /** Uploads of a tenant being received at once, per API process. @default 4 */
-  maxConcurrentUploads: number;
-}
+export type { TenantCaps } from '../contracts/limits.js';
 
 export const DEFAULT_TENANT_CAPS: TenantCaps = Object.freeze({
   maxFiles: 1000,

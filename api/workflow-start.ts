@@ -3,7 +3,7 @@
  * batches). Every failure is logged with the request's ID; the client gets a stable code only.
  */
 import { WorkflowExecutionAlreadyStartedError, isGrpcServiceError } from '@temporalio/client';
-import type { Logger } from '../workers/logger.js';
+import type { Logger } from '../runtime/logger.js';
 import { HttpError } from './errors.js';
 
 /** gRPC status codes that mean "Temporal cannot take it now, try again": UNAVAILABLE, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED. */

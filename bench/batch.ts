@@ -12,10 +12,10 @@
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import { parseArgs } from 'node:util';
-import { loadConfig } from '../workers/config.js';
-import { createLogger } from '../workers/logger.js';
+import { loadConfig } from '../runtime/config.js';
+import { createLogger } from '../runtime/logger.js';
 import { startInfra, startStack } from '../scripts/lib/system.js';
-import { batchWorkflowId } from '../workflows/contracts.js';
+import { batchWorkflowId } from '../contracts/ids.js';
 import { addInstantModel, addTenantKey, benchEnv, runBench, syncChat } from './setup.js';
 import { cpuMs, peakRssMib, percentile } from './stats.js';
 

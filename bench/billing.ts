@@ -12,11 +12,11 @@
 import fs from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { sql } from 'kysely';
-import { loadConfig } from '../workers/config.js';
-import { createLogger } from '../workers/logger.js';
+import { loadConfig } from '../runtime/config.js';
+import { createLogger } from '../runtime/logger.js';
 import { startInfra, startStack } from '../scripts/lib/system.js';
 import { ensureAdminKey } from '../scripts/lib/bootstrap.js';
-import { CONTROL_TASK_QUEUE, billingRunWorkflowId } from '../workflows/contracts.js';
+import { CONTROL_TASK_QUEUE, billingRunWorkflowId } from '../contracts/ids.js';
 import type { billingRun } from '../workflows/billing.js';
 import { benchEnv, machine, addInstantModel, addTenant, runBench } from './setup.js';
 

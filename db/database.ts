@@ -2,6 +2,7 @@
 import { Kysely, PostgresDialect } from 'kysely';
 import pg from 'pg';
 import type { Database } from './tables/index.js';
+import type { DbTimeouts } from '../contracts/limits.js';
 
 export type Db = Kysely<Database>;
 
@@ -26,15 +27,7 @@ export interface DbOptions {
   timeouts?: DbTimeouts;
 }
 
-/** Bounds that keep one caller from holding (or waiting for) a connection forever. */
-export interface DbTimeouts {
-  /** PostgreSQL `statement_timeout` of every connection. @default 120000 */
-  statementTimeoutMs: number;
-  /** PostgreSQL `idle_in_transaction_session_timeout`: a transaction whose client went quiet is ended. @default 30000 */
-  idleInTransactionTimeoutMs: number;
-  /** Longest wait for a pool connection before {@link isPoolTimeout} errors. @default 10000 */
-  acquireTimeoutMs: number;
-}
+export type { DbTimeouts } from '../contracts/limits.js';
 
 /** The message `pg.Pool` rejects with when no connection came free within `connectionTimeoutMillis`. */
 const POOL_TIMEOUT_MESSAGE = 'timeout exceeded when trying to connect';

@@ -1,6 +1,6 @@
 /**
  * Sampling parameters: the one pure validator for every value that can reach a backend's sampler.
- * Used where values enter (the chat route and batch lines through `api/validation.ts`, experiment
+ * Used where values enter (the chat route and batch lines through `domain/chat-validation.ts`, experiment
  * variants at creation) and again at the backend boundary (`checkGenerateInput`, by the inference
  * activity and the llama.cpp backend), because a value stored earlier (an experiment variant, a
  * history started before a rule existed) may never have passed the entry check. node-llama-cpp
@@ -9,7 +9,14 @@
  *
  * No I/O; imports only types.
  */
-import type { VariantOverrides } from '../db/tables/index.js';
+import { InvalidRequestError } from './invalid-request.js';
+/** What a variant may change about a request. */
+export interface VariantOverrides {
+  model?: string;
+  temperature?: number;
+  top_p?: number;
+  max_tokens?: number;
+}
 
 /** Bounds of each numeric parameter, OpenAI's (seed: a signed 32-bit integer). */
 export const SAMPLING_BOUNDS = {
@@ -31,14 +38,14 @@ const MAX_MODEL_LENGTH = 256;
 export const OVERRIDABLE = ['model', 'temperature', 'top_p', 'max_tokens'] as const;
 
 /** A refused value: `param` names the field as the client wrote it (e.g. `variants[1].overrides.temperature`). */
-export class SamplingParamError extends Error {
+export class SamplingParamError extends InvalidRequestError {
   override readonly name = 'SamplingParamError';
   constructor(
-    readonly param: string,
+    override readonly param: string,
     message: string,
-    readonly code: 'invalid_type' | 'invalid_value',
+    override readonly code: 'invalid_type' | 'invalid_value',
   ) {
-    super(message);
+    super(message, param, code);
   }
 }
 

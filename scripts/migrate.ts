@@ -1,5 +1,5 @@
 /** `npm run migrate`: applies pending migrations to DATABASE_URL; exits non-zero on failure. */
-import { loadConfig } from '../workers/config.js';
+import { loadConfig } from '../runtime/config.js';
 import { createDb } from '../db/database.js';
 import { migrateToLatest } from '../db/migrate.js';
 

@@ -4,11 +4,11 @@
  * DATABASE_URL / TEMPORAL_ADDRESS switch to external servers. Ctrl-C stops everything.
  */
 import path from 'node:path';
-import { loadConfig } from '../workers/config.js';
-import { createLogger } from '../workers/logger.js';
+import { loadConfig } from '../runtime/config.js';
+import { createLogger } from '../runtime/logger.js';
 import { ensureTinyGguf } from '../workers/llama/tiny-gguf.js';
-import { startMetricsServer } from '../workers/metrics-server.js';
-import { installTemporalRuntime } from '../workers/temporal-runtime.js';
+import { startMetricsServer } from '../runtime/metrics-server.js';
+import { installTemporalRuntime } from '../runtime/temporal-runtime.js';
 import { startInfra, startStack, type Stack } from './lib/system.js';
 import { DEMO_MODEL, ensureAdminKey, ensureModels } from './lib/bootstrap.js';
 import { configOrExit, runMain } from './lib/run-main.js';

@@ -5,7 +5,8 @@
  */
 import { ScheduleOverlapPolicy, type Client } from '@temporalio/client';
 import { createScheduleOnce } from './schedules.js';
-import { BILLING_SCHEDULE_ID, CONTROL_TASK_QUEUE, DAY_CLOSE_SCHEDULE_ID, type BillingRunInput, type DayCloseInput } from '../workflows/contracts.js';
+import type { BillingRunInput, DayCloseInput } from '../contracts/billing.js';
+import { BILLING_SCHEDULE_ID, CONTROL_TASK_QUEUE, DAY_CLOSE_SCHEDULE_ID } from '../contracts/ids.js';
 
 /**
  * Runs still going when the next fires are skipped; a missed firing (server down) is caught up

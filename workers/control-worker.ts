@@ -1,9 +1,9 @@
 /** The control worker: every workflow, and the database activities, on `sluice-control`. */
 import { fileURLToPath } from 'node:url';
-import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
+import { type NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
 import type { PayloadCodec } from '@temporalio/common';
 import { createControlActivities, type ControlDeps } from '../activities/index.js';
-import { CONTROL_TASK_QUEUE } from '../workflows/contracts.js';
+import { CONTROL_TASK_QUEUE } from '../contracts/ids.js';
 
 export const WORKFLOWS_PATH = fileURLToPath(new URL('../workflows/index.ts', import.meta.url));
 

@@ -5,15 +5,15 @@
  * Separate queues, so chunks of batch lines never hold the slots an interactive request needs to
  * be picked up; in the backend, the lines queue for a sequence behind interactive requests.
  */
-import { NativeConnection, Worker } from '@temporalio/worker';
+import { type NativeConnection, Worker } from '@temporalio/worker';
 import type { PayloadCodec } from '@temporalio/common';
 import { createBatchInferenceActivities, createInferenceActivities } from '../activities/inference.js';
 import type { BackendRegistry } from '../activities/backends/registry.js';
-import { inferenceBatchTaskQueue, inferenceTaskQueue } from '../workflows/contracts.js';
+import { inferenceBatchTaskQueue, inferenceTaskQueue } from '../contracts/ids.js';
 
 /** Chunks of batch lines a worker runs at once (their lines share the backend's slots). */
 const BATCH_CHUNKS = 2;
-import type { Metrics } from './metrics.js';
+import type { Metrics } from '../runtime/metrics.js';
 
 export interface InferenceWorkerOptions {
   namespace: string;

@@ -1,6 +1,6 @@
 /** Temporal Schedules of the control plane, created idempotently when a control worker starts. */
 import { ScheduleAlreadyRunning, ScheduleOverlapPolicy, type Client, type ScheduleOptions } from '@temporalio/client';
-import { CONTROL_TASK_QUEUE } from '../workflows/contracts.js';
+import { CONTROL_TASK_QUEUE } from '../contracts/ids.js';
 import { RECONCILE_SCHEDULE_ID } from '../workflows/reconcile.js';
 
 export interface ReconcileScheduleOptions {

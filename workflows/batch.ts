@@ -41,16 +41,10 @@ import type { BatchInferenceActivities } from '../activities/inference.js';
 import type { WebhookActivities } from '../activities/webhooks.js';
 import { runChatPipeline, type PipelineHooks } from './pipeline.js';
 import { coalesce } from './coalesce.js';
-import { BATCH_PROFILES as PROFILES } from './profiles.js';
-import {
-  SearchAttributes,
-  inferenceBatchTaskQueue,
-  type BatchLine,
-  type InferInput,
-  type InferOutput,
-  type BatchProgress,
-  type BatchWorkflowInput,
-} from './contracts.js';
+import { BATCH_PROFILES as PROFILES } from '../contracts/profiles.js';
+import type { BatchLine, BatchProgress, BatchWorkflowInput } from '../contracts/batch.js';
+import type { InferInput, InferOutput } from '../contracts/chat.js';
+import { SearchAttributes, inferenceBatchTaskQueue } from '../contracts/ids.js';
 
 /** Stops scheduling lines, cancels those in flight, writes partial output; status `cancelled`. */
 export const cancelBatchSignal = defineSignal('cancelBatch');

@@ -27,20 +27,9 @@ import {
 import { WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
 import type { ControlActivities } from '../activities/index.js';
 import { failureOf } from './failures.js';
-import {
-  DAY_PATTERN,
-  PERIOD_PATTERN,
-  SearchAttributes,
-  previousDay,
-  type DayCloseInput,
-  type DayCloseOutput,
-  billingWorkflowId,
-  previousPeriod,
-  type BillingInput,
-  type BillingOutput,
-  type BillingRunInput,
-  type BillingRunOutput,
-} from './contracts.js';
+import type { DayCloseInput, DayCloseOutput, BillingInput, BillingOutput, BillingRunInput, BillingRunOutput } from '../contracts/billing.js';
+import { SearchAttributes, billingWorkflowId } from '../contracts/ids.js';
+import { DAY_PATTERN, PERIOD_PATTERN, previousDay, previousPeriod } from '../domain/billing-calendar.js';
 
 export type BillingState =
   | { step: 'closing' }

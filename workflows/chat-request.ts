@@ -6,7 +6,8 @@
  */
 import { defineQuery, setHandler, upsertSearchAttributes } from '@temporalio/workflow';
 import { runChatPipeline } from './pipeline.js';
-import { SearchAttributes, type ChatCompletion, type ChatRequestInput, type JobStatus } from './contracts.js';
+import type { ChatCompletion, ChatRequestInput, JobStatus } from '../contracts/chat.js';
+import { SearchAttributes } from '../contracts/ids.js';
 
 export const statusQuery = defineQuery<{ status: JobStatus; step: string }>('status');
 

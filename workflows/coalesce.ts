@@ -7,7 +7,7 @@
  * Workflow-only module: the flush runs on a microtask, which is deterministic.
  */
 import { ApplicationFailure, CancelledFailure } from '@temporalio/workflow';
-import type { ItemResult } from './contracts.js';
+import type { ItemResult } from '../contracts/failures.js';
 
 export interface CoalesceLimits<I> {
   /** Most items per call. */

@@ -4,7 +4,8 @@
  * helpers unwrap it in one place. Pure over `@temporalio/common`: safe in the workflow sandbox.
  */
 import { ActivityFailure, ApplicationFailure, CancelledFailure, ChildWorkflowFailure } from '@temporalio/common';
-import type { ConsumedTokens, FailureDetails } from './contracts.js';
+import type { ConsumedTokens } from '../contracts/chat.js';
+import type { FailureDetails } from '../contracts/failures.js';
 
 /** The callee's own failure behind an `ActivityFailure` or `ChildWorkflowFailure`; anything else as it is. */
 export function causeOf(err: unknown): unknown {

@@ -19,20 +19,11 @@ import {
 import type { ControlActivities } from '../activities/index.js';
 import type { InferenceActivities } from '../activities/inference.js';
 import type { AdmitInput, Admission, CompleteInput } from '../activities/admission.js';
-import {
-  inferenceTaskQueue,
-  type ChatCompletion,
-  type ChatRequestInput,
-  type ConsumedTokens,
-  type DeploymentTarget,
-  type FailureDetails,
-  type FailureType,
-  type InferInput,
-  type InferOutput,
-  type JobStatus,
-} from './contracts.js';
+import type { ChatCompletion, ChatRequestInput, ConsumedTokens, DeploymentTarget, InferInput, InferOutput, JobStatus, UsageEntry } from '../contracts/chat.js';
+import type { FailureDetails, FailureType } from '../contracts/failures.js';
+import { inferenceTaskQueue } from '../contracts/ids.js';
 import { consumedOf, failureOf } from './failures.js';
-import { CLIENT_FAULTS, PIPELINE_PROFILES as PROFILES } from './profiles.js';
+import { CLIENT_FAULTS, PIPELINE_PROFILES as PROFILES } from '../contracts/profiles.js';
 
 /** Failure types that end the request instead of trying the next deployment. */
 const clientFaults: readonly string[] = CLIENT_FAULTS;
@@ -183,7 +174,7 @@ export async function runChatPipeline(input: ChatRequestInput, hooks: PipelineHo
       if (spentByFailures && spentByFailures.promptTokens + spentByFailures.completionTokens > 0) {
         await recordConsumed('failed', deployment, spentByFailures);
       }
-      const usage = {
+      const usage: UsageEntry = {
         requestId: input.requestId, step: 'infer', tenantId: input.tenantId, keyId: input.keyId, kind: input.kind,
         model, deploymentId: deployment.id, pool: deployment.pool, variant,
         promptTokens: out.promptTokens, completionTokens: out.completionTokens, latencyMs: out.latencyMs,

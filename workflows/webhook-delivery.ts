@@ -6,7 +6,7 @@
  */
 import { ApplicationFailure, TimeoutFailure, proxyActivities } from '@temporalio/workflow';
 import type { WebhookActivities } from '../activities/webhooks.js';
-import type { WebhookDeliveryInput } from './contracts.js';
+import type { WebhookDeliveryInput } from '../contracts/webhooks.js';
 import { causeOf } from './failures.js';
 
 export async function webhookDelivery(input: WebhookDeliveryInput): Promise<{ status: 'succeeded' | 'skipped' | 'failed'; reason: string | null }> {

@@ -1,40 +1,23 @@
 /**
- * The llama.cpp inference backend (through node-llama-cpp 3.x).
+ * The llama.cpp inference backend (through node-llama-cpp 3.x): its lifecycle and one request's
+ * path through it.
  *
  * One model, one context holding `slots` sequences: requests that run at the same time share the
  * context and node-llama-cpp batches their decoding. A request takes a free sequence (or waits for
- * one, first come first served), evaluates its prompt, samples token by token with the low-level
+ * one in the {@link SlotQueue}), evaluates its prompt, samples token by token with the low-level
  * sequence API, and always erases the sequence's KV state before handing it on.
  *
- * Chat formatting:
- * - if the GGUF carries a chat template (`tokenizer.chat_template`), node-llama-cpp's
- *   `resolveChatWrapper(model)` picks the matching wrapper (a specialised one or the Jinja
- *   template itself) and renders the conversation, with special tokens, plus the wrapper's stop
- *   triggers;
- * - otherwise the plain template of {@link formatPlainChatPrompt} is used, tokenized without
- *   special tokens (so message text can never forge a control token), after a BOS token when the
- *   model asks for one, with `"\n\nUser:"` as an extra stop string.
- *
- * Faults: every request is checked by the shared validator (domain/sampling-params.ts) before
- * node-llama-cpp sees it, since its sampler throws inside a decode loop that runs in a promise
- * nobody awaits (`LlamaContext.dispatchPendingBatch`): such a throw is an unhandled rejection,
- * which ends a Node process, and leaves the sequence waiting forever. Against what the validator
- * cannot foresee, the {@link faultGuard} catches unhandled rejections raised from node-llama-cpp's
- * code while a backend is open and fails the generations in flight instead (each attempt fails as
- * `unavailable` and is retried; their sequences are replaced, never reused).
+ * The parts, one per file in `llama-cpp/`: chat formatting (`prompt-preparer.ts`), the fair queue of
+ * sequences (`slot-queue.ts`), the sampling and stop loop (`generate-on-sequence.ts`) and the guard
+ * against faults in node-llama-cpp's decode loop (`fault-guard.ts`). Every request is checked by
+ * the shared validator (domain/sampling-params.ts) before node-llama-cpp sees it (see
+ * fault-guard.ts for why).
  */
 import {
   getLlama,
-  resolveChatWrapper,
-  SpecialToken,
-  SpecialTokensText,
-  type ChatHistoryItem,
-  type ChatWrapper,
   type Llama,
   type LlamaContext,
   type LlamaContextSequence,
-  type LlamaModel,
-  type LlamaText,
   type Token,
 } from 'node-llama-cpp';
 
@@ -42,12 +25,15 @@ import { checkGenerateInput } from '../../domain/sampling-params.js';
 import {
   BackendError,
   InterruptedGeneration,
-  type ChatMessage,
   type GenerateParams,
   type GenerateRequest,
   type GenerateResult,
   type InferenceBackend,
 } from './types.js';
+import { faultGuard } from './llama-cpp/fault-guard.js';
+import { decodeContent, generateOnSequence } from './llama-cpp/generate-on-sequence.js';
+import { createPromptPreparer, tokenizeRawPrompt } from './llama-cpp/prompt-preparer.js';
+import { SlotQueue } from './llama-cpp/slot-queue.js';
 
 /** How the llama.cpp backend loads its model and sizes its context. */
 export interface LlamaCppBackendOptions {
@@ -95,369 +81,10 @@ export interface LlamaCppBackend extends InferenceBackend {
   readonly contextSize: number;
 }
 
-/** A rendered prompt: its tokens and the extra ways generation ends besides EOG tokens. */
-interface PreparedPrompt {
-  tokens: Token[];
-  /** Stop strings implied by the chat template (request stops are added to these). */
-  templateStops: string[];
-  /** Non-EOG single tokens that end the answer (from a chat wrapper's stop triggers). */
-  stopTokens: ReadonlySet<Token>;
-}
-
-/** Turns chat messages into a prompt for the loaded model. */
-type PromptPreparer = (messages: readonly ChatMessage[]) => PreparedPrompt;
-
-/** Role labels of the plain template. */
-const PLAIN_ROLE_LABELS: Record<ChatMessage['role'], string> = {
-  system: 'System',
-  developer: 'Developer',
-  user: 'User',
-  assistant: 'Assistant',
-  tool: 'Tool',
-};
-
-/** Stop strings that the plain template adds to every request. */
-export const PLAIN_TEMPLATE_STOPS: readonly string[] = ['\n\nUser:'];
-
 /** Default cap of the per-sequence context when `contextSize` is not given. */
 const DEFAULT_MAX_CONTEXT_SIZE = 4096;
 
-/**
- * Renders messages with the plain template used for models without a chat template: each message
- * as `Label: content`, separated by blank lines, ending with an open `Assistant:` turn. Labels are
- * System, Developer, User, Assistant and Tool.
- *
- * @example
- * formatPlainChatPrompt([{ role: 'user', content: 'Hi' }]) // 'User: Hi\n\nAssistant:'
- */
-export function formatPlainChatPrompt(messages: readonly ChatMessage[]): string {
-  const turns = messages.map((message) => `${PLAIN_ROLE_LABELS[message.role]}: ${message.content}`);
-  return [...turns, `${PLAIN_ROLE_LABELS.assistant}:`].join('\n\n');
-}
-
-/** Tokenizes `text` as a raw prompt: BOS when the model wants one, no special-token parsing. */
-function tokenizeRawPrompt(model: LlamaModel, text: string): Token[] {
-  const bos = model.tokens.bos;
-  const tokens = model.tokenize(text, false);
-  return model.tokens.shouldPrependBosToken && bos !== null ? [bos, ...tokens] : tokens;
-}
-
-/** Maps our messages onto node-llama-cpp's chat history, ending with an open model turn. */
-function toChatHistory(messages: readonly ChatMessage[]): ChatHistoryItem[] {
-  const history: ChatHistoryItem[] = messages.map((message): ChatHistoryItem => {
-    switch (message.role) {
-      case 'system':
-      case 'developer':
-        return { type: 'system', text: message.content };
-      case 'user':
-        return { type: 'user', text: message.content };
-      case 'tool':
-        return { type: 'user', text: `Tool result:\n${message.content}` };
-      case 'assistant':
-        return { type: 'model', response: [message.content] };
-    }
-  });
-  history.push({ type: 'model', response: [] });
-  return history;
-}
-
-/** A stop trigger's values as text pieces and special tokens (as node-llama-cpp's stop detector sees them). */
-function resolveTrigger(model: LlamaModel, trigger: LlamaText): (string | Token)[] {
-  return trigger.values.flatMap((value): (string | Token)[] => {
-    if (typeof value === 'string') return value === '' ? [] : [value];
-    if (value instanceof SpecialToken) return value.tokenize(model.tokenizer);
-    if (value instanceof SpecialTokensText) return value.tokenizeSpecialTokensOnly(model.tokenizer);
-    return [];
-  });
-}
-
-/**
- * Splits a chat wrapper's stop triggers into plain stop strings and single stop tokens. Triggers
- * mixing text and tokens are left out: in practice they end with an EOG token, which stops
- * generation anyway.
- */
-function splitStopTriggers(model: LlamaModel, triggers: readonly LlamaText[]) {
-  const strings: string[] = [];
-  const tokens = new Set<Token>();
-  for (const trigger of triggers) {
-    const parts = resolveTrigger(model, trigger);
-    const [first] = parts;
-    if (parts.length === 1 && typeof first === 'number') tokens.add(first);
-    else if (parts.length > 0 && parts.every((part) => typeof part === 'string')) strings.push(parts.join(''));
-  }
-  return { strings, tokens };
-}
-
-/** A preparer that renders through a node-llama-cpp chat wrapper. */
-function createWrapperPreparer(model: LlamaModel, wrapper: ChatWrapper): PromptPreparer {
-  return (messages) => {
-    const state = wrapper.generateContextState({ chatHistory: toChatHistory(messages) });
-    const stops = splitStopTriggers(model, state.stopGenerationTriggers);
-    return {
-      tokens: state.contextText.tokenize(model.tokenizer),
-      templateStops: stops.strings,
-      stopTokens: stops.tokens,
-    };
-  };
-}
-
-/** Chooses the chat formatting for the model: its own template if it has one, else the plain one. */
-function createPromptPreparer(model: LlamaModel): PromptPreparer {
-  if (model.fileInfo.metadata.tokenizer.chat_template !== undefined) {
-    return createWrapperPreparer(model, resolveChatWrapper(model));
-  }
-  return (messages) => ({
-    tokens: tokenizeRawPrompt(model, formatPlainChatPrompt(messages)),
-    templateStops: [...PLAIN_TEMPLATE_STOPS],
-    stopTokens: new Set(),
-  });
-}
-
-/** Whether an unhandled rejection came from node-llama-cpp's own code (its decode loop). */
-function isLlamaFault(reason: unknown): boolean {
-  return reason instanceof Error && /node-llama-cpp/.test(reason.stack ?? '');
-}
-
-/**
- * The process's guard against node-llama-cpp's unawaited decode loop. While at least one backend
- * is open it listens for `unhandledRejection`: a rejection from node-llama-cpp's code fails every
- * generation in flight in this process (which one the failed batch served cannot be known; the
- * others are retried), one from elsewhere is rethrown as Node would when no other listener
- * decides. Process-wide state by nature: the event is the process's.
- */
-export const faultGuard = {
-  /** Fails a generation in flight, by the function its `register` returned. */
-  inFlight: new Set<(error: unknown) => void>(),
-  openBackends: 0,
-  /** Faults seen (for tests and logs). */
-  faults: 0,
-  listener(reason: unknown): void {
-    if (!isLlamaFault(reason)) {
-      if (process.listenerCount('unhandledRejection') === 1) throw reason;
-      return;
-    }
-    faultGuard.faults += 1;
-    const failing = [...faultGuard.inFlight];
-    process.emitWarning(`node-llama-cpp failed in its decode loop (${failing.length} generation(s) failed): ${reason instanceof Error ? reason.message : String(reason)}`, 'SluiceLlamaFault');
-    for (const fail of failing) fail(reason);
-  },
-  open(): void {
-    if (faultGuard.openBackends++ === 0) process.on('unhandledRejection', faultGuard.listener);
-  },
-  close(): void {
-    if (--faultGuard.openBackends === 0) process.off('unhandledRejection', faultGuard.listener);
-  },
-  /** A generation starts decoding: `fault` rejects if node-llama-cpp fails meanwhile; call `done` at its end. */
-  register(): { fault: Promise<never>; done: () => void } {
-    let fail: (error: unknown) => void = () => undefined;
-    const fault = new Promise<never>((_, reject) => {
-      fail = reject;
-    });
-    fault.catch(() => undefined);
-    faultGuard.inFlight.add(fail);
-    return { fault, done: () => faultGuard.inFlight.delete(fail) };
-  },
-};
-
-/** A waiter for a free sequence. */
-interface SlotWaiter<T> {
-  resolve(item: T): void;
-  reject(error: unknown): void;
-}
-
-/**
- * A pool of items (the context's sequences) in two classes: every interactive waiter is served
- * before any batch waiter, first come first served; batch waiters take turns by fairness key (the
- * tenant), first come first served within a key, so one tenant's queued chunk of lines does not
- * hold back another's. `acquire` resolves at once when an item is free, otherwise when one is
- * released to this waiter; an abort removes the waiter.
- */
-export class SlotQueue<T> {
-  private readonly free: T[];
-  private readonly interactive: SlotWaiter<T>[] = [];
-  /** Batch waiters by fairness key; the Map's order is the keys' turn order. */
-  private readonly batch = new Map<string, SlotWaiter<T>[]>();
-  private closedError: Error | null = null;
-
-  constructor(items: Iterable<T>) {
-    this.free = [...items];
-  }
-
-  /** Requests waiting for an item. */
-  get waiting(): number {
-    let n = this.interactive.length;
-    for (const line of this.batch.values()) n += line.length;
-    return n;
-  }
-
-  /** Takes a free item, or waits in line for one. Rejects with the signal's reason on abort. */
-  acquire(signal: AbortSignal, priority: 'interactive' | 'batch' = 'interactive', fairnessKey = ''): Promise<T> {
-    if (this.closedError !== null) return Promise.reject(this.closedError);
-    if (signal.aborted) return Promise.reject(signal.reason);
-    const item = this.free.shift();
-    if (item !== undefined) return Promise.resolve(item);
-    let line = this.interactive;
-    if (priority === 'batch') {
-      line = this.batch.get(fairnessKey) ?? [];
-      if (line.length === 0) this.batch.set(fairnessKey, line);
-    }
-    return new Promise<T>((resolve, reject) => {
-      const onAbort = (): void => {
-        const index = line.indexOf(waiter);
-        if (index >= 0) line.splice(index, 1);
-        if (priority === 'batch' && line.length === 0 && this.batch.get(fairnessKey) === line) this.batch.delete(fairnessKey);
-        reject(signal.reason);
-      };
-      const waiter: SlotWaiter<T> = {
-        resolve: (value) => {
-          signal.removeEventListener('abort', onAbort);
-          resolve(value);
-        },
-        reject: (error) => {
-          signal.removeEventListener('abort', onAbort);
-          reject(error);
-        },
-      };
-      signal.addEventListener('abort', onAbort, { once: true });
-      line.push(waiter);
-    });
-  }
-
-  /** The next batch waiter: the first of the key whose turn it is; that key then goes last. */
-  private nextBatchWaiter(): SlotWaiter<T> | undefined {
-    for (const [key, line] of this.batch) {
-      this.batch.delete(key);
-      const waiter = line.shift();
-      if (line.length > 0) this.batch.set(key, line);
-      if (waiter !== undefined) return waiter;
-    }
-    return undefined;
-  }
-
-  /** Hands the item to the oldest interactive waiter, else to the batch key whose turn it is, or puts it back in the free list. */
-  release(item: T): void {
-    const waiter = this.interactive.shift() ?? this.nextBatchWaiter();
-    if (waiter !== undefined) waiter.resolve(item);
-    else this.free.push(item);
-  }
-
-  /** Rejects every waiter and all later `acquire` calls with `error`. */
-  close(error: Error): void {
-    this.closedError = error;
-    const waiters = [...this.interactive.splice(0), ...[...this.batch.values()].flat()];
-    this.batch.clear();
-    for (const waiter of waiters) waiter.reject(error);
-  }
-}
-
-/** What {@link generateOnSequence} needs besides the sequence. */
-interface GenerationInput {
-  prompt: PreparedPrompt;
-  params: GenerateParams;
-  signal: AbortSignal;
-  onProgress: ((completionTokens: number, promptTokens: number) => void) | undefined;
-  progressEveryTokens: number;
-  /** Rejects when node-llama-cpp failed outside this call (see {@link faultGuard}). */
-  fault: Promise<never>;
-  /** Whether `fault` has rejected. */
-  faulted: () => boolean;
-}
-
-/** Why generation ended, with the generated tokens and where the answer's text ends. */
-interface GenerationOutcome {
-  tokens: Token[];
-  finishReason: GenerateResult['finishReason'];
-  /** Tokens of `tokens` that belong to the answer (a stop token is excluded). */
-  contentTokenCount: number;
-  /** Stop strings to cut the decoded text at. */
-  stops: string[];
-}
-
-/** Sampling options for node-llama-cpp: OpenAI semantics (no top-k; top-p 1 unless given). */
-function samplingOptions(params: GenerateParams) {
-  return {
-    temperature: params.temperature,
-    topK: 0,
-    topP: params.topP ?? 1,
-    minP: 0,
-    seed: params.seed ?? Math.floor(Math.random() * 2 ** 31),
-  };
-}
-
-/**
- * Whether a stop string ends inside the recent tokens. Only a tail is decoded (each step checks
- * the newest token), so the cost per token does not grow with the answer.
- */
-function tailHasStop(model: LlamaModel, tokens: readonly Token[], stops: readonly string[]): boolean {
-  if (stops.length === 0) return false;
-  const tailLength = 4 * Math.max(...stops.map((stop) => stop.length)) + 4;
-  const tailStart = Math.max(0, tokens.length - tailLength);
-  const tail = model.detokenize(tokens.slice(tailStart), false, tokens.slice(Math.max(0, tailStart - 8), tailStart));
-  return stops.some((stop) => tail.includes(stop));
-}
-
-/**
- * Samples tokens on `sequence` until an end condition; the caller clears the sequence afterwards.
- * Pushes every generated token to `tokens` (the caller's, so an interrupted generation's count is known).
- */
-async function generateOnSequence(
-  model: LlamaModel,
-  sequence: LlamaContextSequence,
-  input: GenerationInput,
-  tokens: Token[],
-): Promise<GenerationOutcome> {
-  const { params, signal, onProgress, progressEveryTokens, prompt, fault } = input;
-  const stops = [...prompt.templateStops, ...(params.stop ?? [])].filter((stop) => stop !== '');
-  let finishReason: GenerateResult['finishReason'] = 'stop';
-  let contentTokenCount: number | null = null;
-  const evaluation = sequence.evaluate(prompt.tokens, samplingOptions(params))[Symbol.asyncIterator]();
-  let ended = false;
-  try {
-    for (;;) {
-      // A fault in node-llama-cpp's decode loop never settles `next()`: the guard's rejection ends the wait.
-      const pending = evaluation.next();
-      pending.catch(() => undefined); // settled after a fault, if ever: already answered by the race
-      const next = await Promise.race([pending, fault]);
-      if (next.done === true) {
-        ended = true;
-        break;
-      }
-      const token = next.value;
-      signal.throwIfAborted();
-      tokens.push(token);
-      if (onProgress !== undefined && tokens.length % progressEveryTokens === 0) onProgress(tokens.length, prompt.tokens.length);
-      if (prompt.stopTokens.has(token)) {
-        contentTokenCount = tokens.length - 1;
-        break;
-      }
-      if (tailHasStop(model, tokens, stops)) break;
-      if (tokens.length >= params.maxTokens) {
-        finishReason = 'length';
-        break;
-      }
-    }
-  } finally {
-    // As `for await` does on an early exit: the generator releases the sequence's evaluation lock.
-    // Not after a fault: its `next()` never settles, so neither would `return()`.
-    if (!ended && !input.faulted()) await evaluation.return?.(undefined);
-  }
-  signal.throwIfAborted();
-  onProgress?.(tokens.length, prompt.tokens.length);
-  return { tokens, finishReason, contentTokenCount: contentTokenCount ?? tokens.length, stops };
-}
-
-/**
- * Decodes the answer in one go (multi-byte characters may span byte tokens) and cuts it at the
- * first stop. Decoding without preceding tokens drops the SentencePiece leading space, as chat
- * content should.
- */
-function decodeContent(model: LlamaModel, outcome: GenerationOutcome): string {
-  const text = model.detokenize(outcome.tokens.slice(0, outcome.contentTokenCount), false);
-  const cut = Math.min(...outcome.stops.map((stop) => text.indexOf(stop)).filter((index) => index >= 0));
-  return Number.isFinite(cut) ? text.slice(0, cut) : text;
-}
-
-/** Refuses what node-llama-cpp must never see (the backend boundary; see the top of this file). */
+/** Refuses what node-llama-cpp must never see (the backend boundary; see fault-guard.ts for why). */
 function checkInput(request: Pick<GenerateRequest, 'messages' | 'params'>): void {
   const invalid = checkGenerateInput(request);
   if (invalid !== null) throw new BackendError('bad_request', `invalid request for llama.cpp: ${invalid.message}`);

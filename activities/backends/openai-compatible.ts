@@ -14,11 +14,11 @@ import type {
   ChatCompletionCreateParamsNonStreaming,
   ChatCompletionMessageParam,
 } from 'openai/resources/chat/completions';
-import { estimatePromptTokens } from '../../api/validation.js';
+import { estimatePromptTokens } from '../../domain/chat-validation.js';
 import { BackendError, type ConsumedTokens } from './types.js';
 import type { ChatMessage, GenerateParams, GenerateResult, InferenceBackend } from './types.js';
 import { ResponseTooLargeError, createPinnedFetch, type PinnedFetch } from './pinned-fetch.js';
-import { AddressRefusedError } from './upstream-address.js';
+import { AddressRefusedError } from '../net/address-guard.js';
 
 /** How to reach one OpenAI-compatible upstream deployment. */
 export interface OpenAICompatibleBackendOptions {

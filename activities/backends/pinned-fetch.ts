@@ -14,7 +14,7 @@
 import http from 'node:http';
 import https from 'node:https';
 import net from 'node:net';
-import { AddressRefusedError, guardedLookup, isAllowedHost, normaliseHost, privateRangeOf } from './upstream-address.js';
+import { AddressRefusedError, guardedLookup, isAllowedHost, normaliseHost, privateRangeOf } from '../net/address-guard.js';
 
 /** An upstream answered with more bytes than the configured cap. */
 export class ResponseTooLargeError extends Error {

@@ -4,10 +4,11 @@
  * workflow), so a worker serves whatever its pool is given without a restart.
  */
 import path from 'node:path';
-import type { DeploymentTarget } from '../../workflows/contracts.js';
+import type { DeploymentTarget } from '../../contracts/chat.js';
 import { BackendError, type GenerateResult, type InferenceBackend } from './types.js';
 import { createInstantBackend } from './instant.js';
 import { UpstreamAddressError, checkUpstreamUrl, lookupAll, type LookupAll } from './upstream-address.js';
+import type { Llama } from 'node-llama-cpp';
 
 export interface BackendRegistryOptions {
   /** Relative GGUF paths resolve against `<dataDir>/models`. */
@@ -90,7 +91,7 @@ function sizeChecked(backend: InferenceBackend): InferenceBackend {
 export function createBackendRegistry(options: BackendRegistryOptions): BackendRegistry {
   const backends = new Map<string, Promise<InferenceBackend>>();
   // One llama.cpp runtime per process, shared by every GGUF this worker serves.
-  let llama: Promise<import('node-llama-cpp').Llama> | null = null;
+  let llama: Promise<Llama> | null = null;
   const sharedLlama = () => {
     llama ??= import('node-llama-cpp').then(({ getLlama, LlamaLogLevel }) => getLlama({ build: 'never', gpu: options.gpu, logLevel: LlamaLogLevel.error }));
     return llama;

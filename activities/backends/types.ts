@@ -4,7 +4,7 @@
  * instant in-process backend used by benchmarks).
  */
 
-import type { ConsumedTokens } from '../../workflows/contracts.js';
+import type { ConsumedTokens } from '../../contracts/chat.js';
 
 /** A chat message as the backend receives it: already validated, content flattened to text. */
 export interface ChatMessage {

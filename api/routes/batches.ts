@@ -9,18 +9,17 @@ import type { Db } from '../../db/database.js';
 import type { BatchRow } from '../../db/tables/index.js';
 import { deleteBatch, getBatch, insertBatch, listBatches, transitionBatch } from '../../db/repositories/batches.js';
 import { getFile } from '../../db/repositories/files.js';
-import { newId } from '../../db/repositories/ids.js';
+import { newId } from '../../domain/ids.js';
+import type { BatchWorkflowInput } from '../../contracts/batch.js';
+import { CONTROL_TASK_QUEUE, PriorityKeys, SearchAttributes, batchWorkflowId } from '../../contracts/ids.js';
 import { countActiveBatches, lockTenantRow } from '../../db/repositories/tenant-holdings.js';
 import { DEFAULT_TENANT_CAPS, type TenantCaps } from '../tenant-caps.js';
-import {
-  CONTROL_TASK_QUEUE, PriorityKeys, SearchAttributes, batchWorkflowId, type BatchWorkflowInput,
-} from '../../workflows/contracts.js';
 import type { batch as batchWorkflow } from '../../workflows/batch.js';
 import { authOf, requirePermission } from '../auth.js';
 import { HttpError, badRequest, notFound } from '../errors.js';
 import { pageOf } from '../pagination.js';
 import { startFailureResponse } from '../workflow-start.js';
-import type { Logger } from '../../workers/logger.js';
+import type { Logger } from '../../runtime/logger.js';
 import { readScope, tenantOf } from './files.js';
 
 /** How batches run. */

@@ -14,15 +14,16 @@ import type { Invoice, InvoiceLine } from '../../db/tables/index.js';
 import { appendAudit } from '../../db/repositories/audit.js';
 import { addAdjustment, addPlanRate, addPrice, priceHistory } from '../../db/repositories/billing.js';
 import {
-  INVOICE_EXPORT_COLUMNS, USAGE_EXPORT_COLUMNS, getInvoice, invoiceLines, listInvoices, liveInvoice, periodRange,
+  INVOICE_EXPORT_COLUMNS, USAGE_EXPORT_COLUMNS, getInvoice, invoiceLines, listInvoices, liveInvoice,
   reconcileInvoice, streamInvoiceLines, streamUsage, voidInvoice,
 } from '../../db/repositories/invoices.js';
 import { getTenant } from '../../db/repositories/tenants.js';
-import { dayRange, listDayCloses } from '../../db/repositories/day-close.js';
+import { listDayCloses } from '../../db/repositories/day-close.js';
+import { dayRange, periodRange } from '../../domain/billing-calendar.js';
 import type { billing, billingRun, dayClose } from '../../workflows/billing.js';
-import {
-  CONTROL_TASK_QUEUE, DAY_PATTERN, PERIOD_PATTERN, billingRunWorkflowId, billingWorkflowId, dayCloseWorkflowId, type BillingOutput,
-} from '../../workflows/contracts.js';
+import type { BillingOutput } from '../../contracts/billing.js';
+import { CONTROL_TASK_QUEUE, billingRunWorkflowId, billingWorkflowId, dayCloseWorkflowId } from '../../contracts/ids.js';
+import { DAY_PATTERN, PERIOD_PATTERN } from '../../domain/billing-calendar.js';
 import { authOf, isOperator, requirePermission, tenantScope, type AuthContext } from '../auth.js';
 import { HttpError, badRequest, notFound } from '../errors.js';
 import { pageOf } from '../pagination.js';

@@ -10,20 +10,19 @@ import type { RequestRow } from '../../db/tables/index.js';
 import { getModel } from '../../db/repositories/models.js';
 import { deleteUnstartedRequest, getRequest, insertRequest } from '../../db/repositories/requests.js';
 import { precheckAdmission } from '../../db/repositories/quota.js';
-import { canonicalJson } from '../../db/repositories/canonical-json.js';
-import { newId } from '../../db/repositories/ids.js';
-import { allowsModel } from '../../activities/policy.js';
-import {
-  CONTROL_TASK_QUEUE, SearchAttributes, chatWorkflowId, type ChatCompletion, type ChatRequestInput, type JobStatus,
-} from '../../workflows/contracts.js';
+import { canonicalJson } from '../../domain/canonical-json.js';
+import { newId } from '../../domain/ids.js';
+import { allowsModel } from '../../domain/policy.js';
+import type { ChatCompletion, ChatRequestInput, JobStatus } from '../../contracts/chat.js';
+import { CONTROL_TASK_QUEUE, SearchAttributes, chatWorkflowId } from '../../contracts/ids.js';
 import type { chatRequest } from '../../workflows/chat-request.js';
-import { clientFailure } from '../../workflows/client-errors.js';
-import type { Metrics } from '../../workers/metrics.js';
+import { clientFailure } from '../../domain/client-errors.js';
+import type { Metrics } from '../../runtime/metrics.js';
 import { authOf, requirePermission } from '../auth.js';
 import { HttpError, badRequest, fromWorkflowFailure, notFound } from '../errors.js';
-import { estimatePromptTokens, minPromptTokens, validateChatBody } from '../validation.js';
+import { estimatePromptTokens, minPromptTokens, validateChatBody } from '../../domain/chat-validation.js';
 import { startFailureResponse } from '../workflow-start.js';
-import type { Logger } from '../../workers/logger.js';
+import type { Logger } from '../../runtime/logger.js';
 
 export interface ChatRouteDeps {
   db: Db;

@@ -16,12 +16,13 @@ import type { Db } from '../../db/database.js';
 import type { FileRow } from '../../db/tables/index.js';
 import { deleteFile, fileInUse, finishFile, getFile, insertFile, insertFileLines, listFiles, readFileLines } from '../../db/repositories/files.js';
 import { lockTenantRow, tenantFileUsage } from '../../db/repositories/tenant-holdings.js';
-import { newId } from '../../db/repositories/ids.js';
+import { newId } from '../../domain/ids.js';
 import { authOf, requirePermission, type AuthContext } from '../auth.js';
 import { HttpError, badRequest, notFound } from '../errors.js';
 import { pageOf } from '../pagination.js';
 import { LineTooLongError, createLineSplitter } from '../line-splitter.js';
 import { DEFAULT_TENANT_CAPS, createConcurrencyGate, type TenantCaps } from '../tenant-caps.js';
+import type { UploadProgress } from '../../contracts/limits.js';
 
 /** Limits of the Files API. */
 export interface FileLimits {
@@ -36,13 +37,7 @@ export interface FileLimits {
 export const DEFAULT_FILE_LIMITS: FileLimits = { maxBytes: 200 * 1024 * 1024, maxLines: 50_000, maxLineBytes: 1024 * 1024 };
 const DEFAULT_MAX_LINE_BYTES = 1024 * 1024;
 
-/** Least progress of an upload body: `minBytes` in every `windowMs`, or it is cut off with 408 `upload_too_slow`. */
-export interface UploadProgress {
-  /** @default 10000 */
-  windowMs: number;
-  /** @default 10240 */
-  minBytes: number;
-}
+export type { UploadProgress } from '../../contracts/limits.js';
 
 export const DEFAULT_UPLOAD_PROGRESS: UploadProgress = { windowMs: 10_000, minBytes: 10_240 };
 

@@ -7,7 +7,7 @@ import { appendAudit } from '../../db/repositories/audit.js';
 import type { Provider } from '../../db/tables/index.js';
 import { authOf, requirePermission } from '../auth.js';
 import { HttpError, badRequest } from '../errors.js';
-import { allowsModel } from '../../activities/policy.js';
+import { allowsModel } from '../../domain/policy.js';
 import { UpstreamAddressError, checkUpstreamUrl, type LookupAll } from '../../activities/backends/upstream-address.js';
 
 const ID = /^[A-Za-z0-9._:-]{1,128}$/;

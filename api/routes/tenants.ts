@@ -10,7 +10,7 @@ import { createTenant, getTenant, listTenants, updateTenant, type TenantLimits }
 import { createKey, getKey, listKeys, revokeKey, rotateKey } from '../../db/repositories/keys.js';
 import { appendAudit } from '../../db/repositories/audit.js';
 import { eraseTenantContent } from '../../db/repositories/retention.js';
-import { OPERATOR_ROLES, TENANT_ROLES, isOperatorRole, isRole, isValidScope, keyGrantProblem, type GrantedKey } from '../../activities/policy.js';
+import { OPERATOR_ROLES, TENANT_ROLES, isOperatorRole, isRole, isValidScope, keyGrantProblem, type GrantedKey } from '../../domain/policy.js';
 import { authOf, isOperator, requirePermission, tenantScope, type AuthContext } from '../auth.js';
 import { HttpError, badRequest, notFound } from '../errors.js';
 import { listJson, pageOf } from '../pagination.js';

@@ -7,13 +7,12 @@ import { appendAudit, listAudit, verifyAudit, writeCheckpoint, type AuditVerific
 import { createExperiment, listExperiments } from '../../db/repositories/experiments.js';
 import { getModel } from '../../db/repositories/models.js';
 import { getTenant } from '../../db/repositories/tenants.js';
-import { allowsModel } from '../../activities/policy.js';
+import { allowsModel } from '../../domain/policy.js';
 import { validateVariantOverrides } from '../../domain/sampling-params.js';
 import { budgetStatus } from '../../db/repositories/quota.js';
-import { periodOf } from '../../activities/cost.js';
+import { periodOf, periodRange } from '../../domain/billing-calendar.js';
 import { authOf, isOperator, requirePermission, tenantScope } from '../auth.js';
 import { HttpError, badRequest, notFound } from '../errors.js';
-import { sampling } from '../validation.js';
 import { MAX_PAGE, pageOf } from '../pagination.js';
 
 /** Bounds of an experiment: variants, and each one's weight (assignment sums weights in a 64-bit bucket). */
@@ -41,7 +40,7 @@ export function usageAuditRoutes(deps: { db: Db; config: { auditKey?: string | n
   router.get('/admin/usage', requirePermission(deps, 'usage:read'), async (req, res) => {
     const auth = authOf(req);
     const now = new Date();
-    const from = timeParam(req.query.from, 'from', new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), 1)));
+    const from = timeParam(req.query.from, 'from', periodRange(periodOf(now)).start);
     const to = timeParam(req.query.to, 'to', new Date(now.getTime() + 1000));
     const groupBy = req.query.group_by === undefined ? null : String(req.query.group_by);
     if (groupBy !== null && !(USAGE_GROUPS as readonly string[]).includes(groupBy)) throw badRequest(`'group_by' must be one of ${USAGE_GROUPS.join(', ')}`, 'group_by');
@@ -151,7 +150,7 @@ export function usageAuditRoutes(deps: { db: Db; config: { auditKey?: string | n
         throw badRequest(`variants[${i}].weight must be an integer from 1 to ${MAX_WEIGHT}`, `variants[${i}].weight`);
       }
       const at = `variants[${i}].overrides`;
-      const overrides = sampling(() => validateVariantOverrides(o.overrides, at));
+      const overrides = validateVariantOverrides(o.overrides, at);
       const model = overrides.model ?? b.model;
       const modelRow = await getModel(db, model);
       if (!modelRow) throw new HttpError('not_found_error', `The model '${model}' does not exist`, 'model_not_found', `${at}.model`);

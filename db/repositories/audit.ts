@@ -6,7 +6,7 @@ import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
 import type { Db } from '../database.js';
 import type { AuditRow, Database } from '../tables/index.js';
 import type { Selectable } from 'kysely';
-import { canonicalJson } from './canonical-json.js';
+import { canonicalJson } from '../../domain/canonical-json.js';
 
 export const GENESIS_HASH = '0'.repeat(64);
 

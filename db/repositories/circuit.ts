@@ -3,7 +3,7 @@ import type { Db } from '../database.js';
 import type { CircuitRow } from '../tables/index.js';
 import {
   breakerOnAcquire, breakerOnResult, initialBreakerState, type BreakerConfig, type BreakerState,
-} from '../../activities/circuit-breaker.js';
+} from '../../domain/circuit-breaker.js';
 
 function toState(row: CircuitRow): BreakerState {
   return {

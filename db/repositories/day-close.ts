@@ -6,14 +6,7 @@
  */
 import { sql } from 'kysely';
 import type { Db } from '../database.js';
-
-/** `YYYY-MM-DD` → the day's bounds in UTC; throws a RangeError on anything else. */
-export function dayRange(day: string): { start: Date; end: Date } {
-  const m = /^(\d{4})-(\d{2})-(\d{2})$/.exec(day);
-  const start = m ? new Date(Date.UTC(Number(m[1]), Number(m[2]) - 1, Number(m[3]))) : null;
-  if (!start || start.toISOString().slice(0, 10) !== day) throw new RangeError(`day must be a date YYYY-MM-DD, got '${day}'`);
-  return { start, end: new Date(start.getTime() + 86_400_000) };
-}
+import { dayRange } from '../../domain/billing-calendar.js';
 
 export interface DayTotals {
   tenant_id: string;

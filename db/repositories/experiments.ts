@@ -1,7 +1,7 @@
 /** Experiments, their variants and exposures. */
 import type { Db } from '../database.js';
 import type { VariantOverrides } from '../tables/index.js';
-import { newId } from './ids.js';
+import { newId } from '../../domain/ids.js';
 
 export interface ExperimentWithVariants {
   id: string;

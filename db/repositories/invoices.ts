@@ -6,17 +6,9 @@
 import { sql, type RawBuilder } from 'kysely';
 import type { Db } from '../database.js';
 import type { Invoice, InvoiceLine } from '../tables/index.js';
-import { newId } from './ids.js';
+import { newId } from '../../domain/ids.js';
 import { planRateAt } from './billing.js';
-
-/** `[start, end)` of a `YYYY-MM` period, UTC. */
-export function periodRange(period: string): { start: Date; end: Date } {
-  const m = /^(\d{4})-(0[1-9]|1[0-2])$/.exec(period);
-  if (!m) throw new RangeError(`period must be YYYY-MM, got '${period}'`);
-  const year = Number(m[1]);
-  const month = Number(m[2]) - 1;
-  return { start: new Date(Date.UTC(year, month, 1)), end: new Date(Date.UTC(year, month + 1, 1)) };
-}
+import { periodRange } from '../../domain/billing-calendar.js';
 
 export interface IssueInput {
   tenantId: string;

@@ -2,7 +2,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import type { Db } from '../database.js';
 import type { ApiKey, Role, Tenant } from '../tables/index.js';
-import { newId } from './ids.js';
+import { newId } from '../../domain/ids.js';
 
 /** Length of the visible prefix kept with the hash (`sk-` + 8 characters). */
 const PREFIX_LENGTH = 11;

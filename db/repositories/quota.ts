@@ -8,7 +8,8 @@
 import { sql, type Insertable } from 'kysely';
 import type { Db } from '../database.js';
 import type { BudgetEvent, Reservation, UsageTable } from '../tables/index.js';
-import { minuteOf, periodOf } from '../../activities/cost.js';
+import type { UsageEntry } from '../../contracts/chat.js';
+import { minuteOf, periodOf, periodRange } from '../../domain/billing-calendar.js';
 
 export type QuotaLimit = 'requests_per_minute' | 'tokens_per_minute' | 'max_concurrent' | 'monthly_budget';
 
@@ -31,7 +32,7 @@ function secondsUntil(from: Date, to: Date): number {
 }
 
 function nextMonth(at: Date): Date {
-  return new Date(Date.UTC(at.getUTCFullYear(), at.getUTCMonth() + 1, 1));
+  return periodRange(periodOf(at)).end;
 }
 
 /**
@@ -105,28 +106,20 @@ export async function budgetStatus(db: Db, tenantId: string, period: string) {
   };
 }
 
-export interface UsageInput {
-  requestId: string;
-  step: string;
-  tenantId: string;
-  keyId: string;
-  kind: 'sync' | 'async' | 'batch';
-  model: string;
-  deploymentId: string;
-  pool: string;
-  variant: string | null;
+/** What the ledger adds to a workflow's usage entry: the price in force and the cost at it. */
+export interface UsagePricing {
   priceId: number | null;
   /** The tenant's negotiated price row used, if any. @default null */
   tenantPriceId?: number | null;
   /** The instant the usage is dated at (and was priced at). @default the database's now() */
   at?: Date;
-  inputTokens: number;
-  outputTokens: number;
   costMicros: number;
-  latencyMs: number;
 }
 
-/** The ledger row for a usage input. */
+/** A usage row as the ledger writes it (`usage` table, one per request and step): the workflow's entry, priced. */
+export interface UsageInput extends UsageEntry, UsagePricing {}
+
+/** The ledger row for a usage input (its prompt tokens are the row's `input_tokens`, its completion tokens `output_tokens`). */
 function usageRow(usage: UsageInput, billable: boolean): Insertable<UsageTable> {
   return {
     request_id: usage.requestId,
@@ -141,8 +134,8 @@ function usageRow(usage: UsageInput, billable: boolean): Insertable<UsageTable> 
     price_id: usage.priceId,
     tenant_price_id: usage.tenantPriceId ?? null,
     ...(usage.at ? { created_at: usage.at } : {}),
-    input_tokens: usage.inputTokens,
-    output_tokens: usage.outputTokens,
+    input_tokens: usage.promptTokens,
+    output_tokens: usage.completionTokens,
     cost_micros: usage.costMicros,
     latency_ms: usage.latencyMs,
     billable,
@@ -158,7 +151,7 @@ export async function settle(db: Db, usage: UsageInput): Promise<{ costMicros: n
   const { rows } = await sql<{ cost_micros: number; inserted: boolean; budget_events: boolean }>`
     select * from sluice_settle(${usage.requestId}, ${usage.step}, ${usage.tenantId}, ${usage.keyId}, ${usage.kind}, ${usage.model},
       ${usage.deploymentId}, ${usage.pool}, ${usage.variant}, ${usage.priceId}, ${usage.tenantPriceId ?? null},
-      ${usage.at ?? null}, ${usage.inputTokens}, ${usage.outputTokens}, ${usage.costMicros}, ${usage.latencyMs},
+      ${usage.at ?? null}, ${usage.promptTokens}, ${usage.completionTokens}, ${usage.costMicros}, ${usage.latencyMs},
       ${periodOf(new Date())}, ${sql.val([...BUDGET_THRESHOLDS])}::integer[])`.execute(db);
   const row = rows[0];
   if (!row) throw new Error('sluice_settle returned no row');

@@ -1,7 +1,7 @@
 /** Tenants and their limits. */
 import type { Db } from '../database.js';
 import type { Tenant, TenantUpdate } from '../tables/index.js';
-import { newId } from './ids.js';
+import { newId } from '../../domain/ids.js';
 
 export interface TenantLimits {
   requests_per_minute: number | null;

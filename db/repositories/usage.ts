@@ -12,7 +12,7 @@ const GROUP_EXPR: Record<UsageGroup, ReturnType<typeof sql<string>>> = {
   variant: sql<string>`coalesce(variant, 'none')`,
   deployment: sql<string>`deployment_id`,
   kind: sql<string>`kind`,
-  // A batch line's request ID is `batch_req_<batch suffix>_<line>` (workflows/contracts.ts): the
+  // A batch line's request ID is `batch_req_<batch suffix>_<line>` (contracts/): the
   // batch ID is derived from it; everything else groups as 'none'.
   batch: sql<string>`case when kind = 'batch' then regexp_replace(request_id, '^batch_req_(.+)_[0-9]+$', 'batch_\\1') else 'none' end`,
 };

@@ -5,7 +5,7 @@
 import { sql } from 'kysely';
 import type { Db } from '../database.js';
 import type { WebhookDelivery, WebhookEndpoint, WebhookEvent } from '../tables/index.js';
-import { newId } from './ids.js';
+import { newId } from '../../domain/ids.js';
 
 export interface NewEndpoint {
   tenantId: string;

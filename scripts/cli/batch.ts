@@ -71,15 +71,16 @@ export function toBatchJsonl(text: string, model: string | null, maxTokens: numb
   const parsed = lines.map((l) => {
     try {
       const v: unknown = JSON.parse(l);
-      return typeof v === 'object' && v !== null && 'custom_id' in v ? (v as Record<string, any>) : null;
+      return typeof v === 'object' && v !== null && 'custom_id' in v ? (v as Record<string, unknown>) : null;
     } catch {
       return null;
     }
   });
   if (lines.length > 0 && parsed.every((p) => p !== null)) {
     return parsed.map((p) => {
-      const line = p as Record<string, any>;
-      if (model && line.body && typeof line.body === 'object' && line.body.model === undefined) line.body.model = model;
+      const line = p as Record<string, unknown>;
+      const body = line.body;
+      if (model && body && typeof body === 'object' && (body as Record<string, unknown>).model === undefined) (body as Record<string, unknown>).model = model;
       return JSON.stringify(line);
     }).join('\n') + '\n';
   }

@@ -4,7 +4,7 @@
  * writes help, and each spec's `build` validates the values. Nothing is printed here: help and
  * errors come back as text, and nothing exits.
  */
-import { Command as Program, CommanderError, Option } from 'commander';
+import { Command as Program, type CommanderError, Option } from 'commander';
 import { UsageError, type CommandSpec, type Values } from './args.js';
 import { DEFAULT_URL, normalizeUrl, type Connection } from './http.js';
 

@@ -3,8 +3,8 @@
  * A signal during start-up aborts `signal`: the entry point stops what it started so far (its
  * error path) and the process exits without reporting a failure.
  */
-import type { Logger } from '../../workers/logger.js';
-import { ConfigError } from '../../workers/config.js';
+import type { Logger } from '../../runtime/logger.js';
+import { ConfigError } from '../../runtime/config.js';
 
 /**
  * Runs `load` (an entry point's `loadConfig()`); on a {@link ConfigError} prints what is wrong,

@@ -1,6 +1,6 @@
 /**
  * Assembles Sluice's processes from their parts. `npm start` runs all of them in one process;
- * the separate entry points (`api/server.ts`, `workers/*-main.ts`) run one each; tests build the
+ * the separate entry points (`scripts/api.ts`, `workers/*-main.ts`) run one each; tests build the
  * same stack in-process against real servers.
  */
 import path from 'node:path';
@@ -16,12 +16,12 @@ import { ensureReconcileSchedule } from '../../workers/schedules.js';
 import { createInferenceWorkers } from '../../workers/inference-worker.js';
 import { ensureBillingSchedule, ensureDayCloseSchedule } from '../../workers/billing-schedule.js';
 import { createBackendRegistry, type BackendRegistry } from '../../activities/backends/registry.js';
-import { createMetrics, type Metrics } from '../../workers/metrics.js';
-import { payloadCodecsFor } from '../../workers/payload-codec.js';
-import { temporalTlsOptions } from '../../workers/temporal-runtime.js';
-import type { Logger } from '../../workers/logger.js';
-import type { SluiceConfig } from '../../workers/config.js';
-import type { BreakerConfig } from '../../activities/circuit-breaker.js';
+import { createMetrics, type Metrics } from '../../runtime/metrics.js';
+import { payloadCodecsFor } from '../../runtime/payload-codec.js';
+import { temporalTlsOptions } from '../../runtime/temporal-runtime.js';
+import type { Logger } from '../../runtime/logger.js';
+import type { SluiceConfig } from '../../runtime/config.js';
+import type { BreakerConfig } from '../../domain/circuit-breaker.js';
 import { startEmbeddedPostgres, type RunningPostgres } from './embedded-postgres.js';
 import { startTemporalDevServer, type RunningDevServer } from './temporal-dev-server.js';
 

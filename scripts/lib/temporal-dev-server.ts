@@ -10,7 +10,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Connection } from '@temporalio/client';
-import { SEARCH_ATTRIBUTE_NAMES } from '../../workflows/contracts.js';
+import { SEARCH_ATTRIBUTE_NAMES } from '../../contracts/ids.js';
 import { freePort } from './free-port.js';
 
 export const TEMPORAL_CLI = fileURLToPath(new URL('../../.tools/bin/temporal', import.meta.url));

@@ -15,8 +15,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import OpenAI, { toFile } from 'openai';
 import { sql } from 'kysely';
 import { addModel, startTestStack, type TestStack } from '../support/stack.js';
-import { costMicros } from '../../activities/cost.js';
-import { estimatePromptTokens } from '../../api/validation.js';
+import { costMicros } from '../../domain/cost.js';
+import { estimatePromptTokens } from '../../domain/chat-validation.js';
 
 let stack: TestStack;
 

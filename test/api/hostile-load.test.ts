@@ -15,7 +15,7 @@ import { addInstantModel, startTestStack, type TestStack } from '../support/stac
 import { startSecondApi } from '../support/second-api.js';
 import { createDb } from '../../db/database.js';
 import { insertBatch } from '../../db/repositories/batches.js';
-import { newId } from '../../db/repositories/ids.js';
+import { newId } from '../../domain/ids.js';
 import { DEFAULT_TENANT_CAPS } from '../../api/tenant-caps.js';
 
 const EXPORT_ROWS = 200_000; // ~35 MB of CSV per export: far more than loopback socket buffers hold

@@ -9,7 +9,7 @@ import { promisify } from 'node:util';
 import { startTestStack, type TestStack } from '../support/stack.js';
 import { TEMPORAL_CLI } from '../../scripts/lib/temporal-dev-server.js';
 import { hashKey } from '../../db/repositories/keys.js';
-import { startMetricsServer } from '../../workers/metrics-server.js';
+import { startMetricsServer } from '../../runtime/metrics-server.js';
 
 let stack: TestStack;
 let client: OpenAI;

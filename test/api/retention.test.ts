@@ -8,7 +8,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import OpenAI, { toFile } from 'openai';
 import { sql } from 'kysely';
-import { CONTROL_TASK_QUEUE } from '../../workflows/contracts.js';
+import { CONTROL_TASK_QUEUE } from '../../contracts/ids.js';
 import type { reconcileReservations } from '../../workflows/reconcile.js';
 import { addModel, startTestStack, type TestStack } from '../support/stack.js';
 

@@ -1,6 +1,6 @@
 /**
  * A month of 1,000,000 usage rows exported as CSV by the API process (`npm run api`'s entry point,
- * `api/server.ts`) running with its V8 heap capped at 64 MiB: the export is streamed from a
+ * `scripts/api.ts`) running with its V8 heap capped at 64 MiB: the export is streamed from a
  * database cursor, so it completes with every row; an export that gathered the rows (~170 MiB of
  * CSV, far more as objects) would die of heap exhaustion instead.
  */
@@ -36,7 +36,7 @@ beforeAll(async () => {
     from generate_series(0, ${ROWS - 1}) g`.execute(stack.db);
 
   const port = await freePort();
-  api = spawn(process.execPath, [`--max-old-space-size=${HEAP_MIB}`, '--import', 'tsx', path.join(ROOT, 'api/server.ts')], {
+  api = spawn(process.execPath, [`--max-old-space-size=${HEAP_MIB}`, '--import', 'tsx', path.join(ROOT, 'scripts/api.ts')], {
     cwd: ROOT,
     env: {
       PATH: process.env.PATH ?? '', DATABASE_URL: stack.databaseUrl, TEMPORAL_ADDRESS: stack.temporal.address,

@@ -14,7 +14,7 @@ import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { addModel, pollJob, startJob, startTestStack, type TestStack } from '../support/stack.js';
 import { startFakeUpstream, type FakeUpstream } from '../support/fake-openai-upstream.js';
-import { privateRangeOf } from '../../activities/backends/upstream-address.js';
+import { privateRangeOf } from '../../activities/net/address-guard.js';
 
 /** What a hostile upstream's error says: an internal host name and address (it must not reach tenants). */
 const MARKER = 'pg-primary-7.internal.example';

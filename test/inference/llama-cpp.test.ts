@@ -13,12 +13,9 @@ import { join } from 'node:path';
 import { getLlama, type Llama } from 'node-llama-cpp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import {
-  createLlamaCppBackend,
-  formatPlainChatPrompt,
-  SlotQueue,
-  type LlamaCppBackend,
-} from '../../activities/backends/llama-cpp.js';
+import { createLlamaCppBackend, type LlamaCppBackend } from '../../activities/backends/llama-cpp.js';
+import { formatPlainChatPrompt } from '../../activities/backends/llama-cpp/prompt-preparer.js';
+import { SlotQueue } from '../../activities/backends/llama-cpp/slot-queue.js';
 import { BackendError, InterruptedGeneration, type ChatMessage, type GenerateParams, type GenerateRequest } from '../../activities/backends/types.js';
 import { ensureTinyGguf, writeTinyGguf } from '../../workers/llama/tiny-gguf.js';
 

@@ -9,7 +9,8 @@
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { createLlamaCppBackend, faultGuard } from '../../activities/backends/llama-cpp.js';
+import { createLlamaCppBackend } from '../../activities/backends/llama-cpp.js';
+import { faultGuard } from '../../activities/backends/llama-cpp/fault-guard.js';
 import { BackendError, InterruptedGeneration, type GenerateParams } from '../../activities/backends/types.js';
 import { ensureTinyGguf } from '../../workers/llama/tiny-gguf.js';
 

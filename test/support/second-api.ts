@@ -5,8 +5,8 @@
 import type { Server } from 'node:http';
 import { createApp, type AppConfig } from '../../api/app.js';
 import type { Db } from '../../db/database.js';
-import { createMetrics } from '../../workers/metrics.js';
-import { createLogger } from '../../workers/logger.js';
+import { createMetrics } from '../../runtime/metrics.js';
+import { createLogger } from '../../runtime/logger.js';
 import type { TestStack } from './stack.js';
 
 export interface SecondApi {

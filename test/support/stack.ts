@@ -6,12 +6,12 @@
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { inject } from 'vitest';
-import { loadConfig, type SluiceConfig } from '../../workers/config.js';
-import { createLogger } from '../../workers/logger.js';
+import { loadConfig, type SluiceConfig } from '../../runtime/config.js';
+import { createLogger } from '../../runtime/logger.js';
 import { startStack, type Stack } from '../../scripts/lib/system.js';
 import { startTemporalDevServer, type RunningDevServer } from '../../scripts/lib/temporal-dev-server.js';
 import { ensureAdminKey, ensureModels } from '../../scripts/lib/bootstrap.js';
-import type { BreakerConfig } from '../../activities/circuit-breaker.js';
+import type { BreakerConfig } from '../../domain/circuit-breaker.js';
 
 export interface TestStackOptions {
   pools?: string[];

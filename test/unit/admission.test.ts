@@ -7,7 +7,7 @@
 import { describe, expect, it } from 'vitest';
 import { ApplicationFailure } from '@temporalio/common';
 import { createAdmissionActivities, type RequestSteps } from '../../activities/admission.js';
-import type { DeploymentTarget } from '../../workflows/contracts.js';
+import type { DeploymentTarget } from '../../contracts/chat.js';
 
 function deployment(id: string, priority: number): DeploymentTarget {
   return { id, model: 'm', pool: 'p', provider: 'instant', ggufPath: null, baseUrl: null, apiKeyRef: null, upstreamModel: null, weight: 1, priority };

@@ -1,6 +1,6 @@
 /** Canonical JSON: the same value always serialises to the same text, whatever the key order. */
 import { describe, expect, it } from 'vitest';
-import { canonicalJson } from '../../db/repositories/canonical-json.js';
+import { canonicalJson } from '../../domain/canonical-json.js';
 
 /** Same data with object keys inserted in reverse order at every depth. */
 function reverseKeys(v: unknown): unknown {

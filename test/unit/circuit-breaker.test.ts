@@ -10,7 +10,7 @@ import {
   initialBreakerState,
   type BreakerConfig,
   type BreakerState,
-} from '../../activities/circuit-breaker.js';
+} from '../../domain/circuit-breaker.js';
 
 const cfg: BreakerConfig = { failureThreshold: 3, windowMs: 10_000, cooldownMs: 5_000, probeTimeoutMs: 20_000 };
 const T0 = 1_800_000_000_000;

@@ -1,11 +1,11 @@
 /** What clients may read of a failure: the one normaliser, and webhook delivery errors. */
 import { describe, expect, it } from 'vitest';
-import { clientFailure, clientFailureMessage } from '../../workflows/client-errors.js';
+import { clientFailure, clientFailureMessage } from '../../domain/client-errors.js';
 import { deliveryErrorMessage } from '../../activities/webhooks.js';
-import { AddressRefusedError } from '../../activities/backends/upstream-address.js';
+import { AddressRefusedError } from '../../activities/net/address-guard.js';
 import { BackendError } from '../../activities/backends/types.js';
 import { MAX_COMPLETION_BYTES, checkCompletionSize, createBackendRegistry } from '../../activities/backends/registry.js';
-import type { DeploymentTarget } from '../../workflows/contracts.js';
+import type { DeploymentTarget } from '../../contracts/chat.js';
 
 const INTERNAL = 'upstream refused: base_url host db.internal resolves to 10.0.0.5, in private 10.0.0.0/8';
 

@@ -5,7 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
 import { coalesce } from '../../workflows/coalesce.js';
-import type { ItemResult } from '../../workflows/contracts.js';
+import type { ItemResult } from '../../contracts/failures.js';
 
 function recorder<I>(answer: (item: I) => ItemResult<string> = (item) => ({ ok: true, value: `done:${String(item)}` })) {
   const calls: I[][] = [];

@@ -2,7 +2,7 @@
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { ConfigError, loadConfig } from '../../workers/config.js';
+import { ConfigError, loadConfig } from '../../runtime/config.js';
 
 const VALID_ADMIN_KEY = `sk-${'A1b2_-'.repeat(4)}`;
 
@@ -221,7 +221,7 @@ describe('loadConfig rejections', () => {
     }
   });
 
-  // Fails until fixed: `int()` in workers/config.ts bounds ports only from below, so a port that
+  // Fails until fixed: `int()` in runtime/config.ts bounds ports only from below, so a port that
   // cannot be listened on is accepted here and fails later, away from the configuration.
   it.each([
     ['PORT', '65536'],
@@ -233,7 +233,7 @@ describe('loadConfig rejections', () => {
 });
 
 describe('loadConfig GGUF paths', () => {
-  // Fails until fixed: ggufModels() in workers/config.ts splits an entry on every '=' and keeps
+  // Fails until fixed: ggufModels() in runtime/config.ts splits an entry on every '=' and keeps
   // only the first two pieces, so a path containing '=' is silently truncated.
   it('keeps a GGUF path that contains "=" whole, or refuses it; never truncates it', () => {
     const env = { SLUICE_GGUF_MODELS: 'tiny=/models/quant=q4/tiny.gguf' };

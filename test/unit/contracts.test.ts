@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { batchRequestId, batchWorkflowId, chatWorkflowId, requestWorkflowId } from '../../workflows/contracts.js';
+import { batchRequestId, batchWorkflowId, chatWorkflowId, requestWorkflowId } from '../../contracts/ids.js';
 
 describe('requestWorkflowId', () => {
   it('is the request’s own workflow for sync and async requests', () => {

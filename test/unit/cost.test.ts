@@ -1,6 +1,7 @@
 /** Cost arithmetic in integer micro-USD, and the UTC billing period and rate-limit minute. */
 import { describe, expect, it } from 'vitest';
-import { costMicros, minuteOf, periodOf, type TokenPrice } from '../../activities/cost.js';
+import { costMicros, type TokenPrice } from '../../domain/cost.js';
+import { minuteOf, periodOf } from '../../domain/billing-calendar.js';
 
 const price = (inputMicrosPerMtok: number, outputMicrosPerMtok: number): TokenPrice => ({ inputMicrosPerMtok, outputMicrosPerMtok });
 

@@ -280,7 +280,7 @@ describe('docker-compose.yml: secrets and roles', () => {
     const allowed: Record<string, string[]> = {
       api: ['DATABASE_URL', 'SLUICE_AUDIT_KEY', 'SLUICE_PAYLOAD_KEY'],
       'worker-control': ['DATABASE_URL', 'SLUICE_AUDIT_KEY', 'SLUICE_PAYLOAD_KEY', 'SLUICE_ADMIN_KEY'],
-      // Inference reads no database (workers/inference-main.ts) and never bootstraps or audits.
+      // Inference reads no database (scripts/worker-inference.ts) and never bootstraps or audits.
       'worker-inference-gpu': ['SLUICE_PAYLOAD_KEY'],
       migrate: ['DATABASE_URL'],
     };

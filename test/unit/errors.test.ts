@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
 import { WorkflowFailedError } from '@temporalio/client';
 import { ERROR_STATUS, HttpError, badRequest, errorMiddleware, fromWorkflowFailure, notFound, requestId } from '../../api/errors.js';
-import type { LogFields, Logger } from '../../workers/logger.js';
+import type { LogFields, Logger } from '../../runtime/logger.js';
 
 interface LogCall {
   level: 'debug' | 'info' | 'warn' | 'error';

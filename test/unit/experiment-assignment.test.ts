@@ -3,7 +3,7 @@
  * variants arrive in, proportional to weights, and independent across experiments.
  */
 import { describe, expect, it } from 'vitest';
-import { assignVariant, type WeightedVariant } from '../../activities/experiment-assignment.js';
+import { assignVariant, type WeightedVariant } from '../../domain/experiment-assignment.js';
 
 const SUBJECTS = Array.from({ length: 20_000 }, (_, i) => `subject-${i}`);
 

@@ -9,7 +9,7 @@ import { LINE_RETRY, MAX_CHUNK_RESULT_BYTES, createBatchInferenceActivities, cre
 import { createInstantBackend } from '../../activities/backends/instant.js';
 import { BackendError, InterruptedGeneration, type GenerateRequest, type InferenceBackend } from '../../activities/backends/types.js';
 import type { BackendRegistry } from '../../activities/backends/registry.js';
-import type { DeploymentTarget, InferInput, InferOutput } from '../../workflows/contracts.js';
+import type { DeploymentTarget, InferInput, InferOutput } from '../../contracts/chat.js';
 
 const deployment: DeploymentTarget = {
   id: 'dep-1',

@@ -9,9 +9,9 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { Client } from '@temporalio/client';
 import { createApp } from '../../api/app.js';
 import type { Db } from '../../db/database.js';
-import { createLogger } from '../../workers/logger.js';
-import { createMetrics } from '../../workers/metrics.js';
-import { metricsAuthorized, startMetricsServer } from '../../workers/metrics-server.js';
+import { createLogger } from '../../runtime/logger.js';
+import { createMetrics } from '../../runtime/metrics.js';
+import { metricsAuthorized, startMetricsServer } from '../../runtime/metrics-server.js';
 
 const TOKEN = 'metrics-token-0123456789abcdef';
 const TENANT = 'ten_metricsprobe';

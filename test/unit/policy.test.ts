@@ -2,7 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import {
   OPERATOR_ROLES, PERMISSIONS, ROLES, TENANT_ROLES, allows, allowsModel, canGrantRole, isRole, isValidScope, keyGrantProblem, type Permission,
-} from '../../activities/policy.js';
+} from '../../domain/policy.js';
 import type { Role } from '../../db/tables/index.js';
 
 /** Expected table, written from DESIGN.md: role → permissions it has (everything else is denied). */

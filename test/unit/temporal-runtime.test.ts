@@ -3,9 +3,9 @@ import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { createLogger } from '../../workers/logger.js';
-import { sdkLogger, temporalTlsOptions } from '../../workers/temporal-runtime.js';
-import { ConfigError } from '../../workers/config.js';
+import { createLogger } from '../../runtime/logger.js';
+import { sdkLogger, temporalTlsOptions } from '../../runtime/temporal-runtime.js';
+import { ConfigError } from '../../runtime/config.js';
 
 describe('sdkLogger', () => {
   it('puts the SDK\'s info lines (bundler report, worker state) at debug and keeps warnings and errors', () => {

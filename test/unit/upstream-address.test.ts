@@ -1,9 +1,8 @@
 /** Upstream base URLs: the address classifier, the check with an allow-list (lookup injected), and the connect-time guard (on loopback). */
 import net from 'node:net';
 import { describe, expect, it } from 'vitest';
-import {
-  AddressRefusedError, checkUpstreamUrl, guardedLookup, privateRangeOf, UpstreamAddressError, type LookupAll,
-} from '../../activities/backends/upstream-address.js';
+import { AddressRefusedError, guardedLookup, privateRangeOf } from '../../activities/net/address-guard.js';
+import { checkUpstreamUrl, UpstreamAddressError, type LookupAll } from '../../activities/backends/upstream-address.js';
 
 describe('privateRangeOf', () => {
   it.each([

@@ -1,8 +1,9 @@
 /** `/v1/chat/completions` body validation: 400s that name the parameter, and the normalised body. */
 import { describe, expect, it } from 'vitest';
-import { HttpError } from '../../api/errors.js';
-import { estimatePromptTokens, minPromptTokens, validateChatBody } from '../../api/validation.js';
-import type { ChatMessageInput } from '../../workflows/contracts.js';
+import { HttpError, fromInvalidRequest } from '../../api/errors.js';
+import { InvalidRequestError } from '../../domain/invalid-request.js';
+import { estimatePromptTokens, minPromptTokens, validateChatBody } from '../../domain/chat-validation.js';
+import type { ChatMessageInput } from '../../contracts/chat.js';
 
 const good = { model: 'tiny', messages: [{ role: 'user', content: 'hello' }] };
 
@@ -10,8 +11,11 @@ function rejection(body: unknown): HttpError {
   try {
     validateChatBody(body);
   } catch (err) {
-    expect(err).toBeInstanceOf(HttpError);
-    return err as HttpError;
+    // A pure rule refuses with InvalidRequestError; the API answers it as this HttpError.
+    expect(err).toBeInstanceOf(InvalidRequestError);
+    const http = fromInvalidRequest(err as InvalidRequestError);
+    expect(http).toBeInstanceOf(HttpError);
+    return http;
   }
   throw new Error(`expected ${JSON.stringify(body)} to be rejected`);
 }

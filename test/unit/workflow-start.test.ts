@@ -2,7 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import { ServiceError, WorkflowExecutionAlreadyStartedError } from '@temporalio/client';
 import { startFailureKind, startFailureResponse } from '../../api/workflow-start.js';
-import type { LogFields, Logger } from '../../workers/logger.js';
+import type { LogFields, Logger } from '../../runtime/logger.js';
 
 /** A gRPC status error as the client wraps it (`ServiceError` with the status error as `cause`). */
 function grpcFailure(code: number): ServiceError {

@@ -10,7 +10,8 @@ import { startTestStack, type TestStack } from '../support/stack.js';
 import { createModel } from '../../db/repositories/models.js';
 import { createLedgerActivities, type SettleInput } from '../../activities/ledger.js';
 import { createWebhookPublisher } from '../../activities/webhooks.js';
-import { BILLING_SCHEDULE_ID, DAY_CLOSE_SCHEDULE_ID, billingWorkflowId, previousDay, previousPeriod } from '../../workflows/contracts.js';
+import { BILLING_SCHEDULE_ID, DAY_CLOSE_SCHEDULE_ID, billingWorkflowId } from '../../contracts/ids.js';
+import { previousDay, previousPeriod } from '../../domain/billing-calendar.js';
 import { ScheduleOverlapPolicy, WorkflowFailedError } from '@temporalio/client';
 import type { billingRun } from '../../workflows/billing.js';
 

@@ -12,7 +12,7 @@ import { inject } from 'vitest';
 import { addModel, pollJob, startJob, startTestStack, type TestStack } from '../support/stack.js';
 import { freePort, SLOW_GGUF } from '../support/global-setup.js';
 import { startTemporalDevServer } from '../../scripts/lib/temporal-dev-server.js';
-import { chatWorkflowId } from '../../workflows/contracts.js';
+import { chatWorkflowId } from '../../contracts/ids.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 let stack: TestStack;
@@ -22,7 +22,7 @@ let temporalPort: number;
 
 /** Starts `npm run worker:inference` for a pool as its own process. */
 function startWorkerProcess(pool: string): ChildProcess {
-  const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'workers/inference-main.ts')], {
+  const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'scripts/worker-inference.ts')], {
     cwd: ROOT,
     env: {
       PATH: process.env.PATH ?? '',

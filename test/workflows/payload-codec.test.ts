@@ -9,9 +9,9 @@ import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Client } from '@temporalio/client';
 import type { Payload } from '@temporalio/common';
-import { ENCRYPTED_ENCODING, KEY_ID_METADATA, PayloadDecryptionError, createEncryptionCodec } from '../../workers/payload-codec.js';
+import { ENCRYPTED_ENCODING, KEY_ID_METADATA, PayloadDecryptionError, createEncryptionCodec } from '../../runtime/payload-codec.js';
 import { addModel, startTestStack, type TestStack } from '../support/stack.js';
-import { CONTROL_TASK_QUEUE } from '../../workflows/contracts.js';
+import { CONTROL_TASK_QUEUE } from '../../contracts/ids.js';
 
 const KEY = randomBytes(32).toString('base64');
 const OLD_KEY = randomBytes(32).toString('base64');

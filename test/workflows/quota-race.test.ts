@@ -8,9 +8,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sql } from 'kysely';
 import { addModel, startJob, startTestStack, type TestStack } from '../support/stack.js';
 import { startSecondApi, type SecondApi } from '../support/second-api.js';
-import { CONTROL_TASK_QUEUE, chatWorkflowId } from '../../workflows/contracts.js';
+import { CONTROL_TASK_QUEUE, chatWorkflowId } from '../../contracts/ids.js';
 import { RECONCILE_SCHEDULE_ID, type reconcileReservations } from '../../workflows/reconcile.js';
-import { periodOf } from '../../activities/cost.js';
+import { periodOf } from '../../domain/billing-calendar.js';
 
 let stack: TestStack;
 let second: SecondApi;
@@ -18,7 +18,7 @@ let second: SecondApi;
 /** 1 micro-USD per input token, output free: a request's cost is its prompt tokens. */
 const PRICE = { input_micros_per_mtok: 1_000_000, output_micros_per_mtok: 0 };
 const CONTENT = 'x'.repeat(40);
-/** The reservation's estimate: prompt bytes + role + 4 (api/validation.ts) at 1 micro each. */
+/** The reservation's estimate: prompt bytes + role + 4 (domain/chat-validation.ts) at 1 micro each. */
 const EST_COST = CONTENT.length + 'user'.length + 4;
 
 beforeAll(async () => {

@@ -17,7 +17,7 @@ import { Worker } from '@temporalio/worker';
 import { temporal } from '@temporalio/proto';
 import { addInstantModel, addModel, pollJob, startJob, startTestStack, type TestStack } from '../support/stack.js';
 import { startFakeUpstream, type FakeUpstream } from '../support/fake-openai-upstream.js';
-import { batchWorkflowId, chatWorkflowId } from '../../workflows/contracts.js';
+import { batchWorkflowId, chatWorkflowId } from '../../contracts/ids.js';
 
 const FIXTURES = new URL('../fixtures/histories/', import.meta.url);
 /** Fixture file → the workflow of this run it is recorded from (filled in by the first test). */

@@ -19,12 +19,3 @@ export function costMicros(price: TokenPrice, inputTokens: number, outputTokens:
   return Number(micros);
 }
 
-/** Calendar month of a UTC instant, `YYYY-MM`: the budget and billing period. */
-export function periodOf(at: Date): string {
-  return at.toISOString().slice(0, 7);
-}
-
-/** Start of the UTC minute holding `at`: the rate-limit window. */
-export function minuteOf(at: Date): Date {
-  return new Date(Math.floor(at.getTime() / 60_000) * 60_000);
-}

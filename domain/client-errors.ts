@@ -9,7 +9,7 @@
  * for the caller (authorization, quota, validation) keep theirs; every other failure gets a fixed
  * text from the table below. Pure: importable by workflows, activities and the API.
  */
-import { FailureTypes } from './contracts.js';
+import { FailureTypes } from '../contracts/failures.js';
 
 /** Fixed client messages by OpenAI error code (the code says where the failure came from). */
 const MESSAGE_BY_CODE: Readonly<Record<string, string>> = {

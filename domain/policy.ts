@@ -7,7 +7,8 @@
  * only on keys of a tenant. Only operator roles hold `billing:write`, so no key of a tenant can
  * change what that tenant owes.
  */
-import type { Role } from '../db/tables/index.js';
+/** A key's role: operator roles (no tenant) and tenant roles (see `OPERATOR_ROLES`). */
+export type Role = 'super_admin' | 'operator_finance' | 'tenant_admin' | 'developer' | 'analyst' | 'finance' | 'user';
 
 export const PERMISSIONS = [
   'chat', 'batches',

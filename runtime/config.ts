@@ -5,10 +5,8 @@
  */
 import os from 'node:os';
 import path from 'node:path';
-import type { WebhookConfig } from '../activities/webhooks.js';
-import type { DbTimeouts } from '../db/database.js';
-import type { TenantCaps } from '../api/tenant-caps.js';
-import type { UploadProgress } from '../api/routes/files.js';
+import type { WebhookConfig } from '../contracts/webhooks.js';
+import type { DbTimeouts, TenantCaps, UploadProgress } from '../contracts/limits.js';
 
 export interface SluiceConfig {
   /** HTTP port of the API. `PORT` @default 8080 */

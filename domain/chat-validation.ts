@@ -2,9 +2,9 @@
  * Request-body validation for `/v1/chat/completions`, pure: everything decided before a
  * workflow exists. Errors name the offending parameter, as OpenAI's do.
  */
-import type { ChatMessageInput, ChatParams } from '../workflows/contracts.js';
-import { SamplingParamError, samplingNumber, samplingStop, type NumericSamplingParam } from '../domain/sampling-params.js';
-import { badRequest, type HttpError } from './errors.js';
+import type { ChatMessageInput, ChatParams } from '../contracts/chat.js';
+import { samplingNumber, samplingStop, type NumericSamplingParam } from './sampling-params.js';
+import { InvalidRequestError } from './invalid-request.js';
 
 const ROLES = new Set(['system', 'developer', 'user', 'assistant', 'tool']);
 
@@ -19,24 +19,14 @@ function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
-/** The 400 for a value the shared sampling validator refused (anything else is rethrown). */
-export function samplingBadRequest(err: unknown): HttpError {
-  if (err instanceof SamplingParamError) return badRequest(err.message, err.param, err.code);
-  throw err;
-}
-
-/** Runs the shared sampling validator, its refusals as 400s naming the field. */
-export function sampling<T>(check: () => T): T {
-  try {
-    return check();
-  } catch (err) {
-    throw samplingBadRequest(err);
-  }
+/** A refused field of the body (the API answers 400 naming it). */
+function invalid(message: string, param: string | null, code: string): InvalidRequestError {
+  return new InvalidRequestError(message, param, code);
 }
 
 /** A numeric sampling field of the body (`param` as the client named it). */
 function optionalNumber(body: Record<string, unknown>, name: NumericSamplingParam, param: string = name): number | null {
-  return sampling(() => samplingNumber(name, body[param], param));
+  return samplingNumber(name, body[param], param);
 }
 
 /** Text of a message's content: a string, or an array of `{type: "text", text}` parts. */
@@ -46,34 +36,34 @@ function contentText(content: unknown, i: number): string {
     return content
       .map((part, j) => {
         if (isObject(part) && part.type === 'text' && typeof part.text === 'string') return part.text;
-        throw badRequest(`messages[${i}].content[${j}]: only text parts are supported`, `messages[${i}].content`, 'invalid_type');
+        throw invalid(`messages[${i}].content[${j}]: only text parts are supported`, `messages[${i}].content`, 'invalid_type');
       })
       .join('');
   }
-  throw badRequest(`messages[${i}].content must be a string or an array of text parts`, `messages[${i}].content`, 'invalid_type');
+  throw invalid(`messages[${i}].content must be a string or an array of text parts`, `messages[${i}].content`, 'invalid_type');
 }
 
 export function validateChatBody(raw: unknown): ValidChatBody {
-  if (!isObject(raw)) throw badRequest('The request body must be a JSON object', null, 'invalid_type');
-  if (typeof raw.model !== 'string' || raw.model.trim() === '') throw badRequest("'model' is required", 'model', 'missing_required_parameter');
-  if (raw.model.length > 256) throw badRequest("'model' is too long", 'model', 'invalid_value');
-  if (!Array.isArray(raw.messages)) throw badRequest("'messages' is required and must be an array", 'messages', 'missing_required_parameter');
-  if (raw.messages.length === 0) throw badRequest("'messages' must contain at least one message", 'messages', 'invalid_value');
+  if (!isObject(raw)) throw invalid('The request body must be a JSON object', null, 'invalid_type');
+  if (typeof raw.model !== 'string' || raw.model.trim() === '') throw invalid("'model' is required", 'model', 'missing_required_parameter');
+  if (raw.model.length > 256) throw invalid("'model' is too long", 'model', 'invalid_value');
+  if (!Array.isArray(raw.messages)) throw invalid("'messages' is required and must be an array", 'messages', 'missing_required_parameter');
+  if (raw.messages.length === 0) throw invalid("'messages' must contain at least one message", 'messages', 'invalid_value');
   const messages = raw.messages.map((m, i): ChatMessageInput => {
-    if (!isObject(m)) throw badRequest(`messages[${i}] must be an object`, `messages[${i}]`, 'invalid_type');
+    if (!isObject(m)) throw invalid(`messages[${i}] must be an object`, `messages[${i}]`, 'invalid_type');
     if (typeof m.role !== 'string' || !ROLES.has(m.role)) {
-      throw badRequest(`messages[${i}].role must be one of system, developer, user, assistant, tool`, `messages[${i}].role`, 'invalid_value');
+      throw invalid(`messages[${i}].role must be one of system, developer, user, assistant, tool`, `messages[${i}].role`, 'invalid_value');
     }
-    if (m.content === undefined || m.content === null) throw badRequest(`messages[${i}].content is required`, `messages[${i}].content`, 'missing_required_parameter');
+    if (m.content === undefined || m.content === null) throw invalid(`messages[${i}].content is required`, `messages[${i}].content`, 'missing_required_parameter');
     return { role: m.role as ChatMessageInput['role'], content: contentText(m.content, i) };
   });
-  if (raw.stream === true) throw badRequest("'stream' is not supported yet: omit it or set it to false", 'stream', 'unsupported_parameter');
-  if (raw.n !== undefined && raw.n !== null && raw.n !== 1) throw badRequest("only 'n': 1 is supported", 'n', 'unsupported_parameter');
-  if (raw.tools !== undefined && raw.tools !== null) throw badRequest("'tools' is not supported", 'tools', 'unsupported_parameter');
+  if (raw.stream === true) throw invalid("'stream' is not supported yet: omit it or set it to false", 'stream', 'unsupported_parameter');
+  if (raw.n !== undefined && raw.n !== null && raw.n !== 1) throw invalid("only 'n': 1 is supported", 'n', 'unsupported_parameter');
+  if (raw.tools !== undefined && raw.tools !== null) throw invalid("'tools' is not supported", 'tools', 'unsupported_parameter');
   const maxTokensName = raw.max_completion_tokens !== undefined && raw.max_completion_tokens !== null ? 'max_completion_tokens' : 'max_tokens';
   const maxTokens = optionalNumber(raw, 'max_tokens', maxTokensName);
-  const stop = sampling(() => samplingStop(raw.stop));
-  if (raw.user !== undefined && raw.user !== null && typeof raw.user !== 'string') throw badRequest("'user' must be a string", 'user', 'invalid_type');
+  const stop = samplingStop(raw.stop);
+  if (raw.user !== undefined && raw.user !== null && typeof raw.user !== 'string') throw invalid("'user' must be a string", 'user', 'invalid_type');
   return {
     model: raw.model,
     messages,

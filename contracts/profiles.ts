@@ -5,7 +5,7 @@
  * own `infer` activity would have had (`INFER_RETRY`).
  */
 import { ActivityCancellationType, type ActivityOptions, type LocalActivityOptions } from '@temporalio/common';
-import type { FailureType } from './contracts.js';
+import type { FailureType } from './failures.js';
 
 /**
  * Failure types that are the request's own fault: an infer attempt is not retried on them, and

@@ -1,12 +1,12 @@
 /** `npm run worker:inference` (SLUICE_POOL=<name>): inference activities for one pool; needs TEMPORAL_ADDRESS, no database. */
 import path from 'node:path';
-import { loadConfig } from './config.js';
-import { createLogger } from './logger.js';
-import { ensureTinyGguf } from './llama/tiny-gguf.js';
-import { startInferenceOnly } from '../scripts/lib/system.js';
-import { configOrExit, runMain } from '../scripts/lib/run-main.js';
-import { startMetricsServer } from './metrics-server.js';
-import { installTemporalRuntime } from './temporal-runtime.js';
+import { loadConfig } from '../runtime/config.js';
+import { createLogger } from '../runtime/logger.js';
+import { ensureTinyGguf } from '../workers/llama/tiny-gguf.js';
+import { startInferenceOnly } from './lib/system.js';
+import { configOrExit, runMain } from './lib/run-main.js';
+import { startMetricsServer } from '../runtime/metrics-server.js';
+import { installTemporalRuntime } from '../runtime/temporal-runtime.js';
 
 const config = configOrExit(() => loadConfig());
 const log = createLogger(config.logLevel, { process: 'worker-inference', pool: config.pool });

@@ -1,11 +1,11 @@
 /** `npm run worker:control`: workflows and database activities on `sluice-control`; runs migrations first. */
-import { loadConfig } from './config.js';
-import { createLogger } from './logger.js';
-import { startStack } from '../scripts/lib/system.js';
-import { ensureAdminKey, ensureModels } from '../scripts/lib/bootstrap.js';
-import { configOrExit, runMain } from '../scripts/lib/run-main.js';
-import { startMetricsServer } from './metrics-server.js';
-import { installTemporalRuntime } from './temporal-runtime.js';
+import { loadConfig } from '../runtime/config.js';
+import { createLogger } from '../runtime/logger.js';
+import { startStack } from './lib/system.js';
+import { ensureAdminKey, ensureModels } from './lib/bootstrap.js';
+import { configOrExit, runMain } from './lib/run-main.js';
+import { startMetricsServer } from '../runtime/metrics-server.js';
+import { installTemporalRuntime } from '../runtime/temporal-runtime.js';
 
 const config = configOrExit(() => loadConfig());
 const log = createLogger(config.logLevel, { process: 'worker-control' });

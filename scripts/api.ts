@@ -1,10 +1,10 @@
 /** `npm run api`: the HTTP API alone, against DATABASE_URL and TEMPORAL_ADDRESS; metrics on SLUICE_METRICS_PORT. */
-import { loadConfig } from '../workers/config.js';
-import { createLogger } from '../workers/logger.js';
-import { startStack } from '../scripts/lib/system.js';
-import { configOrExit, runMain } from '../scripts/lib/run-main.js';
-import { startMetricsServer } from '../workers/metrics-server.js';
-import { installTemporalRuntime } from '../workers/temporal-runtime.js';
+import { loadConfig } from '../runtime/config.js';
+import { createLogger } from '../runtime/logger.js';
+import { startStack } from './lib/system.js';
+import { configOrExit, runMain } from './lib/run-main.js';
+import { startMetricsServer } from '../runtime/metrics-server.js';
+import { installTemporalRuntime } from '../runtime/temporal-runtime.js';
 
 const config = configOrExit(() => loadConfig());
 const log = createLogger(config.logLevel, { process: 'api' });

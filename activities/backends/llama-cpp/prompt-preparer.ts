@@ -1,0 +1,139 @@
+/**
+ * Chat formatting for the llama.cpp backend: turns chat messages into prompt tokens and the stops
+ * the template implies.
+ *
+ * - If the GGUF carries a chat template (`tokenizer.chat_template`), node-llama-cpp's
+ *   `resolveChatWrapper(model)` picks the matching wrapper (a specialised one or the Jinja
+ *   template itself) and renders the conversation, with special tokens, plus the wrapper's stop
+ *   triggers;
+ * - otherwise the plain template of {@link formatPlainChatPrompt} is used, tokenized without
+ *   special tokens (so message text can never forge a control token), after a BOS token when the
+ *   model asks for one, with `"\n\nUser:"` as an extra stop string.
+ */
+import {
+  resolveChatWrapper,
+  SpecialToken,
+  SpecialTokensText,
+  type ChatHistoryItem,
+  type ChatWrapper,
+  type LlamaModel,
+  type LlamaText,
+  type Token,
+} from 'node-llama-cpp';
+
+import type { ChatMessage } from '../types.js';
+
+/** A rendered prompt: its tokens and the extra ways generation ends besides EOG tokens. */
+export interface PreparedPrompt {
+  tokens: Token[];
+  /** Stop strings implied by the chat template (request stops are added to these). */
+  templateStops: string[];
+  /** Non-EOG single tokens that end the answer (from a chat wrapper's stop triggers). */
+  stopTokens: ReadonlySet<Token>;
+}
+
+/** Turns chat messages into a prompt for the loaded model. */
+export type PromptPreparer = (messages: readonly ChatMessage[]) => PreparedPrompt;
+
+/** Role labels of the plain template. */
+const PLAIN_ROLE_LABELS: Record<ChatMessage['role'], string> = {
+  system: 'System',
+  developer: 'Developer',
+  user: 'User',
+  assistant: 'Assistant',
+  tool: 'Tool',
+};
+
+/** Stop strings that the plain template adds to every request. */
+export const PLAIN_TEMPLATE_STOPS: readonly string[] = ['\n\nUser:'];
+
+/**
+ * Renders messages with the plain template used for models without a chat template: each message
+ * as `Label: content`, separated by blank lines, ending with an open `Assistant:` turn. Labels are
+ * System, Developer, User, Assistant and Tool.
+ *
+ * @example
+ * formatPlainChatPrompt([{ role: 'user', content: 'Hi' }]) // 'User: Hi\n\nAssistant:'
+ */
+export function formatPlainChatPrompt(messages: readonly ChatMessage[]): string {
+  const turns = messages.map((message) => `${PLAIN_ROLE_LABELS[message.role]}: ${message.content}`);
+  return [...turns, `${PLAIN_ROLE_LABELS.assistant}:`].join('\n\n');
+}
+
+/** Tokenizes `text` as a raw prompt: BOS when the model wants one, no special-token parsing. */
+export function tokenizeRawPrompt(model: LlamaModel, text: string): Token[] {
+  const bos = model.tokens.bos;
+  const tokens = model.tokenize(text, false);
+  return model.tokens.shouldPrependBosToken && bos !== null ? [bos, ...tokens] : tokens;
+}
+
+/** Maps our messages onto node-llama-cpp's chat history, ending with an open model turn. */
+function toChatHistory(messages: readonly ChatMessage[]): ChatHistoryItem[] {
+  const history: ChatHistoryItem[] = messages.map((message): ChatHistoryItem => {
+    switch (message.role) {
+      case 'system':
+      case 'developer':
+        return { type: 'system', text: message.content };
+      case 'user':
+        return { type: 'user', text: message.content };
+      case 'tool':
+        return { type: 'user', text: `Tool result:\n${message.content}` };
+      case 'assistant':
+        return { type: 'model', response: [message.content] };
+    }
+  });
+  history.push({ type: 'model', response: [] });
+  return history;
+}
+
+/** A stop trigger's values as text pieces and special tokens (as node-llama-cpp's stop detector sees them). */
+function resolveTrigger(model: LlamaModel, trigger: LlamaText): (string | Token)[] {
+  return trigger.values.flatMap((value): (string | Token)[] => {
+    if (typeof value === 'string') return value === '' ? [] : [value];
+    if (value instanceof SpecialToken) return value.tokenize(model.tokenizer);
+    if (value instanceof SpecialTokensText) return value.tokenizeSpecialTokensOnly(model.tokenizer);
+    return [];
+  });
+}
+
+/**
+ * Splits a chat wrapper's stop triggers into plain stop strings and single stop tokens. Triggers
+ * mixing text and tokens are left out: in practice they end with an EOG token, which stops
+ * generation anyway.
+ */
+function splitStopTriggers(model: LlamaModel, triggers: readonly LlamaText[]) {
+  const strings: string[] = [];
+  const tokens = new Set<Token>();
+  for (const trigger of triggers) {
+    const parts = resolveTrigger(model, trigger);
+    const [first] = parts;
+    if (parts.length === 1 && typeof first === 'number') tokens.add(first);
+    else if (parts.length > 0 && parts.every((part) => typeof part === 'string')) strings.push(parts.join(''));
+  }
+  return { strings, tokens };
+}
+
+/** A preparer that renders through a node-llama-cpp chat wrapper. */
+function createWrapperPreparer(model: LlamaModel, wrapper: ChatWrapper): PromptPreparer {
+  return (messages) => {
+    const state = wrapper.generateContextState({ chatHistory: toChatHistory(messages) });
+    const stops = splitStopTriggers(model, state.stopGenerationTriggers);
+    return {
+      tokens: state.contextText.tokenize(model.tokenizer),
+      templateStops: stops.strings,
+      stopTokens: stops.tokens,
+    };
+  };
+}
+
+/** Chooses the chat formatting for the model: its own template if it has one, else the plain one. */
+export function createPromptPreparer(model: LlamaModel): PromptPreparer {
+  if (model.fileInfo.metadata.tokenizer.chat_template !== undefined) {
+    return createWrapperPreparer(model, resolveChatWrapper(model));
+  }
+  return (messages) => ({
+    tokens: tokenizeRawPrompt(model, formatPlainChatPrompt(messages)),
+    templateStops: [...PLAIN_TEMPLATE_STOPS],
+    stopTokens: new Set(),
+  });
+}
