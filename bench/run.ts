@@ -3,8 +3,8 @@
  * or a CPU. Prints each one's output and writes it to bench/results/<name>.txt. Numbers and the
  * machine they were measured on go into BENCHMARKS.md by hand (they are not asserted anywhere).
  *
- * `npm run bench -- pipeline` runs only the named ones; `batch-100k` (15 minutes here) runs only
- * when named.
+ * `npm run bench -- pipeline` runs only the named ones; `batch-100k` (15 minutes here) and the
+ * A/B runs against an earlier commit (`ab-pipeline`, `ab-batch`: bench/ab.ts) run only when named.
  */
 import { spawn } from 'node:child_process';
 import fs from 'node:fs/promises';
@@ -20,6 +20,8 @@ const BENCHMARKS: Record<string, string[]> = {
   'batch-100k': ['bench/batch.ts', '--lines', '100000'],
   'batch-sync': ['bench/batch.ts', '--lines', '5000', '--sync-probe'],
   billing: ['bench/billing.ts', '--rows', '1000000', '--tenants', '100'],
+  'ab-pipeline': ['bench/ab.ts', 'pipeline'],
+  'ab-batch': ['bench/ab.ts', 'batch'],
   'llama-threads-1': ['bench/llama-throughput.ts', '--threads', '1', '--parallel', '4', '--tokens', '64', '--runs', '5'],
   'llama-threads-2': ['bench/llama-throughput.ts', '--threads', '2', '--parallel', '4', '--tokens', '64', '--runs', '5'],
 };
@@ -37,7 +39,7 @@ async function run(name: string, args: string[]): Promise<string> {
 }
 
 /** Run only when named. */
-const ON_REQUEST = new Set(['batch-100k']);
+const ON_REQUEST = new Set(['batch-100k', 'ab-pipeline', 'ab-batch']);
 
 const wanted = process.argv.slice(2);
 await fs.mkdir(path.join(ROOT, 'bench/results'), { recursive: true });
