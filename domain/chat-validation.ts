@@ -99,3 +99,31 @@ export function estimatePromptTokens(messages: readonly ChatMessageInput[]): num
 export function minPromptTokens(messages: readonly ChatMessageInput[]): number {
   return Math.ceil(promptBytes(messages) / 16);
 }
+
+/** A model's token limits, as its `models` row holds them. */
+export interface ModelTokenLimits {
+  max_output_tokens: number;
+  context_length: number;
+}
+
+/**
+ * The completion-size rule of a chat request against its model, before any workflow runs (the
+ * chat route and batch validation both apply it): `max_tokens`, when given, at most the model's
+ * output limit, and the prompt's lower bound ({@link minPromptTokens}) plus the completion within
+ * the model's context. Throws an {@link InvalidRequestError} naming `max_tokens` (`invalid_value`)
+ * or `messages` (`context_length_exceeded`).
+ *
+ * @param maxTokens - the request's `max_tokens`; null when absent.
+ * @param assumedMaxTokens - the completion the context must hold when `max_tokens` is absent.
+ * @returns the completion tokens checked: `maxTokens ?? assumedMaxTokens`.
+ */
+export function checkTokenLimits(model: ModelTokenLimits, messages: readonly ChatMessageInput[], maxTokens: number | null, assumedMaxTokens: number): number {
+  if (maxTokens !== null && maxTokens > model.max_output_tokens) {
+    throw invalid(`max_tokens is too large: ${maxTokens}. This model supports at most ${model.max_output_tokens} completion tokens.`, 'max_tokens', 'invalid_value');
+  }
+  const completion = maxTokens ?? assumedMaxTokens;
+  if (minPromptTokens(messages) + completion > model.context_length) {
+    throw invalid(`This model's maximum context length is ${model.context_length} tokens; your messages are longer.`, 'messages', 'context_length_exceeded');
+  }
+  return completion;
+}
