@@ -4,8 +4,17 @@ export type RequestKind = 'sync' | 'async' | 'batch';
 
 export type JobStatus = 'queued' | 'running' | 'succeeded' | 'failed' | 'cancelled';
 
+/** The roles a chat message may have: the one list (validation, the backend boundary, the backends' switches). */
+export const MESSAGE_ROLES = ['system', 'developer', 'user', 'assistant', 'tool'] as const;
+export type MessageRole = (typeof MESSAGE_ROLES)[number];
+
+/** True when `v` is one of {@link MESSAGE_ROLES}. */
+export function isMessageRole(v: unknown): v is MessageRole {
+  return (MESSAGE_ROLES as readonly unknown[]).includes(v);
+}
+
 export interface ChatMessageInput {
-  role: 'system' | 'developer' | 'user' | 'assistant' | 'tool';
+  role: MessageRole;
   content: string;
 }
 

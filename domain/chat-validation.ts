@@ -2,11 +2,9 @@
  * Request-body validation for `/v1/chat/completions`, pure: everything decided before a
  * workflow exists. Errors name the offending parameter, as OpenAI's do.
  */
-import type { ChatMessageInput, ChatParams } from '../contracts/chat.js';
+import { MESSAGE_ROLES, isMessageRole, type ChatMessageInput, type ChatParams } from '../contracts/chat.js';
 import { samplingNumber, samplingStop, type NumericSamplingParam } from './sampling-params.js';
 import { InvalidRequestError } from './invalid-request.js';
-
-const ROLES = new Set(['system', 'developer', 'user', 'assistant', 'tool']);
 
 export interface ValidChatBody {
   model: string;
@@ -51,11 +49,11 @@ export function validateChatBody(raw: unknown): ValidChatBody {
   if (raw.messages.length === 0) throw invalid("'messages' must contain at least one message", 'messages', 'invalid_value');
   const messages = raw.messages.map((m, i): ChatMessageInput => {
     if (!isObject(m)) throw invalid(`messages[${i}] must be an object`, `messages[${i}]`, 'invalid_type');
-    if (typeof m.role !== 'string' || !ROLES.has(m.role)) {
-      throw invalid(`messages[${i}].role must be one of system, developer, user, assistant, tool`, `messages[${i}].role`, 'invalid_value');
+    if (!isMessageRole(m.role)) {
+      throw invalid(`messages[${i}].role must be one of ${MESSAGE_ROLES.join(', ')}`, `messages[${i}].role`, 'invalid_value');
     }
     if (m.content === undefined || m.content === null) throw invalid(`messages[${i}].content is required`, `messages[${i}].content`, 'missing_required_parameter');
-    return { role: m.role as ChatMessageInput['role'], content: contentText(m.content, i) };
+    return { role: m.role, content: contentText(m.content, i) };
   });
   if (raw.stream === true) throw invalid("'stream' is not supported yet: omit it or set it to false", 'stream', 'unsupported_parameter');
   if (raw.n !== undefined && raw.n !== null && raw.n !== 1) throw invalid("only 'n': 1 is supported", 'n', 'unsupported_parameter');

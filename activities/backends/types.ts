@@ -4,11 +4,11 @@
  * instant in-process backend used by benchmarks).
  */
 
-import type { ConsumedTokens } from '../../contracts/chat.js';
+import type { ConsumedTokens, MessageRole } from '../../contracts/chat.js';
 
 /** A chat message as the backend receives it: already validated, content flattened to text. */
 export interface ChatMessage {
-  role: 'system' | 'developer' | 'user' | 'assistant' | 'tool';
+  role: MessageRole;
   content: string;
 }
 
