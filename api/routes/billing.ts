@@ -21,6 +21,7 @@ import {
 import { getTenant } from '../../db/repositories/tenants.js';
 import { listDayCloses } from '../../db/repositories/day-close.js';
 import { dayRange, periodRange } from '../../domain/billing-calendar.js';
+import { timeParam } from '../../domain/time-param.js';
 import type { billing, billingRun, dayClose } from '../../workflows/billing.js';
 import type { BillingOutput } from '../../contracts/billing.js';
 import { CONTROL_TASK_QUEUE, billingRunWorkflowId, billingWorkflowId, dayCloseWorkflowId } from '../../contracts/ids.js';
@@ -59,13 +60,6 @@ function optPeriod(v: unknown): string | null {
 function int(v: unknown, name: string, min: number, max = Number.MAX_SAFE_INTEGER): number {
   if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < min || v > max) throw badRequest(`'${name}' must be an integer from ${min} to ${max}`, name, 'invalid_value');
   return v;
-}
-
-function timeParam(v: unknown, name: string, fallback: Date): Date {
-  if (v === undefined || v === null) return fallback;
-  const d = typeof v === 'number' ? new Date(v * 1000) : new Date(String(v));
-  if (Number.isNaN(d.getTime())) throw badRequest(`'${name}' must be unix seconds or ISO 8601`, name, 'invalid_value');
-  return d;
 }
 
 /** The tenants the caller may act on for a query: its own, or (super admin) the one asked for or all. */

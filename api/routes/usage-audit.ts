@@ -11,6 +11,7 @@ import { allowsModel } from '../../domain/policy.js';
 import { validateVariantOverrides } from '../../domain/sampling-params.js';
 import { budgetStatus } from '../../db/repositories/quota.js';
 import { periodOf, periodRange } from '../../domain/billing-calendar.js';
+import { timeParam } from '../../domain/time-param.js';
 import { authOf, isOperator, requirePermission, tenantScope } from '../auth.js';
 import { HttpError, badRequest, notFound } from '../errors.js';
 import { MAX_PAGE, pageOf } from '../pagination.js';
@@ -18,13 +19,6 @@ import { MAX_PAGE, pageOf } from '../pagination.js';
 /** Bounds of an experiment: variants, and each one's weight (assignment sums weights in a 64-bit bucket). */
 const MAX_VARIANTS = 16;
 const MAX_WEIGHT = 1_000_000;
-
-function timeParam(v: unknown, name: string, fallback: Date): Date {
-  if (v === undefined) return fallback;
-  const d = /^\d+$/.test(String(v)) ? new Date(Number(v) * 1000) : new Date(String(v));
-  if (Number.isNaN(d.getTime())) throw badRequest(`'${name}' must be unix seconds or ISO 8601`, name);
-  return d;
-}
 
 function auditJson(r: AuditRow) {
   return {
