@@ -17,6 +17,7 @@ import type { BatchLine } from '../contracts/batch.js';
 import { batchRequestId } from '../contracts/ids.js';
 import { clientError, clientFailureMessage } from '../domain/client-errors.js';
 import { costMicros } from '../domain/cost.js';
+import { isObject } from '../domain/is-object.js';
 import { periodOf } from '../domain/billing-calendar.js';
 import { requestFailure } from './failures.js';
 
@@ -26,10 +27,6 @@ const PAGE = 1000;
 const MAX_ERRORS = 1000;
 /** Bound on the prompt text handed to the workflow at once (history payloads stay small). */
 const MAX_PAGE_BYTES = 256 * 1024;
-
-function isObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
 
 export type ParsedLine =
   | { ok: true; customId: string; body: ValidChatBody; raw: unknown }

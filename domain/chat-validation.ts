@@ -5,16 +5,13 @@
 import { MESSAGE_ROLES, isMessageRole, type ChatMessageInput, type ChatParams } from '../contracts/chat.js';
 import { samplingNumber, samplingStop, type NumericSamplingParam } from './sampling-params.js';
 import { InvalidRequestError } from './invalid-request.js';
+import { isObject } from './is-object.js';
 
 export interface ValidChatBody {
   model: string;
   messages: ChatMessageInput[];
   params: ChatParams;
   user: string | null;
-}
-
-function isObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
 /** A refused field of the body (the API answers 400 naming it). */

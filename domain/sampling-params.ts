@@ -11,6 +11,7 @@
  */
 import { InvalidRequestError } from './invalid-request.js';
 import { isMessageRole } from '../contracts/chat.js';
+import { isObject } from './is-object.js';
 /** What a variant may change about a request. */
 export interface VariantOverrides {
   model?: string;
@@ -84,10 +85,6 @@ export function samplingStop(value: unknown, param = 'stop'): string[] | null {
     throw new SamplingParamError(param, `'${param}' must be a string or up to ${MAX_STOP} non-empty strings`, 'invalid_value');
   }
   return value as string[];
-}
-
-function isObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
 /**
