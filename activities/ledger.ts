@@ -1,24 +1,27 @@
 /** The settle step: one usage row per request and step, cost from the price in force, reservation settled. */
-import { priceFor } from '../db/repositories/billing.js';
-import { recordUnbilledUsage, settle } from '../db/repositories/quota.js';
+import { priceFor, type PriceQuote } from '../db/repositories/billing.js';
+import { recordUnbilledUsage, settle, type UsageInput, type UsageSubject } from '../db/repositories/quota.js';
 import { usageCostMicros } from './billing.js';
 import type { Metrics } from '../runtime/metrics.js';
 import type { Db } from '../db/database.js';
 import { emitBudgetEvents, type EventPublisher } from './events.js';
 
-export interface SettleInput {
-  requestId: string;
-  step: string;
-  tenantId: string;
-  keyId: string;
-  kind: 'sync' | 'async' | 'batch';
-  model: string;
-  deploymentId: string;
-  pool: string;
-  variant: string | null;
+export interface SettleInput extends UsageSubject {
   promptTokens: number;
   completionTokens: number;
   latencyMs: number;
+}
+
+/** The ledger row of an attempt's usage, priced with `quote` (the price in force `at`; none: 0). */
+function usageAt(input: SettleInput, quote: PriceQuote | null, at: Date): UsageInput {
+  return {
+    requestId: input.requestId, step: input.step, tenantId: input.tenantId, keyId: input.keyId, kind: input.kind,
+    model: input.model, deploymentId: input.deploymentId, pool: input.pool, variant: input.variant,
+    priceId: quote?.priceId ?? null, tenantPriceId: quote?.tenantPriceId ?? null, at,
+    inputTokens: input.promptTokens, outputTokens: input.completionTokens,
+    costMicros: quote ? usageCostMicros(quote, input.kind, input.promptTokens, input.completionTokens) : 0,
+    latencyMs: input.latencyMs,
+  };
 }
 
 export function createLedgerActivities(deps: { db: Db; now: () => Date; events: EventPublisher; metrics: Metrics | null }) {
@@ -32,25 +35,7 @@ export function createLedgerActivities(deps: { db: Db; now: () => Date; events: 
       // The price in force at this instant (the tenant's negotiated rate if any); the row is dated
       // at the same instant, so a price change mid-period splits the cost exactly at its start.
       const quote = await priceFor(deps.db, input.tenantId, input.deploymentId, at);
-      const cost = quote ? usageCostMicros(quote, input.kind, input.promptTokens, input.completionTokens) : 0;
-      const result = await settle(deps.db, {
-        requestId: input.requestId,
-        step: input.step,
-        tenantId: input.tenantId,
-        keyId: input.keyId,
-        kind: input.kind,
-        model: input.model,
-        deploymentId: input.deploymentId,
-        pool: input.pool,
-        variant: input.variant,
-        priceId: quote?.priceId ?? null,
-        tenantPriceId: quote?.tenantPriceId ?? null,
-        at,
-        inputTokens: input.promptTokens,
-        outputTokens: input.completionTokens,
-        costMicros: cost,
-        latencyMs: input.latencyMs,
-      });
+      const result = await settle(deps.db, usageAt(input, quote, at));
       // Budget thresholds this settlement crossed (a retry re-emits idempotently).
       if (result.budgetEvents) await emitBudgetEvents(deps, input.requestId);
       if (result.inserted && deps.metrics) {
@@ -67,14 +52,7 @@ export function createLedgerActivities(deps: { db: Db; now: () => Date; events: 
     async recordConsumed(input: SettleInput): Promise<void> {
       const at = deps.now();
       const quote = await priceFor(deps.db, input.tenantId, input.deploymentId, at);
-      await recordUnbilledUsage(deps.db, {
-        requestId: input.requestId, step: input.step, tenantId: input.tenantId, keyId: input.keyId, kind: input.kind,
-        model: input.model, deploymentId: input.deploymentId, pool: input.pool, variant: input.variant,
-        priceId: quote?.priceId ?? null, tenantPriceId: quote?.tenantPriceId ?? null, at,
-        inputTokens: input.promptTokens, outputTokens: input.completionTokens,
-        costMicros: quote ? usageCostMicros(quote, input.kind, input.promptTokens, input.completionTokens) : 0,
-        latencyMs: input.latencyMs,
-      });
+      await recordUnbilledUsage(deps.db, usageAt(input, quote, at));
     },
   };
 }

@@ -7,7 +7,7 @@
  */
 import { sql, type Insertable } from 'kysely';
 import type { Db } from '../database.js';
-import type { BudgetEvent, Reservation, UsageTable } from '../tables/index.js';
+import type { BudgetEvent, RequestKind, Reservation, UsageTable } from '../tables/index.js';
 import { minuteOf, periodOf, periodRange } from '../../domain/billing-calendar.js';
 
 export type QuotaLimit = 'requests_per_minute' | 'tokens_per_minute' | 'max_concurrent' | 'monthly_budget';
@@ -105,16 +105,20 @@ export async function budgetStatus(db: Db, tenantId: string, period: string) {
   };
 }
 
-export interface UsageInput {
+/** Whose usage a ledger row is, and where it ran: the part of a usage the settle step is given. */
+export interface UsageSubject {
   requestId: string;
   step: string;
   tenantId: string;
   keyId: string;
-  kind: 'sync' | 'async' | 'batch';
+  kind: RequestKind;
   model: string;
   deploymentId: string;
   pool: string;
   variant: string | null;
+}
+
+export interface UsageInput extends UsageSubject {
   priceId: number | null;
   /** The tenant's negotiated price row used, if any. @default null */
   tenantPriceId?: number | null;

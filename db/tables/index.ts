@@ -5,16 +5,17 @@
 import type { ColumnType, Generated, Insertable, Selectable, Updateable } from 'kysely';
 import type { Role } from '../../domain/policy.js';
 import type { VariantOverrides } from '../../domain/sampling-params.js';
+import type { JobStatus, RequestKind } from '../../contracts/chat.js';
 
-export type { Role, VariantOverrides };
+export type { RequestKind, Role, VariantOverrides };
 
 type Timestamp = ColumnType<Date, Date | string, Date | string>;
 type CreatedAt = ColumnType<Date, Date | string | undefined, never>;
 
 export type TenantStatus = 'active' | 'suspended';
 export type Provider = 'llama-cpp' | 'openai-compatible' | 'instant';
-export type RequestKind = 'sync' | 'async' | 'batch';
-export type RequestStatus = 'queued' | 'running' | 'succeeded' | 'failed' | 'cancelled';
+/** A request's status column: the job status clients read. */
+export type RequestStatus = JobStatus;
 export type ReservationStatus = 'held' | 'settled' | 'released';
 export type CircuitStateName = 'closed' | 'open' | 'half_open';
 
