@@ -16,7 +16,7 @@ import { checkTokenLimits, estimatePromptTokens, validateChatBody, type ValidCha
 import type { BatchLine } from '../contracts/batch.js';
 import { batchRequestId } from '../contracts/ids.js';
 import { clientError, clientFailureMessage } from '../domain/client-errors.js';
-import { costMicros } from '../domain/cost.js';
+import { costMicros, type TokenPrice } from '../domain/cost.js';
 import { isObject } from '../domain/is-object.js';
 import { periodOf } from '../domain/billing-calendar.js';
 import { requestFailure } from './failures.js';
@@ -111,7 +111,7 @@ export function createBatchActivities(deps: { db: Db; now: () => Date; log?: Log
       const errors: BatchLineError[] = [];
       let errorCount = 0;
       const seen = new Set<string>();
-      const models = new Map<string, { model: Model | null; price: { input: number; output: number } | null }>();
+      const models = new Map<string, { model: Model | null; price: TokenPrice | null }>();
       const at = deps.now();
       let estimate = 0;
       let total = 0;
@@ -143,7 +143,7 @@ export function createBatchActivities(deps: { db: Db; now: () => Date; log?: Log
             // force costs 0 here (`maxPriceForModel`), so the budget check never passes by accident.
             models.set(name, { model, price: model ? await maxPriceForModel(deps.db, name, at) : null });
           }
-          const { model, price } = models.get(name) as { model: Model | null; price: { input: number; output: number } | null };
+          const { model, price } = models.get(name) as { model: Model | null; price: TokenPrice | null };
           if (!model) {
             fail(line, { code: 'model_not_found', message: `The model '${name}' does not exist.`, param: 'body.model' });
             continue;
@@ -157,7 +157,7 @@ export function createBatchActivities(deps: { db: Db; now: () => Date; log?: Log
             continue;
           }
           firstModel ??= name;
-          if (price) estimate += costMicros({ inputMicrosPerMtok: price.input, outputMicrosPerMtok: price.output }, estimatePromptTokens(parsed.body.messages), maxTokens);
+          if (price) estimate += costMicros(price, estimatePromptTokens(parsed.body.messages), maxTokens);
         }
         after = page[page.length - 1]?.line_no ?? after;
         Context.current().heartbeat(after);
