@@ -59,11 +59,6 @@ export const FAILURES = {
 
 export type FailureType = keyof typeof FAILURES;
 
-/** The answer for a failure `type` (a stored or thrown one, so any string): a type outside the table is an internal error. */
-export function failureAnswer(type: string | null): FailureAnswer {
-  return Object.hasOwn(FAILURES, type ?? '') ? FAILURES[type as FailureType] : FAILURES.InternalError;
-}
-
 /** Details attached to a failure (first element of `ApplicationFailure.details`). */
 export interface FailureDetails {
   /** OpenAI error `code`, e.g. `rate_limit_exceeded`, `model_not_found`. */

@@ -10,7 +10,7 @@
  * for the caller (authorization, quota, validation: `authored` in the table) keep theirs; every
  * other failure gets a fixed text. Pure: importable by workflows, activities and the API.
  */
-import { FAILURES, failureAnswer, type ErrorType } from '../contracts/failures.js';
+import { FAILURES, type ErrorType, type FailureAnswer, type FailureType } from '../contracts/failures.js';
 
 /** Fixed client messages by OpenAI error code (the code says where the failure came from). */
 const MESSAGE_BY_CODE: Readonly<Record<string, string>> = {
@@ -20,6 +20,11 @@ const MESSAGE_BY_CODE: Readonly<Record<string, string>> = {
   model_unavailable: FAILURES.NoDeploymentAvailable.message,
   internal_error: FAILURES.InternalError.message,
 };
+
+/** The answer for a failure `type` (a stored or thrown one, so any string): a type outside the table is an internal error. */
+function failureAnswer(type: string | null): FailureAnswer {
+  return type !== null && Object.hasOwn(FAILURES, type) ? FAILURES[type as FailureType] : FAILURES.InternalError;
+}
 
 /** Authored messages are cut to this length. */
 const MAX_MESSAGE_CHARS = 500;
