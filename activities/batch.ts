@@ -18,6 +18,7 @@ import { batchRequestId } from '../contracts/ids.js';
 import { clientError, clientFailureMessage } from '../domain/client-errors.js';
 import { costMicros, type TokenPrice } from '../domain/cost.js';
 import { isObject } from '../domain/is-object.js';
+import { InvalidRequestError } from '../domain/invalid-request.js';
 import { periodOf } from '../domain/billing-calendar.js';
 import { requestFailure } from './failures.js';
 
@@ -153,6 +154,7 @@ export function createBatchActivities(deps: { db: Db; now: () => Date; log?: Log
           try {
             maxTokens = checkTokenLimits(model, parsed.body.messages, parsed.body.params.maxTokens, model.max_output_tokens);
           } catch (err) {
+            if (!(err instanceof InvalidRequestError)) throw err;
             fail(line, bodyError(err));
             continue;
           }
