@@ -1,6 +1,8 @@
 /**
- * One error type for the HTTP API, a closed map of codes to statuses, and one middleware that
- * answers everything in OpenAI's error shape: `{"error": {"message", "type", "param", "code"}}`.
+ * One error type for the HTTP API (its status from the closed `ERROR_STATUS` of
+ * `contracts/failures.ts`), and one middleware that answers everything in OpenAI's error shape:
+ * `{"error": {"message", "type", "param", "code"}}`. Workflow failures are answered from the one
+ * failure table through `clientError` (`domain/client-errors.ts`), as batch error lines are.
  */
 import { randomUUID } from 'node:crypto';
 import type { ErrorRequestHandler, RequestHandler } from 'express';
