@@ -102,6 +102,17 @@ export interface ModelTokenLimits {
 }
 
 /**
+ * A `max_tokens` (null: absent) within the model's output limit, else an {@link InvalidRequestError}
+ * naming `param` (`invalid_value`). Part of {@link checkTokenLimits}; experiment variants' overrides
+ * are checked with it alone (they have no messages).
+ */
+export function checkMaxTokens(model: Pick<ModelTokenLimits, 'max_output_tokens'>, maxTokens: number | null, param = 'max_tokens'): void {
+  if (maxTokens !== null && maxTokens > model.max_output_tokens) {
+    throw invalid(`max_tokens is too large: ${maxTokens}. This model supports at most ${model.max_output_tokens} completion tokens.`, param, 'invalid_value');
+  }
+}
+
+/**
  * The completion-size rule of a chat request against its model, before any workflow runs (the
  * chat route and batch validation both apply it): `max_tokens`, when given, at most the model's
  * output limit, and the prompt's lower bound ({@link minPromptTokens}) plus the completion within
@@ -113,9 +124,7 @@ export interface ModelTokenLimits {
  * @returns the completion tokens checked: `maxTokens ?? assumedMaxTokens`.
  */
 export function checkTokenLimits(model: ModelTokenLimits, messages: readonly ChatMessageInput[], maxTokens: number | null, assumedMaxTokens: number): number {
-  if (maxTokens !== null && maxTokens > model.max_output_tokens) {
-    throw invalid(`max_tokens is too large: ${maxTokens}. This model supports at most ${model.max_output_tokens} completion tokens.`, 'max_tokens', 'invalid_value');
-  }
+  checkMaxTokens(model, maxTokens);
   const completion = maxTokens ?? assumedMaxTokens;
   if (minPromptTokens(messages) + completion > model.context_length) {
     throw invalid(`This model's maximum context length is ${model.context_length} tokens; your messages are longer.`, 'messages', 'context_length_exceeded');

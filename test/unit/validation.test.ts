@@ -2,7 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import { HttpError, fromInvalidRequest } from '../../api/errors.js';
 import { InvalidRequestError } from '../../domain/invalid-request.js';
-import { checkTokenLimits, estimatePromptTokens, minPromptTokens, validateChatBody } from '../../domain/chat-validation.js';
+import { checkMaxTokens, checkTokenLimits, estimatePromptTokens, minPromptTokens, validateChatBody } from '../../domain/chat-validation.js';
 import type { ChatMessageInput } from '../../contracts/chat.js';
 
 const good = { model: 'tiny', messages: [{ role: 'user', content: 'hello' }] };
@@ -200,6 +200,14 @@ describe('checkTokenLimits (the chat route and batch validation)', () => {
 
   it('refuses max_tokens over the model output limit, naming max_tokens', () => {
     expect(refusal(101, 1)).toMatchObject({ param: 'max_tokens', code: 'invalid_value' });
+  });
+
+  it('checks an experiment override alone, naming its path', () => {
+    expect(() => checkMaxTokens(model, 100, 'variants[1].overrides.max_tokens')).not.toThrow();
+    expect(() => checkMaxTokens(model, null)).not.toThrow();
+    expect(() => checkMaxTokens(model, 101, 'variants[1].overrides.max_tokens')).toThrow(
+      new InvalidRequestError('max_tokens is too large: 101. This model supports at most 100 completion tokens.', 'variants[1].overrides.max_tokens', 'invalid_value'),
+    );
   });
 
   it('refuses a prompt whose lower bound plus the completion exceeds the context, naming messages', () => {
