@@ -6,12 +6,13 @@ import { clientFailure } from '../domain/client-errors.js';
 import type { Db } from '../db/database.js';
 import type { EventPublisher } from './events.js';
 import type { Logger } from '../runtime/logger.js';
+import type { RequestKind } from '../contracts/chat.js';
 
 export interface OutcomeInput {
   requestId: string;
   tenantId: string;
   keyId: string;
-  kind: 'sync' | 'async' | 'batch';
+  kind: RequestKind;
   model: string;
   status: 'succeeded' | 'failed' | 'cancelled';
   /** The completion, for `succeeded`. */

@@ -12,12 +12,13 @@ import type { BatchLineError, BatchRow, BatchStatus, Model } from '../db/tables/
 import { getBatch, insertLineRequests, lineOutcomes, recordBatchCounts, remainingBudget, transitionBatch } from '../db/repositories/batches.js';
 import { deleteFile, finishFile, insertFile, insertFileLines, readFileLines } from '../db/repositories/files.js';
 import { getModel, maxPriceForModel } from '../db/repositories/models.js';
-import { estimatePromptTokens, minPromptTokens, validateChatBody, type ValidChatBody } from '../domain/chat-validation.js';
+import { checkTokenLimits, estimatePromptTokens, validateChatBody, type ValidChatBody } from '../domain/chat-validation.js';
 import type { BatchLine } from '../contracts/batch.js';
-import { FailureTypes } from '../contracts/failures.js';
 import { batchRequestId } from '../contracts/ids.js';
-import { clientFailureMessage } from '../domain/client-errors.js';
-import { costMicros } from '../domain/cost.js';
+import { clientError, clientFailureMessage } from '../domain/client-errors.js';
+import { costMicros, type TokenPrice } from '../domain/cost.js';
+import { isObject } from '../domain/is-object.js';
+import { InvalidRequestError } from '../domain/invalid-request.js';
 import { periodOf } from '../domain/billing-calendar.js';
 import { requestFailure } from './failures.js';
 
@@ -27,15 +28,6 @@ const PAGE = 1000;
 const MAX_ERRORS = 1000;
 /** Bound on the prompt text handed to the workflow at once (history payloads stay small). */
 const MAX_PAGE_BYTES = 256 * 1024;
-
-const ERROR_TYPE_FOR_STATUS: Record<number, string> = {
-  400: 'invalid_request_error', 401: 'authentication_error', 403: 'permission_error', 404: 'not_found_error',
-  409: 'conflict_error', 429: 'rate_limit_error', 503: 'service_unavailable',
-};
-
-function isObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
 
 export type ParsedLine =
   | { ok: true; customId: string; body: ValidChatBody; raw: unknown }
@@ -73,9 +65,14 @@ export function parseBatchLine(content: string, endpoint: string): ParsedLine {
   try {
     return { ok: true, customId, body: validateChatBody(json.body), raw: json.body };
   } catch (err) {
-    const e = err as { message?: string; code?: string | null; param?: string | null };
-    return { ok: false, customId, error: { code: e.code ?? 'invalid_body', message: e.message ?? 'invalid body', param: e.param ? `body.${e.param}` : 'body' } };
+    return { ok: false, customId, error: bodyError(err) };
   }
+}
+
+/** A line's error for a refused field of its body (a pure rule's error): `param` under `body.`. */
+function bodyError(err: unknown): Omit<BatchLineError, 'line'> {
+  const e = err as { message?: string; code?: string | null; param?: string | null };
+  return { code: e.code ?? 'invalid_body', message: e.message ?? 'invalid body', param: e.param ? `body.${e.param}` : 'body' };
 }
 
 function isBlank(content: string): boolean {
@@ -115,7 +112,7 @@ export function createBatchActivities(deps: { db: Db; now: () => Date; log?: Log
       const errors: BatchLineError[] = [];
       let errorCount = 0;
       const seen = new Set<string>();
-      const models = new Map<string, { model: Model | null; price: { input: number; output: number } | null }>();
+      const models = new Map<string, { model: Model | null; price: TokenPrice | null }>();
       const at = deps.now();
       let estimate = 0;
       let total = 0;
@@ -147,22 +144,22 @@ export function createBatchActivities(deps: { db: Db; now: () => Date; log?: Log
             // force costs 0 here (`maxPriceForModel`), so the budget check never passes by accident.
             models.set(name, { model, price: model ? await maxPriceForModel(deps.db, name, at) : null });
           }
-          const { model, price } = models.get(name) as { model: Model | null; price: { input: number; output: number } | null };
+          const { model, price } = models.get(name) as { model: Model | null; price: TokenPrice | null };
           if (!model) {
             fail(line, { code: 'model_not_found', message: `The model '${name}' does not exist.`, param: 'body.model' });
             continue;
           }
-          const maxTokens = parsed.body.params.maxTokens ?? model.max_output_tokens;
-          if (maxTokens > model.max_output_tokens) {
-            fail(line, { code: 'invalid_value', message: `max_tokens is too large: ${maxTokens}. This model supports at most ${model.max_output_tokens} completion tokens.`, param: 'body.max_tokens' });
-            continue;
-          }
-          if (minPromptTokens(parsed.body.messages) + maxTokens > model.context_length) {
-            fail(line, { code: 'context_length_exceeded', message: `This model's maximum context length is ${model.context_length} tokens; the messages are longer.`, param: 'body.messages' });
+          // A line without max_tokens runs, and is estimated, at the model's output limit.
+          let maxTokens: number;
+          try {
+            maxTokens = checkTokenLimits(model, parsed.body.messages, parsed.body.params.maxTokens, model.max_output_tokens);
+          } catch (err) {
+            if (!(err instanceof InvalidRequestError)) throw err;
+            fail(line, bodyError(err));
             continue;
           }
           firstModel ??= name;
-          if (price) estimate += costMicros({ inputMicrosPerMtok: price.input, outputMicrosPerMtok: price.output }, estimatePromptTokens(parsed.body.messages), maxTokens);
+          if (price) estimate += costMicros(price, estimatePromptTokens(parsed.body.messages), maxTokens);
         }
         after = page[page.length - 1]?.line_no ?? after;
         Context.current().heartbeat(after);
@@ -270,10 +267,10 @@ export function createBatchActivities(deps: { db: Db; now: () => Date; log?: Log
             } else if (row.status === 'failed') {
               failed += 1;
               const e = (row.error ?? {}) as { type?: string; message?: string; code?: string | null };
-              const status = (FailureTypes as Record<string, number>)[e.type ?? 'InternalError'] ?? 500;
+              const answer = clientError(e.type ?? null, e.code ?? null, e.message ?? null);
               errLines.push(JSON.stringify({
                 id, custom_id: customId,
-                response: { status_code: status, request_id: id, body: { error: { message: clientFailureMessage(e.type ?? null, e.code ?? null, e.message ?? null), type: ERROR_TYPE_FOR_STATUS[status] ?? 'server_error', param: null, code: e.code ?? null } } },
+                response: { status_code: answer.status, request_id: id, body: { error: { message: answer.message, type: answer.type, param: null, code: answer.code } } },
                 error: null,
               }));
             } else {

@@ -13,6 +13,7 @@ import { closeDay, reconcileDay } from '../db/repositories/day-close.js';
 import type { Metrics } from '../runtime/metrics.js';
 import type { BillingOutput } from '../contracts/billing.js';
 import type { FailureType } from '../contracts/failures.js';
+import type { RequestKind } from '../contracts/chat.js';
 import { costMicros } from '../domain/cost.js';
 
 /**
@@ -20,7 +21,7 @@ import { costMicros } from '../domain/cost.js';
  * plus the per-request fee; `batch` usage then gets the list price's batch discount, the discount
  * rounded down (never bills a fraction as zero, never discounts more than the rate says).
  */
-export function usageCostMicros(quote: PriceQuote, kind: 'sync' | 'async' | 'batch', inputTokens: number, outputTokens: number): number {
+export function usageCostMicros(quote: PriceQuote, kind: RequestKind, inputTokens: number, outputTokens: number): number {
   const gross = costMicros({ inputMicrosPerMtok: quote.inputMicrosPerMtok, outputMicrosPerMtok: quote.outputMicrosPerMtok }, inputTokens, outputTokens) + quote.requestMicros;
   if (kind !== 'batch' || quote.batchDiscountBps === 0) return gross;
   return gross - Number((BigInt(gross) * BigInt(quote.batchDiscountBps)) / 10_000n);

@@ -1,6 +1,6 @@
 /** The settle step: one usage row per request and step, cost from the price in force, reservation settled. */
-import { priceFor } from '../db/repositories/billing.js';
-import { recordUnbilledUsage, settle } from '../db/repositories/quota.js';
+import { priceFor, type PriceQuote } from '../db/repositories/billing.js';
+import { recordUnbilledUsage, settle, type UsageInput } from '../db/repositories/quota.js';
 import { usageCostMicros } from './billing.js';
 import type { Metrics } from '../runtime/metrics.js';
 import type { Db } from '../db/database.js';
@@ -9,6 +9,14 @@ import { emitBudgetEvents, type EventPublisher } from './events.js';
 
 /** Input of the `settle` and `recordConsumed` steps: the workflow's usage entry. */
 export type SettleInput = UsageEntry;
+
+/** The ledger row of an attempt's usage, priced with `quote` (the price in force `at`; none: 0). */
+function usageAt(input: SettleInput, quote: PriceQuote | null, at: Date): UsageInput {
+  return {
+    ...input, priceId: quote?.priceId ?? null, tenantPriceId: quote?.tenantPriceId ?? null, at,
+    costMicros: quote ? usageCostMicros(quote, input.kind, input.promptTokens, input.completionTokens) : 0,
+  };
+}
 
 export function createLedgerActivities(deps: { db: Db; now: () => Date; events: EventPublisher; metrics: Metrics | null }) {
   return {
@@ -21,14 +29,7 @@ export function createLedgerActivities(deps: { db: Db; now: () => Date; events: 
       // The price in force at this instant (the tenant's negotiated rate if any); the row is dated
       // at the same instant, so a price change mid-period splits the cost exactly at its start.
       const quote = await priceFor(deps.db, input.tenantId, input.deploymentId, at);
-      const cost = quote ? usageCostMicros(quote, input.kind, input.promptTokens, input.completionTokens) : 0;
-      const result = await settle(deps.db, {
-        ...input,
-        priceId: quote?.priceId ?? null,
-        tenantPriceId: quote?.tenantPriceId ?? null,
-        at,
-        costMicros: cost,
-      });
+      const result = await settle(deps.db, usageAt(input, quote, at));
       // Budget thresholds this settlement crossed (a retry re-emits idempotently).
       if (result.budgetEvents) await emitBudgetEvents(deps, input.requestId);
       if (result.inserted && deps.metrics) {
@@ -45,13 +46,7 @@ export function createLedgerActivities(deps: { db: Db; now: () => Date; events: 
     async recordConsumed(input: SettleInput): Promise<void> {
       const at = deps.now();
       const quote = await priceFor(deps.db, input.tenantId, input.deploymentId, at);
-      await recordUnbilledUsage(deps.db, {
-        ...input,
-        priceId: quote?.priceId ?? null,
-        tenantPriceId: quote?.tenantPriceId ?? null,
-        at,
-        costMicros: quote ? usageCostMicros(quote, input.kind, input.promptTokens, input.completionTokens) : 0,
-      });
+      await recordUnbilledUsage(deps.db, usageAt(input, quote, at));
     },
   };
 }

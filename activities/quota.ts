@@ -27,7 +27,7 @@ export function createQuotaActivities(deps: { db: Db; now: () => Date; events: E
     async reserveQuota(input: ReserveQuotaInput): Promise<{ estCostMicros: number }> {
       const at = deps.now();
       const price = await maxPriceForModel(deps.db, input.model, at);
-      const estCost = costMicros({ inputMicrosPerMtok: price.input, outputMicrosPerMtok: price.output }, input.promptTokensEstimate, input.maxTokens);
+      const estCost = costMicros(price, input.promptTokensEstimate, input.maxTokens);
       const result = await reserve(deps.db, {
         requestId: input.requestId,
         tenantId: input.tenantId,

@@ -1,30 +1,19 @@
 /**
- * One error type for the HTTP API, a closed map of codes to statuses, and one middleware that
- * answers everything in OpenAI's error shape: `{"error": {"message", "type", "param", "code"}}`.
+ * One error type for the HTTP API (its status from the closed `ERROR_STATUS` of
+ * `contracts/failures.ts`), and one middleware that answers everything in OpenAI's error shape:
+ * `{"error": {"message", "type", "param", "code"}}`. Workflow failures are answered from the one
+ * failure table through `clientError` (`domain/client-errors.ts`), as batch error lines are.
  */
 import { randomUUID } from 'node:crypto';
 import type { ErrorRequestHandler, RequestHandler } from 'express';
 import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
 import { WorkflowFailedError } from '@temporalio/client';
-import { FailureTypes, type FailureDetails } from '../contracts/failures.js';
-import { clientFailureMessage } from '../domain/client-errors.js';
+import { ERROR_STATUS, type ErrorType, type FailureDetails } from '../contracts/failures.js';
+import { clientError, type ClientError } from '../domain/client-errors.js';
 import type { Logger } from '../runtime/logger.js';
 import { InvalidRequestError } from '../domain/invalid-request.js';
 
-export const ERROR_STATUS = {
-  invalid_request_error: 400,
-  authentication_error: 401,
-  permission_error: 403,
-  not_found_error: 404,
-  conflict_error: 409,
-  idempotency_error: 422,
-  request_timeout: 408,
-  request_too_large: 413,
-  rate_limit_error: 429,
-  server_error: 500,
-  service_unavailable: 503,
-} as const;
-export type ErrorType = keyof typeof ERROR_STATUS;
+export { ERROR_STATUS, type ErrorType };
 
 export class HttpError extends Error {
   override readonly name = 'HttpError';
@@ -56,23 +45,26 @@ export function fromInvalidRequest(err: InvalidRequestError): HttpError {
 
 export const notFound = (what: string) => new HttpError('not_found_error', `${what} not found`, 'not_found');
 
-const TYPE_FOR_STATUS: Record<number, ErrorType> = {
-  400: 'invalid_request_error', 401: 'authentication_error', 403: 'permission_error', 404: 'not_found_error',
-  409: 'conflict_error', 429: 'rate_limit_error', 500: 'server_error', 503: 'service_unavailable',
-};
+/** The error type of an HTTP status (the reverse of `ERROR_STATUS`), for Express's own errors. */
+const TYPE_FOR_STATUS: ReadonlyMap<number, ErrorType> = new Map(
+  Object.entries(ERROR_STATUS).map(([type, status]) => [status, type as ErrorType]),
+);
+
+function fromClientError(e: ClientError, param: string | null = null, retryAfterSeconds: number | null = null): HttpError {
+  return new HttpError(e.type, e.message, e.code, param, retryAfterSeconds);
+}
 
 /** Maps a workflow's failure (an `ApplicationFailure` of a closed type) to the HTTP error. */
 export function fromWorkflowFailure(err: unknown): HttpError | null {
   if (!(err instanceof WorkflowFailedError)) return null;
-  if (err.cause instanceof CancelledFailure) return new HttpError('conflict_error', 'The request was cancelled', 'request_cancelled');
+  if (err.cause instanceof CancelledFailure) return fromClientError(clientError('Cancelled', 'request_cancelled', null));
   const cause = err.cause;
-  if (!(cause instanceof ApplicationFailure)) return new HttpError('server_error', 'The request failed', 'internal_error');
+  if (!(cause instanceof ApplicationFailure)) return fromClientError(clientError('InternalError', 'internal_error', null));
   const type = cause.type ?? 'InternalError';
-  const status = (FailureTypes as Record<string, number>)[type] ?? 500;
   const details = (cause.details?.[0] ?? null) as FailureDetails | null;
-  const code = details?.code ?? (status === 500 ? 'internal_error' : null);
-  const error = new HttpError(
-    TYPE_FOR_STATUS[status] ?? 'server_error', clientFailureMessage(type, code, cause.message), code, details?.param ?? null, details?.retryAfterSeconds ?? null,
+  const answer = clientError(type, details?.code ?? null, cause.message);
+  const error = fromClientError(
+    { ...answer, code: answer.code ?? (answer.status === 500 ? 'internal_error' : null) }, details?.param ?? null, details?.retryAfterSeconds ?? null,
   );
   error.detail = `${type}: ${cause.message}`.slice(0, 1000);
   return error;
@@ -109,7 +101,7 @@ export function errorMiddleware(log: Logger): ErrorRequestHandler {
     else if (err?.type === 'entity.too.large') error = new HttpError('request_too_large', 'Request body too large', 'request_too_large');
     else if (err?.type === 'entity.parse.failed') error = badRequest('We could not parse the JSON body of your request.', null, 'invalid_json');
     else if (typeof err?.status === 'number' && err.status >= 400 && err.status < 500 && err.expose) {
-      error = new HttpError(TYPE_FOR_STATUS[err.status] ?? 'invalid_request_error', String(err.message));
+      error = new HttpError(TYPE_FOR_STATUS.get(err.status) ?? 'invalid_request_error', String(err.message));
     } else {
       log.error('unhandled error', { request_id: rid, route: req.route?.path ?? null, method: req.method, error: err instanceof Error ? err.name : typeof err, detail: err instanceof Error ? err.message.slice(0, 300) : null });
       error = new HttpError('server_error', 'The server had an error while processing your request.', 'internal_error');

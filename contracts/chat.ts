@@ -4,8 +4,17 @@ export type RequestKind = 'sync' | 'async' | 'batch';
 
 export type JobStatus = 'queued' | 'running' | 'succeeded' | 'failed' | 'cancelled';
 
+/** The roles a chat message may have: the one list (validation, the backend boundary, the backends' switches). */
+export const MESSAGE_ROLES = ['system', 'developer', 'user', 'assistant', 'tool'] as const;
+export type MessageRole = (typeof MESSAGE_ROLES)[number];
+
+/** True when `v` is one of {@link MESSAGE_ROLES}. */
+export function isMessageRole(v: unknown): v is MessageRole {
+  return (MESSAGE_ROLES as readonly unknown[]).includes(v);
+}
+
 export interface ChatMessageInput {
-  role: 'system' | 'developer' | 'user' | 'assistant' | 'tool';
+  role: MessageRole;
   content: string;
 }
 
@@ -47,7 +56,7 @@ export interface ChatCompletion {
     index: number;
     message: { role: 'assistant'; content: string; refusal: null };
     logprobs: null;
-    finish_reason: 'stop' | 'length';
+    finish_reason: FinishReason;
   }>;
   usage: { prompt_tokens: number; completion_tokens: number; total_tokens: number };
 }
@@ -72,12 +81,26 @@ export interface InferInput {
   tenantId: string;
   deployment: DeploymentTarget;
   messages: ChatMessageInput[];
-  params: { maxTokens: number; temperature: number; topP: number | null; seed: number | null; stop: string[] | null };
+  params: GenerateParams;
 }
+
+/** Sampling parameters, resolved (defaults applied, experiment overrides merged): what a backend runs with. */
+export interface GenerateParams {
+  /** Upper bound of completion tokens. */
+  maxTokens: number;
+  /** 0 means greedy (deterministic). */
+  temperature: number;
+  topP: number | null;
+  seed: number | null;
+  stop: string[] | null;
+}
+
+/** Why a completion ended: a stop (the model's own end or a stop sequence) or `max_tokens`. */
+export type FinishReason = 'stop' | 'length';
 
 export interface InferOutput {
   content: string;
-  finishReason: 'stop' | 'length';
+  finishReason: FinishReason;
   promptTokens: number;
   completionTokens: number;
   latencyMs: number;

@@ -2,21 +2,16 @@
  * Request-body validation for `/v1/chat/completions`, pure: everything decided before a
  * workflow exists. Errors name the offending parameter, as OpenAI's do.
  */
-import type { ChatMessageInput, ChatParams } from '../contracts/chat.js';
+import { MESSAGE_ROLES, isMessageRole, type ChatMessageInput, type ChatParams } from '../contracts/chat.js';
 import { samplingNumber, samplingStop, type NumericSamplingParam } from './sampling-params.js';
 import { InvalidRequestError } from './invalid-request.js';
-
-const ROLES = new Set(['system', 'developer', 'user', 'assistant', 'tool']);
+import { isObject } from './is-object.js';
 
 export interface ValidChatBody {
   model: string;
   messages: ChatMessageInput[];
   params: ChatParams;
   user: string | null;
-}
-
-function isObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
 /** A refused field of the body (the API answers 400 naming it). */
@@ -51,11 +46,11 @@ export function validateChatBody(raw: unknown): ValidChatBody {
   if (raw.messages.length === 0) throw invalid("'messages' must contain at least one message", 'messages', 'invalid_value');
   const messages = raw.messages.map((m, i): ChatMessageInput => {
     if (!isObject(m)) throw invalid(`messages[${i}] must be an object`, `messages[${i}]`, 'invalid_type');
-    if (typeof m.role !== 'string' || !ROLES.has(m.role)) {
-      throw invalid(`messages[${i}].role must be one of system, developer, user, assistant, tool`, `messages[${i}].role`, 'invalid_value');
+    if (!isMessageRole(m.role)) {
+      throw invalid(`messages[${i}].role must be one of ${MESSAGE_ROLES.join(', ')}`, `messages[${i}].role`, 'invalid_value');
     }
     if (m.content === undefined || m.content === null) throw invalid(`messages[${i}].content is required`, `messages[${i}].content`, 'missing_required_parameter');
-    return { role: m.role as ChatMessageInput['role'], content: contentText(m.content, i) };
+    return { role: m.role, content: contentText(m.content, i) };
   });
   if (raw.stream === true) throw invalid("'stream' is not supported yet: omit it or set it to false", 'stream', 'unsupported_parameter');
   if (raw.n !== undefined && raw.n !== null && raw.n !== 1) throw invalid("only 'n': 1 is supported", 'n', 'unsupported_parameter');
@@ -98,4 +93,41 @@ export function estimatePromptTokens(messages: readonly ChatMessageInput[]): num
  */
 export function minPromptTokens(messages: readonly ChatMessageInput[]): number {
   return Math.ceil(promptBytes(messages) / 16);
+}
+
+/** A model's token limits, as its `models` row holds them. */
+export interface ModelTokenLimits {
+  max_output_tokens: number;
+  context_length: number;
+}
+
+/**
+ * A `max_tokens` (null: absent) within the model's output limit, else an {@link InvalidRequestError}
+ * naming `param` (`invalid_value`). Part of {@link checkTokenLimits}; experiment variants' overrides
+ * are checked with it alone (they have no messages).
+ */
+export function checkMaxTokens(model: Pick<ModelTokenLimits, 'max_output_tokens'>, maxTokens: number | null, param = 'max_tokens'): void {
+  if (maxTokens !== null && maxTokens > model.max_output_tokens) {
+    throw invalid(`max_tokens is too large: ${maxTokens}. This model supports at most ${model.max_output_tokens} completion tokens.`, param, 'invalid_value');
+  }
+}
+
+/**
+ * The completion-size rule of a chat request against its model, before any workflow runs (the
+ * chat route and batch validation both apply it): `max_tokens`, when given, at most the model's
+ * output limit, and the prompt's lower bound ({@link minPromptTokens}) plus the completion within
+ * the model's context. Throws an {@link InvalidRequestError} naming `max_tokens` (`invalid_value`)
+ * or `messages` (`context_length_exceeded`).
+ *
+ * @param maxTokens - the request's `max_tokens`; null when absent.
+ * @param assumedMaxTokens - the completion the context must hold when `max_tokens` is absent.
+ * @returns the completion tokens checked: `maxTokens ?? assumedMaxTokens`.
+ */
+export function checkTokenLimits(model: ModelTokenLimits, messages: readonly ChatMessageInput[], maxTokens: number | null, assumedMaxTokens: number): number {
+  checkMaxTokens(model, maxTokens);
+  const completion = maxTokens ?? assumedMaxTokens;
+  if (minPromptTokens(messages) + completion > model.context_length) {
+    throw invalid(`This model's maximum context length is ${model.context_length} tokens; your messages are longer.`, 'messages', 'context_length_exceeded');
+  }
+  return completion;
 }

@@ -7,9 +7,11 @@
  * throws inside its decode loop, outside any caller's `try`, on a value that is not a number: no
  * such value may get that far.
  *
- * No I/O; imports only types.
+ * No I/O; imports only pure contracts.
  */
 import { InvalidRequestError } from './invalid-request.js';
+import { isMessageRole } from '../contracts/chat.js';
+import { isObject } from './is-object.js';
 /** What a variant may change about a request. */
 export interface VariantOverrides {
   model?: string;
@@ -85,10 +87,6 @@ export function samplingStop(value: unknown, param = 'stop'): string[] | null {
   return value as string[];
 }
 
-function isObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
-
 /**
  * Checks an experiment variant's overrides: only {@link OVERRIDABLE} keys, each of the type and
  * range a request's own field has (`model` a non-empty ID). `param` is the object's path, e.g.
@@ -117,8 +115,6 @@ export function validateVariantOverrides(raw: unknown, param: string): VariantOv
   return out;
 }
 
-const ROLES: ReadonlySet<string> = new Set(['system', 'developer', 'user', 'assistant', 'tool']);
-
 /**
  * The backend boundary: checks resolved generation input (messages and `GenerateParams`, camelCase,
  * defaults applied) as it arrives from a workflow history, whatever path it took. Returns the
@@ -129,7 +125,7 @@ export function checkGenerateInput(input: { messages: unknown; params: unknown }
     const { messages, params } = input;
     if (!Array.isArray(messages) || messages.length === 0) return new SamplingParamError('messages', "'messages' must be a non-empty array", 'invalid_type');
     for (const [i, m] of messages.entries()) {
-      if (!isObject(m) || typeof m.role !== 'string' || !ROLES.has(m.role) || typeof m.content !== 'string') {
+      if (!isObject(m) || !isMessageRole(m.role) || typeof m.content !== 'string') {
         return new SamplingParamError(`messages[${i}]`, `'messages[${i}]' must have a known role and text content`, 'invalid_type');
       }
     }

@@ -194,13 +194,14 @@ function int(env: Env, name: string, fallback: number, min = 0, max = Number.MAX
   return value;
 }
 
-function str(env: Env, name: string): string | null {
+/** An environment variable's text, trimmed; null when unset or blank. */
+function envText(env: Env, name: string): string | null {
   const raw = env[name];
   return raw === undefined || raw.trim() === '' ? null : raw.trim();
 }
 
 function bool(env: Env, name: string, fallback: boolean): boolean {
-  const raw = str(env, name);
+  const raw = envText(env, name);
   if (raw === null) return fallback;
   if (['1', 'true', 'yes', 'on'].includes(raw.toLowerCase())) return true;
   if (['0', 'false', 'no', 'off'].includes(raw.toLowerCase())) return false;
@@ -213,7 +214,7 @@ function poolName(name: string, value: string): string {
 }
 
 function ggufModels(env: Env): Record<string, string> {
-  const raw = str(env, 'SLUICE_GGUF_MODELS');
+  const raw = envText(env, 'SLUICE_GGUF_MODELS');
   const models: Record<string, string> = {};
   if (raw === null) return models;
   for (const entry of raw.split(',')) {
@@ -237,7 +238,7 @@ function upstreamKeys(env: Env): Record<string, string> {
 }
 
 function hostList(env: Env, name: string): string[] {
-  const raw = str(env, name);
+  const raw = envText(env, name);
   if (raw === null) return [];
   return raw.split(',').map((h) => h.trim().toLowerCase().replace(/^\[(.*)\]$/, '$1')).filter((h) => {
     if (h === '') return false;
@@ -247,7 +248,7 @@ function hostList(env: Env, name: string): string[] {
 }
 
 function aesKey(env: Env, name: string): string | null {
-  const raw = str(env, name);
+  const raw = envText(env, name);
   if (raw === null) return null;
   if (!/^[A-Za-z0-9+/]+={0,2}$/.test(raw) || Buffer.from(raw, 'base64').length !== 32) {
     throw new ConfigError(`${name} must be base64 of exactly 32 bytes (openssl rand -base64 32)`);
@@ -257,13 +258,13 @@ function aesKey(env: Env, name: string): string | null {
 
 function temporalTls(env: Env): TemporalTlsConfig | null {
   const files = {
-    caFile: str(env, 'TEMPORAL_TLS_CA'),
-    certFile: str(env, 'TEMPORAL_TLS_CERT'),
-    keyFile: str(env, 'TEMPORAL_TLS_KEY'),
-    serverName: str(env, 'TEMPORAL_TLS_SERVER_NAME'),
+    caFile: envText(env, 'TEMPORAL_TLS_CA'),
+    certFile: envText(env, 'TEMPORAL_TLS_CERT'),
+    keyFile: envText(env, 'TEMPORAL_TLS_KEY'),
+    serverName: envText(env, 'TEMPORAL_TLS_SERVER_NAME'),
   };
   const anySet = Object.values(files).some((v) => v !== null);
-  const enabled = str(env, 'TEMPORAL_TLS') === null ? anySet : bool(env, 'TEMPORAL_TLS', false);
+  const enabled = envText(env, 'TEMPORAL_TLS') === null ? anySet : bool(env, 'TEMPORAL_TLS', false);
   if (!enabled) {
     if (anySet) throw new ConfigError('TEMPORAL_TLS=false contradicts TEMPORAL_TLS_CA / _CERT / _KEY / _SERVER_NAME: unset one or the other');
     return null;
@@ -274,7 +275,7 @@ function temporalTls(env: Env): TemporalTlsConfig | null {
   if (files.serverName !== null && !/^[A-Za-z0-9.-]{1,253}$/.test(files.serverName)) {
     throw new ConfigError(`TEMPORAL_TLS_SERVER_NAME "${files.serverName}" is not a host name`);
   }
-  if (str(env, 'TEMPORAL_ADDRESS') === null) {
+  if (envText(env, 'TEMPORAL_ADDRESS') === null) {
     throw new ConfigError('TLS to Temporal (TEMPORAL_TLS*) needs TEMPORAL_ADDRESS: the embedded dev server speaks plaintext on loopback');
   }
   return Object.freeze(files);
@@ -282,11 +283,11 @@ function temporalTls(env: Env): TemporalTlsConfig | null {
 
 /** Reads and validates the configuration; throws {@link ConfigError} on a bad value. */
 export function loadConfig(env: Env = process.env): SluiceConfig {
-  const pool = poolName('SLUICE_POOL', str(env, 'SLUICE_POOL') ?? 'local');
-  const pools = (str(env, 'SLUICE_POOLS') ?? pool).split(',').map((p) => poolName('SLUICE_POOLS', p.trim()));
-  const gpu = str(env, 'SLUICE_GPU') ?? 'off';
+  const pool = poolName('SLUICE_POOL', envText(env, 'SLUICE_POOL') ?? 'local');
+  const pools = (envText(env, 'SLUICE_POOLS') ?? pool).split(',').map((p) => poolName('SLUICE_POOLS', p.trim()));
+  const gpu = envText(env, 'SLUICE_GPU') ?? 'off';
   if (gpu !== 'auto' && gpu !== 'off') throw new ConfigError(`SLUICE_GPU must be "auto" or "off", got "${gpu}"`);
-  const logLevel = str(env, 'SLUICE_LOG_LEVEL') ?? 'info';
+  const logLevel = envText(env, 'SLUICE_LOG_LEVEL') ?? 'info';
   if (env.SLUICE_BATCH_LOCAL_ACTIVITIES !== undefined) {
     // Removed 2026-12: batch lines' database steps run in chunks of lines (regular activities).
     throw new ConfigError('SLUICE_BATCH_LOCAL_ACTIVITIES was removed: batch lines share their activities in chunks now (BENCHMARKS.md); unset it');
@@ -297,28 +298,28 @@ export function loadConfig(env: Env = process.env): SluiceConfig {
     throw new ConfigError('SLUICE_LOCAL_ACTIVITIES was removed: request workflows run their database steps as local activities (BENCHMARKS.md); unset it');
   }
   if (!['debug', 'info', 'warn', 'error', 'silent'].includes(logLevel)) throw new ConfigError(`SLUICE_LOG_LEVEL "${logLevel}" is not a level`);
-  const adminKey = str(env, 'SLUICE_ADMIN_KEY');
+  const adminKey = envText(env, 'SLUICE_ADMIN_KEY');
   if (adminKey !== null && !/^sk-[A-Za-z0-9_-]{20,200}$/.test(adminKey)) {
     throw new ConfigError('SLUICE_ADMIN_KEY must look like sk- followed by at least 20 of [A-Za-z0-9_-]');
   }
-  const auditKey = str(env, 'SLUICE_AUDIT_KEY');
+  const auditKey = envText(env, 'SLUICE_AUDIT_KEY');
   if (auditKey !== null && auditKey.length < 32) throw new ConfigError('SLUICE_AUDIT_KEY must be at least 32 characters');
   const payloadKey = aesKey(env, 'SLUICE_PAYLOAD_KEY');
   const payloadKeyPrevious = aesKey(env, 'SLUICE_PAYLOAD_KEY_PREVIOUS');
   if (payloadKey === null && payloadKeyPrevious !== null) throw new ConfigError('SLUICE_PAYLOAD_KEY_PREVIOUS needs SLUICE_PAYLOAD_KEY');
-  const metricsToken = str(env, 'SLUICE_METRICS_TOKEN');
+  const metricsToken = envText(env, 'SLUICE_METRICS_TOKEN');
   if (metricsToken !== null && !/^[\x21-\x7e]{16,200}$/.test(metricsToken)) {
     throw new ConfigError('SLUICE_METRICS_TOKEN must be 16 to 200 printable characters without spaces');
   }
-  const metricsPort = str(env, 'SLUICE_METRICS_PORT') === null ? null : int(env, 'SLUICE_METRICS_PORT', 0, 0, 65535);
+  const metricsPort = envText(env, 'SLUICE_METRICS_PORT') === null ? null : int(env, 'SLUICE_METRICS_PORT', 0, 0, 65535);
   return Object.freeze({
     port: int(env, 'PORT', 8080, 0, 65535),
-    databaseUrl: str(env, 'DATABASE_URL'),
+    databaseUrl: envText(env, 'DATABASE_URL'),
     embeddedPgPort: int(env, 'SLUICE_PG_PORT', 5433, 1, 65535),
-    temporalAddress: str(env, 'TEMPORAL_ADDRESS'),
+    temporalAddress: envText(env, 'TEMPORAL_ADDRESS'),
     embeddedTemporalPort: int(env, 'SLUICE_TEMPORAL_PORT', 7233, 1, 64535),
-    temporalNamespace: str(env, 'TEMPORAL_NAMESPACE') ?? 'default',
-    dataDir: path.resolve(str(env, 'SLUICE_DATA_DIR') ?? '.data'),
+    temporalNamespace: envText(env, 'TEMPORAL_NAMESPACE') ?? 'default',
+    dataDir: path.resolve(envText(env, 'SLUICE_DATA_DIR') ?? '.data'),
     adminKey,
     pool,
     pools: Object.freeze(pools),

@@ -26,7 +26,7 @@ import {
 } from '@temporalio/workflow';
 import { WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
 import type { ControlActivities } from '../activities/index.js';
-import { failureOf } from './failures.js';
+import { runFailure } from './failures.js';
 import type { DayCloseInput, DayCloseOutput, BillingInput, BillingOutput, BillingRunInput, BillingRunOutput } from '../contracts/billing.js';
 import { SearchAttributes, billingWorkflowId } from '../contracts/ids.js';
 import { DAY_PATTERN, PERIOD_PATTERN, previousDay, previousPeriod } from '../domain/billing-calendar.js';
@@ -82,11 +82,8 @@ export async function billing(input: BillingInput): Promise<BillingOutput> {
     return invoice;
   } catch (err) {
     upsertSearchAttributes([{ key: SearchAttributes.status, value: 'failed' }]);
-    // Fail the run with the activity's own type and message (ReconciliationMismatch, PeriodOpen…),
-    // so `temporal workflow describe` and the API show the finding, not "Activity task failed".
-    const cause = failureOf(err);
-    if (cause) throw ApplicationFailure.create({ type: cause.type ?? 'InternalError', message: cause.message, nonRetryable: true, details: cause.details ?? [] });
-    throw err;
+    // Fail the run with the activity's own type and message.
+    throw runFailure(err);
   }
 }
 
@@ -152,8 +149,6 @@ export async function dayClose(input: DayCloseInput): Promise<DayCloseOutput> {
     return { day, ...closed };
   } catch (err) {
     upsertSearchAttributes([{ key: SearchAttributes.status, value: 'failed' }]);
-    const cause = failureOf(err);
-    if (cause) throw ApplicationFailure.create({ type: cause.type ?? 'InternalError', message: cause.message, nonRetryable: true, details: cause.details ?? [] });
-    throw err;
+    throw runFailure(err);
   }
 }

@@ -19,6 +19,16 @@ export function failureOf(err: unknown): ApplicationFailure | null {
 }
 
 /**
+ * What a workflow rethrows for a callee's failure: the callee's own `ApplicationFailure` type,
+ * message and details, non-retryable, so `temporal workflow describe` and the API show the finding
+ * (ReconciliationMismatch, PeriodOpen…), not "Activity task failed"; anything else as it is.
+ */
+export function runFailure(err: unknown): unknown {
+  const cause = failureOf(err);
+  return cause ? ApplicationFailure.create({ type: cause.type ?? 'InternalError', message: cause.message, nonRetryable: true, details: cause.details ?? [] }) : err;
+}
+
+/**
  * Tokens a failed or cancelled infer attempt reported spending (`consumed` in its failure's
  * details; see activities/inference.ts), or null when it spent none.
  */

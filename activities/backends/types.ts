@@ -4,24 +4,12 @@
  * instant in-process backend used by benchmarks).
  */
 
-import type { ConsumedTokens } from '../../contracts/chat.js';
+import type { ChatMessageInput, ConsumedTokens, FinishReason, GenerateParams } from '../../contracts/chat.js';
+
+export type { GenerateParams };
 
 /** A chat message as the backend receives it: already validated, content flattened to text. */
-export interface ChatMessage {
-  role: 'system' | 'developer' | 'user' | 'assistant' | 'tool';
-  content: string;
-}
-
-/** Sampling parameters, resolved (defaults applied, experiment overrides merged). */
-export interface GenerateParams {
-  /** Upper bound of completion tokens. */
-  maxTokens: number;
-  /** 0 means greedy (deterministic). */
-  temperature: number;
-  topP: number | null;
-  seed: number | null;
-  stop: string[] | null;
-}
+export type ChatMessage = ChatMessageInput;
 
 export interface GenerateRequest {
   messages: ChatMessage[];
@@ -44,7 +32,7 @@ export interface GenerateRequest {
 
 export interface GenerateResult {
   content: string;
-  finishReason: 'stop' | 'length';
+  finishReason: FinishReason;
   /** Counted by the model's tokenizer (or reported by the upstream), never estimated. */
   promptTokens: number;
   completionTokens: number;

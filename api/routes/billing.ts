@@ -20,6 +20,8 @@ import {
 import { getTenant } from '../../db/repositories/tenants.js';
 import { listDayCloses } from '../../db/repositories/day-close.js';
 import { dayRange, periodRange } from '../../domain/billing-calendar.js';
+import { timeParam } from '../../domain/time-param.js';
+import { intParam } from '../../domain/int-param.js';
 import type { billing, billingRun, dayClose } from '../../workflows/billing.js';
 import type { BillingOutput } from '../../contracts/billing.js';
 import { CONTROL_TASK_QUEUE, billingRunWorkflowId, billingWorkflowId, dayCloseWorkflowId } from '../../contracts/ids.js';
@@ -57,18 +59,6 @@ function optPeriod(v: unknown): string | null {
   if (v === undefined) return null;
   if (typeof v !== 'string' || !PERIOD_PATTERN.test(v)) throw badRequest("'period' must be YYYY-MM", 'period', 'invalid_value');
   return v;
-}
-
-function int(v: unknown, name: string, min: number, max = Number.MAX_SAFE_INTEGER): number {
-  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < min || v > max) throw badRequest(`'${name}' must be an integer from ${min} to ${max}`, name, 'invalid_value');
-  return v;
-}
-
-function timeParam(v: unknown, name: string, fallback: Date): Date {
-  if (v === undefined || v === null) return fallback;
-  const d = typeof v === 'number' ? new Date(v * 1000) : new Date(String(v));
-  if (Number.isNaN(d.getTime())) throw badRequest(`'${name}' must be unix seconds or ISO 8601`, name, 'invalid_value');
-  return d;
 }
 
 /** The tenants the caller may act on for a query: its own, or (super admin) the one asked for or all. */
@@ -278,10 +268,10 @@ export function billingRoutes(deps: BillingRouteDeps): Router {
     if (typeof b.tenant_id !== 'string') throw badRequest("'tenant_id' is required", 'tenant_id');
     const tenantId = tenantScope(auth, b.tenant_id);
     if (!(await getTenant(db, tenantId))) throw notFound('Tenant');
-    const amount = int(b.amount_micros, 'amount_micros', -1_000_000_000_000, 1_000_000_000_000);
+    const amount = intParam(b.amount_micros, 'amount_micros', -1_000_000_000_000, 1_000_000_000_000);
     if (amount === 0) throw badRequest("'amount_micros' must not be 0", 'amount_micros', 'invalid_value');
     if (typeof b.reason !== 'string' || b.reason.trim() === '' || b.reason.length > 1000) throw badRequest("'reason' is required (at most 1000 characters)", 'reason');
-    const usageId = b.usage_id === undefined || b.usage_id === null ? null : int(b.usage_id, 'usage_id', 1);
+    const usageId = b.usage_id === undefined || b.usage_id === null ? null : intParam(b.usage_id, 'usage_id', 1);
     const idem = typeof b.idempotency_key === 'string' ? `${tenantId}:${b.idempotency_key}` : null;
     const adj = await addAdjustment(db, {
       tenantId, usageId, amountMicros: amount, reason: b.reason.trim(), actor: `key:${auth.keyId}`,
@@ -307,10 +297,10 @@ export function billingRoutes(deps: BillingRouteDeps): Router {
     const tenantId = typeof b.tenant_id === 'string' ? b.tenant_id : null;
     const price = {
       deploymentId: String(req.params.id), tenantId,
-      inputMicrosPerMtok: int(b.input_micros_per_mtok, 'input_micros_per_mtok', 0),
-      outputMicrosPerMtok: int(b.output_micros_per_mtok, 'output_micros_per_mtok', 0),
-      requestMicros: b.request_micros === undefined ? 0 : int(b.request_micros, 'request_micros', 0),
-      batchDiscountBps: b.batch_discount_bps === undefined ? 0 : int(b.batch_discount_bps, 'batch_discount_bps', 0, 10_000),
+      inputMicrosPerMtok: intParam(b.input_micros_per_mtok, 'input_micros_per_mtok', 0),
+      outputMicrosPerMtok: intParam(b.output_micros_per_mtok, 'output_micros_per_mtok', 0),
+      requestMicros: b.request_micros === undefined ? 0 : intParam(b.request_micros, 'request_micros', 0),
+      batchDiscountBps: b.batch_discount_bps === undefined ? 0 : intParam(b.batch_discount_bps, 'batch_discount_bps', 0, 10_000),
       effectiveFrom: timeParam(b.effective_from, 'effective_from', new Date()),
     };
     if (tenantId !== null && b.batch_discount_bps !== undefined) throw badRequest("'batch_discount_bps' belongs to list prices; negotiated rates keep it", 'batch_discount_bps');
@@ -333,7 +323,7 @@ export function billingRoutes(deps: BillingRouteDeps): Router {
     const auth = authOf(req);
     const b = (req.body ?? {}) as Record<string, unknown>;
     const plan = String(req.params.plan);
-    const bps = int(b.adjustment_bps, 'adjustment_bps', -10_000, 100_000);
+    const bps = intParam(b.adjustment_bps, 'adjustment_bps', -10_000, 100_000);
     const from = timeParam(b.effective_from, 'effective_from', new Date());
     if (!(await addPlanRate(db, plan, bps, from))) throw new HttpError('conflict_error', 'a rate effective from that instant exists', 'rate_exists', 'effective_from');
     await audit(auth, null, 'plan.rate_added', `plan:${plan}`, { adjustment_bps: bps, effective_from: from.toISOString() });

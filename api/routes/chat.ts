@@ -20,7 +20,7 @@ import { clientFailure } from '../../domain/client-errors.js';
 import type { Metrics } from '../../runtime/metrics.js';
 import { authOf, requirePermission } from '../auth.js';
 import { HttpError, badRequest, fromWorkflowFailure, notFound } from '../errors.js';
-import { estimatePromptTokens, minPromptTokens, validateChatBody } from '../../domain/chat-validation.js';
+import { checkTokenLimits, estimatePromptTokens, validateChatBody } from '../../domain/chat-validation.js';
 import { startFailureResponse } from '../workflow-start.js';
 import type { Logger } from '../../runtime/logger.js';
 
@@ -112,12 +112,8 @@ export function chatRoutes(deps: ChatRouteDeps): Router {
     if (!allowsModel(auth.scopes, body.model)) throw new HttpError('permission_error', `This key may not use model ${body.model}`, 'model_not_allowed', 'model');
     const model = await getModel(deps.db, body.model);
     if (!model) throw new HttpError('not_found_error', `The model '${body.model}' does not exist`, 'model_not_found', 'model');
-    if (body.params.maxTokens !== null && body.params.maxTokens > model.max_output_tokens) {
-      throw badRequest(`max_tokens is too large: ${body.params.maxTokens}. This model supports at most ${model.max_output_tokens} completion tokens.`, 'max_tokens', 'invalid_value');
-    }
-    if (minPromptTokens(body.messages) + (body.params.maxTokens ?? 1) > model.context_length) {
-      throw badRequest(`This model's maximum context length is ${model.context_length} tokens; your messages are longer.`, 'messages', 'context_length_exceeded');
-    }
+    // Without max_tokens, at least one completion token must fit.
+    checkTokenLimits(model, body.messages, body.params.maxTokens, 1);
 
     const idempotencyKey = idempotencyKeyOf(req);
     const async = wantsAsync(req);

@@ -8,16 +8,16 @@ import type { Provider } from '../../db/tables/index.js';
 import { authOf, requirePermission } from '../auth.js';
 import { HttpError, badRequest } from '../errors.js';
 import { allowsModel } from '../../domain/policy.js';
+import { intParam } from '../../domain/int-param.js';
 import { UpstreamAddressError, checkUpstreamUrl, type LookupAll } from '../../activities/backends/upstream-address.js';
 
 const ID = /^[A-Za-z0-9._:-]{1,128}$/;
 const POOL = /^[a-z0-9][a-z0-9-]{0,62}$/;
 const PROVIDERS: readonly Provider[] = ['llama-cpp', 'openai-compatible', 'instant'];
 
-function int(v: unknown, name: string, min: number, fallback?: number): number {
-  if (v === undefined && fallback !== undefined) return fallback;
-  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < min) throw badRequest(`'${name}' must be an integer >= ${min}`, name, 'invalid_value');
-  return v;
+/** An integer field of at least `min`; `fallback` when absent. */
+function intOr(v: unknown, name: string, min: number, fallback: number): number {
+  return v === undefined ? fallback : intParam(v, name, min);
 }
 
 function optString(v: unknown, name: string): string | null {
@@ -57,10 +57,10 @@ function deploymentInput(raw: unknown, i: number, modelId: string, enableInstant
   return {
     id, pool, provider, ggufPath, baseUrl, apiKeyRef,
     upstreamModel: optString(d.upstream_model, `deployments[${i}].upstream_model`),
-    weight: int(d.weight, `deployments[${i}].weight`, 1, 1),
-    priority: int(d.priority, `deployments[${i}].priority`, 0, 0),
-    inputMicrosPerMtok: int(price.input_micros_per_mtok, `deployments[${i}].price.input_micros_per_mtok`, 0, 0),
-    outputMicrosPerMtok: int(price.output_micros_per_mtok, `deployments[${i}].price.output_micros_per_mtok`, 0, 0),
+    weight: intOr(d.weight, `deployments[${i}].weight`, 1, 1),
+    priority: intOr(d.priority, `deployments[${i}].priority`, 0, 0),
+    inputMicrosPerMtok: intOr(price.input_micros_per_mtok, `deployments[${i}].price.input_micros_per_mtok`, 0, 0),
+    outputMicrosPerMtok: intOr(price.output_micros_per_mtok, `deployments[${i}].price.output_micros_per_mtok`, 0, 0),
   };
 }
 
@@ -136,8 +136,8 @@ export function modelRoutes(deps: ModelRoutesDeps): Router {
     if (typeof b.id !== 'string' || !ID.test(b.id)) throw badRequest("'id' must match [A-Za-z0-9._:-]{1,128}", 'id');
     const modelId = b.id;
     if (!Array.isArray(b.deployments) || b.deployments.length === 0) throw badRequest("'deployments' must be a non-empty array", 'deployments');
-    const contextLength = int(b.context_length, 'context_length', 16, 2048);
-    const maxOutput = int(b.max_output_tokens, 'max_output_tokens', 1, Math.min(512, contextLength));
+    const contextLength = intOr(b.context_length, 'context_length', 16, 2048);
+    const maxOutput = intOr(b.max_output_tokens, 'max_output_tokens', 1, Math.min(512, contextLength));
     if (maxOutput > contextLength) throw badRequest("'max_output_tokens' cannot exceed 'context_length'", 'max_output_tokens');
     const deployments = b.deployments.map((d, i) => deploymentInput(d, i, modelId, deps.enableInstantBackend ?? false));
     await checkBaseUrls(deployments, deps.allowPrivateUpstreams ?? [], deps.lookup);

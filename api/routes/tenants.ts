@@ -83,7 +83,8 @@ function parseLimits(raw: unknown, base: TenantLimits): TenantLimits {
   return out;
 }
 
-function str(v: unknown, name: string, max = 200): string {
+/** A required text field: a non-blank string of at most `max` characters, trimmed; else a 400 naming it. */
+function requiredText(v: unknown, name: string, max = 200): string {
   if (typeof v !== 'string' || v.trim() === '' || v.length > max) throw badRequest(`'${name}' must be a non-empty string of at most ${max} characters`, name);
   return v.trim();
 }
@@ -120,7 +121,7 @@ function keySpec(b: Record<string, unknown>, roles: readonly Role[], family: str
     if (Number.isNaN(t.getTime()) || t.getTime() <= Date.now()) throw badRequest("'expires_at' must be a future time (unix seconds or ISO 8601)", 'expires_at');
     expiresAt = t;
   }
-  const name = b.name === undefined || b.name === null ? null : str(b.name, 'name');
+  const name = b.name === undefined || b.name === null ? null : requiredText(b.name, 'name');
   return { name, role: b.role, scopes, expiresAt };
 }
 
@@ -138,8 +139,8 @@ export function tenantRoutes(deps: { db: Db }): Router {
     for (const field of Object.keys(b)) if (!['name', 'plan', 'limits'].includes(field)) throw badRequest(`unknown field '${field}'`, field);
     const empty: TenantLimits = { requests_per_minute: null, tokens_per_minute: null, max_concurrent: null, monthly_budget_micros: null, allowed_models: null };
     const tenant = await createTenant(db, {
-      name: str(b.name, 'name'),
-      plan: b.plan === undefined ? 'standard' : str(b.plan, 'plan', 50),
+      name: requiredText(b.name, 'name'),
+      plan: b.plan === undefined ? 'standard' : requiredText(b.plan, 'plan', 50),
       limits: parseLimits(b.limits, empty),
     });
     await audit(db, auth, 'tenant.created', tenant.id, `tenant:${tenant.id}`, { after: tenantJson(tenant) });
@@ -168,8 +169,8 @@ export function tenantRoutes(deps: { db: Db }): Router {
     const b = (req.body ?? {}) as Record<string, unknown>;
     const patch: TenantUpdate = {};
     for (const [field, value] of Object.entries(b)) {
-      if (field === 'name') patch.name = str(value, 'name');
-      else if (field === 'plan') patch.plan = str(value, 'plan', 50);
+      if (field === 'name') patch.name = requiredText(value, 'name');
+      else if (field === 'plan') patch.plan = requiredText(value, 'plan', 50);
       else if (field === 'status') {
         if (value !== 'active' && value !== 'suspended') throw badRequest("'status' must be active or suspended", 'status');
         patch.status = value;

@@ -9,8 +9,10 @@ import { getModel } from '../../db/repositories/models.js';
 import { getTenant } from '../../db/repositories/tenants.js';
 import { allowsModel } from '../../domain/policy.js';
 import { validateVariantOverrides } from '../../domain/sampling-params.js';
+import { checkMaxTokens } from '../../domain/chat-validation.js';
 import { budgetStatus } from '../../db/repositories/quota.js';
 import { periodOf, periodRange } from '../../domain/billing-calendar.js';
+import { timeParam } from '../../domain/time-param.js';
 import { authOf, isOperator, requirePermission, tenantScope } from '../auth.js';
 import { HttpError, badRequest, notFound } from '../errors.js';
 import { MAX_PAGE, pageOf } from '../pagination.js';
@@ -18,13 +20,6 @@ import { MAX_PAGE, pageOf } from '../pagination.js';
 /** Bounds of an experiment: variants, and each one's weight (assignment sums weights in a 64-bit bucket). */
 const MAX_VARIANTS = 16;
 const MAX_WEIGHT = 1_000_000;
-
-function timeParam(v: unknown, name: string, fallback: Date): Date {
-  if (v === undefined) return fallback;
-  const d = /^\d+$/.test(String(v)) ? new Date(Number(v) * 1000) : new Date(String(v));
-  if (Number.isNaN(d.getTime())) throw badRequest(`'${name}' must be unix seconds or ISO 8601`, name);
-  return d;
-}
 
 function auditJson(r: AuditRow) {
   return {
@@ -157,9 +152,7 @@ export function usageAuditRoutes(deps: { db: Db; config: { auditKey?: string | n
       if (!allowsModel(auth.scopes, model) || (tenant?.allowed_models != null && !tenant.allowed_models.includes(model))) {
         throw new HttpError('permission_error', `The experiment's tenant or this key may not use model ${model}`, 'model_not_allowed', `${at}.model`);
       }
-      if (overrides.max_tokens !== undefined && overrides.max_tokens > modelRow.max_output_tokens) {
-        throw badRequest(`'${at}.max_tokens' is too large: model ${model} supports at most ${modelRow.max_output_tokens} completion tokens`, `${at}.max_tokens`, 'invalid_value');
-      }
+      checkMaxTokens(modelRow, overrides.max_tokens ?? null, `${at}.max_tokens`);
       variants.push({ name: o.name, weight, overrides });
     }
     if (new Set(variants.map((v) => v.name)).size !== variants.length) throw badRequest('variant names must be unique', 'variants');

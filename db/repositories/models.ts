@@ -1,6 +1,7 @@
 /** Models, their deployments (where and how they run) and effective-dated prices. */
 import type { Db } from '../database.js';
 import type { Deployment, Model, Price, Provider } from '../tables/index.js';
+import type { TokenPrice } from '../../domain/cost.js';
 
 export interface DeploymentInput {
   id: string;
@@ -137,8 +138,8 @@ export async function pricesAt(db: Db, deploymentIds: string[], at: Date): Promi
   return new Map(rows.map((r) => [r.deployment_id, r]));
 }
 
-/** The highest price among a model's active deployments at `at`: what a reservation assumes. One query. */
-export async function maxPriceForModel(db: Db, modelId: string, at: Date): Promise<{ input: number; output: number }> {
+/** The highest price among a model's active deployments at `at` (0 when none): what a reservation assumes. One query. */
+export async function maxPriceForModel(db: Db, modelId: string, at: Date): Promise<TokenPrice> {
   const inForce = pricesInForce(db, at)
     .innerJoin('deployments', 'deployments.id', 'prices.deployment_id')
     .select(['prices.input_micros_per_mtok', 'prices.output_micros_per_mtok'])
@@ -152,5 +153,5 @@ export async function maxPriceForModel(db: Db, modelId: string, at: Date): Promi
       eb.fn.coalesce(eb.fn.max('p.output_micros_per_mtok'), eb.lit(0)).as('output'),
     ])
     .executeTakeFirstOrThrow();
-  return { input: Number(row.input), output: Number(row.output) };
+  return { inputMicrosPerMtok: Number(row.input), outputMicrosPerMtok: Number(row.output) };
 }

@@ -3,13 +3,8 @@ import type { Db } from '../database.js';
 import type { Tenant, TenantUpdate } from '../tables/index.js';
 import { newId } from '../../domain/ids.js';
 
-export interface TenantLimits {
-  requests_per_minute: number | null;
-  tokens_per_minute: number | null;
-  max_concurrent: number | null;
-  monthly_budget_micros: number | null;
-  allowed_models: string[] | null;
-}
+/** A tenant's limits: these columns of its row. */
+export type TenantLimits = Pick<Tenant, 'requests_per_minute' | 'tokens_per_minute' | 'max_concurrent' | 'monthly_budget_micros' | 'allowed_models'>;
 
 export async function createTenant(db: Db, input: { name: string; plan: string; limits: TenantLimits }): Promise<Tenant> {
   return db

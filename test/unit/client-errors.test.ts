@@ -1,6 +1,7 @@
 /** What clients may read of a failure: the one normaliser, and webhook delivery errors. */
 import { describe, expect, it } from 'vitest';
-import { clientFailure, clientFailureMessage } from '../../domain/client-errors.js';
+import { clientError, clientFailure, clientFailureMessage } from '../../domain/client-errors.js';
+import { ERROR_STATUS, FAILURES } from '../../contracts/failures.js';
 import { deliveryErrorMessage } from '../../activities/webhooks.js';
 import { AddressRefusedError } from '../../activities/net/address-guard.js';
 import { BackendError } from '../../activities/backends/types.js';
@@ -76,5 +77,17 @@ describe('backend registry', () => {
     expect(thrown).toMatchObject({ kind: 'too_large', consumed: { promptTokens: 3, completionTokens: 9 } });
     const small = { ...big, content: 'fine' };
     expect(checkCompletionSize(small)).toBe(small);
+  });
+});
+
+describe('the closed failure table', () => {
+  it('gives each failure type the status of its OpenAI error type, and any other type the internal error', () => {
+    for (const [type, answer] of Object.entries(FAILURES)) {
+      expect(clientError(type, null, 'm')).toMatchObject({ status: ERROR_STATUS[answer.errorType], type: answer.errorType });
+    }
+    for (const type of ['SomethingNew', 'toString', '__proto__', null]) {
+      expect(clientError(type, null, 'raw text')).toEqual({ status: 500, type: 'server_error', message: FAILURES.InternalError.message, code: null });
+    }
+    expect(clientError('QuotaExceeded', 'rate_limit_exceeded', 'slow down')).toEqual({ status: 429, type: 'rate_limit_error', message: 'slow down', code: 'rate_limit_exceeded' });
   });
 });

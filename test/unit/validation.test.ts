@@ -2,7 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import { HttpError, fromInvalidRequest } from '../../api/errors.js';
 import { InvalidRequestError } from '../../domain/invalid-request.js';
-import { estimatePromptTokens, minPromptTokens, validateChatBody } from '../../domain/chat-validation.js';
+import { checkMaxTokens, checkTokenLimits, estimatePromptTokens, minPromptTokens, validateChatBody } from '../../domain/chat-validation.js';
 import type { ChatMessageInput } from '../../contracts/chat.js';
 
 const good = { model: 'tiny', messages: [{ role: 'user', content: 'hello' }] };
@@ -175,5 +175,43 @@ describe('prompt token estimates', () => {
     expect(minPromptTokens(long)).toBeGreaterThan(minPromptTokens(short));
     // One token never covers more than 16 bytes.
     expect(minPromptTokens(long)).toBeGreaterThanOrEqual(10_000 / 16);
+  });
+});
+
+describe('checkTokenLimits (the chat route and batch validation)', () => {
+  const model = { max_output_tokens: 100, context_length: 200 };
+  const messages: ChatMessageInput[] = [{ role: 'user', content: 'x'.repeat(16 * 150 - 8) }]; // lower bound 150 tokens
+
+  function refusal(maxTokens: number | null, assumed: number): InvalidRequestError {
+    try {
+      checkTokenLimits(model, messages, maxTokens, assumed);
+    } catch (err) {
+      if (err instanceof InvalidRequestError) return err;
+      throw err;
+    }
+    throw new Error('expected a refusal');
+  }
+
+  it('returns the completion it checked: max_tokens, else the assumed size', () => {
+    expect(checkTokenLimits(model, messages, 50, 1)).toBe(50);
+    expect(checkTokenLimits(model, messages, null, 1)).toBe(1);
+    expect(checkTokenLimits(model, messages, null, 50)).toBe(50);
+  });
+
+  it('refuses max_tokens over the model output limit, naming max_tokens', () => {
+    expect(refusal(101, 1)).toMatchObject({ param: 'max_tokens', code: 'invalid_value' });
+  });
+
+  it('checks an experiment override alone, naming its path', () => {
+    expect(() => checkMaxTokens(model, 100, 'variants[1].overrides.max_tokens')).not.toThrow();
+    expect(() => checkMaxTokens(model, null)).not.toThrow();
+    expect(() => checkMaxTokens(model, 101, 'variants[1].overrides.max_tokens')).toThrow(
+      new InvalidRequestError('max_tokens is too large: 101. This model supports at most 100 completion tokens.', 'variants[1].overrides.max_tokens', 'invalid_value'),
+    );
+  });
+
+  it('refuses a prompt whose lower bound plus the completion exceeds the context, naming messages', () => {
+    expect(refusal(51, 1)).toMatchObject({ param: 'messages', code: 'context_length_exceeded' });
+    expect(refusal(null, 100)).toMatchObject({ param: 'messages', code: 'context_length_exceeded' });
   });
 });
