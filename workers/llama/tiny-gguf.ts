@@ -7,6 +7,10 @@
  *
  * Layout (GGUF v3, little-endian): header, metadata, tensor infos, padding, tensor data with each
  * tensor aligned to {@link ALIGNMENT}. All tensors are F32.
+ *
+ * Why one file of ~440 lines: it is one format writer (the GGUF layout, its value types, the
+ * vocabulary and the tensors it needs), read top to bottom against the format; split, each part
+ * would need the others' offsets and type ids.
  */
 import { randomBytes } from 'node:crypto';
 import { access, mkdir, rename, rm, writeFile } from 'node:fs/promises';
