@@ -21,6 +21,7 @@ import { authOf, requirePermission } from '../auth.js';
 import { HttpError, badRequest, fromWorkflowFailure, notFound } from '../errors.js';
 import { estimatePromptTokens, minPromptTokens, validateChatBody } from '../../domain/chat-validation.js';
 import { startFailureResponse } from '../workflow-start.js';
+import { wrongModelKind } from '../../domain/embeddings-validation.js';
 import type { Logger } from '../../runtime/logger.js';
 
 export interface ChatRouteDeps {
@@ -39,7 +40,8 @@ function requestIdFor(tenantId: string, idempotencyKey: string | null): string {
   return `req_${createHash('sha256').update(`${tenantId}\n${idempotencyKey}`).digest('hex').slice(0, 32)}`;
 }
 
-function idempotencyKeyOf(req: Request): string | null {
+/** The request's `Idempotency-Key` header, checked (also read by the embeddings route). */
+export function idempotencyKeyOf(req: Request): string | null {
   const key = req.get('idempotency-key');
   if (key === undefined) return null;
   if (!/^[\x21-\x7e]{1,255}$/.test(key)) throw badRequest('Idempotency-Key must be 1-255 visible ASCII characters', 'Idempotency-Key', 'invalid_value');
@@ -108,6 +110,7 @@ export function chatRoutes(deps: ChatRouteDeps): Router {
     if (!allowsModel(auth.scopes, body.model)) throw new HttpError('permission_error', `This key may not use model ${body.model}`, 'model_not_allowed', 'model');
     const model = await getModel(deps.db, body.model);
     if (!model) throw new HttpError('not_found_error', `The model '${body.model}' does not exist`, 'model_not_found', 'model');
+    if (model.kind !== 'chat') throw badRequest(wrongModelKind(model.id, model.kind), 'model', 'model_not_supported');
     if (body.params.maxTokens !== null && body.params.maxTokens > model.max_output_tokens) {
       throw badRequest(`max_tokens is too large: ${body.params.maxTokens}. This model supports at most ${model.max_output_tokens} completion tokens.`, 'max_tokens', 'invalid_value');
     }

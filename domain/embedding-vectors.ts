@@ -1,0 +1,26 @@
+/**
+ * Embedding vectors on the wire: OpenAI's `base64` encoding (little-endian float32, base64) and
+ * back. One codec for the activity's result, the upstream's answer and the API's `float` answer.
+ */
+
+/** `vector` as little-endian float32, base64 (OpenAI's `encoding_format: "base64"`). */
+export function vectorToBase64(vector: Float32Array): string {
+  const bytes = Buffer.alloc(vector.length * 4);
+  vector.forEach((v, i) => bytes.writeFloatLE(v, i * 4));
+  return bytes.toString('base64');
+}
+
+/** The float32 values of a base64 vector; null when it is not whole float32 values. */
+export function base64ToVector(encoded: string): Float32Array | null {
+  if (!/^[A-Za-z0-9+/]*={0,2}$/.test(encoded)) return null;
+  const bytes = Buffer.from(encoded, 'base64');
+  if (bytes.length % 4 !== 0) return null;
+  const out = new Float32Array(bytes.length / 4);
+  for (let i = 0; i < out.length; i++) out[i] = bytes.readFloatLE(i * 4);
+  return out;
+}
+
+/** The values of a base64 vector as plain numbers (the `float` answer): exactly the float32 values. */
+export function base64ToNumbers(encoded: string): number[] {
+  return Array.from(base64ToVector(encoded) ?? new Float32Array(0));
+}
