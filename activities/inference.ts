@@ -316,6 +316,8 @@ export function createBatchInferenceActivities(deps: InferenceDeps) {
   }
 
   return {
+    /** A batch line's embeddings, on the pool's batch queue (its inputs in one activity, as a request's). */
+    embed: (input: EmbedInput): Promise<EmbedOutput> => embedOnce(deps, input),
     async inferLines(input: { items: InferInput[] }): Promise<ItemResult<InferOutput>[]> {
       const ctx = Context.current();
       let done = 0;

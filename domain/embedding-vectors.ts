@@ -20,6 +20,15 @@ export function base64ToVector(encoded: string): Float32Array | null {
   return out;
 }
 
+/**
+ * An embeddings result (vectors in base64, as the workflow returns them) in the encoding the client
+ * asked for: as it is for `base64`, vectors decoded to numbers for `float`. The API and batch output.
+ */
+export function encodeEmbeddings<R extends { data: Array<{ embedding: string }> }>(result: R, format: 'float' | 'base64'): R | (Omit<R, 'data'> & { data: Array<Omit<R['data'][number], 'embedding'> & { embedding: number[] }> }) {
+  if (format === 'base64') return result;
+  return { ...result, data: result.data.map((d) => ({ ...d, embedding: base64ToNumbers(d.embedding) })) };
+}
+
 /** The values of a base64 vector as plain numbers (the `float` answer): exactly the float32 values. */
 export function base64ToNumbers(encoded: string): number[] {
   return Array.from(base64ToVector(encoded) ?? new Float32Array(0));

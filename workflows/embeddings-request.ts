@@ -14,6 +14,7 @@ import {
   isCancellation,
   proxyActivities,
   proxyLocalActivities,
+  sleep,
   upsertSearchAttributes,
 } from '@temporalio/workflow';
 import type { ControlActivities } from '../activities/index.js';
@@ -25,6 +26,7 @@ import type { FailureDetails, FailureType } from '../contracts/failures.js';
 import { SearchAttributes, inferenceTaskQueue } from '../contracts/ids.js';
 import { CLIENT_FAULTS, PIPELINE_PROFILES as PROFILES } from '../contracts/profiles.js';
 import { consumedOf, failureOf } from './failures.js';
+import { rateLimitWaitMs } from './pipeline.js';
 
 const clientFaults: readonly string[] = CLIENT_FAULTS;
 
@@ -44,16 +46,61 @@ function refusal(type: FailureType, message: string, code: string, param: string
   return ApplicationFailure.create({ type, message, nonRetryable: true, details: [{ code, param, retryAfterSeconds: null } satisfies FailureDetails] });
 }
 
+/** How the workflow running the pipeline wants it run (a request's own workflow, or a batch). */
+export interface EmbeddingsPipelineHooks {
+  /** Database steps as local activities (a request's own workflow); a batch uses regular ones. @default false */
+  localActivities?: boolean;
+  /** Task queue of the `embed` activity for a deployment's pool. @default inferenceTaskQueue(pool) */
+  embedQueue?: (pool: string) => string;
+  /** Admission runs to its end even if the line is cancelled meanwhile (see `PipelineHooks.shieldAdmission`). @default false */
+  shieldAdmission?: boolean;
+  /** An attempt starts on this deployment's pool. */
+  onAttempt?: (attempt: { model: string; pool: string; variant: string | null }) => void;
+  /** The request ended, after its outcome is recorded. */
+  onEnd?: (status: 'succeeded' | 'failed' | 'cancelled') => void;
+}
+
+/** `embeddingsRequest`: one request in its own workflow, its progress in the search attributes. */
 export async function embeddingsRequest(input: EmbeddingsRequestInput): Promise<EmbeddingsResult> {
-  const steps = proxyLocalActivities<ControlActivities>(PROFILES.db);
+  return runEmbeddingsPipeline(input, {
+    localActivities: true,
+    onAttempt: ({ model, pool, variant }) => upsertSearchAttributes([
+      { key: SearchAttributes.variant, value: variant ?? 'none' },
+      { key: SearchAttributes.model, value: model },
+      { key: SearchAttributes.pool, value: pool },
+      { key: SearchAttributes.status, value: 'running' },
+    ]),
+    onEnd: (status) => upsertSearchAttributes([{ key: SearchAttributes.status, value: status }]),
+  });
+}
+
+/**
+ * Runs one embeddings request to its end (see the top of this file) and returns its result, or
+ * throws a non-retryable `ApplicationFailure` (or the cancellation) after releasing the
+ * reservation and recording the outcome. Shared by `embeddingsRequest` and batch lines.
+ */
+export async function runEmbeddingsPipeline(input: EmbeddingsRequestInput, hooks: EmbeddingsPipelineHooks = {}): Promise<EmbeddingsResult> {
+  const steps = hooks.localActivities ? proxyLocalActivities<ControlActivities>(PROFILES.db) : proxyActivities<ControlActivities>(PROFILES.db);
   let reserved = false;
   let model = input.model;
   let variant: string | null = null;
   const base = { requestId: input.requestId, tenantId: input.tenantId, keyId: input.keyId, kind: input.kind };
   try {
-    const admission: Admission = await steps.admit({
+    const admit = () => steps.admit({
       ...base, model: input.model, subject: input.subject, promptTokensEstimate: input.promptTokensEstimate, maxTokens: 0, endpoint: 'embeddings',
     });
+    let admission: Admission;
+    for (;;) {
+      try {
+        admission = await (hooks.shieldAdmission ? CancellationScope.nonCancellable(admit) : admit());
+        break;
+      } catch (err) {
+        // A batch line waits out a per-minute or concurrency limit, as a chat line does.
+        const wait = input.kind === 'batch' ? rateLimitWaitMs(err) : null;
+        if (wait === null) throw err;
+        await sleep(wait);
+      }
+    }
     reserved = true;
     const { assignment, deployments, acquired } = admission;
     variant = assignment.variant;
@@ -67,15 +114,10 @@ export async function embeddingsRequest(input: EmbeddingsRequestInput): Promise<
     for (const [i, deployment] of deployments.entries()) {
       if (i < firstToTry) continue;
       if (i !== acquired && !(await steps.acquireCircuit({ deploymentId: deployment.id }))) continue;
-      upsertSearchAttributes([
-        { key: SearchAttributes.variant, value: variant ?? 'none' },
-        { key: SearchAttributes.model, value: model },
-        { key: SearchAttributes.pool, value: deployment.pool },
-        { key: SearchAttributes.status, value: 'running' },
-      ]);
+      hooks.onAttempt?.({ model, pool: deployment.pool, variant });
       const { embed } = proxyActivities<InferenceActivities>({
         ...PROFILES.infer,
-        taskQueue: inferenceTaskQueue(deployment.pool),
+        taskQueue: (hooks.embedQueue ?? inferenceTaskQueue)(deployment.pool),
         cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
       });
       let out: EmbedOutput;
@@ -112,7 +154,7 @@ export async function embeddingsRequest(input: EmbeddingsRequestInput): Promise<
           summary: { endpoint: 'embeddings', deployment: deployment.id, pool: deployment.pool, variant, inputs: input.inputs.length, prompt_tokens: out.promptTokens },
         },
       });
-      upsertSearchAttributes([{ key: SearchAttributes.status, value: 'succeeded' }]);
+      hooks.onEnd?.('succeeded');
       return result;
     }
     const cause = failureOf(lastFailure);
@@ -136,7 +178,7 @@ export async function embeddingsRequest(input: EmbeddingsRequestInput): Promise<
         error: { type, message: cancelled ? 'cancelled' : (failure?.message ?? 'internal error'), code: details?.code ?? null },
         summary: { endpoint: 'embeddings', variant },
       });
-      upsertSearchAttributes([{ key: SearchAttributes.status, value: cancelled ? 'cancelled' : 'failed' }]);
+      hooks.onEnd?.(cancelled ? 'cancelled' : 'failed');
     });
     if (cancelled) throw err;
     throw ApplicationFailure.create({

@@ -15,7 +15,7 @@ import { canonicalJson } from '../../domain/canonical-json.js';
 import { newId } from '../../domain/ids.js';
 import { allowsModel } from '../../domain/policy.js';
 import { estimateEmbeddingTokens, validateEmbeddingsBody, wrongModelKind } from '../../domain/embeddings-validation.js';
-import { base64ToNumbers } from '../../domain/embedding-vectors.js';
+import { encodeEmbeddings } from '../../domain/embedding-vectors.js';
 import type { EmbeddingsRequestInput, EmbeddingsResult } from '../../contracts/embeddings.js';
 import { CONTROL_TASK_QUEUE, EMBEDDINGS_REQUEST_PREFIX, PriorityKeys, SearchAttributes, embeddingsWorkflowId } from '../../contracts/ids.js';
 import type { embeddingsRequest } from '../../workflows/embeddings-request.js';
@@ -38,12 +38,6 @@ function requestIdFor(tenantId: string, idempotencyKey: string | null): string {
   if (idempotencyKey === null) return newId(EMBEDDINGS_REQUEST_PREFIX);
   const digest = createHash('sha256').update(`embeddings\n${tenantId}\n${idempotencyKey}`).digest('hex').slice(0, 32);
   return `${EMBEDDINGS_REQUEST_PREFIX}_${digest}`;
-}
-
-/** The workflow's result in the encoding the client asked for (vectors travel as base64). */
-export function encodeEmbeddings(result: EmbeddingsResult, format: 'float' | 'base64') {
-  if (format === 'base64') return result;
-  return { ...result, data: result.data.map((d) => ({ ...d, embedding: base64ToNumbers(d.embedding) })) };
 }
 
 export function embeddingsRoutes(deps: EmbeddingsRouteDeps): Router {

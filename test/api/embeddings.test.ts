@@ -4,7 +4,7 @@
  * official `openai` client; and through an openai-compatible deployment on the fake upstream.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import OpenAI from 'openai';
+import OpenAI, { toFile } from 'openai';
 import { addModel, startTestStack, type TestStack } from '../support/stack.js';
 import { fakeEmbedding, startFakeUpstream, type FakeUpstream } from '../support/fake-openai-upstream.js';
 import { DEMO_GGUF } from '../../scripts/lib/bootstrap.js';
@@ -188,5 +188,68 @@ describe('POST /v1/embeddings on an openai-compatible deployment', () => {
     const sent = upstream.requests.filter((r) => r.path === '/v1/embeddings').at(-1);
     expect((sent?.body as any).input).toEqual([[1, 2, 3]]);
     expect(decode(res.data[0]!.embedding as unknown as string)).toEqual(fakeEmbedding([1, 2, 3]));
+  });
+});
+
+describe('a batch of embeddings lines', () => {
+  async function runBatch(client: OpenAI, lines: unknown[]) {
+    const text = lines.map((l) => JSON.stringify(l)).join('\n') + '\n';
+    const file = await client.files.create({ file: await toFile(Buffer.from(text), 'embed.jsonl'), purpose: 'batch' });
+    const created = await client.batches.create({ input_file_id: file.id, endpoint: '/v1/embeddings', completion_window: '24h' });
+    const deadline = Date.now() + 120_000;
+    for (;;) {
+      const b = await client.batches.retrieve(created.id);
+      if (['completed', 'failed', 'cancelled', 'expired'].includes(b.status)) return b;
+      if (Date.now() > deadline) throw new Error(`batch ${created.id} timed out: ${JSON.stringify(b)}`);
+      await new Promise((r) => setTimeout(r, 150));
+    }
+  }
+  const line = (customId: string, body: Record<string, unknown>) => ({ custom_id: customId, method: 'POST', url: '/v1/embeddings', body });
+
+  it('runs each line as an embeddings request: the same vectors as a sync call, billed once each as batch usage', async () => {
+    const { tenantId, client } = await tenantClient();
+    const done = await runBatch(client, [
+      line('a', { model: 'tiny-embed', input: ['batch one', 'batch two'] }),
+      line('b', { model: 'tiny-embed', input: 'batch three', encoding_format: 'base64' }),
+      line('c', { model: 'remote-embed', input: ['gamma delta'], dimensions: 4 }),
+    ]);
+    expect(done.status).toBe('completed');
+    expect(done.request_counts).toEqual({ total: 3, completed: 3, failed: 0 });
+    const text = await (await client.files.content(done.output_file_id!)).text();
+    const out = new Map(text.split('\n').filter(Boolean).map((l) => JSON.parse(l)).map((o: any) => [o.custom_id, o]));
+    const a = out.get('a').response;
+    expect(a.status_code).toBe(200);
+    expect(a.body.object).toBe('list');
+    expect(a.body.data).toHaveLength(2);
+    const sync = await client.embeddings.create({ model: 'tiny-embed', input: ['batch one', 'batch two'], encoding_format: 'float' });
+    expect(a.body.data.map((d: any) => d.embedding)).toEqual(sync.data.map((d) => d.embedding));
+    const b = out.get('b').response.body;
+    expect(typeof b.data[0].embedding).toBe('string');
+    expect(decode(b.data[0].embedding)).toHaveLength(TINY_DIMS);
+    expect(out.get('c').response.body.data[0].embedding).toEqual(fakeEmbedding('gamma delta', 4));
+
+    const prefix = `${done.id.replace(/^batch_/, 'batch_req_')}_`;
+    const rows = (await usageRows(tenantId)).filter((r) => r.request_id.startsWith(prefix));
+    expect(rows).toHaveLength(3);
+    expect(rows.every((r) => r.step === 'embed' && r.kind === 'batch' && r.output_tokens === 0)).toBe(true);
+    const byLine = Object.fromEntries(['a', 'b', 'c'].map((id) => [id, out.get(id).response.body.usage.prompt_tokens]));
+    expect(rows.map((r) => r.input_tokens).sort()).toEqual(Object.values(byLine).sort());
+  });
+
+  it('fails validation for a chat model, a chat line or a refused field, naming each', async () => {
+    const { client } = await tenantClient();
+    const done = await runBatch(client, [
+      line('a', { model: 'sluice-tiny', input: 'x' }),
+      { custom_id: 'b', method: 'POST', url: '/v1/chat/completions', body: { model: 'tiny-embed', messages: [] } },
+      line('c', { model: 'tiny-embed', input: 'x', dimensions: 8 }),
+      line('d', { model: 'tiny-embed', input: 'x', stream: true }),
+    ]);
+    expect(done.status).toBe('failed');
+    expect(done.errors?.data?.map((e) => [e.line, e.code, e.param])).toEqual([
+      [1, 'model_not_supported', 'body.model'],
+      [2, 'invalid_url', 'url'],
+      [3, 'unsupported_parameter', 'body.dimensions'],
+      [4, 'unsupported_parameter', 'body.stream'],
+    ]);
   });
 });
