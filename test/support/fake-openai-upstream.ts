@@ -24,6 +24,8 @@ export interface SucceedBehaviour {
   delayMs?: number;
   /** `'omit'` answers with an empty `choices` (the usage is still reported). */
   choices?: 'omit';
+  /** Embeddings: this `data` instead of one vector per input (a malformed answer). */
+  embeddingsData?: unknown[];
 }
 
 /** Answers with an OpenAI-shaped error body. */
@@ -343,7 +345,7 @@ function buildEmbeddings(succeed: SucceedBehaviour, body: unknown): object {
   return {
     object: 'list',
     model: typeof fields['model'] === 'string' ? fields['model'] : 'unknown',
-    data: inputs.map((input, index) => {
+    data: succeed.embeddingsData ?? inputs.map((input, index) => {
       const vector = fakeEmbedding(input, dimensions);
       const embedding = base64 ? Buffer.from(new Float32Array(vector).buffer).toString('base64') : vector;
       return { object: 'embedding', index, embedding };
