@@ -157,6 +157,21 @@ describe('POST /v1/embeddings on llama.cpp', () => {
     expect(((await res.json()) as any).error).toMatchObject({ param: 'model', code: 'model_not_supported' });
   });
 
+  it('answers a repeated Idempotency-Key with the same result, billed once; a different body refused', async () => {
+    const { tenantId, key } = await tenantClient();
+    const send = (body: unknown) => fetch(`${stack.url}/v1/embeddings`, {
+      method: 'POST', headers: { Authorization: `Bearer ${key}`, 'Content-Type': 'application/json', 'Idempotency-Key': 'emb-1' }, body: JSON.stringify(body),
+    });
+    const first = await send({ model: 'tiny-embed', input: 'once only' });
+    const again = await send({ model: 'tiny-embed', input: 'once only' });
+    expect([first.status, again.status]).toEqual([200, 200]);
+    expect(await again.json()).toEqual(await first.json());
+    expect(await usageRows(tenantId)).toHaveLength(1);
+    const other = await send({ model: 'tiny-embed', input: 'another body' });
+    expect(other.status).toBe(422);
+    expect(((await other.json()) as any).error.code).toBe('idempotency_key_reused');
+  });
+
   it('bills nothing for a request refused by quota', async () => {
     const { tenantId, client } = await tenantClient({ monthly_budget_micros: 1 });
     const err = await client.embeddings.create({ model: 'tiny-embed', input: 'this costs more than one micro-dollar' }).catch((e: unknown) => e);
