@@ -109,6 +109,10 @@ describe('POST /v1/embeddings on llama.cpp', () => {
     const bad = await post(key, { model: 'tiny-embed', input: [[1, 2], [99_999]] });
     expect(bad.status).toBe(400);
     expect(bad.body.error).toMatchObject({ type: 'invalid_request_error', param: 'input[1]', code: 'invalid_value' });
+    // Longer than the embedding context (SLUICE_CONTEXT_SIZE 1024 in tests): refused before any evaluation.
+    const long = await post(key, { model: 'tiny-embed', input: [[301], Array.from({ length: 1100 }, () => 300)] });
+    expect(long.status).toBe(400);
+    expect(long.body.error).toMatchObject({ param: 'input[1]', code: 'input_too_long' });
   });
 
   it('shortens to `dimensions` on a model that allows it, as unit vectors; refuses it elsewhere naming it', async () => {
