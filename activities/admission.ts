@@ -81,8 +81,10 @@ export interface AdmitInput {
   model: string;
   subject: string;
   promptTokensEstimate: number;
-  /** The caller's `max_tokens`; null = the model's limit. */
+  /** The caller's `max_tokens`; null = the model's limit (0 for embeddings: no completion tokens). */
   maxTokens: number | null;
+  /** What the request asks of the model (the requested and the variant's must serve it). @default 'chat' */
+  endpoint?: 'chat' | 'embeddings';
 }
 
 export interface Admission {
@@ -147,12 +149,13 @@ export function createAdmissionActivities(steps: RequestSteps, random: () => num
      */
     async admit(input: AdmitInput): Promise<Admission> {
       const base = { requestId: input.requestId, tenantId: input.tenantId, keyId: input.keyId };
-      const requested = await steps.authorize({ ...base, model: input.model });
+      const endpoint = input.endpoint ? { endpoint: input.endpoint } : {};
+      const requested = await steps.authorize({ ...base, ...endpoint, model: input.model });
       const assigned = await steps.assignExperiment({ ...base, subject: input.subject, model: input.model });
       const variant = variantChanges(assigned, input.model);
       const authorized = variant.model === input.model
         ? requested
-        : await steps.authorize({ ...base, model: variant.model }).catch((err: unknown) => { throw forVariant(err, assigned.variant); });
+        : await steps.authorize({ ...base, ...endpoint, model: variant.model }).catch((err: unknown) => { throw forVariant(err, assigned.variant); });
       const maxTokens = Math.min(variant.maxTokens ?? input.maxTokens ?? authorized.maxOutputTokens, authorized.maxOutputTokens);
       const assignment: Assignment = {
         ...assigned,

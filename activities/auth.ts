@@ -3,18 +3,27 @@ import type { Db } from '../db/database.js';
 import { authorizationFacts } from '../db/repositories/keys.js';
 import { allows, allowsModel } from '../domain/policy.js';
 import { requestFailure } from './failures.js';
+import type { ModelKind } from '../db/tables/index.js';
+import { wrongModelKind } from '../domain/embeddings-validation.js';
 
 export interface AuthorizeInput {
   requestId: string;
   tenantId: string;
   keyId: string;
   model: string;
+  /**
+   * What the request asks the model for: a model serves only its own kind (migration
+   * 2026-12-01-0201-embeddings). @default 'chat' (chat requests and their recorded histories)
+   */
+  endpoint?: ModelKind;
 }
 
 export interface AuthorizedModel {
   model: string;
   contextLength: number;
   maxOutputTokens: number;
+  /** Whether an embeddings request may ask this model for fewer `dimensions`. */
+  acceptsDimensions?: boolean;
 }
 
 export function createAuthActivities(deps: { db: Db; now: () => Date }) {
@@ -38,7 +47,9 @@ export function createAuthActivities(deps: { db: Db; now: () => Date }) {
       }
       const model = facts?.model;
       if (!model) throw requestFailure('NotFound', `The model ${input.model} does not exist`, { code: 'model_not_found', param: 'model' });
-      return { model: model.id, contextLength: model.context_length, maxOutputTokens: model.max_output_tokens };
+      const endpoint = input.endpoint ?? 'chat';
+      if (model.kind !== endpoint) throw requestFailure('BadRequest', wrongModelKind(model.id, model.kind), { code: 'model_not_supported', param: 'model' });
+      return { model: model.id, contextLength: model.context_length, maxOutputTokens: model.max_output_tokens, acceptsDimensions: model.accepts_dimensions };
     },
   };
 }

@@ -14,6 +14,9 @@ import { deleteFile, finishFile, insertFile, insertFileLines, readFileLines } fr
 import { getModel, maxPriceForModel } from '../db/repositories/models.js';
 import { checkTokenLimits, estimatePromptTokens, validateChatBody, type ValidChatBody } from '../domain/chat-validation.js';
 import type { BatchLine } from '../contracts/batch.js';
+import { estimateEmbeddingTokens, validateEmbeddingsBody, wrongModelKind, type ValidEmbeddingsBody } from '../domain/embeddings-validation.js';
+import { encodeEmbeddings } from '../domain/embedding-vectors.js';
+import type { EmbeddingsResult } from '../contracts/embeddings.js';
 import { batchRequestId } from '../contracts/ids.js';
 import { clientError, clientFailureMessage } from '../domain/client-errors.js';
 import { costMicros, type TokenPrice } from '../domain/cost.js';
@@ -48,8 +51,8 @@ export function customIdOf(content: string): string | null {
   }
 }
 
-/** Checks one input line's envelope and body, as OpenAI does; pure. */
-export function parseBatchLine(content: string, endpoint: string): ParsedLine {
+/** A line's envelope (JSON object, custom_id, method, url), checked as OpenAI does: its body, or the error. */
+function lineEnvelope(content: string, endpoint: string): { ok: true; customId: string; body: unknown } | Extract<ParsedLine, { ok: false }> {
   let json: unknown;
   try {
     json = JSON.parse(content);
@@ -62,18 +65,43 @@ export function parseBatchLine(content: string, endpoint: string): ParsedLine {
   if (customId.length > 512) return { ok: false, customId, error: { code: 'invalid_value', message: "'custom_id' is longer than 512 characters.", param: 'custom_id' } };
   if (json.method !== 'POST') return { ok: false, customId, error: { code: 'invalid_method', message: "'method' must be 'POST'.", param: 'method' } };
   if (json.url !== endpoint) return { ok: false, customId, error: { code: 'invalid_url', message: `'url' must be '${endpoint}', the batch's endpoint.`, param: 'url' } };
+  return { ok: true, customId, body: json.body };
+}
+
+/** A body's refusal as a line error (`param` under `body.`). */
+function bodyError(err: unknown, customId: string): Extract<ParsedLine, { ok: false }> {
+  const e = err as { message?: string; code?: string | null; param?: string | null };
+  return { ok: false, customId, error: { code: e.code ?? 'invalid_body', message: e.message ?? 'invalid body', param: e.param ? `body.${e.param}` : 'body' } };
+}
+
+/** Checks one input line's envelope and body, as OpenAI does; pure. */
+export function parseBatchLine(content: string, endpoint: string): ParsedLine {
+  const envelope = lineEnvelope(content, endpoint);
+  if (!envelope.ok) return envelope;
   try {
-    return { ok: true, customId, body: validateChatBody(json.body), raw: json.body };
+    return { ok: true, customId: envelope.customId, body: validateChatBody(envelope.body), raw: envelope.body };
   } catch (err) {
-    return { ok: false, customId, error: bodyError(err) };
+    return bodyError(err, envelope.customId);
+  }
+}
+
+/** The batch endpoint whose lines are embeddings requests. */
+export const EMBEDDINGS_ENDPOINT = '/v1/embeddings';
+
+export type ParsedEmbeddingsLine = { ok: true; customId: string; body: ValidEmbeddingsBody } | Extract<ParsedLine, { ok: false }>;
+
+/** Checks one line of a `/v1/embeddings` batch: the same envelope, the body as `POST /v1/embeddings` checks it; pure. */
+export function parseEmbeddingsBatchLine(content: string): ParsedEmbeddingsLine {
+  const envelope = lineEnvelope(content, EMBEDDINGS_ENDPOINT);
+  if (!envelope.ok) return envelope;
+  try {
+    return { ok: true, customId: envelope.customId, body: validateEmbeddingsBody(envelope.body) };
+  } catch (err) {
+    return bodyError(err, envelope.customId);
   }
 }
 
 /** A line's error for a refused field of its body (a pure rule's error): `param` under `body.`. */
-function bodyError(err: unknown): Omit<BatchLineError, 'line'> {
-  const e = err as { message?: string; code?: string | null; param?: string | null };
-  return { code: e.code ?? 'invalid_body', message: e.message ?? 'invalid body', param: e.param ? `body.${e.param}` : 'body' };
-}
 
 function isBlank(content: string): boolean {
   return content.trim() === '';
@@ -82,6 +110,16 @@ function isBlank(content: string): boolean {
 /** `batch_req_<batch>_` : the line's number completes the request ID. */
 function requestPrefix(batchId: string): string {
   return batchRequestId(batchId, 0).slice(0, -1);
+}
+
+/**
+ * A succeeded line's response body: the stored result; an embeddings line's vectors (stored as
+ * base64) in the line's own `encoding_format`.
+ */
+function lineBody(endpoint: string, content: string, result: unknown): unknown {
+  if (endpoint !== EMBEDDINGS_ENDPOINT || result === null) return result;
+  const parsed = parseEmbeddingsBatchLine(content);
+  return encodeEmbeddings(result as EmbeddingsResult, parsed.ok ? parsed.body.encodingFormat : 'float');
 }
 
 export function outputFileId(batchId: string, which: 'output' | 'error'): string {
@@ -121,12 +159,41 @@ export function createBatchActivities(deps: { db: Db; now: () => Date; log?: Log
         errorCount += 1;
         if (errors.length < MAX_ERRORS) errors.push({ ...e, line });
       };
+      /** A model and its highest price in force, looked up once per batch. */
+      const modelOf = async (name: string) => {
+        if (!models.has(name)) {
+          const model = await getModel(deps.db, name);
+          models.set(name, { model, price: model ? await maxPriceForModel(deps.db, name, at) : null });
+        }
+        return models.get(name) as { model: Model | null; price: TokenPrice | null };
+      };
+      /** One line of a `/v1/embeddings` batch: its body, model (an embeddings model), `dimensions`, cost. */
+      const checkEmbeddingsLine = async (line: number, content: string) => {
+        const parsed = parseEmbeddingsBatchLine(content);
+        if (!parsed.ok) return fail(line, parsed.error);
+        if (seen.has(parsed.customId)) {
+          return fail(line, { code: 'duplicate_custom_id', message: `The custom_id '${parsed.customId}' appears more than once in this batch.`, param: 'custom_id' });
+        }
+        seen.add(parsed.customId);
+        const { model, price } = await modelOf(parsed.body.model);
+        if (!model) return fail(line, { code: 'model_not_found', message: `The model '${parsed.body.model}' does not exist.`, param: 'body.model' });
+        if (model.kind !== 'embeddings') return fail(line, { code: 'model_not_supported', message: wrongModelKind(model.id, model.kind), param: 'body.model' });
+        if (parsed.body.dimensions !== null && !model.accepts_dimensions) {
+          return fail(line, { code: 'unsupported_parameter', message: `'dimensions' is not supported by model ${model.id}`, param: 'body.dimensions' });
+        }
+        firstModel ??= model.id;
+        if (price) estimate += costMicros(price, estimateEmbeddingTokens(parsed.body.inputs), 0);
+      };
       for (let after = 0; ;) {
         const page = await readFileLines(deps.db, batch.input_file_id, after, PAGE);
         if (page.length === 0) break;
         for (const { line_no: line, content } of page) {
           if (isBlank(content)) continue;
           total += 1;
+          if (batch.endpoint === EMBEDDINGS_ENDPOINT) {
+            await checkEmbeddingsLine(line, content);
+            continue;
+          }
           const parsed = parseBatchLine(content, batch.endpoint);
           if (!parsed.ok) {
             fail(line, parsed.error);
@@ -138,15 +205,15 @@ export function createBatchActivities(deps: { db: Db; now: () => Date; log?: Log
           }
           seen.add(parsed.customId);
           const name = parsed.body.model;
-          if (!models.has(name)) {
-            const model = await getModel(deps.db, name);
-            // A database error fails the activity (Temporal retries it); a model with no price in
-            // force costs 0 here (`maxPriceForModel`), so the budget check never passes by accident.
-            models.set(name, { model, price: model ? await maxPriceForModel(deps.db, name, at) : null });
-          }
-          const { model, price } = models.get(name) as { model: Model | null; price: TokenPrice | null };
+          // A database error fails the activity (Temporal retries it); a model with no price in
+          // force costs 0 here (`maxPriceForModel`), so the budget check never passes by accident.
+          const { model, price } = await modelOf(name);
           if (!model) {
             fail(line, { code: 'model_not_found', message: `The model '${name}' does not exist.`, param: 'body.model' });
+            continue;
+          }
+          if (model.kind !== 'chat') {
+            fail(line, { code: 'model_not_supported', message: wrongModelKind(model.id, model.kind), param: 'body.model' });
             continue;
           }
           // A line without max_tokens runs, and is estimated, at the model's output limit.
@@ -155,7 +222,7 @@ export function createBatchActivities(deps: { db: Db; now: () => Date; log?: Log
             maxTokens = checkTokenLimits(model, parsed.body.messages, parsed.body.params.maxTokens, model.max_output_tokens);
           } catch (err) {
             if (!(err instanceof InvalidRequestError)) throw err;
-            fail(line, bodyError(err));
+            fail(line, bodyError(err, parsed.customId).error);
             continue;
           }
           firstModel ??= name;
@@ -202,6 +269,19 @@ export function createBatchActivities(deps: { db: Db; now: () => Date; log?: Log
         bytes += content.length;
         scannedThrough = lineNo;
         if (isBlank(content)) continue;
+        if (batch.endpoint === EMBEDDINGS_ENDPOINT) {
+          const parsed = parseEmbeddingsBatchLine(content);
+          if (!parsed.ok) throw requestFailure('BadRequest', `line ${lineNo} no longer validates: ${parsed.error.message}`);
+          lines.push({
+            lineNo,
+            input: {
+              requestId: batchRequestId(batch.id, lineNo), tenantId: batch.tenant_id, keyId: batch.key_id, kind: 'batch',
+              subject: parsed.body.user ?? batch.key_id, model: parsed.body.model, inputs: parsed.body.inputs, dimensions: parsed.body.dimensions,
+              promptTokensEstimate: estimateEmbeddingTokens(parsed.body.inputs), created: Math.floor(batch.created_at.getTime() / 1000),
+            },
+          });
+          continue;
+        }
         const parsed = parseBatchLine(content, batch.endpoint);
         if (!parsed.ok) throw requestFailure('BadRequest', `line ${lineNo} no longer validates: ${parsed.error.message}`);
         lines.push({
@@ -215,7 +295,7 @@ export function createBatchActivities(deps: { db: Db; now: () => Date; log?: Log
       }
       await insertLineRequests(deps.db, lines.map((l) => ({
         id: l.input.requestId, tenantId: batch.tenant_id, keyId: batch.key_id, model: l.input.model,
-        bodyHash: createHash('sha256').update(JSON.stringify(l.input.messages)).digest('hex'),
+        bodyHash: createHash('sha256').update(JSON.stringify('inputs' in l.input ? l.input.inputs : l.input.messages)).digest('hex'),
       })));
       return { lines, scannedThrough };
     },
@@ -263,7 +343,7 @@ export function createBatchActivities(deps: { db: Db; now: () => Date; log?: Log
             const id = row.request_id ?? batchRequestId(batch.id, row.line_no);
             if (row.status === 'succeeded') {
               completed += 1;
-              outLines.push(JSON.stringify({ id, custom_id: customId, response: { status_code: 200, request_id: id, body: row.result }, error: null }));
+              outLines.push(JSON.stringify({ id, custom_id: customId, response: { status_code: 200, request_id: id, body: lineBody(batch.endpoint, row.content, row.result) }, error: null }));
             } else if (row.status === 'failed') {
               failed += 1;
               const e = (row.error ?? {}) as { type?: string; message?: string; code?: string | null };

@@ -6,9 +6,12 @@
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
 import type { ConsumedTokens, InferInput, InferOutput } from '../contracts/chat.js';
+import type { EmbedInput, EmbedOutput } from '../contracts/embeddings.js';
+import { checkEmbedInputs } from '../domain/embeddings-validation.js';
+import { vectorToBase64 } from '../domain/embedding-vectors.js';
 import type { FailureDetails, ItemResult } from '../contracts/failures.js';
 import { INFER_RETRY } from '../contracts/profiles.js';
-import { BackendError, InterruptedGeneration, type GenerateRequest, type GenerateResult } from './backends/types.js';
+import { BackendError, InterruptedGeneration, InvalidEmbeddingInput, type GenerateRequest, type GenerateResult } from './backends/types.js';
 import type { BackendRegistry } from './backends/registry.js';
 import { requestFailure } from './failures.js';
 import { checkGenerateInput } from '../domain/sampling-params.js';
@@ -162,8 +165,49 @@ async function generate(
   }
 }
 
+/**
+ * The embed step: every input of one embeddings request through the deployment's backend in one
+ * call, checked at the boundary first (a history may carry anything), vectors returned as base64
+ * float32 (`EmbedOutput`). Failures map as `infer`'s do; it heartbeats while the backend works so
+ * a cancellation reaches it.
+ */
+async function embedOnce(deps: InferenceDeps, input: EmbedInput): Promise<EmbedOutput> {
+  const ctx = Context.current();
+  const invalid = checkEmbedInputs(input.inputs, input.dimensions);
+  if (invalid !== null) throw requestFailure('BadRequest', `invalid request for the backend: ${invalid.message}`, { code: 'invalid_value', param: invalid.param });
+  const timer = setInterval(() => ctx.heartbeat(), HEARTBEAT_EVERY_MS);
+  const started = performance.now();
+  let outcome = 'error';
+  deps.metrics?.inferenceInFlight.inc({ pool: deps.pool });
+  try {
+    const backend = await deps.backends.get(input.deployment);
+    if (!backend.embed) throw new BackendError('bad_request', `deployment ${input.deployment.id} (${input.deployment.provider}) does not serve embeddings`);
+    const result = await backend.embed({
+      inputs: input.inputs, dimensions: input.dimensions, maxPromptTokens: input.maxPromptTokens, signal: ctx.cancellationSignal,
+    });
+    if (result.vectors.length !== input.inputs.length) throw new BackendError('unavailable', 'backend returned a vector count unlike the inputs');
+    outcome = 'ok';
+    return { vectors: result.vectors.map(vectorToBase64), promptTokens: result.promptTokens, latencyMs: Math.round(performance.now() - started) };
+  } catch (err) {
+    const aborted = ctx.cancellationSignal.aborted;
+    if (aborted) outcome = 'cancelled';
+    if (!aborted && err instanceof InvalidEmbeddingInput) throw requestFailure('BadRequest', err.message, { code: err.code, param: err.param });
+    if (!aborted && err instanceof BackendError && err.kind === 'context_length') {
+      throw requestFailure('ContextLengthExceeded', err.message, { code: 'context_length_exceeded', param: 'input' });
+    }
+    throw toFailure(err, aborted, consumedBy(err));
+  } finally {
+    clearInterval(timer);
+    deps.metrics?.inferenceInFlight.dec({ pool: deps.pool });
+    deps.metrics?.inferenceLatency.observe({ deployment: input.deployment.id, outcome }, (performance.now() - started) / 1000);
+  }
+}
+
 export function createInferenceActivities(deps: InferenceDeps) {
   return {
+    /** Embeddings of one request's inputs, in one activity (see `embedOnce`). */
+    embed: (input: EmbedInput): Promise<EmbedOutput> => embedOnce(deps, input),
+
     async infer(input: InferInput): Promise<InferOutput> {
       const ctx = Context.current();
       let lastBeat = Number.NEGATIVE_INFINITY; // the first progress beats at once, whatever the process's uptime
@@ -272,6 +316,8 @@ export function createBatchInferenceActivities(deps: InferenceDeps) {
   }
 
   return {
+    /** A batch line's embeddings, on the pool's batch queue (its inputs in one activity, as a request's). */
+    embed: (input: EmbedInput): Promise<EmbedOutput> => embedOnce(deps, input),
     async inferLines(input: { items: InferInput[] }): Promise<ItemResult<InferOutput>[]> {
       const ctx = Context.current();
       let done = 0;

@@ -1,5 +1,6 @@
 /** Inputs and progress of the `batch` workflow. Pure types. */
 import type { ChatRequestInput } from './chat.js';
+import type { EmbeddingsRequestInput } from './embeddings.js';
 
 /** Input of the `batch` workflow (a later run of it carries its progress in `state`). */
 export interface BatchWorkflowInput {
@@ -26,7 +27,8 @@ export interface BatchProgress {
 /** One line ready to run, as the batch activities hand it to the workflow. */
 export interface BatchLine {
   lineNo: number;
-  input: ChatRequestInput;
+  /** A chat line, or (a `/v1/embeddings` batch) an embeddings line: it has `inputs`. */
+  input: ChatRequestInput | EmbeddingsRequestInput;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -19,6 +19,14 @@ export function chatWorkflowId(requestId: string): string {
   return `chat-${requestId}`;
 }
 
+/** Workflow ID of one embeddings request (its request ID starts `embreq_`, see {@link requestWorkflowId}). */
+export function embeddingsWorkflowId(requestId: string): string {
+  return `embed-${requestId}`;
+}
+
+/** Prefix of the request IDs of `/v1/embeddings` requests: their workflow is `embed-<id>`. */
+export const EMBEDDINGS_REQUEST_PREFIX = 'embreq';
+
 export const SearchAttributes = {
   kind: defineSearchAttributeKey('SluiceKind', SearchAttributeType.KEYWORD),
   tenant: defineSearchAttributeKey('SluiceTenant', SearchAttributeType.KEYWORD),
@@ -48,11 +56,13 @@ export function batchRequestId(batchId: string, lineNo: number): string {
 /**
  * The workflow a request runs in while it holds a reservation: its own `chat-<id>` for a sync or
  * async request, its batch's for a batch line (lines run inside the batch workflow; batches started
- * before ran them as `chat-<id>` children, which never outlive their batch).
+ * before ran them as `chat-<id>` children, which never outlive their batch); `embed-<id>` for an
+ * embeddings request (its ID starts `embreq_`), so the reconciler finds the workflow holding it.
  */
 export function requestWorkflowId(requestId: string): string {
   const line = /^batch_req_(.+)_\d+$/.exec(requestId);
-  return line ? batchWorkflowId(`batch_${line[1]}`) : chatWorkflowId(requestId);
+  if (line) return batchWorkflowId(`batch_${line[1]}`);
+  return requestId.startsWith(`${EMBEDDINGS_REQUEST_PREFIX}_`) ? embeddingsWorkflowId(requestId) : chatWorkflowId(requestId);
 }
 
 /** Temporal priority keys (1 = first): sync requests ahead of async ones, batch lines last. */

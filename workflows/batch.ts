@@ -40,6 +40,7 @@ import type { ControlActivities } from '../activities/index.js';
 import type { BatchInferenceActivities } from '../activities/inference.js';
 import type { WebhookActivities } from '../activities/webhooks.js';
 import { runChatPipeline, type PipelineHooks } from './pipeline.js';
+import { runEmbeddingsPipeline } from './embeddings-request.js';
 import { coalesce } from './coalesce.js';
 import { BATCH_PROFILES as PROFILES } from '../contracts/profiles.js';
 import type { BatchLine, BatchProgress, BatchWorkflowInput } from '../contracts/batch.js';
@@ -130,7 +131,12 @@ export async function batch(input: BatchWorkflowInput): Promise<BatchProgress> {
     // workflow task open while it runs (BENCHMARKS.md, "Chunk activities are regular activities").
     const runLine = async (line: BatchLine): Promise<boolean> => {
       try {
-        await lines.run(() => runChatPipeline(line.input, { shieldAdmission: true, dispatch }));
+        const request = line.input;
+        // A `/v1/embeddings` batch: each line one embed activity on the pool's batch queue.
+        await lines.run(async () => {
+          if ('inputs' in request) await runEmbeddingsPipeline(request, { shieldAdmission: true, embedQueue: inferenceBatchTaskQueue });
+          else await runChatPipeline(request, { shieldAdmission: true, dispatch });
+        });
         return true;
       } catch {
         // The line's own failure (recorded on its request by the pipeline) or its cancellation.

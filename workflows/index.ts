@@ -4,3 +4,4 @@ export { reconcileReservations } from './reconcile.js';
 export { batch, cancelBatchSignal, batchProgressQuery } from './batch.js';
 export { billing, billingRun, billingStateQuery, dayClose } from './billing.js';
 export { webhookDelivery } from './webhook-delivery.js';
+export { embeddingsRequest } from './embeddings-request.js';

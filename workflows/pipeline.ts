@@ -32,7 +32,7 @@ const clientFaults: readonly string[] = CLIENT_FAULTS;
 const WAITABLE_LIMITS: readonly string[] = ['rate_limit_exceeded', 'tokens_rate_limit_exceeded', 'concurrency_limit_exceeded'];
 
 /** How long to wait before admitting again after a waitable refusal (with jitter, so lines spread out); null otherwise. */
-function rateLimitWaitMs(err: unknown): number | null {
+export function rateLimitWaitMs(err: unknown): number | null {
   const failure = failureOf(err);
   const details = failure?.details?.[0] as FailureDetails | undefined;
   if (failure?.type !== 'QuotaExceeded' || !WAITABLE_LIMITS.includes(details?.code ?? '')) return null;

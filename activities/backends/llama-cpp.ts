@@ -34,6 +34,7 @@ import { faultGuard } from './llama-cpp/fault-guard.js';
 import { decodeContent, generateOnSequence } from './llama-cpp/generate-on-sequence.js';
 import { createPromptPreparer, tokenizeRawPrompt } from './llama-cpp/prompt-preparer.js';
 import { SlotQueue } from './llama-cpp/slot-queue.js';
+import { createEmbedder } from './llama-cpp/embedder.js';
 
 /** How the llama.cpp backend loads its model and sizes its context. */
 export interface LlamaCppBackendOptions {
@@ -165,6 +166,7 @@ export async function createLlamaCppBackend(options: LlamaCppBackendOptions): Pr
   const prepare = createPromptPreparer(model);
   const progressEveryTokens = Math.max(1, options.progressEveryTokens ?? 16);
   const closedError = new BackendError('unavailable', 'llama.cpp backend is closed');
+  const embedder = createEmbedder(model, { contextSize, threads: options.threads });
   let closing: Promise<void> | null = null;
 
   /** Runs one request on a borrowed sequence and always returns the sequence clean. */
@@ -209,6 +211,7 @@ export async function createLlamaCppBackend(options: LlamaCppBackendOptions): Pr
     closing ??= (async () => {
       slots.close(closedError);
       faultGuard.close();
+      await embedder.dispose();
       await context.dispose();
       await model.dispose();
       if (ownsLlama) await llama.dispose();
@@ -218,6 +221,10 @@ export async function createLlamaCppBackend(options: LlamaCppBackendOptions): Pr
 
   return {
     generate,
+    embed: (request) => {
+      if (closing !== null) return Promise.reject(closedError);
+      return embedder.embed(request);
+    },
     close,
     countTokens: (text) => tokenizeRawPrompt(model, text).length,
     contextSize,

@@ -1,5 +1,5 @@
 /**
- * An inference backend that forwards chat completions to an OpenAI-compatible HTTP upstream
+ * An inference backend that forwards chat completions and embeddings to an OpenAI-compatible HTTP upstream
  * (OpenAI itself, vLLM, llama.cpp's server, a hosted provider).
  *
  * The client never retries (`maxRetries: 0`): retries, backoff and `Retry-After` belong to the
@@ -14,9 +14,12 @@ import type {
   ChatCompletionCreateParamsNonStreaming,
   ChatCompletionMessageParam,
 } from 'openai/resources/chat/completions';
+import type { CreateEmbeddingResponse, EmbeddingCreateParams } from 'openai/resources/embeddings';
 import { estimatePromptTokens } from '../../domain/chat-validation.js';
+import { base64ToVector } from '../../domain/embedding-vectors.js';
+import { MAX_EMBEDDING_VALUES } from '../../contracts/embeddings.js';
 import { BackendError, type ConsumedTokens } from './types.js';
-import type { ChatMessage, GenerateParams, GenerateResult, InferenceBackend } from './types.js';
+import type { ChatMessage, EmbedResult, GenerateParams, GenerateResult, InferenceBackend } from './types.js';
 import { ResponseTooLargeError, createPinnedFetch, type PinnedFetch } from './pinned-fetch.js';
 import { AddressRefusedError } from '../net/address-guard.js';
 
@@ -89,10 +92,66 @@ export function createOpenAICompatibleBackend(options: OpenAICompatibleBackendOp
       request.onProgress?.(result.completionTokens, result.promptTokens);
       return result;
     },
+    embed: async (request) => {
+      const body: EmbeddingCreateParams = {
+        model: options.model,
+        // All strings or all token arrays (domain/embeddings-validation.ts), as the upstream requires.
+        input: request.inputs as string[] | number[][],
+        encoding_format: 'base64',
+        ...(request.dimensions !== null ? { dimensions: request.dimensions } : {}),
+      };
+      let response: CreateEmbeddingResponse;
+      try {
+        response = await client.embeddings.create(body, { signal: request.signal });
+      } catch (error) {
+        throw toBackendError(error, request.signal, options.apiKey);
+      }
+      return toEmbedResult(response, request.inputs.length, request.dimensions, request.maxPromptTokens);
+    },
     close: async () => {
       pinned?.close();
     },
   };
+}
+
+/** One upstream vector: base64 float32 (as asked) or, from servers that ignore the format, numbers. */
+function upstreamVector(raw: unknown): Float32Array | null {
+  if (typeof raw === 'string') return base64ToVector(raw);
+  if (Array.isArray(raw) && raw.every((v) => typeof v === 'number' && Number.isFinite(v))) return Float32Array.from(raw as number[]);
+  return null;
+}
+
+/**
+ * Checks an upstream's embeddings answer: one vector per input (by `index`), all of the same
+ * length (`dimensions` when asked), finite values, at most {@link MAX_EMBEDDING_VALUES} in all,
+ * and valid usage (clamped to the reservation's estimate, as chat usage is). Anything else is the
+ * deployment's fault (`unavailable`), except a result too large to carry (`too_large`).
+ */
+function toEmbedResult(response: CreateEmbeddingResponse, count: number, dimensions: number | null, maxPromptTokens: number): EmbedResult {
+  const promptTokens = response.usage?.prompt_tokens;
+  if (!isTokenCount(promptTokens)) throw new BackendError('unavailable', 'upstream embeddings response carried no valid usage (prompt_tokens)');
+  const spent = { promptTokens: Math.min(promptTokens, Math.max(0, maxPromptTokens)), completionTokens: 0 };
+  const data: unknown = response.data;
+  if (!Array.isArray(data) || data.length !== count) {
+    throw new BackendError('unavailable', `upstream returned ${Array.isArray(data) ? data.length : 'no'} embeddings for ${count} inputs`, null, null, spent);
+  }
+  const vectors: Array<Float32Array | undefined> = new Array<Float32Array | undefined>(count);
+  let total = 0;
+  let width: number | null = dimensions;
+  for (const item of data as Array<{ index?: unknown; embedding?: unknown }>) {
+    const index = item?.index;
+    const vector = upstreamVector(item?.embedding);
+    if (typeof index !== 'number' || !Number.isSafeInteger(index) || index < 0 || index >= count || vectors[index] !== undefined || vector === null
+      || vector.some((v) => !Number.isFinite(v)) || vector.length === 0
+      || vector.length !== (width ?? vector.length)) {
+      throw new BackendError('unavailable', 'upstream returned a malformed embeddings list', null, null, spent);
+    }
+    width = vector.length;
+    total += vector.length;
+    if (total > MAX_EMBEDDING_VALUES) throw new BackendError('too_large', `embeddings of more than ${MAX_EMBEDDING_VALUES} values do not fit a result`, null, null, spent);
+    vectors[index] = vector;
+  }
+  return { vectors: vectors as Float32Array[], promptTokens: spent.promptTokens };
 }
 
 /**

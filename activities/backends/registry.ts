@@ -5,7 +5,8 @@
  */
 import path from 'node:path';
 import type { DeploymentTarget } from '../../contracts/chat.js';
-import { BackendError, type GenerateResult, type InferenceBackend } from './types.js';
+import { BackendError, type EmbedRequest, type EmbedResult, type GenerateResult, type InferenceBackend } from './types.js';
+import { MAX_EMBEDDING_VALUES } from '../../contracts/embeddings.js';
 import { createInstantBackend } from './instant.js';
 import { UpstreamAddressError, checkUpstreamUrl, lookupAll, type LookupAll } from './upstream-address.js';
 import type { Llama } from 'node-llama-cpp';
@@ -85,7 +86,26 @@ function cacheKey(t: DeploymentTarget): string {
 
 /** Wraps a backend so that no result over {@link MAX_COMPLETION_BYTES} leaves it. */
 function sizeChecked(backend: InferenceBackend): InferenceBackend {
-  return { generate: async (request) => checkCompletionSize(await backend.generate(request)), close: () => backend.close() };
+  const embed = backend.embed?.bind(backend);
+  return {
+    generate: async (request) => checkCompletionSize(await backend.generate(request)),
+    ...(embed ? { embed: async (request: EmbedRequest) => checkEmbeddingSize(await embed(request)) } : {}),
+    close: () => backend.close(),
+  };
+}
+
+/**
+ * Fails embeddings of more than {@link MAX_EMBEDDING_VALUES} values as `too_large` (their prompt
+ * tokens recorded unbilled): like a completion, the vectors travel as a Temporal payload.
+ */
+export function checkEmbeddingSize(result: EmbedResult): EmbedResult {
+  const values = result.vectors.reduce((n, v) => n + v.length, 0);
+  if (values > MAX_EMBEDDING_VALUES) {
+    throw new BackendError('too_large', `embeddings of ${values} values exceed the ${MAX_EMBEDDING_VALUES}-value limit of one request`, null, null, {
+      promptTokens: result.promptTokens, completionTokens: 0,
+    });
+  }
+  return result;
 }
 
 export function createBackendRegistry(options: BackendRegistryOptions): BackendRegistry {
@@ -134,6 +154,11 @@ export function createBackendRegistry(options: BackendRegistryOptions): BackendR
           async generate(request) {
             await guardUpstream(baseUrl, allow, lookup);
             return backend.generate(request);
+          },
+          async embed(request) {
+            await guardUpstream(baseUrl, allow, lookup);
+            if (!backend.embed) throw new BackendError('bad_request', `deployment ${t.id} does not serve embeddings`);
+            return backend.embed(request);
           },
           close: () => backend.close(),
         };

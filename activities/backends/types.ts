@@ -38,8 +38,28 @@ export interface GenerateResult {
   completionTokens: number;
 }
 
+/** Every input of one embeddings request, for one backend call (already validated). */
+export interface EmbedRequest {
+  /** Texts, or token IDs of the model's vocabulary. */
+  inputs: Array<string | number[]>;
+  /** Fewer dimensions than the model's own; null = all. */
+  dimensions: number | null;
+  /** The reservation's prompt estimate: the most prompt tokens an upstream's report is billed. */
+  maxPromptTokens: number;
+  signal: AbortSignal;
+}
+
+export interface EmbedResult {
+  /** One vector per input, in order. */
+  vectors: Float32Array[];
+  /** Counted by the model's tokenizer (or reported by the upstream), never estimated. */
+  promptTokens: number;
+}
+
 export interface InferenceBackend {
   generate(request: GenerateRequest): Promise<GenerateResult>;
+  /** Embeddings of every input of a request; absent on backends that serve none (`bad_request`). */
+  embed?(request: EmbedRequest): Promise<EmbedResult>;
   close(): Promise<void>;
 }
 
@@ -65,6 +85,17 @@ export class BackendError extends Error {
     readonly consumed: ConsumedTokens | null = null,
   ) {
     super(message);
+  }
+}
+
+/**
+ * An embeddings input the backend refuses for a reason Sluice states itself (a token outside the
+ * model's vocabulary, an input longer than its context, more `dimensions` than it has): the
+ * message is written for the caller and names no internals, `param` and `code` are the client's.
+ */
+export class InvalidEmbeddingInput extends BackendError {
+  constructor(message: string, readonly param: string, readonly code: string) {
+    super('bad_request', message);
   }
 }
 

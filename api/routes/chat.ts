@@ -22,6 +22,7 @@ import { authOf, requirePermission } from '../auth.js';
 import { HttpError, badRequest, fromWorkflowFailure, notFound } from '../errors.js';
 import { checkTokenLimits, estimatePromptTokens, validateChatBody } from '../../domain/chat-validation.js';
 import { startFailureResponse } from '../workflow-start.js';
+import { wrongModelKind } from '../../domain/embeddings-validation.js';
 import type { Logger } from '../../runtime/logger.js';
 
 export interface ChatRouteDeps {
@@ -43,7 +44,8 @@ function requestIdFor(tenantId: string, idempotencyKey: string | null): string {
   return `req_${createHash('sha256').update(`${tenantId}\n${idempotencyKey}`).digest('hex').slice(0, 32)}`;
 }
 
-function idempotencyKeyOf(req: Request): string | null {
+/** The request's `Idempotency-Key` header, checked (also read by the embeddings route). */
+export function idempotencyKeyOf(req: Request): string | null {
   const key = req.get('idempotency-key');
   if (key === undefined) return null;
   if (!/^[\x21-\x7e]{1,255}$/.test(key)) throw badRequest('Idempotency-Key must be 1-255 visible ASCII characters', 'Idempotency-Key', 'invalid_value');
@@ -112,6 +114,7 @@ export function chatRoutes(deps: ChatRouteDeps): Router {
     if (!allowsModel(auth.scopes, body.model)) throw new HttpError('permission_error', `This key may not use model ${body.model}`, 'model_not_allowed', 'model');
     const model = await getModel(deps.db, body.model);
     if (!model) throw new HttpError('not_found_error', `The model '${body.model}' does not exist`, 'model_not_found', 'model');
+    if (model.kind !== 'chat') throw badRequest(wrongModelKind(model.id, model.kind), 'model', 'model_not_supported');
     // Without max_tokens, at least one completion token must fit.
     checkTokenLimits(model, body.messages, body.params.maxTokens, 1);
 

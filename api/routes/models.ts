@@ -72,6 +72,8 @@ export function adminModelJson(m: ModelWithDeployments) {
     created: Math.floor(m.created_at.getTime() / 1000),
     context_length: m.context_length,
     max_output_tokens: m.max_output_tokens,
+    kind: m.kind,
+    accepts_dimensions: m.accepts_dimensions,
     deployments: m.deployments.map((d) => ({
       id: d.id, pool: d.pool, provider: d.provider, gguf_path: d.gguf_path, base_url: d.base_url, api_key_ref: d.api_key_ref,
       upstream_model: d.upstream_model, weight: d.weight, priority: d.priority, status: d.status,
@@ -140,11 +142,17 @@ export function modelRoutes(deps: ModelRoutesDeps): Router {
     const maxOutput = intOr(b.max_output_tokens, 'max_output_tokens', 1, Math.min(512, contextLength));
     if (maxOutput > contextLength) throw badRequest("'max_output_tokens' cannot exceed 'context_length'", 'max_output_tokens');
     const deployments = b.deployments.map((d, i) => deploymentInput(d, i, modelId, deps.enableInstantBackend ?? false));
+    const kind = b.kind ?? 'chat';
+    if (kind !== 'chat' && kind !== 'embeddings') throw badRequest("'kind' must be 'chat' or 'embeddings'", 'kind', 'invalid_value');
+    const acceptsDimensions = b.accepts_dimensions ?? false;
+    if (typeof acceptsDimensions !== 'boolean') throw badRequest("'accepts_dimensions' must be a boolean", 'accepts_dimensions', 'invalid_value');
+    if (acceptsDimensions && kind !== 'embeddings') throw badRequest("'accepts_dimensions' applies to embeddings models only", 'accepts_dimensions', 'invalid_value');
     await checkBaseUrls(deployments, deps.allowPrivateUpstreams ?? [], deps.lookup);
     let created: ModelWithDeployments | null;
     try {
       created = await createModel(deps.db, {
         id: modelId, ownedBy: optString(b.owned_by, 'owned_by') ?? 'sluice', contextLength, maxOutputTokens: maxOutput, deployments,
+        kind, acceptsDimensions,
       }, new Date());
     } catch (err) {
       if (err instanceof DuplicateDeploymentError) throw new HttpError('conflict_error', err.message, 'deployment_exists');

@@ -10,6 +10,7 @@ import * as dayClose from './2026-11-22-0007-day-close.js';
 import * as quotaFunctions from './2026-11-22-0008-quota-functions.js';
 import * as operatorRoles from './2026-12-01-0102-operator-roles.js';
 import * as exportKeyset from './2026-12-01-0103-export-keyset.js';
+import * as embeddings from './2026-12-01-0201-embeddings.js';
 
 export const migrations: Record<string, Migration> = {
   '2026-11-21-0001-spine': spine,
@@ -22,4 +23,5 @@ export const migrations: Record<string, Migration> = {
   '2026-11-22-0008-quota-functions': quotaFunctions,
   '2026-12-01-0102-operator-roles': operatorRoles,
   '2026-12-01-0103-export-keyset': exportKeyset,
+  '2026-12-01-0201-embeddings': embeddings,
 };

@@ -1,7 +1,7 @@
 /** API keys: `sk-` + 32 random bytes (base64url); stored as SHA-256 hash and a visible prefix. */
 import { createHash, randomBytes } from 'node:crypto';
 import type { Db } from '../database.js';
-import type { ApiKey, Role, Tenant } from '../tables/index.js';
+import type { ApiKey, ModelKind, Role, Tenant } from '../tables/index.js';
 import { newId } from '../../domain/ids.js';
 
 /** Length of the visible prefix kept with the hash (`sk-` + 8 characters). */
@@ -156,7 +156,7 @@ export async function hasSuperAdminKey(db: Db): Promise<boolean> {
 export interface AuthorizationFacts {
   key: Pick<ApiKey, 'id' | 'tenant_id' | 'role' | 'scopes' | 'revoked_at' | 'expires_at'>;
   tenant: Pick<Tenant, 'status' | 'allowed_models'> | null;
-  model: { id: string; context_length: number; max_output_tokens: number } | null;
+  model: { id: string; context_length: number; max_output_tokens: number; kind: ModelKind; accepts_dimensions: boolean } | null;
 }
 
 export async function authorizationFacts(db: Db, keyId: string, model: string): Promise<AuthorizationFacts | null> {
@@ -167,7 +167,7 @@ export async function authorizationFacts(db: Db, keyId: string, model: string): 
     .select([
       'k.id', 'k.tenant_id', 'k.role', 'k.scopes', 'k.revoked_at', 'k.expires_at',
       't.status as tenant_status', 't.allowed_models as tenant_allowed_models',
-      'm.id as model_id', 'm.context_length', 'm.max_output_tokens',
+      'm.id as model_id', 'm.context_length', 'm.max_output_tokens', 'm.kind', 'm.accepts_dimensions',
     ])
     .where('k.id', '=', keyId)
     .executeTakeFirst();
@@ -175,8 +175,8 @@ export async function authorizationFacts(db: Db, keyId: string, model: string): 
   return {
     key: { id: row.id, tenant_id: row.tenant_id, role: row.role, scopes: row.scopes, revoked_at: row.revoked_at, expires_at: row.expires_at },
     tenant: row.tenant_status === null ? null : { status: row.tenant_status, allowed_models: row.tenant_allowed_models },
-    model: row.model_id === null || row.context_length === null || row.max_output_tokens === null
+    model: row.model_id === null || row.context_length === null || row.max_output_tokens === null || row.kind === null || row.accepts_dimensions === null
       ? null
-      : { id: row.model_id, context_length: row.context_length, max_output_tokens: row.max_output_tokens },
+      : { id: row.model_id, context_length: row.context_length, max_output_tokens: row.max_output_tokens, kind: row.kind, accepts_dimensions: row.accepts_dimensions },
   };
 }

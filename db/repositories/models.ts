@@ -1,6 +1,6 @@
 /** Models, their deployments (where and how they run) and effective-dated prices. */
 import type { Db } from '../database.js';
-import type { Deployment, Model, Price, Provider } from '../tables/index.js';
+import type { Deployment, Model, ModelKind, Price, Provider } from '../tables/index.js';
 import type { TokenPrice } from '../../domain/cost.js';
 
 export interface DeploymentInput {
@@ -23,6 +23,10 @@ export interface ModelInput {
   contextLength: number;
   maxOutputTokens: number;
   deployments: DeploymentInput[];
+  /** What the model serves. @default 'chat' */
+  kind?: ModelKind;
+  /** An embeddings model that may return fewer `dimensions`. @default false */
+  acceptsDimensions?: boolean;
 }
 
 export type ModelWithDeployments = Model & { deployments: Array<Deployment & { price: Price | null }> };
@@ -40,6 +44,8 @@ export async function createModel(db: Db, input: ModelInput, at: Date): Promise<
         owned_by: input.ownedBy,
         context_length: input.contextLength,
         max_output_tokens: input.maxOutputTokens,
+        kind: input.kind ?? 'chat',
+        accepts_dimensions: input.acceptsDimensions ?? false,
       })
       .onConflict((oc) => oc.column('id').doNothing())
       .returningAll()

@@ -4,11 +4,18 @@ import type { CreatedAt, Timestamp } from './columns.js';
 
 export type Provider = 'llama-cpp' | 'openai-compatible' | 'instant';
 
+/** What a model serves (migration 2026-12-01-0201-embeddings). */
+export type ModelKind = 'chat' | 'embeddings';
+
 export interface ModelsTable {
   id: string;
   owned_by: Generated<string>;
   context_length: number;
   max_output_tokens: number;
+  /** What the model serves: chat (and batch) completions, or `/v1/embeddings`. */
+  kind: Generated<ModelKind>;
+  /** An embeddings model that may return fewer `dimensions` than its native size. */
+  accepts_dimensions: Generated<boolean>;
   created_at: CreatedAt;
 }
 

@@ -193,7 +193,8 @@ describe('route inventory', () => {
 });
 
 describe('BFLA: a user key against everything but inference', () => {
-  const USER_ALLOWED = ['POST /v1/chat/completions', 'GET /v1/jobs/:id', 'POST /v1/jobs/:id/cancel', 'GET /v1/models'];
+  // Inference (chat completions and embeddings, the `chat` permission), its jobs, the model list.
+  const USER_ALLOWED = ['POST /v1/chat/completions', 'POST /v1/embeddings', 'GET /v1/jobs/:id', 'POST /v1/jobs/:id/cancel', 'GET /v1/models'];
 
   it('every other route is 403, and every denial is audited as auth.denied', async () => {
     const routes = routeInventory().filter((r) => r.path.startsWith('/v1/') && !USER_ALLOWED.includes(`${r.method} ${r.path}`));

@@ -3,7 +3,7 @@ import { createOpenAICompatibleBackend, parseRetryAfterMs } from '../../activiti
 import type { OpenAICompatibleBackendOptions } from '../../activities/backends/openai-compatible.js';
 import { BackendError } from '../../activities/backends/types.js';
 import type { GenerateRequest, InferenceBackend } from '../../activities/backends/types.js';
-import { startFakeUpstream } from '../support/fake-openai-upstream.js';
+import { fakeEmbedding, startFakeUpstream } from '../support/fake-openai-upstream.js';
 import type { FakeUpstream } from '../support/fake-openai-upstream.js';
 
 const API_KEY = 'sk-upstream-test';
@@ -299,5 +299,54 @@ describe('parseRetryAfterMs', () => {
     expect(parseRetryAfterMs(new Headers({ 'retry-after': '-3' }), now)).toBeNull();
     expect(parseRetryAfterMs(new Headers(), now)).toBeNull();
     expect(parseRetryAfterMs(undefined, now)).toBeNull();
+  });
+});
+
+describe('openai-compatible backend: embeddings', () => {
+  const embedRequest = (inputs: Array<string | number[]>, dimensions: number | null = null) => ({
+    inputs, dimensions, maxPromptTokens: 1000, signal: new AbortController().signal,
+  });
+  const embed = (b: InferenceBackend, r: ReturnType<typeof embedRequest>) => {
+    if (!b.embed) throw new Error('the backend has no embed');
+    return b.embed(r);
+  };
+
+  it('sends the inputs, the upstream model, base64 and dimensions, and decodes the vectors in order', async () => {
+    const result = await embed(backend, embedRequest(['one two', 'three'], 4));
+    const sent = upstream.requests.at(-1);
+    expect(sent?.path).toBe('/v1/embeddings');
+    expect(sent?.authorization).toBe(`Bearer ${API_KEY}`);
+    expect(sent?.body).toEqual({ model: UPSTREAM_MODEL, input: ['one two', 'three'], encoding_format: 'base64', dimensions: 4 });
+    expect(result.vectors.map((v) => Array.from(v))).toEqual([fakeEmbedding('one two', 4), fakeEmbedding('three', 4)]);
+    expect(result.promptTokens).toBe(3);
+  });
+
+  it('clamps reported prompt tokens to the reservation', async () => {
+    upstream.setBehaviour({ kind: 'succeed', usage: { promptTokens: 1_000_000, completionTokens: 0 } });
+    expect((await embed(backend, embedRequest(['x']))).promptTokens).toBe(1000);
+  });
+
+  it('fails as unavailable on missing usage or a malformed list, never inventing vectors', async () => {
+    upstream.setBehaviour({ kind: 'succeed', usage: 'omit' });
+    expect((await backendError(embed(backend, embedRequest(['x'])))).kind).toBe('unavailable');
+    for (const data of [
+      [],
+      [{ index: 0, embedding: [1, 2] }, { index: 0, embedding: [1, 2] }],
+      [{ index: 0, embedding: [1, 2] }, { index: 1, embedding: [1] }],
+      [{ index: 0, embedding: 'AAA=' }, { index: 1, embedding: [1, 2] }],
+      [{ index: 0, embedding: [1, 2] }, { index: 5, embedding: [1, 2] }],
+      [{ index: 0, embedding: [1, null] }, { index: 1, embedding: [1, 2] }],
+    ]) {
+      upstream.setBehaviour({ kind: 'succeed', embeddingsData: data });
+      const error = await backendError(embed(backend, embedRequest(['a', 'b'])));
+      expect(error.kind, JSON.stringify(data)).toBe('unavailable');
+      // What the upstream said it spent is reported, so it is recorded unbilled.
+      expect(error.consumed, JSON.stringify(data)).toEqual({ promptTokens: 2, completionTokens: 0 });
+    }
+  });
+
+  it('refuses vectors of another size than the dimensions asked for', async () => {
+    upstream.setBehaviour({ kind: 'succeed', embeddingsData: [{ index: 0, embedding: [1, 2, 3] }] });
+    expect((await backendError(embed(backend, embedRequest(['a'], 2)))).kind).toBe('unavailable');
   });
 });

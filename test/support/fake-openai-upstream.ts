@@ -1,5 +1,5 @@
 /**
- * A real HTTP server speaking enough of the OpenAI chat completions protocol to stand in for a
+ * A real HTTP server speaking enough of the OpenAI chat completions (and embeddings) protocol to stand in for a
  * remote, paid upstream in tests. It is the one permitted test double: everything else in tests
  * is real. It listens on 127.0.0.1 on an ephemeral port and keeps no state outside its instance.
  *
@@ -24,6 +24,8 @@ export interface SucceedBehaviour {
   delayMs?: number;
   /** `'omit'` answers with an empty `choices` (the usage is still reported). */
   choices?: 'omit';
+  /** Embeddings: this `data` instead of one vector per input (a malformed answer). */
+  embeddingsData?: unknown[];
 }
 
 /** Answers with an OpenAI-shaped error body. */
@@ -78,10 +80,12 @@ export interface FakeUpstreamOptions {
   behaviour?: FakeUpstreamScript;
 }
 
-/** One chat completions request as the fake received it. */
+/** One chat completions (or embeddings) request as the fake received it. */
 export interface RecordedRequest {
   body: unknown;
   authorization: string | null;
+  /** `/v1/chat/completions` or `/v1/embeddings`. */
+  path?: string;
 }
 
 export interface FakeUpstream {
@@ -124,19 +128,19 @@ export async function startFakeUpstream(options: FakeUpstreamOptions = {}): Prom
       sendJson(res, 200, { object: 'list', data: [] });
       return;
     }
-    if (req.method !== 'POST' || path !== '/v1/chat/completions') {
+    if (req.method !== 'POST' || (path !== '/v1/chat/completions' && path !== '/v1/embeddings')) {
       sendError(res, 404, { message: `no route ${req.method ?? ''} ${path}`, type: 'invalid_request_error' });
       return;
     }
     const body = await readJson(req);
     const authorization = req.headers.authorization ?? null;
-    const action = state.record({ body, authorization });
+    const action = state.record({ body, authorization, path });
     trackDisconnect(res);
     if (apiKey !== null && authorization !== `Bearer ${apiKey}`) {
       sendError(res, 401, { message: 'Incorrect API key provided', code: 'invalid_api_key', type: 'invalid_request_error' });
       return;
     }
-    await perform(action, body, res);
+    await perform(action, body, res, path === '/v1/embeddings' ? buildEmbeddings : buildCompletion);
   }
 
   /** Counts a disconnect when the connection closes before the response ended. */
@@ -244,7 +248,7 @@ function resolveAction(script: readonly FakeUpstreamBehaviour[], index: number):
 }
 
 /** Carries out one action on the response. */
-async function perform(action: Action, body: unknown, res: ServerResponse): Promise<void> {
+async function perform(action: Action, body: unknown, res: ServerResponse, build: (succeed: SucceedBehaviour, body: unknown) => object): Promise<void> {
   switch (action.kind) {
     case 'hang':
       return; // The response stays open until the client leaves or the server closes.
@@ -261,7 +265,7 @@ async function perform(action: Action, body: unknown, res: ServerResponse): Prom
         await delayUnlessClosed(action.delayMs, res);
       }
       if (!res.destroyed) {
-        sendJson(res, 200, buildCompletion(action, body));
+        sendJson(res, 200, build(action, body));
       }
   }
 }
@@ -309,6 +313,44 @@ function buildCompletion(succeed: SucceedBehaviour, body: unknown): object {
         total_tokens: usage.promptTokens + usage.completionTokens,
       },
     }),
+  };
+}
+
+/** Dimensions of the fake's embeddings when the request names none. */
+export const FAKE_EMBEDDING_DIMENSIONS = 8;
+
+/**
+ * The fake's embedding of one input: `dimensions` values from a hash of the input (the same
+ * input always gets the same vector), exactly representable as float32.
+ */
+export function fakeEmbedding(input: unknown, dimensions = FAKE_EMBEDDING_DIMENSIONS): number[] {
+  const text = JSON.stringify(input);
+  let h = 2166136261;
+  for (const ch of text) h = Math.imul(h ^ ch.charCodeAt(0), 16777619) >>> 0;
+  return Array.from({ length: dimensions }, (_, j) => (((h >>> (j % 24)) + j * 37) % 2001 - 1000) / 1024);
+}
+
+/**
+ * A deterministic embeddings answer: one vector per input (`fakeEmbedding`), base64 when asked,
+ * prompt tokens the words of text inputs plus the length of token inputs (`usage` overrides them).
+ */
+function buildEmbeddings(succeed: SucceedBehaviour, body: unknown): object {
+  const fields = (typeof body === 'object' && body !== null ? body : {}) as Record<string, unknown>;
+  const raw = fields['input'];
+  const inputs: unknown[] = typeof raw === 'string' ? [raw] : Array.isArray(raw) && raw.every((t) => typeof t === 'number') ? [raw] : Array.isArray(raw) ? raw : [];
+  const dimensions = typeof fields['dimensions'] === 'number' ? fields['dimensions'] : FAKE_EMBEDDING_DIMENSIONS;
+  const base64 = fields['encoding_format'] === 'base64';
+  const promptTokens = inputs.reduce<number>((n, input) => n + (typeof input === 'string' ? input.split(/\s+/).filter(Boolean).length : Array.isArray(input) ? input.length : 0), 0);
+  const usage = succeed.usage === 'omit' ? undefined : { prompt_tokens: succeed.usage?.promptTokens ?? promptTokens, total_tokens: succeed.usage?.promptTokens ?? promptTokens };
+  return {
+    object: 'list',
+    model: typeof fields['model'] === 'string' ? fields['model'] : 'unknown',
+    data: succeed.embeddingsData ?? inputs.map((input, index) => {
+      const vector = fakeEmbedding(input, dimensions);
+      const embedding = base64 ? Buffer.from(new Float32Array(vector).buffer).toString('base64') : vector;
+      return { object: 'embedding', index, embedding };
+    }),
+    ...(usage && { usage }),
   };
 }
 

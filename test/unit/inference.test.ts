@@ -10,6 +10,7 @@ import { createInstantBackend } from '../../activities/backends/instant.js';
 import { BackendError, InterruptedGeneration, type GenerateRequest, type InferenceBackend } from '../../activities/backends/types.js';
 import type { BackendRegistry } from '../../activities/backends/registry.js';
 import type { DeploymentTarget, InferInput, InferOutput } from '../../contracts/chat.js';
+import type { EmbedInput, EmbedOutput } from '../../contracts/embeddings.js';
 
 const deployment: DeploymentTarget = {
   id: 'dep-1',
@@ -349,5 +350,48 @@ describe('inferLines (a chunk of batch lines)', () => {
       { ok: false, failure: { type: 'Cancelled', message: 'generation cancelled', details: [{ code: null, param: null, retryAfterSeconds: null, consumed: { promptTokens: 7, completionTokens: 3 } }] } },
       { ok: false, failure: { type: 'Cancelled', message: 'generation cancelled', details: [{ code: null, param: null, retryAfterSeconds: null, consumed: { promptTokens: 7, completionTokens: 3 } }] } },
     ]);
+  });
+});
+
+describe('embed: the activity of an embeddings request', () => {
+  const embedInput = (inputs: unknown, dimensions: number | null = null): EmbedInput => ({
+    requestId: 'embreq_1', tenantId: 'tenant-1', deployment, inputs: inputs as EmbedInput['inputs'], dimensions, maxPromptTokens: 100,
+  });
+  async function runEmbed(registry: BackendRegistry, inp: EmbedInput): Promise<EmbedOutput> {
+    const { embed } = createInferenceActivities({ backends: registry, pool: 'local', metrics: null });
+    return mockEnv().run<[EmbedInput], EmbedOutput, typeof embed>(embed, inp);
+  }
+  const embedding = (vectors: Float32Array[], promptTokens = 3): InferenceBackend => ({
+    generate: async () => { throw new Error('not a chat backend'); },
+    embed: async () => ({ vectors, promptTokens }),
+    close: async () => {},
+  });
+  const refusal = async (p: Promise<unknown>) => {
+    const err = await p.then(() => null, (e: unknown) => e);
+    expect(err).toBeInstanceOf(ApplicationFailure);
+    return err as ApplicationFailure;
+  };
+
+  it('returns the vectors as base64 float32 with the backend\'s prompt tokens', async () => {
+    const out = await runEmbed(registryOf(embedding([Float32Array.from([0.5, -1])])), embedInput(['x']));
+    expect(out.vectors).toEqual([Buffer.from(Float32Array.from([0.5, -1]).buffer).toString('base64')]);
+    expect(out.promptTokens).toBe(3);
+  });
+
+  it('refuses inputs a history may carry before any backend sees them', async () => {
+    const registry = registryOf(embedding([]));
+    for (const bad of [[''], [[1.5]], ['a', [1]], []]) {
+      const err = await refusal(runEmbed(registry, embedInput(bad)));
+      expect([err.type, err.nonRetryable], JSON.stringify(bad)).toEqual(['BadRequest', true]);
+    }
+    expect((await refusal(runEmbed(registry, embedInput(['a'], 0)))).type).toBe('BadRequest');
+    expect(registry.asked).toHaveLength(0);
+  });
+
+  it('refuses a backend that serves no embeddings, and a vector count unlike the inputs', async () => {
+    const chatOnly = await refusal(runEmbed(registryOf(createInstantBackend()), embedInput(['x'])));
+    expect([chatOnly.type, chatOnly.nonRetryable]).toEqual(['BadRequest', true]);
+    const short = await refusal(runEmbed(registryOf(embedding([])), embedInput(['x', 'y'])));
+    expect(short.nonRetryable).toBe(false);
   });
 });

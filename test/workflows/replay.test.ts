@@ -1,7 +1,7 @@
 /**
  * Determinism: histories recorded by real runs of every kind of workflow (a sync request, an async
  * request that fell back from a failing deployment, a cancelled job, a request refused by its
- * quota, a batch and a billing run) replay against the current workflow code without a
+ * quota, a batch, an embeddings request and an embeddings batch, and a billing run) replay against the current workflow code without a
  * non-determinism error.
  * `test/fixtures/histories` keeps histories (binary protobuf) of those runs recorded by the
  * workflow code as released: a change that would replay a running workflow differently
@@ -39,6 +39,10 @@ beforeAll(async () => {
     ],
   });
   await addInstantModel(stack);
+  await addModel(stack, {
+    id: 'replay-embed', kind: 'embeddings', context_length: 1024, max_output_tokens: 1,
+    deployments: [{ provider: 'llama-cpp', pool: 'local', gguf_path: 'sluice-tiny.gguf' }],
+  });
   ({ key } = await stack.createTenantKey());
   client = new OpenAI({ apiKey: key, baseURL: `${stack.url}/v1`, maxRetries: 0 });
 });
@@ -68,6 +72,13 @@ describe('workflow replay', () => {
     const deadline = Date.now() + 60_000;
     while (!['completed', 'failed'].includes((await client.batches.retrieve(batch.id)).status) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
     scenarios.set('batch-completed.pb', batchWorkflowId(batch.id));
+    // Embeddings (issue 14): a request in its own workflow, and a batch of embeddings lines.
+    await client.embeddings.create({ model: 'replay-embed', input: ['replay one', 'replay two'] });
+    const embedLines = Array.from({ length: 2 }, (_, i) => JSON.stringify({ custom_id: `e${i}`, method: 'POST', url: '/v1/embeddings', body: { model: 'replay-embed', input: `line ${i}` } }));
+    const embedFile = await client.files.create({ file: await toFile(Buffer.from(embedLines.join('\n') + '\n'), 'e.jsonl'), purpose: 'batch' });
+    const embedBatch = await client.batches.create({ input_file_id: embedFile.id, endpoint: '/v1/embeddings', completion_window: '24h' });
+    while (!['completed', 'failed'].includes((await client.batches.retrieve(embedBatch.id)).status) && Date.now() < deadline + 60_000) await new Promise((r) => setTimeout(r, 200));
+    expect((await client.batches.retrieve(embedBatch.id)).status).toBe('completed');
 
     // Every closed workflow in this namespace, whatever its type.
     await new Promise((r) => setTimeout(r, 1000));
@@ -80,7 +91,7 @@ describe('workflow replay', () => {
     }
     for await (const e of stack.client.workflow.list({ query: 'ExecutionStatus != "Running"' })) types.add(e.type);
     expect(replayed).toBeGreaterThanOrEqual(5); // sync, fallback, cancelled, refused and the batch (its lines run inside it)
-    expect([...types]).toEqual(expect.arrayContaining(['chatRequest', 'batch']));
+    expect([...types]).toEqual(expect.arrayContaining(['chatRequest', 'batch', 'embeddingsRequest']));
 
     if (process.env.SLUICE_RECORD_HISTORIES === '1') {
       await mkdir(FIXTURES, { recursive: true });
