@@ -16,6 +16,20 @@ export interface ChatParams {
   topP: number | null;
   seed: number | null;
   stop: string[] | null;
+  /** Generation options beyond sampling (absent: none asked for). */
+  extras?: ChatExtras;
+}
+
+/**
+ * Generation options beyond the sampling basics, under their OpenAI names and in their OpenAI
+ * shapes, validated (`domain/chat-extras.ts`); only the ones a request asks for are present, so a
+ * key is a field name of the field table (`domain/chat-fields.ts`) and each backend checks the
+ * keys against its column before it runs. An openai-compatible upstream receives them unchanged.
+ */
+export interface ChatExtras {
+  reasoning_effort?: 'none' | 'minimal' | 'low' | 'medium' | 'high';
+  verbosity?: 'low' | 'medium' | 'high';
+  prompt_cache_key?: string;
 }
 
 /** Input of the `chatRequest` workflow. Built by the API after validation and authentication. */
@@ -72,7 +86,7 @@ export interface InferInput {
   tenantId: string;
   deployment: DeploymentTarget;
   messages: ChatMessageInput[];
-  params: { maxTokens: number; temperature: number; topP: number | null; seed: number | null; stop: string[] | null };
+  params: { maxTokens: number; temperature: number; topP: number | null; seed: number | null; stop: string[] | null; extras?: ChatExtras };
 }
 
 export interface InferOutput {

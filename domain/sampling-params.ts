@@ -10,6 +10,7 @@
  * No I/O; imports only types.
  */
 import { InvalidRequestError } from './invalid-request.js';
+import { checkChatExtras } from './chat-extras.js';
 /** What a variant may change about a request. */
 export interface VariantOverrides {
   model?: string;
@@ -139,6 +140,8 @@ export function checkGenerateInput(input: { messages: unknown; params: unknown }
     samplingNumber('top_p', params.topP);
     samplingNumber('seed', params.seed);
     samplingStop(params.stop);
+    const extras = checkChatExtras(params.extras);
+    if (extras !== null) return new SamplingParamError(extras.param ?? 'extras', extras.message, extras.code === 'invalid_type' ? 'invalid_type' : 'invalid_value');
     return null;
   } catch (err) {
     if (err instanceof SamplingParamError) return err;

@@ -141,6 +141,8 @@ export async function runChatPipeline(input: ChatRequestInput, hooks: PipelineHo
       topP: assignment.overrides.top_p ?? input.params.topP,
       seed: input.params.seed,
       stop: input.params.stop,
+      // Only when asked for: the activity input of a request without extras is as it was.
+      ...(input.params.extras !== undefined ? { extras: input.params.extras } : {}),
     };
 
     let lastFailure: unknown = null;

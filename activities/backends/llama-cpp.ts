@@ -22,6 +22,7 @@ import {
 } from 'node-llama-cpp';
 
 import { checkGenerateInput } from '../../domain/sampling-params.js';
+import { refusedOn } from '../../domain/chat-fields.js';
 import {
   BackendError,
   InterruptedGeneration,
@@ -88,6 +89,8 @@ const DEFAULT_MAX_CONTEXT_SIZE = 4096;
 function checkInput(request: Pick<GenerateRequest, 'messages' | 'params'>): void {
   const invalid = checkGenerateInput(request);
   if (invalid !== null) throw new BackendError('bad_request', `invalid request for llama.cpp: ${invalid.message}`);
+  const refused = refusedOn('llama-cpp', Object.keys(request.params.extras ?? {}));
+  if (refused !== null) throw new BackendError('bad_request', `'${refused}' is not supported by llama.cpp deployments`);
 }
 
 /** Rejects requests that can never run on this context. */

@@ -134,6 +134,8 @@ export function buildRequestBody(
     ...(params.topP !== null ? { top_p: params.topP } : {}),
     ...(params.seed !== null ? { seed: params.seed } : {}),
     ...(params.stop !== null ? { stop: params.stop } : {}),
+    // Validated options under their OpenAI names (domain/chat-extras.ts), passed on unchanged.
+    ...params.extras,
   };
 }
 

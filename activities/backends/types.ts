@@ -4,7 +4,7 @@
  * instant in-process backend used by benchmarks).
  */
 
-import type { ConsumedTokens } from '../../contracts/chat.js';
+import type { ChatExtras, ConsumedTokens } from '../../contracts/chat.js';
 
 /** A chat message as the backend receives it: already validated, content flattened to text. */
 export interface ChatMessage {
@@ -21,6 +21,8 @@ export interface GenerateParams {
   topP: number | null;
   seed: number | null;
   stop: string[] | null;
+  /** Options beyond sampling, under their OpenAI names; absent: none (`domain/chat-fields.ts` says which backend honours which). */
+  extras?: ChatExtras;
 }
 
 export interface GenerateRequest {

@@ -7,7 +7,8 @@ import { Router, type Request, type Response } from 'express';
 import { WorkflowNotFoundError, type Client } from '@temporalio/client';
 import type { Db } from '../../db/database.js';
 import type { RequestRow } from '../../db/tables/index.js';
-import { getModel } from '../../db/repositories/models.js';
+import { activeDeployments, getModel } from '../../db/repositories/models.js';
+import { refusedOn, unsupportedField } from '../../domain/chat-fields.js';
 import { deleteUnstartedRequest, getRequest, insertRequest } from '../../db/repositories/requests.js';
 import { canonicalJson } from '../../domain/canonical-json.js';
 import { newId } from '../../domain/ids.js';
@@ -108,6 +109,15 @@ export function chatRoutes(deps: ChatRouteDeps): Router {
     if (!allowsModel(auth.scopes, body.model)) throw new HttpError('permission_error', `This key may not use model ${body.model}`, 'model_not_allowed', 'model');
     const model = await getModel(deps.db, body.model);
     if (!model) throw new HttpError('not_found_error', `The model '${body.model}' does not exist`, 'model_not_found', 'model');
+    // A field refused by any deployment's backend is refused here: the answer never depends on
+    // which deployment of the fallback chain serves it (domain/chat-fields.ts).
+    const extraFields = Object.keys(body.params.extras ?? {});
+    if (extraFields.length > 0) {
+      for (const d of await activeDeployments(deps.db, body.model)) {
+        const refused = refusedOn(d.provider, extraFields);
+        if (refused !== null) throw unsupportedField(refused, `by model ${body.model}: it has a ${d.provider} deployment`);
+      }
+    }
     if (body.params.maxTokens !== null && body.params.maxTokens > model.max_output_tokens) {
       throw badRequest(`max_tokens is too large: ${body.params.maxTokens}. This model supports at most ${model.max_output_tokens} completion tokens.`, 'max_tokens', 'invalid_value');
     }

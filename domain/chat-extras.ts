@@ -1,0 +1,62 @@
+/**
+ * Validation of the generation options beyond sampling (`ChatExtras`): where the body enters
+ * (`validateChatBody`, for the chat route and batch lines) and again at the backend boundary
+ * (`checkGenerateInput`), with the same function, so a value in a workflow history is held to the
+ * rule a request is. Only requested fields are kept (neutral values of `domain/chat-fields.ts`
+ * are dropped), so the keys of the result are what a backend must honour. Pure.
+ */
+import type { ChatExtras } from '../contracts/chat.js';
+import { isRequested, type ChatFieldName } from './chat-fields.js';
+import { InvalidRequestError } from './invalid-request.js';
+
+/** OpenAI's `reasoning_effort` values. */
+export const REASONING_EFFORTS = ['none', 'minimal', 'low', 'medium', 'high'] as const;
+/** OpenAI's `verbosity` values. */
+export const VERBOSITIES = ['low', 'medium', 'high'] as const;
+/** Longest `prompt_cache_key` accepted. */
+export const MAX_PROMPT_CACHE_KEY = 256;
+
+/** The fields `ChatExtras` carries, in table order. */
+export const EXTRA_FIELDS = ['reasoning_effort', 'verbosity', 'prompt_cache_key'] as const satisfies readonly (keyof ChatExtras & ChatFieldName)[];
+
+function oneOf<T extends string>(name: string, value: unknown, allowed: readonly T[]): T {
+  if (typeof value !== 'string' || !(allowed as readonly string[]).includes(value)) {
+    throw new InvalidRequestError(`'${name}' must be one of ${allowed.join(', ')}`, name, typeof value === 'string' ? 'invalid_value' : 'invalid_type');
+  }
+  return value as T;
+}
+
+/**
+ * The requested extras of `raw` (a request body, or an `extras` object from a history), each
+ * checked; throws {@link InvalidRequestError} naming the field. Returns null when none is requested.
+ */
+export function validateChatExtras(raw: Record<string, unknown>): ChatExtras | null {
+  const out: ChatExtras = {};
+  if (isRequested('reasoning_effort', raw.reasoning_effort)) out.reasoning_effort = oneOf('reasoning_effort', raw.reasoning_effort, REASONING_EFFORTS);
+  if (isRequested('verbosity', raw.verbosity)) out.verbosity = oneOf('verbosity', raw.verbosity, VERBOSITIES);
+  if (isRequested('prompt_cache_key', raw.prompt_cache_key)) {
+    const key = raw.prompt_cache_key;
+    if (typeof key !== 'string') throw new InvalidRequestError("'prompt_cache_key' must be a string", 'prompt_cache_key', 'invalid_type');
+    if (key === '' || key.length > MAX_PROMPT_CACHE_KEY) throw new InvalidRequestError(`'prompt_cache_key' must be 1 to ${MAX_PROMPT_CACHE_KEY} characters`, 'prompt_cache_key', 'invalid_value');
+    out.prompt_cache_key = key;
+  }
+  return Object.keys(out).length > 0 ? out : null;
+}
+
+/**
+ * The backend boundary's check of an `extras` object from a history: only known keys, each valid.
+ * Returns the problem, or null.
+ */
+export function checkChatExtras(extras: unknown): InvalidRequestError | null {
+  if (extras === undefined) return null;
+  if (typeof extras !== 'object' || extras === null || Array.isArray(extras)) return new InvalidRequestError('the generation options must be an object', 'extras', 'invalid_type');
+  const unknown = Object.keys(extras).find((k) => !(EXTRA_FIELDS as readonly string[]).includes(k));
+  if (unknown !== undefined) return new InvalidRequestError(`'${unknown}' is not a generation option`, unknown, 'invalid_value');
+  try {
+    validateChatExtras(extras as Record<string, unknown>);
+    return null;
+  } catch (err) {
+    if (err instanceof InvalidRequestError) return err;
+    throw err;
+  }
+}

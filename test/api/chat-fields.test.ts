@@ -1,0 +1,104 @@
+/**
+ * Every chat completions field honoured or refused, per backend, on the real stack: the llama.cpp
+ * demo model and an OpenAI-compatible upstream (the fake). A refused field is a 400 naming it
+ * before any workflow exists; a field passed to the upstream arrives unchanged.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import OpenAI from 'openai';
+import { addModel, startTestStack, type TestStack } from '../support/stack.js';
+import { startFakeUpstream, type FakeUpstream } from '../support/fake-openai-upstream.js';
+import { CHAT_FIELDS, type ChatFieldName } from '../../domain/chat-fields.js';
+import { REQUESTED } from '../support/chat-field-samples.js';
+
+let stack: TestStack;
+let upstream: FakeUpstream;
+let key: string;
+let tenantId: string;
+let client: OpenAI;
+
+const upstreamDeployment = (id: string, url: string, priority = 0) => ({
+  id, provider: 'openai-compatible', pool: 'local', base_url: url, upstream_model: 'gpt-fake', priority,
+});
+const localDeployment = (id: string, priority: number) => ({ id, provider: 'llama-cpp', pool: 'local', gguf_path: 'sluice-tiny.gguf', priority });
+
+beforeAll(async () => {
+  upstream = await startFakeUpstream();
+  stack = await startTestStack();
+  await addModel(stack, { id: 'remote', context_length: 1024, max_output_tokens: 64, deployments: [upstreamDeployment('remote-up', upstream.url)] });
+  await addModel(stack, { id: 'mixed', context_length: 1024, max_output_tokens: 64, deployments: [upstreamDeployment('mixed-up', upstream.url), localDeployment('mixed-local', 1)] });
+  ({ key, tenantId } = await stack.createTenantKey());
+  client = new OpenAI({ apiKey: key, baseURL: `${stack.url}/v1`, maxRetries: 0 });
+});
+afterAll(async () => {
+  await stack?.stop();
+  await upstream?.close();
+});
+
+async function post(body: Record<string, unknown>): Promise<{ status: number; body: any }> {
+  const res = await fetch(`${stack.url}/v1/chat/completions`, {
+    method: 'POST',
+    headers: { Authorization: `Bearer ${key}`, 'Content-Type': 'application/json' },
+    body: JSON.stringify(body),
+  });
+  return { status: res.status, body: await res.json() };
+}
+
+const requestsOfTenant = async () => (await stack.db.selectFrom('requests').select('id').where('tenant_id', '=', tenantId).execute()).length;
+
+const base = (model: string) => ({ model, messages: [{ role: 'user', content: 'hello there' }], max_tokens: 4, temperature: 0 });
+const fields = Object.entries(CHAT_FIELDS) as [ChatFieldName, (typeof CHAT_FIELDS)[ChatFieldName]][];
+
+describe('fields refused per backend', () => {
+  for (const backend of ['llama-cpp', 'openai-compatible'] as const) {
+    const model = backend === 'llama-cpp' ? 'sluice-tiny' : 'remote';
+    const refused = fields.filter(([, f]) => f[backend] === 'refused').map(([name]) => name);
+    it(`${backend}: each refused field is a 400 naming it, and starts nothing`, async () => {
+      const before = await requestsOfTenant();
+      const callsBefore = upstream.calls;
+      for (const name of refused) {
+        const r = await post({ ...base(model), [name]: REQUESTED[name] });
+        expect(r.status, name).toBe(400);
+        expect(r.body.error, name).toMatchObject({ type: 'invalid_request_error', param: name, code: 'unsupported_parameter' });
+      }
+      expect(await requestsOfTenant()).toBe(before);
+      expect(upstream.calls).toBe(callsBefore);
+    });
+  }
+
+  it('an unknown field is a 400 unrecognized_request_argument naming it', async () => {
+    const r = await post({ ...base('sluice-tiny'), top_k: 40 });
+    expect(r.status).toBe(400);
+    expect(r.body.error).toMatchObject({ param: 'top_k', code: 'unrecognized_request_argument' });
+  });
+
+  it('a model whose fallback chain includes a backend that refuses a field refuses it, whichever deployment would serve', async () => {
+    const callsBefore = upstream.calls;
+    const r = await post({ ...base('mixed'), reasoning_effort: 'low' });
+    expect(r.status).toBe(400);
+    expect(r.body.error).toMatchObject({ param: 'reasoning_effort', code: 'unsupported_parameter' });
+    expect(upstream.calls).toBe(callsBefore);
+  });
+});
+
+describe('fields honoured', () => {
+  it('openai-compatible: upstream-only fields reach the upstream unchanged', async () => {
+    const callsBefore = upstream.calls;
+    const completion = await client.chat.completions.create({
+      ...base('remote'), messages: [{ role: 'user', content: 'hello there' }],
+      reasoning_effort: 'low', verbosity: 'high', prompt_cache_key: 'tenant-cache-1', seed: 11, stop: ['END'],
+    });
+    expect(completion.choices).toHaveLength(1);
+    expect(upstream.calls).toBe(callsBefore + 1);
+    const sent = upstream.requests.at(-1)?.body as Record<string, unknown>;
+    expect(sent).toMatchObject({ model: 'gpt-fake', reasoning_effort: 'low', verbosity: 'high', prompt_cache_key: 'tenant-cache-1', seed: 11, stop: ['END'], max_tokens: 4 });
+  });
+
+  it('llama-cpp: neutral values of refused fields are accepted and answered', async () => {
+    const completion = await client.chat.completions.create({
+      ...base('sluice-tiny'), messages: [{ role: 'user', content: 'hello there' }],
+      n: 1, stream: false, logprobs: false, store: false, service_tier: 'auto', modalities: ['text'], safety_identifier: 'end-user-1',
+    });
+    expect(completion.choices).toHaveLength(1);
+    expect(completion.usage?.completion_tokens).toBeGreaterThan(0);
+  });
+});
