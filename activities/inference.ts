@@ -12,7 +12,7 @@ import { BackendError, InterruptedGeneration, type GenerateRequest, type Generat
 import type { BackendRegistry } from './backends/registry.js';
 import { requestFailure } from './failures.js';
 import { checkGenerateInput } from '../domain/sampling-params.js';
-import { refusedOn, unsupportedField } from '../domain/chat-fields.js';
+import { refusedOn } from '../domain/chat-fields.js';
 import type { Metrics } from '../runtime/metrics.js';
 
 /** Heartbeat at most this often while generating. */
@@ -139,10 +139,9 @@ async function generate(
   }
   // A field the deployment's backend cannot honour is the request's fault on this deployment
   // (non-retryable, ends the request: a fallback never drops a field; domain/chat-fields.ts).
-  const refused = refusedOn(input.deployment.provider, Object.keys(input.params.extras ?? {}));
+  const refused = refusedOn(input.deployment.provider, input.params.extras, `by the model's ${input.deployment.provider} deployment`);
   if (refused !== null) {
-    const err = unsupportedField(refused, `by the model's ${input.deployment.provider} deployment`);
-    return { ok: false, err: requestFailure('BadRequest', err.message, { code: err.code, param: refused }), spent: null };
+    return { ok: false, err: requestFailure('BadRequest', refused.message, { code: refused.code, param: refused.param }), spent: null };
   }
   const started = performance.now();
   let progress = { completionTokens: 0, promptTokens: 0 };

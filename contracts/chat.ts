@@ -27,10 +27,16 @@ export interface ChatParams {
  * keys against its column before it runs. An openai-compatible upstream receives them unchanged.
  */
 export interface ChatExtras {
+  response_format?: ResponseFormat;
   reasoning_effort?: 'none' | 'minimal' | 'low' | 'medium' | 'high';
   verbosity?: 'low' | 'medium' | 'high';
   prompt_cache_key?: string;
 }
+
+/** A requested `response_format` (`text` is the default and never carried). */
+export type ResponseFormat =
+  | { type: 'json_object' }
+  | { type: 'json_schema'; json_schema: { name: string; description?: string; schema?: Record<string, unknown>; strict?: boolean } };
 
 /** Input of the `chatRequest` workflow. Built by the API after validation and authentication. */
 export interface ChatRequestInput {

@@ -8,6 +8,7 @@
 import type { ChatExtras } from '../contracts/chat.js';
 import { isRequested, type ChatFieldName } from './chat-fields.js';
 import { InvalidRequestError } from './invalid-request.js';
+import { validateResponseFormat } from './response-format.js';
 
 /** OpenAI's `reasoning_effort` values. */
 export const REASONING_EFFORTS = ['none', 'minimal', 'low', 'medium', 'high'] as const;
@@ -17,7 +18,7 @@ export const VERBOSITIES = ['low', 'medium', 'high'] as const;
 export const MAX_PROMPT_CACHE_KEY = 256;
 
 /** The fields `ChatExtras` carries, in table order. */
-export const EXTRA_FIELDS = ['reasoning_effort', 'verbosity', 'prompt_cache_key'] as const satisfies readonly (keyof ChatExtras & ChatFieldName)[];
+export const EXTRA_FIELDS = ['response_format', 'reasoning_effort', 'verbosity', 'prompt_cache_key'] as const satisfies readonly (keyof ChatExtras & ChatFieldName)[];
 
 function oneOf<T extends string>(name: string, value: unknown, allowed: readonly T[]): T {
   if (typeof value !== 'string' || !(allowed as readonly string[]).includes(value)) {
@@ -32,6 +33,7 @@ function oneOf<T extends string>(name: string, value: unknown, allowed: readonly
  */
 export function validateChatExtras(raw: Record<string, unknown>): ChatExtras | null {
   const out: ChatExtras = {};
+  if (isRequested('response_format', raw.response_format)) out.response_format = validateResponseFormat(raw.response_format);
   if (isRequested('reasoning_effort', raw.reasoning_effort)) out.reasoning_effort = oneOf('reasoning_effort', raw.reasoning_effort, REASONING_EFFORTS);
   if (isRequested('verbosity', raw.verbosity)) out.verbosity = oneOf('verbosity', raw.verbosity, VERBOSITIES);
   if (isRequested('prompt_cache_key', raw.prompt_cache_key)) {

@@ -12,7 +12,9 @@
  *
  * The README's field table is this table. Pure: no I/O.
  */
+import type { ChatExtras } from '../contracts/chat.js';
 import { InvalidRequestError } from './invalid-request.js';
+import { llamaCppGrammarFor } from './response-format.js';
 
 /** The backends a deployment can be on, as far as request fields are concerned. */
 export type FieldBackend = 'llama-cpp' | 'openai-compatible';
@@ -49,7 +51,7 @@ export const CHAT_FIELDS = {
   n: { ...both('refused'), neutral: (v) => v === 1, note: 'only `n: 1`' },
   stream: { ...both('refused'), neutral: isFalse, note: 'streaming (issue 13)' },
   stream_options: { ...both('refused'), neutral: never, note: 'streaming (issue 13)' },
-  response_format: { ...both('refused'), neutral: (v) => isTextFormat(v), note: 'only `{"type": "text"}`' },
+  response_format: { ...both('honoured'), neutral: (v) => isTextFormat(v), note: '`json_object`, `json_schema` (`strict` or not): llama.cpp enforces it with a JSON-schema grammar (a keyword the grammar cannot enforce is refused naming it); upstream: passed on' },
   presence_penalty: { ...both('refused'), neutral: (v) => v === 0, note: 'only 0' },
   frequency_penalty: { ...both('refused'), neutral: (v) => v === 0, note: 'only 0' },
   logit_bias: { ...both('refused'), neutral: (v) => isEmptyObject(v), note: 'only `{}`' },
@@ -121,11 +123,23 @@ export function fieldBackendOf(provider: string): FieldBackend {
   return provider === 'openai-compatible' ? 'openai-compatible' : 'llama-cpp';
 }
 
-/** The first of `fields` that `provider`'s backend refuses, or null when it honours them all. */
-export function refusedOn(provider: string, fields: readonly string[]): string | null {
+/**
+ * The first field of `extras` that `provider`'s backend refuses (by its column, or by a value it
+ * cannot honour: a schema keyword llama.cpp's grammar cannot enforce), as the 400 to answer; null
+ * when it honours them all.
+ */
+export function refusedOn(provider: string, extras: ChatExtras | undefined, where: string | null = null): InvalidRequestError | null {
   const backend = fieldBackendOf(provider);
-  for (const name of fields) {
-    if (!isField(name) || CHAT_FIELDS[name][backend] === 'refused') return name;
+  for (const name of Object.keys(extras ?? {})) {
+    if (!isField(name) || CHAT_FIELDS[name][backend] === 'refused') return unsupportedField(name, where);
+  }
+  if (backend === 'llama-cpp' && extras?.response_format !== undefined) {
+    try {
+      llamaCppGrammarFor(extras.response_format);
+    } catch (err) {
+      if (err instanceof InvalidRequestError) return err;
+      throw err;
+    }
   }
   return null;
 }

@@ -15,14 +15,20 @@
  */
 import {
   getLlama,
+  TokenBias,
   type Llama,
+  type LlamaGrammar,
   type LlamaContext,
   type LlamaContextSequence,
+  type LlamaModel,
   type Token,
 } from 'node-llama-cpp';
 
 import { checkGenerateInput } from '../../domain/sampling-params.js';
 import { refusedOn } from '../../domain/chat-fields.js';
+import { canonicalJson } from '../../domain/canonical-json.js';
+import { llamaCppGrammarFor } from '../../domain/response-format.js';
+import type { ResponseFormat } from '../../contracts/chat.js';
 import {
   BackendError,
   InterruptedGeneration,
@@ -82,6 +88,65 @@ export interface LlamaCppBackend extends InferenceBackend {
   readonly contextSize: number;
 }
 
+/** Grammars kept built (by schema), most recently used last: building one costs more than a short generation. */
+const GRAMMAR_CACHE_SIZE = 32;
+
+/**
+ * The grammars of `response_format`s, built by node-llama-cpp (`json` for `json_object`, the
+ * JSON-schema grammar for `json_schema`), cached by canonical schema. A schema node-llama-cpp
+ * refuses is the request's fault (`bad_request`).
+ */
+function createGrammarCache(llama: Llama) {
+  const cache = new Map<string, Promise<LlamaGrammar>>();
+  return async (format: ResponseFormat | undefined): Promise<LlamaGrammar | null> => {
+    if (format === undefined) return null;
+    let target: ReturnType<typeof llamaCppGrammarFor>;
+    try {
+      target = llamaCppGrammarFor(format);
+    } catch (err) {
+      throw new BackendError('bad_request', err instanceof Error ? err.message : String(err));
+    }
+    const key = target.kind === 'json' ? 'json' : canonicalJson(target.schema);
+    let grammar = cache.get(key);
+    if (grammar === undefined) {
+      grammar = target.kind === 'json'
+        ? llama.getGrammarFor('json')
+        : llama.createGrammarForJsonSchema(target.schema as Parameters<Llama['createGrammarForJsonSchema']>[0]);
+      cache.set(key, grammar);
+      if (cache.size > GRAMMAR_CACHE_SIZE) cache.delete(cache.keys().next().value as string);
+    } else {
+      cache.delete(key);
+      cache.set(key, grammar);
+    }
+    try {
+      return await grammar;
+    } catch (err) {
+      cache.delete(key);
+      throw new BackendError('bad_request', `the response_format schema cannot be enforced: ${err instanceof Error ? err.message : String(err)}`);
+    }
+  };
+}
+
+/**
+ * A bias that bans every token whose text alone is not valid UTF-8 (byte-fallback tokens), for
+ * grammar-constrained generation: llama.cpp's grammar counts a partial or invalid UTF-8 sequence
+ * as one character, so a string `maxLength` or an enum could be met by the grammar and broken by
+ * the decoded text (seen on the demo model). With whole-character tokens only, what the grammar
+ * accepted is what the client gets. Built once per model, on first use.
+ */
+function createUtf8OnlyBias(model: LlamaModel): () => TokenBias {
+  let bias: TokenBias | null = null;
+  return () => {
+    if (bias !== null) return bias;
+    bias = new TokenBias(model.tokenizer);
+    const vocabSize = model.fileInfo.metadata.tokenizer?.ggml?.tokens?.length ?? 0;
+    for (let token = 0; token < vocabSize; token++) {
+      if (model.detokenize([token as Token], false).includes('\uFFFD')) bias.set(token as Token, 'never');
+    }
+    return bias;
+  };
+}
+
 /** Default cap of the per-sequence context when `contextSize` is not given. */
 const DEFAULT_MAX_CONTEXT_SIZE = 4096;
 
@@ -89,8 +154,8 @@ const DEFAULT_MAX_CONTEXT_SIZE = 4096;
 function checkInput(request: Pick<GenerateRequest, 'messages' | 'params'>): void {
   const invalid = checkGenerateInput(request);
   if (invalid !== null) throw new BackendError('bad_request', `invalid request for llama.cpp: ${invalid.message}`);
-  const refused = refusedOn('llama-cpp', Object.keys(request.params.extras ?? {}));
-  if (refused !== null) throw new BackendError('bad_request', `'${refused}' is not supported by llama.cpp deployments`);
+  const refused = refusedOn('llama-cpp', request.params.extras, 'by llama.cpp deployments');
+  if (refused !== null) throw new BackendError('bad_request', refused.message);
 }
 
 /** Rejects requests that can never run on this context. */
@@ -166,6 +231,8 @@ export async function createLlamaCppBackend(options: LlamaCppBackendOptions): Pr
   const contextSize = sequences[0]?.contextSize ?? context.contextSize;
   const slots = new SlotQueue(sequences);
   const prepare = createPromptPreparer(model);
+  const grammarFor = createGrammarCache(llama);
+  const utf8OnlyBias = createUtf8OnlyBias(model);
   const progressEveryTokens = Math.max(1, options.progressEveryTokens ?? 16);
   const closedError = new BackendError('unavailable', 'llama.cpp backend is closed');
   let closing: Promise<void> | null = null;
@@ -176,6 +243,7 @@ export async function createLlamaCppBackend(options: LlamaCppBackendOptions): Pr
     checkInput(request);
     const prompt = prepare(request.messages);
     checkRequest(prompt.tokens.length, request.params, contextSize);
+    const grammar = await grammarFor(request.params.extras?.response_format);
     const sequence = await slots.acquire(request.signal, request.priority, request.fairnessKey);
     const generated: Token[] = [];
     const guard = faultGuard.register();
@@ -186,7 +254,7 @@ export async function createLlamaCppBackend(options: LlamaCppBackendOptions): Pr
     try {
       const input = {
         prompt, params: request.params, signal: request.signal, onProgress: request.onProgress, progressEveryTokens,
-        fault: guard.fault, faulted: () => faulted,
+        fault: guard.fault, faulted: () => faulted, grammar, tokenBias: grammar !== null ? utf8OnlyBias() : null,
       };
       const outcome = await generateOnSequence(model, sequence, input, generated);
       return {

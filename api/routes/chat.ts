@@ -8,7 +8,7 @@ import { WorkflowNotFoundError, type Client } from '@temporalio/client';
 import type { Db } from '../../db/database.js';
 import type { RequestRow } from '../../db/tables/index.js';
 import { activeDeployments, getModel } from '../../db/repositories/models.js';
-import { refusedOn, unsupportedField } from '../../domain/chat-fields.js';
+import { refusedOn } from '../../domain/chat-fields.js';
 import { deleteUnstartedRequest, getRequest, insertRequest } from '../../db/repositories/requests.js';
 import { canonicalJson } from '../../domain/canonical-json.js';
 import { newId } from '../../domain/ids.js';
@@ -111,11 +111,10 @@ export function chatRoutes(deps: ChatRouteDeps): Router {
     if (!model) throw new HttpError('not_found_error', `The model '${body.model}' does not exist`, 'model_not_found', 'model');
     // A field refused by any deployment's backend is refused here: the answer never depends on
     // which deployment of the fallback chain serves it (domain/chat-fields.ts).
-    const extraFields = Object.keys(body.params.extras ?? {});
-    if (extraFields.length > 0) {
+    if (body.params.extras !== undefined) {
       for (const d of await activeDeployments(deps.db, body.model)) {
-        const refused = refusedOn(d.provider, extraFields);
-        if (refused !== null) throw unsupportedField(refused, `by model ${body.model}: it has a ${d.provider} deployment`);
+        const refused = refusedOn(d.provider, body.params.extras, `by model ${body.model}: it has a ${d.provider} deployment`);
+        if (refused !== null) throw refused;
       }
     }
     if (body.params.maxTokens !== null && body.params.maxTokens > model.max_output_tokens) {

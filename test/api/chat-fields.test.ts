@@ -5,6 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import OpenAI from 'openai';
+import { Ajv } from 'ajv';
 import { addModel, startTestStack, type TestStack } from '../support/stack.js';
 import { startFakeUpstream, type FakeUpstream } from '../support/fake-openai-upstream.js';
 import { CHAT_FIELDS, type ChatFieldName } from '../../domain/chat-fields.js';
@@ -100,5 +101,70 @@ describe('fields honoured', () => {
     });
     expect(completion.choices).toHaveLength(1);
     expect(completion.usage?.completion_tokens).toBeGreaterThan(0);
+  });
+});
+
+describe('structured output (response_format)', () => {
+  // No numbers: the JSON grammar lets a number run to any length (valid JSON, beyond a double).
+  const schema = {
+    type: 'object',
+    properties: {
+      ok: { type: 'boolean' },
+      level: { type: 'string', enum: ['low', 'medium', 'high'] },
+      tag: { type: 'string', maxLength: 8 },
+      when: { anyOf: [{ type: 'null' }, { type: 'string', format: 'date' }] },
+      items: { type: 'array', items: { $ref: '#/$defs/item' }, maxItems: 3 },
+    },
+    required: ['ok', 'level', 'tag', 'when', 'items'],
+    additionalProperties: false,
+    $defs: { item: { type: 'object', properties: { name: { type: 'string', maxLength: 6 }, done: { type: 'boolean' } }, required: ['name', 'done'], additionalProperties: false } },
+  };
+  const responseFormat = { type: 'json_schema' as const, json_schema: { name: 'answer', strict: true, schema } };
+
+  it('llama.cpp: json_schema strict output parses and validates on the demo model, whatever the seed', async () => {
+    const validate = new Ajv({ strict: false }).compile(schema);
+    for (const seed of [1, 2, 3]) {
+      const completion = await client.chat.completions.create({
+        model: 'sluice-tiny', messages: [{ role: 'user', content: 'Describe the task as JSON' }], max_tokens: 256, temperature: 1, seed,
+        response_format: responseFormat,
+      });
+      const choice = completion.choices[0];
+      expect(choice?.finish_reason, `seed ${seed}`).toBe('stop');
+      const parsed: unknown = JSON.parse(choice?.message.content ?? '');
+      expect(validate(parsed), `seed ${seed}: ${JSON.stringify(validate.errors)}`).toBe(true);
+    }
+  });
+
+  it('llama.cpp: json_object output is constrained to JSON', async () => {
+    const completion = await client.chat.completions.create({
+      model: 'sluice-tiny', messages: [{ role: 'user', content: 'JSON please' }], max_tokens: 32, temperature: 0,
+      response_format: { type: 'json_object' },
+    });
+    const content = completion.choices[0]?.message.content ?? '';
+    // The random model may not close its object within max_tokens; what it wrote is a JSON object's start.
+    expect(content.trimStart()[0]).toBe('{');
+    if (completion.choices[0]?.finish_reason === 'stop') expect(() => JSON.parse(content)).not.toThrow();
+  });
+
+  it('llama.cpp: a schema keyword the grammar cannot enforce is a 400 naming it; the upstream gets it unchanged', async () => {
+    const withPattern = { type: 'object', properties: { code: { type: 'string', pattern: '^[A-Z]{3}$' } }, required: ['code'], additionalProperties: false };
+    const rf = { type: 'json_schema', json_schema: { name: 'code', strict: true, schema: withPattern } };
+    for (const model of ['sluice-tiny', 'mixed']) {
+      const r = await post({ ...base(model), response_format: rf });
+      expect(r.status, model).toBe(400);
+      expect(r.body.error, model).toMatchObject({ param: 'response_format.json_schema.schema.properties.code.pattern', code: 'unsupported_parameter' });
+    }
+    const callsBefore = upstream.calls;
+    const r = await post({ ...base('remote'), response_format: rf });
+    expect(r.status).toBe(200);
+    expect(upstream.calls).toBe(callsBefore + 1);
+    expect((upstream.requests.at(-1)?.body as Record<string, unknown>).response_format).toEqual(rf);
+  });
+
+  it('openai-compatible: json_schema and json_object reach the upstream unchanged', async () => {
+    for (const rf of [responseFormat, { type: 'json_object' as const }]) {
+      await client.chat.completions.create({ ...base('remote'), messages: [{ role: 'user', content: 'x' }], response_format: rf });
+      expect((upstream.requests.at(-1)?.body as Record<string, unknown>).response_format).toEqual(rf);
+    }
   });
 });

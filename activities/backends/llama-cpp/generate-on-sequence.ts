@@ -3,7 +3,7 @@
  * samples token by token with the low-level sequence API until an end condition (EOG, a stop token
  * or string, `maxTokens`, an abort or a fault), and decodes the answer.
  */
-import type { LlamaContextSequence, LlamaModel, Token } from 'node-llama-cpp';
+import { LlamaGrammarEvaluationState, type TokenBias, type LlamaContextSequence, type LlamaGrammar, type LlamaModel, type Token } from 'node-llama-cpp';
 
 import type { GenerateParams, GenerateResult } from '../types.js';
 import type { PreparedPrompt } from './prompt-preparer.js';
@@ -19,6 +19,10 @@ export interface GenerationInput {
   fault: Promise<never>;
   /** Whether `fault` has rejected. */
   faulted: () => boolean;
+  /** The grammar the output must follow (`response_format`), or null. */
+  grammar: LlamaGrammar | null;
+  /** Token biases (banned or favoured tokens), or null. */
+  tokenBias: TokenBias | null;
 }
 
 /** Why generation ended, with the generated tokens and where the answer's text ends. */
@@ -29,16 +33,33 @@ export interface GenerationOutcome {
   contentTokenCount: number;
   /** Stop strings to cut the decoded text at. */
   stops: string[];
+  /** Trailing whitespace is not part of the answer (a grammar that allows it after the value). */
+  trimWhitespaceSuffix: boolean;
 }
 
-/** Sampling options for node-llama-cpp: OpenAI semantics (no top-k; top-p 1 unless given). */
-function samplingOptions(params: GenerateParams) {
+/**
+ * The text triggers that end a grammar's output (node-llama-cpp's JSON grammars allow whitespace
+ * after the value and stop at four newlines), as strings.
+ */
+function grammarStops(grammar: LlamaGrammar | null): string[] {
+  if (grammar === null) return [];
+  return grammar.stopGenerationTriggers.flatMap((trigger) => {
+    if (typeof trigger === 'string') return [trigger];
+    if (Array.isArray(trigger)) return trigger.every((part) => typeof part === 'string') ? [trigger.join('')] : [];
+    return [String(trigger)];
+  });
+}
+
+/** Sampling options for node-llama-cpp: OpenAI semantics (no top-k; top-p 1 unless given); a grammar constrains each token. */
+function samplingOptions(model: LlamaModel, params: GenerateParams, grammar: LlamaGrammar | null, tokenBias: TokenBias | null) {
   return {
     temperature: params.temperature,
     topK: 0,
     topP: params.topP ?? 1,
     minP: 0,
     seed: params.seed ?? Math.floor(Math.random() * 2 ** 31),
+    ...(grammar !== null ? { grammarEvaluationState: new LlamaGrammarEvaluationState({ model, grammar }) } : {}),
+    ...(tokenBias !== null ? { tokenBias } : {}),
   };
 }
 
@@ -65,10 +86,10 @@ export async function generateOnSequence(
   tokens: Token[],
 ): Promise<GenerationOutcome> {
   const { params, signal, onProgress, progressEveryTokens, prompt, fault } = input;
-  const stops = [...prompt.templateStops, ...(params.stop ?? [])].filter((stop) => stop !== '');
+  const stops = [...prompt.templateStops, ...(params.stop ?? []), ...grammarStops(input.grammar)].filter((stop) => stop !== '');
   let finishReason: GenerateResult['finishReason'] = 'stop';
   let contentTokenCount: number | null = null;
-  const evaluation = sequence.evaluate(prompt.tokens, samplingOptions(params))[Symbol.asyncIterator]();
+  const evaluation = sequence.evaluate(prompt.tokens, samplingOptions(model, params, input.grammar, input.tokenBias))[Symbol.asyncIterator]();
   let ended = false;
   try {
     for (;;) {
@@ -101,7 +122,7 @@ export async function generateOnSequence(
   }
   signal.throwIfAborted();
   onProgress?.(tokens.length, prompt.tokens.length);
-  return { tokens, finishReason, contentTokenCount: contentTokenCount ?? tokens.length, stops };
+  return { tokens, finishReason, contentTokenCount: contentTokenCount ?? tokens.length, stops, trimWhitespaceSuffix: input.grammar?.trimWhitespaceSuffix ?? false };
 }
 
 /**
@@ -112,5 +133,6 @@ export async function generateOnSequence(
 export function decodeContent(model: LlamaModel, outcome: GenerationOutcome): string {
   const text = model.detokenize(outcome.tokens.slice(0, outcome.contentTokenCount), false);
   const cut = Math.min(...outcome.stops.map((stop) => text.indexOf(stop)).filter((index) => index >= 0));
-  return Number.isFinite(cut) ? text.slice(0, cut) : text;
+  const content = Number.isFinite(cut) ? text.slice(0, cut) : text;
+  return outcome.trimWhitespaceSuffix ? content.trimEnd() : content;
 }
