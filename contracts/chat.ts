@@ -28,6 +28,10 @@ export interface ChatParams {
  */
 export interface ChatExtras {
   response_format?: ResponseFormat;
+  presence_penalty?: number;
+  frequency_penalty?: number;
+  /** Token ID (decimal string, the backend's vocabulary) → bias added to its logit, -100 to 100. */
+  logit_bias?: Record<string, number>;
   reasoning_effort?: 'none' | 'minimal' | 'low' | 'medium' | 'high';
   verbosity?: 'low' | 'medium' | 'high';
   prompt_cache_key?: string;

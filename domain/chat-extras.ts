@@ -14,11 +14,35 @@ import { validateResponseFormat } from './response-format.js';
 export const REASONING_EFFORTS = ['none', 'minimal', 'low', 'medium', 'high'] as const;
 /** OpenAI's `verbosity` values. */
 export const VERBOSITIES = ['low', 'medium', 'high'] as const;
+/** Most entries of `logit_bias` (OpenAI's bound). */
+export const MAX_LOGIT_BIAS = 300;
+
+/** A penalty: a number from -2 to 2. */
+function penalty(name: 'presence_penalty' | 'frequency_penalty', value: unknown): number {
+  if (typeof value !== 'number' || !Number.isFinite(value)) throw new InvalidRequestError(`'${name}' must be a number`, name, 'invalid_type');
+  if (value < -2 || value > 2) throw new InvalidRequestError(`'${name}' must be between -2 and 2, got ${value}`, name, 'invalid_value');
+  return value;
+}
+
+/** `logit_bias`: token IDs (decimal integer strings) to biases from -100 to 100. */
+function logitBias(value: unknown): Record<string, number> {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new InvalidRequestError("'logit_bias' must be an object of token IDs to numbers", 'logit_bias', 'invalid_type');
+  const entries = Object.entries(value);
+  if (entries.length > MAX_LOGIT_BIAS) throw new InvalidRequestError(`'logit_bias' may hold at most ${MAX_LOGIT_BIAS} tokens`, 'logit_bias', 'invalid_value');
+  const out: Record<string, number> = {};
+  for (const [key, bias] of entries) {
+    if (!/^(0|[1-9][0-9]{0,9})$/.test(key) || Number(key) > 2 ** 31 - 1) throw new InvalidRequestError(`'logit_bias' keys must be token IDs, got '${key.slice(0, 32)}'`, 'logit_bias', 'invalid_value');
+    if (typeof bias !== 'number' || !Number.isFinite(bias) || bias < -100 || bias > 100) throw new InvalidRequestError(`'logit_bias' values must be numbers from -100 to 100 (token ${key})`, 'logit_bias', 'invalid_value');
+    out[key] = bias;
+  }
+  return out;
+}
+
 /** Longest `prompt_cache_key` accepted. */
 export const MAX_PROMPT_CACHE_KEY = 256;
 
 /** The fields `ChatExtras` carries, in table order. */
-export const EXTRA_FIELDS = ['response_format', 'reasoning_effort', 'verbosity', 'prompt_cache_key'] as const satisfies readonly (keyof ChatExtras & ChatFieldName)[];
+export const EXTRA_FIELDS = ['response_format', 'presence_penalty', 'frequency_penalty', 'logit_bias', 'reasoning_effort', 'verbosity', 'prompt_cache_key'] as const satisfies readonly (keyof ChatExtras & ChatFieldName)[];
 
 function oneOf<T extends string>(name: string, value: unknown, allowed: readonly T[]): T {
   if (typeof value !== 'string' || !(allowed as readonly string[]).includes(value)) {
@@ -34,6 +58,9 @@ function oneOf<T extends string>(name: string, value: unknown, allowed: readonly
 export function validateChatExtras(raw: Record<string, unknown>): ChatExtras | null {
   const out: ChatExtras = {};
   if (isRequested('response_format', raw.response_format)) out.response_format = validateResponseFormat(raw.response_format);
+  if (isRequested('presence_penalty', raw.presence_penalty)) out.presence_penalty = penalty('presence_penalty', raw.presence_penalty);
+  if (isRequested('frequency_penalty', raw.frequency_penalty)) out.frequency_penalty = penalty('frequency_penalty', raw.frequency_penalty);
+  if (isRequested('logit_bias', raw.logit_bias)) out.logit_bias = logitBias(raw.logit_bias);
   if (isRequested('reasoning_effort', raw.reasoning_effort)) out.reasoning_effort = oneOf('reasoning_effort', raw.reasoning_effort, REASONING_EFFORTS);
   if (isRequested('verbosity', raw.verbosity)) out.verbosity = oneOf('verbosity', raw.verbosity, VERBOSITIES);
   if (isRequested('prompt_cache_key', raw.prompt_cache_key)) {

@@ -128,20 +128,40 @@ function createGrammarCache(llama: Llama) {
 }
 
 /**
- * A bias that bans every token whose text alone is not valid UTF-8 (byte-fallback tokens), for
- * grammar-constrained generation: llama.cpp's grammar counts a partial or invalid UTF-8 sequence
- * as one character, so a string `maxLength` or an enum could be met by the grammar and broken by
- * the decoded text (seen on the demo model). With whole-character tokens only, what the grammar
- * accepted is what the client gets. Built once per model, on first use.
+ * The token bias of one request: `logit_bias` (OpenAI's values are added to the logits, -100 to
+ * 100; a token ID outside the model's vocabulary is the request's fault, checked here because only
+ * the model knows its vocabulary, and because node-llama-cpp hands the IDs to native code
+ * unchecked), and under a grammar a ban on every token whose text alone is not valid UTF-8
+ * (byte-fallback tokens): llama.cpp's grammar counts a partial or invalid UTF-8 sequence as one
+ * character, so a string `maxLength` could be met by the grammar and broken by the decoded text
+ * (seen on the demo model). With whole-character tokens only, what the grammar accepted is what
+ * the client gets. The banned list is built once per model, on first use.
  */
-function createUtf8OnlyBias(model: LlamaModel): () => TokenBias {
-  let bias: TokenBias | null = null;
-  return () => {
-    if (bias !== null) return bias;
-    bias = new TokenBias(model.tokenizer);
-    const vocabSize = model.fileInfo.metadata.tokenizer?.ggml?.tokens?.length ?? 0;
-    for (let token = 0; token < vocabSize; token++) {
-      if (model.detokenize([token as Token], false).includes('\uFFFD')) bias.set(token as Token, 'never');
+function createBiasBuilder(model: LlamaModel) {
+  const vocabSize = model.fileInfo.metadata.tokenizer?.ggml?.tokens?.length ?? 0;
+  let partialTokens: Token[] | null = null;
+  let grammarOnly: TokenBias | null = null;
+  const partial = (): Token[] => {
+    partialTokens ??= Array.from({ length: vocabSize }, (_, t) => t as Token).filter((t) => model.detokenize([t], false).includes('\uFFFD'));
+    return partialTokens;
+  };
+  return (logitBias: Readonly<Record<string, number>> | undefined, grammar: boolean): TokenBias | null => {
+    if (logitBias === undefined) {
+      if (!grammar) return null;
+      if (grammarOnly === null) {
+        grammarOnly = new TokenBias(model.tokenizer);
+        for (const t of partial()) grammarOnly.set(t, 'never');
+      }
+      return grammarOnly;
+    }
+    const bias = new TokenBias(model.tokenizer);
+    if (grammar) for (const t of partial()) bias.set(t, 'never');
+    for (const [key, value] of Object.entries(logitBias)) {
+      const token = Number(key);
+      if (!Number.isSafeInteger(token) || token < 0 || token >= vocabSize) {
+        throw new BackendError('bad_request', `logit_bias: token ${key} is not in this model's vocabulary (0 to ${vocabSize - 1})`);
+      }
+      bias.set(token as Token, { logit: value });
     }
     return bias;
   };
@@ -232,7 +252,7 @@ export async function createLlamaCppBackend(options: LlamaCppBackendOptions): Pr
   const slots = new SlotQueue(sequences);
   const prepare = createPromptPreparer(model);
   const grammarFor = createGrammarCache(llama);
-  const utf8OnlyBias = createUtf8OnlyBias(model);
+  const biasFor = createBiasBuilder(model);
   const progressEveryTokens = Math.max(1, options.progressEveryTokens ?? 16);
   const closedError = new BackendError('unavailable', 'llama.cpp backend is closed');
   let closing: Promise<void> | null = null;
@@ -244,6 +264,7 @@ export async function createLlamaCppBackend(options: LlamaCppBackendOptions): Pr
     const prompt = prepare(request.messages);
     checkRequest(prompt.tokens.length, request.params, contextSize);
     const grammar = await grammarFor(request.params.extras?.response_format);
+    const tokenBias = biasFor(request.params.extras?.logit_bias, grammar !== null);
     const sequence = await slots.acquire(request.signal, request.priority, request.fairnessKey);
     const generated: Token[] = [];
     const guard = faultGuard.register();
@@ -254,7 +275,7 @@ export async function createLlamaCppBackend(options: LlamaCppBackendOptions): Pr
     try {
       const input = {
         prompt, params: request.params, signal: request.signal, onProgress: request.onProgress, progressEveryTokens,
-        fault: guard.fault, faulted: () => faulted, grammar, tokenBias: grammar !== null ? utf8OnlyBias() : null,
+        fault: guard.fault, faulted: () => faulted, grammar, tokenBias,
       };
       const outcome = await generateOnSequence(model, sequence, input, generated);
       return {

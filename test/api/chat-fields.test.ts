@@ -168,3 +168,35 @@ describe('structured output (response_format)', () => {
     }
   });
 });
+
+describe('penalties and logit_bias', () => {
+  const ask = (extra: Record<string, unknown>) => client.chat.completions.create({
+    model: 'sluice-tiny', messages: [{ role: 'user', content: 'Say hello to the world' }], max_tokens: 24, temperature: 0, seed: 1, ...extra,
+  });
+
+  it('llama.cpp: presence and frequency penalties change a greedy completion (the demo model repeats itself without them)', async () => {
+    const plain = (await ask({})).choices[0]?.message.content;
+    expect((await ask({})).choices[0]?.message.content).toBe(plain); // greedy: the baseline is stable
+    expect((await ask({ frequency_penalty: 2 })).choices[0]?.message.content).not.toBe(plain);
+    expect((await ask({ presence_penalty: 2 })).choices[0]?.message.content).not.toBe(plain);
+  });
+
+  it("llama.cpp: logit_bias +100 on one token makes it every token (token 68 is the demo vocabulary's byte 'A')", async () => {
+    const completion = await ask({ logit_bias: { '68': 100 } });
+    expect(completion.choices[0]?.message.content).toMatch(/^A+$/);
+    expect(completion.usage?.completion_tokens).toBe(24);
+  });
+
+  it("llama.cpp: a logit_bias token outside the model's vocabulary is a 400", async () => {
+    const r = await post({ ...base('sluice-tiny'), logit_bias: { '99999': 1 } });
+    expect(r.status).toBe(400);
+    expect(r.body.error.type).toBe('invalid_request_error');
+  });
+
+  it('openai-compatible: penalties and logit_bias reach the upstream unchanged', async () => {
+    await client.chat.completions.create({
+      ...base('remote'), messages: [{ role: 'user', content: 'x' }], presence_penalty: -0.5, frequency_penalty: 1.5, logit_bias: { '50256': -100, '11': 3 },
+    });
+    expect(upstream.requests.at(-1)?.body).toMatchObject({ presence_penalty: -0.5, frequency_penalty: 1.5, logit_bias: { '50256': -100, '11': 3 } });
+  });
+});

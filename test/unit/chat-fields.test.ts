@@ -92,6 +92,8 @@ describe('the chat field table', () => {
   });
 
   it.each<[string, unknown]>([
+    ['presence_penalty', 2.5], ['frequency_penalty', '1'], ['logit_bias', { abc: 1 }], ['logit_bias', { '1': 101 }], ['logit_bias', []],
+    ['logit_bias', Object.fromEntries(Array.from({ length: 301 }, (_, i) => [String(i), 1]))],
     ['reasoning_effort', 'extreme'], ['reasoning_effort', 3], ['verbosity', 'loud'], ['prompt_cache_key', ''], ['prompt_cache_key', 'k'.repeat(257)],
   ])('refuses a bad %s value naming it', (name, value) => {
     expect(refusal({ ...base, [name]: value }).param).toBe(name);

@@ -51,7 +51,9 @@ function grammarStops(grammar: LlamaGrammar | null): string[] {
 }
 
 /** Sampling options for node-llama-cpp: OpenAI semantics (no top-k; top-p 1 unless given); a grammar constrains each token. */
-function samplingOptions(model: LlamaModel, params: GenerateParams, grammar: LlamaGrammar | null, tokenBias: TokenBias | null) {
+function samplingOptions(model: LlamaModel, params: GenerateParams, grammar: LlamaGrammar | null, tokenBias: TokenBias | null, generated: readonly Token[]) {
+  const presencePenalty = params.extras?.presence_penalty ?? 0;
+  const frequencyPenalty = params.extras?.frequency_penalty ?? 0;
   return {
     temperature: params.temperature,
     topK: 0,
@@ -60,6 +62,10 @@ function samplingOptions(model: LlamaModel, params: GenerateParams, grammar: Lla
     seed: params.seed ?? Math.floor(Math.random() * 2 ** 31),
     ...(grammar !== null ? { grammarEvaluationState: new LlamaGrammarEvaluationState({ model, grammar }) } : {}),
     ...(tokenBias !== null ? { tokenBias } : {}),
+    // OpenAI's penalties: over the tokens generated so far, no multiplicative repeat penalty.
+    ...(presencePenalty !== 0 || frequencyPenalty !== 0
+      ? { repeatPenalty: { punishTokens: () => [...generated], penalty: 1, presencePenalty, frequencyPenalty } }
+      : {}),
   };
 }
 
@@ -89,7 +95,7 @@ export async function generateOnSequence(
   const stops = [...prompt.templateStops, ...(params.stop ?? []), ...grammarStops(input.grammar)].filter((stop) => stop !== '');
   let finishReason: GenerateResult['finishReason'] = 'stop';
   let contentTokenCount: number | null = null;
-  const evaluation = sequence.evaluate(prompt.tokens, samplingOptions(model, params, input.grammar, input.tokenBias))[Symbol.asyncIterator]();
+  const evaluation = sequence.evaluate(prompt.tokens, samplingOptions(model, params, input.grammar, input.tokenBias, tokens))[Symbol.asyncIterator]();
   let ended = false;
   try {
     for (;;) {
