@@ -11,7 +11,8 @@ import type { Logger } from '../runtime/logger.js';
 import type { BatchLineError, BatchRow, BatchStatus, Model } from '../db/tables/index.js';
 import { getBatch, insertLineRequests, lineOutcomes, recordBatchCounts, remainingBudget, transitionBatch } from '../db/repositories/batches.js';
 import { deleteFile, finishFile, insertFile, insertFileLines, readFileLines } from '../db/repositories/files.js';
-import { getModel, maxPriceForModel } from '../db/repositories/models.js';
+import { activeDeployments, getModel, maxPriceForModel } from '../db/repositories/models.js';
+import { refusedByModel } from '../domain/chat-fields.js';
 import { estimatePromptTokens, minPromptTokens, validateChatBody, type ValidChatBody } from '../domain/chat-validation.js';
 import type { BatchLine } from '../contracts/batch.js';
 import { FailureTypes } from '../contracts/failures.js';
@@ -120,6 +121,7 @@ export function createBatchActivities(deps: { db: Db; now: () => Date; log?: Log
       let estimate = 0;
       let total = 0;
       let firstModel: string | null = null;
+      const providersOf = new Map<string, string[]>();
       const fail = (line: number, e: Omit<BatchLineError, 'line'>) => {
         errorCount += 1;
         if (errors.length < MAX_ERRORS) errors.push({ ...e, line });
@@ -151,6 +153,17 @@ export function createBatchActivities(deps: { db: Db; now: () => Date; log?: Log
           if (!model) {
             fail(line, { code: 'model_not_found', message: `The model '${name}' does not exist.`, param: 'body.model' });
             continue;
+          }
+          const extras = parsed.body.params.extras;
+          if (extras !== undefined) {
+            // As the chat route: a field one of the model's backends refuses is refused for the line.
+            let providers = providersOf.get(name);
+            if (providers === undefined) providersOf.set(name, (providers = (await activeDeployments(deps.db, name)).map((d) => d.provider)));
+            const refused = refusedByModel(name, providers, extras);
+            if (refused !== null) {
+              fail(line, { code: refused.code, message: refused.message, param: refused.param ? `body.${refused.param}` : 'body' });
+              continue;
+            }
           }
           const maxTokens = parsed.body.params.maxTokens ?? model.max_output_tokens;
           if (maxTokens > model.max_output_tokens) {

@@ -143,3 +143,17 @@ export function refusedOn(provider: string, extras: ChatExtras | undefined, wher
   }
   return null;
 }
+
+/**
+ * The refusal for a model whose active deployments are on `providers`: a field refused by any of
+ * them is refused for the model, so the answer never depends on which deployment of the fallback
+ * chain serves the request. Null when every deployment honours every field.
+ */
+export function refusedByModel(model: string, providers: readonly string[], extras: ChatExtras | undefined): InvalidRequestError | null {
+  if (extras === undefined) return null;
+  for (const provider of new Set(providers)) {
+    const refused = refusedOn(provider, extras, `by model ${model}: it has a ${provider} deployment`);
+    if (refused !== null) return refused;
+  }
+  return null;
+}

@@ -8,7 +8,7 @@ import { WorkflowNotFoundError, type Client } from '@temporalio/client';
 import type { Db } from '../../db/database.js';
 import type { RequestRow } from '../../db/tables/index.js';
 import { activeDeployments, getModel } from '../../db/repositories/models.js';
-import { refusedOn } from '../../domain/chat-fields.js';
+import { refusedByModel } from '../../domain/chat-fields.js';
 import { deleteUnstartedRequest, getRequest, insertRequest } from '../../db/repositories/requests.js';
 import { canonicalJson } from '../../domain/canonical-json.js';
 import { newId } from '../../domain/ids.js';
@@ -112,10 +112,8 @@ export function chatRoutes(deps: ChatRouteDeps): Router {
     // A field refused by any deployment's backend is refused here: the answer never depends on
     // which deployment of the fallback chain serves it (domain/chat-fields.ts).
     if (body.params.extras !== undefined) {
-      for (const d of await activeDeployments(deps.db, body.model)) {
-        const refused = refusedOn(d.provider, body.params.extras, `by model ${body.model}: it has a ${d.provider} deployment`);
-        if (refused !== null) throw refused;
-      }
+      const refused = refusedByModel(body.model, (await activeDeployments(deps.db, body.model)).map((d) => d.provider), body.params.extras);
+      if (refused !== null) throw refused;
     }
     if (body.params.maxTokens !== null && body.params.maxTokens > model.max_output_tokens) {
       throw badRequest(`max_tokens is too large: ${body.params.maxTokens}. This model supports at most ${model.max_output_tokens} completion tokens.`, 'max_tokens', 'invalid_value');

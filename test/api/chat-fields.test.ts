@@ -4,7 +4,7 @@
  * before any workflow exists; a field passed to the upstream arrives unchanged.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import OpenAI from 'openai';
+import OpenAI, { toFile } from 'openai';
 import { Ajv } from 'ajv';
 import { addModel, startTestStack, type TestStack } from '../support/stack.js';
 import { startFakeUpstream, type FakeUpstream } from '../support/fake-openai-upstream.js';
@@ -198,5 +198,52 @@ describe('penalties and logit_bias', () => {
       ...base('remote'), messages: [{ role: 'user', content: 'x' }], presence_penalty: -0.5, frequency_penalty: 1.5, logit_bias: { '50256': -100, '11': 3 },
     });
     expect(upstream.requests.at(-1)?.body).toMatchObject({ presence_penalty: -0.5, frequency_penalty: 1.5, logit_bias: { '50256': -100, '11': 3 } });
+  });
+});
+
+describe('batch lines take the same fields', () => {
+  const line = (id: string, body: Record<string, unknown>) => JSON.stringify({ custom_id: id, method: 'POST', url: '/v1/chat/completions', body });
+  async function runBatch(lines: string[]): Promise<OpenAI.Batches.Batch> {
+    const file = await client.files.create({ file: await toFile(Buffer.from(lines.join('\n') + '\n'), 'in.jsonl'), purpose: 'batch' });
+    const created = await client.batches.create({ input_file_id: file.id, endpoint: '/v1/chat/completions', completion_window: '24h' });
+    const deadline = Date.now() + 120_000;
+    for (;;) {
+      const b = await client.batches.retrieve(created.id);
+      if (['completed', 'failed', 'cancelled', 'expired'].includes(b.status)) return b;
+      if (Date.now() > deadline) throw new Error(`batch ${b.id} timed out: ${b.status}`);
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  }
+
+  it('honours response_format, penalties and upstream fields per line', async () => {
+    const schema = { type: 'object', properties: { ok: { type: 'boolean' }, tag: { type: 'string', maxLength: 6 } }, required: ['ok', 'tag'], additionalProperties: false };
+    const callsBefore = upstream.calls;
+    const done = await runBatch([
+      line('json', { ...base('sluice-tiny'), max_tokens: 64, temperature: 1, seed: 5, response_format: { type: 'json_schema', json_schema: { name: 'b', strict: true, schema } } }),
+      line('penalised', { ...base('sluice-tiny'), frequency_penalty: 1, presence_penalty: 1, logit_bias: { '68': 2 } }),
+      line('upstream', { ...base('remote'), verbosity: 'low', response_format: { type: 'json_object' } }),
+    ]);
+    expect(done.status).toBe('completed');
+    expect(done.request_counts).toEqual({ total: 3, completed: 3, failed: 0 });
+    const out = (await (await client.files.content(done.output_file_id as string)).text()).split('\n').filter(Boolean).map((l) => JSON.parse(l));
+    const json = out.find((l) => l.custom_id === 'json');
+    expect(new Ajv({ strict: false }).validate(schema, JSON.parse(json.response.body.choices[0].message.content))).toBe(true);
+    expect(upstream.calls).toBe(callsBefore + 1);
+    expect(upstream.requests.at(-1)?.body).toMatchObject({ verbosity: 'low', response_format: { type: 'json_object' } });
+  });
+
+  it('refuses a line with an unknown field, or a field its model\'s backend refuses, naming it', async () => {
+    const done = await runBatch([
+      line('unknown', { ...base('sluice-tiny'), top_k: 4 }),
+      line('local-reasoning', { ...base('sluice-tiny'), reasoning_effort: 'low' }),
+      line('pattern', { ...base('mixed'), response_format: { type: 'json_schema', json_schema: { name: 'p', schema: { type: 'string', pattern: 'x' } } } }),
+    ]);
+    expect(done.status).toBe('failed');
+    const errors = done.errors?.data ?? [];
+    expect(errors.map((e) => [e.line, e.param, e.code])).toEqual([
+      [1, 'body.top_k', 'unrecognized_request_argument'],
+      [2, 'body.reasoning_effort', 'unsupported_parameter'],
+      [3, 'body.response_format.json_schema.schema.pattern', 'unsupported_parameter'],
+    ]);
   });
 });
