@@ -18,6 +18,11 @@ export interface ChatParams {
   stop: string[] | null;
   /** Generation options beyond sampling (absent: none asked for). */
   extras?: ChatExtras;
+  /**
+   * A legacy text completion (`/v1/completions`): the one user message is the raw prompt, continued
+   * without a chat template. Absent for chat requests.
+   */
+  rawPrompt?: true;
 }
 
 /**
@@ -96,7 +101,7 @@ export interface InferInput {
   tenantId: string;
   deployment: DeploymentTarget;
   messages: ChatMessageInput[];
-  params: { maxTokens: number; temperature: number; topP: number | null; seed: number | null; stop: string[] | null; extras?: ChatExtras };
+  params: { maxTokens: number; temperature: number; topP: number | null; seed: number | null; stop: string[] | null; extras?: ChatExtras; rawPrompt?: true };
 }
 
 export interface InferOutput {

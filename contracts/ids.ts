@@ -19,6 +19,11 @@ export function chatWorkflowId(requestId: string): string {
   return `chat-${requestId}`;
 }
 
+/** Workflow ID of one legacy text completion (`/v1/completions`; its request ID starts `cmpl_`). */
+export function completionWorkflowId(requestId: string): string {
+  return `completion-${requestId}`;
+}
+
 export const SearchAttributes = {
   kind: defineSearchAttributeKey('SluiceKind', SearchAttributeType.KEYWORD),
   tenant: defineSearchAttributeKey('SluiceTenant', SearchAttributeType.KEYWORD),
@@ -47,12 +52,13 @@ export function batchRequestId(batchId: string, lineNo: number): string {
 
 /**
  * The workflow a request runs in while it holds a reservation: its own `chat-<id>` for a sync or
- * async request, its batch's for a batch line (lines run inside the batch workflow; batches started
+ * async request (`completion-<id>` for a legacy completion, request ID `cmpl_…`), its batch's for a batch line (lines run inside the batch workflow; batches started
  * before ran them as `chat-<id>` children, which never outlive their batch).
  */
 export function requestWorkflowId(requestId: string): string {
   const line = /^batch_req_(.+)_\d+$/.exec(requestId);
-  return line ? batchWorkflowId(`batch_${line[1]}`) : chatWorkflowId(requestId);
+  if (line) return batchWorkflowId(`batch_${line[1]}`);
+  return requestId.startsWith('cmpl_') ? completionWorkflowId(requestId) : chatWorkflowId(requestId);
 }
 
 /** Temporal priority keys (1 = first): sync requests ahead of async ones, batch lines last. */

@@ -143,6 +143,7 @@ export async function runChatPipeline(input: ChatRequestInput, hooks: PipelineHo
       stop: input.params.stop,
       // Only when asked for: the activity input of a request without extras is as it was.
       ...(input.params.extras !== undefined ? { extras: input.params.extras } : {}),
+      ...(input.params.rawPrompt === true ? { rawPrompt: true as const } : {}),
     };
 
     let lastFailure: unknown = null;

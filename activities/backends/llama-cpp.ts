@@ -261,7 +261,10 @@ export async function createLlamaCppBackend(options: LlamaCppBackendOptions): Pr
   async function generate(request: GenerateRequest): Promise<GenerateResult> {
     if (closing !== null) throw closedError;
     checkInput(request);
-    const prompt = prepare(request.messages);
+    // A legacy completion's prompt is continued as written: no template, no template stops.
+    const prompt = request.params.rawPrompt === true
+      ? { tokens: tokenizeRawPrompt(model, request.messages[0]?.content ?? ''), templateStops: [], stopTokens: new Set<Token>() }
+      : prepare(request.messages);
     checkRequest(prompt.tokens.length, request.params, contextSize);
     const grammar = await grammarFor(request.params.extras?.response_format);
     const tokenBias = biasFor(request.params.extras?.logit_bias, grammar !== null);

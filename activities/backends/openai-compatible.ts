@@ -77,6 +77,8 @@ export function createOpenAICompatibleBackend(options: OpenAICompatibleBackendOp
   const client = createClient(options, options.fetch ?? (pinned as PinnedFetch).fetch);
   return {
     generate: async (request) => {
+      // Refused at the route for models with an upstream deployment; here for any other path.
+      if (request.params.rawPrompt === true) throw new BackendError('bad_request', 'legacy completions are served by llama.cpp deployments only');
       const body = buildRequestBody(options.model, request.messages, request.params);
       let completion: ChatCompletion;
       try {

@@ -23,6 +23,8 @@ export interface GenerateParams {
   stop: string[] | null;
   /** Options beyond sampling, under their OpenAI names; absent: none (`domain/chat-fields.ts` says which backend honours which). */
   extras?: ChatExtras;
+  /** The one user message is a raw prompt to continue, without a chat template (`/v1/completions`). */
+  rawPrompt?: true;
 }
 
 export interface GenerateRequest {
