@@ -40,6 +40,17 @@ export interface ChatExtras {
   reasoning_effort?: 'none' | 'minimal' | 'low' | 'medium' | 'high';
   verbosity?: 'low' | 'medium' | 'high';
   prompt_cache_key?: string;
+  logprobs?: true;
+  /** Most likely alternatives per token, 0 to 20 (with `logprobs`). */
+  top_logprobs?: number;
+}
+
+/** One generated token's log probability and its most likely alternatives (OpenAI's shape). */
+export interface TokenLogprob {
+  token: string;
+  logprob: number;
+  bytes: number[] | null;
+  top_logprobs: Array<{ token: string; logprob: number; bytes: number[] | null }>;
 }
 
 /** A requested `response_format` (`text` is the default and never carried). */
@@ -75,7 +86,7 @@ export interface ChatCompletion {
   choices: Array<{
     index: number;
     message: { role: 'assistant'; content: string; refusal: null };
-    logprobs: null;
+    logprobs: { content: TokenLogprob[]; refusal: null } | null;
     finish_reason: 'stop' | 'length';
   }>;
   usage: { prompt_tokens: number; completion_tokens: number; total_tokens: number };
@@ -109,6 +120,8 @@ export interface InferOutput {
   finishReason: 'stop' | 'length';
   promptTokens: number;
   completionTokens: number;
+  /** Per content token, when the request asked for `logprobs`. */
+  logprobs?: TokenLogprob[];
   latencyMs: number;
   /** Tokens spent by earlier attempts of this activity that failed after spending them (null: none). */
   failedAttempts: ConsumedTokens | null;

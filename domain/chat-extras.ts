@@ -38,11 +38,14 @@ function logitBias(value: unknown): Record<string, number> {
   return out;
 }
 
+/** Most alternatives per token (`top_logprobs`), OpenAI's bound. */
+export const MAX_TOP_LOGPROBS = 20;
+
 /** Longest `prompt_cache_key` accepted. */
 export const MAX_PROMPT_CACHE_KEY = 256;
 
 /** The fields `ChatExtras` carries, in table order. */
-export const EXTRA_FIELDS = ['response_format', 'presence_penalty', 'frequency_penalty', 'logit_bias', 'reasoning_effort', 'verbosity', 'prompt_cache_key'] as const satisfies readonly (keyof ChatExtras & ChatFieldName)[];
+export const EXTRA_FIELDS = ['response_format', 'presence_penalty', 'frequency_penalty', 'logit_bias', 'logprobs', 'top_logprobs', 'reasoning_effort', 'verbosity', 'prompt_cache_key'] as const satisfies readonly (keyof ChatExtras & ChatFieldName)[];
 
 function oneOf<T extends string>(name: string, value: unknown, allowed: readonly T[]): T {
   if (typeof value !== 'string' || !(allowed as readonly string[]).includes(value)) {
@@ -61,6 +64,16 @@ export function validateChatExtras(raw: Record<string, unknown>): ChatExtras | n
   if (isRequested('presence_penalty', raw.presence_penalty)) out.presence_penalty = penalty('presence_penalty', raw.presence_penalty);
   if (isRequested('frequency_penalty', raw.frequency_penalty)) out.frequency_penalty = penalty('frequency_penalty', raw.frequency_penalty);
   if (isRequested('logit_bias', raw.logit_bias)) out.logit_bias = logitBias(raw.logit_bias);
+  if (isRequested('logprobs', raw.logprobs)) {
+    if (raw.logprobs !== true) throw new InvalidRequestError("'logprobs' must be a boolean", 'logprobs', 'invalid_type');
+    out.logprobs = true;
+  }
+  if (isRequested('top_logprobs', raw.top_logprobs)) {
+    const n = raw.top_logprobs;
+    if (typeof n !== 'number' || !Number.isInteger(n) || n < 0 || n > MAX_TOP_LOGPROBS) throw new InvalidRequestError(`'top_logprobs' must be an integer from 0 to ${MAX_TOP_LOGPROBS}`, 'top_logprobs', 'invalid_value');
+    if (out.logprobs !== true) throw new InvalidRequestError("'top_logprobs' needs 'logprobs': true", 'top_logprobs', 'invalid_value');
+    out.top_logprobs = n;
+  }
   if (isRequested('reasoning_effort', raw.reasoning_effort)) out.reasoning_effort = oneOf('reasoning_effort', raw.reasoning_effort, REASONING_EFFORTS);
   if (isRequested('verbosity', raw.verbosity)) out.verbosity = oneOf('verbosity', raw.verbosity, VERBOSITIES);
   if (isRequested('prompt_cache_key', raw.prompt_cache_key)) {

@@ -286,6 +286,7 @@ export async function createLlamaCppBackend(options: LlamaCppBackendOptions): Pr
         finishReason: outcome.finishReason,
         promptTokens: prompt.tokens.length,
         completionTokens: outcome.tokens.length,
+        ...(outcome.logprobs !== null ? { logprobs: outcome.logprobs.slice(0, outcome.contentTokenCount) } : {}),
       };
     } catch (error) {
       const failure = toBackendFailure(error, request.signal);

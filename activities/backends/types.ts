@@ -4,7 +4,7 @@
  * instant in-process backend used by benchmarks).
  */
 
-import type { ChatExtras, ConsumedTokens } from '../../contracts/chat.js';
+import type { ChatExtras, ConsumedTokens, TokenLogprob } from '../../contracts/chat.js';
 
 /** A chat message as the backend receives it: already validated, content flattened to text. */
 export interface ChatMessage {
@@ -52,6 +52,8 @@ export interface GenerateResult {
   /** Counted by the model's tokenizer (or reported by the upstream), never estimated. */
   promptTokens: number;
   completionTokens: number;
+  /** Per content token, when `params.extras.logprobs` asked for them. */
+  logprobs?: TokenLogprob[];
 }
 
 export interface InferenceBackend {

@@ -247,3 +247,32 @@ describe('batch lines take the same fields', () => {
     ]);
   });
 });
+
+describe('logprobs', () => {
+  it('llama.cpp: real log probabilities of each content token, with the most likely alternatives', async () => {
+    const completion = await client.chat.completions.create({
+      model: 'sluice-tiny', messages: [{ role: 'user', content: 'hello there' }], max_tokens: 8, temperature: 0, logprobs: true, top_logprobs: 3,
+    });
+    const choice = completion.choices[0];
+    const content = choice?.logprobs?.content ?? [];
+    const generated = completion.usage?.completion_tokens ?? 0;
+    // One per content token: every generated token but an ending stop token.
+    expect(content.length === generated || content.length === generated - 1).toBe(true);
+    expect(content.length).toBeGreaterThan(0);
+    for (const t of content) {
+      expect(t.logprob).toBeLessThanOrEqual(0);
+      expect(t.top_logprobs).toHaveLength(3);
+      const tops = t.top_logprobs.map((a) => a.logprob);
+      expect([...tops].sort((a, b) => b - a)).toEqual(tops);
+      // Greedy: the chosen token is the most likely one.
+      expect(t.logprob).toBeCloseTo(tops[0] ?? Number.NaN, 6);
+    }
+    const plain = await client.chat.completions.create({ model: 'sluice-tiny', messages: [{ role: 'user', content: 'hello there' }], max_tokens: 8, temperature: 0 });
+    expect(plain.choices[0]?.logprobs).toBeNull();
+  });
+
+  it('openai-compatible: logprobs and top_logprobs reach the upstream unchanged', async () => {
+    await client.chat.completions.create({ ...base('remote'), messages: [{ role: 'user', content: 'x' }], logprobs: true, top_logprobs: 2 });
+    expect(upstream.requests.at(-1)?.body).toMatchObject({ logprobs: true, top_logprobs: 2 });
+  });
+});

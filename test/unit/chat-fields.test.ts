@@ -40,7 +40,8 @@ describe('the chat field table', () => {
   });
 
   for (const [name, field] of Object.entries(CHAT_FIELDS) as [ChatFieldName, (typeof CHAT_FIELDS)[ChatFieldName]][]) {
-    const body = { ...base, [name]: REQUESTED[name] };
+    // top_logprobs is only asked for with logprobs.
+    const body = { ...base, ...(name === 'top_logprobs' ? { logprobs: true } : {}), [name]: REQUESTED[name] };
     if (field['llama-cpp'] === 'refused' && field['openai-compatible'] === 'refused') {
       it(`${name}: refused on every backend, 400 naming it`, () => {
         const err = refusal(body);
@@ -85,6 +86,12 @@ describe('the chat field table', () => {
     expect(refusal({ ...base, __proto__x: 1 }).param).toBe('__proto__x');
   });
 
+  it('top_logprobs needs logprobs: true', () => {
+    expect(refusal({ ...base, top_logprobs: 2 }).param).toBe('top_logprobs');
+    expect(refusal({ ...base, logprobs: false, top_logprobs: 2 }).param).toBe('top_logprobs');
+    expect(validateChatBody({ ...base, logprobs: true, top_logprobs: 0 }).params.extras).toEqual({ logprobs: true, top_logprobs: 0 });
+  });
+
   it('takes safety_identifier as the subject when user is absent', () => {
     expect(validateChatBody({ ...base, safety_identifier: 's-1' }).user).toBe('s-1');
     expect(validateChatBody({ ...base, safety_identifier: 's-1', user: 'u-1' }).user).toBe('u-1');
@@ -94,6 +101,7 @@ describe('the chat field table', () => {
   it.each<[string, unknown]>([
     ['presence_penalty', 2.5], ['frequency_penalty', '1'], ['logit_bias', { abc: 1 }], ['logit_bias', { '1': 101 }], ['logit_bias', []],
     ['logit_bias', Object.fromEntries(Array.from({ length: 301 }, (_, i) => [String(i), 1]))],
+    ['top_logprobs', 21], ['top_logprobs', 1.5], ['logprobs', 'yes'],
     ['reasoning_effort', 'extreme'], ['reasoning_effort', 3], ['verbosity', 'loud'], ['prompt_cache_key', ''], ['prompt_cache_key', 'k'.repeat(257)],
   ])('refuses a bad %s value naming it', (name, value) => {
     expect(refusal({ ...base, [name]: value }).param).toBe(name);

@@ -5,6 +5,7 @@
  */
 import { LlamaGrammarEvaluationState, type TokenBias, type LlamaContextSequence, type LlamaGrammar, type LlamaModel, type Token } from 'node-llama-cpp';
 
+import type { TokenLogprob } from '../../../contracts/chat.js';
 import type { GenerateParams, GenerateResult } from '../types.js';
 import type { PreparedPrompt } from './prompt-preparer.js';
 
@@ -35,6 +36,34 @@ export interface GenerationOutcome {
   stops: string[];
   /** Trailing whitespace is not part of the answer (a grammar that allows it after the value). */
   trimWhitespaceSuffix: boolean;
+  /** Per generated token, when the request asked for `logprobs`. */
+  logprobs: TokenLogprob[] | null;
+}
+
+/** A token's text and UTF-8 bytes, as OpenAI reports them. */
+function tokenText(model: LlamaModel, token: Token): { token: string; bytes: number[] } {
+  const text = model.detokenize([token], false);
+  return { token: text, bytes: [...Buffer.from(text, 'utf8')] };
+}
+
+/** The chosen token's log probability and the `top` most likely tokens of the model's distribution. */
+function logprobOf(model: LlamaModel, token: Token, probabilities: ReadonlyMap<Token, number>, top: number): TokenLogprob {
+  const best: Array<[Token, number]> = [];
+  if (top > 0) {
+    for (const entry of probabilities) {
+      if (best.length === top && entry[1] <= (best[top - 1] as [Token, number])[1]) continue;
+      let i = best.length;
+      while (i > 0 && (best[i - 1] as [Token, number])[1] < entry[1]) i--;
+      best.splice(i, 0, entry);
+      if (best.length > top) best.pop();
+    }
+  }
+  const logprob = (p: number | undefined) => (p !== undefined && p > 0 ? Math.log(p) : -9999);
+  return {
+    ...tokenText(model, token),
+    logprob: logprob(probabilities.get(token)),
+    top_logprobs: best.map(([t, p]) => ({ ...tokenText(model, t), logprob: logprob(p) })),
+  };
 }
 
 /**
@@ -95,7 +124,13 @@ export async function generateOnSequence(
   const stops = [...prompt.templateStops, ...(params.stop ?? []), ...grammarStops(input.grammar)].filter((stop) => stop !== '');
   let finishReason: GenerateResult['finishReason'] = 'stop';
   let contentTokenCount: number | null = null;
-  const evaluation = sequence.evaluate(prompt.tokens, samplingOptions(model, params, input.grammar, input.tokenBias, tokens))[Symbol.asyncIterator]();
+  const options = samplingOptions(model, params, input.grammar, input.tokenBias, tokens);
+  const logprobs: TokenLogprob[] | null = params.extras?.logprobs === true ? [] : null;
+  const top = params.extras?.top_logprobs ?? 0;
+  // With `logprobs`, the variant of evaluate that reports the model's distribution of each token.
+  const evaluation = (logprobs !== null
+    ? sequence.evaluateWithMetadata(prompt.tokens, { probabilities: true }, options)[Symbol.asyncIterator]()
+    : sequence.evaluate(prompt.tokens, options)[Symbol.asyncIterator]()) as AsyncGenerator<Token | { token: Token; probabilities: Map<Token, number> }, void, void>;
   let ended = false;
   try {
     for (;;) {
@@ -107,9 +142,11 @@ export async function generateOnSequence(
         ended = true;
         break;
       }
-      const token = next.value;
+      const value = next.value;
+      const token = typeof value === 'number' ? value : value.token;
       signal.throwIfAborted();
       tokens.push(token);
+      if (logprobs !== null && typeof value !== 'number') logprobs.push(logprobOf(model, token, value.probabilities, top));
       if (onProgress !== undefined && tokens.length % progressEveryTokens === 0) onProgress(tokens.length, prompt.tokens.length);
       if (prompt.stopTokens.has(token)) {
         contentTokenCount = tokens.length - 1;
@@ -128,7 +165,7 @@ export async function generateOnSequence(
   }
   signal.throwIfAborted();
   onProgress?.(tokens.length, prompt.tokens.length);
-  return { tokens, finishReason, contentTokenCount: contentTokenCount ?? tokens.length, stops, trimWhitespaceSuffix: input.grammar?.trimWhitespaceSuffix ?? false };
+  return { tokens, finishReason, contentTokenCount: contentTokenCount ?? tokens.length, stops, trimWhitespaceSuffix: input.grammar?.trimWhitespaceSuffix ?? false, logprobs };
 }
 
 /**
