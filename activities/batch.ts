@@ -11,7 +11,8 @@ import type { Logger } from '../runtime/logger.js';
 import type { BatchLineError, BatchRow, BatchStatus, Model } from '../db/tables/index.js';
 import { getBatch, insertLineRequests, lineOutcomes, recordBatchCounts, remainingBudget, transitionBatch } from '../db/repositories/batches.js';
 import { deleteFile, finishFile, insertFile, insertFileLines, readFileLines } from '../db/repositories/files.js';
-import { getModel, maxPriceForModel } from '../db/repositories/models.js';
+import { activeDeployments, getModel, maxPriceForModel } from '../db/repositories/models.js';
+import { refusedByModel } from '../domain/chat-fields.js';
 import { checkTokenLimits, estimatePromptTokens, validateChatBody, type ValidChatBody } from '../domain/chat-validation.js';
 import type { BatchLine } from '../contracts/batch.js';
 import { estimateEmbeddingTokens, validateEmbeddingsBody, wrongModelKind, type ValidEmbeddingsBody } from '../domain/embeddings-validation.js';
@@ -155,6 +156,7 @@ export function createBatchActivities(deps: { db: Db; now: () => Date; log?: Log
       let estimate = 0;
       let total = 0;
       let firstModel: string | null = null;
+      const providersOf = new Map<string, string[]>();
       const fail = (line: number, e: Omit<BatchLineError, 'line'>) => {
         errorCount += 1;
         if (errors.length < MAX_ERRORS) errors.push({ ...e, line });
@@ -214,6 +216,18 @@ export function createBatchActivities(deps: { db: Db; now: () => Date; log?: Log
           }
           if (model.kind !== 'chat') {
             fail(line, { code: 'model_not_supported', message: wrongModelKind(model.id, model.kind), param: 'body.model' });
+            continue;
+          }
+          const extras = parsed.body.params.extras;
+          if (extras !== undefined) {
+            // As the chat route: a field one of the model's backends refuses is refused for the line.
+            let providers = providersOf.get(name);
+            if (providers === undefined) providersOf.set(name, (providers = (await activeDeployments(deps.db, name)).map((d) => d.provider)));
+            const refused = refusedByModel(name, providers, extras);
+            if (refused !== null) {
+              fail(line, { code: refused.code, message: refused.message, param: refused.param ? `body.${refused.param}` : 'body' });
+              continue;
+            }
             continue;
           }
           // A line without max_tokens runs, and is estimated, at the model's output limit.

@@ -15,6 +15,7 @@ import { BackendError, InterruptedGeneration, InvalidEmbeddingInput, type Genera
 import type { BackendRegistry } from './backends/registry.js';
 import { requestFailure } from './failures.js';
 import { checkGenerateInput } from '../domain/sampling-params.js';
+import { refusedOn } from '../domain/chat-fields.js';
 import type { Metrics } from '../runtime/metrics.js';
 
 /** Heartbeat at most this often while generating. */
@@ -138,6 +139,12 @@ async function generate(
   const invalid = checkGenerateInput(input);
   if (invalid !== null) {
     return { ok: false, err: requestFailure('BadRequest', `invalid request for the backend: ${invalid.message}`, { code: 'invalid_value', param: invalid.param }), spent: null };
+  }
+  // A field the deployment's backend cannot honour is the request's fault on this deployment
+  // (non-retryable, ends the request: a fallback never drops a field; domain/chat-fields.ts).
+  const refused = refusedOn(input.deployment.provider, input.params.extras, `by the model's ${input.deployment.provider} deployment`);
+  if (refused !== null) {
+    return { ok: false, err: requestFailure('BadRequest', refused.message, { code: refused.code, param: refused.param }), spent: null };
   }
   const started = performance.now();
   let progress = { completionTokens: 0, promptTokens: 0 };

@@ -11,6 +11,7 @@ import { authenticate } from './auth.js';
 import { HttpError, errorMiddleware, requestId } from './errors.js';
 import { chatRoutes } from './routes/chat.js';
 import { embeddingsRoutes } from './routes/embeddings.js';
+import { completionRoutes } from './routes/completions.js';
 import { modelRoutes } from './routes/models.js';
 import { tenantRoutes } from './routes/tenants.js';
 import { usageAuditRoutes } from './routes/usage-audit.js';
@@ -157,6 +158,7 @@ export function createApp(deps: AppDeps): express.Express {
   v1.use(express.json({ limit: deps.config.maxBodyBytes, type: ['application/json', 'application/*+json'] }));
   v1.use(chatRoutes({ db: deps.db, temporal: deps.temporal, metrics: deps.metrics, eagerStart: deps.config.eagerStart, log: deps.log }));
   v1.use(embeddingsRoutes({ db: deps.db, temporal: deps.temporal, eagerStart: deps.config.eagerStart, log: deps.log }));
+  v1.use(completionRoutes({ db: deps.db, temporal: deps.temporal, metrics: deps.metrics, eagerStart: deps.config.eagerStart, log: deps.log }));
   v1.use(modelRoutes({ db: deps.db, allowPrivateUpstreams: deps.config.allowPrivateUpstreams ?? [], enableInstantBackend: deps.config.enableInstantBackend ?? false }));
   v1.use(tenantRoutes(deps));
   v1.use(usageAuditRoutes(deps));

@@ -25,7 +25,47 @@ export interface ChatParams {
   topP: number | null;
   seed: number | null;
   stop: string[] | null;
+  /** Generation options beyond sampling (absent: none asked for). */
+  extras?: ChatExtras;
+  /**
+   * A legacy text completion (`/v1/completions`): the one user message is the raw prompt, continued
+   * without a chat template. Absent for chat requests.
+   */
+  rawPrompt?: true;
 }
+
+/**
+ * Generation options beyond the sampling basics, under their OpenAI names and in their OpenAI
+ * shapes, validated (`domain/chat-extras.ts`); only the ones a request asks for are present, so a
+ * key is a field name of the field table (`domain/chat-fields.ts`) and each backend checks the
+ * keys against its column before it runs. An openai-compatible upstream receives them unchanged.
+ */
+export interface ChatExtras {
+  response_format?: ResponseFormat;
+  presence_penalty?: number;
+  frequency_penalty?: number;
+  /** Token ID (decimal string, the backend's vocabulary) → bias added to its logit, -100 to 100. */
+  logit_bias?: Record<string, number>;
+  reasoning_effort?: 'none' | 'minimal' | 'low' | 'medium' | 'high';
+  verbosity?: 'low' | 'medium' | 'high';
+  prompt_cache_key?: string;
+  logprobs?: true;
+  /** Most likely alternatives per token, 0 to 20 (with `logprobs`). */
+  top_logprobs?: number;
+}
+
+/** One generated token's log probability and its most likely alternatives (OpenAI's shape). */
+export interface TokenLogprob {
+  token: string;
+  logprob: number;
+  bytes: number[] | null;
+  top_logprobs: Array<{ token: string; logprob: number; bytes: number[] | null }>;
+}
+
+/** A requested `response_format` (`text` is the default and never carried). */
+export type ResponseFormat =
+  | { type: 'json_object' }
+  | { type: 'json_schema'; json_schema: { name: string; description?: string; schema?: Record<string, unknown>; strict?: boolean } };
 
 /** Input of the `chatRequest` workflow. Built by the API after validation and authentication. */
 export interface ChatRequestInput {
@@ -55,7 +95,7 @@ export interface ChatCompletion {
   choices: Array<{
     index: number;
     message: { role: 'assistant'; content: string; refusal: null };
-    logprobs: null;
+    logprobs: { content: TokenLogprob[]; refusal: null } | null;
     finish_reason: FinishReason;
   }>;
   usage: { prompt_tokens: number; completion_tokens: number; total_tokens: number };
@@ -93,6 +133,10 @@ export interface GenerateParams {
   topP: number | null;
   seed: number | null;
   stop: string[] | null;
+  /** Options beyond sampling, under their OpenAI names; absent: none (`domain/chat-fields.ts` says which backend honours which). */
+  extras?: ChatExtras;
+  /** The one user message is a raw prompt to continue, without a chat template (`/v1/completions`). */
+  rawPrompt?: true;
 }
 
 /** Why a completion ended: a stop (the model's own end or a stop sequence) or `max_tokens`. */
@@ -103,6 +147,8 @@ export interface InferOutput {
   finishReason: FinishReason;
   promptTokens: number;
   completionTokens: number;
+  /** Per content token, when the request asked for `logprobs`. */
+  logprobs?: TokenLogprob[];
   latencyMs: number;
   /** Tokens spent by earlier attempts of this activity that failed after spending them (null: none). */
   failedAttempts: ConsumedTokens | null;

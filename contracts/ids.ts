@@ -27,6 +27,11 @@ export function embeddingsWorkflowId(requestId: string): string {
 /** Prefix of the request IDs of `/v1/embeddings` requests: their workflow is `embed-<id>`. */
 export const EMBEDDINGS_REQUEST_PREFIX = 'embreq';
 
+/** Workflow ID of one legacy text completion (`/v1/completions`; its request ID starts `cmpl_`). */
+export function completionWorkflowId(requestId: string): string {
+  return `completion-${requestId}`;
+}
+
 export const SearchAttributes = {
   kind: defineSearchAttributeKey('SluiceKind', SearchAttributeType.KEYWORD),
   tenant: defineSearchAttributeKey('SluiceTenant', SearchAttributeType.KEYWORD),
@@ -55,14 +60,16 @@ export function batchRequestId(batchId: string, lineNo: number): string {
 
 /**
  * The workflow a request runs in while it holds a reservation: its own `chat-<id>` for a sync or
- * async request, its batch's for a batch line (lines run inside the batch workflow; batches started
- * before ran them as `chat-<id>` children, which never outlive their batch); `embed-<id>` for an
- * embeddings request (its ID starts `embreq_`), so the reconciler finds the workflow holding it.
+ * async request (`completion-<id>` for a legacy completion, request ID `cmpl_…`), its batch's for a
+ * batch line (lines run inside the batch workflow; batches started before ran them as `chat-<id>`
+ * children, which never outlive their batch); `embed-<id>` for an embeddings request (its ID starts
+ * `embreq_`), so the reconciler finds the workflow holding it.
  */
 export function requestWorkflowId(requestId: string): string {
   const line = /^batch_req_(.+)_\d+$/.exec(requestId);
   if (line) return batchWorkflowId(`batch_${line[1]}`);
-  return requestId.startsWith(`${EMBEDDINGS_REQUEST_PREFIX}_`) ? embeddingsWorkflowId(requestId) : chatWorkflowId(requestId);
+  if (requestId.startsWith(`${EMBEDDINGS_REQUEST_PREFIX}_`)) return embeddingsWorkflowId(requestId);
+  return requestId.startsWith('cmpl_') ? completionWorkflowId(requestId) : chatWorkflowId(requestId);
 }
 
 /** Temporal priority keys (1 = first): sync requests ahead of async ones, batch lines last. */

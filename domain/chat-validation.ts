@@ -6,6 +6,8 @@ import { MESSAGE_ROLES, isMessageRole, type ChatMessageInput, type ChatParams } 
 import { samplingNumber, samplingStop, type NumericSamplingParam } from './sampling-params.js';
 import { InvalidRequestError } from './invalid-request.js';
 import { isObject } from './is-object.js';
+import { checkChatFields } from './chat-fields.js';
+import { validateChatExtras } from './chat-extras.js';
 
 export interface ValidChatBody {
   model: string;
@@ -55,10 +57,18 @@ export function validateChatBody(raw: unknown): ValidChatBody {
   if (raw.stream === true) throw invalid("'stream' is not supported yet: omit it or set it to false", 'stream', 'unsupported_parameter');
   if (raw.n !== undefined && raw.n !== null && raw.n !== 1) throw invalid("only 'n': 1 is supported", 'n', 'unsupported_parameter');
   if (raw.tools !== undefined && raw.tools !== null) throw invalid("'tools' is not supported", 'tools', 'unsupported_parameter');
+  // Every other field: known (else `unrecognized_request_argument`) and honoured somewhere (domain/chat-fields.ts).
+  checkChatFields(raw);
+  const extras = validateChatExtras(raw);
   const maxTokensName = raw.max_completion_tokens !== undefined && raw.max_completion_tokens !== null ? 'max_completion_tokens' : 'max_tokens';
   const maxTokens = optionalNumber(raw, 'max_tokens', maxTokensName);
   const stop = samplingStop(raw.stop);
   if (raw.user !== undefined && raw.user !== null && typeof raw.user !== 'string') throw invalid("'user' must be a string", 'user', 'invalid_type');
+  const safetyId = raw.safety_identifier;
+  if (safetyId !== undefined && safetyId !== null && (typeof safetyId !== 'string' || safetyId.length > 256)) {
+    throw invalid("'safety_identifier' must be a string of at most 256 characters", 'safety_identifier', 'invalid_type');
+  }
+  const subject = typeof raw.user === 'string' && raw.user !== '' ? raw.user : typeof safetyId === 'string' && safetyId !== '' ? safetyId : null;
   return {
     model: raw.model,
     messages,
@@ -68,8 +78,9 @@ export function validateChatBody(raw: unknown): ValidChatBody {
       topP: optionalNumber(raw, 'top_p'),
       seed: optionalNumber(raw, 'seed'),
       stop,
+      ...(extras !== null ? { extras } : {}),
     },
-    user: typeof raw.user === 'string' && raw.user !== '' ? raw.user : null,
+    user: subject,
   };
 }
 

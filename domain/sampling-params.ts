@@ -12,6 +12,7 @@
 import { InvalidRequestError } from './invalid-request.js';
 import { isMessageRole } from '../contracts/chat.js';
 import { isObject } from './is-object.js';
+import { checkChatExtras } from './chat-extras.js';
 /** What a variant may change about a request. */
 export interface VariantOverrides {
   model?: string;
@@ -135,6 +136,11 @@ export function checkGenerateInput(input: { messages: unknown; params: unknown }
     samplingNumber('top_p', params.topP);
     samplingNumber('seed', params.seed);
     samplingStop(params.stop);
+    if (params.rawPrompt !== undefined && (params.rawPrompt !== true || messages.length !== 1 || (messages[0] as { role?: unknown }).role !== 'user')) {
+      return new SamplingParamError('prompt', 'a raw prompt is one user message', 'invalid_value');
+    }
+    const extras = checkChatExtras(params.extras);
+    if (extras !== null) return new SamplingParamError(extras.param ?? 'extras', extras.message, extras.code === 'invalid_type' ? 'invalid_type' : 'invalid_value');
     return null;
   } catch (err) {
     if (err instanceof SamplingParamError) return err;

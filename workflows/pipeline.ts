@@ -47,7 +47,7 @@ function completionOf(input: ChatRequestInput, model: string, out: InferOutput):
     created: input.created,
     model,
     system_fingerprint: null,
-    choices: [{ index: 0, message: { role: 'assistant', content: out.content, refusal: null }, logprobs: null, finish_reason: out.finishReason }],
+    choices: [{ index: 0, message: { role: 'assistant', content: out.content, refusal: null }, logprobs: out.logprobs ? { content: out.logprobs, refusal: null } : null, finish_reason: out.finishReason }],
     usage: { prompt_tokens: out.promptTokens, completion_tokens: out.completionTokens, total_tokens: out.promptTokens + out.completionTokens },
   };
 }
@@ -141,6 +141,9 @@ export async function runChatPipeline(input: ChatRequestInput, hooks: PipelineHo
       topP: assignment.overrides.top_p ?? input.params.topP,
       seed: input.params.seed,
       stop: input.params.stop,
+      // Only when asked for: the activity input of a request without extras is as it was.
+      ...(input.params.extras !== undefined ? { extras: input.params.extras } : {}),
+      ...(input.params.rawPrompt === true ? { rawPrompt: true as const } : {}),
     };
 
     let lastFailure: unknown = null;

@@ -15,13 +15,20 @@
  */
 import {
   getLlama,
+  TokenBias,
   type Llama,
+  type LlamaGrammar,
   type LlamaContext,
   type LlamaContextSequence,
+  type LlamaModel,
   type Token,
 } from 'node-llama-cpp';
 
 import { checkGenerateInput } from '../../domain/sampling-params.js';
+import { refusedOn } from '../../domain/chat-fields.js';
+import { canonicalJson } from '../../domain/canonical-json.js';
+import { llamaCppGrammarFor } from '../../domain/response-format.js';
+import type { ResponseFormat } from '../../contracts/chat.js';
 import {
   BackendError,
   InterruptedGeneration,
@@ -82,6 +89,85 @@ export interface LlamaCppBackend extends InferenceBackend {
   readonly contextSize: number;
 }
 
+/** Grammars kept built (by schema), most recently used last: building one costs more than a short generation. */
+const GRAMMAR_CACHE_SIZE = 32;
+
+/**
+ * The grammars of `response_format`s, built by node-llama-cpp (`json` for `json_object`, the
+ * JSON-schema grammar for `json_schema`), cached by canonical schema. A schema node-llama-cpp
+ * refuses is the request's fault (`bad_request`).
+ */
+function createGrammarCache(llama: Llama) {
+  const cache = new Map<string, Promise<LlamaGrammar>>();
+  return async (format: ResponseFormat | undefined): Promise<LlamaGrammar | null> => {
+    if (format === undefined) return null;
+    let target: ReturnType<typeof llamaCppGrammarFor>;
+    try {
+      target = llamaCppGrammarFor(format);
+    } catch (err) {
+      throw new BackendError('bad_request', err instanceof Error ? err.message : String(err));
+    }
+    const key = target.kind === 'json' ? 'json' : canonicalJson(target.schema);
+    let grammar = cache.get(key);
+    if (grammar === undefined) {
+      grammar = target.kind === 'json'
+        ? llama.getGrammarFor('json')
+        : llama.createGrammarForJsonSchema(target.schema as Parameters<Llama['createGrammarForJsonSchema']>[0]);
+      cache.set(key, grammar);
+      if (cache.size > GRAMMAR_CACHE_SIZE) cache.delete(cache.keys().next().value as string);
+    } else {
+      cache.delete(key);
+      cache.set(key, grammar);
+    }
+    try {
+      return await grammar;
+    } catch (err) {
+      cache.delete(key);
+      throw new BackendError('bad_request', `the response_format schema cannot be enforced: ${err instanceof Error ? err.message : String(err)}`);
+    }
+  };
+}
+
+/**
+ * The token bias of one request: `logit_bias` (OpenAI's values are added to the logits, -100 to
+ * 100; a token ID outside the model's vocabulary is the request's fault, checked here because only
+ * the model knows its vocabulary, and because node-llama-cpp hands the IDs to native code
+ * unchecked), and under a grammar a ban on every token whose text alone is not valid UTF-8
+ * (byte-fallback tokens): llama.cpp's grammar counts a partial or invalid UTF-8 sequence as one
+ * character, so a string `maxLength` could be met by the grammar and broken by the decoded text
+ * (seen on the demo model). With whole-character tokens only, what the grammar accepted is what
+ * the client gets. The banned list is built once per model, on first use.
+ */
+function createBiasBuilder(model: LlamaModel) {
+  const vocabSize = model.fileInfo.metadata.tokenizer?.ggml?.tokens?.length ?? 0;
+  let partialTokens: Token[] | null = null;
+  let grammarOnly: TokenBias | null = null;
+  const partial = (): Token[] => {
+    partialTokens ??= Array.from({ length: vocabSize }, (_, t) => t as Token).filter((t) => model.detokenize([t], false).includes('\uFFFD'));
+    return partialTokens;
+  };
+  return (logitBias: Readonly<Record<string, number>> | undefined, grammar: boolean): TokenBias | null => {
+    if (logitBias === undefined) {
+      if (!grammar) return null;
+      if (grammarOnly === null) {
+        grammarOnly = new TokenBias(model.tokenizer);
+        for (const t of partial()) grammarOnly.set(t, 'never');
+      }
+      return grammarOnly;
+    }
+    const bias = new TokenBias(model.tokenizer);
+    if (grammar) for (const t of partial()) bias.set(t, 'never');
+    for (const [key, value] of Object.entries(logitBias)) {
+      const token = Number(key);
+      if (!Number.isSafeInteger(token) || token < 0 || token >= vocabSize) {
+        throw new BackendError('bad_request', `logit_bias: token ${key} is not in this model's vocabulary (0 to ${vocabSize - 1})`);
+      }
+      bias.set(token as Token, { logit: value });
+    }
+    return bias;
+  };
+}
+
 /** Default cap of the per-sequence context when `contextSize` is not given. */
 const DEFAULT_MAX_CONTEXT_SIZE = 4096;
 
@@ -89,6 +175,8 @@ const DEFAULT_MAX_CONTEXT_SIZE = 4096;
 function checkInput(request: Pick<GenerateRequest, 'messages' | 'params'>): void {
   const invalid = checkGenerateInput(request);
   if (invalid !== null) throw new BackendError('bad_request', `invalid request for llama.cpp: ${invalid.message}`);
+  const refused = refusedOn('llama-cpp', request.params.extras, 'by llama.cpp deployments');
+  if (refused !== null) throw new BackendError('bad_request', refused.message);
 }
 
 /** Rejects requests that can never run on this context. */
@@ -164,6 +252,8 @@ export async function createLlamaCppBackend(options: LlamaCppBackendOptions): Pr
   const contextSize = sequences[0]?.contextSize ?? context.contextSize;
   const slots = new SlotQueue(sequences);
   const prepare = createPromptPreparer(model);
+  const grammarFor = createGrammarCache(llama);
+  const biasFor = createBiasBuilder(model);
   const progressEveryTokens = Math.max(1, options.progressEveryTokens ?? 16);
   const closedError = new BackendError('unavailable', 'llama.cpp backend is closed');
   const embedder = createEmbedder(model, { contextSize, threads: options.threads });
@@ -173,8 +263,13 @@ export async function createLlamaCppBackend(options: LlamaCppBackendOptions): Pr
   async function generate(request: GenerateRequest): Promise<GenerateResult> {
     if (closing !== null) throw closedError;
     checkInput(request);
-    const prompt = prepare(request.messages);
+    // A legacy completion's prompt is continued as written: no template, no template stops.
+    const prompt = request.params.rawPrompt === true
+      ? { tokens: tokenizeRawPrompt(model, request.messages[0]?.content ?? ''), templateStops: [], stopTokens: new Set<Token>() }
+      : prepare(request.messages);
     checkRequest(prompt.tokens.length, request.params, contextSize);
+    const grammar = await grammarFor(request.params.extras?.response_format);
+    const tokenBias = biasFor(request.params.extras?.logit_bias, grammar !== null);
     const sequence = await slots.acquire(request.signal, request.priority, request.fairnessKey);
     const generated: Token[] = [];
     const guard = faultGuard.register();
@@ -185,7 +280,7 @@ export async function createLlamaCppBackend(options: LlamaCppBackendOptions): Pr
     try {
       const input = {
         prompt, params: request.params, signal: request.signal, onProgress: request.onProgress, progressEveryTokens,
-        fault: guard.fault, faulted: () => faulted,
+        fault: guard.fault, faulted: () => faulted, grammar, tokenBias,
       };
       const outcome = await generateOnSequence(model, sequence, input, generated);
       return {
@@ -193,6 +288,7 @@ export async function createLlamaCppBackend(options: LlamaCppBackendOptions): Pr
         finishReason: outcome.finishReason,
         promptTokens: prompt.tokens.length,
         completionTokens: outcome.tokens.length,
+        ...(outcome.logprobs !== null ? { logprobs: outcome.logprobs.slice(0, outcome.contentTokenCount) } : {}),
       };
     } catch (error) {
       const failure = toBackendFailure(error, request.signal);

@@ -18,6 +18,7 @@ import type { CreateEmbeddingResponse, EmbeddingCreateParams } from 'openai/reso
 import { estimatePromptTokens } from '../../domain/chat-validation.js';
 import { base64ToVector } from '../../domain/embedding-vectors.js';
 import { MAX_EMBEDDING_VALUES } from '../../contracts/embeddings.js';
+import type { TokenLogprob } from '../../contracts/chat.js';
 import { BackendError, type ConsumedTokens } from './types.js';
 import type { ChatMessage, EmbedResult, GenerateParams, GenerateResult, InferenceBackend } from './types.js';
 import { ResponseTooLargeError, createPinnedFetch, type PinnedFetch } from './pinned-fetch.js';
@@ -80,6 +81,8 @@ export function createOpenAICompatibleBackend(options: OpenAICompatibleBackendOp
   const client = createClient(options, options.fetch ?? (pinned as PinnedFetch).fetch);
   return {
     generate: async (request) => {
+      // Refused at the route for models with an upstream deployment; here for any other path.
+      if (request.params.rawPrompt === true) throw new BackendError('bad_request', 'legacy completions are served by llama.cpp deployments only');
       const body = buildRequestBody(options.model, request.messages, request.params);
       let completion: ChatCompletion;
       try {
@@ -193,6 +196,8 @@ export function buildRequestBody(
     ...(params.topP !== null ? { top_p: params.topP } : {}),
     ...(params.seed !== null ? { seed: params.seed } : {}),
     ...(params.stop !== null ? { stop: params.stop } : {}),
+    // Validated options under their OpenAI names (domain/chat-extras.ts), passed on unchanged.
+    ...params.extras,
   };
 }
 
@@ -214,6 +219,34 @@ function toUpstreamMessage(message: ChatMessage): ChatCompletionMessageParam {
     case 'tool':
       throw new BackendError('bad_request', 'tool messages are not supported by OpenAI-compatible deployments');
   }
+}
+
+const MAX_TOKEN_CHARS = 256;
+
+function isLogprobEntry(v: unknown): v is { token: string; logprob: number; bytes?: unknown } {
+  if (typeof v !== 'object' || v === null) return false;
+  const e = v as Record<string, unknown>;
+  return typeof e.token === 'string' && e.token.length <= MAX_TOKEN_CHARS && typeof e.logprob === 'number' && Number.isFinite(e.logprob);
+}
+
+function bytesOf(v: unknown): number[] | null {
+  return Array.isArray(v) && v.length <= 4 * MAX_TOKEN_CHARS && v.every((b) => Number.isInteger(b) && b >= 0 && b <= 255) ? (v as number[]) : null;
+}
+
+/**
+ * The upstream's per-token logprobs, re-built field by field (a hostile upstream's extra fields
+ * or sizes never reach the history): at most one entry per billed completion token and 20
+ * alternatives each; null when it sent none or something else.
+ */
+function readLogprobs(content: unknown, maxTokens: number): TokenLogprob[] | null {
+  if (!Array.isArray(content)) return null;
+  return content.slice(0, maxTokens).filter(isLogprobEntry).map((e) => {
+    const top = (e as { top_logprobs?: unknown }).top_logprobs;
+    return {
+      token: e.token, logprob: e.logprob, bytes: bytesOf(e.bytes),
+      top_logprobs: (Array.isArray(top) ? top.slice(0, 20).filter(isLogprobEntry) : []).map((t) => ({ token: t.token, logprob: t.logprob, bytes: bytesOf(t.bytes) })),
+    };
+  });
 }
 
 /** The most a request may be billed for: what its reservation held. */
@@ -247,10 +280,13 @@ function toGenerateResult(completion: ChatCompletion, bounds: UsageBounds): Gene
     const consumed = isTokenCount(promptTokens) && isTokenCount(completionTokens) ? clampUsage({ promptTokens, completionTokens }, bounds) : null;
     throw new BackendError('unavailable', 'upstream returned no choices', null, null, consumed);
   }
+  const usage = clampUsage(readUsage(completion.usage), bounds);
+  const logprobs = readLogprobs(choice.logprobs?.content, usage.completionTokens);
   return {
     content: choice.message?.content ?? '',
     finishReason: choice.finish_reason === 'length' ? 'length' : 'stop',
-    ...clampUsage(readUsage(completion.usage), bounds),
+    ...usage,
+    ...(logprobs !== null ? { logprobs } : {}),
   };
 }
 

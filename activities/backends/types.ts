@@ -4,7 +4,7 @@
  * instant in-process backend used by benchmarks).
  */
 
-import type { ChatMessageInput, ConsumedTokens, FinishReason, GenerateParams } from '../../contracts/chat.js';
+import type { ChatMessageInput, ConsumedTokens, FinishReason, GenerateParams, TokenLogprob } from '../../contracts/chat.js';
 
 export type { GenerateParams };
 
@@ -36,6 +36,8 @@ export interface GenerateResult {
   /** Counted by the model's tokenizer (or reported by the upstream), never estimated. */
   promptTokens: number;
   completionTokens: number;
+  /** Per content token, when `params.extras.logprobs` asked for them. */
+  logprobs?: TokenLogprob[];
 }
 
 /** Every input of one embeddings request, for one backend call (already validated). */

@@ -7,7 +7,8 @@ import { Router, type Request, type Response } from 'express';
 import { WorkflowNotFoundError, type Client } from '@temporalio/client';
 import type { Db } from '../../db/database.js';
 import type { RequestRow } from '../../db/tables/index.js';
-import { getModel } from '../../db/repositories/models.js';
+import { activeDeployments, getModel } from '../../db/repositories/models.js';
+import { refusedByModel } from '../../domain/chat-fields.js';
 import { deleteUnstartedRequest, getRequest, insertRequest } from '../../db/repositories/requests.js';
 import { precheckAdmission } from '../../db/repositories/quota.js';
 import { canonicalJson } from '../../domain/canonical-json.js';
@@ -115,6 +116,12 @@ export function chatRoutes(deps: ChatRouteDeps): Router {
     const model = await getModel(deps.db, body.model);
     if (!model) throw new HttpError('not_found_error', `The model '${body.model}' does not exist`, 'model_not_found', 'model');
     if (model.kind !== 'chat') throw badRequest(wrongModelKind(model.id, model.kind), 'model', 'model_not_supported');
+    // A field refused by any deployment's backend is refused here: the answer never depends on
+    // which deployment of the fallback chain serves it (domain/chat-fields.ts).
+    if (body.params.extras !== undefined) {
+      const refused = refusedByModel(body.model, (await activeDeployments(deps.db, body.model)).map((d) => d.provider), body.params.extras);
+      if (refused !== null) throw refused;
+    }
     // Without max_tokens, at least one completion token must fit.
     checkTokenLimits(model, body.messages, body.params.maxTokens, 1);
 

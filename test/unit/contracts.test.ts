@@ -5,6 +5,8 @@ describe('requestWorkflowId', () => {
   it('is the request’s own workflow for sync and async requests', () => {
     expect(requestWorkflowId('req_abc123')).toBe(chatWorkflowId('req_abc123'));
     expect(requestWorkflowId('req_abc123')).toBe('chat-req_abc123');
+    // A legacy completion holds its reservation in its own completionRequest workflow.
+    expect(requestWorkflowId('cmpl_abc123')).toBe('completion-cmpl_abc123');
   });
 
   it('is the batch’s workflow for a batch line, whatever the batch ID holds', () => {

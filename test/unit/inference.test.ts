@@ -395,3 +395,33 @@ describe('embed: the activity of an embeddings request', () => {
     expect(short.nonRetryable).toBe(false);
   });
 });
+
+describe('infer: the field table at the backend boundary', () => {
+  const withExtras = (provider: DeploymentTarget['provider'], extras: unknown): InferInput => ({
+    ...input(), deployment: { ...deployment, provider }, params: { ...input().params, extras: extras as never },
+  });
+  async function refusalOf(i: InferInput, registry: BackendRegistry): Promise<ApplicationFailure> {
+    const err = await mockEnv().run(createInferenceActivities({ backends: registry, pool: 'local', metrics: null }).infer, i).then(() => null, (e: unknown) => e);
+    expect(err).toBeInstanceOf(ApplicationFailure);
+    return err as ApplicationFailure;
+  }
+
+  it("refuses, before any backend is asked, a field the deployment's backend cannot honour (a variant's model may differ from the checked one)", async () => {
+    const registry = registryOf(createInstantBackend());
+    const f = await refusalOf(withExtras('llama-cpp', { reasoning_effort: 'low' }), registry);
+    expect(f).toMatchObject({ type: 'BadRequest', nonRetryable: true });
+    expect(f.details?.[0]).toMatchObject({ code: 'unsupported_parameter', param: 'reasoning_effort' });
+    const schema = await refusalOf(withExtras('llama-cpp', { response_format: { type: 'json_schema', json_schema: { name: 'a', schema: { type: 'string', pattern: 'x' } } } }), registry);
+    expect(schema.details?.[0]).toMatchObject({ code: 'unsupported_parameter', param: 'response_format.json_schema.schema.pattern' });
+    expect(registry.asked).toHaveLength(0);
+  });
+
+  it('refuses an extras object from a history that no request could have carried', async () => {
+    const registry = registryOf(createInstantBackend());
+    for (const extras of [{ model: 'x' }, { logit_bias: { abc: 1 } }, { top_logprobs: 99, logprobs: true }, 'nope']) {
+      const f = await refusalOf(withExtras('openai-compatible', extras), registry);
+      expect(f).toMatchObject({ type: 'BadRequest', nonRetryable: true });
+    }
+    expect(registry.asked).toHaveLength(0);
+  });
+});

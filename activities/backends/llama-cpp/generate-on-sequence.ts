@@ -3,8 +3,9 @@
  * samples token by token with the low-level sequence API until an end condition (EOG, a stop token
  * or string, `maxTokens`, an abort or a fault), and decodes the answer.
  */
-import type { LlamaContextSequence, LlamaModel, Token } from 'node-llama-cpp';
+import { LlamaGrammarEvaluationState, type TokenBias, type LlamaContextSequence, type LlamaGrammar, type LlamaModel, type Token } from 'node-llama-cpp';
 
+import type { TokenLogprob } from '../../../contracts/chat.js';
 import type { GenerateParams, GenerateResult } from '../types.js';
 import type { PreparedPrompt } from './prompt-preparer.js';
 
@@ -19,6 +20,10 @@ export interface GenerationInput {
   fault: Promise<never>;
   /** Whether `fault` has rejected. */
   faulted: () => boolean;
+  /** The grammar the output must follow (`response_format`), or null. */
+  grammar: LlamaGrammar | null;
+  /** Token biases (banned or favoured tokens), or null. */
+  tokenBias: TokenBias | null;
 }
 
 /** Why generation ended, with the generated tokens and where the answer's text ends. */
@@ -29,16 +34,67 @@ export interface GenerationOutcome {
   contentTokenCount: number;
   /** Stop strings to cut the decoded text at. */
   stops: string[];
+  /** Trailing whitespace is not part of the answer (a grammar that allows it after the value). */
+  trimWhitespaceSuffix: boolean;
+  /** Per generated token, when the request asked for `logprobs`. */
+  logprobs: TokenLogprob[] | null;
 }
 
-/** Sampling options for node-llama-cpp: OpenAI semantics (no top-k; top-p 1 unless given). */
-function samplingOptions(params: GenerateParams) {
+/** A token's text and UTF-8 bytes, as OpenAI reports them. */
+function tokenText(model: LlamaModel, token: Token): { token: string; bytes: number[] } {
+  const text = model.detokenize([token], false);
+  return { token: text, bytes: [...Buffer.from(text, 'utf8')] };
+}
+
+/** The chosen token's log probability and the `top` most likely tokens of the model's distribution. */
+function logprobOf(model: LlamaModel, token: Token, probabilities: ReadonlyMap<Token, number>, top: number): TokenLogprob {
+  const best: Array<[Token, number]> = [];
+  if (top > 0) {
+    for (const entry of probabilities) {
+      if (best.length === top && entry[1] <= (best[top - 1] as [Token, number])[1]) continue;
+      let i = best.length;
+      while (i > 0 && (best[i - 1] as [Token, number])[1] < entry[1]) i--;
+      best.splice(i, 0, entry);
+      if (best.length > top) best.pop();
+    }
+  }
+  const logprob = (p: number | undefined) => (p !== undefined && p > 0 ? Math.log(p) : -9999);
+  return {
+    ...tokenText(model, token),
+    logprob: logprob(probabilities.get(token)),
+    top_logprobs: best.map(([t, p]) => ({ ...tokenText(model, t), logprob: logprob(p) })),
+  };
+}
+
+/**
+ * The text triggers that end a grammar's output (node-llama-cpp's JSON grammars allow whitespace
+ * after the value and stop at four newlines), as strings.
+ */
+function grammarStops(grammar: LlamaGrammar | null): string[] {
+  if (grammar === null) return [];
+  return grammar.stopGenerationTriggers.flatMap((trigger) => {
+    if (typeof trigger === 'string') return [trigger];
+    if (Array.isArray(trigger)) return trigger.every((part) => typeof part === 'string') ? [trigger.join('')] : [];
+    return [String(trigger)];
+  });
+}
+
+/** Sampling options for node-llama-cpp: OpenAI semantics (no top-k; top-p 1 unless given); a grammar constrains each token. */
+function samplingOptions(model: LlamaModel, params: GenerateParams, grammar: LlamaGrammar | null, tokenBias: TokenBias | null, generated: readonly Token[]) {
+  const presencePenalty = params.extras?.presence_penalty ?? 0;
+  const frequencyPenalty = params.extras?.frequency_penalty ?? 0;
   return {
     temperature: params.temperature,
     topK: 0,
     topP: params.topP ?? 1,
     minP: 0,
     seed: params.seed ?? Math.floor(Math.random() * 2 ** 31),
+    ...(grammar !== null ? { grammarEvaluationState: new LlamaGrammarEvaluationState({ model, grammar }) } : {}),
+    ...(tokenBias !== null ? { tokenBias } : {}),
+    // OpenAI's penalties: over the tokens generated so far, no multiplicative repeat penalty.
+    ...(presencePenalty !== 0 || frequencyPenalty !== 0
+      ? { repeatPenalty: { punishTokens: () => [...generated], penalty: 1, presencePenalty, frequencyPenalty } }
+      : {}),
   };
 }
 
@@ -65,10 +121,16 @@ export async function generateOnSequence(
   tokens: Token[],
 ): Promise<GenerationOutcome> {
   const { params, signal, onProgress, progressEveryTokens, prompt, fault } = input;
-  const stops = [...prompt.templateStops, ...(params.stop ?? [])].filter((stop) => stop !== '');
+  const stops = [...prompt.templateStops, ...(params.stop ?? []), ...grammarStops(input.grammar)].filter((stop) => stop !== '');
   let finishReason: GenerateResult['finishReason'] = 'stop';
   let contentTokenCount: number | null = null;
-  const evaluation = sequence.evaluate(prompt.tokens, samplingOptions(params))[Symbol.asyncIterator]();
+  const options = samplingOptions(model, params, input.grammar, input.tokenBias, tokens);
+  const logprobs: TokenLogprob[] | null = params.extras?.logprobs === true ? [] : null;
+  const top = params.extras?.top_logprobs ?? 0;
+  // With `logprobs`, the variant of evaluate that reports the model's distribution of each token.
+  const evaluation = (logprobs !== null
+    ? sequence.evaluateWithMetadata(prompt.tokens, { probabilities: true }, options)[Symbol.asyncIterator]()
+    : sequence.evaluate(prompt.tokens, options)[Symbol.asyncIterator]()) as AsyncGenerator<Token | { token: Token; probabilities: Map<Token, number> }, void, void>;
   let ended = false;
   try {
     for (;;) {
@@ -80,9 +142,11 @@ export async function generateOnSequence(
         ended = true;
         break;
       }
-      const token = next.value;
+      const value = next.value;
+      const token = typeof value === 'number' ? value : value.token;
       signal.throwIfAborted();
       tokens.push(token);
+      if (logprobs !== null && typeof value !== 'number') logprobs.push(logprobOf(model, token, value.probabilities, top));
       if (onProgress !== undefined && tokens.length % progressEveryTokens === 0) onProgress(tokens.length, prompt.tokens.length);
       if (prompt.stopTokens.has(token)) {
         contentTokenCount = tokens.length - 1;
@@ -101,7 +165,7 @@ export async function generateOnSequence(
   }
   signal.throwIfAborted();
   onProgress?.(tokens.length, prompt.tokens.length);
-  return { tokens, finishReason, contentTokenCount: contentTokenCount ?? tokens.length, stops };
+  return { tokens, finishReason, contentTokenCount: contentTokenCount ?? tokens.length, stops, trimWhitespaceSuffix: input.grammar?.trimWhitespaceSuffix ?? false, logprobs };
 }
 
 /**
@@ -112,5 +176,6 @@ export async function generateOnSequence(
 export function decodeContent(model: LlamaModel, outcome: GenerationOutcome): string {
   const text = model.detokenize(outcome.tokens.slice(0, outcome.contentTokenCount), false);
   const cut = Math.min(...outcome.stops.map((stop) => text.indexOf(stop)).filter((index) => index >= 0));
-  return Number.isFinite(cut) ? text.slice(0, cut) : text;
+  const content = Number.isFinite(cut) ? text.slice(0, cut) : text;
+  return outcome.trimWhitespaceSuffix ? content.trimEnd() : content;
 }

@@ -1,0 +1,117 @@
+/**
+ * `POST /v1/completions`: the legacy text completion, sync. Validated by
+ * `domain/completion-validation.ts`, run as its own `completionRequest` workflow through the same
+ * pipeline as a chat request (authorized, reserved, billed and audited alike), answered as a
+ * `text_completion`. Served by llama.cpp deployments (the prompt is continued raw); a model with an
+ * upstream deployment refuses it, since an upstream's `/v1/completions` is not called.
+ */
+import { createHash } from 'node:crypto';
+import { Router } from 'express';
+import type { Client } from '@temporalio/client';
+import type { Db } from '../../db/database.js';
+import { activeDeployments, getModel } from '../../db/repositories/models.js';
+import { deleteUnstartedRequest, insertRequest } from '../../db/repositories/requests.js';
+import { canonicalJson } from '../../domain/canonical-json.js';
+import { newId } from '../../domain/ids.js';
+import { allowsModel } from '../../domain/policy.js';
+import { refusedByModel } from '../../domain/chat-fields.js';
+import { estimatePromptTokens, minPromptTokens } from '../../domain/chat-validation.js';
+import { toTextCompletion, validateCompletionBody } from '../../domain/completion-validation.js';
+import type { ChatCompletion, ChatRequestInput } from '../../contracts/chat.js';
+import { CONTROL_TASK_QUEUE, SearchAttributes, completionWorkflowId } from '../../contracts/ids.js';
+import type { completionRequest } from '../../workflows/completion-request.js';
+import type { Metrics } from '../../runtime/metrics.js';
+import type { Logger } from '../../runtime/logger.js';
+import { authOf, requirePermission } from '../auth.js';
+import { HttpError, badRequest, fromWorkflowFailure } from '../errors.js';
+import { startFailureResponse } from '../workflow-start.js';
+
+export interface CompletionRouteDeps {
+  db: Db;
+  temporal: Client;
+  metrics: Metrics;
+  eagerStart: boolean;
+  log: Logger;
+}
+
+/** Providers that continue a raw prompt (`instant` is the pipeline tests' stand-in). */
+const RAW_PROMPT_PROVIDERS: readonly string[] = ['llama-cpp', 'instant'];
+
+function requestIdFor(tenantId: string, idempotencyKey: string | null): string {
+  if (idempotencyKey === null) return newId('cmpl');
+  return `cmpl_${createHash('sha256').update(`completions\n${tenantId}\n${idempotencyKey}`).digest('hex').slice(0, 32)}`;
+}
+
+export function completionRoutes(deps: CompletionRouteDeps): Router {
+  const router = Router();
+
+  router.post('/completions', requirePermission(deps, 'chat'), async (req, res) => {
+    const auth = authOf(req);
+    const body = validateCompletionBody(req.body);
+    if (auth.tenantId === null) throw new HttpError('permission_error', 'Inference needs a tenant key; the admin key has no tenant', 'permission_denied');
+    if (!allowsModel(auth.scopes, body.model)) throw new HttpError('permission_error', `This key may not use model ${body.model}`, 'model_not_allowed', 'model');
+    const model = await getModel(deps.db, body.model);
+    if (!model) throw new HttpError('not_found_error', `The model '${body.model}' does not exist`, 'model_not_found', 'model');
+    const deployments = await activeDeployments(deps.db, body.model);
+    const upstream = deployments.find((d) => !RAW_PROMPT_PROVIDERS.includes(d.provider));
+    if (upstream) throw badRequest(`Legacy completions are served by llama.cpp deployments only; model ${body.model} has a ${upstream.provider} deployment`, 'model', 'unsupported_model');
+    const refused = refusedByModel(body.model, deployments.map((d) => d.provider), body.params.extras);
+    if (refused !== null) throw refused;
+    if (body.params.maxTokens > model.max_output_tokens) {
+      throw badRequest(`max_tokens is too large: ${body.params.maxTokens}. This model supports at most ${model.max_output_tokens} completion tokens.`, 'max_tokens', 'invalid_value');
+    }
+    if (minPromptTokens(body.messages) + body.params.maxTokens > model.context_length) {
+      throw badRequest(`This model's maximum context length is ${model.context_length} tokens; your prompt is longer.`, 'prompt', 'context_length_exceeded');
+    }
+    const key = req.get('idempotency-key') ?? null;
+    if (key !== null && !/^[\x21-\x7e]{1,255}$/.test(key)) throw badRequest('Idempotency-Key must be 1-255 visible ASCII characters', 'Idempotency-Key', 'invalid_value');
+    const requestId = requestIdFor(auth.tenantId, key);
+    const bodyHash = createHash('sha256').update(canonicalJson(req.body)).digest('hex');
+    const { created, row } = await insertRequest(deps.db, { id: requestId, tenantId: auth.tenantId, keyId: auth.keyId, kind: 'sync', model: body.model, idempotencyKey: key, bodyHash });
+    if (!created && (row.body_hash !== bodyHash || row.tenant_id !== auth.tenantId)) {
+      throw new HttpError('idempotency_error', 'This Idempotency-Key was already used with a different request body', 'idempotency_key_reused');
+    }
+    if (row.status === 'succeeded') {
+      if (row.result === null) throw new HttpError('conflict_error', 'The result of this request was erased (retention or erase)', 'content_purged');
+      res.json(toTextCompletion(row.result as ChatCompletion, body.prompt, body.echo));
+      return;
+    }
+    const workflowId = completionWorkflowId(requestId);
+    if (created) {
+      const input: ChatRequestInput = {
+        requestId, tenantId: auth.tenantId, keyId: auth.keyId, kind: 'sync', subject: body.user ?? auth.keyId, model: body.model,
+        messages: body.messages, params: body.params, promptTokensEstimate: estimatePromptTokens(body.messages),
+        created: Math.floor(row.created_at.getTime() / 1000), batchId: null,
+      };
+      try {
+        await deps.temporal.workflow.start<typeof completionRequest>('completionRequest', {
+          taskQueue: CONTROL_TASK_QUEUE, workflowId, args: [input], workflowIdConflictPolicy: 'USE_EXISTING',
+          requestEagerStart: deps.eagerStart, priority: { priorityKey: 1 },
+          typedSearchAttributes: [
+            { key: SearchAttributes.kind, value: 'sync' },
+            { key: SearchAttributes.tenant, value: auth.tenantId },
+            { key: SearchAttributes.model, value: body.model },
+            { key: SearchAttributes.status, value: 'queued' },
+          ],
+        });
+      } catch (err) {
+        const error = startFailureResponse(err, deps.log, { request_id: requestId }, 'request');
+        if (error) {
+          await deleteUnstartedRequest(deps.db, requestId);
+          throw error;
+        }
+      }
+    }
+    try {
+      const completion = (await deps.temporal.workflow.getHandle<typeof completionRequest>(workflowId).result()) as ChatCompletion;
+      deps.metrics.chatRequests.inc({ model: row.model, status: '200', tenant: row.tenant_id });
+      res.json(toTextCompletion(completion, body.prompt, body.echo));
+    } catch (err) {
+      const mapped = fromWorkflowFailure(err);
+      deps.metrics.chatRequests.inc({ model: row.model, status: String(mapped?.status ?? 500), tenant: row.tenant_id });
+      throw mapped ?? err;
+    }
+  });
+
+  return router;
+}

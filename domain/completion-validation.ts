@@ -1,0 +1,133 @@
+/**
+ * Request-body validation for the legacy `POST /v1/completions`, pure: a closed list of its fields
+ * (OpenAI's completions reference), each honoured or refused with a 400 naming it, and the body
+ * turned into the chat pipeline's input (the prompt as one raw user message) so a text completion
+ * is authorized, reserved, billed and audited as a chat completion is. Also the text completion
+ * object built from the pipeline's result.
+ */
+import type { ChatCompletion, ChatMessageInput, ChatParams } from '../contracts/chat.js';
+import { validateChatExtras } from './chat-extras.js';
+import { InvalidRequestError } from './invalid-request.js';
+import { samplingNumber, samplingStop } from './sampling-params.js';
+
+/** OpenAI's default `max_tokens` for a text completion. */
+export const DEFAULT_COMPLETION_MAX_TOKENS = 16;
+
+/** Every field of the completions request, with what Sluice does with it (README). */
+export const COMPLETION_FIELDS = {
+  model: 'honoured',
+  prompt: 'honoured: a string, or an array of one string (token arrays and several prompts are refused)',
+  suffix: 'refused (insertion is not offered)',
+  echo: 'honoured: the prompt is prepended to the text',
+  max_tokens: 'honoured (default 16, as OpenAI)',
+  temperature: 'honoured',
+  top_p: 'honoured',
+  stop: 'honoured',
+  seed: 'honoured',
+  user: 'honoured: the sticky subject of experiment assignment',
+  presence_penalty: 'honoured (as chat)',
+  frequency_penalty: 'honoured (as chat)',
+  logit_bias: 'honoured (as chat)',
+  n: 'only 1',
+  best_of: 'only 1',
+  logprobs: 'refused',
+  stream: 'only false (streaming: issue 13)',
+  stream_options: 'refused (streaming: issue 13)',
+} as const;
+
+export type CompletionFieldName = keyof typeof COMPLETION_FIELDS;
+
+export interface ValidCompletionBody {
+  model: string;
+  prompt: string;
+  echo: boolean;
+  /** The pipeline's input: the prompt as one user message, continued raw. */
+  messages: ChatMessageInput[];
+  params: ChatParams & { maxTokens: number; rawPrompt: true };
+  user: string | null;
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+const given = (v: unknown): boolean => v !== undefined && v !== null;
+
+function unsupported(name: string, why: string): InvalidRequestError {
+  return new InvalidRequestError(`'${name}' is not supported: ${why}`, name, 'unsupported_parameter');
+}
+
+/** Checks a `/v1/completions` body; throws {@link InvalidRequestError} naming the first bad field. */
+export function validateCompletionBody(raw: unknown): ValidCompletionBody {
+  if (!isObject(raw)) throw new InvalidRequestError('The request body must be a JSON object', null, 'invalid_type');
+  for (const name of Object.keys(raw)) {
+    if (!Object.prototype.hasOwnProperty.call(COMPLETION_FIELDS, name)) throw new InvalidRequestError(`Unrecognized request argument supplied: ${name}`, name, 'unrecognized_request_argument');
+  }
+  if (typeof raw.model !== 'string' || raw.model.trim() === '') throw new InvalidRequestError("'model' is required", 'model', 'missing_required_parameter');
+  if (raw.model.length > 256) throw new InvalidRequestError("'model' is too long", 'model', 'invalid_value');
+  const prompt = promptOf(raw.prompt);
+  if (given(raw.suffix) && raw.suffix !== '') throw unsupported('suffix', 'insertion (a suffix) is not offered');
+  if (given(raw.echo) && typeof raw.echo !== 'boolean') throw new InvalidRequestError("'echo' must be a boolean", 'echo', 'invalid_type');
+  if (given(raw.n) && raw.n !== 1) throw unsupported('n', "only 'n': 1");
+  if (given(raw.best_of) && raw.best_of !== 1) throw unsupported('best_of', "only 'best_of': 1");
+  if (given(raw.logprobs)) throw unsupported('logprobs', 'log probabilities are not returned');
+  if (given(raw.stream) && raw.stream !== false) throw unsupported('stream', 'streaming (issue 13)');
+  if (given(raw.stream_options)) throw unsupported('stream_options', 'streaming (issue 13)');
+  if (given(raw.user) && typeof raw.user !== 'string') throw new InvalidRequestError("'user' must be a string", 'user', 'invalid_type');
+  const extras = validateChatExtras({ presence_penalty: raw.presence_penalty, frequency_penalty: raw.frequency_penalty, logit_bias: raw.logit_bias });
+  return {
+    model: raw.model,
+    prompt,
+    echo: raw.echo === true,
+    messages: [{ role: 'user', content: prompt }],
+    params: {
+      maxTokens: samplingNumber('max_tokens', raw.max_tokens) ?? DEFAULT_COMPLETION_MAX_TOKENS,
+      temperature: samplingNumber('temperature', raw.temperature),
+      topP: samplingNumber('top_p', raw.top_p),
+      seed: samplingNumber('seed', raw.seed),
+      stop: samplingStop(raw.stop),
+      ...(extras !== null ? { extras } : {}),
+      rawPrompt: true,
+    },
+    user: typeof raw.user === 'string' && raw.user !== '' ? raw.user : null,
+  };
+}
+
+/** `prompt`: a string, or an array holding one string. */
+function promptOf(value: unknown): string {
+  if (typeof value === 'string') {
+    if (value === '') throw new InvalidRequestError("'prompt' must not be empty", 'prompt', 'invalid_value');
+    return value;
+  }
+  if (Array.isArray(value)) {
+    if (value.length === 1 && typeof value[0] === 'string') return promptOf(value[0]);
+    if (value.length > 1 && value.every((p) => typeof p === 'string')) throw unsupported('prompt', 'one prompt per request (send several requests, or a batch)');
+    throw unsupported('prompt', 'token arrays are not accepted; send the prompt as text');
+  }
+  if (value === undefined || value === null) throw new InvalidRequestError("'prompt' is required", 'prompt', 'missing_required_parameter');
+  throw new InvalidRequestError("'prompt' must be a string or an array of one string", 'prompt', 'invalid_type');
+}
+
+/** An OpenAI text completion object. */
+export interface TextCompletion {
+  id: string;
+  object: 'text_completion';
+  created: number;
+  model: string;
+  system_fingerprint: string | null;
+  choices: Array<{ text: string; index: number; logprobs: null; finish_reason: 'stop' | 'length' }>;
+  usage: ChatCompletion['usage'];
+}
+
+/** The text completion of a pipeline result (`echo`: the prompt, then the generated text). */
+export function toTextCompletion(chat: ChatCompletion, prompt: string, echo: boolean): TextCompletion {
+  return {
+    id: chat.id.replace(/^chatcmpl-/, 'cmpl-'),
+    object: 'text_completion',
+    created: chat.created,
+    model: chat.model,
+    system_fingerprint: chat.system_fingerprint,
+    choices: chat.choices.map((c) => ({ text: (echo ? prompt : '') + c.message.content, index: c.index, logprobs: null, finish_reason: c.finish_reason })),
+    usage: chat.usage,
+  };
+}

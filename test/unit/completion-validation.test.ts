@@ -1,0 +1,68 @@
+/** `/v1/completions` body validation: the closed field list (checked against the SDK's request type), refusals naming the field. */
+import { describe, expect, it } from 'vitest';
+import type { CompletionCreateParamsBase } from 'openai/resources/completions';
+import { COMPLETION_FIELDS, DEFAULT_COMPLETION_MAX_TOKENS, toTextCompletion, validateCompletionBody, type CompletionFieldName } from '../../domain/completion-validation.js';
+import { InvalidRequestError } from '../../domain/invalid-request.js';
+
+type Missing = Exclude<keyof CompletionCreateParamsBase, CompletionFieldName>;
+type Extra = Exclude<CompletionFieldName, keyof CompletionCreateParamsBase>;
+const noneMissing: [Missing] extends [never] ? true : Missing = true;
+const noneExtra: [Extra] extends [never] ? true : Extra = true;
+
+const base = { model: 'tiny', prompt: 'Once upon a time' };
+
+function refusal(body: unknown): InvalidRequestError {
+  try {
+    validateCompletionBody(body);
+  } catch (err) {
+    expect(err).toBeInstanceOf(InvalidRequestError);
+    return err as InvalidRequestError;
+  }
+  throw new Error(`expected ${JSON.stringify(body)} to be refused`);
+}
+
+describe('validateCompletionBody', () => {
+  it('lists every field of the SDK request type', () => {
+    expect(noneMissing && noneExtra).toBe(true);
+    expect(Object.keys(COMPLETION_FIELDS).length).toBeGreaterThan(10);
+  });
+
+  it.each<[string, Record<string, unknown>, string, string]>([
+    ['an unknown field', { ...base, top_k: 3 }, 'top_k', 'unrecognized_request_argument'],
+    ['a suffix', { ...base, suffix: ' the end' }, 'suffix', 'unsupported_parameter'],
+    ['several prompts', { ...base, prompt: ['a', 'b'] }, 'prompt', 'unsupported_parameter'],
+    ['a token array', { ...base, prompt: [1, 2, 3] }, 'prompt', 'unsupported_parameter'],
+    ['an empty prompt', { ...base, prompt: '' }, 'prompt', 'invalid_value'],
+    ['no prompt', { model: 'tiny' }, 'prompt', 'missing_required_parameter'],
+    ['n: 2', { ...base, n: 2 }, 'n', 'unsupported_parameter'],
+    ['best_of: 3', { ...base, best_of: 3 }, 'best_of', 'unsupported_parameter'],
+    ['logprobs', { ...base, logprobs: 2 }, 'logprobs', 'unsupported_parameter'],
+    ['stream: true', { ...base, stream: true }, 'stream', 'unsupported_parameter'],
+    ['a string echo', { ...base, echo: 'yes' }, 'echo', 'invalid_type'],
+    ['max_tokens 0', { ...base, max_tokens: 0 }, 'max_tokens', 'invalid_value'],
+    ['a bad penalty', { ...base, presence_penalty: 9 }, 'presence_penalty', 'invalid_value'],
+  ])('refuses %s, naming it', (_name, body, param, code) => {
+    const err = refusal(body);
+    expect(err.param).toBe(param);
+    expect(err.code).toBe(code);
+  });
+
+  it('takes a string or an array of one string, defaults max_tokens to 16, and carries the prompt as one raw user message', () => {
+    const v = validateCompletionBody({ ...base, prompt: ['Hello'], stop: 'x', echo: true, seed: 3, frequency_penalty: 1, suffix: null, n: 1, best_of: 1 });
+    expect(v).toMatchObject({ prompt: 'Hello', echo: true, messages: [{ role: 'user', content: 'Hello' }] });
+    expect(v.params).toEqual({ maxTokens: DEFAULT_COMPLETION_MAX_TOKENS, temperature: null, topP: null, seed: 3, stop: ['x'], extras: { frequency_penalty: 1 }, rawPrompt: true });
+  });
+
+  it('builds a text_completion, echoing the prompt when asked', () => {
+    const chat = {
+      id: 'chatcmpl-cmpl_1', object: 'chat.completion' as const, created: 1, model: 'm', system_fingerprint: null,
+      choices: [{ index: 0, message: { role: 'assistant' as const, content: ' there', refusal: null }, logprobs: null, finish_reason: 'length' as const }],
+      usage: { prompt_tokens: 2, completion_tokens: 1, total_tokens: 3 },
+    };
+    expect(toTextCompletion(chat, 'Hi', true)).toEqual({
+      id: 'cmpl-cmpl_1', object: 'text_completion', created: 1, model: 'm', system_fingerprint: null,
+      choices: [{ text: 'Hi there', index: 0, logprobs: null, finish_reason: 'length' }], usage: chat.usage,
+    });
+    expect(toTextCompletion(chat, 'Hi', false).choices[0]?.text).toBe(' there');
+  });
+});

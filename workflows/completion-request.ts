@@ -1,0 +1,24 @@
+/**
+ * `completionRequest`: one legacy text completion (`/v1/completions`), its own workflow kind in
+ * `completion-<requestId>`, through the same request pipeline as a chat request (authorized,
+ * reserved, billed and audited alike); the prompt travels as one raw user message
+ * (`params.rawPrompt`), continued by the model without a chat template. The API turns the
+ * pipeline's completion into a `text_completion`.
+ */
+import { upsertSearchAttributes } from '@temporalio/workflow';
+import { runChatPipeline } from './pipeline.js';
+import type { ChatCompletion, ChatRequestInput } from '../contracts/chat.js';
+import { SearchAttributes } from '../contracts/ids.js';
+
+export async function completionRequest(input: ChatRequestInput): Promise<ChatCompletion> {
+  return runChatPipeline(input, {
+    localActivities: true,
+    onAttempt: ({ model, pool, variant }) => upsertSearchAttributes([
+      { key: SearchAttributes.variant, value: variant ?? 'none' },
+      { key: SearchAttributes.model, value: model },
+      { key: SearchAttributes.pool, value: pool },
+      { key: SearchAttributes.status, value: 'running' },
+    ]),
+    onEnd: (status) => upsertSearchAttributes([{ key: SearchAttributes.status, value: status }]),
+  });
+}
