@@ -9,6 +9,7 @@ import * as webhooks from './2026-11-22-0006-webhooks.js';
 import * as dayClose from './2026-11-22-0007-day-close.js';
 import * as quotaFunctions from './2026-11-22-0008-quota-functions.js';
 import * as operatorRoles from './2026-12-01-0102-operator-roles.js';
+import * as streamChunks from './2026-12-01-0202-stream-chunks.js';
 
 export const migrations: Record<string, Migration> = {
   '2026-11-21-0001-spine': spine,
@@ -20,4 +21,5 @@ export const migrations: Record<string, Migration> = {
   '2026-11-22-0007-day-close': dayClose,
   '2026-11-22-0008-quota-functions': quotaFunctions,
   '2026-12-01-0102-operator-roles': operatorRoles,
+  '2026-12-01-0202-stream-chunks': streamChunks,
 };
