@@ -71,7 +71,10 @@ export function parseBatchLine(content: string, endpoint: string): ParsedLine {
   if (json.method !== 'POST') return { ok: false, customId, error: { code: 'invalid_method', message: "'method' must be 'POST'.", param: 'method' } };
   if (json.url !== endpoint) return { ok: false, customId, error: { code: 'invalid_url', message: `'url' must be '${endpoint}', the batch's endpoint.`, param: 'url' } };
   try {
-    return { ok: true, customId, body: validateChatBody(json.body), raw: json.body };
+    const body = validateChatBody(json.body);
+    // As OpenAI's Batch API: a batch line is answered in the output file, never streamed.
+    if (body.stream) return { ok: false, customId, error: { code: 'unsupported_parameter', message: "'stream' is not supported in batch lines.", param: 'body.stream' } };
+    return { ok: true, customId, body, raw: json.body };
   } catch (err) {
     const e = err as { message?: string; code?: string | null; param?: string | null };
     return { ok: false, customId, error: { code: e.code ?? 'invalid_body', message: e.message ?? 'invalid body', param: e.param ? `body.${e.param}` : 'body' } };

@@ -34,6 +34,11 @@ export interface ChatRequestInput {
   /** Unix seconds of acceptance, used as the completion's `created`. */
   created: number;
   batchId: string | null;
+  /**
+   * `stream: true`: the inference attempt publishes its text to the stream channel as it goes
+   * (db/repositories/streams.ts). Absent in histories recorded before streaming. @default false
+   */
+  stream?: boolean;
 }
 
 /** An OpenAI chat completion object, as returned to clients. */
@@ -73,6 +78,8 @@ export interface InferInput {
   deployment: DeploymentTarget;
   messages: ChatMessageInput[];
   params: { maxTokens: number; temperature: number; topP: number | null; seed: number | null; stop: string[] | null };
+  /** Publish the text to the stream channel as it is generated (see `ChatRequestInput.stream`). @default false */
+  stream?: boolean;
 }
 
 export interface InferOutput {

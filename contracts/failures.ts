@@ -13,6 +13,8 @@ export const FailureTypes = {
   ContextLengthExceeded: 400,
   QuotaExceeded: 429,
   NoDeploymentAvailable: 503,
+  /** A streamed request's attempt failed after its first chunk was sent: the stream ends, never restarts. */
+  StreamInterrupted: 503,
   Cancelled: 409,
   InternalError: 500,
 } as const;

@@ -17,6 +17,7 @@ const MESSAGE_BY_CODE: Readonly<Record<string, string>> = {
   completion_too_large: 'The completion is larger than Sluice can return; ask for fewer max_tokens. Nothing was billed.',
   context_length_exceeded: "The messages and max_tokens exceed the model's context length.",
   model_unavailable: 'No deployment of this model could serve the request; try again later.',
+  stream_interrupted: 'The deployment failed after the stream started; the stream ends here. Only the tokens sent are recorded, unbilled.',
   internal_error: 'The server had an error while processing your request.',
 };
 

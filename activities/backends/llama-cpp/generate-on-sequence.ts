@@ -19,6 +19,8 @@ export interface GenerationInput {
   fault: Promise<never>;
   /** Whether `fault` has rejected. */
   faulted: () => boolean;
+  /** Called after each generated token with all tokens so far (streamed requests). @default undefined */
+  onToken?: ((tokens: readonly Token[]) => void) | undefined;
 }
 
 /** Why generation ended, with the generated tokens and where the answer's text ends. */
@@ -83,6 +85,7 @@ export async function generateOnSequence(
       const token = next.value;
       signal.throwIfAborted();
       tokens.push(token);
+      input.onToken?.(tokens);
       if (onProgress !== undefined && tokens.length % progressEveryTokens === 0) onProgress(tokens.length, prompt.tokens.length);
       if (prompt.stopTokens.has(token)) {
         contentTokenCount = tokens.length - 1;
