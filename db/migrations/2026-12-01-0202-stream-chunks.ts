@@ -4,7 +4,8 @@
  * `stream_closed` the requests whose client went away (a chunk insert for one of them raises, so
  * the generation stops at its next flush without waiting for Temporal's cancellation). Each insert
  * is followed by `pg_notify('sluice_stream', request_id)`; API processes LISTEN and read the rows.
- * `sluice_stream_writer`: the narrow role an inference worker may use (insert chunks only).
+ * `sluice_stream_writer`: the narrow role an inference worker may use (insert chunks, read back
+ * only their IDs).
  * Frozen in time: uses Kysely<any> and imports nothing of the app.
  */
 import { sql, type Kysely } from 'kysely';
@@ -45,6 +46,8 @@ export async function up(db: Kysely<any>): Promise<void> {
     end;
     $$`.execute(db);
   await sql`grant insert on stream_chunks to sluice_stream_writer`.execute(db);
+  // `insert … returning id` needs to read the ID it made, and only that column.
+  await sql`grant select (id) on stream_chunks to sluice_stream_writer`.execute(db);
   await sql`grant usage on sequence stream_chunks_id_seq to sluice_stream_writer`.execute(db);
 }
 

@@ -8,6 +8,10 @@ import OpenAI from 'openai';
 import { addModel, startTestStack, type TestStack } from '../support/stack.js';
 import { startSecondApi, type SecondApi } from '../support/second-api.js';
 import { chatWorkflowId } from '../../contracts/ids.js';
+import { randomBytes } from 'node:crypto';
+import pg from 'pg';
+import { createDb } from '../../db/database.js';
+import { publishChunk } from '../../db/repositories/streams.js';
 
 let stack: TestStack;
 let client: OpenAI;
@@ -209,6 +213,31 @@ describe('disconnect', () => {
     expect(reservation.status).toBe('released');
     const audit = await stack.db.selectFrom('audit_log').selectAll().where('target', '=', `request:${jobId}`).execute();
     expect(audit.map((a) => a.action)).toContain('request.cancelled');
+  });
+});
+
+describe('the stream writer role', () => {
+  it('lets an inference worker append chunks and read nothing', async () => {
+    const role = `stream_${randomBytes(4).toString('hex')}`;
+    const password = randomBytes(12).toString('hex');
+    const admin = new pg.Client({ connectionString: stack.databaseUrl });
+    await admin.connect();
+    await admin.query(`create role ${role} login password '${password}' in role sluice_stream_writer`);
+    const url = new URL(stack.databaseUrl);
+    url.username = role;
+    url.password = password;
+    const writer = createDb({ connectionString: url.toString(), max: 1 });
+    try {
+      expect(await publishChunk(writer.db, { requestId: 'req_writer', attempt: 'a:1', content: 'hi' })).toBeGreaterThan(0);
+      await expect(writer.db.selectFrom('stream_chunks').select('content').execute()).rejects.toThrow(/permission denied/);
+      await expect(writer.db.selectFrom('requests').select('id').execute()).rejects.toThrow(/permission denied/);
+      await expect(writer.db.deleteFrom('stream_chunks').execute()).rejects.toThrow(/permission denied/);
+    } finally {
+      await writer.db.destroy();
+      await admin.query(`drop owned by ${role}`);
+      await admin.query(`drop role ${role}`);
+      await admin.end();
+    }
   });
 });
 
