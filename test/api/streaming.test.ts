@@ -12,11 +12,21 @@ import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { createDb } from '../../db/database.js';
 import { publishChunk } from '../../db/repositories/streams.js';
+import { startFakeUpstream, type FakeUpstream } from '../support/fake-openai-upstream.js';
 
 let stack: TestStack;
 let client: OpenAI;
 let key: string;
 let second: SecondApi;
+let good: FakeUpstream;
+let goodFallback: FakeUpstream;
+let broken: FakeUpstream;
+let breaking: FakeUpstream;
+
+const upstream = (id: string, url: string, priority = 0) => ({
+  id, provider: 'openai-compatible', pool: 'local', base_url: url, upstream_model: 'gpt-fake', priority,
+  price: { input_micros_per_mtok: 1_000_000, output_micros_per_mtok: 2_000_000 },
+});
 
 beforeAll(async () => {
   stack = await startTestStack();
@@ -28,10 +38,19 @@ beforeAll(async () => {
     deployments: [{ id: 'paced-local', provider: 'instant', pool: 'local', upstream_model: 'stream-interval-ms:50', price: { input_micros_per_mtok: 100_000, output_micros_per_mtok: 200_000 } }],
   });
   second = await startSecondApi(stack);
+  good = await startFakeUpstream();
+  goodFallback = await startFakeUpstream();
+  broken = await startFakeUpstream({ behaviour: { kind: 'fail', status: 500 } });
+  breaking = await startFakeUpstream({ behaviour: { kind: 'break-stream', afterWords: 2 } });
+  const model = (id: string, deployments: unknown[]) => addModel(stack, { id, context_length: 1024, max_output_tokens: 64, deployments });
+  await model('relay', [upstream('relay-up', good.url)]);
+  await model('fallback', [upstream('fallback-broken', broken.url, 0), upstream('fallback-good', goodFallback.url, 1)]);
+  await model('midbreak', [upstream('midbreak-breaking', breaking.url, 0), upstream('midbreak-good', goodFallback.url, 1)]);
 }, 120_000);
 afterAll(async () => {
   await second?.close();
   await stack?.stop();
+  for (const f of [good, goodFallback, broken, breaking]) await f?.close();
 });
 
 interface SseEvent { id: string | null; data: string }
@@ -213,6 +232,65 @@ describe('disconnect', () => {
     expect(reservation.status).toBe('released');
     const audit = await stack.db.selectFrom('audit_log').selectAll().where('target', '=', `request:${jobId}`).execute();
     expect(audit.map((a) => a.action)).toContain('request.cancelled');
+  });
+});
+
+describe('openai-compatible upstreams', () => {
+  const ask = (model: string) => ({ model, messages: [{ role: 'user' as const, content: 'hello there upstream' }], max_tokens: 6, stream: true as const, stream_options: { include_usage: true } });
+
+  it('relays the upstream SSE, asking it for usage; the usage chunk equals the ledger row', async () => {
+    const stream = await client.chat.completions.create(ask('relay'));
+    let joined = '';
+    let usage = null;
+    let id = '';
+    for await (const c of stream) {
+      id = c.id;
+      joined += c.choices[0]?.delta.content ?? '';
+      if (c.usage) usage = c.usage;
+    }
+    expect(joined).toBe('This is a deterministic reply from');
+    const sent = good.requests.at(-1)?.body as Record<string, unknown>;
+    expect(sent).toMatchObject({ stream: true, stream_options: { include_usage: true } });
+    const rows = await usageRows(id.replace('chatcmpl-', ''));
+    expect(rows.map((r) => r.step)).toEqual(['infer']);
+    expect(usage).toEqual({ prompt_tokens: rows[0]?.input_tokens, completion_tokens: rows[0]?.output_tokens, total_tokens: (rows[0]?.input_tokens ?? 0) + (rows[0]?.output_tokens ?? 0) });
+  });
+
+  it('falls back invisibly when the upstream fails before its first byte', async () => {
+    const before = goodFallback.calls;
+    const res = await post(stack.url, ask('fallback'));
+    expect(res.status).toBe(200);
+    const events = await readEvents(res);
+    expect(events.at(-1)?.data).toBe('[DONE]');
+    const chunks = events.slice(0, -1).map((e) => JSON.parse(e.data));
+    expect(chunks.some((c) => c.error)).toBe(false);
+    expect(chunks.map((c) => c.choices[0]?.delta?.content ?? '').join('')).toBe('This is a deterministic reply from');
+    expect(broken.calls).toBeGreaterThan(0);
+    expect(goodFallback.calls).toBe(before + 1);
+  });
+
+  it('ends with an error event in OpenAI error shape when the upstream fails mid-stream, never restarting the text', async () => {
+    const fallbackCalls = goodFallback.calls;
+    const res = await post(stack.url, ask('midbreak'));
+    expect(res.status).toBe(200);
+    const jobId = res.headers.get('x-sluice-job-id') as string;
+    const events = await readEvents(res);
+    const last = JSON.parse(events.at(-1)?.data ?? '{}');
+    expect(last.error).toMatchObject({ type: 'service_unavailable', code: 'stream_interrupted', param: null });
+    expect(typeof last.error.message).toBe('string');
+    expect(events.at(-1)?.id).toMatch(/-e$/);
+    const text = events.slice(0, -1).map((e) => JSON.parse(e.data).choices[0]?.delta?.content ?? '').join('');
+    expect(text).toBe('This is');
+    // Not retried, not sent to the fallback deployment.
+    expect(breaking.calls).toBe(1);
+    expect(goodFallback.calls).toBe(fallbackCalls);
+    const job: any = await (await fetch(`${stack.url}/v1/jobs/${jobId}`, { headers: { Authorization: `Bearer ${key}` } })).json();
+    expect(job.status).toBe('failed');
+    expect((await usageRows(jobId)).filter((r) => r.billable)).toEqual([]);
+    // The official client raises it as an APIError.
+    await expect((async () => {
+      for await (const _ of await client.chat.completions.create(ask('midbreak'))) void _;
+    })()).rejects.toThrow(OpenAI.APIError);
   });
 });
 
