@@ -137,6 +137,25 @@ describe('stream: true with the openai client', () => {
   });
 });
 
+describe('the workflow stays the source of truth', () => {
+  it("a streamed request's history has the events of the same request not streamed: no event per token", async () => {
+    const body = tiny('History size', { max_tokens: 48 });
+    const plain = await client.chat.completions.create(body);
+    let id = '';
+    let deltas = 0;
+    for await (const c of await client.chat.completions.create({ ...body, stream: true })) {
+      id = c.id;
+      if (c.choices[0]?.delta.content) deltas += 1;
+    }
+    const types = async (completionId: string) => {
+      const history = await stack.client.workflow.getHandle(chatWorkflowId(completionId.replace('chatcmpl-', ''))).fetchHistory();
+      return (history.events ?? []).map((e) => e.eventType);
+    };
+    expect(deltas).toBeGreaterThan(0);
+    expect(await types(id)).toEqual(await types(plain.id));
+  });
+});
+
 describe('stream: true on the wire', () => {
   it('gives every event an ID, the job ID in a header, and ends with [DONE]', async () => {
     const res = await post(stack.url, { ...tiny('Wire format'), stream: true });
