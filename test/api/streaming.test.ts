@@ -45,6 +45,7 @@ beforeAll(async () => {
   const model = (id: string, deployments: unknown[]) => addModel(stack, { id, context_length: 1024, max_output_tokens: 64, deployments });
   await model('relay', [upstream('relay-up', good.url)]);
   await model('fallback', [upstream('fallback-broken', broken.url, 0), upstream('fallback-good', goodFallback.url, 1)]);
+  await model('dead', [upstream('dead-broken', broken.url)]);
   await model('midbreak', [upstream('midbreak-breaking', breaking.url, 0), upstream('midbreak-good', goodFallback.url, 1)]);
 }, 120_000);
 afterAll(async () => {
@@ -180,11 +181,15 @@ describe('stream: true on the wire', () => {
     expect(body.error).toMatchObject({ param: 'stream', code: 'unsupported_parameter', type: 'invalid_request_error' });
   });
 
-  it('answers a failure before the first chunk with the HTTP error a non-streamed request gets', async () => {
-    const res = await post(stack.url, { model: 'sluice-tiny', messages: [{ role: 'user', content: 'x' }], max_tokens: 1000, stream: true });
-    const plain = await post(stack.url, { model: 'sluice-tiny', messages: [{ role: 'user', content: 'x' }], max_tokens: 1000 });
+  it('answers a workflow that fails before the first chunk with the HTTP error a non-streamed request gets', async () => {
+    const body = { model: 'dead', messages: [{ role: 'user', content: 'nobody serves this' }], max_tokens: 4 };
+    const res = await post(stack.url, { ...body, stream: true });
+    const plain = await post(stack.url, body);
+    expect(res.status).toBe(503);
     expect(res.status).toBe(plain.status);
     expect(res.headers.get('content-type')).toMatch(/json/);
+    const [streamed, unstreamed] = [await res.json() as any, await plain.json() as any];
+    expect(streamed.error).toEqual(unstreamed.error);
   });
 });
 
