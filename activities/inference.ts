@@ -15,7 +15,7 @@ import { checkGenerateInput } from '../domain/sampling-params.js';
 import type { Metrics } from '../runtime/metrics.js';
 import type { Db } from '../db/database.js';
 import { isStreamClosedError } from '../db/repositories/streams.js';
-import { createStreamPublisher } from './stream-publisher.js';
+import { chunkPublisherFor, createStreamPublisher } from './stream-publisher.js';
 
 /** Heartbeat at most this often while generating. */
 const HEARTBEAT_EVERY_MS = 1000;
@@ -209,7 +209,7 @@ export function createInferenceActivities(deps: InferenceDeps) {
       const clientGone = new AbortController();
       const signal = streamDb === null ? ctx.cancellationSignal : AbortSignal.any([ctx.cancellationSignal, clientGone.signal]);
       const publisher = streamDb === null ? null : createStreamPublisher({
-        db: streamDb, requestId: input.requestId, attempt: `${input.deployment.id}:${ctx.info.attempt}`,
+        publish: chunkPublisherFor(streamDb, input.requestId, `${input.deployment.id}:${ctx.info.attempt}`),
         onFirstChunk: () => {
           streamed = true;
           beat();

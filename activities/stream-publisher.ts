@@ -6,6 +6,14 @@
 import type { Db } from '../db/database.js';
 import { isStreamClosedError, publishChunk } from '../db/repositories/streams.js';
 
+/** Stores one chunk of `requestId`'s attempt (`publishChunk` over a stream-writer connection). */
+export type PublishChunk = (content: string) => Promise<unknown>;
+
+/** The {@link PublishChunk} of one attempt over `db`. */
+export function chunkPublisherFor(db: Db, requestId: string, attempt: string): PublishChunk {
+  return (content) => publishChunk(db, { requestId, attempt, content });
+}
+
 export interface StreamPublisher {
   /** Queues `text` for the next chunk. */
   push(text: string): void;
@@ -18,10 +26,8 @@ export interface StreamPublisher {
 }
 
 export interface StreamPublisherOptions {
-  db: Db;
-  requestId: string;
-  /** `<deployment>:<activity attempt>` */
-  attempt: string;
+  /** Stores a chunk (see {@link chunkPublisherFor}). */
+  publish: PublishChunk;
   /** Before the first chunk is stored (the activity heartbeats it, so a retry knows). */
   onFirstChunk: () => void;
   /** The client closed the stream: the caller stops generating. */
@@ -44,7 +50,7 @@ export function createStreamPublisher(options: StreamPublisherOptions): StreamPu
         options.onFirstChunk();
       }
       try {
-        await publishChunk(options.db, { requestId: options.requestId, attempt: options.attempt, content });
+        await options.publish(content);
       } catch (err) {
         failure = err;
         if (isStreamClosedError(err)) options.onClosed();
