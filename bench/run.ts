@@ -20,6 +20,7 @@ const BENCHMARKS: Record<string, string[]> = {
   'batch-100k': ['bench/batch.ts', '--lines', '100000'],
   'batch-sync': ['bench/batch.ts', '--lines', '5000', '--sync-probe'],
   'stream-channel': ['bench/stream-channel.ts', '--chunks', '400'],
+  stream: ['bench/stream.ts', '--streams', '40', '--chunks', '20', '--interval', '10', '--seconds', '5'],
   billing: ['bench/billing.ts', '--rows', '1000000', '--tenants', '100'],
   'llama-threads-1': ['bench/llama-throughput.ts', '--threads', '1', '--parallel', '4', '--tokens', '64', '--runs', '5'],
   'llama-threads-2': ['bench/llama-throughput.ts', '--threads', '2', '--parallel', '4', '--tokens', '64', '--runs', '5'],
