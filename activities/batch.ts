@@ -80,7 +80,10 @@ export function parseBatchLine(content: string, endpoint: string): ParsedLine {
   const envelope = lineEnvelope(content, endpoint);
   if (!envelope.ok) return envelope;
   try {
-    return { ok: true, customId: envelope.customId, body: validateChatBody(envelope.body), raw: envelope.body };
+    const body = validateChatBody(envelope.body);
+    // As OpenAI's Batch API: a batch line is answered in the output file, never streamed.
+    if (body.stream) return { ok: false, customId: envelope.customId, error: { code: 'unsupported_parameter', message: "'stream' is not supported in batch lines.", param: 'body.stream' } };
+    return { ok: true, customId: envelope.customId, body, raw: envelope.body };
   } catch (err) {
     return bodyError(err, envelope.customId);
   }

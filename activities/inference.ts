@@ -17,6 +17,9 @@ import { requestFailure } from './failures.js';
 import { checkGenerateInput } from '../domain/sampling-params.js';
 import { refusedOn } from '../domain/chat-fields.js';
 import type { Metrics } from '../runtime/metrics.js';
+import type { Db } from '../db/database.js';
+import { isStreamClosedError } from '../db/repositories/streams.js';
+import { chunkPublisherFor, createStreamPublisher } from './stream-publisher.js';
 
 /** Heartbeat at most this often while generating. */
 const HEARTBEAT_EVERY_MS = 1000;
@@ -93,6 +96,22 @@ interface InferHeartbeat {
   completionTokens: number;
   promptTokens: number;
   consumedBefore: ConsumedTokens | null;
+  /** A streamed request's attempt sent its first chunk: a later attempt must not restart the text. */
+  streamed?: boolean;
+}
+
+/** How long an attempt whose client closed the stream waits for the workflow's cancellation. */
+const CLOSED_STREAM_WAIT_MS = 10_000;
+
+/**
+ * A streamed request's attempt failed after text was sent (or an earlier attempt had sent some):
+ * non-retryable, and the pipeline does not fall back, so the client's text is never restarted.
+ */
+function streamInterrupted(message: string, consumed: ConsumedTokens | null): ApplicationFailure {
+  return ApplicationFailure.create({
+    type: 'StreamInterrupted', message, nonRetryable: true,
+    details: [{ code: 'stream_interrupted', param: null, retryAfterSeconds: null, consumed } satisfies FailureDetails],
+  });
 }
 
 const isCount = (n: unknown): n is number => typeof n === 'number' && Number.isSafeInteger(n) && n >= 0;
@@ -117,6 +136,12 @@ interface InferenceDeps {
   backends: BackendRegistry;
   pool: string;
   metrics: Metrics | null;
+  /**
+   * Where streamed requests' chunks are published (the stream channel, db/repositories/streams.ts):
+   * the inference worker's narrow stream-writer connection (`SLUICE_STREAM_DATABASE_URL`). Null: a
+   * streamed request's text reaches the client in one piece, when the workflow completes. @default null
+   */
+  streamDb?: Db | null;
 }
 
 /** One generation's end: the completion and its latency, or the backend's error and the tokens it spent. */
@@ -131,7 +156,7 @@ type Generation =
 async function generate(
   deps: InferenceDeps,
   input: InferInput,
-  request: Pick<GenerateRequest, 'signal' | 'priority' | 'fairnessKey' | 'onProgress'>,
+  request: Pick<GenerateRequest, 'signal' | 'priority' | 'fairnessKey' | 'onProgress' | 'onDelta'>,
 ): Promise<Generation> {
   // The backend boundary: whatever a history carries (a stored experiment override, an input
   // recorded before a rule existed) is checked before any backend sees it; a bad value would fail
@@ -222,7 +247,26 @@ export function createInferenceActivities(deps: InferenceDeps) {
       // Tokens earlier attempts spent before failing ride along in every heartbeat, so the attempt
       // that ends the activity reports them all: the workflow records each spent token once.
       const carried = carriedConsumption(ctx.info.heartbeatDetails);
-      const beat = (details: InferHeartbeat = { ...progress, consumedBefore: carried }) => ctx.heartbeat(details);
+      const streamDb = input.stream === true ? (deps.streamDb ?? null) : null;
+      // A streamed attempt that sent text and died (its worker killed): this retry must not start
+      // the text again behind the client's back.
+      if (streamDb !== null && (ctx.info.heartbeatDetails as Partial<InferHeartbeat> | undefined)?.streamed === true) {
+        throw streamInterrupted('an earlier attempt of this streamed request stopped after sending text', carried);
+      }
+      let streamed = false;
+      const beat = (details: InferHeartbeat = { ...progress, consumedBefore: carried, ...(streamed ? { streamed } : {}) }) => ctx.heartbeat(details);
+      // The client closing the stream stops the generation at the next chunk, before Temporal's
+      // cancellation (carried by heartbeats) reaches this attempt.
+      const clientGone = new AbortController();
+      const signal = streamDb === null ? ctx.cancellationSignal : AbortSignal.any([ctx.cancellationSignal, clientGone.signal]);
+      const publisher = streamDb === null ? null : createStreamPublisher({
+        publish: chunkPublisherFor(streamDb, input.requestId, `${input.deployment.id}:${ctx.info.attempt}`),
+        onFirstChunk: () => {
+          streamed = true;
+          beat();
+        },
+        onClosed: () => clientGone.abort(new Error('the client closed the stream')),
+      });
       // Beats come with progress (at most every second) and from a timer (upstreams that do not
       // stream report no progress until the end; a request waiting for a slot reports none). None
       // at the start: a request done within a second sends no heartbeat, which is one fewer RPC
@@ -230,7 +274,8 @@ export function createInferenceActivities(deps: InferenceDeps) {
       const timer = setInterval(() => beat(), HEARTBEAT_EVERY_MS);
       try {
         const run = await generate(deps, input, {
-          signal: ctx.cancellationSignal,
+          signal,
+          ...(publisher ? { onDelta: (text: string) => publisher.push(text) } : {}),
           onProgress: (completionTokens, promptTokens) => {
             progress = { completionTokens, promptTokens };
             const now = performance.now();
@@ -240,10 +285,35 @@ export function createInferenceActivities(deps: InferenceDeps) {
             }
           },
         });
-        if (run.ok) return { ...run.result, latencyMs: run.latencyMs, failedAttempts: carried };
+        if (run.ok) {
+          if (publisher) {
+            // A backend that does not stream (or held text back) sends the rest now.
+            if (run.result.content.startsWith(publisher.pushed)) publisher.push(run.result.content.slice(publisher.pushed.length));
+            try {
+              await publisher.flush();
+            } catch (err) {
+              if (!isStreamClosedError(err)) throw streamInterrupted(`the stream channel failed: ${err instanceof Error ? err.message : String(err)}`, addConsumed(carried, { promptTokens: run.result.promptTokens, completionTokens: run.result.completionTokens }));
+            }
+          }
+          return { ...run.result, latencyMs: run.latencyMs, failedAttempts: carried };
+        }
         const consumed = addConsumed(carried, run.spent);
         // Folded into consumedBefore for the next attempt, if any; this attempt's progress is zeroed.
-        if (consumed !== carried) beat({ completionTokens: 0, promptTokens: 0, consumedBefore: consumed });
+        if (consumed !== carried) beat({ completionTokens: 0, promptTokens: 0, consumedBefore: consumed, ...(streamed ? { streamed } : {}) });
+        if (clientGone.signal.aborted && !ctx.cancellationSignal.aborted) {
+          // The API cancels the workflow as it closes the stream: wait for that cancellation (the
+          // generation has already stopped and freed its slot), heartbeating so it arrives.
+          const waitBeat = setInterval(() => beat({ completionTokens: 0, promptTokens: 0, consumedBefore: consumed, ...(streamed ? { streamed } : {}) }), 200);
+          try {
+            await pause(CLOSED_STREAM_WAIT_MS, ctx.cancellationSignal);
+          } finally {
+            clearInterval(waitBeat);
+          }
+          if (!ctx.cancellationSignal.aborted) throw streamInterrupted('the client closed the stream', consumed);
+        }
+        if (publisher?.started && !ctx.cancellationSignal.aborted) {
+          throw streamInterrupted(`streamed attempt failed: ${run.err instanceof Error ? run.err.message : String(run.err)}`, consumed);
+        }
         throw toFailure(run.err, ctx.cancellationSignal.aborted, consumed);
       } finally {
         clearInterval(timer);

@@ -20,6 +20,7 @@ import { DEFAULT_FILE_LIMITS, fileRoutes, type FileLimits, type UploadProgress }
 import type { TenantCaps } from './tenant-caps.js';
 import { DEFAULT_BATCH_RUN, batchRoutes, type BatchRunConfig } from './routes/batches.js';
 import { webhookRoutes } from './routes/webhooks.js';
+import type { StreamHub } from './stream-hub.js';
 import type { WebhookConfig } from '../activities/webhooks.js';
 import { inferenceTaskQueue } from '../contracts/ids.js';
 
@@ -63,6 +64,8 @@ export interface AppDeps {
   config: AppConfig;
   metrics: Metrics;
   log: Logger;
+  /** Wakes streamed answers when their chunks arrive (`createStreamHub`). @default a hub that polls */
+  streams?: StreamHub;
 }
 
 /** Records route, method, status and latency of every request (route pattern, never the raw path). */
@@ -156,7 +159,7 @@ export function createApp(deps: AppDeps): express.Express {
   // Authenticate before reading the body: an anonymous caller's body is never parsed.
   v1.use(authenticate(deps));
   v1.use(express.json({ limit: deps.config.maxBodyBytes, type: ['application/json', 'application/*+json'] }));
-  v1.use(chatRoutes({ db: deps.db, temporal: deps.temporal, metrics: deps.metrics, eagerStart: deps.config.eagerStart, log: deps.log }));
+  v1.use(chatRoutes({ db: deps.db, temporal: deps.temporal, metrics: deps.metrics, eagerStart: deps.config.eagerStart, log: deps.log, ...(deps.streams ? { streams: deps.streams } : {}) }));
   v1.use(embeddingsRoutes({ db: deps.db, temporal: deps.temporal, eagerStart: deps.config.eagerStart, log: deps.log }));
   v1.use(completionRoutes({ db: deps.db, temporal: deps.temporal, metrics: deps.metrics, eagerStart: deps.config.eagerStart, log: deps.log }));
   v1.use(modelRoutes({ db: deps.db, allowPrivateUpstreams: deps.config.allowPrivateUpstreams ?? [], enableInstantBackend: deps.config.enableInstantBackend ?? false }));

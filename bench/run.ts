@@ -19,6 +19,8 @@ const BENCHMARKS: Record<string, string[]> = {
   batch: ['bench/batch.ts', '--lines', '10000'],
   'batch-100k': ['bench/batch.ts', '--lines', '100000'],
   'batch-sync': ['bench/batch.ts', '--lines', '5000', '--sync-probe'],
+  'stream-channel': ['bench/stream-channel.ts', '--chunks', '400'],
+  stream: ['bench/stream.ts', '--streams', '40', '--chunks', '20', '--interval', '10', '--seconds', '5'],
   billing: ['bench/billing.ts', '--rows', '1000000', '--tenants', '100'],
   'ab-pipeline': ['bench/ab.ts', 'pipeline'],
   'ab-batch': ['bench/ab.ts', 'batch'],

@@ -83,6 +83,11 @@ export interface ChatRequestInput {
   /** Unix seconds of acceptance, used as the completion's `created`. */
   created: number;
   batchId: string | null;
+  /**
+   * `stream: true`: the inference attempt publishes its text to the stream channel as it goes
+   * (db/repositories/streams.ts). Absent in histories recorded before streaming. @default false
+   */
+  stream?: boolean;
 }
 
 /** An OpenAI chat completion object, as returned to clients. */
@@ -122,6 +127,8 @@ export interface InferInput {
   deployment: DeploymentTarget;
   messages: ChatMessageInput[];
   params: GenerateParams;
+  /** Publish the text to the stream channel as it is generated (see `ChatRequestInput.stream`). @default false */
+  stream?: boolean;
 }
 
 /** Sampling parameters, resolved (defaults applied, experiment overrides merged): what a backend runs with. */

@@ -54,6 +54,8 @@ export const FAILURES = {
   ContextLengthExceeded: answer('invalid_request_error', "The messages and max_tokens exceed the model's context length.", false),
   QuotaExceeded: answer('rate_limit_error', 'A rate limit or budget of this tenant was reached.', true),
   NoDeploymentAvailable: answer('service_unavailable', 'No deployment of this model could serve the request; try again later.', false),
+  /** A streamed request's attempt failed after its first chunk was sent: the stream ends, never restarts. */
+  StreamInterrupted: answer('service_unavailable', 'The deployment failed after the stream started; the stream ends here. Only the tokens sent are recorded, unbilled.', false),
   Cancelled: answer('conflict_error', 'The request was cancelled.', false),
   InternalError: answer('server_error', 'The server had an error while processing your request.', false),
 } as const satisfies Record<string, FailureAnswer>;

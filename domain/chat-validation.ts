@@ -14,6 +14,26 @@ export interface ValidChatBody {
   messages: ChatMessageInput[];
   params: ChatParams;
   user: string | null;
+  /** `stream: true`: answer with server-sent `chat.completion.chunk` events. */
+  stream: boolean;
+  /** `stream_options.include_usage`: a last chunk carries the usage. */
+  includeUsage: boolean;
+}
+
+/** `stream` and `stream_options` (OpenAI refuses `stream_options` without `stream: true`). */
+function streamFields(raw: Record<string, unknown>): { stream: boolean; includeUsage: boolean } {
+  if (raw.stream !== undefined && raw.stream !== null && typeof raw.stream !== 'boolean') throw invalid("'stream' must be a boolean", 'stream', 'invalid_type');
+  const stream = raw.stream === true;
+  const options = raw.stream_options;
+  if (options === undefined || options === null) return { stream, includeUsage: false };
+  if (!stream) throw invalid("'stream_options' is only allowed when 'stream' is true", 'stream_options', 'invalid_value');
+  if (!isObject(options)) throw invalid("'stream_options' must be an object", 'stream_options', 'invalid_type');
+  for (const key of Object.keys(options)) {
+    if (key !== 'include_usage') throw invalid(`'stream_options.${key}' is not supported`, `stream_options.${key}`, 'unsupported_parameter');
+  }
+  const include = options.include_usage;
+  if (include !== undefined && include !== null && typeof include !== 'boolean') throw invalid("'stream_options.include_usage' must be a boolean", 'stream_options.include_usage', 'invalid_type');
+  return { stream, includeUsage: include === true };
 }
 
 /** A refused field of the body (the API answers 400 naming it). */
@@ -54,7 +74,7 @@ export function validateChatBody(raw: unknown): ValidChatBody {
     if (m.content === undefined || m.content === null) throw invalid(`messages[${i}].content is required`, `messages[${i}].content`, 'missing_required_parameter');
     return { role: m.role, content: contentText(m.content, i) };
   });
-  if (raw.stream === true) throw invalid("'stream' is not supported yet: omit it or set it to false", 'stream', 'unsupported_parameter');
+  const streaming = streamFields(raw);
   if (raw.n !== undefined && raw.n !== null && raw.n !== 1) throw invalid("only 'n': 1 is supported", 'n', 'unsupported_parameter');
   if (raw.tools !== undefined && raw.tools !== null) throw invalid("'tools' is not supported", 'tools', 'unsupported_parameter');
   // Every other field: known (else `unrecognized_request_argument`) and honoured somewhere (domain/chat-fields.ts).
@@ -81,6 +101,7 @@ export function validateChatBody(raw: unknown): ValidChatBody {
       ...(extras !== null ? { extras } : {}),
     },
     user: subject,
+    ...streaming,
   };
 }
 

@@ -18,6 +18,7 @@ const MESSAGE_BY_CODE: Readonly<Record<string, string>> = {
   completion_too_large: 'The completion is larger than Sluice can return; ask for fewer max_tokens. Nothing was billed.',
   context_length_exceeded: FAILURES.ContextLengthExceeded.message,
   model_unavailable: FAILURES.NoDeploymentAvailable.message,
+  stream_interrupted: FAILURES.StreamInterrupted.message,
   internal_error: FAILURES.InternalError.message,
 };
 

@@ -13,6 +13,14 @@ export interface SluiceConfig {
   readonly port: number;
   /** External PostgreSQL URL; null = start embedded PostgreSQL. `DATABASE_URL` @default null */
   readonly databaseUrl: string | null;
+  /**
+   * PostgreSQL URL a standalone inference worker (`npm run worker:inference`, which gets no
+   * `DATABASE_URL`) uses to publish streamed requests' chunks: give it a login role granted only
+   * `sluice_stream_writer` (insert into `stream_chunks`; migration 0202). Null: that worker streams
+   * no chunks, and a streamed request's text reaches its client in one piece at the end. Processes
+   * that have `DATABASE_URL` publish through their own pool. `SLUICE_STREAM_DATABASE_URL` @default null
+   */
+  readonly streamDatabaseUrl: string | null;
   /** Port of the embedded PostgreSQL. `SLUICE_PG_PORT` @default 5433 */
   readonly embeddedPgPort: number;
   /** External Temporal frontend (host:port); null = start the dev server. `TEMPORAL_ADDRESS` @default null */
@@ -315,6 +323,7 @@ export function loadConfig(env: Env = process.env): SluiceConfig {
   return Object.freeze({
     port: int(env, 'PORT', 8080, 0, 65535),
     databaseUrl: envText(env, 'DATABASE_URL'),
+    streamDatabaseUrl: envText(env, 'SLUICE_STREAM_DATABASE_URL'),
     embeddedPgPort: int(env, 'SLUICE_PG_PORT', 5433, 1, 65535),
     temporalAddress: envText(env, 'TEMPORAL_ADDRESS'),
     embeddedTemporalPort: int(env, 'SLUICE_TEMPORAL_PORT', 7233, 1, 64535),

@@ -9,6 +9,7 @@ import { type NativeConnection, Worker } from '@temporalio/worker';
 import type { PayloadCodec } from '@temporalio/common';
 import { createBatchInferenceActivities, createInferenceActivities } from '../activities/inference.js';
 import type { BackendRegistry } from '../activities/backends/registry.js';
+import type { Db } from '../db/database.js';
 import { inferenceBatchTaskQueue, inferenceTaskQueue } from '../contracts/ids.js';
 
 /** Chunks of batch lines a worker runs at once (their lines share the backend's slots). */
@@ -27,7 +28,7 @@ export interface InferenceWorkerOptions {
 export async function createInferenceWorkers(
   options: InferenceWorkerOptions,
   connection: NativeConnection,
-  deps: { backends: BackendRegistry; metrics: Metrics | null },
+  deps: { backends: BackendRegistry; metrics: Metrics | null; streamDb?: Db | null },
 ): Promise<Worker[]> {
   const common = {
     connection,
@@ -40,7 +41,7 @@ export async function createInferenceWorkers(
     // Cancellation reaches an activity through heartbeats; let generations stop before shutdown ends.
     shutdownGraceTime: '20s',
   } as const;
-  const activityDeps = { backends: deps.backends, pool: options.pool, metrics: deps.metrics };
+  const activityDeps = { backends: deps.backends, pool: options.pool, metrics: deps.metrics, streamDb: deps.streamDb ?? null };
   return Promise.all([
     Worker.create({
       ...common,

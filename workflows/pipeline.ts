@@ -161,7 +161,9 @@ export async function runChatPipeline(input: ChatRequestInput, hooks: PipelineHo
       });
       let out: InferOutput;
       try {
-        out = await (hooks.dispatch?.infer ?? infer)({ requestId: input.requestId, tenantId: input.tenantId, deployment, messages: input.messages, params });
+        // `stream` only on streamed requests: the activity input of every other request is unchanged.
+        const inferInput: InferInput = { requestId: input.requestId, tenantId: input.tenantId, deployment, messages: input.messages, params, ...(input.stream === true ? { stream: true } : {}) };
+        out = await (hooks.dispatch?.infer ?? infer)(inferInput);
       } catch (err) {
         const consumed = consumedOf(err);
         if (consumed) await recordConsumed(isCancellation(err) ? 'cancelled' : 'failed', deployment, consumed);
@@ -169,6 +171,10 @@ export async function runChatPipeline(input: ChatRequestInput, hooks: PipelineHo
         const failure = failureOf(err);
         if (failure && clientFaults.includes(failure.type ?? '')) throw err;
         await steps.recordCircuit({ deploymentId: deployment.id, ok: false });
+        // A streamed attempt that failed after sending text ends the request: the next deployment
+        // would restart the text the client already has. (Only streamed requests fail this way, and
+        // none was recorded before streaming existed, so replays of older histories are unchanged.)
+        if (failure?.type === 'StreamInterrupted') throw err;
         lastFailure = err;
         continue;
       }

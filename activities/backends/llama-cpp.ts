@@ -42,6 +42,7 @@ import { decodeContent, generateOnSequence } from './llama-cpp/generate-on-seque
 import { createPromptPreparer, tokenizeRawPrompt } from './llama-cpp/prompt-preparer.js';
 import { SlotQueue } from './llama-cpp/slot-queue.js';
 import { createEmbedder } from './llama-cpp/embedder.js';
+import { createDeltaTracker } from './stream-deltas.js';
 
 /** How the llama.cpp backend loads its model and sizes its context. */
 export interface LlamaCppBackendOptions {
@@ -277,14 +278,21 @@ export async function createLlamaCppBackend(options: LlamaCppBackendOptions): Pr
     guard.fault.catch(() => {
       faulted = true;
     });
+    // Streamed requests: the decoded text so far after each token, sent as deltas that are never
+    // taken back (held back while they could still become a stop string).
+    const onDelta = request.onDelta;
+    const deltas = onDelta ? createDeltaTracker([...prompt.templateStops, ...(request.params.stop ?? [])], onDelta) : null;
     try {
       const input = {
         prompt, params: request.params, signal: request.signal, onProgress: request.onProgress, progressEveryTokens,
         fault: guard.fault, faulted: () => faulted, grammar, tokenBias,
+        onToken: deltas ? (tokens: readonly Token[]) => deltas.update(model.detokenize(tokens.filter((t) => !prompt.stopTokens.has(t)), false)) : undefined,
       };
       const outcome = await generateOnSequence(model, sequence, input, generated);
+      const content = decodeContent(model, outcome);
+      deltas?.finish(content);
       return {
-        content: decodeContent(model, outcome),
+        content,
         finishReason: outcome.finishReason,
         promptTokens: prompt.tokens.length,
         completionTokens: outcome.tokens.length,

@@ -20,7 +20,7 @@ import { base64ToVector } from '../../domain/embedding-vectors.js';
 import { MAX_EMBEDDING_VALUES } from '../../contracts/embeddings.js';
 import type { TokenLogprob } from '../../contracts/chat.js';
 import { BackendError, type ConsumedTokens } from './types.js';
-import type { ChatMessage, EmbedResult, GenerateParams, GenerateResult, InferenceBackend } from './types.js';
+import type { ChatMessage, EmbedResult, GenerateParams, GenerateRequest, GenerateResult, InferenceBackend } from './types.js';
 import { ResponseTooLargeError, createPinnedFetch, type PinnedFetch } from './pinned-fetch.js';
 import { AddressRefusedError } from '../net/address-guard.js';
 
@@ -83,6 +83,7 @@ export function createOpenAICompatibleBackend(options: OpenAICompatibleBackendOp
     generate: async (request) => {
       // Refused at the route for models with an upstream deployment; here for any other path.
       if (request.params.rawPrompt === true) throw new BackendError('bad_request', 'legacy completions are served by llama.cpp deployments only');
+      if (request.onDelta) return generateStreamed(client, options, request, request.onDelta);
       const body = buildRequestBody(options.model, request.messages, request.params);
       let completion: ChatCompletion;
       try {
@@ -155,6 +156,47 @@ function toEmbedResult(response: CreateEmbeddingResponse, count: number, dimensi
     vectors[index] = vector;
   }
   return { vectors: vectors as Float32Array[], promptTokens: spent.promptTokens };
+}
+
+/**
+ * A streamed request: the upstream is asked to stream (`stream: true`, and its usage with
+ * `stream_options.include_usage`, since the usage is billed) and each content delta is relayed as
+ * it arrives. Usage is read and clamped as for a non-streamed call; a stream that ends without it
+ * fails as `unavailable`. A failure before the first delta is retried or falls back like any other
+ * (the client saw nothing); after it, the inference activity ends the stream (StreamInterrupted).
+ */
+async function generateStreamed(client: OpenAI, options: OpenAICompatibleBackendOptions, request: GenerateRequest, onDelta: (text: string) => void): Promise<GenerateResult> {
+  const body = { ...buildRequestBody(options.model, request.messages, request.params), stream: true as const, stream_options: { include_usage: true } };
+  const bounds = { maxPromptTokens: estimatePromptTokens(request.messages), maxCompletionTokens: request.params.maxTokens };
+  let content = '';
+  let finishReason: GenerateResult['finishReason'] = 'stop';
+  let usage: ChatCompletion['usage'] | undefined;
+  let sawChoice = false;
+  try {
+    const stream = await client.chat.completions.create(body, { signal: request.signal });
+    for await (const chunk of stream) {
+      if (chunk.usage) usage = chunk.usage;
+      const choice = chunk.choices?.[0];
+      if (!choice) continue;
+      sawChoice = true;
+      const delta = choice.delta?.content;
+      if (typeof delta === 'string' && delta !== '') {
+        content += delta;
+        onDelta(delta);
+      }
+      if (choice.finish_reason) finishReason = choice.finish_reason === 'length' ? 'length' : 'stop';
+    }
+  } catch (error) {
+    throw toBackendError(error, request.signal, options.apiKey);
+  }
+  if (!sawChoice) {
+    const { prompt_tokens: promptTokens, completion_tokens: completionTokens } = usage ?? {};
+    const consumed = isTokenCount(promptTokens) && isTokenCount(completionTokens) ? clampUsage({ promptTokens, completionTokens }, bounds) : null;
+    throw new BackendError('unavailable', 'upstream stream carried no choices', null, null, consumed);
+  }
+  const counts = clampUsage(readUsage(usage), bounds);
+  request.onProgress?.(counts.completionTokens, counts.promptTokens);
+  return { content, finishReason, ...counts };
 }
 
 /**

@@ -8,7 +8,7 @@
  *   unless allowed, so a DNS answer that changes after the pre-call check cannot reach inside;
  * - **a response size cap**: the body is read up to `maxResponseBytes` and the call fails with
  *   {@link ResponseTooLargeError} past it (a declared `Content-Length` over the cap fails at once).
- * The body is buffered (completions are not streamed from upstreams), so the caller's abort signal
+ * A non-streamed body is buffered, so the caller's abort signal
  * (the client's timeout, the activity's cancellation) bounds the whole exchange.
  */
 import http from 'node:http';
@@ -75,6 +75,43 @@ export function createPinnedFetch(options: PinnedFetchOptions): PinnedFetch {
           req.destroy(new ResponseTooLargeError(options.maxResponseBytes));
           return;
         }
+        const responseHeaders = () => {
+          const h = new Headers();
+          for (let i = 0; i + 1 < res.rawHeaders.length; i += 2) h.append(res.rawHeaders[i] as string, res.rawHeaders[i + 1] as string);
+          return h;
+        };
+        // A streamed answer (`stream: true`) is handed on as it arrives, under the same size cap; a
+        // connection that drops before the end errors the body, so the caller sees the failure.
+        if (/^text\/event-stream/i.test(String(res.headers['content-type'] ?? ''))) {
+          let streamed = 0;
+          let ended = false;
+          const body = new ReadableStream<Uint8Array>({
+            start(controller) {
+              res.on('data', (chunk: Buffer) => {
+                streamed += chunk.byteLength;
+                if (streamed > options.maxResponseBytes) {
+                  const error = new ResponseTooLargeError(options.maxResponseBytes);
+                  controller.error(error);
+                  req.destroy(error);
+                  return;
+                }
+                controller.enqueue(new Uint8Array(chunk));
+              });
+              res.on('end', () => {
+                ended = true;
+                controller.close();
+              });
+              res.on('close', () => {
+                if (!ended) controller.error(new Error('upstream stream ended before its end'));
+              });
+            },
+            cancel() {
+              req.destroy();
+            },
+          });
+          resolve(new Response(body, { status, statusText: res.statusMessage ?? '', headers: responseHeaders() }));
+          return;
+        }
         const chunks: Buffer[] = [];
         let size = 0;
         res.on('data', (chunk: Buffer) => {
@@ -87,9 +124,7 @@ export function createPinnedFetch(options: PinnedFetchOptions): PinnedFetch {
         });
         res.on('error', reject);
         res.on('end', () => {
-          const responseHeaders = new Headers();
-          for (let i = 0; i + 1 < res.rawHeaders.length; i += 2) responseHeaders.append(res.rawHeaders[i] as string, res.rawHeaders[i + 1] as string);
-          resolve(new Response(NULL_BODY.has(status) ? null : Buffer.concat(chunks), { status, statusText: res.statusMessage ?? '', headers: responseHeaders }));
+          resolve(new Response(NULL_BODY.has(status) ? null : Buffer.concat(chunks), { status, statusText: res.statusMessage ?? '', headers: responseHeaders() }));
         });
       });
       const onAbort = () => req.destroy(signal?.reason instanceof Error ? signal.reason : new Error('aborted'));

@@ -7,7 +7,7 @@ import path from 'node:path';
 import type { DeploymentTarget } from '../../contracts/chat.js';
 import { BackendError, type EmbedRequest, type EmbedResult, type GenerateResult, type InferenceBackend } from './types.js';
 import { MAX_EMBEDDING_VALUES } from '../../contracts/embeddings.js';
-import { createInstantBackend } from './instant.js';
+import { createInstantBackend, instantChunkInterval } from './instant.js';
 import { UpstreamAddressError, checkUpstreamUrl, lookupAll, type LookupAll } from './upstream-address.js';
 import type { Llama } from 'node-llama-cpp';
 
@@ -122,7 +122,7 @@ export function createBackendRegistry(options: BackendRegistryOptions): BackendR
       case 'instant':
         // A test double: never served unless the operator turned it on (the API refuses it too).
         if (!options.enableInstantBackend) throw new BackendError('bad_request', `deployment ${t.id}: the instant backend is disabled (SLUICE_ENABLE_INSTANT_BACKEND)`);
-        return createInstantBackend();
+        return createInstantBackend({ chunkIntervalMs: instantChunkInterval(t.upstreamModel) });
       case 'llama-cpp': {
         if (!t.ggufPath) throw new BackendError('bad_request', `deployment ${t.id} has no gguf_path`);
         const { createLlamaCppBackend } = await import('./llama-cpp.js');

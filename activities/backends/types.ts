@@ -22,6 +22,12 @@ export interface GenerateRequest {
    */
   onProgress?: (completionTokens: number, promptTokens: number) => void;
   /**
+   * Streamed requests: called with each new piece of the answer's text as it is generated, never
+   * taken back; the pieces join to `GenerateResult.content`. A backend that cannot stream may
+   * leave it uncalled (the caller sends the whole content at the end). @default undefined
+   */
+  onDelta?: (text: string) => void;
+  /**
    * `batch`: a batch line, served after every waiting interactive (sync or async) request by a
    * backend that queues requests for its slots. @default 'interactive'
    */

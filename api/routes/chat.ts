@@ -25,6 +25,8 @@ import { checkTokenLimits, estimatePromptTokens, validateChatBody } from '../../
 import { startFailureResponse } from '../workflow-start.js';
 import { wrongModelKind } from '../../domain/embeddings-validation.js';
 import type { Logger } from '../../runtime/logger.js';
+import { createStreamHub, type StreamHub } from '../stream-hub.js';
+import { DETACH_HEADER, cursorOf, streamCompletion } from './chat-stream.js';
 
 export interface ChatRouteDeps {
   db: Db;
@@ -33,6 +35,8 @@ export interface ChatRouteDeps {
   eagerStart: boolean;
   /** Where a failed workflow start is logged (with the request ID). */
   log: Logger;
+  /** Wakes streamed answers when their chunks arrive. @default a hub that polls (no LISTEN) */
+  streams?: StreamHub;
 }
 
 const FINAL: readonly JobStatus[] = ['succeeded', 'failed', 'cancelled'];
@@ -73,6 +77,7 @@ export function jobJson(row: RequestRow, status: JobStatus) {
 
 export function chatRoutes(deps: ChatRouteDeps): Router {
   const router = Router();
+  const streamDeps = { db: deps.db, temporal: deps.temporal, metrics: deps.metrics, log: deps.log, streams: deps.streams ?? createStreamHub(null, deps.log) };
 
   /** Status of a request: the row once final, else the workflow's search attribute. */
   async function liveStatus(row: RequestRow): Promise<JobStatus> {
@@ -127,6 +132,7 @@ export function chatRoutes(deps: ChatRouteDeps): Router {
 
     const idempotencyKey = idempotencyKeyOf(req);
     const async = wantsAsync(req);
+    if (async && body.stream) throw badRequest("'stream': true cannot be combined with 'Prefer: respond-async': stream, or fetch the job", 'stream', 'unsupported_parameter');
     const requestId = requestIdFor(auth.tenantId, idempotencyKey);
     const bodyHash = createHash('sha256').update(canonicalJson(req.body)).digest('hex');
     // Over the tenant's rate or concurrency limit: refused here, before any row, workflow or audit
@@ -150,6 +156,7 @@ export function chatRoutes(deps: ChatRouteDeps): Router {
         subject: body.user ?? auth.keyId, model: body.model, messages: body.messages, params: body.params,
         promptTokensEstimate: estimatePromptTokens(body.messages), created: Math.floor(row.created_at.getTime() / 1000),
         batchId: null,
+        ...(body.stream ? { stream: true } : {}),
       };
       try {
         await deps.temporal.workflow.start<typeof chatRequest>('chatRequest', {
@@ -181,7 +188,28 @@ export function chatRoutes(deps: ChatRouteDeps): Router {
       res.json(jobJson(row, status));
       return;
     }
+    if (body.stream) {
+      const detach = req.get(DETACH_HEADER);
+      if (detach !== undefined && detach !== 'true' && detach !== 'false') throw badRequest(`${DETACH_HEADER} must be true or false`, DETACH_HEADER, 'invalid_value');
+      await streamCompletion(streamDeps, res, row, cursorOf(undefined), { includeUsage: body.includeUsage, cancelOnDisconnect: detach !== 'true' });
+      return;
+    }
     await respondWithResult(res, row);
+  });
+
+  /**
+   * Resumes a streamed request's events after `Last-Event-ID` (from the start without it), on any
+   * API process; `?include_usage=true` as the request's `stream_options.include_usage`. Leaving a
+   * resumed stream cancels nothing (`POST /v1/jobs/{id}/cancel` does).
+   */
+  router.get('/chat/completions/:id/stream', requirePermission(deps, 'chat'), async (req, res) => {
+    const auth = authOf(req);
+    const cursor = cursorOf(req.get('last-event-id'));
+    const include = req.query.include_usage;
+    if (include !== undefined && include !== 'true' && include !== 'false') throw badRequest("'include_usage' must be true or false", 'include_usage', 'invalid_value');
+    const row = await getRequest(deps.db, String(req.params.id), auth.role === 'super_admin' ? null : auth.tenantId ?? '');
+    if (!row) throw notFound('Job');
+    await streamCompletion(streamDeps, res, row, cursor, { includeUsage: include === 'true', cancelOnDisconnect: false });
   });
 
   router.get('/jobs/:id', requirePermission(deps, 'chat'), async (req, res) => {

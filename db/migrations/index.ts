@@ -11,6 +11,7 @@ import * as quotaFunctions from './2026-11-22-0008-quota-functions.js';
 import * as operatorRoles from './2026-12-01-0102-operator-roles.js';
 import * as exportKeyset from './2026-12-01-0103-export-keyset.js';
 import * as embeddings from './2026-12-01-0201-embeddings.js';
+import * as streamChunks from './2026-12-01-0202-stream-chunks.js';
 
 export const migrations: Record<string, Migration> = {
   '2026-11-21-0001-spine': spine,
@@ -24,4 +25,5 @@ export const migrations: Record<string, Migration> = {
   '2026-12-01-0102-operator-roles': operatorRoles,
   '2026-12-01-0103-export-keyset': exportKeyset,
   '2026-12-01-0201-embeddings': embeddings,
+  '2026-12-01-0202-stream-chunks': streamChunks,
 };

@@ -54,6 +54,11 @@ export async function purgeExpiredContent(db: Db, now: Date, limit: number): Pro
       await trx.deleteFrom('file_lines').where('file_id', 'in', fileIds).execute();
       await trx.updateTable('files').set({ content_purged_at: now }).where('id', 'in', fileIds).execute();
     }
+    // Streamed text is kept only as long as a stream can be resumed (a day, under any tenant's
+    // shortest retention); the completion itself stays on its request under the rules above.
+    await sql`delete from stream_chunks where id in (
+      select id from stream_chunks where created_at < ${now}::timestamptz - interval '1 day' order by id limit ${limit * 20})`.execute(trx);
+    await sql`delete from stream_closed where closed_at < ${now}::timestamptz - interval '1 day'`.execute(trx);
     return { requests: Number(requests.numUpdatedRows), files: fileIds.length };
   });
 }
@@ -86,6 +91,7 @@ export async function eraseTenantContent(db: Db, tenantId: string, now: Date): P
       .where('tenant_id', '=', tenantId)
       .where(sql<boolean>`(result is not null or error is not null)`)
       .executeTakeFirst();
+    await sql`delete from stream_chunks where request_id in (select id from requests where tenant_id = ${tenantId})`.execute(trx);
     const inFlight = await trx
       .selectFrom('requests')
       .select((eb) => eb.fn.countAll<number>().as('n'))

@@ -11,6 +11,7 @@ import type pg from 'pg';
 import { createDb, type Db } from '../../db/database.js';
 import { migrateToLatest } from '../../db/migrate.js';
 import { createApp } from '../../api/app.js';
+import { createStreamHub, type StreamHub } from '../../api/stream-hub.js';
 import { createControlWorker } from '../../workers/control-worker.js';
 import { ensureReconcileSchedule } from '../../workers/schedules.js';
 import { createInferenceWorkers } from '../../workers/inference-worker.js';
@@ -134,7 +135,7 @@ export async function startStack(config: SluiceConfig, options: StackOptions): P
       maxResponseBytes: config.upstreamMaxResponseBytes, enableInstantBackend: config.enableInstantBackend,
     });
     for (const p of options.pools) {
-      workers.push(...await createInferenceWorkers({ namespace: config.temporalNamespace, pool: p, slots: config.slots, payloadCodecs }, connection, { backends, metrics }));
+      workers.push(...await createInferenceWorkers({ namespace: config.temporalNamespace, pool: p, slots: config.slots, payloadCodecs }, connection, { backends, metrics, streamDb: db }));
     }
   }
   for (const w of workers) {
@@ -142,9 +143,11 @@ export async function startStack(config: SluiceConfig, options: StackOptions): P
   }
 
   let url: string | null = null;
+  let streams: StreamHub | null = null;
   if (options.api) {
+    streams = createStreamHub(pool, options.log);
     const app = createApp({
-      temporal: client, db, metrics, log: options.log,
+      temporal: client, db, metrics, log: options.log, streams,
       config: {
         maxBodyBytes: config.maxBodyBytes, namespace: config.temporalNamespace, pools: config.pools,
         eagerStart: options.control,
@@ -179,6 +182,7 @@ export async function startStack(config: SluiceConfig, options: StackOptions): P
           s.closeAllConnections();
         });
       }
+      await streams?.close();
       options.log.debug('stopping workers');
       for (const w of workers) if (w.getState() === 'RUNNING') w.shutdown();
       await Promise.all(running);
@@ -212,11 +216,14 @@ export async function startInferenceOnly(config: SluiceConfig, options: { tempor
     allowPrivateUpstreams: config.allowPrivateUpstreams,
   });
   const workers: Worker[] = [];
+  // Streamed requests' chunks, through the narrow stream-writer role (SLUICE_STREAM_DATABASE_URL).
+  const stream = config.streamDatabaseUrl ? createDb({ connectionString: config.streamDatabaseUrl, max: Math.max(2, config.slots), applicationName: 'sluice-stream-writer' }) : null;
   try {
     for (const p of options.pools) {
-      workers.push(...await createInferenceWorkers({ namespace: config.temporalNamespace, pool: p, slots: config.slots, payloadCodecs }, connection, { backends, metrics }));
+      workers.push(...await createInferenceWorkers({ namespace: config.temporalNamespace, pool: p, slots: config.slots, payloadCodecs }, connection, { backends, metrics, streamDb: stream?.db ?? null }));
     }
   } catch (err) {
+    await stream?.db.destroy();
     await backends.close();
     await connection.close();
     throw err;
@@ -229,6 +236,7 @@ export async function startInferenceOnly(config: SluiceConfig, options: { tempor
       await Promise.all(running);
       await backends.close();
       await connection.close();
+      await stream?.db.destroy();
     },
   };
 }

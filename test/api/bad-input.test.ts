@@ -55,7 +55,8 @@ const cases: Array<[string, string, number, string | null]> = [
   ['max_tokens negative', JSON.stringify({ model: 'sluice-tiny', messages: msg, max_tokens: -5 }), 400, 'max_tokens'],
   ['max_tokens over the model limit', JSON.stringify({ model: 'sluice-tiny', messages: msg, max_tokens: 100_000 }), 400, 'max_tokens'],
   ['a prompt far over the context', JSON.stringify({ model: 'sluice-tiny', messages: [{ role: 'user', content: 'word '.repeat(20_000) }] }), 400, 'messages'],
-  ['streaming', JSON.stringify({ model: 'sluice-tiny', messages: msg, stream: true }), 400, 'stream'],
+  ['stream not a boolean', JSON.stringify({ model: 'sluice-tiny', messages: msg, stream: 'yes' }), 400, 'stream'],
+  ['stream_options without stream', JSON.stringify({ model: 'sluice-tiny', messages: msg, stream_options: { include_usage: true } }), 400, 'stream_options'],
 ];
 
 describe('bad input', () => {

@@ -5,7 +5,9 @@
  *
  * Completions are deterministic: the reply is a fixed text (or the scripted one), one token per
  * whitespace-separated word, cut at `max_tokens` (then `finish_reason` is `length`); prompt tokens
- * are the words of all message contents.
+ * are the words of all message contents. A request with `stream: true` is answered with SSE
+ * `chat.completion.chunk`s in OpenAI's format (a role chunk, a chunk per word, a finish chunk, the
+ * usage chunk when `stream_options.include_usage`, `[DONE]`).
  */
 import { createServer } from 'node:http';
 import type { IncomingMessage, ServerResponse } from 'node:http';
@@ -26,6 +28,14 @@ export interface SucceedBehaviour {
   choices?: 'omit';
   /** Embeddings: this `data` instead of one vector per input (a malformed answer). */
   embeddingsData?: unknown[];
+  /** Streamed answers: pause this long before each word's chunk. @default 0 */
+  chunkDelayMs?: number;
+}
+
+/** A streamed answer that sends `afterWords` word chunks and then drops the connection. */
+export interface BreakStreamBehaviour {
+  kind: 'break-stream';
+  afterWords: number;
 }
 
 /** Answers with an OpenAI-shaped error body. */
@@ -65,7 +75,7 @@ export interface FailThenSucceedBehaviour {
   succeed?: Omit<SucceedBehaviour, 'kind'>;
 }
 
-export type FakeUpstreamBehaviour = SucceedBehaviour | FailBehaviour | HangBehaviour | FailThenSucceedBehaviour | RedirectBehaviour;
+export type FakeUpstreamBehaviour = SucceedBehaviour | FailBehaviour | HangBehaviour | FailThenSucceedBehaviour | RedirectBehaviour | BreakStreamBehaviour;
 
 /**
  * A behaviour for every call, or a script: call i (counted from the last `setBehaviour`) gets
@@ -109,7 +119,7 @@ const DEFAULT_CONTENT = 'This is a deterministic reply from the fake upstream.';
 const CREATED_AT = 1_700_000_000;
 
 /** A concrete per-call action, after scripts and fail-then-succeed are resolved. */
-type Action = SucceedBehaviour | FailBehaviour | HangBehaviour | RedirectBehaviour;
+type Action = SucceedBehaviour | FailBehaviour | HangBehaviour | RedirectBehaviour | BreakStreamBehaviour;
 
 /** Starts the fake upstream on 127.0.0.1 with an ephemeral port. */
 export async function startFakeUpstream(options: FakeUpstreamOptions = {}): Promise<FakeUpstream> {
@@ -260,9 +270,16 @@ async function perform(action: Action, body: unknown, res: ServerResponse, build
       res.setHeader('Location', action.location);
       res.end();
       return;
+    case 'break-stream':
+      await sendStream(res, { kind: 'succeed' }, body, action.afterWords);
+      return;
     case 'succeed':
       if (action.delayMs) {
         await delayUnlessClosed(action.delayMs, res);
+      }
+      if (isStreamRequest(body)) {
+        await sendStream(res, action, body, null);
+        return;
       }
       if (!res.destroyed) {
         sendJson(res, 200, build(action, body));
@@ -352,6 +369,52 @@ function buildEmbeddings(succeed: SucceedBehaviour, body: unknown): object {
     }),
     ...(usage && { usage }),
   };
+}
+
+function isStreamRequest(body: unknown): boolean {
+  return typeof body === 'object' && body !== null && (body as Record<string, unknown>)['stream'] === true;
+}
+
+/**
+ * Streams the completion `buildCompletion` would return as SSE chunks; with `breakAfter`, drops
+ * the connection after that many word chunks (no finish, no usage, no `[DONE]`).
+ */
+async function sendStream(res: ServerResponse, succeed: SucceedBehaviour, body: unknown, breakAfter: number | null): Promise<void> {
+  const completion = buildCompletion(succeed, body) as {
+    model: string;
+    choices: Array<{ message: { content: string }; finish_reason: string }>;
+    usage?: { prompt_tokens: number; completion_tokens: number; total_tokens: number };
+  };
+  const fields = (typeof body === 'object' && body !== null ? body : {}) as Record<string, unknown>;
+  const includeUsage = (fields['stream_options'] as { include_usage?: unknown } | undefined)?.include_usage === true;
+  const base = { id: 'chatcmpl-fake', object: 'chat.completion.chunk', created: CREATED_AT, model: completion.model };
+  // Each chunk is flushed to the socket before the next step, so a broken stream drops the
+  // connection only after the client could have read what came before.
+  const send = (data: unknown) => new Promise<void>((resolve) => {
+    if (res.destroyed) return resolve();
+    res.write(`data: ${JSON.stringify(data)}\n\n`, () => resolve());
+  });
+  res.statusCode = 200;
+  res.setHeader('Content-Type', 'text/event-stream');
+  res.flushHeaders();
+  const choice = completion.choices[0];
+  await send({ ...base, choices: [{ index: 0, delta: { role: 'assistant', content: '' }, finish_reason: null }] });
+  const words = (choice?.message.content ?? '').split(' ').filter(Boolean);
+  for (const [i, word] of words.entries()) {
+    if (breakAfter !== null && i >= breakAfter) {
+      res.destroy();
+      return;
+    }
+    if (succeed.chunkDelayMs) await delayUnlessClosed(succeed.chunkDelayMs, res);
+    await send({ ...base, choices: [{ index: 0, delta: { content: i === 0 ? word : ` ${word}` }, finish_reason: null }] });
+  }
+  if (breakAfter !== null) {
+    res.destroy();
+    return;
+  }
+  await send({ ...base, choices: [{ index: 0, delta: {}, finish_reason: choice?.finish_reason ?? 'stop' }] });
+  if (includeUsage && completion.usage) await send({ ...base, choices: [], usage: completion.usage });
+  if (!res.destroyed) res.end('data: [DONE]\n\n');
 }
 
 /** Extracts what the fake needs from a request body, tolerating any shape. */

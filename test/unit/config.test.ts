@@ -12,6 +12,7 @@ describe('loadConfig defaults', () => {
     expect(c).toEqual({
       port: 8080,
       databaseUrl: null,
+      streamDatabaseUrl: null,
       embeddedPgPort: 5433,
       temporalAddress: null,
       embeddedTemporalPort: 7233,

@@ -46,7 +46,11 @@ describe('validateChatBody: rejections', () => {
     ],
     ['a text part without text', { ...good, messages: [{ role: 'user', content: [{ type: 'text' }] }] }, 'messages[0].content'],
     ['a bare string part', { ...good, messages: [{ role: 'user', content: ['hi'] }] }, 'messages[0].content'],
-    ['stream: true', { ...good, stream: true }, 'stream'],
+    ['stream as a string', { ...good, stream: 'yes' }, 'stream'],
+    ['stream_options without stream', { ...good, stream_options: { include_usage: true } }, 'stream_options'],
+    ['stream_options not an object', { ...good, stream: true, stream_options: true }, 'stream_options'],
+    ['an unknown stream option', { ...good, stream: true, stream_options: { chunk_size: 3 } }, 'stream_options.chunk_size'],
+    ['include_usage as a string', { ...good, stream: true, stream_options: { include_usage: 'yes' } }, 'stream_options.include_usage'],
     ['n: 2', { ...good, n: 2 }, 'n'],
     ['n: 0', { ...good, n: 0 }, 'n'],
     ['tools', { ...good, tools: [] }, 'tools'],
@@ -93,6 +97,8 @@ describe('validateChatBody: accepted bodies', () => {
       ],
       params: { maxTokens: null, temperature: null, topP: null, seed: null, stop: null },
       user: null,
+      stream: false,
+      includeUsage: false,
     });
   });
 
@@ -135,6 +141,12 @@ describe('validateChatBody: accepted bodies', () => {
     const v = validateChatBody({ ...good, stream: false, n: 1, max_tokens: null, temperature: null, stop: null, user: null, tools: null });
     expect(v.params).toEqual({ maxTokens: null, temperature: null, topP: null, seed: null, stop: null });
     expect(v.user).toBeNull();
+  });
+
+  it('accepts stream: true with and without include_usage', () => {
+    expect(validateChatBody({ ...good, stream: true })).toMatchObject({ stream: true, includeUsage: false });
+    expect(validateChatBody({ ...good, stream: true, stream_options: { include_usage: true } })).toMatchObject({ stream: true, includeUsage: true });
+    expect(validateChatBody({ ...good, stream: true, stream_options: null })).toMatchObject({ stream: true, includeUsage: false });
   });
 
   it('treats an empty user as no user', () => {

@@ -24,6 +24,8 @@ export interface GenerationInput {
   grammar: LlamaGrammar | null;
   /** Token biases (banned or favoured tokens), or null. */
   tokenBias: TokenBias | null;
+  /** Called after each generated token with all tokens so far (streamed requests). @default undefined */
+  onToken?: ((tokens: readonly Token[]) => void) | undefined;
 }
 
 /** Why generation ended, with the generated tokens and where the answer's text ends. */
@@ -147,6 +149,7 @@ export async function generateOnSequence(
       signal.throwIfAborted();
       tokens.push(token);
       if (logprobs !== null && typeof value !== 'number') logprobs.push(logprobOf(model, token, value.probabilities, top));
+      input.onToken?.(tokens);
       if (onProgress !== undefined && tokens.length % progressEveryTokens === 0) onProgress(tokens.length, prompt.tokens.length);
       if (prompt.stopTokens.has(token)) {
         contentTokenCount = tokens.length - 1;
