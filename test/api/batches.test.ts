@@ -1,7 +1,7 @@
 /**
  * The Files and Batches API with the official `openai` client against real Temporal, PostgreSQL
- * and llama.cpp (and the instant backend where a test needs many lines fast): the full flow,
- * bad-line reporting, cancel mid-batch, and resume after the workers stop mid-batch.
+ * and llama.cpp (and the instant backend for pipeline-only tests that need many lines fast): the
+ * full flow, bad-line reporting, cancel mid-batch, and resume after the workers stop mid-batch.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import OpenAI, { toFile } from 'openai';
@@ -71,6 +71,7 @@ async function contentLines(fileId: string, c: OpenAI = client): Promise<any[]> 
 }
 
 describe('files', () => {
+  // Pipeline only (docs/testing.md): files are stored and served; nothing is generated.
   it('uploads, retrieves, lists, serves content byte for byte, deletes; other tenants see nothing', async () => {
     const text = 'line one\r\n{"a": "ünï"}\n\nlast without newline';
     const file = await upload(text);
@@ -98,6 +99,10 @@ describe('files', () => {
 });
 
 describe('batches', () => {
+  // The full flow and cancel mid-batch run on llama.cpp (`sluice-tiny`): they are about generated
+  // lines and the tokens they spent. The others are pipeline only (docs/testing.md) and use the
+  // instant backend: line validation, the budget check, the CLI, limits, expiry, resume after the
+  // workers stop, and recording outcomes; `stranded` is served by no worker.
   it('runs the full OpenAI flow on llama.cpp: one output line per input line, billed once each', async () => {
     const lines = Array.from({ length: 4 }, (_, i) => chatLine(`req-${i}`, 'sluice-tiny', `Say ${i}`));
     const file = await upload(jsonl(lines));

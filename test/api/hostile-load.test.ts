@@ -131,6 +131,8 @@ async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs = 
 }
 
 describe('a hostile tenant', () => {
+  // Pipeline only (docs/testing.md): uploads, exports, the pg pool, caps and the rate limit. The
+  // victim's requests run on llama.cpp (`sluice-tiny`); the instant model serves the rate-limit test.
   it('25 trickling uploads and 25 unread exports starve nobody; the API serves after they close', async () => {
     const server = stack.server as NonNullable<TestStack['server']>;
     const connections = () => new Promise<number>((resolve) => server.getConnections((_e, n) => resolve(n)));

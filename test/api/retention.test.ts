@@ -74,6 +74,7 @@ afterAll(async () => {
 });
 
 describe('retention_days on the tenant', () => {
+  // Pipeline only (docs/testing.md): tenant settings, purge and erasure of stored content.
   it('is set by a super admin through PATCH, validated, shown in the tenant JSON and audited', async () => {
     const t = await stack.createTenantKey({ role: 'tenant_admin' });
     expect((await stack.admin('GET', `/v1/admin/tenants/${t.tenantId}`)).body.retention_days).toBeNull();
@@ -95,6 +96,7 @@ describe('retention_days on the tenant', () => {
 });
 
 describe('the reconciler purges content past retention', () => {
+  // Pipeline only (docs/testing.md): the instant backend only produces the content to purge.
   it('nulls old results and file lines of tenants with retention, keeps status, usage, spend, recent content and other tenants', async () => {
     const kept = await stack.createTenantKey();
     const purged = await stack.createTenantKey();
@@ -148,6 +150,7 @@ describe('the reconciler purges content past retention', () => {
 });
 
 describe('POST /v1/admin/tenants/{id}/erase', () => {
+  // Pipeline only (docs/testing.md): the instant backend only produces the content to erase.
   it('is the super admin\'s, and needs {confirm: true}', async () => {
     const t = await stack.createTenantKey({ role: 'tenant_admin' });
     expect((await call(t.key, 'POST', `/v1/admin/tenants/${t.tenantId}/erase`, { confirm: true })).status).toBe(403);

@@ -103,6 +103,8 @@ function routeInventory(): Array<{ method: string; path: string }> {
 const concrete = (path: string) => path.replace(/:(\w+)/g, 'x_missing_$1');
 
 describe('hardening', () => {
+  // Pipeline only (docs/testing.md): headers, error bodies and the request timeout; `stranded` is
+  // served by no worker.
   const expectSecurityHeaders = (h: Headers) => {
     expect(h.get('x-powered-by')).toBeNull();
     expect(h.get('x-content-type-options')).toBe('nosniff');
@@ -193,8 +195,9 @@ describe('route inventory', () => {
 });
 
 describe('BFLA: a user key against everything but inference', () => {
-  // Inference (chat completions and embeddings, the `chat` permission), its jobs, the model list.
-  const USER_ALLOWED = ['POST /v1/chat/completions', 'POST /v1/embeddings', 'GET /v1/jobs/:id', 'POST /v1/jobs/:id/cancel', 'GET /v1/models'];
+  // Pipeline only (docs/testing.md): roles against every route but inference (chat completions and
+  // embeddings, the `chat` permission), its jobs, the model list.
+  const USER_ALLOWED = ['POST /v1/chat/completions', 'GET /v1/chat/completions/:id/stream', 'POST /v1/completions', 'POST /v1/embeddings', 'GET /v1/jobs/:id', 'POST /v1/jobs/:id/cancel', 'GET /v1/models'];
 
   it('every other route is 403, and every denial is audited as auth.denied', async () => {
     const routes = routeInventory().filter((r) => r.path.startsWith('/v1/') && !USER_ALLOWED.includes(`${r.method} ${r.path}`));
@@ -213,6 +216,8 @@ describe('BFLA: a user key against everything but inference', () => {
 });
 
 describe('BOLA: tenant B against tenant A', () => {
+  // Pipeline only (docs/testing.md): object access across tenants; tenant A's job ran on the
+  // instant backend.
   const noDataOfA = (text: string) => {
     for (const s of [a.id, a.adminKeyId, devA.id, jobA, PROMPT_A]) expect(text).not.toContain(s);
   };
@@ -295,6 +300,8 @@ describe('injection through the auth header and IDs', () => {
 });
 
 describe('keys', () => {
+  // Pipeline only (docs/testing.md): rotation and revocation reaching the workflow's authorize
+  // step.
   it('rotates: a new key at once, the old one valid for the grace period only', async () => {
     const k = await newKey(a.adminKey, a.id, 'developer');
     const r = await call(a.adminKey, 'POST', `/v1/admin/keys/${k.id}/rotate`, { grace_seconds: 600 });
@@ -350,6 +357,7 @@ describe('keys', () => {
 });
 
 describe('secret scan, after all of the above', () => {
+  // Pipeline only (docs/testing.md): what logs, audit rows, bodies and histories hold.
   const SK = /sk-[A-Za-z0-9_-]{20,}/;
 
   function scan(where: string, text: string) {

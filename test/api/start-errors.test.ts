@@ -53,6 +53,8 @@ async function uploadBatchFile(): Promise<string> {
 }
 
 describe('chat: a failed workflow start', () => {
+  // Pipeline only (docs/testing.md): the instant backend answers; what is under test is the start
+  // of the workflow, not inference.
   it('answers 503 temporal_unavailable when Temporal is unreachable, logs it with the request ID, and keeps no request row', async () => {
     const spy = vi.spyOn(stack.client.workflow, 'start').mockRejectedValueOnce(unavailable());
     const before = startLogs().length;
@@ -99,6 +101,7 @@ describe('chat: a failed workflow start', () => {
 });
 
 describe('batches: a failed workflow start', () => {
+  // Pipeline only (docs/testing.md): the batch workflow's start fails before any line is served.
   it('answers 503 temporal_unavailable or 500 internal_error, logged with the batch ID, and keeps no batch row', async () => {
     const fileId = await uploadBatchFile();
     const create = { input_file_id: fileId, endpoint: '/v1/chat/completions', completion_window: '24h' };

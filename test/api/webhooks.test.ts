@@ -147,6 +147,8 @@ afterAll(async () => {
 });
 
 describe('webhooks', () => {
+  // Pipeline only (docs/testing.md): the instant backend serves the jobs and batches whose events
+  // are delivered.
   let ok: Awaited<ReturnType<typeof tenantWithEndpoint>>;
   let jobId: string;
 
@@ -302,6 +304,8 @@ describe('webhooks', () => {
 });
 
 describe('budget thresholds', () => {
+  // Pipeline only (docs/testing.md): thresholds are billing arithmetic over the instant backend's
+  // deterministic token counts (UTF-8 bytes), so each request's cost is known in advance.
   it('records 80% and 100% of the monthly budget exactly once each: budget_events, audit, webhook, usage', async () => {
     // Each request holds 11,000 at reservation and settles at 9,000. Budget 47,000: the 4th
     // reservation takes committed spend to 38,000 (>= 80%), the 5th to exactly 47,000 (100%),

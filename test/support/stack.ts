@@ -12,6 +12,7 @@ import { startStack, type Stack } from '../../scripts/lib/system.js';
 import { startTemporalDevServer, type RunningDevServer } from '../../scripts/lib/temporal-dev-server.js';
 import { ensureAdminKey, ensureModels } from '../../scripts/lib/bootstrap.js';
 import type { BreakerConfig } from '../../domain/circuit-breaker.js';
+import { chatWorkflowId } from '../../contracts/ids.js';
 
 export interface TestStackOptions {
   pools?: string[];
@@ -141,8 +142,28 @@ export async function startJob(stack: TestStack, key: string, body: Record<strin
 }
 
 /**
+ * Waits until the chat job's inference activity has heartbeated generated tokens: it is
+ * mid-generation on a real backend (heartbeats reach the server at most every 2 s, the worker's
+ * throttle, so the model must generate for longer than that: `sluice-slow.gguf`).
+ */
+export async function waitForGeneration(stack: TestStack, requestId: string, timeoutMs = 60_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  const handle = stack.client.workflow.getHandle(chatWorkflowId(requestId));
+  while (Date.now() < deadline) {
+    const d = await handle.describe().catch(() => null);
+    const pending = d?.raw.pendingActivities?.[0];
+    if (pending?.heartbeatDetails?.payloads?.length) {
+      const details = JSON.parse(Buffer.from(pending.heartbeatDetails.payloads[0]!.data!).toString());
+      if (details.completionTokens > 0) return;
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`job ${requestId} did not start generating`);
+}
+
+/**
  * Registers a model served by the instant backend on pool `local` (no model time: for tests of
- * what surrounds inference). Prices are micro-USD per 1M tokens.
+ * Sluice's own pipeline, never of inference; see docs/testing.md). Prices are micro-USD per 1M tokens.
  */
 export async function addInstantModel(
   stack: TestStack,

@@ -9,6 +9,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import { createAdmissionActivities, type RequestSteps } from '../../activities/admission.js';
 import type { DeploymentTarget } from '../../contracts/chat.js';
 
+/** A deployment as data: nothing is generated here, so the provider is only a value. */
 function deployment(id: string, priority: number): DeploymentTarget {
   return { id, model: 'm', pool: 'p', provider: 'instant', ggufPath: null, baseUrl: null, apiKeyRef: null, upstreamModel: null, weight: 1, priority };
 }

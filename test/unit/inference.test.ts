@@ -1,6 +1,9 @@
 /**
  * The infer activity in a mocked activity context: results pass through with latency added, and
  * backend failures become the ApplicationFailures the workflow's retry policy needs.
+ * This is the activity around a backend, not inference (docs/testing.md): the backends are the
+ * deterministic instant backend and doubles written here. llama.cpp's own token counts, finish
+ * reasons and aborts are tested in test/inference/llama-cpp.test.ts.
  */
 import { describe, expect, it } from 'vitest';
 import { MockActivityEnvironment } from '@temporalio/testing';
@@ -79,7 +82,7 @@ async function failureOf(registry: BackendRegistry): Promise<ApplicationFailure>
 }
 
 describe('infer: success', () => {
-  it('returns the instant backend’s content, finish reason and token counts', async () => {
+  it('passes the backend’s content, finish reason and token counts through, with its latency', async () => {
     const registry = registryOf(createInstantBackend());
     const out = await runInfer(registry);
     // Prompt "system: be brief\nuser: héllo": 16 + 1 + 12 bytes ("é" is two) = 29.
@@ -89,7 +92,7 @@ describe('infer: success', () => {
     expect(registry.asked).toEqual([deployment]);
   });
 
-  it('reports a completion cut by max_tokens as "length"', async () => {
+  it('passes a completion cut by max_tokens through as "length"', async () => {
     const out = await runInfer(registryOf(createInstantBackend()), input(1));
     expect(out).toMatchObject({ content: 'o', finishReason: 'length', completionTokens: 1 });
   });

@@ -72,6 +72,8 @@ async function batchOfOneLine(): Promise<string> {
 }
 
 describe('validateBatch budget check', () => {
+  // Pipeline only (docs/testing.md): the budget check reads prices, nothing is generated; the
+  // deployment's `instant` provider is only a value in the models table.
   it('fails a batch whose worst-case cost exceeds the remaining budget', async () => {
     const batchId = await batchOfOneLine();
     const result = await new MockActivityEnvironment().run(createBatchActivities({ db, now: () => new Date() }).validateBatch, { batchId });

@@ -3,6 +3,8 @@
  * written by the ledger's settle activity called directly with a controlled clock (the row is
  * priced and dated at that instant), or in bulk by SQL where only volume matters. Periods are in
  * 2025, long closed; the Schedule test bills the month before today.
+ * Pipeline only (docs/testing.md): nothing is generated here; the deployment's `instant` provider
+ * is only a value in the models table.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sql } from 'kysely';

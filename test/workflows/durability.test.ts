@@ -9,7 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { inject } from 'vitest';
-import { addModel, pollJob, startJob, startTestStack, type TestStack } from '../support/stack.js';
+import { addModel, pollJob, startJob, startTestStack, waitForGeneration, type TestStack } from '../support/stack.js';
 import { freePort, SLOW_GGUF } from '../support/global-setup.js';
 import { startTemporalDevServer } from '../../scripts/lib/temporal-dev-server.js';
 import { chatWorkflowId } from '../../contracts/ids.js';
@@ -47,23 +47,6 @@ async function usageRows(requestId: string) {
   return stack.db.selectFrom('usage').selectAll().where('request_id', '=', requestId).execute();
 }
 
-/** Waits until the job's inference activity has heartbeated progress (it is mid-generation). */
-async function waitForGeneration(requestId: string, timeoutMs = 60_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  const handle = stack.client.workflow.getHandle(chatWorkflowId(requestId));
-  while (Date.now() < deadline) {
-    const d = await handle.describe().catch(() => null);
-    const pending = d?.raw.pendingActivities?.[0];
-    if (pending?.heartbeatDetails?.payloads?.length) {
-      const details = JSON.parse(Buffer.from(pending.heartbeatDetails.payloads[0]!.data!).toString());
-      if (details.completionTokens > 0) return;
-    }
-    // Heartbeats reach the server at most every 2 s (the worker's throttle).
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`job ${requestId} did not start generating`);
-}
-
 beforeAll(async () => {
   tmp = await fs.mkdtemp(path.join(os.tmpdir(), 'sluice-durability-'));
   temporalPort = await freePort();
@@ -86,7 +69,7 @@ afterAll(async () => {
 describe('cancel', () => {
   it('cancels a running job: reservation released, nothing billed, the tokens it spent recorded unbilled, audited', async () => {
     const job = await startJob(stack, key, { model: 'sluice-slow', messages: [{ role: 'user', content: 'a long story' }], max_tokens: 500, temperature: 0 });
-    await waitForGeneration(job.id);
+    await waitForGeneration(stack, job.id);
     const res = await fetch(`${stack.url}/v1/jobs/${job.id}/cancel`, { method: 'POST', headers: { Authorization: `Bearer ${key}` } });
     expect(res.status).toBe(200);
     expect(((await res.json()) as any).status).toBe('cancelled');
@@ -121,7 +104,7 @@ describe('worker crash', () => {
     let worker = startWorkerProcess('crashy');
     try {
       const job = await startJob(stack, key, { model: 'sluice-slow-remote', messages: [{ role: 'user', content: 'crash me' }], max_tokens: 400, temperature: 0 });
-      await waitForGeneration(job.id, 90_000);
+      await waitForGeneration(stack, job.id, 90_000);
       worker.kill('SIGKILL');
       await new Promise((r) => worker.once('exit', r));
       worker = startWorkerProcess('crashy');
@@ -148,7 +131,7 @@ describe('Temporal restart', () => {
     const jobs = await Promise.all(
       Array.from({ length: 6 }, (_, i) => startJob(stack, key, { model: 'sluice-slow', messages: [{ role: 'user', content: `restart ${i}` }], max_tokens: 120, temperature: 0 })),
     );
-    await waitForGeneration(jobs[0].id);
+    await waitForGeneration(stack, jobs[0].id);
     await stack.temporal.stop();
     await new Promise((r) => setTimeout(r, 2000));
     const restarted = await startTemporalDevServer({ dbFile: path.join(tmp, 'temporal.db'), port: temporalPort, uiPort: null });

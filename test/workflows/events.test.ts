@@ -37,6 +37,8 @@ afterAll(async () => {
 });
 
 describe('events through the injected publisher', () => {
+  // Pipeline only (docs/testing.md): control activities called directly; nothing is generated, the
+  // deployment's `instant` provider is only a value in the models table.
   it('publishes budget.threshold from reserveQuota and job.succeeded from recordOutcome, to the publisher only', async () => {
     const published: DomainEvent[] = [];
     const acts = createControlActivities({ db, events: { publish: async (e) => void published.push(e) } });

@@ -81,6 +81,8 @@ describe('the encryption codec', () => {
 });
 
 describe('with SLUICE_PAYLOAD_KEY on the stack', () => {
+  // Pipeline only (docs/testing.md): the codec on Temporal payloads; the instant backend's
+  // completion is the text that must not appear in clear.
   let stack: TestStack;
 
   beforeAll(async () => {

@@ -46,6 +46,8 @@ async function ask(base: string, key: string) {
 const replicas = () => [stack.url, second.url];
 
 describe('budget race', () => {
+  // Pipeline only (docs/testing.md): reservation under concurrency; the instant backend adds no
+  // model time.
   it('a budget for exactly K requests admits exactly K of 10×K concurrent ones', async () => {
     const K = 5;
     const { tenantId, key } = await stack.createTenantKey({ limits: { monthly_budget_micros: K * EST_COST } });
@@ -73,6 +75,7 @@ describe('budget race', () => {
 });
 
 describe('rate limit', () => {
+  // Pipeline only (docs/testing.md): the per-minute limit across two API replicas.
   it('requests_per_minute = R admits at most R of a 3R burst through two replicas, per window', async () => {
     const R = 4;
     const { tenantId, key } = await stack.createTenantKey({ limits: { requests_per_minute: R } });
@@ -99,6 +102,8 @@ describe('rate limit', () => {
 });
 
 describe('reconciler', () => {
+  // Pipeline only (docs/testing.md): reservations left by closed workflows; `stranded` is served by
+  // no worker.
   it('is scheduled when the control worker starts', async () => {
     const d = await stack.client.schedule.getHandle(RECONCILE_SCHEDULE_ID).describe();
     expect(d.action).toMatchObject({ type: 'startWorkflow', workflowType: 'reconcileReservations', taskQueue: CONTROL_TASK_QUEUE });

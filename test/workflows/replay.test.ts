@@ -1,7 +1,8 @@
 /**
  * Determinism: histories recorded by real runs of every kind of workflow (a sync request, an async
- * request that fell back from a failing deployment, a cancelled job, a request refused by its
- * quota, a batch, an embeddings request and an embeddings batch, and a billing run) replay against the current workflow code without a
+ * request that fell back from a failing deployment, a job cancelled mid-generation on llama.cpp,
+ * a request refused by its quota, a batch, an embeddings request and an embeddings batch, and a
+ * billing run) replay against the current workflow code without a
  * non-determinism error.
  * `test/fixtures/histories` keeps histories (binary protobuf) of those runs recorded by the
  * workflow code as released: a change that would replay a running workflow differently
@@ -15,7 +16,8 @@ import OpenAI, { toFile } from 'openai';
 import { mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
 import { Worker } from '@temporalio/worker';
 import { temporal } from '@temporalio/proto';
-import { addInstantModel, addModel, pollJob, startJob, startTestStack, type TestStack } from '../support/stack.js';
+import { addInstantModel, addModel, pollJob, startJob, startTestStack, waitForGeneration, type TestStack } from '../support/stack.js';
+import { SLOW_GGUF } from '../support/global-setup.js';
 import { startFakeUpstream, type FakeUpstream } from '../support/fake-openai-upstream.js';
 import { batchWorkflowId, chatWorkflowId } from '../../contracts/ids.js';
 
@@ -38,6 +40,13 @@ beforeAll(async () => {
       { id: 'fb-local', provider: 'llama-cpp', pool: 'local', gguf_path: 'sluice-tiny.gguf', priority: 1 },
     ],
   });
+  // The cancelled job is cancelled mid-generation on llama.cpp: the slow tiny model generates for
+  // longer than the 2 s heartbeat throttle, so the test can see it generating before it cancels.
+  await addModel(stack, {
+    id: 'sluice-slow', context_length: 1024, max_output_tokens: 600,
+    deployments: [{ id: 'slow-local', provider: 'llama-cpp', pool: 'local', gguf_path: SLOW_GGUF }],
+  });
+  // Pipeline only: the quota refusal (before any inference) and the batch's workflow steps.
   await addInstantModel(stack);
   await addModel(stack, {
     id: 'replay-embed', kind: 'embeddings', context_length: 1024, max_output_tokens: 1,
@@ -58,9 +67,10 @@ describe('workflow replay', () => {
     const fallback = await startJob(stack, key, { model: 'with-fallback', messages: [{ role: 'user', content: 'fallback' }], max_tokens: 4 });
     expect((await pollJob(stack, key, fallback.id, (s) => s === 'succeeded' || s === 'failed')).status).toBe('succeeded');
     scenarios.set('chat-request-fallback.pb', chatWorkflowId(fallback.id));
-    const cancelled = await startJob(stack, key, { model: 'instant', messages: [{ role: 'user', content: 'to cancel' }], max_tokens: 4 });
+    const cancelled = await startJob(stack, key, { model: 'sluice-slow', messages: [{ role: 'user', content: 'to cancel' }], max_tokens: 500, temperature: 0 });
+    await waitForGeneration(stack, cancelled.id);
     await fetch(`${stack.url}/v1/jobs/${cancelled.id}/cancel`, { method: 'POST', headers: { Authorization: `Bearer ${key}` } });
-    await pollJob(stack, key, cancelled.id, (s) => s === 'succeeded' || s === 'failed' || s === 'cancelled');
+    expect((await pollJob(stack, key, cancelled.id, (s) => s === 'succeeded' || s === 'failed' || s === 'cancelled')).status).toBe('cancelled');
     scenarios.set('chat-request-cancelled.pb', chatWorkflowId(cancelled.id));
     const broke = await stack.createTenantKey({ limits: { monthly_budget_micros: 0 } });
     const refused = await startJob(stack, broke.key, { model: 'instant', messages: [{ role: 'user', content: 'over budget' }], max_tokens: 4 });
