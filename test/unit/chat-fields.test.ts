@@ -40,8 +40,8 @@ describe('the chat field table', () => {
   });
 
   for (const [name, field] of Object.entries(CHAT_FIELDS) as [ChatFieldName, (typeof CHAT_FIELDS)[ChatFieldName]][]) {
-    // top_logprobs is only asked for with logprobs.
-    const body = { ...base, ...(name === 'top_logprobs' ? { logprobs: true } : {}), [name]: REQUESTED[name] };
+    // top_logprobs is only asked for with logprobs, stream_options with stream.
+    const body = { ...base, ...(name === 'top_logprobs' ? { logprobs: true } : {}), ...(name === 'stream_options' ? { stream: true } : {}), [name]: REQUESTED[name] };
     if (field['llama-cpp'] === 'refused' && field['openai-compatible'] === 'refused') {
       it(`${name}: refused on every backend, 400 naming it`, () => {
         const err = refusal(body);
