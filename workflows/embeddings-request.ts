@@ -15,7 +15,6 @@ import {
   proxyActivities,
   proxyLocalActivities,
   sleep,
-  upsertSearchAttributes,
 } from '@temporalio/workflow';
 import type { ControlActivities } from '../activities/index.js';
 import type { InferenceActivities } from '../activities/inference.js';
@@ -23,10 +22,11 @@ import type { Admission } from '../activities/admission.js';
 import type { UsageEntry } from '../contracts/chat.js';
 import type { EmbedOutput, EmbeddingsRequestInput, EmbeddingsResult } from '../contracts/embeddings.js';
 import type { FailureDetails, FailureType } from '../contracts/failures.js';
-import { SearchAttributes, inferenceTaskQueue } from '../contracts/ids.js';
+import { inferenceTaskQueue } from '../contracts/ids.js';
 import { CLIENT_FAULTS, PIPELINE_PROFILES as PROFILES } from '../contracts/profiles.js';
 import { consumedOf, failureOf } from './failures.js';
 import { rateLimitWaitMs } from './pipeline.js';
+import { requestWorkflowHooks } from './request-workflow.js';
 
 const clientFaults: readonly string[] = CLIENT_FAULTS;
 
@@ -62,16 +62,7 @@ export interface EmbeddingsPipelineHooks {
 
 /** `embeddingsRequest`: one request in its own workflow, its progress in the search attributes. */
 export async function embeddingsRequest(input: EmbeddingsRequestInput): Promise<EmbeddingsResult> {
-  return runEmbeddingsPipeline(input, {
-    localActivities: true,
-    onAttempt: ({ model, pool, variant }) => upsertSearchAttributes([
-      { key: SearchAttributes.variant, value: variant ?? 'none' },
-      { key: SearchAttributes.model, value: model },
-      { key: SearchAttributes.pool, value: pool },
-      { key: SearchAttributes.status, value: 'running' },
-    ]),
-    onEnd: (status) => upsertSearchAttributes([{ key: SearchAttributes.status, value: status }]),
-  });
+  return runEmbeddingsPipeline(input, requestWorkflowHooks());
 }
 
 /**
