@@ -2,7 +2,10 @@
  * What a failed `client.workflow.start` means for the caller of a route that starts one (chat,
  * batches). Every failure is logged with the request's ID; the client gets a stable code only.
  */
-import { WorkflowExecutionAlreadyStartedError, isGrpcServiceError } from '@temporalio/client';
+import { WorkflowExecutionAlreadyStartedError, isGrpcServiceError, type Client, type Workflow } from '@temporalio/client';
+import type { Db } from '../db/database.js';
+import { deleteUnstartedRequest } from '../db/repositories/requests.js';
+import { CONTROL_TASK_QUEUE, SearchAttributes } from '../contracts/ids.js';
 import type { Logger } from '../runtime/logger.js';
 import { HttpError } from './errors.js';
 
@@ -46,4 +49,61 @@ export function startFailureResponse(err: unknown, log: Logger, ids: Record<stri
   log.error(`could not start the ${what} workflow`, fields);
   if (kind === 'unavailable') return new HttpError('service_unavailable', `Could not queue the ${what}; try again`, 'temporal_unavailable', null, 1);
   return new HttpError('server_error', 'The server had an error while processing your request.', 'internal_error');
+}
+
+/** What a route that starts a request's workflow needs for it. */
+export interface RequestStartDeps {
+  db: Db;
+  temporal: Client;
+  /** Ask Temporal for eager workflow start. */
+  eagerStart: boolean;
+  /** Where a failed start is logged (with the request ID). */
+  log: Logger;
+}
+
+/** One request's workflow to start (chat, completion, embeddings). */
+export interface RequestWorkflowStart<W extends Workflow> {
+  /** Workflow type, e.g. `chatRequest`. */
+  type: string;
+  workflowId: string;
+  requestId: string;
+  args: Parameters<W>;
+  /** `SluiceKind` search attribute (sync, async, embeddings…). */
+  kind: string;
+  tenantId: string;
+  model: string;
+  /** Temporal priority key (`PriorityKeys`). */
+  priorityKey: number;
+}
+
+/**
+ * Starts a request's workflow on the control queue (the same ID is the same work: an existing
+ * workflow is used), with its search attributes, eager start and priority. A start that failed
+ * for any reason but "already started" deletes the request's unstarted row and throws the error
+ * of `startFailureResponse`.
+ */
+export async function startRequestWorkflow<W extends Workflow>(deps: RequestStartDeps, start: RequestWorkflowStart<W>): Promise<void> {
+  try {
+    await deps.temporal.workflow.start<Workflow>(start.type, {
+      taskQueue: CONTROL_TASK_QUEUE,
+      workflowId: start.workflowId,
+      args: start.args as unknown[],
+      workflowIdConflictPolicy: 'USE_EXISTING',
+      requestEagerStart: deps.eagerStart,
+      priority: { priorityKey: start.priorityKey },
+      typedSearchAttributes: [
+        { key: SearchAttributes.kind, value: start.kind },
+        { key: SearchAttributes.tenant, value: start.tenantId },
+        { key: SearchAttributes.model, value: start.model },
+        { key: SearchAttributes.status, value: 'queued' },
+      ],
+    });
+  } catch (err) {
+    // Already started: the workflow of this request ID exists, so the request is queued.
+    const error = startFailureResponse(err, deps.log, { request_id: start.requestId }, 'request');
+    if (error) {
+      await deleteUnstartedRequest(deps.db, start.requestId);
+      throw error;
+    }
+  }
 }

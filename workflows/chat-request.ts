@@ -4,10 +4,10 @@
  * Ops see its progress in the search attributes (status, and model, pool and variant per
  * inference attempt) and in the `status` query.
  */
-import { defineQuery, setHandler, upsertSearchAttributes } from '@temporalio/workflow';
+import { defineQuery, setHandler } from '@temporalio/workflow';
 import { runChatPipeline } from './pipeline.js';
+import { requestWorkflowHooks } from './request-workflow.js';
 import type { ChatCompletion, ChatRequestInput, JobStatus } from '../contracts/chat.js';
-import { SearchAttributes } from '../contracts/ids.js';
 
 export const statusQuery = defineQuery<{ status: JobStatus; step: string }>('status');
 
@@ -15,18 +15,9 @@ export async function chatRequest(input: ChatRequestInput): Promise<ChatCompleti
   let state: { status: JobStatus; step: string } = { status: 'queued', step: 'authorize' };
   setHandler(statusQuery, () => state);
   return runChatPipeline(input, {
-    // Measured faster than regular activities (BENCHMARKS.md, "Sluice's pipeline").
-    localActivities: true,
+    ...requestWorkflowHooks(),
     onStep: (status, step) => {
       state = { status, step };
     },
-    // One upsert per attempt (each is a history event and a visibility write).
-    onAttempt: ({ model, pool, variant }) => upsertSearchAttributes([
-      { key: SearchAttributes.variant, value: variant ?? 'none' },
-      { key: SearchAttributes.model, value: model },
-      { key: SearchAttributes.pool, value: pool },
-      { key: SearchAttributes.status, value: 'running' },
-    ]),
-    onEnd: (status) => upsertSearchAttributes([{ key: SearchAttributes.status, value: status }]),
   });
 }

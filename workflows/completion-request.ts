@@ -5,20 +5,10 @@
  * (`params.rawPrompt`), continued by the model without a chat template. The API turns the
  * pipeline's completion into a `text_completion`.
  */
-import { upsertSearchAttributes } from '@temporalio/workflow';
 import { runChatPipeline } from './pipeline.js';
+import { requestWorkflowHooks } from './request-workflow.js';
 import type { ChatCompletion, ChatRequestInput } from '../contracts/chat.js';
-import { SearchAttributes } from '../contracts/ids.js';
 
 export async function completionRequest(input: ChatRequestInput): Promise<ChatCompletion> {
-  return runChatPipeline(input, {
-    localActivities: true,
-    onAttempt: ({ model, pool, variant }) => upsertSearchAttributes([
-      { key: SearchAttributes.variant, value: variant ?? 'none' },
-      { key: SearchAttributes.model, value: model },
-      { key: SearchAttributes.pool, value: pool },
-      { key: SearchAttributes.status, value: 'running' },
-    ]),
-    onEnd: (status) => upsertSearchAttributes([{ key: SearchAttributes.status, value: status }]),
-  });
+  return runChatPipeline(input, requestWorkflowHooks());
 }

@@ -9,20 +9,20 @@ import type { Db } from '../../db/database.js';
 import type { RequestRow } from '../../db/tables/index.js';
 import { activeDeployments, getModel } from '../../db/repositories/models.js';
 import { refusedByModel } from '../../domain/chat-fields.js';
-import { deleteUnstartedRequest, getRequest, insertRequest } from '../../db/repositories/requests.js';
+import { getRequest, insertRequest } from '../../db/repositories/requests.js';
 import { precheckAdmission } from '../../db/repositories/quota.js';
 import { canonicalJson } from '../../domain/canonical-json.js';
 import { newId } from '../../domain/ids.js';
 import { allowsModel } from '../../domain/policy.js';
 import type { ChatCompletion, ChatRequestInput, JobStatus } from '../../contracts/chat.js';
-import { CONTROL_TASK_QUEUE, SearchAttributes, chatWorkflowId } from '../../contracts/ids.js';
+import { SearchAttributes, chatWorkflowId } from '../../contracts/ids.js';
 import type { chatRequest } from '../../workflows/chat-request.js';
 import { clientFailure } from '../../domain/client-errors.js';
 import type { Metrics } from '../../runtime/metrics.js';
 import { authOf, requirePermission } from '../auth.js';
 import { HttpError, badRequest, fromWorkflowFailure, notFound } from '../errors.js';
 import { checkTokenLimits, estimatePromptTokens, validateChatBody } from '../../domain/chat-validation.js';
-import { startFailureResponse } from '../workflow-start.js';
+import { startRequestWorkflow } from '../workflow-start.js';
 import { wrongModelKind } from '../../domain/embeddings-validation.js';
 import type { Logger } from '../../runtime/logger.js';
 import { createStreamHub, type StreamHub } from '../stream-hub.js';
@@ -158,29 +158,10 @@ export function chatRoutes(deps: ChatRouteDeps): Router {
         batchId: null,
         ...(body.stream ? { stream: true } : {}),
       };
-      try {
-        await deps.temporal.workflow.start<typeof chatRequest>('chatRequest', {
-          taskQueue: CONTROL_TASK_QUEUE,
-          workflowId: chatWorkflowId(requestId),
-          args: [input],
-          workflowIdConflictPolicy: 'USE_EXISTING',
-          requestEagerStart: deps.eagerStart,
-          priority: { priorityKey: async ? 2 : 1 },
-          typedSearchAttributes: [
-            { key: SearchAttributes.kind, value: input.kind },
-            { key: SearchAttributes.tenant, value: auth.tenantId },
-            { key: SearchAttributes.model, value: body.model },
-            { key: SearchAttributes.status, value: 'queued' },
-          ],
-        });
-      } catch (err) {
-        // Already started: the workflow of this request ID exists, so the request is queued.
-        const error = startFailureResponse(err, deps.log, { request_id: requestId }, 'request');
-        if (error) {
-          await deleteUnstartedRequest(deps.db, requestId);
-          throw error;
-        }
-      }
+      await startRequestWorkflow<typeof chatRequest>(deps, {
+        type: 'chatRequest', workflowId: chatWorkflowId(requestId), requestId, args: [input],
+        kind: input.kind, tenantId: auth.tenantId, model: body.model, priorityKey: async ? 2 : 1,
+      });
     }
     if (async) {
       const status = await liveStatus(row);

@@ -10,7 +10,7 @@ import { Router } from 'express';
 import type { Client } from '@temporalio/client';
 import type { Db } from '../../db/database.js';
 import { activeDeployments, getModel } from '../../db/repositories/models.js';
-import { deleteUnstartedRequest, insertRequest } from '../../db/repositories/requests.js';
+import { insertRequest } from '../../db/repositories/requests.js';
 import { canonicalJson } from '../../domain/canonical-json.js';
 import { newId } from '../../domain/ids.js';
 import { allowsModel } from '../../domain/policy.js';
@@ -18,13 +18,13 @@ import { refusedByModel } from '../../domain/chat-fields.js';
 import { estimatePromptTokens, minPromptTokens } from '../../domain/chat-validation.js';
 import { toTextCompletion, validateCompletionBody } from '../../domain/completion-validation.js';
 import type { ChatCompletion, ChatRequestInput } from '../../contracts/chat.js';
-import { CONTROL_TASK_QUEUE, SearchAttributes, completionWorkflowId } from '../../contracts/ids.js';
+import { completionWorkflowId } from '../../contracts/ids.js';
 import type { completionRequest } from '../../workflows/completion-request.js';
 import type { Metrics } from '../../runtime/metrics.js';
 import type { Logger } from '../../runtime/logger.js';
 import { authOf, requirePermission } from '../auth.js';
 import { HttpError, badRequest, fromWorkflowFailure } from '../errors.js';
-import { startFailureResponse } from '../workflow-start.js';
+import { startRequestWorkflow } from '../workflow-start.js';
 
 export interface CompletionRouteDeps {
   db: Db;
@@ -83,24 +83,10 @@ export function completionRoutes(deps: CompletionRouteDeps): Router {
         messages: body.messages, params: body.params, promptTokensEstimate: estimatePromptTokens(body.messages),
         created: Math.floor(row.created_at.getTime() / 1000), batchId: null,
       };
-      try {
-        await deps.temporal.workflow.start<typeof completionRequest>('completionRequest', {
-          taskQueue: CONTROL_TASK_QUEUE, workflowId, args: [input], workflowIdConflictPolicy: 'USE_EXISTING',
-          requestEagerStart: deps.eagerStart, priority: { priorityKey: 1 },
-          typedSearchAttributes: [
-            { key: SearchAttributes.kind, value: 'sync' },
-            { key: SearchAttributes.tenant, value: auth.tenantId },
-            { key: SearchAttributes.model, value: body.model },
-            { key: SearchAttributes.status, value: 'queued' },
-          ],
-        });
-      } catch (err) {
-        const error = startFailureResponse(err, deps.log, { request_id: requestId }, 'request');
-        if (error) {
-          await deleteUnstartedRequest(deps.db, requestId);
-          throw error;
-        }
-      }
+      await startRequestWorkflow<typeof completionRequest>(deps, {
+        type: 'completionRequest', workflowId, requestId, args: [input],
+        kind: 'sync', tenantId: auth.tenantId, model: body.model, priorityKey: 1,
+      });
     }
     try {
       const completion = (await deps.temporal.workflow.getHandle<typeof completionRequest>(workflowId).result()) as ChatCompletion;

@@ -10,19 +10,19 @@ import type { Client } from '@temporalio/client';
 import type { Db } from '../../db/database.js';
 import type { RequestRow } from '../../db/tables/index.js';
 import { getModel } from '../../db/repositories/models.js';
-import { deleteUnstartedRequest, insertRequest } from '../../db/repositories/requests.js';
+import { insertRequest } from '../../db/repositories/requests.js';
 import { canonicalJson } from '../../domain/canonical-json.js';
 import { newId } from '../../domain/ids.js';
 import { allowsModel } from '../../domain/policy.js';
 import { estimateEmbeddingTokens, validateEmbeddingsBody, wrongModelKind } from '../../domain/embeddings-validation.js';
 import { encodeEmbeddings } from '../../domain/embedding-vectors.js';
 import type { EmbeddingsRequestInput, EmbeddingsResult } from '../../contracts/embeddings.js';
-import { CONTROL_TASK_QUEUE, EMBEDDINGS_REQUEST_PREFIX, PriorityKeys, SearchAttributes, embeddingsWorkflowId } from '../../contracts/ids.js';
+import { EMBEDDINGS_REQUEST_PREFIX, PriorityKeys, embeddingsWorkflowId } from '../../contracts/ids.js';
 import type { embeddingsRequest } from '../../workflows/embeddings-request.js';
 import type { Logger } from '../../runtime/logger.js';
 import { authOf, requirePermission } from '../auth.js';
 import { HttpError, badRequest, fromWorkflowFailure } from '../errors.js';
-import { startFailureResponse } from '../workflow-start.js';
+import { startRequestWorkflow } from '../workflow-start.js';
 import { idempotencyKeyOf } from './chat.js';
 
 export interface EmbeddingsRouteDeps {
@@ -70,28 +70,10 @@ export function embeddingsRoutes(deps: EmbeddingsRouteDeps): Router {
         inputs: body.inputs, dimensions: body.dimensions, promptTokensEstimate: estimateEmbeddingTokens(body.inputs),
         created: Math.floor(row.created_at.getTime() / 1000),
       };
-      try {
-        await deps.temporal.workflow.start<typeof embeddingsRequest>('embeddingsRequest', {
-          taskQueue: CONTROL_TASK_QUEUE,
-          workflowId: embeddingsWorkflowId(requestId),
-          args: [input],
-          workflowIdConflictPolicy: 'USE_EXISTING',
-          requestEagerStart: deps.eagerStart,
-          priority: { priorityKey: PriorityKeys.sync },
-          typedSearchAttributes: [
-            { key: SearchAttributes.kind, value: 'embeddings' },
-            { key: SearchAttributes.tenant, value: auth.tenantId },
-            { key: SearchAttributes.model, value: body.model },
-            { key: SearchAttributes.status, value: 'queued' },
-          ],
-        });
-      } catch (err) {
-        const error = startFailureResponse(err, deps.log, { request_id: requestId }, 'request');
-        if (error) {
-          await deleteUnstartedRequest(deps.db, requestId);
-          throw error;
-        }
-      }
+      await startRequestWorkflow<typeof embeddingsRequest>(deps, {
+        type: 'embeddingsRequest', workflowId: embeddingsWorkflowId(requestId), requestId, args: [input],
+        kind: 'embeddings', tenantId: auth.tenantId, model: body.model, priorityKey: PriorityKeys.sync,
+      });
     }
     res.json(encodeEmbeddings(await resultOf(row), body.encodingFormat));
   });

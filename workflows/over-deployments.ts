@@ -1,0 +1,193 @@
+/**
+ * The admission, fallback and compensation loop every request pipeline runs (chat and completion
+ * requests in `pipeline.ts`, embeddings in `embeddings-request.ts`): admit (a batch line waits out
+ * a per-minute or concurrency limit) → try the deployments in order (circuit acquired, an attempt,
+ * a failure records its consumed tokens and the circuit and tries the next) → the caller settles
+ * the served attempt. A failure or cancel after the reservation releases it and records the
+ * outcome. The activity calls, their order and their arguments are those the pipelines' recorded
+ * histories hold (docs/versioning.md).
+ * Workflow-only module (imports `@temporalio/workflow`).
+ */
+import {
+  ApplicationFailure,
+  CancellationScope,
+  isCancellation,
+  proxyActivities,
+  proxyLocalActivities,
+  sleep,
+} from '@temporalio/workflow';
+import type { ControlActivities } from '../activities/index.js';
+import type { Admission } from '../activities/admission.js';
+import type { ConsumedTokens, DeploymentTarget, JobStatus, RequestKind } from '../contracts/chat.js';
+import type { FailureDetails, FailureType } from '../contracts/failures.js';
+import { CLIENT_FAULTS, PIPELINE_PROFILES as PROFILES } from '../contracts/profiles.js';
+import { consumedOf, failureOf } from './failures.js';
+
+/** Failure types that end the request instead of trying the next deployment. */
+const clientFaults: readonly string[] = CLIENT_FAULTS;
+
+/** Limits a batch line waits out instead of failing: those that free up within a minute. */
+const WAITABLE_LIMITS: readonly string[] = ['rate_limit_exceeded', 'tokens_rate_limit_exceeded', 'concurrency_limit_exceeded'];
+
+/** How long to wait before admitting again after a waitable refusal (with jitter, so lines spread out); null otherwise. */
+export function rateLimitWaitMs(err: unknown): number | null {
+  const failure = failureOf(err);
+  const details = failure?.details?.[0] as FailureDetails | undefined;
+  if (failure?.type !== 'QuotaExceeded' || !WAITABLE_LIMITS.includes(details?.code ?? '')) return null;
+  const base = Math.max(1, details?.retryAfterSeconds ?? 1) * 1000;
+  return base + Math.floor(Math.random() * Math.min(base, 2000)); // seeded per workflow: replays agree
+}
+
+/** What the workflow running a pipeline learns of it as it goes, and how it runs it (all optional). */
+export interface RunHooks {
+  /** The request's database steps as local activities (see `PipelineHooks.localActivities`). @default false */
+  localActivities?: boolean;
+  /** Admission runs to its end even if the request is cancelled meanwhile (see `PipelineHooks.shieldAdmission`). @default false */
+  shieldAdmission?: boolean;
+  /** The request's status and current step changed (for queries). */
+  onStep?: (status: JobStatus, step: string) => void;
+  /** An attempt starts on this deployment's pool, with the request's final model and variant. */
+  onAttempt?: (attempt: { model: string; pool: string; variant: string | null }) => void;
+  /** The request ended: after its outcome is recorded. */
+  onEnd?: (status: 'succeeded' | 'failed' | 'cancelled') => void;
+}
+
+/** What the loop knows once admitted, for the caller's attempt and settlement. */
+export interface RunContext {
+  steps: ControlActivities;
+  /** The effective model (a variant's override, else the request's). */
+  model: string;
+  variant: string | null;
+  /** Records an unbilled usage row for tokens this deployment's failed or cancelled attempts spent. */
+  recordConsumed: (outcome: 'failed' | 'cancelled', deployment: DeploymentTarget, consumed: ConsumedTokens) => Promise<void>;
+}
+
+/** One request run over its deployments: who asks, and the caller's steps. */
+export interface OverDeployments<P, Out, Result> {
+  request: { requestId: string; tenantId: string; keyId: string; kind: RequestKind; model: string };
+  hooks: RunHooks;
+  /** Usage step of the request (`infer`, `embed`): unbilled rows are `<step>:<outcome>:<deployment>`. */
+  usageStep: string;
+  /** Unbilled rows count the completion tokens consumed (false: prompt tokens only). @default true */
+  countsCompletion?: boolean;
+  /** Failure types that end the request after the circuit is recorded, instead of trying the next deployment. @default none */
+  endsOn?: readonly string[];
+  /** Summary fields of a failed or cancelled outcome before `variant`. @default none */
+  failureSummary?: Record<string, unknown>;
+  /** The admission call. */
+  admit: (steps: ControlActivities) => Promise<Admission>;
+  /** Checks and derives what the attempts need from the admission (a throw is compensated). */
+  prepare: (admission: Admission, ctx: RunContext) => P;
+  /** One attempt on `deployment`. */
+  attempt: (deployment: DeploymentTarget, prepared: P, ctx: RunContext) => Promise<Out>;
+  /** Settles the served attempt and returns the request's result. */
+  succeed: (deployment: DeploymentTarget, out: Out, ctx: RunContext) => Promise<Result>;
+}
+
+/**
+ * Runs one request to its end over its deployments (see the top of this file) and returns its
+ * result, or throws a non-retryable `ApplicationFailure` (or the cancellation) after releasing the
+ * reservation and recording the outcome.
+ */
+export async function runOverDeployments<P, Out, Result>(run: OverDeployments<P, Out, Result>): Promise<Result> {
+  const { request, hooks } = run;
+  const steps = hooks.localActivities
+    ? proxyLocalActivities<ControlActivities>(PROFILES.db)
+    : proxyActivities<ControlActivities>(PROFILES.db);
+  const step = hooks.onStep ?? (() => undefined);
+  const ctx: RunContext = {
+    steps,
+    model: request.model,
+    variant: null,
+    recordConsumed: (outcome, deployment, consumed) => CancellationScope.nonCancellable(() => steps.recordConsumed({
+      requestId: request.requestId, step: `${run.usageStep}:${outcome}:${deployment.id}`, tenantId: request.tenantId, keyId: request.keyId, kind: request.kind,
+      model: ctx.model, deploymentId: deployment.id, pool: deployment.pool, variant: ctx.variant,
+      promptTokens: consumed.promptTokens, completionTokens: run.countsCompletion === false ? 0 : consumed.completionTokens, latencyMs: 0,
+    })),
+  };
+  let reserved = false;
+  try {
+    const admit = () => run.admit(steps);
+    let admission: Admission;
+    for (;;) {
+      try {
+        admission = await (hooks.shieldAdmission ? CancellationScope.nonCancellable(admit) : admit());
+        break;
+      } catch (err) {
+        // A batch line refused by a per-minute or concurrency limit waits its turn (the batch's
+        // window slot stays taken: the batch slows to the tenant's limits) until its batch
+        // expires or is cancelled; a sync or async caller gets the 429 and decides.
+        const wait = request.kind === 'batch' ? rateLimitWaitMs(err) : null;
+        if (wait === null) throw err;
+        step('queued', 'rate-limited');
+        await sleep(wait);
+      }
+    }
+    reserved = true;
+    /** `acquired`: index of the deployment whose circuit admission acquired (-1: all were open). */
+    const { assignment, deployments, acquired } = admission;
+    ctx.variant = assignment.variant;
+    ctx.model = assignment.overrides.model ?? request.model;
+    const prepared = run.prepare(admission, ctx);
+
+    let lastFailure: unknown = null;
+    // Admission tried the circuits up to `acquired` (all of them when -1).
+    const firstToTry = acquired === -1 ? deployments.length : acquired;
+    for (const [i, deployment] of deployments.entries()) {
+      if (i < firstToTry) continue;
+      if (i !== acquired && !(await steps.acquireCircuit({ deploymentId: deployment.id }))) continue;
+      step('running', `${run.usageStep}:${deployment.id}`);
+      hooks.onAttempt?.({ model: ctx.model, pool: deployment.pool, variant: ctx.variant });
+      let out: Out;
+      try {
+        out = await run.attempt(deployment, prepared, ctx);
+      } catch (err) {
+        const consumed = consumedOf(err);
+        if (consumed) await ctx.recordConsumed(isCancellation(err) ? 'cancelled' : 'failed', deployment, consumed);
+        if (isCancellation(err)) throw err;
+        const failure = failureOf(err);
+        if (failure && clientFaults.includes(failure.type ?? '')) throw err;
+        await steps.recordCircuit({ deploymentId: deployment.id, ok: false });
+        if (run.endsOn?.includes(failure?.type ?? '')) throw err;
+        lastFailure = err;
+        continue;
+      }
+      const result = await run.succeed(deployment, out, ctx);
+      step('succeeded', 'done');
+      hooks.onEnd?.('succeeded');
+      return result;
+    }
+    const cause = failureOf(lastFailure);
+    throw ApplicationFailure.create({
+      type: 'NoDeploymentAvailable' satisfies FailureType,
+      message: deployments.length === 0
+        ? `model ${ctx.model} has no active deployment`
+        : `no deployment of ${ctx.model} could serve the request${cause ? `: ${cause.message}` : ' (all circuits open)'}`,
+      nonRetryable: true,
+      details: [{ code: 'model_unavailable', param: null, retryAfterSeconds: 5 } satisfies FailureDetails],
+    });
+  } catch (err) {
+    const cancelled = isCancellation(err);
+    const failure = failureOf(err);
+    const type = cancelled ? 'Cancelled' : (failure?.type ?? 'InternalError');
+    const details = (failure?.details?.[0] ?? null) as FailureDetails | null;
+    await CancellationScope.nonCancellable(async () => {
+      if (reserved) await steps.releaseQuota({ requestId: request.requestId });
+      await steps.recordOutcome({
+        requestId: request.requestId, tenantId: request.tenantId, keyId: request.keyId, kind: request.kind, model: ctx.model,
+        status: cancelled ? 'cancelled' : 'failed', result: null,
+        error: { type, message: cancelled ? 'cancelled' : (failure?.message ?? 'internal error'), code: details?.code ?? null },
+        summary: { ...run.failureSummary, variant: ctx.variant },
+      });
+      step(cancelled ? 'cancelled' : 'failed', 'done');
+      hooks.onEnd?.(cancelled ? 'cancelled' : 'failed');
+    });
+    if (cancelled) throw err;
+    throw ApplicationFailure.create({
+      type,
+      message: failure?.message ?? 'internal error',
+      nonRetryable: true,
+      details: [details ?? { code: null, param: null, retryAfterSeconds: null }],
+    });
+  }
+}
