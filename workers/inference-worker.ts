@@ -7,7 +7,8 @@
  */
 import { type NativeConnection, Worker } from '@temporalio/worker';
 import type { PayloadCodec } from '@temporalio/common';
-import { createBatchInferenceActivities, createInferenceActivities } from '../activities/inference.js';
+import { createInferenceActivities } from '../activities/inference.js';
+import { createBatchInferenceActivities } from '../activities/inference-lines.js';
 import type { BackendRegistry } from '../activities/backends/registry.js';
 import type { Db } from '../db/database.js';
 import { inferenceBatchTaskQueue, inferenceTaskQueue } from '../contracts/ids.js';

@@ -37,7 +37,7 @@ import {
 } from '@temporalio/workflow';
 import type { BatchActivities } from '../activities/batch.js';
 import type { ControlActivities } from '../activities/index.js';
-import type { BatchInferenceActivities } from '../activities/inference.js';
+import type { BatchInferenceActivities } from '../activities/inference-lines.js';
 import type { WebhookActivities } from '../activities/webhooks.js';
 import { runChatPipeline, type PipelineHooks } from './pipeline.js';
 import { runEmbeddingsPipeline } from './embeddings-request.js';

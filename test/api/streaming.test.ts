@@ -345,7 +345,7 @@ describe('the stream writer role', () => {
 
 describe('batch lines', () => {
   it('refuses a line with stream at validation', async () => {
-    const { parseBatchLine } = await import('../../activities/batch.js');
+    const { parseBatchLine } = await import('../../activities/parse-batch-line.js');
     const line = JSON.stringify({ custom_id: 'a', method: 'POST', url: '/v1/chat/completions', body: { ...tiny('x'), stream: true } });
     expect(parseBatchLine(line, '/v1/chat/completions')).toMatchObject({ ok: false, error: { code: 'unsupported_parameter', param: 'body.stream' } });
   });

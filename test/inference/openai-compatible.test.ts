@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { createOpenAICompatibleBackend, parseRetryAfterMs } from '../../activities/backends/openai-compatible.js';
-import type { OpenAICompatibleBackendOptions } from '../../activities/backends/openai-compatible.js';
+import { createOpenAICompatibleBackend } from '../../activities/backends/openai-compatible.js';
+import { parseRetryAfterMs } from '../../activities/backends/openai-compatible/upstream-errors.js';
+import type { OpenAICompatibleBackendOptions } from '../../activities/backends/openai-compatible/options.js';
 import { BackendError } from '../../activities/backends/types.js';
 import type { GenerateRequest, InferenceBackend } from '../../activities/backends/types.js';
 import { fakeEmbedding, startFakeUpstream } from '../support/fake-openai-upstream.js';

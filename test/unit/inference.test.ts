@@ -8,7 +8,8 @@
 import { describe, expect, it } from 'vitest';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { ApplicationFailure, CancelledFailure, type Logger } from '@temporalio/common';
-import { LINE_RETRY, MAX_CHUNK_RESULT_BYTES, createBatchInferenceActivities, createInferenceActivities } from '../../activities/inference.js';
+import { createInferenceActivities } from '../../activities/inference.js';
+import { LINE_RETRY, MAX_CHUNK_RESULT_BYTES, createBatchInferenceActivities } from '../../activities/inference-lines.js';
 import { createInstantBackend } from '../../activities/backends/instant.js';
 import { BackendError, InterruptedGeneration, type GenerateRequest, type InferenceBackend } from '../../activities/backends/types.js';
 import type { BackendRegistry } from '../../activities/backends/registry.js';

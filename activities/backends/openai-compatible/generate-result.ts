@@ -1,0 +1,53 @@
+/** A non-streamed upstream chat completion read into a {@link GenerateResult}: first choice, usage, logprobs. */
+import type { ChatCompletion } from 'openai/resources/chat/completions';
+import type { TokenLogprob } from '../../../contracts/chat.js';
+import { BackendError } from '../types.js';
+import type { GenerateResult } from '../types.js';
+import { clampUsage, isTokenCount, readUsage, type UsageBounds } from './usage.js';
+
+const MAX_TOKEN_CHARS = 256;
+
+function isLogprobEntry(v: unknown): v is { token: string; logprob: number; bytes?: unknown } {
+  if (typeof v !== 'object' || v === null) return false;
+  const e = v as Record<string, unknown>;
+  return typeof e.token === 'string' && e.token.length <= MAX_TOKEN_CHARS && typeof e.logprob === 'number' && Number.isFinite(e.logprob);
+}
+
+function bytesOf(v: unknown): number[] | null {
+  return Array.isArray(v) && v.length <= 4 * MAX_TOKEN_CHARS && v.every((b) => Number.isInteger(b) && b >= 0 && b <= 255) ? (v as number[]) : null;
+}
+
+/**
+ * The upstream's per-token logprobs, re-built field by field (a hostile upstream's extra fields
+ * or sizes never reach the history): at most one entry per billed completion token and 20
+ * alternatives each; null when it sent none or something else.
+ */
+function readLogprobs(content: unknown, maxTokens: number): TokenLogprob[] | null {
+  if (!Array.isArray(content)) return null;
+  return content.slice(0, maxTokens).filter(isLogprobEntry).map((e) => {
+    const top = (e as { top_logprobs?: unknown }).top_logprobs;
+    return {
+      token: e.token, logprob: e.logprob, bytes: bytesOf(e.bytes),
+      top_logprobs: (Array.isArray(top) ? top.slice(0, 20).filter(isLogprobEntry) : []).map((t) => ({ token: t.token, logprob: t.logprob, bytes: bytesOf(t.bytes) })),
+    };
+  });
+}
+
+/** Reads the first choice and the upstream's usage; a response without either is `unavailable`. */
+export function toGenerateResult(completion: ChatCompletion, bounds: UsageBounds): GenerateResult {
+  const choice = completion.choices?.[0];
+  if (!choice) {
+    // The upstream may still have spent (and charged for) tokens: say how many when it reports them.
+    const { prompt_tokens: promptTokens, completion_tokens: completionTokens } = completion.usage ?? {};
+    const consumed = isTokenCount(promptTokens) && isTokenCount(completionTokens) ? clampUsage({ promptTokens, completionTokens }, bounds) : null;
+    throw new BackendError('unavailable', 'upstream returned no choices', null, null, consumed);
+  }
+  const usage = clampUsage(readUsage(completion.usage), bounds);
+  const logprobs = readLogprobs(choice.logprobs?.content, usage.completionTokens);
+  return {
+    content: choice.message?.content ?? '',
+    finishReason: choice.finish_reason === 'length' ? 'length' : 'stop',
+    ...usage,
+    ...(logprobs !== null ? { logprobs } : {}),
+  };
+}

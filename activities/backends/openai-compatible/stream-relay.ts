@@ -1,0 +1,51 @@
+/** The streaming SSE relay: a streamed upstream chat completion, each content delta relayed as it arrives. */
+import type OpenAI from 'openai';
+import type { ChatCompletion } from 'openai/resources/chat/completions';
+import { estimatePromptTokens } from '../../../domain/chat-validation.js';
+import { BackendError } from '../types.js';
+import type { GenerateRequest, GenerateResult } from '../types.js';
+import type { OpenAICompatibleBackendOptions } from './options.js';
+import { buildRequestBody } from './request-body.js';
+import { clampUsage, isTokenCount, readUsage } from './usage.js';
+import { toBackendError } from './upstream-errors.js';
+
+/**
+ * A streamed request: the upstream is asked to stream (`stream: true`, and its usage with
+ * `stream_options.include_usage`, since the usage is billed) and each content delta is relayed as
+ * it arrives. Usage is read and clamped as for a non-streamed call; a stream that ends without it
+ * fails as `unavailable`. A failure before the first delta is retried or falls back like any other
+ * (the client saw nothing); after it, the inference activity ends the stream (StreamInterrupted).
+ */
+export async function generateStreamed(client: OpenAI, options: OpenAICompatibleBackendOptions, request: GenerateRequest, onDelta: (text: string) => void): Promise<GenerateResult> {
+  const body = { ...buildRequestBody(options.model, request.messages, request.params), stream: true as const, stream_options: { include_usage: true } };
+  const bounds = { maxPromptTokens: estimatePromptTokens(request.messages), maxCompletionTokens: request.params.maxTokens };
+  let content = '';
+  let finishReason: GenerateResult['finishReason'] = 'stop';
+  let usage: ChatCompletion['usage'] | undefined;
+  let sawChoice = false;
+  try {
+    const stream = await client.chat.completions.create(body, { signal: request.signal });
+    for await (const chunk of stream) {
+      if (chunk.usage) usage = chunk.usage;
+      const choice = chunk.choices?.[0];
+      if (!choice) continue;
+      sawChoice = true;
+      const delta = choice.delta?.content;
+      if (typeof delta === 'string' && delta !== '') {
+        content += delta;
+        onDelta(delta);
+      }
+      if (choice.finish_reason) finishReason = choice.finish_reason === 'length' ? 'length' : 'stop';
+    }
+  } catch (error) {
+    throw toBackendError(error, request.signal, options.apiKey);
+  }
+  if (!sawChoice) {
+    const { prompt_tokens: promptTokens, completion_tokens: completionTokens } = usage ?? {};
+    const consumed = isTokenCount(promptTokens) && isTokenCount(completionTokens) ? clampUsage({ promptTokens, completionTokens }, bounds) : null;
+    throw new BackendError('unavailable', 'upstream stream carried no choices', null, null, consumed);
+  }
+  const counts = clampUsage(readUsage(usage), bounds);
+  request.onProgress?.(counts.completionTokens, counts.promptTokens);
+  return { content, finishReason, ...counts };
+}
