@@ -133,6 +133,9 @@ export function chatRoutes(deps: ChatRouteDeps): Router {
     const idempotencyKey = idempotencyKeyOf(req);
     const async = wantsAsync(req);
     if (async && body.stream) throw badRequest("'stream': true cannot be combined with 'Prefer: respond-async': stream, or fetch the job", 'stream', 'unsupported_parameter');
+    // Checked before anything is written: a bad header starts no request.
+    const detach = req.get(DETACH_HEADER);
+    if (detach !== undefined && detach !== 'true' && detach !== 'false') throw badRequest(`${DETACH_HEADER} must be true or false`, DETACH_HEADER, 'invalid_value');
     const requestId = requestIdFor(auth.tenantId, idempotencyKey);
     const bodyHash = createHash('sha256').update(canonicalJson(req.body)).digest('hex');
     // Over the tenant's rate or concurrency limit: refused here, before any row, workflow or audit
@@ -170,8 +173,6 @@ export function chatRoutes(deps: ChatRouteDeps): Router {
       return;
     }
     if (body.stream) {
-      const detach = req.get(DETACH_HEADER);
-      if (detach !== undefined && detach !== 'true' && detach !== 'false') throw badRequest(`${DETACH_HEADER} must be true or false`, DETACH_HEADER, 'invalid_value');
       await streamCompletion(streamDeps, res, row, cursorOf(undefined), { includeUsage: body.includeUsage, cancelOnDisconnect: detach !== 'true' });
       return;
     }

@@ -181,6 +181,16 @@ describe('stream: true on the wire', () => {
     expect(body.error).toMatchObject({ param: 'stream', code: 'unsupported_parameter', type: 'invalid_request_error' });
   });
 
+  it('refuses a malformed X-Sluice-Stream-Detach before any request row or workflow exists', async () => {
+    const before = await stack.db.selectFrom('requests').select((eb) => eb.fn.countAll<string>().as('n')).executeTakeFirstOrThrow();
+    const res = await post(stack.url, { ...tiny('detach maybe'), stream: true }, { 'X-Sluice-Stream-Detach': 'maybe' });
+    expect(res.status).toBe(400);
+    const body: any = await res.json();
+    expect(body.error).toMatchObject({ param: 'x-sluice-stream-detach', code: 'invalid_value' });
+    const after = await stack.db.selectFrom('requests').select((eb) => eb.fn.countAll<string>().as('n')).executeTakeFirstOrThrow();
+    expect(Number(after.n)).toBe(Number(before.n));
+  });
+
   it('answers a workflow that fails before the first chunk with the HTTP error a non-streamed request gets', async () => {
     const body = { model: 'dead', messages: [{ role: 'user', content: 'nobody serves this' }], max_tokens: 4 };
     const res = await post(stack.url, { ...body, stream: true });
