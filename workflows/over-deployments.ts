@@ -11,7 +11,9 @@
 import {
   ApplicationFailure,
   CancellationScope,
+  CancelledFailure,
   isCancellation,
+  patched,
   proxyActivities,
   proxyLocalActivities,
   sleep,
@@ -30,6 +32,16 @@ const clientFaults: readonly string[] = CLIENT_FAULTS;
 const WAITABLE_LIMITS: readonly string[] = ['rate_limit_exceeded', 'tokens_rate_limit_exceeded', 'concurrency_limit_exceeded'];
 
 /** How long to wait before admitting again after a waitable refusal (with jitter, so lines spread out); null otherwise. */
+
+/** Tokens a finished attempt spent (and its failed retries before it), from its output; null: none. */
+function spentBy(out: unknown): ConsumedTokens | null {
+  const o = out as { promptTokens?: unknown; completionTokens?: unknown; failedAttempts?: ConsumedTokens | null };
+  const count = (v: unknown) => (typeof v === 'number' && Number.isSafeInteger(v) && v > 0 ? v : 0);
+  const promptTokens = count(o.promptTokens) + count(o.failedAttempts?.promptTokens);
+  const completionTokens = count(o.completionTokens) + count(o.failedAttempts?.completionTokens);
+  return promptTokens + completionTokens > 0 ? { promptTokens, completionTokens } : null;
+}
+
 export function rateLimitWaitMs(err: unknown): number | null {
   const failure = failureOf(err);
   const details = failure?.details?.[0] as FailureDetails | undefined;
@@ -151,6 +163,14 @@ export async function runOverDeployments<P, Out, Result>(run: OverDeployments<P,
         if (run.endsOn?.includes(failure?.type ?? '')) throw err;
         lastFailure = err;
         continue;
+      }
+      // The attempt finished while the request was being cancelled (the cancellation reached the
+      // worker after its last token, within its heartbeat throttle): what it generated is recorded
+      // as a cancelled attempt's spending, unbilled, as if stopped mid-way; nothing is settled.
+      if (CancellationScope.current().consideredCancelled && patched('record-completion-of-cancelled-request')) {
+        const spent = spentBy(out);
+        if (spent) await ctx.recordConsumed('cancelled', deployment, spent);
+        throw new CancelledFailure('the request was cancelled as its inference finished');
       }
       const result = await run.succeed(deployment, out, ctx);
       step('succeeded', 'done');
