@@ -4,6 +4,9 @@
  * free port. `createTenantKey` makes a tenant and a key through the admin API.
  */
 import { randomBytes } from 'node:crypto';
+import { spawn, type ChildProcess } from 'node:child_process';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { inject } from 'vitest';
 import { loadConfig, type SluiceConfig } from '../../runtime/config.js';
@@ -171,4 +174,31 @@ export async function addInstantModel(
   price = { input_micros_per_mtok: 100_000, output_micros_per_mtok: 200_000 },
 ): Promise<void> {
   await addModel(stack, { id, context_length: 4096, max_output_tokens: 16, deployments: [{ id: `${id}-local`, provider: 'instant', pool: 'local', price }] });
+}
+
+/**
+ * `npm run worker:inference` for `pool` as its own process against the stack's Temporal server
+ * (a process a test can kill), with `env` on top (e.g. its database or stream-channel URL).
+ */
+export function startInferenceWorkerProcess(stack: TestStack, pool: string, env: Record<string, string>): ChildProcess {
+  const root = fileURLToPath(new URL('../..', import.meta.url));
+  const child = spawn(process.execPath, ['--import', 'tsx', path.join(root, 'scripts/worker-inference.ts')], {
+    cwd: root,
+    env: {
+      PATH: process.env.PATH ?? '',
+      TEMPORAL_ADDRESS: stack.temporal.address,
+      SLUICE_POOL: pool,
+      SLUICE_DATA_DIR: inject('sharedDataDir'),
+      SLUICE_THREADS: '1',
+      SLUICE_SLOTS: '2',
+      SLUICE_CONTEXT_SIZE: '1024',
+      PORT: '0',
+      SLUICE_LOG_LEVEL: 'warn',
+      ...env,
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  child.stdout?.resume();
+  child.stderr?.resume();
+  return child;
 }

@@ -3,18 +3,15 @@
  * mid-generation, and the Temporal server stopped and restarted with requests in flight.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { inject } from 'vitest';
-import { addModel, pollJob, startJob, startTestStack, waitForGeneration, type TestStack } from '../support/stack.js';
+import { addModel, pollJob, startJob, startTestStack, waitForGeneration, startInferenceWorkerProcess, type TestStack } from '../support/stack.js';
 import { freePort, SLOW_GGUF } from '../support/global-setup.js';
 import { startTemporalDevServer } from '../../scripts/lib/temporal-dev-server.js';
 import { chatWorkflowId } from '../../contracts/ids.js';
 
-const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 let stack: TestStack;
 let key: string;
 let tmp: string;
@@ -22,25 +19,7 @@ let temporalPort: number;
 
 /** Starts `npm run worker:inference` for a pool as its own process. */
 function startWorkerProcess(pool: string): ChildProcess {
-  const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'scripts/worker-inference.ts')], {
-    cwd: ROOT,
-    env: {
-      PATH: process.env.PATH ?? '',
-      DATABASE_URL: stack.databaseUrl,
-      TEMPORAL_ADDRESS: stack.temporal.address,
-      SLUICE_POOL: pool,
-      SLUICE_DATA_DIR: inject('sharedDataDir'),
-      SLUICE_THREADS: '1',
-      SLUICE_SLOTS: '2',
-      SLUICE_CONTEXT_SIZE: '1024',
-      PORT: '0',
-      SLUICE_LOG_LEVEL: 'warn',
-    },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  child.stdout?.resume();
-  child.stderr?.resume();
-  return child;
+  return startInferenceWorkerProcess(stack, pool, { DATABASE_URL: stack.databaseUrl });
 }
 
 async function usageRows(requestId: string) {

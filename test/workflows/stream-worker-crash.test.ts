@@ -4,39 +4,17 @@
  * instead of restarting the text; the client gets an error event; one ledger outcome, unbilled.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { spawn, type ChildProcess } from 'node:child_process';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { inject } from 'vitest';
-import { addModel, startTestStack, type TestStack } from '../support/stack.js';
+import type { ChildProcess } from 'node:child_process';
+import { addModel, startTestStack, startInferenceWorkerProcess, type TestStack } from '../support/stack.js';
 import { SLOW_GGUF } from '../support/global-setup.js';
 import { chatWorkflowId } from '../../contracts/ids.js';
 
-const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 let stack: TestStack;
 let key: string;
 
 /** `npm run worker:inference` for a pool, as its own process, publishing chunks through SLUICE_STREAM_DATABASE_URL. */
 function startWorkerProcess(pool: string): ChildProcess {
-  const child = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'scripts/worker-inference.ts')], {
-    cwd: ROOT,
-    env: {
-      PATH: process.env.PATH ?? '',
-      SLUICE_STREAM_DATABASE_URL: stack.databaseUrl,
-      TEMPORAL_ADDRESS: stack.temporal.address,
-      SLUICE_POOL: pool,
-      SLUICE_DATA_DIR: inject('sharedDataDir'),
-      SLUICE_THREADS: '1',
-      SLUICE_SLOTS: '2',
-      SLUICE_CONTEXT_SIZE: '1024',
-      PORT: '0',
-      SLUICE_LOG_LEVEL: 'warn',
-    },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  child.stdout?.resume();
-  child.stderr?.resume();
-  return child;
+  return startInferenceWorkerProcess(stack, pool, { SLUICE_STREAM_DATABASE_URL: stack.databaseUrl });
 }
 
 beforeAll(async () => {
