@@ -80,7 +80,7 @@ export function createInferenceActivities(deps: InferenceDeps) {
       const clientGone = new AbortController();
       const signal = streamDb === null ? ctx.cancellationSignal : AbortSignal.any([ctx.cancellationSignal, clientGone.signal]);
       const publisher = streamDb === null ? null : createStreamPublisher({
-        publish: chunkPublisherFor(streamDb, input.requestId, `${input.deployment.id}:${ctx.info.attempt}`),
+        publish: chunkPublisherFor(streamDb, input.requestId, `${input.deployment.id}:${ctx.info.attempt}`, input.deployment.model),
         onFirstChunk: () => {
           streamed = true;
           beat();

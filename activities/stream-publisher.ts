@@ -9,9 +9,9 @@ import { isStreamClosedError, publishChunk } from '../db/repositories/streams.js
 /** Stores one chunk of `requestId`'s attempt (`publishChunk` over a stream-writer connection). */
 export type PublishChunk = (content: string) => Promise<unknown>;
 
-/** The {@link PublishChunk} of one attempt over `db`. */
-export function chunkPublisherFor(db: Db, requestId: string, attempt: string): PublishChunk {
-  return (content) => publishChunk(db, { requestId, attempt, content });
+/** The {@link PublishChunk} of one attempt (`attempt`, running as `model`) over `db`. */
+export function chunkPublisherFor(db: Db, requestId: string, attempt: string, model: string): PublishChunk {
+  return (content) => publishChunk(db, { requestId, attempt, model, content });
 }
 
 export interface StreamPublisher {

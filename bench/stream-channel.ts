@@ -42,7 +42,7 @@ async function pgChannel(pool: pg.Pool, db: ReturnType<typeof createDb>['db']): 
   const cursors = new Map<string, { last: number; count: number }>();
   return {
     publish: async (stream) => {
-      await publishChunk(db, { requestId: stream, attempt: 'a', content: CONTENT });
+      await publishChunk(db, { requestId: stream, attempt: 'a', model: 'bench', content: CONTENT });
     },
     async received(stream, n) {
       const c = cursors.get(stream) ?? { last: 0, count: 0 };

@@ -105,7 +105,10 @@ export async function streamCompletion(
 
   const id = `chatcmpl-${row.id}`;
   const created = Math.floor(row.created_at.getTime() / 1000);
-  const chunk = (delta: Record<string, unknown>, finishReason: string | null, model = row.model) => ({
+  // The model that generates the text (an experiment variant's, not necessarily the one asked
+  // for), from its first chunk or else the completion: every event of a stream shows the same one.
+  let model = row.model;
+  const chunk = (delta: Record<string, unknown>, finishReason: string | null) => ({
     id, object: 'chat.completion.chunk', created, model, system_fingerprint: null,
     choices: [{ index: 0, delta, logprobs: null, finish_reason: finishReason }],
     ...(includeUsage ? { usage: null } : {}),
@@ -136,6 +139,7 @@ export async function streamCompletion(
       // Chunks of a second attempt never join the first's: the workflow fails such a request.
       if (attempt !== null && r.attempt !== attempt) continue;
       attempt = r.attempt;
+      if (r.model !== null) model = r.model;
       text += r.content;
       if (r.id > cursor.afterChunk) {
         open();
@@ -164,12 +168,13 @@ export async function streamCompletion(
   const completion = end.completion;
   const choice = completion.choices[0];
   const content = choice?.message.content ?? '';
+  model = completion.model;
   open();
   const ends: Array<[string, unknown]> = [];
   // No channel (or a backend that held text back): the rest of the text, from the completion.
-  ends.push(['c', content.startsWith(text) && content.length > text.length ? chunk({ content: content.slice(text.length) }, null, completion.model) : null]);
-  ends.push(['f', chunk({}, choice?.finish_reason ?? 'stop', completion.model)]);
-  ends.push(['u', includeUsage ? { id, object: 'chat.completion.chunk', created, model: completion.model, system_fingerprint: null, choices: [], usage: completion.usage } : null]);
+  ends.push(['c', content.startsWith(text) && content.length > text.length ? chunk({ content: content.slice(text.length) }, null) : null]);
+  ends.push(['f', chunk({}, choice?.finish_reason ?? 'stop')]);
+  ends.push(['u', includeUsage ? { id, object: 'chat.completion.chunk', created, model, system_fingerprint: null, choices: [], usage: completion.usage } : null]);
   ends.forEach(([suffix, data], i) => {
     if (data !== null && i >= cursor.endsSeen) send(`${last}-${suffix}`, data);
   });

@@ -14,6 +14,8 @@ export interface StreamChunk {
   id: number;
   attempt: string;
   content: string;
+  /** The model that generated it (null: a chunk from before migration 0203). */
+  model: string | null;
 }
 
 /** The error a chunk insert raises once the stream's client is gone (see {@link closeStream}). */
@@ -25,7 +27,7 @@ export function isStreamClosedError(err: unknown): boolean {
  * Appends a chunk and notifies listeners, in one statement (one round trip). Throws an error
  * {@link isStreamClosedError} recognises when the stream was closed by its client.
  */
-export async function publishChunk(db: Db, chunk: { requestId: string; attempt: string; content: string }): Promise<number> {
+export async function publishChunk(db: Db, chunk: { requestId: string; attempt: string; model: string; content: string }): Promise<number> {
   // `synchronous_commit = off` for this transaction only: the commit (and so the NOTIFY) does not
   // wait for the WAL flush (measured 5.3 → see BENCHMARKS.md, "Streaming"). Chunks are not the
   // source of truth: the workflow's completion is; a PostgreSQL crash may lose the last few
@@ -33,7 +35,7 @@ export async function publishChunk(db: Db, chunk: { requestId: string; attempt: 
   const { rows } = await sql<{ id: number }>`
     with s as (select set_config('synchronous_commit', 'off', true) as v),
     c as (
-      insert into stream_chunks (request_id, attempt, content) values (${chunk.requestId}, ${chunk.attempt}, ${chunk.content})
+      insert into stream_chunks (request_id, attempt, model, content) values (${chunk.requestId}, ${chunk.attempt}, ${chunk.model}, ${chunk.content})
       returning id
     )
     select c.id, pg_notify(${STREAM_CHANNEL}, ${chunk.requestId}) from c, s`.execute(db);
@@ -43,7 +45,7 @@ export async function publishChunk(db: Db, chunk: { requestId: string; attempt: 
 /** The request's chunks after `afterId`, in order, at most `limit`. */
 export async function readChunks(db: Db, requestId: string, afterId: number, limit = 500): Promise<StreamChunk[]> {
   return db.selectFrom('stream_chunks')
-    .select(['id', 'attempt', 'content'])
+    .select(['id', 'attempt', 'model', 'content'])
     .where('request_id', '=', requestId)
     .where('id', '>', afterId)
     .orderBy('id')

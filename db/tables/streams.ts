@@ -9,6 +9,8 @@ export interface StreamChunksTable {
   /** The attempt that produced it (`<deployment>:<activity attempt>`): a stream never mixes two. */
   attempt: string;
   content: string;
+  /** The model the attempt runs as (its deployment's, after any experiment variant; migration 0203); null on older rows. */
+  model: string | null;
   created_at: CreatedAt;
 }
 

@@ -44,6 +44,7 @@ beforeAll(async () => {
   breaking = await startFakeUpstream({ behaviour: { kind: 'break-stream', afterWords: 2 } });
   const model = (id: string, deployments: unknown[]) => addModel(stack, { id, context_length: 1024, max_output_tokens: 64, deployments });
   await model('relay', [upstream('relay-up', good.url)]);
+  await model('relay-variant', [upstream('relay-variant-up', good.url)]);
   await model('fallback', [upstream('fallback-broken', broken.url, 0), upstream('fallback-good', goodFallback.url, 1)]);
   await model('dead', [upstream('dead-broken', broken.url)]);
   await model('midbreak', [upstream('midbreak-breaking', breaking.url, 0), upstream('midbreak-good', goodFallback.url, 1)]);
@@ -290,6 +291,23 @@ describe('openai-compatible upstreams', () => {
     expect(usage).toEqual({ prompt_tokens: rows[0]?.input_tokens, completion_tokens: rows[0]?.output_tokens, total_tokens: (rows[0]?.input_tokens ?? 0) + (rows[0]?.output_tokens ?? 0) });
   });
 
+  it("shows the model that generates the text on every chunk: an experiment variant's, not the one asked for", async () => {
+    const { tenantId, key: adminKey } = await stack.createTenantKey({ role: 'tenant_admin' });
+    const created = await fetch(`${stack.url}/v1/admin/experiments`, {
+      method: 'POST', headers: { Authorization: `Bearer ${adminKey}`, 'Content-Type': 'application/json' },
+      body: JSON.stringify({ name: 'stream-model', model: 'relay', variants: [{ name: 'a', overrides: { model: 'relay-variant' } }, { name: 'b', overrides: { model: 'relay-variant' } }] }),
+    });
+    expect(created.status, await created.clone().text()).toBe(201);
+    const res = await post(stack.url, ask('relay'), { Authorization: `Bearer ${adminKey}` });
+    expect(res.status).toBe(200);
+    const events = await readEvents(res);
+    const chunks = events.slice(0, -1).map((e) => JSON.parse(e.data) as { model: string; choices: Array<{ delta: { content?: string } }> });
+    expect(chunks.some((c) => (c.choices[0]?.delta.content ?? '') !== '')).toBe(true);
+    expect(new Set(chunks.map((c) => c.model))).toEqual(new Set(['relay-variant']));
+    const row = await stack.db.selectFrom('usage').select('model').where('tenant_id', '=', tenantId).executeTakeFirstOrThrow();
+    expect(row.model).toBe('relay-variant');
+  });
+
   it('falls back invisibly when the upstream fails before its first byte', async () => {
     const before = goodFallback.calls;
     const res = await post(stack.url, ask('fallback'));
@@ -340,7 +358,7 @@ describe('the stream writer role', () => {
     url.password = password;
     const writer = createDb({ connectionString: url.toString(), max: 1 });
     try {
-      expect(await publishChunk(writer.db, { requestId: 'req_writer', attempt: 'a:1', content: 'hi' })).toBeGreaterThan(0);
+      expect(await publishChunk(writer.db, { requestId: 'req_writer', attempt: 'a:1', model: 'm', content: 'hi' })).toBeGreaterThan(0);
       await expect(writer.db.selectFrom('stream_chunks').select('content').execute()).rejects.toThrow(/permission denied/);
       await expect(writer.db.selectFrom('requests').select('id').execute()).rejects.toThrow(/permission denied/);
       await expect(writer.db.deleteFrom('stream_chunks').execute()).rejects.toThrow(/permission denied/);
