@@ -276,12 +276,13 @@ describe('docker-compose.yml: secrets and roles', () => {
   });
 
   it('gives each container only the secrets its process reads', () => {
-    const secrets = ['DATABASE_URL', 'SLUICE_ADMIN_KEY', 'SLUICE_AUDIT_KEY', 'SLUICE_PAYLOAD_KEY', 'POSTGRES_PASSWORD', 'PGPASSWORD', 'SLUICE_DB_PASSWORD', 'TEMPORAL_DB_PASSWORD', 'POSTGRES_PWD', 'SQL_PASSWORD'];
+    const secrets = ['DATABASE_URL', 'SLUICE_STREAM_DATABASE_URL', 'SLUICE_ADMIN_KEY', 'SLUICE_AUDIT_KEY', 'SLUICE_PAYLOAD_KEY', 'POSTGRES_PASSWORD', 'PGPASSWORD', 'SLUICE_DB_PASSWORD', 'SLUICE_STREAM_DB_PASSWORD', 'TEMPORAL_DB_PASSWORD', 'POSTGRES_PWD', 'SQL_PASSWORD'];
     const allowed: Record<string, string[]> = {
       api: ['DATABASE_URL', 'SLUICE_AUDIT_KEY', 'SLUICE_PAYLOAD_KEY'],
       'worker-control': ['DATABASE_URL', 'SLUICE_AUDIT_KEY', 'SLUICE_PAYLOAD_KEY', 'SLUICE_ADMIN_KEY'],
-      // Inference reads no database (scripts/worker-inference.ts) and never bootstraps or audits.
-      'worker-inference-gpu': ['SLUICE_PAYLOAD_KEY'],
+      // Inference reads no database (scripts/worker-inference.ts) and never bootstraps or audits; it
+      // only appends streamed chunks, as the stream writer role.
+      'worker-inference-gpu': ['SLUICE_PAYLOAD_KEY', 'SLUICE_STREAM_DATABASE_URL'],
       migrate: ['DATABASE_URL'],
     };
     for (const [name, keys] of Object.entries(allowed)) {
@@ -310,6 +311,11 @@ describe('docker-compose.yml: secrets and roles', () => {
       expect(roles, role).toMatch(new RegExp(`ALTER ROLE ${role} WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE`));
     }
     expect(roles).toMatch(/REVOKE ALL ON DATABASE sluice, temporal, temporal_visibility FROM PUBLIC/);
+    // The inference workers log in as the stream writer, a role of its own that is neither.
+    const stream = userOf(envOf(service('worker-inference-gpu'))['SLUICE_STREAM_DATABASE_URL']);
+    expect(stream).toBe('sluice_stream');
+    expect(roles).toMatch(/ALTER ROLE sluice_stream WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE/);
+    expect(roles).toMatch(/GRANT sluice_stream_writer TO sluice_stream;/);
     for (const name of ['temporal-schema', 'migrate']) {
       expect(dependsOn(service(name))['postgres-roles'], name).toBe('service_completed_successfully');
     }
