@@ -7,11 +7,16 @@
  *    client, relative to the first (Sluice and direct), p50/p99;
  *  - streams/s at concurrency 1, 8 and 32 (the fast instant reply, streamed) next to non-streamed
  *    sync requests/s of the same run.
+ * Then the same measures on the tiny llama.cpp model (`--llama-streams`, 0 to skip), with its own
+ * stack of 2 slots: time to first token through Sluice vs the backend called directly, the gaps
+ * between content events vs between the backend's own deltas, and streams/s vs sync req/s at the
+ * same concurrencies (the slots bound both).
  * Real embedded PostgreSQL and Temporal dev server in a temp dir; everything stops at the end.
  *
- * Run: `npx tsx bench/stream.ts [--streams 40] [--chunks 20] [--interval 10] [--seconds 5]`
+ * Run: `npx tsx bench/stream.ts [--streams 40] [--chunks 20] [--interval 10] [--seconds 5] [--llama-streams 20] [--llama-tokens 32] [--threads 1]`
  */
 import fs from 'node:fs/promises';
+import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { Client } from '@temporalio/client';
 import { NativeConnection } from '@temporalio/worker';
@@ -19,14 +24,25 @@ import { loadConfig } from '../runtime/config.js';
 import { createLogger } from '../runtime/logger.js';
 import { startInfra, startStack } from '../scripts/lib/system.js';
 import { createInstantBackend } from '../activities/backends/instant.js';
+import { getLlama } from 'node-llama-cpp';
+import { createLlamaCppBackend } from '../activities/backends/llama-cpp.js';
 import { createModel } from '../db/repositories/models.js';
+import { TINY_GGUF_FILE_NAME, ensureTinyGguf } from '../workers/llama/tiny-gguf.js';
+import type { Infra, Stack } from '../scripts/lib/system.js';
 import { measureLoad, percentile } from './stats.js';
 import { measureFloor } from './temporal-floor.js';
 import { benchEnv, machine, addInstantModel, addTenantKey, runBench, syncChat } from './setup.js';
 
 const { values } = parseArgs({
-  options: { streams: { type: 'string', default: '40' }, chunks: { type: 'string', default: '20' }, interval: { type: 'string', default: '10' }, seconds: { type: 'string', default: '5' } },
+  options: {
+    streams: { type: 'string', default: '40' }, chunks: { type: 'string', default: '20' }, interval: { type: 'string', default: '10' }, seconds: { type: 'string', default: '5' },
+    'llama-streams': { type: 'string', default: '20' }, 'llama-tokens': { type: 'string', default: '32' }, threads: { type: 'string', default: '1' },
+  },
 });
+const LLAMA_STREAMS = Number(values['llama-streams']);
+const LLAMA_TOKENS = Number(values['llama-tokens']);
+const THREADS = values.threads;
+const LLAMA_CONTEXT = 1024;
 const STREAMS = Number(values.streams);
 const CHUNKS = Number(values.chunks);
 const INTERVAL = Number(values.interval);
@@ -76,6 +92,93 @@ async function directArrivals(): Promise<number[]> {
 function lateness(arrivals: number[]): number[] {
   const first = arrivals[0] ?? 0;
   return arrivals.slice(1).map((a, i) => a - first - (i + 1) * INTERVAL);
+}
+
+/** Gaps between successive arrivals. */
+function gaps(arrivals: number[]): number[] {
+  return arrivals.slice(1).map((a, i) => a - (arrivals[i] ?? a));
+}
+
+const summary = (xs: number[]) => ({ p50: percentile(xs, 50), p99: percentile(xs, 99) });
+
+/**
+ * The tiny llama.cpp model streamed through a stack of its own (2 slots, `THREADS` threads) vs the
+ * backend called directly in this process with the same settings, one at a time; then streams/s
+ * against sync req/s at each concurrency.
+ */
+async function llamaPhase(env: Record<string, string>, dir: string, infra: Infra): Promise<Record<string, unknown>> {
+  const modelPath = await ensureTinyGguf(path.join(dir, 'models'));
+  const config = loadConfig({ ...env, SLUICE_SLOTS: '2', SLUICE_THREADS: THREADS, SLUICE_CONTEXT_SIZE: String(LLAMA_CONTEXT) });
+  const log = createLogger('warn');
+  const temporalPid = infra.temporal?.process.pid;
+  const llama = await getLlama({ build: 'never', gpu: false });
+  const backend = await createLlamaCppBackend({ modelPath, slots: 1, threads: Number(THREADS), contextSize: LLAMA_CONTEXT, llama });
+  let stack: Stack | null = null;
+  try {
+    stack = await startStack(config, { databaseUrl: infra.databaseUrl, temporalAddress: infra.temporalAddress, api: true, control: true, pools: ['bench'], log });
+    await createModel(stack.db, {
+      id: 'tiny-bench', ownedBy: 'sluice', contextLength: LLAMA_CONTEXT, maxOutputTokens: LLAMA_TOKENS,
+      deployments: [{
+        id: 'tiny-bench-bench', pool: 'bench', provider: 'llama-cpp', ggufPath: TINY_GGUF_FILE_NAME, baseUrl: null, apiKeyRef: null,
+        upstreamModel: null, weight: 1, priority: 0, inputMicrosPerMtok: 100_000, outputMicrosPerMtok: 200_000,
+      }],
+    }, new Date(Date.now() - 60_000));
+    const key = (await addTenantKey(stack.db, null, 'bench-llama')).secret;
+    const url = stack.url as string;
+    const prompt = 'Tell me about the durable queue worker.';
+    // `stop: null` and greedy: the tiny model runs to max_tokens, so every stream has the same length.
+    const body = { model: 'tiny-bench', messages: [{ role: 'user', content: prompt }], max_tokens: LLAMA_TOKENS, temperature: 0 };
+    const direct = async () => {
+      const t = performance.now();
+      const arrivals: number[] = [];
+      await backend.generate({
+        messages: [{ role: 'user', content: prompt }], params: { maxTokens: LLAMA_TOKENS, temperature: 0, topP: null, seed: null, stop: null },
+        signal: new AbortController().signal, onDelta: () => arrivals.push(performance.now() - t),
+      });
+      return { arrivals, total: performance.now() - t };
+    };
+    const viaSluice = async () => {
+      const t = performance.now();
+      const arrivals = await streamArrivals(url, key, body);
+      return { arrivals, total: performance.now() - t };
+    };
+    for (let i = 0; i < 3; i++) {
+      await viaSluice();
+      await direct();
+    }
+    const s = { ttft: [] as number[], gaps: [] as number[], total: [] as number[], events: [] as number[] };
+    const d = { ttft: [] as number[], gaps: [] as number[], total: [] as number[], events: [] as number[] };
+    for (let i = 0; i < LLAMA_STREAMS; i++) {
+      for (const [side, run] of [[s, viaSluice], [d, direct]] as const) {
+        const r = await run();
+        side.ttft.push(r.arrivals[0] ?? Number.NaN);
+        side.gaps.push(...gaps(r.arrivals));
+        side.total.push(r.total);
+        side.events.push(r.arrivals.length);
+      }
+    }
+    const side = (x: typeof s) => ({ ttft_ms: summary(x.ttft), gap_ms: summary(x.gaps), total_ms: summary(x.total), content_events_p50: percentile(x.events, 50) });
+    const throughput: Array<Record<string, unknown>> = [];
+    const sync = async () => {
+      const t = performance.now();
+      const res = await fetch(`${url}/v1/chat/completions`, { method: 'POST', headers: { Authorization: `Bearer ${key}`, 'Content-Type': 'application/json' }, body: JSON.stringify(body) });
+      if (res.status !== 200) throw new Error(`status ${res.status}`);
+      await res.arrayBuffer();
+      return performance.now() - t;
+    };
+    const streamed = async () => (await viaSluice()).total;
+    for (const c of CONCURRENCIES) {
+      const a = await measureLoad(sync, c, SECONDS, temporalPid);
+      const b = await measureLoad(streamed, c, SECONDS, temporalPid);
+      throughput.push({ concurrency: c, sync_rps: a.rps, stream_rps: b.rps, sync_errors: a.errors, stream_errors: b.errors, ratio: Math.round((b.rps / a.rps) * 100) / 100 });
+      process.stderr.write(`llama c=${c}: ${JSON.stringify(throughput.at(-1))}\n`);
+    }
+    return { streams: LLAMA_STREAMS, max_tokens: LLAMA_TOKENS, threads: Number(THREADS), slots: 2, sluice: side(s), direct: side(d), throughput };
+  } finally {
+    await stack?.stop();
+    await backend.close();
+    await llama.dispose();
+  }
 }
 
 async function main() {
@@ -145,6 +248,7 @@ async function main() {
     } finally {
       await stack.stop();
     }
+    if (LLAMA_STREAMS > 0) results.llama = await llamaPhase(env, dir, infra);
   } finally {
     await infra.stop();
     await fs.rm(dir, { recursive: true, force: true });
