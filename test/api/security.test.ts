@@ -5,6 +5,7 @@
  * added), fast 401s for injection in the auth header, key rotation and revocation that reach the
  * workflow, and — after all of it — no key secret in logs, audit rows, error bodies or histories.
  */
+import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { inject } from 'vitest';
 import { NativeConnection, type Worker } from '@temporalio/worker';
@@ -154,12 +155,10 @@ describe('hardening', () => {
     await addModel(stack, { id: 'stranded', context_length: 1024, max_output_tokens: 8, deployments: [{ id: 'stranded-x', provider: 'instant', pool: 'nowhere' }] });
     const api = await startSecondApi(stack, { requestTimeoutMs: 1000 });
     try {
-      const started = performance.now();
       const r = await call(devA.key, 'POST', '/v1/chat/completions', { model: 'stranded', messages: [{ role: 'user', content: 'hi' }], max_tokens: 1 }, api.url);
       expect(r.status).toBe(503);
       expect(r.json.error.code).toBe('request_timeout');
       expect(r.headers.get('retry-after')).toBe('1');
-      expect(performance.now() - started).toBeLessThan(5000);
     } finally {
       await api.close();
     }
@@ -261,11 +260,20 @@ describe('BOLA: tenant B against tenant A', () => {
 });
 
 describe('injection through the auth header and IDs', () => {
-  it('answers 401 fast for SQL in the bearer token', async () => {
+  // Injected SQL that ran would take a session advisory lock and keep it on its pool connection:
+  // its absence from pg_locks after the requests proves none ran (whatever the machine's speed).
+  const MARK = 7331;
+  const injected = `pg_advisory_lock(${MARK})`;
+  async function injectionRan(): Promise<boolean> {
+    const { rows } = await sql<{ n: number }>`select count(*)::int as n from pg_locks where locktype = 'advisory' and objid = ${MARK}`.execute(stack.db);
+    return (rows[0]?.n ?? 0) > 0;
+  }
+
+  it('answers 401 for SQL in the bearer token, and runs none of it', async () => {
     const headers = [
-      "Bearer x' OR pg_sleep(5) IS NOT NULL--",
-      "Bearer sk-aaaaaaaaaaaaaaaaaaaaaaaa' OR pg_sleep(5) IS NOT NULL--",
-      "Bearer sk-aaaaaaaaaaaaaaaaaaaaaaaa';select pg_sleep(5);--",
+      `Bearer x' OR ${injected} IS NOT NULL--`,
+      `Bearer sk-aaaaaaaaaaaaaaaaaaaaaaaa' OR ${injected} IS NOT NULL--`,
+      `Bearer sk-aaaaaaaaaaaaaaaaaaaaaaaa';select ${injected};--`,
       "Bearer ' UNION SELECT hash FROM api_keys--",
       `Bearer ${stack.adminKey}' OR '1'='1`,
       `Bearer ${'A'.repeat(8000)}`,
@@ -273,29 +281,25 @@ describe('injection through the auth header and IDs', () => {
       'Bearer',
     ];
     for (const h of headers) {
-      const started = performance.now();
       const res = await fetch(`${stack.url}/v1/admin/tenants`, { headers: { Authorization: h } });
       const body = await res.text();
       errorBodies.push(body);
       expect(res.status, h.slice(0, 60)).toBe(401);
-      expect(performance.now() - started).toBeLessThan(1000);
-      expect(body).not.toContain('pg_sleep');
+      expect(body).not.toContain('pg_advisory_lock');
     }
+    expect(await injectionRan()).toBe(false);
   });
 
-  it('answers 404 fast for SQL in path and query IDs', async () => {
-    const evil = encodeURIComponent("x' OR pg_sleep(5) IS NOT NULL--");
+  it('answers 404 for SQL in path and query IDs, and runs none of it', async () => {
+    const evil = encodeURIComponent(`x' OR ${injected} IS NOT NULL--`);
     for (const path of [`/v1/admin/tenants/${evil}`, `/v1/jobs/${evil}`, `/v1/admin/keys/${evil}/revoke`]) {
-      const started = performance.now();
       const r = await call(stack.adminKey, path.endsWith('revoke') ? 'POST' : 'GET', path);
       expect(r.status, path).toBe(404);
-      expect(performance.now() - started).toBeLessThan(1000);
     }
-    const started = performance.now();
     const usage = await call(stack.adminKey, 'GET', `/v1/admin/usage?tenant_id=${evil}`);
     expect(usage.status).toBe(200);
     expect(usage.json.data.every((row: { requests: number }) => row.requests === 0)).toBe(true);
-    expect(performance.now() - started).toBeLessThan(1000);
+    expect(await injectionRan()).toBe(false);
   });
 });
 
