@@ -6,7 +6,8 @@
  * pieces) and generates quickly on a CPU. The same options always produce the same bytes.
  *
  * Layout (GGUF v3, little-endian): header, metadata, tensor infos, padding, tensor data with each
- * tensor aligned to {@link ALIGNMENT}. All tensors are F32.
+ * tensor aligned to {@link ALIGNMENT}. Tensors are F32, or with `quantization: 'q8_0'` the weight
+ * matrices are Q8_0 (a bench-size model then stays ~1.06 bytes a weight on disk).
  *
  * Why one file of ~440 lines: it is one format writer (the GGUF layout, its value types, the
  * vocabulary and the tensors it needs), read top to bottom against the format; split, each part
@@ -74,6 +75,13 @@ export interface TinyGgufOptions {
    * @default 'sluice-tiny'
    */
   name?: string;
+  /**
+   * Storage of the weight matrices: `f32`, or `q8_0` (blocks of 32 int8 with an f16 scale, as
+   * llama.cpp's Q8_0; needs every matrix's inner dimension to be a multiple of 32). Norm vectors
+   * stay F32.
+   * @default 'f32'
+   */
+  quantization?: 'f32' | 'q8_0';
 }
 
 /** File name used by {@link ensureTinyGguf}. */
@@ -106,8 +114,58 @@ const TokenType = { normal: 1, unknown: 2, control: 3, byte: 6 } as const;
 /** GGUF metadata value type ids. */
 const ValueType = { u32: 4, i32: 5, f32: 6, bool: 7, string: 8, array: 9 } as const;
 
-/** GGUF tensor type id of F32. */
+/** GGUF tensor type ids of F32 and Q8_0. */
 const GGML_TYPE_F32 = 0;
+const GGML_TYPE_Q8_0 = 8;
+/** Weights per Q8_0 block (an f16 scale, then this many int8). */
+const Q8_0_BLOCK = 32;
+
+/** `value` as IEEE 754 half-precision bits (round to nearest even; no NaN in weights). */
+function toFloat16Bits(value: number): number {
+  const f32 = new Float32Array([value]);
+  const bits = new Uint32Array(f32.buffer)[0]!;
+  const sign = (bits >>> 16) & 0x8000;
+  const exponent = ((bits >>> 23) & 0xff) - 127 + 15;
+  const mantissa = bits & 0x7fffff;
+  if (exponent >= 0x1f) return sign | 0x7c00;
+  if (exponent <= 0) {
+    if (exponent < -10) return sign;
+    const m = (mantissa | 0x800000) >>> (1 - exponent);
+    return sign | ((m + 0x1000 + ((m >>> 13) & 1) - 1) >>> 13);
+  }
+  const rounded = mantissa + 0xfff + ((mantissa >>> 13) & 1);
+  if (rounded & 0x800000) return exponent + 1 >= 0x1f ? sign | 0x7c00 : sign | ((exponent + 1) << 10);
+  return sign | (exponent << 10) | (rounded >>> 13);
+}
+
+/** The f16 value of half-precision `bits` (to quantize against the scale llama.cpp will read). */
+function fromFloat16Bits(bits: number): number {
+  const sign = bits & 0x8000 ? -1 : 1;
+  const exponent = (bits >>> 10) & 0x1f;
+  const mantissa = bits & 0x3ff;
+  if (exponent === 0) return sign * mantissa * 2 ** -24;
+  if (exponent === 0x1f) return sign * Infinity;
+  return sign * (1 + mantissa / 1024) * 2 ** (exponent - 15);
+}
+
+/** `data` as Q8_0 blocks: per 32 values, the f16 scale max|x|/127, then round(x / scale) as int8. */
+function quantizeQ8_0(data: Float32Array): Buffer {
+  const blocks = data.length / Q8_0_BLOCK;
+  const out = Buffer.alloc(blocks * (2 + Q8_0_BLOCK));
+  for (let b = 0; b < blocks; b++) {
+    let max = 0;
+    for (let i = 0; i < Q8_0_BLOCK; i++) max = Math.max(max, Math.abs(data[b * Q8_0_BLOCK + i]!));
+    const bits = toFloat16Bits(max / 127);
+    const scale = fromFloat16Bits(bits);
+    const at = b * (2 + Q8_0_BLOCK);
+    out.writeUInt16LE(bits, at);
+    for (let i = 0; i < Q8_0_BLOCK; i++) {
+      const q = scale === 0 ? 0 : Math.round(data[b * Q8_0_BLOCK + i]! / scale);
+      out.writeInt8(Math.max(-127, Math.min(127, q)), at + 2 + i);
+    }
+  }
+  return out;
+}
 
 /** A metadata value, tagged with its GGUF type. */
 type MetadataValue =
@@ -147,6 +205,7 @@ function resolveOptions(options: TinyGgufOptions): ResolvedOptions {
     words: options.words ?? DEFAULT_WORDS,
     chatTemplate: options.chatTemplate ?? null,
     name: options.name ?? 'sluice-tiny',
+    quantization: options.quantization ?? 'f32',
   };
   if (resolved.embeddingLength % resolved.headCount !== 0) {
     throw new Error('embeddingLength must be a multiple of headCount');
@@ -376,7 +435,17 @@ function align(offset: number): number {
 }
 
 /** Serialises a whole GGUF file: header, metadata, tensor infos, padding, aligned tensor data. */
-function encodeGguf(metadata: [string, MetadataValue][], tensors: TensorSpec[]): Buffer {
+function encodeGguf(metadata: [string, MetadataValue][], tensors: TensorSpec[], quantization: 'f32' | 'q8_0'): Buffer {
+  const quantized = (tensor: TensorSpec) => quantization === 'q8_0' && tensor.dims.length === 2;
+  const encoded = tensors.map((tensor) => {
+    if (quantized(tensor)) {
+      if (tensor.dims[0]! % Q8_0_BLOCK !== 0) throw new Error(`${tensor.name}: inner dimension ${tensor.dims[0]} is not a multiple of ${Q8_0_BLOCK} (Q8_0)`);
+      return { type: GGML_TYPE_Q8_0, bytes: quantizeQ8_0(tensor.data) };
+    }
+    const bytes = Buffer.alloc(tensor.data.length * 4);
+    tensor.data.forEach((value, index) => bytes.writeFloatLE(value, index * 4));
+    return { type: GGML_TYPE_F32, bytes };
+  });
   const writer = new ByteWriter();
   writer.bytes(Buffer.from('GGUF', 'ascii'));
   writer.u32(3);
@@ -387,19 +456,17 @@ function encodeGguf(metadata: [string, MetadataValue][], tensors: TensorSpec[]):
     writeMetadataValue(writer, value);
   }
   let offset = 0;
-  for (const tensor of tensors) {
+  tensors.forEach((tensor, i) => {
     writer.string(tensor.name);
     writer.u32(tensor.dims.length);
     for (const dim of tensor.dims) writer.u64(dim);
-    writer.u32(GGML_TYPE_F32);
+    writer.u32(encoded[i]!.type);
     writer.u64(offset);
-    offset = align(offset + tensor.data.byteLength);
-  }
+    offset = align(offset + encoded[i]!.bytes.length);
+  });
   writer.pad(ALIGNMENT);
-  for (const tensor of tensors) {
-    const data = Buffer.alloc(tensor.data.length * 4);
-    tensor.data.forEach((value, index) => data.writeFloatLE(value, index * 4));
-    writer.bytes(data);
+  for (const { bytes } of encoded) {
+    writer.bytes(bytes);
     writer.pad(ALIGNMENT);
   }
   return writer.toBuffer();
@@ -409,7 +476,7 @@ function encodeGguf(metadata: [string, MetadataValue][], tensors: TensorSpec[]):
 export function encodeTinyGguf(options: TinyGgufOptions = {}): Buffer {
   const resolved = resolveOptions(options);
   const vocab = buildVocab(resolved.words);
-  return encodeGguf(buildMetadata(resolved, vocab), buildTensors(resolved, vocab.tokens.length));
+  return encodeGguf(buildMetadata(resolved, vocab), buildTensors(resolved, vocab.tokens.length), resolved.quantization);
 }
 
 /**
@@ -435,6 +502,31 @@ export async function ensureTinyGguf(dir: string): Promise<string> {
   } catch {
     await mkdir(dir, { recursive: true });
     await writeTinyGguf(path);
+  }
+  return path;
+}
+
+/** File name used by {@link ensureBenchGguf}. */
+export const BENCH_GGUF_FILE_NAME = 'sluice-bench-100m.gguf';
+
+/**
+ * The bench-size model (issue 18): the same random llama architecture at ~100M parameters (E 768,
+ * 14 blocks, 12 heads, FFN 2048), Q8_0, ~106 MB on disk, so batched decoding has real matrix work
+ * to share. Generated on demand (a few seconds), never committed.
+ */
+export const BENCH_GGUF_OPTIONS: TinyGgufOptions = Object.freeze({
+  embeddingLength: 768, blockCount: 14, headCount: 12, headCountKv: 12, feedForwardLength: 2048,
+  quantization: 'q8_0', name: 'sluice-bench-100m',
+});
+
+/** Returns `<dir>/sluice-bench-100m.gguf`, creating it if missing (see {@link BENCH_GGUF_OPTIONS}). */
+export async function ensureBenchGguf(dir: string): Promise<string> {
+  const path = join(dir, BENCH_GGUF_FILE_NAME);
+  try {
+    await access(path);
+  } catch {
+    await mkdir(dir, { recursive: true });
+    await writeTinyGguf(path, BENCH_GGUF_OPTIONS);
   }
   return path;
 }
