@@ -8,6 +8,7 @@
  * by {@link responsesParam}.
  */
 import type { ChatExtras, ChatMessageInput, ChatParams } from '../contracts/chat.js';
+import type { ValidChatBody } from './chat-validation.js';
 import type { ResponseEcho, ResponseInputMessage, ResponseTextFormat } from '../contracts/responses.js';
 import { validateChatExtras } from './chat-extras.js';
 import { InvalidRequestError } from './invalid-request.js';
@@ -343,4 +344,25 @@ export function inputItemsOf(input: readonly ResponseInputTurn[], responseId: st
     status: 'completed',
     content: t.parts.map((p) => (p.type === 'output_text' ? { type: 'output_text', text: p.text, annotations: [] } : { type: 'input_text', text: p.text })),
   }));
+}
+
+/** The chat messages of a validated body: its instructions as a system message, then its input. */
+export function chatMessagesOf(body: Pick<ValidResponsesBody, 'instructions' | 'input'>, earlier: readonly ChatMessageInput[] = []): ChatMessageInput[] {
+  const conversation = [...earlier, ...messagesOf(body.input)];
+  return body.instructions !== null ? [{ role: 'system', content: body.instructions }, ...conversation] : conversation;
+}
+
+/**
+ * A `/v1/responses` batch line's body as the chat request it runs as (as OpenAI's Batch API, the
+ * line takes the endpoint's fields). A batch line is answered in the output file, never streamed or
+ * stored: `stream: true`, `store: true` and `previous_response_id` are refused naming them (`store`
+ * defaults to false in a batch). Throws {@link InvalidRequestError} naming the field.
+ */
+export function responsesAsChatBody(raw: unknown): ValidChatBody {
+  const body = validateResponsesBody(raw);
+  const given = isObject(raw) ? raw : {};
+  if (body.stream) throw unsupported('stream', 'batch lines are answered in the output file');
+  if (given.store === true) throw unsupported('store', 'batch lines are not stored (their responses are in the output file)');
+  if (body.previousResponseId !== null) throw unsupported('previous_response_id', 'batch lines do not chain onto stored responses');
+  return { model: body.model, messages: chatMessagesOf(body), params: body.params, user: body.subject, stream: false, includeUsage: false };
 }

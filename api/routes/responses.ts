@@ -23,7 +23,7 @@ import { refusedByModel } from '../../domain/chat-fields.js';
 import { checkTokenLimits, estimatePromptTokens } from '../../domain/chat-validation.js';
 import { wrongModelKind } from '../../domain/embeddings-validation.js';
 import { InvalidRequestError } from '../../domain/invalid-request.js';
-import { inputItemsOf, messagesOf, responsesParam, validateResponsesBody } from '../../domain/responses-validation.js';
+import { chatMessagesOf, inputItemsOf, messagesOf, responsesParam, validateResponsesBody } from '../../domain/responses-validation.js';
 import type { ChatMessageInput, ChatRequestInput } from '../../contracts/chat.js';
 import type { ResponseInputMessage, ResponseObject, ResponseRequestInput } from '../../contracts/responses.js';
 import { responseWorkflowId } from '../../contracts/ids.js';
@@ -100,7 +100,7 @@ export function responseRoutes(deps: ResponseRouteDeps): Router {
       earlier = previous.conversation as ChatMessageInput[];
     }
     const conversation = [...earlier, ...messagesOf(body.input)];
-    const messages: ChatMessageInput[] = body.instructions !== null ? [{ role: 'system', content: body.instructions }, ...conversation] : conversation;
+    const messages = chatMessagesOf(body, earlier);
     try {
       // A field refused by any deployment's backend is refused here (domain/chat-fields.ts), and
       // the input (with its chain) must leave room for one output token.

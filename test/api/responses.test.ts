@@ -6,7 +6,7 @@
  * DELETE, retention and erase; streamed as Responses events; fields refused with a 400 naming them.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import OpenAI from 'openai';
+import OpenAI, { toFile } from 'openai';
 import { Ajv } from 'ajv';
 import { startTestStack, type TestStack } from '../support/stack.js';
 import { responseWorkflowId } from '../../contracts/ids.js';
@@ -257,6 +257,68 @@ describe('streaming', () => {
     expect(types[0]).toBe('response.created');
     expect((completed as unknown as { store: boolean } | null)?.store).toBe(false);
     expect(await ledger(completed?.id ?? '')).toHaveLength(1);
+  });
+});
+
+describe('a batch of /v1/responses lines', () => {
+  async function runBatch(c: OpenAI, lines: unknown[]) {
+    const text = lines.map((l) => JSON.stringify(l)).join('\n') + '\n';
+    const file = await c.files.create({ file: await toFile(Buffer.from(text), 'responses.jsonl'), purpose: 'batch' });
+    const created = await c.batches.create({ input_file_id: file.id, endpoint: '/v1/responses', completion_window: '24h' });
+    const deadline = Date.now() + 120_000;
+    for (;;) {
+      const b = await c.batches.retrieve(created.id);
+      if (['completed', 'failed', 'cancelled', 'expired'].includes(b.status)) return b;
+      if (Date.now() > deadline) throw new Error(`batch ${created.id} timed out: ${JSON.stringify(b)}`);
+      await new Promise((r) => setTimeout(r, 150));
+    }
+  }
+  const line = (customId: string, body: Record<string, unknown>) => ({ custom_id: customId, method: 'POST', url: '/v1/responses', body });
+
+  it('runs each line as a response: response objects in the output file, billed once each as batch usage', async () => {
+    const t = await stack.createTenantKey();
+    const c = sdk(t.key);
+    const done = await runBatch(c, [
+      line('a', { ...base, input: 'Batch one' }),
+      line('b', { ...base, max_output_tokens: 64, instructions: 'Answer in JSON', input: [{ role: 'user', content: [{ type: 'input_text', text: 'Batch two' }] }], text: { format: { type: 'json_object' } }, metadata: { line: 'b' } }),
+    ]);
+    expect(done.status).toBe('completed');
+    expect(done.request_counts).toEqual({ total: 2, completed: 2, failed: 0 });
+    const text = await (await c.files.content(done.output_file_id ?? '')).text();
+    const out = new Map(text.split('\n').filter(Boolean).map((l) => JSON.parse(l) as { custom_id: string; response: { status_code: number; request_id: string; body: any } }).map((o) => [o.custom_id, o.response]));
+    for (const id of ['a', 'b']) {
+      const r = out.get(id);
+      expect(r?.status_code, id).toBe(200);
+      expect(r?.body).toMatchObject({ object: 'response', store: false, previous_response_id: null });
+      expect(r?.body.id).toBe(`resp_${r?.request_id}`);
+      expect(r?.body.output[0]).toMatchObject({ type: 'message', role: 'assistant' });
+      expect(r?.body.output_text).toBe(r?.body.output[0].content[0].text);
+      const rows = await stack.db.selectFrom('usage').select(['kind', 'input_tokens', 'output_tokens']).where('request_id', '=', r?.request_id ?? '').execute();
+      expect(rows).toEqual([{ kind: 'batch', input_tokens: r?.body.usage.input_tokens, output_tokens: r?.body.usage.output_tokens }]);
+    }
+    expect(out.get('b')?.body).toMatchObject({ instructions: 'Answer in JSON', metadata: { line: 'b' }, text: { format: { type: 'json_object' } } });
+    expect(() => JSON.parse(out.get('b')?.body.output_text) as unknown).not.toThrow();
+    // Batch lines are not stored.
+    expect(await stack.db.selectFrom('responses').select('id').where('tenant_id', '=', t.tenantId).execute()).toEqual([]);
+  });
+
+  it('fails validation for what a batch line cannot do, naming each field under body.', async () => {
+    const t = await stack.createTenantKey();
+    const done = await runBatch(sdk(t.key), [
+      line('s', { ...base, input: 'x', store: true }),
+      line('p', { ...base, input: 'x', previous_response_id: 'resp_abc' }),
+      line('st', { ...base, input: 'x', stream: true }),
+      line('w', { ...base, input: 'x', tools: [{ type: 'web_search' }] }),
+      line('m', { ...base, input: 'x', max_output_tokens: 1_000_000 }),
+      line('g', { ...base, input: 'x', text: { format: { type: 'json_schema', name: 'c', schema: { type: 'string', pattern: '^a$' } } } }),
+      { custom_id: 'u', method: 'POST', url: '/v1/chat/completions', body: { ...base, input: 'x' } },
+    ]);
+    expect(done.status).toBe('failed');
+    expect(done.errors?.data?.map((e) => [e.line, e.param])).toEqual([
+      [1, 'body.store'], [2, 'body.previous_response_id'], [3, 'body.stream'], [4, 'body.tools[0].type'], [5, 'body.max_output_tokens'],
+      [6, 'body.text.format.schema.pattern'], [7, 'url'],
+    ]);
+    expect(await stack.db.selectFrom('usage').select('id').where('tenant_id', '=', t.tenantId).execute()).toEqual([]);
   });
 });
 
