@@ -195,13 +195,12 @@ function metadataOf(value: unknown): Record<string, string> {
   if (!isObject(value)) throw invalid("'metadata' must be an object of strings", 'metadata', 'invalid_type');
   const entries = Object.entries(value);
   if (entries.length > METADATA_LIMITS.pairs) throw invalid(`'metadata' may hold at most ${METADATA_LIMITS.pairs} pairs`, 'metadata');
-  const out: Record<string, string> = {};
   for (const [key, v] of entries) {
     if (key === '' || key.length > METADATA_LIMITS.key) throw invalid(`'metadata' keys must be 1 to ${METADATA_LIMITS.key} characters`, 'metadata');
     if (typeof v !== 'string' || v.length > METADATA_LIMITS.value) throw invalid(`'metadata.${key}' must be a string of at most ${METADATA_LIMITS.value} characters`, `metadata.${key}`, 'invalid_type');
-    out[key] = v;
   }
-  return out;
+  // Own data properties only: a key such as `__proto__` is kept as a key, never a prototype.
+  return Object.fromEntries(entries) as Record<string, string>;
 }
 
 function subjectOf(raw: Record<string, unknown>): string | null {

@@ -246,6 +246,20 @@ describe('streaming', () => {
     expect(retrieved.usage).toEqual(final.usage);
   });
 
+  it('a request refused by its quota before any event gets the HTTP error, nothing billed or stored', async () => {
+    const t = await stack.createTenantKey({ limits: { tokens_per_minute: 1 } });
+    const failed = await sdk(t.key).responses.create({ ...base, input: 'Too many tokens for my limit', stream: true }).then(
+      () => null,
+      (err: unknown) => err,
+    );
+    expect(failed).toBeInstanceOf(OpenAI.APIError);
+    expect((failed as InstanceType<typeof OpenAI.APIError>).status).toBe(429);
+    expect(await stack.db.selectFrom('usage').select('id').where('tenant_id', '=', t.tenantId).execute()).toEqual([]);
+    expect(await stack.db.selectFrom('responses').select('id').where('tenant_id', '=', t.tenantId).execute()).toEqual([]);
+    const rows = await stack.db.selectFrom('requests').select('status').where('tenant_id', '=', t.tenantId).execute();
+    expect(rows).toEqual([{ status: 'failed' }]);
+  });
+
   it('create({stream: true}) iterates the same events', async () => {
     const stream = await client.responses.create({ ...base, input: 'Again', stream: true, store: false });
     const types: string[] = [];

@@ -55,6 +55,13 @@ describe('validateResponsesBody', () => {
     expect(t.params.extras).toBeUndefined();
   });
 
+  it('keeps a metadata key named __proto__ as a key', () => {
+    const v = validateResponsesBody(JSON.parse('{"model":"m","input":"x","metadata":{"__proto__":"p","a":"b"}}'));
+    expect(Object.keys(v.echo.metadata)).toEqual(['__proto__', 'a']);
+    expect(Object.getPrototypeOf(v.echo.metadata)).toBe(Object.prototype);
+    expect(JSON.parse(JSON.stringify(v.echo.metadata))).toEqual(JSON.parse('{"__proto__":"p","a":"b"}'));
+  });
+
   it('accepts the neutral values of refused fields', () => {
     const v = validateResponsesBody({
       model: 'm', input: 'x', tools: [], tool_choice: 'auto', parallel_tool_calls: true, include: [], top_logprobs: 0,
