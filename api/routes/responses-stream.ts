@@ -24,7 +24,6 @@ import type { Metrics } from '../../runtime/metrics.js';
 import type { Logger } from '../../runtime/logger.js';
 import { HttpError, fromWorkflowFailure } from '../errors.js';
 import type { StreamHub } from '../stream-hub.js';
-import { JOB_ID_HEADER } from './chat-stream.js';
 
 /** Longest wait for a notification before reading the chunks again (a lost NOTIFY costs this). */
 const POLL_MS = 1000;
@@ -82,7 +81,6 @@ export async function streamResponse(
     res.setHeader('Content-Type', 'text/event-stream; charset=utf-8');
     res.setHeader('Cache-Control', 'no-cache');
     res.setHeader('X-Accel-Buffering', 'no');
-    res.setHeader(JOB_ID_HEADER, row.id);
     res.flushHeaders();
     send('response.created', { response: shell });
     send('response.in_progress', { response: shell });
