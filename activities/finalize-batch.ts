@@ -8,7 +8,9 @@ import type { EmbeddingsResult } from '../contracts/embeddings.js';
 import { batchRequestId } from '../contracts/ids.js';
 import { clientError } from '../domain/client-errors.js';
 import { PAGE, type BatchDeps } from './batch-deps.js';
-import { EMBEDDINGS_ENDPOINT, customIdOf, isBlank, parseEmbeddingsBatchLine } from './parse-batch-line.js';
+import { EMBEDDINGS_ENDPOINT, RESPONSES_ENDPOINT, customIdOf, isBlank, parseEmbeddingsBatchLine } from './parse-batch-line.js';
+import { batchLineResponse } from '../domain/responses-batch.js';
+import type { ChatCompletion } from '../contracts/chat.js';
 
 /** `batch_req_<batch>_` : the line's number completes the request ID. */
 function requestPrefix(batchId: string): string {
@@ -17,10 +19,12 @@ function requestPrefix(batchId: string): string {
 
 /**
  * A succeeded line's response body: the stored result; an embeddings line's vectors (stored as
- * base64) in the line's own `encoding_format`.
+ * base64) in the line's own `encoding_format`; a `/v1/responses` line's response object.
  */
-function lineBody(endpoint: string, content: string, result: unknown): unknown {
-  if (endpoint !== EMBEDDINGS_ENDPOINT || result === null) return result;
+function lineBody(endpoint: string, content: string, result: unknown, requestId: string): unknown {
+  if (result === null) return result;
+  if (endpoint === RESPONSES_ENDPOINT) return batchLineResponse(content, result as ChatCompletion, requestId);
+  if (endpoint !== EMBEDDINGS_ENDPOINT) return result;
   const parsed = parseEmbeddingsBatchLine(content);
   return encodeEmbeddings(result as EmbeddingsResult, parsed.ok ? parsed.body.encodingFormat : 'float');
 }
@@ -66,7 +70,7 @@ export async function finalizeBatch(deps: BatchDeps, batch: BatchRow, input: { o
         const id = row.request_id ?? batchRequestId(batch.id, row.line_no);
         if (row.status === 'succeeded') {
           completed += 1;
-          outLines.push(JSON.stringify({ id, custom_id: customId, response: { status_code: 200, request_id: id, body: lineBody(batch.endpoint, row.content, row.result) }, error: null }));
+          outLines.push(JSON.stringify({ id, custom_id: customId, response: { status_code: 200, request_id: id, body: lineBody(batch.endpoint, row.content, row.result, id) }, error: null }));
         } else if (row.status === 'failed') {
           failed += 1;
           const e = (row.error ?? {}) as { type?: string; message?: string; code?: string | null };

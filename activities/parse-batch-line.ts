@@ -6,6 +6,7 @@ import type { BatchLineError } from '../db/tables/index.js';
 import { validateChatBody, type ValidChatBody } from '../domain/chat-validation.js';
 import { validateEmbeddingsBody, type ValidEmbeddingsBody } from '../domain/embeddings-validation.js';
 import { isObject } from '../domain/is-object.js';
+import { responsesAsChatBody } from '../domain/responses-validation.js';
 
 export type ParsedLine =
   | { ok: true; customId: string; body: ValidChatBody; raw: unknown }
@@ -54,7 +55,7 @@ export function parseBatchLine(content: string, endpoint: string): ParsedLine {
   const envelope = lineEnvelope(content, endpoint);
   if (!envelope.ok) return envelope;
   try {
-    const body = validateChatBody(envelope.body);
+    const body = endpoint === RESPONSES_ENDPOINT ? responsesAsChatBody(envelope.body) : validateChatBody(envelope.body);
     // As OpenAI's Batch API: a batch line is answered in the output file, never streamed.
     if (body.stream) return { ok: false, customId: envelope.customId, error: { code: 'unsupported_parameter', message: "'stream' is not supported in batch lines.", param: 'body.stream' } };
     return { ok: true, customId: envelope.customId, body, raw: envelope.body };
@@ -62,6 +63,12 @@ export function parseBatchLine(content: string, endpoint: string): ParsedLine {
     return bodyError(err, envelope.customId);
   }
 }
+
+/**
+ * The batch endpoint whose lines are Responses requests: each line runs as a chat request (its
+ * body translated by `responsesAsChatBody`), and its output body is the response object.
+ */
+export const RESPONSES_ENDPOINT = '/v1/responses';
 
 /** The batch endpoint whose lines are embeddings requests. */
 export const EMBEDDINGS_ENDPOINT = '/v1/embeddings';

@@ -11,7 +11,8 @@ import { costMicros, type TokenPrice } from '../domain/cost.js';
 import { InvalidRequestError } from '../domain/invalid-request.js';
 import { periodOf } from '../domain/billing-calendar.js';
 import { PAGE, type BatchDeps } from './batch-deps.js';
-import { EMBEDDINGS_ENDPOINT, bodyError, isBlank, parseBatchLine, parseEmbeddingsBatchLine } from './parse-batch-line.js';
+import { responsesParam } from '../domain/responses-validation.js';
+import { EMBEDDINGS_ENDPOINT, RESPONSES_ENDPOINT, bodyError, isBlank, parseBatchLine, parseEmbeddingsBatchLine } from './parse-batch-line.js';
 
 /** Most errors kept in `errors.data` (the count of the rest is in the last message). */
 const MAX_ERRORS = 1000;
@@ -66,6 +67,8 @@ export async function validateBatch(deps: BatchDeps, batch: BatchRow): Promise<V
     firstModel ??= model.id;
     if (price) estimate += costMicros(price, estimateEmbeddingTokens(parsed.body.inputs), 0);
   };
+  /** A refusal of the chat path under the endpoint's field names (`/v1/responses`: `max_output_tokens`, `text.format`…). */
+  const named = (err: InvalidRequestError) => (batch.endpoint === RESPONSES_ENDPOINT ? responsesParam(err) : err);
   for (let after = 0; ;) {
     const page = await readFileLines(deps.db, batch.input_file_id, after, PAGE);
     if (page.length === 0) break;
@@ -105,10 +108,10 @@ export async function validateBatch(deps: BatchDeps, batch: BatchRow): Promise<V
         if (providers === undefined) providersOf.set(name, (providers = (await activeDeployments(deps.db, name)).map((d) => d.provider)));
         const refused = refusedByModel(name, providers, extras);
         if (refused !== null) {
-          fail(line, { code: refused.code, message: refused.message, param: refused.param ? `body.${refused.param}` : 'body' });
+          const e = named(refused);
+          fail(line, { code: e.code, message: e.message, param: e.param ? `body.${e.param}` : 'body' });
           continue;
         }
-        continue;
       }
       // A line without max_tokens runs, and is estimated, at the model's output limit.
       let maxTokens: number;
@@ -116,7 +119,7 @@ export async function validateBatch(deps: BatchDeps, batch: BatchRow): Promise<V
         maxTokens = checkTokenLimits(model, parsed.body.messages, parsed.body.params.maxTokens, model.max_output_tokens);
       } catch (err) {
         if (!(err instanceof InvalidRequestError)) throw err;
-        fail(line, bodyError(err, parsed.customId).error);
+        fail(line, bodyError(named(err), parsed.customId).error);
         continue;
       }
       firstModel ??= name;

@@ -12,6 +12,7 @@ import { HttpError, errorMiddleware, requestId } from './errors.js';
 import { chatRoutes } from './routes/chat.js';
 import { embeddingsRoutes } from './routes/embeddings.js';
 import { completionRoutes } from './routes/completions.js';
+import { responseRoutes } from './routes/responses.js';
 import { modelRoutes } from './routes/models.js';
 import { tenantRoutes } from './routes/tenants.js';
 import { usageAuditRoutes } from './routes/usage-audit.js';
@@ -162,6 +163,7 @@ export function createApp(deps: AppDeps): express.Express {
   v1.use(chatRoutes({ db: deps.db, temporal: deps.temporal, metrics: deps.metrics, eagerStart: deps.config.eagerStart, log: deps.log, ...(deps.streams ? { streams: deps.streams } : {}) }));
   v1.use(embeddingsRoutes({ db: deps.db, temporal: deps.temporal, eagerStart: deps.config.eagerStart, log: deps.log }));
   v1.use(completionRoutes({ db: deps.db, temporal: deps.temporal, metrics: deps.metrics, eagerStart: deps.config.eagerStart, log: deps.log }));
+  v1.use(responseRoutes({ db: deps.db, temporal: deps.temporal, metrics: deps.metrics, eagerStart: deps.config.eagerStart, log: deps.log, ...(deps.streams ? { streams: deps.streams } : {}) }));
   v1.use(modelRoutes({ db: deps.db, allowPrivateUpstreams: deps.config.allowPrivateUpstreams ?? [], enableInstantBackend: deps.config.enableInstantBackend ?? false }));
   v1.use(tenantRoutes(deps));
   v1.use(usageAuditRoutes(deps));

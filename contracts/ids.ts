@@ -32,6 +32,11 @@ export function completionWorkflowId(requestId: string): string {
   return `completion-${requestId}`;
 }
 
+/** Workflow ID of one `/v1/responses` request (its request ID, the response's `id`, starts `resp_`). */
+export function responseWorkflowId(requestId: string): string {
+  return `response-${requestId}`;
+}
+
 export const SearchAttributes = {
   kind: defineSearchAttributeKey('SluiceKind', SearchAttributeType.KEYWORD),
   tenant: defineSearchAttributeKey('SluiceTenant', SearchAttributeType.KEYWORD),
@@ -63,12 +68,13 @@ export function batchRequestId(batchId: string, lineNo: number): string {
  * async request (`completion-<id>` for a legacy completion, request ID `cmpl_…`), its batch's for a
  * batch line (lines run inside the batch workflow; batches started before ran them as `chat-<id>`
  * children, which never outlive their batch); `embed-<id>` for an embeddings request (its ID starts
- * `embreq_`), so the reconciler finds the workflow holding it.
+ * `embreq_`), `response-<id>` for a `/v1/responses` request (`resp_…`), so the reconciler finds the workflow holding it.
  */
 export function requestWorkflowId(requestId: string): string {
   const line = /^batch_req_(.+)_\d+$/.exec(requestId);
   if (line) return batchWorkflowId(`batch_${line[1]}`);
   if (requestId.startsWith(`${EMBEDDINGS_REQUEST_PREFIX}_`)) return embeddingsWorkflowId(requestId);
+  if (requestId.startsWith('resp_')) return responseWorkflowId(requestId);
   return requestId.startsWith('cmpl_') ? completionWorkflowId(requestId) : chatWorkflowId(requestId);
 }
 

@@ -6,3 +6,4 @@ export { batch, cancelBatchSignal, batchProgressQuery } from './batch.js';
 export { billing, billingRun, billingStateQuery, dayClose } from './billing.js';
 export { webhookDelivery } from './webhook-delivery.js';
 export { embeddingsRequest } from './embeddings-request.js';
+export { responseRequest } from './response-request.js';

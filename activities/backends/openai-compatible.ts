@@ -1,5 +1,5 @@
 /**
- * An inference backend that forwards chat completions and embeddings to an OpenAI-compatible HTTP upstream
+ * An inference backend that forwards chat completions, legacy text completions and embeddings to an OpenAI-compatible HTTP upstream
  * (OpenAI itself, vLLM, llama.cpp's server, a hosted provider).
  *
  * The client never retries (`maxRetries: 0`): retries, backoff and `Retry-After` belong to the
@@ -12,7 +12,6 @@ import OpenAI from 'openai';
 import type { ChatCompletion } from 'openai/resources/chat/completions';
 import type { CreateEmbeddingResponse, EmbeddingCreateParams } from 'openai/resources/embeddings';
 import { estimatePromptTokens } from '../../domain/chat-validation.js';
-import { BackendError } from './types.js';
 import type { InferenceBackend } from './types.js';
 import { createPinnedFetch, type PinnedFetch } from './pinned-fetch.js';
 import { DEFAULT_MAX_RESPONSE_BYTES, type OpenAICompatibleBackendOptions } from './openai-compatible/options.js';
@@ -20,6 +19,7 @@ import { toEmbedResult } from './openai-compatible/embeddings.js';
 import { toGenerateResult } from './openai-compatible/generate-result.js';
 import { buildRequestBody } from './openai-compatible/request-body.js';
 import { generateStreamed } from './openai-compatible/stream-relay.js';
+import { generateTextCompletion } from './openai-compatible/text-completion.js';
 import { toBackendError } from './openai-compatible/upstream-errors.js';
 
 /** Ten minutes, the `openai` client's own default: a long generation must not look like a failure. */
@@ -38,8 +38,8 @@ export function createOpenAICompatibleBackend(options: OpenAICompatibleBackendOp
   const client = createClient(options, options.fetch ?? (pinned as PinnedFetch).fetch);
   return {
     generate: async (request) => {
-      // Refused at the route for models with an upstream deployment; here for any other path.
-      if (request.params.rawPrompt === true) throw new BackendError('bad_request', 'legacy completions are served by llama.cpp deployments only');
+      // A legacy text completion: the upstream's own `/completions` continues the raw prompt.
+      if (request.params.rawPrompt === true) return generateTextCompletion(client, options.model, options.apiKey, request);
       if (request.onDelta) return generateStreamed(client, options, request, request.onDelta);
       const body = buildRequestBody(options.model, request.messages, request.params);
       let completion: ChatCompletion;

@@ -32,7 +32,7 @@ export interface BatchRunConfig {
 
 export const DEFAULT_BATCH_RUN: BatchRunConfig = { concurrency: 128, linesPerRun: 1000 };
 
-const ENDPOINTS = ['/v1/chat/completions', '/v1/embeddings'];
+const ENDPOINTS = ['/v1/chat/completions', '/v1/embeddings', '/v1/responses'];
 const WINDOWS: Record<string, number> = { '24h': 24 * 3600_000 };
 
 const secs = (d: Date | null) => (d ? Math.floor(d.getTime() / 1000) : null);

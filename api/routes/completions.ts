@@ -2,8 +2,8 @@
  * `POST /v1/completions`: the legacy text completion, sync. Validated by
  * `domain/completion-validation.ts`, run as its own `completionRequest` workflow through the same
  * pipeline as a chat request (authorized, reserved, billed and audited alike), answered as a
- * `text_completion`. Served by llama.cpp deployments (the prompt is continued raw); a model with an
- * upstream deployment refuses it, since an upstream's `/v1/completions` is not called.
+ * `text_completion`. llama.cpp continues the prompt raw (no chat template); an openai-compatible
+ * deployment passes it through to its upstream's `/completions`.
  */
 import { createHash } from 'node:crypto';
 import { Router } from 'express';
@@ -34,9 +34,6 @@ export interface CompletionRouteDeps {
   log: Logger;
 }
 
-/** Providers that continue a raw prompt (`instant` is the pipeline tests' stand-in). */
-const RAW_PROMPT_PROVIDERS: readonly string[] = ['llama-cpp', 'instant'];
-
 function requestIdFor(tenantId: string, idempotencyKey: string | null): string {
   if (idempotencyKey === null) return newId('cmpl');
   return `cmpl_${createHash('sha256').update(`completions\n${tenantId}\n${idempotencyKey}`).digest('hex').slice(0, 32)}`;
@@ -53,8 +50,6 @@ export function completionRoutes(deps: CompletionRouteDeps): Router {
     const model = await getModel(deps.db, body.model);
     if (!model) throw new HttpError('not_found_error', `The model '${body.model}' does not exist`, 'model_not_found', 'model');
     const deployments = await activeDeployments(deps.db, body.model);
-    const upstream = deployments.find((d) => !RAW_PROMPT_PROVIDERS.includes(d.provider));
-    if (upstream) throw badRequest(`Legacy completions are served by llama.cpp deployments only; model ${body.model} has a ${upstream.provider} deployment`, 'model', 'unsupported_model');
     const refused = refusedByModel(body.model, deployments.map((d) => d.provider), body.params.extras);
     if (refused !== null) throw refused;
     if (body.params.maxTokens > model.max_output_tokens) {

@@ -13,6 +13,7 @@ import * as exportKeyset from './2026-12-01-0103-export-keyset.js';
 import * as embeddings from './2026-12-01-0201-embeddings.js';
 import * as streamChunks from './2026-12-01-0202-stream-chunks.js';
 import * as streamChunkModel from './2026-12-01-0203-stream-chunk-model.js';
+import * as responses from './2026-12-01-0302-responses.js';
 
 export const migrations: Record<string, Migration> = {
   '2026-11-21-0001-spine': spine,
@@ -28,4 +29,5 @@ export const migrations: Record<string, Migration> = {
   '2026-12-01-0201-embeddings': embeddings,
   '2026-12-01-0202-stream-chunks': streamChunks,
   '2026-12-01-0203-stream-chunk-model': streamChunkModel,
+  '2026-12-01-0302-responses': responses,
 };

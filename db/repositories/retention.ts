@@ -1,6 +1,6 @@
 /**
- * Stored content — completions and error bodies of requests, lines of uploaded and batch output
- * files, experiment subjects — removed by a tenant's retention period or by an erase. Billing
+ * Stored content — completions and error bodies of requests, stored responses (`/v1/responses`),
+ * lines of uploaded and batch output files, experiment subjects — removed by a tenant's retention period or by an erase. Billing
  * records are never touched: usage rows, reservations, spend, invoices and the audit log stay, so
  * totals survive. Every statement here is idempotent: it only changes rows that still hold content.
  */
@@ -16,11 +16,14 @@ const OPEN_REQUEST = ['queued', 'running'] as const;
 export interface PurgeResult {
   requests: number;
   files: number;
+  /** Stored responses deleted. */
+  responses: number;
 }
 
 /**
- * Purges content older than each tenant's `retention_days`: at most `limit` requests and `limit`
- * files per call (the next run takes the rest). A file that an active batch reads is kept.
+ * Purges content older than each tenant's `retention_days`: at most `limit` requests, `limit`
+ * stored responses and `limit` files per call (the next run takes the rest). A file that an
+ * active batch reads is kept.
  */
 export async function purgeExpiredContent(db: Db, now: Date, limit: number): Promise<PurgeResult> {
   return db.transaction().execute(async (trx) => {
@@ -35,6 +38,17 @@ export async function purgeExpiredContent(db: Db, now: Date, limit: number): Pro
           .where('r.status', 'not in', OPEN_REQUEST)
           .where(sql<boolean>`(r.result is not null or r.error is not null)`)
           .where(sql<boolean>`r.created_at < ${now}::timestamptz - make_interval(days => t.retention_days)`)
+          .limit(limit))
+      .executeTakeFirst();
+    // Stored responses fall under the same rule as the request results they repeat.
+    const responses = await trx
+      .deleteFrom('responses')
+      .where('id', 'in', (eb) =>
+        eb.selectFrom('responses as s')
+          .innerJoin('tenants as t', 't.id', 's.tenant_id')
+          .select('s.id')
+          .where('t.retention_days', 'is not', null)
+          .where(sql<boolean>`s.created_at < ${now}::timestamptz - make_interval(days => t.retention_days)`)
           .limit(limit))
       .executeTakeFirst();
     const files = await trx
@@ -59,12 +73,14 @@ export async function purgeExpiredContent(db: Db, now: Date, limit: number): Pro
     await sql`delete from stream_chunks where id in (
       select id from stream_chunks where created_at < ${now}::timestamptz - interval '1 day' order by id limit ${limit * 20})`.execute(trx);
     await sql`delete from stream_closed where closed_at < ${now}::timestamptz - interval '1 day'`.execute(trx);
-    return { requests: Number(requests.numUpdatedRows), files: fileIds.length };
+    return { requests: Number(requests.numUpdatedRows), files: fileIds.length, responses: Number(responses.numDeletedRows) };
   });
 }
 
 export interface EraseResult {
   requests: number;
+  /** Stored responses deleted. */
+  responses: number;
   files: number;
   experiment_exposures: number;
   batches: number;
@@ -77,7 +93,7 @@ export interface EraseResult {
 
 /**
  * Erases a tenant's stored content and revokes its keys, in one transaction: request results and
- * errors, file lines, batch metadata and experiment subjects go; usage, reservations, spend,
+ * errors, stored responses, file lines, batch metadata and experiment subjects go; usage, reservations, spend,
  * invoices and audit rows stay. The tenant is suspended and `erased_at` set.
  */
 export async function eraseTenantContent(db: Db, tenantId: string, now: Date): Promise<EraseResult> {
@@ -92,6 +108,7 @@ export async function eraseTenantContent(db: Db, tenantId: string, now: Date): P
       .where(sql<boolean>`(result is not null or error is not null)`)
       .executeTakeFirst();
     await sql`delete from stream_chunks where request_id in (select id from requests where tenant_id = ${tenantId})`.execute(trx);
+    const responses = await trx.deleteFrom('responses').where('tenant_id', '=', tenantId).executeTakeFirst();
     const inFlight = await trx
       .selectFrom('requests')
       .select((eb) => eb.fn.countAll<number>().as('n'))
@@ -119,6 +136,7 @@ export async function eraseTenantContent(db: Db, tenantId: string, now: Date): P
     return {
       webhook_endpoints: Number(endpoints.numDeletedRows),
       requests: Number(requests.numUpdatedRows),
+      responses: Number(responses.numDeletedRows),
       files: fileIds.length,
       experiment_exposures: Number(exposures.numUpdatedRows),
       batches: Number(batches.numUpdatedRows),

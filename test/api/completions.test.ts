@@ -7,22 +7,26 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import OpenAI from 'openai';
 import { addModel, startTestStack, type TestStack } from '../support/stack.js';
 import { completionWorkflowId } from '../../contracts/ids.js';
+import { startFakeUpstream, type FakeUpstream } from '../support/fake-openai-upstream.js';
 
 let stack: TestStack;
 let client: OpenAI;
 let key: string;
+let upstream: FakeUpstream;
 
 beforeAll(async () => {
+  upstream = await startFakeUpstream();
   stack = await startTestStack();
   await addModel(stack, {
     id: 'remote-only', context_length: 1024, max_output_tokens: 64,
-    deployments: [{ id: 'remote-only-up', provider: 'openai-compatible', pool: 'local', base_url: 'http://127.0.0.1:9/v1', upstream_model: 'x' }],
+    deployments: [{ id: 'remote-only-up', provider: 'openai-compatible', pool: 'local', base_url: upstream.url, upstream_model: 'gpt-fake-instruct' }],
   });
   ({ key } = await stack.createTenantKey());
   client = new OpenAI({ apiKey: key, baseURL: `${stack.url}/v1`, maxRetries: 0 });
 });
 afterAll(async () => {
   await stack?.stop();
+  await upstream?.close();
 });
 
 const requestIdOf = (id: string) => id.replace(/^cmpl-/, '');
@@ -69,7 +73,6 @@ describe('legacy completions', () => {
     ['an unknown field', { top_k: 2 }, 'top_k'],
     ['logprobs', { logprobs: 1 }, 'logprobs'],
     ['n: 2', { n: 2 }, 'n'],
-    ['a model with an upstream deployment', { model: 'remote-only' }, 'model'],
   ])('refuses %s with a 400 naming it', async (_name, extra, param) => {
     const res = await fetch(`${stack.url}/v1/completions`, {
       method: 'POST',
@@ -79,5 +82,19 @@ describe('legacy completions', () => {
     expect(res.status).toBe(400);
     const body = (await res.json()) as { error: { param: string; type: string } };
     expect(body.error).toMatchObject({ param, type: 'invalid_request_error' });
+  });
+
+  it("passes through to an openai-compatible upstream's /completions, billed with the upstream's usage", async () => {
+    const completion = await client.completions.create({ model: 'remote-only', prompt: 'Once upon a time there was', max_tokens: 3, temperature: 0.5, top_p: 0.9, stop: ['\n'], seed: 7, presence_penalty: 0.5 });
+    const sent = upstream.requests.filter((r) => r.path === '/v1/completions').at(-1);
+    expect(sent?.body).toEqual({ model: 'gpt-fake-instruct', prompt: 'Once upon a time there was', max_tokens: 3, temperature: 0.5, top_p: 0.9, stop: ['\n'], seed: 7, presence_penalty: 0.5 });
+    expect(completion.object).toBe('text_completion');
+    // The fake answers its words cut at max_tokens, one token per word.
+    expect(completion.choices[0]?.text.split(' ')).toHaveLength(3);
+    expect(completion.choices[0]?.finish_reason).toBe('length');
+    expect(completion.usage).toEqual({ prompt_tokens: 6, completion_tokens: 3, total_tokens: 9 });
+    const rows = await stack.db.selectFrom('usage').selectAll().where('request_id', '=', requestIdOf(completion.id)).execute();
+    expect(rows).toHaveLength(1);
+    expect(rows[0]).toMatchObject({ deployment_id: 'remote-only-up', input_tokens: 6, output_tokens: 3 });
   });
 });

@@ -94,7 +94,7 @@ export interface FakeUpstreamOptions {
 export interface RecordedRequest {
   body: unknown;
   authorization: string | null;
-  /** `/v1/chat/completions` or `/v1/embeddings`. */
+  /** `/v1/chat/completions`, `/v1/completions` or `/v1/embeddings`. */
   path?: string;
 }
 
@@ -138,7 +138,7 @@ export async function startFakeUpstream(options: FakeUpstreamOptions = {}): Prom
       sendJson(res, 200, { object: 'list', data: [] });
       return;
     }
-    if (req.method !== 'POST' || (path !== '/v1/chat/completions' && path !== '/v1/embeddings')) {
+    if (req.method !== 'POST' || (path !== '/v1/chat/completions' && path !== '/v1/embeddings' && path !== '/v1/completions')) {
       sendError(res, 404, { message: `no route ${req.method ?? ''} ${path}`, type: 'invalid_request_error' });
       return;
     }
@@ -150,7 +150,7 @@ export async function startFakeUpstream(options: FakeUpstreamOptions = {}): Prom
       sendError(res, 401, { message: 'Incorrect API key provided', code: 'invalid_api_key', type: 'invalid_request_error' });
       return;
     }
-    await perform(action, body, res, path === '/v1/embeddings' ? buildEmbeddings : buildCompletion);
+    await perform(action, body, res, path === '/v1/embeddings' ? buildEmbeddings : path === '/v1/completions' ? buildTextCompletion : buildCompletion);
   }
 
   /** Counts a disconnect when the connection closes before the response ended. */
@@ -330,6 +330,20 @@ function buildCompletion(succeed: SucceedBehaviour, body: unknown): object {
         total_tokens: usage.promptTokens + usage.completionTokens,
       },
     }),
+  };
+}
+
+/** A legacy text completion (`/v1/completions`): the chat answer's text as `choices[0].text`, the prompt's words as prompt tokens. */
+function buildTextCompletion(succeed: SucceedBehaviour, body: unknown): object {
+  const fields = (typeof body === 'object' && body !== null ? body : {}) as Record<string, unknown>;
+  const prompt = typeof fields['prompt'] === 'string' ? fields['prompt'] : '';
+  const chat = buildCompletion(succeed, { ...fields, messages: [{ role: 'user', content: prompt }] }) as {
+    model: string; choices: Array<{ message: { content: string }; finish_reason: string }>; usage?: unknown;
+  };
+  return {
+    id: 'cmpl-fake', object: 'text_completion', created: CREATED_AT, model: chat.model,
+    choices: chat.choices.map((c, index) => ({ index, text: c.message.content, finish_reason: c.finish_reason, logprobs: null })),
+    ...(chat.usage ? { usage: chat.usage } : {}),
   };
 }
 

@@ -1,0 +1,139 @@
+/**
+ * `stream: true` answers of `POST /v1/responses`: server-sent Responses events, in OpenAI's order
+ * and shapes, each with its `sequence_number`: `response.created`, `response.in_progress`,
+ * `response.output_item.added`, `response.content_part.added`, `response.output_text.delta`…,
+ * `response.output_text.done`, `response.content_part.done`, `response.output_item.done`, then
+ * `response.completed` (or `response.incomplete` at `max_output_tokens`), or `response.failed` when
+ * the request fails after the stream opened. Built on the chat streaming channel: the text comes
+ * from `stream_chunks` (woken by the stream hub's `LISTEN`), the end from the request's workflow,
+ * the source of truth for the response, its billing, audit and storage. A request that fails
+ * before any event (a refused quota, every deployment down) gets the HTTP error a non-streamed
+ * request gets. A client that disconnects cancels the request unless it sent
+ * `X-Sluice-Stream-Detach: true`.
+ */
+import type { Response } from 'express';
+import type { Client } from '@temporalio/client';
+import type { Db } from '../../db/database.js';
+import type { RequestRow } from '../../db/tables/index.js';
+import { closeStream, readChunks } from '../../db/repositories/streams.js';
+import type { ResponseEcho, ResponseObject } from '../../contracts/responses.js';
+import { responseWorkflowId } from '../../contracts/ids.js';
+import { outputMessage, outputMessageId, responseInProgress } from '../../domain/responses-object.js';
+import type { responseRequest } from '../../workflows/response-request.js';
+import type { Metrics } from '../../runtime/metrics.js';
+import type { Logger } from '../../runtime/logger.js';
+import { HttpError, fromWorkflowFailure } from '../errors.js';
+import type { StreamHub } from '../stream-hub.js';
+
+/** Longest wait for a notification before reading the chunks again (a lost NOTIFY costs this). */
+const POLL_MS = 1000;
+/** Chunks read per query. */
+const READ_LIMIT = 500;
+
+export interface ResponseStreamDeps {
+  db: Db;
+  temporal: Client;
+  metrics: Metrics;
+  log: Logger;
+  streams: StreamHub;
+}
+
+type Outcome = { ok: true; response: ResponseObject } | { ok: false; err: unknown };
+
+/** Answers `row`'s `/v1/responses` request as a stream of Responses events. */
+export async function streamResponse(
+  deps: ResponseStreamDeps, res: Response, row: RequestRow, echo: ResponseEcho, options: { cancelOnDisconnect: boolean },
+): Promise<void> {
+  const handle = deps.temporal.workflow.getHandle<typeof responseRequest>(responseWorkflowId(row.id));
+  let outcome: Outcome | null = null;
+  const settled = handle.result().then(
+    (response) => { outcome = { ok: true, response }; },
+    (err: unknown) => { outcome = { ok: false, err }; },
+  );
+  let ended = false;
+  let gone = false;
+  res.on('close', () => {
+    if (ended) return;
+    gone = true;
+    if (!options.cancelOnDisconnect) return;
+    void (async () => {
+      try {
+        await closeStream(deps.db, row.id);
+        await handle.cancel();
+      } catch (err) {
+        deps.log.warn('closing a stream failed', { request_id: row.id, error: err instanceof Error ? err.message : String(err) });
+      }
+    })();
+  });
+
+  const id = row.id;
+  const itemId = outputMessageId(id);
+  const shell = responseInProgress(id, Math.floor(row.created_at.getTime() / 1000), row.model, echo);
+  let sequence = 0;
+  const send = (type: string, data: Record<string, unknown>) => {
+    res.write(`event: ${type}\ndata: ${JSON.stringify({ type, ...data, sequence_number: sequence })}\n\n`);
+    sequence += 1;
+  };
+  const where = { item_id: itemId, output_index: 0, content_index: 0 };
+  const open = () => {
+    if (res.headersSent) return;
+    res.status(200);
+    res.setHeader('Content-Type', 'text/event-stream; charset=utf-8');
+    res.setHeader('Cache-Control', 'no-cache');
+    res.setHeader('X-Accel-Buffering', 'no');
+    res.flushHeaders();
+    send('response.created', { response: shell });
+    send('response.in_progress', { response: shell });
+    send('response.output_item.added', { output_index: 0, item: { id: itemId, type: 'message', role: 'assistant', status: 'in_progress', content: [] } });
+    send('response.content_part.added', { ...where, part: { type: 'output_text', text: '', annotations: [], logprobs: [] } });
+  };
+
+  let last = 0;
+  let text = '';
+  let attempt: string | null = null;
+  for (;;) {
+    if (gone) return;
+    const finished = outcome !== null;
+    const rows = await readChunks(deps.db, row.id, last, READ_LIMIT);
+    for (const r of rows) {
+      last = r.id;
+      // Chunks of a second attempt never join the first's: the workflow fails such a request.
+      if (attempt !== null && r.attempt !== attempt) continue;
+      attempt = r.attempt;
+      text += r.content;
+      open();
+      send('response.output_text.delta', { ...where, delta: r.content, logprobs: [] });
+    }
+    if (rows.length === READ_LIMIT) continue;
+    if (finished) break;
+    await Promise.race([deps.streams.wait(row.id, POLL_MS), settled]);
+  }
+  if (gone) return;
+  const end = outcome as unknown as Outcome;
+  if (!end.ok) {
+    const mapped = fromWorkflowFailure(end.err) ?? new HttpError('server_error', 'The request failed', 'internal_error');
+    deps.metrics.chatRequests.inc({ model: row.model, status: String(mapped.status), tenant: row.tenant_id });
+    if (!res.headersSent) {
+      ended = true;
+      throw mapped;
+    }
+    if (mapped.detail) deps.log.warn('stream ended with an error', { request_id: row.id, detail: mapped.detail });
+    send('response.failed', { response: { ...shell, status: 'failed', error: { code: mapped.code ?? mapped.type, message: mapped.message } } });
+    ended = true;
+    res.end();
+    return;
+  }
+  const response = end.response;
+  const full = response.output_text;
+  open();
+  // No channel (or a backend that held text back): the rest of the text, from the response.
+  if (full.startsWith(text) && full.length > text.length) send('response.output_text.delta', { ...where, delta: full.slice(text.length), logprobs: [] });
+  const item = response.output[0] ?? outputMessage(id, full, 'completed');
+  send('response.output_text.done', { ...where, text: full, logprobs: [] });
+  send('response.content_part.done', { ...where, part: item.content[0] ?? { type: 'output_text', text: full, annotations: [], logprobs: [] } });
+  send('response.output_item.done', { output_index: 0, item });
+  send(response.status === 'incomplete' ? 'response.incomplete' : 'response.completed', { response });
+  ended = true;
+  deps.metrics.chatRequests.inc({ model: row.model, status: '200', tenant: row.tenant_id });
+  res.end();
+}

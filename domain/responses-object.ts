@@ -1,0 +1,76 @@
+/**
+ * The OpenAI response object of a `/v1/responses` request, from its echo (what the request asked
+ * for) and the chat pipeline's completion: built by the `responseRequest` workflow (so the stored
+ * and the returned object are the same) and, in progress, by the streaming route. Pure (safe in
+ * the workflow sandbox).
+ */
+import type { ChatCompletion } from '../contracts/chat.js';
+import type { ResponseEcho, ResponseObject, ResponseOutputMessage } from '../contracts/responses.js';
+
+/** ID of the assistant message of a response. */
+export function outputMessageId(responseId: string): string {
+  return `msg_${responseId.replace(/^resp_/, '')}`;
+}
+
+/** The response as it stands before its output exists (`status: in_progress`, no usage). */
+export function responseInProgress(id: string, createdAt: number, model: string, echo: ResponseEcho): ResponseObject {
+  return {
+    id,
+    object: 'response',
+    created_at: createdAt,
+    status: 'in_progress',
+    background: false,
+    error: null,
+    incomplete_details: null,
+    instructions: echo.instructions,
+    max_output_tokens: echo.maxOutputTokens,
+    max_tool_calls: null,
+    metadata: echo.metadata,
+    model,
+    output: [],
+    output_text: '',
+    parallel_tool_calls: false,
+    previous_response_id: echo.previousResponseId,
+    reasoning: { effort: null, summary: null },
+    service_tier: 'default',
+    store: echo.store,
+    temperature: echo.temperature,
+    text: { format: echo.format, verbosity: echo.verbosity ?? 'medium' },
+    tool_choice: 'none',
+    tools: [],
+    top_logprobs: 0,
+    top_p: echo.topP,
+    truncation: 'disabled',
+    usage: null,
+    user: echo.user,
+  };
+}
+
+/** The assistant message of a finished generation. */
+export function outputMessage(id: string, text: string, status: ResponseOutputMessage['status']): ResponseOutputMessage {
+  return { id: outputMessageId(id), type: 'message', role: 'assistant', status, content: [{ type: 'output_text', text, annotations: [], logprobs: [] }] };
+}
+
+/**
+ * The finished response: `completed`, or `incomplete` (`max_output_tokens`) when the generation
+ * stopped at its token limit; `usage` is the completion's, which is the ledger row's.
+ */
+export function responseOf(id: string, echo: ResponseEcho, completion: ChatCompletion): ResponseObject {
+  const choice = completion.choices[0];
+  const text = choice?.message.content ?? '';
+  const incomplete = choice?.finish_reason === 'length';
+  return {
+    ...responseInProgress(id, completion.created, completion.model, echo),
+    status: incomplete ? 'incomplete' : 'completed',
+    incomplete_details: incomplete ? { reason: 'max_output_tokens' } : null,
+    output: [outputMessage(id, text, incomplete ? 'incomplete' : 'completed')],
+    output_text: text,
+    usage: {
+      input_tokens: completion.usage.prompt_tokens,
+      input_tokens_details: { cached_tokens: 0 },
+      output_tokens: completion.usage.completion_tokens,
+      output_tokens_details: { reasoning_tokens: 0 },
+      total_tokens: completion.usage.total_tokens,
+    },
+  };
+}
