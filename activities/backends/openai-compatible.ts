@@ -48,7 +48,7 @@ export function createOpenAICompatibleBackend(options: OpenAICompatibleBackendOp
       } catch (error) {
         throw toBackendError(error, request.signal, options.apiKey);
       }
-      const bounds = { maxPromptTokens: estimatePromptTokens(request.messages), maxCompletionTokens: request.params.maxTokens };
+      const bounds = { maxPromptTokens: estimatePromptTokens(request.messages, request.params.extras?.tools), maxCompletionTokens: request.params.maxTokens };
       const result = toGenerateResult(completion, bounds);
       request.onProgress?.(result.completionTokens, result.promptTokens);
       return result;

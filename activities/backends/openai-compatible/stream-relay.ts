@@ -18,7 +18,7 @@ import { toBackendError } from './upstream-errors.js';
  */
 export async function generateStreamed(client: OpenAI, options: OpenAICompatibleBackendOptions, request: GenerateRequest, onDelta: (text: string) => void): Promise<GenerateResult> {
   const body = { ...buildRequestBody(options.model, request.messages, request.params), stream: true as const, stream_options: { include_usage: true } };
-  const bounds = { maxPromptTokens: estimatePromptTokens(request.messages), maxCompletionTokens: request.params.maxTokens };
+  const bounds = { maxPromptTokens: estimatePromptTokens(request.messages, request.params.extras?.tools), maxCompletionTokens: request.params.maxTokens };
   let content = '';
   let finishReason: GenerateResult['finishReason'] = 'stop';
   let usage: ChatCompletion['usage'] | undefined;
