@@ -49,7 +49,7 @@ export function createOpenAICompatibleBackend(options: OpenAICompatibleBackendOp
         throw toBackendError(error, request.signal, options.apiKey);
       }
       const bounds = { maxPromptTokens: estimatePromptTokens(request.messages, request.params.extras?.tools), maxCompletionTokens: request.params.maxTokens };
-      const result = toGenerateResult(completion, bounds);
+      const result = toGenerateResult(completion, bounds, request.params.extras?.tools);
       request.onProgress?.(result.completionTokens, result.promptTokens);
       return result;
     },
