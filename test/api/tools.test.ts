@@ -104,6 +104,10 @@ describe('llama.cpp', () => {
     const withTools = await ask({ tool_choice: 'none', max_tokens: 4 });
     const without = await client.chat.completions.create({ model: 'local', messages: [{ role: 'user', content: 'What is the weather in Oslo?' }], max_tokens: 4, temperature: 1, seed: 1 });
     expect(withTools.usage!.prompt_tokens).toBeGreaterThan(without.usage!.prompt_tokens);
+    // A longer description alone makes a longer prompt: the definitions are rendered and counted.
+    const longer = tools.map((t) => (t.type === 'function' ? { ...t, function: { ...t.function, description: `${t.function.description ?? ''} (in the city the user names)` } } : t));
+    const withLonger = await ask({ tool_choice: 'none', max_tokens: 4, tools: longer });
+    expect(withLonger.usage!.prompt_tokens).toBeGreaterThan(withTools.usage!.prompt_tokens);
     const [row] = await usageRows(withTools.id);
     expect(row?.input_tokens).toBe(withTools.usage!.prompt_tokens);
   });
