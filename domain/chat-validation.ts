@@ -77,12 +77,12 @@ const MESSAGE_FIELDS: Record<MessageRole, readonly string[]> = {
 /**
  * One message, a closed shape per role: `content` (text; null only on an assistant message with
  * `tool_calls`), an assistant's `tool_calls` (domain/tools.ts), a tool message's `tool_call_id`
- * naming a call of an earlier assistant message. `name` is refused (Sluice does not render
- * participant names on llama.cpp and never lets a field reach one backend only), as are a
+ * naming a call of an earlier assistant message not answered yet. `name` is refused (Sluice does
+ * not render participant names on llama.cpp and never lets a field reach one backend only), as are a
  * non-null `refusal`, `audio` and the deprecated `function_call`; an unknown field is
  * `unrecognized_request_argument` naming `messages[i].<field>`.
  */
-function validateMessage(m: unknown, i: number, callIds: Set<string>): ChatMessageInput {
+function validateMessage(m: unknown, i: number, callIds: Set<string>, answered: Set<string>): ChatMessageInput {
   if (!isObject(m)) throw invalid(`messages[${i}] must be an object`, `messages[${i}]`, 'invalid_type');
   if (!isMessageRole(m.role)) {
     throw invalid(`messages[${i}].role must be one of ${MESSAGE_ROLES.join(', ')}`, `messages[${i}].role`, 'invalid_value');
@@ -105,6 +105,8 @@ function validateMessage(m: unknown, i: number, callIds: Set<string>): ChatMessa
     const id = m.tool_call_id;
     if (typeof id !== 'string' || id === '') throw invalid(`'${at}.tool_call_id' is required on a tool message`, `${at}.tool_call_id`, 'missing_required_parameter');
     if (!callIds.has(id)) throw invalid(`'${at}.tool_call_id' must be the id of a tool call of an earlier assistant message`, `${at}.tool_call_id`, 'invalid_value');
+    if (answered.has(id)) throw invalid(`'${at}.tool_call_id': that call is already answered by an earlier tool message`, `${at}.tool_call_id`, 'invalid_value');
+    answered.add(id);
     return { role, content, tool_call_id: id };
   }
   return { role, content };
@@ -117,7 +119,8 @@ export function validateChatBody(raw: unknown): ValidChatBody {
   if (!Array.isArray(raw.messages)) throw invalid("'messages' is required and must be an array", 'messages', 'missing_required_parameter');
   if (raw.messages.length === 0) throw invalid("'messages' must contain at least one message", 'messages', 'invalid_value');
   const callIds = new Set<string>();
-  const messages = raw.messages.map((m, i) => validateMessage(m, i, callIds));
+  const answered = new Set<string>();
+  const messages = raw.messages.map((m, i) => validateMessage(m, i, callIds, answered));
   const streaming = streamFields(raw);
   if (raw.n !== undefined && raw.n !== null && raw.n !== 1) throw invalid("only 'n': 1 is supported", 'n', 'unsupported_parameter');
   // Every other field: known (else `unrecognized_request_argument`) and honoured somewhere (domain/chat-fields.ts).

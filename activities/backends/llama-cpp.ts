@@ -99,14 +99,18 @@ const GRAMMAR_CACHE_SIZE = 32;
 /** What a grammar enforces: any JSON value, or a schema of the grammar subset (domain/response-format.ts). */
 type GrammarTarget = { kind: 'json' } | { kind: 'schema'; schema: Record<string, unknown> };
 
-/** The grammar target of a `response_format` (absent: none); a schema the grammar cannot enforce is `bad_request`. */
-function formatTarget(format: ResponseFormat | undefined): GrammarTarget | null {
-  if (format === undefined) return null;
+/** `build()`, with a refusal of the request (a schema the grammar cannot enforce) as `bad_request`. */
+function asBadRequest<T>(build: () => T): T {
   try {
-    return llamaCppGrammarFor(format);
+    return build();
   } catch (err) {
     throw new BackendError('bad_request', err instanceof Error ? err.message : String(err));
   }
+}
+
+/** The grammar target of a `response_format` (absent: none); a schema the grammar cannot enforce is `bad_request`. */
+function formatTarget(format: ResponseFormat | undefined): GrammarTarget | null {
+  return format === undefined ? null : asBadRequest(() => llamaCppGrammarFor(format));
 }
 
 /**
@@ -277,13 +281,15 @@ export async function createLlamaCppBackend(options: LlamaCppBackendOptions): Pr
     checkInput(request);
     const tools = request.params.extras?.tools;
     const choice = request.params.extras?.tool_choice;
+    // Checked by `checkInput` (refusedOn): a schema outside the grammar subset never gets here.
+    const functions = tools !== undefined ? asBadRequest(() => toChatModelFunctions(tools)) : undefined;
     // A legacy completion's prompt is continued as written: no template, no template stops.
     const prompt = request.params.rawPrompt === true
       ? { tokens: tokenizeRawPrompt(model, request.messages[0]?.content ?? ''), templateStops: [], stopTokens: new Set<Token>(), wrapper: null }
-      : prepare(request.messages, tools !== undefined ? toChatModelFunctions(tools) : undefined);
+      : prepare(request.messages, functions);
     checkRequest(prompt.tokens.length, request.params, contextSize);
     // A forced call (`required`, a named function) follows its grammar; otherwise `response_format`'s, if any.
-    const forced = tools !== undefined && (choice === 'required' || typeof choice === 'object') ? forcedCallGrammar(tools, choice) : null;
+    const forced = tools !== undefined && (choice === 'required' || typeof choice === 'object') ? asBadRequest(() => forcedCallGrammar(tools, choice)) : null;
     const grammar = forced !== null ? await grammarFor({ kind: 'schema', schema: forced.schema }) : await grammarFor(formatTarget(request.params.extras?.response_format));
     const tokenBias = biasFor(request.params.extras?.logit_bias, grammar !== null);
     const sequence = await slots.acquire(request.signal, request.priority, request.fairnessKey);

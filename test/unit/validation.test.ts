@@ -77,6 +77,13 @@ describe('validateChatBody: rejections', () => {
       ...good,
       messages: [{ role: 'user', content: 'x' }, { role: 'tool', content: 'r', tool_call_id: 'call_9' }, { role: 'assistant', content: null, tool_calls: [{ id: 'call_9', type: 'function', function: { name: 'f', arguments: '{}' } }] }],
     }, 'messages[1].tool_call_id'],
+    ['a call answered twice', {
+      ...good,
+      messages: [
+        { role: 'assistant', content: null, tool_calls: [{ id: 'c', type: 'function', function: { name: 'f', arguments: '{}' } }] },
+        { role: 'tool', content: 'r', tool_call_id: 'c' }, { role: 'tool', content: 'again', tool_call_id: 'c' },
+      ],
+    }, 'messages[2].tool_call_id'],
     ['a call without arguments', { ...good, messages: [{ role: 'assistant', content: null, tool_calls: [{ id: 'c', type: 'function', function: { name: 'f' } }] }] }, 'messages[0].tool_calls[0].function.arguments'],
     ['a call id used twice', {
       ...good,

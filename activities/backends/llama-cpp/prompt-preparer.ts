@@ -100,7 +100,8 @@ function paramsOf(args: string): unknown {
 function toChatHistory(messages: readonly ChatMessage[]): ChatHistoryItem[] {
   const answers = new Map<string, string>();
   for (const m of messages) if (m.role === 'tool' && m.tool_call_id !== undefined) answers.set(m.tool_call_id, m.content);
-  const answered = (m: ChatMessage) => m.role === 'tool' && m.tool_call_id !== undefined && messages.some((a) => a.tool_calls?.some((c) => c.id === m.tool_call_id));
+  const callIds = new Set(messages.flatMap((m) => (m.tool_calls ?? []).map((c) => c.id)));
+  const answered = (m: ChatMessage) => m.role === 'tool' && m.tool_call_id !== undefined && callIds.has(m.tool_call_id);
   const history: ChatHistoryItem[] = messages.filter((m) => !answered(m)).map((message): ChatHistoryItem => {
     switch (message.role) {
       case 'system':
