@@ -5,9 +5,16 @@ import type { BackendRegistry } from './backends/registry.js';
 import { requestFailure } from './failures.js';
 import { checkGenerateInput } from '../domain/sampling-params.js';
 import { refusedOn } from '../domain/chat-fields.js';
+import { toolCallId } from '../domain/tools.js';
 import type { Metrics } from '../runtime/metrics.js';
 import type { Db } from '../db/database.js';
 import { consumedBy } from './inference-failures.js';
+
+/** Gives the calls a backend left without an ID theirs (`toolCallId`: the same on every attempt and replay). */
+function withCallIds(result: GenerateResult, requestId: string): GenerateResult {
+  if (result.toolCalls === undefined) return result;
+  return { ...result, toolCalls: result.toolCalls.map((c, i) => (c.id === '' ? { ...c, id: toolCallId(requestId, i) } : c)) };
+}
 
 /** Heartbeat at most this often while generating. */
 export const HEARTBEAT_EVERY_MS = 1000;
@@ -81,7 +88,7 @@ export async function generate(
       },
     });
     outcome = 'ok';
-    return { ok: true, result, latencyMs: Math.round(performance.now() - started) };
+    return { ok: true, result: withCallIds(result, input.requestId), latencyMs: Math.round(performance.now() - started) };
   } catch (err) {
     if (request.signal.aborted) outcome = 'cancelled';
     return { ok: false, err, spent: consumedBy(err) ?? (progress.promptTokens + progress.completionTokens > 0 ? progress : null) };

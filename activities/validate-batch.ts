@@ -123,7 +123,7 @@ export async function validateBatch(deps: BatchDeps, batch: BatchRow): Promise<V
         continue;
       }
       firstModel ??= name;
-      if (price) estimate += costMicros(price, estimatePromptTokens(parsed.body.messages), maxTokens);
+      if (price) estimate += costMicros(price, estimatePromptTokens(parsed.body.messages, parsed.body.params.extras?.tools), maxTokens);
     }
     after = page[page.length - 1]?.line_no ?? after;
     Context.current().heartbeat(after);

@@ -13,10 +13,52 @@ export function isMessageRole(v: unknown): v is MessageRole {
   return (MESSAGE_ROLES as readonly unknown[]).includes(v);
 }
 
+/**
+ * One chat message, validated (`domain/chat-validation.ts`) and flattened: `content` is its text
+ * (text parts joined; `''` for an assistant message that only calls tools, whose OpenAI `content`
+ * was null). Tool fields are present only where OpenAI allows them: `tool_calls` on an assistant
+ * message, `tool_call_id` on a `tool` message (naming a call of an earlier assistant message).
+ */
 export interface ChatMessageInput {
   role: MessageRole;
   content: string;
+  /** An assistant message's calls (1 to {@link MAX_TOOL_CALLS}), in OpenAI's shape. Absent: none. */
+  tool_calls?: ToolCall[];
+  /** A `tool` message: the `id` of the call it answers. */
+  tool_call_id?: string;
 }
+
+/**
+ * A tool call, in OpenAI's shape: in an assistant message of a request, and in a completion's
+ * `message.tool_calls`. `arguments` is JSON text (from a llama.cpp deployment it parses and
+ * validates against the function's `parameters`; from an upstream it is relayed as received).
+ * Ids Sluice generates are `call_` + 24 hex digits, derived from the request ID and the call's
+ * index, so every retry and replay of a request agrees on them.
+ */
+export interface ToolCall {
+  id: string;
+  type: 'function';
+  function: { name: string; arguments: string };
+}
+
+/** Most calls in one assistant message (and in one completion). */
+export const MAX_TOOL_CALLS = 128;
+
+/**
+ * A function tool of a request (`tools[i]`), validated: `parameters` is a JSON Schema of an object
+ * (absent: no parameters), `strict` as the client gave it. The Responses API's function tools map
+ * onto this shape (name, description, parameters, strict).
+ */
+export interface ToolDefinition {
+  type: 'function';
+  function: { name: string; description?: string; parameters?: Record<string, unknown>; strict?: boolean | null };
+}
+
+/**
+ * `tool_choice`, validated: `auto` (text or calls), `none` (text only, the tools still described
+ * to the model), `required` (at least one call), or one named function (a call of it).
+ */
+export type ToolChoice = 'auto' | 'none' | 'required' | { type: 'function'; function: { name: string } };
 
 /** Sampling parameters as the client asked for them (null = model default). */
 export interface ChatParams {
@@ -52,6 +94,12 @@ export interface ChatExtras {
   logprobs?: true;
   /** Most likely alternatives per token, 0 to 20 (with `logprobs`). */
   top_logprobs?: number;
+  /** Function tools (1 to 128, unique names); `domain/tools.ts`. */
+  tools?: ToolDefinition[];
+  /** Only with `tools` (absent: `auto`). */
+  tool_choice?: ToolChoice;
+  /** Only with `tools`, as the client gave it (absent: `true`); `false`: at most one call. */
+  parallel_tool_calls?: boolean;
 }
 
 /** One generated token's log probability and its most likely alternatives (OpenAI's shape). */
@@ -99,7 +147,8 @@ export interface ChatCompletion {
   system_fingerprint: string | null;
   choices: Array<{
     index: number;
-    message: { role: 'assistant'; content: string; refusal: null };
+    /** `content` is null when the answer is only tool calls; `tool_calls` is present only when there are some. */
+    message: { role: 'assistant'; content: string | null; refusal: null; tool_calls?: ToolCall[] };
     logprobs: { content: TokenLogprob[]; refusal: null } | null;
     finish_reason: FinishReason;
   }>;
@@ -146,11 +195,14 @@ export interface GenerateParams {
   rawPrompt?: true;
 }
 
-/** Why a completion ended: a stop (the model's own end or a stop sequence) or `max_tokens`. */
-export type FinishReason = 'stop' | 'length';
+/** Why a completion ended: a stop (the model's own end or a stop sequence), `max_tokens`, or tool calls to make. */
+export type FinishReason = 'stop' | 'length' | 'tool_calls';
 
 export interface InferOutput {
+  /** The answer's text (`''` when it is only tool calls). */
   content: string;
+  /** The calls the answer makes (absent: none); `finishReason` is then `tool_calls`. */
+  toolCalls?: ToolCall[];
   finishReason: FinishReason;
   promptTokens: number;
   completionTokens: number;

@@ -9,6 +9,7 @@ import type { ChatExtras } from '../contracts/chat.js';
 import { isRequested, type ChatFieldName } from './chat-fields.js';
 import { InvalidRequestError } from './invalid-request.js';
 import { validateResponseFormat } from './response-format.js';
+import { validateToolFields } from './tools.js';
 
 /** OpenAI's `reasoning_effort` values. */
 export const REASONING_EFFORTS = ['none', 'minimal', 'low', 'medium', 'high'] as const;
@@ -45,7 +46,7 @@ export const MAX_TOP_LOGPROBS = 20;
 export const MAX_PROMPT_CACHE_KEY = 256;
 
 /** The fields `ChatExtras` carries, in table order. */
-export const EXTRA_FIELDS = ['response_format', 'presence_penalty', 'frequency_penalty', 'logit_bias', 'logprobs', 'top_logprobs', 'reasoning_effort', 'verbosity', 'prompt_cache_key'] as const satisfies readonly (keyof ChatExtras & ChatFieldName)[];
+export const EXTRA_FIELDS = ['response_format', 'presence_penalty', 'frequency_penalty', 'logit_bias', 'logprobs', 'top_logprobs', 'reasoning_effort', 'verbosity', 'prompt_cache_key', 'tools', 'tool_choice', 'parallel_tool_calls'] as const satisfies readonly (keyof ChatExtras & ChatFieldName)[];
 
 function oneOf<T extends string>(name: string, value: unknown, allowed: readonly T[]): T {
   if (typeof value !== 'string' || !(allowed as readonly string[]).includes(value)) {
@@ -82,6 +83,7 @@ export function validateChatExtras(raw: Record<string, unknown>): ChatExtras | n
     if (key === '' || key.length > MAX_PROMPT_CACHE_KEY) throw new InvalidRequestError(`'prompt_cache_key' must be 1 to ${MAX_PROMPT_CACHE_KEY} characters`, 'prompt_cache_key', 'invalid_value');
     out.prompt_cache_key = key;
   }
+  Object.assign(out, validateToolFields(raw));
   return Object.keys(out).length > 0 ? out : null;
 }
 

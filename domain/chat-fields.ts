@@ -15,6 +15,7 @@
 import type { ChatExtras } from '../contracts/chat.js';
 import { InvalidRequestError } from './invalid-request.js';
 import { llamaCppGrammarFor } from './response-format.js';
+import { llamaCppToolsRefusal } from './tools.js';
 
 /** The backends a deployment can be on, as far as request fields are concerned. */
 export type FieldBackend = 'llama-cpp' | 'openai-compatible';
@@ -38,7 +39,7 @@ const upstreamOnly = { 'llama-cpp': 'refused', 'openai-compatible': 'honoured' }
 
 /** Every request field of OpenAI's chat completions reference (December 2026), closed. */
 export const CHAT_FIELDS = {
-  messages: { ...both('honoured'), neutral: never, note: 'text content (string or text parts); other part types are refused' },
+  messages: { ...both('honoured'), neutral: never, note: "a closed shape per role: text content (string or text parts), an assistant's `tool_calls`, a tool message's `tool_call_id` (a call of an earlier assistant message); `name`, a non-null `refusal`, `audio`, other part types and unknown fields are a 400 naming `messages[i].<field>`" },
   model: { ...both('honoured'), neutral: never, note: "Sluice's model ID; mapped to the deployment's upstream model" },
   max_completion_tokens: { ...both('honoured'), neutral: never, note: 'bounded by the model\'s `max_output_tokens`' },
   max_tokens: { ...both('honoured'), neutral: never, note: 'as `max_completion_tokens`' },
@@ -60,9 +61,9 @@ export const CHAT_FIELDS = {
   reasoning_effort: { ...upstreamOnly, neutral: never, note: 'upstream: passed on; llama.cpp: no reasoning models, refused' },
   verbosity: { ...upstreamOnly, neutral: never, note: 'upstream: passed on; llama.cpp: refused' },
   prompt_cache_key: { ...upstreamOnly, neutral: never, note: "upstream: passed on (the upstream's prompt cache); llama.cpp: refused" },
-  tools: { ...both('refused'), neutral: never, note: 'tools (issue 14, later)' },
-  tool_choice: { ...both('refused'), neutral: (v) => v === 'none', note: 'only `"none"` (tools: issue 14, later)' },
-  parallel_tool_calls: { ...both('refused'), neutral: never, note: 'tools (issue 14, later)' },
+  tools: { ...both('honoured'), neutral: never, note: "function tools (1 to 128, unique names, `parameters` a JSON Schema of an object); llama.cpp: described to the model through node-llama-cpp's chat wrapper, a call's `arguments` forced by a JSON-schema grammar (a keyword the grammar cannot enforce is refused naming `tools[i].function.parameters.<path>`); upstream: passed on" },
+  tool_choice: { ...both('honoured'), neutral: never, note: '`auto`, `none`, `required` or `{"type":"function","function":{"name"}}`, only with `tools` (`none` alone is accepted); llama.cpp: `required` and a named function force one call with a grammar, `auto` answers text or a call in the template\'s call syntax, `none` text; upstream: passed on' },
+  parallel_tool_calls: { ...both('honoured'), neutral: never, note: 'only with `tools`; llama.cpp makes at most one call per answer either way; upstream: passed on' },
   functions: { ...both('refused'), neutral: never, note: 'deprecated tools form: refused' },
   function_call: { ...both('refused'), neutral: (v) => v === 'none', note: 'only `"none"`' },
   store: { ...both('refused'), neutral: isFalse, note: 'only `false`: Sluice keeps its own results under its retention rules and never asks an upstream to store them' },
@@ -125,7 +126,8 @@ export function fieldBackendOf(provider: string): FieldBackend {
 
 /**
  * The first field of `extras` that `provider`'s backend refuses (by its column, or by a value it
- * cannot honour: a schema keyword llama.cpp's grammar cannot enforce), as the 400 to answer; null
+ * cannot honour: a schema keyword llama.cpp's grammar cannot enforce, in `response_format` or a
+ * tool's `parameters`), as the 400 to answer; null
  * when it honours them all.
  */
 export function refusedOn(provider: string, extras: ChatExtras | undefined, where: string | null = null): InvalidRequestError | null {
@@ -141,6 +143,7 @@ export function refusedOn(provider: string, extras: ChatExtras | undefined, wher
       throw err;
     }
   }
+  if (backend === 'llama-cpp' && extras?.tools !== undefined) return llamaCppToolsRefusal(extras.tools);
   return null;
 }
 

@@ -2,12 +2,13 @@
  * Request-body validation for `/v1/chat/completions`, pure: everything decided before a
  * workflow exists. Errors name the offending parameter, as OpenAI's do.
  */
-import { MESSAGE_ROLES, isMessageRole, type ChatMessageInput, type ChatParams } from '../contracts/chat.js';
+import { MESSAGE_ROLES, isMessageRole, type ChatMessageInput, type ChatParams, type MessageRole, type ToolDefinition } from '../contracts/chat.js';
 import { samplingNumber, samplingStop, type NumericSamplingParam } from './sampling-params.js';
 import { InvalidRequestError } from './invalid-request.js';
 import { isObject } from './is-object.js';
 import { checkChatFields } from './chat-fields.js';
 import { validateChatExtras } from './chat-extras.js';
+import { toolsBytes, validateToolCalls } from './tools.js';
 
 export interface ValidChatBody {
   model: string;
@@ -46,18 +47,69 @@ function optionalNumber(body: Record<string, unknown>, name: NumericSamplingPara
   return samplingNumber(name, body[param], param);
 }
 
-/** Text of a message's content: a string, or an array of `{type: "text", text}` parts. */
+/** Text of a message's content: a string, or an array of `{type: "text", text}` parts (closed). */
 function contentText(content: unknown, i: number): string {
   if (typeof content === 'string') return content;
   if (Array.isArray(content)) {
     return content
       .map((part, j) => {
-        if (isObject(part) && part.type === 'text' && typeof part.text === 'string') return part.text;
+        if (isObject(part) && part.type === 'text' && typeof part.text === 'string') {
+          const extra = Object.keys(part).find((k) => k !== 'type' && k !== 'text');
+          if (extra !== undefined) throw invalid(`Unrecognized argument 'messages[${i}].content[${j}].${extra}'`, `messages[${i}].content[${j}].${extra}`, 'unrecognized_request_argument');
+          return part.text;
+        }
         throw invalid(`messages[${i}].content[${j}]: only text parts are supported`, `messages[${i}].content`, 'invalid_type');
       })
       .join('');
   }
   throw invalid(`messages[${i}].content must be a string or an array of text parts`, `messages[${i}].content`, 'invalid_type');
+}
+
+/** The fields each role's message may carry (OpenAI's message shapes); anything else is refused naming it. */
+const MESSAGE_FIELDS: Record<MessageRole, readonly string[]> = {
+  system: ['role', 'content', 'name'],
+  developer: ['role', 'content', 'name'],
+  user: ['role', 'content', 'name'],
+  assistant: ['role', 'content', 'name', 'tool_calls', 'refusal', 'audio', 'function_call'],
+  tool: ['role', 'content', 'tool_call_id'],
+};
+
+/**
+ * One message, a closed shape per role: `content` (text; null only on an assistant message with
+ * `tool_calls`), an assistant's `tool_calls` (domain/tools.ts), a tool message's `tool_call_id`
+ * naming a call of an earlier assistant message not answered yet. `name` is refused (Sluice does
+ * not render participant names on llama.cpp and never lets a field reach one backend only), as are a
+ * non-null `refusal`, `audio` and the deprecated `function_call`; an unknown field is
+ * `unrecognized_request_argument` naming `messages[i].<field>`.
+ */
+function validateMessage(m: unknown, i: number, callIds: Set<string>, answered: Set<string>): ChatMessageInput {
+  if (!isObject(m)) throw invalid(`messages[${i}] must be an object`, `messages[${i}]`, 'invalid_type');
+  if (!isMessageRole(m.role)) {
+    throw invalid(`messages[${i}].role must be one of ${MESSAGE_ROLES.join(', ')}`, `messages[${i}].role`, 'invalid_value');
+  }
+  const role = m.role;
+  const at = `messages[${i}]`;
+  const extra = Object.keys(m).find((k) => !MESSAGE_FIELDS[role].includes(k));
+  if (extra !== undefined) throw invalid(`Unrecognized argument '${at}.${extra}' for a ${role} message`, `${at}.${extra}`, 'unrecognized_request_argument');
+  for (const refused of ['name', 'audio', 'function_call', 'refusal'] as const) {
+    if (m[refused] !== undefined && m[refused] !== null) throw invalid(`'${at}.${refused}' is not supported`, `${at}.${refused}`, 'unsupported_parameter');
+  }
+  if (role === 'assistant' && m.tool_calls !== undefined && m.tool_calls !== null) {
+    const toolCalls = validateToolCalls(m.tool_calls, `${at}.tool_calls`, callIds);
+    const content = m.content === undefined || m.content === null ? '' : contentText(m.content, i);
+    return { role, content, tool_calls: toolCalls };
+  }
+  if (m.content === undefined || m.content === null) throw invalid(`${at}.content is required`, `${at}.content`, 'missing_required_parameter');
+  const content = contentText(m.content, i);
+  if (role === 'tool') {
+    const id = m.tool_call_id;
+    if (typeof id !== 'string' || id === '') throw invalid(`'${at}.tool_call_id' is required on a tool message`, `${at}.tool_call_id`, 'missing_required_parameter');
+    if (!callIds.has(id)) throw invalid(`'${at}.tool_call_id' must be the id of a tool call of an earlier assistant message`, `${at}.tool_call_id`, 'invalid_value');
+    if (answered.has(id)) throw invalid(`'${at}.tool_call_id': that call is already answered by an earlier tool message`, `${at}.tool_call_id`, 'invalid_value');
+    answered.add(id);
+    return { role, content, tool_call_id: id };
+  }
+  return { role, content };
 }
 
 export function validateChatBody(raw: unknown): ValidChatBody {
@@ -66,17 +118,11 @@ export function validateChatBody(raw: unknown): ValidChatBody {
   if (raw.model.length > 256) throw invalid("'model' is too long", 'model', 'invalid_value');
   if (!Array.isArray(raw.messages)) throw invalid("'messages' is required and must be an array", 'messages', 'missing_required_parameter');
   if (raw.messages.length === 0) throw invalid("'messages' must contain at least one message", 'messages', 'invalid_value');
-  const messages = raw.messages.map((m, i): ChatMessageInput => {
-    if (!isObject(m)) throw invalid(`messages[${i}] must be an object`, `messages[${i}]`, 'invalid_type');
-    if (!isMessageRole(m.role)) {
-      throw invalid(`messages[${i}].role must be one of ${MESSAGE_ROLES.join(', ')}`, `messages[${i}].role`, 'invalid_value');
-    }
-    if (m.content === undefined || m.content === null) throw invalid(`messages[${i}].content is required`, `messages[${i}].content`, 'missing_required_parameter');
-    return { role: m.role, content: contentText(m.content, i) };
-  });
+  const callIds = new Set<string>();
+  const answered = new Set<string>();
+  const messages = raw.messages.map((m, i) => validateMessage(m, i, callIds, answered));
   const streaming = streamFields(raw);
   if (raw.n !== undefined && raw.n !== null && raw.n !== 1) throw invalid("only 'n': 1 is supported", 'n', 'unsupported_parameter');
-  if (raw.tools !== undefined && raw.tools !== null) throw invalid("'tools' is not supported", 'tools', 'unsupported_parameter');
   // Every other field: known (else `unrecognized_request_argument`) and honoured somewhere (domain/chat-fields.ts).
   checkChatFields(raw);
   const extras = validateChatExtras(raw);
@@ -105,9 +151,11 @@ export function validateChatBody(raw: unknown): ValidChatBody {
   };
 }
 
-/** Bytes of the prompt text: the basis of the token estimate. */
-export function promptBytes(messages: readonly ChatMessageInput[]): number {
-  return messages.reduce((n, m) => n + Buffer.byteLength(m.content) + Buffer.byteLength(m.role) + 4, 0);
+/** Bytes of the prompt text (with its tool calls and the request's tool definitions): the basis of the token estimate. */
+export function promptBytes(messages: readonly ChatMessageInput[], tools?: readonly ToolDefinition[]): number {
+  const callBytes = (m: ChatMessageInput) => (m.tool_calls ?? []).reduce((n, c) => n + Buffer.byteLength(c.id) + Buffer.byteLength(c.function.name) + Buffer.byteLength(c.function.arguments) + 8, 0)
+    + (m.tool_call_id !== undefined ? Buffer.byteLength(m.tool_call_id) : 0);
+  return messages.reduce((n, m) => n + Buffer.byteLength(m.content) + Buffer.byteLength(m.role) + 4 + callBytes(m), toolsBytes(tools));
 }
 
 /**
@@ -115,16 +163,16 @@ export function promptBytes(messages: readonly ChatMessageInput[]): number {
  * upper bound for byte-fallback vocabularies, so a reservation never holds less than is spent.
  * Settlement replaces it with the tokenizer's count.
  */
-export function estimatePromptTokens(messages: readonly ChatMessageInput[]): number {
-  return promptBytes(messages);
+export function estimatePromptTokens(messages: readonly ChatMessageInput[], tools?: readonly ToolDefinition[]): number {
+  return promptBytes(messages, tools);
 }
 
 /**
  * A lower bound of prompt tokens for any common tokenizer (no piece is longer than 16 bytes):
  * a prompt whose lower bound already exceeds the context is refused before a workflow starts.
  */
-export function minPromptTokens(messages: readonly ChatMessageInput[]): number {
-  return Math.ceil(promptBytes(messages) / 16);
+export function minPromptTokens(messages: readonly ChatMessageInput[], tools?: readonly ToolDefinition[]): number {
+  return Math.ceil(promptBytes(messages, tools) / 16);
 }
 
 /** A model's token limits, as its `models` row holds them. */

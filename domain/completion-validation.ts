@@ -127,7 +127,7 @@ export function toTextCompletion(chat: ChatCompletion, prompt: string, echo: boo
     created: chat.created,
     model: chat.model,
     system_fingerprint: chat.system_fingerprint,
-    choices: chat.choices.map((c) => ({ text: (echo ? prompt : '') + c.message.content, index: c.index, logprobs: null, finish_reason: c.finish_reason })),
+    choices: chat.choices.map((c) => ({ text: (echo ? prompt : '') + (c.message.content ?? ''), index: c.index, logprobs: null, finish_reason: c.finish_reason === 'length' ? 'length' : 'stop' })),
     usage: chat.usage,
   };
 }

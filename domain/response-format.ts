@@ -90,14 +90,17 @@ const isPrimitiveValue = (v: unknown): boolean => v === null || ['string', 'numb
  * `anyOf` as `oneOf`: an alternation, so every output matches at least one branch), or throws
  * {@link InvalidRequestError} naming the first keyword the grammar cannot enforce. `$ref` must
  * point into the root's `$defs` (`#/$defs/<name>`).
+ *
+ * @param param - the schema's path in the request, for error `param`s (a tool's parameters use
+ *   `tools[i].function.parameters`). @default 'response_format.json_schema.schema'
  */
-export function toGrammarSchema(schema: Record<string, unknown>): Record<string, unknown> {
+export function toGrammarSchema(schema: Record<string, unknown>, param: string = SCHEMA_PARAM): Record<string, unknown> {
   let nodes = 0;
   const rootDefs = isObject(schema.$defs) ? schema.$defs : {};
 
   function walk(node: unknown, path: string, depth: number, root: boolean): Record<string, unknown> {
     if (!isObject(node)) throw bad(`'${path}' must be a schema object`, path, 'invalid_type');
-    if (++nodes > MAX_SCHEMA_NODES) throw bad(`'${SCHEMA_PARAM}' has more than ${MAX_SCHEMA_NODES} schemas`, SCHEMA_PARAM);
+    if (++nodes > MAX_SCHEMA_NODES) throw bad(`'${param}' has more than ${MAX_SCHEMA_NODES} schemas`, param);
     if (depth > MAX_SCHEMA_DEPTH) throw bad(`'${path}' is nested deeper than ${MAX_SCHEMA_DEPTH}`, path);
     const keys = Object.keys(node).filter((k) => !ANNOTATIONS.has(k) && !(root && k === '$defs'));
     const kind = kindOf(node, path);
@@ -188,10 +191,10 @@ export function toGrammarSchema(schema: Record<string, unknown>): Record<string,
     return out;
   }
 
-  const out = walk(schema, SCHEMA_PARAM, 0, true);
+  const out = walk(schema, param, 0, true);
   if (schema.$defs !== undefined) {
-    if (!isObject(schema.$defs)) throw unsupportedValue(`${SCHEMA_PARAM}.$defs`, 'an object of schemas');
-    out.$defs = Object.fromEntries(Object.entries(schema.$defs).map(([k, s]) => [k, walk(s, `${SCHEMA_PARAM}.$defs.${k}`, 1, false)]));
+    if (!isObject(schema.$defs)) throw unsupportedValue(`${param}.$defs`, 'an object of schemas');
+    out.$defs = Object.fromEntries(Object.entries(schema.$defs).map(([k, s]) => [k, walk(s, `${param}.$defs.${k}`, 1, false)]));
   }
   return out;
 }

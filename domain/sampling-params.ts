@@ -13,6 +13,7 @@ import { InvalidRequestError } from './invalid-request.js';
 import { isMessageRole } from '../contracts/chat.js';
 import { isObject } from './is-object.js';
 import { checkChatExtras } from './chat-extras.js';
+import { checkMessageTools } from './tools.js';
 /** What a variant may change about a request. */
 export interface VariantOverrides {
   model?: string;
@@ -130,6 +131,8 @@ export function checkGenerateInput(input: { messages: unknown; params: unknown }
         return new SamplingParamError(`messages[${i}]`, `'messages[${i}]' must have a known role and text content`, 'invalid_type');
       }
     }
+    const tools = checkMessageTools(messages);
+    if (tools !== null) return new SamplingParamError(tools.param ?? 'messages', tools.message, 'invalid_value');
     if (!isObject(params)) return new SamplingParamError('params', 'the sampling parameters must be an object', 'invalid_type');
     if (samplingNumber('max_tokens', params.maxTokens) === null) return new SamplingParamError('max_tokens', "'max_tokens' is required", 'invalid_type');
     if (samplingNumber('temperature', params.temperature) === null) return new SamplingParamError('temperature', "'temperature' is required", 'invalid_type');

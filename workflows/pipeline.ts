@@ -18,6 +18,12 @@ import { runOverDeployments } from './over-deployments.js';
 
 export { rateLimitWaitMs } from './over-deployments.js';
 
+/** The assistant message of an attempt's output: with its tool calls when it made some (`content` null when it said nothing else). */
+function messageOf(out: InferOutput): ChatCompletion['choices'][number]['message'] {
+  if (out.toolCalls === undefined || out.toolCalls.length === 0) return { role: 'assistant', content: out.content, refusal: null };
+  return { role: 'assistant', content: out.content === '' ? null : out.content, refusal: null, tool_calls: out.toolCalls };
+}
+
 function completionOf(input: ChatRequestInput, model: string, out: InferOutput): ChatCompletion {
   return {
     id: `chatcmpl-${input.requestId}`,
@@ -25,7 +31,7 @@ function completionOf(input: ChatRequestInput, model: string, out: InferOutput):
     created: input.created,
     model,
     system_fingerprint: null,
-    choices: [{ index: 0, message: { role: 'assistant', content: out.content, refusal: null }, logprobs: out.logprobs ? { content: out.logprobs, refusal: null } : null, finish_reason: out.finishReason }],
+    choices: [{ index: 0, message: messageOf(out), logprobs: out.logprobs ? { content: out.logprobs, refusal: null } : null, finish_reason: out.finishReason }],
     usage: { prompt_tokens: out.promptTokens, completion_tokens: out.completionTokens, total_tokens: out.promptTokens + out.completionTokens },
   };
 }

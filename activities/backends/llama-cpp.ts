@@ -5,7 +5,8 @@
  * One model, one context holding `slots` sequences: requests that run at the same time share the
  * context and node-llama-cpp batches their decoding. A request takes a free sequence (or waits for
  * one in the {@link SlotQueue}), evaluates its prompt, samples token by token with the low-level
- * sequence API, and always erases the sequence's KV state before handing it on.
+ * sequence API, and always erases the sequence's KV state before handing it on. Tools: described
+ * through the chat wrapper, a forced call under a JSON-schema grammar (`llama-cpp/tool-calls.ts`).
  *
  * The parts, one per file in `llama-cpp/`: chat formatting (`prompt-preparer.ts`), the fair queue of
  * sequences (`slot-queue.ts`), the sampling and stop loop (`generate-on-sequence.ts`) and the guard
@@ -28,6 +29,7 @@ import { checkGenerateInput } from '../../domain/sampling-params.js';
 import { refusedOn } from '../../domain/chat-fields.js';
 import { canonicalJson } from '../../domain/canonical-json.js';
 import { llamaCppGrammarFor } from '../../domain/response-format.js';
+import { forcedCallGrammar, readForcedCall } from '../../domain/tools.js';
 import type { ResponseFormat } from '../../contracts/chat.js';
 import {
   BackendError,
@@ -41,6 +43,7 @@ import { faultGuard } from './llama-cpp/fault-guard.js';
 import { decodeContent, generateOnSequence } from './llama-cpp/generate-on-sequence.js';
 import { createPromptPreparer, tokenizeRawPrompt } from './llama-cpp/prompt-preparer.js';
 import { SlotQueue } from './llama-cpp/slot-queue.js';
+import { createArgumentsValidator, readTemplateCall, toChatModelFunctions } from './llama-cpp/tool-calls.js';
 import { createEmbedder } from './llama-cpp/embedder.js';
 import { createDeltaTracker } from './stream-deltas.js';
 
@@ -93,21 +96,32 @@ export interface LlamaCppBackend extends InferenceBackend {
 /** Grammars kept built (by schema), most recently used last: building one costs more than a short generation. */
 const GRAMMAR_CACHE_SIZE = 32;
 
+/** What a grammar enforces: any JSON value, or a schema of the grammar subset (domain/response-format.ts). */
+type GrammarTarget = { kind: 'json' } | { kind: 'schema'; schema: Record<string, unknown> };
+
+/** `build()`, with a refusal of the request (a schema the grammar cannot enforce) as `bad_request`. */
+function asBadRequest<T>(build: () => T): T {
+  try {
+    return build();
+  } catch (err) {
+    throw new BackendError('bad_request', err instanceof Error ? err.message : String(err));
+  }
+}
+
+/** The grammar target of a `response_format` (absent: none); a schema the grammar cannot enforce is `bad_request`. */
+function formatTarget(format: ResponseFormat | undefined): GrammarTarget | null {
+  return format === undefined ? null : asBadRequest(() => llamaCppGrammarFor(format));
+}
+
 /**
- * The grammars of `response_format`s, built by node-llama-cpp (`json` for `json_object`, the
- * JSON-schema grammar for `json_schema`), cached by canonical schema. A schema node-llama-cpp
+ * Grammars built by node-llama-cpp (`json` for `json_object`, the JSON-schema grammar for a
+ * `json_schema` or a forced tool call), cached by canonical schema. A schema node-llama-cpp
  * refuses is the request's fault (`bad_request`).
  */
 function createGrammarCache(llama: Llama) {
   const cache = new Map<string, Promise<LlamaGrammar>>();
-  return async (format: ResponseFormat | undefined): Promise<LlamaGrammar | null> => {
-    if (format === undefined) return null;
-    let target: ReturnType<typeof llamaCppGrammarFor>;
-    try {
-      target = llamaCppGrammarFor(format);
-    } catch (err) {
-      throw new BackendError('bad_request', err instanceof Error ? err.message : String(err));
-    }
+  return async (target: GrammarTarget | null): Promise<LlamaGrammar | null> => {
+    if (target === null) return null;
     const key = target.kind === 'json' ? 'json' : canonicalJson(target.schema);
     let grammar = cache.get(key);
     if (grammar === undefined) {
@@ -124,7 +138,7 @@ function createGrammarCache(llama: Llama) {
       return await grammar;
     } catch (err) {
       cache.delete(key);
-      throw new BackendError('bad_request', `the response_format schema cannot be enforced: ${err instanceof Error ? err.message : String(err)}`);
+      throw new BackendError('bad_request', `the schema cannot be enforced: ${err instanceof Error ? err.message : String(err)}`);
     }
   };
 }
@@ -255,6 +269,7 @@ export async function createLlamaCppBackend(options: LlamaCppBackendOptions): Pr
   const prepare = createPromptPreparer(model);
   const grammarFor = createGrammarCache(llama);
   const biasFor = createBiasBuilder(model);
+  const validArguments = createArgumentsValidator();
   const progressEveryTokens = Math.max(1, options.progressEveryTokens ?? 16);
   const closedError = new BackendError('unavailable', 'llama.cpp backend is closed');
   const embedder = createEmbedder(model, { contextSize, threads: options.threads });
@@ -264,12 +279,18 @@ export async function createLlamaCppBackend(options: LlamaCppBackendOptions): Pr
   async function generate(request: GenerateRequest): Promise<GenerateResult> {
     if (closing !== null) throw closedError;
     checkInput(request);
+    const tools = request.params.extras?.tools;
+    const choice = request.params.extras?.tool_choice;
+    // Checked by `checkInput` (refusedOn): a schema outside the grammar subset never gets here.
+    const functions = tools !== undefined ? asBadRequest(() => toChatModelFunctions(tools)) : undefined;
     // A legacy completion's prompt is continued as written: no template, no template stops.
     const prompt = request.params.rawPrompt === true
-      ? { tokens: tokenizeRawPrompt(model, request.messages[0]?.content ?? ''), templateStops: [], stopTokens: new Set<Token>() }
-      : prepare(request.messages);
+      ? { tokens: tokenizeRawPrompt(model, request.messages[0]?.content ?? ''), templateStops: [], stopTokens: new Set<Token>(), wrapper: null }
+      : prepare(request.messages, functions);
     checkRequest(prompt.tokens.length, request.params, contextSize);
-    const grammar = await grammarFor(request.params.extras?.response_format);
+    // A forced call (`required`, a named function) follows its grammar; otherwise `response_format`'s, if any.
+    const forced = tools !== undefined && (choice === 'required' || typeof choice === 'object') ? asBadRequest(() => forcedCallGrammar(tools, choice)) : null;
+    const grammar = forced !== null ? await grammarFor({ kind: 'schema', schema: forced.schema }) : await grammarFor(formatTarget(request.params.extras?.response_format));
     const tokenBias = biasFor(request.params.extras?.logit_bias, grammar !== null);
     const sequence = await slots.acquire(request.signal, request.priority, request.fairnessKey);
     const generated: Token[] = [];
@@ -280,7 +301,8 @@ export async function createLlamaCppBackend(options: LlamaCppBackendOptions): Pr
     });
     // Streamed requests: the decoded text so far after each token, sent as deltas that are never
     // taken back (held back while they could still become a stop string).
-    const onDelta = request.onDelta;
+    // Not while the answer may be a call: its text is the call, not content (sent whole at the end).
+    const onDelta = tools !== undefined && choice !== 'none' ? undefined : request.onDelta;
     const deltas = onDelta ? createDeltaTracker([...prompt.templateStops, ...(request.params.stop ?? [])], onDelta) : null;
     try {
       const input = {
@@ -291,11 +313,18 @@ export async function createLlamaCppBackend(options: LlamaCppBackendOptions): Pr
       const outcome = await generateOnSequence(model, sequence, input, generated);
       const content = decodeContent(model, outcome);
       deltas?.finish(content);
+      const call = tools === undefined || choice === 'none' ? null
+        : forced !== null ? readForcedCall(content, tools, choice, forced.envelope)
+        : prompt.wrapper !== null ? readTemplateCall(content, prompt.wrapper, tools, choice, validArguments) : null;
+      const counts = { promptTokens: prompt.tokens.length, completionTokens: outcome.tokens.length };
+      if (call !== null) {
+        // One call per answer (so `parallel_tool_calls: false` always holds); its ID is given by the activity.
+        return { content: '', toolCalls: [{ id: '', type: 'function', function: call }], finishReason: 'tool_calls', ...counts };
+      }
       return {
         content,
         finishReason: outcome.finishReason,
-        promptTokens: prompt.tokens.length,
-        completionTokens: outcome.tokens.length,
+        ...counts,
         ...(outcome.logprobs !== null ? { logprobs: outcome.logprobs.slice(0, outcome.contentTokenCount) } : {}),
       };
     } catch (error) {

@@ -48,8 +48,8 @@ export function createOpenAICompatibleBackend(options: OpenAICompatibleBackendOp
       } catch (error) {
         throw toBackendError(error, request.signal, options.apiKey);
       }
-      const bounds = { maxPromptTokens: estimatePromptTokens(request.messages), maxCompletionTokens: request.params.maxTokens };
-      const result = toGenerateResult(completion, bounds);
+      const bounds = { maxPromptTokens: estimatePromptTokens(request.messages, request.params.extras?.tools), maxCompletionTokens: request.params.maxTokens };
+      const result = toGenerateResult(completion, bounds, request.params.extras?.tools);
       request.onProgress?.(result.completionTokens, result.promptTokens);
       return result;
     },

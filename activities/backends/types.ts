@@ -4,7 +4,7 @@
  * instant in-process backend used by benchmarks).
  */
 
-import type { ChatMessageInput, ConsumedTokens, FinishReason, GenerateParams, TokenLogprob } from '../../contracts/chat.js';
+import type { ChatMessageInput, ConsumedTokens, FinishReason, GenerateParams, TokenLogprob, ToolCall } from '../../contracts/chat.js';
 
 export type { GenerateParams };
 
@@ -37,7 +37,14 @@ export interface GenerateRequest {
 }
 
 export interface GenerateResult {
+  /** The answer's text (`''` when it is only tool calls). */
   content: string;
+  /**
+   * The calls the answer makes (absent: none; `finishReason` is then `tool_calls`). An empty `id`
+   * is given by the inference activity (`toolCallId`, deterministic per request); an upstream's IDs
+   * are relayed.
+   */
+  toolCalls?: ToolCall[];
   finishReason: FinishReason;
   /** Counted by the model's tokenizer (or reported by the upstream), never estimated. */
   promptTokens: number;

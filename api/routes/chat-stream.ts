@@ -55,12 +55,12 @@ export interface StreamCursor {
   sendRole: boolean;
 }
 
-const END_ORDER = ['c', 'f', 'u'] as const;
+const END_ORDER = ['c', 't', 'f', 'u'] as const;
 
 /** The cursor of a `Last-Event-ID` (absent: from the start); 400 on anything else. */
 export function cursorOf(lastEventId: string | undefined): StreamCursor {
   if (lastEventId === undefined || lastEventId === '') return { afterChunk: 0, endsSeen: 0, sendRole: true };
-  const m = /^(\d{1,15})(?:-([cfu]))?$/.exec(lastEventId);
+  const m = /^(\d{1,15})(?:-([ctfu]))?$/.exec(lastEventId);
   if (!m) throw badRequest('Last-Event-ID must be an event ID of this stream', 'Last-Event-ID', 'invalid_value');
   const end = m[2] as (typeof END_ORDER)[number] | undefined;
   return { afterChunk: Number(m[1]), endsSeen: end === undefined ? 0 : END_ORDER.indexOf(end) + 1, sendRole: false };
@@ -173,6 +173,9 @@ export async function streamCompletion(
   const ends: Array<[string, unknown]> = [];
   // No channel (or a backend that held text back): the rest of the text, from the completion.
   ends.push(['c', content.startsWith(text) && content.length > text.length ? chunk({ content: content.slice(text.length) }, null) : null]);
+  // Tool calls, whole, in OpenAI's delta format (one entry per call, by index): the SDKs join them.
+  const calls = choice?.message.tool_calls ?? [];
+  ends.push(['t', calls.length > 0 ? chunk({ tool_calls: calls.map((c, index) => ({ index, id: c.id, type: c.type, function: c.function })) }, null) : null]);
   ends.push(['f', chunk({}, choice?.finish_reason ?? 'stop')]);
   ends.push(['u', includeUsage ? { id, object: 'chat.completion.chunk', created, model, system_fingerprint: null, choices: [], usage: completion.usage } : null]);
   ends.forEach(([suffix, data], i) => {

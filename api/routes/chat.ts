@@ -157,7 +157,7 @@ export function chatRoutes(deps: ChatRouteDeps): Router {
       const input: ChatRequestInput = {
         requestId, tenantId: auth.tenantId, keyId: auth.keyId, kind: async ? 'async' : 'sync',
         subject: body.user ?? auth.keyId, model: body.model, messages: body.messages, params: body.params,
-        promptTokensEstimate: estimatePromptTokens(body.messages), created: Math.floor(row.created_at.getTime() / 1000),
+        promptTokensEstimate: estimatePromptTokens(body.messages, body.params.extras?.tools), created: Math.floor(row.created_at.getTime() / 1000),
         batchId: null,
         ...(body.stream ? { stream: true } : {}),
       };

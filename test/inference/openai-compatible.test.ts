@@ -196,7 +196,7 @@ describe('openai-compatible backend: error mapping', () => {
     await upstream.waitForDisconnects(disconnects + 1);
   });
 
-  it('refuses tool messages before calling the upstream', async () => {
+  it('refuses tool messages without a tool_call_id (recorded before tools) before calling the upstream', async () => {
     const before = upstream.calls;
     const error = await backendError(backend.generate(request({ messages: [{ role: 'tool', content: '42' }] })));
     expect(error.kind).toBe('bad_request');

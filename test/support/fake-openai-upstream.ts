@@ -30,6 +30,12 @@ export interface SucceedBehaviour {
   embeddingsData?: unknown[];
   /** Streamed answers: pause this long before each word's chunk. @default 0 */
   chunkDelayMs?: number;
+  /**
+   * `message.tool_calls` of the answer, sent as given (a malformed value included); the content is
+   * then null unless `content` is set, and `finish_reason` `tool_calls`. Streamed: each call in two
+   * deltas (its id, type, name and the first half of its arguments; then the rest), by index.
+   */
+  toolCalls?: unknown;
 }
 
 /** A streamed answer that sends `afterWords` word chunks and then drops the connection. */
@@ -318,8 +324,11 @@ function buildCompletion(succeed: SucceedBehaviour, body: unknown): object {
     choices: succeed.choices === 'omit' ? [] : [
       {
         index: 0,
-        message: { role: 'assistant', content: completionWords.join(' '), refusal: null },
-        finish_reason: succeed.finishReason ?? (cut ? 'length' : 'stop'),
+        message: {
+          role: 'assistant', content: succeed.toolCalls !== undefined && succeed.content === undefined ? null : completionWords.join(' '), refusal: null,
+          ...(succeed.toolCalls !== undefined ? { tool_calls: succeed.toolCalls } : {}),
+        },
+        finish_reason: succeed.finishReason ?? (succeed.toolCalls !== undefined ? 'tool_calls' : cut ? 'length' : 'stop'),
         logprobs: null,
       },
     ],
@@ -396,7 +405,7 @@ function isStreamRequest(body: unknown): boolean {
 async function sendStream(res: ServerResponse, succeed: SucceedBehaviour, body: unknown, breakAfter: number | null): Promise<void> {
   const completion = buildCompletion(succeed, body) as {
     model: string;
-    choices: Array<{ message: { content: string }; finish_reason: string }>;
+    choices: Array<{ message: { content: string | null; tool_calls?: unknown }; finish_reason: string }>;
     usage?: { prompt_tokens: number; completion_tokens: number; total_tokens: number };
   };
   const fields = (typeof body === 'object' && body !== null ? body : {}) as Record<string, unknown>;
@@ -425,6 +434,18 @@ async function sendStream(res: ServerResponse, succeed: SucceedBehaviour, body: 
   if (breakAfter !== null) {
     res.destroy();
     return;
+  }
+  const calls = choice?.message.tool_calls;
+  if (Array.isArray(calls)) {
+    for (const [index, call] of calls.entries()) {
+      const c = (typeof call === 'object' && call !== null ? call : {}) as { id?: unknown; type?: unknown; function?: { name?: unknown; arguments?: unknown } };
+      const args = typeof c.function?.arguments === 'string' ? c.function.arguments : '';
+      const half = Math.floor(args.length / 2);
+      await send({ ...base, choices: [{ index: 0, delta: { tool_calls: [{ index, id: c.id, type: c.type, function: { name: c.function?.name, arguments: args.slice(0, half) } }] }, finish_reason: null }] });
+      await send({ ...base, choices: [{ index: 0, delta: { tool_calls: [{ index, function: { arguments: args.slice(half) } }] }, finish_reason: null }] });
+    }
+  } else if (calls !== undefined) {
+    await send({ ...base, choices: [{ index: 0, delta: { tool_calls: calls }, finish_reason: null }] });
   }
   await send({ ...base, choices: [{ index: 0, delta: {}, finish_reason: choice?.finish_reason ?? 'stop' }] });
   if (includeUsage && completion.usage) await send({ ...base, choices: [], usage: completion.usage });

@@ -40,8 +40,11 @@ describe('the chat field table', () => {
   });
 
   for (const [name, field] of Object.entries(CHAT_FIELDS) as [ChatFieldName, (typeof CHAT_FIELDS)[ChatFieldName]][]) {
-    // top_logprobs is only asked for with logprobs, stream_options with stream.
-    const body = { ...base, ...(name === 'top_logprobs' ? { logprobs: true } : {}), ...(name === 'stream_options' ? { stream: true } : {}), [name]: REQUESTED[name] };
+    // top_logprobs is only asked for with logprobs, stream_options with stream, tool_choice and parallel_tool_calls with tools.
+    const body = {
+      ...base, ...(name === 'top_logprobs' ? { logprobs: true } : {}), ...(name === 'stream_options' ? { stream: true } : {}),
+      ...(name === 'tool_choice' || name === 'parallel_tool_calls' ? { tools: REQUESTED.tools } : {}), [name]: REQUESTED[name],
+    };
     if (field['llama-cpp'] === 'refused' && field['openai-compatible'] === 'refused') {
       it(`${name}: refused on every backend, 400 naming it`, () => {
         const err = refusal(body);

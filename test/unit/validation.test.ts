@@ -54,6 +54,42 @@ describe('validateChatBody: rejections', () => {
     ['n: 2', { ...good, n: 2 }, 'n'],
     ['n: 0', { ...good, n: 0 }, 'n'],
     ['tools', { ...good, tools: [] }, 'tools'],
+    ['a tool of another type', { ...good, tools: [{ type: 'custom', custom: { name: 'x' } }] }, 'tools[0].type'],
+    ['a bad tool name', { ...good, tools: [{ type: 'function', function: { name: 'a b' } }] }, 'tools[0].function.name'],
+    ['an unknown tool field', { ...good, tools: [{ type: 'function', function: { name: 'a', examples: [] } }] }, 'tools[0].function.examples'],
+    ['a duplicate tool', { ...good, tools: [{ type: 'function', function: { name: 'a' } }, { type: 'function', function: { name: 'a' } }] }, 'tools[1].function.name'],
+    ['parameters not an object schema', { ...good, tools: [{ type: 'function', function: { name: 'a', parameters: { type: 'string' } } }] }, 'tools[0].function.parameters.type'],
+    ['strict not a boolean', { ...good, tools: [{ type: 'function', function: { name: 'a', strict: 'yes' } }] }, 'tools[0].function.strict'],
+    ['too many tools', { ...good, tools: Array.from({ length: 129 }, (_, i) => ({ type: 'function', function: { name: `f${i}` } })) }, 'tools'],
+    ['tool_choice without tools', { ...good, tool_choice: 'auto' }, 'tool_choice'],
+    ['parallel_tool_calls without tools', { ...good, parallel_tool_calls: false }, 'parallel_tool_calls'],
+    ['tool_choice naming no tool', { ...good, tools: [{ type: 'function', function: { name: 'a' } }], tool_choice: { type: 'function', function: { name: 'b' } } }, 'tool_choice.function.name'],
+    ['tool_choice unknown', { ...good, tools: [{ type: 'function', function: { name: 'a' } }], tool_choice: 'any' }, 'tool_choice'],
+    ['tool_choice allowed_tools', { ...good, tools: [{ type: 'function', function: { name: 'a' } }], tool_choice: { type: 'allowed_tools', allowed_tools: {} } }, 'tool_choice.type'],
+    ['parallel_tool_calls not a boolean', { ...good, tools: [{ type: 'function', function: { name: 'a' } }], parallel_tool_calls: 'no' }, 'parallel_tool_calls'],
+    ['an unknown message field', { ...good, messages: [{ role: 'user', content: 'x', cache: true }] }, 'messages[0].cache'],
+    ['a message name', { ...good, messages: [{ role: 'user', content: 'x', name: 'bob' }] }, 'messages[0].name'],
+    ['tool_calls on a user message', { ...good, messages: [{ role: 'user', content: 'x', tool_calls: [] }] }, 'messages[0].tool_calls'],
+    ['a refusal', { ...good, messages: [{ role: 'assistant', content: 'x', refusal: 'no' }] }, 'messages[0].refusal'],
+    ['a text part with extra fields', { ...good, messages: [{ role: 'user', content: [{ type: 'text', text: 'x', cache_control: {} }] }] }, 'messages[0].content[0].cache_control'],
+    ['a tool message without tool_call_id', { ...good, messages: [{ role: 'tool', content: 'x' }] }, 'messages[0].tool_call_id'],
+    ['a tool message answering no earlier call', {
+      ...good,
+      messages: [{ role: 'user', content: 'x' }, { role: 'tool', content: 'r', tool_call_id: 'call_9' }, { role: 'assistant', content: null, tool_calls: [{ id: 'call_9', type: 'function', function: { name: 'f', arguments: '{}' } }] }],
+    }, 'messages[1].tool_call_id'],
+    ['a call answered twice', {
+      ...good,
+      messages: [
+        { role: 'assistant', content: null, tool_calls: [{ id: 'c', type: 'function', function: { name: 'f', arguments: '{}' } }] },
+        { role: 'tool', content: 'r', tool_call_id: 'c' }, { role: 'tool', content: 'again', tool_call_id: 'c' },
+      ],
+    }, 'messages[2].tool_call_id'],
+    ['a call without arguments', { ...good, messages: [{ role: 'assistant', content: null, tool_calls: [{ id: 'c', type: 'function', function: { name: 'f' } }] }] }, 'messages[0].tool_calls[0].function.arguments'],
+    ['a call id used twice', {
+      ...good,
+      messages: [{ role: 'assistant', content: null, tool_calls: [{ id: 'c', type: 'function', function: { name: 'f', arguments: '{}' } }, { id: 'c', type: 'function', function: { name: 'g', arguments: '{}' } }] }],
+    }, 'messages[0].tool_calls[1].id'],
+    ['an assistant message with neither content nor calls', { ...good, messages: [{ role: 'assistant', content: null }] }, 'messages[0].content'],
     ['max_tokens 0', { ...good, max_tokens: 0 }, 'max_tokens'],
     ['max_tokens -1', { ...good, max_tokens: -1 }, 'max_tokens'],
     ['max_tokens 1.5', { ...good, max_tokens: 1.5 }, 'max_tokens'],
@@ -104,7 +140,11 @@ describe('validateChatBody: accepted bodies', () => {
 
   it('accepts every OpenAI role', () => {
     const roles = ['system', 'developer', 'user', 'assistant', 'tool'] as const;
-    const v = validateChatBody({ model: 'tiny', messages: roles.map((role) => ({ role, content: role })) });
+    const call = { id: 'call_1', type: 'function', function: { name: 'f', arguments: '{}' } };
+    const v = validateChatBody({
+      model: 'tiny',
+      messages: roles.map((role) => (role === 'assistant' ? { role, content: role, tool_calls: [call] } : role === 'tool' ? { role, content: role, tool_call_id: 'call_1' } : { role, content: role })),
+    });
     expect(v.messages.map((m) => m.role)).toEqual([...roles]);
   });
 

@@ -1,6 +1,7 @@
 /** A non-streamed upstream chat completion read into a {@link GenerateResult}: first choice, usage, logprobs. */
 import type { ChatCompletion } from 'openai/resources/chat/completions';
-import type { TokenLogprob } from '../../../contracts/chat.js';
+import type { FinishReason, TokenLogprob, ToolCall, ToolDefinition } from '../../../contracts/chat.js';
+import { readUpstreamToolCalls } from './tool-calls.js';
 import { BackendError } from '../types.js';
 import type { GenerateResult } from '../types.js';
 import { clampUsage, isTokenCount, readUsage, type UsageBounds } from './usage.js';
@@ -33,8 +34,18 @@ function readLogprobs(content: unknown, maxTokens: number): TokenLogprob[] | nul
   });
 }
 
-/** Reads the first choice and the upstream's usage; a response without either is `unavailable`. */
-export function toGenerateResult(completion: ChatCompletion, bounds: UsageBounds): GenerateResult {
+/** The upstream's finish reason as Sluice relays it: `length`, `tool_calls` (when it made calls), else `stop`. */
+export function upstreamFinishReason(reason: unknown, toolCalls: readonly ToolCall[] | undefined): FinishReason {
+  if (reason === 'length') return 'length';
+  if (reason === 'tool_calls' && toolCalls !== undefined) return 'tool_calls';
+  return 'stop';
+}
+
+/**
+ * Reads the first choice, its tool calls (checked against the request's `tools`) and the upstream's
+ * usage; a response without a choice or usage, or with malformed calls, is `unavailable`.
+ */
+export function toGenerateResult(completion: ChatCompletion, bounds: UsageBounds, tools?: readonly ToolDefinition[]): GenerateResult {
   const choice = completion.choices?.[0];
   if (!choice) {
     // The upstream may still have spent (and charged for) tokens: say how many when it reports them.
@@ -44,9 +55,13 @@ export function toGenerateResult(completion: ChatCompletion, bounds: UsageBounds
   }
   const usage = clampUsage(readUsage(completion.usage), bounds);
   const logprobs = readLogprobs(choice.logprobs?.content, usage.completionTokens);
+  const toolCalls = readUpstreamToolCalls(choice.message?.tool_calls, tools, usage);
+  const content = choice.message?.content ?? '';
+  if (typeof content !== 'string') throw new BackendError('unavailable', 'upstream returned a non-text message content', null, null, usage);
   return {
-    content: choice.message?.content ?? '',
-    finishReason: choice.finish_reason === 'length' ? 'length' : 'stop',
+    content,
+    ...(toolCalls !== undefined ? { toolCalls } : {}),
+    finishReason: upstreamFinishReason(choice.finish_reason, toolCalls),
     ...usage,
     ...(logprobs !== null ? { logprobs } : {}),
   };

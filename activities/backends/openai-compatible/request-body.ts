@@ -28,8 +28,10 @@ export function buildRequestBody(
 /**
  * Maps one Sluice message to the upstream's shape.
  * `developer` becomes `system`, which every compatible server understands and OpenAI treats as
- * developer instructions on models that distinguish them. `tool` is refused before any paid call:
- * the upstream requires a `tool_call_id`, which a flattened Sluice message does not carry.
+ * developer instructions on models that distinguish them. An assistant's `tool_calls` and a tool
+ * message's `tool_call_id` pass unchanged (an assistant message that only calls tools has `content:
+ * null`, as the client sent it). A `tool` message without a `tool_call_id` (recorded before tools
+ * were validated) is refused before any paid call: the upstream requires one.
  */
 function toUpstreamMessage(message: ChatMessage): ChatCompletionMessageParam {
   switch (message.role) {
@@ -39,8 +41,10 @@ function toUpstreamMessage(message: ChatMessage): ChatCompletionMessageParam {
     case 'user':
       return { role: 'user', content: message.content };
     case 'assistant':
+      if (message.tool_calls !== undefined) return { role: 'assistant', content: message.content === '' ? null : message.content, tool_calls: message.tool_calls };
       return { role: 'assistant', content: message.content };
     case 'tool':
-      throw new BackendError('bad_request', 'tool messages are not supported by OpenAI-compatible deployments');
+      if (message.tool_call_id === undefined) throw new BackendError('bad_request', 'a tool message needs a tool_call_id on OpenAI-compatible deployments');
+      return { role: 'tool', tool_call_id: message.tool_call_id, content: message.content };
   }
 }

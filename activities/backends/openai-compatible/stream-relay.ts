@@ -7,22 +7,26 @@ import type { GenerateRequest, GenerateResult } from '../types.js';
 import type { OpenAICompatibleBackendOptions } from './options.js';
 import { buildRequestBody } from './request-body.js';
 import { clampUsage, isTokenCount, readUsage } from './usage.js';
+import { upstreamFinishReason } from './generate-result.js';
+import { createToolCallAssembler, malformedToolCalls, readUpstreamToolCalls } from './tool-calls.js';
 import { toBackendError } from './upstream-errors.js';
 
 /**
  * A streamed request: the upstream is asked to stream (`stream: true`, and its usage with
  * `stream_options.include_usage`, since the usage is billed) and each content delta is relayed as
- * it arrives. Usage is read and clamped as for a non-streamed call; a stream that ends without it
+ * it arrives; tool-call deltas are assembled and checked at the end (the API sends the calls to its
+ * client from the completion). Usage is read and clamped as for a non-streamed call; a stream that ends without it
  * fails as `unavailable`. A failure before the first delta is retried or falls back like any other
  * (the client saw nothing); after it, the inference activity ends the stream (StreamInterrupted).
  */
 export async function generateStreamed(client: OpenAI, options: OpenAICompatibleBackendOptions, request: GenerateRequest, onDelta: (text: string) => void): Promise<GenerateResult> {
   const body = { ...buildRequestBody(options.model, request.messages, request.params), stream: true as const, stream_options: { include_usage: true } };
-  const bounds = { maxPromptTokens: estimatePromptTokens(request.messages), maxCompletionTokens: request.params.maxTokens };
+  const bounds = { maxPromptTokens: estimatePromptTokens(request.messages, request.params.extras?.tools), maxCompletionTokens: request.params.maxTokens };
   let content = '';
-  let finishReason: GenerateResult['finishReason'] = 'stop';
   let usage: ChatCompletion['usage'] | undefined;
   let sawChoice = false;
+  let upstreamFinish: unknown = null;
+  const calls = createToolCallAssembler();
   try {
     const stream = await client.chat.completions.create(body, { signal: request.signal });
     for await (const chunk of stream) {
@@ -35,7 +39,8 @@ export async function generateStreamed(client: OpenAI, options: OpenAICompatible
         content += delta;
         onDelta(delta);
       }
-      if (choice.finish_reason) finishReason = choice.finish_reason === 'length' ? 'length' : 'stop';
+      calls.push((choice.delta as { tool_calls?: unknown } | undefined)?.tool_calls);
+      if (choice.finish_reason) upstreamFinish = choice.finish_reason;
     }
   } catch (error) {
     throw toBackendError(error, request.signal, options.apiKey);
@@ -46,6 +51,9 @@ export async function generateStreamed(client: OpenAI, options: OpenAICompatible
     throw new BackendError('unavailable', 'upstream stream carried no choices', null, null, consumed);
   }
   const counts = clampUsage(readUsage(usage), bounds);
+  const assembled = calls.result();
+  if (!assembled.ok) throw malformedToolCalls(assembled.why, counts);
+  const toolCalls = readUpstreamToolCalls(assembled.calls, request.params.extras?.tools, counts);
   request.onProgress?.(counts.completionTokens, counts.promptTokens);
-  return { content, finishReason, ...counts };
+  return { content, ...(toolCalls !== undefined ? { toolCalls } : {}), finishReason: upstreamFinishReason(upstreamFinish, toolCalls), ...counts };
 }
