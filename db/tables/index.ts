@@ -6,6 +6,7 @@
  */
 import type { AuditTables } from './audit.js';
 import type { BillingTables } from './billing.js';
+import type { CacheTables } from './cache.js';
 import type { ExperimentTables } from './experiments.js';
 import type { FileAndBatchTables } from './files-and-batches.js';
 import type { ModelTables } from './models.js';
@@ -16,6 +17,7 @@ import type { WebhookTables } from './webhooks.js';
 
 export type * from './audit.js';
 export type * from './billing.js';
+export type * from './cache.js';
 export type * from './experiments.js';
 export type * from './files-and-batches.js';
 export type * from './models.js';
@@ -37,4 +39,5 @@ export interface Database
     FileAndBatchTables,
     BillingTables,
     WebhookTables,
-    StreamTables {}
+    StreamTables,
+    CacheTables {}
