@@ -210,6 +210,24 @@ describe('response cache', () => {
     expect((await usageRow(requestId)).cached).toBe(true);
   });
 
+  it('legacy completions follow the same rules: a second identical greedy prompt is a hit with the same text and usage', async () => {
+    const prompt = `legacy ${randomBytes(4).toString('hex')}`;
+    const call = async (headers: Record<string, string> = {}) => {
+      const res = await fetch(`${stack.url}/v1/completions`, {
+        method: 'POST', headers: { Authorization: `Bearer ${a.key}`, 'Content-Type': 'application/json', ...headers },
+        body: JSON.stringify({ model: MODEL, prompt, max_tokens: 6, temperature: 0 }),
+      });
+      return { status: res.status, cache: res.headers.get('x-sluice-cache'), body: await res.json() as any };
+    };
+    const first = await call();
+    const second = await call();
+    expect([first.status, second.status]).toEqual([200, 200]);
+    expect([first.cache, second.cache]).toEqual(['miss', 'hit']);
+    expect(second.body.choices).toEqual(first.body.choices);
+    expect(second.body.usage).toEqual(first.body.usage);
+    expect((await call({ 'Cache-Control': 'no-store' })).cache).toBeNull();
+  });
+
   it("erasing a tenant removes its cache entries and no other tenant's", async () => {
     const req = body();
     await chat(a.key, req);
