@@ -144,7 +144,7 @@ export function createCacheActivities(deps: CacheDeps) {
       const expiresAt = new Date(deps.now().getTime() + input.ttlSeconds * 1000);
       const stored = await putCacheEntry(deps.db, {
         tenantId: input.tenantId, key: input.key, model: input.model, generation: input.generation, body: input.entry, bytes, expiresAt,
-      }, deps.config.tenantMaxBytes);
+      }, { maxBytes: deps.config.tenantMaxBytes, maxEntries: deps.config.tenantMaxEntries });
       deps.metrics?.cacheStores.inc({ result: stored ? 'stored' : 'refused' });
       if (stored) {
         l1.set(input.key, input.tenantId, bytes, { body: input.entry, model: input.model, generation: input.generation, expiresAtMs: expiresAt.getTime() });

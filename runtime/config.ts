@@ -187,6 +187,11 @@ export interface ResponseCacheConfig {
   readonly maxEntryBytes: number;
   /** Bytes one tenant's entries take in the L2 table at most (its oldest are evicted). `SLUICE_CACHE_TENANT_MAX_BYTES` @default 268435456 (256 MiB) */
   readonly tenantMaxBytes: number;
+  /**
+   * Entries one tenant keeps in the L2 table at most (its oldest are evicted); it also bounds the
+   * rows each store's eviction reads. `SLUICE_CACHE_TENANT_MAX_ENTRIES` @default 10000
+   */
+  readonly tenantMaxEntries: number;
   /** Life of an entry when neither the tenant nor the model sets one, seconds. `SLUICE_CACHE_TTL_SECONDS` (1 to 2592000) @default 86400 */
   readonly defaultTtlSeconds: number;
 }
@@ -198,6 +203,7 @@ export const DEFAULT_RESPONSE_CACHE_CONFIG: ResponseCacheConfig = Object.freeze(
   l1TenantMaxBytes: 16 * 1024 * 1024,
   maxEntryBytes: 256 * 1024,
   tenantMaxBytes: 256 * 1024 * 1024,
+  tenantMaxEntries: 10_000,
   defaultTtlSeconds: 86_400,
 });
 
@@ -422,6 +428,7 @@ export function loadConfig(env: Env = process.env): SluiceConfig {
       l1TenantMaxBytes: int(env, 'SLUICE_CACHE_L1_TENANT_MAX_BYTES', DEFAULT_RESPONSE_CACHE_CONFIG.l1TenantMaxBytes, 0),
       maxEntryBytes: int(env, 'SLUICE_CACHE_MAX_ENTRY_BYTES', DEFAULT_RESPONSE_CACHE_CONFIG.maxEntryBytes, 1024, 16 * 1024 * 1024),
       tenantMaxBytes: int(env, 'SLUICE_CACHE_TENANT_MAX_BYTES', DEFAULT_RESPONSE_CACHE_CONFIG.tenantMaxBytes, 0),
+      tenantMaxEntries: int(env, 'SLUICE_CACHE_TENANT_MAX_ENTRIES', DEFAULT_RESPONSE_CACHE_CONFIG.tenantMaxEntries, 1, 10_000_000),
       defaultTtlSeconds: int(env, 'SLUICE_CACHE_TTL_SECONDS', DEFAULT_RESPONSE_CACHE_CONFIG.defaultTtlSeconds, 1, 2_592_000),
     }),
   });

@@ -53,12 +53,12 @@ export interface CachePut {
 
 /**
  * Stores an entry (replacing one under the same key) unless the tenant's generation moved on
- * since the lookup, then evicts the tenant's oldest entries beyond `tenantMaxBytes`. Stores of
+ * since the lookup, then evicts the tenant's oldest entries beyond its caps (bytes and entries). Stores of
  * one tenant are serialised on a transaction-scoped advisory lock, so its cap holds under
  * concurrency; other tenants never wait on it. Returns whether the entry was stored.
  */
-export async function putCacheEntry(db: Db, put: CachePut, tenantMaxBytes: number): Promise<boolean> {
-  if (put.bytes > tenantMaxBytes) return false;
+export async function putCacheEntry(db: Db, put: CachePut, cap: { maxBytes: number; maxEntries: number }): Promise<boolean> {
+  if (put.bytes > cap.maxBytes || cap.maxEntries < 1) return false;
   return db.transaction().execute(async (trx) => {
     await sql`select pg_advisory_xact_lock(hashtextextended(${`sluice_cache:${put.tenantId}`}, 0))`.execute(trx);
     const stored = await sql<{ key: string }>`
@@ -70,11 +70,13 @@ export async function putCacheEntry(db: Db, put: CachePut, tenantMaxBytes: numbe
         created_at = now(), expires_at = excluded.expires_at
       returning key`.execute(trx);
     if (stored.rows.length === 0) return false;
-    // The tenant's newest entries that fit under its cap stay; the rest (oldest first) go.
+    // The tenant's newest entries that fit under its caps stay; the rest (oldest first) go. The
+    // tenant holds at most maxEntries + 1 rows here, so this reads a bounded number of rows.
     await sql`delete from response_cache where tenant_id = ${put.tenantId} and key in (
       select key from (
-        select key, sum(bytes) over (order by created_at desc, key) as running from response_cache where tenant_id = ${put.tenantId}
-      ) r where r.running > ${tenantMaxBytes})`.execute(trx);
+        select key, row_number() over w as n, sum(bytes) over w as running from response_cache where tenant_id = ${put.tenantId}
+        window w as (order by created_at desc, key)
+      ) r where r.n > ${cap.maxEntries} or r.running > ${cap.maxBytes})`.execute(trx);
     return true;
   });
 }

@@ -9,6 +9,7 @@ import OpenAI from 'openai';
 import { addModel, startTestStack, type TestStack } from '../support/stack.js';
 import { chatWorkflowId } from '../../contracts/ids.js';
 import { DEMO_GGUF } from '../../scripts/lib/bootstrap.js';
+import { putCacheEntry } from '../../db/repositories/cache.js';
 
 let stack: TestStack;
 const MODEL = 'cached-tiny';
@@ -208,6 +209,34 @@ describe('response cache', () => {
     const requestId = response.headers.get('x-sluice-job-id') as string;
     expect(await inferActivities(requestId)).toBe(0);
     expect((await usageRow(requestId)).cached).toBe(true);
+  });
+
+  it("caps one tenant's stored entries in the table: its own oldest go, another tenant's stay; a store after an invalidation is refused", async () => {
+    const hostile = await stack.createTenantKey();
+    const victim = await stack.createTenantKey();
+    const gen = async (tenantId: string) => Number((await stack.db.selectFrom('tenants').select('cache_generation').where('id', '=', tenantId).executeTakeFirstOrThrow()).cache_generation);
+    const put = async (tenantId: string, key: string, bytes: number, generation?: number) => putCacheEntry(stack.db, {
+      tenantId, key, model: MODEL, generation: generation ?? await gen(tenantId), bytes, expiresAt: new Date(Date.now() + 60_000),
+      body: { content: key, finishReason: 'stop', promptTokens: 1, completionTokens: 1, logprobs: null, deploymentId: 'cached-tiny-local', pool: 'local' },
+    }, { maxBytes: 1000, maxEntries: 3 });
+    expect(await put(victim.tenantId, 'v1', 100)).toBe(true);
+    for (let i = 0; i < 10; i++) expect(await put(hostile.tenantId, `h${i}`, 100)).toBe(true);
+    expect(await entries(hostile.tenantId)).toBe(3);
+    const kept = await stack.db.selectFrom('response_cache').select('key').where('tenant_id', '=', hostile.tenantId).orderBy('key').execute();
+    expect(kept.map((r) => r.key)).toEqual(['h7', 'h8', 'h9']);
+    // Bytes: the newest entries that fit under 1000 stay, in order from the newest (b3, b2; b1
+    // would pass the cap, so it and everything older go).
+    for (const k of ['b1', 'b2', 'b3']) await put(hostile.tenantId, k, 400);
+    const byBytes = await stack.db.selectFrom('response_cache').select(['key', 'bytes']).where('tenant_id', '=', hostile.tenantId).orderBy('key').execute();
+    expect(byBytes.reduce((n, r) => n + r.bytes, 0)).toBeLessThanOrEqual(1000);
+    expect(byBytes.map((r) => r.key)).toEqual(['b2', 'b3']);
+    expect(await put(hostile.tenantId, 'too-big', 1001)).toBe(false);
+    expect(await entries(victim.tenantId)).toBe(1);
+    // A store whose lookup saw an older generation (an invalidation came since) is refused.
+    const before = await gen(victim.tenantId);
+    expect((await stack.admin('DELETE', `/v1/admin/cache?tenant=${victim.tenantId}`)).status).toBe(200);
+    expect(await put(victim.tenantId, 'stale', 100, before)).toBe(false);
+    expect(await entries(victim.tenantId)).toBe(0);
   });
 
   it('legacy completions follow the same rules: a second identical greedy prompt is a hit with the same text and usage', async () => {
