@@ -15,6 +15,8 @@ import { createReconcileActivities } from './reconcile.js';
 import { createRetentionActivities } from './retention.js';
 import { createAdmissionActivities } from './admission.js';
 import { createResponseActivities } from './responses.js';
+import { createCacheActivities } from './cache.js';
+import { DEFAULT_RESPONSE_CACHE_CONFIG, type ResponseCacheConfig } from '../runtime/config.js';
 import { DEFAULT_BREAKER_CONFIG, type BreakerConfig } from '../domain/circuit-breaker.js';
 import { DEFAULT_WEBHOOK_CONFIG, createWebhookActivities, createWebhookPublisher, type WebhookConfig } from './webhooks.js';
 import type { EventPublisher } from './events.js';
@@ -39,6 +41,8 @@ export interface ControlDeps {
    * @default webhook deliveries over `db` and `temporal` (`createWebhookPublisher`)
    */
   events?: EventPublisher;
+  /** Bounds of the response cache (its L1 lives in these activities' closure). @default DEFAULT_RESPONSE_CACHE_CONFIG */
+  responseCache?: ResponseCacheConfig;
 }
 
 /** Builds every control activity over `deps`; the composition root of the control worker. */
@@ -65,6 +69,7 @@ export function createControlActivities(deps: ControlDeps) {
   return {
     ...steps,
     ...createAdmissionActivities(steps),
+    ...createCacheActivities({ ...full, config: deps.responseCache ?? DEFAULT_RESPONSE_CACHE_CONFIG, steps }),
     ...createBillingActivities(full),
     ...createBatchActivities(full),
     ...createReconcileActivities(full),

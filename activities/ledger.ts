@@ -6,6 +6,8 @@ import type { Metrics } from '../runtime/metrics.js';
 import type { Db } from '../db/database.js';
 import type { UsageEntry } from '../contracts/chat.js';
 import { emitBudgetEvents, type EventPublisher } from './events.js';
+import { markUsageCached, modelCachePrice } from '../db/repositories/cache.js';
+import { costMicros } from '../domain/cost.js';
 
 /** Input of the `settle` and `recordConsumed` steps: the workflow's usage entry. */
 export type SettleInput = UsageEntry;
@@ -18,6 +20,11 @@ function usageAt(input: SettleInput, quote: PriceQuote | null, at: Date): UsageI
   };
 }
 
+/** The cost of a cache hit: the stored response's tokens at the model's cache price. */
+function cachedCost(microsPerMtok: number, input: SettleInput): number {
+  return costMicros({ inputMicrosPerMtok: microsPerMtok, outputMicrosPerMtok: microsPerMtok }, input.promptTokens, input.completionTokens);
+}
+
 export function createLedgerActivities(deps: { db: Db; now: () => Date; events: EventPublisher; metrics: Metrics | null }) {
   return {
     /**
@@ -28,11 +35,17 @@ export function createLedgerActivities(deps: { db: Db; now: () => Date; events: 
       const at = deps.now();
       // The price in force at this instant (the tenant's negotiated rate if any); the row is dated
       // at the same instant, so a price change mid-period splits the cost exactly at its start.
-      const quote = await priceFor(deps.db, input.tenantId, input.deploymentId, at);
-      const result = await settle(deps.db, usageAt(input, quote, at));
+      // A response-cache hit is priced at its model's cache price per million tokens of the stored
+      // response (default 0), no list or negotiated price: no deployment ran (docs/billing.md).
+      const usage = input.cached === true
+        ? { ...input, priceId: null, tenantPriceId: null, at, costMicros: cachedCost(await modelCachePrice(deps.db, input.model), input) }
+        : usageAt(input, await priceFor(deps.db, input.tenantId, input.deploymentId, at), at);
+      const result = await settle(deps.db, usage);
+      // Marked apart from the insert (sluice_settle's arguments are shared); a retry marks it again.
+      if (input.cached === true) await markUsageCached(deps.db, input.requestId, input.step);
       // Budget thresholds this settlement crossed (a retry re-emits idempotently).
       if (result.budgetEvents) await emitBudgetEvents(deps, input.requestId);
-      if (result.inserted && deps.metrics) {
+      if (result.inserted && deps.metrics && input.cached !== true) {
         deps.metrics.tokens.inc({ model: input.model, deployment: input.deploymentId, direction: 'prompt' }, input.promptTokens);
         deps.metrics.tokens.inc({ model: input.model, deployment: input.deploymentId, direction: 'completion' }, input.completionTokens);
       }

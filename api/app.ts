@@ -15,6 +15,7 @@ import { completionRoutes } from './routes/completions.js';
 import { responseRoutes } from './routes/responses.js';
 import { modelRoutes } from './routes/models.js';
 import { tenantRoutes } from './routes/tenants.js';
+import { cacheRoutes } from './routes/cache.js';
 import { usageAuditRoutes } from './routes/usage-audit.js';
 import { billingRoutes } from './routes/billing.js';
 import { DEFAULT_FILE_LIMITS, fileRoutes, type FileLimits, type UploadProgress } from './routes/files.js';
@@ -166,6 +167,7 @@ export function createApp(deps: AppDeps): express.Express {
   v1.use(responseRoutes({ db: deps.db, temporal: deps.temporal, metrics: deps.metrics, eagerStart: deps.config.eagerStart, log: deps.log, ...(deps.streams ? { streams: deps.streams } : {}) }));
   v1.use(modelRoutes({ db: deps.db, allowPrivateUpstreams: deps.config.allowPrivateUpstreams ?? [], enableInstantBackend: deps.config.enableInstantBackend ?? false }));
   v1.use(tenantRoutes(deps));
+  v1.use(cacheRoutes(deps));
   v1.use(usageAuditRoutes(deps));
   v1.use(billingRoutes(deps));
   v1.use(fileRoutes({

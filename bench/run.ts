@@ -29,6 +29,7 @@ const BENCHMARKS: Record<string, string[]> = {
   embeddings: ['bench/embeddings.ts', '--sizes', '1,8,32,128', '--requests', '20', '--threads', '1'],
   'grammar-cost': ['bench/grammar-cost.ts', '--threads', '1', '--tokens', '128', '--runs', '5', '--warmup', '2'],
   'llama-batched': ['bench/llama-batched.ts', '--widths', '1,2,4,8', '--tokens', '64', '--rounds', '3', '--threads', '2'],
+  cache: ['bench/cache.ts', '--requests', '200', '--seconds', '5'],
 };
 
 async function run(name: string, args: string[]): Promise<string> {

@@ -136,7 +136,19 @@ export interface ChatRequestInput {
    * (db/repositories/streams.ts). Absent in histories recorded before streaming. @default false
    */
   stream?: boolean;
+  /**
+   * What the request's headers ask of the response cache (README "Response cache"): absent = the
+   * tenant's setting decides. Absent in histories recorded before the cache.
+   */
+  cache?: CacheDirective;
 }
+
+/**
+ * A request's response-cache directive: `no-cache` (`Cache-Control: no-cache`) looks nothing up
+ * but stores the answer, `no-store` (`Cache-Control: no-store`) neither looks up nor stores,
+ * `force` (`X-Sluice-Cache: force`) looks up and stores even when the tenant's setting is off.
+ */
+export type CacheDirective = 'no-cache' | 'no-store' | 'force';
 
 /** An OpenAI chat completion object, as returned to clients. */
 export interface ChatCompletion {
@@ -239,4 +251,9 @@ export interface UsageEntry extends ConsumedTokens {
   pool: string;
   variant: string | null;
   latencyMs: number;
+  /**
+   * Answered from the response cache: priced at the model's cache price, marked `cached` in the
+   * ledger, the token counts those of the stored response. Absent: generated.
+   */
+  cached?: true;
 }

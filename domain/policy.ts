@@ -19,6 +19,7 @@ export const PERMISSIONS = [
   'usage:read', 'audit:read', 'audit:write',
   'billing:read', 'billing:write',
   'webhooks:read', 'webhooks:write',
+  'cache:write',
 ] as const;
 export type Permission = (typeof PERMISSIONS)[number];
 
@@ -29,6 +30,8 @@ const ROLE_PERMISSIONS: Record<Role, readonly Permission[]> = {
   tenant_admin: [
     'chat', 'batches', 'tenants:read', 'keys:read', 'keys:write', 'models:read', 'experiments:read',
     'experiments:write', 'usage:read', 'audit:read', 'billing:read', 'webhooks:read', 'webhooks:write',
+    // Drops its own tenant's response cache (the next requests are generated and billed in full).
+    'cache:write',
   ],
   developer: ['chat', 'batches', 'models:read', 'usage:read'],
   analyst: ['models:read', 'usage:read', 'experiments:read'],

@@ -171,7 +171,41 @@ export interface SluiceConfig {
    * (per API process) @default 2, `SLUICE_TENANT_MAX_CONCURRENT_UPLOADS` (per API process) @default 4.
    */
   readonly tenantCaps: TenantCaps;
+  /** The response cache (README "Response cache"); see {@link ResponseCacheConfig}. */
+  readonly responseCache: ResponseCacheConfig;
 }
+
+/** Bounds of the response cache: the in-process L1 of each control worker and the shared L2 table. */
+export interface ResponseCacheConfig {
+  /** Entries the in-process L1 holds at most (LRU). `SLUICE_CACHE_L1_MAX_ENTRIES` @default 10000 */
+  readonly l1MaxEntries: number;
+  /** Bytes of stored responses the L1 holds at most. `SLUICE_CACHE_L1_MAX_BYTES` @default 67108864 (64 MiB) */
+  readonly l1MaxBytes: number;
+  /** Bytes one tenant's entries take in the L1 at most (its own oldest go first). `SLUICE_CACHE_L1_TENANT_MAX_BYTES` @default 16777216 (16 MiB) */
+  readonly l1TenantMaxBytes: number;
+  /** Largest response stored (UTF-8 JSON bytes); a larger one is not cached. `SLUICE_CACHE_MAX_ENTRY_BYTES` @default 262144 (256 KiB) */
+  readonly maxEntryBytes: number;
+  /** Bytes one tenant's entries take in the L2 table at most (its oldest are evicted). `SLUICE_CACHE_TENANT_MAX_BYTES` @default 268435456 (256 MiB) */
+  readonly tenantMaxBytes: number;
+  /**
+   * Entries one tenant keeps in the L2 table at most (its oldest are evicted); it also bounds the
+   * rows each store's eviction reads. `SLUICE_CACHE_TENANT_MAX_ENTRIES` @default 10000
+   */
+  readonly tenantMaxEntries: number;
+  /** Life of an entry when neither the tenant nor the model sets one, seconds. `SLUICE_CACHE_TTL_SECONDS` (1 to 2592000) @default 86400 */
+  readonly defaultTtlSeconds: number;
+}
+
+/** The response cache's defaults (the values {@link loadConfig} uses when nothing is set). */
+export const DEFAULT_RESPONSE_CACHE_CONFIG: ResponseCacheConfig = Object.freeze({
+  l1MaxEntries: 10_000,
+  l1MaxBytes: 64 * 1024 * 1024,
+  l1TenantMaxBytes: 16 * 1024 * 1024,
+  maxEntryBytes: 256 * 1024,
+  tenantMaxBytes: 256 * 1024 * 1024,
+  tenantMaxEntries: 10_000,
+  defaultTtlSeconds: 86_400,
+});
 
 /** Files (paths) and names for TLS to Temporal; see {@link SluiceConfig.temporalTls}. */
 export interface TemporalTlsConfig {
@@ -387,6 +421,15 @@ export function loadConfig(env: Env = process.env): SluiceConfig {
       maxWebhookEndpoints: int(env, 'SLUICE_TENANT_MAX_WEBHOOK_ENDPOINTS', 10, 1),
       maxConcurrentExports: int(env, 'SLUICE_TENANT_MAX_CONCURRENT_EXPORTS', 2, 1),
       maxConcurrentUploads: int(env, 'SLUICE_TENANT_MAX_CONCURRENT_UPLOADS', 4, 1),
+    }),
+    responseCache: Object.freeze({
+      l1MaxEntries: int(env, 'SLUICE_CACHE_L1_MAX_ENTRIES', DEFAULT_RESPONSE_CACHE_CONFIG.l1MaxEntries, 0),
+      l1MaxBytes: int(env, 'SLUICE_CACHE_L1_MAX_BYTES', DEFAULT_RESPONSE_CACHE_CONFIG.l1MaxBytes, 0),
+      l1TenantMaxBytes: int(env, 'SLUICE_CACHE_L1_TENANT_MAX_BYTES', DEFAULT_RESPONSE_CACHE_CONFIG.l1TenantMaxBytes, 0),
+      maxEntryBytes: int(env, 'SLUICE_CACHE_MAX_ENTRY_BYTES', DEFAULT_RESPONSE_CACHE_CONFIG.maxEntryBytes, 1024, 16 * 1024 * 1024),
+      tenantMaxBytes: int(env, 'SLUICE_CACHE_TENANT_MAX_BYTES', DEFAULT_RESPONSE_CACHE_CONFIG.tenantMaxBytes, 0),
+      tenantMaxEntries: int(env, 'SLUICE_CACHE_TENANT_MAX_ENTRIES', DEFAULT_RESPONSE_CACHE_CONFIG.tenantMaxEntries, 1, 10_000_000),
+      defaultTtlSeconds: int(env, 'SLUICE_CACHE_TTL_SECONDS', DEFAULT_RESPONSE_CACHE_CONFIG.defaultTtlSeconds, 1, 2_592_000),
     }),
   });
 }

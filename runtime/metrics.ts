@@ -78,5 +78,30 @@ export function createMetrics(options: { defaults?: boolean } = {}) {
       labelNames: ['deployment'] as const,
       registers: [registry],
     }),
+    // The response cache (README "Response cache"): hit rate = hit / (hit + miss) by tenant and model.
+    cacheLookups: new Counter({
+      name: 'sluice_cache_lookups_total',
+      help: 'Response cache lookups of eligible requests by tenant, model and result (hit|miss)',
+      labelNames: ['tenant', 'model', 'result'] as const,
+      registers: [registry],
+    }),
+    cacheStores: new Counter({
+      name: 'sluice_cache_stores_total',
+      help: 'Responses offered to the cache by result (stored|too_large|refused: invalidated since the lookup, or over the tenant cap)',
+      labelNames: ['result'] as const,
+      registers: [registry],
+    }),
+    cacheBytes: new Gauge({
+      name: 'sluice_cache_bytes',
+      help: 'Bytes of stored responses by level (l1: this process; l2: the shared table, as last counted by this process)',
+      labelNames: ['level'] as const,
+      registers: [registry],
+    }),
+    cacheEntries: new Gauge({
+      name: 'sluice_cache_entries',
+      help: 'Stored responses by level (l1: this process; l2: the shared table, as last counted by this process)',
+      labelNames: ['level'] as const,
+      registers: [registry],
+    }),
   };
 }

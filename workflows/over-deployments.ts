@@ -90,6 +90,11 @@ export interface OverDeployments<P, Out, Result> {
   admit: (steps: ControlActivities) => Promise<Admission>;
   /** Checks and derives what the attempts need from the admission (a throw is compensated). */
   prepare: (admission: Admission, ctx: RunContext) => P;
+  /**
+   * Before any deployment is tried: a result that needs none of them (a response-cache hit,
+   * settled by the caller), or null to go on. @default none (always go on)
+   */
+  shortcut?: (prepared: P, ctx: RunContext) => Promise<{ result: Result } | null>;
   /** One attempt on `deployment`. */
   attempt: (deployment: DeploymentTarget, prepared: P, ctx: RunContext) => Promise<Out>;
   /** Settles the served attempt and returns the request's result. */
@@ -141,6 +146,12 @@ export async function runOverDeployments<P, Out, Result>(run: OverDeployments<P,
     ctx.variant = assignment.variant;
     ctx.model = assignment.overrides.model ?? request.model;
     const prepared = run.prepare(admission, ctx);
+    const served = run.shortcut ? await run.shortcut(prepared, ctx) : null;
+    if (served !== null) {
+      step('succeeded', 'done');
+      hooks.onEnd?.('succeeded');
+      return served.result;
+    }
 
     let lastFailure: unknown = null;
     // Admission tried the circuits up to `acquired` (all of them when -1).

@@ -8,13 +8,15 @@
  * fallback and compensation loop is `runOverDeployments`, shared with embeddings.
  * Not a workflow itself: workflow-only module (imports `@temporalio/workflow`).
  */
-import { ActivityCancellationType, proxyActivities } from '@temporalio/workflow';
+import { ActivityCancellationType, patched, proxyActivities } from '@temporalio/workflow';
 import type { InferenceActivities } from '../activities/inference.js';
 import type { AdmitInput, Admission, CompleteInput } from '../activities/admission.js';
 import type { ChatCompletion, ChatRequestInput, InferInput, InferOutput, JobStatus, UsageEntry } from '../contracts/chat.js';
 import { inferenceTaskQueue } from '../contracts/ids.js';
 import { PIPELINE_PROFILES as PROFILES } from '../contracts/profiles.js';
 import { runOverDeployments } from './over-deployments.js';
+import { consultsCache } from '../domain/cache-eligibility.js';
+import type { CacheLookup } from '../activities/cache.js';
 
 export { rateLimitWaitMs } from './over-deployments.js';
 
@@ -79,6 +81,8 @@ export interface PipelineHooks {
  */
 export async function runChatPipeline(input: ChatRequestInput, hooks: PipelineHooks = {}): Promise<ChatCompletion> {
   const step = hooks.onStep ?? (() => undefined);
+  /** A cache miss's key: the generated answer is stored under it once settled. */
+  let toStore: Extract<CacheLookup, { status: 'miss' }> | null = null;
   return runOverDeployments({
     request: input,
     hooks,
@@ -101,6 +105,38 @@ export async function runChatPipeline(input: ChatRequestInput, hooks: PipelineHo
       ...(input.params.extras !== undefined ? { extras: input.params.extras } : {}),
       ...(input.params.rawPrompt === true ? { rawPrompt: true as const } : {}),
     }),
+    // The response cache (README "Response cache"), behind `patched('response-cache')`
+    // (docs/versioning.md), consulted only by a deterministic sync, async or streamed request that
+    // allows it: batch lines (their steps coalesced per chunk) and every other request issue no
+    // lookup and record no marker. A hit is settled and audited here and needs no deployment.
+    shortcut: async (params, { steps, model, variant }) => {
+      if (hooks.dispatch !== undefined || input.kind === 'batch' || !consultsCache(params, input.cache) || !patched('response-cache')) return null;
+      const lookup = await steps.lookupCache({
+        requestId: input.requestId, tenantId: input.tenantId, model, variant, messages: input.messages, params,
+        directive: input.cache ?? null, stream: input.stream === true,
+      });
+      if (lookup.status === 'miss') toStore = lookup;
+      if (lookup.status !== 'hit') return null;
+      const e = lookup.entry;
+      step('running', 'settle');
+      const out: InferOutput = {
+        content: e.content, finishReason: e.finishReason, promptTokens: e.promptTokens, completionTokens: e.completionTokens,
+        ...(e.logprobs ? { logprobs: e.logprobs as NonNullable<InferOutput['logprobs']> } : {}), latencyMs: 0, failedAttempts: null,
+      };
+      const completion = completionOf(input, model, out);
+      await steps.completeFromCache({
+        settle: {
+          requestId: input.requestId, step: 'infer', tenantId: input.tenantId, keyId: input.keyId, kind: input.kind,
+          model, deploymentId: e.deploymentId, pool: e.pool, variant, promptTokens: e.promptTokens, completionTokens: e.completionTokens, latencyMs: 0, cached: true,
+        },
+        outcome: {
+          requestId: input.requestId, tenantId: input.tenantId, keyId: input.keyId, kind: input.kind, model,
+          status: 'succeeded', result: completion, error: null,
+          summary: { deployment: e.deploymentId, pool: e.pool, variant, prompt_tokens: e.promptTokens, completion_tokens: e.completionTokens },
+        },
+      });
+      return { result: completion };
+    },
     attempt: (deployment, params) => {
       const { infer } = proxyActivities<InferenceActivities>({
         ...PROFILES.infer,
@@ -128,7 +164,24 @@ export async function runChatPipeline(input: ChatRequestInput, hooks: PipelineHo
         status: 'succeeded' as const, result: completion, error: null,
         summary: { deployment: deployment.id, pool: deployment.pool, variant, prompt_tokens: out.promptTokens, completion_tokens: out.completionTokens },
       };
-      await (hooks.dispatch ?? steps).complete({ settle: usage, outcome });
+      const completing = (hooks.dispatch ?? steps).complete({ settle: usage, outcome });
+      // An answer with tool calls is not stored: its call IDs belong to its request (a replay in a
+      // later turn of the same conversation would repeat an ID the client already answered).
+      const storable = out.finishReason !== 'tool_calls' && (out.toolCalls?.length ?? 0) === 0 ? out.finishReason : null;
+      const miss = toStore;
+      if (miss === null || storable === null) {
+        await completing;
+        return completion;
+      }
+      // Stored beside the settlement; a store that fails leaves the request answered (the next one misses).
+      const storing = steps.storeCache({
+        requestId: input.requestId, tenantId: input.tenantId, model, key: miss.key, generation: miss.generation, ttlSeconds: miss.ttlSeconds,
+        entry: {
+          content: out.content, finishReason: storable, promptTokens: out.promptTokens, completionTokens: out.completionTokens,
+          logprobs: out.logprobs ?? null, deploymentId: deployment.id, pool: deployment.pool,
+        },
+      }).catch(() => undefined);
+      await Promise.all([completing, storing]);
       return completion;
     },
   });

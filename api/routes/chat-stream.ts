@@ -20,6 +20,8 @@ import type { chatRequest } from '../../workflows/chat-request.js';
 import type { Metrics } from '../../runtime/metrics.js';
 import type { Logger } from '../../runtime/logger.js';
 import { HttpError, badRequest, fromWorkflowFailure } from '../errors.js';
+import { requestCacheStatus } from '../../db/repositories/cache.js';
+import { CACHE_HEADER } from '../../domain/cache-eligibility.js';
 import type { StreamHub } from '../stream-hub.js';
 
 /** The header carrying a streamed request's job ID (`GET /v1/jobs/{id}`, the resume route). */
@@ -116,6 +118,13 @@ export async function streamCompletion(
   const send = (eventId: string, data: unknown) => {
     res.write(`id: ${eventId}\ndata: ${JSON.stringify(data)}\n\n`);
   };
+  // `x-sluice-cache`: the lookup records hit or miss before any text (a hit's one chunk, or the
+  // first generated one) exists, so the row read just before the headers go has it.
+  const cacheHeader = async () => {
+    if (res.headersSent) return;
+    const cache = await requestCacheStatus(deps.db, row.id, row.tenant_id);
+    if (cache !== null && !res.headersSent) res.setHeader(CACHE_HEADER, cache);
+  };
   const open = () => {
     if (res.headersSent) return;
     res.status(200);
@@ -142,6 +151,7 @@ export async function streamCompletion(
       if (r.model !== null) model = r.model;
       text += r.content;
       if (r.id > cursor.afterChunk) {
+        await cacheHeader();
         open();
         send(String(r.id), chunk({ content: r.content }, null));
       }
@@ -169,6 +179,7 @@ export async function streamCompletion(
   const choice = completion.choices[0];
   const content = choice?.message.content ?? '';
   model = completion.model;
+  await cacheHeader();
   open();
   const ends: Array<[string, unknown]> = [];
   // No channel (or a backend that held text back): the rest of the text, from the completion.

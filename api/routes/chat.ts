@@ -27,6 +27,23 @@ import { wrongModelKind } from '../../domain/embeddings-validation.js';
 import type { Logger } from '../../runtime/logger.js';
 import { createStreamHub, type StreamHub } from '../stream-hub.js';
 import { DETACH_HEADER, cursorOf, streamCompletion } from './chat-stream.js';
+import { requestCacheStatus } from '../../db/repositories/cache.js';
+import { CACHE_HEADER, CacheHeaderError, cacheDirectiveOf, type CacheDirective } from '../../domain/cache-eligibility.js';
+
+/** The request's cache directive (README "Response cache"); 400 on a bad `X-Sluice-Cache`. */
+export function cacheDirectiveFor(req: Request): CacheDirective | null {
+  try {
+    return cacheDirectiveOf(req.get('cache-control'), req.get(CACHE_HEADER));
+  } catch (err) {
+    if (err instanceof CacheHeaderError) throw badRequest(err.message, err.header, 'invalid_value');
+    throw err;
+  }
+}
+
+/** Answers `x-sluice-cache: hit|miss` when the request consulted the response cache (absent when it did not). */
+export function setCacheHeader(res: Response, cache: RequestRow['cache']): void {
+  if (cache !== null && !res.headersSent) res.setHeader(CACHE_HEADER, cache);
+}
 
 export interface ChatRouteDeps {
   db: Db;
@@ -97,6 +114,7 @@ export function chatRoutes(deps: ChatRouteDeps): Router {
   async function respondWithResult(res: Response, row: RequestRow): Promise<void> {
     if (row.status === 'succeeded') {
       if (row.result === null) throw new HttpError('conflict_error', 'The result of this request was erased (retention or erase)', 'content_purged');
+      setCacheHeader(res, row.cache);
       res.json(row.result);
       return;
     }
@@ -105,6 +123,7 @@ export function chatRoutes(deps: ChatRouteDeps): Router {
       const completion = (await deps.temporal.workflow.getHandle<typeof chatRequest>(chatWorkflowId(row.id)).result()) as ChatCompletion;
       deps.metrics.chatRequests.inc({ model: row.model, status: '200', tenant: row.tenant_id });
       deps.metrics.chatLatency.observe({ model: row.model }, (performance.now() - started) / 1000);
+      setCacheHeader(res, await requestCacheStatus(deps.db, row.id, row.tenant_id));
       res.json(completion);
     } catch (err) {
       const mapped = fromWorkflowFailure(err);
@@ -134,6 +153,7 @@ export function chatRoutes(deps: ChatRouteDeps): Router {
     const async = wantsAsync(req);
     if (async && body.stream) throw badRequest("'stream': true cannot be combined with 'Prefer: respond-async': stream, or fetch the job", 'stream', 'unsupported_parameter');
     // Checked before anything is written: a bad header starts no request.
+    const cache = cacheDirectiveFor(req);
     const detach = req.get(DETACH_HEADER);
     if (detach !== undefined && detach !== 'true' && detach !== 'false') throw badRequest(`${DETACH_HEADER} must be true or false`, DETACH_HEADER, 'invalid_value');
     const requestId = requestIdFor(auth.tenantId, idempotencyKey);
@@ -160,6 +180,7 @@ export function chatRoutes(deps: ChatRouteDeps): Router {
         promptTokensEstimate: estimatePromptTokens(body.messages, body.params.extras?.tools), created: Math.floor(row.created_at.getTime() / 1000),
         batchId: null,
         ...(body.stream ? { stream: true } : {}),
+        ...(cache !== null ? { cache } : {}),
       };
       await startRequestWorkflow<typeof chatRequest>(deps, {
         type: 'chatRequest', workflowId: chatWorkflowId(requestId), requestId, args: [input],

@@ -25,6 +25,8 @@ import type { Logger } from '../../runtime/logger.js';
 import { authOf, requirePermission } from '../auth.js';
 import { HttpError, badRequest, fromWorkflowFailure } from '../errors.js';
 import { startRequestWorkflow } from '../workflow-start.js';
+import { cacheDirectiveFor, setCacheHeader } from './chat.js';
+import { requestCacheStatus } from '../../db/repositories/cache.js';
 
 export interface CompletionRouteDeps {
   db: Db;
@@ -60,6 +62,7 @@ export function completionRoutes(deps: CompletionRouteDeps): Router {
     }
     const key = req.get('idempotency-key') ?? null;
     if (key !== null && !/^[\x21-\x7e]{1,255}$/.test(key)) throw badRequest('Idempotency-Key must be 1-255 visible ASCII characters', 'Idempotency-Key', 'invalid_value');
+    const cache = cacheDirectiveFor(req);
     const requestId = requestIdFor(auth.tenantId, key);
     const bodyHash = createHash('sha256').update(canonicalJson(req.body)).digest('hex');
     const { created, row } = await insertRequest(deps.db, { id: requestId, tenantId: auth.tenantId, keyId: auth.keyId, kind: 'sync', model: body.model, idempotencyKey: key, bodyHash });
@@ -68,6 +71,7 @@ export function completionRoutes(deps: CompletionRouteDeps): Router {
     }
     if (row.status === 'succeeded') {
       if (row.result === null) throw new HttpError('conflict_error', 'The result of this request was erased (retention or erase)', 'content_purged');
+      setCacheHeader(res, row.cache);
       res.json(toTextCompletion(row.result as ChatCompletion, body.prompt, body.echo));
       return;
     }
@@ -77,6 +81,7 @@ export function completionRoutes(deps: CompletionRouteDeps): Router {
         requestId, tenantId: auth.tenantId, keyId: auth.keyId, kind: 'sync', subject: body.user ?? auth.keyId, model: body.model,
         messages: body.messages, params: body.params, promptTokensEstimate: estimatePromptTokens(body.messages),
         created: Math.floor(row.created_at.getTime() / 1000), batchId: null,
+        ...(cache !== null ? { cache } : {}),
       };
       await startRequestWorkflow<typeof completionRequest>(deps, {
         type: 'completionRequest', workflowId, requestId, args: [input],
@@ -86,6 +91,7 @@ export function completionRoutes(deps: CompletionRouteDeps): Router {
     try {
       const completion = (await deps.temporal.workflow.getHandle<typeof completionRequest>(workflowId).result()) as ChatCompletion;
       deps.metrics.chatRequests.inc({ model: row.model, status: '200', tenant: row.tenant_id });
+      setCacheHeader(res, await requestCacheStatus(deps.db, row.id, row.tenant_id));
       res.json(toTextCompletion(completion, body.prompt, body.echo));
     } catch (err) {
       const mapped = fromWorkflowFailure(err);

@@ -74,6 +74,8 @@ export function adminModelJson(m: ModelWithDeployments) {
     max_output_tokens: m.max_output_tokens,
     kind: m.kind,
     accepts_dimensions: m.accepts_dimensions,
+    cache_micros_per_mtok: m.cache_micros_per_mtok,
+    cache_ttl_seconds: m.cache_ttl_seconds,
     deployments: m.deployments.map((d) => ({
       id: d.id, pool: d.pool, provider: d.provider, gguf_path: d.gguf_path, base_url: d.base_url, api_key_ref: d.api_key_ref,
       upstream_model: d.upstream_model, weight: d.weight, priority: d.priority, status: d.status,
@@ -147,12 +149,19 @@ export function modelRoutes(deps: ModelRoutesDeps): Router {
     const acceptsDimensions = b.accepts_dimensions ?? false;
     if (typeof acceptsDimensions !== 'boolean') throw badRequest("'accepts_dimensions' must be a boolean", 'accepts_dimensions', 'invalid_value');
     if (acceptsDimensions && kind !== 'embeddings') throw badRequest("'accepts_dimensions' applies to embeddings models only", 'accepts_dimensions', 'invalid_value');
+    // The price of a response-cache hit (micro-USD per million tokens of the stored response) and
+    // the life of the model's entries (README "Response cache").
+    const cacheMicrosPerMtok = intOr(b.cache_micros_per_mtok, 'cache_micros_per_mtok', 0, 0);
+    const cacheTtl = b.cache_ttl_seconds ?? null;
+    if (cacheTtl !== null && (typeof cacheTtl !== 'number' || !Number.isSafeInteger(cacheTtl) || cacheTtl < 1 || cacheTtl > 2_592_000)) {
+      throw badRequest("'cache_ttl_seconds' must be an integer from 1 to 2592000, or null for the server's", 'cache_ttl_seconds', 'invalid_value');
+    }
     await checkBaseUrls(deployments, deps.allowPrivateUpstreams ?? [], deps.lookup);
     let created: ModelWithDeployments | null;
     try {
       created = await createModel(deps.db, {
         id: modelId, ownedBy: optString(b.owned_by, 'owned_by') ?? 'sluice', contextLength, maxOutputTokens: maxOutput, deployments,
-        kind, acceptsDimensions,
+        kind, acceptsDimensions, cacheMicrosPerMtok, cacheTtlSeconds: cacheTtl,
       }, new Date());
     } catch (err) {
       if (err instanceof DuplicateDeploymentError) throw new HttpError('conflict_error', err.message, 'deployment_exists');

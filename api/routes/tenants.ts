@@ -15,6 +15,27 @@ import { authOf, isOperator, requirePermission, tenantScope, type AuthContext } 
 import { HttpError, badRequest, notFound } from '../errors.js';
 import { listJson, pageOf } from '../pagination.js';
 
+/** Longest cache TTL a tenant may set: 30 days. */
+const MAX_CACHE_TTL_SECONDS = 2_592_000;
+
+/** The `cache` object of a tenant update: `{ enabled?: boolean, ttl_seconds?: 1..2592000 | null }` (README "Response cache"). */
+function parseCacheSettings(value: unknown): TenantUpdate {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw badRequest("'cache' must be an object", 'cache', 'invalid_value');
+  const patch: TenantUpdate = {};
+  for (const [k, v] of Object.entries(value as Record<string, unknown>)) {
+    if (k === 'enabled') {
+      if (typeof v !== 'boolean') throw badRequest("'cache.enabled' must be a boolean", 'cache.enabled', 'invalid_value');
+      patch.cache_enabled = v;
+    } else if (k === 'ttl_seconds') {
+      if (v !== null && (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 1 || v > MAX_CACHE_TTL_SECONDS)) {
+        throw badRequest(`'cache.ttl_seconds' must be an integer from 1 to ${MAX_CACHE_TTL_SECONDS}, or null for the model's or the server's`, 'cache.ttl_seconds', 'invalid_value');
+      }
+      patch.cache_ttl_seconds = v;
+    } else throw badRequest(`field 'cache.${k}' cannot be changed`, `cache.${k}`);
+  }
+  return patch;
+}
+
 export function tenantJson(t: Tenant) {
   return {
     id: t.id,
@@ -30,6 +51,7 @@ export function tenantJson(t: Tenant) {
       allowed_models: t.allowed_models,
     },
     retention_days: t.retention_days,
+    cache: { enabled: t.cache_enabled, ttl_seconds: t.cache_ttl_seconds },
     erased_at: t.erased_at ? Math.floor(t.erased_at.getTime() / 1000) : null,
     created_at: Math.floor(t.created_at.getTime() / 1000),
   };
@@ -180,7 +202,8 @@ export function tenantRoutes(deps: { db: Db }): Router {
           throw badRequest(`'retention_days' must be an integer from 1 to ${MAX_RETENTION_DAYS}, or null to keep content`, 'retention_days', 'invalid_value');
         }
         patch.retention_days = value;
-      } else throw badRequest(`field '${field}' cannot be changed`, field);
+      } else if (field === 'cache') Object.assign(patch, parseCacheSettings(value));
+      else throw badRequest(`field '${field}' cannot be changed`, field);
     }
     const after = await updateTenant(db, id, patch);
     if (!after) throw notFound('Tenant');

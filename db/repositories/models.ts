@@ -27,6 +27,10 @@ export interface ModelInput {
   kind?: ModelKind;
   /** An embeddings model that may return fewer `dimensions`. @default false */
   acceptsDimensions?: boolean;
+  /** Price of a response-cache hit, micro-USD per million tokens. @default 0 */
+  cacheMicrosPerMtok?: number;
+  /** Life of the model's cache entries, seconds; null = the server default. @default null */
+  cacheTtlSeconds?: number | null;
 }
 
 export type ModelWithDeployments = Model & { deployments: Array<Deployment & { price: Price | null }> };
@@ -46,6 +50,8 @@ export async function createModel(db: Db, input: ModelInput, at: Date): Promise<
         max_output_tokens: input.maxOutputTokens,
         kind: input.kind ?? 'chat',
         accepts_dimensions: input.acceptsDimensions ?? false,
+        cache_micros_per_mtok: input.cacheMicrosPerMtok ?? 0,
+        cache_ttl_seconds: input.cacheTtlSeconds ?? null,
       })
       .onConflict((oc) => oc.column('id').doNothing())
       .returningAll()

@@ -6,6 +6,7 @@
  */
 import { sql } from 'kysely';
 import type { Db } from '../database.js';
+import { eraseTenantCache } from './cache.js';
 
 /** Batch states in which the input file is still being read. */
 const ACTIVE_BATCH = ['validating', 'in_progress', 'finalizing', 'cancelling'] as const;
@@ -89,6 +90,8 @@ export interface EraseResult {
   webhook_endpoints: number;
   /** Requests still queued or running: their results are written after this erase (erase again later). */
   in_flight: number;
+  /** Response-cache entries deleted (the tenant's cache generation is bumped: no process serves a copy). */
+  cache_entries: number;
 }
 
 /**
@@ -132,6 +135,7 @@ export async function eraseTenantContent(db: Db, tenantId: string, now: Date): P
     // deliveries go with their endpoints.
     const endpoints = await trx.deleteFrom('webhook_endpoints').where('tenant_id', '=', tenantId).executeTakeFirst();
     await trx.updateTable('webhook_events').set({ body: '{}' }).where('tenant_id', '=', tenantId).execute();
+    const cacheEntries = await eraseTenantCache(trx, tenantId);
     await trx.updateTable('tenants').set({ status: 'suspended', erased_at: now, updated_at: now }).where('id', '=', tenantId).execute();
     return {
       webhook_endpoints: Number(endpoints.numDeletedRows),
@@ -142,6 +146,7 @@ export async function eraseTenantContent(db: Db, tenantId: string, now: Date): P
       batches: Number(batches.numUpdatedRows),
       keys_revoked: Number(keys.numUpdatedRows),
       in_flight: Number(inFlight.n),
+      cache_entries: cacheEntries,
     };
   });
 }

@@ -6,6 +6,7 @@
  */
 import type { AuditTables } from './audit.js';
 import type { BillingTables } from './billing.js';
+import type { CacheTables } from './cache.js';
 import type { ExperimentTables } from './experiments.js';
 import type { FileAndBatchTables } from './files-and-batches.js';
 import type { ModelTables } from './models.js';
@@ -17,6 +18,7 @@ import type { WebhookTables } from './webhooks.js';
 
 export type * from './audit.js';
 export type * from './billing.js';
+export type * from './cache.js';
 export type * from './experiments.js';
 export type * from './files-and-batches.js';
 export type * from './models.js';
@@ -40,4 +42,5 @@ export interface Database
     BillingTables,
     WebhookTables,
     StreamTables,
-    ResponseTables {}
+    ResponseTables,
+    CacheTables {}

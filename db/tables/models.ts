@@ -16,6 +16,10 @@ export interface ModelsTable {
   kind: Generated<ModelKind>;
   /** An embeddings model that may return fewer `dimensions` than its native size. */
   accepts_dimensions: Generated<boolean>;
+  /** Price of a response-cache hit, micro-USD per million tokens of the cached response (migration 0402). */
+  cache_micros_per_mtok: Generated<number>;
+  /** Life of cache entries of this model, seconds; null = the server default (a tenant's TTL wins). */
+  cache_ttl_seconds: Generated<number | null>;
   created_at: CreatedAt;
 }
 

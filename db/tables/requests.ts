@@ -26,6 +26,8 @@ export interface RequestsTable {
   error: unknown | null;
   created_at: CreatedAt;
   finished_at: Timestamp | null;
+  /** `hit`: answered from the response cache; `miss`: looked up, generated; null: not consulted (migration 0402). */
+  cache: Generated<'hit' | 'miss' | null>;
 }
 
 export interface ReservationsTable {
@@ -90,6 +92,8 @@ export interface UsageTable {
   created_at: CreatedAt;
   /** The tenant's negotiated price used instead of the list price, if any. */
   tenant_price_id: Generated<number | null>;
+  /** Answered from the response cache: priced at the model's cache price (migration 0402). */
+  cached: Generated<boolean>;
 }
 
 export interface CircuitStateTable {

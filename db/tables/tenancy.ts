@@ -21,6 +21,12 @@ export interface TenantsTable {
   retention_days: Generated<number | null>;
   /** When the tenant's stored content was erased (`POST /v1/admin/tenants/{id}/erase`). */
   erased_at: NullableTimestamp;
+  /** Deterministic requests are answered from the response cache (migration 0402). */
+  cache_enabled: Generated<boolean>;
+  /** Life of the tenant's cache entries, seconds; null = the model's, else the server default. */
+  cache_ttl_seconds: Generated<number | null>;
+  /** Bumped by every cache invalidation and erase: in-process copies older than it are dropped. */
+  cache_generation: Generated<number>;
   created_at: CreatedAt;
   updated_at: UpdatedAt;
 }

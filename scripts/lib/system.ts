@@ -120,7 +120,7 @@ export async function startStack(config: SluiceConfig, options: StackOptions): P
     const w = await createControlWorker(
       { namespace: config.temporalNamespace, workflowBundle: options.workflowBundle ?? null, payloadCodecs, workflowThreads: config.workflowThreads },
       connection,
-      { db, metrics, temporal: client, auditKey: config.auditKey, webhooks: config.webhooks, log: options.log, ...(options.breaker ? { breaker: options.breaker } : {}) },
+      { db, metrics, temporal: client, auditKey: config.auditKey, webhooks: config.webhooks, responseCache: config.responseCache, log: options.log, ...(options.breaker ? { breaker: options.breaker } : {}) },
     );
     workers.push(w);
     // Idempotent: the monthly billing Schedule (`temporal schedule list`).

@@ -56,7 +56,22 @@ describe('loadConfig defaults', () => {
       tenantCaps: {
         maxFiles: 1000, maxFileBytes: 10 * 1024 * 1024 * 1024, maxActiveBatches: 10, maxWebhookEndpoints: 10, maxConcurrentExports: 2, maxConcurrentUploads: 4,
       },
+      responseCache: {
+        l1MaxEntries: 10_000, l1MaxBytes: 64 * 1024 * 1024, l1TenantMaxBytes: 16 * 1024 * 1024, maxEntryBytes: 256 * 1024,
+        tenantMaxBytes: 256 * 1024 * 1024, tenantMaxEntries: 10_000, defaultTtlSeconds: 86_400,
+      },
     });
+  });
+
+  it('reads the response cache bounds and refuses values out of range', () => {
+    const c = loadConfig({
+      SLUICE_CACHE_L1_MAX_ENTRIES: '5', SLUICE_CACHE_L1_MAX_BYTES: '6', SLUICE_CACHE_L1_TENANT_MAX_BYTES: '7', SLUICE_CACHE_MAX_ENTRY_BYTES: '2048',
+      SLUICE_CACHE_TENANT_MAX_BYTES: '9', SLUICE_CACHE_TENANT_MAX_ENTRIES: '10', SLUICE_CACHE_TTL_SECONDS: '11',
+    });
+    expect(c.responseCache).toEqual({ l1MaxEntries: 5, l1MaxBytes: 6, l1TenantMaxBytes: 7, maxEntryBytes: 2048, tenantMaxBytes: 9, tenantMaxEntries: 10, defaultTtlSeconds: 11 });
+    expect(() => loadConfig({ SLUICE_CACHE_TTL_SECONDS: '0' })).toThrow(/SLUICE_CACHE_TTL_SECONDS/);
+    expect(() => loadConfig({ SLUICE_CACHE_MAX_ENTRY_BYTES: '10' })).toThrow(/SLUICE_CACHE_MAX_ENTRY_BYTES/);
+    expect(() => loadConfig({ SLUICE_CACHE_TENANT_MAX_ENTRIES: '0' })).toThrow(/SLUICE_CACHE_TENANT_MAX_ENTRIES/);
   });
 
   it('reads the hardening bounds (database, HTTP, uploads, tenant caps)', () => {
