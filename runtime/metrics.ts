@@ -26,7 +26,7 @@ export const OPS_GAUGE_LIMITS = Object.freeze({
  * deploy/prometheus/rules.yml (10 s for interactive requests) must be bucket bounds.
  */
 export const REQUEST_LATENCY_BUCKETS = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300, 900, 3600];
-/** Time-to-first-token buckets of `sluice_stream_ttft_seconds` (the TTFT SLO threshold, 2 s, is one). */
+/** Time-to-first-token buckets of `sluice_stream_ttft_seconds`. */
 export const TTFT_BUCKETS = [0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60];
 /** Schedule-to-start buckets of `sluice_inference_schedule_to_start_seconds` (the backlog alert's 30 s is one). */
 export const SCHEDULE_TO_START_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300];

@@ -21,6 +21,7 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { sql } from 'kysely';
 import OpenAI, { toFile } from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
@@ -241,5 +242,24 @@ describe('Prometheus scraping Sluice with the shipped rules and dashboard', () =
       return left;
     }, 60_000);
     expect(problems).toEqual([]);
+  }, 90_000);
+
+  // Last: it breaks the chain for good.
+  it('fires SluiceAuditChainBroken once a row of the audit chain is altered', async () => {
+    const firing = async () => {
+      const { alerts } = await api<{ alerts: Array<{ labels: Record<string, string>; state: string }> }>('/api/v1/alerts');
+      return alerts.filter((a) => a.labels['alertname'] === 'SluiceAuditChainBroken' && a.state === 'firing');
+    };
+    expect(await firing()).toEqual([]);
+    // As the table's owner would, past the append-only trigger: the newest row's actor changes.
+    await sql`alter table audit_log disable trigger user`.execute(stack.db);
+    try {
+      await sql`update audit_log set actor = 'key:forged' where seq = (select max(seq) from audit_log)`.execute(stack.db);
+    } finally {
+      await sql`alter table audit_log enable trigger user`.execute(stack.db);
+    }
+    const problems = await eventually(async () => ((await firing()).length === 1 ? [] : ['SluiceAuditChainBroken is not firing']), 60_000);
+    expect(problems).toEqual([]);
+    expect((await firing())[0]?.labels).toMatchObject({ severity: 'page', mode: 'incremental' });
   }, 90_000);
 });
