@@ -1,7 +1,9 @@
 /**
  * The shipped rules and dashboard against a real Prometheus scraping a running Sluice: the
  * `prometheus` binary of Debian's package (scripts/install-prometheus.sh) with a generated config
- * that scrapes the stack's metrics listener every second and loads deploy/prometheus/rules.yml.
+ * that loads deploy/prometheus/rules.yml and scrapes, every second, two metrics listeners: the
+ * stack's (API, control worker and an inference worker in one process) and that of a separate
+ * `npm run worker:inference` process of the same pool.
  * After some traffic on llama.cpp (sync requests, a stream, a request its tenant may not make, a
  * batch), every dashboard panel's expression (read from deploy/grafana/dashboards/sluice.json) and
  * every rule's expression is evaluated through Prometheus' HTTP query API.
@@ -26,7 +28,7 @@ import OpenAI, { toFile } from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { startMetricsServer } from '../../runtime/metrics-server.js';
-import { startTestStack, type TestStack } from '../support/stack.js';
+import { startInferenceWorkerProcess, startTestStack, type TestStack } from '../support/stack.js';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
 const RULES = path.join(root, 'deploy/prometheus/rules.yml');
@@ -68,6 +70,7 @@ async function freePort(): Promise<number> {
 let stack: TestStack;
 let metrics: { url: string; stop(): Promise<void> };
 let prometheus: ChildProcess;
+let worker: ChildProcess;
 let prometheusUrl: string;
 let prometheusLog = '';
 let tmp: string;
@@ -102,6 +105,8 @@ beforeAll(async () => {
   stack = await startTestStack({ env: { SLUICE_OPS_METRICS_INTERVAL_MS: '1000' } });
   metrics = await startMetricsServer(stack.metrics, 0, { host: '127.0.0.1' });
   const target = new URL(metrics.url).host;
+  const workerPort = await freePort();
+  worker = startInferenceWorkerProcess(stack, 'local', { SLUICE_METRICS_PORT: String(workerPort) });
   const port = await freePort();
   prometheusUrl = `http://127.0.0.1:${port}`;
   tmp = mkdtempSync(path.join(tmpdir(), 'sluice-prometheus-'));
@@ -110,6 +115,7 @@ beforeAll(async () => {
     `rule_files: [${JSON.stringify(RULES)}]`,
     'scrape_configs:',
     `  - { job_name: sluice, static_configs: [{ targets: [${JSON.stringify(target)}] }] }`,
+    `  - { job_name: sluice-worker-inference, static_configs: [{ targets: ["127.0.0.1:${workerPort}"] }] }`,
     '',
   ].join('\n'));
   prometheus = spawn('prometheus', [
@@ -166,20 +172,28 @@ beforeAll(async () => {
 
 afterAll(async () => {
   prometheus?.kill('SIGTERM');
+  if (worker && worker.exitCode === null) {
+    const exited = new Promise((resolve) => worker.once('exit', resolve));
+    worker.kill('SIGTERM');
+    await exited;
+  }
   await metrics?.stop();
   await stack?.stop();
   if (tmp) rmSync(tmp, { recursive: true, force: true });
 });
 
 describe('Prometheus scraping Sluice with the shipped rules and dashboard', () => {
-  it('scrapes the metrics listener', async () => {
+  it('scrapes both metrics listeners: the stack and the separate inference worker', async () => {
     const problems = await eventually(async () => {
       const { activeTargets } = await api<{ activeTargets: Array<{ health: string; scrapeUrl: string; lastError: string }> }>('/api/v1/targets');
-      if (activeTargets.length === 0) return ['no target'];
+      if (activeTargets.length !== 2) return [`${activeTargets.length} targets`];
       return activeTargets.filter((t) => t.health !== 'up').map((t) => `${t.scrapeUrl}: ${t.health} ${t.lastError}`);
-    }, 60_000);
+    }, 90_000);
     expect(problems).toEqual([]);
-  }, 90_000);
+    // Sluice's own series come from the worker process too (not only the process metrics).
+    const fromWorker = await eventually(async () => ((await query('count({job="sluice-worker-inference", __name__=~"sluice_.+"})')).length > 0 ? [] : ['no sluice_ series from the worker']), 30_000);
+    expect(fromWorker).toEqual([]);
+  }, 150_000);
 
   it('withoutThresholds takes out comparisons with numbers only', () => {
     expect(withoutThresholds('a:b:ratio_rate1h > (14.4 * 0.001)\nand\nx{le="10"} > (6 * 0.01)')).toBe('a:b:ratio_rate1h\nand\nx{le="10"}');
