@@ -1,8 +1,8 @@
 /** The audit step, and the request's recorded outcome. */
 import { appendAudit, appendAuditMany, type AuditEntry } from '../db/repositories/audit.js';
 import { finishRequests } from '../db/repositories/requests.js';
-import type { Metrics } from '../runtime/metrics.js';
-import { clientFailure } from '../domain/client-errors.js';
+import type { Metrics, RequestOutcomeClass } from '../runtime/metrics.js';
+import { clientError, clientFailure } from '../domain/client-errors.js';
 import type { Db } from '../db/database.js';
 import type { EventPublisher } from './events.js';
 import type { Logger } from '../runtime/logger.js';
@@ -35,6 +35,29 @@ function outcomeEntry(input: OutcomeInput, at: Date): AuditEntry {
   };
 }
 
+/** How a request ended, for availability: its failure's HTTP status class (from the failure table) decides. */
+export function outcomeClass(input: Pick<OutcomeInput, 'status' | 'error'>): RequestOutcomeClass {
+  if (input.status === 'succeeded') return 'succeeded';
+  if (input.status === 'cancelled') return 'cancelled';
+  return clientError(input.error?.type ?? null, input.error?.code ?? null, null).status >= 500 ? 'server_error' : 'client_error';
+}
+
+/**
+ * `sluice_requests_total` and `sluice_request_duration_seconds` for the requests this call finished
+ * (a retried activity finished none of them: nothing is counted twice).
+ */
+function recordRequestMetrics(metrics: Metrics, inputs: readonly OutcomeInput[], finished: ReadonlyArray<{ id: string; seconds: number }>): void {
+  const byId = new Map(inputs.map((input) => [input.requestId, input]));
+  for (const { id, seconds } of finished) {
+    const input = byId.get(id);
+    if (!input) continue;
+    const pool = typeof input.summary['pool'] === 'string' ? input.summary['pool'] : 'none';
+    const outcome = outcomeClass(input);
+    metrics.requests.inc({ kind: input.kind, model: input.model, pool, tenant: input.tenantId, outcome });
+    if (outcome === 'succeeded') metrics.requestLatency.observe({ kind: input.kind, model: input.model, pool }, seconds);
+  }
+}
+
 export function createAuditActivities(deps: { db: Db; now: () => Date; events: EventPublisher; metrics: Metrics | null; log: Logger | null }) {
   /**
    * Audits each outcome, records it on its request, and publishes `job.*` events: the audit rows
@@ -55,7 +78,8 @@ export function createAuditActivities(deps: { db: Db; now: () => Date; events: E
     const at = deps.now();
     if (inputs.length === 1) await appendAudit(deps.db, outcomeEntry(inputs[0] as OutcomeInput, at));
     else await appendAuditMany(deps.db, inputs.map((input) => outcomeEntry(input, at)));
-    await finishRequests(deps.db, inputs.map((input) => ({ id: input.requestId, status: input.status, result: input.result, error: input.error })));
+    const finished = await finishRequests(deps.db, inputs.map((input) => ({ id: input.requestId, status: input.status, result: input.result, error: input.error })));
+    if (deps.metrics) recordRequestMetrics(deps.metrics, inputs, finished);
     for (const input of inputs) {
       // Async jobs only: `job.succeeded` / `job.failed` (a cancel was asked for by the caller: no event).
       if (input.kind === 'async' && input.status !== 'cancelled') {

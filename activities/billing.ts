@@ -79,6 +79,7 @@ export function createBillingActivities(deps: BillingDeps) {
       const r = await reconcileDay(deps.db, input.day, input.tenantId);
       if (!r.ok) {
         deps.metrics?.billingReconciliationFailures.inc({ period: input.day.slice(0, 7) });
+        deps.metrics?.reconciliationMismatches.inc({ check: 'billing_day' });
         throw ApplicationFailure.create({
           type: 'ReconciliationMismatch',
           message: `day ${input.day} does not reconcile with the ledger: ${r.problems.join('; ')}`,
@@ -99,6 +100,7 @@ export function createBillingActivities(deps: BillingDeps) {
       if (!r.ok) {
         const inv = await getInvoice(deps.db, input.invoiceId);
         deps.metrics?.billingReconciliationFailures.inc({ period: inv?.period ?? 'unknown' });
+        deps.metrics?.reconciliationMismatches.inc({ check: 'billing_invoice' });
         throw ApplicationFailure.create({
           type: 'ReconciliationMismatch',
           message: `invoice ${input.invoiceId} does not reconcile with the ledger: ${r.problems.join('; ')}`,

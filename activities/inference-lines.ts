@@ -8,6 +8,7 @@ import { INFER_RETRY } from '../contracts/profiles.js';
 import { HEARTBEAT_EVERY_MS, generate, pause, type InferenceDeps } from './inference-generate.js';
 import { addConsumed, detailsWith, toFailure } from './inference-failures.js';
 import { embedOnce } from './inference-embed.js';
+import { observeScheduleToStart } from './inference-queue-metrics.js';
 
 /**
  * A batch line's attempts inside `inferLines`, and the waits between them: the retry policy a
@@ -85,8 +86,12 @@ export function createBatchInferenceActivities(deps: InferenceDeps) {
 
   return {
     /** A batch line's embeddings, on the pool's batch queue (its inputs in one activity, as a request's). */
-    embed: (input: EmbedInput): Promise<EmbedOutput> => embedOnce(deps, input),
+    embed: (input: EmbedInput): Promise<EmbedOutput> => {
+      observeScheduleToStart(deps.metrics, deps.pool, 'batch');
+      return embedOnce(deps, input);
+    },
     async inferLines(input: { items: InferInput[] }): Promise<ItemResult<InferOutput>[]> {
+      observeScheduleToStart(deps.metrics, deps.pool, 'batch');
       const ctx = Context.current();
       let done = 0;
       const timer = setInterval(() => ctx.heartbeat({ done, of: input.items.length }), HEARTBEAT_EVERY_MS);

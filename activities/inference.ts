@@ -13,6 +13,7 @@ import { chunkPublisherFor, createStreamPublisher } from './stream-publisher.js'
 import { HEARTBEAT_EVERY_MS, generate, pause, type InferenceDeps } from './inference-generate.js';
 import { addConsumed, toFailure } from './inference-failures.js';
 import { embedOnce } from './inference-embed.js';
+import { observeScheduleToStart } from './inference-queue-metrics.js';
 
 /**
  * An attempt's heartbeat: its own progress so far, and what earlier attempts spent. An attempt
@@ -58,9 +59,13 @@ function carriedConsumption(details: unknown): ConsumedTokens | null {
 export function createInferenceActivities(deps: InferenceDeps) {
   return {
     /** Embeddings of one request's inputs, in one activity (see `embedOnce`). */
-    embed: (input: EmbedInput): Promise<EmbedOutput> => embedOnce(deps, input),
+    embed: (input: EmbedInput): Promise<EmbedOutput> => {
+      observeScheduleToStart(deps.metrics, deps.pool, 'interactive');
+      return embedOnce(deps, input);
+    },
 
     async infer(input: InferInput): Promise<InferOutput> {
+      observeScheduleToStart(deps.metrics, deps.pool, 'interactive');
       const ctx = Context.current();
       let lastBeat = Number.NEGATIVE_INFINITY; // the first progress beats at once, whatever the process's uptime
       let progress = { completionTokens: 0, promptTokens: 0 };

@@ -48,6 +48,9 @@ export function createLedgerActivities(deps: { db: Db; now: () => Date; events: 
       if (result.inserted && deps.metrics && input.cached !== true) {
         deps.metrics.tokens.inc({ model: input.model, deployment: input.deploymentId, direction: 'prompt' }, input.promptTokens);
         deps.metrics.tokens.inc({ model: input.model, deployment: input.deploymentId, direction: 'completion' }, input.completionTokens);
+        deps.metrics.usageTokens.inc({ model: input.model, tenant: input.tenantId, direction: 'prompt' }, input.promptTokens);
+        deps.metrics.usageTokens.inc({ model: input.model, tenant: input.tenantId, direction: 'completion' }, input.completionTokens);
+        deps.metrics.usageCost.inc({ model: input.model, tenant: input.tenantId }, result.costMicros);
       }
       return { costMicros: result.costMicros };
     },

@@ -93,15 +93,18 @@ export function createWebhookDeliveryActivities(deps: WebhookDeps) {
         const message = deliveryErrorMessage(err);
         deps.log?.warn('webhook delivery failed', { delivery: delivery.id, endpoint: endpoint.id, error: message, detail: err instanceof Error ? err.message.slice(0, 300) : String(err).slice(0, 300) });
         await recordAttempt(deps.db, delivery.id, { statusCode: null, error: message, final: null });
+        deps.metrics?.webhookAttempts.inc({ result: 'failed' });
         if (err instanceof AddressRefusedError) throw ApplicationFailure.nonRetryable(message.replace(/^address refused: /, ''), 'AddressRefused');
         throw ApplicationFailure.create({ type: 'DeliveryFailed', message, nextRetryDelay: retryDelayMs(Context.current().info.attempt, input.retry) });
       }
       if (status >= 200 && status < 300) {
         await recordAttempt(deps.db, delivery.id, { statusCode: status, error: null, final: 'succeeded' });
+        deps.metrics?.webhookAttempts.inc({ result: 'succeeded' });
         return { status: 'succeeded', statusCode: status };
       }
       const redirect = status >= 300 && status < 400;
       await recordAttempt(deps.db, delivery.id, { statusCode: status, error: redirect ? 'redirect not followed' : `HTTP ${status}`, final: null });
+      deps.metrics?.webhookAttempts.inc({ result: 'failed' });
       if (status === 410) throw ApplicationFailure.nonRetryable('endpoint answered 410 Gone', 'EndpointGone');
       throw ApplicationFailure.create({
         type: 'DeliveryFailed',
@@ -116,6 +119,7 @@ export function createWebhookDeliveryActivities(deps: WebhookDeps) {
       if (!delivery) return;
       await finishDelivery(deps.db, delivery.id, 'failed', input.reason);
       await disableEndpoint(deps.db, delivery.endpoint_id, input.reason);
+      deps.metrics?.webhooksAbandoned.inc();
     },
   };
 }

@@ -2,6 +2,7 @@
 import type { Client } from '@temporalio/client';
 import type { Db } from '../db/database.js';
 import type { Logger } from '../runtime/logger.js';
+import type { Metrics } from '../runtime/metrics.js';
 import type { WebhookConfig, WebhookRetryPolicy } from '../contracts/webhooks.js';
 
 /** 5 s doubling to 1 h, at most 20 attempts within 24 h; 10 s per POST. */
@@ -24,4 +25,6 @@ export interface WebhookDeps {
   webhooks?: WebhookConfig;
   /** Where raw failure details go (never to a tenant). @default null (not logged) */
   log?: Logger | null;
+  /** Counts delivery attempts and abandoned deliveries. @default null (not counted) */
+  metrics?: Metrics | null;
 }

@@ -141,6 +141,12 @@ export interface SluiceConfig {
    * characters) @default null
    */
   readonly metricsToken: string | null;
+  /**
+   * How often the control worker refreshes the gauges it reads from the database (tenants' budget
+   * use, batch progress) and verifies the audit chain incrementally (`sluice_audit_chain_valid`).
+   * `SLUICE_OPS_METRICS_INTERVAL_MS` (1000 to 3600000) @default 60000
+   */
+  readonly opsMetricsIntervalMs: number;
   /** Log level. `SLUICE_LOG_LEVEL` ("debug" | "info" | "warn" | "error" | "silent") @default "info" */
   readonly logLevel: 'debug' | 'info' | 'warn' | 'error' | 'silent';
   /** Connections in each process's PostgreSQL pool. `SLUICE_DB_POOL_SIZE` @default 20 */
@@ -399,6 +405,7 @@ export function loadConfig(env: Env = process.env): SluiceConfig {
     temporalTls: temporalTls(env),
     metricsPort,
     metricsToken,
+    opsMetricsIntervalMs: int(env, 'SLUICE_OPS_METRICS_INTERVAL_MS', 60_000, 1_000, 3_600_000),
     dbPoolSize: int(env, 'SLUICE_DB_POOL_SIZE', 20, 1, 1000),
     dbTimeouts: Object.freeze({
       statementTimeoutMs: int(env, 'SLUICE_DB_STATEMENT_TIMEOUT_MS', 120_000, 100),

@@ -77,9 +77,21 @@ type Outcome = { ok: true; completion: ChatCompletion } | { ok: false; err: unkn
  * (its generation stops at the next chunk) and cancels the workflow.
  */
 export async function streamCompletion(
-  deps: StreamDeps, res: Response, row: RequestRow, cursor: StreamCursor, options: { includeUsage: boolean; cancelOnDisconnect: boolean },
+  deps: StreamDeps, res: Response, row: RequestRow, cursor: StreamCursor,
+  options: {
+    includeUsage: boolean;
+    cancelOnDisconnect: boolean;
+    /** `performance.now()` when a new request arrived: its first content chunk observes `sluice_stream_ttft_seconds`. Absent on a resume or a repeated request. */
+    receivedAt?: number;
+  },
 ): Promise<void> {
   const { includeUsage } = options;
+  let ttftPending = options.receivedAt !== undefined;
+  const firstContent = () => {
+    if (!ttftPending) return;
+    ttftPending = false;
+    deps.metrics.ttft.observe({ model }, (performance.now() - (options.receivedAt ?? 0)) / 1000);
+  };
   const handle = deps.temporal.workflow.getHandle<typeof chatRequest>(chatWorkflowId(row.id));
   let outcome: Outcome | null = null;
   const result: Promise<ChatCompletion> = row.status === 'succeeded' && row.result !== null ? Promise.resolve(row.result as ChatCompletion) : handle.result();
@@ -153,6 +165,7 @@ export async function streamCompletion(
       if (r.id > cursor.afterChunk) {
         await cacheHeader();
         open();
+        if (r.content !== '') firstContent();
         send(String(r.id), chunk({ content: r.content }, null));
       }
     }
@@ -184,6 +197,8 @@ export async function streamCompletion(
   const ends: Array<[string, unknown]> = [];
   // No channel (or a backend that held text back): the rest of the text, from the completion.
   ends.push(['c', content.startsWith(text) && content.length > text.length ? chunk({ content: content.slice(text.length) }, null) : null]);
+  // No chunk carried text (no stream channel, or the backend held it all back): it arrives now.
+  firstContent();
   // Tool calls, whole, in OpenAI's delta format (one entry per call, by index): the SDKs join them.
   const calls = choice?.message.tool_calls ?? [];
   ends.push(['t', calls.length > 0 ? chunk({ tool_calls: calls.map((c, index) => ({ index, id: c.id, type: c.type, function: c.function })) }, null) : null]);

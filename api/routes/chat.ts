@@ -133,6 +133,7 @@ export function chatRoutes(deps: ChatRouteDeps): Router {
   }
 
   router.post('/chat/completions', requirePermission(deps, 'chat'), async (req, res) => {
+    const received = performance.now();
     const auth = authOf(req);
     const body = validateChatBody(req.body);
     if (auth.tenantId === null) throw new HttpError('permission_error', 'Inference needs a tenant key; the admin key has no tenant', 'permission_denied');
@@ -194,7 +195,7 @@ export function chatRoutes(deps: ChatRouteDeps): Router {
       return;
     }
     if (body.stream) {
-      await streamCompletion(streamDeps, res, row, cursorOf(undefined), { includeUsage: body.includeUsage, cancelOnDisconnect: detach !== 'true' });
+      await streamCompletion(streamDeps, res, row, cursorOf(undefined), { includeUsage: body.includeUsage, cancelOnDisconnect: detach !== 'true', ...(created ? { receivedAt: received } : {}) });
       return;
     }
     await respondWithResult(res, row);

@@ -56,21 +56,25 @@ export interface RequestOutcome {
 
 /**
  * Records each request's outcome once (one statement for all of them); a replayed call for a
- * finished request changes nothing.
+ * finished request changes nothing. Returns the
+ * requests this call finished, each with the seconds from its creation: a retried activity finds
+ * them finished and gets nothing back, so what is counted per outcome is counted once.
  */
-export async function finishRequests(db: Db, outcomes: readonly RequestOutcome[]): Promise<void> {
-  if (outcomes.length === 0) return;
+export async function finishRequests(db: Db, outcomes: readonly RequestOutcome[]): Promise<Array<{ id: string; seconds: number }>> {
+  if (outcomes.length === 0) return [];
   const finishedAt = new Date().toISOString();
   // Text cast to json, never through a JSON function: a completion may hold U+0000, which json
   // stores as written but json_to_recordset and jsonb refuse.
   const text = (v: unknown) => (v === null || v === undefined ? null : JSON.stringify(v));
-  await sql`
+  const { rows } = await sql<{ id: string; seconds: number | string }>`
     update requests as r
     set status = v.status, result = v.result::json, error = v.error::json, finished_at = ${finishedAt}::timestamptz
     from unnest(
       ${outcomes.map((o) => o.id)}::text[], ${outcomes.map((o) => o.status)}::text[],
       ${outcomes.map((o) => text(o.result))}::text[], ${outcomes.map((o) => text(o.error))}::text[]
     ) as v(id, status, result, error)
-    where r.id = v.id and r.status in ('queued', 'running')`.execute(db);
+    where r.id = v.id and r.status in ('queued', 'running')
+    returning r.id, extract(epoch from (r.finished_at - r.created_at))::float8 as seconds`.execute(db);
+  return rows.map((row) => ({ id: row.id, seconds: Math.max(0, Number(row.seconds)) }));
 }
 

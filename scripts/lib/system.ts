@@ -15,6 +15,7 @@ import { createStreamHub, type StreamHub } from '../../api/stream-hub.js';
 import { createControlWorker } from '../../workers/control-worker.js';
 import { ensureReconcileSchedule } from '../../workers/schedules.js';
 import { createInferenceWorkers } from '../../workers/inference-worker.js';
+import { startOpsMetrics, type OpsMetricsRefresher } from '../../workers/ops-metrics.js';
 import { ensureBillingSchedule, ensureDayCloseSchedule } from '../../workers/billing-schedule.js';
 import { createBackendRegistry, type BackendRegistry } from '../../activities/backends/registry.js';
 import { createMetrics, type Metrics } from '../../runtime/metrics.js';
@@ -115,6 +116,7 @@ export async function startStack(config: SluiceConfig, options: StackOptions): P
   const running: Array<Promise<void>> = [];
   let backends: BackendRegistry | null = null;
   let server: Server | null = null;
+  let opsMetrics: OpsMetricsRefresher | null = null;
 
   if (options.control) {
     const w = await createControlWorker(
@@ -127,6 +129,8 @@ export async function startStack(config: SluiceConfig, options: StackOptions): P
     await ensureBillingSchedule(client);
     await ensureDayCloseSchedule(client);
     await ensureReconcileSchedule(client);
+    // Budget use, batch progress and the audit chain's verdict as gauges (workers/ops-metrics.ts).
+    opsMetrics = startOpsMetrics({ db, metrics, auditKey: config.auditKey, log: options.log, intervalMs: config.opsMetricsIntervalMs });
   }
   if (options.pools.length > 0) {
     backends = createBackendRegistry({
@@ -186,6 +190,7 @@ export async function startStack(config: SluiceConfig, options: StackOptions): P
       options.log.debug('stopping workers');
       for (const w of workers) if (w.getState() === 'RUNNING') w.shutdown();
       await Promise.all(running);
+      await opsMetrics?.stop();
       options.log.debug('closing backends and connections');
       await backends?.close();
       await connection.close();

@@ -48,6 +48,7 @@ describe('loadConfig defaults', () => {
       temporalTls: null,
       metricsPort: null,
       metricsToken: null,
+      opsMetricsIntervalMs: 60_000,
       dbPoolSize: 20,
       dbTimeouts: { statementTimeoutMs: 120_000, idleInTransactionTimeoutMs: 30_000, acquireTimeoutMs: 10_000 },
       http: { headersTimeoutMs: 20_000, requestTimeoutMs: 60_000 },
@@ -324,5 +325,11 @@ describe('loadConfig metrics', () => {
   it('refuses a short token and a bad port', () => {
     expect(() => loadConfig({ SLUICE_METRICS_TOKEN: 'short' })).toThrow(/SLUICE_METRICS_TOKEN/);
     expect(() => loadConfig({ SLUICE_METRICS_PORT: '70000' })).toThrow(/SLUICE_METRICS_PORT/);
+  });
+
+  it('reads the ops gauges interval within 1 s to 1 h', () => {
+    expect(loadConfig({ SLUICE_OPS_METRICS_INTERVAL_MS: '5000' }).opsMetricsIntervalMs).toBe(5000);
+    expect(() => loadConfig({ SLUICE_OPS_METRICS_INTERVAL_MS: '999' })).toThrow(/SLUICE_OPS_METRICS_INTERVAL_MS/);
+    expect(() => loadConfig({ SLUICE_OPS_METRICS_INTERVAL_MS: '3600001' })).toThrow(/SLUICE_OPS_METRICS_INTERVAL_MS/);
   });
 });

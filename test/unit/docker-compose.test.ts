@@ -3,7 +3,8 @@
  * Temporal persists in the PostgreSQL service, Sluice's search attributes are registered, images
  * are pinned, the GPU worker reserves NVIDIA GPUs, commands are real npm scripts, the start
  * order only names services that exist; required keys, separate non-superuser database roles, each
- * container only the secrets it reads, metrics off the published API port, no instant backend.
+ * container only the secrets it reads, metrics off the published API port, no instant backend;
+ * Prometheus scraping every Sluice process with the shipped rules, Grafana provisioned.
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
@@ -401,6 +402,72 @@ describe('docker-compose.yml: Temporal dynamic config', () => {
   it('lifts the history queue read limits to the dev server\'s values', () => {
     for (const key of ['history.transferProcessorMaxPollRPS', 'history.timerProcessorMaxPollRPS', 'history.visibilityProcessorMaxPollRPS']) {
       expect(valueOf(key)).toBe(DEV_SERVER_DYNAMIC_CONFIG[key]);
+    }
+  });
+});
+
+describe('docker-compose.yml: monitoring', () => {
+  const deploy = new URL('deploy/', root);
+  /** A service's bind mounts as container path → host path (relative to the repository root). */
+  const mounts = (svc: ComposeService): Record<string, string> => Object.fromEntries((svc.volumes ?? [])
+    .filter((v): v is string => typeof v === 'string' && v.startsWith('./'))
+    .map((v) => { const [host, target] = v.split(':'); return [target ?? '', (host ?? '').slice(2)]; }));
+  const hostFile = (svc: ComposeService, target: string): string => {
+    const host = mounts(svc)[target];
+    expect(host, `${target} is mounted`).toBeDefined();
+    expect(existsSync(new URL(host ?? '', root)), `${host} exists`).toBe(true);
+    return host ?? '';
+  };
+  interface ScrapeConfig { job_name: string; static_configs?: Array<{ targets: string[] }>; dns_sd_configs?: Array<{ names: string[]; type?: string; port?: number }> }
+  const prometheus = service('prometheus');
+  const promConfig = parse(readFileSync(new URL(hostFile(prometheus, '/etc/prometheus/prometheus.yml'), root), 'utf8')) as { rule_files: string[]; scrape_configs: ScrapeConfig[] };
+
+  it('runs Prometheus with the shipped config and rules, its rule file where the config looks for it', () => {
+    expect(promConfig.rule_files).toEqual(['/etc/prometheus/rules.yml']);
+    expect(hostFile(prometheus, '/etc/prometheus/rules.yml')).toBe('deploy/prometheus/rules.yml');
+    expect(commandOf(prometheus)).toMatch(/--config\.file=\/etc\/prometheus\/prometheus\.yml/);
+    // The slowest burn-rate window (3d) must stay within retention.
+    const retention = /--storage\.tsdb\.retention\.time=(\d+)d/.exec(commandOf(prometheus))?.[1];
+    expect(Number(retention)).toBeGreaterThanOrEqual(3);
+  });
+
+  it('scrapes the metrics listener of every Sluice process, every inference replica included', () => {
+    const targets = promConfig.scrape_configs.flatMap((c) => [
+      ...(c.static_configs ?? []).flatMap((s) => s.targets),
+      ...(c.dns_sd_configs ?? []).flatMap((d) => d.names.map((n) => `${n}:${d.port}`)),
+    ]);
+    for (const name of Object.keys(SLUICE_COMMANDS)) {
+      expect(targets, name).toContain(`${name}:${envOf(service(name))['SLUICE_METRICS_PORT']}`);
+    }
+    // A replicated service is found by DNS (every container), not as one static name.
+    const replicated = Object.keys(SLUICE_COMMANDS).filter((name) => (service(name).deploy?.replicas ?? 1) > 1);
+    for (const name of replicated) {
+      expect(promConfig.scrape_configs.some((c) => (c.dns_sd_configs ?? []).some((d) => d.names.includes(name) && d.type === 'A')), name).toBe(true);
+    }
+  });
+
+  it('provisions Grafana with the Prometheus datasource and the Sluice dashboard', () => {
+    const grafana = service('grafana');
+    expect(hostFile(grafana, '/etc/grafana/provisioning')).toBe('deploy/grafana/provisioning');
+    const dashboards = hostFile(grafana, '/etc/grafana/dashboards');
+    const datasource = parse(readFileSync(new URL('grafana/provisioning/datasources/prometheus.yml', deploy), 'utf8')) as { datasources: Array<{ uid: string; type: string; url: string }> };
+    const provider = parse(readFileSync(new URL('grafana/provisioning/dashboards/sluice.yml', deploy), 'utf8')) as { providers: Array<{ type: string; options: { path: string } }> };
+    expect(provider.providers.map((p) => p.options.path)).toContain('/etc/grafana/dashboards');
+    const [ds] = datasource.datasources;
+    expect(ds?.type).toBe('prometheus');
+    expect(ds?.url).toBe(`http://prometheus:${/127\.0\.0\.1:\d+:(\d+)/.exec(String(prometheus.ports?.[0]))?.[1]}`);
+    const dashboard = JSON.parse(readFileSync(new URL(`${dashboards}/sluice.json`, root), 'utf8')) as { panels: Array<{ datasource?: { uid: string } }> };
+    const uids = new Set(dashboard.panels.flatMap((p) => (p.datasource ? [p.datasource.uid] : [])));
+    expect([...uids]).toEqual([ds?.uid]);
+    expect(dependsOn(grafana)['prometheus']).toBe('service_healthy');
+    expect(envOf(grafana)['GF_SECURITY_ADMIN_PASSWORD']).toMatch(required('GRAFANA_ADMIN_PASSWORD'));
+  });
+
+  it('publishes Prometheus and Grafana on loopback only (the metrics carry tenant IDs)', () => {
+    for (const name of ['prometheus', 'grafana']) {
+      const ports = service(name).ports ?? [];
+      expect(ports.length, name).toBeGreaterThan(0);
+      for (const port of ports) expect(String(port), name).toMatch(/^127\.0\.0\.1:/);
     }
   });
 });
