@@ -10,6 +10,7 @@ import type { ExperimentTables } from './experiments.js';
 import type { FileAndBatchTables } from './files-and-batches.js';
 import type { ModelTables } from './models.js';
 import type { RequestTables } from './requests.js';
+import type { SloTables } from './slos.js';
 import type { StreamTables } from './streams.js';
 import type { TenancyTables } from './tenancy.js';
 import type { WebhookTables } from './webhooks.js';
@@ -20,6 +21,7 @@ export type * from './experiments.js';
 export type * from './files-and-batches.js';
 export type * from './models.js';
 export type * from './requests.js';
+export type * from './slos.js';
 export type * from './streams.js';
 export type * from './tenancy.js';
 export type * from './webhooks.js';
@@ -37,4 +39,5 @@ export interface Database
     FileAndBatchTables,
     BillingTables,
     WebhookTables,
-    StreamTables {}
+    StreamTables,
+    SloTables {}
