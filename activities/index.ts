@@ -14,6 +14,7 @@ import { createBatchActivities } from './batch.js';
 import { createReconcileActivities } from './reconcile.js';
 import { createRetentionActivities } from './retention.js';
 import { createAdmissionActivities } from './admission.js';
+import { createSloActivities } from './slo.js';
 import { DEFAULT_BREAKER_CONFIG, type BreakerConfig } from '../domain/circuit-breaker.js';
 import { DEFAULT_WEBHOOK_CONFIG, createWebhookActivities, createWebhookPublisher, type WebhookConfig } from './webhooks.js';
 import type { EventPublisher } from './events.js';
@@ -69,6 +70,7 @@ export function createControlActivities(deps: ControlDeps) {
     ...createReconcileActivities(full),
     ...createRetentionActivities(full),
     ...createWebhookActivities(full),
+    ...createSloActivities(full),
   };
 }
 

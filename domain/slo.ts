@@ -10,6 +10,7 @@
 import { FAILURES, type FailureType } from '../contracts/failures.js';
 import { InvalidRequestError } from './invalid-request.js';
 import { isObject } from './is-object.js';
+import { periodOf, periodRange } from './billing-calendar.js';
 
 /** What an objective measures. */
 export const SLO_KINDS = ['availability', 'latency_p95', 'latency_p99', 'ttft_p95', 'ttft_p99', 'batch_window'] as const;
@@ -192,4 +193,10 @@ export function parsePlanSla(body: unknown): PlanSla {
 /** A ppm value as the share clients wrote (999000 → 0.999). */
 export function ppmToRatio(ppm: number): number {
   return ppm / PPM;
+}
+
+/** The time range an objective's window covers at `now`: the 30 days before it, or its UTC month so far. */
+export function windowRange(window: SloWindow, now: Date): { start: Date; end: Date } {
+  if (window === '30d') return { start: new Date(now.getTime() - 30 * 86_400_000), end: now };
+  return { start: periodRange(periodOf(now)).start, end: now };
 }
