@@ -200,3 +200,35 @@ export function windowRange(window: SloWindow, now: Date): { start: Date; end: D
   if (window === '30d') return { start: new Date(now.getTime() - 30 * 86_400_000), end: now };
   return { start: periodRange(periodOf(now)).start, end: now };
 }
+
+/** An SLO named by ID in the seed file (`SLUICE_SLOS_FILE`). */
+export interface SeededSlo extends SloDefinition {
+  id: string;
+}
+
+/** Seeded SLO IDs: `slo_` and 1–60 of `[a-z0-9_-]` (generated IDs are `slo_` + time + hex: never clash in practice). */
+const SEED_ID = /^slo_[a-z0-9_-]{1,60}$/;
+
+/**
+ * Validates the seed file's parsed JSON: `{ "slos": [...] }`, each entry a definition as
+ * `POST /v1/admin/slos` takes it plus an `id`; IDs unique. A problem names the entry and field
+ * (`slos[2].target`).
+ */
+export function parseSloSeed(json: unknown): SeededSlo[] {
+  if (!isObject(json) || !Array.isArray(json.slos)) throw bad('The SLO file must be an object { "slos": [...] }', 'slos');
+  refuseUnknown(json, ['slos']);
+  const seen = new Set<string>();
+  return json.slos.map((entry: unknown, i): SeededSlo => {
+    const at = (err: unknown) => err instanceof InvalidRequestError ? new InvalidRequestError(`slos[${i}]: ${err.message}`, `slos[${i}].${err.param ?? ''}`, err.code) : err;
+    if (!isObject(entry)) throw bad(`'slos[${i}]' must be an object`, `slos[${i}]`);
+    const { id, ...rest } = entry;
+    if (typeof id !== 'string' || !SEED_ID.test(id)) throw bad(`'slos[${i}].id' must be slo_ followed by 1 to 60 of [a-z0-9_-]`, `slos[${i}].id`);
+    if (seen.has(id)) throw bad(`'slos[${i}].id' ${id} is given twice`, `slos[${i}].id`);
+    seen.add(id);
+    try {
+      return { id, ...parseSloDefinition(rest) };
+    } catch (err) {
+      throw at(err);
+    }
+  });
+}

@@ -7,7 +7,7 @@
 import { sql, type RawBuilder } from 'kysely';
 import type { Db } from '../database.js';
 import type { PlanSlaRow, SlaCreditRow, SloRow } from '../tables/index.js';
-import { CLIENT_FAULT_FAILURES, percentileOf, type PlanSla, type SloDefinition } from '../../domain/slo.js';
+import { CLIENT_FAULT_FAILURES, percentileOf, type PlanSla, type SeededSlo, type SloDefinition } from '../../domain/slo.js';
 import { creditMicros, creditTier, type SliCounts } from '../../domain/slo-math.js';
 import type { SlaMeasurement } from '../../contracts/billing.js';
 import { newId } from '../../domain/ids.js';
@@ -17,6 +17,28 @@ export async function createSlo(db: Db, d: SloDefinition): Promise<SloRow> {
     id: newId('slo'), name: d.name, kind: d.kind, scope_type: d.scopeType, scope_value: d.scopeValue,
     target_ppm: d.targetPpm, slo_window: d.window, threshold_ms: d.thresholdMs,
   }).returningAll().executeTakeFirstOrThrow();
+}
+
+/**
+ * Writes a seeded objective: inserted when new, its name, target, window and threshold set to the
+ * seed's when they differ. `conflict` when the stored objective of that ID has another kind or
+ * scope (what an objective is cannot change). Returns what changed.
+ */
+export async function upsertSeededSlo(db: Db, s: SeededSlo): Promise<'created' | 'updated' | 'unchanged' | 'conflict'> {
+  const current = await getSlo(db, s.id);
+  if (!current) {
+    const inserted = await db.insertInto('slos').values({
+      id: s.id, name: s.name, kind: s.kind, scope_type: s.scopeType, scope_value: s.scopeValue,
+      target_ppm: s.targetPpm, slo_window: s.window, threshold_ms: s.thresholdMs,
+    }).onConflict((oc) => oc.column('id').doNothing()).returning('id').executeTakeFirst();
+    // Another process seeded it at the same moment: check it like a stored one.
+    if (inserted) return 'created';
+    return upsertSeededSlo(db, s);
+  }
+  if (current.kind !== s.kind || current.scope_type !== s.scopeType || current.scope_value !== s.scopeValue) return 'conflict';
+  if (current.name === s.name && current.target_ppm === s.targetPpm && current.slo_window === s.window && current.threshold_ms === s.thresholdMs) return 'unchanged';
+  await updateSlo(db, s.id, s);
+  return 'updated';
 }
 
 export async function getSlo(db: Db, id: string): Promise<SloRow | null> {

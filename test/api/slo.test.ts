@@ -15,6 +15,10 @@ import { sql } from 'kysely';
 import { addModel, startTestStack, type TestStack } from '../support/stack.js';
 import { startFakeUpstream, type FakeUpstream } from '../support/fake-openai-upstream.js';
 import { periodOf } from '../../domain/billing-calendar.js';
+import { ensureSlos } from '../../scripts/lib/slo-seed.js';
+import fs from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
 
 const MODEL = 'slo-up';
 const PLAN = `sla-gold-${Math.random().toString(36).slice(2, 8)}`;
@@ -153,6 +157,30 @@ describe('GET /v1/admin/slos', () => {
     expect((await admin('DELETE', `/v1/admin/slos/${s.id}`)).status).toBe(200);
     expect((await admin('GET', `/v1/admin/slos/${s.id}`)).status).toBe(404);
     expect((await admin('GET', `/v1/admin/slos/${s.id}/report?period=2025-06`)).status).toBe(404);
+  });
+});
+
+describe('SLOs seeded from SLUICE_SLOS_FILE', () => {
+  it('creates, then changes nothing, then applies the file\'s new target; a changed kind stops the start', async () => {
+    const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'slo-seed-'));
+    const file = path.join(dir, 'slos.json');
+    const entry = { id: 'slo_seeded_availability', name: 'seeded', kind: 'availability', scope: { type: 'model', value: MODEL }, target: 0.8 };
+    try {
+      await fs.writeFile(file, JSON.stringify({ slos: [entry] }));
+      expect(await ensureSlos(stack.db, file)).toEqual({ created: 1, updated: 0 });
+      expect(await ensureSlos(stack.db, file)).toEqual({ created: 0, updated: 0 });
+      await fs.writeFile(file, JSON.stringify({ slos: [{ ...entry, target: 0.95 }] }));
+      expect(await ensureSlos(stack.db, file)).toEqual({ created: 0, updated: 1 });
+      const got = await admin('GET', `/v1/admin/slos/${entry.id}`);
+      expect(got.body).toMatchObject({ id: entry.id, target: 0.95, status: { eligible: 12, good: 10, met: false } });
+      await fs.writeFile(file, JSON.stringify({ slos: [{ ...entry, kind: 'batch_window' }] }));
+      await expect(ensureSlos(stack.db, file)).rejects.toThrow(/another kind or scope/);
+      await fs.writeFile(file, JSON.stringify({ slos: [{ ...entry, target: 7 }] }));
+      await expect(ensureSlos(stack.db, file)).rejects.toThrow(/slos\[0\]/);
+      expect((await stack.db.selectFrom('audit_log').select('action').where('target', '=', `slo:${entry.id}`).execute()).map((r) => r.action)).toEqual(['slo.seeded', 'slo.seeded']);
+    } finally {
+      await fs.rm(dir, { recursive: true, force: true });
+    }
   });
 });
 

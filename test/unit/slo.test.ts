@@ -1,7 +1,7 @@
 /** SLO and SLA rules: validation, what counts against availability, attainment, error budget, credit tiers (at their boundaries) and rounding. */
 import { describe, expect, it } from 'vitest';
 import {
-  CLIENT_FAULT_FAILURES, countsAgainstUs, parsePlanSla, parseSloDefinition, patchSloDefinition, ratioToPpm, windowRange,
+  CLIENT_FAULT_FAILURES, countsAgainstUs, parsePlanSla, parseSloDefinition, parseSloSeed, patchSloDefinition, ratioToPpm, windowRange,
 } from '../../domain/slo.js';
 import { attainment, creditMicros, creditTier, errorBudget, isBelow, isMet } from '../../domain/slo-math.js';
 import { InvalidRequestError } from '../../domain/invalid-request.js';
@@ -135,5 +135,17 @@ describe('SLA credit tiers', () => {
     expect(creditMicros(0, 2500)).toBe(0);
     expect(creditMicros(-100, 2500)).toBe(0);
     expect(creditMicros(Number.MAX_SAFE_INTEGER, 10_000)).toBe(Number.MAX_SAFE_INTEGER);
+  });
+});
+
+describe('the SLO seed file', () => {
+  it('takes definitions with IDs and names the entry and field of a problem', () => {
+    expect(parseSloSeed({ slos: [{ id: 'slo_a', name: 'a', kind: 'availability', scope: { type: 'plan', value: 'pro' }, target: 0.99 }] }))
+      .toEqual([{ id: 'slo_a', name: 'a', kind: 'availability', scopeType: 'plan', scopeValue: 'pro', targetPpm: 990_000, window: '30d', thresholdMs: null }]);
+    const entry = { id: 'slo_a', name: 'a', kind: 'availability', scope: { type: 'plan', value: 'pro' }, target: 0.99 };
+    expect(refused(() => parseSloSeed({ slos: [entry, { ...entry, id: 'slo_b', target: 2 }] })).param).toBe('slos[1].target');
+    expect(refused(() => parseSloSeed({ slos: [entry, entry] })).param).toBe('slos[1].id');
+    expect(refused(() => parseSloSeed({ slos: [{ ...entry, id: 'A' }] })).param).toBe('slos[0].id');
+    expect(refused(() => parseSloSeed([entry])).param).toBe('slos');
   });
 });
