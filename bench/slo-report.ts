@@ -18,7 +18,7 @@ import { createLogger } from '../runtime/logger.js';
 import { startInfra, startStack } from '../scripts/lib/system.js';
 import { ensureAdminKey } from '../scripts/lib/bootstrap.js';
 import { periodOf } from '../domain/billing-calendar.js';
-import { benchEnv, machine, addTenant, runBench } from './setup.js';
+import { benchEnv, machine, addTenantKey, runBench } from './setup.js';
 
 const { values } = parseArgs({ options: { rows: { type: 'string', default: '1000000' }, tenants: { type: 'string', default: '100' }, runs: { type: 'string', default: '5' } } });
 const ROWS = Number(values.rows);
@@ -49,7 +49,12 @@ async function main() {
     try {
       const admin = (await ensureAdminKey(stack.db, null)).secret as string;
       const tenantIds: string[] = [];
-      for (let i = 0; i < TENANTS; i++) tenantIds.push(await addTenant(stack.db, `bench-${i}`));
+      const keyIds: string[] = [];
+      for (let i = 0; i < TENANTS; i++) {
+        const t = await addTenantKey(stack.db, null, `bench-${i}`);
+        tenantIds.push(t.tenantId);
+        keyIds.push(t.keyId);
+      }
       await sql`update tenants set plan = 'plan-' || (abs(hashtext(id)) % 4) where id = any(${tenantIds}::text[])`.execute(stack.db);
 
       const now = new Date();
@@ -57,12 +62,12 @@ async function main() {
       await sql`
         insert into requests (id, tenant_id, key_id, kind, model, body_hash, status, created_at, finished_at,
                               latency_ms, ttft_ms, failure_type, pool)
-        select 'req_bench_' || g, (${sql.val(tenantIds)}::text[])[1 + g % ${TENANTS}], 'key_' || (g % 4), 'sync',
+        select 'req_bench_' || g, (${sql.val(tenantIds)}::text[])[1 + g % ${TENANTS}], (${sql.val(keyIds)}::text[])[1 + g % ${TENANTS}], 'sync',
                'model-' || (g % 3), 'h',
                case when g % 100 = 0 then 'failed' when g % 50 = 1 then 'failed' when g % 200 = 3 then 'cancelled' else 'succeeded' end,
-               c.at, c.at + (50 + (g * 7919) % 2000) * interval '1 millisecond',
-               50 + (g * 7919) % 2000,
-               case when g % 5 = 2 then 10 + (g * 7919) % 500 end,
+               c.at, c.at + (50 + (g::bigint * 7919) % 2000) * interval '1 millisecond',
+               50 + (g::bigint * 7919) % 2000,
+               case when g % 5 = 2 then 10 + (g::bigint * 7919) % 500 end,
                case when g % 100 = 0 then 'NoDeploymentAvailable' when g % 50 = 1 then 'BadRequest' when g % 200 = 3 then 'Cancelled' end,
                'pool-' || (g % 2)
         from generate_series(0, ${ROWS - 1}) g,
