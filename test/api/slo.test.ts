@@ -16,6 +16,7 @@ import { addModel, startTestStack, type TestStack } from '../support/stack.js';
 import { startFakeUpstream, type FakeUpstream } from '../support/fake-openai-upstream.js';
 import { periodOf } from '../../domain/billing-calendar.js';
 import { ensureSlos } from '../../scripts/lib/slo-seed.js';
+import type { BatchStatus } from '../../db/tables/index.js';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -137,6 +138,28 @@ describe('GET /v1/admin/slos', () => {
     const ttft = await slo({ name: 'ttft', kind: 'ttft_p95', scope: { type: 'model', value: MODEL }, target: 0.9, threshold_ms: 60_000 });
     const stream = await stack.db.selectFrom('requests').select('ttft_ms').where('model', '=', MODEL).where('ttft_ms', 'is not', null).executeTakeFirstOrThrow();
     expect(ttft.status).toMatchObject({ eligible: 1, percentile_ms: stream.ttft_ms });
+  });
+
+  it('batch completion within its window, over batches that completed or expired', async () => {
+    // Batch rows as the batch workflow leaves them (a batch run is not what is measured here):
+    // on time, completed late, expired; a failed (invalid input) and a cancelled one are the client's.
+    const { key_id: keyId } = await stack.db.selectFrom('requests').select('key_id').where('tenant_id', '=', a.tenantId).limit(1).executeTakeFirstOrThrow();
+    const at = new Date(Date.now() - 3_600_000);
+    const h = (n: number) => new Date(at.getTime() + n * 3_600_000);
+    const rows: [BatchStatus, string, Date | null][] = [['completed', 'on-time', h(1)], ['completed', 'late', h(25)], ['expired', 'expired', null], ['failed', 'failed', null], ['cancelled', 'cancelled', null]];
+    for (const [status, name, completedAt] of rows) {
+      await stack.db.insertInto('batches').values({
+        id: `batch_slo_${name}`, tenant_id: a.tenantId, key_id: keyId, endpoint: '/v1/chat/completions', input_file_id: 'file_slo', completion_window: '24h',
+        status, model: MODEL, created_at: at, expires_at: h(24), completed_at: completedAt, output_file_id: null, error_file_id: null, errors: null, metadata: null,
+        estimated_cost_micros: null, in_progress_at: null, finalizing_at: null, failed_at: null, expired_at: null, cancelling_at: null, cancelled_at: null,
+      }).execute();
+    }
+    const byModel = await slo({ name: 'batches', kind: 'batch_window', scope: { type: 'model', value: MODEL }, target: 0.5 });
+    expect(byModel.status).toMatchObject({ eligible: 3, good: 1, bad: 2, met: false, percentile_ms: null });
+    const byPlan = await slo({ name: 'batches gold', kind: 'batch_window', scope: { type: 'plan', value: PLAN }, target: 0.3 });
+    expect(byPlan.status).toMatchObject({ eligible: 3, good: 1, met: true });
+    const report = await admin('GET', `/v1/admin/slos/${byModel.id}/report?period=${periodOf(at)}`);
+    expect(report.body.data).toEqual([expect.objectContaining({ tenant_id: a.tenantId, eligible: 3, good: 1 })]);
   });
 
   it('validates definitions, patches and deletes them, and is for operator keys only', async () => {
