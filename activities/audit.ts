@@ -78,7 +78,10 @@ export function createAuditActivities(deps: { db: Db; now: () => Date; events: E
     const at = deps.now();
     if (inputs.length === 1) await appendAudit(deps.db, outcomeEntry(inputs[0] as OutcomeInput, at));
     else await appendAuditMany(deps.db, inputs.map((input) => outcomeEntry(input, at)));
-    const finished = await finishRequests(deps.db, inputs.map((input) => ({ id: input.requestId, status: input.status, result: input.result, error: input.error })));
+    const finished = await finishRequests(deps.db, inputs.map((input) => ({
+      id: input.requestId, status: input.status, result: input.result, error: input.error,
+      failureType: input.error?.type ?? null, pool: typeof input.summary.pool === 'string' ? input.summary.pool : null,
+    })));
     if (deps.metrics) recordRequestMetrics(deps.metrics, inputs, finished);
     for (const input of inputs) {
       // Async jobs only: `job.succeeded` / `job.failed` (a cancel was asked for by the caller: no event).

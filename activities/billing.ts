@@ -11,7 +11,9 @@ import { getInvoice, issueInvoice, reconcileInvoice } from '../db/repositories/i
 import { dayRange, periodRange } from '../domain/billing-calendar.js';
 import { closeDay, reconcileDay } from '../db/repositories/day-close.js';
 import type { Metrics } from '../runtime/metrics.js';
-import type { BillingOutput } from '../contracts/billing.js';
+import type { BillingOutput, SlaMeasurement } from '../contracts/billing.js';
+import { getSlaCredit } from '../db/repositories/slos.js';
+import { appendAudit } from '../db/repositories/audit.js';
 import type { FailureType } from '../contracts/failures.js';
 import type { RequestKind } from '../contracts/chat.js';
 import { costMicros } from '../domain/cost.js';
@@ -42,18 +44,29 @@ export function createBillingActivities(deps: BillingDeps) {
     },
 
     /**
-     * Closes the tenant's period into its invoice, or returns the live one. A period that has not
+     * Closes the tenant's period into its invoice, or returns the live one; with `sla` (the
+     * period's measurement), an earned SLA credit is written as an adjustment line, once, and
+     * audited (`invoice.sla_credit`). A period that has not
      * ended yet is refused (non-retryable `PeriodOpen`): closing it early would push the rest of the
      * month into "late" usage.
      */
-    async closeBillingPeriod(input: { tenantId: string; period: string; workflowId: string }): Promise<BillingOutput> {
+    async closeBillingPeriod(input: { tenantId: string; period: string; workflowId: string; sla?: SlaMeasurement | null }): Promise<BillingOutput> {
       const now = deps.now();
       const { end } = periodRange(input.period);
       if (end > now) {
         throw ApplicationFailure.create({ type: 'PeriodOpen', message: `period ${input.period} ends at ${end.toISOString()}; it cannot be closed yet`, nonRetryable: true });
       }
-      const r = await issueInvoice(deps.db, { tenantId: input.tenantId, period: input.period, workflowId: input.workflowId, closedAt: now });
+      const r = await issueInvoice(deps.db, { tenantId: input.tenantId, period: input.period, workflowId: input.workflowId, closedAt: now, sla: input.sla ?? null });
       if (!r.ok) throw ApplicationFailure.create({ type: 'NotFound' satisfies FailureType, message: `tenant ${input.tenantId} not found`, nonRetryable: true });
+      // Audited once per tenant and period (keyed), also when a retry finds the invoice written.
+      const credit = input.sla ? await getSlaCredit(deps.db, input.tenantId, input.period) : null;
+      if (credit) {
+        await appendAudit(deps.db, {
+          actor: 'system:billing', tenantId: input.tenantId, action: 'invoice.sla_credit', target: `invoice:${r.invoice.id}`,
+          data: { period: input.period, plan: credit.plan, eligible: credit.eligible, good: credit.good, target_ppm: credit.target_ppm, credit_bps: credit.credit_bps, charges_micros: credit.charges_micros, credit_micros: credit.credit_micros, adjustment_id: credit.adjustment_id },
+          idempotencyKey: `sla-credit:${input.tenantId}:${input.period}`, at: now,
+        });
+      }
       if (r.created) deps.metrics?.invoicesIssued.inc({ period: input.period });
       return { invoiceId: r.invoice.id, version: r.invoice.version, created: r.created, totalMicros: r.invoice.total_micros, lateRows: r.invoice.late_rows };
     },

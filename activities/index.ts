@@ -17,6 +17,7 @@ import { createAdmissionActivities } from './admission.js';
 import { createResponseActivities } from './responses.js';
 import { createCacheActivities } from './cache.js';
 import { DEFAULT_RESPONSE_CACHE_CONFIG, type ResponseCacheConfig } from '../runtime/config.js';
+import { createSloActivities } from './slo.js';
 import { DEFAULT_BREAKER_CONFIG, type BreakerConfig } from '../domain/circuit-breaker.js';
 import { DEFAULT_WEBHOOK_CONFIG, createWebhookActivities, createWebhookPublisher, type WebhookConfig } from './webhooks.js';
 import type { EventPublisher } from './events.js';
@@ -76,6 +77,7 @@ export function createControlActivities(deps: ControlDeps) {
     ...createRetentionActivities(full),
     ...createResponseActivities(full),
     ...createWebhookActivities(full),
+    ...createSloActivities(full),
   };
 }
 

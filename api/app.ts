@@ -22,6 +22,7 @@ import { DEFAULT_FILE_LIMITS, fileRoutes, type FileLimits, type UploadProgress }
 import type { TenantCaps } from './tenant-caps.js';
 import { DEFAULT_BATCH_RUN, batchRoutes, type BatchRunConfig } from './routes/batches.js';
 import { webhookRoutes } from './routes/webhooks.js';
+import { sloRoutes } from './routes/slos.js';
 import type { StreamHub } from './stream-hub.js';
 import type { WebhookConfig } from '../activities/webhooks.js';
 import { inferenceTaskQueue } from '../contracts/ids.js';
@@ -170,6 +171,7 @@ export function createApp(deps: AppDeps): express.Express {
   v1.use(cacheRoutes(deps));
   v1.use(usageAuditRoutes(deps));
   v1.use(billingRoutes(deps));
+  v1.use(sloRoutes({ db: deps.db }));
   v1.use(fileRoutes({
     db: deps.db, limits: deps.config.files ?? DEFAULT_FILE_LIMITS,
     ...(deps.config.tenantCaps ? { caps: deps.config.tenantCaps } : {}),

@@ -22,6 +22,7 @@ const BENCHMARKS: Record<string, string[]> = {
   'stream-channel': ['bench/stream-channel.ts', '--chunks', '400'],
   stream: ['bench/stream.ts', '--streams', '40', '--chunks', '20', '--interval', '10', '--seconds', '5'],
   billing: ['bench/billing.ts', '--rows', '1000000', '--tenants', '100'],
+  'slo-report': ['bench/slo-report.ts', '--rows', '1000000', '--tenants', '100', '--runs', '5'],
   'ab-pipeline': ['bench/ab.ts', 'pipeline'],
   'ab-batch': ['bench/ab.ts', 'batch'],
   'llama-threads-1': ['bench/llama-throughput.ts', '--threads', '1', '--parallel', '4', '--tokens', '64', '--runs', '5'],

@@ -41,3 +41,18 @@ export interface BillingRunOutput {
   invoices: Array<{ tenantId: string; invoiceId: string; created: boolean; totalMicros: number }>;
   failures: Array<{ tenantId: string; message: string }>;
 }
+
+/**
+ * A tenant's SLA measured over a closed period (`measureSla`, behind `patched('sla-credits')`),
+ * handed to the close that writes the credit. Targets and thresholds in parts per million,
+ * credits in basis points of the period's charges.
+ */
+export interface SlaMeasurement {
+  plan: string;
+  targetPpm: number;
+  tiers: { belowPpm: number; creditBps: number }[];
+  /** Requests that count for availability (client 4xx and cancels left out). */
+  eligible: number;
+  /** Of those, the ones that succeeded. */
+  good: number;
+}

@@ -79,6 +79,13 @@ export interface SluiceConfig {
    */
   readonly auditKey: string | null;
   /**
+   * A JSON file of SLO definitions seeded at start-up by the control worker (and `npm start`):
+   * `{ "slos": [{ "id": "slo_…", name, kind, scope, target, window?, threshold_ms? }] }`, each
+   * validated like `POST /v1/admin/slos`; the file's values win for the IDs it names (the admin API
+   * manages every other SLO). `SLUICE_SLOS_FILE` @default null (none seeded)
+   */
+  readonly slosFile: string | null;
+  /**
    * Longest time the API spends on one request before answering 503 `request_timeout` (a sync
    * completion keeps running; retry it with the same `Idempotency-Key`). `SLUICE_REQUEST_TIMEOUT_MS`
    * @default 600000
@@ -396,6 +403,7 @@ export function loadConfig(env: Env = process.env): SluiceConfig {
     }),
     logLevel: logLevel as SluiceConfig['logLevel'],
     auditKey,
+    slosFile: envText(env, 'SLUICE_SLOS_FILE'),
     requestTimeoutMs: int(env, 'SLUICE_REQUEST_TIMEOUT_MS', 600_000, 1000),
     allowPrivateUpstreams: Object.freeze(hostList(env, 'SLUICE_ALLOW_PRIVATE_UPSTREAMS')),
     upstreamMaxResponseBytes: int(env, 'SLUICE_UPSTREAM_MAX_RESPONSE_BYTES', 4 * 1024 * 1024, 64 * 1024, 64 * 1024 * 1024),

@@ -11,6 +11,7 @@ import { startMetricsServer } from '../runtime/metrics-server.js';
 import { installTemporalRuntime } from '../runtime/temporal-runtime.js';
 import { startInfra, startStack, type Stack } from './lib/system.js';
 import { DEMO_MODEL, ensureAdminKey, ensureModels } from './lib/bootstrap.js';
+import { ensureSlos } from './lib/slo-seed.js';
 import { configOrExit, runMain } from './lib/run-main.js';
 
 /** Metrics listener of `npm start` when SLUICE_METRICS_PORT is unset (Prometheus' exporter port), on loopback. */
@@ -35,6 +36,7 @@ runMain(log, async (signal) => {
     signal.throwIfAborted();
     const admin = await ensureAdminKey(stack.db, config.adminKey);
     await ensureModels(stack.db, { pool: config.pool, contextSize: config.contextSize, ggufModels: config.ggufModels });
+    await ensureSlos(stack.db, config.slosFile);
     metrics = await startMetricsServer(stack.metrics, config.metricsPort ?? DEFAULT_METRICS_PORT, {
       token: config.metricsToken, host: config.metricsPort === null ? '127.0.0.1' : '0.0.0.0',
     });

@@ -3,6 +3,7 @@ import { loadConfig } from '../runtime/config.js';
 import { createLogger } from '../runtime/logger.js';
 import { startStack } from './lib/system.js';
 import { ensureAdminKey, ensureModels } from './lib/bootstrap.js';
+import { ensureSlos } from './lib/slo-seed.js';
 import { configOrExit, runMain } from './lib/run-main.js';
 import { startMetricsServer } from '../runtime/metrics-server.js';
 import { installTemporalRuntime } from '../runtime/temporal-runtime.js';
@@ -18,6 +19,7 @@ runMain(log, async () => {
     const admin = await ensureAdminKey(stack.db, config.adminKey);
     if (admin.created && admin.secret && !config.adminKey) process.stdout.write(`Admin key (shown once, store it now): ${admin.secret}\n`);
     await ensureModels(stack.db, { pool: config.pool, contextSize: config.contextSize, ggufModels: config.ggufModels });
+    await ensureSlos(stack.db, config.slosFile);
     const metrics = await startMetricsServer(stack.metrics, config.metricsPort ?? config.port, { token: config.metricsToken });
     log.info('control worker running', { metrics: metrics.url });
     return { stop: async () => { await metrics.stop(); await stack.stop(); } };

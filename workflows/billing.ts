@@ -1,5 +1,6 @@
 /**
- * `billing`: one tenant's calendar month (UTC) → one invoice, reconciled against the ledger.
+ * `billing`: one tenant's calendar month (UTC) → its SLA measured (`patched('sla-credits')`) → one
+ * invoice, with the SLA credit it earned as an adjustment line, reconciled against the ledger.
  * Workflow ID `billing-<tenant>-<period>`: a double trigger joins the running workflow, a re-run
  * after completion finds the live invoice (the close writes nothing twice) and reconciles it again,
  * so a ledger that changed behind the invoice's back fails loudly.
@@ -16,6 +17,7 @@ import {
   ParentClosePolicy,
   WorkflowIdReusePolicy,
   defineQuery,
+  patched,
   proxyActivities,
   setHandler,
   sleep,
@@ -74,7 +76,9 @@ export async function billing(input: BillingInput): Promise<BillingOutput> {
   const close = proxyActivities<ControlActivities>(PROFILES.close);
   const check = proxyActivities<ControlActivities>(PROFILES.reconcile);
   try {
-    const invoice = await close.closeBillingPeriod({ tenantId: input.tenantId, period: input.period, workflowId: workflowInfo().workflowId });
+    // The plan's SLA, measured over the closed period; the close writes the credit it earns, once.
+    const sla = patched('sla-credits') ? await close.measureSla({ tenantId: input.tenantId, period: input.period }) : null;
+    const invoice = await close.closeBillingPeriod({ tenantId: input.tenantId, period: input.period, workflowId: workflowInfo().workflowId, sla });
     state = { step: 'reconciling', invoiceId: invoice.invoiceId };
     await check.reconcileInvoice({ invoiceId: invoice.invoiceId });
     state = { step: 'done', invoiceId: invoice.invoiceId, totalMicros: invoice.totalMicros };

@@ -123,6 +123,8 @@ export async function runOverDeployments<P, Out, Result>(run: OverDeployments<P,
     })),
   };
   let reserved = false;
+  /** The pool of the deployment last tried: recorded on a failed request for pool SLOs. */
+  let lastPool: string | null = null;
   try {
     const admit = () => run.admit(steps);
     let admission: Admission;
@@ -160,6 +162,7 @@ export async function runOverDeployments<P, Out, Result>(run: OverDeployments<P,
       if (i < firstToTry) continue;
       if (i !== acquired && !(await steps.acquireCircuit({ deploymentId: deployment.id }))) continue;
       step('running', `${run.usageStep}:${deployment.id}`);
+      lastPool = deployment.pool;
       hooks.onAttempt?.({ model: ctx.model, pool: deployment.pool, variant: ctx.variant });
       let out: Out;
       try {
@@ -208,7 +211,7 @@ export async function runOverDeployments<P, Out, Result>(run: OverDeployments<P,
         requestId: request.requestId, tenantId: request.tenantId, keyId: request.keyId, kind: request.kind, model: ctx.model,
         status: cancelled ? 'cancelled' : 'failed', result: null,
         error: { type, message: cancelled ? 'cancelled' : (failure?.message ?? 'internal error'), code: details?.code ?? null },
-        summary: { ...run.failureSummary, variant: ctx.variant },
+        summary: { ...run.failureSummary, variant: ctx.variant, ...(lastPool !== null ? { pool: lastPool } : {}) },
       });
       step(cancelled ? 'cancelled' : 'failed', 'done');
       hooks.onEnd?.(cancelled ? 'cancelled' : 'failed');

@@ -16,6 +16,7 @@ import * as streamChunkModel from './2026-12-01-0203-stream-chunk-model.js';
 import * as responses from './2026-12-01-0302-responses.js';
 import * as responseCache from './2026-12-01-0402-response-cache.js';
 import * as opsMetrics from './2026-12-01-0502-ops-metrics.js';
+import * as slos from './2026-12-01-0501-slos.js';
 
 export const migrations: Record<string, Migration> = {
   '2026-11-21-0001-spine': spine,
@@ -34,4 +35,5 @@ export const migrations: Record<string, Migration> = {
   '2026-12-01-0302-responses': responses,
   '2026-12-01-0402-response-cache': responseCache,
   '2026-12-01-0502-ops-metrics': opsMetrics,
+  '2026-12-01-0501-slos': slos,
 };

@@ -9,12 +9,16 @@ import type { Invoice, InvoiceLine } from '../tables/index.js';
 import { newId } from '../../domain/ids.js';
 import { planRateAt } from './billing.js';
 import { periodRange } from '../../domain/billing-calendar.js';
+import type { SlaMeasurement } from '../../contracts/billing.js';
+import { slaCreditProblems, writeSlaCredit } from './slos.js';
 
 export interface IssueInput {
   tenantId: string;
   period: string;
   workflowId: string;
   closedAt: Date;
+  /** The period's SLA measurement (`measureSla`): an earned credit is written as an adjustment line. @default null */
+  sla?: SlaMeasurement | null;
 }
 
 export type IssueResult =
@@ -27,7 +31,8 @@ export type IssueResult =
  * usage row and adjustment of the tenant dated before the period's end that no live invoice claims
  * (rows dated before the period's start are late arrivals, billed here and flagged), writes one
  * line per (kind, model, deployment, key, variant, usage period) with the plan rate applied per
- * line, one line per adjustment, and the invoice with its totals as version max+1.
+ * line, one line per adjustment (the period's SLA credit among them, written here once when
+ * `sla` earns one: `writeSlaCredit`), and the invoice with its totals as version max+1.
  */
 export async function issueInvoice(db: Db, input: IssueInput): Promise<IssueResult> {
   const { start, end } = periodRange(input.period);
@@ -78,6 +83,9 @@ export async function issueInvoice(db: Db, input: IssueInput): Promise<IssueResu
       where c.invoice_id = ${id} and c.source = 'usage'
       group by 2, 3, 4, 5, 6, 7, 8
       order by 7, 2, 3, 4, 5, 6`.execute(trx);
+    // The SLA credit (once per tenant and period), from the usage lines just written: claimed here
+    // and written as an adjustment line by the next statement.
+    if (input.sla) await writeSlaCredit(trx, { invoiceId: id, tenantId: input.tenantId, period: input.period, periodEnd: end, sla: input.sla });
     await sql`
       insert into invoice_lines (invoice_id, kind, model, deployment_id, key_id, variant, usage_period, late, description,
                                  requests, input_tokens, output_tokens, usage_micros, amount_micros)
@@ -126,7 +134,9 @@ export interface Reconciliation {
  *    adjustments equal the ledger's adjustments it claims (catches a claimed row changed or removed);
  * 3. every billable usage row of the tenant dated inside the period is billed by a live invoice
  *    (this one, or a later one as late usage). A row inserted after the close, dated inside the
- *    period, fails this check until an invoice bills it.
+ *    period, fails this check until an invoice bills it;
+ * 4. an SLA credit recorded for the period is on this invoice, as exactly its negative amount,
+ *    and is its tier's rate of the charges it was computed from (`slaCreditProblems`).
  * A void invoice bills nothing and always reconciles.
  */
 export async function reconcileInvoice(db: Db, invoiceId: string): Promise<Reconciliation | null> {
@@ -161,6 +171,7 @@ export async function reconcileInvoice(db: Db, invoiceId: string): Promise<Recon
     where u.tenant_id = ${inv.tenant_id} and u.created_at >= ${inv.period_start} and u.created_at < ${inv.period_end} and u.billable
       and not exists (select 1 from billing_claims c where c.source = 'usage' and c.source_id = u.id)`.execute(db);
   const ub = unbilled.rows[0] as { rows: number; micros: number };
+  problems.push(...(await slaCreditProblems(db, inv)));
   if (ub.rows > 0) {
     problems.push(`${ub.rows} usage rows worth ${ub.micros} micro-USD dated in ${inv.period} are on no invoice (written after the close at ${inv.closed_at.toISOString()}); the next period's invoice bills them as late usage`);
   }

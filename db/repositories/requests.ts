@@ -52,13 +52,20 @@ export interface RequestOutcome {
   status: Extract<RequestStatus, 'succeeded' | 'failed' | 'cancelled'>;
   result: unknown;
   error: unknown;
+  /** The `ApplicationFailure` type of a failed or cancelled request. @default null */
+  failureType?: string | null;
+  /** The pool of the deployment that served (or last tried) the request, when one did. @default null */
+  pool?: string | null;
 }
 
 /**
  * Records each request's outcome once (one statement for all of them); a replayed call for a
- * finished request changes nothing. Returns the
- * requests this call finished, each with the seconds from its creation: a retried activity finds
- * them finished and gets nothing back, so what is counted per outcome is counted once.
+ * finished request changes nothing. The same statement stores what the SLOs measure
+ * (migration 0501): `latency_ms` from acceptance (`created_at`) to now, and for a stream
+ * `ttft_ms`, from acceptance to the insert of its first chunk (the `stream_chunks` row's own
+ * time, so nothing extra is written while streaming). Returns the requests this call finished,
+ * each with the seconds from its creation: a retried activity finds them finished and gets
+ * nothing back, so what is counted per outcome is counted once.
  */
 export async function finishRequests(db: Db, outcomes: readonly RequestOutcome[]): Promise<Array<{ id: string; seconds: number }>> {
   if (outcomes.length === 0) return [];
@@ -68,11 +75,16 @@ export async function finishRequests(db: Db, outcomes: readonly RequestOutcome[]
   const text = (v: unknown) => (v === null || v === undefined ? null : JSON.stringify(v));
   const { rows } = await sql<{ id: string; seconds: number | string }>`
     update requests as r
-    set status = v.status, result = v.result::json, error = v.error::json, finished_at = ${finishedAt}::timestamptz
+    set status = v.status, result = v.result::json, error = v.error::json, finished_at = ${finishedAt}::timestamptz,
+        failure_type = v.failure_type, pool = v.pool,
+        latency_ms = greatest(0, round(extract(epoch from (${finishedAt}::timestamptz - r.created_at)) * 1000))::integer,
+        ttft_ms = (select greatest(0, round(extract(epoch from (c.created_at - r.created_at)) * 1000))::integer
+                   from stream_chunks c where c.request_id = r.id order by c.id limit 1)
     from unnest(
       ${outcomes.map((o) => o.id)}::text[], ${outcomes.map((o) => o.status)}::text[],
-      ${outcomes.map((o) => text(o.result))}::text[], ${outcomes.map((o) => text(o.error))}::text[]
-    ) as v(id, status, result, error)
+      ${outcomes.map((o) => text(o.result))}::text[], ${outcomes.map((o) => text(o.error))}::text[],
+      ${outcomes.map((o) => o.failureType ?? null)}::text[], ${outcomes.map((o) => o.pool ?? null)}::text[]
+    ) as v(id, status, result, error, failure_type, pool)
     where r.id = v.id and r.status in ('queued', 'running')
     returning r.id, extract(epoch from (r.finished_at - r.created_at))::float8 as seconds`.execute(db);
   return rows.map((row) => ({ id: row.id, seconds: Math.max(0, Number(row.seconds)) }));

@@ -12,6 +12,7 @@ import type { FileAndBatchTables } from './files-and-batches.js';
 import type { ModelTables } from './models.js';
 import type { RequestTables } from './requests.js';
 import type { ResponseTables } from './responses.js';
+import type { SloTables } from './slos.js';
 import type { StreamTables } from './streams.js';
 import type { TenancyTables } from './tenancy.js';
 import type { WebhookTables } from './webhooks.js';
@@ -24,6 +25,7 @@ export type * from './files-and-batches.js';
 export type * from './models.js';
 export type * from './requests.js';
 export type * from './responses.js';
+export type * from './slos.js';
 export type * from './streams.js';
 export type * from './tenancy.js';
 export type * from './webhooks.js';
@@ -43,4 +45,5 @@ export interface Database
     WebhookTables,
     StreamTables,
     ResponseTables,
-    CacheTables {}
+    CacheTables,
+    SloTables {}

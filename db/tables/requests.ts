@@ -3,11 +3,14 @@
  * reservation, the tenant's monthly spend and budget thresholds crossed), the usage ledger it
  * settles into (one row per request and step), and the circuit state of the deployments it runs on.
  */
-import type { Generated, Selectable } from 'kysely';
+import type { ColumnType, Generated, Selectable } from 'kysely';
 import type { RequestKind } from '../../contracts/chat.js';
 import type { CreatedAt, Timestamp, UpdatedAt } from './columns.js';
 
 export type { RequestKind };
+
+/** A nullable column added by a later migration: omitted on insert means null. */
+type NullableColumn<T> = ColumnType<T | null, T | null | undefined, T | null>;
 
 export type RequestStatus = 'queued' | 'running' | 'succeeded' | 'failed' | 'cancelled';
 export type ReservationStatus = 'held' | 'settled' | 'released';
@@ -28,6 +31,14 @@ export interface RequestsTable {
   finished_at: Timestamp | null;
   /** `hit`: answered from the response cache; `miss`: looked up, generated; null: not consulted (migration 0402). */
   cache: Generated<'hit' | 'miss' | null>;
+  /** Accepted (`created_at`) → terminal, ms; written with the outcome (migration 0501). */
+  latency_ms: NullableColumn<number>;
+  /** Streams: accepted → the first chunk stored, ms; null for a request that streamed nothing. */
+  ttft_ms: NullableColumn<number>;
+  /** The `ApplicationFailure` type a failed or cancelled request ended with. */
+  failure_type: NullableColumn<string>;
+  /** The pool of the deployment that served the request (or last tried it), when one did. */
+  pool: NullableColumn<string>;
 }
 
 export interface ReservationsTable {

@@ -39,6 +39,7 @@ describe('loadConfig defaults', () => {
       },
       logLevel: 'info',
       auditKey: null,
+      slosFile: null,
       requestTimeoutMs: 600_000,
       allowPrivateUpstreams: [],
       upstreamMaxResponseBytes: 4 * 1024 * 1024,
