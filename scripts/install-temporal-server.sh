@@ -41,4 +41,7 @@ cp -R "$GOMODCACHE/go.temporal.io/server@v$VERSION/schema/postgresql" "$base/$VE
 chmod -R u+w "$base/$VERSION/schema"
 rm -rf "$dest"
 mv "$tmp" "$dest"
+# The build and module caches (~3 GB) are not needed once the binaries and schemas are in place.
+go clean -modcache || true
+rm -rf "$GOCACHE"
 "$dest/temporal-server" --version || true
