@@ -28,6 +28,7 @@ const BENCHMARKS: Record<string, string[]> = {
   'llama-threads-2': ['bench/llama-throughput.ts', '--threads', '2', '--parallel', '4', '--tokens', '64', '--runs', '5'],
   embeddings: ['bench/embeddings.ts', '--sizes', '1,8,32,128', '--requests', '20', '--threads', '1'],
   'grammar-cost': ['bench/grammar-cost.ts', '--threads', '1', '--tokens', '128', '--runs', '5', '--warmup', '2'],
+  cluster: ['bench/cluster.ts', '--seconds', '5', '--lines', '200', '--floor-requests', '50'],
 };
 
 async function run(name: string, args: string[]): Promise<string> {
@@ -43,7 +44,7 @@ async function run(name: string, args: string[]): Promise<string> {
 }
 
 /** Run only when named. */
-const ON_REQUEST = new Set(['batch-100k', 'ab-pipeline', 'ab-batch']);
+const ON_REQUEST = new Set(['batch-100k', 'ab-pipeline', 'ab-batch', 'cluster']);
 
 const wanted = process.argv.slice(2);
 await fs.mkdir(path.join(ROOT, 'bench/results'), { recursive: true });

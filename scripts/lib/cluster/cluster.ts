@@ -20,7 +20,9 @@ import { ensureAdminKey, ensureModels } from '../bootstrap.js';
 import { startEmbeddedPostgres, type RunningPostgres } from '../embedded-postgres.js';
 import { freePort } from '../free-port.js';
 import { managedProcess, type ManagedProcess } from './process.js';
-import { ensureTemporalDatabases, setupTemporalNamespace, setupTemporalSchemas, temporalServer, TEMPORAL_SERVER_VERSION, type TemporalDatabase } from './temporal-server.js';
+import { ensureTemporalDatabases, frontendAnswers, setupTemporalNamespace, setupTemporalSchemas, temporalServer, TEMPORAL_SERVER_VERSION, type TemporalDatabase } from './temporal-server.js';
+import { DEV_SERVER_DYNAMIC_CONFIG, TEMPORAL_CLI } from '../temporal-dev-server.js';
+import { SEARCH_ATTRIBUTE_NAMES } from '../../../contracts/ids.js';
 import { loadBalancer } from './lb.js';
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
@@ -51,6 +53,11 @@ export interface ClusterOptions {
   lbPort?: number;
   /** Extra environment per role (tests: smaller pools, the instant backend). */
   roleEnv?: Partial<Record<SluiceRole, Record<string, string>>>;
+  /**
+   * The real server (the production shape), or the Temporal CLI's dev server (SQLite) for
+   * side-by-side numbers (bench/cluster.ts) with the same processes around it. @default "server"
+   */
+  temporal?: 'server' | 'dev-server';
   log: Logger;
   signal?: AbortSignal;
 }
@@ -126,22 +133,13 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
     const databaseUrl = config.databaseUrl ?? (await startPostgres()).url;
     undo.push(async () => { await postgres?.stop(); });
     check();
-    const temporalDb: TemporalDatabase = config.databaseUrl
-      ? { ...dbParts(config.databaseUrl), user: decodeURIComponent(new URL(config.databaseUrl).username), password: decodeURIComponent(new URL(config.databaseUrl).password) }
-      : { host: '127.0.0.1', port: pgPort, user: 'temporal', password: await secretFile(path.join(stateDir, 'temporal-db-password')) };
-    if (!config.databaseUrl) await ensureTemporalDatabases(databaseUrl, temporalDb);
-    else await ensureTemporalDatabases(config.databaseUrl, temporalDb).catch((err: unknown) => {
-      throw new Error(`creating Temporal's databases on DATABASE_URL failed (create "temporal" and "temporal_visibility" owned by that role first): ${err instanceof Error ? err.message : String(err)}`);
-    });
-    await setupTemporalSchemas(temporalDb);
-    check();
-
-    // Temporal.
-    const temporal = await temporalServer({ db: temporalDb, port: config.embeddedTemporalPort, onLine: logTo('temporal') });
+    const temporal = options.temporal === 'dev-server'
+      ? devServer(path.join(stateDir, 'temporal-dev.db'), config.embeddedTemporalPort, config.temporalNamespace, logTo('temporal'))
+      : await realServer(config, databaseUrl, stateDir, logTo('temporal'));
     undo.push(() => temporal.process.stop(15_000));
     await temporal.process.start();
     check();
-    await setupTemporalNamespace(temporal.address, config.temporalNamespace);
+    if (options.temporal !== 'dev-server') await setupTemporalNamespace(temporal.address, config.temporalNamespace);
     check();
 
     // Sluice's schema and first-start state (compose's `migrate` step), here and not in two
@@ -245,7 +243,7 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
           ...apis.map((a) => `  ${a.spec.name.padEnd(16)} ${a.url}   (pid ${a.pid() ?? '-'})`),
           ...controlWorkers.map((w) => `  ${w.spec.name.padEnd(16)} metrics ${w.url}/metrics   (pid ${w.pid() ?? '-'})`),
           ...inferenceWorkers.map((w) => `  ${w.spec.name.padEnd(16)} metrics ${w.url}/metrics   (pid ${w.pid() ?? '-'}; no database URL)`),
-          `  temporal         ${temporal.address}   (server ${TEMPORAL_SERVER_VERSION} on PostgreSQL, pid ${temporal.process.pid() ?? '-'}; namespace ${config.temporalNamespace})`,
+          `  temporal         ${temporal.address}   (${options.temporal === 'dev-server' ? 'the CLI dev server on SQLite' : `server ${TEMPORAL_SERVER_VERSION} on PostgreSQL`}, pid ${temporal.process.pid() ?? '-'}; namespace ${config.temporalNamespace})`,
           `  postgres         ${config.databaseUrl ? '(external, DATABASE_URL)' : `127.0.0.1:${pgPort}   (embedded, ${pgDir})`}`,
           `  logs             ${path.join(stateDir, 'logs')}`,
         ];
@@ -257,6 +255,30 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
     await unwind();
     throw err;
   }
+}
+
+/** Temporal's databases, role and schemas on the cluster's PostgreSQL, and the server process (not started). */
+async function realServer(config: SluiceConfig, databaseUrl: string, stateDir: string, onLine: (line: string) => void) {
+  const temporalDb: TemporalDatabase = config.databaseUrl
+    ? { ...dbParts(config.databaseUrl), user: decodeURIComponent(new URL(config.databaseUrl).username), password: decodeURIComponent(new URL(config.databaseUrl).password) }
+    : { host: '127.0.0.1', port: config.embeddedPgPort, user: 'temporal', password: await secretFile(path.join(stateDir, 'temporal-db-password')) };
+  await ensureTemporalDatabases(databaseUrl, temporalDb).catch((err: unknown) => {
+    throw new Error(`creating Temporal's role and databases failed (with DATABASE_URL: create "temporal" and "temporal_visibility" owned by that role first): ${err instanceof Error ? err.message : String(err)}`);
+  });
+  await setupTemporalSchemas(temporalDb);
+  return temporalServer({ db: temporalDb, port: config.embeddedTemporalPort, onLine });
+}
+
+/** The Temporal CLI's dev server as a cluster process, with the same search attributes and dynamic config as `npm start`'s. */
+function devServer(dbFile: string, port: number, namespace: string, onLine: (line: string) => void) {
+  const address = `127.0.0.1:${port}`;
+  const args = ['server', 'start-dev', '--ip', '127.0.0.1', '--port', String(port), '--headless', '--log-level', 'warn',
+    '--db-filename', dbFile, '--sqlite-pragma', 'journal_mode=wal', '--sqlite-pragma', 'synchronous=normal'];
+  if (namespace !== 'default') args.push('--namespace', namespace);
+  for (const name of SEARCH_ATTRIBUTE_NAMES) args.push('--search-attribute', `${name}=Keyword`);
+  for (const [key, value] of Object.entries(DEV_SERVER_DYNAMIC_CONFIG)) args.push('--dynamic-config-value', `${key}=${value}`);
+  const proc = managedProcess({ name: 'temporal', role: 'temporal', command: TEMPORAL_CLI, args, env: {}, probe: () => frontendAnswers(address), readyTimeoutMs: 60_000, onLine });
+  return { address, process: proc };
 }
 
 /** A random secret kept in `file` (made on first use), so a restarted cluster reuses it. */

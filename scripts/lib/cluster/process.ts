@@ -5,7 +5,6 @@
  * cluster's own Ctrl-C.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import fs from 'node:fs/promises';
 
 export interface ProcessSpec {
   /** Unique name, e.g. `api-1`. */
@@ -134,17 +133,3 @@ export function managedProcess(spec: ProcessSpec): ManagedProcess {
   };
   return handle;
 }
-
-/** CPU time (user + system) a process has used so far, in milliseconds, from `/proc/<pid>/stat`. */
-export async function cpuMillis(pid: number): Promise<number | null> {
-  const stat = await fs.readFile(`/proc/${pid}/stat`, 'utf8').catch(() => null);
-  if (stat === null) return null;
-  // Fields after the command (which may contain spaces) start after the last ')'.
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  // utime and stime are fields 14 and 15 of the whole line: 12 and 13 after the command.
-  const ticks = Number(fields[11]) + Number(fields[12]);
-  return Number.isFinite(ticks) ? (ticks * 1000) / CLOCK_TICKS : null;
-}
-
-/** `getconf CLK_TCK` on Linux: 100 on every architecture Node runs on. */
-const CLOCK_TICKS = 100;
