@@ -26,7 +26,7 @@ runMain(log, async (signal) => {
       ? `  Admin key (shown once, store it now): ${cluster.adminKey}`
       : '  Admin key: the one you set or were shown on first start.',
     '',
-    `  Try it: curl -s ${cluster.url}/v1/models -H "Authorization: Bearer $KEY"   (model ${DEMO_MODEL}; see README "Quick start" for a tenant key)`,
+    `  Try it: curl -s ${cluster.url}/v1/models -H "Authorization: Bearer $KEY"   (model ${DEMO_MODEL}; README "Use it" makes a tenant key)`,
     '',
     'Press Ctrl-C to stop.',
     '',
