@@ -16,7 +16,8 @@ const log = createLogger(config.logLevel, { process: 'cluster' });
 runMain(log, async (signal) => {
   if (config.temporalAddress) throw new Error('npm run cluster starts its own Temporal server: unset TEMPORAL_ADDRESS');
   process.stdout.write('Starting the cluster (first start: Temporal schemas, workflow bundles; a minute or two)...\n');
-  const cluster = await startCluster({ config, log, signal });
+  // A process that exits on its own is logged and started again, as a supervisor would.
+  const cluster = await startCluster({ config, log, signal, restartCrashed: true });
   const lines = [
     '',
     'Sluice cluster is running (each line is its own process):',

@@ -58,6 +58,12 @@ export interface ClusterOptions {
    * side-by-side numbers (bench/cluster.ts) with the same processes around it. @default "server"
    */
   temporal?: 'server' | 'dev-server';
+  /**
+   * Restart a Sluice process, Temporal or nginx that exits on its own (what a supervisor such as
+   * compose's `restart: unless-stopped` does); every such exit is logged either way. Tests leave it
+   * off, so a crash stays visible. @default false
+   */
+  restartCrashed?: boolean;
   log: Logger;
   signal?: AbortSignal;
 }
@@ -115,11 +121,25 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
   };
   const undo: Array<() => Promise<void>> = [];
   const unwind = async () => {
+    stopping = true;
     for (const step of undo.reverse()) await step().catch((e: unknown) => log.warn('cluster stop step failed', { error: e instanceof Error ? e.message : String(e) }));
     undo.length = 0;
     for (const f of logFiles) f.end();
   };
   const check = () => options.signal?.throwIfAborted();
+  let stopping = false;
+  const supervised: ManagedProcess[] = [];
+  /** Logs a crash and, when asked to, starts the process again after a second. */
+  const onCrash = (description: string) => {
+    log.error('cluster process exited on its own', { child: description });
+    if (!options.restartCrashed || stopping) return;
+    const proc = supervised.find((p) => description.startsWith(`${p.spec.name} `));
+    setTimeout(() => {
+      if (stopping || !proc || proc.running()) return;
+      log.warn('restarting', { child: proc.spec.name });
+      proc.start().catch((err: unknown) => log.error('restart failed', { child: proc.spec.name, error: err instanceof Error ? err.message.slice(0, 500) : String(err) }));
+    }, 1000).unref();
+  };
   try {
     // PostgreSQL.
     const pgPort = config.embeddedPgPort;
@@ -134,8 +154,9 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
     undo.push(async () => { await postgres?.stop(); });
     check();
     const temporal = options.temporal === 'dev-server'
-      ? devServer(path.join(stateDir, 'temporal-dev.db'), config.embeddedTemporalPort, config.temporalNamespace, logTo('temporal'))
-      : await realServer(config, databaseUrl, stateDir, logTo('temporal'));
+      ? devServer(path.join(stateDir, 'temporal-dev.db'), config.embeddedTemporalPort, config.temporalNamespace, logTo('temporal'), onCrash)
+      : await realServer(config, databaseUrl, stateDir, logTo('temporal'), onCrash);
+    supervised.push(temporal.process);
     undo.push(() => temporal.process.stop(15_000));
     await temporal.process.start();
     check();
@@ -192,7 +213,9 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
         ready: (line) => line.includes(`"msg":"${entry.ready}"`),
         readyTimeoutMs: 180_000,
         onLine: logTo(name),
+        onCrash,
       });
+      supervised.push(proc);
       undo.push(() => proc.stop(30_000));
       return Object.assign(proc, { role, url: `http://127.0.0.1:${port}` });
     };
@@ -209,8 +232,9 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
 
     const lb = await loadBalancer({
       dir: path.join(stateDir, 'nginx'), port: options.lbPort ?? (config.port === 0 ? await freePort() : config.port),
-      upstreams: apis.map((a) => new URL(a.url).host), onLine: logTo('lb'),
+      upstreams: apis.map((a) => new URL(a.url).host), onLine: logTo('lb'), onCrash,
     });
+    supervised.push(lb.process);
     undo.push(() => lb.process.stop(10_000));
     await lb.process.start();
 
@@ -258,7 +282,7 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
 }
 
 /** Temporal's databases, role and schemas on the cluster's PostgreSQL, and the server process (not started). */
-async function realServer(config: SluiceConfig, databaseUrl: string, stateDir: string, onLine: (line: string) => void) {
+async function realServer(config: SluiceConfig, databaseUrl: string, stateDir: string, onLine: (line: string) => void, onCrash: (description: string) => void) {
   const temporalDb: TemporalDatabase = config.databaseUrl
     ? { ...dbParts(config.databaseUrl), user: decodeURIComponent(new URL(config.databaseUrl).username), password: decodeURIComponent(new URL(config.databaseUrl).password) }
     : { host: '127.0.0.1', port: config.embeddedPgPort, user: 'temporal', password: await secretFile(path.join(stateDir, 'temporal-db-password')) };
@@ -266,18 +290,18 @@ async function realServer(config: SluiceConfig, databaseUrl: string, stateDir: s
     throw new Error(`creating Temporal's role and databases failed (with DATABASE_URL: create "temporal" and "temporal_visibility" owned by that role first): ${err instanceof Error ? err.message : String(err)}`);
   });
   await setupTemporalSchemas(temporalDb);
-  return temporalServer({ db: temporalDb, port: config.embeddedTemporalPort, onLine });
+  return temporalServer({ db: temporalDb, port: config.embeddedTemporalPort, onLine, onCrash });
 }
 
 /** The Temporal CLI's dev server as a cluster process, with the same search attributes and dynamic config as `npm start`'s. */
-function devServer(dbFile: string, port: number, namespace: string, onLine: (line: string) => void) {
+function devServer(dbFile: string, port: number, namespace: string, onLine: (line: string) => void, onCrash: (description: string) => void) {
   const address = `127.0.0.1:${port}`;
   const args = ['server', 'start-dev', '--ip', '127.0.0.1', '--port', String(port), '--headless', '--log-level', 'warn',
     '--db-filename', dbFile, '--sqlite-pragma', 'journal_mode=wal', '--sqlite-pragma', 'synchronous=normal'];
   if (namespace !== 'default') args.push('--namespace', namespace);
   for (const name of SEARCH_ATTRIBUTE_NAMES) args.push('--search-attribute', `${name}=Keyword`);
   for (const [key, value] of Object.entries(DEV_SERVER_DYNAMIC_CONFIG)) args.push('--dynamic-config-value', `${key}=${value}`);
-  const proc = managedProcess({ name: 'temporal', role: 'temporal', command: TEMPORAL_CLI, args, env: {}, probe: () => frontendAnswers(address), readyTimeoutMs: 60_000, onLine });
+  const proc = managedProcess({ name: 'temporal', role: 'temporal', command: TEMPORAL_CLI, args, env: {}, probe: () => frontendAnswers(address), readyTimeoutMs: 60_000, onLine, onCrash });
   return { address, process: proc };
 }
 

@@ -35,7 +35,7 @@ export interface LoadBalancer {
 }
 
 /** Writes the configuration and creates the nginx process (not started). */
-export async function loadBalancer(options: { dir: string; port: number; upstreams: readonly string[]; onLine?: (line: string) => void }): Promise<LoadBalancer> {
+export async function loadBalancer(options: { dir: string; port: number; upstreams: readonly string[]; onLine?: (line: string) => void; onCrash?: (description: string) => void }): Promise<LoadBalancer> {
   const nginx = nginxBinary();
   if (nginx === null) throw new Error('nginx not found: run "bash scripts/install-lb.sh" (Debian\'s nginx)');
   const prefix = path.resolve(options.dir);
@@ -61,6 +61,7 @@ export async function loadBalancer(options: { dir: string; port: number; upstrea
     },
     readyTimeoutMs: 30_000,
     ...(options.onLine ? { onLine: options.onLine } : {}),
+    ...(options.onCrash ? { onCrash: options.onCrash } : {}),
   });
   return { url, process: proc };
 }

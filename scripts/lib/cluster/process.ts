@@ -24,6 +24,8 @@ export interface ProcessSpec {
   readyTimeoutMs?: number;
   /** Every output line, e.g. into a log file. */
   onLine?: (line: string) => void;
+  /** Called when the process exits without `kill()` or `stop()` having been asked for (a crash). */
+  onCrash?: (description: string) => void;
 }
 
 export interface ManagedProcess {
@@ -50,6 +52,8 @@ export function managedProcess(spec: ProcessSpec): ManagedProcess {
   let child: ChildProcess | null = null;
   let exit: Promise<void> = Promise.resolve();
   const tail: string[] = [];
+  /** Set by `kill()` and `stop()`: the next exit was asked for. */
+  let expectingExit = false;
   const isAlive = (c: ChildProcess | null): c is ChildProcess => c !== null && c.exitCode === null && c.signalCode === null;
   // Last resort: a parent that ends without stopping its children takes them along.
   const onParentExit = () => {
@@ -66,6 +70,7 @@ export function managedProcess(spec: ProcessSpec): ManagedProcess {
       if (isAlive(child)) throw new Error(`${spec.name} is already running`);
       let readyLine = spec.ready === undefined;
       let failed: Error | null = null;
+      expectingExit = false;
       const started = spawn(spec.command, [...spec.args], {
         cwd: spec.cwd,
         env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/tmp', ...spec.env },
@@ -80,6 +85,7 @@ export function managedProcess(spec: ProcessSpec): ManagedProcess {
         started.once('exit', (code, signal) => {
           process.removeListener('exit', onParentExit);
           failed = new Error(`${spec.name} exited with ${code ?? signal}; its last output:\n${tail.join('\n')}`);
+          if (!expectingExit) spec.onCrash?.(`${spec.name} exited with ${code ?? signal}`);
           resolve();
         });
         started.once('error', (err) => {
@@ -110,6 +116,7 @@ export function managedProcess(spec: ProcessSpec): ManagedProcess {
           return;
         }
         if (Date.now() > deadline) {
+          expectingExit = true;
           started.kill('SIGKILL');
           await exit;
           throw new Error(`${spec.name} was not ready within ${spec.readyTimeoutMs ?? 120_000} ms; its last output:\n${tail.join('\n')}`);
@@ -119,12 +126,14 @@ export function managedProcess(spec: ProcessSpec): ManagedProcess {
     },
     async kill(signal = 'SIGKILL') {
       if (!isAlive(child)) return;
+      expectingExit = true;
       child.kill(signal);
       await exit;
     },
     async stop(graceMs = 30_000) {
       if (!isAlive(child)) return;
       const c = child;
+      expectingExit = true;
       c.kill('SIGTERM');
       const timer = setTimeout(() => c.kill('SIGKILL'), graceMs);
       await exit;

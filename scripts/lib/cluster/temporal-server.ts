@@ -128,6 +128,7 @@ export interface TemporalServerOptions {
   /** @default 4 */
   historyShards?: number;
   onLine?: (line: string) => void;
+  onCrash?: (description: string) => void;
 }
 
 export interface TemporalServer {
@@ -175,6 +176,7 @@ export async function temporalServer(options: TemporalServerOptions): Promise<Te
     probe: () => frontendAnswers(address),
     readyTimeoutMs: 120_000,
     ...(options.onLine ? { onLine: options.onLine } : {}),
+    ...(options.onCrash ? { onCrash: options.onCrash } : {}),
   });
   return { address, process: proc };
 }
