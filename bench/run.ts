@@ -31,6 +31,7 @@ const BENCHMARKS: Record<string, string[]> = {
   'grammar-cost': ['bench/grammar-cost.ts', '--threads', '1', '--tokens', '128', '--runs', '5', '--warmup', '2'],
   'llama-batched': ['bench/llama-batched.ts', '--widths', '1,2,4,8', '--tokens', '64', '--rounds', '3', '--threads', '2'],
   cache: ['bench/cache.ts', '--requests', '200', '--seconds', '5'],
+  cluster: ['bench/cluster.ts', '--seconds', '5', '--lines', '200', '--floor-requests', '50'],
 };
 
 async function run(name: string, args: string[]): Promise<string> {
@@ -46,7 +47,7 @@ async function run(name: string, args: string[]): Promise<string> {
 }
 
 /** Run only when named. */
-const ON_REQUEST = new Set(['batch-100k', 'ab-pipeline', 'ab-batch']);
+const ON_REQUEST = new Set(['batch-100k', 'ab-pipeline', 'ab-batch', 'cluster']);
 
 const wanted = process.argv.slice(2);
 await fs.mkdir(path.join(ROOT, 'bench/results'), { recursive: true });

@@ -60,6 +60,13 @@ export function createDb(options: DbOptions): { db: Db; pool: pg.Pool } {
   pool.on('error', () => {
     // An idle client lost its connection; the pool replaces it. Queries report their own errors.
   });
+  // A client in use whose connection breaks (PostgreSQL restarted: EPIPE while a query is being
+  // written) emits 'error' besides failing its query; unheard, that event ended the process
+  // (test/cluster/faults.test.ts). The query reports the error; the pool drops the broken client
+  // when it is released.
+  pool.on('connect', (client) => {
+    client.on('error', () => undefined);
+  });
   const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
   return { db, pool };
 }

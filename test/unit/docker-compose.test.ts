@@ -4,17 +4,21 @@
  * are pinned, the GPU worker reserves NVIDIA GPUs, commands are real npm scripts, the start
  * order only names services that exist; required keys, separate non-superuser database roles, each
  * container only the secrets it reads, metrics off the published API port, no instant backend;
- * Prometheus scraping every Sluice process with the shipped rules, Grafana provisioned.
+ * Prometheus scraping every Sluice process with the shipped rules, Grafana provisioned; and
+ * Temporal runs the version and the files of deploy/temporal/ that `npm run cluster` runs with.
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { DEV_SERVER_DYNAMIC_CONFIG } from '../../scripts/lib/temporal-dev-server.js';
+import { searchAttributeFile, TEMPORAL_SERVER_VERSION } from '../../scripts/lib/cluster/temporal-server.js';
+import { SEARCH_ATTRIBUTE_NAMES } from '../../contracts/ids.js';
 
 interface ComposeService {
   image?: string;
   build?: string | { context?: string; target?: string };
   command?: string | string[];
+  entrypoint?: string | string[];
   environment?: Record<string, unknown> | string[];
   depends_on?: string[] | Record<string, { condition?: string }>;
   volumes?: Array<string | { type?: string; source?: string; target?: string; read_only?: boolean }>;
@@ -89,6 +93,21 @@ function commandOf(svc: ComposeService): string {
   return Array.isArray(svc.command) ? svc.command.join(' ') : (svc.command ?? '');
 }
 
+/** A service's entrypoint and command as one string. */
+function runsOf(svc: ComposeService): string {
+  const entrypoint = Array.isArray(svc.entrypoint) ? svc.entrypoint.join(' ') : (svc.entrypoint ?? '');
+  return `${entrypoint} ${commandOf(svc)}`;
+}
+
+/** The text of a file under deploy/temporal/. */
+const deployFile = (name: string) => readFileSync(new URL(`deploy/temporal/${name}`, root), 'utf8');
+
+/** Where a service mounts ./deploy/temporal (read-only), or undefined. */
+function deployMount(svc: ComposeService): string | undefined {
+  const mount = (svc.volumes ?? []).find((v): v is string => typeof v === 'string' && v.startsWith('./deploy/temporal:'));
+  return mount?.endsWith(':ro') ? mount.split(':')[1] : undefined;
+}
+
 /** Resolves Compose's `${VAR:-default}` / `${VAR-default}` to the default, as an unset variable would. */
 function withDefaults(value: string): string {
   return value.replace(/\$\{[A-Z0-9_]+:?-([^}]*)\}/g, '$1');
@@ -112,9 +131,9 @@ function sluiceServices(): Array<[string, ComposeService]> {
 
 /** The one-shot service that registers search attributes, found by what it runs. */
 function searchAttributeService(): [string, ComposeService] {
-  const found = Object.entries(services).find(([, svc]) => commandOf(svc).includes('search-attribute create'));
+  const found = Object.entries(services).find(([, svc]) => runsOf(svc).includes('setup-namespace.sh'));
   if (!found) {
-    throw new Error('no service runs `temporal operator search-attribute create`');
+    throw new Error('no service runs deploy/temporal/setup-namespace.sh');
   }
   return found;
 }
@@ -150,9 +169,9 @@ describe('docker-compose.yml: services', () => {
   it('persists Temporal in the PostgreSQL service and waits for it', () => {
     const temporal = service('temporal');
     const env = envOf(temporal);
-    expect(temporal.image).toMatch(/^temporalio\/(server|auto-setup):/);
-    expect(['postgres12', 'postgres12_pgx']).toContain(env['DB']);
-    expect(env['POSTGRES_SEEDS']).toBe(postgresServiceName());
+    expect(temporal.image).toMatch(/^temporalio\/server:/);
+    expect(env['TEMPORAL_DB_HOST']).toBe(postgresServiceName());
+    expect(runsOf(temporal)).toMatch(new RegExp(`temporal-server --config-file ${deployMount(temporal)}/config.yaml\\b`));
     expect(temporal.healthcheck?.test).toBeDefined();
     expect(startsAfter('temporal', postgresServiceName())).toBe(true);
   });
@@ -168,13 +187,11 @@ describe('docker-compose.yml: services', () => {
 describe('docker-compose.yml: search attributes', () => {
   it('registers all seven Sluice search attributes as Keyword once Temporal is healthy', () => {
     const [, setup] = searchAttributeService();
-    const command = commandOf(setup);
     expect(setup.image).toMatch(/^temporalio\/admin-tools:/);
     expect(dependsOn(setup)['temporal']).toBe('service_healthy');
-    expect(command).toMatch(/search-attribute create[^\n]*--type Keyword/);
-    for (const name of SEARCH_ATTRIBUTES) {
-      expect(command, name).toMatch(new RegExp(`\\b${name}\\b`));
-    }
+    expect(runsOf(setup)).toContain(`${deployMount(setup)}/setup-namespace.sh`);
+    expect(deployFile('setup-namespace.sh')).toMatch(/search-attribute create[^\n]*--type Keyword/);
+    expect(searchAttributeFile()).toEqual([...SEARCH_ATTRIBUTES]);
   });
 
   it('registers them in the namespace the Sluice services use', () => {
@@ -300,13 +317,13 @@ describe('docker-compose.yml: secrets and roles', () => {
   it('has Sluice and Temporal log in as separate roles, neither of them the superuser, made without superuser rights', () => {
     const superuser = envOf(service(postgresServiceName()))['POSTGRES_USER'];
     const sluice = userOf(envOf(service('api'))['DATABASE_URL']);
-    const temporal = envOf(service('temporal'))['POSTGRES_USER'];
+    const temporal = envOf(service('temporal'))['TEMPORAL_DB_USER'];
     expect(sluice).toBe('sluice');
     expect(temporal).toBe('temporal');
     expect(superuser).not.toBe(sluice);
     expect(superuser).not.toBe(temporal);
     for (const name of ['worker-control', 'migrate']) expect(userOf(envOf(service(name))['DATABASE_URL']), name).toBe(sluice);
-    expect(commandOf(service('temporal-schema'))).toMatch(/-u temporal\b/);
+    expect(envOf(service('temporal-schema'))['SQL_USER']).toBe(temporal);
     const roles = commandOf(service('postgres-roles'));
     for (const role of [sluice, temporal]) {
       expect(roles, role).toMatch(new RegExp(`ALTER ROLE ${role} WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE`));
@@ -381,15 +398,13 @@ describe('docker-compose.yml: start order', () => {
 });
 
 describe('docker-compose.yml: Temporal dynamic config', () => {
-  const dynamicConfig = parse(compose.configs?.['temporal-dynamic-config']?.content ?? '') as Record<string, Array<{ value: unknown }>>;
+  const dynamicConfig = parse(deployFile('dynamicconfig.yaml')) as Record<string, Array<{ value: unknown }>>;
   const valueOf = (key: string): unknown => dynamicConfig[key]?.[0]?.value;
 
-  it('is the file the Temporal service is told to watch', () => {
-    const temporal = Object.values(services).find((svc) => envOf(svc).DYNAMIC_CONFIG_FILE_PATH);
-    expect(temporal).toBeDefined();
-    const target = envOf(temporal as ComposeService).DYNAMIC_CONFIG_FILE_PATH;
-    expect((temporal as ComposeService & { configs?: Array<{ source: string; target: string }> }).configs)
-      .toContainEqual({ source: 'temporal-dynamic-config', target });
+  it('is deploy/temporal/dynamicconfig.yaml, the file the Temporal service is told to watch', () => {
+    const temporal = service('temporal');
+    expect(envOf(temporal)['TEMPORAL_DYNAMIC_CONFIG']).toBe(`${deployMount(temporal)}/dynamicconfig.yaml`);
+    expect(deployFile('config.yaml')).toMatch(/dynamicConfigClient:\s+filepath: "\{\{ env "TEMPORAL_DYNAMIC_CONFIG" \}\}"/);
   });
 
   it('turns on the matcher that priority and fairness need, as the dev server does', () => {
@@ -399,9 +414,11 @@ describe('docker-compose.yml: Temporal dynamic config', () => {
     }
   });
 
-  it('lifts the history queue read limits to the dev server\'s values', () => {
-    for (const key of ['history.transferProcessorMaxPollRPS', 'history.timerProcessorMaxPollRPS', 'history.visibilityProcessorMaxPollRPS']) {
-      expect(valueOf(key)).toBe(DEV_SERVER_DYNAMIC_CONFIG[key]);
+  it('carries the dev server\'s value for every key both set (history read limits, partitions)', () => {
+    const shared = Object.keys(DEV_SERVER_DYNAMIC_CONFIG).filter((key) => key in dynamicConfig);
+    expect(shared).toEqual(expect.arrayContaining(['history.transferProcessorMaxPollRPS', 'history.timerProcessorMaxPollRPS', 'history.visibilityProcessorMaxPollRPS', 'matching.numTaskqueueReadPartitions']));
+    for (const key of shared) {
+      expect(valueOf(key), key).toBe(DEV_SERVER_DYNAMIC_CONFIG[key]);
     }
   });
 });
@@ -469,6 +486,37 @@ describe('docker-compose.yml: monitoring', () => {
       expect(ports.length, name).toBeGreaterThan(0);
       for (const port of ports) expect(String(port), name).toMatch(/^127\.0\.0\.1:/);
     }
+  });
+});
+
+describe('docker-compose.yml and npm run cluster: one Temporal', () => {
+  it('runs the server and admin-tools images of the version the cluster builds (deploy/temporal/VERSION)', () => {
+    expect(TEMPORAL_SERVER_VERSION).toMatch(/^\d+\.\d+\.\d+$/);
+    const temporalImages = Object.entries(services).filter(([, svc]) => /^temporalio\/(server|admin-tools|auto-setup):/.test(svc.image ?? ''));
+    expect(temporalImages.map(([name]) => name).sort()).toEqual(['temporal', 'temporal-schema', 'temporal-setup']);
+    for (const [name, svc] of temporalImages) {
+      expect(svc.image, name).toBe(`${(svc.image ?? '').split(':')[0]}:${TEMPORAL_SERVER_VERSION}`);
+    }
+    expect(readFileSync(new URL('scripts/install-temporal-server.sh', root), 'utf8')).toContain('deploy/temporal/VERSION');
+  });
+
+  it('mounts deploy/temporal read-only into each Temporal service and runs its scripts', () => {
+    expect(runsOf(service('temporal-schema'))).toContain(`${deployMount(service('temporal-schema'))}/setup-schema.sh`);
+    for (const name of ['temporal', 'temporal-schema', 'temporal-setup']) {
+      expect(deployMount(service(name)), name).toBeDefined();
+    }
+  });
+
+  it('persists in PostgreSQL with SQL visibility on the postgres12 plugin', () => {
+    const config = deployFile('config.yaml');
+    expect(config.split('\n')[0]).toBe('# enable-template');
+    expect(config).toMatch(/visibilityStore: visibility/);
+    expect([...config.matchAll(/pluginName: (\S+)/g)].map((m) => m[1])).toEqual(['postgres12', 'postgres12']);
+    expect(deployFile('setup-schema.sh')).toMatch(/--plugin postgres12/);
+  });
+
+  it('registers exactly the search attributes of contracts/ids.ts', () => {
+    expect(searchAttributeFile()).toEqual(SEARCH_ATTRIBUTE_NAMES);
   });
 });
 
