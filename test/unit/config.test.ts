@@ -56,6 +56,7 @@ describe('loadConfig defaults', () => {
       tenantCaps: {
         maxFiles: 1000, maxFileBytes: 10 * 1024 * 1024 * 1024, maxActiveBatches: 10, maxWebhookEndpoints: 10, maxConcurrentExports: 2, maxConcurrentUploads: 4,
       },
+      tracing: null,
     });
   });
 
