@@ -10,7 +10,7 @@
  */
 import { createRequire } from 'node:module';
 import { IncomingMessage } from 'node:http';
-import { context, diag, DiagLogLevel, isSpanContextValid, SpanStatusCode, trace, type Attributes, type Span } from '@opentelemetry/api';
+import { context, diag, DiagLogLevel, isSpanContextValid, propagation, SpanStatusCode, trace, type Attributes, type Span } from '@opentelemetry/api';
 import type { SpanProcessor } from '@opentelemetry/sdk-trace-base';
 import type { ClientInterceptors } from '@temporalio/client';
 import type { ActivityExecuteInput, ActivityInboundCallsInterceptor, InjectedSinks, Next, WorkerInterceptors } from '@temporalio/worker';
@@ -34,9 +34,16 @@ export interface Tracing {
   readonly workerInterceptors: WorkerInterceptors & { workflowModules: string[] };
   /** The sink through which workflow code (in its sandbox) hands its spans to the process's processor. */
   readonly sinks: InjectedSinks<OpenTelemetrySinks>;
-  /** Ends the instrumentation and flushes the spans still queued. */
+  /** Flushes the spans still queued, ends the instrumentation and unregisters the provider: tracing is off again. */
   shutdown(): Promise<void>;
 }
+
+/**
+ * The workflow interceptor module of `@temporalio/interceptors-opentelemetry` (`RunWorkflow`,
+ * `StartActivity` spans), for `bundleWorkflowCode({ workflowInterceptorModules })` when workflows
+ * run from a prebuilt bundle.
+ */
+export const WORKFLOW_INTERCEPTOR_MODULES: readonly string[] = [createRequire(import.meta.url).resolve('@temporalio/interceptors-opentelemetry/lib/workflow-interceptors')];
 
 /** Paths whose requests get no span: probes and scrapes, not work. */
 const UNTRACED_PATHS: ReadonlySet<string> = new Set(['/healthz', '/readyz', '/metrics']);
@@ -129,12 +136,17 @@ export async function installTracing(config: TracingConfig | null, log: Logger, 
         }),
         (ctx) => ({ inbound: new ActivitySpanAttributes(ctx) }),
       ],
-      workflowModules: [require.resolve('@temporalio/interceptors-opentelemetry/lib/workflow-interceptors')],
+      workflowModules: [...WORKFLOW_INTERCEPTOR_MODULES],
     },
     sinks: { exporter: otelTemporal.makeWorkflowExporter(processor, resource) },
     async shutdown() {
       disable();
       await provider.shutdown();
+      // Back to the API's no-ops (a later install in this process starts from nothing).
+      trace.disable();
+      context.disable();
+      propagation.disable();
+      diag.disable();
     },
   };
 }
