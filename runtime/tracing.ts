@@ -34,7 +34,7 @@ export interface Tracing {
   readonly workerInterceptors: WorkerInterceptors & { workflowModules: string[] };
   /** The sink through which workflow code (in its sandbox) hands its spans to the process's processor. */
   readonly sinks: InjectedSinks<OpenTelemetrySinks>;
-  /** Flushes the spans still queued, ends the instrumentation and unregisters the provider: tracing is off again. */
+  /** Flushes the spans still queued, ends the instrumentation and unregisters the provider. */
   shutdown(): Promise<void>;
 }
 
@@ -87,12 +87,12 @@ export async function installTracing(config: TracingConfig | null, log: Logger, 
   }
   const processor = spanProcessor as SpanProcessor;
   const resource = new Resource({ 'service.name': config?.serviceName ?? 'sluice' });
-  // The SDK's own complaints (an export that failed, a full queue) as Sluice log lines.
+  // The SDK's errors (an export that failed) as Sluice log lines. Its warnings are left out: the one
+  // it always gives ("pg has been loaded before the instrumentation") is handled below.
   diag.setLogger({
-    error: (message) => log.warn('opentelemetry', { detail: message.slice(0, 300) }),
-    warn: (message) => log.warn('opentelemetry', { detail: message.slice(0, 300) }),
-    info: () => undefined, debug: () => undefined, verbose: () => undefined,
-  }, DiagLogLevel.WARN);
+    error: (message, ...args) => log.warn('opentelemetry', { detail: [message, ...args.map((a) => (a instanceof Error ? a.message : String(a)))].join(' ').slice(0, 300) }),
+    warn: () => undefined, info: () => undefined, debug: () => undefined, verbose: () => undefined,
+  }, DiagLogLevel.ERROR);
   const provider = new NodeTracerProvider({ resource, sampler, spanProcessors: [processor] });
   provider.register();
 
@@ -142,7 +142,8 @@ export async function installTracing(config: TracingConfig | null, log: Logger, 
     async shutdown() {
       disable();
       await provider.shutdown();
-      // Back to the API's no-ops (a later install in this process starts from nothing).
+      // Back to the API's no-ops: nothing traced after stop. (Installing again in the same process
+      // is not supported: the instrumentations patch a module once.)
       trace.disable();
       context.disable();
       propagation.disable();

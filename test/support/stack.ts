@@ -11,7 +11,7 @@ import pg from 'pg';
 import { inject } from 'vitest';
 import { bundleWorkflowCode } from '@temporalio/worker';
 import { WORKFLOWS_PATH } from '../../workers/control-worker.js';
-import type { Tracing } from '../../runtime/tracing.js';
+import { WORKFLOW_INTERCEPTOR_MODULES, type Tracing } from '../../runtime/tracing.js';
 import { loadConfig, type SluiceConfig } from '../../runtime/config.js';
 import { createLogger } from '../../runtime/logger.js';
 import { startStack, type Stack } from '../../scripts/lib/system.js';
@@ -30,8 +30,9 @@ export interface TestStackOptions {
   temporalPort?: number;
   /**
    * Traces installed by the test (`installTracing` with an in-memory exporter): the client and
-   * workers get its interceptors, and the workflows run from a bundle built with its workflow
-   * interceptor module. @default none (tracing off)
+   * workers get its interceptors. Without it the stack installs what `env`'s `OTEL_*` ask for
+   * (nothing by default). Either way, traced workflows run from a bundle built with the workflow
+   * interceptor module. @default none (tracing from `env`: off)
    */
   tracing?: Tracing;
 }
@@ -81,12 +82,12 @@ export async function startTestStack(options: TestStackOptions = {}): Promise<Te
   });
   const logs: string[] = [];
   const log = createLogger('info', { process: 'test' }, (line) => logs.push(line));
-  const workflowBundle = options.tracing
-    ? { code: (await bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, workflowInterceptorModules: options.tracing.workerInterceptors.workflowModules, logger: undefined })).code }
+  const workflowBundle = options.tracing || config.tracing
+    ? { code: (await bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, workflowInterceptorModules: [...WORKFLOW_INTERCEPTOR_MODULES], logger: undefined })).code }
     : { codePath: inject('workflowBundlePath') };
   const stack = await startStack(config, {
     databaseUrl, temporalAddress: temporal.address, api: true, control: true, pools, log,
-    workflowBundle, tracing: options.tracing ?? null,
+    workflowBundle, ...(options.tracing ? { tracing: options.tracing } : {}),
     ...(options.breaker ? { breaker: options.breaker } : {}),
   });
   const admin = await ensureAdminKey(stack.db, null);
