@@ -214,6 +214,12 @@ export interface TracingConfig {
    * in `OTEL_TRACES_SAMPLER_ARG` (0 to 1) @default "parentbased_always_on", ratio 1
    */
   readonly sampler: { readonly name: TraceSamplerName; readonly ratio: number };
+  /**
+   * A span per PostgreSQL query inside a trace (SQL text with placeholders, never values): about
+   * two thirds of a sync request's spans and of tracing's CPU cost (BENCHMARKS.md, "Tracing").
+   * `SLUICE_TRACE_DB_QUERIES` @default true
+   */
+  readonly dbQueries: boolean;
 }
 
 /** The samplers of the OpenTelemetry specification's `OTEL_TRACES_SAMPLER`. */
@@ -489,5 +495,6 @@ function tracingConfig(env: Env): TracingConfig | null {
     headers: Object.freeze(otlpHeaders(headersVar, envText(env, headersVar))),
     timeoutMs: int(env, timeoutVar, 10_000, 1, 600_000),
     sampler: Object.freeze({ name: samplerName as TraceSamplerName, ratio }),
+    dbQueries: bool(env, 'SLUICE_TRACE_DB_QUERIES', true),
   });
 }

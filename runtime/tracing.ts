@@ -116,7 +116,7 @@ export async function installTracing(config: TracingConfig | null, log: Logger, 
         },
       }),
       // Statement text only (Kysely sends placeholders); values are never recorded.
-      new PgInstrumentation({ enhancedDatabaseReporting: false, requireParentSpan: true, addSqlCommenterCommentToQueries: false }),
+      ...(config?.dbQueries ?? true ? [new PgInstrumentation({ enhancedDatabaseReporting: false, requireParentSpan: true, addSqlCommenterCommentToQueries: false })] : []),
     ],
   });
   // ESM imports of `pg` (and Express's `http`) do not pass through the require hook the

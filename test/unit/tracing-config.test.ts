@@ -17,7 +17,7 @@ describe('tracing config', () => {
   it('OTEL_TRACES_EXPORTER=otlp turns it on with the specification defaults', () => {
     expect(loadConfig({ OTEL_TRACES_EXPORTER: 'otlp' }).tracing).toEqual({
       serviceName: 'sluice', endpoint: 'http://localhost:4318/v1/traces', headers: {}, timeoutMs: 10_000,
-      sampler: { name: 'parentbased_always_on', ratio: 1 },
+      sampler: { name: 'parentbased_always_on', ratio: 1 }, dbQueries: true,
     });
   });
 
@@ -31,10 +31,11 @@ describe('tracing config', () => {
       OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c:4318', OTEL_SERVICE_NAME: 'sluice-eu',
       OTEL_EXPORTER_OTLP_HEADERS: 'x-ignored=1', OTEL_EXPORTER_OTLP_TRACES_HEADERS: 'authorization=Bearer%20abc, x-team = infra',
       OTEL_EXPORTER_OTLP_TIMEOUT: '2500', OTEL_TRACES_SAMPLER: 'parentbased_traceidratio', OTEL_TRACES_SAMPLER_ARG: '0.25',
+      SLUICE_TRACE_DB_QUERIES: 'false',
     }).tracing;
     expect(t).toEqual({
       serviceName: 'sluice-eu', endpoint: 'http://c:4318/v1/traces', headers: { authorization: 'Bearer abc', 'x-team': 'infra' },
-      timeoutMs: 2500, sampler: { name: 'parentbased_traceidratio', ratio: 0.25 },
+      timeoutMs: 2500, sampler: { name: 'parentbased_traceidratio', ratio: 0.25 }, dbQueries: false,
     });
   });
 
