@@ -216,7 +216,7 @@ export interface TracingConfig {
   readonly sampler: { readonly name: TraceSamplerName; readonly ratio: number };
   /**
    * A span per PostgreSQL query inside a trace (SQL text with placeholders, never values): about
-   * two thirds of a sync request's spans and of tracing's CPU cost (BENCHMARKS.md, "Tracing").
+   * two thirds of a sync request's ~29 spans (BENCHMARKS.md, "Tracing").
    * `SLUICE_TRACE_DB_QUERIES` @default true
    */
   readonly dbQueries: boolean;
