@@ -1,7 +1,8 @@
 /**
  * Traces exported as configured by the standard `OTEL_*` variables: the stack installs tracing
- * from its config (as every entry point does), and its spans reach an OTLP/HTTP collector (a
- * local HTTP server that records what it is sent) with the configured service name and headers.
+ * from its config and its control worker bundles `workflows/` with the interceptor module, as
+ * every entry point does, and its spans reach an OTLP/HTTP collector (a local HTTP server that
+ * records what it is sent) with the configured service name and headers.
  * Pipeline only (docs/testing.md): the `instant` model; the export is what is tested.
  */
 import { createServer, type Server } from 'node:http';

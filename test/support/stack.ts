@@ -31,8 +31,7 @@ export interface TestStackOptions {
   /**
    * Traces installed by the test (`installTracing` with an in-memory exporter): the client and
    * workers get its interceptors. Without it the stack installs what `env`'s `OTEL_*` ask for
-   * (nothing by default). Either way, traced workflows run from a bundle built with the workflow
-   * interceptor module. @default none (tracing from `env`: off)
+   * (nothing by default). @default none (tracing from `env`: off)
    */
   tracing?: Tracing;
 }
@@ -82,9 +81,11 @@ export async function startTestStack(options: TestStackOptions = {}): Promise<Te
   });
   const logs: string[] = [];
   const log = createLogger('info', { process: 'test' }, (line) => logs.push(line));
-  const workflowBundle = options.tracing || config.tracing
+  // Traced workflows need the interceptor module in their bundle: built here for a test's own
+  // tracing; with tracing from `env`, the control worker bundles `workflows/` with it, as in production.
+  const workflowBundle = options.tracing
     ? { code: (await bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, workflowInterceptorModules: [...WORKFLOW_INTERCEPTOR_MODULES], logger: undefined })).code }
-    : { codePath: inject('workflowBundlePath') };
+    : config.tracing ? null : { codePath: inject('workflowBundlePath') };
   const stack = await startStack(config, {
     databaseUrl, temporalAddress: temporal.address, api: true, control: true, pools, log,
     workflowBundle, ...(options.tracing ? { tracing: options.tracing } : {}),
