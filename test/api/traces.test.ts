@@ -14,11 +14,14 @@ import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { InMemorySpanExporter, SimpleSpanProcessor, type ReadableSpan } from '@opentelemetry/sdk-trace-base';
 import { context, trace } from '@opentelemetry/api';
-import { Worker } from '@temporalio/worker';
+import { readFile, readdir } from 'node:fs/promises';
+import { Worker, bundleWorkflowCode } from '@temporalio/worker';
+import { temporal } from '@temporalio/proto';
 import { inject } from 'vitest';
 import { addInstantModel, addModel, startTestStack, type TestStack } from '../support/stack.js';
 import { startFakeUpstream, type FakeUpstream } from '../support/fake-openai-upstream.js';
-import { installTracing, type Tracing } from '../../runtime/tracing.js';
+import { installTracing, WORKFLOW_INTERCEPTOR_MODULES, type Tracing } from '../../runtime/tracing.js';
+import { WORKFLOWS_PATH } from '../../workers/control-worker.js';
 import { createLogger } from '../../runtime/logger.js';
 import { chatWorkflowId } from '../../contracts/ids.js';
 
@@ -252,4 +255,18 @@ describe('replay', () => {
     const history = await stack.client.workflow.getHandle(workflowId).fetchHistory();
     await Worker.runReplayHistory({ workflowBundle: { codePath: inject('workflowBundlePath') } }, history, workflowId);
   }, 60_000);
+
+  it('the released histories (recorded without tracing) replay on traced workers (tracing can be turned on with workflows running)', async () => {
+    const { code } = await bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, workflowInterceptorModules: [...WORKFLOW_INTERCEPTOR_MODULES], logger: undefined });
+    const fixtures = new URL('../fixtures/histories/', import.meta.url);
+    const files = (await readdir(fixtures)).filter((f) => f.endsWith('.pb')).sort();
+    expect(files.length).toBeGreaterThanOrEqual(5);
+    for (const file of files) {
+      const history = temporal.api.history.v1.History.decode(await readFile(new URL(file, fixtures)));
+      await expect(
+        Worker.runReplayHistory({ workflowBundle: { code }, interceptors: tracing.workerInterceptors, sinks: tracing.sinks }, history, file),
+        file,
+      ).resolves.toBeUndefined();
+    }
+  }, 120_000);
 });
