@@ -211,6 +211,44 @@ describe('one request, one trace', () => {
   }, 90_000);
 });
 
+describe('a batch', () => {
+  it('is one trace: the create request, the batch workflow, and a span per chunk activity, not per line', async () => {
+    const prompt = `batch-prompt-${randomBytes(8).toString('hex')}`;
+    const lines = ['a', 'b', 'c'].map((id) => JSON.stringify({ custom_id: id, method: 'POST', url: '/v1/chat/completions', body: { model: 'instant', messages: [{ role: 'user', content: `${prompt}-${id}` }] } }));
+    const form = new FormData();
+    form.append('purpose', 'batch');
+    form.append('file', new Blob([`${lines.join('\n')}\n`]), 'input.jsonl');
+    const file = await fetch(`${stack.url}/v1/files`, { method: 'POST', headers: { Authorization: `Bearer ${key}` }, body: form });
+    expect(file.status).toBe(200);
+    const fileId = ((await file.json()) as { id: string }).id;
+    const created = await fetch(`${stack.url}/v1/batches`, {
+      method: 'POST',
+      headers: { Authorization: `Bearer ${key}`, 'Content-Type': 'application/json' },
+      body: JSON.stringify({ input_file_id: fileId, endpoint: '/v1/chat/completions', completion_window: '24h' }),
+    });
+    expect(created.status).toBe(200);
+    const traceId = traceIdOf(created.headers);
+    const batchId = ((await created.json()) as { id: string }).id;
+    const deadline = Date.now() + 90_000;
+    for (;;) {
+      const b = (await (await fetch(`${stack.url}/v1/batches/${batchId}`, { headers: { Authorization: `Bearer ${key}` } })).json()) as { status: string };
+      if (b.status === 'completed') break;
+      if (Date.now() > deadline || ['failed', 'cancelled', 'expired'].includes(b.status)) throw new Error(`batch ended ${b.status}`);
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    const spans = await waitForSpans(traceId, ['POST /v1/batches', 'StartWorkflow:batch', 'RunWorkflow:batch', 'RunActivity:inferLines']);
+    expect(one(spans, 'StartWorkflow:batch').parentSpanId).toBe(idOf(one(spans, 'POST /v1/batches')));
+    const run = one(spans, 'RunWorkflow:batch');
+    const chunks = spans.filter((s) => s.name === 'RunActivity:inferLines');
+    expect(chunks.length).toBeGreaterThanOrEqual(1);
+    expect(chunks.length).toBeLessThanOrEqual(lines.length);
+    expect(spans.filter((s) => s.name === 'RunActivity:infer')).toEqual([]);
+    const byId = new Map(spans.map((s) => [idOf(s), s]));
+    for (const c of chunks) expect(byId.get(c.parentSpanId as string)?.parentSpanId).toBe(idOf(run));
+    for (const s of spans) for (const text of textsOf(s)) expect(text.includes(prompt), `${s.name} holds a line's prompt`).toBe(false);
+  }, 120_000);
+});
+
 describe('logs carry the trace', () => {
   it('log lines written while a request is served, in the API and in an activity, carry its trace_id and their span_id', async () => {
     const before = stack.logs.length;
