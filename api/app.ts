@@ -7,6 +7,7 @@ import { sql } from 'kysely';
 import type { Metrics } from '../runtime/metrics.js';
 import { metricsAuthorized } from '../runtime/metrics-server.js';
 import type { Logger } from '../runtime/logger.js';
+import { activeTraceparent } from '../runtime/tracing.js';
 import { authenticate } from './auth.js';
 import { HttpError, errorMiddleware, requestId } from './errors.js';
 import { chatRoutes } from './routes/chat.js';
@@ -121,6 +122,12 @@ export function createApp(deps: AppDeps): express.Express {
     next();
   });
   app.use(requestId());
+  // With tracing on, the response names the request's trace: the W3C `traceparent` of its server span (README "Traces").
+  app.use((_req, res, next) => {
+    const traceparent = activeTraceparent();
+    if (traceparent !== null) res.setHeader('traceparent', traceparent);
+    next();
+  });
   app.use(requestTimeout(deps.config.requestTimeoutMs ?? 600_000));
   app.use(httpMetrics(deps.metrics));
 
@@ -159,6 +166,11 @@ export function createApp(deps: AppDeps): express.Express {
   });
 
   const v1 = express.Router();
+  // The router's mount path, for naming a request's span by its route after an error left the router.
+  v1.use((req, res, next) => {
+    res.locals.routeBase = req.baseUrl;
+    next();
+  });
   // Authenticate before reading the body: an anonymous caller's body is never parsed.
   v1.use(authenticate(deps));
   v1.use(express.json({ limit: deps.config.maxBodyBytes, type: ['application/json', 'application/*+json'] }));

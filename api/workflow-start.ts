@@ -2,6 +2,7 @@
  * What a failed `client.workflow.start` means for the caller of a route that starts one (chat,
  * batches). Every failure is logged with the request's ID; the client gets a stable code only.
  */
+import { trace } from '@opentelemetry/api';
 import { WorkflowExecutionAlreadyStartedError, isGrpcServiceError, type Client, type Workflow } from '@temporalio/client';
 import type { Db } from '../db/database.js';
 import { deleteUnstartedRequest } from '../db/repositories/requests.js';
@@ -83,6 +84,8 @@ export interface RequestWorkflowStart<W extends Workflow> {
  * of `startFailureResponse`.
  */
 export async function startRequestWorkflow<W extends Workflow>(deps: RequestStartDeps, start: RequestWorkflowStart<W>): Promise<void> {
+  // The request's server span (tracing on) gets its identifiers; the start itself is traced by the client's interceptor.
+  trace.getActiveSpan()?.setAttributes({ 'sluice.request_id': start.requestId, 'sluice.tenant_id': start.tenantId, 'sluice.model': start.model, 'sluice.kind': start.kind });
   try {
     await deps.temporal.workflow.start<Workflow>(start.type, {
       taskQueue: CONTROL_TASK_QUEUE,

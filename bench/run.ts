@@ -32,6 +32,7 @@ const BENCHMARKS: Record<string, string[]> = {
   'llama-batched': ['bench/llama-batched.ts', '--widths', '1,2,4,8', '--tokens', '64', '--rounds', '3', '--threads', '2'],
   cache: ['bench/cache.ts', '--requests', '200', '--seconds', '5'],
   cluster: ['bench/cluster.ts', '--seconds', '5', '--lines', '200', '--floor-requests', '50'],
+  tracing: ['bench/tracing.ts', '--requests', '200', '--rounds', '2'],
 };
 
 async function run(name: string, args: string[]): Promise<string> {

@@ -186,6 +186,13 @@ export interface SluiceConfig {
   readonly tenantCaps: TenantCaps;
   /** The response cache (README "Response cache"); see {@link ResponseCacheConfig}. */
   readonly responseCache: ResponseCacheConfig;
+  /**
+   * OpenTelemetry traces, from the standard `OTEL_*` variables ({@link TracingConfig}, README
+   * "Traces"); null = off: no tracer provider, no instrumentation, no span on the hot path.
+   * On when `OTEL_TRACES_EXPORTER=otlp` or an OTLP endpoint is set, unless `OTEL_SDK_DISABLED=true`
+   * or `OTEL_TRACES_EXPORTER=none`. @default null
+   */
+  readonly tracing: TracingConfig | null;
 }
 
 /** Bounds of the response cache: the in-process L1 of each control worker and the shared L2 table. */
@@ -231,6 +238,41 @@ export interface TemporalTlsConfig {
   /** Name checked against the server's certificate. `TEMPORAL_TLS_SERVER_NAME` @default null (the address's host) */
   readonly serverName: string | null;
 }
+
+/** OTLP/HTTP trace export, from the standard OpenTelemetry variables; see {@link SluiceConfig.tracing}. */
+export interface TracingConfig {
+  /** `service.name` of every span. `OTEL_SERVICE_NAME` @default "sluice" */
+  readonly serviceName: string;
+  /**
+   * Where spans are POSTed (OTLP over HTTP, JSON encoding). `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`
+   * as given, else `OTEL_EXPORTER_OTLP_ENDPOINT` + `/v1/traces`. @default "http://localhost:4318/v1/traces"
+   */
+  readonly endpoint: string;
+  /**
+   * Headers of every export (e.g. a collector's token; a secret, never logged).
+   * `OTEL_EXPORTER_OTLP_TRACES_HEADERS`, else `OTEL_EXPORTER_OTLP_HEADERS` (`k=v,k2=v2`, values URL-encoded). @default {}
+   */
+  readonly headers: Readonly<Record<string, string>>;
+  /** Time one export may take. `OTEL_EXPORTER_OTLP_TRACES_TIMEOUT`, else `OTEL_EXPORTER_OTLP_TIMEOUT` (ms) @default 10000 */
+  readonly timeoutMs: number;
+  /**
+   * Which traces are kept. `OTEL_TRACES_SAMPLER`: `always_on`, `always_off`, `traceidratio`,
+   * `parentbased_always_on`, `parentbased_always_off`, `parentbased_traceidratio`, with the ratio
+   * in `OTEL_TRACES_SAMPLER_ARG` (0 to 1) @default "parentbased_always_on", ratio 1
+   */
+  readonly sampler: { readonly name: TraceSamplerName; readonly ratio: number };
+  /**
+   * A span per PostgreSQL query inside a trace (SQL text with placeholders, never values): about
+   * two thirds of a sync request's ~29 spans (BENCHMARKS.md, "Tracing").
+   * `SLUICE_TRACE_DB_QUERIES` @default true
+   */
+  readonly dbQueries: boolean;
+}
+
+/** The samplers of the OpenTelemetry specification's `OTEL_TRACES_SAMPLER`. */
+export type TraceSamplerName = 'always_on' | 'always_off' | 'traceidratio' | 'parentbased_always_on' | 'parentbased_always_off' | 'parentbased_traceidratio';
+
+const TRACE_SAMPLERS: readonly TraceSamplerName[] = ['always_on', 'always_off', 'traceidratio', 'parentbased_always_on', 'parentbased_always_off', 'parentbased_traceidratio'];
 
 /** Thrown for an environment value that cannot be used. */
 export class ConfigError extends Error {
@@ -446,5 +488,71 @@ export function loadConfig(env: Env = process.env): SluiceConfig {
       tenantMaxEntries: int(env, 'SLUICE_CACHE_TENANT_MAX_ENTRIES', DEFAULT_RESPONSE_CACHE_CONFIG.tenantMaxEntries, 1, 10_000_000),
       defaultTtlSeconds: int(env, 'SLUICE_CACHE_TTL_SECONDS', DEFAULT_RESPONSE_CACHE_CONFIG.defaultTtlSeconds, 1, 2_592_000),
     }),
+    tracing: tracingConfig(env),
+  });
+}
+
+/** `k=v,k2=v2` (values URL-encoded), the OpenTelemetry header list format. */
+function otlpHeaders(name: string, raw: string | null): Record<string, string> {
+  const headers: Record<string, string> = {};
+  if (raw === null) return headers;
+  for (const pair of raw.split(',')) {
+    if (pair.trim() === '') continue;
+    const eq = pair.indexOf('=');
+    const key = eq > 0 ? pair.slice(0, eq).trim() : '';
+    if (!/^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/.test(key)) throw new ConfigError(`${name}: each entry must be key=value with a header name as key`);
+    try {
+      headers[key] = decodeURIComponent(pair.slice(eq + 1).trim());
+    } catch {
+      throw new ConfigError(`${name}: the value of ${key} is not URL-encoded text`);
+    }
+  }
+  return headers;
+}
+
+/** The OTLP traces URL: the signal endpoint as given, or the base endpoint + `/v1/traces`. */
+function otlpTracesUrl(env: Env): string {
+  const signal = envText(env, 'OTEL_EXPORTER_OTLP_TRACES_ENDPOINT');
+  const base = envText(env, 'OTEL_EXPORTER_OTLP_ENDPOINT');
+  const [name, url] = signal !== null
+    ? ['OTEL_EXPORTER_OTLP_TRACES_ENDPOINT', signal]
+    : ['OTEL_EXPORTER_OTLP_ENDPOINT', base === null ? 'http://localhost:4318/v1/traces' : `${base.replace(/\/+$/, '')}/v1/traces`];
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    throw new ConfigError(`${name} must be an http(s) URL, got "${url}"`);
+  }
+  if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') throw new ConfigError(`${name} must be an http(s) URL, got "${url}"`);
+  return parsed.toString();
+}
+
+/** {@link SluiceConfig.tracing}: null (off) unless an OTLP exporter is asked for. */
+function tracingConfig(env: Env): TracingConfig | null {
+  if (bool(env, 'OTEL_SDK_DISABLED', false)) return null;
+  const exporter = envText(env, 'OTEL_TRACES_EXPORTER');
+  if (exporter !== null && exporter !== 'otlp' && exporter !== 'none') {
+    throw new ConfigError(`OTEL_TRACES_EXPORTER "${exporter}" is not supported: use otlp or none`);
+  }
+  const endpointSet = envText(env, 'OTEL_EXPORTER_OTLP_TRACES_ENDPOINT') !== null || envText(env, 'OTEL_EXPORTER_OTLP_ENDPOINT') !== null;
+  if (exporter === 'none' || (exporter === null && !endpointSet)) return null;
+  for (const name of ['OTEL_EXPORTER_OTLP_TRACES_PROTOCOL', 'OTEL_EXPORTER_OTLP_PROTOCOL']) {
+    const protocol = envText(env, name);
+    if (protocol !== null && protocol !== 'http/json') throw new ConfigError(`${name} "${protocol}" is not supported: Sluice exports OTLP over HTTP as JSON (http/json)`);
+  }
+  const samplerName = envText(env, 'OTEL_TRACES_SAMPLER') ?? 'parentbased_always_on';
+  if (!(TRACE_SAMPLERS as readonly string[]).includes(samplerName)) throw new ConfigError(`OTEL_TRACES_SAMPLER "${samplerName}" is not one of ${TRACE_SAMPLERS.join(', ')}`);
+  const ratioText = envText(env, 'OTEL_TRACES_SAMPLER_ARG');
+  const ratio = ratioText === null ? 1 : Number(ratioText);
+  if (!Number.isFinite(ratio) || ratio < 0 || ratio > 1) throw new ConfigError(`OTEL_TRACES_SAMPLER_ARG must be a number from 0 to 1, got "${ratioText ?? ''}"`);
+  const headersVar = envText(env, 'OTEL_EXPORTER_OTLP_TRACES_HEADERS') !== null ? 'OTEL_EXPORTER_OTLP_TRACES_HEADERS' : 'OTEL_EXPORTER_OTLP_HEADERS';
+  const timeoutVar = envText(env, 'OTEL_EXPORTER_OTLP_TRACES_TIMEOUT') !== null ? 'OTEL_EXPORTER_OTLP_TRACES_TIMEOUT' : 'OTEL_EXPORTER_OTLP_TIMEOUT';
+  return Object.freeze({
+    serviceName: envText(env, 'OTEL_SERVICE_NAME') ?? 'sluice',
+    endpoint: otlpTracesUrl(env),
+    headers: Object.freeze(otlpHeaders(headersVar, envText(env, headersVar))),
+    timeoutMs: int(env, timeoutVar, 10_000, 1, 600_000),
+    sampler: Object.freeze({ name: samplerName as TraceSamplerName, ratio }),
+    dbQueries: bool(env, 'SLUICE_TRACE_DB_QUERIES', true),
   });
 }

@@ -1,6 +1,6 @@
 /** The control worker: every workflow, and the database activities, on `sluice-control`. */
 import { fileURLToPath } from 'node:url';
-import { type NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
+import { type NativeConnection, Worker, type WorkerInterceptors, type WorkerOptions } from '@temporalio/worker';
 import type { PayloadCodec } from '@temporalio/common';
 import { createControlActivities, type ControlDeps } from '../activities/index.js';
 import { CONTROL_TASK_QUEUE } from '../contracts/ids.js';
@@ -24,6 +24,13 @@ export interface ControlWorkerOptions {
   workflowThreads?: number;
   /** Codecs over every payload (the encryption codec of `SLUICE_PAYLOAD_KEY`). @default [] */
   payloadCodecs?: PayloadCodec[];
+  /**
+   * Interceptors (traces: `Tracing.workerInterceptors`); their `workflowModules` must be in a
+   * prebuilt `workflowBundle` (`bundleWorkflowCode({ workflowInterceptorModules })`). @default none
+   */
+  interceptors?: WorkerInterceptors;
+  /** Sinks workflow code calls (traces: `Tracing.sinks`, the workflow spans' exporter). @default none */
+  sinks?: WorkerOptions['sinks'];
 }
 
 export async function createControlWorker(options: ControlWorkerOptions, connection: NativeConnection, deps: ControlDeps): Promise<Worker> {
@@ -40,5 +47,7 @@ export async function createControlWorker(options: ControlWorkerOptions, connect
     maxCachedWorkflows: 1000,
     workflowThreadPoolSize: options.workflowThreads ?? 2,
     shutdownGraceTime: '10s',
+    ...(options.interceptors ? { interceptors: options.interceptors } : {}),
+    ...(options.sinks ? { sinks: options.sinks } : {}),
   });
 }

@@ -5,7 +5,7 @@
  * Separate queues, so chunks of batch lines never hold the slots an interactive request needs to
  * be picked up; in the backend, the lines queue for a sequence behind interactive requests.
  */
-import { type NativeConnection, Worker } from '@temporalio/worker';
+import { type NativeConnection, Worker, type WorkerInterceptors } from '@temporalio/worker';
 import type { PayloadCodec } from '@temporalio/common';
 import { createInferenceActivities } from '../activities/inference.js';
 import { createBatchInferenceActivities } from '../activities/inference-lines.js';
@@ -24,6 +24,8 @@ export interface InferenceWorkerOptions {
   slots: number;
   /** Codecs over every payload (the encryption codec of `SLUICE_PAYLOAD_KEY`). @default [] */
   payloadCodecs?: PayloadCodec[];
+  /** Activity interceptors (traces: `Tracing.workerInterceptors.activity`). @default none */
+  activityInterceptors?: NonNullable<WorkerInterceptors['activity']>;
 }
 
 export async function createInferenceWorkers(
@@ -41,6 +43,7 @@ export async function createInferenceWorkers(
     defaultHeartbeatThrottleInterval: '2s',
     // Cancellation reaches an activity through heartbeats; let generations stop before shutdown ends.
     shutdownGraceTime: '20s',
+    ...(options.activityInterceptors ? { interceptors: { activity: options.activityInterceptors } } : {}),
   } as const;
   const activityDeps = { backends: deps.backends, pool: options.pool, metrics: deps.metrics, streamDb: deps.streamDb ?? null };
   return Promise.all([

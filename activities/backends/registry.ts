@@ -10,6 +10,7 @@ import { MAX_EMBEDDING_VALUES } from '../../contracts/embeddings.js';
 import { createInstantBackend, instantChunkInterval } from './instant.js';
 import { UpstreamAddressError, checkUpstreamUrl, lookupAll, type LookupAll } from './upstream-address.js';
 import type { Llama } from 'node-llama-cpp';
+import { inSpan } from '../../runtime/tracing.js';
 
 export interface BackendRegistryOptions {
   /** Relative GGUF paths resolve against `<dataDir>/models`. */
@@ -108,6 +109,31 @@ export function checkEmbeddingSize(result: EmbedResult): EmbedResult {
   return result;
 }
 
+/**
+ * Wraps a backend so that each call is a span (`backend.generate`, `backend.embed`) under the
+ * activity's, with the deployment, its pool and provider, the model and the token counts: never
+ * the messages, the completion or the upstream's key. With tracing off the span is a no-op.
+ */
+function traced(backend: InferenceBackend, t: DeploymentTarget): InferenceBackend {
+  const embed = backend.embed?.bind(backend);
+  const attributes = { 'sluice.deployment': t.id, 'sluice.provider': t.provider, 'sluice.pool': t.pool, 'sluice.model': t.model };
+  return {
+    generate: (request) => inSpan('backend.generate', { ...attributes, 'gen_ai.request.max_tokens': request.params.maxTokens }, async (span) => {
+      const result = await backend.generate(request);
+      span.setAttributes({ 'gen_ai.usage.input_tokens': result.promptTokens, 'gen_ai.usage.output_tokens': result.completionTokens, 'gen_ai.response.finish_reason': result.finishReason });
+      return result;
+    }),
+    ...(embed ? {
+      embed: (request: EmbedRequest) => inSpan('backend.embed', { ...attributes, 'sluice.inputs': request.inputs.length }, async (span) => {
+        const result = await embed(request);
+        span.setAttribute('gen_ai.usage.input_tokens', result.promptTokens);
+        return result;
+      }),
+    } : {}),
+    close: () => backend.close(),
+  };
+}
+
 export function createBackendRegistry(options: BackendRegistryOptions): BackendRegistry {
   const backends = new Map<string, Promise<InferenceBackend>>();
   // One llama.cpp runtime per process, shared by every GGUF this worker serves.
@@ -171,7 +197,7 @@ export function createBackendRegistry(options: BackendRegistryOptions): BackendR
       const key = cacheKey(target);
       let backend = backends.get(key);
       if (!backend) {
-        backend = create(target).then(sizeChecked);
+        backend = create(target).then((b) => traced(sizeChecked(b), target));
         backends.set(key, backend);
         // A failed load is not cached: the next attempt tries again.
         backend.catch(() => backends.delete(key));

@@ -21,6 +21,7 @@ import { createBackendRegistry, type BackendRegistry } from '../../activities/ba
 import { createMetrics, type Metrics } from '../../runtime/metrics.js';
 import { payloadCodecsFor } from '../../runtime/payload-codec.js';
 import { temporalTlsOptions } from '../../runtime/temporal-runtime.js';
+import { installTracing, type Tracing } from '../../runtime/tracing.js';
 import type { Logger } from '../../runtime/logger.js';
 import type { SluiceConfig } from '../../runtime/config.js';
 import type { BreakerConfig } from '../../domain/circuit-breaker.js';
@@ -96,10 +97,19 @@ export interface StackOptions {
   /** Run migrations first. @default true */
   migrate?: boolean;
   log: Logger;
+  /**
+   * Traces, installed by the caller (tests: an in-memory exporter); the stack then leaves its
+   * shutdown to the caller. Undefined: installed here from `config.tracing` (null = off) and shut
+   * down by `stop()`. @default undefined
+   */
+  tracing?: Tracing | null;
 }
 
 /** Opens the pool and connections and starts the requested roles. `stop()` undoes all of it, in order. */
 export async function startStack(config: SluiceConfig, options: StackOptions): Promise<Stack> {
+  // Before the pool: the pg instrumentation patches the driver once, per process.
+  const tracing = options.tracing !== undefined ? options.tracing : await installTracing(config.tracing, options.log);
+  const ownTracing = options.tracing === undefined ? tracing : null;
   const { db, pool } = createDb({ connectionString: options.databaseUrl, max: config.dbPoolSize, timeouts: config.dbTimeouts });
   if (options.migrate ?? true) await migrateToLatest(db);
   const metrics = createMetrics();
@@ -111,7 +121,7 @@ export async function startStack(config: SluiceConfig, options: StackOptions): P
   // Payloads (prompts, completions) are encrypted by the client and every worker alike when
   // SLUICE_PAYLOAD_KEY is set: the same codecs on all three, or histories cannot be read.
   const payloadCodecs = payloadCodecsFor(config);
-  const client = new Client({ connection, namespace: config.temporalNamespace, dataConverter: { payloadCodecs } });
+  const client = new Client({ connection, namespace: config.temporalNamespace, dataConverter: { payloadCodecs }, ...(tracing ? { interceptors: tracing.clientInterceptors } : {}) });
   const workers: Worker[] = [];
   const running: Array<Promise<void>> = [];
   let backends: BackendRegistry | null = null;
@@ -120,7 +130,10 @@ export async function startStack(config: SluiceConfig, options: StackOptions): P
 
   if (options.control) {
     const w = await createControlWorker(
-      { namespace: config.temporalNamespace, workflowBundle: options.workflowBundle ?? null, payloadCodecs, workflowThreads: config.workflowThreads },
+      {
+        namespace: config.temporalNamespace, workflowBundle: options.workflowBundle ?? null, payloadCodecs, workflowThreads: config.workflowThreads,
+        ...(tracing ? { interceptors: tracing.workerInterceptors, sinks: tracing.sinks } : {}),
+      },
       connection,
       { db, metrics, temporal: client, auditKey: config.auditKey, webhooks: config.webhooks, responseCache: config.responseCache, log: options.log, ...(options.breaker ? { breaker: options.breaker } : {}) },
     );
@@ -139,7 +152,10 @@ export async function startStack(config: SluiceConfig, options: StackOptions): P
       maxResponseBytes: config.upstreamMaxResponseBytes, enableInstantBackend: config.enableInstantBackend,
     });
     for (const p of options.pools) {
-      workers.push(...await createInferenceWorkers({ namespace: config.temporalNamespace, pool: p, slots: config.slots, payloadCodecs }, connection, { backends, metrics, streamDb: db }));
+      workers.push(...await createInferenceWorkers({
+        namespace: config.temporalNamespace, pool: p, slots: config.slots, payloadCodecs,
+        ...(tracing?.workerInterceptors.activity ? { activityInterceptors: tracing.workerInterceptors.activity } : {}),
+      }, connection, { backends, metrics, streamDb: db }));
     }
   }
   for (const w of workers) {
@@ -195,6 +211,7 @@ export async function startStack(config: SluiceConfig, options: StackOptions): P
       await backends?.close();
       await connection.close();
       await db.destroy();
+      await ownTracing?.shutdown();
     },
   };
 }
@@ -213,6 +230,7 @@ export interface InferenceOnly {
  */
 export async function startInferenceOnly(config: SluiceConfig, options: { temporalAddress: string; pools: readonly string[]; log: Logger }): Promise<InferenceOnly> {
   const metrics = createMetrics();
+  const tracing = await installTracing(config.tracing, options.log);
   const tls = await temporalTlsOptions(config.temporalTls);
   const connection = await NativeConnection.connect({ address: options.temporalAddress, ...(tls ? { tls } : {}) });
   const payloadCodecs = payloadCodecsFor(config);
@@ -225,12 +243,16 @@ export async function startInferenceOnly(config: SluiceConfig, options: { tempor
   const stream = config.streamDatabaseUrl ? createDb({ connectionString: config.streamDatabaseUrl, max: Math.max(2, config.slots), applicationName: 'sluice-stream-writer' }) : null;
   try {
     for (const p of options.pools) {
-      workers.push(...await createInferenceWorkers({ namespace: config.temporalNamespace, pool: p, slots: config.slots, payloadCodecs }, connection, { backends, metrics, streamDb: stream?.db ?? null }));
+      workers.push(...await createInferenceWorkers({
+        namespace: config.temporalNamespace, pool: p, slots: config.slots, payloadCodecs,
+        ...(tracing?.workerInterceptors.activity ? { activityInterceptors: tracing.workerInterceptors.activity } : {}),
+      }, connection, { backends, metrics, streamDb: stream?.db ?? null }));
     }
   } catch (err) {
     await stream?.db.destroy();
     await backends.close();
     await connection.close();
+    await tracing?.shutdown();
     throw err;
   }
   const running = workers.map((w) => w.run().catch((err: unknown) => options.log.error('worker stopped with an error', { error: err instanceof Error ? err.message : String(err) })));
@@ -242,6 +264,7 @@ export async function startInferenceOnly(config: SluiceConfig, options: { tempor
       await backends.close();
       await connection.close();
       await stream?.db.destroy();
+      await tracing?.shutdown();
     },
   };
 }

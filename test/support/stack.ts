@@ -9,6 +9,9 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { inject } from 'vitest';
+import { bundleWorkflowCode } from '@temporalio/worker';
+import { WORKFLOWS_PATH } from '../../workers/control-worker.js';
+import { WORKFLOW_INTERCEPTOR_MODULES, type Tracing } from '../../runtime/tracing.js';
 import { loadConfig, type SluiceConfig } from '../../runtime/config.js';
 import { createLogger } from '../../runtime/logger.js';
 import { startStack, type Stack } from '../../scripts/lib/system.js';
@@ -25,6 +28,12 @@ export interface TestStackOptions {
   /** Temporal persistence file (for restart tests); null = in memory. */
   temporalDbFile?: string | null;
   temporalPort?: number;
+  /**
+   * Traces installed by the test (`installTracing` with an in-memory exporter): the client and
+   * workers get its interceptors. Without it the stack installs what `env`'s `OTEL_*` ask for
+   * (nothing by default). @default none (tracing from `env`: off)
+   */
+  tracing?: Tracing;
 }
 
 export interface TestStack extends Stack {
@@ -72,9 +81,14 @@ export async function startTestStack(options: TestStackOptions = {}): Promise<Te
   });
   const logs: string[] = [];
   const log = createLogger('info', { process: 'test' }, (line) => logs.push(line));
+  // Traced workflows need the interceptor module in their bundle: built here for a test's own
+  // tracing; with tracing from `env`, the control worker bundles `workflows/` with it, as in production.
+  const workflowBundle = options.tracing
+    ? { code: (await bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, workflowInterceptorModules: [...WORKFLOW_INTERCEPTOR_MODULES], logger: undefined })).code }
+    : config.tracing ? null : { codePath: inject('workflowBundlePath') };
   const stack = await startStack(config, {
     databaseUrl, temporalAddress: temporal.address, api: true, control: true, pools, log,
-    workflowBundle: { codePath: inject('workflowBundlePath') },
+    workflowBundle, ...(options.tracing ? { tracing: options.tracing } : {}),
     ...(options.breaker ? { breaker: options.breaker } : {}),
   });
   const admin = await ensureAdminKey(stack.db, null);

@@ -62,6 +62,7 @@ describe('loadConfig defaults', () => {
         l1MaxEntries: 10_000, l1MaxBytes: 64 * 1024 * 1024, l1TenantMaxBytes: 16 * 1024 * 1024, maxEntryBytes: 256 * 1024,
         tenantMaxBytes: 256 * 1024 * 1024, tenantMaxEntries: 10_000, defaultTtlSeconds: 86_400,
       },
+      tracing: null,
     });
   });
 
