@@ -15,6 +15,8 @@ import { completionRoutes } from './routes/completions.js';
 import { modelRoutes } from './routes/models.js';
 import { tenantRoutes } from './routes/tenants.js';
 import { usageAuditRoutes } from './routes/usage-audit.js';
+import { experimentRoutes } from './routes/experiments.js';
+import { feedbackRoutes } from './routes/feedback.js';
 import { billingRoutes } from './routes/billing.js';
 import { DEFAULT_FILE_LIMITS, fileRoutes, type FileLimits, type UploadProgress } from './routes/files.js';
 import type { TenantCaps } from './tenant-caps.js';
@@ -165,6 +167,8 @@ export function createApp(deps: AppDeps): express.Express {
   v1.use(modelRoutes({ db: deps.db, allowPrivateUpstreams: deps.config.allowPrivateUpstreams ?? [], enableInstantBackend: deps.config.enableInstantBackend ?? false }));
   v1.use(tenantRoutes(deps));
   v1.use(usageAuditRoutes(deps));
+  v1.use(experimentRoutes(deps));
+  v1.use(feedbackRoutes(deps));
   v1.use(billingRoutes(deps));
   v1.use(fileRoutes({
     db: deps.db, limits: deps.config.files ?? DEFAULT_FILE_LIMITS,

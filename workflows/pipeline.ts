@@ -15,6 +15,7 @@ import type { ChatCompletion, ChatRequestInput, InferInput, InferOutput, JobStat
 import { inferenceTaskQueue } from '../contracts/ids.js';
 import { PIPELINE_PROFILES as PROFILES } from '../contracts/profiles.js';
 import { runOverDeployments } from './over-deployments.js';
+import { applyPromptOverride } from '../domain/experiment-prompt.js';
 
 export { rateLimitWaitMs } from './over-deployments.js';
 
@@ -73,6 +74,9 @@ export interface PipelineHooks {
  */
 export async function runChatPipeline(input: ChatRequestInput, hooks: PipelineHooks = {}): Promise<ChatCompletion> {
   const step = hooks.onStep ?? (() => undefined);
+  // What inference receives: the request's messages, with the variant's prompt override if it has
+  // one (set by `prepare`; requests without one send the very same messages, so no history changes).
+  let messages = input.messages;
   return runOverDeployments({
     request: input,
     hooks,
@@ -85,16 +89,19 @@ export async function runChatPipeline(input: ChatRequestInput, hooks: PipelineHo
       requestId: input.requestId, tenantId: input.tenantId, keyId: input.keyId, model: input.model, subject: input.subject,
       promptTokensEstimate: input.promptTokensEstimate, maxTokens: input.params.maxTokens ?? null,
     }),
-    prepare: ({ maxTokens, assignment }) => ({
-      maxTokens: assignment.overrides.max_tokens ?? maxTokens,
-      temperature: assignment.overrides.temperature ?? input.params.temperature ?? 1,
-      topP: assignment.overrides.top_p ?? input.params.topP,
-      seed: input.params.seed,
-      stop: input.params.stop,
-      // Only when asked for: the activity input of a request without extras is as it was.
-      ...(input.params.extras !== undefined ? { extras: input.params.extras } : {}),
-      ...(input.params.rawPrompt === true ? { rawPrompt: true as const } : {}),
-    }),
+    prepare: ({ maxTokens, assignment }) => {
+      messages = applyPromptOverride(input.messages, assignment.overrides, input.params.rawPrompt === true);
+      return {
+        maxTokens: assignment.overrides.max_tokens ?? maxTokens,
+        temperature: assignment.overrides.temperature ?? input.params.temperature ?? 1,
+        topP: assignment.overrides.top_p ?? input.params.topP,
+        seed: input.params.seed,
+        stop: input.params.stop,
+        // Only when asked for: the activity input of a request without extras is as it was.
+        ...(input.params.extras !== undefined ? { extras: input.params.extras } : {}),
+        ...(input.params.rawPrompt === true ? { rawPrompt: true as const } : {}),
+      };
+    },
     attempt: (deployment, params) => {
       const { infer } = proxyActivities<InferenceActivities>({
         ...PROFILES.infer,
@@ -102,7 +109,7 @@ export async function runChatPipeline(input: ChatRequestInput, hooks: PipelineHo
         cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
       });
       // `stream` only on streamed requests: the activity input of every other request is unchanged.
-      const inferInput: InferInput = { requestId: input.requestId, tenantId: input.tenantId, deployment, messages: input.messages, params, ...(input.stream === true ? { stream: true } : {}) };
+      const inferInput: InferInput = { requestId: input.requestId, tenantId: input.tenantId, deployment, messages, params, ...(input.stream === true ? { stream: true } : {}) };
       return (hooks.dispatch?.infer ?? infer)(inferInput);
     },
     succeed: async (deployment, out, { steps, model, variant, recordConsumed }) => {

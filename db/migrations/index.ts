@@ -12,6 +12,7 @@ import * as operatorRoles from './2026-12-01-0102-operator-roles.js';
 import * as exportKeyset from './2026-12-01-0103-export-keyset.js';
 import * as embeddings from './2026-12-01-0201-embeddings.js';
 import * as streamChunks from './2026-12-01-0202-stream-chunks.js';
+import * as experimentLifecycle from './2026-12-01-0401-experiment-lifecycle.js';
 
 export const migrations: Record<string, Migration> = {
   '2026-11-21-0001-spine': spine,
@@ -26,4 +27,5 @@ export const migrations: Record<string, Migration> = {
   '2026-12-01-0103-export-keyset': exportKeyset,
   '2026-12-01-0201-embeddings': embeddings,
   '2026-12-01-0202-stream-chunks': streamChunks,
+  '2026-12-01-0401-experiment-lifecycle': experimentLifecycle,
 };
