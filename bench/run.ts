@@ -28,6 +28,7 @@ const BENCHMARKS: Record<string, string[]> = {
   'llama-threads-2': ['bench/llama-throughput.ts', '--threads', '2', '--parallel', '4', '--tokens', '64', '--runs', '5'],
   embeddings: ['bench/embeddings.ts', '--sizes', '1,8,32,128', '--requests', '20', '--threads', '1'],
   'grammar-cost': ['bench/grammar-cost.ts', '--threads', '1', '--tokens', '128', '--runs', '5', '--warmup', '2'],
+  'experiment-results': ['bench/experiment-results.ts', '--exposures', '1000000', '--runs', '3'],
 };
 
 async function run(name: string, args: string[]): Promise<string> {

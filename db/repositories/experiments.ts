@@ -177,6 +177,15 @@ export async function recordExposure(
     .execute();
 }
 
+/**
+ * The results queries hash-join an experiment's exposures with their requests and ledger rows:
+ * with PostgreSQL's default 4 MB of `work_mem` those joins spill to disk at a million exposures.
+ * Raised for the transaction only (`set local`).
+ */
+async function withResultsMemory(trx: Db): Promise<void> {
+  await sql`set local work_mem = '64MB'`.execute(trx);
+}
+
 /** Count, sum and sum of squares of a per-request quantity. */
 export interface Sums {
   n: number;
@@ -217,47 +226,40 @@ export interface FeedbackSums {
  * variant. `tenantId` narrows to one tenant's exposures (a tenant's view of a global experiment).
  */
 export async function experimentSums(db: Db, experimentId: string, tenantId: string | null): Promise<{ variants: VariantSums[]; feedback: FeedbackSums[] }> {
-  const tenantFilter = tenantId === null ? sql`` : sql`and x.tenant_id = ${tenantId}`;
-  const variants = await sql<{
-    variant: string; exposures: string; succeeded: string; failed: string; cancelled: string;
-    cost_sum: string | null; cost_sq: string | null; served: string; pt_sum: string | null; pt_sq: string | null;
-    ct_sum: string | null; ct_sq: string | null; latency_n: string;
-  }>`
-    with x as (
-      select x.request_id, x.variant from experiment_exposures x
+  const { variants, feedback } = await db.transaction().execute(async (trx) => {
+    await withResultsMemory(trx);
+    const tenantFilter = tenantId === null ? sql`` : sql`and x.tenant_id = ${tenantId}`;
+    const variants = await sql<{
+      variant: string; exposures: string; succeeded: string; failed: string; cancelled: string;
+      cost_sum: string | null; cost_sq: string | null; served: string; pt_sum: string | null; pt_sq: string | null;
+      ct_sum: string | null; ct_sq: string | null; latency_n: string;
+    }>`
+      select x.variant,
+        count(*) as exposures,
+        count(*) filter (where r.status = 'succeeded') as succeeded,
+        count(*) filter (where r.status = 'failed') as failed,
+        count(*) filter (where r.status = 'cancelled') as cancelled,
+        sum(coalesce(u.cost_micros, 0)::float8) as cost_sum, sum(coalesce(u.cost_micros, 0)::float8 ^ 2) as cost_sq,
+        count(u.request_id) as served,
+        sum(u.input_tokens::float8) as pt_sum, sum(u.input_tokens::float8 ^ 2) as pt_sq,
+        sum(u.output_tokens::float8) as ct_sum, sum(u.output_tokens::float8 ^ 2) as ct_sq,
+        count(u.latency_ms) as latency_n
+      from experiment_exposures x
+      left join requests r on r.id = x.request_id
+      left join usage u on u.request_id = x.request_id and u.billable and u.step in ('infer', 'embed')
       where x.experiment_id = ${experimentId} ${tenantFilter}
-    ), u as (
-      select u.request_id,
-        sum(u.cost_micros) filter (where u.billable)::float8 as cost,
-        sum(u.input_tokens) filter (where u.billable and u.step in ('infer', 'embed'))::float8 as pt,
-        sum(u.output_tokens) filter (where u.billable and u.step in ('infer', 'embed'))::float8 as ct,
-        bool_or(u.billable and u.step in ('infer', 'embed')) as served
-      from usage u where u.request_id in (select request_id from x)
-      group by u.request_id
-    )
-    select x.variant,
-      count(*) as exposures,
-      count(*) filter (where r.status = 'succeeded') as succeeded,
-      count(*) filter (where r.status = 'failed') as failed,
-      count(*) filter (where r.status = 'cancelled') as cancelled,
-      sum(coalesce(u.cost, 0)) as cost_sum, sum(coalesce(u.cost, 0) ^ 2) as cost_sq,
-      count(*) filter (where u.served) as served,
-      sum(u.pt) filter (where u.served) as pt_sum, sum(u.pt ^ 2) filter (where u.served) as pt_sq,
-      sum(u.ct) filter (where u.served) as ct_sum, sum(u.ct ^ 2) filter (where u.served) as ct_sq,
-      count(*) filter (where u.served) as latency_n
-    from x
-    left join requests r on r.id = x.request_id
-    left join u on u.request_id = x.request_id
-    group by x.variant
-    order by x.variant`.execute(db);
-  const feedback = await sql<{ variant: string; metric: string; kind: FeedbackSums['kind']; n: string; trues: string; s: string | null; sq: string | null }>`
-    select x.variant, f.metric, f.kind, count(*) as n, count(*) filter (where f.value_bool) as trues,
-      sum(f.value_num) as s, sum(f.value_num ^ 2) as sq
-    from experiment_exposures x
-    join feedback f on f.request_id = x.request_id and f.tenant_id = x.tenant_id
-    where x.experiment_id = ${experimentId} ${tenantFilter}
-    group by x.variant, f.metric, f.kind
-    order by f.metric, f.kind, x.variant`.execute(db);
+      group by x.variant
+      order by x.variant`.execute(trx);
+    const feedback = await sql<{ variant: string; metric: string; kind: FeedbackSums['kind']; n: string; trues: string; s: string | null; sq: string | null }>`
+      select x.variant, f.metric, f.kind, count(*) as n, count(*) filter (where f.value_bool) as trues,
+        sum(f.value_num) as s, sum(f.value_num ^ 2) as sq
+      from experiment_exposures x
+      join feedback f on f.request_id = x.request_id and f.tenant_id = x.tenant_id
+      where x.experiment_id = ${experimentId} ${tenantFilter}
+      group by x.variant, f.metric, f.kind
+      order by f.metric, f.kind, x.variant`.execute(trx);
+    return { variants, feedback };
+  });
   const num = (v: string | null | undefined) => (v === null || v === undefined ? 0 : Number(v));
   return {
     variants: variants.rows.map((r) => ({
@@ -285,16 +287,19 @@ export async function latencyAt(
   if (wanted.length === 0) return new Map();
   const tenantFilter = tenantId === null ? sql`` : sql`and x.tenant_id = ${tenantId}`;
   const values = sql.join(wanted.map((f) => sql`(${f.variant}::text, ${`{${f.fractions.join(',')}}`}::float8[])`));
-  const rows = await sql<{ variant: string; values: number[] }>`
-    with want(variant, fractions) as (values ${values}),
-    lat as (
-      select x.variant, u.latency_ms from experiment_exposures x
-      join usage u on u.request_id = x.request_id and u.billable and u.step in ('infer', 'embed')
-      where x.experiment_id = ${experimentId} ${tenantFilter}
-    )
-    select lat.variant, percentile_disc(w.fractions) within group (order by lat.latency_ms) as values
-    from lat join want w on w.variant = lat.variant
-    group by lat.variant, w.fractions`.execute(db);
+  const rows = await db.transaction().execute(async (trx) => {
+    await withResultsMemory(trx);
+    return sql<{ variant: string; values: number[] }>`
+      with want(variant, fractions) as (values ${values}),
+      lat as (
+        select x.variant, u.latency_ms from experiment_exposures x
+        join usage u on u.request_id = x.request_id and u.billable and u.step in ('infer', 'embed')
+        where x.experiment_id = ${experimentId} ${tenantFilter}
+      )
+      select lat.variant, percentile_disc(w.fractions) within group (order by lat.latency_ms) as values
+      from lat join want w on w.variant = lat.variant
+      group by lat.variant, w.fractions`.execute(trx);
+  });
   return new Map(rows.rows.map((r) => [r.variant, r.values.map(Number)]));
 }
 

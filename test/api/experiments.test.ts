@@ -82,6 +82,7 @@ beforeAll(async () => {
   await addInstantModel(stack, 'exp-main');
   await addInstantModel(stack, 'exp-zero');
   await addInstantModel(stack, 'exp-srm');
+  await addInstantModel(stack, 'exp-subject');
   const t = await tenantWithAdmin();
   tenantId = t.tenantId;
   adminKey = t.adminKey;
@@ -245,6 +246,26 @@ describe('an experiment from creation to promotion', () => {
 });
 
 describe('who is counted', () => {
+  it('the subject is `user`, else the X-Sluice-Subject header, else the key; a malformed header is a 400 before anything is written', async () => {
+    const r = await call(adminKey, 'POST', '/v1/admin/experiments', { name: 'subject', model: 'exp-subject', variants: [{ name: 'a' }, { name: 'b' }] });
+    expect(r.status).toBe(201);
+    const send = (headers: Record<string, string>, user?: string) => fetch(`${stack.url}/v1/chat/completions`, {
+      method: 'POST', headers: { Authorization: `Bearer ${devKey}`, 'Content-Type': 'application/json', ...headers },
+      body: JSON.stringify({ model: 'exp-subject', messages: [{ role: 'user', content: 'hi' }], ...(user ? { user } : {}) }),
+    });
+    expect((await send({ 'X-Sluice-Subject': 'org-42' })).status).toBe(200);
+    expect((await send({ 'X-Sluice-Subject': 'org-42' }, 'end-user-1')).status).toBe(200);
+    expect((await send({})).status).toBe(200);
+    const before = await stack.db.selectFrom('requests').select('id').where('model', '=', 'exp-subject').execute();
+    const bad = await send({ 'X-Sluice-Subject': 'x'.repeat(300) });
+    expect(bad.status).toBe(400);
+    expect(((await bad.json()) as { error: { param: string } }).error.param).toBe('X-Sluice-Subject');
+    expect(await stack.db.selectFrom('requests').select('id').where('model', '=', 'exp-subject').execute()).toHaveLength(before.length);
+    const subjects = (await exposuresOf(r.body.id)).map((e) => e.subject).sort();
+    const devKeyId = (await stack.db.selectFrom('api_keys').select('id').where('tenant_id', '=', tenantId).where('role', '=', 'developer').executeTakeFirstOrThrow()).id;
+    expect(subjects).toEqual([devKeyId, 'end-user-1', 'org-42'].sort());
+  });
+
   it('traffic_allocation 0: nobody enters, nobody is counted', async () => {
     const r = await call(adminKey, 'POST', '/v1/admin/experiments', {
       name: 'none', model: 'exp-zero', traffic_allocation: 0, variants: [{ name: 'a' }, { name: 'b', overrides: { max_tokens: 1 } }],
