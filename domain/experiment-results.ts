@@ -1,6 +1,5 @@
 /**
- * An experiment's results from the sufficient statistics SQL returns (`experimentSums`,
- * `latencyAt`): per variant, each metric's estimate with its 95% interval and, against control,
+ * An experiment's results from the sufficient statistics SQL returns (`experimentSums`): per variant, each metric's estimate with its 95% interval and, against control,
  * the difference with its interval, fixed-horizon p-value, Holm-adjusted p-value, always-valid
  * mSPRT p-value and confidence sequence, minimum detectable effect and an underpowered flag; and
  * the sample-ratio check that marks the whole result untrustworthy when exposures do not follow
@@ -14,7 +13,7 @@
  */
 import { meanInterval, momentsOf, welchTest, type Comparison, type Interval, type MomentSums } from './stats/means.js';
 import { twoProportionTest, wilsonInterval } from './stats/proportions.js';
-import { quantileDifference, quantileRanks, rankFraction } from './stats/quantiles.js';
+import { quantileDifference, quantileRanks, valueAtRank } from './stats/quantiles.js';
 import { msprt, tauSquaredFor, TAU_SD } from './stats/sequential.js';
 import { holmAdjust, minimumDetectableEffect, MIN_SAMPLES_PER_ARM, TARGET_POWER } from './stats/multiple.js';
 import { sampleRatioTest } from './stats/srm.js';
@@ -50,15 +49,17 @@ export interface FeedbackInput {
   sumSquares: number;
 }
 
-/** The fractions whose latencies the results need, per variant (for `latencyAt`). */
-export function latencyFractions(variants: readonly { name: string; latencyN: number }[]): Array<{ variant: string; fractions: number[] }> {
-  return variants.map((v) => ({
-    variant: v.name,
-    fractions: LATENCY_PERCENTILES.flatMap((p) => {
-      const r = quantileRanks(v.latencyN, p, ALPHA);
-      return r === null ? [] : [r.point, r.low, r.high].map((rank) => rankFraction(rank, v.latencyN));
-    }),
-  }));
+/**
+ * A variant's latency percentiles from its histogram (`[ms, count]`, ascending): for each of
+ * {@link LATENCY_PERCENTILES} the estimate and its interval's ends, in that order (empty without data).
+ */
+export function latencyValues(histogram: ReadonlyArray<readonly [number, number]>): number[] {
+  const n = histogram.reduce((a, [, c]) => a + c, 0);
+  return LATENCY_PERCENTILES.flatMap((p) => {
+    const r = quantileRanks(n, p, ALPHA);
+    if (r === null) return [];
+    return [r.point, r.low, r.high].map((rank) => valueAtRank(histogram, rank) ?? Number.NaN);
+  });
 }
 
 type Pair = [number, number];
@@ -159,7 +160,7 @@ export interface ResultsInput {
   experiment: { id: string; status: string; control: string; variants: ReadonlyArray<{ name: string; weight: number }> };
   sums: VariantInput[];
   feedback: FeedbackInput[];
-  /** Per variant, the latencies at `latencyFractions`' fractions, in that order. */
+  /** Per variant, its `latencyValues`. */
   latencies: ReadonlyMap<string, number[]>;
 }
 

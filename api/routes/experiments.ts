@@ -10,7 +10,7 @@ import { Router, type Request } from 'express';
 import type { Db } from '../../db/database.js';
 import type { VariantOverrides } from '../../db/tables/index.js';
 import {
-  createExperiment, experimentSums, getExperiment, keysOfTenant, latencyAt, listExperiments, transitionExperiment,
+  createExperiment, experimentSums, getExperiment, keysOfTenant, listExperiments, transitionExperiment,
   type ExperimentWithVariants,
 } from '../../db/repositories/experiments.js';
 import { appendAudit } from '../../db/repositories/audit.js';
@@ -21,7 +21,7 @@ import { validateVariantOverrides } from '../../domain/sampling-params.js';
 import { checkMaxTokens } from '../../domain/chat-validation.js';
 import { isObject } from '../../domain/is-object.js';
 import { PROMOTABLE_FROM, isLifecycleAction, transitionOf } from '../../domain/experiment-lifecycle.js';
-import { experimentResults, latencyFractions } from '../../domain/experiment-results.js';
+import { experimentResults, latencyValues } from '../../domain/experiment-results.js';
 import { authOf, requirePermission, type AuthContext } from '../auth.js';
 import { HttpError, badRequest, notFound } from '../errors.js';
 
@@ -228,7 +228,7 @@ export function experimentRoutes(deps: { db: Db }): Router {
     });
     // Exposures recorded for a variant the experiment does not have (written past the API) count against SRM too.
     const strays = sums.variants.filter((s) => !exp.variants.some((v) => v.name === s.variant)).reduce((a, s) => a + s.exposures, 0);
-    const latencies = await latencyAt(db, exp.id, scope, latencyFractions(inputs));
+    const latencies = new Map(sums.variants.map((s) => [s.variant, latencyValues(s.latencyHistogram)]));
     const body = experimentResults({
       experiment: { id: exp.id, status: exp.status, control: exp.controlVariant, variants: exp.variants },
       sums: inputs, feedback: sums.feedback.filter((f) => exp.variants.some((v) => v.name === f.variant)), latencies,

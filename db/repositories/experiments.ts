@@ -207,6 +207,8 @@ export interface VariantSums {
   completionTokens: Sums;
   /** Served requests with a latency. */
   latencyN: number;
+  /** Their latencies (ms) as [value, count], ascending: exact below 1 s, 3 significant digits above. */
+  latencyHistogram: Array<[number, number]>;
 }
 
 export interface FeedbackSums {
@@ -222,19 +224,23 @@ export interface FeedbackSums {
 }
 
 /**
- * Exposures of one experiment joined to their requests, ledger rows and feedback, aggregated per
- * variant. `tenantId` narrows to one tenant's exposures (a tenant's view of a global experiment).
+ * Exposures of one experiment joined to their requests, serving ledger rows and feedback,
+ * aggregated per variant (and the latencies as a histogram) in one pass over the exposures. `tenantId` narrows to one tenant's exposures (a tenant's view of a global experiment).
  */
 export async function experimentSums(db: Db, experimentId: string, tenantId: string | null): Promise<{ variants: VariantSums[]; feedback: FeedbackSums[] }> {
   const { variants, feedback } = await db.transaction().execute(async (trx) => {
     await withResultsMemory(trx);
     const tenantFilter = tenantId === null ? sql`` : sql`and x.tenant_id = ${tenantId}`;
+    // One pass: grouped by variant and latency bucket (exact below 1 s, 3 significant digits
+    // above: at most a few thousand buckets per variant), summed per variant here.
     const variants = await sql<{
-      variant: string; exposures: string; succeeded: string; failed: string; cancelled: string;
+      variant: string; bucket: number | null; exposures: string; succeeded: string; failed: string; cancelled: string;
       cost_sum: string | null; cost_sq: string | null; served: string; pt_sum: string | null; pt_sq: string | null;
       ct_sum: string | null; ct_sq: string | null; latency_n: string;
     }>`
       select x.variant,
+        case when u.latency_ms < 1000 then u.latency_ms
+             else round(u.latency_ms::numeric, 3 - length(u.latency_ms::text))::int end as bucket,
         count(*) as exposures,
         count(*) filter (where r.status = 'succeeded') as succeeded,
         count(*) filter (where r.status = 'failed') as failed,
@@ -248,8 +254,7 @@ export async function experimentSums(db: Db, experimentId: string, tenantId: str
       left join requests r on r.id = x.request_id
       left join usage u on u.request_id = x.request_id and u.billable and u.step in ('infer', 'embed')
       where x.experiment_id = ${experimentId} ${tenantFilter}
-      group by x.variant
-      order by x.variant`.execute(trx);
+      group by 1, 2`.execute(trx);
     const feedback = await sql<{ variant: string; metric: string; kind: FeedbackSums['kind']; n: string; trues: string; s: string | null; sq: string | null }>`
       select x.variant, f.metric, f.kind, count(*) as n, count(*) filter (where f.value_bool) as trues,
         sum(f.value_num) as s, sum(f.value_num ^ 2) as sq
@@ -260,47 +265,35 @@ export async function experimentSums(db: Db, experimentId: string, tenantId: str
       order by f.metric, f.kind, x.variant`.execute(trx);
     return { variants, feedback };
   });
-  const num = (v: string | null | undefined) => (v === null || v === undefined ? 0 : Number(v));
+  const num = (v: string | number | null | undefined) => (v === null || v === undefined ? 0 : Number(v));
+  const byVariant = new Map<string, VariantSums>();
+  for (const r of variants.rows) {
+    let v = byVariant.get(r.variant);
+    if (!v) {
+      v = {
+        variant: r.variant, exposures: 0, succeeded: 0, failed: 0, cancelled: 0,
+        costMicros: { n: 0, sum: 0, sumSquares: 0 }, promptTokens: { n: 0, sum: 0, sumSquares: 0 }, completionTokens: { n: 0, sum: 0, sumSquares: 0 },
+        latencyN: 0, latencyHistogram: [],
+      };
+      byVariant.set(r.variant, v);
+    }
+    v.exposures += num(r.exposures);
+    v.succeeded += num(r.succeeded);
+    v.failed += num(r.failed);
+    v.cancelled += num(r.cancelled);
+    v.costMicros = { n: v.exposures, sum: v.costMicros.sum + num(r.cost_sum), sumSquares: v.costMicros.sumSquares + num(r.cost_sq) };
+    const served = num(r.served);
+    v.promptTokens = { n: v.promptTokens.n + served, sum: v.promptTokens.sum + num(r.pt_sum), sumSquares: v.promptTokens.sumSquares + num(r.pt_sq) };
+    v.completionTokens = { n: v.completionTokens.n + served, sum: v.completionTokens.sum + num(r.ct_sum), sumSquares: v.completionTokens.sumSquares + num(r.ct_sq) };
+    const withLatency = num(r.latency_n);
+    v.latencyN += withLatency;
+    if (r.bucket !== null && withLatency > 0) v.latencyHistogram.push([Number(r.bucket), withLatency]);
+  }
+  for (const v of byVariant.values()) v.latencyHistogram.sort((a, b) => a[0] - b[0]);
   return {
-    variants: variants.rows.map((r) => ({
-      variant: r.variant, exposures: num(r.exposures), succeeded: num(r.succeeded), failed: num(r.failed), cancelled: num(r.cancelled),
-      costMicros: { n: num(r.exposures), sum: num(r.cost_sum), sumSquares: num(r.cost_sq) },
-      promptTokens: { n: num(r.served), sum: num(r.pt_sum), sumSquares: num(r.pt_sq) },
-      completionTokens: { n: num(r.served), sum: num(r.ct_sum), sumSquares: num(r.ct_sq) },
-      latencyN: num(r.latency_n),
-    })),
+    variants: [...byVariant.values()].sort((a, b) => (a.variant < b.variant ? -1 : a.variant > b.variant ? 1 : 0)),
     feedback: feedback.rows.map((r) => ({ variant: r.variant, metric: r.metric, kind: r.kind, n: num(r.n), trues: num(r.trues), sum: num(r.s), sumSquares: num(r.sq) })),
   };
-}
-
-/**
- * The latency (ms, of the serving `infer`/`embed` step) at the given fractions per variant, by
- * `percentile_disc` (the value at a rank), in one query.
- */
-export async function latencyAt(
-  db: Db,
-  experimentId: string,
-  tenantId: string | null,
-  fractions: ReadonlyArray<{ variant: string; fractions: number[] }>,
-): Promise<Map<string, number[]>> {
-  const wanted = fractions.filter((f) => f.fractions.length > 0);
-  if (wanted.length === 0) return new Map();
-  const tenantFilter = tenantId === null ? sql`` : sql`and x.tenant_id = ${tenantId}`;
-  const values = sql.join(wanted.map((f) => sql`(${f.variant}::text, ${`{${f.fractions.join(',')}}`}::float8[])`));
-  const rows = await db.transaction().execute(async (trx) => {
-    await withResultsMemory(trx);
-    return sql<{ variant: string; values: number[] }>`
-      with want(variant, fractions) as (values ${values}),
-      lat as (
-        select x.variant, u.latency_ms from experiment_exposures x
-        join usage u on u.request_id = x.request_id and u.billable and u.step in ('infer', 'embed')
-        where x.experiment_id = ${experimentId} ${tenantFilter}
-      )
-      select lat.variant, percentile_disc(w.fractions) within group (order by lat.latency_ms) as values
-      from lat join want w on w.variant = lat.variant
-      group by lat.variant, w.fractions`.execute(trx);
-  });
-  return new Map(rows.rows.map((r) => [r.variant, r.values.map(Number)]));
 }
 
 /** Which of `ids` are keys of the tenant (targeting may name only those). */

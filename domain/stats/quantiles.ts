@@ -3,7 +3,8 @@
  * number of observations below the true p-quantile is Binomial(n, p), so the order statistics at
  * ranks n·p ∓ z·√(n·p·(1−p)) bound it with about 1 − alpha confidence (the large-sample form of
  * the binomial method; Conover, Practical Nonparametric Statistics, 3rd ed., §3.2). The database
- * reads the values at those ranks (`percentile_disc`), so no row leaves it.
+ * returns the latencies as a histogram (a few thousand buckets at most), so no row per exposure
+ * leaves it.
  */
 import { normalQuantile, twoSidedNormalP } from './distributions.js';
 import type { Comparison, Interval } from './means.js';
@@ -25,11 +26,16 @@ export function quantileRanks(n: number, p: number, alpha = 0.05): QuantileRanks
 }
 
 /**
- * The fraction `percentile_disc` needs to return the value at a 1-based rank of n: it returns the
- * value at rank ⌈f·n⌉, so half a rank below keeps rounding from moving it to the next one.
+ * The value at a 1-based rank of a sample given as a histogram (`[value, count]`, ascending):
+ * the value whose cumulative count first reaches the rank; null past the end.
  */
-export function rankFraction(rank: number, n: number): number {
-  return (rank - 0.5) / n;
+export function valueAtRank(histogram: ReadonlyArray<readonly [number, number]>, rank: number): number | null {
+  let seen = 0;
+  for (const [value, count] of histogram) {
+    seen += count;
+    if (seen >= rank) return value;
+  }
+  return null;
 }
 
 /**

@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { allocationPosition, eligibility, transitionOf, type EligibilityRules, type ExperimentStatus, EXPERIMENT_STATUSES, LIFECYCLE_ACTIONS } from '../../domain/experiment-lifecycle.js';
 import { applyPromptOverride, checkPromptOverride } from '../../domain/experiment-prompt.js';
 import { validateVariantOverrides } from '../../domain/sampling-params.js';
-import { experimentResults, latencyFractions, type VariantInput } from '../../domain/experiment-results.js';
+import { experimentResults, latencyValues, type VariantInput } from '../../domain/experiment-results.js';
 import { InvalidRequestError } from '../../domain/invalid-request.js';
 
 const base: EligibilityRules = { id: 'exp_1', status: 'running', startsAt: null, endsAt: null, trafficAllocation: 1, targetKeyIds: null, targetMetadata: null };
@@ -112,10 +112,11 @@ describe('results assembly', () => {
     expect(r.methods.multiple_comparisons).toBe('holm');
   });
 
-  it('asks SQL for three ranks per percentile, and reads them back in that order', () => {
-    const fr = latencyFractions([{ name: 'a', latencyN: 1000 }, { name: 'b', latencyN: 0 }]);
-    expect(fr[0]?.fractions).toHaveLength(6);
-    expect(fr[1]?.fractions).toHaveLength(0);
+  it('reads three ranks per percentile from the latency histogram, and uses them in that order', () => {
+    // 1000 latencies 1..1000 ms: p50 is rank 500 within ranks [469, 531], p95 rank 950 within [936, 964].
+    const uniform = Array.from({ length: 1000 }, (_, i) => [i + 1, 1] as [number, number]);
+    expect(latencyValues(uniform)).toEqual([500, 469, 531, 950, 936, 964]);
+    expect(latencyValues([])).toEqual([]);
     const exp = { id: 'e', status: 'running', control: 'a', variants: [{ name: 'a', weight: 1 }, { name: 'b', weight: 1 }] };
     const r = experimentResults({ experiment: exp, sums: [arm('a', 1000), arm('b', 1000)], feedback: [], latencies: new Map([['a', [50, 45, 55, 90, 85, 99]], ['b', [60, 55, 65, 90, 85, 99]]]) });
     expect(r.variants[1]?.metrics.latency_p50_ms).toMatchObject({ estimate: 60, ci: [55, 65] });

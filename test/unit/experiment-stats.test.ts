@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { meanInterval, momentsOf, welchTest, type MomentSums } from '../../domain/stats/means.js';
 import { twoProportionTest, wilsonInterval } from '../../domain/stats/proportions.js';
 import { sampleRatioTest } from '../../domain/stats/srm.js';
-import { quantileDifference, quantileRanks, rankFraction } from '../../domain/stats/quantiles.js';
+import { quantileDifference, quantileRanks, valueAtRank } from '../../domain/stats/quantiles.js';
 import { msprt } from '../../domain/stats/sequential.js';
 import { holmAdjust, minimumDetectableEffect } from '../../domain/stats/multiple.js';
 import { chisquareCdf, normalQuantile, tCdf, tQuantile } from '../../domain/stats/distributions.js';
@@ -92,8 +92,12 @@ describe('percentile intervals', () => {
     expect(r?.point).toBe(Math.ceil(1000 * p));
   });
 
-  it('the fraction of a rank selects that rank under percentile_disc (⌈f·n⌉)', () => {
-    for (const n of [1, 7, 1000, 999_983]) for (const rank of [1, Math.ceil(n / 2), n]) expect(Math.ceil(rankFraction(rank, n) * n)).toBe(rank);
+  it('reads the value at a rank from a histogram as from the sorted sample', () => {
+    const sample = [5, 1, 3, 3, 9, 1, 1, 7, 3, 3];
+    const sorted = [...sample].sort((a, b) => a - b);
+    const histogram = [...new Set(sorted)].map((v) => [v, sorted.filter((x) => x === v).length] as [number, number]);
+    for (let rank = 1; rank <= sample.length; rank++) expect(valueAtRank(histogram, rank)).toBe(sorted[rank - 1]);
+    expect(valueAtRank(histogram, 11)).toBeNull();
   });
 
   it('clamps ranks into 1..n for small samples', () => {
