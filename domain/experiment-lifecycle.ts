@@ -25,10 +25,6 @@ const TRANSITIONS: Record<LifecycleAction, { from: readonly ExperimentStatus[]; 
   stop: { from: ['draft', 'running', 'paused'], to: 'stopped' },
 };
 
-export function isLifecycleAction(v: unknown): v is LifecycleAction {
-  return typeof v === 'string' && (LIFECYCLE_ACTIONS as readonly string[]).includes(v);
-}
-
 /** The statuses `action` may start from, and the one it leads to. */
 export function transitionOf(action: LifecycleAction): { from: readonly ExperimentStatus[]; to: ExperimentStatus } {
   return TRANSITIONS[action];

@@ -20,7 +20,7 @@ import { allowsModel } from '../../domain/policy.js';
 import { validateVariantOverrides } from '../../domain/sampling-params.js';
 import { checkMaxTokens } from '../../domain/chat-validation.js';
 import { isObject } from '../../domain/is-object.js';
-import { PROMOTABLE_FROM, isLifecycleAction, transitionOf } from '../../domain/experiment-lifecycle.js';
+import { LIFECYCLE_ACTIONS, PROMOTABLE_FROM, transitionOf, type LifecycleAction } from '../../domain/experiment-lifecycle.js';
 import { experimentResults, latencyValues } from '../../domain/experiment-results.js';
 import { authOf, requirePermission, type AuthContext } from '../auth.js';
 import { HttpError, badRequest, notFound } from '../errors.js';
@@ -33,6 +33,8 @@ const MAX_TARGET_KEYS = 100;
 
 const CREATE_FIELDS = ['name', 'model', 'variants', 'tenant_id', 'status', 'starts_at', 'ends_at', 'traffic_allocation', 'targeting', 'control'] as const;
 const VARIANT_FIELDS = ['name', 'weight', 'overrides'] as const;
+/** The audit action of each lifecycle call (`experiment.<past tense>`). */
+const AUDIT_ACTION: Record<LifecycleAction, string> = { start: 'started', pause: 'paused', resume: 'resumed', stop: 'stopped' };
 
 /** The experiment as the API shows it (snake_case). */
 export function experimentJson(e: ExperimentWithVariants) {
@@ -181,17 +183,16 @@ export function experimentRoutes(deps: { db: Db }): Router {
   });
 
   /** `start` (draft → running), `pause` (running → paused), `resume` (paused → running), `stop` (→ stopped, final). */
-  router.post('/admin/experiments/:id/:action', requirePermission(deps, 'experiments:write'), async (req, res, next) => {
-    const action = req.params.action;
-    if (action === 'promote') return next();
-    if (!isLifecycleAction(action)) return next();
-    const { auth, exp } = await owned(req);
-    const { from, to } = transitionOf(action);
-    const moved = from.includes(exp.status) ? await transitionExperiment(db, exp.id, from, to) : null;
-    if (!moved) throw new HttpError('conflict_error', `An experiment that is ${exp.status} cannot ${action}`, 'invalid_experiment_transition');
-    await audit(db, auth, moved, `experiment.${action === 'resume' ? 'resumed' : action === 'stop' ? 'stopped' : action === 'start' ? 'started' : 'paused'}`, { from: exp.status, to });
-    res.json(experimentJson(moved));
-  });
+  for (const action of LIFECYCLE_ACTIONS) {
+    router.post(`/admin/experiments/:id/${action}`, requirePermission(deps, 'experiments:write'), async (req, res) => {
+      const { auth, exp } = await owned(req);
+      const { from, to } = transitionOf(action);
+      const moved = from.includes(exp.status) ? await transitionExperiment(db, exp.id, from, to) : null;
+      if (!moved) throw new HttpError('conflict_error', `An experiment that is ${exp.status} cannot ${action}`, 'invalid_experiment_transition');
+      await audit(db, auth, moved, `experiment.${AUDIT_ACTION[action]}`, { from: exp.status, to });
+      res.json(experimentJson(moved));
+    });
+  }
 
   /**
    * Makes a variant the model's default (for the experiment's tenant, or everyone for a global
