@@ -40,10 +40,13 @@ const WORKFLOW_FENCE = {
   ],
 };
 
-/** Pure rules: no I/O, no SDKs, no clock-driven side effects beyond what callers pass in. */
+/**
+ * Pure rules: no I/O, no SDKs, no clock-driven side effects beyond what callers pass in. The
+ * `@stdlib` distribution functions (pure math) serve the experiment statistics (`domain/stats/`).
+ */
 const DOMAIN_FENCE = {
   patterns: [
-    { regex: '^(?!\\.)(?!node:crypto$)', message: 'domain/ is pure: it imports other domain modules, contracts and node:crypto only' },
+    { regex: '^(?!\\.)(?!node:crypto$)(?!@stdlib/stats-base-dists-[a-z-]+$)', message: 'domain/ is pure: it imports other domain modules, contracts, node:crypto and @stdlib distribution functions only' },
   ],
 };
 

@@ -22,7 +22,7 @@
  * workflow thread (~8 ms here) and a history marker; folding took a request from 20 history events
  * to 14 and its p50 from 117 to 99 ms (BENCHMARKS.md).
  */
-import type { Assignment } from './experiments.js';
+import type { AssignExperimentInput, Assignment } from './experiments.js';
 import type { AuthorizeInput, AuthorizedModel } from './auth.js';
 import type { ReserveQuotaInput } from './quota.js';
 import type { SettleInput } from './ledger.js';
@@ -30,6 +30,7 @@ import type { OutcomeInput } from './audit.js';
 import type { DeploymentTarget } from '../contracts/chat.js';
 import type { ItemResult } from '../contracts/failures.js';
 import { fallbackOrder } from '../domain/routing.js';
+import { checkPromptOverride } from '../domain/experiment-prompt.js';
 import { forEachItem } from './items.js';
 import { requestFailure } from './failures.js';
 import { ApplicationFailure } from '@temporalio/common';
@@ -46,7 +47,7 @@ export interface RequestSteps {
   authorize(input: AuthorizeInput): Promise<AuthorizedModel>;
   reserveQuota(input: ReserveQuotaInput): Promise<{ estCostMicros: number }>;
   releaseQuota(input: { requestId: string }): Promise<void>;
-  assignExperiment(input: { requestId: string; tenantId: string; subject: string; model: string }): Promise<Assignment>;
+  assignExperiment(input: AssignExperimentInput): Promise<Assignment>;
   planRoute(input: { model: string }): Promise<DeploymentTarget[]>;
   acquireCircuit(input: { deploymentId: string }): Promise<boolean>;
   settle(input: SettleInput): Promise<{ costMicros: number }>;
@@ -122,6 +123,17 @@ function variantChanges(a: Assignment, requestedModel: string): { model: string;
   const { model, max_tokens: maxTokens } = raw as { model?: unknown; max_tokens?: unknown };
   if (model !== undefined && model !== null && (typeof model !== 'string' || model === '')) throw bad('model override');
   if (maxTokens !== undefined && maxTokens !== null && !(Number.isSafeInteger(maxTokens) && (maxTokens as number) >= 1)) throw bad('max_tokens override');
+  // The prompt overrides reach the workflow's message list: only text that passed the creation check.
+  for (const key of ['system_prompt', 'system_template'] as const) {
+    const v = (raw as Record<string, unknown>)[key];
+    if (v === undefined) continue;
+    try {
+      checkPromptOverride(v, key, key);
+    } catch {
+      throw bad(`${key} override`);
+    }
+  }
+  if ((raw as Record<string, unknown>).system_prompt !== undefined && (raw as Record<string, unknown>).system_template !== undefined) throw bad('prompt overrides (both set)');
   return { model: typeof model === 'string' ? model : requestedModel, maxTokens: typeof maxTokens === 'number' ? maxTokens : null };
 }
 

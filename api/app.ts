@@ -18,6 +18,8 @@ import { modelRoutes } from './routes/models.js';
 import { tenantRoutes } from './routes/tenants.js';
 import { cacheRoutes } from './routes/cache.js';
 import { usageAuditRoutes } from './routes/usage-audit.js';
+import { experimentRoutes } from './routes/experiments.js';
+import { feedbackRoutes } from './routes/feedback.js';
 import { billingRoutes } from './routes/billing.js';
 import { DEFAULT_FILE_LIMITS, fileRoutes, type FileLimits, type UploadProgress } from './routes/files.js';
 import type { TenantCaps } from './tenant-caps.js';
@@ -182,6 +184,8 @@ export function createApp(deps: AppDeps): express.Express {
   v1.use(tenantRoutes(deps));
   v1.use(cacheRoutes(deps));
   v1.use(usageAuditRoutes(deps));
+  v1.use(experimentRoutes(deps));
+  v1.use(feedbackRoutes(deps));
   v1.use(billingRoutes(deps));
   v1.use(sloRoutes({ db: deps.db }));
   v1.use(fileRoutes({

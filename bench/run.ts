@@ -33,6 +33,7 @@ const BENCHMARKS: Record<string, string[]> = {
   cache: ['bench/cache.ts', '--requests', '200', '--seconds', '5'],
   cluster: ['bench/cluster.ts', '--seconds', '5', '--lines', '200', '--floor-requests', '50'],
   tracing: ['bench/tracing.ts', '--requests', '200', '--rounds', '2'],
+  'experiment-results': ['bench/experiment-results.ts', '--exposures', '1000000', '--runs', '3'],
 };
 
 async function run(name: string, args: string[]): Promise<string> {

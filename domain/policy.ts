@@ -19,7 +19,9 @@ export const PERMISSIONS = [
   'usage:read', 'audit:read', 'audit:write',
   'billing:read', 'billing:write',
   'webhooks:read', 'webhooks:write',
-  'cache:write',
+    'experiments:write', 'usage:read', 'audit:read', 'billing:read', 'webhooks:read', 'webhooks:write', 'feedback:write',
+    // Drops its own tenant's response cache (the next requests are generated and billed in full).
+    'cache:write',
 ] as const;
 export type Permission = (typeof PERMISSIONS)[number];
 
@@ -29,11 +31,12 @@ const ROLE_PERMISSIONS: Record<Role, readonly Permission[]> = {
   operator_finance: ['tenants:read', 'models:read', 'usage:read', 'billing:read', 'billing:write'],
   tenant_admin: [
     'chat', 'batches', 'tenants:read', 'keys:read', 'keys:write', 'models:read', 'experiments:read',
-    'experiments:write', 'usage:read', 'audit:read', 'billing:read', 'webhooks:read', 'webhooks:write',
+    'experiments:write', 'usage:read', 'audit:read', 'billing:read', 'webhooks:read', 'webhooks:write', 'feedback:write',
     // Drops its own tenant's response cache (the next requests are generated and billed in full).
     'cache:write',
   ],
-  developer: ['chat', 'batches', 'models:read', 'usage:read'],
+  // `feedback:write`: feedback on any completion of the tenant (the key that made a request may always send it).
+  developer: ['chat', 'batches', 'models:read', 'usage:read', 'feedback:write'],
   analyst: ['models:read', 'usage:read', 'experiments:read'],
   // Tenant finance reads its usage and invoices; it writes nothing that changes the bill.
   finance: ['models:read', 'usage:read', 'billing:read'],

@@ -14,12 +14,15 @@ import { isMessageRole } from '../contracts/chat.js';
 import { isObject } from './is-object.js';
 import { checkChatExtras } from './chat-extras.js';
 import { checkMessageTools } from './tools.js';
-/** What a variant may change about a request. */
+import { checkPromptOverride } from './experiment-prompt.js';
+/** What a variant may change about a request (the prompt overrides: `domain/experiment-prompt.ts`). */
 export interface VariantOverrides {
   model?: string;
   temperature?: number;
   top_p?: number;
   max_tokens?: number;
+  system_prompt?: string;
+  system_template?: string;
 }
 
 /** Bounds of each numeric parameter, OpenAI's (seed: a signed 32-bit integer). */
@@ -39,7 +42,7 @@ export const MAX_STOP = 4;
 const MAX_MODEL_LENGTH = 256;
 
 /** The keys a variant may override, closed. */
-export const OVERRIDABLE = ['model', 'temperature', 'top_p', 'max_tokens'] as const;
+export const OVERRIDABLE = ['model', 'temperature', 'top_p', 'max_tokens', 'system_prompt', 'system_template'] as const;
 
 /** A refused value: `param` names the field as the client wrote it (e.g. `variants[1].overrides.temperature`). */
 export class SamplingParamError extends InvalidRequestError {
@@ -109,10 +112,15 @@ export function validateVariantOverrides(raw: unknown, param: string): VariantOv
       if (typeof value !== 'string') throw new SamplingParamError(at, `'${at}' must be a string, got ${typeName(value)}`, 'invalid_type');
       if (value.trim() === '' || value.length > MAX_MODEL_LENGTH) throw new SamplingParamError(at, `'${at}' must be a model ID of 1 to ${MAX_MODEL_LENGTH} characters`, 'invalid_value');
       out.model = value;
+    } else if (key === 'system_prompt' || key === 'system_template') {
+      out[key] = checkPromptOverride(value, at, key);
     } else {
       const n = samplingNumber(key as 'temperature' | 'top_p' | 'max_tokens', value, at);
       if (n !== null) out[key as 'temperature' | 'top_p' | 'max_tokens'] = n;
     }
+  }
+  if (out.system_prompt !== undefined && out.system_template !== undefined) {
+    throw new SamplingParamError(`${param}.system_template`, `'${param}' may set system_prompt or system_template, not both`, 'invalid_value');
   }
   return out;
 }

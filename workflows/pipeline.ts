@@ -17,6 +17,7 @@ import { PIPELINE_PROFILES as PROFILES } from '../contracts/profiles.js';
 import { runOverDeployments } from './over-deployments.js';
 import { consultsCache } from '../domain/cache-eligibility.js';
 import type { CacheLookup } from '../activities/cache.js';
+import { applyPromptOverride } from '../domain/experiment-prompt.js';
 
 export { rateLimitWaitMs } from './over-deployments.js';
 
@@ -83,6 +84,9 @@ export async function runChatPipeline(input: ChatRequestInput, hooks: PipelineHo
   const step = hooks.onStep ?? (() => undefined);
   /** A cache miss's key: the generated answer is stored under it once settled. */
   let toStore: Extract<CacheLookup, { status: 'miss' }> | null = null;
+  // What inference receives: the request's messages, with the variant's prompt override if it has
+  // one (set by `prepare`; requests without one send the very same messages, so no history changes).
+  let messages = input.messages;
   return runOverDeployments({
     request: input,
     hooks,
@@ -95,16 +99,19 @@ export async function runChatPipeline(input: ChatRequestInput, hooks: PipelineHo
       requestId: input.requestId, tenantId: input.tenantId, keyId: input.keyId, model: input.model, subject: input.subject,
       promptTokensEstimate: input.promptTokensEstimate, maxTokens: input.params.maxTokens ?? null,
     }),
-    prepare: ({ maxTokens, assignment }) => ({
-      maxTokens: assignment.overrides.max_tokens ?? maxTokens,
-      temperature: assignment.overrides.temperature ?? input.params.temperature ?? 1,
-      topP: assignment.overrides.top_p ?? input.params.topP,
-      seed: input.params.seed,
-      stop: input.params.stop,
-      // Only when asked for: the activity input of a request without extras is as it was.
-      ...(input.params.extras !== undefined ? { extras: input.params.extras } : {}),
-      ...(input.params.rawPrompt === true ? { rawPrompt: true as const } : {}),
-    }),
+    prepare: ({ maxTokens, assignment }) => {
+      messages = applyPromptOverride(input.messages, assignment.overrides, input.params.rawPrompt === true);
+      return {
+        maxTokens: assignment.overrides.max_tokens ?? maxTokens,
+        temperature: assignment.overrides.temperature ?? input.params.temperature ?? 1,
+        topP: assignment.overrides.top_p ?? input.params.topP,
+        seed: input.params.seed,
+        stop: input.params.stop,
+        // Only when asked for: the activity input of a request without extras is as it was.
+        ...(input.params.extras !== undefined ? { extras: input.params.extras } : {}),
+        ...(input.params.rawPrompt === true ? { rawPrompt: true as const } : {}),
+      };
+    },
     // The response cache (README "Response cache"), behind `patched('response-cache')`
     // (docs/versioning.md), consulted only by a deterministic sync, async or streamed request that
     // allows it: batch lines (their steps coalesced per chunk) and every other request issue no
@@ -112,7 +119,7 @@ export async function runChatPipeline(input: ChatRequestInput, hooks: PipelineHo
     shortcut: async (params, { steps, model, variant }) => {
       if (hooks.dispatch !== undefined || input.kind === 'batch' || !consultsCache(params, input.cache) || !patched('response-cache')) return null;
       const lookup = await steps.lookupCache({
-        requestId: input.requestId, tenantId: input.tenantId, model, variant, messages: input.messages, params,
+        requestId: input.requestId, tenantId: input.tenantId, model, variant, messages, params,
         directive: input.cache ?? null, stream: input.stream === true,
       });
       if (lookup.status === 'miss') toStore = lookup;
@@ -144,7 +151,7 @@ export async function runChatPipeline(input: ChatRequestInput, hooks: PipelineHo
         cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
       });
       // `stream` only on streamed requests: the activity input of every other request is unchanged.
-      const inferInput: InferInput = { requestId: input.requestId, tenantId: input.tenantId, deployment, messages: input.messages, params, ...(input.stream === true ? { stream: true } : {}) };
+      const inferInput: InferInput = { requestId: input.requestId, tenantId: input.tenantId, deployment, messages, params, ...(input.stream === true ? { stream: true } : {}) };
       return (hooks.dispatch?.infer ?? infer)(inferInput);
     },
     succeed: async (deployment, out, { steps, model, variant, recordConsumed }) => {

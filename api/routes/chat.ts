@@ -21,6 +21,7 @@ import { clientFailure } from '../../domain/client-errors.js';
 import type { Metrics } from '../../runtime/metrics.js';
 import { authOf, requirePermission } from '../auth.js';
 import { HttpError, badRequest, fromWorkflowFailure, notFound } from '../errors.js';
+import { experimentSubject } from '../experiment-subject.js';
 import { checkTokenLimits, estimatePromptTokens, validateChatBody } from '../../domain/chat-validation.js';
 import { startRequestWorkflow } from '../workflow-start.js';
 import { wrongModelKind } from '../../domain/embeddings-validation.js';
@@ -157,6 +158,7 @@ export function chatRoutes(deps: ChatRouteDeps): Router {
     const cache = cacheDirectiveFor(req);
     const detach = req.get(DETACH_HEADER);
     if (detach !== undefined && detach !== 'true' && detach !== 'false') throw badRequest(`${DETACH_HEADER} must be true or false`, DETACH_HEADER, 'invalid_value');
+    const subject = experimentSubject(req, body.user, auth.keyId);
     const requestId = requestIdFor(auth.tenantId, idempotencyKey);
     const bodyHash = createHash('sha256').update(canonicalJson(req.body)).digest('hex');
     // Over the tenant's rate or concurrency limit: refused here, before any row, workflow or audit
@@ -177,7 +179,7 @@ export function chatRoutes(deps: ChatRouteDeps): Router {
     if (created) {
       const input: ChatRequestInput = {
         requestId, tenantId: auth.tenantId, keyId: auth.keyId, kind: async ? 'async' : 'sync',
-        subject: body.user ?? auth.keyId, model: body.model, messages: body.messages, params: body.params,
+        subject, model: body.model, messages: body.messages, params: body.params,
         promptTokensEstimate: estimatePromptTokens(body.messages, body.params.extras?.tools), created: Math.floor(row.created_at.getTime() / 1000),
         batchId: null,
         ...(body.stream ? { stream: true } : {}),

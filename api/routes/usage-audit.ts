@@ -1,25 +1,15 @@
-/** `GET /v1/admin/usage`, `GET /v1/admin/audit`, `GET /v1/admin/audit/verify`, experiments. */
+/** `GET /v1/admin/usage`, `GET /v1/admin/audit`, `GET /v1/admin/audit/verify` (experiments: `routes/experiments.ts`). */
 import { Router } from 'express';
 import type { Db } from '../../db/database.js';
-import type { AuditRow, VariantOverrides } from '../../db/tables/index.js';
+import type { AuditRow } from '../../db/tables/index.js';
 import { USAGE_GROUPS, summarizeUsage, type UsageGroup } from '../../db/repositories/usage.js';
 import { appendAudit, listAudit, verifyAudit, writeCheckpoint, type AuditVerification } from '../../db/repositories/audit.js';
-import { createExperiment, listExperiments } from '../../db/repositories/experiments.js';
-import { getModel } from '../../db/repositories/models.js';
-import { getTenant } from '../../db/repositories/tenants.js';
-import { allowsModel } from '../../domain/policy.js';
-import { validateVariantOverrides } from '../../domain/sampling-params.js';
-import { checkMaxTokens } from '../../domain/chat-validation.js';
 import { budgetStatus } from '../../db/repositories/quota.js';
 import { periodOf, periodRange } from '../../domain/billing-calendar.js';
 import { timeParam } from '../../domain/time-param.js';
 import { authOf, isOperator, requirePermission, tenantScope } from '../auth.js';
-import { HttpError, badRequest, notFound } from '../errors.js';
+import { HttpError, badRequest } from '../errors.js';
 import { MAX_PAGE, pageOf } from '../pagination.js';
-
-/** Bounds of an experiment: variants, and each one's weight (assignment sums weights in a 64-bit bucket). */
-const MAX_VARIANTS = 16;
-const MAX_WEIGHT = 1_000_000;
 
 function auditJson(r: AuditRow) {
   return {
@@ -110,54 +100,6 @@ export function usageAuditRoutes(deps: { db: Db; config: { auditKey?: string | n
       data: { seq: cp.seq, head_hash: cp.head_hash, signed: cp.signature !== null }, idempotencyKey: null, at: new Date(),
     });
     res.status(201).json({ object: 'audit_checkpoint', seq: cp.seq, head_hash: cp.head_hash, signed: cp.signature !== null, created_at: cp.created_at.toISOString() });
-  });
-
-  router.get('/admin/experiments', requirePermission(deps, 'experiments:read'), async (req, res) => {
-    const auth = authOf(req);
-    const rows = await listExperiments(db, auth.role === 'super_admin' ? null : auth.tenantId ?? '');
-    res.json({ object: 'list', data: rows, has_more: false });
-  });
-
-  /**
-   * Creates an experiment. Each variant is checked as a request for its own model and parameters
-   * would be: override values by the shared sampling validator (400 naming the field, e.g.
-   * `variants[1].overrides.temperature`), its model must exist (404) and be one the experiment's
-   * tenant and the creating key may use (403), its `max_tokens` within that model's limit (400).
-   * Requests are checked again when a variant is applied (activities/admission.ts).
-   */
-  router.post('/admin/experiments', requirePermission(deps, 'experiments:write'), async (req, res) => {
-    const auth = authOf(req);
-    const b = (req.body ?? {}) as Record<string, unknown>;
-    if (typeof b.name !== 'string' || b.name.trim() === '') throw badRequest("'name' is required", 'name');
-    if (typeof b.model !== 'string' || !(await getModel(db, b.model))) throw notFound('Model');
-    if (!Array.isArray(b.variants) || b.variants.length < 2) throw badRequest("'variants' needs at least two entries", 'variants');
-    if (b.variants.length > MAX_VARIANTS) throw badRequest(`'variants' may have at most ${MAX_VARIANTS} entries`, 'variants', 'invalid_value');
-    // A tenant admin's experiment applies to its own tenant only; a super admin's to everyone unless tenant_id is given.
-    const tenantId = auth.role === 'super_admin' ? (typeof b.tenant_id === 'string' ? b.tenant_id : null) : auth.tenantId;
-    const tenant = tenantId === null ? null : await getTenant(db, tenantId);
-    if (tenantId !== null && !tenant) throw notFound('Tenant');
-    const variants: Array<{ name: string; weight: number; overrides: VariantOverrides }> = [];
-    for (const [i, v] of b.variants.entries()) {
-      const o = (v ?? {}) as Record<string, unknown>;
-      if (typeof o.name !== 'string' || !/^[A-Za-z0-9_-]{1,64}$/.test(o.name)) throw badRequest(`variants[${i}].name must match [A-Za-z0-9_-]{1,64}`, `variants[${i}].name`);
-      const weight = o.weight ?? 1;
-      if (typeof weight !== 'number' || !Number.isInteger(weight) || weight < 1 || weight > MAX_WEIGHT) {
-        throw badRequest(`variants[${i}].weight must be an integer from 1 to ${MAX_WEIGHT}`, `variants[${i}].weight`);
-      }
-      const at = `variants[${i}].overrides`;
-      const overrides = validateVariantOverrides(o.overrides, at);
-      const model = overrides.model ?? b.model;
-      const modelRow = await getModel(db, model);
-      if (!modelRow) throw new HttpError('not_found_error', `The model '${model}' does not exist`, 'model_not_found', `${at}.model`);
-      if (!allowsModel(auth.scopes, model) || (tenant?.allowed_models != null && !tenant.allowed_models.includes(model))) {
-        throw new HttpError('permission_error', `The experiment's tenant or this key may not use model ${model}`, 'model_not_allowed', `${at}.model`);
-      }
-      checkMaxTokens(modelRow, overrides.max_tokens ?? null, `${at}.max_tokens`);
-      variants.push({ name: o.name, weight, overrides });
-    }
-    if (new Set(variants.map((v) => v.name)).size !== variants.length) throw badRequest('variant names must be unique', 'variants');
-    const exp = await createExperiment(db, { name: b.name.trim(), model: b.model, tenantId, variants });
-    res.status(201).json(exp);
   });
 
   return router;

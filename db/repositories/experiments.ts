@@ -1,20 +1,68 @@
-/** Experiments, their variants and exposures. */
+/**
+ * Experiments, their variants and exposures: the lifecycle writes, the candidates a request may
+ * enter, the promoted defaults, and the sufficient statistics of an experiment's results
+ * (aggregated in SQL: no exposure row leaves the database).
+ */
+import { sql } from 'kysely';
 import type { Db } from '../database.js';
-import type { VariantOverrides } from '../tables/index.js';
+import type { ExperimentRow, ExperimentStatus, VariantOverrides } from '../tables/index.js';
 import { newId } from '../../domain/ids.js';
+
+export interface ExperimentVariant {
+  name: string;
+  weight: number;
+  overrides: VariantOverrides;
+}
 
 export interface ExperimentWithVariants {
   id: string;
   name: string;
   model: string;
   tenantId: string | null;
-  status: 'running' | 'stopped';
-  variants: Array<{ name: string; weight: number; overrides: VariantOverrides }>;
+  status: ExperimentStatus;
+  startsAt: Date | null;
+  endsAt: Date | null;
+  trafficAllocation: number;
+  targetKeyIds: string[] | null;
+  targetMetadata: Record<string, string> | null;
+  /** The variant others are compared with: the stored one, else the first by name. */
+  controlVariant: string;
+  promotedVariant: string | null;
+  promotedAt: Date | null;
+  createdAt: Date;
+  updatedAt: Date;
+  variants: ExperimentVariant[];
 }
 
-/** The running experiment on a model for a tenant: the tenant's own first, else a global one. */
-export async function runningExperimentFor(db: Db, model: string, tenantId: string): Promise<ExperimentWithVariants | null> {
-  const exp = await db
+function byName(a: { name: string }, b: { name: string }): number {
+  return a.name < b.name ? -1 : a.name > b.name ? 1 : 0;
+}
+
+function withVariants(e: ExperimentRow, variants: ExperimentVariant[]): ExperimentWithVariants {
+  const sorted = [...variants].sort(byName);
+  return {
+    id: e.id, name: e.name, model: e.model, tenantId: e.tenant_id, status: e.status,
+    startsAt: e.starts_at, endsAt: e.ends_at, trafficAllocation: e.traffic_allocation,
+    targetKeyIds: e.target_key_ids, targetMetadata: e.target_metadata,
+    controlVariant: e.control_variant ?? sorted[0]?.name ?? '',
+    promotedVariant: e.promoted_variant, promotedAt: e.promoted_at, createdAt: e.created_at, updatedAt: e.updated_at,
+    variants: sorted,
+  };
+}
+
+async function attachVariants(db: Db, rows: ExperimentRow[]): Promise<ExperimentWithVariants[]> {
+  if (rows.length === 0) return [];
+  const variants = await db.selectFrom('experiment_variants').selectAll().where('experiment_id', 'in', rows.map((e) => e.id)).execute();
+  return rows.map((e) => withVariants(e, variants.filter((v) => v.experiment_id === e.id).map((v) => ({ name: v.name, weight: v.weight, overrides: v.overrides }))));
+}
+
+/**
+ * The running experiments on a model a tenant's request may enter, in the order they are tried:
+ * the tenant's own first, then global ones, newest first. (Window, targeting and allocation are
+ * decided by `domain/experiment-lifecycle.ts`.) At most `limit`.
+ */
+export async function runningExperimentsFor(db: Db, model: string, tenantId: string, limit = 8): Promise<ExperimentWithVariants[]> {
+  const rows = await db
     .selectFrom('experiments')
     .selectAll()
     .where('model', '=', model)
@@ -22,46 +70,99 @@ export async function runningExperimentFor(db: Db, model: string, tenantId: stri
     .where((eb) => eb.or([eb('tenant_id', '=', tenantId), eb('tenant_id', 'is', null)]))
     .orderBy((eb) => eb.case().when('tenant_id', 'is', null).then(1).else(0).end())
     .orderBy('created_at', 'desc')
-    .limit(1)
-    .executeTakeFirst();
-  if (!exp) return null;
-  const variants = await db.selectFrom('experiment_variants').selectAll().where('experiment_id', '=', exp.id).execute();
-  return {
-    id: exp.id, name: exp.name, model: exp.model, tenantId: exp.tenant_id, status: exp.status,
-    variants: variants.map((v) => ({ name: v.name, weight: v.weight, overrides: v.overrides })),
-  };
+    .limit(limit)
+    .execute();
+  return attachVariants(db, rows);
 }
 
-export async function createExperiment(
-  db: Db,
-  input: { name: string; model: string; tenantId: string | null; variants: Array<{ name: string; weight: number; overrides: VariantOverrides }> },
-): Promise<ExperimentWithVariants> {
+/**
+ * The model's default set by a promotion: the variant promoted last on this model, the tenant's
+ * own before a global one. Null when none was promoted.
+ */
+export async function promotedDefaultFor(db: Db, model: string, tenantId: string): Promise<{ experimentId: string; variant: string; overrides: VariantOverrides } | null> {
+  const row = await db
+    .selectFrom('experiments as e')
+    .innerJoin('experiment_variants as v', (j) => j.onRef('v.experiment_id', '=', 'e.id').onRef('v.name', '=', 'e.promoted_variant'))
+    .select(['e.id', 'v.name', 'v.overrides'])
+    .where('e.model', '=', model)
+    .where('e.promoted_variant', 'is not', null)
+    .where((eb) => eb.or([eb('e.tenant_id', '=', tenantId), eb('e.tenant_id', 'is', null)]))
+    .orderBy((eb) => eb.case().when('e.tenant_id', 'is', null).then(1).else(0).end())
+    .orderBy('e.promoted_at', 'desc')
+    .limit(1)
+    .executeTakeFirst();
+  return row ? { experimentId: row.id, variant: row.name, overrides: row.overrides } : null;
+}
+
+export interface NewExperiment {
+  name: string;
+  model: string;
+  tenantId: string | null;
+  status: 'draft' | 'running';
+  startsAt: Date | null;
+  endsAt: Date | null;
+  trafficAllocation: number;
+  targetKeyIds: string[] | null;
+  targetMetadata: Record<string, string> | null;
+  controlVariant: string | null;
+  variants: ExperimentVariant[];
+}
+
+export async function createExperiment(db: Db, input: NewExperiment): Promise<ExperimentWithVariants> {
   return db.transaction().execute(async (trx) => {
     const exp = await trx
       .insertInto('experiments')
-      .values({ id: newId('exp'), name: input.name, model: input.model, tenant_id: input.tenantId })
+      .values({
+        id: newId('exp'), name: input.name, model: input.model, tenant_id: input.tenantId, status: input.status,
+        starts_at: input.startsAt, ends_at: input.endsAt, traffic_allocation: input.trafficAllocation,
+        target_key_ids: input.targetKeyIds, target_metadata: input.targetMetadata === null ? null : JSON.stringify(input.targetMetadata),
+        control_variant: input.controlVariant,
+      })
       .returningAll()
       .executeTakeFirstOrThrow();
-    for (const v of input.variants) {
-      await trx
-        .insertInto('experiment_variants')
-        .values({ experiment_id: exp.id, name: v.name, weight: v.weight, overrides: JSON.stringify(v.overrides) })
-        .execute();
-    }
-    return { id: exp.id, name: exp.name, model: exp.model, tenantId: exp.tenant_id, status: exp.status, variants: input.variants };
+    await trx
+      .insertInto('experiment_variants')
+      .values(input.variants.map((v) => ({ experiment_id: exp.id, name: v.name, weight: v.weight, overrides: JSON.stringify(v.overrides) })))
+      .execute();
+    return withVariants(exp, input.variants);
   });
 }
 
+/** The experiments a tenant's keys see (its own and global ones), or all (tenantId null). */
 export async function listExperiments(db: Db, tenantId: string | null): Promise<ExperimentWithVariants[]> {
   let q = db.selectFrom('experiments').selectAll();
   if (tenantId !== null) q = q.where((eb) => eb.or([eb('tenant_id', '=', tenantId), eb('tenant_id', 'is', null)]));
-  const exps = await q.orderBy('created_at').execute();
-  if (exps.length === 0) return [];
-  const variants = await db.selectFrom('experiment_variants').selectAll().where('experiment_id', 'in', exps.map((e) => e.id)).execute();
-  return exps.map((e) => ({
-    id: e.id, name: e.name, model: e.model, tenantId: e.tenant_id, status: e.status,
-    variants: variants.filter((v) => v.experiment_id === e.id).map((v) => ({ name: v.name, weight: v.weight, overrides: v.overrides })),
-  }));
+  return attachVariants(db, await q.orderBy('created_at').orderBy('id').execute());
+}
+
+/** One experiment, if the caller sees it (tenantId null: the operator sees all). */
+export async function getExperiment(db: Db, id: string, tenantId: string | null): Promise<ExperimentWithVariants | null> {
+  let q = db.selectFrom('experiments').selectAll().where('id', '=', id);
+  if (tenantId !== null) q = q.where((eb) => eb.or([eb('tenant_id', '=', tenantId), eb('tenant_id', 'is', null)]));
+  const row = await q.executeTakeFirst();
+  return row ? ((await attachVariants(db, [row]))[0] ?? null) : null;
+}
+
+/**
+ * Moves an experiment from one of `from` to `to` in one statement (a concurrent change makes it
+ * return null: the caller re-reads and reports the conflict); with `promote`, also records the
+ * promoted variant. Returns the updated experiment.
+ */
+export async function transitionExperiment(
+  db: Db,
+  id: string,
+  from: readonly ExperimentStatus[],
+  to: ExperimentStatus,
+  promote: string | null = null,
+): Promise<ExperimentWithVariants | null> {
+  const row = await db
+    .updateTable('experiments')
+    .set({ status: to, updated_at: sql<Date>`now()`, ...(promote !== null ? { promoted_variant: promote, promoted_at: sql<Date>`now()` } : {}) })
+    .where('id', '=', id)
+    .where('status', 'in', [...from])
+    .returningAll()
+    .executeTakeFirst();
+  return row ? ((await attachVariants(db, [row]))[0] ?? null) : null;
 }
 
 /** Records that a request saw a variant; once per (request, experiment). */
@@ -74,4 +175,130 @@ export async function recordExposure(
     .values({ request_id: e.requestId, experiment_id: e.experimentId, tenant_id: e.tenantId, subject: e.subject, variant: e.variant })
     .onConflict((oc) => oc.columns(['request_id', 'experiment_id']).doNothing())
     .execute();
+}
+
+/**
+ * The results queries hash-join an experiment's exposures with their requests and ledger rows:
+ * with PostgreSQL's default 4 MB of `work_mem` those joins spill to disk at a million exposures.
+ * Raised for the transaction only (`set local`).
+ */
+async function withResultsMemory(trx: Db): Promise<void> {
+  await sql`set local work_mem = '64MB'`.execute(trx);
+}
+
+/** Count, sum and sum of squares of a per-request quantity. */
+export interface Sums {
+  n: number;
+  sum: number;
+  sumSquares: number;
+}
+
+/** One variant's sufficient statistics, as SQL aggregated them. */
+export interface VariantSums {
+  variant: string;
+  exposures: number;
+  succeeded: number;
+  failed: number;
+  cancelled: number;
+  /** Per exposure: the request's total cost (0 when nothing was billed). */
+  costMicros: Sums;
+  /** Per served request (an `infer`/`embed` usage row): its tokens. */
+  promptTokens: Sums;
+  completionTokens: Sums;
+  /** Served requests with a latency. */
+  latencyN: number;
+  /** Their latencies (ms) as [value, count], ascending: exact below 1 s, 3 significant digits above. */
+  latencyHistogram: Array<[number, number]>;
+}
+
+export interface FeedbackSums {
+  variant: string;
+  metric: string;
+  kind: 'boolean' | 'score' | 'comment';
+  n: number;
+  /** Booleans: how many were true. */
+  trues: number;
+  /** Scores. */
+  sum: number;
+  sumSquares: number;
+}
+
+/**
+ * Exposures of one experiment joined to their requests, serving ledger rows and feedback,
+ * aggregated per variant (and the latencies as a histogram) in one pass over the exposures. `tenantId` narrows to one tenant's exposures (a tenant's view of a global experiment).
+ */
+export async function experimentSums(db: Db, experimentId: string, tenantId: string | null): Promise<{ variants: VariantSums[]; feedback: FeedbackSums[] }> {
+  const { variants, feedback } = await db.transaction().execute(async (trx) => {
+    await withResultsMemory(trx);
+    const tenantFilter = tenantId === null ? sql`` : sql`and x.tenant_id = ${tenantId}`;
+    // One pass: grouped by variant and latency bucket (exact below 1 s, 3 significant digits
+    // above: at most a few thousand buckets per variant), summed per variant here.
+    const variants = await sql<{
+      variant: string; bucket: number | null; exposures: string; succeeded: string; failed: string; cancelled: string;
+      cost_sum: string | null; cost_sq: string | null; served: string; pt_sum: string | null; pt_sq: string | null;
+      ct_sum: string | null; ct_sq: string | null; latency_n: string;
+    }>`
+      select x.variant,
+        case when u.latency_ms < 1000 then u.latency_ms
+             else round(u.latency_ms::numeric, 3 - length(u.latency_ms::text))::int end as bucket,
+        count(*) as exposures,
+        count(*) filter (where r.status = 'succeeded') as succeeded,
+        count(*) filter (where r.status = 'failed') as failed,
+        count(*) filter (where r.status = 'cancelled') as cancelled,
+        sum(coalesce(u.cost_micros, 0)::float8) as cost_sum, sum(coalesce(u.cost_micros, 0)::float8 ^ 2) as cost_sq,
+        count(u.request_id) as served,
+        sum(u.input_tokens::float8) as pt_sum, sum(u.input_tokens::float8 ^ 2) as pt_sq,
+        sum(u.output_tokens::float8) as ct_sum, sum(u.output_tokens::float8 ^ 2) as ct_sq,
+        count(u.latency_ms) as latency_n
+      from experiment_exposures x
+      left join requests r on r.id = x.request_id
+      left join usage u on u.request_id = x.request_id and u.billable and u.step in ('infer', 'embed')
+      where x.experiment_id = ${experimentId} ${tenantFilter}
+      group by 1, 2`.execute(trx);
+    const feedback = await sql<{ variant: string; metric: string; kind: FeedbackSums['kind']; n: string; trues: string; s: string | null; sq: string | null }>`
+      select x.variant, f.metric, f.kind, count(*) as n, count(*) filter (where f.value_bool) as trues,
+        sum(f.value_num) as s, sum(f.value_num ^ 2) as sq
+      from experiment_exposures x
+      join feedback f on f.request_id = x.request_id and f.tenant_id = x.tenant_id
+      where x.experiment_id = ${experimentId} ${tenantFilter}
+      group by x.variant, f.metric, f.kind
+      order by f.metric, f.kind, x.variant`.execute(trx);
+    return { variants, feedback };
+  });
+  const num = (v: string | number | null | undefined) => (v === null || v === undefined ? 0 : Number(v));
+  const byVariant = new Map<string, VariantSums>();
+  for (const r of variants.rows) {
+    let v = byVariant.get(r.variant);
+    if (!v) {
+      v = {
+        variant: r.variant, exposures: 0, succeeded: 0, failed: 0, cancelled: 0,
+        costMicros: { n: 0, sum: 0, sumSquares: 0 }, promptTokens: { n: 0, sum: 0, sumSquares: 0 }, completionTokens: { n: 0, sum: 0, sumSquares: 0 },
+        latencyN: 0, latencyHistogram: [],
+      };
+      byVariant.set(r.variant, v);
+    }
+    v.exposures += num(r.exposures);
+    v.succeeded += num(r.succeeded);
+    v.failed += num(r.failed);
+    v.cancelled += num(r.cancelled);
+    v.costMicros = { n: v.exposures, sum: v.costMicros.sum + num(r.cost_sum), sumSquares: v.costMicros.sumSquares + num(r.cost_sq) };
+    const served = num(r.served);
+    v.promptTokens = { n: v.promptTokens.n + served, sum: v.promptTokens.sum + num(r.pt_sum), sumSquares: v.promptTokens.sumSquares + num(r.pt_sq) };
+    v.completionTokens = { n: v.completionTokens.n + served, sum: v.completionTokens.sum + num(r.ct_sum), sumSquares: v.completionTokens.sumSquares + num(r.ct_sq) };
+    const withLatency = num(r.latency_n);
+    v.latencyN += withLatency;
+    if (r.bucket !== null && withLatency > 0) v.latencyHistogram.push([Number(r.bucket), withLatency]);
+  }
+  for (const v of byVariant.values()) v.latencyHistogram.sort((a, b) => a[0] - b[0]);
+  return {
+    variants: [...byVariant.values()].sort((a, b) => (a.variant < b.variant ? -1 : a.variant > b.variant ? 1 : 0)),
+    feedback: feedback.rows.map((r) => ({ variant: r.variant, metric: r.metric, kind: r.kind, n: num(r.n), trues: num(r.trues), sum: num(r.s), sumSquares: num(r.sq) })),
+  };
+}
+
+/** Which of `ids` are keys of the tenant (targeting may name only those). */
+export async function keysOfTenant(db: Db, tenantId: string, ids: readonly string[]): Promise<string[]> {
+  if (ids.length === 0) return [];
+  const rows = await db.selectFrom('api_keys').select('id').where('tenant_id', '=', tenantId).where('id', 'in', [...ids]).execute();
+  return rows.map((r) => r.id);
 }

@@ -84,6 +84,8 @@ export interface EraseResult {
   responses: number;
   files: number;
   experiment_exposures: number;
+  /** Feedback comments deleted (free text of the tenant's users; thumbs and scores stay). */
+  feedback_comments: number;
   batches: number;
   keys_revoked: number;
   /** Webhook endpoints deleted (their secrets with them); event bodies are blanked. */
@@ -131,6 +133,7 @@ export async function eraseTenantContent(db: Db, tenantId: string, now: Date): P
       .where('tenant_id', '=', tenantId)
       .where('subject', '!=', 'erased')
       .executeTakeFirst();
+    const comments = await trx.deleteFrom('feedback').where('tenant_id', '=', tenantId).where('kind', '=', 'comment').executeTakeFirst();
     // Webhook endpoints hold signing secrets and events hold bodies (batch metadata): remove both;
     // deliveries go with their endpoints.
     const endpoints = await trx.deleteFrom('webhook_endpoints').where('tenant_id', '=', tenantId).executeTakeFirst();
@@ -143,6 +146,7 @@ export async function eraseTenantContent(db: Db, tenantId: string, now: Date): P
       responses: Number(responses.numDeletedRows),
       files: fileIds.length,
       experiment_exposures: Number(exposures.numUpdatedRows),
+      feedback_comments: Number(comments.numDeletedRows),
       batches: Number(batches.numUpdatedRows),
       keys_revoked: Number(keys.numUpdatedRows),
       in_flight: Number(inFlight.n),

@@ -20,6 +20,7 @@ import { batchCommands, batchHandlers, type BatchAction } from './batch.js';
 import { billingCommands, billingHandlers, type BillingAction } from './billing.js';
 import { chatCommands, chatHandlers, type ChatAction } from './chat.js';
 import { exportHandlers, type ExportAction } from './export.js';
+import { experimentCommands, experimentHandlers, type ExperimentAction } from './experiments.js';
 import { runCall, type CliDeps, type Handler, type Handlers } from './http.js';
 import { invoiceCommands, invoiceHandlers, type InvoiceAction } from './invoices.js';
 import { keyCommands, keyHandlers, type KeyAction } from './keys.js';
@@ -32,7 +33,7 @@ export { formatMicros } from './format.js';
 export { DEFAULT_URL, type CliDeps, type Connection } from './http.js';
 
 /** One API operation, fully parsed and validated. */
-export type Action = TenantAction | KeyAction | ModelAction | UsageAction | ExportAction | AuditAction | ChatAction | BatchAction | BillingAction | InvoiceAction;
+export type Action = TenantAction | KeyAction | ModelAction | UsageAction | ExportAction | AuditAction | ChatAction | BatchAction | BillingAction | InvoiceAction | ExperimentAction;
 
 /** What `runCommand` executes: print help, or call the API. */
 export type Command = CommandOf<Action>;
@@ -43,12 +44,12 @@ export type ParseResult = ParseResultOf<Action>;
 /** Every command, in the order help lists them. */
 const COMMANDS: readonly CommandSpec<Action>[] = [
   ...tenantCommands, ...keyCommands, ...modelCommands, ...billingCommands, ...invoiceCommands,
-  ...usageCommands, ...auditCommands, ...chatCommands, ...batchCommands,
+  ...usageCommands, ...auditCommands, ...chatCommands, ...batchCommands, ...experimentCommands,
 ];
 
 const HANDLERS: Handlers<Action> = {
   ...tenantHandlers, ...keyHandlers, ...modelHandlers, ...usageHandlers, ...exportHandlers,
-  ...auditHandlers, ...chatHandlers, ...batchHandlers, ...billingHandlers, ...invoiceHandlers,
+  ...auditHandlers, ...chatHandlers, ...batchHandlers, ...billingHandlers, ...invoiceHandlers, ...experimentHandlers,
 };
 
 /**

@@ -9,8 +9,8 @@ import type { Role } from '../../db/tables/index.js';
 const EXPECTED: Record<Role, readonly Permission[]> = {
   super_admin: PERMISSIONS,
   operator_finance: ['tenants:read', 'models:read', 'usage:read', 'billing:read', 'billing:write'],
-  tenant_admin: ['chat', 'batches', 'tenants:read', 'keys:read', 'keys:write', 'models:read', 'experiments:read', 'experiments:write', 'usage:read', 'audit:read', 'billing:read', 'webhooks:read', 'webhooks:write', 'cache:write'],
-  developer: ['chat', 'batches', 'models:read', 'usage:read'],
+  tenant_admin: ['chat', 'batches', 'tenants:read', 'keys:read', 'keys:write', 'models:read', 'experiments:read', 'experiments:write', 'usage:read', 'audit:read', 'billing:read', 'webhooks:read', 'webhooks:write', 'feedback:write', 'cache:write'],
+  developer: ['chat', 'batches', 'models:read', 'usage:read', 'feedback:write'],
   analyst: ['models:read', 'usage:read', 'experiments:read'],
   finance: ['models:read', 'usage:read', 'billing:read'],
   user: ['chat', 'models:read'],
