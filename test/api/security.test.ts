@@ -194,10 +194,15 @@ describe('route inventory', () => {
 });
 
 describe('BFLA: a user key against everything but inference', () => {
-  // Pipeline only (docs/testing.md): roles against every route but inference (chat completions and
-  // embeddings, the `chat` permission), its jobs, the model list, feedback on its own completions
-  // (`POST /v1/feedback`: the key that made a request may always send it; test/api/experiments.test.ts).
-  const USER_ALLOWED = ['POST /v1/chat/completions', 'GET /v1/chat/completions/:id/stream', 'POST /v1/completions', 'POST /v1/embeddings', 'GET /v1/jobs/:id', 'POST /v1/jobs/:id/cancel', 'GET /v1/models', 'POST /v1/feedback'];
+  // Pipeline only (docs/testing.md): roles against every route but inference (chat completions,
+  // legacy completions, embeddings and responses with their stored objects: the `chat`
+  // permission), its jobs, the model list, feedback on its own completions (`POST /v1/feedback`:
+  // the key that made a request may always send it; test/api/experiments.test.ts).
+  const USER_ALLOWED = [
+    'POST /v1/chat/completions', 'GET /v1/chat/completions/:id/stream', 'POST /v1/completions', 'POST /v1/embeddings',
+    'POST /v1/responses', 'GET /v1/responses/:id', 'DELETE /v1/responses/:id', 'GET /v1/responses/:id/input_items',
+    'GET /v1/jobs/:id', 'POST /v1/jobs/:id/cancel', 'GET /v1/models', 'POST /v1/feedback',
+  ];
 
   it('every other route is 403, and every denial is audited as auth.denied', async () => {
     const routes = routeInventory().filter((r) => r.path.startsWith('/v1/') && !USER_ALLOWED.includes(`${r.method} ${r.path}`));
