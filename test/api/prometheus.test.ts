@@ -19,7 +19,6 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -28,6 +27,7 @@ import OpenAI, { toFile } from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { startMetricsServer } from '../../runtime/metrics-server.js';
+import { freePort } from '../../scripts/lib/free-port.js';
 import { startInferenceWorkerProcess, startTestStack, type TestStack } from '../support/stack.js';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
@@ -54,17 +54,6 @@ const rules = (parse(readFileSync(RULES, 'utf8')) as { groups: Array<{ rules: Ru
 /** An alert's expression without its threshold comparisons (a comparison with a number or `(a * b)`). */
 export function withoutThresholds(expr: string): string {
   return expr.replace(/\s*(?:>=|<=|==|!=|>|<)\s*(?:\(\s*[\d.]+\s*\*\s*[\d.]+\s*\)|\d+(?:\.\d+)?(?:e[+-]?\d+)?)(?![\w.])/g, '');
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(port));
-    });
-  });
 }
 
 let stack: TestStack;
