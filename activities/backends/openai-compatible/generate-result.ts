@@ -4,7 +4,7 @@ import type { FinishReason, TokenLogprob, ToolCall, ToolDefinition } from '../..
 import { readUpstreamToolCalls } from './tool-calls.js';
 import { BackendError } from '../types.js';
 import type { GenerateResult } from '../types.js';
-import { clampUsage, isTokenCount, readUsage, type UsageBounds } from './usage.js';
+import { clampUsage, noChoicesError, readUsage, type UsageBounds } from './usage.js';
 
 const MAX_TOKEN_CHARS = 256;
 
@@ -47,12 +47,7 @@ export function upstreamFinishReason(reason: unknown, toolCalls: readonly ToolCa
  */
 export function toGenerateResult(completion: ChatCompletion, bounds: UsageBounds, tools?: readonly ToolDefinition[]): GenerateResult {
   const choice = completion.choices?.[0];
-  if (!choice) {
-    // The upstream may still have spent (and charged for) tokens: say how many when it reports them.
-    const { prompt_tokens: promptTokens, completion_tokens: completionTokens } = completion.usage ?? {};
-    const consumed = isTokenCount(promptTokens) && isTokenCount(completionTokens) ? clampUsage({ promptTokens, completionTokens }, bounds) : null;
-    throw new BackendError('unavailable', 'upstream returned no choices', null, null, consumed);
-  }
+  if (!choice) throw noChoicesError(completion.usage, bounds);
   const usage = clampUsage(readUsage(completion.usage), bounds);
   const logprobs = readLogprobs(choice.logprobs?.content, usage.completionTokens);
   const toolCalls = readUpstreamToolCalls(choice.message?.tool_calls, tools, usage);

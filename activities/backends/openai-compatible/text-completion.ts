@@ -8,7 +8,7 @@ import type OpenAI from 'openai';
 import type { Completion, CompletionCreateParamsNonStreaming } from 'openai/resources/completions';
 import { estimatePromptTokens } from '../../../domain/chat-validation.js';
 import { BackendError, type GenerateRequest, type GenerateResult } from '../types.js';
-import { clampUsage, isTokenCount, readUsage } from './usage.js';
+import { clampUsage, noChoicesError, readUsage } from './usage.js';
 import { toBackendError } from './upstream-errors.js';
 
 /** The extras a text completion carries (domain/completion-validation.ts). */
@@ -41,11 +41,7 @@ export async function generateTextCompletion(client: OpenAI, model: string, apiK
   }
   const bounds = { maxPromptTokens: estimatePromptTokens(request.messages), maxCompletionTokens: request.params.maxTokens };
   const choice = completion.choices?.[0];
-  if (!choice) {
-    const { prompt_tokens: promptTokens, completion_tokens: completionTokens } = completion.usage ?? {};
-    const consumed = isTokenCount(promptTokens) && isTokenCount(completionTokens) ? clampUsage({ promptTokens, completionTokens }, bounds) : null;
-    throw new BackendError('unavailable', 'upstream returned no choices', null, null, consumed);
-  }
+  if (!choice) throw noChoicesError(completion.usage, bounds);
   const usage = clampUsage(readUsage(completion.usage), bounds);
   const result: GenerateResult = { content: typeof choice.text === 'string' ? choice.text : '', finishReason: choice.finish_reason === 'length' ? 'length' : 'stop', ...usage };
   request.onProgress?.(result.completionTokens, result.promptTokens);

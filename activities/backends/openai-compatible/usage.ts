@@ -45,3 +45,13 @@ export function readUsage(usage: ChatCompletion['usage']): Pick<GenerateResult, 
 export function isTokenCount(value: unknown): value is number {
   return typeof value === 'number' && Number.isSafeInteger(value) && value >= 0;
 }
+
+/**
+ * The failure of an upstream answer without choices. The upstream may still have spent (and
+ * charged for) tokens: the error says how many when its usage reports them.
+ */
+export function noChoicesError(usage: { prompt_tokens?: unknown; completion_tokens?: unknown } | null | undefined, bounds: UsageBounds): BackendError {
+  const { prompt_tokens: promptTokens, completion_tokens: completionTokens } = usage ?? {};
+  const consumed = isTokenCount(promptTokens) && isTokenCount(completionTokens) ? clampUsage({ promptTokens, completionTokens }, bounds) : null;
+  return new BackendError('unavailable', 'upstream returned no choices', null, null, consumed);
+}
