@@ -75,6 +75,12 @@ export interface RequestWorkflowStart<W extends Workflow> {
   model: string;
   /** Temporal priority key (`PriorityKeys`). */
   priorityKey: number;
+  /**
+   * The caller wrote the request's row just now, so a failed start deletes it. False: a retry of
+   * the same `Idempotency-Key` found the row still queued (the process that wrote it may have died
+   * before starting the workflow) and starts it; a failure then leaves the row. @default true
+   */
+  ownsRow?: boolean;
 }
 
 /**
@@ -105,7 +111,7 @@ export async function startRequestWorkflow<W extends Workflow>(deps: RequestStar
     // Already started: the workflow of this request ID exists, so the request is queued.
     const error = startFailureResponse(err, deps.log, { request_id: start.requestId }, 'request');
     if (error) {
-      await deleteUnstartedRequest(deps.db, start.requestId);
+      if (start.ownsRow !== false) await deleteUnstartedRequest(deps.db, start.requestId);
       throw error;
     }
   }

@@ -176,7 +176,10 @@ export function chatRoutes(deps: ChatRouteDeps): Router {
     if (!created && (row.body_hash !== bodyHash || row.tenant_id !== auth.tenantId)) {
       throw new HttpError('idempotency_error', 'This Idempotency-Key was already used with a different request body', 'idempotency_key_reused');
     }
-    if (created) {
+    // A retry that finds its row still queued starts the workflow too: the process that wrote the
+    // row may have died before starting it (the same workflow ID is the same work, so a workflow
+    // that did start is used as it is).
+    if (created || row.status === 'queued') {
       const input: ChatRequestInput = {
         requestId, tenantId: auth.tenantId, keyId: auth.keyId, kind: async ? 'async' : 'sync',
         subject, model: body.model, messages: body.messages, params: body.params,
@@ -187,7 +190,7 @@ export function chatRoutes(deps: ChatRouteDeps): Router {
       };
       await startRequestWorkflow<typeof chatRequest>(deps, {
         type: 'chatRequest', workflowId: chatWorkflowId(requestId), requestId, args: [input],
-        kind: input.kind, tenantId: auth.tenantId, model: body.model, priorityKey: async ? 2 : 1,
+        kind: input.kind, tenantId: auth.tenantId, model: body.model, priorityKey: async ? 2 : 1, ownsRow: created,
       });
     }
     if (async) {

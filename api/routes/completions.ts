@@ -76,7 +76,10 @@ export function completionRoutes(deps: CompletionRouteDeps): Router {
       return;
     }
     const workflowId = completionWorkflowId(requestId);
-    if (created) {
+    // A retry that finds its row still queued starts the workflow too: the process that wrote the
+    // row may have died before starting it (the same workflow ID is the same work, so a workflow
+    // that did start is used as it is).
+    if (created || row.status === 'queued') {
       const input: ChatRequestInput = {
         requestId, tenantId: auth.tenantId, keyId: auth.keyId, kind: 'sync', subject: body.user ?? auth.keyId, model: body.model,
         messages: body.messages, params: body.params, promptTokensEstimate: estimatePromptTokens(body.messages),
@@ -85,7 +88,7 @@ export function completionRoutes(deps: CompletionRouteDeps): Router {
       };
       await startRequestWorkflow<typeof completionRequest>(deps, {
         type: 'completionRequest', workflowId, requestId, args: [input],
-        kind: 'sync', tenantId: auth.tenantId, model: body.model, priorityKey: 1,
+        kind: 'sync', tenantId: auth.tenantId, model: body.model, priorityKey: 1, ownsRow: created,
       });
     }
     try {

@@ -64,7 +64,10 @@ export function embeddingsRoutes(deps: EmbeddingsRouteDeps): Router {
     if (!created && (row.body_hash !== bodyHash || row.tenant_id !== auth.tenantId)) {
       throw new HttpError('idempotency_error', 'This Idempotency-Key was already used with a different request body', 'idempotency_key_reused');
     }
-    if (created) {
+    // A retry that finds its row still queued starts the workflow too: the process that wrote the
+    // row may have died before starting it (the same workflow ID is the same work, so a workflow
+    // that did start is used as it is).
+    if (created || row.status === 'queued') {
       const input: EmbeddingsRequestInput = {
         requestId, tenantId: auth.tenantId, keyId: auth.keyId, kind: 'sync', subject: body.user ?? auth.keyId, model: body.model,
         inputs: body.inputs, dimensions: body.dimensions, promptTokensEstimate: estimateEmbeddingTokens(body.inputs),
@@ -72,7 +75,7 @@ export function embeddingsRoutes(deps: EmbeddingsRouteDeps): Router {
       };
       await startRequestWorkflow<typeof embeddingsRequest>(deps, {
         type: 'embeddingsRequest', workflowId: embeddingsWorkflowId(requestId), requestId, args: [input],
-        kind: 'embeddings', tenantId: auth.tenantId, model: body.model, priorityKey: PriorityKeys.sync,
+        kind: 'embeddings', tenantId: auth.tenantId, model: body.model, priorityKey: PriorityKeys.sync, ownsRow: created,
       });
     }
     res.json(encodeEmbeddings(await resultOf(row), body.encodingFormat));

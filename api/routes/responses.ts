@@ -129,7 +129,10 @@ export function responseRoutes(deps: ResponseRouteDeps): Router {
     if (!created && (row.body_hash !== bodyHash || row.tenant_id !== tenantId)) {
       throw new HttpError('idempotency_error', 'This Idempotency-Key was already used with a different request body', 'idempotency_key_reused');
     }
-    if (created) {
+    // A retry that finds its row still queued starts the workflow too: the process that wrote the
+    // row may have died before starting it (the same workflow ID is the same work, so a workflow
+    // that did start is used as it is).
+    if (created || row.status === 'queued') {
       const request: ChatRequestInput = {
         requestId, tenantId, keyId: auth.keyId, kind: 'sync', subject: body.subject ?? auth.keyId, model: body.model,
         messages, params: body.params, promptTokensEstimate: estimatePromptTokens(messages),
@@ -139,7 +142,7 @@ export function responseRoutes(deps: ResponseRouteDeps): Router {
       const input: ResponseRequestInput = { request, echo: body.echo, conversation, inputItems: inputItemsOf(body.input, requestId) };
       await startRequestWorkflow<typeof responseRequest>(deps, {
         type: 'responseRequest', workflowId: responseWorkflowId(requestId), requestId, args: [input],
-        kind: 'sync', tenantId, model: body.model, priorityKey: 1,
+        kind: 'sync', tenantId, model: body.model, priorityKey: 1, ownsRow: created,
       });
     }
     if (body.stream) {

@@ -100,6 +100,42 @@ describe('chat: a failed workflow start', () => {
   });
 });
 
+describe('chat: an API process that died between the request row and the workflow start', () => {
+  // Pipeline only (docs/testing.md). The first call's start never returns (as if its process had
+  // been killed right after writing the row); the client gives up and retries with the same key.
+  it('a retry with the same Idempotency-Key starts the workflow and gets the answer', async () => {
+    const idempotencyKey = `died-${Date.now()}`;
+    const spy = vi.spyOn(stack.client.workflow, 'start').mockImplementationOnce(() => new Promise(() => undefined));
+    const abort = new AbortController();
+    const first = fetch(`${stack.url}/v1/chat/completions`, {
+      method: 'POST', signal: abort.signal,
+      headers: { Authorization: `Bearer ${key}`, 'Content-Type': 'application/json', 'Idempotency-Key': idempotencyKey },
+      body: JSON.stringify(CHAT),
+    }).catch(() => null);
+    // The row exists and no workflow was started for it.
+    const deadline = Date.now() + 60_000;
+    let row: { id: string; status: string } | undefined;
+    while (!(row = await stack.db.selectFrom('requests').select(['id', 'status']).where('idempotency_key', '=', idempotencyKey).executeTakeFirst()) && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    expect(row).toMatchObject({ status: 'queued' });
+    expect(spy).toHaveBeenCalledTimes(1);
+    abort.abort();
+    await first;
+    spy.mockRestore();
+    const res = await fetch(`${stack.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { Authorization: `Bearer ${key}`, 'Content-Type': 'application/json', 'Idempotency-Key': idempotencyKey },
+      body: JSON.stringify(CHAT),
+    });
+    const body = await res.json() as { id: string; object: string };
+    expect(res.status).toBe(200);
+    expect(body).toMatchObject({ id: `chatcmpl-${row!.id}`, object: 'chat.completion' });
+    expect(await stack.db.selectFrom('requests').select('status').where('id', '=', row!.id).executeTakeFirst()).toEqual({ status: 'succeeded' });
+    expect((await stack.db.selectFrom('usage').select('step').where('request_id', '=', row!.id).execute()).map((u) => u.step)).toEqual(['infer']);
+  });
+});
+
 describe('batches: a failed workflow start', () => {
   // Pipeline only (docs/testing.md): the batch workflow's start fails before any line is served.
   it('answers 503 temporal_unavailable or 500 internal_error, logged with the batch ID, and keeps no batch row', async () => {
