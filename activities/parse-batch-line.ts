@@ -6,6 +6,7 @@ import type { BatchLineError } from '../db/tables/index.js';
 import { validateChatBody, type ValidChatBody } from '../domain/chat-validation.js';
 import { validateEmbeddingsBody, type ValidEmbeddingsBody } from '../domain/embeddings-validation.js';
 import { isObject } from '../domain/is-object.js';
+import { MAX_JSON_DEPTH, jsonDeeperThan } from '../domain/json-depth.js';
 import { responsesAsChatBody } from '../domain/responses-validation.js';
 
 export type ParsedLine =
@@ -36,6 +37,7 @@ function lineEnvelope(content: string, endpoint: string): { ok: true; customId: 
     return { ok: false, customId: null, error: { code: 'invalid_json_line', message: 'This line is not parseable as valid JSON.', param: null } };
   }
   if (!isObject(json)) return { ok: false, customId: null, error: { code: 'invalid_request', message: 'Each line must be a JSON object.', param: null } };
+  if (jsonDeeperThan(json)) return { ok: false, customId: null, error: { code: 'nesting_too_deep', message: `This line nests objects or arrays deeper than ${MAX_JSON_DEPTH} levels.`, param: null } };
   const customId = customIdField(json);
   if (customId === null) return { ok: false, customId, error: { code: 'missing_required_parameter', message: "'custom_id' is required and must be a non-empty string.", param: 'custom_id' } };
   if (customId.length > 512) return { ok: false, customId, error: { code: 'invalid_value', message: "'custom_id' is longer than 512 characters.", param: 'custom_id' } };

@@ -9,7 +9,8 @@ import { metricsAuthorized } from '../runtime/metrics-server.js';
 import type { Logger } from '../runtime/logger.js';
 import { activeTraceparent } from '../runtime/tracing.js';
 import { authenticate } from './auth.js';
-import { HttpError, errorMiddleware, requestId } from './errors.js';
+import { HttpError, badRequest, errorMiddleware, requestId } from './errors.js';
+import { MAX_JSON_DEPTH, jsonDeeperThan } from '../domain/json-depth.js';
 import { chatRoutes } from './routes/chat.js';
 import { embeddingsRoutes } from './routes/embeddings.js';
 import { completionRoutes } from './routes/completions.js';
@@ -176,6 +177,12 @@ export function createApp(deps: AppDeps): express.Express {
   // Authenticate before reading the body: an anonymous caller's body is never parsed.
   v1.use(authenticate(deps));
   v1.use(express.json({ limit: deps.config.maxBodyBytes, type: ['application/json', 'application/*+json'] }));
+  // Every validator and the idempotency hash recurse over the body: refuse a nesting that would
+  // overflow their stack (a 500 otherwise) before any of them runs.
+  v1.use((req, _res, next) => {
+    if (jsonDeeperThan(req.body)) throw badRequest(`The request body nests objects or arrays deeper than ${MAX_JSON_DEPTH} levels`, null, 'nesting_too_deep');
+    next();
+  });
   v1.use(chatRoutes({ db: deps.db, temporal: deps.temporal, metrics: deps.metrics, eagerStart: deps.config.eagerStart, log: deps.log, ...(deps.streams ? { streams: deps.streams } : {}) }));
   v1.use(embeddingsRoutes({ db: deps.db, temporal: deps.temporal, eagerStart: deps.config.eagerStart, log: deps.log }));
   v1.use(completionRoutes({ db: deps.db, temporal: deps.temporal, metrics: deps.metrics, eagerStart: deps.config.eagerStart, log: deps.log }));

@@ -75,6 +75,20 @@ describe('bad input', () => {
     expectOpenAIError(r.json);
   });
 
+  it('a body nested deeper than the validators can walk (a tool schema of 4,000 levels) → 400 nesting_too_deep, not a 500', async () => {
+    const parameters: Record<string, unknown> = { type: 'object', properties: {} };
+    let at = parameters;
+    for (let i = 0; i < 2000; i++) {
+      const next = { type: 'object', properties: {} };
+      (at.properties as Record<string, unknown>).a = next;
+      at = next;
+    }
+    const r = await post(JSON.stringify({ model: 'sluice-tiny', messages: [{ role: 'user', content: 'hi' }], tools: [{ type: 'function', function: { name: 'f', parameters } }] }));
+    expect(r.status).toBe(400);
+    expectOpenAIError(r.json);
+    expect(r.json.error.code).toBe('nesting_too_deep');
+  });
+
   it('a missing, malformed, unknown or revoked key → 401', async () => {
     const body = JSON.stringify({ model: 'sluice-tiny', messages: msg });
     for (const auth of [null, 'nonsense', `sk-${'A'.repeat(43)}`, revokedKey, "x' OR pg_sleep(5) IS NOT NULL--"]) {
