@@ -104,7 +104,7 @@ function availabilityRows(start: Date, end: Date): RawBuilder<unknown> {
 }
 
 /** Which requests an objective counts (its population) and which of those are good. */
-function requestPredicates(d: SloDefinition): { population: RawBuilder<unknown>; good: RawBuilder<unknown>; column: RawBuilder<unknown> } {
+function requestPredicates(d: Pick<SloDefinition, 'kind' | 'thresholdMs'>): { population: RawBuilder<unknown>; good: RawBuilder<unknown>; column: RawBuilder<unknown> } {
   const clientFaults = sql`${[...CLIENT_FAULT_FAILURES]}::text[]`;
   const column = d.kind.startsWith('ttft') ? sql.ref('r.ttft_ms') : sql.ref('r.latency_ms');
   const population = d.kind === 'availability'
@@ -228,7 +228,7 @@ export async function measureSloWindows(db: Db, d: SloDefinition, now: Date, win
  * start count as failed): what its plan's SLA measures.
  */
 export async function tenantAvailability(db: Db, tenantId: string, start: Date, end: Date): Promise<SliCounts> {
-  const { population, good } = requestPredicates({ kind: 'availability', scopeType: 'plan', scopeValue: '', name: '', targetPpm: 1, window: '30d', thresholdMs: null });
+  const { population, good } = requestPredicates({ kind: 'availability', thresholdMs: null });
   const { rows } = await sql<{ eligible: number; good: number }>`
     select count(*)::bigint as eligible, count(*) filter (where ${good})::bigint as good
     from ${availabilityRows(start, end)} r
