@@ -8,6 +8,7 @@ import type { Db } from '../db/database.js';
 import { deleteUnstartedRequest } from '../db/repositories/requests.js';
 import { recordStartFailure } from '../db/repositories/start-failures.js';
 import { CONTROL_TASK_QUEUE, SearchAttributes } from '../contracts/ids.js';
+import type { RequestKind } from '../contracts/chat.js';
 import type { Logger } from '../runtime/logger.js';
 import type { Metrics } from '../runtime/metrics.js';
 import { HttpError } from './errors.js';
@@ -75,6 +76,12 @@ export interface RequestWorkflowStart<W extends Workflow> {
   args: Parameters<W>;
   /** `SluiceKind` search attribute (sync, async, embeddings…). */
   kind: string;
+  /**
+   * The request row's kind (`requests.kind`: sync, async, batch), where a failed start is
+   * recorded and counted (`sluice_requests_total{kind}`), when it is not `kind` (embeddings: sync).
+   * @default kind
+   */
+  requestKind?: RequestKind;
   tenantId: string;
   model: string;
   /** Temporal priority key (`PriorityKeys`). */
@@ -129,10 +136,11 @@ export async function startRequestWorkflow<W extends Workflow>(deps: RequestStar
  * the start's error.
  */
 async function recordFailedStart<W extends Workflow>(deps: RequestStartDeps, start: RequestWorkflowStart<W>, error: HttpError): Promise<void> {
-  deps.metrics?.requests.inc({ kind: start.kind, model: start.model, pool: 'none', tenant: start.tenantId, outcome: 'server_error' });
+  const kind = start.requestKind ?? start.kind;
+  deps.metrics?.requests.inc({ kind, model: start.model, pool: 'none', tenant: start.tenantId, outcome: 'server_error' });
   try {
     await recordStartFailure(deps.db, {
-      requestId: start.requestId, tenantId: start.tenantId, kind: start.kind, model: start.model, code: error.code ?? error.type, status: error.status,
+      requestId: start.requestId, tenantId: start.tenantId, kind, model: start.model, code: error.code ?? error.type, status: error.status,
     });
   } catch (err) {
     deps.log.error('could not record a failed workflow start for the SLI', { request_id: start.requestId, error: err instanceof Error ? err.message : String(err) });

@@ -78,7 +78,7 @@ export function embeddingsRoutes(deps: EmbeddingsRouteDeps): Router {
       };
       await startRequestWorkflow<typeof embeddingsRequest>(deps, {
         type: 'embeddingsRequest', workflowId: embeddingsWorkflowId(requestId), requestId, args: [input],
-        kind: 'embeddings', tenantId: auth.tenantId, model: body.model, priorityKey: PriorityKeys.sync, ownsRow: created,
+        kind: 'embeddings', requestKind: 'sync', tenantId: auth.tenantId, model: body.model, priorityKey: PriorityKeys.sync, ownsRow: created,
       });
     }
     res.json(encodeEmbeddings(await resultOf(row), body.encodingFormat));

@@ -8,7 +8,7 @@ import type { Db } from '../database.js';
 export interface StartFailure {
   requestId: string;
   tenantId: string;
-  /** The `SluiceKind` of the request (sync, async, embeddings…). */
+  /** The request's kind, as `requests.kind` would have held it (sync, async). */
   kind: string;
   model: string;
   /** The error `code` answered (`temporal_unavailable`, `internal_error`). */

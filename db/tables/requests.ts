@@ -46,7 +46,7 @@ export interface RequestStartFailuresTable {
   id: Generated<number>;
   request_id: string;
   tenant_id: string;
-  /** The `SluiceKind` of the request (sync, async, embeddings…). */
+  /** The request's kind, as `requests.kind` would have held it (sync, async). */
   kind: string;
   model: string;
   /** The error `code` answered: `temporal_unavailable` (503) or `internal_error` (500). */
