@@ -6,8 +6,11 @@ import { trace } from '@opentelemetry/api';
 import { WorkflowExecutionAlreadyStartedError, isGrpcServiceError, type Client, type Workflow } from '@temporalio/client';
 import type { Db } from '../db/database.js';
 import { deleteUnstartedRequest } from '../db/repositories/requests.js';
+import { recordStartFailure } from '../db/repositories/start-failures.js';
 import { CONTROL_TASK_QUEUE, SearchAttributes } from '../contracts/ids.js';
+import type { RequestKind } from '../contracts/chat.js';
 import type { Logger } from '../runtime/logger.js';
+import type { Metrics } from '../runtime/metrics.js';
 import { HttpError } from './errors.js';
 
 /** gRPC status codes that mean "Temporal cannot take it now, try again": UNAVAILABLE, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED. */
@@ -60,6 +63,8 @@ export interface RequestStartDeps {
   eagerStart: boolean;
   /** Where a failed start is logged (with the request ID). */
   log: Logger;
+  /** A failed start counts in `sluice_requests_total` as a server error (outcome `server_error`, pool `none`). @default null */
+  metrics?: Metrics | null;
 }
 
 /** One request's workflow to start (chat, completion, embeddings). */
@@ -71,6 +76,12 @@ export interface RequestWorkflowStart<W extends Workflow> {
   args: Parameters<W>;
   /** `SluiceKind` search attribute (sync, async, embeddings…). */
   kind: string;
+  /**
+   * The request row's kind (`requests.kind`: sync, async, batch), where a failed start is
+   * recorded and counted (`sluice_requests_total{kind}`), when it is not `kind` (embeddings: sync).
+   * @default kind
+   */
+  requestKind?: RequestKind;
   tenantId: string;
   model: string;
   /** Temporal priority key (`PriorityKeys`). */
@@ -112,7 +123,26 @@ export async function startRequestWorkflow<W extends Workflow>(deps: RequestStar
     const error = startFailureResponse(err, deps.log, { request_id: start.requestId }, 'request');
     if (error) {
       if (start.ownsRow !== false) await deleteUnstartedRequest(deps.db, start.requestId);
+      await recordFailedStart(deps, start, error);
       throw error;
     }
+  }
+}
+
+/**
+ * Counts a failed start as a failed request: a row of `request_start_failures` (the SLI's ground
+ * truth; the request row is gone or still queued, so it is never counted twice) and the request
+ * counter. The database may be what failed: then the row is lost, logged, and the client still gets
+ * the start's error.
+ */
+async function recordFailedStart<W extends Workflow>(deps: RequestStartDeps, start: RequestWorkflowStart<W>, error: HttpError): Promise<void> {
+  const kind = start.requestKind ?? start.kind;
+  deps.metrics?.requests.inc({ kind, model: start.model, pool: 'none', tenant: start.tenantId, outcome: 'server_error' });
+  try {
+    await recordStartFailure(deps.db, {
+      requestId: start.requestId, tenantId: start.tenantId, kind, model: start.model, code: error.code ?? error.type, status: error.status,
+    });
+  } catch (err) {
+    deps.log.error('could not record a failed workflow start for the SLI', { request_id: start.requestId, error: err instanceof Error ? err.message : String(err) });
   }
 }

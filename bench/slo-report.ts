@@ -5,8 +5,14 @@
  * 50 the client's own 400, 1 in 200 cancelled, 1 in 5 a stream with a TTFT), then timed through
  * the API: `GET /v1/admin/slos` (4 objectives over their 30-day window: availability by model,
  * p95 latency by model, availability by plan, p99 TTFT by pool) and
- * `GET /v1/admin/slos/{id}/report?period=` (per tenant, for the month holding most rows).
- * Each timed `--runs` times after one warm-up; min and median reported.
+ * `GET /v1/admin/slos/{id}/report?period=` (per tenant, for the month holding most rows), and
+ * the control worker's burn-rate measurement (`measureSloWindows`, what workers/ops-metrics.ts runs
+ * per objective every refresh: 7 windows up to 3 days) of the same 4 objectives, one after another
+ * as the loop runs them. 1 in 1,000 requests also has a failed workflow start
+ * (`request_start_failures`, which availability reads next to the request rows).
+ * Each timed `--runs` times after one warm-up; min and median reported. The stack's own ops loop
+ * is held off (`SLUICE_OPS_METRICS_INTERVAL_MS` at its maximum) so that it does not run beside the
+ * timings.
  *
  * Run: `npx tsx bench/slo-report.ts [--rows 1000000] [--tenants 100] [--runs 5]`
  */
@@ -18,6 +24,8 @@ import { createLogger } from '../runtime/logger.js';
 import { startInfra, startStack } from '../scripts/lib/system.js';
 import { ensureAdminKey } from '../scripts/lib/bootstrap.js';
 import { periodOf } from '../domain/billing-calendar.js';
+import { SLO_BURN_WINDOWS } from '../domain/slo.js';
+import { getSlo, measureSloWindows, sloDefinitionOf } from '../db/repositories/slos.js';
 import { benchEnv, machine, addTenantKey, runBench } from './setup.js';
 
 const { values } = parseArgs({ options: { rows: { type: 'string', default: '1000000' }, tenants: { type: 'string', default: '100' }, runs: { type: 'string', default: '5' } } });
@@ -41,7 +49,7 @@ async function timed(runs: number, fn: () => Promise<void>): Promise<{ min_ms: n
 async function main() {
   const { dir, env } = await benchEnv('slo-report');
   const log = createLogger('warn');
-  const config = loadConfig(env);
+  const config = loadConfig({ ...env, SLUICE_OPS_METRICS_INTERVAL_MS: '3600000' });
   const infra = await startInfra(config, log);
   const results: Record<string, unknown> = { machine: machine(), rows: ROWS, tenants: TENANTS, runs: RUNS };
   try {
@@ -72,7 +80,13 @@ async function main() {
                'pool-' || (g % 2)
         from generate_series(0, ${ROWS - 1}) g,
              lateral (select ${now}::timestamptz - interval '30 days' + (g::double precision / ${ROWS}) * interval '30 days' - interval '1 minute' as at) c`.execute(stack.db);
+      await sql`
+        insert into request_start_failures (request_id, tenant_id, kind, model, code, status, created_at)
+        select 'req_bench_start_' || g, (${sql.val(tenantIds)}::text[])[1 + g % ${TENANTS}], 'sync', 'model-' || (g % 3),
+               'temporal_unavailable', 503, ${now}::timestamptz - interval '30 days' + (g::double precision / ${Math.max(1, Math.floor(ROWS / 1000))}) * interval '30 days' - interval '1 minute'
+        from generate_series(0, ${Math.max(1, Math.floor(ROWS / 1000)) - 1}) g`.execute(stack.db);
       await sql`vacuum analyze requests`.execute(stack.db);
+      await sql`vacuum analyze request_start_failures`.execute(stack.db);
       results.insert_s = Math.round((performance.now() - t) / 10) / 100;
 
       const call = async (method: string, path: string, body?: unknown) => {
@@ -108,6 +122,19 @@ async function main() {
       results.report_by_plan = await timed(RUNS, async () => {
         await call('GET', `/v1/admin/slos/${ids[2]}/report?period=${period}`);
       });
+      const objectives = await Promise.all(ids.map(async (id) => sloDefinitionOf((await getSlo(stack.db, id))!)));
+      let windows: unknown = null;
+      results.ops_burn_windows_4_slos = await timed(RUNS, async () => {
+        const measured = [];
+        for (const d of objectives) measured.push(await measureSloWindows(stack.db, d, new Date(), SLO_BURN_WINDOWS));
+        windows = measured;
+      });
+      for (const [i, d] of objectives.entries()) {
+        results[`ops_burn_windows_${d.kind}_${d.scopeType}`] = await timed(RUNS, async () => {
+          await measureSloWindows(stack.db, d, new Date(), SLO_BURN_WINDOWS);
+        });
+        if (i === 0) results.ops_burn_windows_example = (windows as unknown[])[0];
+      }
       process.stderr.write(`${JSON.stringify(results)}\n`);
     } finally {
       await stack.stop();

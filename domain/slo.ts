@@ -34,6 +34,21 @@ export type SloScopeType = (typeof SLO_SCOPE_TYPES)[number];
 export const SLO_WINDOWS = ['30d', 'calendar_month'] as const;
 export type SloWindow = (typeof SLO_WINDOWS)[number];
 
+/**
+ * The windows the control worker measures every objective's error ratio over, for the generic
+ * multi-window multi-burn-rate alerts of deploy/prometheus/rules.yml (Google SRE workbook: 14.4×
+ * over 1h and 5m, 6× over 6h and 30m page; 3× over 1d and 2h, 1× over 3d and 6h ticket).
+ */
+export const SLO_BURN_WINDOWS: ReadonlyArray<{ label: string; ms: number }> = Object.freeze([
+  { label: '5m', ms: 5 * 60_000 },
+  { label: '30m', ms: 30 * 60_000 },
+  { label: '1h', ms: 3_600_000 },
+  { label: '2h', ms: 2 * 3_600_000 },
+  { label: '6h', ms: 6 * 3_600_000 },
+  { label: '1d', ms: 86_400_000 },
+  { label: '3d', ms: 3 * 86_400_000 },
+]);
+
 /** Parts per million: 1 = 1_000_000. */
 export const PPM = 1_000_000;
 

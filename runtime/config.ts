@@ -150,7 +150,7 @@ export interface SluiceConfig {
   readonly metricsToken: string | null;
   /**
    * How often the control worker refreshes the gauges it reads from the database (tenants' budget
-   * use, batch progress) and verifies the audit chain incrementally (`sluice_audit_chain_valid`).
+   * use, batch progress, every objective's error ratio over the burn-rate windows) and verifies the audit chain incrementally (`sluice_audit_chain_valid`).
    * `SLUICE_OPS_METRICS_INTERVAL_MS` (1000 to 3600000) @default 60000
    */
   readonly opsMetricsIntervalMs: number;

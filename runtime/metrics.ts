@@ -19,6 +19,8 @@ export const OPS_GAUGE_LIMITS = Object.freeze({
   budgetTenants: 500,
   /** Batches given `sluice_batch_lines` series: running ones, then those finished in the last hour. @default 100 */
   batches: 100,
+  /** Objectives given `sluice_slo_*` series (by ID): the burn-rate alerts cover the first this many. @default 200 */
+  slos: 200,
 });
 
 /**
@@ -264,5 +266,23 @@ function createOpsMetrics(registry: Registry) {
       registers: [registry],
     }),
     opsRefreshes,
+    sloObjective: new Gauge({
+      name: 'sluice_slo_objective',
+      help: 'Objectives defined through /v1/admin/slos or SLUICE_SLOS_FILE: the target (0.999 = 99.9%), by objective ID, kind and scope (scope_type model|pool|plan, scope its value)',
+      labelNames: ['slo', 'kind', 'scope_type', 'scope'] as const,
+      registers: [registry],
+    }),
+    sloErrorRatio: new Gauge({
+      name: 'sluice_slo_error_ratio',
+      help: 'Objectives: share of the eligible events of the last window (5m|30m|1h|2h|6h|1d|3d) that missed the objective, measured from the request and batch tables; no series for a window without events',
+      labelNames: ['slo', 'window'] as const,
+      registers: [registry],
+    }),
+    sloEvents: new Gauge({
+      name: 'sluice_slo_events',
+      help: 'Objectives: events of the last window by class (eligible|bad), measured from the request and batch tables',
+      labelNames: ['slo', 'window', 'class'] as const,
+      registers: [registry],
+    }),
   };
 }

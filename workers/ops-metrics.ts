@@ -1,14 +1,18 @@
 /**
  * The gauges a control worker refreshes from the database, and the periodic audit verify: each
- * tenant's budget use this month, batch progress, and whether the audit chain still verifies
- * (nothing else verifies it unless someone calls `GET /v1/admin/audit/verify`). Bounded work per
- * run: two indexed queries limited by `OPS_GAUGE_LIMITS` and one incremental verify (at most
+ * tenant's budget use this month, batch progress, every objective's error ratio over the
+ * burn-rate windows (what the generic SLO burn alerts read), and whether the audit chain still
+ * verifies (nothing else verifies it unless someone calls `GET /v1/admin/audit/verify`). Bounded
+ * work per run: indexed queries limited by `OPS_GAUGE_LIMITS` (one per objective, a range scan of
+ * the last 3 days, run one after another) and one incremental verify (at most
  * `INCREMENTAL_VERIFY_MAX_ROWS` rows after the latest checkpoint). Runs never overlap; every
  * control worker runs its own, so dashboards and rules take `max` over instances.
  */
 import type { Db } from '../db/database.js';
 import { verifyAudit } from '../db/repositories/audit.js';
 import { batchProgress, tenantBudgetUse, unfinishedBatchCounts } from '../db/repositories/ops-metrics.js';
+import { listSlos, measureSloWindows, sloDefinitionOf, type SloWindowCounts } from '../db/repositories/slos.js';
+import { SLO_BURN_WINDOWS, ppmToRatio } from '../domain/slo.js';
 import { periodOf } from '../domain/billing-calendar.js';
 import type { Logger } from '../runtime/logger.js';
 import { OPS_GAUGE_LIMITS, type Metrics } from '../runtime/metrics.js';
@@ -68,6 +72,25 @@ export function startOpsMetrics(deps: OpsMetricsDeps): OpsMetricsRefresher {
     for (const [status, n] of Object.entries(counts)) deps.metrics.batchesByStatus.set({ status }, n);
   }
 
+  async function refreshSlos(): Promise<void> {
+    const slos = await listSlos(deps.db, { limit: OPS_GAUGE_LIMITS.slos, after: null });
+    const measured: Array<{ row: (typeof slos)[number]; counts: SloWindowCounts[] }> = [];
+    // One after another: at most one objective's range scan at a time on the database.
+    for (const row of slos) measured.push({ row, counts: await measureSloWindows(deps.db, sloDefinitionOf(row), now(), SLO_BURN_WINDOWS) });
+    // Reset and set in one synchronous step (as the budgets): a deleted objective loses its series.
+    deps.metrics.sloObjective.reset();
+    deps.metrics.sloErrorRatio.reset();
+    deps.metrics.sloEvents.reset();
+    for (const { row, counts } of measured) {
+      deps.metrics.sloObjective.set({ slo: row.id, kind: row.kind, scope_type: row.scope_type, scope: row.scope_value }, ppmToRatio(row.target_ppm));
+      for (const c of counts) {
+        deps.metrics.sloEvents.set({ slo: row.id, window: c.window, class: 'eligible' }, c.eligible);
+        deps.metrics.sloEvents.set({ slo: row.id, window: c.window, class: 'bad' }, c.eligible - c.good);
+        if (c.eligible > 0) deps.metrics.sloErrorRatio.set({ slo: row.id, window: c.window }, (c.eligible - c.good) / c.eligible);
+      }
+    }
+  }
+
   async function verifyChain(): Promise<void> {
     try {
       const r = await verifyAudit(deps.db, { auditKey: deps.auditKey ?? null, now: now() });
@@ -83,7 +106,7 @@ export function startOpsMetrics(deps: OpsMetricsDeps): OpsMetricsRefresher {
   }
 
   async function once(): Promise<void> {
-    const results = await Promise.allSettled([refreshBudgets(), refreshBatches(), verifyChain()]);
+    const results = await Promise.allSettled([refreshBudgets(), refreshBatches(), refreshSlos(), verifyChain()]);
     const failed = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
     deps.metrics.opsRefreshes.inc({ result: failed.length === 0 ? 'ok' : 'error' });
     for (const f of failed) {

@@ -19,6 +19,7 @@ import { encodeEmbeddings } from '../../domain/embedding-vectors.js';
 import type { EmbeddingsRequestInput, EmbeddingsResult } from '../../contracts/embeddings.js';
 import { EMBEDDINGS_REQUEST_PREFIX, PriorityKeys, embeddingsWorkflowId } from '../../contracts/ids.js';
 import type { embeddingsRequest } from '../../workflows/embeddings-request.js';
+import type { Metrics } from '../../runtime/metrics.js';
 import type { Logger } from '../../runtime/logger.js';
 import { authOf, requirePermission } from '../auth.js';
 import { HttpError, badRequest, fromWorkflowFailure } from '../errors.js';
@@ -31,6 +32,8 @@ export interface EmbeddingsRouteDeps {
   eagerStart: boolean;
   /** Where a failed workflow start is logged (with the request ID). */
   log: Logger;
+  /** Counts a failed start as a server error (`sluice_requests_total`). @default null */
+  metrics?: Metrics | null;
 }
 
 /** Request ID: new, or derived from the tenant and its Idempotency-Key (its own namespace, apart from chat's). */
@@ -75,7 +78,7 @@ export function embeddingsRoutes(deps: EmbeddingsRouteDeps): Router {
       };
       await startRequestWorkflow<typeof embeddingsRequest>(deps, {
         type: 'embeddingsRequest', workflowId: embeddingsWorkflowId(requestId), requestId, args: [input],
-        kind: 'embeddings', tenantId: auth.tenantId, model: body.model, priorityKey: PriorityKeys.sync, ownsRow: created,
+        kind: 'embeddings', requestKind: 'sync', tenantId: auth.tenantId, model: body.model, priorityKey: PriorityKeys.sync, ownsRow: created,
       });
     }
     res.json(encodeEmbeddings(await resultOf(row), body.encodingFormat));

@@ -88,27 +88,56 @@ function requestScope(d: SloDefinition): RawBuilder<unknown> {
 }
 
 /**
- * The request-based SLI of `d` over requests accepted in `[start, end)` and finished:
- * - availability: eligible = succeeded + failed with a type that counts against us
- *   (`CLIENT_FAULT_FAILURES` and cancels are left out), good = succeeded;
- * - latency_*: over succeeded requests with a recorded latency, good = latency ≤ threshold;
- * - ttft_*: over succeeded streams that sent a chunk, good = TTFT ≤ threshold.
+ * The rows an availability SLI counts over `[start, end)`: finished requests, and the requests
+ * answered 5xx because their workflow could not start (`request_start_failures`, migration 0651:
+ * status `failed`, no failure type, so they count against us; no pool, since no deployment was
+ * chosen). A failed start deleted its request row (or left it queued, unfinished), so no request
+ * is in both.
  */
-function requestSli(d: SloDefinition, start: Date, end: Date, perTenant: boolean): RawBuilder<Row> {
+function availabilityRows(start: Date, end: Date): RawBuilder<unknown> {
+  return sql`(
+    select tenant_id, model, pool, status, failure_type, created_at from requests
+    where finished_at is not null and created_at >= ${start} and created_at < ${end}
+    union all
+    select tenant_id, model, null::text, 'failed', null::text, created_at from request_start_failures
+    where created_at >= ${start} and created_at < ${end})`;
+}
+
+/** Which requests an objective counts (its population) and which of those are good. */
+function requestPredicates(d: Pick<SloDefinition, 'kind' | 'thresholdMs'>): { population: RawBuilder<unknown>; good: RawBuilder<unknown>; column: RawBuilder<unknown> } {
   const clientFaults = sql`${[...CLIENT_FAULT_FAILURES]}::text[]`;
-  const q = percentileOf(d.kind);
   const column = d.kind.startsWith('ttft') ? sql.ref('r.ttft_ms') : sql.ref('r.latency_ms');
   const population = d.kind === 'availability'
     ? sql`(r.status = 'succeeded' or (r.status = 'failed' and not (coalesce(r.failure_type, '') = any(${clientFaults}))))`
     : sql`(r.status = 'succeeded' and ${column} is not null)`;
   const good = d.kind === 'availability' ? sql`r.status = 'succeeded'` : sql`${column} <= ${d.thresholdMs ?? 0}`;
+  return { population, good, column };
+}
+
+/** The request rows of `[start, end)` an objective reads (see {@link availabilityRows}). */
+function requestRows(d: SloDefinition, start: Date, end: Date): RawBuilder<unknown> {
+  return d.kind === 'availability'
+    ? sql`${availabilityRows(start, end)} r where true`
+    : sql`requests r where r.finished_at is not null and r.created_at >= ${start} and r.created_at < ${end}`;
+}
+
+/**
+ * The request-based SLI of `d` over requests accepted in `[start, end)` and finished:
+ * - availability: eligible = succeeded + failed with a type that counts against us
+ *   (`CLIENT_FAULT_FAILURES` and cancels are left out), good = succeeded; requests whose workflow
+ *   could not start count as failed ({@link availabilityRows});
+ * - latency_*: over succeeded requests with a recorded latency, good = latency ≤ threshold;
+ * - ttft_*: over succeeded streams that sent a chunk, good = TTFT ≤ threshold.
+ */
+function requestSli(d: SloDefinition, start: Date, end: Date, perTenant: boolean): RawBuilder<Row> {
+  const q = percentileOf(d.kind);
+  const { population, good, column } = requestPredicates(d);
   const percentile = q === null ? sql`null::double precision` : sql`percentile_cont(${q}::double precision) within group (order by ${column})`;
+  const rows = requestRows(d, start, end);
   return sql<Row>`
     select ${perTenant ? sql`r.tenant_id` : sql`null::text`} as tenant_id,
            count(*)::bigint as eligible, count(*) filter (where ${good})::bigint as good, ${percentile} as percentile_ms
-    from requests r
-    where r.finished_at is not null and r.created_at >= ${start} and r.created_at < ${end}
-      ${requestScope(d)} and ${population}
+    from ${rows} ${requestScope(d)} and ${population}
     ${perTenant ? sql`group by r.tenant_id order by r.tenant_id` : sql``}`;
 }
 
@@ -153,14 +182,57 @@ export async function measureSloByTenant(db: Db, d: SloDefinition, start: Date, 
   return rows.map(measurementOf);
 }
 
-/** A tenant's availability over `[start, end)`, all its requests: what its plan's SLA measures. */
+/** One burn-rate window's counts of an objective ({@link measureSloWindows}). */
+export interface SloWindowCounts extends SliCounts {
+  /** The window's label (`5m`, `1h`, …). */
+  window: string;
+}
+
+/**
+ * The objective's good and eligible events in each of `windows` before `now`, in one statement:
+ * a range scan of the longest window (requests: `requests_sli_idx` and
+ * `request_start_failures_sli_idx`; batches: `batches_finished_at_idx`) with one filtered count
+ * per window. Requests count by their creation, as the attainment does (a request still running
+ * is counted when it finishes); batches by when they completed or expired, so that a short window
+ * sees the batches that just missed (or met) theirs.
+ */
+export async function measureSloWindows(db: Db, d: SloDefinition, now: Date, windows: ReadonlyArray<{ label: string; ms: number }>): Promise<SloWindowCounts[]> {
+  if (windows.length === 0) return [];
+  const longest = Math.max(...windows.map((w) => w.ms));
+  const since = (ms: number) => new Date(now.getTime() - ms);
+  let at: RawBuilder<unknown>;
+  let from: RawBuilder<unknown>;
+  let population: RawBuilder<unknown>;
+  let good: RawBuilder<unknown>;
+  if (d.kind === 'batch_window') {
+    at = sql`coalesce(b.completed_at, b.failed_at, b.cancelled_at, b.expired_at)`;
+    const scope = d.scopeType === 'model' ? sql`and b.model = ${d.scopeValue}` : sql`and b.tenant_id in (select id from tenants where plan = ${d.scopeValue})`;
+    from = sql`batches b where ${at} >= ${since(longest)} and ${at} <= ${now} and b.status in ('completed', 'expired') ${scope}`;
+    population = sql`true`;
+    good = sql`b.status = 'completed' and b.completed_at <= b.expires_at`;
+  } else {
+    at = sql.ref('r.created_at');
+    from = sql`${requestRows(d, since(longest), now)} ${requestScope(d)}`;
+    ({ population, good } = requestPredicates(d));
+  }
+  const columns = windows.map((w, i) => sql`
+    count(*) filter (where ${at} >= ${since(w.ms)})::bigint as ${sql.ref(`e${i}`)},
+    count(*) filter (where ${at} >= ${since(w.ms)} and ${good})::bigint as ${sql.ref(`g${i}`)}`);
+  const { rows } = await sql<Record<string, string | number>>`select ${sql.join(columns)} from ${from} and ${population}`.execute(db);
+  const r = rows[0] ?? {};
+  return windows.map((w, i) => ({ window: w.label, eligible: Number(r[`e${i}`] ?? 0), good: Number(r[`g${i}`] ?? 0) }));
+}
+
+/**
+ * A tenant's availability over `[start, end)`, all its requests (those whose workflow could not
+ * start count as failed): what its plan's SLA measures.
+ */
 export async function tenantAvailability(db: Db, tenantId: string, start: Date, end: Date): Promise<SliCounts> {
-  const clientFaults = sql`${[...CLIENT_FAULT_FAILURES]}::text[]`;
+  const { population, good } = requestPredicates({ kind: 'availability', thresholdMs: null });
   const { rows } = await sql<{ eligible: number; good: number }>`
-    select count(*)::bigint as eligible, count(*) filter (where r.status = 'succeeded')::bigint as good
-    from requests r
-    where r.tenant_id = ${tenantId} and r.created_at >= ${start} and r.created_at < ${end} and r.finished_at is not null
-      and (r.status = 'succeeded' or (r.status = 'failed' and not (coalesce(r.failure_type, '') = any(${clientFaults}))))`.execute(db);
+    select count(*)::bigint as eligible, count(*) filter (where ${good})::bigint as good
+    from ${availabilityRows(start, end)} r
+    where r.tenant_id = ${tenantId} and ${population}`.execute(db);
   const r = rows[0];
   return { eligible: Number(r?.eligible ?? 0), good: Number(r?.good ?? 0) };
 }

@@ -41,6 +41,20 @@ export interface RequestsTable {
   pool: NullableColumn<string>;
 }
 
+/** A request answered 5xx because its workflow could not be started (migration 0651): the availability SLI counts it failed. */
+export interface RequestStartFailuresTable {
+  id: Generated<number>;
+  request_id: string;
+  tenant_id: string;
+  /** The request's kind, as `requests.kind` would have held it (sync, async). */
+  kind: string;
+  model: string;
+  /** The error `code` answered: `temporal_unavailable` (503) or `internal_error` (500). */
+  code: string;
+  status: number;
+  created_at: CreatedAt;
+}
+
 export interface ReservationsTable {
   request_id: string;
   tenant_id: string;
@@ -120,6 +134,7 @@ export interface CircuitStateTable {
 /** The request, quota, ledger and circuit tables of `Database`. */
 export interface RequestTables {
   requests: RequestsTable;
+  request_start_failures: RequestStartFailuresTable;
   reservations: ReservationsTable;
   quota_counters: QuotaCountersTable;
   tenant_spend: TenantSpendTable;

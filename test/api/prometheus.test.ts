@@ -5,7 +5,8 @@
  * stack's (API, control worker and an inference worker in one process) and that of a separate
  * `npm run worker:inference` process of the same pool.
  * After some traffic on llama.cpp (sync requests, a stream, a request its tenant may not make, a
- * batch), every dashboard panel's expression (read from deploy/grafana/dashboards/sluice.json) and
+ * batch), with objectives defined through `/v1/admin/slos` (availability per model, TTFT per pool,
+ * latency per plan, batch completion), every dashboard panel's expression (read from deploy/grafana/dashboards/sluice.json) and
  * every rule's expression is evaluated through Prometheus' HTTP query API.
  *
  * The criterion, per expression:
@@ -24,7 +25,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { sql } from 'kysely';
 import OpenAI, { toFile } from 'openai';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ServiceError } from '@temporalio/client';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { parse } from 'yaml';
 import { startMetricsServer } from '../../runtime/metrics-server.js';
 import { freePort } from '../../scripts/lib/free-port.js';
@@ -63,6 +65,14 @@ let worker: ChildProcess;
 let prometheusUrl: string;
 let prometheusLog = '';
 let tmp: string;
+/** Objectives defined before the traffic (IDs), each kind and scope the generic burn alerts cover. */
+const slos: Record<'availability' | 'ttft' | 'latency' | 'batch', string> = { availability: '', ttft: '', latency: '', batch: '' };
+
+async function defineSlo(body: Record<string, unknown>): Promise<string> {
+  const r = await stack.admin('POST', '/v1/admin/slos', body);
+  expect(r.status, JSON.stringify(r.body)).toBe(201);
+  return r.body.id as string;
+}
 
 async function api<T>(pathAndQuery: string): Promise<T> {
   const res = await fetch(`${prometheusUrl}${pathAndQuery}`);
@@ -128,6 +138,11 @@ beforeAll(async () => {
     throw new Error(`prometheus not ready: ${prometheusLog.slice(-2000)}`);
   })();
   await Promise.race([ready, exited]);
+
+  slos.availability = await defineSlo({ name: 'tiny availability', kind: 'availability', scope: { type: 'model', value: 'sluice-tiny' }, target: 0.999 });
+  slos.ttft = await defineSlo({ name: 'local ttft', kind: 'ttft_p95', scope: { type: 'pool', value: 'local' }, target: 0.9, threshold_ms: 600_000 });
+  slos.latency = await defineSlo({ name: 'standard latency', kind: 'latency_p99', scope: { type: 'plan', value: 'standard' }, target: 0.9, threshold_ms: 600_000 });
+  slos.batch = await defineSlo({ name: 'tiny batches', kind: 'batch_window', scope: { type: 'model', value: 'sluice-tiny' }, target: 0.99 });
 
   // Traffic: sync requests and a stream on llama.cpp, a request its tenant may not make (a 4xx
   // decided in the workflow), a tenant with a budget, and a batch.
@@ -245,6 +260,39 @@ describe('Prometheus scraping Sluice with the shipped rules and dashboard', () =
       return left;
     }, 60_000);
     expect(problems).toEqual([]);
+  }, 90_000);
+
+  it('fires SluiceSloBudgetBurnFast for a plan objective whose requests fail to start, and not for the healthy objectives', async () => {
+    const firing = async () => {
+      const { alerts } = await api<{ alerts: Array<{ labels: Record<string, string>; state: string }> }>('/api/v1/alerts');
+      return alerts.filter((a) => a.labels['alertname'] === 'SluiceSloBudgetBurnFast' && a.state === 'firing');
+    };
+    const plan = `burning-${Math.random().toString(36).slice(2, 8)}`;
+    const tenant = await stack.admin('POST', '/v1/admin/tenants', { name: `burn-${plan}`, plan });
+    expect(tenant.status).toBe(201);
+    const key = await stack.admin('POST', `/v1/admin/tenants/${tenant.body.id as string}/keys`, { role: 'developer' });
+    expect(key.status).toBe(201);
+    const burning = await defineSlo({ name: 'burning plan', kind: 'availability', scope: { type: 'plan', value: plan }, target: 0.999 });
+    const client = new OpenAI({ apiKey: key.body.key as string, baseURL: `${stack.url}/v1`, maxRetries: 0 });
+    const ask = { model: 'sluice-tiny', messages: [{ role: 'user' as const, content: 'hello' }], max_tokens: 4 };
+    await client.chat.completions.create(ask);
+    // Temporal unreachable for three requests: 503s before any workflow exists.
+    const grpc = Object.assign(new Error('14 UNAVAILABLE: No connection established'), { code: 14, details: 'No connection established', metadata: {} });
+    const spy = vi.spyOn(stack.client.workflow, 'start').mockRejectedValue(new ServiceError('Failed to start Workflow', { cause: grpc }));
+    try {
+      for (let i = 0; i < 3; i++) await expect(client.chat.completions.create(ask)).rejects.toMatchObject({ status: 503 });
+    } finally {
+      spy.mockRestore();
+    }
+    const problems = await eventually(async () => ((await firing()).some((a) => a.labels['slo'] === burning) ? [] : [`SluiceSloBudgetBurnFast is not firing for ${burning}`]), 60_000);
+    expect(problems).toEqual([]);
+    expect((await firing()).find((a) => a.labels['slo'] === burning)?.labels).toMatchObject({ severity: 'page', kind: 'availability', scope_type: 'plan', scope: plan });
+    // 3 of 4 failed: the recorded burn rate is 750 over 5m and 1h.
+    const rate = await query(`sluice:slo_burn_rate{slo="${burning}",window="5m"}`);
+    expect(Number(rate[0]?.value[1])).toBeCloseTo(750, 6);
+    // The TTFT, latency and batch objectives are healthy: not firing.
+    const quiet = (await firing()).filter((a) => [slos.ttft, slos.latency, slos.batch].includes(a.labels['slo'] ?? ''));
+    expect(quiet).toEqual([]);
   }, 90_000);
 
   // Last: it breaks the chain for good.

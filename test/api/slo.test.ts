@@ -10,12 +10,17 @@
  * Tenant A's availability there is 8/10 = 80% exactly, on the boundary of its plan's
  * "below 80% → 25%" tier: it earns the 10% tier ("below 90%"), not the 25% one.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { ServiceError } from '@temporalio/client';
 import { sql } from 'kysely';
 import { addModel, startTestStack, type TestStack } from '../support/stack.js';
 import { startFakeUpstream, type FakeUpstream } from '../support/fake-openai-upstream.js';
 import { periodOf } from '../../domain/billing-calendar.js';
 import { ensureSlos } from '../../scripts/lib/slo-seed.js';
+import { createMetrics } from '../../runtime/metrics.js';
+import { startOpsMetrics } from '../../workers/ops-metrics.js';
+import { SLO_BURN_WINDOWS } from '../../domain/slo.js';
+import { tenantAvailability } from '../../db/repositories/slos.js';
 import type { BatchStatus } from '../../db/tables/index.js';
 import fs from 'node:fs/promises';
 import os from 'node:os';
@@ -274,5 +279,76 @@ describe('SLA credits on the monthly invoice', () => {
     // Tenant B's plan carries no SLA: no credit line.
     const other = await bill(b.tenantId);
     expect(other.invoice.lines.filter((l) => l.kind === 'adjustment')).toEqual([]);
+  });
+});
+
+describe('requests whose workflow could not start', () => {
+  /** The client error for a gRPC UNAVAILABLE, as the Temporal client wraps it. */
+  function unavailable(): ServiceError {
+    const grpc = Object.assign(new Error('14 UNAVAILABLE: No connection established'), { code: 14, details: 'No connection established', metadata: {} });
+    return new ServiceError('Failed to start Workflow', { cause: grpc });
+  }
+
+  it('count as failed in availability (503 and 500), once each; a client 400 does not; a retry that succeeds counts as a success', async () => {
+    const plan = `start-fail-${Math.random().toString(36).slice(2, 8)}`;
+    const c = await tenantOn(plan);
+    const byPlan = await slo({ name: 'start failures', kind: 'availability', scope: { type: 'plan', value: plan }, target: 0.999 });
+    const byPool = await slo({ name: 'pool view', kind: 'availability', scope: { type: 'pool', value: 'local' }, target: 0.5 });
+    const poolBefore = byPool.status;
+    expect(byPlan.status).toMatchObject({ eligible: 0, good: 0 });
+    expect((await chat(c.key)).status).toBe(200);
+
+    const spy = vi.spyOn(stack.client.workflow, 'start').mockRejectedValueOnce(unavailable()).mockRejectedValueOnce(new TypeError('internal detail'));
+    const idempotencyKey = `start-fail-${Math.random().toString(36).slice(2, 10)}`;
+    const post = (headers: Record<string, string> = {}) => fetch(`${stack.url}/v1/chat/completions`, {
+      method: 'POST', headers: { Authorization: `Bearer ${c.key}`, 'Content-Type': 'application/json', ...headers },
+      body: JSON.stringify({ model: MODEL, messages: [{ role: 'user', content: 'one two three' }], max_tokens: 8 }),
+    });
+    let unavailableAnswer: Response;
+    let internalAnswer: Response;
+    try {
+      unavailableAnswer = await post({ 'Idempotency-Key': idempotencyKey });
+      internalAnswer = await post();
+    } finally {
+      spy.mockRestore();
+    }
+    expect(unavailableAnswer.status).toBe(503);
+    expect(((await unavailableAnswer.json()) as any).error.code).toBe('temporal_unavailable');
+    expect(internalAnswer.status).toBe(500);
+    // The client's own 400 (validation, before any row): neither good nor bad.
+    expect((await chat(c.key, { temperature: 'hot' })).status).toBe(400);
+
+    // Recorded where the SLI reads them, with no request row left behind (so nothing is counted twice).
+    const failures = await stack.db.selectFrom('request_start_failures').select(['tenant_id', 'model', 'code', 'status', 'kind']).where('tenant_id', '=', c.tenantId).orderBy('id').execute();
+    expect(failures).toEqual([
+      { tenant_id: c.tenantId, model: MODEL, code: 'temporal_unavailable', status: 503, kind: 'sync' },
+      { tenant_id: c.tenantId, model: MODEL, code: 'internal_error', status: 500, kind: 'sync' },
+    ]);
+    const rows = await stack.db.selectFrom('requests').select(['status']).where('tenant_id', '=', c.tenantId).execute();
+    expect(rows).toEqual([{ status: 'succeeded' }]);
+    const get = async (id: string) => (await admin('GET', `/v1/admin/slos/${id}`)).body.status;
+    expect(await get(byPlan.id)).toMatchObject({ eligible: 3, good: 1, bad: 2, met: false });
+    // No deployment was chosen for them: a pool's objective does not see them.
+    expect(await get(byPool.id)).toMatchObject({ eligible: poolBefore.eligible + 1, good: poolBefore.good + 1 });
+
+    // The client retries the 503 with its Idempotency-Key: this time it starts and succeeds.
+    const retried = await post({ 'Idempotency-Key': idempotencyKey });
+    expect(retried.status, await retried.clone().text()).toBe(200);
+    expect(await get(byPlan.id)).toMatchObject({ eligible: 4, good: 2, bad: 2 });
+    // The tenant's SLA measure (what a plan's credit is computed from) counts the same.
+    expect(await tenantAvailability(stack.db, c.tenantId, new Date(Date.now() - 3_600_000), new Date(Date.now() + 60_000))).toEqual({ eligible: 4, good: 2 });
+
+    // The control worker's burn-rate gauges read the same rows.
+    const metrics = createMetrics({ defaults: false });
+    const ops = startOpsMetrics({ db: stack.db, metrics, intervalMs: 3_600_000 });
+    await ops.refresh();
+    await ops.stop();
+    const values = (await metrics.sloErrorRatio.get()).values.filter((v) => v.labels.slo === byPlan.id);
+    expect(values.map((v) => v.labels.window).sort()).toEqual(SLO_BURN_WINDOWS.map((w) => w.label).sort());
+    for (const v of values) expect(v.value, String(v.labels.window)).toBeCloseTo(0.5, 12);
+    const events = (await metrics.sloEvents.get()).values.filter((v) => v.labels.slo === byPlan.id && v.labels.window === '5m');
+    expect(Object.fromEntries(events.map((v) => [v.labels.class, v.value]))).toEqual({ eligible: 4, bad: 2 });
+    const objective = (await metrics.sloObjective.get()).values.find((v) => v.labels.slo === byPlan.id);
+    expect(objective).toMatchObject({ value: 0.999, labels: { kind: 'availability', scope_type: 'plan', scope: plan } });
   });
 });

@@ -12,6 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
+import { SLO_BURN_WINDOWS } from '../../domain/slo.js';
 
 const run = promisify(execFile);
 const dir = fileURLToPath(new URL('../../deploy/prometheus/', import.meta.url));
@@ -72,6 +73,25 @@ describe('deploy/prometheus', () => {
         }
       }
     }
+  });
+
+  it('has generic burn-rate alerts, page and ticket, over every window the control worker exports', () => {
+    const byName = new Map(rules.groups.flatMap((g) => g.rules).map((r) => [r.alert ?? r.record, r.expr]));
+    expect(byName.get('sluice:slo_burn_rate')).toContain('sluice_slo_error_ratio');
+    expect(byName.get('sluice:slo_burn_rate')).toContain('sluice_slo_objective');
+    const pairs = { Fast: [['1h', '5m', '14.4'], ['6h', '30m', '6']], Slow: [['1d', '2h', '3'], ['3d', '6h', '1']] };
+    const used = new Set<string>();
+    for (const [speed, windows] of Object.entries(pairs)) {
+      const expr = byName.get(`SluiceSloBudgetBurn${speed}`) ?? '';
+      for (const [long, short, factor] of windows) {
+        for (const w of [long, short] as string[]) {
+          expect(expr, `${speed} ${w}`).toContain(`max without (window) (sluice:slo_burn_rate{window="${w}"}) > ${factor}`);
+          used.add(w);
+        }
+      }
+    }
+    // The windows the alerts read are exactly those measured (domain/slo.ts SLO_BURN_WINDOWS).
+    expect([...used].sort()).toEqual(SLO_BURN_WINDOWS.map((w) => w.label).sort());
   });
 
   it('prometheus.yml (the compose scrape config) passes promtool check config with the shipped rules', async () => {
