@@ -81,6 +81,8 @@ export interface AdmitInput {
   keyId: string;
   model: string;
   subject: string;
+  /** The request's `metadata`, for experiment targeting. @default none */
+  metadata?: Record<string, string>;
   promptTokensEstimate: number;
   /** The caller's `max_tokens`; null = the model's limit (0 for embeddings: no completion tokens). */
   maxTokens: number | null;
@@ -163,7 +165,7 @@ export function createAdmissionActivities(steps: RequestSteps, random: () => num
       const base = { requestId: input.requestId, tenantId: input.tenantId, keyId: input.keyId };
       const endpoint = input.endpoint ? { endpoint: input.endpoint } : {};
       const requested = await steps.authorize({ ...base, ...endpoint, model: input.model });
-      const assigned = await steps.assignExperiment({ ...base, subject: input.subject, model: input.model });
+      const assigned = await steps.assignExperiment({ ...base, subject: input.subject, model: input.model, metadata: input.metadata ?? null });
       const variant = variantChanges(assigned, input.model);
       const authorized = variant.model === input.model
         ? requested

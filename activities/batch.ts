@@ -73,6 +73,7 @@ export function createBatchActivities(deps: BatchDeps) {
             requestId: batchRequestId(batch.id, lineNo), tenantId: batch.tenant_id, keyId: batch.key_id, kind: 'batch',
             subject: parsed.body.user ?? batch.key_id, model: parsed.body.model, messages: parsed.body.messages, params: parsed.body.params,
             promptTokensEstimate: estimatePromptTokens(parsed.body.messages, parsed.body.params.extras?.tools), created: Math.floor(batch.created_at.getTime() / 1000), batchId: batch.id,
+            ...(parsed.body.metadata !== null ? { metadata: parsed.body.metadata } : {}),
           },
         });
       }

@@ -7,6 +7,11 @@
  *    (temperature 1: the pipeline as it was), p50/p99 each;
  *  - hit and miss throughput at concurrency 32 (and 1), against the one-activity floor at the same.
  * A hit skips the inference activity, so it should beat the one-activity floor's latency.
+ * `vs_floor` states each comparison (hit p50 against the one-activity and request-shaped floors'
+ * p50, hit req/s at c=32 against the floors' at c=32). The machine may be shared: the floor is
+ * measured once before the stack and the one-activity floor once more after it (`floor_after`),
+ * and the comparison uses the slower of the two, so a floor measured in a quieter moment does not
+ * make the hit look worse than it is (and the drift between the two is printed).
  *
  * Run: `npx tsx bench/cache.ts [--requests 200] [--seconds 5]`
  */
@@ -41,6 +46,35 @@ async function chat(url: string, key: string, body: { prompt: string | null; tem
   const ms = performance.now() - t;
   if (res.headers.get('x-sluice-cache') !== expect) throw new Error(`x-sluice-cache ${res.headers.get('x-sluice-cache')}, expected ${expect}`);
   return ms;
+}
+
+interface FloorRun {
+  p50_ms: number;
+  throughput: Array<{ concurrency: number; rps: number }>;
+}
+
+/** The hit against the floors (see the top of this file): ratios < 1 (latency) and > 1 (req/s) favour the hit. */
+function versusFloor(results: Record<string, unknown>) {
+  const floor = results.floor as Record<string, FloorRun>;
+  const after = (results.floor_after as Record<string, FloorRun>).oneActivityWorkflow as FloorRun;
+  const hit = (results.latency as { hit: { p50_ms: number } }).hit;
+  const hitLoad = (results.throughput as { hit: Array<{ concurrency: number; rps: number }> }).hit;
+  const rpsAt = (runs: FloorRun['throughput'], c: number) => runs.find((t) => t.concurrency === c)?.rps ?? Number.NaN;
+  const oneBefore = floor.oneActivityWorkflow as FloorRun;
+  const shaped = floor.requestShapedWorkflow as FloorRun;
+  const oneP50 = Math.max(oneBefore.p50_ms, after.p50_ms);
+  const oneRps = Math.min(rpsAt(oneBefore.throughput, 32), rpsAt(after.throughput, 32));
+  const round = (x: number) => Math.round(x * 100) / 100;
+  return {
+    one_activity_floor: { p50_ms_before: oneBefore.p50_ms, p50_ms_after: after.p50_ms, rps_c32_before: rpsAt(oneBefore.throughput, 32), rps_c32_after: rpsAt(after.throughput, 32) },
+    hit_p50_ms: hit.p50_ms,
+    hit_p50_over_one_activity_floor_p50: round(hit.p50_ms / oneP50),
+    hit_p50_over_request_shaped_floor_p50: round(hit.p50_ms / shaped.p50_ms),
+    hit_rps_c32: rpsAt(hitLoad, 32),
+    hit_rps_c32_over_one_activity_floor: round(rpsAt(hitLoad, 32) / oneRps),
+    hit_rps_c32_over_request_shaped_floor: round(rpsAt(hitLoad, 32) / rpsAt(shaped.throughput, 32)),
+    hit_beats_one_activity_floor: hit.p50_ms < oneP50 && rpsAt(hitLoad, 32) > oneRps,
+  };
 }
 
 async function main() {
@@ -92,6 +126,16 @@ async function main() {
     } finally {
       await stack.stop();
     }
+    const again = await NativeConnection.connect({ address: infra.temporalAddress });
+    try {
+      const client = new Client({ connection: again, namespace: config.temporalNamespace });
+      results.floor_after = await measureFloor({
+        connection: again, client, namespace: config.temporalNamespace, temporalPid, requests: REQUESTS, seconds: SECONDS, concurrencies: CONCURRENCIES, workflows: ['oneActivityWorkflow'],
+      });
+    } finally {
+      await again.close();
+    }
+    results.vs_floor = versusFloor(results);
   } finally {
     await infra.stop();
     await fs.rm(dir, { recursive: true, force: true });

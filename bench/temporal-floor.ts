@@ -21,6 +21,8 @@ export interface FloorOptions {
   requests: number;
   seconds: number;
   concurrencies: readonly number[];
+  /** Which floors to measure. @default all of {@link FLOOR_WORKFLOWS} */
+  workflows?: ReadonlyArray<(typeof FLOOR_WORKFLOWS)[number]>;
 }
 
 export async function measureFloor(options: FloorOptions): Promise<Record<string, unknown>> {
@@ -37,7 +39,7 @@ export async function measureFloor(options: FloorOptions): Promise<Record<string
   const results: Record<string, unknown> = {};
   let n = 0;
   try {
-    for (const workflow of FLOOR_WORKFLOWS) {
+    for (const workflow of options.workflows ?? FLOOR_WORKFLOWS) {
       const call = async () => {
         const t = performance.now();
         const handle = await client.workflow.start(workflow, { taskQueue: FLOOR_QUEUE, workflowId: `floor-${Date.now()}-${n++}`, args: ['x'], requestEagerStart: true });

@@ -123,6 +123,11 @@ export interface ChatRequestInput {
   kind: RequestKind;
   /** Sticky subject for experiment assignment (the `user` field, else the key). */
   subject: string;
+  /**
+   * The request's `metadata`, for experiment targeting (`targeting.metadata`). Absent when the
+   * request has none (and in histories recorded before it existed).
+   */
+  metadata?: Record<string, string>;
   model: string;
   messages: ChatMessageInput[];
   params: ChatParams;

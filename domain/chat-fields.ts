@@ -67,7 +67,7 @@ export const CHAT_FIELDS = {
   functions: { ...both('refused'), neutral: never, note: 'deprecated tools form: refused' },
   function_call: { ...both('refused'), neutral: (v) => v === 'none', note: 'only `"none"`' },
   store: { ...both('refused'), neutral: isFalse, note: 'only `false`: Sluice keeps its own results under its retention rules and never asks an upstream to store them' },
-  metadata: { ...both('refused'), neutral: (v) => isEmptyObject(v), note: 'only `{}`: it tags stored completions, which Sluice does not keep' },
+  metadata: { ...both('honoured'), neutral: (v) => isEmptyObject(v), note: 'up to 16 string pairs (64-character keys, 512-character values): matched by experiment targeting (`targeting.metadata`); not sent upstream, not stored' },
   service_tier: { ...both('refused'), neutral: (v) => v === 'auto' || v === 'default', note: "`auto` or `default`: one tier; a dearer upstream tier would change the operator's cost, not the tenant's bill" },
   modalities: { ...both('refused'), neutral: (v) => Array.isArray(v) && v.length === 1 && v[0] === 'text', note: 'only `["text"]`' },
   audio: { ...both('refused'), neutral: never, note: 'audio output: refused' },

@@ -7,6 +7,7 @@ import { samplingNumber, samplingStop, type NumericSamplingParam } from './sampl
 import { InvalidRequestError } from './invalid-request.js';
 import { isObject } from './is-object.js';
 import { checkChatFields } from './chat-fields.js';
+import { requestMetadata } from './request-metadata.js';
 import { validateChatExtras } from './chat-extras.js';
 import { toolsBytes, validateToolCalls } from './tools.js';
 
@@ -15,6 +16,8 @@ export interface ValidChatBody {
   messages: ChatMessageInput[];
   params: ChatParams;
   user: string | null;
+  /** The request's `metadata` (experiment targeting); null when absent or `{}`. */
+  metadata: Record<string, string> | null;
   /** `stream: true`: answer with server-sent `chat.completion.chunk` events. */
   stream: boolean;
   /** `stream_options.include_usage`: a last chunk carries the usage. */
@@ -135,6 +138,7 @@ export function validateChatBody(raw: unknown): ValidChatBody {
     throw invalid("'safety_identifier' must be a string of at most 256 characters", 'safety_identifier', 'invalid_type');
   }
   const subject = typeof raw.user === 'string' && raw.user !== '' ? raw.user : typeof safetyId === 'string' && safetyId !== '' ? safetyId : null;
+  const metadata = requestMetadata(raw.metadata);
   return {
     model: raw.model,
     messages,
@@ -147,6 +151,7 @@ export function validateChatBody(raw: unknown): ValidChatBody {
       ...(extras !== null ? { extras } : {}),
     },
     user: subject,
+    metadata: metadata !== null && Object.keys(metadata).length > 0 ? metadata : null,
     ...streaming,
   };
 }

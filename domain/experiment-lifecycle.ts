@@ -10,6 +10,7 @@
  * and is not counted (no exposure).
  */
 import { createHash } from 'node:crypto';
+import { metadataMatches, type MetadataRule } from './experiment-targeting.js';
 
 export const EXPERIMENT_STATUSES = ['draft', 'running', 'paused', 'stopped'] as const;
 export type ExperimentStatus = (typeof EXPERIMENT_STATUSES)[number];
@@ -41,7 +42,8 @@ export interface EligibilityRules {
   endsAt: Date | null;
   trafficAllocation: number;
   targetKeyIds: readonly string[] | null;
-  targetMetadata: Readonly<Record<string, string>> | null;
+  /** `targeting.metadata` (domain/experiment-targeting.ts); null: every request. */
+  targetMetadata: MetadataRule | null;
 }
 
 /** What eligibility needs of a request. */
@@ -69,11 +71,7 @@ export function eligibility(exp: EligibilityRules, req: EligibilityRequest): Eli
   if (exp.status !== 'running') return 'not_running';
   if ((exp.startsAt !== null && req.now < exp.startsAt) || (exp.endsAt !== null && req.now >= exp.endsAt)) return 'outside_window';
   if (exp.targetKeyIds !== null && !exp.targetKeyIds.includes(req.keyId)) return 'not_targeted';
-  if (exp.targetMetadata !== null) {
-    for (const [k, v] of Object.entries(exp.targetMetadata)) {
-      if (req.metadata?.[k] !== v) return 'not_targeted';
-    }
-  }
+  if (exp.targetMetadata !== null && !metadataMatches(exp.targetMetadata, req.metadata)) return 'not_targeted';
   if (!(allocationPosition(exp.id, req.subject) < exp.trafficAllocation)) return 'not_allocated';
   return 'enter';
 }

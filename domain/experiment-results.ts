@@ -6,7 +6,8 @@
  * the weights. Methods (docs/experiments.md):
  * - means (tokens, cost per request, scores): t intervals, Welch's t-test;
  * - rates (error rate, boolean feedback): Wilson intervals, the two-proportion z-test;
- * - latency percentiles: order-statistic intervals, difference by a normal approximation;
+ * - latency percentiles (and TTFT's, over streamed completions): order-statistic intervals,
+ *   difference by a normal approximation;
  * - several treatments: Holm's step-down correction per metric over the comparisons with control;
  * - sequential: mSPRT (Johari et al.), valid however often the results are read;
  * - SRM: Pearson's chi-square of exposures against weights, failed below p = 0.001.
@@ -37,6 +38,8 @@ export interface VariantInput {
   promptTokens: MomentSums;
   completionTokens: MomentSums;
   latencyN: number;
+  /** Succeeded streamed requests with a TTFT. @default 0 */
+  ttftN?: number;
 }
 
 export interface FeedbackInput {
@@ -78,6 +81,8 @@ interface ComparisonJson {
 
 interface MetricJson {
   kind: 'mean' | 'rate' | 'percentile' | 'count';
+  /** Why `estimate` is null (set only where a metric can be empty for a stated reason: TTFT). */
+  reason?: string;
   n: number;
   estimate: number | null;
   ci: Pair | null;
@@ -162,9 +167,13 @@ export interface ResultsInput {
   feedback: FeedbackInput[];
   /** Per variant, its `latencyValues`. */
   latencies: ReadonlyMap<string, number[]>;
+  /** Per variant, `latencyValues` of its TTFT histogram (streamed completions). @default none */
+  ttfts?: ReadonlyMap<string, number[]>;
 }
 
 const EMPTY: MomentSums = { n: 0, sum: 0, sumSquares: 0 };
+/** The `reason` of a TTFT metric without data. */
+export const NO_TTFT = 'no streamed completions: TTFT is measured on streamed requests only';
 
 /** The results body of `GET /v1/admin/experiments/{id}/results` (see the top of this file). */
 export function experimentResults(input: ResultsInput) {
@@ -188,6 +197,12 @@ export function experimentResults(input: ResultsInput) {
     put('error_rate', name, rateMetric(errorsOf(control), errorsOf(s), isControl));
     for (const [i, p] of LATENCY_PERCENTILES.entries()) {
       put(`latency_p${Math.round(p * 100)}_ms`, name, percentileMetric({ n: control.latencyN, values: input.latencies.get(control.name) }, { n: s.latencyN, values: input.latencies.get(name) }, i, isControl));
+    }
+    // TTFT: only streamed completions have one (the time to their first chunk).
+    for (const [i, p] of LATENCY_PERCENTILES.entries()) {
+      const pending = percentileMetric({ n: control.ttftN ?? 0, values: input.ttfts?.get(control.name) }, { n: s.ttftN ?? 0, values: input.ttfts?.get(name) }, i, isControl);
+      if ((s.ttftN ?? 0) === 0) pending.metric.reason = NO_TTFT;
+      put(`ttft_p${Math.round(p * 100)}_ms`, name, pending);
     }
     put('prompt_tokens', name, meanMetric(control.promptTokens, s.promptTokens, isControl));
     put('completion_tokens', name, meanMetric(control.completionTokens, s.completionTokens, isControl));
@@ -242,6 +257,7 @@ export function experimentResults(input: ResultsInput) {
       means: 'welch_t_test',
       rates: 'two_proportion_z_test; wilson_interval per variant',
       percentiles: 'order_statistic_interval (binomial, large-sample); difference by normal approximation',
+      ttft: 'time from acceptance to the first streamed chunk (requests.ttft_ms), over succeeded streamed requests; percentiles as latency',
       multiple_comparisons: 'holm',
       sequential: { method: 'msprt', mixing: 'normal', tau_sd: TAU_SD, applies_to: 'means and rates' },
       srm: 'pearson_chi_square',

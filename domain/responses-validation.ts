@@ -13,6 +13,7 @@ import type { ResponseEcho, ResponseInputMessage, ResponseTextFormat } from '../
 import { validateChatExtras } from './chat-extras.js';
 import { InvalidRequestError } from './invalid-request.js';
 import { isObject } from './is-object.js';
+import { requestMetadata } from './request-metadata.js';
 import { samplingNumber } from './sampling-params.js';
 
 /** Every field of OpenAI's Responses create reference (December 2026), with what Sluice does with it (README). */
@@ -53,8 +54,6 @@ export type ResponseFieldName = keyof typeof RESPONSE_FIELDS;
 const BUILT_IN_TOOLS: readonly string[] = ['file_search', 'code_interpreter', 'image_generation', 'mcp', 'local_shell', 'shell', 'apply_patch'];
 const BUILT_IN_PREFIXES: readonly string[] = ['web_search', 'computer_use'];
 
-/** Most metadata pairs, longest key and value (OpenAI's bounds). */
-export const METADATA_LIMITS = { pairs: 16, key: 64, value: 512 } as const;
 /** Most input items in one request. */
 export const MAX_INPUT_ITEMS = 2048;
 /** Longest `previous_response_id`. */
@@ -110,7 +109,7 @@ export function validateResponsesBody(raw: unknown): ValidResponsesBody {
   const stream = raw.stream === true;
   streamOptions(raw.stream_options, stream);
   const previousResponseId = previousIdOf(raw.previous_response_id);
-  const metadata = metadataOf(raw.metadata);
+  const metadata = requestMetadata(raw.metadata) ?? {};
   const subject = subjectOf(raw);
   refuseNeutralOnly(raw);
   const { format, verbosity, extras } = textOf(raw.text);
@@ -188,19 +187,6 @@ function previousIdOf(value: unknown): string | null {
     throw invalid("'previous_response_id' must be the ID of a response ('resp_…')", 'previous_response_id');
   }
   return value;
-}
-
-function metadataOf(value: unknown): Record<string, string> {
-  if (!given(value)) return {};
-  if (!isObject(value)) throw invalid("'metadata' must be an object of strings", 'metadata', 'invalid_type');
-  const entries = Object.entries(value);
-  if (entries.length > METADATA_LIMITS.pairs) throw invalid(`'metadata' may hold at most ${METADATA_LIMITS.pairs} pairs`, 'metadata');
-  for (const [key, v] of entries) {
-    if (key === '' || key.length > METADATA_LIMITS.key) throw invalid(`'metadata' keys must be 1 to ${METADATA_LIMITS.key} characters`, 'metadata');
-    if (typeof v !== 'string' || v.length > METADATA_LIMITS.value) throw invalid(`'metadata.${key}' must be a string of at most ${METADATA_LIMITS.value} characters`, `metadata.${key}`, 'invalid_type');
-  }
-  // Own data properties only: a key such as `__proto__` is kept as a key, never a prototype.
-  return Object.fromEntries(entries) as Record<string, string>;
 }
 
 function subjectOf(raw: Record<string, unknown>): string | null {
@@ -363,5 +349,6 @@ export function responsesAsChatBody(raw: unknown): ValidChatBody {
   if (body.stream) throw unsupported('stream', 'batch lines are answered in the output file');
   if (given.store === true) throw unsupported('store', 'batch lines are not stored (their responses are in the output file)');
   if (body.previousResponseId !== null) throw unsupported('previous_response_id', 'batch lines do not chain onto stored responses');
-  return { model: body.model, messages: chatMessagesOf(body), params: body.params, user: body.subject, stream: false, includeUsage: false };
+  const metadata = Object.keys(body.echo.metadata).length > 0 ? body.echo.metadata : null;
+  return { model: body.model, messages: chatMessagesOf(body), params: body.params, user: body.subject, metadata, stream: false, includeUsage: false };
 }

@@ -98,6 +98,7 @@ export async function runChatPipeline(input: ChatRequestInput, hooks: PipelineHo
     admit: (steps) => (hooks.dispatch ?? steps).admit({
       requestId: input.requestId, tenantId: input.tenantId, keyId: input.keyId, model: input.model, subject: input.subject,
       promptTokensEstimate: input.promptTokensEstimate, maxTokens: input.params.maxTokens ?? null,
+      ...(input.metadata !== undefined ? { metadata: input.metadata } : {}),
     }),
     prepare: ({ maxTokens, assignment }) => {
       messages = applyPromptOverride(input.messages, assignment.overrides, input.params.rawPrompt === true);

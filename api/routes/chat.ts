@@ -185,6 +185,7 @@ export function chatRoutes(deps: ChatRouteDeps): Router {
         subject, model: body.model, messages: body.messages, params: body.params,
         promptTokensEstimate: estimatePromptTokens(body.messages, body.params.extras?.tools), created: Math.floor(row.created_at.getTime() / 1000),
         batchId: null,
+        ...(body.metadata !== null ? { metadata: body.metadata } : {}),
         ...(body.stream ? { stream: true } : {}),
         ...(cache !== null ? { cache } : {}),
       };

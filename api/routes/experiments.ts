@@ -20,6 +20,7 @@ import { allowsModel } from '../../domain/policy.js';
 import { validateVariantOverrides } from '../../domain/sampling-params.js';
 import { checkMaxTokens } from '../../domain/chat-validation.js';
 import { isObject } from '../../domain/is-object.js';
+import { validateMetadataRule } from '../../domain/experiment-targeting.js';
 import { LIFECYCLE_ACTIONS, PROMOTABLE_FROM, transitionOf, type LifecycleAction } from '../../domain/experiment-lifecycle.js';
 import { experimentResults, latencyValues } from '../../domain/experiment-results.js';
 import { authOf, requirePermission, type AuthContext } from '../auth.js';
@@ -28,7 +29,7 @@ import { HttpError, badRequest, notFound } from '../errors.js';
 /** Bounds of an experiment: variants, and each one's weight (assignment sums weights in a 64-bit bucket). */
 const MAX_VARIANTS = 16;
 const MAX_WEIGHT = 1_000_000;
-/** Targeting bounds: keys named, metadata pairs (OpenAI's own metadata bounds: 16 pairs, 64-char keys, 512-char values). */
+/** Targeting bounds: keys named (metadata rules: domain/experiment-targeting.ts, OpenAI's metadata bounds). */
 const MAX_TARGET_KEYS = 100;
 
 const CREATE_FIELDS = ['name', 'model', 'variants', 'tenant_id', 'status', 'starts_at', 'ends_at', 'traffic_allocation', 'targeting', 'control'] as const;
@@ -127,15 +128,11 @@ export function experimentRoutes(deps: { db: Db }): Router {
     if (tenantId !== null && !tenant) throw notFound('Tenant');
 
     let targetKeyIds: string[] | null = null;
+    let targetMetadata: Record<string, string | string[]> | null = null;
     if (b.targeting !== undefined && b.targeting !== null) {
       if (!isObject(b.targeting)) throw badRequest("'targeting' must be an object", 'targeting', 'invalid_type');
       for (const k of Object.keys(b.targeting)) {
-        if (k === 'metadata') {
-          // Requests do not carry metadata to admission yet (chat refuses a non-empty `metadata`):
-          // an experiment targeting it would take nobody, so it is refused rather than kept idle.
-          throw badRequest("'targeting.metadata' is not supported yet: requests do not carry metadata", 'targeting.metadata', 'unsupported_parameter');
-        }
-        if (k !== 'key_ids') throw badRequest(`Unknown field 'targeting.${k}'`, `targeting.${k}`, 'unknown_parameter');
+        if (k !== 'key_ids' && k !== 'metadata') throw badRequest(`Unknown field 'targeting.${k}'`, `targeting.${k}`, 'unknown_parameter');
       }
       const ids = b.targeting.key_ids;
       if (ids !== undefined && ids !== null) {
@@ -148,6 +145,9 @@ export function experimentRoutes(deps: { db: Db }): Router {
         if (unknown !== undefined) throw new HttpError('not_found_error', `Key ${unknown} not found`, 'not_found', 'targeting.key_ids');
         targetKeyIds = [...known];
       }
+      // The request's `metadata` (chat, streams, responses and their batch lines) must meet it.
+      const rule = b.targeting.metadata;
+      if (rule !== undefined && rule !== null) targetMetadata = validateMetadataRule(rule, 'targeting.metadata');
     }
 
     const variants: Array<{ name: string; weight: number; overrides: VariantOverrides }> = [];
@@ -176,7 +176,7 @@ export function experimentRoutes(deps: { db: Db }): Router {
     }
     const exp = await createExperiment(db, {
       name: b.name.trim(), model: b.model, tenantId, status, startsAt, endsAt, trafficAllocation: allocation,
-      targetKeyIds, targetMetadata: null, controlVariant: typeof b.control === 'string' ? b.control : null, variants,
+      targetKeyIds, targetMetadata, controlVariant: typeof b.control === 'string' ? b.control : null, variants,
     });
     await audit(db, auth, exp, 'experiment.created', { model: exp.model, status: exp.status, variants: variants.map((v) => ({ name: v.name, weight: v.weight })), traffic_allocation: allocation });
     res.status(201).json(experimentJson(exp));
@@ -224,15 +224,16 @@ export function experimentRoutes(deps: { db: Db }): Router {
       const empty = { n: 0, sum: 0, sumSquares: 0 };
       return {
         name: v.name, weight: v.weight, exposures: s?.exposures ?? 0, succeeded: s?.succeeded ?? 0, failed: s?.failed ?? 0, cancelled: s?.cancelled ?? 0,
-        costMicros: s?.costMicros ?? empty, promptTokens: s?.promptTokens ?? empty, completionTokens: s?.completionTokens ?? empty, latencyN: s?.latencyN ?? 0,
+        costMicros: s?.costMicros ?? empty, promptTokens: s?.promptTokens ?? empty, completionTokens: s?.completionTokens ?? empty, latencyN: s?.latencyN ?? 0, ttftN: s?.ttftN ?? 0,
       };
     });
     // Exposures recorded for a variant the experiment does not have (written past the API) count against SRM too.
     const strays = sums.variants.filter((s) => !exp.variants.some((v) => v.name === s.variant)).reduce((a, s) => a + s.exposures, 0);
     const latencies = new Map(sums.variants.map((s) => [s.variant, latencyValues(s.latencyHistogram)]));
+    const ttfts = new Map(sums.variants.map((s) => [s.variant, latencyValues(s.ttftHistogram)]));
     const body = experimentResults({
       experiment: { id: exp.id, status: exp.status, control: exp.controlVariant, variants: exp.variants },
-      sums: inputs, feedback: sums.feedback.filter((f) => exp.variants.some((v) => v.name === f.variant)), latencies,
+      sums: inputs, feedback: sums.feedback.filter((f) => exp.variants.some((v) => v.name === f.variant)), latencies, ttfts,
     });
     res.json({ ...body, unknown_variant_exposures: strays, trustworthy: body.trustworthy && strays === 0, computed_at: new Date().toISOString() });
   });

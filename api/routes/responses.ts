@@ -137,6 +137,7 @@ export function responseRoutes(deps: ResponseRouteDeps): Router {
         requestId, tenantId, keyId: auth.keyId, kind: 'sync', subject: body.subject ?? auth.keyId, model: body.model,
         messages, params: body.params, promptTokensEstimate: estimatePromptTokens(messages),
         created: Math.floor(row.created_at.getTime() / 1000), batchId: null,
+        ...(Object.keys(body.echo.metadata).length > 0 ? { metadata: body.echo.metadata } : {}),
         ...(body.stream ? { stream: true } : {}),
       };
       const input: ResponseRequestInput = { request, echo: body.echo, conversation, inputItems: inputItemsOf(body.input, requestId) };

@@ -24,7 +24,7 @@ export interface ExperimentWithVariants {
   endsAt: Date | null;
   trafficAllocation: number;
   targetKeyIds: string[] | null;
-  targetMetadata: Record<string, string> | null;
+  targetMetadata: Record<string, string | string[]> | null;
   /** The variant others are compared with: the stored one, else the first by name. */
   controlVariant: string;
   promotedVariant: string | null;
@@ -103,7 +103,7 @@ export interface NewExperiment {
   endsAt: Date | null;
   trafficAllocation: number;
   targetKeyIds: string[] | null;
-  targetMetadata: Record<string, string> | null;
+  targetMetadata: Record<string, string | string[]> | null;
   controlVariant: string | null;
   variants: ExperimentVariant[];
 }
@@ -177,15 +177,6 @@ export async function recordExposure(
     .execute();
 }
 
-/**
- * The results queries hash-join an experiment's exposures with their requests and ledger rows:
- * with PostgreSQL's default 4 MB of `work_mem` those joins spill to disk at a million exposures.
- * Raised for the transaction only (`set local`).
- */
-async function withResultsMemory(trx: Db): Promise<void> {
-  await sql`set local work_mem = '64MB'`.execute(trx);
-}
-
 /** Count, sum and sum of squares of a per-request quantity. */
 export interface Sums {
   n: number;
@@ -209,6 +200,10 @@ export interface VariantSums {
   latencyN: number;
   /** Their latencies (ms) as [value, count], ascending: exact below 1 s, 3 significant digits above. */
   latencyHistogram: Array<[number, number]>;
+  /** Succeeded streamed requests (those with a `ttft_ms`). */
+  ttftN: number;
+  /** Their TTFTs (ms), bucketed as the latencies. */
+  ttftHistogram: Array<[number, number]>;
 }
 
 export interface FeedbackSums {
@@ -224,75 +219,80 @@ export interface FeedbackSums {
 }
 
 /**
- * Exposures of one experiment joined to their requests, serving ledger rows and feedback,
- * aggregated per variant (and the latencies as a histogram) in one pass over the exposures. `tenantId` narrows to one tenant's exposures (a tenant's view of a global experiment).
+ * One experiment's per-variant sums, from the rollups the triggers of migration
+ * `2026-12-01-0641-experiment-rollups` keep over the exposures, their requests, their serving
+ * ledger rows and their feedback (a few rows per variant, whatever the exposures: nothing is
+ * joined at read time). `tenantId` narrows to one tenant's exposures (a tenant's view of a global
+ * experiment). The three reads share one snapshot (repeatable read).
  */
 export async function experimentSums(db: Db, experimentId: string, tenantId: string | null): Promise<{ variants: VariantSums[]; feedback: FeedbackSums[] }> {
-  const { variants, feedback } = await db.transaction().execute(async (trx) => {
-    await withResultsMemory(trx);
-    const tenantFilter = tenantId === null ? sql`` : sql`and x.tenant_id = ${tenantId}`;
-    // One pass: grouped by variant and latency bucket (exact below 1 s, 3 significant digits
-    // above: at most a few thousand buckets per variant), summed per variant here.
-    const variants = await sql<{
-      variant: string; bucket: number | null; exposures: string; succeeded: string; failed: string; cancelled: string;
-      cost_sum: string | null; cost_sq: string | null; served: string; pt_sum: string | null; pt_sq: string | null;
-      ct_sum: string | null; ct_sq: string | null; latency_n: string;
+  const { totals, buckets, feedback } = await db.transaction().setIsolationLevel('repeatable read').execute(async (trx) => {
+    const tenantFilter = tenantId === null ? sql`` : sql`and tenant_id = ${tenantId}`;
+    const totals = await sql<{
+      variant: string; exposures: number; succeeded: number; failed: number; cancelled: number; served: number;
+      cost_sum: number; cost_sq: number; pt_sum: number; pt_sq: number; ct_sum: number; ct_sq: number;
     }>`
-      select x.variant,
-        case when u.latency_ms < 1000 then u.latency_ms
-             else round(u.latency_ms::numeric, 3 - length(u.latency_ms::text))::int end as bucket,
-        count(*) as exposures,
-        count(*) filter (where r.status = 'succeeded') as succeeded,
-        count(*) filter (where r.status = 'failed') as failed,
-        count(*) filter (where r.status = 'cancelled') as cancelled,
-        sum(coalesce(u.cost_micros, 0)::float8) as cost_sum, sum(coalesce(u.cost_micros, 0)::float8 ^ 2) as cost_sq,
-        count(u.request_id) as served,
-        sum(u.input_tokens::float8) as pt_sum, sum(u.input_tokens::float8 ^ 2) as pt_sq,
-        sum(u.output_tokens::float8) as ct_sum, sum(u.output_tokens::float8 ^ 2) as ct_sq,
-        count(u.latency_ms) as latency_n
-      from experiment_exposures x
-      left join requests r on r.id = x.request_id
-      left join usage u on u.request_id = x.request_id and u.billable and u.step in ('infer', 'embed')
-      where x.experiment_id = ${experimentId} ${tenantFilter}
-      group by 1, 2`.execute(trx);
-    const feedback = await sql<{ variant: string; metric: string; kind: FeedbackSums['kind']; n: string; trues: string; s: string | null; sq: string | null }>`
-      select x.variant, f.metric, f.kind, count(*) as n, count(*) filter (where f.value_bool) as trues,
-        sum(f.value_num) as s, sum(f.value_num ^ 2) as sq
-      from experiment_exposures x
-      join feedback f on f.request_id = x.request_id and f.tenant_id = x.tenant_id
-      where x.experiment_id = ${experimentId} ${tenantFilter}
-      group by x.variant, f.metric, f.kind
-      order by f.metric, f.kind, x.variant`.execute(trx);
-    return { variants, feedback };
+      select variant, sum(exposures)::float8 as exposures, sum(succeeded)::float8 as succeeded, sum(failed)::float8 as failed,
+        sum(cancelled)::float8 as cancelled, sum(served)::float8 as served, sum(cost_sum)::float8 as cost_sum, sum(cost_sq)::float8 as cost_sq,
+        sum(pt_sum)::float8 as pt_sum, sum(pt_sq)::float8 as pt_sq, sum(ct_sum)::float8 as ct_sum, sum(ct_sq)::float8 as ct_sq
+      from experiment_rollups
+      where experiment_id = ${experimentId} ${tenantFilter}
+      group by variant`.execute(trx);
+    const buckets = await sql<{ variant: string; metric: 'latency' | 'ttft'; bucket: number; n: number }>`
+      select variant, metric, bucket, sum(n)::float8 as n
+      from experiment_histograms
+      where experiment_id = ${experimentId} ${tenantFilter}
+      group by variant, metric, bucket
+      having sum(n) > 0
+      order by variant, metric, bucket`.execute(trx);
+    const feedback = await sql<{ variant: string; metric: string; kind: FeedbackSums['kind']; n: number; trues: number; s: number; sq: number }>`
+      select variant, metric, kind, sum(n)::float8 as n, sum(trues)::float8 as trues, sum(s)::float8 as s, sum(sq)::float8 as sq
+      from experiment_feedback_rollups
+      where experiment_id = ${experimentId} ${tenantFilter}
+      group by variant, metric, kind
+      having sum(n) > 0
+      order by metric, kind, variant`.execute(trx);
+    return { totals: totals.rows, buckets: buckets.rows, feedback: feedback.rows };
   });
   const num = (v: string | number | null | undefined) => (v === null || v === undefined ? 0 : Number(v));
   const byVariant = new Map<string, VariantSums>();
-  for (const r of variants.rows) {
-    let v = byVariant.get(r.variant);
+  const variantOf = (name: string): VariantSums => {
+    let v = byVariant.get(name);
     if (!v) {
       v = {
-        variant: r.variant, exposures: 0, succeeded: 0, failed: 0, cancelled: 0,
+        variant: name, exposures: 0, succeeded: 0, failed: 0, cancelled: 0,
         costMicros: { n: 0, sum: 0, sumSquares: 0 }, promptTokens: { n: 0, sum: 0, sumSquares: 0 }, completionTokens: { n: 0, sum: 0, sumSquares: 0 },
-        latencyN: 0, latencyHistogram: [],
+        latencyN: 0, latencyHistogram: [], ttftN: 0, ttftHistogram: [],
       };
-      byVariant.set(r.variant, v);
+      byVariant.set(name, v);
     }
-    v.exposures += num(r.exposures);
-    v.succeeded += num(r.succeeded);
-    v.failed += num(r.failed);
-    v.cancelled += num(r.cancelled);
-    v.costMicros = { n: v.exposures, sum: v.costMicros.sum + num(r.cost_sum), sumSquares: v.costMicros.sumSquares + num(r.cost_sq) };
+    return v;
+  };
+  for (const r of totals) {
+    const v = variantOf(r.variant);
+    v.exposures = num(r.exposures);
+    v.succeeded = num(r.succeeded);
+    v.failed = num(r.failed);
+    v.cancelled = num(r.cancelled);
+    v.costMicros = { n: v.exposures, sum: num(r.cost_sum), sumSquares: num(r.cost_sq) };
     const served = num(r.served);
-    v.promptTokens = { n: v.promptTokens.n + served, sum: v.promptTokens.sum + num(r.pt_sum), sumSquares: v.promptTokens.sumSquares + num(r.pt_sq) };
-    v.completionTokens = { n: v.completionTokens.n + served, sum: v.completionTokens.sum + num(r.ct_sum), sumSquares: v.completionTokens.sumSquares + num(r.ct_sq) };
-    const withLatency = num(r.latency_n);
-    v.latencyN += withLatency;
-    if (r.bucket !== null && withLatency > 0) v.latencyHistogram.push([Number(r.bucket), withLatency]);
+    v.promptTokens = { n: served, sum: num(r.pt_sum), sumSquares: num(r.pt_sq) };
+    v.completionTokens = { n: served, sum: num(r.ct_sum), sumSquares: num(r.ct_sq) };
   }
-  for (const v of byVariant.values()) v.latencyHistogram.sort((a, b) => a[0] - b[0]);
+  for (const b of buckets) {
+    const v = variantOf(b.variant);
+    const n = num(b.n);
+    if (b.metric === 'latency') {
+      v.latencyN += n;
+      v.latencyHistogram.push([Number(b.bucket), n]);
+    } else {
+      v.ttftN += n;
+      v.ttftHistogram.push([Number(b.bucket), n]);
+    }
+  }
   return {
     variants: [...byVariant.values()].sort((a, b) => (a.variant < b.variant ? -1 : a.variant > b.variant ? 1 : 0)),
-    feedback: feedback.rows.map((r) => ({ variant: r.variant, metric: r.metric, kind: r.kind, n: num(r.n), trues: num(r.trues), sum: num(r.s), sumSquares: num(r.sq) })),
+    feedback: feedback.map((r) => ({ variant: r.variant, metric: r.metric, kind: r.kind, n: num(r.n), trues: num(r.trues), sum: num(r.s), sumSquares: num(r.sq) })),
   };
 }
 

@@ -22,8 +22,8 @@ export interface ExperimentsTable {
   traffic_allocation: Generated<number>;
   /** Only requests of these keys enter (null: every key). */
   target_key_ids: ColumnType<string[] | null, string[] | null | undefined, string[] | null>;
-  /** Only requests whose metadata has each of these key/value pairs enter (null: all). */
-  target_metadata: ColumnType<Record<string, string> | null, string | null | undefined, string | null>;
+  /** Only requests whose metadata meets this rule enter (domain/experiment-targeting.ts; null: all). */
+  target_metadata: ColumnType<Record<string, string | string[]> | null, string | null | undefined, string | null>;
   /** The variant others are compared with (null: the first by name). */
   control_variant: ColumnType<string | null, string | null | undefined, string | null>;
   promoted_variant: ColumnType<string | null, string | null | undefined, string | null>;

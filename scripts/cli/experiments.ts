@@ -13,6 +13,7 @@ export interface ExperimentCreateBody {
   tenant_id?: string;
   starts_at?: string;
   ends_at?: string;
+  targeting?: Record<string, unknown>;
 }
 
 type LifecycleVerb = 'start' | 'pause' | 'resume' | 'stop';
@@ -42,7 +43,7 @@ export const experimentCommands: readonly CommandSpec<ExperimentAction>[] = [
   },
   {
     path: ['experiments', 'create'],
-    synopsis: "--name N --model M --variants JSON [--draft] [--allocation F] [--control V] [--tenant T] [--starts-at ISO] [--ends-at ISO]",
+    synopsis: "--name N --model M --variants JSON [--draft] [--allocation F] [--control V] [--tenant T] [--starts-at ISO] [--ends-at ISO] [--targeting JSON]",
     summary: 'create an experiment (running at once unless --draft)',
     options: {
       name: { type: 'string', arg: 'N', help: 'experiment name' },
@@ -54,6 +55,7 @@ export const experimentCommands: readonly CommandSpec<ExperimentAction>[] = [
       tenant: { type: 'string', arg: 'T', help: 'the tenant it applies to (super admin; default: global)' },
       'starts-at': { type: 'string', arg: 'ISO', help: 'assign from this time on' },
       'ends-at': { type: 'string', arg: 'ISO', help: 'assign until this time' },
+      targeting: { type: 'string', arg: 'JSON', help: `who enters, as the API takes it, e.g. '{"metadata":{"plan":["pro","team"]},"key_ids":["key_…"]}'` },
     },
     args: [],
     build(v) {
@@ -81,6 +83,17 @@ export const experimentCommands: readonly CommandSpec<ExperimentAction>[] = [
       if (startsAt !== undefined) body.starts_at = startsAt;
       const endsAt = timeOpt(v, 'ends-at');
       if (endsAt !== undefined) body.ends_at = endsAt;
+      const targeting = str(v, 'targeting');
+      if (targeting !== undefined) {
+        let parsed: unknown;
+        try {
+          parsed = JSON.parse(targeting);
+        } catch {
+          throw new UsageError('--targeting must be a JSON object');
+        }
+        if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new UsageError('--targeting must be a JSON object');
+        body.targeting = parsed as Record<string, unknown>;
+      }
       return { kind: 'experiments.create', body };
     },
   },

@@ -5,7 +5,9 @@
  * default changes, the experiment stops, audited). Also: paused and stopped experiments and a
  * traffic allocation of 0 assign nobody; an SRM case, exposures of one variant written past the
  * assignment (a targeting bug, simulated in SQL), is flagged untrustworthy; feedback is
- * idempotent, last write wins, and another tenant's completion is 404.
+ * idempotent, last write wins, and another tenant's completion is 404. Targeting by `metadata`:
+ * only requests (chat, streamed chat, responses) whose metadata meets the rule are counted, and
+ * the streamed ones' TTFT is in the results.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sql } from 'kysely';
@@ -83,6 +85,7 @@ beforeAll(async () => {
   await addInstantModel(stack, 'exp-zero');
   await addInstantModel(stack, 'exp-srm');
   await addInstantModel(stack, 'exp-subject');
+  await addInstantModel(stack, 'exp-meta');
   const t = await tenantWithAdmin();
   tenantId = t.tenantId;
   adminKey = t.adminKey;
@@ -298,5 +301,114 @@ describe('who is counted', () => {
     expect((await call(adminKey, 'POST', `/v1/admin/experiments/${id}/stop`)).body.status).toBe('stopped');
     await requestsFrom(devKey, 'exp-srm', ['srm-after-stop']);
     expect((await exposuresOf(id)).filter((e) => e.subject === 'srm-after-stop')).toHaveLength(0);
+  });
+});
+
+/** A streamed chat completion read to its end; the completion's ID. */
+async function streamChat(key: string, body: Record<string, unknown>): Promise<string> {
+  const res = await fetch(`${stack.url}/v1/chat/completions`, {
+    method: 'POST', headers: { Authorization: `Bearer ${key}`, 'Content-Type': 'application/json' },
+    body: JSON.stringify({ ...body, stream: true }),
+  });
+  const text = await res.text();
+  expect(res.status, text).toBe(200);
+  expect(text).toContain('data: [DONE]');
+  const id = /"id":"(chatcmpl-[^"]+)"/.exec(text)?.[1];
+  if (id === undefined) throw new Error(`no completion ID in ${text.slice(0, 200)}`);
+  return id;
+}
+
+describe('targeting by metadata', () => {
+  const base = { model: 'exp-meta', messages: [{ role: 'user', content: 'hello' }], max_tokens: 12 };
+
+  it('a malformed rule is a 400 naming the field; a malformed request metadata is a 400 before anything is written', async () => {
+    const create = (metadata: unknown) => call(adminKey, 'POST', '/v1/admin/experiments', { name: 'm', model: 'exp-meta', variants: [{ name: 'a' }, { name: 'b' }], targeting: { metadata } });
+    for (const [rule, param] of [
+      [{ plan: 3 }, 'targeting.metadata.plan'], [{ plan: [] }, 'targeting.metadata.plan'], [{ plan: ['a', 'v'.repeat(513)] }, 'targeting.metadata.plan[1]'],
+      [{}, 'targeting.metadata'], [Object.fromEntries(Array.from({ length: 17 }, (_, i) => [`k${i}`, 'v'])), 'targeting.metadata'], [{ ['k'.repeat(65)]: 'v' }, 'targeting.metadata'],
+    ] as const) {
+      const r = await create(rule);
+      expect(r.status, JSON.stringify(rule)).toBe(400);
+      expect(r.body.error.param).toBe(param);
+    }
+    const before = await stack.db.selectFrom('requests').select('id').where('model', '=', 'exp-meta').execute();
+    const bad = await call(devKey, 'POST', '/v1/chat/completions', { ...base, metadata: { plan: 7 } });
+    expect(bad.status).toBe(400);
+    expect(bad.body.error).toMatchObject({ param: 'metadata.plan', type: 'invalid_request_error' });
+    expect(await stack.db.selectFrom('requests').select('id').where('model', '=', 'exp-meta').execute()).toHaveLength(before.length);
+  });
+
+  it('only requests whose metadata meets the rule enter and are counted (chat, streamed chat, responses); the streamed ones report TTFT', async () => {
+    const r = await call(adminKey, 'POST', '/v1/admin/experiments', {
+      name: 'by plan', model: 'exp-meta', targeting: { metadata: { plan: ['pro', 'team'], region: 'eu' } },
+      variants: [{ name: 'a' }, { name: 'b', overrides: { max_tokens: 1 } }],
+    });
+    expect(r.status, JSON.stringify(r.body)).toBe(201);
+    expect(r.body.targeting).toEqual({ key_ids: null, metadata: { plan: ['pro', 'team'], region: 'eu' } });
+    const id = r.body.id as string;
+    const variantOf = (subject: string) => assignVariant(id, subject, [{ name: 'a', weight: 1 }, { name: 'b', weight: 1 }]).name;
+    const tokensOf = (subject: string) => (variantOf(subject) === 'b' ? 1 : 2);
+
+    const matching: string[] = [];
+    // Sync chat: matching, another plan, no region, no metadata at all.
+    for (let i = 0; i < 6; i++) {
+      const user = `meta-in-${i}`;
+      const ok = await call(devKey, 'POST', '/v1/chat/completions', { ...base, user, metadata: { plan: i % 2 ? 'pro' : 'team', region: 'eu', extra: 'x' } });
+      expect(ok.status, JSON.stringify(ok.body)).toBe(200);
+      expect(ok.body.usage.completion_tokens).toBe(tokensOf(user));
+      matching.push(user);
+    }
+    for (const [i, metadata] of [{ plan: 'free', region: 'eu' }, { plan: 'pro' }, { plan: 'PRO', region: 'eu' }, undefined].entries()) {
+      const user = `meta-out-${i}`;
+      const out = await call(devKey, 'POST', '/v1/chat/completions', { ...base, user, ...(metadata ? { metadata } : {}) });
+      expect(out.status, JSON.stringify(out.body)).toBe(200);
+      // The model's default (2 tokens), whichever variant the subject would have hashed to.
+      expect(out.body.usage.completion_tokens).toBe(2);
+    }
+    // No stream yet: TTFT is null, with the reason.
+    const before = await call(adminKey, 'GET', `/v1/admin/experiments/${id}/results`);
+    for (const v of before.body.variants) {
+      expect(v.metrics['ttft_p50_ms']).toMatchObject({ kind: 'percentile', n: 0, estimate: null, reason: expect.stringContaining('streamed') });
+      expect(v.metrics['latency_p50_ms'].n).toBeGreaterThan(0);
+    }
+    // Streamed chat: two matching per variant, one not matching.
+    const streamed = new Map<string, string[]>();
+    for (const [variant, users] of balancedSubjects(id, [{ name: 'a', weight: 1 }, { name: 'b', weight: 1 }], 2, 'meta-stream')) {
+      for (const user of users) {
+        const completionId = await streamChat(devKey, { ...base, user, metadata: { plan: 'pro', region: 'eu' } });
+        streamed.set(variant, [...(streamed.get(variant) ?? []), requestIdOf({ id: completionId })]);
+        matching.push(user);
+      }
+    }
+    await streamChat(devKey, { ...base, user: 'meta-stream-out', metadata: { plan: 'pro', region: 'us' } });
+    // Responses carry metadata too.
+    const resp = await call(devKey, 'POST', '/v1/responses', { model: 'exp-meta', input: 'hi', user: 'meta-resp-in', metadata: { plan: 'team', region: 'eu' } });
+    expect(resp.status, JSON.stringify(resp.body)).toBe(200);
+    matching.push('meta-resp-in');
+    const respOut = await call(devKey, 'POST', '/v1/responses', { model: 'exp-meta', input: 'hi', user: 'meta-resp-out', metadata: { plan: 'team' } });
+    expect(respOut.status, JSON.stringify(respOut.body)).toBe(200);
+
+    const exposures = await exposuresOf(id);
+    expect(exposures.map((e) => e.subject).sort()).toEqual([...matching].sort());
+    for (const e of exposures) expect(e.variant).toBe(variantOf(e.subject));
+
+    const results = await call(adminKey, 'GET', `/v1/admin/experiments/${id}/results`);
+    expect(results.status, JSON.stringify(results.body)).toBe(200);
+    const total = (results.body.variants as Array<{ exposures: number }>).reduce((a, v) => a + v.exposures, 0);
+    expect(total).toBe(matching.length);
+    // TTFT over the streamed completions only: the variant's two streams' `ttft_ms` (exact below
+    // 1 s), p50 the lower of the two (rank ⌈2 · 0.5⌉ = 1) and p95 the higher (rank 2).
+    for (const v of results.body.variants) {
+      const ids = streamed.get(v.name) as string[];
+      const rows = await stack.db.selectFrom('requests').select('ttft_ms').where('id', 'in', ids).execute();
+      const ttfts = rows.map((row) => row.ttft_ms as number).sort((x, y) => x - y);
+      expect(ttfts).toHaveLength(2);
+      expect(v.metrics['ttft_p50_ms']).toMatchObject({ kind: 'percentile', n: 2, estimate: Math.min(...ttfts) });
+      expect(v.metrics['ttft_p95_ms']).toMatchObject({ kind: 'percentile', n: 2, estimate: Math.max(...ttfts) });
+      expect(v.metrics['ttft_p50_ms'].reason).toBeUndefined();
+    }
+    const treatment = results.body.variants.find((v: { is_control: boolean }) => !v.is_control);
+    expect(treatment.metrics['ttft_p50_ms'].vs_control).toMatchObject({ underpowered: true });
+    expect(typeof treatment.metrics['ttft_p50_ms'].vs_control.difference).toBe('number');
   });
 });

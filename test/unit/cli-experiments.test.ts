@@ -55,12 +55,16 @@ describe('parsing', () => {
   it('builds the create body from flags', () => {
     const cmd = parseCommand(['experiments', 'create', '--name', 'tone', '--model', 'tiny', '--variants', '[{"name":"a"},{"name":"b"}]', '--draft', '--allocation', '0.5', '--control', 'a'], { SLUICE_API_KEY: KEY });
     expect(cmd).toMatchObject({ ok: true, command: { action: { kind: 'experiments.create', body: { name: 'tone', model: 'tiny', variants: [{ name: 'a' }, { name: 'b' }], status: 'draft', traffic_allocation: 0.5, control: 'a' } } } });
+    const targeted = parseCommand(['experiments', 'create', '--name', 'tone', '--model', 'tiny', '--variants', '[{"name":"a"},{"name":"b"}]', '--targeting', '{"metadata":{"plan":["pro","team"]}}'], { SLUICE_API_KEY: KEY });
+    expect(targeted).toMatchObject({ ok: true, command: { action: { kind: 'experiments.create', body: { targeting: { metadata: { plan: ['pro', 'team'] } } } } } });
   });
 
   it.each([
     [['experiments', 'create', '--name', 'x', '--model', 'm', '--variants', 'nope'], /JSON array/],
     [['experiments', 'create', '--name', 'x', '--model', 'm', '--variants', '[{"name":"a"}]'], /at least two/],
     [['experiments', 'create', '--name', 'x', '--model', 'm', '--variants', '[{},{}]', '--allocation', '2'], /0 to 1/],
+    [['experiments', 'create', '--name', 'x', '--model', 'm', '--variants', '[{},{}]', '--targeting', '[1]'], /JSON object/],
+    [['experiments', 'create', '--name', 'x', '--model', 'm', '--variants', '[{},{}]', '--targeting', '{x'], /JSON object/],
     [['experiments', 'promote', 'exp_1'], /--variant is required/],
   ])('refuses %j', (argv, message) => {
     const r = parseCommand(argv, { SLUICE_API_KEY: KEY });

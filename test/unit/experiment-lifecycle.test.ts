@@ -36,6 +36,8 @@ describe('eligibility', () => {
     expect(eligibility({ ...base, targetMetadata: { plan: 'pro' } }, req)).toBe('not_targeted');
     expect(eligibility({ ...base, targetMetadata: { plan: 'pro' } }, { ...req, metadata: { plan: 'pro', x: 'y' } })).toBe('enter');
     expect(eligibility({ ...base, targetMetadata: { plan: 'pro' } }, { ...req, metadata: { plan: 'free' } })).toBe('not_targeted');
+    expect(eligibility({ ...base, targetMetadata: { plan: ['pro', 'team'] } }, { ...req, metadata: { plan: 'team' } })).toBe('enter');
+    expect(eligibility({ ...base, targetMetadata: { plan: 'pro' } }, req)).toBe('not_targeted');
   });
 
   it('allocation 0 takes nobody, 1 everybody, 0.3 about 30% of subjects, each subject always on the same side', () => {

@@ -133,9 +133,18 @@ describe('validateChatBody: accepted bodies', () => {
       ],
       params: { maxTokens: null, temperature: null, topP: null, seed: null, stop: null },
       user: null,
+      metadata: null,
       stream: false,
       includeUsage: false,
     });
+  });
+
+  it('keeps metadata pairs (experiment targeting); `{}` is none; a bad one names the field', () => {
+    const base = { model: 'tiny', messages: [{ role: 'user', content: 'hi' }] };
+    expect(validateChatBody({ ...base, metadata: { plan: 'pro' } }).metadata).toEqual({ plan: 'pro' });
+    expect(validateChatBody({ ...base, metadata: {} }).metadata).toBeNull();
+    expect(() => validateChatBody({ ...base, metadata: { plan: 1 } })).toThrow(expect.objectContaining({ param: 'metadata.plan' }));
+    expect(() => validateChatBody({ ...base, metadata: 'x' })).toThrow(expect.objectContaining({ param: 'metadata' }));
   });
 
   it('accepts every OpenAI role', () => {
