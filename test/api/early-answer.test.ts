@@ -72,8 +72,8 @@ describe('early answer', () => {
     await stack.client.workflow.getHandle(chatWorkflowId(requestId)).result();
     const usage = await stack.db.selectFrom('usage').selectAll().where('request_id', '=', requestId).execute();
     expect(usage.map((u) => u.step)).toEqual(['infer']);
-    expect(usage[0]?.prompt_tokens).toBe(answer.body.usage.prompt_tokens);
-    expect(usage[0]?.completion_tokens).toBe(answer.body.usage.completion_tokens);
+    expect(usage[0]?.input_tokens).toBe(answer.body.usage.prompt_tokens);
+    expect(usage[0]?.output_tokens).toBe(answer.body.usage.completion_tokens);
     const job = await fetch(`${stack.url}/v1/jobs/${requestId}`, { headers: { Authorization: `Bearer ${t.key}` } }).then((r) => r.json()) as any;
     expect(job.status).toBe('succeeded');
     expect(job.result).toEqual(answer.body);
