@@ -18,9 +18,26 @@ import { runOverDeployments } from './over-deployments.js';
 import { consultsCache } from '../domain/cache-eligibility.js';
 import type { CacheLookup } from '../activities/cache.js';
 import { applyPromptOverride } from '../domain/experiment-prompt.js';
-import { completionOf } from '../domain/chat-completion.js';
 
 export { rateLimitWaitMs } from './over-deployments.js';
+
+/** The assistant message of an attempt's output: with its tool calls when it made some (`content` null when it said nothing else). */
+function messageOf(out: InferOutput): ChatCompletion['choices'][number]['message'] {
+  if (out.toolCalls === undefined || out.toolCalls.length === 0) return { role: 'assistant', content: out.content, refusal: null };
+  return { role: 'assistant', content: out.content === '' ? null : out.content, refusal: null, tool_calls: out.toolCalls };
+}
+
+function completionOf(input: ChatRequestInput, model: string, out: InferOutput): ChatCompletion {
+  return {
+    id: `chatcmpl-${input.requestId}`,
+    object: 'chat.completion',
+    created: input.created,
+    model,
+    system_fingerprint: null,
+    choices: [{ index: 0, message: messageOf(out), logprobs: out.logprobs ? { content: out.logprobs, refusal: null } : null, finish_reason: out.finishReason }],
+    usage: { prompt_tokens: out.promptTokens, completion_tokens: out.completionTokens, total_tokens: out.promptTokens + out.completionTokens },
+  };
+}
 
 /** What the workflow running the pipeline learns of it as it goes (all optional). */
 export interface PipelineHooks {

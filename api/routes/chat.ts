@@ -14,9 +14,7 @@ import { precheckAdmission } from '../../db/repositories/quota.js';
 import { canonicalJson } from '../../domain/canonical-json.js';
 import { newId } from '../../domain/ids.js';
 import { allowsModel } from '../../domain/policy.js';
-import { readRequestResult, type CacheStatus, type ChatCompletion, type ChatRequestInput, type JobStatus } from '../../contracts/chat.js';
-import { completionOf } from '../../domain/chat-completion.js';
-import { awaitEarlyAnswer } from '../answer.js';
+import { readRequestResult, type ChatCompletion, type ChatRequestInput, type JobStatus } from '../../contracts/chat.js';
 import { SearchAttributes, chatWorkflowId } from '../../contracts/ids.js';
 import type { chatRequest } from '../../workflows/chat-request.js';
 import { clientFailure } from '../../domain/client-errors.js';
@@ -122,24 +120,13 @@ export function chatRoutes(deps: ChatRouteDeps): Router {
       return;
     }
     const started = performance.now();
-    const workflowId = chatWorkflowId(row.id);
     try {
-      // Answered once the served attempt's output is in the history (settle and audit follow in
-      // the workflow); anything else, as the workflow's result says (api/answer.ts).
-      const early = await awaitEarlyAnswer(deps.temporal, workflowId);
-      let answer: { completion: ChatCompletion; cache: CacheStatus | undefined };
-      if (early.served) {
-        const completion = completionOf({ requestId: row.id, created: Math.floor(row.created_at.getTime() / 1000) }, early.model, early.out);
-        answer = { completion, cache: early.consultedCache ? undefined : null };
-      } else {
-        answer = readRequestResult(await deps.temporal.workflow.getHandle<typeof chatRequest>(workflowId).result());
-      }
+      const { completion, cache } = readRequestResult(await deps.temporal.workflow.getHandle<typeof chatRequest>(chatWorkflowId(row.id)).result());
       deps.metrics.chatRequests.inc({ model: row.model, status: '200', tenant: row.tenant_id });
       deps.metrics.chatLatency.observe({ model: row.model }, (performance.now() - started) / 1000);
-      // The result carries the cache status (a run recorded before it does not, nor an early
-      // answer after a lookup, whose miss the lookup recorded on the row).
-      setCacheHeader(res, answer.cache !== undefined ? answer.cache : await requestCacheStatus(deps.db, row.id, row.tenant_id));
-      res.json(answer.completion);
+      // The result carries the cache status (a run recorded before it does not: the row has it).
+      setCacheHeader(res, cache !== undefined ? cache : await requestCacheStatus(deps.db, row.id, row.tenant_id));
+      res.json(completion);
     } catch (err) {
       const mapped = fromWorkflowFailure(err);
       deps.metrics.chatRequests.inc({ model: row.model, status: String(mapped?.status ?? 500), tenant: row.tenant_id });
