@@ -41,8 +41,8 @@ const COMMANDS: Record<string, { base: string[]; head: string[] }> = {
   },
 };
 
-/** The floor workflows alone (`bench/pipeline.ts --modes floor`), with the pipeline's request count. */
-const FLOOR_COMMAND = ['bench/pipeline.ts', '--requests', '300', '--seconds', '10', '--modes', 'floor'];
+/** The floor workflows alone (`bench/pipeline.ts --modes floor`); fewer requests than a side's (three workflows to measure). */
+const FLOOR_COMMAND = ['bench/pipeline.ts', '--requests', '150', '--seconds', '8', '--modes', 'floor'];
 
 const { values, positionals } = parseArgs({
   options: { base: { type: 'string', default: DEFAULT_BASE }, rounds: { type: 'string', default: '1' }, floor: { type: 'boolean', default: false } },
