@@ -64,8 +64,10 @@ function run(cwd: string, args: string[]): Promise<unknown> {
     child.stdout.on('data', (c: Buffer) => (out += c.toString()));
     child.once('exit', (code) => {
       if (code !== 0) return reject(new Error(`${args.join(' ')} in ${cwd} exited with ${code}`));
+      // The result is the last JSON document printed (log lines of the stack's shutdown may precede it).
+      const at = out.startsWith('{\n') ? 0 : out.lastIndexOf('\n{\n') + 1;
       try {
-        resolve(JSON.parse(out));
+        resolve(JSON.parse(out.slice(at)));
       } catch {
         reject(new Error(`${args[0]} printed no JSON`));
       }
