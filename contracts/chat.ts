@@ -167,27 +167,6 @@ export interface ChatCompletion {
   usage: { prompt_tokens: number; completion_tokens: number; total_tokens: number };
 }
 
-/** Whether the response cache answered a request (`x-sluice-cache`); null: it was not consulted. */
-export type CacheStatus = 'hit' | 'miss' | null;
-
-/**
- * What a request's own workflow (`chatRequest`, `completionRequest`) returns: its completion and
- * its cache status, so the API answers `x-sluice-cache` without reading the request's row.
- */
-export interface RequestResult {
-  completion: ChatCompletion;
-  cache: CacheStatus;
-}
-
-/**
- * A request workflow's result read by the API: runs recorded before `RequestResult` return the
- * bare completion, and their cache status is unknown here (`undefined`: read it from the row).
- */
-export function readRequestResult(raw: RequestResult | ChatCompletion): { completion: ChatCompletion; cache: CacheStatus | undefined } {
-  if ('completion' in raw) return raw;
-  return { completion: raw, cache: undefined };
-}
-
 /** The part of a deployment the inference worker needs to serve it. */
 export interface DeploymentTarget {
   id: string;

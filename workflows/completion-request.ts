@@ -3,14 +3,12 @@
  * `completion-<requestId>`, through the same request pipeline as a chat request (authorized,
  * reserved, billed and audited alike); the prompt travels as one raw user message
  * (`params.rawPrompt`), continued by the model without a chat template. The API turns the
- * pipeline's completion into a `text_completion`; the result carries the cache status too.
+ * pipeline's completion into a `text_completion`.
  */
 import { runChatPipeline } from './pipeline.js';
 import { requestWorkflowHooks } from './request-workflow.js';
-import type { CacheStatus, ChatRequestInput, RequestResult } from '../contracts/chat.js';
+import type { ChatCompletion, ChatRequestInput } from '../contracts/chat.js';
 
-export async function completionRequest(input: ChatRequestInput): Promise<RequestResult> {
-  let cache: CacheStatus = null;
-  const completion = await runChatPipeline(input, { ...requestWorkflowHooks(), onCacheLookup: (status) => { cache = status; } });
-  return { completion, cache };
+export async function completionRequest(input: ChatRequestInput): Promise<ChatCompletion> {
+  return runChatPipeline(input, requestWorkflowHooks());
 }

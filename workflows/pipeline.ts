@@ -71,8 +71,6 @@ export interface PipelineHooks {
     infer: (input: InferInput) => Promise<InferOutput>;
     complete: (input: CompleteInput) => Promise<{ costMicros: number }>;
   };
-  /** The response cache was consulted: it answered (`hit`) or not (`miss`), as recorded on the request's row. */
-  onCacheLookup?: (status: 'hit' | 'miss') => void;
   /** The request ended: after its outcome is recorded. */
   onEnd?: (status: 'succeeded' | 'failed' | 'cancelled') => void;
 }
@@ -125,7 +123,6 @@ export async function runChatPipeline(input: ChatRequestInput, hooks: PipelineHo
         directive: input.cache ?? null, stream: input.stream === true,
       });
       if (lookup.status === 'miss') toStore = lookup;
-      if (lookup.status !== 'skip') hooks.onCacheLookup?.(lookup.status);
       if (lookup.status !== 'hit') return null;
       const e = lookup.entry;
       step('running', 'settle');

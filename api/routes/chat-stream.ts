@@ -14,7 +14,7 @@ import type { Client } from '@temporalio/client';
 import type { Db } from '../../db/database.js';
 import type { RequestRow } from '../../db/tables/index.js';
 import { closeStream, readChunks } from '../../db/repositories/streams.js';
-import { readRequestResult, type CacheStatus, type ChatCompletion } from '../../contracts/chat.js';
+import type { ChatCompletion } from '../../contracts/chat.js';
 import { chatWorkflowId } from '../../contracts/ids.js';
 import type { chatRequest } from '../../workflows/chat-request.js';
 import type { Metrics } from '../../runtime/metrics.js';
@@ -68,8 +68,7 @@ export function cursorOf(lastEventId: string | undefined): StreamCursor {
   return { afterChunk: Number(m[1]), endsSeen: end === undefined ? 0 : END_ORDER.indexOf(end) + 1, sendRole: false };
 }
 
-/** A succeeded stream's completion, and its cache status when the result carried it (`undefined`: read it from the row). */
-type Outcome = { ok: true; completion: ChatCompletion; cache: CacheStatus | undefined } | { ok: false; err: unknown };
+type Outcome = { ok: true; completion: ChatCompletion } | { ok: false; err: unknown };
 
 /**
  * Answers `row`'s request as an event stream from `cursor`. Headers are sent with the first event:
@@ -95,11 +94,9 @@ export async function streamCompletion(
   };
   const handle = deps.temporal.workflow.getHandle<typeof chatRequest>(chatWorkflowId(row.id));
   let outcome: Outcome | null = null;
-  const result = row.status === 'succeeded' && row.result !== null
-    ? Promise.resolve({ completion: row.result as ChatCompletion, cache: row.cache })
-    : handle.result().then(readRequestResult);
+  const result: Promise<ChatCompletion> = row.status === 'succeeded' && row.result !== null ? Promise.resolve(row.result as ChatCompletion) : handle.result();
   const settled = result.then(
-    ({ completion, cache }) => { outcome = { ok: true, completion, cache }; },
+    (completion) => { outcome = { ok: true, completion }; },
     (err: unknown) => { outcome = { ok: false, err }; },
   );
   let ended = false;
@@ -134,11 +131,10 @@ export async function streamCompletion(
     res.write(`id: ${eventId}\ndata: ${JSON.stringify(data)}\n\n`);
   };
   // `x-sluice-cache`: the lookup records hit or miss before any text (a hit's one chunk, or the
-  // first generated one) exists, so the row read just before the headers go has it; a stream
-  // whose first event is its end has it in the workflow's result.
-  const cacheHeader = async (known?: CacheStatus) => {
+  // first generated one) exists, so the row read just before the headers go has it.
+  const cacheHeader = async () => {
     if (res.headersSent) return;
-    const cache = known !== undefined ? known : await requestCacheStatus(deps.db, row.id, row.tenant_id);
+    const cache = await requestCacheStatus(deps.db, row.id, row.tenant_id);
     if (cache !== null && !res.headersSent) res.setHeader(CACHE_HEADER, cache);
   };
   const open = () => {
@@ -196,7 +192,7 @@ export async function streamCompletion(
   const choice = completion.choices[0];
   const content = choice?.message.content ?? '';
   model = completion.model;
-  await cacheHeader(end.cache);
+  await cacheHeader();
   open();
   const ends: Array<[string, unknown]> = [];
   // No channel (or a backend that held text back): the rest of the text, from the completion.

@@ -14,7 +14,7 @@ import { precheckAdmission } from '../../db/repositories/quota.js';
 import { canonicalJson } from '../../domain/canonical-json.js';
 import { newId } from '../../domain/ids.js';
 import { allowsModel } from '../../domain/policy.js';
-import { readRequestResult, type ChatCompletion, type ChatRequestInput, type JobStatus } from '../../contracts/chat.js';
+import type { ChatCompletion, ChatRequestInput, JobStatus } from '../../contracts/chat.js';
 import { SearchAttributes, chatWorkflowId } from '../../contracts/ids.js';
 import type { chatRequest } from '../../workflows/chat-request.js';
 import { clientFailure } from '../../domain/client-errors.js';
@@ -121,11 +121,10 @@ export function chatRoutes(deps: ChatRouteDeps): Router {
     }
     const started = performance.now();
     try {
-      const { completion, cache } = readRequestResult(await deps.temporal.workflow.getHandle<typeof chatRequest>(chatWorkflowId(row.id)).result());
+      const completion = (await deps.temporal.workflow.getHandle<typeof chatRequest>(chatWorkflowId(row.id)).result()) as ChatCompletion;
       deps.metrics.chatRequests.inc({ model: row.model, status: '200', tenant: row.tenant_id });
       deps.metrics.chatLatency.observe({ model: row.model }, (performance.now() - started) / 1000);
-      // The result carries the cache status (a run recorded before it does not: the row has it).
-      setCacheHeader(res, cache !== undefined ? cache : await requestCacheStatus(deps.db, row.id, row.tenant_id));
+      setCacheHeader(res, await requestCacheStatus(deps.db, row.id, row.tenant_id));
       res.json(completion);
     } catch (err) {
       const mapped = fromWorkflowFailure(err);

@@ -17,7 +17,7 @@ import { allowsModel } from '../../domain/policy.js';
 import { refusedByModel } from '../../domain/chat-fields.js';
 import { estimatePromptTokens, minPromptTokens } from '../../domain/chat-validation.js';
 import { toTextCompletion, validateCompletionBody } from '../../domain/completion-validation.js';
-import { readRequestResult, type ChatCompletion, type ChatRequestInput } from '../../contracts/chat.js';
+import type { ChatCompletion, ChatRequestInput } from '../../contracts/chat.js';
 import { completionWorkflowId } from '../../contracts/ids.js';
 import type { completionRequest } from '../../workflows/completion-request.js';
 import type { Metrics } from '../../runtime/metrics.js';
@@ -92,9 +92,9 @@ export function completionRoutes(deps: CompletionRouteDeps): Router {
       });
     }
     try {
-      const { completion, cache } = readRequestResult(await deps.temporal.workflow.getHandle<typeof completionRequest>(workflowId).result());
+      const completion = (await deps.temporal.workflow.getHandle<typeof completionRequest>(workflowId).result()) as ChatCompletion;
       deps.metrics.chatRequests.inc({ model: row.model, status: '200', tenant: row.tenant_id });
-      setCacheHeader(res, cache !== undefined ? cache : await requestCacheStatus(deps.db, row.id, row.tenant_id));
+      setCacheHeader(res, await requestCacheStatus(deps.db, row.id, row.tenant_id));
       res.json(toTextCompletion(completion, body.prompt, body.echo));
     } catch (err) {
       const mapped = fromWorkflowFailure(err);
