@@ -4,7 +4,12 @@
  * hours). The base runs from a temporary `git worktree` sharing this checkout's node_modules and
  * `.tools`; both sides write their JSON, which this prints side by side and as one JSON document.
  *
- * Run: `npx tsx bench/ab.ts [--base REV] pipeline|batch ...` (`npm run bench -- ab-pipeline ab-batch`).
+ * `--rounds N` alternates the sides N times (base, head, base, head…: the VM drifts within a run
+ * too); `--floor` also runs the pipeline's floor workflows (`temporal-floor.ts`, the same code on
+ * both sides) first in each round, on its own dev server, so each round has its floor.
+ *
+ * Run: `npx tsx bench/ab.ts [--base REV] [--rounds N] [--floor] pipeline|batch ...`
+ * (`npm run bench -- ab-pipeline ab-batch`; `ab-sync`: the sync path against its floor, issue 18).
  */
 import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs/promises';
@@ -36,7 +41,15 @@ const COMMANDS: Record<string, { base: string[]; head: string[] }> = {
   },
 };
 
-const { values, positionals } = parseArgs({ options: { base: { type: 'string', default: DEFAULT_BASE } }, allowPositionals: true });
+/** The floor workflows alone (`bench/pipeline.ts --modes floor`); fewer requests than a side's (three workflows to measure). */
+const FLOOR_COMMAND = ['bench/pipeline.ts', '--requests', '150', '--seconds', '8', '--modes', 'floor'];
+
+const { values, positionals } = parseArgs({
+  options: { base: { type: 'string', default: DEFAULT_BASE }, rounds: { type: 'string', default: '1' }, floor: { type: 'boolean', default: false } },
+  allowPositionals: true,
+});
+const ROUNDS = Number(values.rounds);
+if (!Number.isInteger(ROUNDS) || ROUNDS < 1) throw new Error('--rounds must be a positive integer');
 const wanted = positionals.length > 0 ? positionals : Object.keys(COMMANDS);
 for (const name of wanted) if (!COMMANDS[name]) throw new Error(`unknown benchmark '${name}' (have: ${Object.keys(COMMANDS).join(', ')})`);
 
@@ -51,13 +64,32 @@ function run(cwd: string, args: string[]): Promise<unknown> {
     child.stdout.on('data', (c: Buffer) => (out += c.toString()));
     child.once('exit', (code) => {
       if (code !== 0) return reject(new Error(`${args.join(' ')} in ${cwd} exited with ${code}`));
+      // The result is the last JSON document printed (log lines of the stack's shutdown may precede it).
+      const at = out.startsWith('{\n') ? 0 : out.lastIndexOf('\n{\n') + 1;
       try {
-        resolve(JSON.parse(out));
+        resolve(JSON.parse(out.slice(at)));
       } catch {
         reject(new Error(`${args[0]} printed no JSON`));
       }
     });
   });
+}
+
+/** The one-activity floor's numbers of a `--modes floor` run (a missing one is null). */
+function floorHeadline(r: any): Record<string, number | null> {
+  const one = r.floor?.oneActivityWorkflow ?? {};
+  const shaped = r.floor?.requestShapedWorkflow ?? {};
+  const at = (w: any, c: number) => w.throughput?.find((t: any) => t.concurrency === c) ?? {};
+  return {
+    'one-activity p50 ms': one.p50_ms ?? null,
+    'one-activity req/s c=32': at(one, 32).rps ?? null,
+    'one-activity node cpu ms/req c=32': at(one, 32).cpu_ms_per_request?.node ?? null,
+    'one-activity temporal cpu ms/req c=32': at(one, 32).cpu_ms_per_request?.temporal ?? null,
+    'request-shaped p50 ms': shaped.p50_ms ?? null,
+    'request-shaped req/s c=32': at(shaped, 32).rps ?? null,
+    'request-shaped node cpu ms/req c=32': at(shaped, 32).cpu_ms_per_request?.node ?? null,
+    'request-shaped temporal cpu ms/req c=32': at(shaped, 32).cpu_ms_per_request?.temporal ?? null,
+  };
 }
 
 /** The numbers to compare, from either side's JSON (a missing one is null). */
@@ -66,10 +98,14 @@ function headline(name: string, r: any): Record<string, number | null> {
     const local = r.local_activities ?? {};
     const at = (c: number) => local.throughput?.find((t: any) => t.concurrency === c) ?? {};
     return {
+      'pipeline p50 ms (one at a time)': local.pipeline_p50_ms ?? null,
       'overhead p50 ms (one at a time)': local.overhead_p50_ms ?? null,
       'overhead p99 ms (one at a time)': local.overhead_p99_ms ?? null,
       'req/s c=1': at(1).rps ?? null,
+      'req/s c=8': at(8).rps ?? null,
       'req/s c=32': at(32).rps ?? null,
+      'node cpu ms/req c=1': at(1).cpu_ms_per_request?.node ?? null,
+      'temporal cpu ms/req c=1': at(1).cpu_ms_per_request?.temporal ?? null,
       'node cpu ms/req c=32': at(32).cpu_ms_per_request?.node ?? null,
       'temporal cpu ms/req c=32': at(32).cpu_ms_per_request?.temporal ?? null,
     };
@@ -92,19 +128,33 @@ git('worktree', 'add', '--detach', baseDir, baseRev);
 try {
   await fs.symlink(path.join(ROOT, 'node_modules'), path.join(baseDir, 'node_modules'));
   await fs.symlink(path.join(ROOT, '.tools'), path.join(baseDir, '.tools'));
-  const results: Record<string, { base: unknown; head: unknown; compare: Record<string, { base: number | null; head: number | null }> }> = {};
+  type Side = { base: unknown; head: unknown; compare: Record<string, { base: number | null; head: number | null }> };
+  const results: Record<string, { rounds: Array<Side & { floor?: { result: unknown; headline: Record<string, number | null> } }> }> = {};
   for (const name of wanted) {
     const cmd = COMMANDS[name] as { base: string[]; head: string[] };
-    process.stderr.write(`ab ${name}: base ${baseRev}\n`);
-    const base = await run(baseDir, cmd.base);
-    process.stderr.write(`ab ${name}: head ${headRev}\n`);
-    const head = await run(ROOT, cmd.head);
-    const b = headline(name, base);
-    const h = headline(name, head);
-    results[name] = { base, head, compare: Object.fromEntries(Object.keys(h).map((k) => [k, { base: b[k] ?? null, head: h[k] ?? null }])) };
-    for (const [k, v] of Object.entries(results[name].compare)) process.stderr.write(`  ${k.padEnd(34)} ${String(v.base).padStart(9)} ${String(v.head).padStart(9)}\n`);
+    results[name] = { rounds: [] };
+    for (let round = 1; round <= ROUNDS; round++) {
+      let floor: { result: unknown; headline: Record<string, number | null> } | undefined;
+      if (values.floor) {
+        process.stderr.write(`ab ${name} round ${round}: floor\n`);
+        const result = await run(ROOT, FLOOR_COMMAND);
+        floor = { result, headline: floorHeadline(result) };
+        for (const [k, v] of Object.entries(floor.headline)) process.stderr.write(`  ${k.padEnd(40)} ${String(v).padStart(9)}\n`);
+      }
+      process.stderr.write(`ab ${name} round ${round}: base ${baseRev}\n`);
+      const base = await run(baseDir, cmd.base);
+      process.stderr.write(`ab ${name} round ${round}: head ${headRev}\n`);
+      const head = await run(ROOT, cmd.head);
+      const b = headline(name, base);
+      const h = headline(name, head);
+      const side: Side = { base, head, compare: Object.fromEntries(Object.keys(h).map((k) => [k, { base: b[k] ?? null, head: h[k] ?? null }])) };
+      results[name].rounds.push({ ...side, ...(floor ? { floor } : {}) });
+      for (const [k, v] of Object.entries(side.compare)) process.stderr.write(`  ${k.padEnd(40)} ${String(v.base).padStart(9)} ${String(v.head).padStart(9)}\n`);
+    }
   }
-  process.stdout.write(JSON.stringify({ machine: machine(), base: baseRev, head: headRev, at: new Date().toISOString(), results }, null, 2) + '\n');
+  // One round without a floor keeps the shape of the earlier result files (`ab-pipeline.txt`).
+  const shaped = Object.fromEntries(Object.entries(results).map(([k, v]) => [k, v.rounds.length === 1 && !values.floor ? v.rounds[0] : v]));
+  process.stdout.write(JSON.stringify({ machine: machine(), base: baseRev, head: headRev, at: new Date().toISOString(), rounds: ROUNDS, results: shaped }, null, 2) + '\n');
 } finally {
   git('worktree', 'remove', '--force', baseDir);
   await fs.rm(tmp, { recursive: true, force: true });

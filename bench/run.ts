@@ -25,6 +25,8 @@ const BENCHMARKS: Record<string, string[]> = {
   'slo-report': ['bench/slo-report.ts', '--rows', '1000000', '--tenants', '100', '--runs', '5'],
   'ab-pipeline': ['bench/ab.ts', 'pipeline'],
   'ab-batch': ['bench/ab.ts', 'batch'],
+  'round-trips': ['bench/round-trips.ts', '--requests', '20'],
+  'ab-sync': ['bench/ab.ts', '--base', 'd54f4bb', '--rounds', '2', '--floor', 'pipeline'],
   'llama-threads-1': ['bench/llama-throughput.ts', '--threads', '1', '--parallel', '4', '--tokens', '64', '--runs', '5'],
   'llama-threads-2': ['bench/llama-throughput.ts', '--threads', '2', '--parallel', '4', '--tokens', '64', '--runs', '5'],
   embeddings: ['bench/embeddings.ts', '--sizes', '1,8,32,128', '--requests', '20', '--threads', '1'],
@@ -49,7 +51,7 @@ async function run(name: string, args: string[]): Promise<string> {
 }
 
 /** Run only when named. */
-const ON_REQUEST = new Set(['batch-100k', 'ab-pipeline', 'ab-batch', 'cluster']);
+const ON_REQUEST = new Set(['batch-100k', 'ab-pipeline', 'ab-batch', 'ab-sync', 'cluster']);
 
 const wanted = process.argv.slice(2);
 await fs.mkdir(path.join(ROOT, 'bench/results'), { recursive: true });

@@ -1,0 +1,119 @@
+/**
+ * The round trips of one sync request (issue 18), counted on the real stack (embedded PostgreSQL,
+ * Temporal dev server, the instant backend, all in this process like `pipeline.ts`): every SQL
+ * statement the API and the workers send (pg's `Client.query`, counted per statement text, in
+ * order, and whether it ran before the workflow start, inside the workflow or after its result),
+ * the Temporal client's calls, and the request workflow's history: its events and the bytes of the
+ * payloads each carries. Averages over `--requests` requests after a warm-up. Not timed.
+ *
+ * Run: `npx tsx bench/round-trips.ts [--requests 20]` (`npm run bench -- round-trips`).
+ */
+import fs from 'node:fs/promises';
+import { parseArgs } from 'node:util';
+import pg from 'pg';
+import { loadConfig } from '../runtime/config.js';
+import { createLogger } from '../runtime/logger.js';
+import { startInfra, startStack } from '../scripts/lib/system.js';
+import { chatWorkflowId } from '../contracts/ids.js';
+import { benchEnv, machine, addInstantModel, addTenantKey, runBench, syncChat } from './setup.js';
+
+const { values } = parseArgs({ options: { requests: { type: 'string', default: '20' } } });
+const REQUESTS = Number(values.requests);
+
+/** Where a statement ran, by what the route was waiting for when it was sent. */
+type Phase = 'api before start' | 'workflow (admit, complete)' | 'api after result';
+
+/** The statement's text with its literals and whitespace folded, so each query counts as one kind. */
+function shapeOf(text: string): string {
+  return text.replace(/\s+/g, ' ').replace(/\$\d+/g, '$').slice(0, 110);
+}
+
+async function main() {
+  const { dir, env } = await benchEnv('round-trips', { SLUICE_SLOTS: '8' });
+  const log = createLogger('warn');
+  const config = loadConfig(env);
+  const infra = await startInfra(config, log);
+  const counting = { on: false, phase: 'api before start' as Phase };
+  const statements = new Map<string, { phase: Phase; n: number; order: number }>();
+  let order = 0;
+  const query = pg.Client.prototype.query as (...args: unknown[]) => unknown;
+  pg.Client.prototype.query = function patched(this: pg.Client, ...args: unknown[]) {
+    if (counting.on) {
+      const first = args[0] as string | { text?: string };
+      const text = typeof first === 'string' ? first : first?.text ?? '?';
+      const key = `${counting.phase} | ${shapeOf(text)}`;
+      const s = statements.get(key) ?? { phase: counting.phase, n: 0, order: order++ };
+      s.n += 1;
+      statements.set(key, s);
+    }
+    return query.apply(this, args);
+  } as typeof pg.Client.prototype.query;
+  const results: Record<string, unknown> = { machine: machine(), requests: REQUESTS };
+  try {
+    const stack = await startStack(config, { databaseUrl: infra.databaseUrl, temporalAddress: infra.temporalAddress, api: true, control: true, pools: ['bench'], log });
+    try {
+      await addInstantModel(stack.db);
+      const key = (await addTenantKey(stack.db)).secret;
+      const url = stack.url as string;
+      for (let i = 0; i < 30; i++) await syncChat(url, key);
+      // Phases from the client's calls: the route starts the workflow, then waits for its result.
+      const client = stack.client.workflow;
+      const start = client.start.bind(client);
+      const rpcs = new Map<string, number>();
+      const count = (name: string) => rpcs.set(name, (rpcs.get(name) ?? 0) + 1);
+      client.start = (async (...args: Parameters<typeof start>) => {
+        count('workflow.start (eager)');
+        const handle = await start(...args);
+        counting.phase = 'workflow (admit, complete)';
+        return handle;
+      }) as typeof start;
+      const getHandle = client.getHandle.bind(client);
+      client.getHandle = ((...args: Parameters<typeof getHandle>) => {
+        const handle = getHandle(...args);
+        const result = handle.result.bind(handle);
+        handle.result = (async () => {
+          count('result (history long poll)');
+          const r = await result();
+          counting.phase = 'api after result';
+          return r;
+        }) as typeof handle.result;
+        return handle;
+      }) as typeof getHandle;
+      const ids: string[] = [];
+      for (let i = 0; i < REQUESTS; i++) {
+        counting.phase = 'api before start';
+        counting.on = true;
+        const res = await fetch(`${url}/v1/chat/completions`, {
+          method: 'POST', headers: { Authorization: `Bearer ${key}`, 'Content-Type': 'application/json' },
+          body: JSON.stringify({ model: 'instant', messages: [{ role: 'user', content: 'benchmark' }], max_tokens: 2 }),
+        });
+        const body = await res.json() as { id: string };
+        counting.on = false;
+        ids.push(body.id.replace(/^chatcmpl-/, ''));
+      }
+      // The history of the last one: events, and the payload bytes each event type carries.
+      const history = await stack.client.workflow.getHandle(chatWorkflowId(ids[ids.length - 1] as string)).fetchHistory();
+      const events = (history.events ?? []).map((e) => {
+        const type = Object.keys(e).find((k) => k.endsWith('EventAttributes')) ?? '?';
+        const bytes = JSON.stringify(e, (_k, v: unknown) => (v instanceof Uint8Array ? 'x'.repeat(v.length) : v)).length;
+        return { type: type.replace(/EventAttributes$/, ''), json_bytes: bytes };
+      });
+      const sorted = [...statements.entries()].sort((a, b) => a[1].order - b[1].order);
+      const perPhase: Record<string, number> = {};
+      for (const [, s] of sorted) perPhase[s.phase] = (perPhase[s.phase] ?? 0) + s.n / REQUESTS;
+      results.sql_per_request = perPhase;
+      results.sql_statements = sorted.map(([k, s]) => ({ per_request: Math.round((s.n / REQUESTS) * 100) / 100, statement: k }));
+      results.client_rpcs_per_request = Object.fromEntries([...rpcs.entries()].map(([k, n]) => [k, n / REQUESTS]));
+      results.history = { events: events.length, json_bytes: events.reduce((a, e) => a + e.json_bytes, 0), by_event: events };
+    } finally {
+      await stack.stop();
+    }
+  } finally {
+    pg.Client.prototype.query = query as typeof pg.Client.prototype.query;
+    await infra.stop();
+    await fs.rm(dir, { recursive: true, force: true });
+  }
+  process.stdout.write(JSON.stringify(results, null, 2) + '\n');
+}
+
+runBench(main);
