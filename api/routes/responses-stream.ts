@@ -18,7 +18,7 @@ import type { RequestRow } from '../../db/tables/index.js';
 import { closeStream, readChunks } from '../../db/repositories/streams.js';
 import type { ResponseEcho, ResponseObject } from '../../contracts/responses.js';
 import { responseWorkflowId } from '../../contracts/ids.js';
-import { outputMessage, outputMessageId, responseInProgress } from '../../domain/responses-object.js';
+import { outputMessageId, responseInProgress } from '../../domain/responses-object.js';
 import type { responseRequest } from '../../workflows/response-request.js';
 import type { Metrics } from '../../runtime/metrics.js';
 import type { Logger } from '../../runtime/logger.js';
@@ -84,6 +84,14 @@ export async function streamResponse(
     res.flushHeaders();
     send('response.created', { response: shell });
     send('response.in_progress', { response: shell });
+  };
+  // The assistant message is output item 0, opened with its first text (an answer that is only
+  // function calls has none).
+  let messageOpen = false;
+  const openMessage = () => {
+    open();
+    if (messageOpen) return;
+    messageOpen = true;
     send('response.output_item.added', { output_index: 0, item: { id: itemId, type: 'message', role: 'assistant', status: 'in_progress', content: [] } });
     send('response.content_part.added', { ...where, part: { type: 'output_text', text: '', annotations: [], logprobs: [] } });
   };
@@ -101,7 +109,7 @@ export async function streamResponse(
       if (attempt !== null && r.attempt !== attempt) continue;
       attempt = r.attempt;
       text += r.content;
-      open();
+      openMessage();
       send('response.output_text.delta', { ...where, delta: r.content, logprobs: [] });
     }
     if (rows.length === READ_LIMIT) continue;
@@ -126,12 +134,23 @@ export async function streamResponse(
   const response = end.response;
   const full = response.output_text;
   open();
-  // No channel (or a backend that held text back): the rest of the text, from the response.
-  if (full.startsWith(text) && full.length > text.length) send('response.output_text.delta', { ...where, delta: full.slice(text.length), logprobs: [] });
-  const item = response.output[0] ?? outputMessage(id, full, 'completed');
-  send('response.output_text.done', { ...where, text: full, logprobs: [] });
-  send('response.content_part.done', { ...where, part: item.content[0] ?? { type: 'output_text', text: full, annotations: [], logprobs: [] } });
-  send('response.output_item.done', { output_index: 0, item });
+  response.output.forEach((item, index) => {
+    if (item.type === 'function_call') {
+      // A call arrives whole (its arguments are complete JSON only at the end of the generation).
+      const at = { item_id: item.id, output_index: index };
+      send('response.output_item.added', { output_index: index, item: { ...item, arguments: '', status: 'in_progress' } });
+      send('response.function_call_arguments.delta', { ...at, delta: item.arguments });
+      send('response.function_call_arguments.done', { ...at, name: item.name, arguments: item.arguments });
+      send('response.output_item.done', { output_index: index, item });
+      return;
+    }
+    openMessage();
+    // No channel (or a backend that held text back): the rest of the text, from the response.
+    if (full.startsWith(text) && full.length > text.length) send('response.output_text.delta', { ...where, delta: full.slice(text.length), logprobs: [] });
+    send('response.output_text.done', { ...where, text: full, logprobs: [] });
+    send('response.content_part.done', { ...where, part: item.content[0] ?? { type: 'output_text', text: full, annotations: [], logprobs: [] } });
+    send('response.output_item.done', { output_index: index, item });
+  });
   send(response.status === 'incomplete' ? 'response.incomplete' : 'response.completed', { response });
   ended = true;
   deps.metrics.chatRequests.inc({ model: row.model, status: '200', tenant: row.tenant_id });

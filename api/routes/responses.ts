@@ -24,8 +24,9 @@ import { checkTokenLimits, estimatePromptTokens } from '../../domain/chat-valida
 import { wrongModelKind } from '../../domain/embeddings-validation.js';
 import { InvalidRequestError } from '../../domain/invalid-request.js';
 import { chatMessagesOf, inputItemsOf, messagesOf, responsesParam, validateResponsesBody } from '../../domain/responses-validation.js';
+import { checkCallOutputs } from '../../domain/responses-tools.js';
 import type { ChatMessageInput, ChatRequestInput } from '../../contracts/chat.js';
-import type { ResponseInputMessage, ResponseObject, ResponseRequestInput } from '../../contracts/responses.js';
+import type { ResponseInputItem, ResponseObject, ResponseRequestInput } from '../../contracts/responses.js';
 import { responseWorkflowId } from '../../contracts/ids.js';
 import type { responseRequest } from '../../workflows/response-request.js';
 import type { Metrics } from '../../runtime/metrics.js';
@@ -98,6 +99,8 @@ export function responseRoutes(deps: ResponseRouteDeps): Router {
       const previous = await getStoredResponse(deps.db, body.previousResponseId, tenantId);
       if (!previous) throw new HttpError('not_found_error', `Previous response with id '${body.previousResponseId}' not found.`, 'previous_response_not_found', 'previous_response_id');
       earlier = previous.conversation as ChatMessageInput[];
+      // Every function call output answers a call of the chain or of this input.
+      checkCallOutputs(earlier, body.input);
     }
     const conversation = [...earlier, ...messagesOf(body.input)];
     const messages = chatMessagesOf(body, earlier);
@@ -135,7 +138,7 @@ export function responseRoutes(deps: ResponseRouteDeps): Router {
     if (created || row.status === 'queued') {
       const request: ChatRequestInput = {
         requestId, tenantId, keyId: auth.keyId, kind: 'sync', subject: body.subject ?? auth.keyId, model: body.model,
-        messages, params: body.params, promptTokensEstimate: estimatePromptTokens(messages),
+        messages, params: body.params, promptTokensEstimate: estimatePromptTokens(messages, body.params.extras?.tools),
         created: Math.floor(row.created_at.getTime() / 1000), batchId: null,
         ...(body.stream ? { stream: true } : {}),
       };
@@ -184,7 +187,7 @@ export function responseRoutes(deps: ResponseRouteDeps): Router {
 
   router.get('/responses/:id/input_items', requirePermission(deps, 'chat'), async (req, res) => {
     const { order, limit, after } = itemsQuery(req.query);
-    const items = [...((await storedOf(req)).input_items as ResponseInputMessage[])];
+    const items = [...((await storedOf(req)).input_items as ResponseInputItem[])];
     if (order === 'desc') items.reverse();
     const start = after === null ? 0 : items.findIndex((i) => i.id === after) + 1;
     if (after !== null && start === 0) throw badRequest(`'after' is not an item of this response`, 'after', 'invalid_value');
