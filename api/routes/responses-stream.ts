@@ -15,7 +15,7 @@ import type { Response } from 'express';
 import type { Client } from '@temporalio/client';
 import type { Db } from '../../db/database.js';
 import type { RequestRow } from '../../db/tables/index.js';
-import { closeStream, readChunks } from '../../db/repositories/streams.js';
+import { closeStream } from '../../db/repositories/streams.js';
 import type { ResponseEcho, ResponseObject } from '../../contracts/responses.js';
 import { responseWorkflowId } from '../../contracts/ids.js';
 import { outputMessageId, responseInProgress } from '../../domain/responses-object.js';
@@ -24,11 +24,7 @@ import type { Metrics } from '../../runtime/metrics.js';
 import type { Logger } from '../../runtime/logger.js';
 import { HttpError, fromWorkflowFailure } from '../errors.js';
 import type { StreamHub } from '../stream-hub.js';
-
-/** Longest wait for a notification before reading the chunks again (a lost NOTIFY costs this). */
-const POLL_MS = 1000;
-/** Chunks read per query. */
-const READ_LIMIT = 500;
+import { followChunks } from '../stream-follow.js';
 
 export interface ResponseStreamDeps {
   db: Db;
@@ -96,27 +92,12 @@ export async function streamResponse(
     send('response.content_part.added', { ...where, part: { type: 'output_text', text: '', annotations: [], logprobs: [] } });
   };
 
-  let last = 0;
-  let text = '';
-  let attempt: string | null = null;
-  for (;;) {
-    if (gone) return;
-    const finished = outcome !== null;
-    const rows = await readChunks(deps.db, row.id, last, READ_LIMIT);
-    for (const r of rows) {
-      last = r.id;
-      // Chunks of a second attempt never join the first's: the workflow fails such a request.
-      if (attempt !== null && r.attempt !== attempt) continue;
-      attempt = r.attempt;
-      text += r.content;
-      openMessage();
-      send('response.output_text.delta', { ...where, delta: r.content, logprobs: [] });
-    }
-    if (rows.length === READ_LIMIT) continue;
-    if (finished) break;
-    await Promise.race([deps.streams.wait(row.id, POLL_MS), settled]);
-  }
-  if (gone) return;
+  const followed = await followChunks(deps, row.id, settled, { finished: () => outcome !== null, gone: () => gone }, (r) => {
+    openMessage();
+    send('response.output_text.delta', { ...where, delta: r.content, logprobs: [] });
+  });
+  if (followed === null) return;
+  const { text } = followed;
   const end = outcome as unknown as Outcome;
   if (!end.ok) {
     const mapped = fromWorkflowFailure(end.err) ?? new HttpError('server_error', 'The request failed', 'internal_error');
