@@ -46,6 +46,11 @@ export function responseInProgress(id: string, createdAt: number, model: string,
   };
 }
 
+/** The in-progress response a stream opens with, rebuilt from the finished one (`model`: the one the request named, as the live stream shows). */
+export function responseShellOf(response: ResponseObject, model: string): ResponseObject {
+  return { ...response, model, status: 'in_progress', incomplete_details: null, output: [], output_text: '', usage: null, error: null };
+}
+
 /** The assistant message of a finished generation. */
 export function outputMessage(id: string, text: string, status: ResponseOutputMessage['status']): ResponseOutputMessage {
   return { id: outputMessageId(id), type: 'message', role: 'assistant', status, content: [{ type: 'output_text', text, annotations: [], logprobs: [] }] };

@@ -172,10 +172,29 @@ export function responseRoutes(deps: ResponseRouteDeps): Router {
     return row;
   }
 
+  /**
+   * A stored response; or, with `?stream=true`, the request's events again (stored or not), after
+   * `starting_after` (else `Last-Event-ID`): the resume of a stream whose connection was lost (the
+   * request sent `X-Sluice-Stream-Detach: true`, or it was cancelled). Leaving a resumed stream
+   * cancels nothing. Needs the request's workflow (Temporal's retention), else 404.
+   */
   router.get('/responses/:id', requirePermission(deps, 'chat'), async (req, res) => {
-    const extra = Object.keys(req.query)[0];
-    if (extra !== undefined) throw badRequest(`'${extra.slice(0, 64)}' is not supported when retrieving a response`, extra.slice(0, 64), 'unsupported_parameter');
-    res.json((await storedOf(req)).response);
+    const { stream, startingAfter } = retrieveQuery(req);
+    if (!stream) {
+      res.json((await storedOf(req)).response);
+      return;
+    }
+    const auth = authOf(req);
+    const id = String(req.params.id);
+    const row = auth.tenantId === null || !id.startsWith('resp_') ? null : await getRequest(deps.db, id, auth.tenantId);
+    if (!row) throw notFoundResponse(id);
+    try {
+      await deps.temporal.workflow.getHandle(responseWorkflowId(row.id)).describe();
+    } catch (err) {
+      if (!(err instanceof WorkflowNotFoundError)) throw err;
+      throw new HttpError('not_found_error', `The events of response '${id.slice(0, 128)}' are no longer kept; retrieve it without 'stream'`, 'stream_not_found', 'stream');
+    }
+    await streamResponse(streamDeps, res, row, null, { cancelOnDisconnect: false, startingAfter });
   });
 
   router.delete('/responses/:id', requirePermission(deps, 'chat'), async (req, res) => {
@@ -196,6 +215,23 @@ export function responseRoutes(deps: ResponseRouteDeps): Router {
   });
 
   return router;
+}
+
+/** `stream` and `starting_after` (or the `Last-Event-ID` header) of a retrieve; any other query field is a 400 naming it. */
+function retrieveQuery(req: Request): { stream: boolean; startingAfter: number } {
+  const query = req.query;
+  for (const key of Object.keys(query)) {
+    if (key !== 'stream' && key !== 'starting_after') throw badRequest(`'${key.slice(0, 64)}' is not supported when retrieving a response`, key.slice(0, 64), 'unsupported_parameter');
+  }
+  if (query.stream !== undefined && query.stream !== 'true' && query.stream !== 'false') throw badRequest("'stream' must be true or false", 'stream', 'invalid_value');
+  const stream = query.stream === 'true';
+  const lastEventId = req.get('last-event-id');
+  const raw = query.starting_after ?? (stream && lastEventId !== undefined && lastEventId !== '' ? lastEventId : undefined);
+  const param = query.starting_after !== undefined ? 'starting_after' : 'Last-Event-ID';
+  if (raw === undefined) return { stream, startingAfter: -1 };
+  if (!stream) throw badRequest("'starting_after' is only allowed with 'stream=true'", 'starting_after', 'invalid_value');
+  if (typeof raw !== 'string' || !/^\d{1,9}$/.test(raw)) throw badRequest(`'${param}' must be the sequence number of an event of this stream`, param, 'invalid_value');
+  return { stream, startingAfter: Number(raw) };
 }
 
 /** `order`, `limit`, `after` of `input_items`; any other query field is a 400 naming it. */
