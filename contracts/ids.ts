@@ -63,6 +63,17 @@ export function batchRequestId(batchId: string, lineNo: number): string {
   return `${batchId.replace(/^batch_/, 'batch_req_')}_${lineNo}`;
 }
 
+/** The endpoint a request was made on, from its ID's prefix (a batch line runs inside its batch). */
+export type RequestEndpoint = 'chat' | 'completions' | 'embeddings' | 'responses' | 'batch_line';
+
+/** {@link RequestEndpoint} of a request ID: the one place the prefixes are read (with {@link requestWorkflowId}). */
+export function requestEndpointOf(requestId: string): RequestEndpoint {
+  if (/^batch_req_(.+)_\d+$/.test(requestId)) return 'batch_line';
+  if (requestId.startsWith(`${EMBEDDINGS_REQUEST_PREFIX}_`)) return 'embeddings';
+  if (requestId.startsWith('resp_')) return 'responses';
+  return requestId.startsWith('cmpl_') ? 'completions' : 'chat';
+}
+
 /**
  * The workflow a request runs in while it holds a reservation: its own `chat-<id>` for a sync or
  * async request (`completion-<id>` for a legacy completion, request ID `cmpl_…`), its batch's for a
@@ -71,11 +82,13 @@ export function batchRequestId(batchId: string, lineNo: number): string {
  * `embreq_`), `response-<id>` for a `/v1/responses` request (`resp_…`), so the reconciler finds the workflow holding it.
  */
 export function requestWorkflowId(requestId: string): string {
-  const line = /^batch_req_(.+)_\d+$/.exec(requestId);
-  if (line) return batchWorkflowId(`batch_${line[1]}`);
-  if (requestId.startsWith(`${EMBEDDINGS_REQUEST_PREFIX}_`)) return embeddingsWorkflowId(requestId);
-  if (requestId.startsWith('resp_')) return responseWorkflowId(requestId);
-  return requestId.startsWith('cmpl_') ? completionWorkflowId(requestId) : chatWorkflowId(requestId);
+  switch (requestEndpointOf(requestId)) {
+    case 'batch_line': return batchWorkflowId(`batch_${(/^batch_req_(.+)_\d+$/.exec(requestId) ?? [])[1] ?? ''}`);
+    case 'embeddings': return embeddingsWorkflowId(requestId);
+    case 'responses': return responseWorkflowId(requestId);
+    case 'completions': return completionWorkflowId(requestId);
+    case 'chat': return chatWorkflowId(requestId);
+  }
 }
 
 /** Temporal priority keys (1 = first): sync requests ahead of async ones, batch lines last. */

@@ -24,6 +24,49 @@ export interface ResponseInputMessage {
   content: Array<{ type: 'input_text'; text: string } | { type: 'output_text'; text: string; annotations: [] }>;
 }
 
+/**
+ * A function tool of a Responses request, as the response echoes it (OpenAI's flat shape; the chat
+ * pipeline runs it as `{type: 'function', function: {…}}`, `ToolDefinition`). `strict` defaults to
+ * true, as on OpenAI's Responses API.
+ */
+export interface ResponseFunctionTool {
+  type: 'function';
+  name: string;
+  description: string | null;
+  parameters: Record<string, unknown> | null;
+  strict: boolean;
+}
+
+/** `tool_choice` of a Responses request (OpenAI's shape: a named function is `{type, name}`). */
+export type ResponseToolChoice = 'none' | 'auto' | 'required' | { type: 'function'; name: string };
+
+/**
+ * A function call: an output item of a response (the model asks the client to run `name`), and an
+ * input item of a later request that carries it back. `id` is the item's (`fc_…`), `call_id` the
+ * call's (`call_…`), which a `function_call_output` names.
+ */
+export interface ResponseFunctionCall {
+  id: string;
+  type: 'function_call';
+  call_id: string;
+  name: string;
+  /** JSON text; from a llama.cpp deployment it validates against the function's `parameters`. */
+  arguments: string;
+  status: 'completed' | 'incomplete' | 'in_progress';
+}
+
+/** An input item answering a function call (`call_id`) with the client's `output`. */
+export interface ResponseFunctionCallOutput {
+  id: string;
+  type: 'function_call_output';
+  call_id: string;
+  output: string;
+  status: 'completed';
+}
+
+/** One input item as `input_items` lists it. */
+export type ResponseInputItem = ResponseInputMessage | ResponseFunctionCall | ResponseFunctionCallOutput;
+
 /** What the response object says of its request (the request's fields, validated). */
 export interface ResponseEcho {
   instructions: string | null;
@@ -36,6 +79,12 @@ export interface ResponseEcho {
   store: boolean;
   format: ResponseTextFormat;
   verbosity: 'low' | 'medium' | 'high' | null;
+  /** Function tools (absent in histories recorded before tools on /v1/responses: none). */
+  tools?: ResponseFunctionTool[];
+  /** Absent: `none` without tools, `auto` with them. */
+  toolChoice?: ResponseToolChoice;
+  /** Absent: false without tools, true with them. */
+  parallelToolCalls?: boolean;
 }
 
 /** Input of the `responseRequest` workflow. Built by the API after validation and authentication. */
@@ -46,7 +95,7 @@ export interface ResponseRequestInput {
   /** The earlier turns of the chain (from the stored previous response), then this request's input. */
   conversation: ChatMessageInput[];
   /** This request's input items, as listed by `input_items`. */
-  inputItems: ResponseInputMessage[];
+  inputItems: ResponseInputItem[];
 }
 
 /** The assistant message of a response. */
@@ -57,6 +106,9 @@ export interface ResponseOutputMessage {
   status: 'completed' | 'incomplete' | 'in_progress';
   content: Array<{ type: 'output_text'; text: string; annotations: []; logprobs: [] }>;
 }
+
+/** One output item of a response. */
+export type ResponseOutputItem = ResponseOutputMessage | ResponseFunctionCall;
 
 /** `usage` of a response: the ledger row's tokens. */
 export interface ResponseUsage {
@@ -81,18 +133,19 @@ export interface ResponseObject {
   max_tool_calls: null;
   metadata: Record<string, string>;
   model: string;
-  output: ResponseOutputMessage[];
+  /** The assistant message (when it has text, or there is no call), then the function calls. */
+  output: ResponseOutputItem[];
   /** The concatenated text of the output (the SDKs' `output_text`). */
   output_text: string;
-  parallel_tool_calls: false;
+  parallel_tool_calls: boolean;
   previous_response_id: string | null;
   reasoning: { effort: null; summary: null };
   service_tier: 'default';
   store: boolean;
   temperature: number | null;
   text: { format: ResponseTextFormat; verbosity: 'low' | 'medium' | 'high' };
-  tool_choice: 'none';
-  tools: [];
+  tool_choice: ResponseToolChoice;
+  tools: ResponseFunctionTool[];
   top_logprobs: 0;
   top_p: number | null;
   truncation: 'disabled';
@@ -104,7 +157,7 @@ export interface ResponseObject {
 export interface StoreResponseInput {
   tenantId: string;
   response: ResponseObject;
-  inputItems: ResponseInputMessage[];
+  inputItems: ResponseInputItem[];
   /** Every turn up to and including this response's output: what `previous_response_id` continues. */
   conversation: ChatMessageInput[];
 }

@@ -9,17 +9,18 @@
  */
 import type { ChatExtras, ChatMessageInput, ChatParams } from '../contracts/chat.js';
 import type { ValidChatBody } from './chat-validation.js';
-import type { ResponseEcho, ResponseInputMessage, ResponseTextFormat } from '../contracts/responses.js';
+import type { ResponseEcho, ResponseInputItem, ResponseInputMessage, ResponseTextFormat } from '../contracts/responses.js';
 import { validateChatExtras } from './chat-extras.js';
 import { InvalidRequestError } from './invalid-request.js';
 import { isObject } from './is-object.js';
 import { requestMetadata } from './request-metadata.js';
 import { samplingNumber } from './sampling-params.js';
+import { checkCallOutputs, functionCallOutputTurnOf, functionCallTurnOf, responseToolsOf, responsesToolParam, type FunctionCallOutputTurn, type FunctionCallTurn } from './responses-tools.js';
 
 /** Every field of OpenAI's Responses create reference (December 2026), with what Sluice does with it (README). */
 export const RESPONSE_FIELDS = {
   model: 'honoured',
-  input: 'honoured: a string, or message items (roles user, assistant, system, developer) whose content is a string or `input_text` (`output_text` for assistant) parts; other item and part types are refused naming their path',
+  input: 'honoured: a string, or items: messages (roles user, assistant, system, developer) whose content is a string or `input_text` (`output_text` for assistant) parts, `function_call` and `function_call_output` (an earlier call answered); other item and part types are refused naming their path',
   instructions: 'honoured: a system message before the input (not carried to a response chained after it, as OpenAI)',
   max_output_tokens: "honoured: bounded by the model's `max_output_tokens`",
   temperature: 'honoured',
@@ -33,10 +34,10 @@ export const RESPONSE_FIELDS = {
   stream: 'honoured: server-sent Responses events (`response.created` … `response.completed`)',
   stream_options: 'only `include_obfuscation: false` (no obfuscation padding is sent)',
   prompt_cache_key: 'upstream deployments: passed on; llama.cpp: refused',
-  tools: 'refused: function tools are not offered on /v1/responses yet; built-in tools (web search, file search, code interpreter, computer use, image generation, MCP, shell) are never run',
-  tool_choice: 'only `none` or `auto` (no tools)',
-  parallel_tool_calls: 'accepted as a boolean: no tools, so no calls',
-  max_tool_calls: 'refused (no tools)',
+  tools: 'honoured: function tools, run as the chat path runs them (forced by grammar on llama.cpp for `required` or a named function, passed on to an upstream); built-in tools (web search, file search, code interpreter, computer use, image generation, MCP, shell) and custom tools are refused naming `tools[i].type`',
+  tool_choice: 'honoured: `none`, `auto`, `required` or `{type: \'function\', name}` (without tools only `none` or `auto`)',
+  parallel_tool_calls: 'honoured as on chat (`false`: at most one call)',
+  max_tool_calls: 'refused: a response is one generation, its calls made together (`parallel_tool_calls: false` for at most one)',
   include: 'only `[]`',
   reasoning: 'refused (no reasoning models)',
   top_logprobs: 'only 0',
@@ -50,20 +51,20 @@ export const RESPONSE_FIELDS = {
 
 export type ResponseFieldName = keyof typeof RESPONSE_FIELDS;
 
-/** Built-in tool types OpenAI runs itself; Sluice runs none of them. */
-const BUILT_IN_TOOLS: readonly string[] = ['file_search', 'code_interpreter', 'image_generation', 'mcp', 'local_shell', 'shell', 'apply_patch'];
-const BUILT_IN_PREFIXES: readonly string[] = ['web_search', 'computer_use'];
-
 /** Most input items in one request. */
 export const MAX_INPUT_ITEMS = 2048;
 /** Longest `previous_response_id`. */
 const MAX_ID = 128;
 
 /** One message of the input as given: its role and its parts' kinds (for `input_items`). */
-export interface ResponseInputTurn {
+export interface ResponseInputMessageTurn {
+  type: 'message';
   role: ResponseInputMessage['role'];
   parts: Array<{ type: 'input_text' | 'output_text'; text: string }>;
 }
+
+/** One input item as given: a message, a function call or a call's output. */
+export type ResponseInputTurn = ResponseInputMessageTurn | FunctionCallTurn | FunctionCallOutputTurn;
 
 export interface ValidResponsesBody {
   model: string;
@@ -97,7 +98,7 @@ export function validateResponsesBody(raw: unknown): ValidResponsesBody {
   }
   if (typeof raw.model !== 'string' || raw.model.trim() === '') throw invalid("'model' is required", 'model', 'missing_required_parameter');
   if (raw.model.length > 256) throw invalid("'model' is too long", 'model');
-  checkTools(raw);
+  const tools = responseToolsOf(raw);
   const input = inputOf(raw.input);
   if (given(raw.instructions) && typeof raw.instructions !== 'string') throw invalid("'instructions' must be a string", 'instructions', 'invalid_type');
   const instructions = typeof raw.instructions === 'string' && raw.instructions !== '' ? raw.instructions : null;
@@ -109,10 +110,13 @@ export function validateResponsesBody(raw: unknown): ValidResponsesBody {
   const stream = raw.stream === true;
   streamOptions(raw.stream_options, stream);
   const previousResponseId = previousIdOf(raw.previous_response_id);
+  // Unchained, every output answers a call of this input; chained, the route checks against the chain.
+  if (previousResponseId === null) checkCallOutputs([], input);
   const metadata = requestMetadata(raw.metadata) ?? {};
   const subject = subjectOf(raw);
   refuseNeutralOnly(raw);
-  const { format, verbosity, extras } = textOf(raw.text);
+  const { format, verbosity, extras: textExtras } = textOf(raw.text);
+  const extras: ChatExtras = { ...textExtras, ...tools.extras };
   if (given(raw.prompt_cache_key)) {
     const cache = validateChatExtras({ prompt_cache_key: raw.prompt_cache_key });
     if (cache?.prompt_cache_key !== undefined) extras.prompt_cache_key = cache.prompt_cache_key;
@@ -130,36 +134,14 @@ export function validateResponsesBody(raw: unknown): ValidResponsesBody {
     echo: {
       instructions, maxOutputTokens: maxTokens, temperature, topP, previousResponseId, metadata,
       user: typeof raw.user === 'string' && raw.user !== '' ? raw.user : null, store, format, verbosity,
+      ...(tools.tools.length > 0 ? { tools: tools.tools, toolChoice: tools.toolChoice, parallelToolCalls: tools.parallelToolCalls } : {}),
     },
   };
 }
 
-/**
- * `tools`: a built-in tool is refused naming `tools[i].type`; a function (or custom) tool is refused
- * naming `tools` (not offered on /v1/responses yet). `tool_choice` asking for a tool is refused too.
- */
-function checkTools(raw: Record<string, unknown>): void {
-  const tools = raw.tools;
-  if (given(tools)) {
-    if (!Array.isArray(tools)) throw invalid("'tools' must be an array", 'tools', 'invalid_type');
-    tools.forEach((tool, i) => {
-      if (!isObject(tool) || typeof tool.type !== 'string') throw invalid(`'tools[${i}]' must be an object with a 'type'`, `tools[${i}]`, 'invalid_type');
-      const type = tool.type;
-      if (BUILT_IN_TOOLS.includes(type) || BUILT_IN_PREFIXES.some((p) => type.startsWith(p))) {
-        throw invalid(`Built-in tool '${type.slice(0, 64)}' is not supported: Sluice runs no hosted tools (web search, file search, code interpreter, computer use, image generation, MCP, shell)`, `tools[${i}].type`, 'unsupported_tool');
-      }
-      if (type !== 'function' && type !== 'custom') throw invalid(`'tools[${i}].type' is not a known tool type`, `tools[${i}].type`);
-    });
-    if (tools.length > 0) throw unsupported('tools', 'function tools are not offered on /v1/responses yet');
-  }
-  const choice = raw.tool_choice;
-  if (given(choice) && choice !== 'none' && choice !== 'auto') throw unsupported('tool_choice', "only 'none' or 'auto' (no tools)");
-  if (given(raw.parallel_tool_calls) && typeof raw.parallel_tool_calls !== 'boolean') throw invalid("'parallel_tool_calls' must be a boolean", 'parallel_tool_calls', 'invalid_type');
-}
-
 /** Fields accepted only with the value that asks for nothing. */
 function refuseNeutralOnly(raw: Record<string, unknown>): void {
-  if (given(raw.max_tool_calls)) throw unsupported('max_tool_calls', 'no tools are run');
+  if (given(raw.max_tool_calls)) throw unsupported('max_tool_calls', "a response is one generation; use 'parallel_tool_calls': false for at most one call");
   if (given(raw.include) && !(Array.isArray(raw.include) && raw.include.length === 0)) throw unsupported('include', 'no extra output data is offered');
   if (given(raw.reasoning) && !(isObject(raw.reasoning) && Object.values(raw.reasoning).every((v) => v === null || v === undefined))) throw unsupported('reasoning', 'no reasoning models');
   if (given(raw.top_logprobs) && raw.top_logprobs !== 0) throw unsupported('top_logprobs', 'log probabilities are not returned on /v1/responses');
@@ -258,9 +240,10 @@ export function responsesParam(err: InvalidRequestError): InvalidRequestError {
     .replace(/^verbosity$/, 'text.verbosity')
     .replace(/^max_tokens$/, 'max_output_tokens')
     .replace(/^messages$/, 'input');
-  const param = err.param === null ? null : rename(err.param);
+  const param = err.param === null ? null : responsesToolParam(rename(err.param));
   const message = err.message.replaceAll('response_format.json_schema', 'text.format').replaceAll('response_format', 'text.format')
-    .replace(/^max_tokens is/, 'max_output_tokens is').replace('your messages are longer', 'your input is longer');
+    .replace(/^max_tokens is/, 'max_output_tokens is').replace('your messages are longer', 'your input is longer')
+    .replace(/tools\[(\d+)\]\.function\./g, 'tools[$1].');
   return new InvalidRequestError(message, param, err.code);
 }
 
@@ -270,7 +253,7 @@ const INPUT_ROLES: readonly string[] = ['user', 'assistant', 'system', 'develope
 function inputOf(value: unknown): ResponseInputTurn[] {
   if (typeof value === 'string') {
     if (value === '') throw invalid("'input' must not be empty", 'input');
-    return [{ role: 'user', parts: [{ type: 'input_text', text: value }] }];
+    return [{ type: 'message', role: 'user', parts: [{ type: 'input_text', text: value }] }];
   }
   if (value === undefined || value === null) throw invalid("'input' is required", 'input', 'missing_required_parameter');
   if (!Array.isArray(value)) throw invalid("'input' must be a string or an array of input items", 'input', 'invalid_type');
@@ -279,21 +262,23 @@ function inputOf(value: unknown): ResponseInputTurn[] {
   return value.map((item, i): ResponseInputTurn => {
     const at = `input[${i}]`;
     if (!isObject(item)) throw invalid(`'${at}' must be an object`, at, 'invalid_type');
+    if (item.type === 'function_call') return functionCallTurnOf(item, at);
+    if (item.type === 'function_call_output') return functionCallOutputTurnOf(item, at);
     if (item.type !== undefined && item.type !== 'message') {
       const type = typeof item.type === 'string' ? item.type.slice(0, 64) : typeof item.type;
-      throw invalid(`Input items of type '${type}' are not supported: only 'message' items (function calls and their outputs come with tools)`, `${at}.type`, 'unsupported_parameter');
+      throw invalid(`Input items of type '${type}' are not supported: only 'message', 'function_call' and 'function_call_output' items`, `${at}.type`, 'unsupported_parameter');
     }
     for (const key of Object.keys(item)) {
       if (!['type', 'role', 'content', 'id', 'status'].includes(key)) throw invalid(`Unrecognized argument '${at}.${key}'`, `${at}.${key}`, 'unrecognized_request_argument');
     }
     if (typeof item.role !== 'string' || !INPUT_ROLES.includes(item.role)) throw invalid(`'${at}.role' must be one of ${INPUT_ROLES.join(', ')}`, `${at}.role`);
-    const role = item.role as ResponseInputTurn['role'];
-    return { role, parts: partsOf(item.content, role, at) };
+    const role = item.role as ResponseInputMessageTurn['role'];
+    return { type: 'message', role, parts: partsOf(item.content, role, at) };
   });
 }
 
 /** A message's content: a string, or `input_text` parts (`output_text` for an assistant message). */
-function partsOf(content: unknown, role: ResponseInputTurn['role'], at: string): ResponseInputTurn['parts'] {
+function partsOf(content: unknown, role: ResponseInputMessageTurn['role'], at: string): ResponseInputMessageTurn['parts'] {
   const textType = role === 'assistant' ? 'output_text' : 'input_text';
   if (typeof content === 'string') return [{ type: textType, text: content }];
   if (!Array.isArray(content)) throw invalid(`'${at}.content' must be a string or an array of content parts`, `${at}.content`, content === undefined ? 'missing_required_parameter' : 'invalid_type');
@@ -314,21 +299,42 @@ function partsOf(content: unknown, role: ResponseInputTurn['role'], at: string):
   });
 }
 
-/** The input as chat messages (one per item, its parts' text joined). */
+/**
+ * The input as chat messages: a message per message item (its parts' text joined); function calls
+ * join the assistant message before them (or, after anything else, a new assistant message with no
+ * text), as one chat assistant message carries its `tool_calls`; a call's output is a `tool` message.
+ */
 export function messagesOf(input: readonly ResponseInputTurn[]): ChatMessageInput[] {
-  return input.map((t) => ({ role: t.role, content: t.parts.map((p) => p.text).join('') }));
+  const out: ChatMessageInput[] = [];
+  for (const t of input) {
+    if (t.type === 'message') {
+      out.push({ role: t.role, content: t.parts.map((p) => p.text).join('') });
+    } else if (t.type === 'function_call_output') {
+      out.push({ role: 'tool', content: t.output, tool_call_id: t.callId });
+    } else {
+      const call = { id: t.callId, type: 'function' as const, function: { name: t.name, arguments: t.arguments } };
+      const last = out.at(-1);
+      if (last?.role === 'assistant') last.tool_calls = [...(last.tool_calls ?? []), call];
+      else out.push({ role: 'assistant', content: '', tool_calls: [call] });
+    }
+  }
+  return out;
 }
 
-/** The input items as `input_items` lists them, with IDs derived from the response's. */
-export function inputItemsOf(input: readonly ResponseInputTurn[], responseId: string): ResponseInputMessage[] {
+/** The input items as `input_items` lists them, with IDs derived from the response's (a function call keeps the ID it came with). */
+export function inputItemsOf(input: readonly ResponseInputTurn[], responseId: string): ResponseInputItem[] {
   const base = responseId.replace(/^resp_/, '');
-  return input.map((t, i) => ({
-    id: `msg_${base}_in${i}`,
-    type: 'message',
-    role: t.role,
-    status: 'completed',
-    content: t.parts.map((p) => (p.type === 'output_text' ? { type: 'output_text', text: p.text, annotations: [] } : { type: 'input_text', text: p.text })),
-  }));
+  return input.map((t, i): ResponseInputItem => {
+    if (t.type === 'function_call') return { id: t.id ?? `fc_${base}_in${i}`, type: 'function_call', call_id: t.callId, name: t.name, arguments: t.arguments, status: 'completed' };
+    if (t.type === 'function_call_output') return { id: t.id ?? `fco_${base}_in${i}`, type: 'function_call_output', call_id: t.callId, output: t.output, status: 'completed' };
+    return {
+      id: `msg_${base}_in${i}`,
+      type: 'message',
+      role: t.role,
+      status: 'completed',
+      content: t.parts.map((p) => (p.type === 'output_text' ? { type: 'output_text', text: p.text, annotations: [] } : { type: 'input_text', text: p.text })),
+    };
+  });
 }
 
 /** The chat messages of a validated body: its instructions as a system message, then its input. */

@@ -11,7 +11,7 @@ import { proxyLocalActivities } from '@temporalio/workflow';
 import type { ResponseActivities } from '../activities/responses.js';
 import type { ResponseObject, ResponseRequestInput } from '../contracts/responses.js';
 import { PIPELINE_PROFILES as PROFILES } from '../contracts/profiles.js';
-import { responseOf } from '../domain/responses-object.js';
+import { assistantTurnOf, responseOf } from '../domain/responses-object.js';
 import { runChatPipeline } from './pipeline.js';
 import { requestWorkflowHooks } from './request-workflow.js';
 
@@ -25,7 +25,7 @@ export async function responseRequest(input: ResponseRequestInput): Promise<Resp
       tenantId: input.request.tenantId,
       response,
       inputItems: input.inputItems,
-      conversation: [...input.conversation, { role: 'assistant', content: response.output_text }],
+      conversation: [...input.conversation, assistantTurnOf(response)],
     });
   }
   return response;

@@ -13,7 +13,7 @@ import type { Response } from 'express';
 import type { Client } from '@temporalio/client';
 import type { Db } from '../../db/database.js';
 import type { RequestRow } from '../../db/tables/index.js';
-import { closeStream, readChunks } from '../../db/repositories/streams.js';
+import { closeStream } from '../../db/repositories/streams.js';
 import type { ChatCompletion } from '../../contracts/chat.js';
 import { chatWorkflowId } from '../../contracts/ids.js';
 import type { chatRequest } from '../../workflows/chat-request.js';
@@ -23,6 +23,7 @@ import { HttpError, badRequest, fromWorkflowFailure } from '../errors.js';
 import { requestCacheStatus } from '../../db/repositories/cache.js';
 import { CACHE_HEADER } from '../../domain/cache-eligibility.js';
 import type { StreamHub } from '../stream-hub.js';
+import { followChunks } from '../stream-follow.js';
 
 /** The header carrying a streamed request's job ID (`GET /v1/jobs/{id}`, the resume route). */
 export const JOB_ID_HEADER = 'x-sluice-job-id';
@@ -33,11 +34,6 @@ export const JOB_ID_HEADER = 'x-sluice-job-id';
  * disconnects cancels the request.
  */
 export const DETACH_HEADER = 'x-sluice-stream-detach';
-
-/** Longest wait for a notification before reading the chunks again (a lost NOTIFY costs this). */
-const POLL_MS = 1000;
-/** Chunks read per query. */
-const READ_LIMIT = 500;
 
 export interface StreamDeps {
   db: Db;
@@ -148,32 +144,17 @@ export async function streamCompletion(
     if (cursor.sendRole) send('0', chunk({ role: 'assistant', content: '', refusal: null }, null));
   };
 
-  let last = 0;
-  let text = '';
-  let attempt: string | null = null;
-  for (;;) {
-    if (gone) return;
-    const finished = outcome !== null;
-    const rows = await readChunks(deps.db, row.id, last, READ_LIMIT);
-    for (const r of rows) {
-      last = r.id;
-      // Chunks of a second attempt never join the first's: the workflow fails such a request.
-      if (attempt !== null && r.attempt !== attempt) continue;
-      attempt = r.attempt;
-      if (r.model !== null) model = r.model;
-      text += r.content;
-      if (r.id > cursor.afterChunk) {
-        await cacheHeader();
-        open();
-        if (r.content !== '') firstContent();
-        send(String(r.id), chunk({ content: r.content }, null));
-      }
+  const followed = await followChunks(deps, row.id, settled, { finished: () => outcome !== null, gone: () => gone }, async (r) => {
+    if (r.model !== null) model = r.model;
+    if (r.id > cursor.afterChunk) {
+      await cacheHeader();
+      open();
+      if (r.content !== '') firstContent();
+      send(String(r.id), chunk({ content: r.content }, null));
     }
-    if (rows.length === READ_LIMIT) continue;
-    if (finished) break;
-    await Promise.race([deps.streams.wait(row.id, POLL_MS), settled]);
-  }
-  if (gone) return;
+  });
+  if (followed === null) return;
+  const { last, text } = followed;
   const end = outcome as unknown as Outcome;
   if (!end.ok) {
     const mapped = fromWorkflowFailure(end.err) ?? new HttpError('server_error', 'The request failed', 'internal_error');

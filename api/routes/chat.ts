@@ -1,6 +1,6 @@
 /**
  * `POST /v1/chat/completions` (sync, or `Prefer: respond-async` → 202 + job) and the job routes
- * `GET /v1/jobs/{id}`, `POST /v1/jobs/{id}/cancel`.
+ * `GET /v1/jobs/{id}`, `POST /v1/jobs/{id}/cancel`, for a request of any endpoint (`api/jobs.ts`).
  */
 import { createHash } from 'node:crypto';
 import { Router, type Request, type Response } from 'express';
@@ -15,7 +15,8 @@ import { canonicalJson } from '../../domain/canonical-json.js';
 import { newId } from '../../domain/ids.js';
 import { allowsModel } from '../../domain/policy.js';
 import type { ChatCompletion, ChatRequestInput, JobStatus } from '../../contracts/chat.js';
-import { SearchAttributes, chatWorkflowId } from '../../contracts/ids.js';
+import { SearchAttributes, chatWorkflowId, requestEndpointOf } from '../../contracts/ids.js';
+import { JOB_OBJECTS, jobResultOf, jobWorkflowIdOf } from '../jobs.js';
 import type { chatRequest } from '../../workflows/chat-request.js';
 import { clientFailure } from '../../domain/client-errors.js';
 import type { Metrics } from '../../runtime/metrics.js';
@@ -79,16 +80,16 @@ function wantsAsync(req: Request): boolean {
   return (req.get('prefer') ?? '').split(/[,;]/).some((p) => p.trim().toLowerCase() === 'respond-async');
 }
 
-/** The job object returned by the job routes and by an async create. */
-export function jobJson(row: RequestRow, status: JobStatus) {
+/** The job object returned by the job routes and by an async create; `result` in the endpoint's shape (`jobResultOf`). */
+export function jobJson(row: RequestRow, status: JobStatus, result: unknown = row.result) {
   return {
     id: row.id,
-    object: 'chat.completion.job',
+    object: JOB_OBJECTS[requestEndpointOf(row.id)],
     status,
     model: row.model,
     created_at: Math.floor(row.created_at.getTime() / 1000),
     completed_at: row.finished_at ? Math.floor(row.finished_at.getTime() / 1000) : null,
-    result: status === 'succeeded' ? (row.result as ChatCompletion) : null,
+    result: status === 'succeeded' ? result : null,
     error: row.error ? clientFailure(row.error as { type: string; message: string; code: string | null }) : null,
   };
 }
@@ -99,9 +100,10 @@ export function chatRoutes(deps: ChatRouteDeps): Router {
 
   /** Status of a request: the row once final, else the workflow's search attribute. */
   async function liveStatus(row: RequestRow): Promise<JobStatus> {
-    if (FINAL.includes(row.status)) return row.status;
+    const workflowId = jobWorkflowIdOf(row);
+    if (FINAL.includes(row.status) || workflowId === null) return row.status;
     try {
-      const d = await deps.temporal.workflow.getHandle(chatWorkflowId(row.id)).describe();
+      const d = await deps.temporal.workflow.getHandle(workflowId).describe();
       const sa = d.typedSearchAttributes.get(SearchAttributes.status);
       if (d.status.name === 'RUNNING') return sa === 'running' ? 'running' : 'queued';
       return FINAL.includes(sa as JobStatus) ? (sa as JobStatus) : row.status;
@@ -226,7 +228,8 @@ export function chatRoutes(deps: ChatRouteDeps): Router {
     const auth = authOf(req);
     const row = await getRequest(deps.db, String(req.params.id), auth.role === 'super_admin' ? null : auth.tenantId ?? '');
     if (!row) throw notFound('Job');
-    res.json(jobJson(row, await liveStatus(row)));
+    const status = await liveStatus(row);
+    res.json(jobJson(row, status, status === 'succeeded' ? await jobResultOf(deps, row) : null));
   });
 
   router.post('/jobs/:id/cancel', requirePermission(deps, 'chat'), async (req, res) => {
@@ -235,8 +238,10 @@ export function chatRoutes(deps: ChatRouteDeps): Router {
     const scope = auth.role === 'super_admin' ? null : auth.tenantId ?? '';
     const row = await getRequest(deps.db, id, scope);
     if (!row) throw notFound('Job');
+    const workflowId = jobWorkflowIdOf(row);
+    if (workflowId === null) throw new HttpError('conflict_error', 'A batch line is cancelled with its batch: POST /v1/batches/{id}/cancel', 'batch_line_not_cancellable');
     if (!FINAL.includes(row.status)) {
-      const handle = deps.temporal.workflow.getHandle(chatWorkflowId(id));
+      const handle = deps.temporal.workflow.getHandle(workflowId);
       try {
         await handle.cancel();
         await handle.result().catch(() => undefined);
@@ -245,7 +250,8 @@ export function chatRoutes(deps: ChatRouteDeps): Router {
       }
     }
     const after = (await getRequest(deps.db, id, scope)) ?? row;
-    res.json(jobJson(after, await liveStatus(after)));
+    const status = await liveStatus(after);
+    res.json(jobJson(after, status, status === 'succeeded' ? await jobResultOf(deps, after) : null));
   });
 
   return router;

@@ -15,20 +15,16 @@ import type { Response } from 'express';
 import type { Client } from '@temporalio/client';
 import type { Db } from '../../db/database.js';
 import type { RequestRow } from '../../db/tables/index.js';
-import { closeStream, readChunks } from '../../db/repositories/streams.js';
+import { closeStream } from '../../db/repositories/streams.js';
 import type { ResponseEcho, ResponseObject } from '../../contracts/responses.js';
 import { responseWorkflowId } from '../../contracts/ids.js';
-import { outputMessage, outputMessageId, responseInProgress } from '../../domain/responses-object.js';
+import { outputMessageId, responseInProgress, responseShellOf } from '../../domain/responses-object.js';
 import type { responseRequest } from '../../workflows/response-request.js';
 import type { Metrics } from '../../runtime/metrics.js';
 import type { Logger } from '../../runtime/logger.js';
 import { HttpError, fromWorkflowFailure } from '../errors.js';
 import type { StreamHub } from '../stream-hub.js';
-
-/** Longest wait for a notification before reading the chunks again (a lost NOTIFY costs this). */
-const POLL_MS = 1000;
-/** Chunks read per query. */
-const READ_LIMIT = 500;
+import { followChunks } from '../stream-follow.js';
 
 export interface ResponseStreamDeps {
   db: Db;
@@ -40,10 +36,23 @@ export interface ResponseStreamDeps {
 
 type Outcome = { ok: true; response: ResponseObject } | { ok: false; err: unknown };
 
-/** Answers `row`'s `/v1/responses` request as a stream of Responses events. */
+/** What the response says of a request whose fields are unknown here: a resumed stream of a response that failed. */
+const UNKNOWN_ECHO: ResponseEcho = {
+  instructions: null, maxOutputTokens: null, temperature: null, topP: null, previousResponseId: null, metadata: {}, user: null, store: false, format: { type: 'text' }, verbosity: null,
+};
+
+/**
+ * Answers `row`'s `/v1/responses` request as a stream of Responses events. Every event carries its
+ * `sequence_number` as its SSE `id`, and the same request always gives the same events (the
+ * chunks are stored, the end is the workflow's), so a resumed stream (`startingAfter`: the last
+ * sequence number the client has) sends the events after it. `echo` null (a resume): the
+ * `response.created`/`in_progress` shell is built from the finished response, so a client that
+ * has neither waits for the end.
+ */
 export async function streamResponse(
-  deps: ResponseStreamDeps, res: Response, row: RequestRow, echo: ResponseEcho, options: { cancelOnDisconnect: boolean },
+  deps: ResponseStreamDeps, res: Response, row: RequestRow, echo: ResponseEcho | null, options: { cancelOnDisconnect: boolean; startingAfter?: number },
 ): Promise<void> {
+  const after = options.startingAfter ?? -1;
   const handle = deps.temporal.workflow.getHandle<typeof responseRequest>(responseWorkflowId(row.id));
   let outcome: Outcome | null = null;
   const settled = handle.result().then(
@@ -68,47 +77,51 @@ export async function streamResponse(
 
   const id = row.id;
   const itemId = outputMessageId(id);
-  const shell = responseInProgress(id, Math.floor(row.created_at.getTime() / 1000), row.model, echo);
+  const createdAt = Math.floor(row.created_at.getTime() / 1000);
+  let shell = echo !== null ? responseInProgress(id, createdAt, row.model, echo) : null;
+  const shellOf = async (): Promise<ResponseObject> => {
+    if (shell !== null) return shell;
+    await settled;
+    const end = outcome as Outcome | null;
+    shell = end?.ok === true ? responseShellOf(end.response, row.model) : responseInProgress(id, createdAt, row.model, UNKNOWN_ECHO);
+    return shell;
+  };
   let sequence = 0;
   const send = (type: string, data: Record<string, unknown>) => {
-    res.write(`event: ${type}\ndata: ${JSON.stringify({ type, ...data, sequence_number: sequence })}\n\n`);
+    if (sequence > after) res.write(`id: ${sequence}\nevent: ${type}\ndata: ${JSON.stringify({ type, ...data, sequence_number: sequence })}\n\n`);
     sequence += 1;
   };
   const where = { item_id: itemId, output_index: 0, content_index: 0 };
-  const open = () => {
-    if (res.headersSent) return;
+  let opened = false;
+  const open = async () => {
+    if (opened) return;
+    opened = true;
+    const first = after < 1 ? await shellOf() : shell;
     res.status(200);
     res.setHeader('Content-Type', 'text/event-stream; charset=utf-8');
     res.setHeader('Cache-Control', 'no-cache');
     res.setHeader('X-Accel-Buffering', 'no');
     res.flushHeaders();
-    send('response.created', { response: shell });
-    send('response.in_progress', { response: shell });
+    send('response.created', { response: first });
+    send('response.in_progress', { response: first });
+  };
+  // The assistant message is output item 0, opened with its first text (an answer that is only
+  // function calls has none).
+  let messageOpen = false;
+  const openMessage = async () => {
+    await open();
+    if (messageOpen) return;
+    messageOpen = true;
     send('response.output_item.added', { output_index: 0, item: { id: itemId, type: 'message', role: 'assistant', status: 'in_progress', content: [] } });
     send('response.content_part.added', { ...where, part: { type: 'output_text', text: '', annotations: [], logprobs: [] } });
   };
 
-  let last = 0;
-  let text = '';
-  let attempt: string | null = null;
-  for (;;) {
-    if (gone) return;
-    const finished = outcome !== null;
-    const rows = await readChunks(deps.db, row.id, last, READ_LIMIT);
-    for (const r of rows) {
-      last = r.id;
-      // Chunks of a second attempt never join the first's: the workflow fails such a request.
-      if (attempt !== null && r.attempt !== attempt) continue;
-      attempt = r.attempt;
-      text += r.content;
-      open();
-      send('response.output_text.delta', { ...where, delta: r.content, logprobs: [] });
-    }
-    if (rows.length === READ_LIMIT) continue;
-    if (finished) break;
-    await Promise.race([deps.streams.wait(row.id, POLL_MS), settled]);
-  }
-  if (gone) return;
+  const followed = await followChunks(deps, row.id, settled, { finished: () => outcome !== null, gone: () => gone }, async (r) => {
+    await openMessage();
+    send('response.output_text.delta', { ...where, delta: r.content, logprobs: [] });
+  });
+  if (followed === null) return;
+  const { text } = followed;
   const end = outcome as unknown as Outcome;
   if (!end.ok) {
     const mapped = fromWorkflowFailure(end.err) ?? new HttpError('server_error', 'The request failed', 'internal_error');
@@ -118,20 +131,31 @@ export async function streamResponse(
       throw mapped;
     }
     if (mapped.detail) deps.log.warn('stream ended with an error', { request_id: row.id, detail: mapped.detail });
-    send('response.failed', { response: { ...shell, status: 'failed', error: { code: mapped.code ?? mapped.type, message: mapped.message } } });
+    send('response.failed', { response: { ...(await shellOf()), status: 'failed', error: { code: mapped.code ?? mapped.type, message: mapped.message } } });
     ended = true;
     res.end();
     return;
   }
   const response = end.response;
   const full = response.output_text;
-  open();
-  // No channel (or a backend that held text back): the rest of the text, from the response.
-  if (full.startsWith(text) && full.length > text.length) send('response.output_text.delta', { ...where, delta: full.slice(text.length), logprobs: [] });
-  const item = response.output[0] ?? outputMessage(id, full, 'completed');
-  send('response.output_text.done', { ...where, text: full, logprobs: [] });
-  send('response.content_part.done', { ...where, part: item.content[0] ?? { type: 'output_text', text: full, annotations: [], logprobs: [] } });
-  send('response.output_item.done', { output_index: 0, item });
+  await open();
+  for (const [index, item] of response.output.entries()) {
+    if (item.type === 'function_call') {
+      // A call arrives whole (its arguments are complete JSON only at the end of the generation).
+      const at = { item_id: item.id, output_index: index };
+      send('response.output_item.added', { output_index: index, item: { ...item, arguments: '', status: 'in_progress' } });
+      send('response.function_call_arguments.delta', { ...at, delta: item.arguments });
+      send('response.function_call_arguments.done', { ...at, name: item.name, arguments: item.arguments });
+      send('response.output_item.done', { output_index: index, item });
+      continue;
+    }
+    await openMessage();
+    // No channel (or a backend that held text back): the rest of the text, from the response.
+    if (full.startsWith(text) && full.length > text.length) send('response.output_text.delta', { ...where, delta: full.slice(text.length), logprobs: [] });
+    send('response.output_text.done', { ...where, text: full, logprobs: [] });
+    send('response.content_part.done', { ...where, part: item.content[0] ?? { type: 'output_text', text: full, annotations: [], logprobs: [] } });
+    send('response.output_item.done', { output_index: index, item });
+  }
   send(response.status === 'incomplete' ? 'response.incomplete' : 'response.completed', { response });
   ended = true;
   deps.metrics.chatRequests.inc({ model: row.model, status: '200', tenant: row.tenant_id });

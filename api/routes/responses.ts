@@ -24,8 +24,9 @@ import { checkTokenLimits, estimatePromptTokens } from '../../domain/chat-valida
 import { wrongModelKind } from '../../domain/embeddings-validation.js';
 import { InvalidRequestError } from '../../domain/invalid-request.js';
 import { chatMessagesOf, inputItemsOf, messagesOf, responsesParam, validateResponsesBody } from '../../domain/responses-validation.js';
+import { checkCallOutputs } from '../../domain/responses-tools.js';
 import type { ChatMessageInput, ChatRequestInput } from '../../contracts/chat.js';
-import type { ResponseInputMessage, ResponseObject, ResponseRequestInput } from '../../contracts/responses.js';
+import type { ResponseInputItem, ResponseObject, ResponseRequestInput } from '../../contracts/responses.js';
 import { responseWorkflowId } from '../../contracts/ids.js';
 import type { responseRequest } from '../../workflows/response-request.js';
 import type { Metrics } from '../../runtime/metrics.js';
@@ -98,6 +99,8 @@ export function responseRoutes(deps: ResponseRouteDeps): Router {
       const previous = await getStoredResponse(deps.db, body.previousResponseId, tenantId);
       if (!previous) throw new HttpError('not_found_error', `Previous response with id '${body.previousResponseId}' not found.`, 'previous_response_not_found', 'previous_response_id');
       earlier = previous.conversation as ChatMessageInput[];
+      // Every function call output answers a call of the chain or of this input.
+      checkCallOutputs(earlier, body.input);
     }
     const conversation = [...earlier, ...messagesOf(body.input)];
     const messages = chatMessagesOf(body, earlier);
@@ -135,7 +138,7 @@ export function responseRoutes(deps: ResponseRouteDeps): Router {
     if (created || row.status === 'queued') {
       const request: ChatRequestInput = {
         requestId, tenantId, keyId: auth.keyId, kind: 'sync', subject: body.subject ?? auth.keyId, model: body.model,
-        messages, params: body.params, promptTokensEstimate: estimatePromptTokens(messages),
+        messages, params: body.params, promptTokensEstimate: estimatePromptTokens(messages, body.params.extras?.tools),
         created: Math.floor(row.created_at.getTime() / 1000), batchId: null,
         ...(Object.keys(body.echo.metadata).length > 0 ? { metadata: body.echo.metadata } : {}),
         ...(body.stream ? { stream: true } : {}),
@@ -170,10 +173,29 @@ export function responseRoutes(deps: ResponseRouteDeps): Router {
     return row;
   }
 
+  /**
+   * A stored response; or, with `?stream=true`, the request's events again (stored or not), after
+   * `starting_after` (else `Last-Event-ID`): the resume of a stream whose connection was lost (the
+   * request sent `X-Sluice-Stream-Detach: true`, or it was cancelled). Leaving a resumed stream
+   * cancels nothing. Needs the request's workflow (Temporal's retention), else 404.
+   */
   router.get('/responses/:id', requirePermission(deps, 'chat'), async (req, res) => {
-    const extra = Object.keys(req.query)[0];
-    if (extra !== undefined) throw badRequest(`'${extra.slice(0, 64)}' is not supported when retrieving a response`, extra.slice(0, 64), 'unsupported_parameter');
-    res.json((await storedOf(req)).response);
+    const { stream, startingAfter } = retrieveQuery(req);
+    if (!stream) {
+      res.json((await storedOf(req)).response);
+      return;
+    }
+    const auth = authOf(req);
+    const id = String(req.params.id);
+    const row = auth.tenantId === null || !id.startsWith('resp_') ? null : await getRequest(deps.db, id, auth.tenantId);
+    if (!row) throw notFoundResponse(id);
+    try {
+      await deps.temporal.workflow.getHandle(responseWorkflowId(row.id)).describe();
+    } catch (err) {
+      if (!(err instanceof WorkflowNotFoundError)) throw err;
+      throw new HttpError('not_found_error', `The events of response '${id.slice(0, 128)}' are no longer kept; retrieve it without 'stream'`, 'stream_not_found', 'stream');
+    }
+    await streamResponse(streamDeps, res, row, null, { cancelOnDisconnect: false, startingAfter });
   });
 
   router.delete('/responses/:id', requirePermission(deps, 'chat'), async (req, res) => {
@@ -185,7 +207,7 @@ export function responseRoutes(deps: ResponseRouteDeps): Router {
 
   router.get('/responses/:id/input_items', requirePermission(deps, 'chat'), async (req, res) => {
     const { order, limit, after } = itemsQuery(req.query);
-    const items = [...((await storedOf(req)).input_items as ResponseInputMessage[])];
+    const items = [...((await storedOf(req)).input_items as ResponseInputItem[])];
     if (order === 'desc') items.reverse();
     const start = after === null ? 0 : items.findIndex((i) => i.id === after) + 1;
     if (after !== null && start === 0) throw badRequest(`'after' is not an item of this response`, 'after', 'invalid_value');
@@ -194,6 +216,23 @@ export function responseRoutes(deps: ResponseRouteDeps): Router {
   });
 
   return router;
+}
+
+/** `stream` and `starting_after` (or the `Last-Event-ID` header) of a retrieve; any other query field is a 400 naming it. */
+function retrieveQuery(req: Request): { stream: boolean; startingAfter: number } {
+  const query = req.query;
+  for (const key of Object.keys(query)) {
+    if (key !== 'stream' && key !== 'starting_after') throw badRequest(`'${key.slice(0, 64)}' is not supported when retrieving a response`, key.slice(0, 64), 'unsupported_parameter');
+  }
+  if (query.stream !== undefined && query.stream !== 'true' && query.stream !== 'false') throw badRequest("'stream' must be true or false", 'stream', 'invalid_value');
+  const stream = query.stream === 'true';
+  const lastEventId = req.get('last-event-id');
+  const raw = query.starting_after ?? (stream && lastEventId !== undefined && lastEventId !== '' ? lastEventId : undefined);
+  const param = query.starting_after !== undefined ? 'starting_after' : 'Last-Event-ID';
+  if (raw === undefined) return { stream, startingAfter: -1 };
+  if (!stream) throw badRequest("'starting_after' is only allowed with 'stream=true'", 'starting_after', 'invalid_value');
+  if (typeof raw !== 'string' || !/^\d{1,9}$/.test(raw)) throw badRequest(`'${param}' must be the sequence number of an event of this stream`, param, 'invalid_value');
+  return { stream, startingAfter: Number(raw) };
 }
 
 /** `order`, `limit`, `after` of `input_items`; any other query field is a 400 naming it. */

@@ -11,7 +11,7 @@ export interface ResponsesTable {
   previous_response_id: string | null;
   /** The response object (`ResponseObject`, contracts/responses.ts), as JSON text on insert. */
   response: unknown;
-  /** `ResponseInputMessage[]`. */
+  /** `ResponseInputItem[]` (messages, function calls and their outputs). */
   input_items: unknown;
   /** `ChatMessageInput[]`: every turn up to and including the output. */
   conversation: unknown;

@@ -2,7 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import { InvalidRequestError } from '../../domain/invalid-request.js';
 import { RESPONSE_FIELDS, inputItemsOf, messagesOf, responsesParam, validateResponsesBody } from '../../domain/responses-validation.js';
-import { responseOf } from '../../domain/responses-object.js';
+import { assistantTurnOf, responseOf } from '../../domain/responses-object.js';
 import type { ChatCompletion } from '../../contracts/chat.js';
 
 function refusal(body: Record<string, unknown>): { param: string | null; code: string } {
@@ -40,8 +40,8 @@ describe('validateResponsesBody', () => {
     expect(v.echo).toMatchObject({ maxOutputTokens: 12, metadata: { k: 'v' }, user: 'u1', store: false });
     const items = inputItemsOf(v.input, 'resp_abc');
     expect(items.map((i) => i.id)).toEqual(['msg_abc_in0', 'msg_abc_in1', 'msg_abc_in2']);
-    expect(items[2]?.content).toEqual([{ type: 'output_text', text: 'c', annotations: [] }]);
-    expect(items[1]?.content).toEqual([{ type: 'input_text', text: 'a' }, { type: 'input_text', text: 'b' }]);
+    expect(items[2]).toMatchObject({ type: 'message', content: [{ type: 'output_text', text: 'c', annotations: [] }] });
+    expect(items[1]).toMatchObject({ type: 'message', content: [{ type: 'input_text', text: 'a' }, { type: 'input_text', text: 'b' }] });
   });
 
   it('text.format json_schema becomes the chat path\'s response_format; json_object too', () => {
@@ -53,6 +53,59 @@ describe('validateResponsesBody', () => {
     expect(o.params.extras).toEqual({ response_format: { type: 'json_object' } });
     const t = validateResponsesBody({ model: 'm', input: 'x', text: { format: { type: 'text' } } });
     expect(t.params.extras).toBeUndefined();
+  });
+
+  it('function tools become chat tools (strict by default, as OpenAI); tool_choice and parallel_tool_calls are carried and echoed', () => {
+    const parameters = { type: 'object', properties: { q: { type: 'string' } }, required: ['q'], additionalProperties: false };
+    const v = validateResponsesBody({
+      model: 'm', input: 'x', tools: [{ type: 'function', name: 'f', description: 'd', parameters }, { type: 'function', name: 'g', parameters: null, strict: false }],
+      tool_choice: { type: 'function', name: 'g' }, parallel_tool_calls: false,
+    });
+    expect(v.params.extras).toEqual({
+      tools: [{ type: 'function', function: { name: 'f', description: 'd', parameters, strict: true } }, { type: 'function', function: { name: 'g', strict: false } }],
+      tool_choice: { type: 'function', function: { name: 'g' } },
+      parallel_tool_calls: false,
+    });
+    expect(v.echo).toMatchObject({
+      tools: [{ type: 'function', name: 'f', description: 'd', parameters, strict: true }, { type: 'function', name: 'g', description: null, parameters: null, strict: false }],
+      toolChoice: { type: 'function', name: 'g' },
+      parallelToolCalls: false,
+    });
+    const auto = validateResponsesBody({ model: 'm', input: 'x', tools: [{ type: 'function', name: 'f' }] });
+    expect(auto.echo).toMatchObject({ toolChoice: 'auto', parallelToolCalls: true });
+    expect(auto.params.extras).toEqual({ tools: [{ type: 'function', function: { name: 'f', strict: true } }] });
+  });
+
+  it('function_call items join the assistant message before them; outputs are tool messages; input_items lists them', () => {
+    const v = validateResponsesBody({
+      model: 'm',
+      input: [
+        { role: 'user', content: 'weather?' },
+        { role: 'assistant', content: 'Let me look.' },
+        { type: 'function_call', id: 'fc_1', call_id: 'c1', name: 'f', arguments: '{"q":"a"}', status: 'completed' },
+        { type: 'function_call', call_id: 'c2', name: 'f', arguments: '{"q":"b"}' },
+        { type: 'function_call_output', call_id: 'c2', output: 'B' },
+        { type: 'function_call_output', call_id: 'c1', output: [{ type: 'input_text', text: 'A' }] },
+        { type: 'function_call', call_id: 'c3', name: 'f', arguments: '{}' },
+      ],
+    });
+    const call = (id: string, args: string) => ({ id, type: 'function', function: { name: 'f', arguments: args } });
+    expect(messagesOf(v.input)).toEqual([
+      { role: 'user', content: 'weather?' },
+      { role: 'assistant', content: 'Let me look.', tool_calls: [call('c1', '{"q":"a"}'), call('c2', '{"q":"b"}')] },
+      { role: 'tool', content: 'B', tool_call_id: 'c2' },
+      { role: 'tool', content: 'A', tool_call_id: 'c1' },
+      { role: 'assistant', content: '', tool_calls: [call('c3', '{}')] },
+    ]);
+    const items = inputItemsOf(v.input, 'resp_abc');
+    expect(items[2]).toEqual({ id: 'fc_1', type: 'function_call', call_id: 'c1', name: 'f', arguments: '{"q":"a"}', status: 'completed' });
+    expect(items[3]?.id).toBe('fc_abc_in3');
+    expect(items[5]).toEqual({ id: 'fco_abc_in5', type: 'function_call_output', call_id: 'c1', output: 'A', status: 'completed' });
+  });
+
+  it('a chained request may answer a call of the chain (checked by the route against it)', () => {
+    const v = validateResponsesBody({ model: 'm', previous_response_id: 'resp_1', input: [{ type: 'function_call_output', call_id: 'call_x', output: '42' }] });
+    expect(messagesOf(v.input)).toEqual([{ role: 'tool', content: '42', tool_call_id: 'call_x' }]);
   });
 
   it('keeps a metadata key named __proto__ as a key', () => {
@@ -84,8 +137,21 @@ describe('validateResponsesBody', () => {
     ['MCP', { tools: [{ type: 'mcp', server_label: 's' }] }, 'tools[0].type', 'unsupported_tool'],
     ['image generation', { tools: [{ type: 'image_generation' }] }, 'tools[0].type', 'unsupported_tool'],
     ['an unknown tool type', { tools: [{ type: 'teleport' }] }, 'tools[0].type', 'invalid_value'],
-    ['a function tool', { tools: [{ type: 'function', name: 'f' }] }, 'tools', 'unsupported_parameter'],
-    ['tool_choice required', { tool_choice: 'required' }, 'tool_choice', 'unsupported_parameter'],
+    ['a custom tool', { tools: [{ type: 'custom', name: 'f' }] }, 'tools[0].type', 'unsupported_tool'],
+    ['tool_choice required without tools', { tool_choice: 'required' }, 'tool_choice', 'invalid_value'],
+    ['a bad function name', { tools: [{ type: 'function', name: 'no spaces' }] }, 'tools[0].name', 'invalid_value'],
+    ['a function key', { tools: [{ type: 'function', name: 'f', function: {} }] }, 'tools[0].function', 'unrecognized_request_argument'],
+    ['a parameters schema of a string', { tools: [{ type: 'function', name: 'f', parameters: { type: 'string' } }] }, 'tools[0].parameters.type', 'invalid_value'],
+    ['a function declared twice', { tools: [{ type: 'function', name: 'f' }, { type: 'function', name: 'f' }] }, 'tools[1].name', 'invalid_value'],
+    ['a named choice of no tool', { tools: [{ type: 'function', name: 'f' }], tool_choice: { type: 'function', name: 'g' } }, 'tool_choice.name', 'invalid_value'],
+    ['a built-in tool choice', { tools: [{ type: 'function', name: 'f' }], tool_choice: { type: 'file_search' } }, 'tool_choice.type', 'unsupported_parameter'],
+    ['parallel_tool_calls as a string', { parallel_tool_calls: 'yes' }, 'parallel_tool_calls', 'invalid_type'],
+    ['a call without arguments', { input: [{ type: 'function_call', call_id: 'c1', name: 'f' }] }, 'input[0].arguments', 'invalid_type'],
+    ['a call with an unknown key', { input: [{ type: 'function_call', call_id: 'c1', name: 'f', arguments: '{}', namespace: 'n' }] }, 'input[0].namespace', 'unrecognized_request_argument'],
+    ['an output of no call', { input: [{ type: 'function_call_output', call_id: 'c9', output: 'x' }] }, 'input[0].call_id', 'invalid_value'],
+    ['an output answered twice', { input: [{ type: 'function_call', call_id: 'c1', name: 'f', arguments: '{}' }, { type: 'function_call_output', call_id: 'c1', output: 'x' }, { type: 'function_call_output', call_id: 'c1', output: 'y' }] }, 'input[2].call_id', 'invalid_value'],
+    ['a call_id used twice', { input: [{ type: 'function_call', call_id: 'c1', name: 'f', arguments: '{}' }, { type: 'function_call', call_id: 'c1', name: 'f', arguments: '{}' }] }, 'input[1].call_id', 'invalid_value'],
+    ['an output image', { input: [{ type: 'function_call', call_id: 'c1', name: 'f', arguments: '{}' }, { type: 'function_call_output', call_id: 'c1', output: [{ type: 'input_image', image_url: 'x' }] }] }, 'input[1].output[0].type', 'unsupported_parameter'],
     ['max_output_tokens 0', { max_output_tokens: 0 }, 'max_output_tokens', 'invalid_value'],
     ['a temperature of 3', { temperature: 3 }, 'temperature', 'invalid_value'],
     ['store as a string', { store: 'yes' }, 'store', 'invalid_type'],
@@ -130,6 +196,7 @@ describe('responsesParam', () => {
     expect(responsesParam(new InvalidRequestError('x', 'messages', 'context_length_exceeded')).param).toBe('input');
     expect(responsesParam(new InvalidRequestError('x', 'verbosity', 'unsupported_parameter')).param).toBe('text.verbosity');
     expect(responsesParam(new InvalidRequestError('x', 'temperature', 'invalid_value')).param).toBe('temperature');
+    expect(responsesParam(new InvalidRequestError('x', 'tools[1].function.parameters.properties.a.pattern', 'unsupported_parameter')).param).toBe('tools[1].parameters.properties.a.pattern');
   });
 });
 
@@ -154,5 +221,22 @@ describe('responseOf', () => {
     const r = responseOf('resp_1', echo, completion('length'));
     expect(r).toMatchObject({ status: 'incomplete', incomplete_details: { reason: 'max_output_tokens' } });
     expect(r.output[0]?.status).toBe('incomplete');
+  });
+
+  it('tool calls are function_call items after the message (none when there is no text), echoed tools; the turn keeps the calls', () => {
+    const tools = validateResponsesBody({ model: 'm', input: 'x', tools: [{ type: 'function', name: 'f' }], tool_choice: 'required' }).echo;
+    const calls = (content: string | null): ChatCompletion => ({
+      id: 'chatcmpl-resp_1', object: 'chat.completion', created: 100, model: 'm', system_fingerprint: null,
+      choices: [{ index: 0, message: { role: 'assistant', content, refusal: null, tool_calls: [{ id: 'call_a', type: 'function', function: { name: 'f', arguments: '{}' } }] }, logprobs: null, finish_reason: 'tool_calls' }],
+      usage: { prompt_tokens: 5, completion_tokens: 2, total_tokens: 7 },
+    });
+    const only = responseOf('resp_1', tools, calls(null));
+    expect(only).toMatchObject({ status: 'completed', output_text: '', tool_choice: 'required', parallel_tool_calls: true, tools: [{ type: 'function', name: 'f', strict: true }] });
+    expect(only.output).toEqual([{ id: 'fc_1_0', type: 'function_call', call_id: 'call_a', name: 'f', arguments: '{}', status: 'completed' }]);
+    expect(assistantTurnOf(only)).toEqual({ role: 'assistant', content: '', tool_calls: [{ id: 'call_a', type: 'function', function: { name: 'f', arguments: '{}' } }] });
+    const both = responseOf('resp_1', tools, calls('sure'));
+    expect(both.output.map((i) => i.type)).toEqual(['message', 'function_call']);
+    expect(assistantTurnOf(responseOf('resp_1', echo, completion('stop')))).toEqual({ role: 'assistant', content: 'hi' });
+    expect(responseOf('resp_1', echo, completion('stop'))).toMatchObject({ tools: [], tool_choice: 'none', parallel_tool_calls: false });
   });
 });
