@@ -9,16 +9,12 @@
  *
  * Run: `npx tsx bench/billing.ts [--rows 1000000] [--tenants 100]`
  */
-import fs from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { sql } from 'kysely';
-import { loadConfig } from '../runtime/config.js';
-import { createLogger } from '../runtime/logger.js';
-import { startInfra, startStack } from '../scripts/lib/system.js';
 import { ensureAdminKey } from '../scripts/lib/bootstrap.js';
 import { CONTROL_TASK_QUEUE, billingRunWorkflowId } from '../contracts/ids.js';
 import type { billingRun } from '../workflows/billing.js';
-import { benchEnv, machine, addInstantModel, addTenant, runBench } from './setup.js';
+import { machine, addInstantModel, addTenant, runBench, withBenchInfra, withStack, printResults } from './setup.js';
 
 const { values } = parseArgs({ options: { rows: { type: 'string', default: '1000000' }, tenants: { type: 'string', default: '100' } } });
 const ROWS = Number(values.rows);
@@ -48,17 +44,12 @@ function memorySampler() {
 }
 
 async function main() {
-  const { dir, env } = await benchEnv('billing');
-  const log = createLogger('warn');
-  const config = loadConfig(env);
-  const infra = await startInfra(config, log);
   const results: Record<string, unknown> = {
     machine: machine(),
     rows: ROWS, tenants: TENANTS, period: PERIOD,
   };
-  try {
-    const stack = await startStack(config, { databaseUrl: infra.databaseUrl, temporalAddress: infra.temporalAddress, api: true, control: true, pools: [], log });
-    try {
+  await withBenchInfra('billing', {}, async (bench) => {
+    await withStack(bench, { pools: [] }, async (stack) => {
       const admin = (await ensureAdminKey(stack.db, null)).secret as string;
       await addInstantModel(stack.db, { id: 'bench-model', deploymentId: 'bench-dep', effectiveFrom: new Date('2026-01-01T00:00:00Z') });
       const tenantIds: string[] = [];
@@ -123,14 +114,9 @@ async function main() {
         ...peaks, heap_growth_mib: mib(Math.max(0, process.memoryUsage().heapUsed - baseHeap)), peak_rss_growth_mib: peaks.peak_rss_mib - mib(baseRss),
       };
       process.stderr.write(`export: ${JSON.stringify(results.csv_export)}\n`);
-    } finally {
-      await stack.stop();
-    }
-  } finally {
-    await infra.stop();
-    await fs.rm(dir, { recursive: true, force: true });
-  }
-  process.stdout.write(JSON.stringify(results, null, 2) + '\n');
+    });
+  });
+  printResults(results);
 }
 
 runBench(main);

@@ -15,16 +15,12 @@
  *
  * Run: `npx tsx bench/cache.ts [--requests 200] [--seconds 5]`
  */
-import fs from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { Client } from '@temporalio/client';
 import { NativeConnection } from '@temporalio/worker';
-import { loadConfig } from '../runtime/config.js';
-import { createLogger } from '../runtime/logger.js';
-import { startInfra, startStack } from '../scripts/lib/system.js';
 import { measureLoad, percentile } from './stats.js';
 import { measureFloor } from './temporal-floor.js';
-import { addInstantModel, addTenantKey, benchEnv, machine, runBench } from './setup.js';
+import { addInstantModel, addTenantKey, machine, runBench, withBenchInfra, withStack, printResults } from './setup.js';
 
 const { values } = parseArgs({ options: { requests: { type: 'string', default: '200' }, seconds: { type: 'string', default: '5' } } });
 const REQUESTS = Number(values.requests);
@@ -78,13 +74,9 @@ function versusFloor(results: Record<string, unknown>) {
 }
 
 async function main() {
-  const { dir, env } = await benchEnv('cache', { SLUICE_SLOTS: '64' });
-  const log = createLogger('warn');
-  const config = loadConfig(env);
-  const infra = await startInfra(config, log);
-  const temporalPid = infra.temporal?.process.pid;
   const results: Record<string, unknown> = { machine: machine(), requests: REQUESTS, seconds: SECONDS };
-  try {
+  await withBenchInfra('cache', { SLUICE_SLOTS: '64' }, async (bench) => {
+    const { config, infra, temporalPid } = bench;
     const connection = await NativeConnection.connect({ address: infra.temporalAddress });
     try {
       const client = new Client({ connection, namespace: config.temporalNamespace });
@@ -92,12 +84,11 @@ async function main() {
     } finally {
       await connection.close();
     }
-    const stack = await startStack(config, { databaseUrl: infra.databaseUrl, temporalAddress: infra.temporalAddress, api: true, control: true, pools: ['bench'], log });
-    try {
+    await withStack(bench, {}, async (stack) => {
       await addInstantModel(stack.db);
       const { tenantId, secret: key } = await addTenantKey(stack.db);
       await stack.db.updateTable('tenants').set({ cache_enabled: true }).where('id', '=', tenantId).execute();
-      const url = stack.url as string;
+      const url = stack.url;
       const hitBody = { prompt: 'cached benchmark', temperature: 0 };
       await chat(url, key, hitBody, 'miss');
       for (let i = 0; i < 50; i++) {
@@ -123,9 +114,7 @@ async function main() {
       }
       results.throughput = throughput;
       process.stderr.write(`cache: ${JSON.stringify({ latency: results.latency, throughput })}\n`);
-    } finally {
-      await stack.stop();
-    }
+    });
     const again = await NativeConnection.connect({ address: infra.temporalAddress });
     try {
       const client = new Client({ connection: again, namespace: config.temporalNamespace });
@@ -136,11 +125,8 @@ async function main() {
       await again.close();
     }
     results.vs_floor = versusFloor(results);
-  } finally {
-    await infra.stop();
-    await fs.rm(dir, { recursive: true, force: true });
-  }
-  process.stdout.write(JSON.stringify(results, null, 2) + '\n');
+  });
+  printResults(results);
 }
 
 runBench(main);

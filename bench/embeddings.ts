@@ -8,18 +8,14 @@
  * Run: `npx tsx bench/embeddings.ts [--sizes 1,8,32,128] [--requests 20] [--threads 1]`
  * Prints a JSON result.
  */
-import fs from 'node:fs/promises';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { getLlama } from 'node-llama-cpp';
-import { loadConfig } from '../runtime/config.js';
-import { createLogger } from '../runtime/logger.js';
-import { startInfra, startStack } from '../scripts/lib/system.js';
 import { createLlamaCppBackend } from '../activities/backends/llama-cpp.js';
 import { createModel } from '../db/repositories/models.js';
 import { TINY_GGUF_FILE_NAME, ensureTinyGguf } from '../workers/llama/tiny-gguf.js';
 import { percentile } from './stats.js';
-import { addTenantKey, benchEnv, machine, runBench } from './setup.js';
+import { addTenantKey, machine, runBench, withBenchInfra, withStack, printResults } from './setup.js';
 
 const { values } = parseArgs({
   options: { sizes: { type: 'string', default: '1,8,32,128' }, requests: { type: 'string', default: '20' }, threads: { type: 'string', default: '1' } },
@@ -49,56 +45,49 @@ async function measure(size: number, call: (inputs: string[]) => Promise<void>) 
 }
 
 async function main() {
-  const { dir, env } = await benchEnv('embeddings', { SLUICE_THREADS: THREADS, SLUICE_CONTEXT_SIZE: String(CONTEXT), SLUICE_SLOTS: '2' });
-  const modelPath = await ensureTinyGguf(path.join(dir, 'models'));
-  const log = createLogger('warn');
-  const config = loadConfig(env);
-  const infra = await startInfra(config, log);
   const results: Record<string, unknown> = { machine: machine(), requests: REQUESTS, threads: Number(THREADS), sizes: SIZES };
-  try {
+  await withBenchInfra('embeddings', { SLUICE_THREADS: THREADS, SLUICE_CONTEXT_SIZE: String(CONTEXT), SLUICE_SLOTS: '2' }, async (bench) => {
+    const modelPath = await ensureTinyGguf(path.join(bench.dir, 'models'));
     const llama = await getLlama({ build: 'never', gpu: false });
     const backend = await createLlamaCppBackend({ modelPath, slots: 1, threads: Number(THREADS), contextSize: CONTEXT, llama });
-    const stack = await startStack(config, { databaseUrl: infra.databaseUrl, temporalAddress: infra.temporalAddress, api: true, control: true, pools: ['bench'], log });
     try {
-      await createModel(stack.db, {
-        id: 'bench-embed', ownedBy: 'sluice', contextLength: CONTEXT, maxOutputTokens: 1, kind: 'embeddings',
-        deployments: [{
-          id: 'bench-embed-bench', pool: 'bench', provider: 'llama-cpp', ggufPath: TINY_GGUF_FILE_NAME, baseUrl: null, apiKeyRef: null,
-          upstreamModel: null, weight: 1, priority: 0, inputMicrosPerMtok: 100_000, outputMicrosPerMtok: 0,
-        }],
-      }, new Date());
-      const key = (await addTenantKey(stack.db)).secret;
-      const url = stack.url as string;
-      const signal = new AbortController().signal;
-      const direct = async (inputs: string[]) => {
-        await backend.embed?.({ inputs, dimensions: null, maxPromptTokens: Number.MAX_SAFE_INTEGER, signal });
-      };
-      const viaSluice = async (inputs: string[]) => {
-        const res = await fetch(`${url}/v1/embeddings`, {
-          method: 'POST', headers: { Authorization: `Bearer ${key}`, 'Content-Type': 'application/json' },
-          body: JSON.stringify({ model: 'bench-embed', input: inputs, encoding_format: 'base64' }),
-        });
-        if (res.status !== 200) throw new Error(`status ${res.status}: ${await res.text()}`);
-        await res.arrayBuffer();
-      };
-      const rows = [];
-      for (const size of SIZES) {
-        const d = await measure(size, direct);
-        const s = await measure(size, viaSluice);
-        rows.push({ size, direct: d, sluice: s, sluice_share: Math.round((s.inputs_per_s / d.inputs_per_s) * 100) / 100 });
-        process.stderr.write(`size ${size}: direct ${d.inputs_per_s}/s, sluice ${s.inputs_per_s}/s\n`);
-      }
-      results.rows = rows;
+      await withStack(bench, {}, async (stack) => {
+        await createModel(stack.db, {
+          id: 'bench-embed', ownedBy: 'sluice', contextLength: CONTEXT, maxOutputTokens: 1, kind: 'embeddings',
+          deployments: [{
+            id: 'bench-embed-bench', pool: 'bench', provider: 'llama-cpp', ggufPath: TINY_GGUF_FILE_NAME, baseUrl: null, apiKeyRef: null,
+            upstreamModel: null, weight: 1, priority: 0, inputMicrosPerMtok: 100_000, outputMicrosPerMtok: 0,
+          }],
+        }, new Date());
+        const key = (await addTenantKey(stack.db)).secret;
+        const url = stack.url;
+        const signal = new AbortController().signal;
+        const direct = async (inputs: string[]) => {
+          await backend.embed?.({ inputs, dimensions: null, maxPromptTokens: Number.MAX_SAFE_INTEGER, signal });
+        };
+        const viaSluice = async (inputs: string[]) => {
+          const res = await fetch(`${url}/v1/embeddings`, {
+            method: 'POST', headers: { Authorization: `Bearer ${key}`, 'Content-Type': 'application/json' },
+            body: JSON.stringify({ model: 'bench-embed', input: inputs, encoding_format: 'base64' }),
+          });
+          if (res.status !== 200) throw new Error(`status ${res.status}: ${await res.text()}`);
+          await res.arrayBuffer();
+        };
+        const rows = [];
+        for (const size of SIZES) {
+          const d = await measure(size, direct);
+          const s = await measure(size, viaSluice);
+          rows.push({ size, direct: d, sluice: s, sluice_share: Math.round((s.inputs_per_s / d.inputs_per_s) * 100) / 100 });
+          process.stderr.write(`size ${size}: direct ${d.inputs_per_s}/s, sluice ${s.inputs_per_s}/s\n`);
+        }
+        results.rows = rows;
+      });
     } finally {
-      await stack.stop();
       await backend.close();
       await llama.dispose();
     }
-  } finally {
-    await infra.stop();
-    await fs.rm(dir, { recursive: true, force: true });
-  }
-  process.stdout.write(JSON.stringify(results, null, 2) + '\n');
+  });
+  printResults(results);
 }
 
 runBench(main);

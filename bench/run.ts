@@ -3,8 +3,8 @@
  * or a CPU. Prints each one's output and writes it to bench/results/<name>.txt. Numbers and the
  * machine they were measured on go into BENCHMARKS.md by hand (they are not asserted anywhere).
  *
- * `npm run bench -- pipeline` runs only the named ones; `batch-100k` (15 minutes here) and the
- * A/B runs against an earlier commit (`ab-pipeline`, `ab-batch`: bench/ab.ts) run only when named.
+ * `npm run bench -- pipeline` runs only the named ones; `batch-100k` (15 minutes here), `soak`
+ * (11 minutes), `cluster` and the A/B runs against an earlier commit (`ab-pipeline`, `ab-batch`, `ab-sync`: bench/ab.ts) run only when named.
  */
 import { spawn } from 'node:child_process';
 import fs from 'node:fs/promises';
@@ -36,6 +36,7 @@ const BENCHMARKS: Record<string, string[]> = {
   cluster: ['bench/cluster.ts', '--seconds', '5', '--lines', '200', '--floor-requests', '50'],
   tracing: ['bench/tracing.ts', '--requests', '200', '--rounds', '2'],
   'experiment-results': ['bench/experiment-results.ts', '--exposures', '1000000', '--runs', '3'],
+  soak: ['bench/soak.ts', '--minutes', '10', '--concurrency', '8', '--peak-concurrency', '32', '--peak-seconds', '60'],
 };
 
 async function run(name: string, args: string[]): Promise<string> {
@@ -51,7 +52,7 @@ async function run(name: string, args: string[]): Promise<string> {
 }
 
 /** Run only when named. */
-const ON_REQUEST = new Set(['batch-100k', 'ab-pipeline', 'ab-batch', 'ab-sync', 'cluster']);
+const ON_REQUEST = new Set(['batch-100k', 'ab-pipeline', 'ab-batch', 'ab-sync', 'cluster', 'soak']);
 
 const wanted = process.argv.slice(2);
 await fs.mkdir(path.join(ROOT, 'bench/results'), { recursive: true });

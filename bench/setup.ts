@@ -3,6 +3,9 @@ import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import type { Db } from '../db/database.js';
+import { loadConfig, type SluiceConfig } from '../runtime/config.js';
+import { createLogger, type Logger } from '../runtime/logger.js';
+import { startInfra, startStack, type Infra, type Stack } from '../scripts/lib/system.js';
 import { createTenant } from '../db/repositories/tenants.js';
 import { createKey } from '../db/repositories/keys.js';
 import { createModel } from '../db/repositories/models.js';
@@ -17,6 +20,62 @@ export async function benchEnv(name: string, extra: Record<string, string> = {})
     SLUICE_POOL: 'bench', SLUICE_LOG_LEVEL: 'warn', SLUICE_ENABLE_INSTANT_BACKEND: 'true', ...extra,
   };
   return { dir, env };
+}
+
+/** What {@link withBenchInfra} hands a benchmark. */
+export interface BenchInfra {
+  dir: string;
+  env: Record<string, string>;
+  config: SluiceConfig;
+  log: Logger;
+  infra: Infra;
+  /** The Temporal dev server's pid, for its CPU and memory. */
+  temporalPid: number | undefined;
+}
+
+/**
+ * A fresh data dir ({@link benchEnv}), its config, and embedded PostgreSQL and the Temporal dev
+ * server in it for the length of `run`; afterwards both are stopped and the dir removed.
+ * `options.devServerArgs` go to the dev server's command line.
+ */
+export async function withBenchInfra<T>(
+  name: string, extra: Record<string, string>, run: (bench: BenchInfra) => Promise<T>, options: { devServerArgs?: readonly string[] } = {},
+): Promise<T> {
+  const { dir, env } = await benchEnv(name, extra);
+  try {
+    const config = loadConfig(env);
+    const log = createLogger('warn');
+    const infra = await startInfra(config, log, undefined, options.devServerArgs ?? []);
+    try {
+      return await run({ dir, env, config, log, infra, temporalPid: infra.temporal?.process.pid });
+    } finally {
+      await infra.stop();
+    }
+  } finally {
+    await fs.rm(dir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * Sluice in this process on the bench's servers — the API, the control worker and inference
+ * workers for `pools` (default `bench`) — for the length of `run`, then stopped.
+ */
+export async function withStack<T>(
+  bench: BenchInfra, options: { pools?: readonly string[]; config?: SluiceConfig }, run: (stack: Stack & { url: string }) => Promise<T>,
+): Promise<T> {
+  const stack = await startStack(options.config ?? bench.config, {
+    databaseUrl: bench.infra.databaseUrl, temporalAddress: bench.infra.temporalAddress, api: true, control: true, pools: options.pools ?? ['bench'], log: bench.log,
+  });
+  try {
+    return await run(stack as Stack & { url: string });
+  } finally {
+    await stack.stop();
+  }
+}
+
+/** A benchmark's results, as indented JSON on stdout (bench/run.ts keeps them in bench/results/). */
+export function printResults(results: Record<string, unknown>): void {
+  process.stdout.write(JSON.stringify(results, null, 2) + '\n');
 }
 
 /** The machine the numbers come from. */

@@ -16,17 +16,13 @@
  *
  * Run: `npx tsx bench/slo-report.ts [--rows 1000000] [--tenants 100] [--runs 5]`
  */
-import fs from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { sql } from 'kysely';
-import { loadConfig } from '../runtime/config.js';
-import { createLogger } from '../runtime/logger.js';
-import { startInfra, startStack } from '../scripts/lib/system.js';
 import { ensureAdminKey } from '../scripts/lib/bootstrap.js';
 import { periodOf } from '../domain/billing-calendar.js';
 import { SLO_BURN_WINDOWS } from '../domain/slo.js';
 import { getSlo, measureSloWindows, sloDefinitionOf } from '../db/repositories/slos.js';
-import { benchEnv, machine, addTenantKey, runBench } from './setup.js';
+import { machine, addTenantKey, runBench, withBenchInfra, withStack, printResults } from './setup.js';
 
 const { values } = parseArgs({ options: { rows: { type: 'string', default: '1000000' }, tenants: { type: 'string', default: '100' }, runs: { type: 'string', default: '5' } } });
 const ROWS = Number(values.rows);
@@ -47,14 +43,9 @@ async function timed(runs: number, fn: () => Promise<void>): Promise<{ min_ms: n
 }
 
 async function main() {
-  const { dir, env } = await benchEnv('slo-report');
-  const log = createLogger('warn');
-  const config = loadConfig({ ...env, SLUICE_OPS_METRICS_INTERVAL_MS: '3600000' });
-  const infra = await startInfra(config, log);
   const results: Record<string, unknown> = { machine: machine(), rows: ROWS, tenants: TENANTS, runs: RUNS };
-  try {
-    const stack = await startStack(config, { databaseUrl: infra.databaseUrl, temporalAddress: infra.temporalAddress, api: true, control: true, pools: [], log });
-    try {
+  await withBenchInfra('slo-report', { SLUICE_OPS_METRICS_INTERVAL_MS: '3600000' }, async (bench) => {
+    await withStack(bench, { pools: [] }, async (stack) => {
       const admin = (await ensureAdminKey(stack.db, null)).secret as string;
       const tenantIds: string[] = [];
       const keyIds: string[] = [];
@@ -136,14 +127,9 @@ async function main() {
         if (i === 0) results.ops_burn_windows_example = (windows as unknown[])[0];
       }
       process.stderr.write(`${JSON.stringify(results)}\n`);
-    } finally {
-      await stack.stop();
-    }
-  } finally {
-    await infra.stop();
-    await fs.rm(dir, { recursive: true, force: true });
-  }
-  process.stdout.write(JSON.stringify(results, null, 2) + '\n');
+    });
+  });
+  printResults(results);
 }
 
 runBench(main);

@@ -15,23 +15,20 @@
  *
  * Run: `npx tsx bench/stream.ts [--streams 40] [--chunks 20] [--interval 10] [--seconds 5] [--llama-streams 20] [--llama-tokens 32] [--threads 1]`
  */
-import fs from 'node:fs/promises';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { Client } from '@temporalio/client';
 import { NativeConnection } from '@temporalio/worker';
 import { loadConfig } from '../runtime/config.js';
-import { createLogger } from '../runtime/logger.js';
-import { startInfra, startStack } from '../scripts/lib/system.js';
 import { createInstantBackend } from '../activities/backends/instant.js';
 import { getLlama } from 'node-llama-cpp';
 import { createLlamaCppBackend } from '../activities/backends/llama-cpp.js';
 import { createModel } from '../db/repositories/models.js';
 import { TINY_GGUF_FILE_NAME, ensureTinyGguf } from '../workers/llama/tiny-gguf.js';
-import type { Infra, Stack } from '../scripts/lib/system.js';
+import { readEvents } from '../test/support/sse.js';
 import { measureLoad, percentile } from './stats.js';
 import { measureFloor } from './temporal-floor.js';
-import { benchEnv, machine, addInstantModel, addTenantKey, runBench, syncChat } from './setup.js';
+import { machine, addInstantModel, addTenantKey, printResults, runBench, syncChat, withBenchInfra, withStack, type BenchInfra } from './setup.js';
 
 const { values } = parseArgs({
   options: {
@@ -55,25 +52,13 @@ async function streamArrivals(url: string, key: string, body: Record<string, unk
   const res = await fetch(`${url}/v1/chat/completions`, { method: 'POST', headers: { Authorization: `Bearer ${key}`, 'Content-Type': 'application/json' }, body: JSON.stringify({ ...body, stream: true }) });
   if (res.status !== 200) throw new Error(`status ${res.status}: ${await res.text()}`);
   const arrivals: number[] = [];
-  const reader = res.body!.getReader();
-  const decoder = new TextDecoder();
-  let buffer = '';
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    buffer += decoder.decode(value, { stream: true });
-    let at: number;
-    while ((at = buffer.indexOf('\n\n')) >= 0) {
-      const event = buffer.slice(0, at);
-      buffer = buffer.slice(at + 2);
-      if (/"content":"[^"]/.test(event)) {
-        // A chunk may carry several tokens when they came while an insert was in flight.
-        const n = /"content":"(x+)"/.exec(event)?.[1]?.length ?? 1;
-        const now = performance.now() - t;
-        for (let i = 0; i < n; i++) arrivals.push(now);
-      }
-    }
-  }
+  await readEvents(res, (event) => {
+    if (!/"content":"[^"]/.test(event.data)) return;
+    // A chunk may carry several tokens when they came while an insert was in flight.
+    const n = /"content":"(x+)"/.exec(event.data)?.[1]?.length ?? 1;
+    const now = performance.now() - t;
+    for (let i = 0; i < n; i++) arrivals.push(now);
+  });
   return arrivals;
 }
 
@@ -106,89 +91,83 @@ const summary = (xs: number[]) => ({ p50: percentile(xs, 50), p99: percentile(xs
  * backend called directly in this process with the same settings, one at a time; then streams/s
  * against sync req/s at each concurrency.
  */
-async function llamaPhase(env: Record<string, string>, dir: string, infra: Infra): Promise<Record<string, unknown>> {
-  const modelPath = await ensureTinyGguf(path.join(dir, 'models'));
-  const config = loadConfig({ ...env, SLUICE_SLOTS: '2', SLUICE_THREADS: THREADS, SLUICE_CONTEXT_SIZE: String(LLAMA_CONTEXT) });
-  const log = createLogger('warn');
-  const temporalPid = infra.temporal?.process.pid;
+async function llamaPhase(bench: BenchInfra): Promise<Record<string, unknown>> {
+  const modelPath = await ensureTinyGguf(path.join(bench.dir, 'models'));
+  const config = loadConfig({ ...bench.env, SLUICE_SLOTS: '2', SLUICE_THREADS: THREADS, SLUICE_CONTEXT_SIZE: String(LLAMA_CONTEXT) });
+  const { temporalPid } = bench;
   const llama = await getLlama({ build: 'never', gpu: false });
   const backend = await createLlamaCppBackend({ modelPath, slots: 1, threads: Number(THREADS), contextSize: LLAMA_CONTEXT, llama });
-  let stack: Stack | null = null;
   try {
-    stack = await startStack(config, { databaseUrl: infra.databaseUrl, temporalAddress: infra.temporalAddress, api: true, control: true, pools: ['bench'], log });
-    await createModel(stack.db, {
-      id: 'tiny-bench', ownedBy: 'sluice', contextLength: LLAMA_CONTEXT, maxOutputTokens: LLAMA_TOKENS,
-      deployments: [{
-        id: 'tiny-bench-bench', pool: 'bench', provider: 'llama-cpp', ggufPath: TINY_GGUF_FILE_NAME, baseUrl: null, apiKeyRef: null,
-        upstreamModel: null, weight: 1, priority: 0, inputMicrosPerMtok: 100_000, outputMicrosPerMtok: 200_000,
-      }],
-    }, new Date(Date.now() - 60_000));
-    const key = (await addTenantKey(stack.db, null, 'bench-llama')).secret;
-    const url = stack.url as string;
-    const prompt = 'Tell me about the durable queue worker.';
-    // `stop: null` and greedy: the tiny model runs to max_tokens, so every stream has the same length.
-    const body = { model: 'tiny-bench', messages: [{ role: 'user', content: prompt }], max_tokens: LLAMA_TOKENS, temperature: 0 };
-    const direct = async () => {
-      const t = performance.now();
-      const arrivals: number[] = [];
-      await backend.generate({
-        messages: [{ role: 'user', content: prompt }], params: { maxTokens: LLAMA_TOKENS, temperature: 0, topP: null, seed: null, stop: null },
-        signal: new AbortController().signal, onDelta: () => arrivals.push(performance.now() - t),
-      });
-      return { arrivals, total: performance.now() - t };
-    };
-    const viaSluice = async () => {
-      const t = performance.now();
-      const arrivals = await streamArrivals(url, key, body);
-      return { arrivals, total: performance.now() - t };
-    };
-    for (let i = 0; i < 3; i++) {
-      await viaSluice();
-      await direct();
-    }
-    const s = { ttft: [] as number[], gaps: [] as number[], total: [] as number[], events: [] as number[] };
-    const d = { ttft: [] as number[], gaps: [] as number[], total: [] as number[], events: [] as number[] };
-    for (let i = 0; i < LLAMA_STREAMS; i++) {
-      for (const [side, run] of [[s, viaSluice], [d, direct]] as const) {
-        const r = await run();
-        side.ttft.push(r.arrivals[0] ?? Number.NaN);
-        side.gaps.push(...gaps(r.arrivals));
-        side.total.push(r.total);
-        side.events.push(r.arrivals.length);
+    return await withStack(bench, { config }, async (stack) => {
+      await createModel(stack.db, {
+        id: 'tiny-bench', ownedBy: 'sluice', contextLength: LLAMA_CONTEXT, maxOutputTokens: LLAMA_TOKENS,
+        deployments: [{
+          id: 'tiny-bench-bench', pool: 'bench', provider: 'llama-cpp', ggufPath: TINY_GGUF_FILE_NAME, baseUrl: null, apiKeyRef: null,
+          upstreamModel: null, weight: 1, priority: 0, inputMicrosPerMtok: 100_000, outputMicrosPerMtok: 200_000,
+        }],
+      }, new Date(Date.now() - 60_000));
+      const key = (await addTenantKey(stack.db, null, 'bench-llama')).secret;
+      const url = stack.url;
+      const prompt = 'Tell me about the durable queue worker.';
+      // `stop: null` and greedy: the tiny model runs to max_tokens, so every stream has the same length.
+      const body = { model: 'tiny-bench', messages: [{ role: 'user', content: prompt }], max_tokens: LLAMA_TOKENS, temperature: 0 };
+      const direct = async () => {
+        const t = performance.now();
+        const arrivals: number[] = [];
+        await backend.generate({
+          messages: [{ role: 'user', content: prompt }], params: { maxTokens: LLAMA_TOKENS, temperature: 0, topP: null, seed: null, stop: null },
+          signal: new AbortController().signal, onDelta: () => arrivals.push(performance.now() - t),
+        });
+        return { arrivals, total: performance.now() - t };
+      };
+      const viaSluice = async () => {
+        const t = performance.now();
+        const arrivals = await streamArrivals(url, key, body);
+        return { arrivals, total: performance.now() - t };
+      };
+      for (let i = 0; i < 3; i++) {
+        await viaSluice();
+        await direct();
       }
-    }
-    const side = (x: typeof s) => ({ ttft_ms: summary(x.ttft), gap_ms: summary(x.gaps), total_ms: summary(x.total), content_events_p50: percentile(x.events, 50) });
-    const throughput: Array<Record<string, unknown>> = [];
-    const sync = async () => {
-      const t = performance.now();
-      const res = await fetch(`${url}/v1/chat/completions`, { method: 'POST', headers: { Authorization: `Bearer ${key}`, 'Content-Type': 'application/json' }, body: JSON.stringify(body) });
-      if (res.status !== 200) throw new Error(`status ${res.status}`);
-      await res.arrayBuffer();
-      return performance.now() - t;
-    };
-    const streamed = async () => (await viaSluice()).total;
-    for (const c of CONCURRENCIES) {
-      const a = await measureLoad(sync, c, SECONDS, temporalPid);
-      const b = await measureLoad(streamed, c, SECONDS, temporalPid);
-      throughput.push({ concurrency: c, sync_rps: a.rps, stream_rps: b.rps, sync_errors: a.errors, stream_errors: b.errors, ratio: Math.round((b.rps / a.rps) * 100) / 100 });
-      process.stderr.write(`llama c=${c}: ${JSON.stringify(throughput.at(-1))}\n`);
-    }
-    return { streams: LLAMA_STREAMS, max_tokens: LLAMA_TOKENS, threads: Number(THREADS), slots: 2, sluice: side(s), direct: side(d), throughput };
+      const s = { ttft: [] as number[], gaps: [] as number[], total: [] as number[], events: [] as number[] };
+      const d = { ttft: [] as number[], gaps: [] as number[], total: [] as number[], events: [] as number[] };
+      for (let i = 0; i < LLAMA_STREAMS; i++) {
+        for (const [side, run] of [[s, viaSluice], [d, direct]] as const) {
+          const r = await run();
+          side.ttft.push(r.arrivals[0] ?? Number.NaN);
+          side.gaps.push(...gaps(r.arrivals));
+          side.total.push(r.total);
+          side.events.push(r.arrivals.length);
+        }
+      }
+      const side = (x: typeof s) => ({ ttft_ms: summary(x.ttft), gap_ms: summary(x.gaps), total_ms: summary(x.total), content_events_p50: percentile(x.events, 50) });
+      const throughput: Array<Record<string, unknown>> = [];
+      const sync = async () => {
+        const t = performance.now();
+        const res = await fetch(`${url}/v1/chat/completions`, { method: 'POST', headers: { Authorization: `Bearer ${key}`, 'Content-Type': 'application/json' }, body: JSON.stringify(body) });
+        if (res.status !== 200) throw new Error(`status ${res.status}`);
+        await res.arrayBuffer();
+        return performance.now() - t;
+      };
+      const streamed = async () => (await viaSluice()).total;
+      for (const c of CONCURRENCIES) {
+        const a = await measureLoad(sync, c, SECONDS, temporalPid);
+        const b = await measureLoad(streamed, c, SECONDS, temporalPid);
+        throughput.push({ concurrency: c, sync_rps: a.rps, stream_rps: b.rps, sync_errors: a.errors, stream_errors: b.errors, ratio: Math.round((b.rps / a.rps) * 100) / 100 });
+        process.stderr.write(`llama c=${c}: ${JSON.stringify(throughput.at(-1))}\n`);
+      }
+      return { streams: LLAMA_STREAMS, max_tokens: LLAMA_TOKENS, threads: Number(THREADS), slots: 2, sluice: side(s), direct: side(d), throughput };
+    });
   } finally {
-    await stack?.stop();
     await backend.close();
     await llama.dispose();
   }
 }
 
 async function main() {
-  const { dir, env } = await benchEnv('stream', { SLUICE_SLOTS: '64' });
-  const log = createLogger('warn');
-  const config = loadConfig(env);
-  const infra = await startInfra(config, log);
   const results: Record<string, unknown> = { machine: machine(), streams: STREAMS, chunks: CHUNKS, interval_ms: INTERVAL, seconds: SECONDS };
-  const temporalPid = infra.temporal?.process.pid;
-  try {
+  await withBenchInfra('stream', { SLUICE_SLOTS: '64' }, async (bench) => {
+    const { config, infra, temporalPid } = bench;
     const connection = await NativeConnection.connect({ address: infra.temporalAddress });
     try {
       const client = new Client({ connection, namespace: config.temporalNamespace });
@@ -197,8 +176,7 @@ async function main() {
     } finally {
       await connection.close();
     }
-    const stack = await startStack(config, { databaseUrl: infra.databaseUrl, temporalAddress: infra.temporalAddress, api: true, control: true, pools: ['bench'], log });
-    try {
+    await withStack(bench, {}, async (stack) => {
       await addInstantModel(stack.db);
       await createModel(stack.db, {
         id: 'paced', ownedBy: 'sluice', contextLength: 4096, maxOutputTokens: 1000,
@@ -208,7 +186,7 @@ async function main() {
         }],
       }, new Date(Date.now() - 60_000));
       const key = (await addTenantKey(stack.db)).secret;
-      const url = stack.url as string;
+      const url = stack.url;
       const paced = { model: 'paced', messages: [{ role: 'user', content: 'benchmark' }], max_tokens: CHUNKS };
       for (let i = 0; i < 10; i++) await streamArrivals(url, key, paced); // warm-up
       const sluiceTtft: number[] = [];
@@ -245,15 +223,10 @@ async function main() {
         process.stderr.write(`c=${c}: ${JSON.stringify(throughput.at(-1))}\n`);
       }
       results.throughput = throughput;
-    } finally {
-      await stack.stop();
-    }
-    if (LLAMA_STREAMS > 0) results.llama = await llamaPhase(env, dir, infra);
-  } finally {
-    await infra.stop();
-    await fs.rm(dir, { recursive: true, force: true });
-  }
-  process.stdout.write(JSON.stringify(results, null, 2) + '\n');
+    });
+    if (LLAMA_STREAMS > 0) results.llama = await llamaPhase(bench);
+  });
+  printResults(results);
 }
 
 runBench(main);

@@ -17,7 +17,7 @@ import { ensureReconcileSchedule } from '../../workers/schedules.js';
 import { createInferenceWorkers } from '../../workers/inference-worker.js';
 import { startOpsMetrics, type OpsMetricsRefresher } from '../../workers/ops-metrics.js';
 import { ensureBillingSchedule, ensureDayCloseSchedule } from '../../workers/billing-schedule.js';
-import { createBackendRegistry, type BackendRegistry } from '../../activities/backends/registry.js';
+import { createBackendRegistry, type BackendRegistry, type BackendRegistryOptions } from '../../activities/backends/registry.js';
 import { createMetrics, type Metrics } from '../../runtime/metrics.js';
 import { payloadCodecsFor } from '../../runtime/payload-codec.js';
 import { temporalTlsOptions } from '../../runtime/temporal-runtime.js';
@@ -37,8 +37,11 @@ export interface Infra {
   stop(): Promise<void>;
 }
 
-/** Starts embedded PostgreSQL and the Temporal dev server unless the config points at external ones. */
-export async function startInfra(config: SluiceConfig, log: Logger, signal?: AbortSignal): Promise<Infra> {
+/**
+ * Starts embedded PostgreSQL and the Temporal dev server unless the config points at external ones.
+ * `devServerArgs` go to the dev server's command line after Sluice's own (benchmarks only).
+ */
+export async function startInfra(config: SluiceConfig, log: Logger, signal?: AbortSignal, devServerArgs: readonly string[] = []): Promise<Infra> {
   const postgres = config.databaseUrl
     ? null
     : await startEmbeddedPostgres({ dir: path.join(config.dataDir, 'postgres'), port: config.embeddedPgPort, onLog: (l) => log.debug('postgres', { line: l }) });
@@ -53,6 +56,7 @@ export async function startInfra(config: SluiceConfig, log: Logger, signal?: Abo
         namespace: config.temporalNamespace,
         onLog: (l) => log.debug('temporal', { line: l.slice(0, 500) }),
         ...(signal ? { signal } : {}),
+        extraArgs: devServerArgs,
       });
   } catch (err) {
     await postgres?.stop();
@@ -68,6 +72,19 @@ export async function startInfra(config: SluiceConfig, log: Logger, signal?: Abo
       await temporal?.stop();
       await postgres?.stop();
     },
+  };
+}
+
+/**
+ * The inference backends' options from the config, for every process that runs inference workers
+ * (`npm start` and `npm run worker:inference` alike: the standalone worker used to drop the
+ * response-size cap and SLUICE_ENABLE_INSTANT_BACKEND).
+ */
+export function backendRegistryOptions(config: SluiceConfig): BackendRegistryOptions {
+  return {
+    dataDir: config.dataDir, slots: config.slots, threads: config.threads, contextSize: config.contextSize, gpu: config.gpu, upstreamKeys: config.upstreamKeys,
+    allowPrivateUpstreams: config.allowPrivateUpstreams,
+    maxResponseBytes: config.upstreamMaxResponseBytes, enableInstantBackend: config.enableInstantBackend,
   };
 }
 
@@ -146,11 +163,7 @@ export async function startStack(config: SluiceConfig, options: StackOptions): P
     opsMetrics = startOpsMetrics({ db, metrics, auditKey: config.auditKey, log: options.log, intervalMs: config.opsMetricsIntervalMs });
   }
   if (options.pools.length > 0) {
-    backends = createBackendRegistry({
-      dataDir: config.dataDir, slots: config.slots, threads: config.threads, contextSize: config.contextSize, gpu: config.gpu, upstreamKeys: config.upstreamKeys,
-      allowPrivateUpstreams: config.allowPrivateUpstreams,
-      maxResponseBytes: config.upstreamMaxResponseBytes, enableInstantBackend: config.enableInstantBackend,
-    });
+    backends = createBackendRegistry(backendRegistryOptions(config));
     for (const p of options.pools) {
       workers.push(...await createInferenceWorkers({
         namespace: config.temporalNamespace, pool: p, slots: config.slots, payloadCodecs,
@@ -234,10 +247,7 @@ export async function startInferenceOnly(config: SluiceConfig, options: { tempor
   const tls = await temporalTlsOptions(config.temporalTls);
   const connection = await NativeConnection.connect({ address: options.temporalAddress, ...(tls ? { tls } : {}) });
   const payloadCodecs = payloadCodecsFor(config);
-  const backends = createBackendRegistry({
-    dataDir: config.dataDir, slots: config.slots, threads: config.threads, contextSize: config.contextSize, gpu: config.gpu, upstreamKeys: config.upstreamKeys,
-    allowPrivateUpstreams: config.allowPrivateUpstreams,
-  });
+  const backends = createBackendRegistry(backendRegistryOptions(config));
   const workers: Worker[] = [];
   // Streamed requests' chunks, through the narrow stream-writer role (SLUICE_STREAM_DATABASE_URL).
   const stream = config.streamDatabaseUrl ? createDb({ connectionString: config.streamDatabaseUrl, max: Math.max(2, config.slots), applicationName: 'sluice-stream-writer' }) : null;

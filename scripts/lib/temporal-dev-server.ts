@@ -52,6 +52,11 @@ export interface DevServerOptions {
   onLog?: (line: string) => void;
   /** Aborting stops a start-up in progress: the child is killed and the start rejects. */
   signal?: AbortSignal;
+  /**
+   * More arguments for `temporal server start-dev`, after ours (benchmarks: `--metrics-port`, a
+   * `--dynamic-config-value` to try). @default []
+   */
+  extraArgs?: readonly string[];
 }
 
 export interface RunningDevServer {
@@ -244,6 +249,7 @@ export async function startTemporalDevServer(options: DevServerOptions): Promise
     if (options.namespace && options.namespace !== 'default') args.push('--namespace', options.namespace);
     for (const name of SEARCH_ATTRIBUTE_NAMES) args.push('--search-attribute', `${name}=Keyword`);
     for (const [key, value] of Object.entries(DEV_SERVER_DYNAMIC_CONFIG)) args.push('--dynamic-config-value', `${key}=${value}`);
+    args.push(...(options.extraArgs ?? []));
     return args;
   };
   const { child, port } = await spawnListening(argsFor, uiPortFor, options);

@@ -13,6 +13,7 @@ import pg from 'pg';
 import { createDb } from '../../db/database.js';
 import { publishChunk } from '../../db/repositories/streams.js';
 import { startFakeUpstream, type FakeUpstream } from '../support/fake-openai-upstream.js';
+import { readEvents } from '../support/sse.js';
 
 let stack: TestStack;
 let client: OpenAI;
@@ -54,35 +55,6 @@ afterAll(async () => {
   await stack?.stop();
   for (const f of [good, goodFallback, broken, breaking]) await f?.close();
 });
-
-interface SseEvent { id: string | null; data: string }
-
-/** Reads an SSE body into events (`onEvent` may stop early by returning true). */
-async function readEvents(res: Response, onEvent?: (e: SseEvent) => boolean | void): Promise<SseEvent[]> {
-  const events: SseEvent[] = [];
-  const reader = res.body!.getReader();
-  const decoder = new TextDecoder();
-  let buffer = '';
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    buffer += decoder.decode(value, { stream: true });
-    let at: number;
-    while ((at = buffer.indexOf('\n\n')) >= 0) {
-      const block = buffer.slice(0, at);
-      buffer = buffer.slice(at + 2);
-      const id = /^id: (.*)$/m.exec(block)?.[1] ?? null;
-      const data = block.split('\n').filter((l) => l.startsWith('data: ')).map((l) => l.slice(6)).join('\n');
-      const event = { id, data };
-      events.push(event);
-      if (onEvent?.(event) === true) {
-        await reader.cancel();
-        return events;
-      }
-    }
-  }
-  return events;
-}
 
 function post(url: string, body: unknown, headers: Record<string, string> = {}, signal?: AbortSignal) {
   return fetch(`${url}/v1/chat/completions`, {

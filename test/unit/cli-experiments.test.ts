@@ -1,42 +1,24 @@
 /** `sluice experiments …`: parsing (pure) and each command against an HTTP double of the API. */
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { createServer, type IncomingMessage, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { cli, parseCommand } from '../../scripts/cli/index.js';
 import { experimentResults } from '../../domain/experiment-results.js';
+import { startApiDouble, type ApiDouble, type Canned, type Recorded } from '../support/api-double.js';
 
 const KEY = 'sk-test_cli_experiments_0123456789';
-let server: Server;
+let api: ApiDouble;
 let baseUrl: string;
-const recorded: Array<{ method: string; path: string; body: unknown }> = [];
-const routes = new Map<string, { status: number; body: unknown }>();
-
-async function readBody(req: IncomingMessage): Promise<unknown> {
-  const chunks: Buffer[] = [];
-  for await (const chunk of req) chunks.push(chunk as Buffer);
-  const text = Buffer.concat(chunks).toString('utf8');
-  return text === '' ? undefined : JSON.parse(text);
-}
+let recorded: Recorded[];
+let routes: Map<string, Canned>;
 
 beforeAll(async () => {
-  server = createServer((req, res) => {
-    void (async () => {
-      const path = new URL(req.url ?? '/', 'http://127.0.0.1').pathname;
-      recorded.push({ method: req.method ?? '', path, body: await readBody(req) });
-      const canned = routes.get(`${req.method} ${path}`) ?? { status: 404, body: { error: { message: 'Experiment not found', type: 'not_found_error', param: null, code: 'not_found' } } };
-      res.writeHead(canned.status, { 'content-type': 'application/json' });
-      res.end(JSON.stringify(canned.body));
-    })();
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  baseUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  api = await startApiDouble(() => ({ status: 404, body: { error: { message: 'Experiment not found', type: 'not_found_error', param: null, code: 'not_found' } } }));
+  ({ url: baseUrl, recorded, routes } = api);
 });
 afterAll(async () => {
-  await new Promise<void>((resolve) => server.close(() => resolve()));
+  await api.close();
 });
 beforeEach(() => {
-  recorded.length = 0;
-  routes.clear();
+  api.reset();
 });
 
 async function run(argv: string[]) {

@@ -5,73 +5,35 @@
  * the real `fetch`. The last test runs the `bin` shim as a child process.
  */
 import { spawn } from 'node:child_process';
-import { createServer, type IncomingMessage, type Server } from 'node:http';
+import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { USAGE_GROUPS as API_USAGE_GROUPS } from '../../db/repositories/usage.js';
 import { cli, formatMicros, parseCommand, runCommand, type Command } from '../../scripts/sluice.js';
+import { startApiDouble, type ApiDouble, type Canned, type Recorded } from '../support/api-double.js';
 
 const KEY = 'sk-test_0123456789abcdefghijklmn';
 
-interface Recorded {
-  method: string;
-  path: string;
-  query: Record<string, string>;
-  authorization: string | undefined;
-  contentType: string | undefined;
-  body: unknown;
-}
-
-interface Canned {
-  status: number;
-  body: unknown;
-  headers?: Record<string, string>;
-}
-
-const recorded: Recorded[] = [];
-const routes = new Map<string, Canned>();
-let server: Server;
+let api: ApiDouble;
 let baseUrl: string;
-
-async function readBody(req: IncomingMessage): Promise<unknown> {
-  const chunks: Buffer[] = [];
-  for await (const chunk of req) chunks.push(chunk as Buffer);
-  const text = Buffer.concat(chunks).toString('utf8');
-  return text === '' ? undefined : JSON.parse(text);
-}
+let recorded: Recorded[];
+let routes: Map<string, Canned>;
 
 beforeAll(async () => {
-  server = createServer((req, res) => {
-    void (async () => {
-      const url = new URL(req.url ?? '/', 'http://127.0.0.1');
-      recorded.push({
-        method: req.method ?? '',
-        path: url.pathname,
-        query: Object.fromEntries(url.searchParams),
-        authorization: req.headers.authorization,
-        contentType: req.headers['content-type'],
-        body: await readBody(req),
-      });
-      const canned = routes.get(`${req.method} ${url.pathname}`) ?? {
-        status: 404,
-        body: { error: { message: `Unknown route ${req.method} ${url.pathname}`, type: 'not_found_error', param: null, code: 'unknown_url' } },
-      };
-      res.writeHead(canned.status, { 'content-type': 'application/json', ...canned.headers });
-      res.end(JSON.stringify(canned.body));
-    })();
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  baseUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  api = await startApiDouble((method, path) => ({
+    status: 404,
+    body: { error: { message: `Unknown route ${method} ${path}`, type: 'not_found_error', param: null, code: 'unknown_url' } },
+  }));
+  ({ url: baseUrl, recorded, routes } = api);
 });
 
 afterAll(async () => {
-  await new Promise<void>((resolve) => server.close(() => resolve()));
+  await api.close();
 });
 
 beforeEach(() => {
-  recorded.length = 0;
-  routes.clear();
+  api.reset();
 });
 
 /** Runs the CLI like the bin does, with the env pointing at the test server. */
