@@ -21,7 +21,7 @@ import { cpuMs, peakRssMib, percentile } from './stats.js';
 
 const { values } = parseArgs({
   options: {
-    lines: { type: 'string', default: '10000' }, concurrency: { type: 'string', default: '128' }, 'per-run': { type: 'string', default: '1000' },
+    lines: { type: 'string', default: '10000' }, concurrency: { type: 'string', default: '128' }, 'per-run': { type: 'string', default: '1000' }, chunk: { type: 'string', default: '64' },
     /** Also send sync requests of another tenant, one at a time, before and while the batch runs. */
     'sync-probe': { type: 'boolean', default: false },
   },
@@ -31,7 +31,7 @@ const LINES = Number(values.lines);
 async function main() {
   const { dir, env } = await benchEnv('batch', {
     SLUICE_SLOTS: '64', SLUICE_FILE_MAX_LINES: String(Math.max(50_000, LINES)),
-    SLUICE_BATCH_CONCURRENCY: String(values.concurrency), SLUICE_BATCH_LINES_PER_RUN: String(values['per-run']),
+    SLUICE_BATCH_CONCURRENCY: String(values.concurrency), SLUICE_BATCH_LINES_PER_RUN: String(values['per-run']), SLUICE_BATCH_CHUNK_LINES: String(values.chunk),
   });
   const log = createLogger('warn');
   const config = loadConfig(env);
@@ -127,7 +127,7 @@ async function main() {
     const runningSeconds = (tDone - (tRunning ?? tUploaded)) / 1000;
     const result = {
       machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model ?? 'unknown' },
-      lines: LINES, concurrency: Number(values.concurrency), lines_per_run: Number(values['per-run']),
+      lines: LINES, concurrency: Number(values.concurrency), lines_per_run: Number(values['per-run']), chunk_lines: Number(values.chunk),
       status: batch.status, request_counts: batch.request_counts, usage_rows: Number(usage.n),
       upload_seconds: Math.round((tUploaded - t0) / 10) / 100,
       total_seconds: Math.round((tDone - t0) / 10) / 100,

@@ -61,6 +61,8 @@ export interface SluiceConfig {
   readonly batchConcurrency: number;
   /** Lines a batch workflow run starts before it continues as new. `SLUICE_BATCH_LINES_PER_RUN` @default 1000 */
   readonly batchLinesPerRun: number;
+  /** Most lines of a batch whose admission, inference or completion share one activity. `SLUICE_BATCH_CHUNK_LINES` @default 64 */
+  readonly batchChunkLines: number;
   /**
    * Webhook delivery. `allowPrivateHosts`: hosts (or resolved addresses) an endpoint may have on
    * loopback, private or link-local addresses, `*` for all: `SLUICE_ALLOW_PRIVATE_WEBHOOKS`
@@ -433,6 +435,7 @@ export function loadConfig(env: Env = process.env): SluiceConfig {
     fileMaxLines: int(env, 'SLUICE_FILE_MAX_LINES', 50_000, 1),
     batchConcurrency: int(env, 'SLUICE_BATCH_CONCURRENCY', 128, 1, 1000),
     batchLinesPerRun: int(env, 'SLUICE_BATCH_LINES_PER_RUN', 1000, 1),
+    batchChunkLines: int(env, 'SLUICE_BATCH_CHUNK_LINES', 64, 1, 1000),
     webhooks: Object.freeze({
       allowPrivateHosts: Object.freeze(hostList(env, 'SLUICE_ALLOW_PRIVATE_WEBHOOKS')),
       retry: Object.freeze({

@@ -28,9 +28,11 @@ export interface BatchRunConfig {
   concurrency: number;
   /** Lines one workflow run starts before continuing as new. @default 1000 */
   linesPerRun: number;
+  /** Most lines per chunk activity (admit, infer, complete). @default 64 */
+  chunkLines: number;
 }
 
-export const DEFAULT_BATCH_RUN: BatchRunConfig = { concurrency: 128, linesPerRun: 1000 };
+export const DEFAULT_BATCH_RUN: BatchRunConfig = { concurrency: 128, linesPerRun: 1000, chunkLines: 64 };
 
 const ENDPOINTS = ['/v1/chat/completions', '/v1/embeddings', '/v1/responses'];
 const WINDOWS: Record<string, number> = { '24h': 24 * 3600_000 };
@@ -119,7 +121,7 @@ export function batchRoutes(deps: { db: Db; temporal: Client; run: BatchRunConfi
       });
     });
     const input: BatchWorkflowInput = {
-      batchId: id, tenantId, concurrency: deps.run.concurrency, linesPerRun: deps.run.linesPerRun,
+      batchId: id, tenantId, concurrency: deps.run.concurrency, linesPerRun: deps.run.linesPerRun, chunkLines: deps.run.chunkLines,
       expiresAtMs: row.expires_at.getTime(), state: null,
     };
     try {

@@ -18,6 +18,7 @@ import * as responseCache from './2026-12-01-0402-response-cache.js';
 import * as opsMetrics from './2026-12-01-0502-ops-metrics.js';
 import * as slos from './2026-12-01-0501-slos.js';
 import * as experimentLifecycle from './2026-12-01-0401-experiment-lifecycle.js';
+import * as quotaMany from './2026-12-01-0611-quota-many.js';
 
 export const migrations: Record<string, Migration> = {
   '2026-11-21-0001-spine': spine,
@@ -38,4 +39,5 @@ export const migrations: Record<string, Migration> = {
   '2026-12-01-0502-ops-metrics': opsMetrics,
   '2026-12-01-0501-slos': slos,
   '2026-12-01-0401-experiment-lifecycle': experimentLifecycle,
+  '2026-12-01-0611-quota-many': quotaMany,
 };
