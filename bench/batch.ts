@@ -10,7 +10,7 @@
  * With 1,000,000 lines (`npm run bench -- batch-1m`) it also reports RSS per tenth of the run and
  * the disk used by PostgreSQL and the Temporal DB; the input file is written to disk and uploaded from there.
  *
- * Run: `npx tsx bench/batch.ts [--lines 10000] [--concurrency 128] [--per-run 1000] [--chunk 64] [--sync-probe]`
+ * Run: `npx tsx bench/batch.ts [--lines 10000] [--concurrency 512] [--per-run 1000] [--chunk 256] [--sync-probe]`
  */
 import fs from 'node:fs/promises';
 import { createWriteStream, openAsBlob, readFileSync, readdirSync, statSync } from 'node:fs';
@@ -27,7 +27,7 @@ import { cpuMs, peakRssMib, percentile } from './stats.js';
 
 const { values } = parseArgs({
   options: {
-    lines: { type: 'string', default: '10000' }, concurrency: { type: 'string', default: '128' }, 'per-run': { type: 'string', default: '1000' }, chunk: { type: 'string', default: '64' },
+    lines: { type: 'string', default: '10000' }, concurrency: { type: 'string', default: '512' }, 'per-run': { type: 'string', default: '1000' }, chunk: { type: 'string', default: '256' },
     /** Also send sync requests of another tenant, one at a time, before and while the batch runs. */
     'sync-probe': { type: 'boolean', default: false },
   },

@@ -165,6 +165,9 @@ describe('loadConfig values', () => {
 
   it('takes the lines a batch has in flight, and refuses the removed local-activities switch by name', () => {
     expect(loadConfig({ SLUICE_BATCH_CONCURRENCY: '200' }).batchConcurrency).toBe(200);
+    expect(loadConfig({}).batchChunkLines).toBe(256);
+    expect(loadConfig({ SLUICE_BATCH_CHUNK_LINES: '64' }).batchChunkLines).toBe(64);
+    expect(() => loadConfig({ SLUICE_BATCH_CHUNK_LINES: '0' })).toThrow(/SLUICE_BATCH_CHUNK_LINES must be an integer from 1 to 1000/);
     expect(() => loadConfig({ SLUICE_BATCH_CONCURRENCY: '1001' })).toThrow(/SLUICE_BATCH_CONCURRENCY must be an integer from 1 to 1000/);
     expect(() => loadConfig({ SLUICE_BATCH_LOCAL_ACTIVITIES: 'false' })).toThrow(/SLUICE_BATCH_LOCAL_ACTIVITIES was removed/);
   });
