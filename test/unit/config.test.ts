@@ -31,8 +31,9 @@ describe('loadConfig defaults', () => {
       maxBodyBytes: 1024 * 1024,
       fileMaxBytes: 200 * 1024 * 1024,
       fileMaxLines: 50_000,
-      batchConcurrency: 128,
+      batchConcurrency: 512,
       batchLinesPerRun: 1000,
+      batchChunkLines: 256,
       webhooks: {
         allowPrivateHosts: [],
         retry: { initialIntervalMs: 5_000, maxIntervalMs: 3_600_000, maxAttempts: 20, horizonMs: 86_400_000, timeoutMs: 10_000 },
