@@ -32,13 +32,15 @@ import type { ItemResult } from '../contracts/failures.js';
 import { fallbackOrder } from '../domain/routing.js';
 import { checkPromptOverride } from '../domain/experiment-prompt.js';
 import { forEachItem } from './items.js';
+import { memoBy } from './chunk-calls.js';
 import { requestFailure } from './failures.js';
 import { ApplicationFailure } from '@temporalio/common';
 import type { FailureDetails } from '../contracts/failures.js';
 
 /**
- * Items of a chunk admitted or completed at once: one tenant's reservations queue on its row lock
- * anyway, while the other steps' round trips overlap.
+ * Items of a chunk admitted or completed at once without `chunkSteps`: one tenant's reservations
+ * queue on its row lock anyway, while the other steps' round trips overlap. With them every item
+ * runs at once: their lookups are shared and their reserves and settles go as one call.
  */
 const ITEM_CONCURRENCY = 8;
 
@@ -59,20 +61,6 @@ export interface RequestSteps {
 /** The outcome to record for a settled request: its summary gets the settled cost. */
 function withCost(outcome: OutcomeInput, costMicros: number): OutcomeInput {
   return { ...outcome, summary: { ...outcome.summary, cost_micros: costMicros } };
-}
-
-/** `fn` answering each distinct key once (failures included): lookups that a chunk's lines share. */
-function memoBy<I, O>(key: (input: I) => string, fn: (input: I) => Promise<O>): (input: I) => Promise<O> {
-  const seen = new Map<string, Promise<O>>();
-  return (input) => {
-    const k = key(input);
-    let p = seen.get(k);
-    if (p === undefined) {
-      p = fn(input);
-      seen.set(k, p);
-    }
-    return p;
-  };
 }
 
 export interface AdmitInput {
@@ -148,13 +136,19 @@ function forVariant(err: unknown, variant: string | null): unknown {
   });
 }
 
-export function createAdmissionActivities(steps: RequestSteps, random: () => number = Math.random) {
+/**
+ * `chunkSteps` builds the steps one chunk of batch lines runs (`createChunkSteps`: lookups shared
+ * by the chunk's lines, reserves and settles batched into one call); without it a chunk's lines
+ * run `steps` as they are, `ITEM_CONCURRENCY` at a time.
+ */
+export function createAdmissionActivities(steps: RequestSteps, random: () => number = Math.random, chunkSteps?: () => RequestSteps) {
   /** settle, then the success on the deployment's circuit. */
-  async function settleAndClose(input: CompleteInput): Promise<{ costMicros: number }> {
-    const settled = await steps.settle(input.settle);
-    await steps.recordCircuit({ deploymentId: input.settle.deploymentId, ok: true });
+  async function settleAndClose(input: CompleteInput, s: RequestSteps = steps): Promise<{ costMicros: number }> {
+    const settled = await s.settle(input.settle);
+    await s.recordCircuit({ deploymentId: input.settle.deploymentId, ok: true });
     return settled;
   }
+  const chunkConcurrency = (items: readonly unknown[]) => (chunkSteps ? items.length : ITEM_CONCURRENCY);
   const activities = {
     /**
      * Admits the request or refuses it with the step's own failure (see the order at the top).
@@ -217,12 +211,13 @@ export function createAdmissionActivities(steps: RequestSteps, random: () => num
      * is assigned and acquires its circuit on its own.
      */
     async admitLines(input: { items: AdmitInput[] }): Promise<ItemResult<Admission>[]> {
+      const base = chunkSteps?.() ?? steps;
       const shared = createAdmissionActivities({
-        ...steps,
-        authorize: memoBy((i) => JSON.stringify([i.tenantId, i.keyId, i.model]), steps.authorize),
-        planRoute: memoBy((i) => i.model, steps.planRoute),
+        ...base,
+        authorize: memoBy((i) => JSON.stringify([i.tenantId, i.keyId, i.model]), base.authorize),
+        planRoute: memoBy((i) => i.model, base.planRoute),
       }, random);
-      return forEachItem(input.items, ITEM_CONCURRENCY, shared.admit);
+      return forEachItem(input.items, chunkConcurrency(input.items), shared.admit);
     },
     /**
      * `complete` for each of a chunk of batch lines, in one activity: each line settled on its
@@ -230,7 +225,8 @@ export function createAdmissionActivities(steps: RequestSteps, random: () => num
      * recorded together (`recordOutcomes`).
      */
     async completeLines(input: { items: CompleteInput[] }): Promise<ItemResult<{ costMicros: number }>[]> {
-      const settled = await forEachItem(input.items, ITEM_CONCURRENCY, settleAndClose);
+      const s = chunkSteps?.() ?? steps;
+      const settled = await forEachItem(input.items, chunkConcurrency(input.items), (item) => settleAndClose(item, s));
       await steps.recordOutcomes(input.items.flatMap((item, i) => {
         const r = settled[i];
         return r?.ok ? [withCost(item.outcome, r.value.costMicros)] : [];

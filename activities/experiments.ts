@@ -32,12 +32,19 @@ export interface AssignExperimentInput {
   metadata?: Record<string, string> | null;
 }
 
-export function createExperimentActivities(deps: { db: Db; now?: () => Date }) {
+/** The lookups the experiment step makes; a batch's chunk passes shared ones (`chunk-steps.ts`). */
+export interface ExperimentRepo {
+  runningExperimentsFor: typeof runningExperimentsFor;
+  promotedDefaultFor: typeof promotedDefaultFor;
+}
+
+export function createExperimentActivities(deps: { db: Db; now?: () => Date; repo?: ExperimentRepo }) {
   const now = deps.now ?? (() => new Date());
+  const repo = deps.repo ?? { runningExperimentsFor, promotedDefaultFor };
   return {
     async assignExperiment(input: AssignExperimentInput): Promise<Assignment> {
       const at = now();
-      const candidates = await runningExperimentsFor(deps.db, input.model, input.tenantId);
+      const candidates = await repo.runningExperimentsFor(deps.db, input.model, input.tenantId);
       // The first experiment whose window and targeting take the request decides: inside its
       // allocation the request is assigned; outside, it gets the default (it does not fall through
       // to another experiment, which would bias that one's population).
@@ -57,7 +64,7 @@ export function createExperimentActivities(deps: { db: Db; now?: () => Date }) {
         await recordExposure(deps.db, { requestId: input.requestId, experimentId: exp.id, tenantId: input.tenantId, subject: input.subject, variant: v.name });
         return { experimentId: exp.id, variant: v.name, overrides: v.overrides };
       }
-      const promoted = await promotedDefaultFor(deps.db, input.model, input.tenantId);
+      const promoted = await repo.promotedDefaultFor(deps.db, input.model, input.tenantId);
       if (promoted) return { experimentId: null, variant: null, overrides: promoted.overrides, defaultFrom: { experimentId: promoted.experimentId, variant: promoted.variant } };
       return { experimentId: null, variant: null, overrides: {} };
     },

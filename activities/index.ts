@@ -14,6 +14,7 @@ import { createBatchActivities } from './batch.js';
 import { createReconcileActivities } from './reconcile.js';
 import { createRetentionActivities } from './retention.js';
 import { createAdmissionActivities } from './admission.js';
+import { createChunkSteps } from './chunk-steps.js';
 import { createResponseActivities } from './responses.js';
 import { createCacheActivities } from './cache.js';
 import { DEFAULT_RESPONSE_CACHE_CONFIG, type ResponseCacheConfig } from '../runtime/config.js';
@@ -69,7 +70,7 @@ export function createControlActivities(deps: ControlDeps) {
   };
   return {
     ...steps,
-    ...createAdmissionActivities(steps),
+    ...createAdmissionActivities(steps, Math.random, () => createChunkSteps(full, steps)),
     ...createCacheActivities({ ...full, config: deps.responseCache ?? DEFAULT_RESPONSE_CACHE_CONFIG, steps }),
     ...createBillingActivities(full),
     ...createBatchActivities(full),

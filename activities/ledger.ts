@@ -25,7 +25,14 @@ function cachedCost(microsPerMtok: number, input: SettleInput): number {
   return costMicros({ inputMicrosPerMtok: microsPerMtok, outputMicrosPerMtok: microsPerMtok }, input.promptTokens, input.completionTokens);
 }
 
-export function createLedgerActivities(deps: { db: Db; now: () => Date; events: EventPublisher; metrics: Metrics | null }) {
+/** The repository calls the settle step makes; a batch's chunk passes shared and batched ones (`chunk-steps.ts`). */
+export interface LedgerRepo {
+  priceFor: typeof priceFor;
+  settle: typeof settle;
+}
+
+export function createLedgerActivities(deps: { db: Db; now: () => Date; events: EventPublisher; metrics: Metrics | null; repo?: LedgerRepo }) {
+  const repo = deps.repo ?? { priceFor, settle };
   return {
     /**
      * Exactly once per (request, step): a retry, a replay or a second worker finds the row and
@@ -39,8 +46,8 @@ export function createLedgerActivities(deps: { db: Db; now: () => Date; events: 
       // response (default 0), no list or negotiated price: no deployment ran (docs/billing.md).
       const usage = input.cached === true
         ? { ...input, priceId: null, tenantPriceId: null, at, costMicros: cachedCost(await modelCachePrice(deps.db, input.model), input) }
-        : usageAt(input, await priceFor(deps.db, input.tenantId, input.deploymentId, at), at);
-      const result = await settle(deps.db, usage);
+        : usageAt(input, await repo.priceFor(deps.db, input.tenantId, input.deploymentId, at), at);
+      const result = await repo.settle(deps.db, usage);
       // Marked apart from the insert (sluice_settle's arguments are shared); a retry marks it again.
       if (input.cached === true) await markUsageCached(deps.db, input.requestId, input.step);
       // Budget thresholds this settlement crossed (a retry re-emits idempotently).

@@ -21,14 +21,21 @@ const LIMIT_CODES = {
   monthly_budget: 'insufficient_quota',
 } as const;
 
-export function createQuotaActivities(deps: { db: Db; now: () => Date; events: EventPublisher }) {
+/** The repository calls the quota steps make; a batch's chunk passes shared and batched ones (`chunk-steps.ts`). */
+export interface QuotaRepo {
+  maxPriceForModel: typeof maxPriceForModel;
+  reserve: typeof reserve;
+}
+
+export function createQuotaActivities(deps: { db: Db; now: () => Date; events: EventPublisher; repo?: QuotaRepo }) {
+  const repo = deps.repo ?? { maxPriceForModel, reserve };
   return {
     /** Holds the request's worst-case tokens and cost (prompt estimate + max_tokens at the model's highest price). */
     async reserveQuota(input: ReserveQuotaInput): Promise<{ estCostMicros: number }> {
       const at = deps.now();
-      const price = await maxPriceForModel(deps.db, input.model, at);
+      const price = await repo.maxPriceForModel(deps.db, input.model, at);
       const estCost = costMicros(price, input.promptTokensEstimate, input.maxTokens);
-      const result = await reserve(deps.db, {
+      const result = await repo.reserve(deps.db, {
         requestId: input.requestId,
         tenantId: input.tenantId,
         estTokens: input.promptTokensEstimate + input.maxTokens,

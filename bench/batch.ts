@@ -7,10 +7,16 @@
  * before and while the batch runs.
  * Real embedded PostgreSQL and Temporal dev server in a temp dir; everything stops at the end.
  *
- * Run: `npx tsx bench/batch.ts [--lines 10000] [--concurrency 128] [--per-run 1000] [--sync-probe]`
+ * With 1,000,000 lines (`npm run bench -- batch-1m`) it also reports RSS per tenth of the run and
+ * the disk used by PostgreSQL and the Temporal DB; the input file is written to disk and uploaded from there.
+ *
+ * Run: `npx tsx bench/batch.ts [--lines 10000] [--concurrency 512] [--per-run 1000] [--chunk 256] [--sync-probe]`
  */
 import fs from 'node:fs/promises';
+import { createWriteStream, openAsBlob, readFileSync, readdirSync, statSync } from 'node:fs';
+import { once } from 'node:events';
 import os from 'node:os';
+import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { loadConfig } from '../runtime/config.js';
 import { createLogger } from '../runtime/logger.js';
@@ -21,17 +27,52 @@ import { cpuMs, peakRssMib, percentile } from './stats.js';
 
 const { values } = parseArgs({
   options: {
-    lines: { type: 'string', default: '10000' }, concurrency: { type: 'string', default: '128' }, 'per-run': { type: 'string', default: '1000' },
+    lines: { type: 'string', default: '10000' }, concurrency: { type: 'string', default: '512' }, 'per-run': { type: 'string', default: '1000' }, chunk: { type: 'string', default: '256' },
     /** Also send sync requests of another tenant, one at a time, before and while the batch runs. */
     'sync-probe': { type: 'boolean', default: false },
   },
 });
 const LINES = Number(values.lines);
+/** A line is ~170 bytes; the file limits are raised to fit whatever `--lines` asks for. */
+const FILE_MAX_BYTES = Math.max(200 * 1024 * 1024, LINES * 256);
+
+/** Resident set (VmRSS) of a process now, in MiB (null when it cannot be read). */
+function rssMib(pid: number | undefined): number | null {
+  if (pid === undefined) return null;
+  try {
+    const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Math.round(Number(m[1]) / 1024) : null;
+  } catch {
+    return null;
+  }
+}
+
+/** CPU ms of the embedded PostgreSQL: the postmaster and its live children (the pool's backends stay for the run). */
+function postgresCpuMs(dataDir: string): number | null {
+  try {
+    const pid = Number(readFileSync(path.join(dataDir, 'postmaster.pid'), 'utf8').split('\n')[0]);
+    const children = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+    return [pid, ...children].reduce((sum, p) => sum + (cpuMs(p) ?? 0), 0);
+  } catch {
+    return null;
+  }
+}
+
+/** Bytes under a path (a file or a directory tree). */
+function diskBytes(p: string): number {
+  try {
+    const st = statSync(p);
+    if (!st.isDirectory()) return st.size;
+    return readdirSync(p).reduce((sum, name) => sum + diskBytes(path.join(p, name)), 0);
+  } catch {
+    return 0;
+  }
+}
 
 async function main() {
   const { dir, env } = await benchEnv('batch', {
-    SLUICE_SLOTS: '64', SLUICE_FILE_MAX_LINES: String(Math.max(50_000, LINES)),
-    SLUICE_BATCH_CONCURRENCY: String(values.concurrency), SLUICE_BATCH_LINES_PER_RUN: String(values['per-run']),
+    SLUICE_SLOTS: '64', SLUICE_FILE_MAX_LINES: String(Math.max(50_000, LINES)), SLUICE_FILE_MAX_BYTES: String(FILE_MAX_BYTES),
+    SLUICE_BATCH_CONCURRENCY: String(values.concurrency), SLUICE_BATCH_LINES_PER_RUN: String(values['per-run']), SLUICE_BATCH_CHUNK_LINES: String(values.chunk),
   });
   const log = createLogger('warn');
   const config = loadConfig(env);
@@ -56,14 +97,19 @@ async function main() {
     }
     const auth = { Authorization: `Bearer ${key}` };
 
-    let text = '';
+    // Written to disk and uploaded from there: a 1,000,000-line file (~170 MB) never sits in this process's heap.
+    const inputPath = path.join(dir, 'bench-input.jsonl');
+    const out = createWriteStream(inputPath);
     for (let i = 0; i < LINES; i++) {
-      text += JSON.stringify({ custom_id: `line-${i}`, method: 'POST', url: '/v1/chat/completions', body: { model: 'instant', messages: [{ role: 'user', content: `benchmark line ${i}` }], max_tokens: 2 } }) + '\n';
+      const line = JSON.stringify({ custom_id: `line-${i}`, method: 'POST', url: '/v1/chat/completions', body: { model: 'instant', messages: [{ role: 'user', content: `benchmark line ${i}` }], max_tokens: 2 } }) + '\n';
+      if (!out.write(line)) await once(out, 'drain');
     }
+    out.end();
+    await once(out, 'finish');
     const t0 = performance.now();
     const form = new FormData();
     form.append('purpose', 'batch');
-    form.append('file', new Blob([text]), 'bench.jsonl');
+    form.append('file', await openAsBlob(inputPath), 'bench.jsonl');
     const file = (await (await fetch(`${url}/v1/files`, { method: 'POST', headers: auth, body: form })).json()) as { id: string };
     const tUploaded = performance.now();
     const created = (await (await fetch(`${url}/v1/batches`, {
@@ -73,7 +119,10 @@ async function main() {
     let batch: any;
     let tRunning: number | null = null;
     const temporalPid = infra.temporal?.process.pid;
-    const cpuAtStart = { node: process.cpuUsage(), temporal: cpuMs(temporalPid) };
+    const pgDir = path.join(dir, 'postgres');
+    const cpuAtStart = { node: process.cpuUsage(), temporal: cpuMs(temporalPid), postgres: postgresCpuMs(pgDir) };
+    /** RSS of this process and of the Temporal dev server over the run, by lines completed. */
+    const samples: Array<{ completed: number; node: number; temporal: number | null }> = [];
     let lastLog = 0;
     let batchDone = false;
     const probing = probe
@@ -92,7 +141,10 @@ async function main() {
       if (tRunning === null && batch.status === 'in_progress') tRunning = performance.now();
       if (performance.now() - lastLog > 5000) {
         lastLog = performance.now();
-        process.stderr.write(`${batch.status} ${batch.request_counts.completed}/${batch.request_counts.total} rss=${Math.round(process.memoryUsage().rss / 2 ** 20)}MiB\n`);
+        const sample = { completed: batch.request_counts.completed + batch.request_counts.failed, node: Math.round(process.memoryUsage().rss / 2 ** 20), temporal: rssMib(temporalPid) };
+        if (batch.status === 'in_progress') samples.push(sample);
+        const seconds = Math.round((performance.now() - t0) / 1000);
+        process.stderr.write(`${new Date().toISOString()} ${seconds}s ${batch.status} ${batch.request_counts.completed}/${batch.request_counts.total} rss=${sample.node}MiB temporal_rss=${sample.temporal}MiB heap=${Math.round(process.memoryUsage().heapUsed / 2 ** 20)}MiB load=${os.loadavg().map((l) => l.toFixed(1)).join(',')}\n`);
       }
       if (['completed', 'failed', 'cancelled', 'expired'].includes(batch.status)) break;
       await new Promise((r) => setTimeout(r, 200));
@@ -102,6 +154,7 @@ async function main() {
     await probing;
     const nodeCpu = process.cpuUsage(cpuAtStart.node);
     const temporalCpu = cpuMs(temporalPid);
+    const postgresCpu = postgresCpuMs(pgDir);
     const finalizingAt = batch.finalizing_at as number;
     // Every run of the batch workflow.
     let batchEvents = 0;
@@ -127,7 +180,7 @@ async function main() {
     const runningSeconds = (tDone - (tRunning ?? tUploaded)) / 1000;
     const result = {
       machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model ?? 'unknown' },
-      lines: LINES, concurrency: Number(values.concurrency), lines_per_run: Number(values['per-run']),
+      lines: LINES, concurrency: Number(values.concurrency), lines_per_run: Number(values['per-run']), chunk_lines: Number(values.chunk),
       status: batch.status, request_counts: batch.request_counts, usage_rows: Number(usage.n),
       upload_seconds: Math.round((tUploaded - t0) / 10) / 100,
       total_seconds: Math.round((tDone - t0) / 10) / 100,
@@ -140,7 +193,18 @@ async function main() {
       cpu_ms_per_line: {
         node_api_and_workers: Math.round(((nodeCpu.user + nodeCpu.system) / 1000 / LINES) * 100) / 100,
         temporal_dev_server: temporalCpu !== null && cpuAtStart.temporal !== null ? Math.round(((temporalCpu - cpuAtStart.temporal) / LINES) * 100) / 100 : null,
+        postgres: postgresCpu !== null && cpuAtStart.postgres !== null ? Math.round(((postgresCpu - cpuAtStart.postgres) / LINES) * 100) / 100 : null,
       },
+      // Peak RSS in each tenth of the run (by lines done), sampled every 5 s while it runs.
+      rss_mib_per_tenth: Array.from({ length: 10 }, (_, k) => {
+        const inTenth = samples.filter((x) => Math.min(9, Math.floor((x.completed / LINES) * 10)) === k);
+        return {
+          tenth: k + 1, samples: inTenth.length,
+          node_max: inTenth.length ? Math.max(...inTenth.map((x) => x.node)) : null,
+          temporal_max: inTenth.length ? Math.max(...inTenth.map((x) => x.temporal ?? 0)) : null,
+        };
+      }),
+      disk_mib: { postgres: Math.round(diskBytes(pgDir) / 2 ** 20), temporal_db: Math.round(readdirSync(dir).filter((f) => f.startsWith('temporal.db')).reduce((sum, f) => sum + diskBytes(path.join(dir, f)), 0) / 2 ** 20) },
       ...(probe
         ? {
           sync_probe: {

@@ -5,6 +5,8 @@
  *
  * `npm run bench -- pipeline` runs only the named ones; `batch-100k` (15 minutes here), `soak`
  * (11 minutes), `cluster` and the A/B runs against an earlier commit (`ab-pipeline`, `ab-batch`, `ab-sync`: bench/ab.ts) run only when named.
+ * `npm run bench -- pipeline` runs only the named ones; `batch-100k` (15 minutes here), `batch-1m` and the
+ * A/B runs against an earlier commit (`ab-pipeline`, `ab-batch`: bench/ab.ts) run only when named.
  */
 import { spawn } from 'node:child_process';
 import fs from 'node:fs/promises';
@@ -18,6 +20,7 @@ const BENCHMARKS: Record<string, string[]> = {
   quota: ['bench/quota.ts', '--requests', '400'],
   batch: ['bench/batch.ts', '--lines', '10000'],
   'batch-100k': ['bench/batch.ts', '--lines', '100000'],
+  'batch-1m': ['bench/batch.ts', '--lines', '1000000'],
   'batch-sync': ['bench/batch.ts', '--lines', '5000', '--sync-probe'],
   'stream-channel': ['bench/stream-channel.ts', '--chunks', '400'],
   stream: ['bench/stream.ts', '--streams', '40', '--chunks', '20', '--interval', '10', '--seconds', '5'],
@@ -53,6 +56,7 @@ async function run(name: string, args: string[]): Promise<string> {
 
 /** Run only when named. */
 const ON_REQUEST = new Set(['batch-100k', 'ab-pipeline', 'ab-batch', 'ab-sync', 'cluster', 'soak']);
+const ON_REQUEST = new Set(['batch-100k', 'batch-1m', 'ab-pipeline', 'ab-batch', 'cluster']);
 
 const wanted = process.argv.slice(2);
 await fs.mkdir(path.join(ROOT, 'bench/results'), { recursive: true });

@@ -10,6 +10,11 @@ export interface BatchWorkflowInput {
   concurrency: number;
   /** Lines started per run before continuing as new (history stays bounded). */
   linesPerRun: number;
+  /**
+   * Most lines whose admission, inference or completion share one activity. Absent in the input
+   * of batches started before it existed: 64, what they ran with (their histories replay the same).
+   */
+  chunkLines?: number;
   /** Unix ms after which unfinished lines expire (created + completion window). */
   expiresAtMs: number;
   state: BatchProgress | null;

@@ -57,10 +57,12 @@ export interface SluiceConfig {
   readonly fileMaxBytes: number;
   /** Most lines in an uploaded file. `SLUICE_FILE_MAX_LINES` @default 50000 (OpenAI's) */
   readonly fileMaxLines: number;
-  /** Lines of one batch in flight at once (two chunks of 64). `SLUICE_BATCH_CONCURRENCY` @default 128 */
+  /** Lines of one batch in flight at once (two chunks of 256). `SLUICE_BATCH_CONCURRENCY` @default 512 */
   readonly batchConcurrency: number;
   /** Lines a batch workflow run starts before it continues as new. `SLUICE_BATCH_LINES_PER_RUN` @default 1000 */
   readonly batchLinesPerRun: number;
+  /** Most lines of a batch whose admission, inference or completion share one activity. `SLUICE_BATCH_CHUNK_LINES` @default 256 */
+  readonly batchChunkLines: number;
   /**
    * Webhook delivery. `allowPrivateHosts`: hosts (or resolved addresses) an endpoint may have on
    * loopback, private or link-local addresses, `*` for all: `SLUICE_ALLOW_PRIVATE_WEBHOOKS`
@@ -431,8 +433,9 @@ export function loadConfig(env: Env = process.env): SluiceConfig {
     maxBodyBytes: int(env, 'SLUICE_MAX_BODY_BYTES', 1024 * 1024, 1024),
     fileMaxBytes: int(env, 'SLUICE_FILE_MAX_BYTES', 200 * 1024 * 1024, 1),
     fileMaxLines: int(env, 'SLUICE_FILE_MAX_LINES', 50_000, 1),
-    batchConcurrency: int(env, 'SLUICE_BATCH_CONCURRENCY', 128, 1, 1000),
+    batchConcurrency: int(env, 'SLUICE_BATCH_CONCURRENCY', 512, 1, 1000),
     batchLinesPerRun: int(env, 'SLUICE_BATCH_LINES_PER_RUN', 1000, 1),
+    batchChunkLines: int(env, 'SLUICE_BATCH_CHUNK_LINES', 256, 1, 1000),
     webhooks: Object.freeze({
       allowPrivateHosts: Object.freeze(hostList(env, 'SLUICE_ALLOW_PRIVATE_WEBHOOKS')),
       retry: Object.freeze({

@@ -52,8 +52,9 @@ export const cancelBatchSignal = defineSignal('cancelBatch');
 export const batchProgressQuery = defineQuery<BatchProgress & { inFlight: number }>('batchProgress');
 
 /**
- * Most lines whose admission, inference or completion share one activity, and most bytes of
- * prompts and completions a chunk's input or result may carry. See `coalesce`.
+ * Most lines whose admission, inference or completion share one activity when the input does not
+ * say (`chunkLines`: batches started before it existed ran with 64), and most bytes of prompts
+ * and completions a chunk's input or result may carry. See `coalesce`.
  */
 const CHUNK_LINES = 64;
 const CHUNK_BYTES = 512 * 1024;
@@ -102,6 +103,7 @@ export async function batch(input: BatchWorkflowInput): Promise<BatchProgress> {
     }, () => undefined);
 
     const lines = new CancellationScope();
+    const chunkLines = input.chunkLines ?? CHUNK_LINES;
     // Lines started together are admitted by one activity, inferences and completions that are
     // due together run as one each: every line still runs every step of its own.
     const chunkActs = proxyActivities<ControlActivities>(PROFILES.db);
@@ -109,14 +111,14 @@ export async function batch(input: BatchWorkflowInput): Promise<BatchProgress> {
     const dispatch: NonNullable<PipelineHooks['dispatch']> = {
       // Admission is shielded from cancellation (see `shieldAdmission`); so is a completion:
       // once a line's inference is done, its settlement and audit run to their end.
-      admit: coalesce((items) => CancellationScope.nonCancellable(() => chunkActs.admitLines({ items })), { maxItems: CHUNK_LINES }),
+      admit: coalesce((items) => CancellationScope.nonCancellable(() => chunkActs.admitLines({ items })), { maxItems: chunkLines }),
       // Per pool: one chunk activity on the pool's batch queue; the batch's cancel cancels it.
       infer: (line) => {
         let infer = inferByPool.get(line.deployment.pool);
         if (infer === undefined) {
           const { inferLines } = proxyActivities<BatchInferenceActivities>({ ...PROFILES.lineInference, taskQueue: inferenceBatchTaskQueue(line.deployment.pool) });
           infer = coalesce((items) => lines.run(() => inferLines({ items })), {
-            maxItems: CHUNK_LINES,
+            maxItems: chunkLines,
             maxBytes: CHUNK_BYTES,
             // The prompt, and the most its completion can weigh: 8 bytes of JSON per token.
             sizeOf: (i) => JSON.stringify(i).length + i.params.maxTokens * 8,
@@ -125,7 +127,7 @@ export async function batch(input: BatchWorkflowInput): Promise<BatchProgress> {
         }
         return infer(line);
       },
-      complete: coalesce((items) => CancellationScope.nonCancellable(() => chunkActs.completeLines({ items })), { maxItems: CHUNK_LINES, maxBytes: CHUNK_BYTES }),
+      complete: coalesce((items) => CancellationScope.nonCancellable(() => chunkActs.completeLines({ items })), { maxItems: chunkLines, maxBytes: CHUNK_BYTES }),
     };
     // A line's steps outside the chunks are regular activities: a local one keeps the batch's
     // workflow task open while it runs (BENCHMARKS.md, "Chunk activities are regular activities").

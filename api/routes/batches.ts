@@ -24,13 +24,15 @@ import { readScope, tenantOf } from './files.js';
 
 /** How batches run. */
 export interface BatchRunConfig {
-  /** Lines of one batch in flight at once. @default 128 */
+  /** Lines of one batch in flight at once. @default 512 */
   concurrency: number;
   /** Lines one workflow run starts before continuing as new. @default 1000 */
   linesPerRun: number;
+  /** Most lines per chunk activity (admit, infer, complete). @default 256 */
+  chunkLines: number;
 }
 
-export const DEFAULT_BATCH_RUN: BatchRunConfig = { concurrency: 128, linesPerRun: 1000 };
+export const DEFAULT_BATCH_RUN: BatchRunConfig = { concurrency: 512, linesPerRun: 1000, chunkLines: 256 };
 
 const ENDPOINTS = ['/v1/chat/completions', '/v1/embeddings', '/v1/responses'];
 const WINDOWS: Record<string, number> = { '24h': 24 * 3600_000 };
@@ -119,7 +121,7 @@ export function batchRoutes(deps: { db: Db; temporal: Client; run: BatchRunConfi
       });
     });
     const input: BatchWorkflowInput = {
-      batchId: id, tenantId, concurrency: deps.run.concurrency, linesPerRun: deps.run.linesPerRun,
+      batchId: id, tenantId, concurrency: deps.run.concurrency, linesPerRun: deps.run.linesPerRun, chunkLines: deps.run.chunkLines,
       expiresAtMs: row.expires_at.getTime(), state: null,
     };
     try {

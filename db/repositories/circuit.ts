@@ -15,7 +15,8 @@ function toState(row: CircuitRow): BreakerState {
   };
 }
 
-async function readCircuit(db: Db, deploymentId: string): Promise<BreakerState | null> {
+/** The deployment's circuit as stored (null: never recorded, i.e. closed). */
+export async function readCircuit(db: Db, deploymentId: string): Promise<BreakerState | null> {
   const row = await db.selectFrom('circuit_state').selectAll().where('deployment_id', '=', deploymentId).executeTakeFirst();
   return row ? toState(row) : null;
 }

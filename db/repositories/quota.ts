@@ -41,11 +41,37 @@ function nextMonth(at: Date): Date {
  */
 export async function reserve(db: Db, input: ReserveInput): Promise<ReserveResult> {
   const window = minuteOf(input.at);
-  const { rows } = await sql<{ outcome: 'ok' | 'tenant_missing' | QuotaLimit; est_cost_micros: number | null; budget_events: boolean }>`
+  const { rows } = await sql<ReserveRow>`
     select * from sluice_reserve(${input.requestId}, ${input.tenantId}, ${input.estTokens}, ${input.estCostMicros},
       ${window}, ${periodOf(input.at)}, ${sql.val([...BUDGET_THRESHOLDS])}::integer[])`.execute(db);
   const row = rows[0];
   if (!row) throw new Error('sluice_reserve returned no row');
+  return reserveResult(input, row);
+}
+
+/**
+ * {@link reserve} for each input, in one call of `sluice_reserve_many` (migration 0611): one
+ * round trip and one transaction, each input admitted or refused on its own, in order.
+ */
+export async function reserveMany(db: Db, inputs: readonly ReserveInput[]): Promise<ReserveResult[]> {
+  if (inputs.length === 0) return [];
+  const items = inputs.map((i) => ({
+    request_id: i.requestId, tenant_id: i.tenantId, est_tokens: i.estTokens, est_cost: i.estCostMicros,
+    window: minuteOf(i.at).toISOString(), period: periodOf(i.at),
+  }));
+  const { rows } = await sql<ReserveRow & { ord: number }>`
+    select * from sluice_reserve_many(${JSON.stringify(items)}::jsonb, ${sql.val([...BUDGET_THRESHOLDS])}::integer[])`.execute(db);
+  return inputs.map((input, i) => {
+    const row = rows[i];
+    if (row?.ord !== i + 1) throw new Error('sluice_reserve_many returned rows out of order');
+    return reserveResult(input, row);
+  });
+}
+
+interface ReserveRow { outcome: 'ok' | 'tenant_missing' | QuotaLimit; est_cost_micros: number | null; budget_events: boolean }
+
+function reserveResult(input: ReserveInput, row: ReserveRow): ReserveResult {
+  const window = minuteOf(input.at);
   switch (row.outcome) {
     case 'ok':
       return { ok: true, estCostMicros: Number(row.est_cost_micros), budgetEvents: row.budget_events };
@@ -156,6 +182,26 @@ export async function settle(db: Db, usage: UsageInput): Promise<{ costMicros: n
   const row = rows[0];
   if (!row) throw new Error('sluice_settle returned no row');
   return { costMicros: Number(row.cost_micros), inserted: row.inserted, budgetEvents: row.budget_events };
+}
+
+/**
+ * {@link settle} for each usage, in one call of `sluice_settle_many` (migration 0611): one round
+ * trip and one transaction, each exactly once per (request, step) like `settle`, in order.
+ */
+export async function settleMany(db: Db, usages: readonly UsageInput[]): Promise<Array<{ costMicros: number; inserted: boolean; budgetEvents: boolean }>> {
+  if (usages.length === 0) return [];
+  const items = usages.map((u) => ({
+    request_id: u.requestId, step: u.step, tenant_id: u.tenantId, key_id: u.keyId, kind: u.kind, model: u.model,
+    deployment_id: u.deploymentId, pool: u.pool, variant: u.variant, price_id: u.priceId, tenant_price_id: u.tenantPriceId ?? null,
+    at: u.at?.toISOString() ?? null, input_tokens: u.promptTokens, output_tokens: u.completionTokens, cost: u.costMicros, latency_ms: u.latencyMs,
+  }));
+  const { rows } = await sql<{ ord: number; cost_micros: number; inserted: boolean; budget_events: boolean }>`
+    select * from sluice_settle_many(${JSON.stringify(items)}::jsonb, ${periodOf(new Date())}, ${sql.val([...BUDGET_THRESHOLDS])}::integer[])`.execute(db);
+  return usages.map((_, i) => {
+    const row = rows[i];
+    if (row?.ord !== i + 1) throw new Error('sluice_settle_many returned rows out of order');
+    return { costMicros: Number(row.cost_micros), inserted: row.inserted, budgetEvents: row.budget_events };
+  });
 }
 
 /**

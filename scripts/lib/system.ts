@@ -186,7 +186,7 @@ export async function startStack(config: SluiceConfig, options: StackOptions): P
         eagerStart: options.control,
         files: { maxBytes: config.fileMaxBytes, maxLines: config.fileMaxLines, maxLineBytes: config.fileMaxLineBytes },
         tenantCaps: config.tenantCaps, uploadProgress: config.uploadProgress, spoolDir: path.join(config.dataDir, 'uploads'),
-        batches: { concurrency: config.batchConcurrency, linesPerRun: config.batchLinesPerRun },
+        batches: { concurrency: config.batchConcurrency, linesPerRun: config.batchLinesPerRun, chunkLines: config.batchChunkLines },
         requestTimeoutMs: config.requestTimeoutMs, auditKey: config.auditKey, webhooks: config.webhooks,
         allowPrivateUpstreams: config.allowPrivateUpstreams, enableInstantBackend: config.enableInstantBackend,
         metricsToken: config.metricsToken,

@@ -31,8 +31,9 @@ describe('loadConfig defaults', () => {
       maxBodyBytes: 1024 * 1024,
       fileMaxBytes: 200 * 1024 * 1024,
       fileMaxLines: 50_000,
-      batchConcurrency: 128,
+      batchConcurrency: 512,
       batchLinesPerRun: 1000,
+      batchChunkLines: 256,
       webhooks: {
         allowPrivateHosts: [],
         retry: { initialIntervalMs: 5_000, maxIntervalMs: 3_600_000, maxAttempts: 20, horizonMs: 86_400_000, timeoutMs: 10_000 },
@@ -165,6 +166,9 @@ describe('loadConfig values', () => {
 
   it('takes the lines a batch has in flight, and refuses the removed local-activities switch by name', () => {
     expect(loadConfig({ SLUICE_BATCH_CONCURRENCY: '200' }).batchConcurrency).toBe(200);
+    expect(loadConfig({}).batchChunkLines).toBe(256);
+    expect(loadConfig({ SLUICE_BATCH_CHUNK_LINES: '64' }).batchChunkLines).toBe(64);
+    expect(() => loadConfig({ SLUICE_BATCH_CHUNK_LINES: '0' })).toThrow(/SLUICE_BATCH_CHUNK_LINES must be an integer from 1 to 1000/);
     expect(() => loadConfig({ SLUICE_BATCH_CONCURRENCY: '1001' })).toThrow(/SLUICE_BATCH_CONCURRENCY must be an integer from 1 to 1000/);
     expect(() => loadConfig({ SLUICE_BATCH_LOCAL_ACTIVITIES: 'false' })).toThrow(/SLUICE_BATCH_LOCAL_ACTIVITIES was removed/);
   });
