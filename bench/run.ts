@@ -55,8 +55,7 @@ async function run(name: string, args: string[]): Promise<string> {
 }
 
 /** Run only when named. */
-const ON_REQUEST = new Set(['batch-100k', 'ab-pipeline', 'ab-batch', 'ab-sync', 'cluster', 'soak']);
-const ON_REQUEST = new Set(['batch-100k', 'batch-1m', 'ab-pipeline', 'ab-batch', 'cluster']);
+const ON_REQUEST = new Set(['batch-100k', 'batch-1m', 'ab-pipeline', 'ab-batch', 'ab-sync', 'cluster', 'soak']);
 
 const wanted = process.argv.slice(2);
 await fs.mkdir(path.join(ROOT, 'bench/results'), { recursive: true });
