@@ -3,10 +3,9 @@
  * or a CPU. Prints each one's output and writes it to bench/results/<name>.txt. Numbers and the
  * machine they were measured on go into BENCHMARKS.md by hand (they are not asserted anywhere).
  *
- * `npm run bench -- pipeline` runs only the named ones; `batch-100k` (15 minutes here), `soak`
- * (11 minutes), `cluster` and the A/B runs against an earlier commit (`ab-pipeline`, `ab-batch`, `ab-sync`: bench/ab.ts) run only when named.
- * `npm run bench -- pipeline` runs only the named ones; `batch-100k` (15 minutes here), `batch-1m` and the
- * A/B runs against an earlier commit (`ab-pipeline`, `ab-batch`: bench/ab.ts) run only when named.
+ * `npm run bench -- pipeline` runs only the named ones; `batch-100k` (15 minutes here), `batch-1m`
+ * (about 25–50 minutes), `soak` (11 minutes), `cluster` and the A/B runs against an earlier commit
+ * (`ab-pipeline`, `ab-batch`, `ab-sync`: bench/ab.ts) run only when named.
  */
 import { spawn } from 'node:child_process';
 import fs from 'node:fs/promises';
