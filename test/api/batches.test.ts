@@ -306,6 +306,32 @@ describe('batches', () => {
   });
 
   // Stops this file's workers: keep it last.
+  it('runs a chunk of lines that each carry the most metadata: a chunk stays under the payload limit', async () => {
+    // 300 lines in flight at once (an API whose batches run that many), each line with 16
+    // metadata pairs of 512 characters (~9 KB), which travel to the line's admission: 256 such
+    // lines in one chunk would be ~2.4 MB, over Temporal's 2 MB payload limit. What keeps a chunk
+    // under it is the page of lines the workflow loads at a time (256 KB of lines, activities/batch.ts).
+    const wide = await startStack({ ...stack.config, batchConcurrency: 300 }, {
+      databaseUrl: stack.databaseUrl, temporalAddress: stack.temporal.address, api: true, control: false, pools: [], log: createLogger('warn'), migrate: false,
+    });
+    try {
+      const c = new OpenAI({ apiKey: key, baseURL: `${wide.url}/v1`, maxRetries: 0 });
+      const n = 300;
+      const metadata = Object.fromEntries(Array.from({ length: 16 }, (_, k) => [`key-${String(k).padStart(2, '0')}`, 'm'.repeat(512)]));
+      const lines = Array.from({ length: n }, (_, i) => {
+        const line = chatLine(`meta-${i}`, 'instant', `metadata ${i}`, 2);
+        return { ...line, body: { ...line.body, metadata } };
+      });
+      const created = await c.batches.create({ input_file_id: (await upload(jsonl(lines), c)).id, endpoint: '/v1/chat/completions', completion_window: '24h' });
+      const done = await waitFor(created.id, final);
+      expect(done.status).toBe('completed');
+      expect(done.request_counts).toEqual({ total: n, completed: n, failed: 0 });
+      expect(await usageOfBatch(created.id)).toHaveLength(n);
+    } finally {
+      await wide.stop();
+    }
+  });
+
   it('resumes after the workers stop mid-batch: exactly one result and one usage row per line', async () => {
     const n = 120;
     const lines = Array.from({ length: n }, (_, i) => chatLine(`r-${i}`, 'instant', `resume ${i}`));
