@@ -14,30 +14,17 @@ import { Ajv } from 'ajv';
 import { addModel, startTestStack, type TestStack } from '../support/stack.js';
 import { startFakeUpstream, type FakeUpstream } from '../support/fake-openai-upstream.js';
 import { toolCallId } from '../../domain/tools.js';
+import { lookupSchema, schemaOf, weatherSchema } from '../support/tool-schemas.js';
 
 let stack: TestStack;
 let upstream: FakeUpstream;
 let key: string;
 let client: OpenAI;
 
-// Bounded strings, enums and booleans: the random model cannot run an argument past max_output_tokens.
-const weatherSchema = {
-  type: 'object',
-  properties: { city: { type: 'string', maxLength: 10 }, unit: { type: 'string', enum: ['celsius', 'fahrenheit'] } },
-  required: ['city', 'unit'],
-  additionalProperties: false,
-};
-const lookupSchema = {
-  type: 'object',
-  properties: { query: { type: 'string', maxLength: 8 }, exact: { type: 'boolean' } },
-  required: ['query', 'exact'],
-  additionalProperties: false,
-};
 const tools: FunctionTool[] = [
   { type: 'function', name: 'get_weather', description: 'Current weather of a city', parameters: weatherSchema, strict: true },
   { type: 'function', name: 'lookup', description: 'Search the notes', parameters: lookupSchema, strict: false },
 ];
-const schemaOf: Record<string, object> = { get_weather: weatherSchema, lookup: lookupSchema };
 const ajv = new Ajv({ strict: false });
 
 beforeAll(async () => {

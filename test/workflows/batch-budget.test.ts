@@ -11,10 +11,10 @@ import { createDb, type Db } from '../../db/database.js';
 import { migrateToLatest } from '../../db/migrate.js';
 import { createTenant } from '../../db/repositories/tenants.js';
 import { createKey } from '../../db/repositories/keys.js';
-import { createModel } from '../../db/repositories/models.js';
 import { finishFile, insertFile, insertFileLines } from '../../db/repositories/files.js';
 import { getBatch, insertBatch } from '../../db/repositories/batches.js';
 import { createBatchActivities } from '../../activities/batch.js';
+import { createInstantTestModel } from '../support/db-models.js';
 
 let db: Db;
 let tenantId: string;
@@ -41,13 +41,7 @@ beforeAll(async () => {
     limits: { requests_per_minute: null, tokens_per_minute: null, max_concurrent: null, monthly_budget_micros: 10, allowed_models: null },
   })).id;
   keyId = (await createKey(db, { tenantId, role: 'developer', name: null, scopes: null, expiresAt: null })).key.id;
-  await createModel(db, {
-    id: 'm', ownedBy: 'test', contextLength: 1024, maxOutputTokens: 16,
-    deployments: [{
-      id: 'm-local', pool: 'local', provider: 'instant', ggufPath: null, baseUrl: null, apiKeyRef: null, upstreamModel: null,
-      weight: 1, priority: 0, inputMicrosPerMtok: 1_000_000, outputMicrosPerMtok: 1_000_000,
-    }],
-  }, new Date(Date.now() - 60_000));
+  await createInstantTestModel(db, 16);
 });
 afterAll(async () => {
   await db.destroy();

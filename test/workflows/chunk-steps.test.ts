@@ -13,10 +13,10 @@ import { createDb, type Db } from '../../db/database.js';
 import { migrateToLatest } from '../../db/migrate.js';
 import { createTenant } from '../../db/repositories/tenants.js';
 import { createKey } from '../../db/repositories/keys.js';
-import { createModel } from '../../db/repositories/models.js';
 import { verifyAudit } from '../../db/repositories/audit.js';
 import { createControlActivities } from '../../activities/index.js';
 import type { AdmitInput, CompleteInput } from '../../activities/admission.js';
+import { createInstantTestModel } from '../support/db-models.js';
 
 let db: Db;
 let counted: Db;
@@ -38,14 +38,7 @@ beforeAll(async () => {
   db = createDb({ connectionString: url, max: 4 }).db;
   await migrateToLatest(db);
   counted = db.withPlugin(counter);
-  // 1 micro-USD a token each way.
-  await createModel(db, {
-    id: 'm', ownedBy: 'test', contextLength: 1024, maxOutputTokens: 16,
-    deployments: [{
-      id: 'm-local', pool: 'local', provider: 'instant', ggufPath: null, baseUrl: null, apiKeyRef: null, upstreamModel: null,
-      weight: 1, priority: 0, inputMicrosPerMtok: 1_000_000, outputMicrosPerMtok: 1_000_000,
-    }],
-  }, new Date(Date.now() - 60_000));
+  await createInstantTestModel(db, 16);
 });
 afterAll(async () => {
   await db.destroy();

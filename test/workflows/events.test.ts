@@ -9,9 +9,9 @@ import { createDatabase } from '../support/stack.js';
 import { createDb, type Db } from '../../db/database.js';
 import { migrateToLatest } from '../../db/migrate.js';
 import { createTenant } from '../../db/repositories/tenants.js';
-import { createModel } from '../../db/repositories/models.js';
 import { createControlActivities } from '../../activities/index.js';
 import type { DomainEvent } from '../../activities/events.js';
+import { createInstantTestModel } from '../support/db-models.js';
 
 let db: Db;
 let tenantId: string;
@@ -23,14 +23,7 @@ beforeAll(async () => {
     name: 'events', plan: 'default',
     limits: { requests_per_minute: null, tokens_per_minute: null, max_concurrent: null, monthly_budget_micros: 100, allowed_models: null },
   })).id;
-  // 1 micro-USD a token each way.
-  await createModel(db, {
-    id: 'm', ownedBy: 'test', contextLength: 1024, maxOutputTokens: 64,
-    deployments: [{
-      id: 'm-local', pool: 'local', provider: 'instant', ggufPath: null, baseUrl: null, apiKeyRef: null, upstreamModel: null,
-      weight: 1, priority: 0, inputMicrosPerMtok: 1_000_000, outputMicrosPerMtok: 1_000_000,
-    }],
-  }, new Date(Date.now() - 60_000));
+  await createInstantTestModel(db, 64);
 });
 afterAll(async () => {
   await db.destroy();
