@@ -8,7 +8,7 @@
  * streamed calls arrive as Responses events the SDK assembles; usage equals the ledger row.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import OpenAI from 'openai';
+import OpenAI, { toFile } from 'openai';
 import type { FunctionTool, Response, ResponseFunctionToolCall } from 'openai/resources/responses/responses';
 import { Ajv } from 'ajv';
 import { addModel, startTestStack, type TestStack } from '../support/stack.js';
@@ -49,14 +49,18 @@ async function post(body: Record<string, unknown>): Promise<{ status: number; bo
 
 const usageRows = (id: string) => stack.db.selectFrom('usage').select(['step', 'input_tokens', 'output_tokens', 'billable']).where('request_id', '=', id).execute();
 
-/** The function_call items of a response, each checked: Sluice's call ID of this request, arguments valid against the function's schema. */
-function checkedCalls(response: Response): ResponseFunctionToolCall[] {
+/**
+ * The function_call items of a response, each checked: Sluice's call ID of this request (`requestId`:
+ * the request the calls were generated for; a sync response's own ID, a batch line's request ID),
+ * arguments valid against the function's schema.
+ */
+function checkedCalls(response: Response, requestId: string = response.id): ResponseFunctionToolCall[] {
   expect(response.status).toBe('completed');
   const calls = response.output.filter((i): i is ResponseFunctionToolCall => i.type === 'function_call');
   expect(calls.length).toBeGreaterThan(0);
   calls.forEach((call, i) => {
     expect(call).toMatchObject({ id: `fc_${response.id.replace(/^resp_/, '')}_${i}`, status: 'completed' });
-    expect(call.call_id).toBe(toolCallId(response.id, i));
+    expect(call.call_id).toBe(toolCallId(requestId, i));
     const validate = ajv.compile(schemaOf[call.name] ?? {});
     expect(validate(JSON.parse(call.arguments)), `${call.name}: ${JSON.stringify(validate.errors)}`).toBe(true);
   });
@@ -141,6 +145,44 @@ describe('llama.cpp', () => {
     const stored = await client.responses.retrieve(final.id);
     expect(stored.output).toEqual([fields(call)]);
     expect(stored.usage).toEqual(final.usage);
+  });
+
+  it('batch lines with function tools: each output line a response whose function_call validates, billed as batch usage; a line with a built-in tool fails the batch\'s validation, nothing run', async () => {
+    const t = await stack.createTenantKey();
+    const c = new OpenAI({ apiKey: t.key, baseURL: `${stack.url}/v1`, maxRetries: 0 });
+    const body = (input: string, toolChoice: unknown, lineTools: unknown = tools) => ({ model: 'local', input, tools: lineTools, tool_choice: toolChoice, max_output_tokens: 96, temperature: 0 });
+    const line = (customId: string, b: Record<string, unknown>) => JSON.stringify({ custom_id: customId, method: 'POST', url: '/v1/responses', body: b });
+    const finished = async (b: OpenAI.Batches.Batch) => {
+      const deadline = Date.now() + 120_000;
+      while (!['completed', 'failed', 'cancelled', 'expired'].includes(b.status) && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 150));
+        b = await c.batches.retrieve(b.id);
+      }
+      return b;
+    };
+    // A line with a built-in tool fails the batch's validation, naming the line and the field: nothing runs.
+    const badFile = await c.files.create({ file: await toFile(Buffer.from(line('bad', body('x', 'auto', [{ type: 'web_search' }])) + '\n'), 'bad.jsonl'), purpose: 'batch' });
+    const refused = await finished(await c.batches.create({ input_file_id: badFile.id, endpoint: '/v1/responses', completion_window: '24h' }));
+    expect(refused.status).toBe('failed');
+    expect(JSON.stringify(refused.errors)).toMatch(/tools\[0\]\.type/);
+    expect(await stack.db.selectFrom('usage').select('request_id').where('tenant_id', '=', t.tenantId).execute()).toEqual([]);
+
+    const text = [line('named', body('Weather in Oslo?', { type: 'function', name: 'get_weather' })), line('required', body('Weather or notes?', 'required'))].join('\n') + '\n';
+    const file = await c.files.create({ file: await toFile(Buffer.from(text), 'tools.jsonl'), purpose: 'batch' });
+    const done = await finished(await c.batches.create({ input_file_id: file.id, endpoint: '/v1/responses', completion_window: '24h' }));
+    expect(done.status).toBe('completed');
+    expect(done.request_counts).toEqual({ total: 2, completed: 2, failed: 0 });
+    const out = (await (await c.files.content(done.output_file_id ?? '')).text()).split('\n').filter(Boolean)
+      .map((l) => JSON.parse(l) as { custom_id: string; response: { status_code: number; request_id: string; body: Response } });
+    expect(out.map((o) => o.custom_id).sort()).toEqual(['named', 'required']);
+    for (const o of out) {
+      expect(o.response.status_code, o.custom_id).toBe(200);
+      const calls = checkedCalls(o.response.body, o.response.request_id);
+      expect(calls).toHaveLength(1);
+      if (o.custom_id === 'named') expect(calls[0]?.name).toBe('get_weather');
+      const rows = await stack.db.selectFrom('usage').select(['kind', 'input_tokens', 'output_tokens']).where('request_id', '=', o.response.request_id).execute();
+      expect(rows).toEqual([{ kind: 'batch', input_tokens: o.response.body.usage?.input_tokens, output_tokens: o.response.body.usage?.output_tokens }]);
+    }
   });
 
   it('refuses what the grammar cannot force, built-in tools and custom tools, naming the Responses path', async () => {
