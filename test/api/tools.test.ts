@@ -11,10 +11,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import OpenAI, { toFile } from 'openai';
 import type { ChatCompletionCreateParamsNonStreaming, ChatCompletionTool } from 'openai/resources/chat/completions';
 import { Ajv } from 'ajv';
-import { addModel, startTestStack, type TestStack } from '../support/stack.js';
+import { startTestStack, type TestStack } from '../support/stack.js';
 import { startFakeUpstream, type FakeUpstream } from '../support/fake-openai-upstream.js';
 import { toolCallId } from '../../domain/tools.js';
-import { lookupSchema, schemaOf, weatherSchema } from '../support/tool-schemas.js';
+import { addToolTestModels, lookupSchema, schemaOf, weatherSchema } from '../support/tool-schemas.js';
 
 let stack: TestStack;
 let upstream: FakeUpstream;
@@ -30,8 +30,7 @@ const ajv = new Ajv({ strict: false });
 beforeAll(async () => {
   upstream = await startFakeUpstream();
   stack = await startTestStack();
-  await addModel(stack, { id: 'local', context_length: 1024, max_output_tokens: 128, deployments: [{ id: 'local-llama', provider: 'llama-cpp', pool: 'local', gguf_path: 'sluice-tiny.gguf' }] });
-  await addModel(stack, { id: 'remote', context_length: 4096, max_output_tokens: 64, deployments: [{ id: 'remote-up', provider: 'openai-compatible', pool: 'local', base_url: upstream.url, upstream_model: 'gpt-fake' }] });
+  await addToolTestModels(stack, upstream.url);
   ({ key } = await stack.createTenantKey());
   client = new OpenAI({ apiKey: key, baseURL: `${stack.url}/v1`, maxRetries: 0 });
 });
