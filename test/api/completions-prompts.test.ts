@@ -189,6 +189,30 @@ describe('several prompts on an openai-compatible upstream', () => {
     expect(await holdings(tenantId)).toEqual({ spent: 2 + 2 * 3, reserved: 0, tokens: 5 });
   });
 
+  it('cancels at the prompt it reaches: the prompt served before stays billed, the running call is dropped, nothing stays held', async () => {
+    upstream.setBehaviour([{ kind: 'succeed' }, { kind: 'hang' }]);
+    const { tenantId, key } = await tenantClient();
+    const calls = upstream.calls;
+    const disconnects = upstream.disconnects;
+    const pending = fetch(`${stack.url}/v1/completions`, {
+      method: 'POST', headers: { Authorization: `Bearer ${key}`, 'Content-Type': 'application/json' },
+      body: JSON.stringify({ model: 'remote-priced', prompt: ['served first', 'hangs second', 'never tried'], max_tokens: 3 }),
+    }).then((r) => r.status);
+    await upstream.waitForCalls(calls + 2);
+    const request = await stack.db.selectFrom('requests').select('id').where('tenant_id', '=', tenantId).executeTakeFirstOrThrow();
+    const cancel = await fetch(`${stack.url}/v1/jobs/${request.id}/cancel`, { method: 'POST', headers: { Authorization: `Bearer ${key}` } });
+    expect(cancel.status).toBe(200);
+    expect(((await cancel.json()) as { status: string }).status).toBe('cancelled');
+    await upstream.waitForDisconnects(disconnects + 1);
+    expect(await pending).toBeGreaterThanOrEqual(400);
+    upstream.setBehaviour({ kind: 'succeed' });
+    expect((await usageOf(request.id)).filter((r) => r.billable).map((r) => r.step)).toEqual(['infer']);
+    expect(upstream.calls - calls).toBe(2);
+    const reservation = await stack.db.selectFrom('reservations').select('status').where('request_id', '=', request.id).executeTakeFirstOrThrow();
+    expect(reservation.status).toBe('released');
+    expect(await holdings(tenantId)).toEqual({ spent: 2 + 2 * 3, reserved: 0, tokens: 5 });
+  });
+
   it('answers a retry with the same Idempotency-Key from the first run, billed once', async () => {
     upstream.setBehaviour({ kind: 'succeed' });
     const { tenantId, client } = await tenantClient();
