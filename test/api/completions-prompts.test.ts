@@ -200,6 +200,13 @@ describe('several prompts on an openai-compatible upstream', () => {
     }).then((r) => r.status);
     await upstream.waitForCalls(calls + 2);
     const request = await stack.db.selectFrom('requests').select('id').where('tenant_id', '=', tenantId).executeTakeFirstOrThrow();
+    // Prompt 0 is settled, and the rest of the reservation is still held for the prompts to come.
+    const midway = await holdings(tenantId);
+    const hold = await stack.db.selectFrom('reservations').select(['status', 'est_cost_micros']).where('request_id', '=', request.id).executeTakeFirstOrThrow();
+    expect(hold.status).toBe('held');
+    expect(midway.spent).toBe(2 + 2 * 3);
+    expect(midway.reserved).toBe(Number(hold.est_cost_micros));
+    expect(midway.reserved).toBeGreaterThanOrEqual(2 * (2 + 2 * 3));
     const cancel = await fetch(`${stack.url}/v1/jobs/${request.id}/cancel`, { method: 'POST', headers: { Authorization: `Bearer ${key}` } });
     expect(cancel.status).toBe(200);
     expect(((await cancel.json()) as { status: string }).status).toBe('cancelled');
