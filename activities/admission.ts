@@ -76,6 +76,12 @@ export interface AdmitInput {
   maxTokens: number | null;
   /** What the request asks of the model (the requested and the variant's must serve it). @default 'chat' */
   endpoint?: 'chat' | 'embeddings';
+  /**
+   * Generations the request makes under this one admission (a legacy completion's prompts):
+   * the reservation holds `maxTokens` for each (`promptTokensEstimate` is already their sum).
+   * @default 1
+   */
+  generations?: number;
 }
 
 export interface Admission {
@@ -174,7 +180,8 @@ export function createAdmissionActivities(steps: RequestSteps, random: () => num
         },
       };
       const { estCostMicros } = await steps.reserveQuota({
-        requestId: input.requestId, tenantId: input.tenantId, model: variant.model, promptTokensEstimate: input.promptTokensEstimate, maxTokens,
+        requestId: input.requestId, tenantId: input.tenantId, model: variant.model, promptTokensEstimate: input.promptTokensEstimate,
+        maxTokens: maxTokens * (input.generations ?? 1),
       });
       try {
         const deployments = fallbackOrder(await steps.planRoute({ model: variant.model }), random);

@@ -19,6 +19,7 @@ import { createResponseActivities } from './responses.js';
 import { createCacheActivities } from './cache.js';
 import { DEFAULT_RESPONSE_CACHE_CONFIG, type ResponseCacheConfig } from '../runtime/config.js';
 import { createSloActivities } from './slo.js';
+import { createCompletionPromptActivities } from './completion-prompts.js';
 import { DEFAULT_BREAKER_CONFIG, type BreakerConfig } from '../domain/circuit-breaker.js';
 import { DEFAULT_WEBHOOK_CONFIG, createWebhookActivities, createWebhookPublisher, type WebhookConfig } from './webhooks.js';
 import type { EventPublisher } from './events.js';
@@ -71,6 +72,7 @@ export function createControlActivities(deps: ControlDeps) {
   return {
     ...steps,
     ...createAdmissionActivities(steps, Math.random, () => createChunkSteps(full, steps)),
+    ...createCompletionPromptActivities(full, steps),
     ...createCacheActivities({ ...full, config: deps.responseCache ?? DEFAULT_RESPONSE_CACHE_CONFIG, steps }),
     ...createBillingActivities(full),
     ...createBatchActivities(full),

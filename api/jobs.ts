@@ -2,14 +2,15 @@
  * What the job routes (`GET /v1/jobs/{id}`, `POST /v1/jobs/{id}/cancel`) know of a request of any
  * endpoint: its workflow (from the request ID's endpoint, `contracts/ids.ts`; a batch line has
  * none of its own, it runs inside its batch), the job object's name, and its result as the
- * endpoint answers it (a chat completion; a `text_completion` without `echo`, which the row does
- * not keep; embeddings as floats; the response object, from the store or the workflow).
+ * endpoint answers it (a chat completion; a `text_completion`, with the prompts its workflow's
+ * result echoes while Temporal keeps it; embeddings as floats; the response object, from the store or the workflow).
  */
-import { WorkflowNotFoundError, type Client } from '@temporalio/client';
+import { WorkflowFailedError, WorkflowNotFoundError, type Client } from '@temporalio/client';
 import type { Db } from '../db/database.js';
 import type { RequestRow } from '../db/tables/index.js';
 import { getStoredResponse } from '../db/repositories/responses.js';
 import type { ChatCompletion } from '../contracts/chat.js';
+import type { CompletionResult } from '../contracts/completions.js';
 import type { EmbeddingsResult } from '../contracts/embeddings.js';
 import { requestEndpointOf, requestWorkflowId, type RequestEndpoint } from '../contracts/ids.js';
 import { toTextCompletion } from '../domain/completion-validation.js';
@@ -30,6 +31,21 @@ export function jobWorkflowIdOf(row: Pick<RequestRow, 'id'>): string | null {
 }
 
 /**
+ * The prompts a legacy completion echoes, by choice index: from its workflow's result (the request
+ * row keeps no prompt), null when it asked for no `echo` or Temporal no longer keeps the workflow.
+ */
+async function echoOf(temporal: Client, requestId: string): Promise<string[] | null> {
+  try {
+    const result = (await temporal.workflow.getHandle(requestWorkflowId(requestId)).result()) as CompletionResult;
+    return Array.isArray(result.echo) ? result.echo : null;
+  } catch (err) {
+    // Gone, or ended otherwise after recording its outcome (terminated): no echo to add.
+    if (err instanceof WorkflowNotFoundError || err instanceof WorkflowFailedError) return null;
+    throw err;
+  }
+}
+
+/**
  * The result of a succeeded request in its endpoint's shape, or null (erased). A response's is the
  * stored one, else its workflow's while Temporal keeps it (a `store: false` response after that is
  * not kept anywhere: null).
@@ -47,7 +63,7 @@ export async function jobResultOf(deps: { db: Db; temporal: Client }, row: Reque
     }
   }
   if (row.result === null) return null;
-  if (endpoint === 'completions') return toTextCompletion(row.result as ChatCompletion, '', false);
+  if (endpoint === 'completions') return toTextCompletion(row.result as ChatCompletion, await echoOf(deps.temporal, row.id));
   if (endpoint === 'embeddings') return encodeEmbeddings(row.result as EmbeddingsResult, 'float');
   return row.result;
 }

@@ -9,6 +9,7 @@ import type { ChatCompletion, ChatMessageInput, ChatParams } from '../contracts/
 import { validateChatExtras } from './chat-extras.js';
 import { InvalidRequestError } from './invalid-request.js';
 import { samplingNumber, samplingStop } from './sampling-params.js';
+import { MAX_COMPLETION_PROMPTS } from '../contracts/completions.js';
 
 /** OpenAI's default `max_tokens` for a text completion. */
 export const DEFAULT_COMPLETION_MAX_TOKENS = 16;
@@ -16,7 +17,7 @@ export const DEFAULT_COMPLETION_MAX_TOKENS = 16;
 /** Every field of the completions request, with what Sluice does with it (README). */
 export const COMPLETION_FIELDS = {
   model: 'honoured',
-  prompt: 'honoured: a string, or an array of one string (token arrays and several prompts are refused)',
+  prompt: `honoured: a string, or an array of 1 to ${MAX_COMPLETION_PROMPTS} strings (one choice per prompt; token arrays are refused)`,
   suffix: 'refused (insertion is not offered)',
   echo: 'honoured: the prompt is prepended to the text',
   max_tokens: 'honoured (default 16, as OpenAI)',
@@ -39,9 +40,10 @@ export type CompletionFieldName = keyof typeof COMPLETION_FIELDS;
 
 export interface ValidCompletionBody {
   model: string;
-  prompt: string;
+  /** The prompts, in order: one choice each (1 to {@link MAX_COMPLETION_PROMPTS}). */
+  prompts: string[];
   echo: boolean;
-  /** The pipeline's input: the prompt as one user message, continued raw. */
+  /** The pipeline's input: the first prompt as one user message, continued raw. */
   messages: ChatMessageInput[];
   params: ChatParams & { maxTokens: number; rawPrompt: true };
   user: string | null;
@@ -65,7 +67,8 @@ export function validateCompletionBody(raw: unknown): ValidCompletionBody {
   }
   if (typeof raw.model !== 'string' || raw.model.trim() === '') throw new InvalidRequestError("'model' is required", 'model', 'missing_required_parameter');
   if (raw.model.length > 256) throw new InvalidRequestError("'model' is too long", 'model', 'invalid_value');
-  const prompt = promptOf(raw.prompt);
+  const prompts = promptsOf(raw.prompt);
+  const first = prompts[0] as string;
   if (given(raw.suffix) && raw.suffix !== '') throw unsupported('suffix', 'insertion (a suffix) is not offered');
   if (given(raw.echo) && typeof raw.echo !== 'boolean') throw new InvalidRequestError("'echo' must be a boolean", 'echo', 'invalid_type');
   if (given(raw.n) && raw.n !== 1) throw unsupported('n', "only 'n': 1");
@@ -77,9 +80,9 @@ export function validateCompletionBody(raw: unknown): ValidCompletionBody {
   const extras = validateChatExtras({ presence_penalty: raw.presence_penalty, frequency_penalty: raw.frequency_penalty, logit_bias: raw.logit_bias });
   return {
     model: raw.model,
-    prompt,
+    prompts,
     echo: raw.echo === true,
-    messages: [{ role: 'user', content: prompt }],
+    messages: [{ role: 'user', content: first }],
     params: {
       maxTokens: samplingNumber('max_tokens', raw.max_tokens) ?? DEFAULT_COMPLETION_MAX_TOKENS,
       temperature: samplingNumber('temperature', raw.temperature),
@@ -93,19 +96,27 @@ export function validateCompletionBody(raw: unknown): ValidCompletionBody {
   };
 }
 
-/** `prompt`: a string, or an array holding one string. */
-function promptOf(value: unknown): string {
-  if (typeof value === 'string') {
-    if (value === '') throw new InvalidRequestError("'prompt' must not be empty", 'prompt', 'invalid_value');
-    return value;
-  }
+/** One prompt: a non-empty string. */
+function promptText(value: unknown): string {
+  if (typeof value !== 'string') throw unsupported('prompt', 'token arrays are not accepted; send the prompt as text');
+  if (value === '') throw new InvalidRequestError("'prompt' must not be empty", 'prompt', 'invalid_value');
+  return value;
+}
+
+/** `prompt`: a string, or an array of 1 to {@link MAX_COMPLETION_PROMPTS} strings. */
+function promptsOf(value: unknown): string[] {
+  if (typeof value === 'string') return [promptText(value)];
   if (Array.isArray(value)) {
-    if (value.length === 1 && typeof value[0] === 'string') return promptOf(value[0]);
-    if (value.length > 1 && value.every((p) => typeof p === 'string')) throw unsupported('prompt', 'one prompt per request (send several requests, or a batch)');
-    throw unsupported('prompt', 'token arrays are not accepted; send the prompt as text');
+    if (value.length === 0) throw new InvalidRequestError("'prompt' must not be an empty array", 'prompt', 'invalid_value');
+    // An array of numbers (or of arrays of numbers) is a token array, whatever its length.
+    if (!value.every((p) => typeof p === 'string')) throw unsupported('prompt', 'token arrays are not accepted; send the prompt as text');
+    if (value.length > MAX_COMPLETION_PROMPTS) {
+      throw new InvalidRequestError(`'prompt' holds ${value.length} prompts; at most ${MAX_COMPLETION_PROMPTS} are accepted in one request (send several requests)`, 'prompt', 'invalid_value');
+    }
+    return value.map(promptText);
   }
   if (value === undefined || value === null) throw new InvalidRequestError("'prompt' is required", 'prompt', 'missing_required_parameter');
-  throw new InvalidRequestError("'prompt' must be a string or an array of one string", 'prompt', 'invalid_type');
+  throw new InvalidRequestError(`'prompt' must be a string or an array of 1 to ${MAX_COMPLETION_PROMPTS} strings`, 'prompt', 'invalid_type');
 }
 
 /** An OpenAI text completion object. */
@@ -119,15 +130,18 @@ export interface TextCompletion {
   usage: ChatCompletion['usage'];
 }
 
-/** The text completion of a pipeline result (`echo`: the prompt, then the generated text). */
-export function toTextCompletion(chat: ChatCompletion, prompt: string, echo: boolean): TextCompletion {
+/**
+ * The text completion of a workflow's result: choice i's text is `echo[i]` (its prompt, when the
+ * request asked for `echo`), then the generated text.
+ */
+export function toTextCompletion(chat: ChatCompletion, echo: readonly string[] | null): TextCompletion {
   return {
     id: chat.id.replace(/^chatcmpl-/, 'cmpl-'),
     object: 'text_completion',
     created: chat.created,
     model: chat.model,
     system_fingerprint: chat.system_fingerprint,
-    choices: chat.choices.map((c) => ({ text: (echo ? prompt : '') + (c.message.content ?? ''), index: c.index, logprobs: null, finish_reason: c.finish_reason === 'length' ? 'length' : 'stop' })),
+    choices: chat.choices.map((c) => ({ text: (echo?.[c.index] ?? '') + (c.message.content ?? ''), index: c.index, logprobs: null, finish_reason: c.finish_reason === 'length' ? 'length' : 'stop' })),
     usage: chat.usage,
   };
 }

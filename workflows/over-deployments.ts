@@ -95,10 +95,32 @@ export interface OverDeployments<P, Out, Result> {
    * settled by the caller), or null to go on. @default none (always go on)
    */
   shortcut?: (prepared: P, ctx: RunContext) => Promise<{ result: Result } | null>;
-  /** One attempt on `deployment`. */
-  attempt: (deployment: DeploymentTarget, prepared: P, ctx: RunContext) => Promise<Out>;
-  /** Settles the served attempt and returns the request's result. */
-  succeed: (deployment: DeploymentTarget, out: Out, ctx: RunContext) => Promise<Result>;
+  /**
+   * Several generations under the one admission, in order (a legacy completion's prompts): each
+   * tried over the deployments on its own (admission's circuit serves the first; a later one
+   * acquires its own), its failed or cancelled attempts recorded under `step(part)`, and settled
+   * by `succeed` with its index; the request's result is the last one's. A part that no
+   * deployment serves fails the request (the parts settled before it stay settled).
+   * @default one part, whose usage step is `usageStep`
+   */
+  parts?: { count: number; step: (part: number) => string };
+  /** One attempt on `deployment` (for part `part`). */
+  attempt: (deployment: DeploymentTarget, prepared: P, ctx: RunContext, part: number) => Promise<Out>;
+  /** Settles the served attempt (of part `part`) and returns the request's result. */
+  succeed: (deployment: DeploymentTarget, out: Out, ctx: RunContext, part: number) => Promise<Result>;
+}
+
+/** The failure of a request (or part) that no deployment served. */
+function noDeploymentAvailable(model: string, deployments: readonly DeploymentTarget[], lastFailure: unknown): ApplicationFailure {
+  const cause = failureOf(lastFailure);
+  return ApplicationFailure.create({
+    type: 'NoDeploymentAvailable' satisfies FailureType,
+    message: deployments.length === 0
+      ? `model ${model} has no active deployment`
+      : `no deployment of ${model} could serve the request${cause ? `: ${cause.message}` : ' (all circuits open)'}`,
+    nonRetryable: true,
+    details: [{ code: 'model_unavailable', param: null, retryAfterSeconds: 5 } satisfies FailureDetails],
+  });
 }
 
 /**
@@ -112,12 +134,15 @@ export async function runOverDeployments<P, Out, Result>(run: OverDeployments<P,
     ? proxyLocalActivities<ControlActivities>(PROFILES.db)
     : proxyActivities<ControlActivities>(PROFILES.db);
   const step = hooks.onStep ?? (() => undefined);
+  const parts = run.parts?.count ?? 1;
+  /** The usage step of the part being served. */
+  let usageStep = run.usageStep;
   const ctx: RunContext = {
     steps,
     model: request.model,
     variant: null,
     recordConsumed: (outcome, deployment, consumed) => CancellationScope.nonCancellable(() => steps.recordConsumed({
-      requestId: request.requestId, step: `${run.usageStep}:${outcome}:${deployment.id}`, tenantId: request.tenantId, keyId: request.keyId, kind: request.kind,
+      requestId: request.requestId, step: `${usageStep}:${outcome}:${deployment.id}`, tenantId: request.tenantId, keyId: request.keyId, kind: request.kind,
       model: ctx.model, deploymentId: deployment.id, pool: deployment.pool, variant: ctx.variant,
       promptTokens: consumed.promptTokens, completionTokens: run.countsCompletion === false ? 0 : consumed.completionTokens, latencyMs: 0,
     })),
@@ -155,51 +180,52 @@ export async function runOverDeployments<P, Out, Result>(run: OverDeployments<P,
       return served.result;
     }
 
-    let lastFailure: unknown = null;
-    // Admission tried the circuits up to `acquired` (all of them when -1).
-    const firstToTry = acquired === -1 ? deployments.length : acquired;
-    for (const [i, deployment] of deployments.entries()) {
-      if (i < firstToTry) continue;
-      if (i !== acquired && !(await steps.acquireCircuit({ deploymentId: deployment.id }))) continue;
-      step('running', `${run.usageStep}:${deployment.id}`);
-      lastPool = deployment.pool;
-      hooks.onAttempt?.({ model: ctx.model, pool: deployment.pool, variant: ctx.variant });
-      let out: Out;
-      try {
-        out = await run.attempt(deployment, prepared, ctx);
-      } catch (err) {
-        const consumed = consumedOf(err);
-        if (consumed) await ctx.recordConsumed(isCancellation(err) ? 'cancelled' : 'failed', deployment, consumed);
-        if (isCancellation(err)) throw err;
-        const failure = failureOf(err);
-        if (failure && clientFaults.includes(failure.type ?? '')) throw err;
-        await steps.recordCircuit({ deploymentId: deployment.id, ok: false });
-        if (run.endsOn?.includes(failure?.type ?? '')) throw err;
-        lastFailure = err;
-        continue;
+    for (let part = 0; ; part += 1) {
+      if (run.parts) usageStep = run.parts.step(part);
+      let lastFailure: unknown = null;
+      let served = false;
+      // Admission tried the circuits up to `acquired` (all of them when -1), for the first part only.
+      const held = part === 0 ? acquired : -1;
+      const firstToTry = part > 0 ? 0 : acquired === -1 ? deployments.length : acquired;
+      for (const [i, deployment] of deployments.entries()) {
+        if (i < firstToTry) continue;
+        if (i !== held && !(await steps.acquireCircuit({ deploymentId: deployment.id }))) continue;
+        step('running', `${usageStep}:${deployment.id}`);
+        lastPool = deployment.pool;
+        hooks.onAttempt?.({ model: ctx.model, pool: deployment.pool, variant: ctx.variant });
+        let out: Out;
+        try {
+          out = await run.attempt(deployment, prepared, ctx, part);
+        } catch (err) {
+          const consumed = consumedOf(err);
+          if (consumed) await ctx.recordConsumed(isCancellation(err) ? 'cancelled' : 'failed', deployment, consumed);
+          if (isCancellation(err)) throw err;
+          const failure = failureOf(err);
+          if (failure && clientFaults.includes(failure.type ?? '')) throw err;
+          await steps.recordCircuit({ deploymentId: deployment.id, ok: false });
+          if (run.endsOn?.includes(failure?.type ?? '')) throw err;
+          lastFailure = err;
+          continue;
+        }
+        // The attempt finished while the request was being cancelled (the cancellation reached the
+        // worker after its last token, within its heartbeat throttle): what it generated is recorded
+        // as a cancelled attempt's spending, unbilled, as if stopped mid-way; nothing is settled.
+        if (CancellationScope.current().consideredCancelled && patched('record-completion-of-cancelled-request')) {
+          const spent = spentBy(out);
+          if (spent) await ctx.recordConsumed('cancelled', deployment, spent);
+          throw new CancelledFailure('the request was cancelled as its inference finished');
+        }
+        const result = await run.succeed(deployment, out, ctx, part);
+        if (part < parts - 1) {
+          served = true;
+          break;
+        }
+        step('succeeded', 'done');
+        hooks.onEnd?.('succeeded');
+        return result;
       }
-      // The attempt finished while the request was being cancelled (the cancellation reached the
-      // worker after its last token, within its heartbeat throttle): what it generated is recorded
-      // as a cancelled attempt's spending, unbilled, as if stopped mid-way; nothing is settled.
-      if (CancellationScope.current().consideredCancelled && patched('record-completion-of-cancelled-request')) {
-        const spent = spentBy(out);
-        if (spent) await ctx.recordConsumed('cancelled', deployment, spent);
-        throw new CancelledFailure('the request was cancelled as its inference finished');
-      }
-      const result = await run.succeed(deployment, out, ctx);
-      step('succeeded', 'done');
-      hooks.onEnd?.('succeeded');
-      return result;
+      if (!served) throw noDeploymentAvailable(ctx.model, deployments, lastFailure);
     }
-    const cause = failureOf(lastFailure);
-    throw ApplicationFailure.create({
-      type: 'NoDeploymentAvailable' satisfies FailureType,
-      message: deployments.length === 0
-        ? `model ${ctx.model} has no active deployment`
-        : `no deployment of ${ctx.model} could serve the request${cause ? `: ${cause.message}` : ' (all circuits open)'}`,
-      nonRetryable: true,
-      details: [{ code: 'model_unavailable', param: null, retryAfterSeconds: 5 } satisfies FailureDetails],
-    });
   } catch (err) {
     const cancelled = isCancellation(err);
     const failure = failureOf(err);

@@ -11,7 +11,7 @@
 import { ActivityCancellationType, patched, proxyActivities } from '@temporalio/workflow';
 import type { InferenceActivities } from '../activities/inference.js';
 import type { AdmitInput, Admission, CompleteInput } from '../activities/admission.js';
-import type { ChatCompletion, ChatRequestInput, InferInput, InferOutput, JobStatus, UsageEntry } from '../contracts/chat.js';
+import type { ChatCompletion, ChatRequestInput, DeploymentTarget, GenerateParams, InferInput, InferOutput, JobStatus, UsageEntry } from '../contracts/chat.js';
 import { inferenceTaskQueue } from '../contracts/ids.js';
 import { PIPELINE_PROFILES as PROFILES } from '../contracts/profiles.js';
 import { runOverDeployments } from './over-deployments.js';
@@ -27,7 +27,8 @@ function messageOf(out: InferOutput): ChatCompletion['choices'][number]['message
   return { role: 'assistant', content: out.content === '' ? null : out.content, refusal: null, tool_calls: out.toolCalls };
 }
 
-function completionOf(input: ChatRequestInput, model: string, out: InferOutput): ChatCompletion {
+/** The completion of a request served by one attempt's output (choice 0). Shared with `completion-prompts.ts`. */
+export function completionOf(input: ChatRequestInput, model: string, out: InferOutput): ChatCompletion {
   return {
     id: `chatcmpl-${input.requestId}`,
     object: 'chat.completion',
@@ -37,6 +38,29 @@ function completionOf(input: ChatRequestInput, model: string, out: InferOutput):
     choices: [{ index: 0, message: messageOf(out), logprobs: out.logprobs ? { content: out.logprobs, refusal: null } : null, finish_reason: out.finishReason }],
     usage: { prompt_tokens: out.promptTokens, completion_tokens: out.completionTokens, total_tokens: out.promptTokens + out.completionTokens },
   };
+}
+
+/** What an attempt runs with: the request's sampling parameters with the variant's overrides (`prepare` of a pipeline). */
+export function generateParamsOf(input: ChatRequestInput, { maxTokens, assignment }: Pick<Admission, 'maxTokens' | 'assignment'>): GenerateParams {
+  return {
+    maxTokens: assignment.overrides.max_tokens ?? maxTokens,
+    temperature: assignment.overrides.temperature ?? input.params.temperature ?? 1,
+    topP: assignment.overrides.top_p ?? input.params.topP,
+    seed: input.params.seed,
+    stop: input.params.stop,
+    // Only when asked for: the activity input of a request without extras is as it was.
+    ...(input.params.extras !== undefined ? { extras: input.params.extras } : {}),
+    ...(input.params.rawPrompt === true ? { rawPrompt: true as const } : {}),
+  };
+}
+
+/** The `infer` activity on `deployment`'s pool queue (a cancel waits for the attempt to stop). */
+export function inferOnPool(deployment: DeploymentTarget): InferenceActivities['infer'] {
+  return proxyActivities<InferenceActivities>({
+    ...PROFILES.infer,
+    taskQueue: inferenceTaskQueue(deployment.pool),
+    cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+  }).infer;
 }
 
 /** What the workflow running the pipeline learns of it as it goes (all optional). */
@@ -100,18 +124,9 @@ export async function runChatPipeline(input: ChatRequestInput, hooks: PipelineHo
       promptTokensEstimate: input.promptTokensEstimate, maxTokens: input.params.maxTokens ?? null,
       ...(input.metadata !== undefined ? { metadata: input.metadata } : {}),
     }),
-    prepare: ({ maxTokens, assignment }) => {
-      messages = applyPromptOverride(input.messages, assignment.overrides, input.params.rawPrompt === true);
-      return {
-        maxTokens: assignment.overrides.max_tokens ?? maxTokens,
-        temperature: assignment.overrides.temperature ?? input.params.temperature ?? 1,
-        topP: assignment.overrides.top_p ?? input.params.topP,
-        seed: input.params.seed,
-        stop: input.params.stop,
-        // Only when asked for: the activity input of a request without extras is as it was.
-        ...(input.params.extras !== undefined ? { extras: input.params.extras } : {}),
-        ...(input.params.rawPrompt === true ? { rawPrompt: true as const } : {}),
-      };
+    prepare: (admission) => {
+      messages = applyPromptOverride(input.messages, admission.assignment.overrides, input.params.rawPrompt === true);
+      return generateParamsOf(input, admission);
     },
     // The response cache (README "Response cache"), behind `patched('response-cache')`
     // (docs/versioning.md), consulted only by a deterministic sync, async or streamed request that
@@ -146,14 +161,9 @@ export async function runChatPipeline(input: ChatRequestInput, hooks: PipelineHo
       return { result: completion };
     },
     attempt: (deployment, params) => {
-      const { infer } = proxyActivities<InferenceActivities>({
-        ...PROFILES.infer,
-        taskQueue: inferenceTaskQueue(deployment.pool),
-        cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
-      });
       // `stream` only on streamed requests: the activity input of every other request is unchanged.
       const inferInput: InferInput = { requestId: input.requestId, tenantId: input.tenantId, deployment, messages, params, ...(input.stream === true ? { stream: true } : {}) };
-      return (hooks.dispatch?.infer ?? infer)(inferInput);
+      return (hooks.dispatch?.infer ?? inferOnPool(deployment))(inferInput);
     },
     succeed: async (deployment, out, { steps, model, variant, recordConsumed }) => {
       step('running', 'settle');

@@ -1,5 +1,6 @@
 /**
- * `POST /v1/completions`: the legacy text completion, sync. Validated by
+ * `POST /v1/completions`: the legacy text completion, sync; `prompt` a string or an array of
+ * strings (one choice each, run in the request's one workflow). Validated by
  * `domain/completion-validation.ts`, run as its own `completionRequest` workflow through the same
  * pipeline as a chat request (authorized, reserved, billed and audited alike), answered as a
  * `text_completion`. llama.cpp continues the prompt raw (no chat template); an openai-compatible
@@ -17,7 +18,8 @@ import { allowsModel } from '../../domain/policy.js';
 import { refusedByModel } from '../../domain/chat-fields.js';
 import { estimatePromptTokens, minPromptTokens } from '../../domain/chat-validation.js';
 import { toTextCompletion, validateCompletionBody } from '../../domain/completion-validation.js';
-import type { ChatCompletion, ChatRequestInput } from '../../contracts/chat.js';
+import type { ChatCompletion } from '../../contracts/chat.js';
+import type { CompletionRequestInput } from '../../contracts/completions.js';
 import { completionWorkflowId } from '../../contracts/ids.js';
 import type { completionRequest } from '../../workflows/completion-request.js';
 import type { Metrics } from '../../runtime/metrics.js';
@@ -57,9 +59,11 @@ export function completionRoutes(deps: CompletionRouteDeps): Router {
     if (body.params.maxTokens > model.max_output_tokens) {
       throw badRequest(`max_tokens is too large: ${body.params.maxTokens}. This model supports at most ${model.max_output_tokens} completion tokens.`, 'max_tokens', 'invalid_value');
     }
-    if (minPromptTokens(body.messages) + body.params.maxTokens > model.context_length) {
+    const prompts = body.prompts.map((content) => [{ role: 'user' as const, content }]);
+    if (prompts.some((messages) => minPromptTokens(messages) + body.params.maxTokens > model.context_length)) {
       throw badRequest(`This model's maximum context length is ${model.context_length} tokens; your prompt is longer.`, 'prompt', 'context_length_exceeded');
     }
+    const echo = body.echo ? body.prompts : null;
     const key = req.get('idempotency-key') ?? null;
     if (key !== null && !/^[\x21-\x7e]{1,255}$/.test(key)) throw badRequest('Idempotency-Key must be 1-255 visible ASCII characters', 'Idempotency-Key', 'invalid_value');
     const cache = cacheDirectiveFor(req);
@@ -72,7 +76,7 @@ export function completionRoutes(deps: CompletionRouteDeps): Router {
     if (row.status === 'succeeded') {
       if (row.result === null) throw new HttpError('conflict_error', 'The result of this request was erased (retention or erase)', 'content_purged');
       setCacheHeader(res, row.cache);
-      res.json(toTextCompletion(row.result as ChatCompletion, body.prompt, body.echo));
+      res.json(toTextCompletion(row.result as ChatCompletion, echo));
       return;
     }
     const workflowId = completionWorkflowId(requestId);
@@ -80,11 +84,15 @@ export function completionRoutes(deps: CompletionRouteDeps): Router {
     // row may have died before starting it (the same workflow ID is the same work, so a workflow
     // that did start is used as it is).
     if (created || row.status === 'queued') {
-      const input: ChatRequestInput = {
+      // `prompts` and `echo` only when asked for: a one-prompt request's input is as it was.
+      const input: CompletionRequestInput = {
         requestId, tenantId: auth.tenantId, keyId: auth.keyId, kind: 'sync', subject: body.user ?? auth.keyId, model: body.model,
-        messages: body.messages, params: body.params, promptTokensEstimate: estimatePromptTokens(body.messages),
+        messages: body.messages, params: body.params,
+        promptTokensEstimate: prompts.reduce((n, messages) => n + estimatePromptTokens(messages), 0),
         created: Math.floor(row.created_at.getTime() / 1000), batchId: null,
         ...(cache !== null ? { cache } : {}),
+        ...(body.prompts.length > 1 ? { prompts: body.prompts } : {}),
+        ...(body.echo ? { echo: true as const } : {}),
       };
       await startRequestWorkflow<typeof completionRequest>(deps, {
         type: 'completionRequest', workflowId, requestId, args: [input],
@@ -95,7 +103,7 @@ export function completionRoutes(deps: CompletionRouteDeps): Router {
       const completion = (await deps.temporal.workflow.getHandle<typeof completionRequest>(workflowId).result()) as ChatCompletion;
       deps.metrics.chatRequests.inc({ model: row.model, status: '200', tenant: row.tenant_id });
       setCacheHeader(res, await requestCacheStatus(deps.db, row.id, row.tenant_id));
-      res.json(toTextCompletion(completion, body.prompt, body.echo));
+      res.json(toTextCompletion(completion, echo));
     } catch (err) {
       const mapped = fromWorkflowFailure(err);
       deps.metrics.chatRequests.inc({ model: row.model, status: String(mapped?.status ?? 500), tenant: row.tenant_id });

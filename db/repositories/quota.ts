@@ -172,10 +172,13 @@ function usageRow(usage: UsageInput, billable: boolean): Insertable<UsageTable> 
  * Writes the usage row for (request, step) and settles the reservation, in one call of
  * `sluice_settle` (migration 0008). Exactly once: a second call for the same (request, step)
  * inserts nothing and changes nothing. Returns the usage row's cost as stored.
+ * `part`: one step of several under the request's reservation, which stays held with what the
+ * step spent taken off its estimate (`sluice_settle_part`, migration 0701); the last step settles
+ * without it.
  */
-export async function settle(db: Db, usage: UsageInput): Promise<{ costMicros: number; inserted: boolean; budgetEvents: boolean }> {
+export async function settle(db: Db, usage: UsageInput, part = false): Promise<{ costMicros: number; inserted: boolean; budgetEvents: boolean }> {
   const { rows } = await sql<{ cost_micros: number; inserted: boolean; budget_events: boolean }>`
-    select * from sluice_settle(${usage.requestId}, ${usage.step}, ${usage.tenantId}, ${usage.keyId}, ${usage.kind}, ${usage.model},
+    select * from ${sql.raw(part ? 'sluice_settle_part' : 'sluice_settle')}(${usage.requestId}, ${usage.step}, ${usage.tenantId}, ${usage.keyId}, ${usage.kind}, ${usage.model},
       ${usage.deploymentId}, ${usage.pool}, ${usage.variant}, ${usage.priceId}, ${usage.tenantPriceId ?? null},
       ${usage.at ?? null}, ${usage.promptTokens}, ${usage.completionTokens}, ${usage.costMicros}, ${usage.latencyMs},
       ${periodOf(new Date())}, ${sql.val([...BUDGET_THRESHOLDS])}::integer[])`.execute(db);

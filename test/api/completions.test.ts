@@ -68,7 +68,6 @@ describe('legacy completions', () => {
 
   it.each<[string, Record<string, unknown>, string]>([
     ['suffix', { suffix: ' and they lived' }, 'suffix'],
-    ['several prompts', { prompt: ['a', 'b'] }, 'prompt'],
     ['token arrays', { prompt: [1, 2, 3] }, 'prompt'],
     ['an unknown field', { top_k: 2 }, 'top_k'],
     ['logprobs', { logprobs: 1 }, 'logprobs'],
