@@ -6,7 +6,9 @@
  * context and node-llama-cpp batches their decoding. A request takes a free sequence (or waits for
  * one in the {@link SlotQueue}), evaluates its prompt, samples token by token with the low-level
  * sequence API, and always erases the sequence's KV state before handing it on. Tools: described
- * through the chat wrapper, a forced call under a JSON-schema grammar (`llama-cpp/tool-calls.ts`).
+ * through the chat wrapper, a forced call under a JSON-schema grammar, an `auto` call under the
+ * call grammar from where the wrapper's call prefix appears (`llama-cpp/tool-calls.ts`,
+ * `llama-cpp/call-grammar.ts`).
  *
  * The parts, one per file in `llama-cpp/`: chat formatting (`prompt-preparer.ts`), the fair queue of
  * sequences (`slot-queue.ts`), the sampling and stop loop (`generate-on-sequence.ts`) and the guard
