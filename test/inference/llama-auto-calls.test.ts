@@ -93,10 +93,18 @@ describe('tool_choice auto on llama.cpp', () => {
     }
   });
 
-  it('the same seed gives the same answer (content and call)', async () => {
+  it('the same seed gives the same answer (content and call), with logprobs too (of the content\'s tokens)', async () => {
     const a = await generate(3, 4);
     const b = await generate(3, 4);
     expect(b.result).toEqual(a.result);
+    // With logprobs (the sampler variant that reports distributions): deterministic too, the same
+    // text before the call (sampled alike), a valid call, logprobs of the content's tokens.
+    const c = (await generate(3, 4, 96, { logprobs: true })).result;
+    expect((await generate(3, 4, 96, { logprobs: true })).result).toEqual(c);
+    expect(c.content).toBe(a.result.content);
+    if (a.result.toolCalls !== undefined) checkedCall(c);
+    expect(c.logprobs?.length).toBeLessThanOrEqual(c.completionTokens);
+    expect(c.logprobs?.every((l) => Number.isFinite(l.logprob))).toBe(true);
   });
 
   it('a call from the first token; max_tokens running out mid-call returns no call: finish_reason length, the text before it', async () => {
