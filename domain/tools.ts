@@ -204,6 +204,14 @@ export function callableTools(tools: readonly ToolDefinition[], choice: ToolChoi
   return [...tools];
 }
 
+/**
+ * The functions a call may be made to under `choice`, each with its arguments' schema as the
+ * llama.cpp grammar enforces it. Throws naming what the grammar cannot enforce.
+ */
+export function callableGrammarSchemas(tools: readonly ToolDefinition[], choice: ToolChoice | undefined): Array<{ name: string; schema: Record<string, unknown> }> {
+  return callableTools(tools, choice).map((t) => ({ name: t.function.name, schema: toGrammarSchema(argumentsSchema(t), `tools[${tools.indexOf(t)}].function.parameters`) }));
+}
+
 /** Prefixes every `$ref` into `$defs` of a grammar schema (so several tools' `$defs` can share one root). */
 function prefixRefs(node: unknown, prefix: string): unknown {
   if (Array.isArray(node)) return node.map((n) => prefixRefs(n, prefix));
@@ -222,18 +230,16 @@ function prefixRefs(node: unknown, prefix: string): unknown {
  * and its arguments follow that function's schema. Throws naming what the grammar cannot enforce.
  */
 export function forcedCallGrammar(tools: readonly ToolDefinition[], choice: ToolChoice | undefined): { schema: Record<string, unknown>; envelope: boolean } {
-  const callable = callableTools(tools, choice);
-  const index = (t: ToolDefinition) => tools.indexOf(t);
-  const grammarOf = (t: ToolDefinition) => toGrammarSchema(argumentsSchema(t), `tools[${index(t)}].function.parameters`);
+  const callable = callableGrammarSchemas(tools, choice);
   const [only] = callable;
-  if (callable.length === 1 && only !== undefined) return { schema: grammarOf(only), envelope: false };
+  if (callable.length === 1 && only !== undefined) return { schema: only.schema, envelope: false };
   const defs: Record<string, unknown> = {};
   const branches = callable.map((t, i) => {
-    const { $defs, ...schema } = grammarOf(t);
+    const { $defs, ...schema } = t.schema;
     if (isObject($defs)) for (const [k, v] of Object.entries($defs)) defs[`t${i}_${k}`] = prefixRefs(v, `t${i}_`);
     return {
       type: 'object',
-      properties: { name: { const: t.function.name }, arguments: prefixRefs(schema, `t${i}_`) },
+      properties: { name: { const: t.name }, arguments: prefixRefs(schema, `t${i}_`) },
       required: ['name', 'arguments'],
       additionalProperties: false,
     };

@@ -6,7 +6,9 @@
  * context and node-llama-cpp batches their decoding. A request takes a free sequence (or waits for
  * one in the {@link SlotQueue}), evaluates its prompt, samples token by token with the low-level
  * sequence API, and always erases the sequence's KV state before handing it on. Tools: described
- * through the chat wrapper, a forced call under a JSON-schema grammar (`llama-cpp/tool-calls.ts`).
+ * through the chat wrapper, a forced call under a JSON-schema grammar, an `auto` call under the
+ * call grammar from where the wrapper's call prefix appears (`llama-cpp/tool-calls.ts`,
+ * `llama-cpp/call-grammar.ts`).
  *
  * The parts, one per file in `llama-cpp/`: chat formatting (`prompt-preparer.ts`), the fair queue of
  * sequences (`slot-queue.ts`), the sampling and stop loop (`generate-on-sequence.ts`) and the guard
@@ -40,10 +42,11 @@ import {
   type InferenceBackend,
 } from './types.js';
 import { faultGuard } from './llama-cpp/fault-guard.js';
-import { decodeContent, generateOnSequence } from './llama-cpp/generate-on-sequence.js';
+import { decodeContent, generateOnSequence, switchedCallText } from './llama-cpp/generate-on-sequence.js';
 import { createPromptPreparer, tokenizeRawPrompt } from './llama-cpp/prompt-preparer.js';
 import { SlotQueue } from './llama-cpp/slot-queue.js';
-import { createArgumentsValidator, readTemplateCall, toChatModelFunctions } from './llama-cpp/tool-calls.js';
+import { autoCallGrammar, createArgumentsValidator, readTemplateCall, toChatModelFunctions } from './llama-cpp/tool-calls.js';
+import { callSyntaxOf } from './llama-cpp/call-grammar.js';
 import { createEmbedder } from './llama-cpp/embedder.js';
 import { createDeltaTracker } from './stream-deltas.js';
 
@@ -96,8 +99,8 @@ export interface LlamaCppBackend extends InferenceBackend {
 /** Grammars kept built (by schema), most recently used last: building one costs more than a short generation. */
 const GRAMMAR_CACHE_SIZE = 32;
 
-/** What a grammar enforces: any JSON value, or a schema of the grammar subset (domain/response-format.ts). */
-type GrammarTarget = { kind: 'json' } | { kind: 'schema'; schema: Record<string, unknown> };
+/** What a grammar enforces: any JSON value, a schema of the grammar subset (domain/response-format.ts), or a GBNF text (an `auto` call). */
+type GrammarTarget = { kind: 'json' } | { kind: 'schema'; schema: Record<string, unknown> } | { kind: 'gbnf'; text: string };
 
 /** `build()`, with a refusal of the request (a schema the grammar cannot enforce) as `bad_request`. */
 function asBadRequest<T>(build: () => T): T {
@@ -120,14 +123,18 @@ function formatTarget(format: ResponseFormat | undefined): GrammarTarget | null 
  */
 function createGrammarCache(llama: Llama) {
   const cache = new Map<string, Promise<LlamaGrammar>>();
-  return async (target: GrammarTarget | null): Promise<LlamaGrammar | null> => {
+  async function grammarFor(target: GrammarTarget): Promise<LlamaGrammar>;
+  async function grammarFor(target: GrammarTarget | null): Promise<LlamaGrammar | null>;
+  async function grammarFor(target: GrammarTarget | null): Promise<LlamaGrammar | null> {
     if (target === null) return null;
-    const key = target.kind === 'json' ? 'json' : canonicalJson(target.schema);
+    const key = target.kind === 'json' ? 'json' : target.kind === 'gbnf' ? `gbnf:${target.text}` : canonicalJson(target.schema);
     let grammar = cache.get(key);
     if (grammar === undefined) {
       grammar = target.kind === 'json'
         ? llama.getGrammarFor('json')
-        : llama.createGrammarForJsonSchema(target.schema as Parameters<Llama['createGrammarForJsonSchema']>[0]);
+        : target.kind === 'gbnf'
+          ? llama.createGrammar({ grammar: target.text })
+          : llama.createGrammarForJsonSchema(target.schema as Parameters<Llama['createGrammarForJsonSchema']>[0]);
       cache.set(key, grammar);
       if (cache.size > GRAMMAR_CACHE_SIZE) cache.delete(cache.keys().next().value as string);
     } else {
@@ -140,7 +147,8 @@ function createGrammarCache(llama: Llama) {
       cache.delete(key);
       throw new BackendError('bad_request', `the schema cannot be enforced: ${err instanceof Error ? err.message : String(err)}`);
     }
-  };
+  }
+  return grammarFor;
 }
 
 /**
@@ -292,6 +300,13 @@ export async function createLlamaCppBackend(options: LlamaCppBackendOptions): Pr
     const forced = tools !== undefined && (choice === 'required' || typeof choice === 'object') ? asBadRequest(() => forcedCallGrammar(tools, choice)) : null;
     const grammar = forced !== null ? await grammarFor({ kind: 'schema', schema: forced.schema }) : await grammarFor(formatTarget(request.params.extras?.response_format));
     const tokenBias = biasFor(request.params.extras?.logit_bias, grammar !== null);
+    // `auto` (the default with tools): free text until the wrapper's call prefix, then a grammar forcing one call.
+    const syntax = tools !== undefined && (choice === undefined || choice === 'auto') && grammar === null && prompt.wrapper !== null ? callSyntaxOf(prompt.wrapper) : null;
+    const callSwitch = syntax === null || tools === undefined ? undefined : {
+      triggers: syntax.triggers,
+      grammar: await autoCallGrammar(syntax, tools, choice, (schema) => grammarFor({ kind: 'schema', schema }), (text) => grammarFor({ kind: 'gbnf', text })),
+      tokenBias: biasFor(request.params.extras?.logit_bias, true) ?? new TokenBias(model.tokenizer),
+    };
     const sequence = await slots.acquire(request.signal, request.priority, request.fairnessKey);
     const generated: Token[] = [];
     const guard = faultGuard.register();
@@ -300,33 +315,33 @@ export async function createLlamaCppBackend(options: LlamaCppBackendOptions): Pr
       faulted = true;
     });
     // Streamed requests: the decoded text so far after each token, sent as deltas that are never
-    // taken back (held back while they could still become a stop string).
-    // Not while the answer may be a call: its text is the call, not content (sent whole at the end).
-    const onDelta = tools !== undefined && choice !== 'none' ? undefined : request.onDelta;
-    const deltas = onDelta ? createDeltaTracker([...prompt.templateStops, ...(request.params.stop ?? [])], onDelta) : null;
+    // taken back (held back while they could still become a stop string or a call's prefix; the
+    // text stops at the prefix). Not when the whole answer is a forced call (no content).
+    const onDelta = tools !== undefined && choice !== 'none' && callSwitch === undefined ? undefined : request.onDelta;
+    const deltas = onDelta ? createDeltaTracker([...prompt.templateStops, ...(request.params.stop ?? []), ...(callSwitch?.triggers ?? [])], onDelta) : null;
     try {
       const input = {
         prompt, params: request.params, signal: request.signal, onProgress: request.onProgress, progressEveryTokens,
-        fault: guard.fault, faulted: () => faulted, grammar, tokenBias,
+        fault: guard.fault, faulted: () => faulted, grammar, tokenBias, callSwitch,
         onToken: deltas ? (tokens: readonly Token[]) => deltas.update(model.detokenize(tokens.filter((t) => !prompt.stopTokens.has(t)), false)) : undefined,
       };
       const outcome = await generateOnSequence(model, sequence, input, generated);
-      const content = decodeContent(model, outcome);
+      const switched = outcome.switched;
+      const content = switched !== null ? switched.content : decodeContent(model, outcome);
       deltas?.finish(content);
-      const call = tools === undefined || choice === 'none' ? null
+      const call = tools === undefined || choice === 'none' || prompt.wrapper === null ? null
         : forced !== null ? readForcedCall(content, tools, choice, forced.envelope)
-        : prompt.wrapper !== null ? readTemplateCall(content, prompt.wrapper, tools, choice, validArguments) : null;
+        : switched !== null ? readTemplateCall(switched.trigger + switchedCallText(model, outcome.tokens, switched), prompt.wrapper, tools, choice, validArguments)
+        : callSwitch === undefined ? readTemplateCall(content, prompt.wrapper, tools, choice, validArguments) : null;
       const counts = { promptTokens: prompt.tokens.length, completionTokens: outcome.tokens.length };
+      const contentTokens = switched !== null ? switched.contentTokens : outcome.contentTokenCount;
+      const logprobs = outcome.logprobs !== null ? { logprobs: outcome.logprobs.slice(0, contentTokens) } : {};
       if (call !== null) {
         // One call per answer (so `parallel_tool_calls: false` always holds); its ID is given by the activity.
-        return { content: '', toolCalls: [{ id: '', type: 'function', function: call }], finishReason: 'tool_calls', ...counts };
+        return { content: switched !== null ? content : '', toolCalls: [{ id: '', type: 'function', function: call }], finishReason: 'tool_calls', ...counts, ...(switched !== null ? logprobs : {}) };
       }
-      return {
-        content,
-        finishReason: outcome.finishReason,
-        ...counts,
-        ...(outcome.logprobs !== null ? { logprobs: outcome.logprobs.slice(0, outcome.contentTokenCount) } : {}),
-      };
+      // A call cut by `max_tokens` is dropped: the answer is the text before it (finish reason `length`).
+      return { content, finishReason: outcome.finishReason, ...counts, ...logprobs };
     } catch (error) {
       const failure = toBackendFailure(error, request.signal);
       // Once a token came out, the prompt was evaluated: that and the tokens so far were spent.

@@ -7,7 +7,8 @@
  * that `finalChatCompletion()` reassembles; an upstream gets the fields unchanged and its calls come
  * back; malformed upstream calls fail the attempt cleanly; batch lines take the same fields.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import OpenAI, { toFile } from 'openai';
 import type { ChatCompletionCreateParamsNonStreaming, ChatCompletionTool } from 'openai/resources/chat/completions';
 import { Ajv } from 'ajv';
@@ -15,6 +16,8 @@ import { startTestStack, type TestStack } from '../support/stack.js';
 import { startFakeUpstream, type FakeUpstream } from '../support/fake-openai-upstream.js';
 import { toolCallId } from '../../domain/tools.js';
 import { addToolTestModels, lookupSchema, schemaOf, weatherSchema } from '../support/tool-schemas.js';
+import { CALLS_GGUF, callPrefixToken } from '../support/calls-gguf.js';
+import { readEvents } from '../support/sse.js';
 
 let stack: TestStack;
 let upstream: FakeUpstream;
@@ -159,6 +162,55 @@ describe('llama.cpp', () => {
     if (call?.type !== 'function') throw new Error('expected a function call');
     expect(call.id).toMatch(/^call_[0-9a-f]{24}$/);
     expect(ajv.validate(schemaOf[call.function.name] ?? {}, JSON.parse(call.function.arguments))).toBe(true);
+  });
+});
+
+describe('llama.cpp, tool_choice auto', () => {
+  // The demo model with the call prefix as one token, favoured: calls start part way through the text.
+  const favoured = async () => ({ [String(await callPrefixToken(join(inject('sharedDataDir'), 'models', CALLS_GGUF)))]: 4 });
+  const body = async (seed: number) => ({
+    model: 'local-calls', messages: [{ role: 'user' as const, content: 'What is the weather in Oslo?' }], max_tokens: 96, temperature: 1, seed, tools, logit_bias: await favoured(),
+  });
+  const noStore = { headers: { 'Cache-Control': 'no-store' } };
+
+  it('a call that starts part way: the text before it is the content, the call is valid; streamed, the text comes in chunks as generated and the SDK reassembles the same answer', async () => {
+    const answers = [];
+    for (let seed = 1; seed <= 4; seed++) answers.push({ seed, completion: await client.chat.completions.create(await body(seed), noStore) });
+    for (const { completion } of answers) {
+      const choice = completion.choices[0];
+      expect(choice?.message.content ?? '').not.toContain('||call:');
+      if (choice?.finish_reason !== 'tool_calls') continue;
+      const call = choice.message.tool_calls?.[0];
+      expect(choice.message.tool_calls).toHaveLength(1);
+      if (call?.type !== 'function') throw new Error('expected a function call');
+      expect(call.id).toBe(toolCallId(completion.id.replace('chatcmpl-', ''), 0));
+      expect(ajv.validate(schemaOf[call.function.name] ?? false, JSON.parse(call.function.arguments))).toBe(true);
+    }
+    // Several seeds, so no one seed is relied on: at least one answer has text and then a call.
+    const mixed = answers.find(({ completion }) => completion.choices[0]?.finish_reason === 'tool_calls' && (completion.choices[0]?.message.content ?? '') !== '');
+    if (mixed === undefined) throw new Error('no answer had text before its call');
+    const sync = mixed.completion.choices[0];
+
+    // The same request streamed (same seed: the same answer), read by the SDK.
+    const stream = client.chat.completions.stream({ ...(await body(mixed.seed)), stream: true }, noStore);
+    const final = await stream.finalChatCompletion();
+    expect(final.choices[0]?.message.content).toBe(sync?.message.content);
+    const fn = (c: { type: string; function?: { name: string; arguments: string } }) => ({ name: c.function?.name, arguments: c.function?.arguments });
+    expect(final.choices[0]?.message.tool_calls?.map(fn)).toEqual(sync?.message.tool_calls?.map(fn));
+    expect(final.choices[0]?.finish_reason).toBe('tool_calls');
+
+    // And raw: the text arrives in the channel's chunks (event IDs of chunk rows), none of it in
+    // the end's remainder (`<id>-c`, what a backend that held the text back sends); then the call.
+    const res = await fetch(`${stack.url}/v1/chat/completions`, {
+      method: 'POST', headers: { Authorization: `Bearer ${key}`, 'Content-Type': 'application/json', 'Cache-Control': 'no-store' }, body: JSON.stringify({ ...(await body(mixed.seed)), stream: true }),
+    });
+    const events = (await readEvents(res)).filter((e) => e.data !== '[DONE]').map((e) => ({ id: e.id, chunk: JSON.parse(e.data) }));
+    const text = events.filter((e) => typeof e.chunk.choices?.[0]?.delta?.content === 'string' && e.chunk.choices[0].delta.content !== '');
+    expect(text.length).toBeGreaterThan(0);
+    expect(text.every((e) => /^\d+$/.test(e.id ?? '') && e.id !== '0')).toBe(true);
+    expect(text.map((e) => e.chunk.choices[0].delta.content).join('')).toBe(sync?.message.content);
+    const callAt = events.findIndex((e) => e.chunk.choices?.[0]?.delta?.tool_calls !== undefined);
+    expect(callAt).toBeGreaterThan(events.indexOf(text.at(-1) as (typeof events)[number]));
   });
 });
 

@@ -13,6 +13,7 @@ import { startEmbeddedPostgres } from '../../scripts/lib/embedded-postgres.js';
 import { TEMPORAL_CLI } from '../../scripts/lib/temporal-dev-server.js';
 import { WORKFLOWS_PATH } from '../../workers/control-worker.js';
 import { ensureTinyGguf, writeTinyGguf } from '../../workers/llama/tiny-gguf.js';
+import { CALLS_GGUF, writeCallsGguf } from './calls-gguf.js';
 
 declare module 'vitest' {
   export interface ProvidedContext {
@@ -41,6 +42,8 @@ export default async function setup(project: TestProject) {
   await ensureTinyGguf(path.join(dataDir, 'models'));
   // A larger random model (~14 ms a token on one thread) for tests that must catch a generation mid-way.
   await writeTinyGguf(path.join(dataDir, 'models', SLOW_GGUF), { embeddingLength: 512, blockCount: 8, feedForwardLength: 1536, headCount: 8, headCountKv: 8, name: 'sluice-slow' });
+  // The demo model with the general wrapper's call prefix as one token (tool_choice auto tests).
+  await writeCallsGguf(path.join(dataDir, 'models', CALLS_GGUF));
   project.provide('pgAdminUrl', pg.url);
   project.provide('workflowBundlePath', bundlePath);
   project.provide('sharedDataDir', dataDir);

@@ -3,7 +3,7 @@
  * samples token by token with the low-level sequence API until an end condition (EOG, a stop token
  * or string, `maxTokens`, an abort or a fault), and decodes the answer.
  */
-import { LlamaGrammarEvaluationState, type TokenBias, type LlamaContextSequence, type LlamaGrammar, type LlamaModel, type Token } from 'node-llama-cpp';
+import { LlamaGrammarEvaluationState, TokenBias, type LlamaContextSequence, type LlamaGrammar, type LlamaModel, type Token } from 'node-llama-cpp';
 
 import type { TokenLogprob } from '../../../contracts/chat.js';
 import type { GenerateParams, GenerateResult } from '../types.js';
@@ -26,6 +26,31 @@ export interface GenerationInput {
   tokenBias: TokenBias | null;
   /** Called after each generated token with all tokens so far (streamed requests). @default undefined */
   onToken?: ((tokens: readonly Token[]) => void) | undefined;
+  /** `tool_choice: "auto"`: where a call starts and the grammar that forces it from there. @default undefined */
+  callSwitch?: CallSwitch | undefined;
+}
+
+/**
+ * The switch from free text to a call (`tool_choice: "auto"`): once one of `triggers` appears in
+ * the generated text, the text before it is the answer's content and sampling goes on under
+ * `grammar` (one call to one of the tools, see call-grammar.ts) with `tokenBias`, until the grammar
+ * is complete (only an end-of-generation token is left) or `maxTokens` is reached.
+ */
+export interface CallSwitch {
+  triggers: readonly string[];
+  grammar: LlamaGrammar;
+  tokenBias: TokenBias;
+}
+
+/** Where generation switched to a call: the content before the trigger and the first token sampled under the call grammar. */
+export interface SwitchedCall {
+  content: string;
+  /** The trigger that started the call. */
+  trigger: string;
+  /** Index in `tokens` of the first token of the call after the trigger. */
+  callFrom: number;
+  /** Tokens of `tokens` wholly before the trigger (the content's logprobs). */
+  contentTokens: number;
 }
 
 /** Why generation ended, with the generated tokens and where the answer's text ends. */
@@ -40,6 +65,8 @@ export interface GenerationOutcome {
   trimWhitespaceSuffix: boolean;
   /** Per generated token, when the request asked for `logprobs`. */
   logprobs: TokenLogprob[] | null;
+  /** Set when a {@link CallSwitch} trigger appeared. */
+  switched: SwitchedCall | null;
 }
 
 /** A token's text and UTF-8 bytes, as OpenAI reports them. */
@@ -81,18 +108,31 @@ function grammarStops(grammar: LlamaGrammar | null): string[] {
   });
 }
 
-/** Sampling options for node-llama-cpp: OpenAI semantics (no top-k; top-p 1 unless given); a grammar constrains each token. */
-function samplingOptions(model: LlamaModel, params: GenerateParams, grammar: LlamaGrammar | null, tokenBias: TokenBias | null, generated: readonly Token[]) {
+/** The call grammar's state once a {@link CallSwitch} has switched (read by the sampler before each token). */
+interface CallMode {
+  state: LlamaGrammarEvaluationState | null;
+  tokenBias: TokenBias;
+}
+
+/**
+ * Sampling options for node-llama-cpp: OpenAI semantics (no top-k; top-p 1 unless given); a grammar
+ * constrains each token. With a call switch, the grammar and the bias are read before each token,
+ * so the call grammar takes over from the token after its trigger.
+ */
+function samplingOptions(model: LlamaModel, params: GenerateParams, grammar: LlamaGrammar | null, tokenBias: TokenBias | null, generated: readonly Token[], call: CallMode | null) {
   const presencePenalty = params.extras?.presence_penalty ?? 0;
   const frequencyPenalty = params.extras?.frequency_penalty ?? 0;
+  const state = grammar !== null ? new LlamaGrammarEvaluationState({ model, grammar }) : undefined;
+  const freeBias = tokenBias ?? new TokenBias(model.tokenizer);
   return {
     temperature: params.temperature,
     topK: 0,
     topP: params.topP ?? 1,
     minP: 0,
     seed: params.seed ?? Math.floor(Math.random() * 2 ** 31),
-    ...(grammar !== null ? { grammarEvaluationState: new LlamaGrammarEvaluationState({ model, grammar }) } : {}),
-    ...(tokenBias !== null ? { tokenBias } : {}),
+    ...(call !== null
+      ? { grammarEvaluationState: () => call.state ?? state, tokenBias: () => (call.state !== null ? call.tokenBias : freeBias) }
+      : { ...(state !== undefined ? { grammarEvaluationState: state } : {}), ...(tokenBias !== null ? { tokenBias } : {}) }),
     // OpenAI's penalties: over the tokens generated so far, no multiplicative repeat penalty.
     ...(presencePenalty !== 0 || frequencyPenalty !== 0
       ? { repeatPenalty: { punishTokens: () => [...generated], penalty: 1, presencePenalty, frequencyPenalty } }
@@ -113,6 +153,30 @@ function tailHasStop(model: LlamaModel, tokens: readonly Token[], stops: readonl
 }
 
 /**
+ * At the token that completed a trigger: the content before the trigger, and (when that token's
+ * text goes on past the trigger) tokens of its text up to the trigger's end, which replace it, so
+ * the call grammar starts right after the trigger.
+ */
+function cutAtTrigger(model: LlamaModel, tokens: Token[], triggers: readonly string[]): { switched: SwitchedCall; replacement: Token[] | undefined } {
+  const text = model.detokenize(tokens, false);
+  let at = -1;
+  let trigger = '';
+  for (const t of triggers) {
+    const i = text.indexOf(t);
+    if (i >= 0 && (at < 0 || i < at)) [at, trigger] = [i, t];
+  }
+  const last = tokens.length - 1;
+  const before = model.detokenize(tokens.slice(0, last), false);
+  const end = at + trigger.length;
+  let replacement: Token[] | undefined;
+  if (end < text.length && end > before.length && text.startsWith(before)) {
+    replacement = model.tokenize(text.slice(before.length, end), false, 'trimLeadingSpace');
+    tokens.splice(last, 1, ...replacement);
+  }
+  return { switched: { content: text.slice(0, at), trigger, callFrom: tokens.length, contentTokens: last }, replacement };
+}
+
+/**
  * Samples tokens on `sequence` until an end condition; the caller clears the sequence afterwards.
  * Pushes every generated token to `tokens` (the caller's, so an interrupted generation's count is known).
  */
@@ -126,7 +190,11 @@ export async function generateOnSequence(
   const stops = [...prompt.templateStops, ...(params.stop ?? []), ...grammarStops(input.grammar)].filter((stop) => stop !== '');
   let finishReason: GenerateResult['finishReason'] = 'stop';
   let contentTokenCount: number | null = null;
-  const options = samplingOptions(model, params, input.grammar, input.tokenBias, tokens);
+  const callSwitch = input.callSwitch;
+  const callMode: CallMode | null = callSwitch !== undefined ? { state: null, tokenBias: callSwitch.tokenBias } : null;
+  let switched: SwitchedCall | null = null;
+  let replacement: Token[] | undefined;
+  const options = samplingOptions(model, params, input.grammar, input.tokenBias, tokens, callMode);
   const logprobs: TokenLogprob[] | null = params.extras?.logprobs === true ? [] : null;
   const top = params.extras?.top_logprobs ?? 0;
   // With `logprobs`, the variant of evaluate that reports the model's distribution of each token.
@@ -137,7 +205,9 @@ export async function generateOnSequence(
   try {
     for (;;) {
       // A fault in node-llama-cpp's decode loop never settles `next()`: the guard's rejection ends the wait.
-      const pending = evaluation.next();
+      // After a trigger, its cut tokens are evaluated in place of the token sampled last.
+      const pending = evaluation.next(replacement as never);
+      replacement = undefined;
       pending.catch(() => undefined); // settled after a fault, if ever: already answered by the race
       const next = await Promise.race([pending, fault]);
       if (next.done === true) {
@@ -149,13 +219,18 @@ export async function generateOnSequence(
       signal.throwIfAborted();
       tokens.push(token);
       if (logprobs !== null && typeof value !== 'number') logprobs.push(logprobOf(model, token, value.probabilities, top));
+      if (callSwitch !== undefined && callMode !== null && switched === null && tailHasStop(model, tokens, callSwitch.triggers)) {
+        ({ switched, replacement } = cutAtTrigger(model, tokens, callSwitch.triggers));
+        callMode.state = new LlamaGrammarEvaluationState({ model, grammar: callSwitch.grammar });
+      }
       input.onToken?.(tokens);
       if (onProgress !== undefined && tokens.length % progressEveryTokens === 0) onProgress(tokens.length, prompt.tokens.length);
       if (prompt.stopTokens.has(token)) {
         contentTokenCount = tokens.length - 1;
         break;
       }
-      if (tailHasStop(model, tokens, stops)) break;
+      // A call's arguments are not cut by stop strings (only the answer's text is).
+      if (switched === null && tailHasStop(model, tokens, stops)) break;
       if (tokens.length >= params.maxTokens) {
         finishReason = 'length';
         break;
@@ -168,7 +243,7 @@ export async function generateOnSequence(
   }
   signal.throwIfAborted();
   onProgress?.(tokens.length, prompt.tokens.length);
-  return { tokens, finishReason, contentTokenCount: contentTokenCount ?? tokens.length, stops, trimWhitespaceSuffix: input.grammar?.trimWhitespaceSuffix ?? false, logprobs };
+  return { tokens, finishReason, contentTokenCount: contentTokenCount ?? tokens.length, stops, trimWhitespaceSuffix: input.grammar?.trimWhitespaceSuffix ?? false, logprobs, switched };
 }
 
 /**
@@ -181,4 +256,9 @@ export function decodeContent(model: LlamaModel, outcome: GenerationOutcome): st
   const cut = Math.min(...outcome.stops.map((stop) => text.indexOf(stop)).filter((index) => index >= 0));
   const content = Number.isFinite(cut) ? text.slice(0, cut) : text;
   return outcome.trimWhitespaceSuffix ? content.trimEnd() : content;
+}
+
+/** A switched call's text after its trigger (decoded after the tokens before it, so a leading space stays). */
+export function switchedCallText(model: LlamaModel, tokens: readonly Token[], switched: SwitchedCall): string {
+  return model.detokenize(tokens.slice(switched.callFrom), false, tokens.slice(Math.max(0, switched.callFrom - 8), switched.callFrom));
 }

@@ -3,20 +3,25 @@
  * - the request's tools as node-llama-cpp `ChatModelFunctions` (the chat wrapper describes them to
  *   the model in its own words and call syntax; `parameters` through the grammar subset, so what is
  *   described is what a forced call follows);
- * - `auto`: a call is read from the generated text when it is one call in the wrapper's syntax
- *   (`prefix` name `paramsPrefix` JSON `suffix`, e.g. `||call: get_weather({"city":"Oslo"})` for
- *   node-llama-cpp's general wrapper) to one of the tools, whose arguments validate against the
- *   function's schema (ajv); any other text is the answer's text;
+ * - `auto`: the model writes text freely until the wrapper's call prefix appears (`||call:` for
+ *   node-llama-cpp's general wrapper), anywhere in the text; from there a grammar forces one call
+ *   in the wrapper's syntax (`prefix` name `paramsPrefix` JSON `suffix`, e.g.
+ *   `||call: get_weather({"city":"Oslo"})`) to one of the tools (`autoCallGrammar`,
+ *   call-grammar.ts). The text before the prefix is the answer's content; the call is read back
+ *   with `readTemplateCall` and its arguments validated against the function's schema (ajv). A
+ *   call cut by `max_tokens` (or one ajv refuses) is never returned: the answer is then the text
+ *   before the prefix, with its finish reason (`length`);
  * - `required` and a named function: the call is forced by a JSON-schema grammar
  *   (`forcedCallGrammar`, domain/tools.ts) and read back with `readForcedCall`.
  */
 import { Ajv, type ValidateFunction } from 'ajv';
-import { LlamaText, type ChatModelFunctions, type ChatWrapper, type GbnfJsonSchema } from 'node-llama-cpp';
+import { type ChatModelFunctions, type ChatWrapper, type GbnfJsonSchema, type LlamaGrammar } from 'node-llama-cpp';
 
 import type { ToolChoice, ToolDefinition } from '../../../contracts/chat.js';
 import { canonicalJson } from '../../../domain/canonical-json.js';
 import { toGrammarSchema } from '../../../domain/response-format.js';
-import { argumentsSchema, callableTools } from '../../../domain/tools.js';
+import { argumentsSchema, callableGrammarSchemas, callableTools } from '../../../domain/tools.js';
+import { callGrammarText, textOf, type CallSyntax } from './call-grammar.js';
 
 /** The tools as node-llama-cpp describes them to the model (name, description, parameters). */
 export function toChatModelFunctions(tools: readonly ToolDefinition[]): ChatModelFunctions {
@@ -49,8 +54,6 @@ export function createArgumentsValidator() {
   };
 }
 
-const textOf = (value: string | LlamaText, name: string): string => LlamaText(value).toString().replaceAll('{{functionName}}', name);
-
 /**
  * The one call `text` makes in the wrapper's call syntax, when it is exactly that (leading
  * whitespace aside, anything after the call's suffix ignored: the model would go on to imagine the
@@ -65,7 +68,7 @@ export function readTemplateCall(
 ): { name: string; arguments: string } | null {
   const call = wrapper.settings.functions.call;
   const rest = text.trimStart();
-  const prefixes = [textOf(call.prefix, ''), ...(call.prefixAlternateMatches ?? []).map((p) => textOf(p, ''))].map((p) => p.trimStart()).filter((p) => p !== '');
+  const prefixes = [textOf(call.prefix, ''), ...(call.prefixAlternateMatches ?? []).map((p) => textOf(p, ''))].map((p) => p.trim()).filter((p) => p !== '');
   const prefix = prefixes.find((p) => rest.startsWith(p));
   if (prefix === undefined) return null;
   const afterPrefix = rest.slice(prefix.length).trimStart();
@@ -87,4 +90,20 @@ export function readTemplateCall(
     }
   }
   return null;
+}
+
+/**
+ * The grammar of an `auto` call after the wrapper's call prefix (call-grammar.ts), made of the
+ * callable functions' JSON-schema grammars (`jsonGrammar`) and built by `gbnfGrammar` (both
+ * cached by the backend).
+ */
+export async function autoCallGrammar(
+  syntax: CallSyntax,
+  tools: readonly ToolDefinition[],
+  choice: ToolChoice | undefined,
+  jsonGrammar: (schema: Record<string, unknown>) => Promise<LlamaGrammar>,
+  gbnfGrammar: (text: string) => Promise<LlamaGrammar>,
+): Promise<LlamaGrammar> {
+  const parts = await Promise.all(callableGrammarSchemas(tools, choice).map(async (t) => ({ name: t.name, argumentsGbnf: (await jsonGrammar(t.schema)).grammar })));
+  return gbnfGrammar(callGrammarText(syntax, parts));
 }
