@@ -87,9 +87,9 @@ export interface RequestWorkflowStart<W extends Workflow> {
   /** Temporal priority key (`PriorityKeys`). */
   priorityKey: number;
   /**
-   * `SluiceStatus` at start: `running` for a sync request that is not streamed (its caller waits
-   * for it; the workflow then writes its pool and variant with its end, in one upsert:
-   * `workflows/request-workflow.ts`), else `queued` (the first attempt upserts `running`).
+   * `SluiceStatus` at start: `running` for a sync request, streamed or not (its caller waits for
+   * it; the workflow then writes its pool and variant with its end, in one upsert:
+   * `workflows/request-workflow.ts`), else `queued` (an async job: its attempt upserts `running`).
    * @default 'queued'
    */
   status?: 'queued' | 'running';

@@ -27,7 +27,7 @@ function attemptAttributes(a: Attempt) {
  * Database steps as local activities (measured faster: BENCHMARKS.md, "Sluice's pipeline"), and
  * the search attributes. A request started as `queued` upserts its model, pool, variant and
  * status `running` when an attempt starts, and its status at its end. A request started as
- * `running` (a sync request that is not streamed: `api/workflow-start.ts`) has its status
+ * `running` (a sync request, streamed or not: `api/workflow-start.ts`) has its status
  * already: its last attempt's model, pool and variant go with its final status, in the one upsert
  * at its end (each upsert is a history event and a visibility write: BENCHMARKS.md, "Issue 18,
  * target 1: the API's and Temporal's CPU"). Which of the two is decided by the attributes the
