@@ -87,6 +87,13 @@ export interface RequestWorkflowStart<W extends Workflow> {
   /** Temporal priority key (`PriorityKeys`). */
   priorityKey: number;
   /**
+   * `SluiceStatus` at start: `running` for a sync request, streamed or not (its caller waits for
+   * it; the workflow then writes its pool and variant with its end, in one upsert:
+   * `workflows/request-workflow.ts`), else `queued` (an async job: its attempt upserts `running`).
+   * @default 'queued'
+   */
+  status?: 'queued' | 'running';
+  /**
    * The caller wrote the request's row just now, so a failed start deletes it. False: a retry of
    * the same `Idempotency-Key` found the row still queued (the process that wrote it may have died
    * before starting the workflow) and starts it; a failure then leaves the row. @default true
@@ -115,7 +122,7 @@ export async function startRequestWorkflow<W extends Workflow>(deps: RequestStar
         { key: SearchAttributes.kind, value: start.kind },
         { key: SearchAttributes.tenant, value: start.tenantId },
         { key: SearchAttributes.model, value: start.model },
-        { key: SearchAttributes.status, value: 'queued' },
+        { key: SearchAttributes.status, value: start.status ?? 'queued' },
       ],
     });
   } catch (err) {

@@ -28,7 +28,7 @@ const BENCHMARKS: Record<string, string[]> = {
   'ab-pipeline': ['bench/ab.ts', 'pipeline'],
   'ab-batch': ['bench/ab.ts', 'batch'],
   'round-trips': ['bench/round-trips.ts', '--requests', '20'],
-  'ab-sync': ['bench/ab.ts', '--base', 'd54f4bb', '--rounds', '2', '--floor', 'pipeline'],
+  'ab-sync': ['bench/ab.ts', '--base', '556efdd', '--rounds', '2', '--floor', 'pipeline'],
   'llama-threads-1': ['bench/llama-throughput.ts', '--threads', '1', '--parallel', '4', '--tokens', '64', '--runs', '5'],
   'llama-threads-2': ['bench/llama-throughput.ts', '--threads', '2', '--parallel', '4', '--tokens', '64', '--runs', '5'],
   embeddings: ['bench/embeddings.ts', '--sizes', '1,8,32,128', '--requests', '20', '--threads', '1'],

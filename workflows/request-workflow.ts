@@ -3,7 +3,7 @@
  * ops as its pipeline runs: its search attributes (model, pool and variant per attempt; status).
  * Workflow-only module (imports `@temporalio/workflow`).
  */
-import { upsertSearchAttributes } from '@temporalio/workflow';
+import { upsertSearchAttributes, workflowInfo } from '@temporalio/workflow';
 import { SearchAttributes } from '../contracts/ids.js';
 
 /** The hooks a request's own workflow passes its pipeline. */
@@ -13,20 +13,39 @@ export interface RequestWorkflowHooks {
   onEnd: (status: 'succeeded' | 'failed' | 'cancelled') => void;
 }
 
+type Attempt = Parameters<RequestWorkflowHooks['onAttempt']>[0];
+
+function attemptAttributes(a: Attempt) {
+  return [
+    { key: SearchAttributes.variant, value: a.variant ?? 'none' },
+    { key: SearchAttributes.model, value: a.model },
+    { key: SearchAttributes.pool, value: a.pool },
+  ];
+}
+
 /**
- * Database steps as local activities (measured faster: BENCHMARKS.md, "Sluice's pipeline"), one
- * search attribute upsert per attempt (each is a history event and a visibility write) and one
- * at the end.
+ * Database steps as local activities (measured faster: BENCHMARKS.md, "Sluice's pipeline"), and
+ * the search attributes. A request started as `queued` upserts its model, pool, variant and
+ * status `running` when an attempt starts, and its status at its end. A request started as
+ * `running` (a sync request, streamed or not: `api/workflow-start.ts`) has its status
+ * already: its last attempt's model, pool and variant go with its final status, in the one upsert
+ * at its end (each upsert is a history event and a visibility write: BENCHMARKS.md, "Issue 18,
+ * target 1: the API's and Temporal's CPU"). Which of the two is decided by the attributes the
+ * workflow started with, so a replay of any history takes the path its run took.
  */
 export function requestWorkflowHooks(): RequestWorkflowHooks {
+  const startedRunning = workflowInfo().typedSearchAttributes.get(SearchAttributes.status) === 'running';
+  /** The last attempt, written with the end (a request started as `running`). */
+  let last: Attempt | null = null;
   return {
     localActivities: true,
-    onAttempt: ({ model, pool, variant }) => upsertSearchAttributes([
-      { key: SearchAttributes.variant, value: variant ?? 'none' },
-      { key: SearchAttributes.model, value: model },
-      { key: SearchAttributes.pool, value: pool },
-      { key: SearchAttributes.status, value: 'running' },
-    ]),
-    onEnd: (status) => upsertSearchAttributes([{ key: SearchAttributes.status, value: status }]),
+    onAttempt: (a) => {
+      if (startedRunning) {
+        last = a;
+        return;
+      }
+      upsertSearchAttributes([...attemptAttributes(a), { key: SearchAttributes.status, value: 'running' }]);
+    },
+    onEnd: (status) => upsertSearchAttributes([...(last === null ? [] : attemptAttributes(last)), { key: SearchAttributes.status, value: status }]),
   };
 }

@@ -194,6 +194,7 @@ export function chatRoutes(deps: ChatRouteDeps): Router {
       await startRequestWorkflow<typeof chatRequest>(deps, {
         type: 'chatRequest', workflowId: chatWorkflowId(requestId), requestId, args: [input],
         kind: input.kind, tenantId: auth.tenantId, model: body.model, priorityKey: async ? 2 : 1, ownsRow: created,
+        status: async ? 'queued' : 'running',
       });
     }
     if (async) {

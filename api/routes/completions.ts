@@ -96,7 +96,7 @@ export function completionRoutes(deps: CompletionRouteDeps): Router {
       };
       await startRequestWorkflow<typeof completionRequest>(deps, {
         type: 'completionRequest', workflowId, requestId, args: [input],
-        kind: 'sync', tenantId: auth.tenantId, model: body.model, priorityKey: 1, ownsRow: created,
+        kind: 'sync', tenantId: auth.tenantId, model: body.model, priorityKey: 1, ownsRow: created, status: 'running',
       });
     }
     try {

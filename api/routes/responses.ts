@@ -146,7 +146,7 @@ export function responseRoutes(deps: ResponseRouteDeps): Router {
       const input: ResponseRequestInput = { request, echo: body.echo, conversation, inputItems: inputItemsOf(body.input, requestId) };
       await startRequestWorkflow<typeof responseRequest>(deps, {
         type: 'responseRequest', workflowId: responseWorkflowId(requestId), requestId, args: [input],
-        kind: 'sync', tenantId, model: body.model, priorityKey: 1, ownsRow: created,
+        kind: 'sync', tenantId, model: body.model, priorityKey: 1, ownsRow: created, status: 'running',
       });
     }
     if (body.stream) {

@@ -29,6 +29,15 @@ async function usageRows(requestId: string) {
   return stack.db.selectFrom('usage').selectAll().where('request_id', '=', requestId).execute();
 }
 
+/** The `SluiceStatus` each search-attribute upsert of a request's workflow wrote, in order. */
+async function statusUpserts(workflowId: string): Promise<string[]> {
+  const history = await stack.client.workflow.getHandle(workflowId).fetchHistory();
+  return (history.events ?? []).flatMap((e) => {
+    const field = e.upsertWorkflowSearchAttributesEventAttributes?.searchAttributes?.indexedFields?.SluiceStatus?.data;
+    return field ? [JSON.parse(Buffer.from(field).toString()) as string] : [];
+  });
+}
+
 async function poll(id: string, until: (status: string) => boolean, timeoutMs = 60_000): Promise<any> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
@@ -103,6 +112,9 @@ describe('async jobs', () => {
     const sync = await client.chat.completions.create({ model: 'sluice-tiny', messages: [{ role: 'user', content: 'async please' }], max_tokens: 8, temperature: 0 });
     expect(sync.choices[0]?.message.content).toBe(done.result.choices[0].message.content);
     expect(await usageRows(job.id)).toHaveLength(1);
+    // An async job is `queued` until its attempt starts: the attempt upserts `running` (and its
+    // model, pool and variant), the end its final status.
+    expect(await statusUpserts(`chat-${job.id}`)).toEqual(['running', 'succeeded']);
   });
 
   it('another tenant cannot see the job', async () => {
@@ -173,6 +185,9 @@ describe('operations', () => {
     expect(d.searchAttributes).toMatchObject({
       SluiceKind: ['sync'], SluiceTenant: [tenantId], SluiceModel: ['sluice-tiny'], SluicePool: ['local'], SluiceVariant: ['none'], SluiceStatus: ['succeeded'],
     });
+    // A sync request starts as `running`: its model, pool and variant are written with its final
+    // status, in one upsert at its end (not one more at the attempt: workflows/request-workflow.ts).
+    expect(await statusUpserts(workflowId)).toEqual(['succeeded']);
     const history = await handle.fetchHistory();
     // Regular activities name their type in the scheduled event; local ones in their marker's data.
     const steps = (history.events ?? []).flatMap((e) => {
