@@ -18,6 +18,8 @@ import { once } from 'node:events';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
+import { sql } from 'kysely';
+import type { Db } from '../db/database.js';
 import { loadConfig } from '../runtime/config.js';
 import { createLogger } from '../runtime/logger.js';
 import { startInfra, startStack } from '../scripts/lib/system.js';
@@ -67,6 +69,25 @@ function diskBytes(p: string): number {
   } catch {
     return 0;
   }
+}
+
+/**
+ * PostgreSQL's own counters for the database (`pg_stat_database`: transactions committed, rows
+ * written and read) and rows written per table (`pg_stat_user_tables`). The statistics are
+ * flushed by each backend at most once a second, so a reading right after the run is a lower bound.
+ */
+async function pgCounters(db: Db): Promise<Record<string, number>> {
+  const row = (await sql<Record<string, string>>`select xact_commit, tup_inserted, tup_updated, tup_deleted, tup_fetched from pg_stat_database where datname = current_database()`.execute(db)).rows[0] ?? {};
+  const tables = (await sql<{ relname: string; written: string }>`select relname, n_tup_ins + n_tup_upd + n_tup_del as written from pg_stat_user_tables`.execute(db)).rows;
+  return { ...Object.fromEntries(Object.entries(row).map(([k, v]) => [k, Number(v)])), ...Object.fromEntries(tables.map((t) => [`rows_written:${t.relname}`, Number(t.written)])) };
+}
+
+/** Per line, the counters' growth over the run (only what grew). */
+function perLine(before: Record<string, number>, after: Record<string, number>, lines: number): Record<string, number> {
+  return Object.fromEntries(Object.entries(after).flatMap(([k, v]) => {
+    const d = v - (before[k] ?? 0);
+    return d > 0 ? [[k, Math.round((d / lines) * 100) / 100]] : [];
+  }));
 }
 
 async function main() {
@@ -120,6 +141,7 @@ async function main() {
     let tRunning: number | null = null;
     const temporalPid = infra.temporal?.process.pid;
     const pgDir = path.join(dir, 'postgres');
+    const pgAtStart = await pgCounters(stack.db);
     const cpuAtStart = { node: process.cpuUsage(), temporal: cpuMs(temporalPid), postgres: postgresCpuMs(pgDir) };
     /** RSS of this process and of the Temporal dev server over the run, by lines completed. */
     const samples: Array<{ completed: number; node: number; temporal: number | null }> = [];
@@ -156,6 +178,8 @@ async function main() {
     const temporalCpu = cpuMs(temporalPid);
     const postgresCpu = postgresCpuMs(pgDir);
     const finalizingAt = batch.finalizing_at as number;
+    await new Promise((r) => setTimeout(r, 1500)); // backends flush their statistics at most once a second
+    const pgPerLine = perLine(pgAtStart, await pgCounters(stack.db), LINES);
     // Every run of the batch workflow.
     let batchEvents = 0;
     let runs = 0;
@@ -195,6 +219,7 @@ async function main() {
         temporal_dev_server: temporalCpu !== null && cpuAtStart.temporal !== null ? Math.round(((temporalCpu - cpuAtStart.temporal) / LINES) * 100) / 100 : null,
         postgres: postgresCpu !== null && cpuAtStart.postgres !== null ? Math.round(((postgresCpu - cpuAtStart.postgres) / LINES) * 100) / 100 : null,
       },
+      postgres_per_line: pgPerLine,
       // Peak RSS in each tenth of the run (by lines done), sampled every 5 s while it runs.
       rss_mib_per_tenth: Array.from({ length: 10 }, (_, k) => {
         const inTenth = samples.filter((x) => Math.min(9, Math.floor((x.completed / LINES) * 10)) === k);

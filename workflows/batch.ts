@@ -28,6 +28,7 @@ import {
   defineQuery,
   defineSignal,
   isCancellation,
+  patched,
   proxyActivities,
   proxyLocalActivities,
   setHandler,
@@ -36,15 +37,13 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import type { BatchActivities } from '../activities/batch.js';
-import type { ControlActivities } from '../activities/index.js';
-import type { BatchInferenceActivities } from '../activities/inference-lines.js';
 import type { WebhookActivities } from '../activities/webhooks.js';
 import { runChatPipeline, type PipelineHooks } from './pipeline.js';
 import { runEmbeddingsPipeline } from './embeddings-request.js';
-import { coalesce } from './coalesce.js';
+import { coalescedDispatch, lineCalls, resumedDispatch, runChatLines } from './batch-lines.js';
 import { BATCH_PROFILES as PROFILES } from '../contracts/profiles.js';
 import type { BatchLine, BatchProgress, BatchWorkflowInput } from '../contracts/batch.js';
-import type { InferInput, InferOutput } from '../contracts/chat.js';
+import type { ChatRequestInput } from '../contracts/chat.js';
 import { SearchAttributes, inferenceBatchTaskQueue } from '../contracts/ids.js';
 
 /** Stops scheduling lines, cancels those in flight, writes partial output; status `cancelled`. */
@@ -53,11 +52,9 @@ export const batchProgressQuery = defineQuery<BatchProgress & { inFlight: number
 
 /**
  * Most lines whose admission, inference or completion share one activity when the input does not
- * say (`chunkLines`: batches started before it existed ran with 64), and most bytes of prompts
- * and completions a chunk's input or result may carry. See `coalesce`.
+ * say (`chunkLines`: batches started before it existed ran with 64). See `batch-lines.ts`.
  */
 const CHUNK_LINES = 64;
-const CHUNK_BYTES = 512 * 1024;
 
 /** Lines asked for per load. */
 const LOAD_PAGE = 200;
@@ -103,41 +100,25 @@ export async function batch(input: BatchWorkflowInput): Promise<BatchProgress> {
     }, () => undefined);
 
     const lines = new CancellationScope();
-    const chunkLines = input.chunkLines ?? CHUNK_LINES;
     // Lines started together are admitted by one activity, inferences and completions that are
     // due together run as one each: every line still runs every step of its own.
-    const chunkActs = proxyActivities<ControlActivities>(PROFILES.db);
-    const inferByPool = new Map<string, (line: InferInput) => Promise<InferOutput>>();
-    const dispatch: NonNullable<PipelineHooks['dispatch']> = {
-      // Admission is shielded from cancellation (see `shieldAdmission`); so is a completion:
-      // once a line's inference is done, its settlement and audit run to their end.
-      admit: coalesce((items) => CancellationScope.nonCancellable(() => chunkActs.admitLines({ items })), { maxItems: chunkLines }),
-      // Per pool: one chunk activity on the pool's batch queue; the batch's cancel cancels it.
-      infer: (line) => {
-        let infer = inferByPool.get(line.deployment.pool);
-        if (infer === undefined) {
-          const { inferLines } = proxyActivities<BatchInferenceActivities>({ ...PROFILES.lineInference, taskQueue: inferenceBatchTaskQueue(line.deployment.pool) });
-          infer = coalesce((items) => lines.run(() => inferLines({ items })), {
-            maxItems: chunkLines,
-            maxBytes: CHUNK_BYTES,
-            // The prompt, and the most its completion can weigh: 8 bytes of JSON per token.
-            sizeOf: (i) => JSON.stringify(i).length + i.params.maxTokens * 8,
-          });
-          inferByPool.set(line.deployment.pool, infer);
-        }
-        return infer(line);
-      },
-      complete: coalesce((items) => CancellationScope.nonCancellable(() => chunkActs.completeLines({ items })), { maxItems: chunkLines, maxBytes: CHUNK_BYTES }),
+    const calls = lineCalls(lines, input.chunkLines ?? CHUNK_LINES);
+    const dispatch = coalescedDispatch(calls);
+    // Since `batch-chunk-path`: chat lines started together run as one unit (`runChatLines`).
+    const chunkPath = patched('batch-chunk-path');
+    const ended = (ok: boolean) => {
+      if (ok) state.completed += 1;
+      else state.failed += 1;
+      inFlight -= 1;
     };
     // A line's steps outside the chunks are regular activities: a local one keeps the batch's
     // workflow task open while it runs (BENCHMARKS.md, "Chunk activities are regular activities").
-    const runLine = async (line: BatchLine): Promise<boolean> => {
+    const runLine = async (line: BatchLine['input'], through: NonNullable<PipelineHooks['dispatch']> = dispatch): Promise<boolean> => {
       try {
-        const request = line.input;
         // A `/v1/embeddings` batch: each line one embed activity on the pool's batch queue.
         await lines.run(async () => {
-          if ('inputs' in request) await runEmbeddingsPipeline(request, { shieldAdmission: true, embedQueue: inferenceBatchTaskQueue });
-          else await runChatPipeline(request, { shieldAdmission: true, dispatch });
+          if ('inputs' in line) await runEmbeddingsPipeline(line, { shieldAdmission: true, embedQueue: inferenceBatchTaskQueue });
+          else await runChatPipeline(line, { shieldAdmission: true, dispatch: through });
         });
         return true;
       } catch {
@@ -145,6 +126,9 @@ export async function batch(input: BatchWorkflowInput): Promise<BatchProgress> {
         return false;
       }
     };
+    const runTogether = (requests: ChatRequestInput[]) => runChatLines(requests, calls, lines, () => ended(true), (i, done) => {
+      void runLine(requests[i] as ChatRequestInput, resumedDispatch(dispatch, done)).then(ended);
+    });
 
     let flushedAt = Date.now();
     let flushed = { completed: state.completed, failed: state.failed };
@@ -173,17 +157,16 @@ export async function batch(input: BatchWorkflowInput): Promise<BatchProgress> {
       await condition(() => inFlight < input.concurrency || stopped());
       if (stopped()) break;
       // Every free slot's line starts in this one turn, so their admissions coalesce.
+      const together: ChatRequestInput[] = [];
       do {
         const line = page.shift() as BatchLine;
         state.afterLine = line.lineNo;
         inFlight += 1;
         started += 1;
-        void runLine(line).then((ok) => {
-          if (ok) state.completed += 1;
-          else state.failed += 1;
-          inFlight -= 1;
-        });
+        if (chunkPath && !('inputs' in line.input)) together.push(line.input);
+        else void runLine(line.input).then(ended);
       } while (page.length > 0 && inFlight < input.concurrency && started < input.linesPerRun);
+      if (together.length > 0) void runTogether(together);
       if (page.length === 0 && loadAfter > state.afterLine) state.afterLine = loadAfter; // trailing blank lines
       if (started >= input.linesPerRun || workflowInfo().continueAsNewSuggested) break;
       if (Date.now() - flushedAt >= FLUSH_MS) await flush();

@@ -99,6 +99,54 @@ export interface PipelineHooks {
   onEnd?: (status: 'succeeded' | 'failed' | 'cancelled') => void;
 }
 
+/** What a chat request's admission asks: the `admit` step's input. */
+export function chatAdmitInput(input: ChatRequestInput): AdmitInput {
+  return {
+    requestId: input.requestId, tenantId: input.tenantId, keyId: input.keyId, model: input.model, subject: input.subject,
+    promptTokensEstimate: input.promptTokensEstimate, maxTokens: input.params.maxTokens ?? null,
+    ...(input.metadata !== undefined ? { metadata: input.metadata } : {}),
+  };
+}
+
+/** What an admitted request's attempts run with: its messages (with the variant's prompt override, if any) and sampling params. */
+export interface ChatAttempt {
+  messages: ChatRequestInput['messages'];
+  params: InferInput['params'];
+}
+
+/** The attempts' messages and params of an admitted request (requests without overrides send the very same messages). */
+export function chatAttemptOf(input: ChatRequestInput, admission: Pick<Admission, 'maxTokens' | 'assignment'>): ChatAttempt {
+  return {
+    messages: applyPromptOverride(input.messages, admission.assignment.overrides, input.params.rawPrompt === true),
+    params: generateParamsOf(input, admission),
+  };
+}
+
+/** One attempt's `infer` input on `deployment`. */
+export function chatInferInput(input: ChatRequestInput, deployment: DeploymentTarget, attempt: ChatAttempt): InferInput {
+  // `stream` only on streamed requests: the activity input of every other request is unchanged.
+  return { requestId: input.requestId, tenantId: input.tenantId, deployment, messages: attempt.messages, params: attempt.params, ...(input.stream === true ? { stream: true } : {}) };
+}
+
+/** The served attempt's completion, and the `complete` step's input that settles and records it. */
+export function chatCompletionOf(
+  input: ChatRequestInput, deployment: DeploymentTarget, out: InferOutput, served: { model: string; variant: string | null },
+): { completion: ChatCompletion; complete: CompleteInput } {
+  const { model, variant } = served;
+  const usage: UsageEntry = {
+    requestId: input.requestId, step: 'infer', tenantId: input.tenantId, keyId: input.keyId, kind: input.kind,
+    model, deploymentId: deployment.id, pool: deployment.pool, variant,
+    promptTokens: out.promptTokens, completionTokens: out.completionTokens, latencyMs: out.latencyMs,
+  };
+  const completion = completionOf(input, model, out);
+  const outcome = {
+    requestId: input.requestId, tenantId: input.tenantId, keyId: input.keyId, kind: input.kind, model,
+    status: 'succeeded' as const, result: completion, error: null,
+    summary: { deployment: deployment.id, pool: deployment.pool, variant, prompt_tokens: out.promptTokens, completion_tokens: out.completionTokens },
+  };
+  return { completion, complete: { settle: usage, outcome } };
+}
+
 /**
  * Runs one request to its end and returns its completion, or throws a non-retryable
  * `ApplicationFailure` (or the cancellation) after releasing the reservation and recording the
@@ -108,9 +156,6 @@ export async function runChatPipeline(input: ChatRequestInput, hooks: PipelineHo
   const step = hooks.onStep ?? (() => undefined);
   /** A cache miss's key: the generated answer is stored under it once settled. */
   let toStore: Extract<CacheLookup, { status: 'miss' }> | null = null;
-  // What inference receives: the request's messages, with the variant's prompt override if it has
-  // one (set by `prepare`; requests without one send the very same messages, so no history changes).
-  let messages = input.messages;
   return runOverDeployments({
     request: input,
     hooks,
@@ -119,20 +164,13 @@ export async function runChatPipeline(input: ChatRequestInput, hooks: PipelineHo
     // would restart the text the client already has. (Only streamed requests fail this way, and
     // none was recorded before streaming existed, so replays of older histories are unchanged.)
     endsOn: ['StreamInterrupted'],
-    admit: (steps) => (hooks.dispatch ?? steps).admit({
-      requestId: input.requestId, tenantId: input.tenantId, keyId: input.keyId, model: input.model, subject: input.subject,
-      promptTokensEstimate: input.promptTokensEstimate, maxTokens: input.params.maxTokens ?? null,
-      ...(input.metadata !== undefined ? { metadata: input.metadata } : {}),
-    }),
-    prepare: (admission) => {
-      messages = applyPromptOverride(input.messages, admission.assignment.overrides, input.params.rawPrompt === true);
-      return generateParamsOf(input, admission);
-    },
+    admit: (steps) => (hooks.dispatch ?? steps).admit(chatAdmitInput(input)),
+    prepare: (admission) => chatAttemptOf(input, admission),
     // The response cache (README "Response cache"), behind `patched('response-cache')`
     // (docs/versioning.md), consulted only by a deterministic sync, async or streamed request that
     // allows it: batch lines (their steps coalesced per chunk) and every other request issue no
     // lookup and record no marker. A hit is settled and audited here and needs no deployment.
-    shortcut: async (params, { steps, model, variant }) => {
+    shortcut: async ({ messages, params }, { steps, model, variant }) => {
       if (hooks.dispatch !== undefined || input.kind === 'batch' || !consultsCache(params, input.cache) || !patched('response-cache')) return null;
       const lookup = await steps.lookupCache({
         requestId: input.requestId, tenantId: input.tenantId, model, variant, messages, params,
@@ -160,29 +198,15 @@ export async function runChatPipeline(input: ChatRequestInput, hooks: PipelineHo
       });
       return { result: completion };
     },
-    attempt: (deployment, params) => {
-      // `stream` only on streamed requests: the activity input of every other request is unchanged.
-      const inferInput: InferInput = { requestId: input.requestId, tenantId: input.tenantId, deployment, messages, params, ...(input.stream === true ? { stream: true } : {}) };
-      return (hooks.dispatch?.infer ?? inferOnPool(deployment))(inferInput);
-    },
+    attempt: (deployment, attempt) => (hooks.dispatch?.infer ?? inferOnPool(deployment))(chatInferInput(input, deployment, attempt)),
     succeed: async (deployment, out, { steps, model, variant, recordConsumed }) => {
       step('running', 'settle');
       const spentByFailures = out.failedAttempts;
       if (spentByFailures && spentByFailures.promptTokens + spentByFailures.completionTokens > 0) {
         await recordConsumed('failed', deployment, spentByFailures);
       }
-      const usage: UsageEntry = {
-        requestId: input.requestId, step: 'infer', tenantId: input.tenantId, keyId: input.keyId, kind: input.kind,
-        model, deploymentId: deployment.id, pool: deployment.pool, variant,
-        promptTokens: out.promptTokens, completionTokens: out.completionTokens, latencyMs: out.latencyMs,
-      };
-      const completion = completionOf(input, model, out);
-      const outcome = {
-        requestId: input.requestId, tenantId: input.tenantId, keyId: input.keyId, kind: input.kind, model,
-        status: 'succeeded' as const, result: completion, error: null,
-        summary: { deployment: deployment.id, pool: deployment.pool, variant, prompt_tokens: out.promptTokens, completion_tokens: out.completionTokens },
-      };
-      const completing = (hooks.dispatch ?? steps).complete({ settle: usage, outcome });
+      const { completion, complete } = chatCompletionOf(input, deployment, out, { model, variant });
+      const completing = (hooks.dispatch ?? steps).complete(complete);
       // An answer with tool calls is not stored: its call IDs belong to its request (a replay in a
       // later turn of the same conversation would repeat an ID the client already answered).
       const storable = out.finishReason !== 'tool_calls' && (out.toolCalls?.length ?? 0) === 0 ? out.finishReason : null;
