@@ -15,8 +15,9 @@
  *
  * Prints the curve per minute and a verdict computed from it (see {@link verdict}).
  *
- * The dev server also serves its Prometheus metrics (`--metrics-port`): its Go heap in use is
- * sampled next to its RSS. `--temporal-config key=value` (repeatable) adds dynamic config to it.
+ * The dev server also serves its Prometheus metrics (`--metrics-port`): the entries of its history
+ * service's mutable-state cache are sampled next to its RSS (the dev server exports no Go memory
+ * metrics). `--temporal-config key=value` (repeatable) adds dynamic config to it.
  *
  * Run: `npx tsx bench/soak.ts [--minutes 10] [--concurrency 8] [--sample 10] [--peak-concurrency 32] [--peak-seconds 60] [--shape one|split] [--temporal-config k=v]`
  */
@@ -94,9 +95,10 @@ function childrenOf(ppid: number): number[] {
   return out;
 }
 
-/** One gauge of a Prometheus text exposition (the first sample of `name`), or null. */
-function gauge(text: string, name: string): number | null {
-  const m = new RegExp(`^${name}(?:\\{[^}]*\\})? ([0-9.e+-]+)$`, 'm').exec(text);
+/** One gauge of a Prometheus text exposition (the first sample of `name` whose labels contain `label`), or null. */
+function gauge(text: string, name: string, label = ''): number | null {
+  const labels = label === '' ? '(?:\\{[^}]*\\})?' : `\\{[^}]*${label}[^}]*\\}`;
+  const m = new RegExp(`^${name}${labels} ([0-9.e+-]+)$`, 'm').exec(text);
   return m ? Number(m[1]) : null;
 }
 
@@ -106,7 +108,7 @@ interface Sample {
   t_s: number;
   requests: number;
   errors: number;
-  /** MiB per series: `<process>.rss`, `<process>.heap_used`, `temporal.rss`, `postgres.tree_pss`, … */
+  /** MiB per series: `<process>.rss`, `<process>.heap_used`, `temporal.rss`, `postgres.tree_pss`, …; `temporal.mutable_state_cache_entries` is a count. */
   mib: Record<string, number>;
 }
 
@@ -117,6 +119,8 @@ async function sample(t0: number, counters: { requests: number; errors: number }
   for (const n of nodes) {
     const st = n.child.pid === undefined ? null : procStatus(n.child.pid);
     if (st?.VmRSS !== undefined) s.mib[`${n.name}.rss`] = Math.round(st.VmRSS / 102.4) / 10;
+    // Anonymous pages only (heaps, arenas, stacks), without the pages of mapped files (code, the model).
+    if (st?.RssAnon !== undefined) s.mib[`${n.name}.rss_anon`] = Math.round(st.RssAnon / 102.4) / 10;
     const text = await fetch(n.metricsUrl).then((r) => r.text(), () => '');
     const used = gauge(text, 'nodejs_heap_size_used_bytes');
     const total = gauge(text, 'nodejs_heap_size_total_bytes');
@@ -127,9 +131,12 @@ async function sample(t0: number, counters: { requests: number; errors: number }
   }
   const t = temporalPid === undefined ? null : procStatus(temporalPid);
   if (t?.VmRSS !== undefined) s.mib['temporal.rss'] = Math.round(t.VmRSS / 102.4) / 10;
+  if (t?.RssAnon !== undefined) s.mib['temporal.rss_anon'] = Math.round(t.RssAnon / 102.4) / 10;
   const tm = await fetch(temporalMetricsUrl).then((r) => r.text(), () => '');
-  const goHeap = gauge(tm, 'go_memstats_heap_inuse_bytes');
-  if (goHeap !== null) s.mib['temporal.go_heap_inuse'] = mib(goHeap);
+  // The history service's mutable-state cache: entries held (a count, not MiB; kept next to the
+  // RSS it explains). Its cap is `history.hostLevelCacheMaxSize` (scripts/lib/temporal-dev-server.ts).
+  const cached = gauge(tm, 'cache_usage', 'cache_type="mutablestate"');
+  if (cached !== null) s.mib['temporal.mutable_state_cache_entries'] = cached;
   const pm = procStatus(postgresPid);
   if (pm?.VmRSS !== undefined) s.mib['postgres.postmaster_rss'] = Math.round(pm.VmRSS / 102.4) / 10;
   const tree = [postgresPid, ...childrenOf(postgresPid)];
@@ -427,7 +434,7 @@ async function main() {
         loadavg: readFileSync('/proc/loadavg', 'utf8').trim(), mib: peak,
       };
 
-      const memSeries = series.filter((k) => /\.(rss|heap_used|go_heap_inuse|tree_pss|postmaster_rss)$/.test(k) && !k.startsWith('loadgen'));
+      const memSeries = series.filter((k) => /\.(rss|rss_anon|heap_used|mutable_state_cache_entries|tree_pss|postmaster_rss)$/.test(k) && !k.startsWith('loadgen'));
       const out = [
         `soak: shape ${SHAPE} (${nodes.map((n) => n.name).join(', ')}), dev server extra config [${TEMPORAL_CONFIG.join(' ')}], ${MINUTES} min at concurrency ${CONCURRENCY}, a sample every ${SAMPLE_S} s; loadavg ${load1} -> ${load2}`,
         `per-minute means (MiB):`,
