@@ -19,8 +19,12 @@ FROM ${NODE_IMAGE} AS base
 # major so `npm ci` installs exactly what developers get and runs only the allowed install scripts.
 ARG NPM_VERSION=11.19.1
 RUN npm install --global "npm@${NPM_VERSION}" && npm cache clean --force
+# Two glibc malloc arenas instead of 8 per core: the many threads of a Sluice process (libuv, V8,
+# the Temporal core's runtime, workflow threads, llama.cpp) otherwise each fill their own arena,
+# and RSS crept up ~4 MiB/min with a flat JS heap in the 10-minute soak (BENCHMARKS.md).
 ENV NPM_CONFIG_UPDATE_NOTIFIER=false \
-    NPM_CONFIG_FUND=false
+    NPM_CONFIG_FUND=false \
+    MALLOC_ARENA_MAX=2
 WORKDIR /app
 # SLUICE_DATA_DIR lives here; a named volume mounted on it inherits the node user's ownership.
 RUN mkdir -p /data && chown node:node /data

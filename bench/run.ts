@@ -38,7 +38,7 @@ const BENCHMARKS: Record<string, string[]> = {
   cluster: ['bench/cluster.ts', '--seconds', '5', '--lines', '200', '--floor-requests', '50'],
   tracing: ['bench/tracing.ts', '--requests', '200', '--rounds', '2'],
   'experiment-results': ['bench/experiment-results.ts', '--exposures', '1000000', '--runs', '3'],
-  soak: ['bench/soak.ts', '--minutes', '10', '--concurrency', '8', '--peak-concurrency', '32', '--peak-seconds', '60'],
+  soak: ['bench/soak.ts', '--minutes', '10', '--concurrency', '8', '--peak-concurrency', '32', '--peak-seconds', '60', '--go-gctrace'],
 };
 
 async function run(name: string, args: string[]): Promise<string> {

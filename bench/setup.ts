@@ -36,16 +36,27 @@ export interface BenchInfra {
 /**
  * A fresh data dir ({@link benchEnv}), its config, and embedded PostgreSQL and the Temporal dev
  * server in it for the length of `run`; afterwards both are stopped and the dir removed.
- * `options.devServerArgs` go to the dev server's command line.
+ * `options.devServerArgs` go to the dev server's command line; `options.onTemporalLine` gets each
+ * line the dev server prints (the logger drops them below debug level).
  */
 export async function withBenchInfra<T>(
-  name: string, extra: Record<string, string>, run: (bench: BenchInfra) => Promise<T>, options: { devServerArgs?: readonly string[] } = {},
+  name: string, extra: Record<string, string>, run: (bench: BenchInfra) => Promise<T>,
+  options: { devServerArgs?: readonly string[]; onTemporalLine?: (line: string) => void } = {},
 ): Promise<T> {
   const { dir, env } = await benchEnv(name, extra);
   try {
     const config = loadConfig(env);
     const log = createLogger('warn');
-    const infra = await startInfra(config, log, undefined, options.devServerArgs ?? []);
+    const { onTemporalLine } = options;
+    // startInfra hands the dev server's output to `log.debug('temporal', { line })`.
+    const infraLog: Logger = onTemporalLine === undefined ? log : {
+      ...log,
+      debug(msg, fields) {
+        if (msg === 'temporal' && typeof fields?.line === 'string') onTemporalLine(fields.line);
+        log.debug(msg, fields);
+      },
+    };
+    const infra = await startInfra(config, infraLog, undefined, options.devServerArgs ?? []);
     try {
       return await run({ dir, env, config, log, infra, temporalPid: infra.temporal?.process.pid });
     } finally {

@@ -15,13 +15,18 @@
  *
  * Prints the curve per minute and a verdict computed from it (see {@link verdict}).
  *
- * The dev server also serves its Prometheus metrics (`--metrics-port`): its Go heap in use is
- * sampled next to its RSS. `--temporal-config key=value` (repeatable) adds dynamic config to it.
+ * The dev server also serves its Prometheus metrics (`--metrics-port`): the entries of its history
+ * service's mutable-state cache are sampled next to its RSS (the dev server exports no Go memory
+ * metrics; `--go-gctrace` runs it with `GODEBUG=gctrace=1` and samples its live Go heap and heap
+ * goal). `--temporal-config key=value` (repeatable) adds dynamic config to it, after Sluice's (the
+ * last value of a key wins: `history.hostLevelCacheMaxSize=128000` is the server default).
  *
- * Run: `npx tsx bench/soak.ts [--minutes 10] [--concurrency 8] [--sample 10] [--peak-concurrency 32] [--peak-seconds 60] [--shape one|split] [--temporal-config k=v]`
+ * `--malloc-arena-max N` sets `MALLOC_ARENA_MAX` for the Sluice processes (see {@link MALLOC_ARENA_MAX}).
+ *
+ * Run: `npx tsx bench/soak.ts [--minutes 10] [--concurrency 8] [--sample 10] [--peak-concurrency 32] [--peak-seconds 60] [--shape one|split] [--temporal-config k=v] [--go-gctrace] [--malloc-arena-max N]`
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync, readdirSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { createDb } from '../db/database.js';
@@ -30,12 +35,14 @@ import { DEMO_GGUF } from '../scripts/lib/bootstrap.js';
 import { freePort } from '../scripts/lib/free-port.js';
 import { readEvents } from '../test/support/sse.js';
 import { addInstantModel, addTenantKey, machine, printResults, runBench, withBenchInfra } from './setup.js';
+import { childrenOf, procStatus, pssKb, regression } from './stats.js';
 
 const { values } = parseArgs({
   options: {
     minutes: { type: 'string', default: '10' }, concurrency: { type: 'string', default: '8' }, sample: { type: 'string', default: '10' },
     'peak-concurrency': { type: 'string', default: '32' }, 'peak-seconds': { type: 'string', default: '60' }, shape: { type: 'string', default: 'one' },
-    'temporal-config': { type: 'string', multiple: true, default: [] },
+    'temporal-config': { type: 'string', multiple: true, default: [] }, 'go-gctrace': { type: 'boolean', default: false },
+    'malloc-arena-max': { type: 'string' },
   },
 });
 const MINUTES = Number(values.minutes);
@@ -46,6 +53,14 @@ const PEAK_SECONDS = Number(values['peak-seconds']);
 const SHAPE = values.shape;
 /** `key=value` dynamic config for the dev server on top of ours, to try a setting. */
 const TEMPORAL_CONFIG = values['temporal-config'];
+/** Runs the dev server with `GODEBUG=gctrace=1` and samples its live Go heap and heap goal from the trace. */
+const GO_GCTRACE = values['go-gctrace'];
+/**
+ * `MALLOC_ARENA_MAX` for the Sluice Node processes (glibc's malloc arenas; the Docker image sets 2).
+ * Unset: glibc's default (8 per core), which is what `npm start` runs with.
+ */
+const MALLOC_ARENA_MAX = values['malloc-arena-max'];
+if (MALLOC_ARENA_MAX !== undefined && !/^[1-9]\d*$/.test(MALLOC_ARENA_MAX)) throw new Error('--malloc-arena-max is a positive integer');
 if (SHAPE !== 'one' && SHAPE !== 'split') throw new Error('--shape is one or split');
 for (const [k, v] of Object.entries({ MINUTES, CONCURRENCY, SAMPLE_S, PEAK_CONCURRENCY, PEAK_SECONDS })) {
   if (!Number.isFinite(v) || v < 0) throw new Error(`${k} must be a non-negative number`);
@@ -58,45 +73,10 @@ const mib = (bytes: number) => Math.round((bytes / MiB) * 10) / 10;
 // ---------------------------------------------------------------------------------------------
 // Reading memory
 
-/** Fields of /proc/<pid>/status in kB (VmRSS, VmHWM, RssAnon, …); null when the process is gone. */
-function procStatus(pid: number): Record<string, number> | null {
-  try {
-    const out: Record<string, number> = {};
-    for (const m of readFileSync(`/proc/${pid}/status`, 'utf8').matchAll(/^(\w+):\s+(\d+) kB$/gm)) out[m[1] as string] = Number(m[2]);
-    return out;
-  } catch {
-    return null;
-  }
-}
-
-/** Proportional set size of a process in kB (shared pages divided among their users); null when unreadable. */
-function pssKb(pid: number): number | null {
-  try {
-    const m = /^Pss:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8'));
-    return m ? Number(m[1]) : null;
-  } catch {
-    return null;
-  }
-}
-
-/** The pids whose parent is `ppid`. */
-function childrenOf(ppid: number): number[] {
-  const out: number[] = [];
-  for (const name of readdirSync('/proc')) {
-    if (!/^\d+$/.test(name)) continue;
-    try {
-      const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
-      if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === ppid) out.push(Number(name));
-    } catch {
-      // gone meanwhile
-    }
-  }
-  return out;
-}
-
-/** One gauge of a Prometheus text exposition (the first sample of `name`), or null. */
-function gauge(text: string, name: string): number | null {
-  const m = new RegExp(`^${name}(?:\\{[^}]*\\})? ([0-9.e+-]+)$`, 'm').exec(text);
+/** One gauge of a Prometheus text exposition (the first sample of `name` whose labels contain `label`), or null. */
+function gauge(text: string, name: string, label = ''): number | null {
+  const labels = label === '' ? '(?:\\{[^}]*\\})?' : `\\{[^}]*${label}[^}]*\\}`;
+  const m = new RegExp(`^${name}${labels} ([0-9.e+-]+)$`, 'm').exec(text);
   return m ? Number(m[1]) : null;
 }
 
@@ -106,17 +86,28 @@ interface Sample {
   t_s: number;
   requests: number;
   errors: number;
-  /** MiB per series: `<process>.rss`, `<process>.heap_used`, `temporal.rss`, `postgres.tree_pss`, … */
+  /** MiB per series: `<process>.rss`, `<process>.heap_used`, `temporal.rss`, `postgres.tree_pss`, …; `temporal.mutable_state_cache_entries` is a count. */
   mib: Record<string, number>;
 }
 
-interface Watched { nodes: NodeProcess[]; temporalPid: number | undefined; temporalMetricsUrl: string; postgresPid: number }
+/** The dev server's Go heap after its last GC and the goal of the next, in MiB (`GODEBUG=gctrace=1`). */
+interface GoGc { live_mib: number; goal_mib: number }
 
-async function sample(t0: number, counters: { requests: number; errors: number }, { nodes, temporalPid, temporalMetricsUrl, postgresPid }: Watched): Promise<Sample> {
+/** A gctrace line: `gc 12 @3.4s 1%: … ms cpu, 10->12->5 MB, 11 MB goal, …` (before -> at end -> live after marking). */
+function parseGcTrace(line: string): GoGc | null {
+  const m = /^gc \d+ @[\d.]+s .* (\d+)->(\d+)->(\d+) MB, (\d+) MB goal/.exec(line);
+  return m ? { live_mib: Number(m[3]), goal_mib: Number(m[4]) } : null;
+}
+
+interface Watched { nodes: NodeProcess[]; temporalPid: number | undefined; temporalMetricsUrl: string; postgresPid: number; goGc: { last: GoGc | null } }
+
+async function sample(t0: number, counters: { requests: number; errors: number }, { nodes, temporalPid, temporalMetricsUrl, postgresPid, goGc }: Watched): Promise<Sample> {
   const s: Sample = { t_s: Math.round((performance.now() - t0) / 100) / 10, requests: counters.requests, errors: counters.errors, mib: {} };
   for (const n of nodes) {
     const st = n.child.pid === undefined ? null : procStatus(n.child.pid);
     if (st?.VmRSS !== undefined) s.mib[`${n.name}.rss`] = Math.round(st.VmRSS / 102.4) / 10;
+    // Anonymous pages only (heaps, arenas, stacks), without the pages of mapped files (code, the model).
+    if (st?.RssAnon !== undefined) s.mib[`${n.name}.rss_anon`] = Math.round(st.RssAnon / 102.4) / 10;
     const text = await fetch(n.metricsUrl).then((r) => r.text(), () => '');
     const used = gauge(text, 'nodejs_heap_size_used_bytes');
     const total = gauge(text, 'nodejs_heap_size_total_bytes');
@@ -127,9 +118,16 @@ async function sample(t0: number, counters: { requests: number; errors: number }
   }
   const t = temporalPid === undefined ? null : procStatus(temporalPid);
   if (t?.VmRSS !== undefined) s.mib['temporal.rss'] = Math.round(t.VmRSS / 102.4) / 10;
+  if (t?.RssAnon !== undefined) s.mib['temporal.rss_anon'] = Math.round(t.RssAnon / 102.4) / 10;
   const tm = await fetch(temporalMetricsUrl).then((r) => r.text(), () => '');
-  const goHeap = gauge(tm, 'go_memstats_heap_inuse_bytes');
-  if (goHeap !== null) s.mib['temporal.go_heap_inuse'] = mib(goHeap);
+  // The history service's mutable-state cache: entries held (a count, not MiB; kept next to the
+  // RSS it explains). Its cap is `history.hostLevelCacheMaxSize` (scripts/lib/temporal-dev-server.ts).
+  const cached = gauge(tm, 'cache_usage', 'cache_type="mutablestate"');
+  if (cached !== null) s.mib['temporal.mutable_state_cache_entries'] = cached;
+  if (goGc.last !== null) {
+    s.mib['temporal.go_live_heap'] = goGc.last.live_mib;
+    s.mib['temporal.go_heap_goal'] = goGc.last.goal_mib;
+  }
   const pm = procStatus(postgresPid);
   if (pm?.VmRSS !== undefined) s.mib['postgres.postmaster_rss'] = Math.round(pm.VmRSS / 102.4) / 10;
   const tree = [postgresPid, ...childrenOf(postgresPid)];
@@ -142,25 +140,6 @@ async function sample(t0: number, counters: { requests: number; errors: number }
 
 // ---------------------------------------------------------------------------------------------
 // The verdict
-
-/** Least-squares slope (per minute) of y over t (seconds), with its standard error and the residuals' SD. */
-function regression(points: ReadonlyArray<{ t_s: number; y: number }>): { slope_per_min: number; se: number; residual_sd: number } {
-  const n = points.length;
-  if (n < 3) return { slope_per_min: Number.NaN, se: Number.NaN, residual_sd: Number.NaN };
-  const xs = points.map((p) => p.t_s / 60);
-  const mx = xs.reduce((a, b) => a + b, 0) / n;
-  const my = points.reduce((a, p) => a + p.y, 0) / n;
-  let sxx = 0;
-  let sxy = 0;
-  points.forEach((p, i) => {
-    sxx += ((xs[i] as number) - mx) ** 2;
-    sxy += ((xs[i] as number) - mx) * (p.y - my);
-  });
-  const slope = sxy / sxx;
-  const sse = points.reduce((a, p, i) => a + (p.y - (my + slope * ((xs[i] as number) - mx))) ** 2, 0);
-  const residualSd = Math.sqrt(sse / (n - 2));
-  return { slope_per_min: slope, se: residualSd / Math.sqrt(sxx), residual_sd: residualSd };
-}
 
 /**
  * "Flat", per series: over the second half of the soak the fitted slope is at most
@@ -290,7 +269,10 @@ async function load(url: string, key: string, concurrency: number, counters: Cou
 // The processes
 
 function startNode(name: string, script: string, env: Record<string, string>, metricsPort: number): NodeProcess {
-  const child = spawn(process.execPath, ['--import', 'tsx', script], { cwd: ROOT, env: { ...process.env, ...env, SLUICE_METRICS_PORT: String(metricsPort) }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const malloc = MALLOC_ARENA_MAX === undefined ? {} : { MALLOC_ARENA_MAX };
+  const child = spawn(process.execPath, ['--import', 'tsx', script], {
+    cwd: ROOT, env: { ...process.env, ...env, ...malloc, SLUICE_METRICS_PORT: String(metricsPort) }, stdio: ['ignore', 'pipe', 'pipe'],
+  });
   const tail: string[] = [];
   const keep = (c: Buffer) => {
     tail.push(...c.toString().split('\n').filter(Boolean));
@@ -349,6 +331,12 @@ async function main() {
   }
   const temporalMetricsPort = await freePort();
   const devServerArgs = ['--metrics-port', String(temporalMetricsPort), ...TEMPORAL_CONFIG.flatMap((kv) => ['--dynamic-config-value', kv])];
+  const goGc: { last: GoGc | null } = { last: null };
+  // The dev server inherits this process's environment (so do the Node processes, which ignore it).
+  if (GO_GCTRACE) process.env.GODEBUG = 'gctrace=1';
+  const onTemporalLine = (line: string) => {
+    goGc.last = parseGcTrace(line) ?? goGc.last;
+  };
   await withBenchInfra('soak', { SLUICE_SLOTS: '32', SLUICE_CONTEXT_SIZE: '512', SLUICE_THREADS: '1' }, async ({ dir, env, infra, temporalPid }) => {
     const apiPort = await freePort();
     const common = { ...env, DATABASE_URL: infra.databaseUrl, TEMPORAL_ADDRESS: infra.temporalAddress };
@@ -382,7 +370,7 @@ async function main() {
         await pool.end();
       }
       const postgresPid = Number(readFileSync(path.join(dir, 'postgres', 'postmaster.pid'), 'utf8').split('\n')[0]);
-      const watched: Watched = { nodes, temporalPid, temporalMetricsUrl: `http://127.0.0.1:${temporalMetricsPort}/metrics`, postgresPid };
+      const watched: Watched = { nodes, temporalPid, temporalMetricsUrl: `http://127.0.0.1:${temporalMetricsPort}/metrics`, postgresPid, goGc };
       const counters: Counters = { requests: 0, errors: 0, byKind: { chat: 0, stream: 0, embed: 0, bad_field: 0, bad_value: 0 }, firstErrors: [] };
       const load1 = readFileSync('/proc/loadavg', 'utf8').trim();
 
@@ -427,9 +415,9 @@ async function main() {
         loadavg: readFileSync('/proc/loadavg', 'utf8').trim(), mib: peak,
       };
 
-      const memSeries = series.filter((k) => /\.(rss|heap_used|go_heap_inuse|tree_pss|postmaster_rss)$/.test(k) && !k.startsWith('loadgen'));
+      const memSeries = series.filter((k) => /\.(rss|rss_anon|heap_used|mutable_state_cache_entries|go_live_heap|go_heap_goal|tree_pss|postmaster_rss)$/.test(k) && !k.startsWith('loadgen'));
       const out = [
-        `soak: shape ${SHAPE} (${nodes.map((n) => n.name).join(', ')}), dev server extra config [${TEMPORAL_CONFIG.join(' ')}], ${MINUTES} min at concurrency ${CONCURRENCY}, a sample every ${SAMPLE_S} s; loadavg ${load1} -> ${load2}`,
+        `soak: shape ${SHAPE} (${nodes.map((n) => n.name).join(', ')}), dev server extra config [${TEMPORAL_CONFIG.join(' ')}], MALLOC_ARENA_MAX ${MALLOC_ARENA_MAX ?? 'unset'}, ${MINUTES} min at concurrency ${CONCURRENCY}, a sample every ${SAMPLE_S} s; loadavg ${load1} -> ${load2}`,
         `per-minute means (MiB):`,
         table(samples, MINUTES, memSeries),
         '',
@@ -441,11 +429,11 @@ async function main() {
         '',
       ];
       process.stdout.write(out.join('\n') + '\n');
-      printResults({ machine: machine(), shape: SHAPE, temporal_config: TEMPORAL_CONFIG, processes: nodes.map((n) => n.name), minutes: MINUTES, concurrency: CONCURRENCY, soak, verdicts, peak: peakResult, samples });
+      printResults({ machine: machine(), shape: SHAPE, temporal_config: TEMPORAL_CONFIG, malloc_arena_max: MALLOC_ARENA_MAX ?? null, processes: nodes.map((n) => n.name), minutes: MINUTES, concurrency: CONCURRENCY, soak, verdicts, peak: peakResult, samples });
     } finally {
       for (const n of [...nodes].reverse()) await stopNode(n);
     }
-  }, { devServerArgs });
+  }, { devServerArgs, ...(GO_GCTRACE ? { onTemporalLine } : {}) });
 }
 
 runBench(main);

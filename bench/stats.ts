@@ -1,5 +1,5 @@
 /** Statistics and measurements (process CPU and memory, a closed-loop load) shared by the benchmarks. */
-import { readFileSync } from 'node:fs';
+import { readFileSync, readdirSync } from 'node:fs';
 
 /** The p-th percentile (nearest rank) of a sample, rounded to 0.01. */
 export function percentile(values: readonly number[], p: number): number {
@@ -72,4 +72,59 @@ export async function measureLoad(call: () => Promise<number>, concurrency: numb
     p50_ms: percentile(latencies, 50), p99_ms: percentile(latencies, 99),
     cpu_ms_per_request: { node: per((node.user + node.system) / 1000), temporal: temporal0 !== null && temporal1 !== null ? per(temporal1 - temporal0) : null },
   };
+}
+
+/** Fields of /proc/<pid>/status in kB (VmRSS, VmHWM, RssAnon, …); null when the process is gone. */
+export function procStatus(pid: number): Record<string, number> | null {
+  try {
+    const out: Record<string, number> = {};
+    for (const m of readFileSync(`/proc/${pid}/status`, 'utf8').matchAll(/^(\w+):\s+(\d+) kB$/gm)) out[m[1] as string] = Number(m[2]);
+    return out;
+  } catch {
+    return null;
+  }
+}
+
+/** Proportional set size of a process in kB (shared pages divided among their users); null when unreadable. */
+export function pssKb(pid: number): number | null {
+  try {
+    const m = /^Pss:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8'));
+    return m ? Number(m[1]) : null;
+  } catch {
+    return null;
+  }
+}
+
+/** The pids whose parent is `ppid`. */
+export function childrenOf(ppid: number): number[] {
+  const out: number[] = [];
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
+      if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === ppid) out.push(Number(name));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return out;
+}
+
+/** Least-squares slope (per minute) of y over t (seconds), with its standard error and the residuals' SD. */
+export function regression(points: ReadonlyArray<{ t_s: number; y: number }>): { slope_per_min: number; se: number; residual_sd: number } {
+  const n = points.length;
+  if (n < 3) return { slope_per_min: Number.NaN, se: Number.NaN, residual_sd: Number.NaN };
+  const xs = points.map((p) => p.t_s / 60);
+  const mx = xs.reduce((a, b) => a + b, 0) / n;
+  const my = points.reduce((a, p) => a + p.y, 0) / n;
+  let sxx = 0;
+  let sxy = 0;
+  points.forEach((p, i) => {
+    sxx += ((xs[i] as number) - mx) ** 2;
+    sxy += ((xs[i] as number) - mx) * (p.y - my);
+  });
+  const slope = sxy / sxx;
+  const sse = points.reduce((a, p, i) => a + (p.y - (my + slope * ((xs[i] as number) - mx))) ** 2, 0);
+  const residualSd = Math.sqrt(sse / (n - 2));
+  return { slope_per_min: slope, se: residualSd / Math.sqrt(sxx), residual_sd: residualSd };
 }

@@ -24,8 +24,24 @@ export const TEMPORAL_CLI = fileURLToPath(new URL('../../.tools/bin/temporal', i
  *  - one task-queue partition: on a single host more partitions only add forwarding, and priority
  *    (sync 1, async 2, batch 3) is strict only within a partition;
  *  - task-queue priority and per-tenant fairness need the new matcher;
- *  - frontend limits raised for benchmarks.
+ *  - frontend limits raised for benchmarks;
+ *  - the history service's mutable-state cache capped at {@link DEV_SERVER_MUTABLE_STATE_CACHE}
+ *    entries (see there): by default it keeps up to 128,000 workflows for an hour, so a sync load
+ *    grew the dev server by ~40 MiB per 1,000 requests (BENCHMARKS.md, the 10-minute soak).
  */
+/**
+ * Workflows whose mutable state the dev server's history service keeps in memory
+ * (`history.hostLevelCacheMaxSize`; Server 1.32 has only this host-level cache, the per-shard
+ * `history.cacheMaxSize` is gone and was silently ignored). An entry holds a workflow's mutable
+ * state whether it runs or has closed, until the cap or its 1-hour TTL evicts it; a closed chat
+ * request's entry measured ~40 KiB (bench/soak.ts), so this caps the cache near 40 MiB. A miss is
+ * a read from SQLite, not an error; only entries in use are pinned (the server answers
+ * ResourceExhausted, which clients retry, when all 1,000 are in use at once). The control worker
+ * caches as many workflows (`maxCachedWorkflows`), so open workflows beyond this do not stay hot
+ * on the worker either.
+ */
+export const DEV_SERVER_MUTABLE_STATE_CACHE = 1000;
+
 export const DEV_SERVER_DYNAMIC_CONFIG: Record<string, string | number | boolean> = {
   'history.transferProcessorMaxPollRPS': 1000,
   'history.transferProcessorMaxPollHostRPS': 10000,
@@ -39,6 +55,7 @@ export const DEV_SERVER_DYNAMIC_CONFIG: Record<string, string | number | boolean
   'matching.enableFairness': true,
   'frontend.rps': 20000,
   'frontend.namespaceRPS': 20000,
+  'history.hostLevelCacheMaxSize': DEV_SERVER_MUTABLE_STATE_CACHE,
 };
 
 export interface DevServerOptions {
