@@ -21,6 +21,7 @@ import * as experimentLifecycle from './2026-12-01-0401-experiment-lifecycle.js'
 import * as requestStartFailures from './2026-12-01-0651-request-start-failures.js';
 import * as experimentRollups from './2026-12-01-0641-experiment-rollups.js';
 import * as quotaMany from './2026-12-01-0611-quota-many.js';
+import * as auditAppend from './2026-12-02-0711-audit-append.js';
 
 export const migrations: Record<string, Migration> = {
   '2026-11-21-0001-spine': spine,
@@ -44,4 +45,5 @@ export const migrations: Record<string, Migration> = {
   '2026-12-01-0651-request-start-failures': requestStartFailures,
   '2026-12-01-0641-experiment-rollups': experimentRollups,
   '2026-12-01-0611-quota-many': quotaMany,
+  '2026-12-02-0711-audit-append': auditAppend,
 };
