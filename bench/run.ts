@@ -30,7 +30,7 @@ const BENCHMARKS: Record<string, string[]> = {
   'round-trips': ['bench/round-trips.ts', '--requests', '20'],
   'request-steps': ['bench/request-steps.ts', '--requests', '2000', '--rounds', '3'],
   'ab-sync': ['bench/ab.ts', '--base', 'd54f4bb', '--rounds', '2', '--floor', 'pipeline'],
-  'ab-request-steps': ['bench/ab.ts', '--base', '556efdd', '--rounds', '5', 'request-steps'],
+  'ab-request-steps': ['bench/ab.ts', '--base', '556efdd', '--rounds', '3', 'request-steps'],
   'llama-threads-1': ['bench/llama-throughput.ts', '--threads', '1', '--parallel', '4', '--tokens', '64', '--runs', '5'],
   'llama-threads-2': ['bench/llama-throughput.ts', '--threads', '2', '--parallel', '4', '--tokens', '64', '--runs', '5'],
   embeddings: ['bench/embeddings.ts', '--sizes', '1,8,32,128', '--requests', '20', '--threads', '1'],
