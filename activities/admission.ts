@@ -145,9 +145,12 @@ function forVariant(err: unknown, variant: string | null): unknown {
 /**
  * `chunkSteps` builds the steps one chunk of batch lines runs (`createChunkSteps`: lookups shared
  * by the chunk's lines, reserves and settles batched into one call); without it a chunk's lines
- * run `steps` as they are, `ITEM_CONCURRENCY` at a time.
+ * run `steps` as they are, `ITEM_CONCURRENCY` at a time. `admitSteps` builds the steps one request's
+ * `admit` runs (`createAdmitSteps`: its lookups read in one statement); without it, `steps`.
  */
-export function createAdmissionActivities(steps: RequestSteps, random: () => number = Math.random, chunkSteps?: () => RequestSteps) {
+export function createAdmissionActivities(
+  steps: RequestSteps, random: () => number = Math.random, chunkSteps?: () => RequestSteps, admitSteps?: (input: AdmitInput) => Promise<RequestSteps>,
+) {
   /** settle, then the success on the deployment's circuit. */
   async function settleAndClose(input: CompleteInput, s: RequestSteps = steps): Promise<{ costMicros: number }> {
     const settled = await s.settle(input.settle);
@@ -162,14 +165,15 @@ export function createAdmissionActivities(steps: RequestSteps, random: () => num
      * rethrowing, so a refused request never holds quota.
      */
     async admit(input: AdmitInput): Promise<Admission> {
+      const s = admitSteps ? await admitSteps(input) : steps;
       const base = { requestId: input.requestId, tenantId: input.tenantId, keyId: input.keyId };
       const endpoint = input.endpoint ? { endpoint: input.endpoint } : {};
-      const requested = await steps.authorize({ ...base, ...endpoint, model: input.model });
-      const assigned = await steps.assignExperiment({ ...base, subject: input.subject, model: input.model, metadata: input.metadata ?? null });
+      const requested = await s.authorize({ ...base, ...endpoint, model: input.model });
+      const assigned = await s.assignExperiment({ ...base, subject: input.subject, model: input.model, metadata: input.metadata ?? null });
       const variant = variantChanges(assigned, input.model);
       const authorized = variant.model === input.model
         ? requested
-        : await steps.authorize({ ...base, ...endpoint, model: variant.model }).catch((err: unknown) => { throw forVariant(err, assigned.variant); });
+        : await s.authorize({ ...base, ...endpoint, model: variant.model }).catch((err: unknown) => { throw forVariant(err, assigned.variant); });
       const maxTokens = Math.min(variant.maxTokens ?? input.maxTokens ?? authorized.maxOutputTokens, authorized.maxOutputTokens);
       const assignment: Assignment = {
         ...assigned,
@@ -179,22 +183,22 @@ export function createAdmissionActivities(steps: RequestSteps, random: () => num
           ...(assigned.overrides.max_tokens !== undefined ? { max_tokens: maxTokens } : {}),
         },
       };
-      const { estCostMicros } = await steps.reserveQuota({
+      const { estCostMicros } = await s.reserveQuota({
         requestId: input.requestId, tenantId: input.tenantId, model: variant.model, promptTokensEstimate: input.promptTokensEstimate,
         maxTokens: maxTokens * (input.generations ?? 1),
       });
       try {
-        const deployments = fallbackOrder(await steps.planRoute({ model: variant.model }), random);
+        const deployments = fallbackOrder(await s.planRoute({ model: variant.model }), random);
         let acquired = -1;
         for (const [i, d] of deployments.entries()) {
-          if (await steps.acquireCircuit({ deploymentId: d.id })) {
+          if (await s.acquireCircuit({ deploymentId: d.id })) {
             acquired = i;
             break;
           }
         }
         return { authorized, maxTokens, estCostMicros, assignment, deployments, acquired };
       } catch (err) {
-        await steps.releaseQuota({ requestId: input.requestId });
+        await s.releaseQuota({ requestId: input.requestId });
         throw err;
       }
     },

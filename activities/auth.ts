@@ -26,14 +26,20 @@ export interface AuthorizedModel {
   acceptsDimensions?: boolean;
 }
 
-export function createAuthActivities(deps: { db: Db; now: () => Date }) {
+/** The lookup the authorize step makes; one request's admission passes its prefetched one (`admit-steps.ts`). */
+export interface AuthRepo {
+  authorizationFacts: typeof authorizationFacts;
+}
+
+export function createAuthActivities(deps: { db: Db; now: () => Date; repo?: AuthRepo }) {
+  const repo = deps.repo ?? { authorizationFacts };
   return {
     /**
      * Checked in the workflow, not only at the API: a queued or batched request whose key was
      * revoked, expired or lost its tenant before it ran is refused here, before anything is reserved.
      */
     async authorize(input: AuthorizeInput): Promise<AuthorizedModel> {
-      const facts = await authorizationFacts(deps.db, input.keyId, input.model);
+      const facts = await repo.authorizationFacts(deps.db, input.keyId, input.model);
       const key = facts?.key;
       if (!key || key.tenant_id !== input.tenantId) throw requestFailure('Unauthorized', 'API key not found', { code: 'invalid_api_key' });
       if (key.revoked_at !== null) throw requestFailure('Unauthorized', 'API key has been revoked', { code: 'invalid_api_key' });

@@ -6,11 +6,17 @@ import type { DeploymentTarget } from '../contracts/chat.js';
 import type { BreakerConfig } from '../domain/circuit-breaker.js';
 import type { Metrics } from '../runtime/metrics.js';
 
-export function createRoutingActivities(deps: { db: Db; now: () => Date; breaker: BreakerConfig; metrics: Metrics | null }) {
+/** The lookup the route step makes; one request's admission passes its prefetched one (`admit-steps.ts`). */
+export interface RoutingRepo {
+  activeDeployments: typeof activeDeployments;
+}
+
+export function createRoutingActivities(deps: { db: Db; now: () => Date; breaker: BreakerConfig; metrics: Metrics | null; repo?: RoutingRepo }) {
+  const repo = deps.repo ?? { activeDeployments };
   return {
     /** Active deployments of the model, by priority (the fallback order), then ID. */
     async planRoute(input: { model: string }): Promise<DeploymentTarget[]> {
-      const rows = await activeDeployments(deps.db, input.model);
+      const rows = await repo.activeDeployments(deps.db, input.model);
       return rows.map((d) => ({
         id: d.id,
         model: d.model_id,

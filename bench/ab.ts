@@ -30,7 +30,7 @@ const ROOT = fileURLToPath(new URL('..', import.meta.url));
  * database larger, and each of its requests dearer, on one side only; `npm run bench -- pipeline`
  * has the floor).
  */
-const COMMANDS: Record<string, { base: string[]; head: string[] }> = {
+const COMMANDS: Record<string, { base: string[]; head: string[]; instrument?: string }> = {
   pipeline: {
     base: ['bench/pipeline.ts', '--requests', '300', '--seconds', '10', '--modes', 'local'],
     head: ['bench/pipeline.ts', '--requests', '300', '--seconds', '10', '--modes', 'local'],
@@ -38,6 +38,12 @@ const COMMANDS: Record<string, { base: string[]; head: string[] }> = {
   batch: {
     base: ['bench/batch.ts', '--lines', '10000'],
     head: ['bench/batch.ts', '--lines', '10000'],
+  },
+  // The request's two local activities without Temporal: the instrument is this checkout's file on both sides.
+  'request-steps': {
+    base: ['bench/request-steps.ts', '--requests', '1000', '--rounds', '1'],
+    head: ['bench/request-steps.ts', '--requests', '1000', '--rounds', '1'],
+    instrument: 'bench/request-steps.ts',
   },
 };
 
@@ -110,6 +116,14 @@ function headline(name: string, r: any): Record<string, number | null> {
       'temporal cpu ms/req c=32': at(32).cpu_ms_per_request?.temporal ?? null,
     };
   }
+  if (name === 'request-steps') {
+    const round = r.rounds?.[0] ?? {};
+    return {
+      'statements per request': round.statements_per_request ?? null,
+      'node cpu us/request': round.node_cpu_us_per_request ?? null,
+      'wall ms/request': round.wall_ms_per_request ?? null,
+    };
+  }
   return {
     'lines/s running': r.lines_per_second_running ?? null,
     'lines/s end to end': r.lines_per_second_end_to_end ?? null,
@@ -128,6 +142,10 @@ git('worktree', 'add', '--detach', baseDir, baseRev);
 try {
   await fs.symlink(path.join(ROOT, 'node_modules'), path.join(baseDir, 'node_modules'));
   await fs.symlink(path.join(ROOT, '.tools'), path.join(baseDir, '.tools'));
+  for (const name of wanted) {
+    const instrument = COMMANDS[name]?.instrument;
+    if (instrument) await fs.copyFile(path.join(ROOT, instrument), path.join(baseDir, instrument));
+  }
   type Side = { base: unknown; head: unknown; compare: Record<string, { base: number | null; head: number | null }> };
   const results: Record<string, { rounds: Array<Side & { floor?: { result: unknown; headline: Record<string, number | null> } }> }> = {};
   for (const name of wanted) {

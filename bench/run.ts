@@ -29,6 +29,8 @@ const BENCHMARKS: Record<string, string[]> = {
   'ab-batch': ['bench/ab.ts', 'batch'],
   'round-trips': ['bench/round-trips.ts', '--requests', '20'],
   'ab-sync': ['bench/ab.ts', '--base', '556efdd', '--rounds', '2', '--floor', 'pipeline'],
+  'request-steps': ['bench/request-steps.ts', '--requests', '2000', '--rounds', '3'],
+  'ab-request-steps': ['bench/ab.ts', '--base', '556efdd', '--rounds', '3', 'request-steps'],
   'llama-threads-1': ['bench/llama-throughput.ts', '--threads', '1', '--parallel', '4', '--tokens', '64', '--runs', '5'],
   'llama-threads-2': ['bench/llama-throughput.ts', '--threads', '2', '--parallel', '4', '--tokens', '64', '--runs', '5'],
   embeddings: ['bench/embeddings.ts', '--sizes', '1,8,32,128', '--requests', '20', '--threads', '1'],
@@ -54,7 +56,7 @@ async function run(name: string, args: string[]): Promise<string> {
 }
 
 /** Run only when named. */
-const ON_REQUEST = new Set(['batch-100k', 'batch-1m', 'ab-pipeline', 'ab-batch', 'ab-sync', 'cluster', 'soak']);
+const ON_REQUEST = new Set(['batch-100k', 'batch-1m', 'ab-pipeline', 'ab-batch', 'ab-sync', 'ab-request-steps', 'cluster', 'soak']);
 
 const wanted = process.argv.slice(2);
 await fs.mkdir(path.join(ROOT, 'bench/results'), { recursive: true });

@@ -5,7 +5,7 @@
 import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
 import type { Db } from '../database.js';
 import type { AuditRow, Database } from '../tables/index.js';
-import type { Selectable } from 'kysely';
+import { sql, type Selectable } from 'kysely';
 import { canonicalJson } from '../../domain/canonical-json.js';
 
 export const GENESIS_HASH = '0'.repeat(64);
@@ -22,9 +22,11 @@ export interface AuditEntry {
   at: Date;
 }
 
-/** The hash of a row given the previous hash: SHA-256 over prev hash and canonical content. */
-export function auditHash(prevHash: string, row: Pick<AuditRow, 'seq' | 'created_at' | 'actor' | 'tenant_id' | 'action' | 'target' | 'data'>): string {
-  const content = canonicalJson({
+type HashedFields = Pick<AuditRow, 'seq' | 'created_at' | 'actor' | 'tenant_id' | 'action' | 'target' | 'data'>;
+
+/** The canonical content a row's hash covers. */
+function auditContent(row: HashedFields): string {
+  return canonicalJson({
     seq: row.seq,
     created_at: row.created_at.toISOString(),
     actor: row.actor,
@@ -33,24 +35,42 @@ export function auditHash(prevHash: string, row: Pick<AuditRow, 'seq' | 'created
     target: row.target,
     data: row.data,
   });
-  return createHash('sha256').update(prevHash).update('\n').update(content).digest('hex');
+}
+
+/** The hash of a row given the previous hash: SHA-256 over prev hash and canonical content. */
+export function auditHash(prevHash: string, row: HashedFields): string {
+  return createHash('sha256').update(prevHash).update('\n').update(auditContent(row)).digest('hex');
+}
+
+/**
+ * The canonical content of a row whose `seq` is not known yet, split where the seq goes: the
+ * content is `before + String(seq) + after`. The top-level key `seq` sorts after `data`, and no
+ * escaped string can hold `"seq":`, so its last occurrence is the row's own.
+ */
+export function auditContentAround(row: Omit<HashedFields, 'seq'>): { before: string; after: string } {
+  const content = auditContent({ ...row, seq: 0 });
+  const at = content.lastIndexOf('"seq":0') + '"seq":'.length;
+  return { before: content.slice(0, at), after: content.slice(at + 1) };
+}
+
+/** The entry's hashed fields as they will be stored (and read back). */
+function storedFields(entry: AuditEntry): Omit<HashedFields, 'seq'> {
+  return {
+    // Whole milliseconds, and the data round-tripped through JSON: what timestamptz and jsonb give back.
+    created_at: new Date(Math.floor(entry.at.getTime())),
+    actor: entry.actor, tenant_id: entry.tenantId, action: entry.action, target: entry.target,
+    data: JSON.parse(JSON.stringify(entry.data)) as Record<string, unknown>,
+  };
 }
 
 /** A row of the chain as it will be inserted: `seq` and hashes computed from the head. */
 function chained(head: { seq: number; hash: string }, entries: readonly AuditEntry[]) {
   let { seq, hash: prevHash } = head;
   return entries.map((entry) => {
-    // Round-trip the data through JSON so the hashed content is what jsonb will give back.
-    const data = JSON.parse(JSON.stringify(entry.data)) as Record<string, unknown>;
-    const createdAt = new Date(Math.floor(entry.at.getTime()));
+    const fields = storedFields(entry);
     seq += 1;
-    const hash = auditHash(prevHash, {
-      seq, created_at: createdAt, actor: entry.actor, tenant_id: entry.tenantId, action: entry.action, target: entry.target, data,
-    });
-    const row = {
-      seq, created_at: createdAt, actor: entry.actor, tenant_id: entry.tenantId, action: entry.action, target: entry.target,
-      data: JSON.stringify(data), idempotency_key: entry.idempotencyKey, prev_hash: prevHash, hash,
-    };
+    const hash = auditHash(prevHash, { ...fields, seq });
+    const row = { ...fields, seq, data: JSON.stringify(fields.data), idempotency_key: entry.idempotencyKey, prev_hash: prevHash, hash };
     prevHash = hash;
     return row;
   });
@@ -77,15 +97,20 @@ async function insertChained(trx: Db, rows: ReturnType<typeof chained>): Promise
     .execute();
 }
 
+/**
+ * Appends one entry in one statement (`sluice_audit_append`, migration 2026-12-02-0711): under the
+ * head's lock, the row already holding the entry's idempotency key (a retry), else the next row
+ * of the chain, hashed in PostgreSQL from the content computed here.
+ */
 export async function appendAudit(db: Db, entry: AuditEntry): Promise<AuditRow> {
-  return db.transaction().execute(async (trx) => {
-    const head = await trx.selectFrom('audit_head').selectAll().where('id', '=', 1).forUpdate().executeTakeFirstOrThrow();
-    // One statement: the row (none if its idempotency key was appended before: a retry), and the
-    // head moved only if the row went in. The head's lock orders every append.
-    const [row] = await insertChained(trx, chained(head, [entry]));
-    if (row) return row;
-    return trx.selectFrom('audit_log').selectAll().where('idempotency_key', '=', entry.idempotencyKey).executeTakeFirstOrThrow();
-  });
+  const f = storedFields(entry);
+  const { before, after } = auditContentAround(f);
+  const { rows } = await sql<AuditRow>`
+    select * from sluice_audit_append(${f.created_at}, ${f.actor}, ${f.tenant_id}, ${f.action}, ${f.target},
+      ${JSON.stringify(f.data)}::jsonb, ${entry.idempotencyKey}, ${before}, ${after})`.execute(db);
+  const [row] = rows;
+  if (!row) throw new Error('sluice_audit_append returned no row');
+  return row;
 }
 
 /**

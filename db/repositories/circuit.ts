@@ -5,7 +5,8 @@ import {
   breakerOnAcquire, breakerOnResult, initialBreakerState, type BreakerConfig, type BreakerState,
 } from '../../domain/circuit-breaker.js';
 
-function toState(row: CircuitRow): BreakerState {
+/** A stored circuit as the breaker's state. */
+export function toState(row: CircuitRow): BreakerState {
   return {
     state: row.state,
     failures: row.failures,

@@ -38,7 +38,8 @@ function byName(a: { name: string }, b: { name: string }): number {
   return a.name < b.name ? -1 : a.name > b.name ? 1 : 0;
 }
 
-function withVariants(e: ExperimentRow, variants: ExperimentVariant[]): ExperimentWithVariants {
+/** An experiment row with its variants, sorted by name. */
+export function withVariants(e: ExperimentRow, variants: ExperimentVariant[]): ExperimentWithVariants {
   const sorted = [...variants].sort(byName);
   return {
     id: e.id, name: e.name, model: e.model, tenantId: e.tenant_id, status: e.status,
@@ -62,7 +63,12 @@ async function attachVariants(db: Db, rows: ExperimentRow[]): Promise<Experiment
  * decided by `domain/experiment-lifecycle.ts`.) At most `limit`.
  */
 export async function runningExperimentsFor(db: Db, model: string, tenantId: string, limit = 8): Promise<ExperimentWithVariants[]> {
-  const rows = await db
+  return attachVariants(db, await runningExperimentsQuery(db, model, tenantId, limit).execute());
+}
+
+/** The experiments of {@link runningExperimentsFor} (their rows, in order; variants apart). */
+export function runningExperimentsQuery(db: Db, model: string, tenantId: string, limit = 8) {
+  return db
     .selectFrom('experiments')
     .selectAll()
     .where('model', '=', model)
@@ -70,17 +76,34 @@ export async function runningExperimentsFor(db: Db, model: string, tenantId: str
     .where((eb) => eb.or([eb('tenant_id', '=', tenantId), eb('tenant_id', 'is', null)]))
     .orderBy((eb) => eb.case().when('tenant_id', 'is', null).then(1).else(0).end())
     .orderBy('created_at', 'desc')
-    .limit(limit)
-    .execute();
-  return attachVariants(db, rows);
+    .limit(limit);
 }
+
+/** Variants as `ExperimentVariant`s (name, weight, overrides), of the experiments the caller selects. */
+export function variantsQuery(db: Db) {
+  return db.selectFrom('experiment_variants').select(['name', 'weight', 'overrides']);
+}
+
 
 /**
  * The model's default set by a promotion: the variant promoted last on this model, the tenant's
  * own before a global one. Null when none was promoted.
  */
-export async function promotedDefaultFor(db: Db, model: string, tenantId: string): Promise<{ experimentId: string; variant: string; overrides: VariantOverrides } | null> {
-  const row = await db
+export async function promotedDefaultFor(db: Db, model: string, tenantId: string): Promise<PromotedDefault | null> {
+  const row = await promotedDefaultQuery(db, model, tenantId).executeTakeFirst();
+  return row ? { experimentId: row.id, variant: row.name, overrides: row.overrides } : null;
+}
+
+/** A model's default set by a promotion. */
+export interface PromotedDefault {
+  experimentId: string;
+  variant: string;
+  overrides: VariantOverrides;
+}
+
+/** The query of {@link promotedDefaultFor}: at most one row, `id`, `name`, `overrides`. */
+export function promotedDefaultQuery(db: Db, model: string, tenantId: string) {
+  return db
     .selectFrom('experiments as e')
     .innerJoin('experiment_variants as v', (j) => j.onRef('v.experiment_id', '=', 'e.id').onRef('v.name', '=', 'e.promoted_variant'))
     .select(['e.id', 'v.name', 'v.overrides'])
@@ -89,9 +112,7 @@ export async function promotedDefaultFor(db: Db, model: string, tenantId: string
     .where((eb) => eb.or([eb('e.tenant_id', '=', tenantId), eb('e.tenant_id', 'is', null)]))
     .orderBy((eb) => eb.case().when('e.tenant_id', 'is', null).then(1).else(0).end())
     .orderBy('e.promoted_at', 'desc')
-    .limit(1)
-    .executeTakeFirst();
-  return row ? { experimentId: row.id, variant: row.name, overrides: row.overrides } : null;
+    .limit(1);
 }
 
 export interface NewExperiment {

@@ -159,8 +159,9 @@ export interface AuthorizationFacts {
   model: { id: string; context_length: number; max_output_tokens: number; kind: ModelKind; accepts_dimensions: boolean } | null;
 }
 
-export async function authorizationFacts(db: Db, keyId: string, model: string): Promise<AuthorizationFacts | null> {
-  const row = await db
+/** The query of {@link authorizationFacts}, to run alone or inside another statement (`admission-facts.ts`). */
+export function authorizationFactsQuery(db: Db, keyId: string, model: string) {
+  return db
     .selectFrom('api_keys as k')
     .leftJoin('tenants as t', 't.id', 'k.tenant_id')
     .leftJoin('models as m', (join) => join.on('m.id', '=', model))
@@ -169,9 +170,13 @@ export async function authorizationFacts(db: Db, keyId: string, model: string): 
       't.status as tenant_status', 't.allowed_models as tenant_allowed_models',
       'm.id as model_id', 'm.context_length', 'm.max_output_tokens', 'm.kind', 'm.accepts_dimensions',
     ])
-    .where('k.id', '=', keyId)
-    .executeTakeFirst();
-  if (!row) return null;
+    .where('k.id', '=', keyId);
+}
+
+/** A row of {@link authorizationFactsQuery}. */
+export type AuthorizationFactsRow = Awaited<ReturnType<ReturnType<typeof authorizationFactsQuery>['executeTakeFirstOrThrow']>>;
+
+export function toAuthorizationFacts(row: AuthorizationFactsRow): AuthorizationFacts {
   return {
     key: { id: row.id, tenant_id: row.tenant_id, role: row.role, scopes: row.scopes, revoked_at: row.revoked_at, expires_at: row.expires_at },
     tenant: row.tenant_status === null ? null : { status: row.tenant_status, allowed_models: row.tenant_allowed_models },
@@ -179,4 +184,9 @@ export async function authorizationFacts(db: Db, keyId: string, model: string): 
       ? null
       : { id: row.model_id, context_length: row.context_length, max_output_tokens: row.max_output_tokens, kind: row.kind, accepts_dimensions: row.accepts_dimensions },
   };
+}
+
+export async function authorizationFacts(db: Db, keyId: string, model: string): Promise<AuthorizationFacts | null> {
+  const row = await authorizationFactsQuery(db, keyId, model).executeTakeFirst();
+  return row ? toAuthorizationFacts(row) : null;
 }

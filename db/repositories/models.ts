@@ -110,14 +110,17 @@ export async function listModels(db: Db): Promise<Model[]> {
 
 /** Active deployments of a model in fallback order (priority, then ID). */
 export async function activeDeployments(db: Db, modelId: string): Promise<Deployment[]> {
-  return db
-    .selectFrom('deployments')
-    .selectAll()
-    .where('model_id', '=', modelId)
-    .where('status', '=', 'active')
-    .orderBy('priority')
-    .orderBy('id')
-    .execute();
+  return activeDeploymentsQuery(db, modelId).execute();
+}
+
+/** The model's active deployments (select what you need). */
+export function activeDeploymentsOf(db: Db, modelId: string) {
+  return db.selectFrom('deployments').where('model_id', '=', modelId).where('status', '=', 'active');
+}
+
+/** The query of {@link activeDeployments}: every column, in fallback order (priority, then ID). */
+export function activeDeploymentsQuery(db: Db, modelId: string) {
+  return activeDeploymentsOf(db, modelId).selectAll().orderBy('priority').orderBy('id');
 }
 
 /** Every model with its deployments and the price in force at `at`. */
@@ -152,18 +155,26 @@ export async function pricesAt(db: Db, deploymentIds: string[], at: Date): Promi
 
 /** The highest price among a model's active deployments at `at` (0 when none): what a reservation assumes. One query. */
 export async function maxPriceForModel(db: Db, modelId: string, at: Date): Promise<TokenPrice> {
+  return toTokenPrice(await maxPriceQuery(db, modelId, at).executeTakeFirstOrThrow());
+}
+
+/** The query of {@link maxPriceForModel}: one row, `input` and `output`. */
+export function maxPriceQuery(db: Db, modelId: string, at: Date) {
   const inForce = pricesInForce(db, at)
     .innerJoin('deployments', 'deployments.id', 'prices.deployment_id')
     .select(['prices.input_micros_per_mtok', 'prices.output_micros_per_mtok'])
     .where('deployments.model_id', '=', modelId)
     .where('deployments.status', '=', 'active')
     .as('p');
-  const row = await db
+  return db
     .selectFrom(inForce)
     .select((eb) => [
       eb.fn.coalesce(eb.fn.max('p.input_micros_per_mtok'), eb.lit(0)).as('input'),
       eb.fn.coalesce(eb.fn.max('p.output_micros_per_mtok'), eb.lit(0)).as('output'),
-    ])
-    .executeTakeFirstOrThrow();
+    ]);
+}
+
+/** A row of {@link maxPriceQuery} as a price. */
+export function toTokenPrice(row: { input: unknown; output: unknown }): TokenPrice {
   return { inputMicrosPerMtok: Number(row.input), outputMicrosPerMtok: Number(row.output) };
 }

@@ -64,6 +64,27 @@ describe('audit verification', () => {
     expect(r.body.rows).toBe(r.body.head_seq);
   });
 
+  it('one append hashes in PostgreSQL exactly as auditHash does, a retry returns the first row, and concurrent appends chain', async () => {
+    const before = await headSeq();
+    // Keys that sort around `seq`, a nested `seq`, and strings holding what the split looks for.
+    const data = {
+      seq: 0, sep: '"seq":0', nested: { seq: 7, list: [1, 2.5, null, true, 'é\n\u0001🙂'] }, z: -12, big: 9007199254740991, empty: {},
+    };
+    const entry = { actor: 'key:k"1', tenantId: 'tn_x', action: 'test.one', target: 'seq:"seq":0', data, idempotencyKey: 'one:1', at: new Date() };
+    const row = await appendAudit(stack.db, entry);
+    expect(Number(row.seq)).toBe(before + 1);
+    expect(row.hash).toBe(auditHash(row.prev_hash, row));
+    expect(row.data).toEqual(data);
+    const again = await appendAudit(stack.db, { ...entry, data: { other: true }, at: new Date(0) });
+    expect(again).toEqual(row);
+    expect(await headSeq()).toBe(before + 1);
+    const many = await Promise.all(Array.from({ length: 8 }, (_, i) => appendAudit(stack.db, { ...entry, idempotencyKey: i % 2 ? `one:c${i}` : null, target: `t:${i}` })));
+    expect(new Set(many.map((r) => Number(r.seq)))).toEqual(new Set(Array.from({ length: 8 }, (_, i) => before + 2 + i)));
+    expect(await headSeq()).toBe(before + 9);
+    const r = await verify();
+    expect(r.body).toMatchObject({ ok: true, head_seq: before + 9, rows: before + 9 });
+  });
+
   it('a chunk appended at once chains in order, skips keys already in the log, and verifies', async () => {
     const before = await headSeq();
     const entry = (n: number) => ({ actor: 'system', tenantId: null, action: 'test.chunk', target: `t:${n}`, data: { n }, idempotencyKey: `chunk:${n}`, at: new Date() });

@@ -1,0 +1,93 @@
+/**
+ * The SQL of one sync request's two local activities, without Temporal or HTTP (issue 18 target 1):
+ * `admit` and `complete` of the control activities called directly, one request after another,
+ * on embedded PostgreSQL, the instant model and an unlimited tenant, as the request workflow calls
+ * them (each request's row inserted first, as the API does). Reports per request: the statements
+ * `admit` and `complete` sent (pg's `Client.query`), this process's CPU
+ * (Node: building, sending and reading the statements) and the wall time, both with the insert. The
+ * CPU is the low-noise number on a shared machine; the wall time depends on PostgreSQL's share.
+ *
+ * Run: `npx tsx bench/request-steps.ts [--requests 2000] [--rounds 3]` (`npm run bench -- request-steps`).
+ */
+import fs from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import pg from 'pg';
+import { startEmbeddedPostgres } from '../scripts/lib/embedded-postgres.js';
+import { freePort } from '../scripts/lib/free-port.js';
+import { createDb } from '../db/database.js';
+import { migrateToLatest } from '../db/migrate.js';
+import { insertRequest } from '../db/repositories/requests.js';
+import { createControlActivities } from '../activities/index.js';
+import { addInstantModel, addTenantKey, machine, printResults, runBench } from './setup.js';
+
+const { values } = parseArgs({ options: { requests: { type: 'string', default: '2000' }, rounds: { type: 'string', default: '3' } } });
+const REQUESTS = Number(values.requests);
+const ROUNDS = Number(values.rounds);
+
+async function main() {
+  const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'sluice-bench-request-steps-'));
+  await fs.chmod(dir, 0o755);
+  const server = await startEmbeddedPostgres({ dir: path.join(dir, 'pg'), port: await freePort(), database: 'sluice' });
+  const { db } = createDb({ connectionString: server.url });
+  let statements = 0;
+  const query = pg.Client.prototype.query as (...args: unknown[]) => unknown;
+  pg.Client.prototype.query = function counted(this: pg.Client, ...args: unknown[]) {
+    statements += 1;
+    return query.apply(this, args);
+  } as typeof pg.Client.prototype.query;
+  try {
+    await migrateToLatest(db);
+    await addInstantModel(db);
+    const { tenantId, keyId } = await addTenantKey(db);
+    const acts = createControlActivities({ db });
+    let n = 0;
+    async function one(): Promise<void> {
+      const requestId = `req_bench_${n++}`;
+      await insertRequest(db, { id: requestId, tenantId, keyId, kind: 'sync', model: 'instant', idempotencyKey: null, bodyHash: 'bench' });
+      const a = await acts.admit({ requestId, tenantId, keyId, model: 'instant', subject: keyId, promptTokensEstimate: 8, maxTokens: 2 });
+      const d = a.deployments[a.acquired];
+      if (!d) throw new Error('no deployment acquired');
+      await acts.complete({
+        settle: {
+          requestId, step: 'infer', tenantId, keyId, kind: 'sync', model: 'instant', deploymentId: d.id, pool: d.pool,
+          variant: null, latencyMs: 1, promptTokens: 8, completionTokens: 2,
+        },
+        outcome: {
+          requestId, tenantId, keyId, kind: 'sync', model: 'instant', status: 'succeeded', result: { id: requestId }, error: null,
+          summary: { deployment: d.id, pool: d.pool, variant: null, prompt_tokens: 8, completion_tokens: 2 },
+        },
+      });
+    }
+    for (let i = 0; i < 200; i++) await one();
+    const rounds = [];
+    for (let r = 0; r < ROUNDS; r++) {
+      let admitComplete = 0;
+      let wall = 0;
+      const cpu0 = process.cpuUsage();
+      for (let i = 0; i < REQUESTS; i++) {
+        const s0 = statements;
+        const t0 = performance.now();
+        await one();
+        wall += performance.now() - t0;
+        admitComplete += statements - s0;
+      }
+      const cpu = process.cpuUsage(cpu0);
+      rounds.push({
+        // Less the request row's insert.
+        statements_per_request: Number((admitComplete / REQUESTS - 1).toFixed(2)),
+        node_cpu_us_per_request: Math.round((cpu.user + cpu.system) / REQUESTS),
+        wall_ms_per_request: Number((wall / REQUESTS).toFixed(3)),
+      });
+    }
+    printResults({ machine: machine(), load_average: os.loadavg().map((l) => Number(l.toFixed(2))), requests: REQUESTS, rounds });
+  } finally {
+    pg.Client.prototype.query = query as typeof pg.Client.prototype.query;
+    await db.destroy();
+    await server.stop();
+    await fs.rm(dir, { recursive: true, force: true });
+  }
+}
+
+runBench(main);
