@@ -20,13 +20,16 @@ afterAll(async () => {
   await server?.stop();
 });
 
-/** `cache_size{cache_type="mutablestate",…}` from the server's metrics, waiting until it is exported. */
+/**
+ * `cache_size{cache_type="mutablestate",…}` from the server's metrics, waiting until it is exported
+ * with its size: the gauge reads 0 from the server's start until the first periodic report.
+ */
 async function mutableStateCacheSize(deadlineMs: number): Promise<number> {
   const deadline = Date.now() + deadlineMs;
   for (;;) {
     const text = await fetch(metricsUrl).then((r) => r.text(), () => '');
     const m = /^cache_size\{[^}]*cache_type="mutablestate"[^}]*\} (\d+)$/m.exec(text);
-    if (m) return Number(m[1]);
+    if (m && Number(m[1]) > 0) return Number(m[1]);
     if (Date.now() > deadline) throw new Error(`no mutable-state cache_size in ${metricsUrl} within ${deadlineMs} ms`);
     await new Promise((r) => setTimeout(r, 200));
   }
