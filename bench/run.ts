@@ -27,6 +27,7 @@ const BENCHMARKS: Record<string, string[]> = {
   'slo-report': ['bench/slo-report.ts', '--rows', '1000000', '--tenants', '100', '--runs', '5'],
   'ab-pipeline': ['bench/ab.ts', 'pipeline'],
   'ab-batch': ['bench/ab.ts', 'batch'],
+  'ab-batch-chunk': ['bench/ab.ts', '--base', '556efdd', '--rounds', '2', 'batch'],
   'round-trips': ['bench/round-trips.ts', '--requests', '20'],
   'ab-sync': ['bench/ab.ts', '--base', '556efdd', '--rounds', '2', '--floor', 'pipeline'],
   'request-steps': ['bench/request-steps.ts', '--requests', '2000', '--rounds', '3'],
@@ -56,7 +57,7 @@ async function run(name: string, args: string[]): Promise<string> {
 }
 
 /** Run only when named. */
-const ON_REQUEST = new Set(['batch-100k', 'batch-1m', 'ab-pipeline', 'ab-batch', 'ab-sync', 'ab-request-steps', 'cluster', 'soak']);
+const ON_REQUEST = new Set(['batch-100k', 'batch-1m', 'ab-pipeline', 'ab-batch', 'ab-batch-chunk', 'ab-sync', 'ab-request-steps', 'cluster', 'soak']);
 
 const wanted = process.argv.slice(2);
 await fs.mkdir(path.join(ROOT, 'bench/results'), { recursive: true });
