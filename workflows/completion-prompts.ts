@@ -14,7 +14,7 @@ import type { ChatCompletion, GenerateParams, InferOutput, UsageEntry } from '..
 import { promptUsageStep, type CompletionRequestInput } from '../contracts/completions.js';
 import type { Admission } from '../activities/admission.js';
 import { applyPromptOverride } from '../domain/experiment-prompt.js';
-import { completionOf, generateParamsOf, inferOnPool, type PipelineHooks } from './pipeline.js';
+import { chatCompletionOf, completionOf, generateParamsOf, inferOnPool, type PipelineHooks } from './pipeline.js';
 import { runOverDeployments } from './over-deployments.js';
 
 /** The request's completion over the prompts served so far: choice i is prompt i's, usage summed. */
@@ -60,11 +60,8 @@ export async function runCompletionPrompts(input: CompletionRequestInput & { pro
         await recordConsumed('failed', deployment, out.failedAttempts);
       }
       served.push(out);
-      const usage: UsageEntry = {
-        requestId: input.requestId, step: promptUsageStep(part), tenantId: input.tenantId, keyId: input.keyId, kind: input.kind,
-        model, deploymentId: deployment.id, pool: deployment.pool, variant,
-        promptTokens: out.promptTokens, completionTokens: out.completionTokens, latencyMs: out.latencyMs,
-      };
+      // The prompt's usage row is a chat attempt's, under the prompt's own step.
+      const usage: UsageEntry = { ...chatCompletionOf(input, deployment, out, { model, variant }).complete.settle, step: promptUsageStep(part) };
       const completion = completionOfPrompts(input, model, served);
       const outcome = part < prompts.length - 1 ? null : {
         requestId: input.requestId, tenantId: input.tenantId, keyId: input.keyId, kind: input.kind, model,
