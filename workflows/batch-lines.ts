@@ -26,6 +26,7 @@ import { BATCH_PROFILES as PROFILES } from '../contracts/profiles.js';
 import { inferenceBatchTaskQueue } from '../contracts/ids.js';
 import { coalesce, dispatchAll, type CoalesceLimits, type Settled } from './coalesce.js';
 import { chatAdmitInput, chatAttemptOf, chatCompletionOf, chatInferInput, type PipelineHooks } from './pipeline.js';
+import { servedAs } from './over-deployments.js';
 
 /** Most bytes of prompts and completions a chunk's input or result may carry. */
 const CHUNK_BYTES = 512 * 1024;
@@ -158,7 +159,7 @@ export async function runChatLines(
       if (!infer.ok || lines.consideredCancelled || spentOnRetries(infer.value)) return resume(a.i, { admit: a.admit, infer });
       const { assignment } = a.admission;
       const request = requests[a.i] as ChatRequestInput;
-      const { complete } = chatCompletionOf(request, a.deployment, infer.value, { model: assignment.overrides.model ?? request.model, variant: assignment.variant });
+      const { complete } = chatCompletionOf(request, a.deployment, infer.value, servedAs(request.model, assignment));
       completing.push({ i: a.i, admit: a.admit, infer, input: complete });
     });
     if (completing.length === 0) return;

@@ -33,6 +33,11 @@ const WAITABLE_LIMITS: readonly string[] = ['rate_limit_exceeded', 'tokens_rate_
 
 /** How long to wait before admitting again after a waitable refusal (with jitter, so lines spread out); null otherwise. */
 
+/** The model and variant an admitted request is served as: the variant's model override, if any, else the requested model. */
+export function servedAs(requested: string, assignment: Admission['assignment']): { model: string; variant: string | null } {
+  return { model: assignment.overrides.model ?? requested, variant: assignment.variant };
+}
+
 /** Tokens a finished attempt spent (and its failed retries before it), from its output; null: none. */
 function spentBy(out: unknown): ConsumedTokens | null {
   const o = out as { promptTokens?: unknown; completionTokens?: unknown; failedAttempts?: ConsumedTokens | null };
@@ -170,8 +175,7 @@ export async function runOverDeployments<P, Out, Result>(run: OverDeployments<P,
     reserved = true;
     /** `acquired`: index of the deployment whose circuit admission acquired (-1: all were open). */
     const { assignment, deployments, acquired } = admission;
-    ctx.variant = assignment.variant;
-    ctx.model = assignment.overrides.model ?? request.model;
+    ({ model: ctx.model, variant: ctx.variant } = servedAs(request.model, assignment));
     const prepared = run.prepare(admission, ctx);
     const served = run.shortcut ? await run.shortcut(prepared, ctx) : null;
     if (served !== null) {
