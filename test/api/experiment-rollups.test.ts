@@ -4,12 +4,16 @@
  * row or many per statement, inserts, updates (a replaced thumbs, a request finishing, a TTFT
  * written later) and deletes — `experimentSums` (which reads only the rollups) equals the same
  * sums computed from the base tables by a join, for the whole experiment and for one tenant's
- * view. An exposure written concurrently with its request's outcome is counted once.
+ * view. An exposure written concurrently with its request's outcome is counted once; a request's
+ * serving is its billable infer/embed/infer:<i> rows summed (migration 0801), also on the real
+ * stack for a completion with several prompts, one of which fell back.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sql } from 'kysely';
 import pg from 'pg';
-import { createDatabase } from '../support/stack.js';
+import OpenAI from 'openai';
+import { addModel, createDatabase, startTestStack, type TestStack } from '../support/stack.js';
+import { startFakeUpstream, type FakeUpstream } from '../support/fake-openai-upstream.js';
 import { createDb, type Db } from '../../db/database.js';
 import { migrateToLatest } from '../../db/migrate.js';
 import { createTenant } from '../../db/repositories/tenants.js';
@@ -298,5 +302,61 @@ describe('experiment rollups', () => {
     })))).execute();
     await db.transaction().execute((trx) => servingPerRequest.up(trx));
     await expectRollupsMatch();
+  });
+});
+
+describe('a completion with several prompts under an experiment, on the real stack', () => {
+  let stack: TestStack;
+  let upstream: FakeUpstream;
+  /** Every prompt token costs 1 micro-USD, every completion token 2. */
+  const price = { input_micros_per_mtok: 1_000_000, output_micros_per_mtok: 2_000_000 };
+  const deployment = (id: string, priority: number) => ({ id, provider: 'openai-compatible', pool: 'local', base_url: upstream.url, upstream_model: id, priority, price });
+
+  beforeAll(async () => {
+    upstream = await startFakeUpstream();
+    stack = await startTestStack();
+    await addModel(stack, { id: 'exp-prompts', context_length: 1024, max_output_tokens: 64, deployments: [deployment('exp-prompts-a', 0), deployment('exp-prompts-b', 1)] });
+  });
+  afterAll(async () => {
+    await stack?.stop();
+    await upstream?.close();
+  });
+
+  it('counts one exposure whose tokens and cost are its prompts\' ledger rows summed; a failed attempt\'s row is not counted', async () => {
+    const { tenantId, key } = await stack.createTenantKey();
+    const created = await stack.admin('POST', '/v1/admin/experiments', {
+      name: 'prompts', model: 'exp-prompts', tenant_id: tenantId, status: 'running', variants: [{ name: 'a' }, { name: 'b' }],
+    });
+    expect(created.status, JSON.stringify(created.body)).toBe(201);
+    // Prompt 0 served by A; prompt 1's three attempts on A spend tokens but answer no choice (it
+    // falls back to B); prompt 2 served by A again.
+    const spent = { kind: 'succeed', choices: 'omit', usage: { promptTokens: 7, completionTokens: 3 } } as const;
+    upstream.setBehaviour([{ kind: 'succeed' }, spent, spent, spent, { kind: 'succeed' }]);
+    const client = new OpenAI({ apiKey: key, baseURL: `${stack.url}/v1`, maxRetries: 0 });
+    const completion = await client.completions.create({ model: 'exp-prompts', prompt: ['one two', 'three four five', 'six'], max_tokens: 4, user: 'subject-1' });
+    expect(completion.choices).toHaveLength(3);
+    const requestId = completion.id.replace(/^cmpl-/, '');
+    const rows = await stack.db.selectFrom('usage').selectAll().where('request_id', '=', requestId).orderBy('id').execute();
+    expect(rows.map((r) => [r.step, r.deployment_id, r.billable])).toEqual([
+      ['infer', 'exp-prompts-a', true], ['infer:1:failed:exp-prompts-a', 'exp-prompts-a', false], ['infer:1', 'exp-prompts-b', true], ['infer:2', 'exp-prompts-a', true],
+    ]);
+    const billed = rows.filter((r) => r.billable);
+    const total = (f: (r: (typeof rows)[number]) => number) => billed.reduce((n, r) => n + f(r), 0);
+    const [cost, pt, ct] = [total((r) => Number(r.cost_micros)), total((r) => r.input_tokens), total((r) => r.output_tokens)];
+
+    const results = await stack.admin('GET', `/v1/admin/experiments/${created.body.id}/results`);
+    expect(results.status).toBe(200);
+    const variants = results.body.variants as Array<{ exposures: number; completions: number; metrics: Record<string, { n: number; estimate: number | null }> }>;
+    expect(variants.reduce((n, v) => n + v.exposures, 0)).toBe(1);
+    const served = variants.find((v) => v.exposures === 1);
+    expect(served?.completions).toBe(1);
+    expect(served?.metrics.cost_micros_per_request).toMatchObject({ n: 1, estimate: cost });
+    expect(served?.metrics.prompt_tokens).toMatchObject({ n: 1, estimate: pt });
+    expect(served?.metrics.completion_tokens).toMatchObject({ n: 1, estimate: ct });
+    // One request: its sums' squares, not the rows' squares summed.
+    const sums = (await experimentSums(stack.db, created.body.id as string, tenantId)).variants.find((v) => v.exposures === 1);
+    expect(sums?.costMicros).toEqual({ n: 1, sum: cost, sumSquares: cost * cost });
+    expect(sums?.promptTokens).toEqual({ n: 1, sum: pt, sumSquares: pt * pt });
+    expect(sums?.latencyN).toBe(1);
   });
 });
