@@ -46,15 +46,14 @@ export async function up(db: Kysely<any>): Promise<void> {
       select row(s.request_id, x.experiment_id, x.tenant_id, x.variant, sign, 0, 0, 0, 0, 1,
         s.cost, s.pt, s.ct, case when s.lat_n > 0 then s.lat::int end, null)::experiment_rollup_delta
     $$`.execute(db);
-  // `changed`: the statement's serving rows as 0641's per-row deltas (+1 new, -1 old). Each exposed
-  // request concerned moves from its sums before the statement (after minus changed) to after.
+  // `changed`: a statement's serving rows of exposed requests as 0641's per-row deltas (+1 new, -1
+  // old). Each request concerned moves from its sums before the statement (after minus changed) to after.
   await sql`
     create function experiment_serving_apply(changed experiment_rollup_delta[]) returns void language sql as $$
       with d as (
         select c.request_id, sum(c.sign) as n, sum(c.sign * c.cost) as cost, sum(c.sign * c.pt) as pt, sum(c.sign * c.ct) as ct,
           coalesce(sum(c.sign) filter (where c.latency is not null), 0) as lat_n, coalesce(sum(c.sign * c.latency), 0) as lat
         from unnest(changed) c
-        where exists (select 1 from experiment_exposures e where e.request_id = c.request_id)
         group by c.request_id
       ),
       s as (
@@ -75,19 +74,21 @@ export async function up(db: Kysely<any>): Promise<void> {
     declare
       changed experiment_rollup_delta[] := '{}';
     begin
+      -- Serialize with the request's other writers (an exposure, another row of its serving), then
+      -- read: the statements below see what they committed.
       if tg_op in ('UPDATE', 'DELETE') then
-        changed := changed || array(select experiment_usage_delta(o, -1) from old_rows o where o.billable and experiment_serving_step(o.step));
+        perform 1 from requests r where r.id in (select o.request_id from old_rows o where o.billable and experiment_serving_step(o.step)) order by r.id for no key update;
+        changed := changed || array(select experiment_usage_delta(o, -1) from old_rows o where o.billable and experiment_serving_step(o.step)
+          and exists (select 1 from experiment_exposures e where e.request_id = o.request_id));
       end if;
       if tg_op in ('UPDATE', 'INSERT') then
-        changed := changed || array(select experiment_usage_delta(n, 1) from new_rows n where n.billable and experiment_serving_step(n.step));
+        perform 1 from requests r where r.id in (select n.request_id from new_rows n where n.billable and experiment_serving_step(n.step)) order by r.id for no key update;
+        changed := changed || array(select experiment_usage_delta(n, 1) from new_rows n where n.billable and experiment_serving_step(n.step)
+          and exists (select 1 from experiment_exposures e where e.request_id = n.request_id));
       end if;
-      if cardinality(changed) = 0 then
-        return null;
+      if cardinality(changed) > 0 then
+        perform experiment_serving_apply(changed);
       end if;
-      -- Serialize with the request's other writers (an exposure, another row of its serving), then
-      -- read: this statement sees what they committed.
-      perform 1 from requests r where r.id in (select c.request_id from unnest(changed) c) order by r.id for no key update;
-      perform experiment_serving_apply(changed);
       return null;
     end $$`.execute(db);
 
