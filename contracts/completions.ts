@@ -28,9 +28,10 @@ export interface CompletionRequestInput extends ChatRequestInput {
 export type CompletionResult = ChatCompletion & { echo?: string[] };
 
 /**
- * Usage step of prompt `i` of a request: `infer` for the first (as a single-prompt request, which
- * experiment statistics count), `infer:<i>` for the others; a failed or cancelled attempt of it
- * is `<step>:failed:<deployment>` / `<step>:cancelled:<deployment>`, unbilled.
+ * Usage step of prompt `i` of a request: `infer` for the first (as a single-prompt request),
+ * `infer:<i>` for the others (experiment statistics sum them as the request's one serving,
+ * migration 0801); a failed or cancelled attempt of it is `<step>:failed:<deployment>` /
+ * `<step>:cancelled:<deployment>`, unbilled.
  */
 export function promptUsageStep(i: number): string {
   return i === 0 ? 'infer' : `infer:${i}`;

@@ -96,27 +96,49 @@ export function validateCompletionBody(raw: unknown): ValidCompletionBody {
   };
 }
 
-/** One prompt: a non-empty string. */
-function promptText(value: unknown): string {
-  if (typeof value !== 'string') throw unsupported('prompt', 'token arrays are not accepted; send the prompt as text');
-  if (value === '') throw new InvalidRequestError("'prompt' must not be empty", 'prompt', 'invalid_value');
+/** How a JSON value that is not a prompt's text is named in a refusal. */
+function kindOf(value: unknown): string {
+  if (value === null) return 'null';
+  if (Array.isArray(value)) return value.length === 0 ? 'an empty array' : 'an array';
+  return typeof value === 'object' ? 'an object' : `a ${typeof value}`;
+}
+
+const isTokenId = (v: unknown): boolean => typeof v === 'number' && Number.isInteger(v) && v >= 0;
+const isTokenArray = (v: unknown): boolean => Array.isArray(v) && v.length > 0 && v.every(isTokenId);
+
+/** Token arrays are refused by choice (README "Legacy completions": IDs belong to one deployment's vocabulary). */
+const NO_TOKEN_ARRAYS = 'token arrays are not accepted, send each prompt as text';
+
+/** One prompt: a non-empty string; `index` is its place in an array `prompt`. */
+function promptText(value: unknown, index?: number): string {
+  const name = index === undefined ? 'prompt' : `prompt[${index}]`;
+  if (typeof value !== 'string') {
+    const element = index === undefined ? '' : ": each element of an array 'prompt' is one prompt's text";
+    throw new InvalidRequestError(`'${name}' must be a string, not ${kindOf(value)}${element} (${NO_TOKEN_ARRAYS})`, 'prompt', 'invalid_type');
+  }
+  if (value === '') throw new InvalidRequestError(`'${name}' must not be empty`, 'prompt', 'invalid_value');
   return value;
 }
 
-/** `prompt`: a string, or an array of 1 to {@link MAX_COMPLETION_PROMPTS} strings. */
+/**
+ * `prompt`: a string, or an array of 1 to {@link MAX_COMPLETION_PROMPTS} strings. A token array
+ * (non-negative integers) or an array of them is refused as such; any other array with an element
+ * that is not a string is refused naming the first such element.
+ */
 function promptsOf(value: unknown): string[] {
   if (typeof value === 'string') return [promptText(value)];
   if (Array.isArray(value)) {
     if (value.length === 0) throw new InvalidRequestError("'prompt' must not be an empty array", 'prompt', 'invalid_value');
-    // An array of numbers (or of arrays of numbers) is a token array, whatever its length.
-    if (!value.every((p) => typeof p === 'string')) throw unsupported('prompt', 'token arrays are not accepted; send the prompt as text');
+    // A token array (or an array of them) is refused as one, whatever its length.
+    const tokens = isTokenArray(value) ? 'a token array (token IDs)' : value.every(isTokenArray) ? 'an array of token arrays' : null;
+    if (tokens !== null) throw new InvalidRequestError(`'prompt' is ${tokens}: ${NO_TOKEN_ARRAYS}`, 'prompt', 'unsupported_parameter');
     if (value.length > MAX_COMPLETION_PROMPTS) {
       throw new InvalidRequestError(`'prompt' holds ${value.length} prompts; at most ${MAX_COMPLETION_PROMPTS} are accepted in one request (send several requests)`, 'prompt', 'invalid_value');
     }
-    return value.map(promptText);
+    return value.map((p: unknown, i) => promptText(p, i));
   }
   if (value === undefined || value === null) throw new InvalidRequestError("'prompt' is required", 'prompt', 'missing_required_parameter');
-  throw new InvalidRequestError(`'prompt' must be a string or an array of 1 to ${MAX_COMPLETION_PROMPTS} strings`, 'prompt', 'invalid_type');
+  throw new InvalidRequestError(`'prompt' must be a string or an array of 1 to ${MAX_COMPLETION_PROMPTS} strings, not ${kindOf(value)}`, 'prompt', 'invalid_type');
 }
 
 /** An OpenAI text completion object. */

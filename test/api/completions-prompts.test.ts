@@ -5,7 +5,9 @@
  * held every prompt's worst case and ends with nothing held); on llama.cpp (the generated tiny
  * model: shapes, counts, determinism) and an openai-compatible upstream (the fake). A failing
  * prompt bills nothing of its own; a retry with the same `Idempotency-Key` bills nothing twice;
- * the job route answers what the sync route did, `echo` included.
+ * the job route answers what the sync route did, `echo` included. A later prompt falls back to
+ * the next deployment on its own (its failed attempts' tokens unbilled, each prompt's row on the
+ * deployment that served it).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import OpenAI from 'openai';
@@ -31,6 +33,14 @@ beforeAll(async () => {
   await addModel(stack, {
     id: 'remote-priced', context_length: 1024, max_output_tokens: 64,
     deployments: [{ id: 'remote-priced-up', provider: 'openai-compatible', pool: 'local', base_url: upstream.url, upstream_model: 'gpt-fake-instruct', price: PRICE }],
+  });
+  // The upstream first, llama.cpp when it cannot serve.
+  await addModel(stack, {
+    id: 'fallback-priced', context_length: 1024, max_output_tokens: 64,
+    deployments: [
+      { id: 'fallback-up', provider: 'openai-compatible', pool: 'local', base_url: upstream.url, upstream_model: 'gpt-fake-instruct', priority: 0, price: PRICE },
+      { id: 'fallback-local', provider: 'llama-cpp', pool: 'local', gguf_path: DEMO_GGUF, priority: 1, price: PRICE },
+    ],
   });
 });
 afterAll(async () => {
@@ -232,5 +242,41 @@ describe('several prompts on an openai-compatible upstream', () => {
     expect(upstream.calls - calls).toBe(2);
     expect((await usageOf(requestIdOf(first.id))).map((r) => r.step)).toEqual(['infer', 'infer:1']);
     expect((await holdings(tenantId)).spent).toBe(first.usage!.prompt_tokens + 2 * first.usage!.completion_tokens);
+  });
+});
+
+describe('a later prompt falling back to the next deployment', () => {
+  it('serves prompt 1 on the next deployment when its attempts on the first fail: each prompt\'s row on its own deployment, the failed attempts\' tokens unbilled, nothing held', async () => {
+    // Prompt 0 is served by the upstream; prompt 1's three attempts there spend tokens but answer no choice.
+    const spent = { kind: 'succeed', choices: 'omit', usage: { promptTokens: 7, completionTokens: 3 } } as const;
+    upstream.setBehaviour([{ kind: 'succeed' }, spent]);
+    const { tenantId, client } = await tenantClient();
+    const calls = upstream.calls;
+    const completion = await client.completions.create({ model: 'fallback-priced', prompt: ['served upstream first', 'then falls back'], max_tokens: 3, temperature: 0 });
+    upstream.setBehaviour({ kind: 'succeed' });
+    expect(upstream.calls - calls).toBe(4);
+    expect(completion.choices.map((c) => c.index)).toEqual([0, 1]);
+    expect(completion.choices[0]?.text.split(' ')).toHaveLength(3);
+
+    const requestId = requestIdOf(completion.id);
+    const rows = await usageOf(requestId);
+    expect(rows.map((r) => [r.step, r.deployment_id, r.billable])).toEqual([
+      ['infer', 'fallback-up', true], ['infer:1:failed:fallback-up', 'fallback-up', false], ['infer:1', 'fallback-local', true],
+    ]);
+    // The three failed attempts' tokens, priced but not billed.
+    expect(rows[1]).toMatchObject({ input_tokens: 21, output_tokens: 9, cost_micros: 21 + 2 * 9 });
+    const billed = rows.filter((r) => r.billable);
+    const sum = (f: (r: (typeof rows)[number]) => number) => billed.reduce((n, r) => n + f(r), 0);
+    for (const r of billed) expect(Number(r.cost_micros)).toBe(r.input_tokens + 2 * r.output_tokens);
+    expect(completion.usage).toEqual({ prompt_tokens: sum((r) => r.input_tokens), completion_tokens: sum((r) => r.output_tokens), total_tokens: sum((r) => r.input_tokens + r.output_tokens) });
+
+    const audit = await auditOf(requestId);
+    expect(audit.map((a) => [a.action, (a.data as { deployment?: string }).deployment])).toEqual([
+      ['request.prompt_settled', 'fallback-up'], ['request.prompt_settled', 'fallback-local'], ['request.succeeded', 'fallback-local'],
+    ]);
+    const reservation = await stack.db.selectFrom('reservations').select('status').where('request_id', '=', requestId).executeTakeFirstOrThrow();
+    expect(reservation.status).toBe('settled');
+    // The reservation's remainder released: the counters are the settled sum (the unbilled row adds nothing).
+    expect(await holdings(tenantId)).toEqual({ spent: sum((r) => Number(r.cost_micros)), reserved: 0, tokens: sum((r) => r.input_tokens + r.output_tokens) });
   });
 });

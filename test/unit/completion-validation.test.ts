@@ -35,7 +35,7 @@ describe('validateCompletionBody', () => {
     ['an empty prompt array', { ...base, prompt: [] }, 'prompt', 'invalid_value'],
     ['an empty prompt among several', { ...base, prompt: ['a', ''] }, 'prompt', 'invalid_value'],
     ['an array of token arrays', { ...base, prompt: [[1, 2], [3]] }, 'prompt', 'unsupported_parameter'],
-    ['a mixed array', { ...base, prompt: ['a', 2] }, 'prompt', 'unsupported_parameter'],
+    ['a mixed array', { ...base, prompt: ['a', 2] }, 'prompt', 'invalid_type'],
     ['a token array', { ...base, prompt: [1, 2, 3] }, 'prompt', 'unsupported_parameter'],
     ['an empty prompt', { ...base, prompt: '' }, 'prompt', 'invalid_value'],
     ['no prompt', { model: 'tiny' }, 'prompt', 'missing_required_parameter'],
@@ -63,6 +63,20 @@ describe('validateCompletionBody', () => {
     const v = validateCompletionBody({ ...base, prompt: prompts });
     expect(v.prompts).toEqual(prompts);
     expect(v.messages).toEqual([{ role: 'user', content: 'prompt 0' }]);
+  });
+
+  it.each<[string, unknown, string, RegExp]>([
+    ['a mixed array', ['a', 3], 'invalid_type', /^'prompt\[1\]' must be a string, not a number: each element of an array 'prompt' is one prompt's text \(token arrays are not accepted/],
+    ['a string then an object', ['a', { text: 'b' }], 'invalid_type', /^'prompt\[1\]' must be a string, not an object/],
+    ['an array of numbers', [1, 2, 3], 'unsupported_parameter', /^'prompt' is a token array \(token IDs\): token arrays are not accepted, send each prompt as text$/],
+    ['an array of arrays', [[1, 2], [3]], 'unsupported_parameter', /^'prompt' is an array of token arrays: token arrays are not accepted/],
+    ['a nested empty array', [[]], 'invalid_type', /^'prompt\[0\]' must be a string, not an empty array/],
+    ['an array of numbers that are not token IDs', [1.5, -2], 'invalid_type', /^'prompt\[0\]' must be a string, not a number/],
+    ['a token array beside a string', ['a', [1, 2]], 'invalid_type', /^'prompt\[1\]' must be a string, not an array/],
+  ])('refuses %s in prompt, saying what is wrong with it', (_name, prompt, code, message) => {
+    const err = refusal({ ...base, prompt });
+    expect([err.param, err.code]).toEqual(['prompt', code]);
+    expect(err.message).toMatch(message);
   });
 
   it('names the bound in the too-many-prompts error', () => {

@@ -1,9 +1,9 @@
 /**
  * Determinism: histories recorded by real runs of every kind of workflow (a sync request, an async
  * request that fell back from a failing deployment, a job cancelled mid-generation on llama.cpp,
- * a request refused by its quota, a batch, an embeddings request and an embeddings batch, and a
- * billing run) replay against the current workflow code without a
- * non-determinism error.
+ * a request refused by its quota, a batch, an embeddings request and an embeddings batch, a legacy
+ * completion with three prompts and one whose second prompt fell back, and a billing run) replay
+ * against the current workflow code without a non-determinism error.
  * `test/fixtures/histories` keeps histories (binary protobuf) of those runs recorded by the
  * workflow code as released: a change that would replay a running workflow differently
  * (reordered steps, a new activity without `patched`) fails the second test. The versioning
@@ -19,7 +19,7 @@ import { temporal } from '@temporalio/proto';
 import { addInstantModel, addModel, pollJob, startJob, startTestStack, waitForGeneration, type TestStack } from '../support/stack.js';
 import { SLOW_GGUF } from '../support/global-setup.js';
 import { startFakeUpstream, type FakeUpstream } from '../support/fake-openai-upstream.js';
-import { batchWorkflowId, chatWorkflowId } from '../../contracts/ids.js';
+import { batchWorkflowId, chatWorkflowId, completionWorkflowId } from '../../contracts/ids.js';
 
 const FIXTURES = new URL('../fixtures/histories/', import.meta.url);
 /** Fixture file → the workflow of this run it is recorded from (filled in by the first test). */
@@ -89,6 +89,16 @@ describe('workflow replay', () => {
     const embedBatch = await client.batches.create({ input_file_id: embedFile.id, endpoint: '/v1/embeddings', completion_window: '24h' });
     while (!['completed', 'failed'].includes((await client.batches.retrieve(embedBatch.id)).status) && Date.now() < deadline + 60_000) await new Promise((r) => setTimeout(r, 200));
     expect((await client.batches.retrieve(embedBatch.id)).status).toBe('completed');
+    // Legacy completions with several prompts (issue 14): three prompts on llama.cpp; and two on the
+    // upstream-first model where prompt 0 is served by the upstream and prompt 1 falls back to llama.cpp.
+    const prompts = await client.completions.create({ model: 'sluice-tiny', prompt: ['replay one', 'replay two', 'replay three'], max_tokens: 3 });
+    expect(prompts.choices).toHaveLength(3);
+    scenarios.set('completion-prompts-succeeded.pb', completionWorkflowId(prompts.id.replace(/^cmpl-/, '')));
+    upstream.setBehaviour([{ kind: 'succeed' }, { kind: 'fail', status: 500 }]);
+    const fellBack = await client.completions.create({ model: 'with-fallback', prompt: ['served upstream', 'falls back'], max_tokens: 3 });
+    upstream.setBehaviour({ kind: 'fail', status: 500 });
+    expect(fellBack.choices).toHaveLength(2);
+    scenarios.set('completion-prompts-fallback.pb', completionWorkflowId(fellBack.id.replace(/^cmpl-/, '')));
 
     // Every closed workflow in this namespace, whatever its type.
     await new Promise((r) => setTimeout(r, 1000));
@@ -100,8 +110,8 @@ describe('workflow replay', () => {
       replayed += 1;
     }
     for await (const e of stack.client.workflow.list({ query: 'ExecutionStatus != "Running"' })) types.add(e.type);
-    expect(replayed).toBeGreaterThanOrEqual(5); // sync, fallback, cancelled, refused and the batch (its lines run inside it)
-    expect([...types]).toEqual(expect.arrayContaining(['chatRequest', 'batch', 'embeddingsRequest']));
+    expect(replayed).toBeGreaterThanOrEqual(7); // sync, fallback, cancelled, refused, the batch (its lines run inside it), two several-prompt completions
+    expect([...types]).toEqual(expect.arrayContaining(['chatRequest', 'batch', 'embeddingsRequest', 'completionRequest']));
 
     if (process.env.SLUICE_RECORD_HISTORIES === '1') {
       await mkdir(FIXTURES, { recursive: true });
@@ -116,7 +126,10 @@ describe('workflow replay', () => {
     // Binary protobuf (`History.encode` of `fetchHistory()`): the SDK's JSON reader trips over the
     // three copies of protobufjs 8 that npm installs beside grpc-js's protobufjs 7.
     const files = (await readdir(FIXTURES)).filter((f) => f.endsWith('.pb')).sort();
-    expect(files).toEqual(['batch-completed.pb', 'chat-request-cancelled.pb', 'chat-request-fallback.pb', 'chat-request-quota-exceeded.pb', 'chat-request-succeeded.pb']);
+    expect(files).toEqual([
+      'batch-completed.pb', 'chat-request-cancelled.pb', 'chat-request-fallback.pb', 'chat-request-quota-exceeded.pb', 'chat-request-succeeded.pb',
+      'completion-prompts-fallback.pb', 'completion-prompts-succeeded.pb',
+    ]);
     for (const file of files) {
       const history = temporal.api.history.v1.History.decode(await readFile(new URL(file, FIXTURES)));
       expect(history.events.length, file).toBeGreaterThan(5);
