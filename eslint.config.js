@@ -55,6 +55,13 @@ const CONTRACTS_FENCE = {
   patterns: [{ regex: '^(?!\\.)(?!@temporalio/common$)', message: 'contracts/ imports only other contracts and @temporalio/common' }],
 };
 
+/** Module-level mutable state: one workflow would see another's (workflow modules are shared in a thread). */
+const MODULE_STATE = [
+  { selector: "Program > VariableDeclaration[kind!='const'], Program > ExportNamedDeclaration > VariableDeclaration[kind!='const']", message: 'no module-level let/var here: the module is shared by every workflow of a workflow thread' },
+  // A lookup table typed `ReadonlySet`/`ReadonlyMap` is a constant.
+  { selector: "Program > VariableDeclaration > VariableDeclarator:not([id.typeAnnotation.typeAnnotation.typeName.name=/^Readonly/]) > NewExpression.init[callee.name=/^(Map|Set|WeakMap|WeakSet)$/], Program > ExportNamedDeclaration > VariableDeclaration > VariableDeclarator:not([id.typeAnnotation.typeAnnotation.typeName.name=/^Readonly/]) > NewExpression.init[callee.name=/^(Map|Set|WeakMap|WeakSet)$/]", message: 'no module-level mutable collection here (type it ReadonlySet/ReadonlyMap if it is a constant table): the module is shared by every workflow of a workflow thread' },
+];
+
 export default tseslint.config(
   { ignores: ['node_modules/**', '.data/**', '.tools/**', '.tmp/**', 'scripts/sluice-cli.js'] },
   js.configs.recommended,
@@ -81,4 +88,7 @@ export default tseslint.config(
   { files: ['workflows/**/*.ts'], rules: { 'no-restricted-imports': ['error', WORKFLOW_FENCE] } },
   { files: ['domain/**/*.ts'], rules: { 'no-restricted-imports': ['error', DOMAIN_FENCE] } },
   { files: ['contracts/**/*.ts'], rules: { 'no-restricted-imports': ['error', CONTRACTS_FENCE] } },
+  // The control worker evaluates these modules once per workflow thread and shares them between
+  // workflows (`PRELOADED_WORKFLOW_MODULES`, workers/control-worker.ts): no module-level state.
+  { files: ['workflows/**/*.ts', 'contracts/**/*.ts', 'domain/**/*.ts'], rules: { 'no-restricted-syntax': ['error', ...MODULE_STATE] } },
 );

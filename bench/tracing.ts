@@ -17,14 +17,13 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { bundleWorkflowCode } from '@temporalio/worker';
 import { BatchSpanProcessor, type ReadableSpan, type SpanExporter } from '@opentelemetry/sdk-trace-base';
 import type { ExportResult } from '@opentelemetry/core';
 import { loadConfig } from '../runtime/config.js';
 import { createLogger } from '../runtime/logger.js';
 import { activeTraceparent, inSpan, installTracing, WORKFLOW_INTERCEPTOR_MODULES } from '../runtime/tracing.js';
 import { startInfra, startStack } from '../scripts/lib/system.js';
-import { WORKFLOWS_PATH } from '../workers/control-worker.js';
+import { bundleControlWorkflows } from '../workers/control-worker.js';
 import { cpuMs, percentile } from './stats.js';
 import { benchEnv, machine, addInstantModel, addTenantKey, runBench, syncChat as call } from './setup.js';
 
@@ -146,8 +145,8 @@ async function main() {
   const phases: Phase[] = [];
   try {
     const bundles = { off: path.join(dir, 'plain.js'), on: path.join(dir, 'traced.js') };
-    await fs.writeFile(bundles.off, (await bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, logger: undefined })).code);
-    await fs.writeFile(bundles.on, (await bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, workflowInterceptorModules: [...WORKFLOW_INTERCEPTOR_MODULES], logger: undefined })).code);
+    await fs.writeFile(bundles.off, (await bundleControlWorkflows()).code);
+    await fs.writeFile(bundles.on, (await bundleControlWorkflows({ workflowInterceptorModules: WORKFLOW_INTERCEPTOR_MODULES })).code);
     const phaseEnv = { ...env, DATABASE_URL: infra.databaseUrl, TEMPORAL_ADDRESS: infra.temporalAddress };
     // The model, once (each phase migrates the same database, a no-op after the first).
     const setup = await startStack(config, { databaseUrl: infra.databaseUrl, temporalAddress: infra.temporalAddress, api: false, control: false, pools: [], log, tracing: null });

@@ -15,13 +15,13 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { InMemorySpanExporter, SimpleSpanProcessor, type ReadableSpan } from '@opentelemetry/sdk-trace-base';
 import { context, trace } from '@opentelemetry/api';
 import { readFile, readdir } from 'node:fs/promises';
-import { Worker, bundleWorkflowCode } from '@temporalio/worker';
+import { Worker } from '@temporalio/worker';
 import { temporal } from '@temporalio/proto';
 import { inject } from 'vitest';
 import { addInstantModel, addModel, startTestStack, type TestStack } from '../support/stack.js';
 import { startFakeUpstream, type FakeUpstream } from '../support/fake-openai-upstream.js';
 import { installTracing, WORKFLOW_INTERCEPTOR_MODULES, type Tracing } from '../../runtime/tracing.js';
-import { WORKFLOWS_PATH } from '../../workers/control-worker.js';
+import { bundleControlWorkflows } from '../../workers/control-worker.js';
 import { createLogger } from '../../runtime/logger.js';
 import { chatWorkflowId } from '../../contracts/ids.js';
 
@@ -295,7 +295,7 @@ describe('replay', () => {
   }, 60_000);
 
   it('the released histories (recorded without tracing) replay on traced workers (tracing can be turned on with workflows running)', async () => {
-    const { code } = await bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, workflowInterceptorModules: [...WORKFLOW_INTERCEPTOR_MODULES], logger: undefined });
+    const { code } = await bundleControlWorkflows({ workflowInterceptorModules: WORKFLOW_INTERCEPTOR_MODULES });
     const fixtures = new URL('../fixtures/histories/', import.meta.url);
     const files = (await readdir(fixtures)).filter((f) => f.endsWith('.pb')).sort();
     expect(files.length).toBeGreaterThanOrEqual(5);

@@ -7,11 +7,10 @@ import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { existsSync } from 'node:fs';
-import { bundleWorkflowCode } from '@temporalio/worker';
 import type { TestProject } from 'vitest/node';
 import { startEmbeddedPostgres } from '../../scripts/lib/embedded-postgres.js';
 import { TEMPORAL_CLI } from '../../scripts/lib/temporal-dev-server.js';
-import { WORKFLOWS_PATH } from '../../workers/control-worker.js';
+import { bundleControlWorkflows } from '../../workers/control-worker.js';
 import { ensureTinyGguf, writeTinyGguf } from '../../workers/llama/tiny-gguf.js';
 import { CALLS_GGUF, writeCallsGguf } from './calls-gguf.js';
 
@@ -35,7 +34,7 @@ export default async function setup(project: TestProject) {
   const root = await fs.mkdtemp(path.join(os.tmpdir(), 'sluice-test-'));
   await fs.chmod(root, 0o755);
   const pg = await startEmbeddedPostgres({ dir: path.join(root, 'postgres'), port: await freePort(), database: 'postgres' });
-  const { code } = await bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, logger: undefined });
+  const { code } = await bundleControlWorkflows();
   const bundlePath = path.join(root, 'workflow-bundle.js');
   await fs.writeFile(bundlePath, code);
   const dataDir = path.join(root, 'data');

@@ -9,8 +9,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { inject } from 'vitest';
-import { bundleWorkflowCode } from '@temporalio/worker';
-import { WORKFLOWS_PATH } from '../../workers/control-worker.js';
+import { bundleControlWorkflows } from '../../workers/control-worker.js';
 import { WORKFLOW_INTERCEPTOR_MODULES, type Tracing } from '../../runtime/tracing.js';
 import { loadConfig, type SluiceConfig } from '../../runtime/config.js';
 import { createLogger } from '../../runtime/logger.js';
@@ -84,7 +83,7 @@ export async function startTestStack(options: TestStackOptions = {}): Promise<Te
   // Traced workflows need the interceptor module in their bundle: built here for a test's own
   // tracing; with tracing from `env`, the control worker bundles `workflows/` with it, as in production.
   const workflowBundle = options.tracing
-    ? { code: (await bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, workflowInterceptorModules: [...WORKFLOW_INTERCEPTOR_MODULES], logger: undefined })).code }
+    ? { code: (await bundleControlWorkflows({ workflowInterceptorModules: WORKFLOW_INTERCEPTOR_MODULES })).code }
     : config.tracing ? null : { codePath: inject('workflowBundlePath') };
   const stack = await startStack(config, {
     databaseUrl, temporalAddress: temporal.address, api: true, control: true, pools, log,
