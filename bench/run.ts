@@ -30,6 +30,7 @@ const BENCHMARKS: Record<string, string[]> = {
   'ab-batch-chunk': ['bench/ab.ts', '--base', '556efdd', '--rounds', '2', 'batch'],
   // Issue 18 target 2, the chunk's SQL (migration 0831) against the start of 2026-12-02's second session.
   'ab-batch-b1': ['bench/ab.ts', '--base', '2d6f8c1', '--rounds', '2', 'batch'],
+  'chunk-sql': ['bench/chunk-sql.ts', '--lines', '256', '--chunks', '20', '--rounds', '2'],
   'round-trips': ['bench/round-trips.ts', '--requests', '20'],
   'ab-sync': ['bench/ab.ts', '--base', '556efdd', '--rounds', '2', '--floor', 'pipeline'],
   'request-steps': ['bench/request-steps.ts', '--requests', '2000', '--rounds', '3'],
