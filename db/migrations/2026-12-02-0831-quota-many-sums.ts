@@ -144,16 +144,6 @@ export async function up(db: Kysely<any>): Promise<void> {
       -- The requests' reservations, locked in one order (as sluice_settle locks each one).
       perform 1 from reservations r where r.request_id in (select e.v->>'request_id' from jsonb_array_elements(p_items) e(v))
         order by r.request_id for update;
-      -- Then the counter rows, then the spend rows, each in one order: the order sluice_reserve_many
-      -- writes them in (the statement below writes them in an order of its plan's choosing).
-      perform 1 from quota_counters q where (q.tenant_id, q.window_start) in (
-          select r.tenant_id, r.window_start from reservations r
-          where r.request_id in (select e.v->>'request_id' from jsonb_array_elements(p_items) e(v)))
-        order by q.tenant_id, q.window_start for update;
-      perform 1 from tenant_spend sp where (sp.tenant_id, sp.period) in (
-          select e.v->>'tenant_id', coalesce(r.period, p_fallback_period) from jsonb_array_elements(p_items) e(v)
-          left join reservations r on r.request_id = e.v->>'request_id')
-        order by sp.tenant_id, sp.period for update;
       -- Usage rows, exactly once per (request, step): of items with the same key, the first one's.
       with items as (
         select e.o::integer as o, e.v from jsonb_array_elements(p_items) with ordinality e(v, o)
@@ -173,6 +163,17 @@ export async function up(db: Kysely<any>): Promise<void> {
               from items order by v->>'request_id', v->>'step', o) f
           on f.request_id = a.request_id and f.step = a.step;
 
+      -- Then the counter rows, then the spend rows, each in one order: the order sluice_reserve_many
+      -- writes them in (the statement below writes them in an order of its plan's choosing); taken
+      -- after the usage rows' insert, so other chunks of the tenant wait for them as little as may be.
+      perform 1 from quota_counters q where (q.tenant_id, q.window_start) in (
+          select r.tenant_id, r.window_start from reservations r
+          where r.request_id in (select e.v->>'request_id' from jsonb_array_elements(p_items) e(v)))
+        order by q.tenant_id, q.window_start for update;
+      perform 1 from tenant_spend sp where (sp.tenant_id, sp.period) in (
+          select e.v->>'tenant_id', coalesce(r.period, p_fallback_period) from jsonb_array_elements(p_items) e(v)
+          left join reservations r on r.request_id = e.v->>'request_id')
+        order by sp.tenant_id, sp.period for update;
       -- Per inserted item: whether it closes its request's held reservation (the request's first
       -- item here does), then each counter row written once with the sums, and the committed spend
       -- of the item's tenant and period just after it (the final one less what later items moved).
