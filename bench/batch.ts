@@ -82,6 +82,22 @@ async function pgCounters(db: Db): Promise<Record<string, number>> {
   return { ...Object.fromEntries(Object.entries(row).map(([k, v]) => [k, Number(v)])), ...Object.fromEntries(tables.map((t) => [`rows_written:${t.relname}`, Number(t.written)])) };
 }
 
+/**
+ * Time spent in each PL/pgSQL function (`pg_stat_user_functions`, `track_functions = 'pl'`, set
+ * for the run by `trackFunctions`): calls, and self and total ms, the functions' share of
+ * PostgreSQL's work (the statements around them are not counted).
+ */
+async function pgFunctions(db: Db): Promise<Record<string, number>> {
+  const rows = (await sql<{ funcname: string; calls: string; self_time: number; total_time: number }>`
+    select funcname, calls, self_time, total_time from pg_stat_user_functions`.execute(db)).rows;
+  return Object.fromEntries(rows.flatMap((r) => [[`${r.funcname}:calls`, Number(r.calls)], [`${r.funcname}:self_us`, r.self_time * 1000], [`${r.funcname}:total_us`, r.total_time * 1000]]));
+}
+
+async function trackFunctions(db: Db): Promise<void> {
+  await sql`alter system set track_functions = 'pl'`.execute(db);
+  await sql`select pg_reload_conf()`.execute(db);
+}
+
 /** Per line, the counters' growth over the run (only what grew). */
 function perLine(before: Record<string, number>, after: Record<string, number>, lines: number): Record<string, number> {
   return Object.fromEntries(Object.entries(after).flatMap(([k, v]) => {
@@ -141,7 +157,8 @@ async function main() {
     let tRunning: number | null = null;
     const temporalPid = infra.temporal?.process.pid;
     const pgDir = path.join(dir, 'postgres');
-    const pgAtStart = await pgCounters(stack.db);
+    await trackFunctions(stack.db);
+    const pgAtStart = { ...await pgCounters(stack.db), ...await pgFunctions(stack.db) };
     const cpuAtStart = { node: process.cpuUsage(), temporal: cpuMs(temporalPid), postgres: postgresCpuMs(pgDir) };
     /** RSS of this process and of the Temporal dev server over the run, by lines completed. */
     const samples: Array<{ completed: number; node: number; temporal: number | null }> = [];
@@ -179,7 +196,7 @@ async function main() {
     const postgresCpu = postgresCpuMs(pgDir);
     const finalizingAt = batch.finalizing_at as number;
     await new Promise((r) => setTimeout(r, 1500)); // backends flush their statistics at most once a second
-    const pgPerLine = perLine(pgAtStart, await pgCounters(stack.db), LINES);
+    const pgPerLine = perLine(pgAtStart, { ...await pgCounters(stack.db), ...await pgFunctions(stack.db) }, LINES);
     // Every run of the batch workflow.
     let batchEvents = 0;
     let runs = 0;

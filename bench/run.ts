@@ -28,6 +28,9 @@ const BENCHMARKS: Record<string, string[]> = {
   'ab-pipeline': ['bench/ab.ts', 'pipeline'],
   'ab-batch': ['bench/ab.ts', 'batch'],
   'ab-batch-chunk': ['bench/ab.ts', '--base', '556efdd', '--rounds', '2', 'batch'],
+  // Issue 18 target 2, the chunk's SQL (migration 0831) against the start of 2026-12-02's second session.
+  'ab-batch-b1': ['bench/ab.ts', '--base', '2d6f8c1', '--rounds', '2', 'batch'],
+  'chunk-sql': ['bench/chunk-sql.ts', '--lines', '256', '--chunks', '20', '--rounds', '2'],
   'round-trips': ['bench/round-trips.ts', '--requests', '20'],
   'ab-sync': ['bench/ab.ts', '--base', '556efdd', '--rounds', '2', '--floor', 'pipeline'],
   // The workflow threads' side of issue 18 target 1 (2026-12-02, second session) against that session's start.
@@ -60,6 +63,7 @@ async function run(name: string, args: string[]): Promise<string> {
 
 /** Run only when named. */
 const ON_REQUEST = new Set(['batch-100k', 'batch-1m', 'ab-pipeline', 'ab-batch', 'ab-batch-chunk', 'ab-sync', 'ab-sync-workflows', 'ab-request-steps', 'cluster', 'soak']);
+const ON_REQUEST = new Set(['batch-100k', 'batch-1m', 'ab-pipeline', 'ab-batch', 'ab-batch-chunk', 'ab-batch-b1', 'ab-sync', 'ab-request-steps', 'cluster', 'soak']);
 
 const wanted = process.argv.slice(2);
 await fs.mkdir(path.join(ROOT, 'bench/results'), { recursive: true });
