@@ -23,6 +23,7 @@ import * as experimentRollups from './2026-12-01-0641-experiment-rollups.js';
 import * as quotaMany from './2026-12-01-0611-quota-many.js';
 import * as settlePart from './2026-12-02-0701-settle-part.js';
 import * as auditAppend from './2026-12-02-0711-audit-append.js';
+import * as complete from './2026-12-02-0811-complete.js';
 
 export const migrations: Record<string, Migration> = {
   '2026-11-21-0001-spine': spine,
@@ -48,4 +49,5 @@ export const migrations: Record<string, Migration> = {
   '2026-12-01-0611-quota-many': quotaMany,
   '2026-12-02-0701-settle-part': settlePart,
   '2026-12-02-0711-audit-append': auditAppend,
+  '2026-12-02-0811-complete': complete,
 };
