@@ -147,9 +147,12 @@ function forVariant(err: unknown, variant: string | null): unknown {
  * by the chunk's lines, reserves and settles batched into one call); without it a chunk's lines
  * run `steps` as they are, `ITEM_CONCURRENCY` at a time. `admitSteps` builds the steps one request's
  * `admit` runs (`createAdmitSteps`: its lookups read in one statement); without it, `steps`.
+ * `completeOne` is one request's `complete` (`createCompleteStep`: one statement); without it,
+ * `steps`' settle, circuit and outcome one after the other.
  */
 export function createAdmissionActivities(
   steps: RequestSteps, random: () => number = Math.random, chunkSteps?: () => RequestSteps, admitSteps?: (input: AdmitInput) => Promise<RequestSteps>,
+  completeOne?: (input: CompleteInput) => Promise<{ costMicros: number }>,
 ) {
   /** settle, then the success on the deployment's circuit. */
   async function settleAndClose(input: CompleteInput, s: RequestSteps = steps): Promise<{ costMicros: number }> {
@@ -208,6 +211,7 @@ export function createAdmissionActivities(
      * its circuit (the pipeline records failures with the same step), then audits and records the outcome.
      */
     async complete(input: CompleteInput): Promise<{ costMicros: number }> {
+      if (completeOne) return completeOne(input);
       const { costMicros } = await settleAndClose(input);
       await steps.recordOutcome(withCost(input.outcome, costMicros));
       return { costMicros };

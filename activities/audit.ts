@@ -1,6 +1,6 @@
 /** The audit step, and the request's recorded outcome. */
 import { appendAudit, appendAuditMany, type AuditEntry } from '../db/repositories/audit.js';
-import { finishRequests } from '../db/repositories/requests.js';
+import { finishRequests, type RequestOutcome } from '../db/repositories/requests.js';
 import type { Metrics, RequestOutcomeClass } from '../runtime/metrics.js';
 import { clientError, clientFailure } from '../domain/client-errors.js';
 import type { Db } from '../db/database.js';
@@ -23,7 +23,8 @@ export interface OutcomeInput {
   summary: Record<string, unknown>;
 }
 
-function outcomeEntry(input: OutcomeInput, at: Date): AuditEntry {
+/** The outcome's audit row (no prompt or output text). */
+export function outcomeEntry(input: OutcomeInput, at: Date): AuditEntry {
   return {
     actor: `key:${input.keyId}`,
     tenantId: input.tenantId,
@@ -58,6 +59,45 @@ function recordRequestMetrics(metrics: Metrics, inputs: readonly OutcomeInput[],
   }
 }
 
+/** What is stored on a request is what its client reads (job body, batch error line, `job.failed`): a safe message; the failure's own goes to the log only. */
+export function safeOutcome(deps: { log: Logger | null }, input: OutcomeInput): OutcomeInput {
+  if (!input.error) return input;
+  const error = clientFailure(input.error);
+  if (error.message !== input.error.message) {
+    deps.log?.warn('request failed', { request_id: input.requestId, type: input.error.type, code: input.error.code, detail: input.error.message.slice(0, 1000) });
+  }
+  return { ...input, error };
+}
+
+/** The request row's outcome of a (safe) outcome input. */
+export function requestOutcomeOf(input: OutcomeInput): RequestOutcome {
+  return {
+    id: input.requestId, status: input.status, result: input.result, error: input.error,
+    failureType: input.error?.type ?? null, pool: typeof input.summary.pool === 'string' ? input.summary.pool : null,
+  };
+}
+
+/**
+ * What follows recorded outcomes, in this process: the request counters of the requests this call
+ * finished, and for async jobs their `job.succeeded` / `job.failed` events (idempotent by key).
+ */
+export async function afterOutcomes(
+  deps: { events: EventPublisher; metrics: Metrics | null }, inputs: readonly OutcomeInput[], finished: ReadonlyArray<{ id: string; seconds: number }>,
+): Promise<void> {
+  if (deps.metrics) recordRequestMetrics(deps.metrics, inputs, finished);
+  for (const input of inputs) {
+    // Async jobs only (a cancel was asked for by the caller: no event).
+    if (input.kind === 'async' && input.status !== 'cancelled') {
+      const type = input.status === 'succeeded' ? 'job.succeeded' : 'job.failed';
+      await deps.events.publish({
+        key: `${type}:${input.requestId}`, tenantId: input.tenantId, type,
+        data: { id: input.requestId, object: 'chat.completion.job', status: input.status, model: input.model, error: input.error },
+      });
+    }
+    deps.metrics?.workflowOutcomes.inc({ kind: input.kind, model: input.model, outcome: input.status });
+  }
+}
+
 export function createAuditActivities(deps: { db: Db; now: () => Date; events: EventPublisher; metrics: Metrics | null; log: Logger | null }) {
   /**
    * Audits each outcome, records it on its request, and publishes `job.*` events: the audit rows
@@ -65,35 +105,11 @@ export function createAuditActivities(deps: { db: Db; now: () => Date; events: E
    */
   async function recordOutcomes(raw: readonly OutcomeInput[]): Promise<void> {
     if (raw.length === 0) return;
-    // What is stored on the request is what its client reads (job body, batch error line,
-    // `job.failed`): a safe message. The failure's own message goes to the log only.
-    const inputs = raw.map((input) => {
-      if (!input.error) return input;
-      const error = clientFailure(input.error);
-      if (error.message !== input.error.message) {
-        deps.log?.warn('request failed', { request_id: input.requestId, type: input.error.type, code: input.error.code, detail: input.error.message.slice(0, 1000) });
-      }
-      return { ...input, error };
-    });
+    const inputs = raw.map((input) => safeOutcome(deps, input));
     const at = deps.now();
     if (inputs.length === 1) await appendAudit(deps.db, outcomeEntry(inputs[0] as OutcomeInput, at));
     else await appendAuditMany(deps.db, inputs.map((input) => outcomeEntry(input, at)));
-    const finished = await finishRequests(deps.db, inputs.map((input) => ({
-      id: input.requestId, status: input.status, result: input.result, error: input.error,
-      failureType: input.error?.type ?? null, pool: typeof input.summary.pool === 'string' ? input.summary.pool : null,
-    })));
-    if (deps.metrics) recordRequestMetrics(deps.metrics, inputs, finished);
-    for (const input of inputs) {
-      // Async jobs only: `job.succeeded` / `job.failed` (a cancel was asked for by the caller: no event).
-      if (input.kind === 'async' && input.status !== 'cancelled') {
-        const type = input.status === 'succeeded' ? 'job.succeeded' : 'job.failed';
-        await deps.events.publish({
-          key: `${type}:${input.requestId}`, tenantId: input.tenantId, type,
-          data: { id: input.requestId, object: 'chat.completion.job', status: input.status, model: input.model, error: input.error },
-        });
-      }
-      deps.metrics?.workflowOutcomes.inc({ kind: input.kind, model: input.model, outcome: input.status });
-    }
+    await afterOutcomes(deps, inputs, await finishRequests(deps.db, inputs.map(requestOutcomeOf)));
   }
   return {
     async recordOutcome(input: OutcomeInput): Promise<void> {

@@ -16,6 +16,7 @@ import { createRetentionActivities } from './retention.js';
 import { createAdmissionActivities } from './admission.js';
 import { createChunkSteps } from './chunk-steps.js';
 import { createAdmitSteps } from './admit-steps.js';
+import { createCompleteStep } from './complete-step.js';
 import { createResponseActivities } from './responses.js';
 import { createCacheActivities } from './cache.js';
 import { DEFAULT_RESPONSE_CACHE_CONFIG, type ResponseCacheConfig } from '../runtime/config.js';
@@ -72,7 +73,7 @@ export function createControlActivities(deps: ControlDeps) {
   };
   return {
     ...steps,
-    ...createAdmissionActivities(steps, Math.random, () => createChunkSteps(full, steps), createAdmitSteps(full, steps)),
+    ...createAdmissionActivities(steps, Math.random, () => createChunkSteps(full, steps), createAdmitSteps(full, steps), createCompleteStep(full, steps)),
     ...createCompletionPromptActivities(full, steps),
     ...createCacheActivities({ ...full, config: deps.responseCache ?? DEFAULT_RESPONSE_CACHE_CONFIG, steps }),
     ...createBillingActivities(full),

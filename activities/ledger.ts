@@ -31,6 +31,23 @@ export interface LedgerRepo {
   settle: typeof settle;
 }
 
+/**
+ * What follows a settlement, in this process: the budget thresholds it crossed emitted (a retry
+ * re-emits idempotently), and the token and cost counters of a usage row it wrote (a retry wrote none).
+ */
+export async function afterSettle(
+  deps: { db: Db; now: () => Date; events: EventPublisher; metrics: Metrics | null }, input: SettleInput, result: { costMicros: number; inserted: boolean; budgetEvents: boolean },
+): Promise<void> {
+  if (result.budgetEvents) await emitBudgetEvents(deps, input.requestId);
+  if (result.inserted && deps.metrics && input.cached !== true) {
+    deps.metrics.tokens.inc({ model: input.model, deployment: input.deploymentId, direction: 'prompt' }, input.promptTokens);
+    deps.metrics.tokens.inc({ model: input.model, deployment: input.deploymentId, direction: 'completion' }, input.completionTokens);
+    deps.metrics.usageTokens.inc({ model: input.model, tenant: input.tenantId, direction: 'prompt' }, input.promptTokens);
+    deps.metrics.usageTokens.inc({ model: input.model, tenant: input.tenantId, direction: 'completion' }, input.completionTokens);
+    deps.metrics.usageCost.inc({ model: input.model, tenant: input.tenantId }, result.costMicros);
+  }
+}
+
 export function createLedgerActivities(deps: { db: Db; now: () => Date; events: EventPublisher; metrics: Metrics | null; repo?: LedgerRepo }) {
   const repo = deps.repo ?? { priceFor, settle };
   return {
@@ -50,15 +67,7 @@ export function createLedgerActivities(deps: { db: Db; now: () => Date; events: 
       const result = await repo.settle(deps.db, usage);
       // Marked apart from the insert (sluice_settle's arguments are shared); a retry marks it again.
       if (input.cached === true) await markUsageCached(deps.db, input.requestId, input.step);
-      // Budget thresholds this settlement crossed (a retry re-emits idempotently).
-      if (result.budgetEvents) await emitBudgetEvents(deps, input.requestId);
-      if (result.inserted && deps.metrics && input.cached !== true) {
-        deps.metrics.tokens.inc({ model: input.model, deployment: input.deploymentId, direction: 'prompt' }, input.promptTokens);
-        deps.metrics.tokens.inc({ model: input.model, deployment: input.deploymentId, direction: 'completion' }, input.completionTokens);
-        deps.metrics.usageTokens.inc({ model: input.model, tenant: input.tenantId, direction: 'prompt' }, input.promptTokens);
-        deps.metrics.usageTokens.inc({ model: input.model, tenant: input.tenantId, direction: 'completion' }, input.completionTokens);
-        deps.metrics.usageCost.inc({ model: input.model, tenant: input.tenantId }, result.costMicros);
-      }
+      await afterSettle(deps, input, result);
       return { costMicros: result.costMicros };
     },
 

@@ -7,10 +7,10 @@ import { Router, type Request, type Response } from 'express';
 import { WorkflowNotFoundError, type Client } from '@temporalio/client';
 import type { Db } from '../../db/database.js';
 import type { RequestRow } from '../../db/tables/index.js';
-import { activeDeployments, getModel } from '../../db/repositories/models.js';
+import { activeDeployments } from '../../db/repositories/models.js';
 import { refusedByModel } from '../../domain/chat-fields.js';
 import { getRequest, insertRequest } from '../../db/repositories/requests.js';
-import { precheckAdmission } from '../../db/repositories/quota.js';
+import { modelAndPrecheck } from '../../db/repositories/quota.js';
 import { canonicalJson } from '../../domain/canonical-json.js';
 import { newId } from '../../domain/ids.js';
 import { allowsModel } from '../../domain/policy.js';
@@ -141,7 +141,9 @@ export function chatRoutes(deps: ChatRouteDeps): Router {
     const body = validateChatBody(req.body);
     if (auth.tenantId === null) throw new HttpError('permission_error', 'Inference needs a tenant key; the admin key has no tenant', 'permission_denied');
     if (!allowsModel(auth.scopes, body.model)) throw new HttpError('permission_error', `This key may not use model ${body.model}`, 'model_not_allowed', 'model');
-    const model = await getModel(deps.db, body.model);
+    // The model and the tenant's rate/concurrency precheck in one read; the precheck's answer is
+    // applied below, after every check of the request (a bad request is refused as such).
+    const { model, precheck } = await modelAndPrecheck(deps.db, body.model, auth.tenantId, new Date());
     if (!model) throw new HttpError('not_found_error', `The model '${body.model}' does not exist`, 'model_not_found', 'model');
     if (model.kind !== 'chat') throw badRequest(wrongModelKind(model.id, model.kind), 'model', 'model_not_supported');
     // A field refused by any deployment's backend is refused here: the answer never depends on
@@ -165,12 +167,9 @@ export function chatRoutes(deps: ChatRouteDeps): Router {
     const bodyHash = createHash('sha256').update(canonicalJson(req.body)).digest('hex');
     // Over the tenant's rate or concurrency limit: refused here, before any row, workflow or audit
     // row exists (a retry of an Idempotency-Key already taken gets its request as before).
-    if (idempotencyKey === null || !(await getRequest(deps.db, requestId, auth.tenantId))) {
-      const pre = await precheckAdmission(deps.db, auth.tenantId, new Date());
-      if (!pre.ok) {
-        deps.metrics.chatRequests.inc({ model: body.model, status: '429', tenant: auth.tenantId });
-        throw new HttpError('rate_limit_error', `Limit reached: ${pre.limit.replaceAll('_', ' ')}`, PRECHECK_CODES[pre.limit], null, pre.retryAfterSeconds);
-      }
+    if (!precheck.ok && (idempotencyKey === null || !(await getRequest(deps.db, requestId, auth.tenantId)))) {
+      deps.metrics.chatRequests.inc({ model: body.model, status: '429', tenant: auth.tenantId });
+      throw new HttpError('rate_limit_error', `Limit reached: ${precheck.limit.replaceAll('_', ' ')}`, PRECHECK_CODES[precheck.limit], null, precheck.retryAfterSeconds);
     }
     const { created, row } = await insertRequest(deps.db, {
       id: requestId, tenantId: auth.tenantId, keyId: auth.keyId, kind: async ? 'async' : 'sync', model: body.model, idempotencyKey, bodyHash,

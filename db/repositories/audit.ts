@@ -2,7 +2,7 @@
  * The audit log: append-only, gap-free sequence, each row's hash covering the previous hash and
  * the row's canonical content. Appends serialise on the single `audit_head` row.
  */
-import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
+import { createHash, createHmac, randomUUID, timingSafeEqual } from 'node:crypto';
 import type { Db } from '../database.js';
 import type { AuditRow, Database } from '../tables/index.js';
 import { sql, type Selectable } from 'kysely';
@@ -53,8 +53,22 @@ export function auditContentAround(row: Omit<HashedFields, 'seq'>): { before: st
   return { before: content.slice(0, at), after: content.slice(at + 1) };
 }
 
+/**
+ * The canonical content of a row whose `seq` and top-level `data[key]` (a safe integer) are not
+ * known yet, split at both: the content is `parts[0] + String(value) + parts[1] + String(seq) +
+ * parts[2]`. The value's place is found by a random marker, which no other string of the row holds.
+ */
+export function auditContentAroundValue(row: Omit<HashedFields, 'seq'>, key: string): [string, string, string] {
+  const value = `\u0000${randomUUID()}`;
+  const marker = JSON.stringify(value);
+  const { before, after } = auditContentAround({ ...row, data: { ...row.data, [key]: value } });
+  const at = before.indexOf(marker);
+  if (at < 0 || before.indexOf(marker, at + 1) >= 0) throw new Error(`audit data key ${key} not found once`);
+  return [before.slice(0, at), before.slice(at + marker.length), after];
+}
+
 /** The entry's hashed fields as they will be stored (and read back). */
-function storedFields(entry: AuditEntry): Omit<HashedFields, 'seq'> {
+export function storedFields(entry: AuditEntry): Omit<HashedFields, 'seq'> {
   return {
     // Whole milliseconds, and the data round-tripped through JSON: what timestamptz and jsonb give back.
     created_at: new Date(Math.floor(entry.at.getTime())),

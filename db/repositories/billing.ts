@@ -22,43 +22,23 @@ export interface PriceQuote {
 
 /**
  * The price in force at `at` for a tenant on a deployment: the latest list row with
- * `effective_from <= at`, replaced by the tenant's latest override with `effective_from <= at`.
+ * `effective_from <= at`, replaced by the tenant's latest override with `effective_from <= at`
+ * (`sluice_price_for`, migration 0811, which `sluice_complete` uses too).
  * Null when the deployment has no price yet at `at`.
  */
 export async function priceFor(db: Db, tenantId: string, deploymentId: string, at: Date): Promise<PriceQuote | null> {
-  const row = await db
-    .selectFrom('prices as p')
-    .leftJoinLateral(
-      (eb) =>
-        eb
-          .selectFrom('tenant_prices')
-          .selectAll()
-          .where('tenant_id', '=', tenantId)
-          .where('deployment_id', '=', deploymentId)
-          .where('effective_from', '<=', at)
-          .orderBy('effective_from', 'desc')
-          .limit(1)
-          .as('t'),
-      (join) => join.onTrue(),
-    )
-    .select([
-      'p.id as price_id', 'p.input_micros_per_mtok as list_input', 'p.output_micros_per_mtok as list_output',
-      'p.request_micros as list_request', 'p.batch_discount_bps',
-      't.id as tenant_price_id', 't.input_micros_per_mtok as t_input', 't.output_micros_per_mtok as t_output', 't.request_micros as t_request',
-    ])
-    .where('p.deployment_id', '=', deploymentId)
-    .where('p.effective_from', '<=', at)
-    .orderBy('p.effective_from', 'desc')
-    .limit(1)
-    .executeTakeFirst();
+  const { rows } = await sql<{
+    price_id: number; tenant_price_id: number | null; input_micros_per_mtok: number; output_micros_per_mtok: number;
+    request_micros: number; batch_discount_bps: number;
+  }>`select * from sluice_price_for(${tenantId}, ${deploymentId}, ${at})`.execute(db);
+  const row = rows[0];
   if (!row) return null;
-  const override = row.tenant_price_id !== null;
   return {
     priceId: row.price_id,
     tenantPriceId: row.tenant_price_id,
-    inputMicrosPerMtok: override ? (row.t_input as number) : row.list_input,
-    outputMicrosPerMtok: override ? (row.t_output as number) : row.list_output,
-    requestMicros: override ? (row.t_request as number) : row.list_request,
+    inputMicrosPerMtok: row.input_micros_per_mtok,
+    outputMicrosPerMtok: row.output_micros_per_mtok,
+    requestMicros: row.request_micros,
     batchDiscountBps: row.batch_discount_bps,
   };
 }

@@ -7,7 +7,7 @@
  */
 import { sql, type Insertable } from 'kysely';
 import type { Db } from '../database.js';
-import type { BudgetEvent, Reservation, UsageTable } from '../tables/index.js';
+import type { BudgetEvent, Model, Reservation, UsageTable } from '../tables/index.js';
 import type { UsageEntry } from '../../contracts/chat.js';
 import { minuteOf, periodOf, periodRange } from '../../domain/billing-calendar.js';
 
@@ -259,22 +259,25 @@ export async function listHeldReservations(db: Db, before: Date, limit: number):
 
 export type PrecheckResult = { ok: true } | { ok: false; limit: 'requests_per_minute' | 'max_concurrent'; retryAfterSeconds: number };
 
+/** The columns of the precheck's read (`precheckColumns`). */
+export interface PrecheckRow { requests_per_minute: number | null; max_concurrent: number | null; requests: number | null; held: number | null }
+
 /**
- * A cheap, read-only look at the tenant's requests-per-minute and concurrency limits, taken by
- * the API before a request gets a row, a workflow or an audit row: one query, no lock, nothing
- * written. It can let through a request that {@link reserve} then refuses (two requests racing for
- * the last slot), never the other way round: the reservation stays the authority.
+ * The precheck's read of the tenant `t` (a `tenants` row in the statement's from clause): its
+ * requests-per-minute and concurrency limits, this window's request count and its held
+ * reservations (counted only under a concurrency limit).
  */
-export async function precheckAdmission(db: Db, tenantId: string, at: Date): Promise<PrecheckResult> {
+function precheckColumns(window: Date) {
+  return sql`t.requests_per_minute, t.max_concurrent,
+    (select q.requests from quota_counters q where q.tenant_id = t.id and q.window_start = ${window}) as requests,
+    case when t.max_concurrent is null then null
+         else (select count(*) from reservations r where r.tenant_id = t.id and r.status = 'held') end as held`;
+}
+
+/** The precheck's decision on its read (no row: no such tenant, which the workflow's authorization answers). */
+function precheckResult(row: PrecheckRow | undefined, at: Date): PrecheckResult {
+  if (!row) return { ok: true };
   const window = minuteOf(at);
-  const { rows } = await sql<{ requests_per_minute: number | null; max_concurrent: number | null; requests: number | null; held: number | null }>`
-    select t.requests_per_minute, t.max_concurrent,
-           (select q.requests from quota_counters q where q.tenant_id = t.id and q.window_start = ${window}) as requests,
-           case when t.max_concurrent is null then null
-                else (select count(*) from reservations r where r.tenant_id = t.id and r.status = 'held') end as held
-    from tenants t where t.id = ${tenantId}`.execute(db);
-  const row = rows[0];
-  if (!row) return { ok: true }; // no such tenant: the workflow's authorization answers it
   if (row.requests_per_minute !== null && Number(row.requests ?? 0) + 1 > row.requests_per_minute) {
     return { ok: false, limit: 'requests_per_minute', retryAfterSeconds: secondsUntil(at, new Date(window.getTime() + 60_000)) };
   }
@@ -282,4 +285,34 @@ export async function precheckAdmission(db: Db, tenantId: string, at: Date): Pro
     return { ok: false, limit: 'max_concurrent', retryAfterSeconds: 1 };
   }
   return { ok: true };
+}
+
+/**
+ * A cheap, read-only look at the tenant's requests-per-minute and concurrency limits, taken by
+ * the API before a request gets a row, a workflow or an audit row: one query, no lock, nothing
+ * written. It can let through a request that {@link reserve} then refuses (two requests racing for
+ * the last slot), never the other way round: the reservation stays the authority.
+ */
+export async function precheckAdmission(db: Db, tenantId: string, at: Date): Promise<PrecheckResult> {
+  const { rows } = await sql<PrecheckRow>`select ${precheckColumns(minuteOf(at))} from tenants t where t.id = ${tenantId}`.execute(db);
+  return precheckResult(rows[0], at);
+}
+
+/**
+ * The model `modelId` (null: no such model) and {@link precheckAdmission}'s answer for the tenant,
+ * read in one statement: what a chat request's route looks up before it writes anything.
+ */
+export async function modelAndPrecheck(db: Db, modelId: string, tenantId: string, at: Date): Promise<{ model: Model | null; precheck: PrecheckResult }> {
+  // The model's columns and the precheck's (their names differ); a missing model or tenant gives nulls.
+  const { rows } = await sql<Partial<Model> & PrecheckRow & { tenant_found: boolean | null }>`
+    select m.*, p.* from (select 1) one
+    left join models m on m.id = ${modelId}
+    left join lateral (select true as tenant_found, ${precheckColumns(minuteOf(at))} from tenants t where t.id = ${tenantId}) p on true`.execute(db);
+  const row = rows[0];
+  if (!row) throw new Error('modelAndPrecheck returned no row');
+  const { tenant_found: found, requests_per_minute, max_concurrent, requests, held, ...model } = row;
+  return {
+    model: model.id === undefined || model.id === null ? null : (model as Model),
+    precheck: precheckResult(found === true ? { requests_per_minute, max_concurrent, requests, held } : undefined, at),
+  };
 }

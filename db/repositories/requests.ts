@@ -58,10 +58,16 @@ export interface RequestOutcome {
   pool?: string | null;
 }
 
+/** A result or error as `sluice_finish_requests` takes it: JSON text, or null. */
+export function outcomeText(v: unknown): string | null {
+  return v === null || v === undefined ? null : JSON.stringify(v);
+}
+
 /**
  * Records each request's outcome once (one statement for all of them); a replayed call for a
  * finished request changes nothing. The same statement stores what the SLOs measure
- * (migration 0501): `latency_ms` from acceptance (`created_at`) to now, and for a stream
+ * (migration 0501; the statement is `sluice_finish_requests`, migration 0811, which
+ * `sluice_complete` runs too): `latency_ms` from acceptance (`created_at`) to now, and for a stream
  * `ttft_ms`, from acceptance to the insert of its first chunk (the `stream_chunks` row's own
  * time, so nothing extra is written while streaming). Returns the requests this call finished,
  * each with the seconds from its creation: a retried activity finds them finished and gets
@@ -69,24 +75,12 @@ export interface RequestOutcome {
  */
 export async function finishRequests(db: Db, outcomes: readonly RequestOutcome[]): Promise<Array<{ id: string; seconds: number }>> {
   if (outcomes.length === 0) return [];
-  const finishedAt = new Date().toISOString();
-  // Text cast to json, never through a JSON function: a completion may hold U+0000, which json
-  // stores as written but json_to_recordset and jsonb refuse.
-  const text = (v: unknown) => (v === null || v === undefined ? null : JSON.stringify(v));
+  // Text, cast to json in the function, never through a JSON function: a completion may hold
+  // U+0000, which json stores as written but json_to_recordset and jsonb refuse.
   const { rows } = await sql<{ id: string; seconds: number | string }>`
-    update requests as r
-    set status = v.status, result = v.result::json, error = v.error::json, finished_at = ${finishedAt}::timestamptz,
-        failure_type = v.failure_type, pool = v.pool,
-        latency_ms = greatest(0, round(extract(epoch from (${finishedAt}::timestamptz - r.created_at)) * 1000))::integer,
-        ttft_ms = (select greatest(0, round(extract(epoch from (c.created_at - r.created_at)) * 1000))::integer
-                   from stream_chunks c where c.request_id = r.id order by c.id limit 1)
-    from unnest(
-      ${outcomes.map((o) => o.id)}::text[], ${outcomes.map((o) => o.status)}::text[],
-      ${outcomes.map((o) => text(o.result))}::text[], ${outcomes.map((o) => text(o.error))}::text[],
-      ${outcomes.map((o) => o.failureType ?? null)}::text[], ${outcomes.map((o) => o.pool ?? null)}::text[]
-    ) as v(id, status, result, error, failure_type, pool)
-    where r.id = v.id and r.status in ('queued', 'running')
-    returning r.id, extract(epoch from (r.finished_at - r.created_at))::float8 as seconds`.execute(db);
+    select * from sluice_finish_requests(${outcomes.map((o) => o.id)}::text[], ${outcomes.map((o) => o.status)}::text[],
+      ${outcomes.map((o) => outcomeText(o.result))}::text[], ${outcomes.map((o) => outcomeText(o.error))}::text[],
+      ${outcomes.map((o) => o.failureType ?? null)}::text[], ${outcomes.map((o) => o.pool ?? null)}::text[], ${new Date()}::timestamptz)`.execute(db);
   return rows.map((row) => ({ id: row.id, seconds: Math.max(0, Number(row.seconds)) }));
 }
 
