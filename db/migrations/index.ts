@@ -52,6 +52,6 @@ export const migrations: Record<string, Migration> = {
   '2026-12-02-0701-settle-part': settlePart,
   '2026-12-02-0711-audit-append': auditAppend,
   '2026-12-02-0801-experiment-serving-per-request': experimentServingPerRequest,
-  '2026-12-02-0831-quota-many-sums': quotaManySums,
   '2026-12-02-0811-complete': complete,
+  '2026-12-02-0831-quota-many-sums': quotaManySums,
 };
