@@ -59,7 +59,7 @@ export interface RequestSteps {
 }
 
 /** The outcome to record for a settled request: its summary gets the settled cost. */
-function withCost(outcome: OutcomeInput, costMicros: number): OutcomeInput {
+export function withCost(outcome: OutcomeInput, costMicros: number): OutcomeInput {
   return { ...outcome, summary: { ...outcome.summary, cost_micros: costMicros } };
 }
 

@@ -15,7 +15,7 @@ import type { Logger } from '../runtime/logger.js';
 import { completeRequest } from '../db/repositories/completion.js';
 import { afterOutcomes, outcomeEntry, requestOutcomeOf, safeOutcome } from './audit.js';
 import { afterSettle } from './ledger.js';
-import type { CompleteInput, RequestSteps } from './admission.js';
+import { withCost, type CompleteInput, type RequestSteps } from './admission.js';
 import type { EventPublisher } from './events.js';
 
 export interface CompleteStepDeps {
@@ -34,7 +34,7 @@ export function createCompleteStep(deps: CompleteStepDeps, steps: Pick<RequestSt
     await afterSettle(deps, input.settle, r);
     if (r.circuitClean) deps.metrics?.breakerState.set({ deployment: input.settle.deploymentId }, 0);
     else await steps.recordCircuit({ deploymentId: input.settle.deploymentId, ok: true });
-    await afterOutcomes(deps, [{ ...outcome, summary: { ...outcome.summary, cost_micros: r.costMicros } }], r.finished ? [r.finished] : []);
+    await afterOutcomes(deps, [withCost(outcome, r.costMicros)], r.finished ? [r.finished] : []);
     return { costMicros: r.costMicros };
   };
 }

@@ -25,7 +25,7 @@ import type { ItemResult } from '../contracts/failures.js';
 import { BATCH_PROFILES as PROFILES } from '../contracts/profiles.js';
 import { inferenceBatchTaskQueue } from '../contracts/ids.js';
 import { coalesce, dispatchAll, type CoalesceLimits, type Settled } from './coalesce.js';
-import { chatAdmitInput, chatAttemptOf, chatCompletionOf, chatInferInput, type PipelineHooks } from './pipeline.js';
+import { chatAdmitInput, chatAttemptOf, chatCompletionOf, chatInferInput, spentOnRetries, type PipelineHooks } from './pipeline.js';
 import { servedAs } from './over-deployments.js';
 
 /** Most bytes of prompts and completions a chunk's input or result may carry. */
@@ -117,12 +117,6 @@ export function resumedDispatch(dispatch: Dispatch, done: StepsDone): Dispatch {
   };
 }
 
-/** Tokens spent by an attempt's failed retries: such a line records them unbilled first (the pipeline does). */
-function spentOnRetries(out: InferOutput): boolean {
-  const f = out.failedAttempts;
-  return f !== null && f !== undefined && f.promptTokens + f.completionTokens > 0;
-}
-
 /**
  * Runs chat lines started together as one unit (see the top of this file). `served(i)` is called
  * for each line settled on the way; `resume(i, done)` for each line that leaves it (the caller
@@ -156,7 +150,7 @@ export async function runChatLines(
     const completing: Array<{ i: number; admit: Settled<Admission>; infer: Settled<InferOutput>; input: CompleteInput }> = [];
     attempts.forEach((a, k) => {
       const infer = results[k] as Settled<InferOutput>;
-      if (!infer.ok || lines.consideredCancelled || spentOnRetries(infer.value)) return resume(a.i, { admit: a.admit, infer });
+      if (!infer.ok || lines.consideredCancelled || spentOnRetries(infer.value) !== null) return resume(a.i, { admit: a.admit, infer });
       const { assignment } = a.admission;
       const request = requests[a.i] as ChatRequestInput;
       const { complete } = chatCompletionOf(request, a.deployment, infer.value, servedAs(request.model, assignment));

@@ -14,7 +14,7 @@ import type { ChatCompletion, GenerateParams, InferOutput, UsageEntry } from '..
 import { promptUsageStep, type CompletionRequestInput } from '../contracts/completions.js';
 import type { Admission } from '../activities/admission.js';
 import { applyPromptOverride } from '../domain/experiment-prompt.js';
-import { chatCompletionOf, completionOf, generateParamsOf, inferOnPool, type PipelineHooks } from './pipeline.js';
+import { chatAdmitInput, chatCompletionOf, completionOf, generateParamsOf, inferOnPool, spentOnRetries, type PipelineHooks } from './pipeline.js';
 import { runOverDeployments } from './over-deployments.js';
 
 /** The request's completion over the prompts served so far: choice i is prompt i's, usage summed. */
@@ -41,11 +41,7 @@ export async function runCompletionPrompts(input: CompletionRequestInput & { pro
     hooks,
     usageStep: promptUsageStep(0),
     parts: { count: prompts.length, step: promptUsageStep },
-    admit: (steps) => steps.admit({
-      requestId: input.requestId, tenantId: input.tenantId, keyId: input.keyId, model: input.model, subject: input.subject,
-      promptTokensEstimate: input.promptTokensEstimate, maxTokens: input.params.maxTokens ?? null, generations: prompts.length,
-      ...(input.metadata !== undefined ? { metadata: input.metadata } : {}),
-    }),
+    admit: (steps) => steps.admit({ ...chatAdmitInput(input), generations: prompts.length }),
     prepare: (admission) => {
       overrides = admission.assignment.overrides;
       return generateParamsOf(input, admission);
@@ -56,9 +52,8 @@ export async function runCompletionPrompts(input: CompletionRequestInput & { pro
     }),
     succeed: async (deployment, out, { steps, model, variant, recordConsumed }, part) => {
       step('running', 'settle');
-      if (out.failedAttempts && out.failedAttempts.promptTokens + out.failedAttempts.completionTokens > 0) {
-        await recordConsumed('failed', deployment, out.failedAttempts);
-      }
+      const spent = spentOnRetries(out);
+      if (spent !== null) await recordConsumed('failed', deployment, spent);
       served.push(out);
       // The prompt's usage row is a chat attempt's, under the prompt's own step.
       const usage: UsageEntry = { ...chatCompletionOf(input, deployment, out, { model, variant }).complete.settle, step: promptUsageStep(part) };

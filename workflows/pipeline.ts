@@ -40,6 +40,12 @@ export function completionOf(input: ChatRequestInput, model: string, out: InferO
   };
 }
 
+/** The tokens an attempt's failed retries spent, if any: recorded unbilled before the served attempt is settled. */
+export function spentOnRetries(out: InferOutput): NonNullable<InferOutput['failedAttempts']> | null {
+  const f = out.failedAttempts;
+  return f !== null && f !== undefined && f.promptTokens + f.completionTokens > 0 ? f : null;
+}
+
 /** What an attempt runs with: the request's sampling parameters with the variant's overrides (`prepare` of a pipeline). */
 export function generateParamsOf(input: ChatRequestInput, { maxTokens, assignment }: Pick<Admission, 'maxTokens' | 'assignment'>): GenerateParams {
   return {
@@ -201,10 +207,8 @@ export async function runChatPipeline(input: ChatRequestInput, hooks: PipelineHo
     attempt: (deployment, attempt) => (hooks.dispatch?.infer ?? inferOnPool(deployment))(chatInferInput(input, deployment, attempt)),
     succeed: async (deployment, out, { steps, model, variant, recordConsumed }) => {
       step('running', 'settle');
-      const spentByFailures = out.failedAttempts;
-      if (spentByFailures && spentByFailures.promptTokens + spentByFailures.completionTokens > 0) {
-        await recordConsumed('failed', deployment, spentByFailures);
-      }
+      const spent = spentOnRetries(out);
+      if (spent !== null) await recordConsumed('failed', deployment, spent);
       const { completion, complete } = chatCompletionOf(input, deployment, out, { model, variant });
       const completing = (hooks.dispatch ?? steps).complete(complete);
       // An answer with tool calls is not stored: its call IDs belong to its request (a replay in a

@@ -12,9 +12,9 @@ import { Router, type Request } from 'express';
 import { WorkflowNotFoundError, type Client } from '@temporalio/client';
 import type { Db } from '../../db/database.js';
 import type { RequestRow } from '../../db/tables/index.js';
-import { activeDeployments, getModel } from '../../db/repositories/models.js';
+import { activeDeployments } from '../../db/repositories/models.js';
 import { getRequest, insertRequest } from '../../db/repositories/requests.js';
-import { precheckAdmission } from '../../db/repositories/quota.js';
+import { modelAndPrecheck } from '../../db/repositories/quota.js';
 import { deleteStoredResponse, getStoredResponse } from '../../db/repositories/responses.js';
 import { canonicalJson } from '../../domain/canonical-json.js';
 import { newId } from '../../domain/ids.js';
@@ -89,7 +89,9 @@ export function responseRoutes(deps: ResponseRouteDeps): Router {
     if (auth.tenantId === null) throw new HttpError('permission_error', 'Inference needs a tenant key; the admin key has no tenant', 'permission_denied');
     const tenantId = auth.tenantId;
     if (!allowsModel(auth.scopes, body.model)) throw new HttpError('permission_error', `This key may not use model ${body.model}`, 'model_not_allowed', 'model');
-    const model = await getModel(deps.db, body.model);
+    // The model and the tenant's rate/concurrency precheck in one read (as the chat route); the
+    // precheck's answer is applied below, after every check of the request.
+    const { model, precheck } = await modelAndPrecheck(deps.db, body.model, tenantId, new Date());
     if (!model) throw new HttpError('not_found_error', `The model '${body.model}' does not exist`, 'model_not_found', 'model');
     if (model.kind !== 'chat') throw badRequest(wrongModelKind(model.id, model.kind), 'model', 'model_not_supported');
     // The chain: the stored previous response's turns, of this tenant only (another tenant's, a
@@ -121,12 +123,9 @@ export function responseRoutes(deps: ResponseRouteDeps): Router {
     if (detach !== undefined && detach !== 'true' && detach !== 'false') throw badRequest(`${DETACH_HEADER} must be true or false`, DETACH_HEADER, 'invalid_value');
     const requestId = requestIdFor(tenantId, idempotencyKey);
     const bodyHash = createHash('sha256').update(canonicalJson(req.body)).digest('hex');
-    if (idempotencyKey === null || !(await getRequest(deps.db, requestId, tenantId))) {
-      const pre = await precheckAdmission(deps.db, tenantId, new Date());
-      if (!pre.ok) {
-        deps.metrics.chatRequests.inc({ model: body.model, status: '429', tenant: tenantId });
-        throw new HttpError('rate_limit_error', `Limit reached: ${pre.limit.replaceAll('_', ' ')}`, PRECHECK_CODES[pre.limit], null, pre.retryAfterSeconds);
-      }
+    if (!precheck.ok && (idempotencyKey === null || !(await getRequest(deps.db, requestId, tenantId)))) {
+      deps.metrics.chatRequests.inc({ model: body.model, status: '429', tenant: tenantId });
+      throw new HttpError('rate_limit_error', `Limit reached: ${precheck.limit.replaceAll('_', ' ')}`, PRECHECK_CODES[precheck.limit], null, precheck.retryAfterSeconds);
     }
     const { created, row } = await insertRequest(deps.db, { id: requestId, tenantId, keyId: auth.keyId, kind: 'sync', model: body.model, idempotencyKey, bodyHash });
     if (!created && (row.body_hash !== bodyHash || row.tenant_id !== tenantId)) {

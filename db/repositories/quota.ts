@@ -260,7 +260,7 @@ export async function listHeldReservations(db: Db, before: Date, limit: number):
 export type PrecheckResult = { ok: true } | { ok: false; limit: 'requests_per_minute' | 'max_concurrent'; retryAfterSeconds: number };
 
 /** The columns of the precheck's read (`precheckColumns`). */
-export interface PrecheckRow { requests_per_minute: number | null; max_concurrent: number | null; requests: number | null; held: number | null }
+interface PrecheckRow { requests_per_minute: number | null; max_concurrent: number | null; requests: number | null; held: number | null }
 
 /**
  * The precheck's read of the tenant `t` (a `tenants` row in the statement's from clause): its
@@ -288,19 +288,11 @@ function precheckResult(row: PrecheckRow | undefined, at: Date): PrecheckResult 
 }
 
 /**
- * A cheap, read-only look at the tenant's requests-per-minute and concurrency limits, taken by
- * the API before a request gets a row, a workflow or an audit row: one query, no lock, nothing
- * written. It can let through a request that {@link reserve} then refuses (two requests racing for
- * the last slot), never the other way round: the reservation stays the authority.
- */
-export async function precheckAdmission(db: Db, tenantId: string, at: Date): Promise<PrecheckResult> {
-  const { rows } = await sql<PrecheckRow>`select ${precheckColumns(minuteOf(at))} from tenants t where t.id = ${tenantId}`.execute(db);
-  return precheckResult(rows[0], at);
-}
-
-/**
- * The model `modelId` (null: no such model) and {@link precheckAdmission}'s answer for the tenant,
- * read in one statement: what a chat request's route looks up before it writes anything.
+ * The model `modelId` (null: no such model) and a cheap, read-only look at the tenant's
+ * requests-per-minute and concurrency limits, in one statement: what a chat or Responses route
+ * reads before a request gets a row, a workflow or an audit row (no lock, nothing written). The
+ * look can let through a request that {@link reserve} then refuses (two requests racing for the
+ * last slot), never the other way round: the reservation stays the authority.
  */
 export async function modelAndPrecheck(db: Db, modelId: string, tenantId: string, at: Date): Promise<{ model: Model | null; precheck: PrecheckResult }> {
   // The model's columns and the precheck's (their names differ); a missing model or tenant gives nulls.
