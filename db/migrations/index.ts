@@ -25,6 +25,7 @@ import * as settlePart from './2026-12-02-0701-settle-part.js';
 import * as auditAppend from './2026-12-02-0711-audit-append.js';
 import * as experimentServingPerRequest from './2026-12-02-0801-experiment-serving-per-request.js';
 import * as quotaManySums from './2026-12-02-0831-quota-many-sums.js';
+import * as settleLockOrder from './2026-12-02-0841-settle-lock-order.js';
 import * as complete from './2026-12-02-0811-complete.js';
 
 export const migrations: Record<string, Migration> = {
@@ -54,4 +55,5 @@ export const migrations: Record<string, Migration> = {
   '2026-12-02-0801-experiment-serving-per-request': experimentServingPerRequest,
   '2026-12-02-0811-complete': complete,
   '2026-12-02-0831-quota-many-sums': quotaManySums,
+  '2026-12-02-0841-settle-lock-order': settleLockOrder,
 };

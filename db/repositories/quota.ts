@@ -234,13 +234,14 @@ export async function release(db: Db, requestId: string): Promise<boolean> {
       .returningAll()
       .executeTakeFirst();
     if (!r) return false;
-    await addSpend(trx, r.tenant_id, r.period, 0, -r.est_cost_micros);
+    // The counters before the spend: the order every ledger function locks them in (migration 0841).
     await trx
       .updateTable('quota_counters')
       .set({ tokens: sql`greatest(0, tokens - ${r.est_tokens})` })
       .where('tenant_id', '=', r.tenant_id)
       .where('window_start', '=', r.window_start)
       .execute();
+    await addSpend(trx, r.tenant_id, r.period, 0, -r.est_cost_micros);
     return true;
   });
 }
