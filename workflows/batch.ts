@@ -41,6 +41,7 @@ import type { WebhookActivities } from '../activities/webhooks.js';
 import { runChatPipeline, type PipelineHooks } from './pipeline.js';
 import { runEmbeddingsPipeline } from './embeddings-request.js';
 import { coalescedDispatch, lineCalls, resumedDispatch, runChatLines } from './batch-lines.js';
+import { lineSlots } from './line-slots.js';
 import { BATCH_PROFILES as PROFILES } from '../contracts/profiles.js';
 import type { BatchLine, BatchProgress, BatchWorkflowInput } from '../contracts/batch.js';
 import type { ChatRequestInput } from '../contracts/chat.js';
@@ -48,13 +49,21 @@ import { SearchAttributes, inferenceBatchTaskQueue } from '../contracts/ids.js';
 
 /** Stops scheduling lines, cancels those in flight, writes partial output; status `cancelled`. */
 export const cancelBatchSignal = defineSignal('cancelBatch');
-export const batchProgressQuery = defineQuery<BatchProgress & { inFlight: number }>('batchProgress');
+/** `pipelinesPeak`: the most lines of this run that ran the request pipeline at once (see `PIPELINE_LINES`). */
+export const batchProgressQuery = defineQuery<BatchProgress & { inFlight: number; pipelinesPeak: number }>('batchProgress');
 
 /**
  * Most lines whose admission, inference or completion share one activity when the input does not
  * say (`chunkLines`: batches started before it existed ran with 64). See `batch-lines.ts`.
  */
 const CHUNK_LINES = 64;
+
+/**
+ * Most lines running the request pipeline at once (lines off the chunk path, embeddings lines),
+ * since `batch-bounded-pipelines`: what one workflow activation runs grows with them
+ * (`line-slots.ts`). The others wait for a slot, still counted in flight.
+ */
+const PIPELINE_LINES = 64;
 
 /** Lines asked for per load. */
 const LOAD_PAGE = 200;
@@ -72,13 +81,15 @@ export async function batch(input: BatchWorkflowInput): Promise<BatchProgress> {
   const file = proxyActivities<BatchActivities>(PROFILES.file);
   const local = proxyLocalActivities<BatchActivities>(PROFILES.db);
   let inFlight = 0;
+  let pipelines = 0;
+  let pipelinesPeak = 0;
   let cancelRequested = input.state?.cancelRequested ?? false;
   let expired = false;
   let state: BatchProgress = input.state ?? { afterLine: 0, total: 0, completed: 0, failed: 0, cancelRequested };
   setHandler(cancelBatchSignal, () => {
     cancelRequested = true;
   });
-  setHandler(batchProgressQuery, () => ({ ...state, cancelRequested, inFlight }));
+  setHandler(batchProgressQuery, () => ({ ...state, cancelRequested, inFlight, pipelinesPeak }));
   const setStatus = (status: string) => upsertSearchAttributes([{ key: SearchAttributes.status, value: status }]);
   const stopped = () => cancelRequested || expired;
 
@@ -113,7 +124,11 @@ export async function batch(input: BatchWorkflowInput): Promise<BatchProgress> {
     };
     // A line's steps outside the chunks are regular activities: a local one keeps the batch's
     // workflow task open while it runs (BENCHMARKS.md, "Chunk activities are regular activities").
-    const runLine = async (line: BatchLine['input'], through: NonNullable<PipelineHooks['dispatch']> = dispatch): Promise<boolean> => {
+    // Since `batch-bounded-pipelines`: at most `PIPELINE_LINES` of them at once (`line-slots.ts`).
+    const slot = patched('batch-bounded-pipelines') ? lineSlots(PIPELINE_LINES) : <T>(run: () => Promise<T>) => run();
+    const runLine = (line: BatchLine['input'], through: NonNullable<PipelineHooks['dispatch']> = dispatch): Promise<boolean> => slot(async () => {
+      pipelines += 1;
+      pipelinesPeak = Math.max(pipelinesPeak, pipelines);
       try {
         // A `/v1/embeddings` batch: each line one embed activity on the pool's batch queue.
         await lines.run(async () => {
@@ -124,8 +139,10 @@ export async function batch(input: BatchWorkflowInput): Promise<BatchProgress> {
       } catch {
         // The line's own failure (recorded on its request by the pipeline) or its cancellation.
         return false;
+      } finally {
+        pipelines -= 1;
       }
-    };
+    });
     const runTogether = (requests: ChatRequestInput[]) => runChatLines(requests, calls, lines, () => ended(true), (i, done) => {
       void runLine(requests[i] as ChatRequestInput, resumedDispatch(dispatch, done)).then(ended);
     });
