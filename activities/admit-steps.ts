@@ -23,7 +23,7 @@ import { createRoutingActivities } from './routing.js';
 import type { AdmitInput, RequestSteps } from './admission.js';
 import type { EventPublisher } from './events.js';
 
-export interface AdmitStepDeps {
+interface AdmitStepDeps {
   db: Db;
   now: () => Date;
   events: EventPublisher;

@@ -16,7 +16,7 @@ import type { EventPublisher } from './events.js';
 import type { RequestSteps } from './admission.js';
 import { createLedgerActivities, type SettleInput } from './ledger.js';
 
-export interface CompletePromptInput {
+interface CompletePromptInput {
   settle: SettleInput;
   /** The prompt's index in the request (its choice's `index`). */
   prompt: number;

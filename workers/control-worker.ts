@@ -15,7 +15,7 @@ export const WORKFLOWS_PATH = fileURLToPath(new URL('../workflows/index.ts', imp
  * so sharing them is what the SDK already does with `@temporalio/workflow` itself (BENCHMARKS.md,
  * "Issue 18, target 1: the workflow threads' CPU").
  */
-export const PRELOADED_WORKFLOW_MODULES: readonly string[] = [WORKFLOWS_PATH];
+const PRELOADED_WORKFLOW_MODULES: readonly string[] = [WORKFLOWS_PATH];
 
 /**
  * The control worker's workflow bundle, built ahead (tests, benchmarks, replays): the same

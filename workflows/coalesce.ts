@@ -30,7 +30,7 @@ export type Settled<O> = { ok: true; value: O } | { ok: false; err: unknown };
  * An item's result from a call: its value, or the same non-retryable `ApplicationFailure` its
  * own activity would have thrown (type `Cancelled`: a `CancelledFailure` with the item's details).
  */
-export function settledOf<O>(result: ItemResult<O> | undefined): Settled<O> {
+function settledOf<O>(result: ItemResult<O> | undefined): Settled<O> {
   if (result?.ok) return { ok: true, value: result.value };
   if (result?.failure.type === 'Cancelled') return { ok: false, err: new CancelledFailure(result.failure.message, result.failure.details) };
   return {
