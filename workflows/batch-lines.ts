@@ -36,7 +36,7 @@ type Costed = { costMicros: number };
 type ChunkCall<I, O> = (items: I[]) => Promise<ItemResult<O>[]>;
 
 /** The chunk activities of a batch's lines, and the limits that split lines into chunks. */
-export interface LineCalls {
+interface LineCalls {
   admit: ChunkCall<AdmitInput, Admission>;
   /** Per pool, on its batch queue. */
   infer: (pool: string) => ChunkCall<InferInput, InferOutput>;
@@ -91,7 +91,7 @@ export function coalescedDispatch(calls: LineCalls): Dispatch {
 }
 
 /** What a line's steps already returned when it leaves the chunk. */
-export interface StepsDone {
+interface StepsDone {
   admit: Settled<Admission>;
   infer?: Settled<InferOutput>;
   complete?: Settled<Costed>;

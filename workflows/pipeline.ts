@@ -115,7 +115,7 @@ export function chatAdmitInput(input: ChatRequestInput): AdmitInput {
 }
 
 /** What an admitted request's attempts run with: its messages (with the variant's prompt override, if any) and sampling params. */
-export interface ChatAttempt {
+interface ChatAttempt {
   messages: ChatRequestInput['messages'];
   params: InferInput['params'];
 }
