@@ -69,7 +69,8 @@ export async function admissionFacts(db: Db, input: { keyId: string; tenantId: s
       created_at: dateOf(e.created_at), updated_at: dateOf(e.updated_at),
     }, e.variants)),
     promoted: promoted ? { experimentId: promoted.id, variant: promoted.name, overrides: promoted.overrides } : null,
-    maxPrice: toTokenPrice(row.max_price ?? { input: 0, output: 0 }),
+    // An aggregate without `group by` is one row whatever it finds (0s with no price): never null.
+    maxPrice: toTokenPrice(row.max_price as NonNullable<typeof row.max_price>),
     deployments: (row.deployments as unknown as Deployment[]).map((d) => ({ ...d, created_at: dateOf(d.created_at) })),
     circuits: new Map(circuits.map((c) => [c.deployment_id, toState({
       ...c, window_started_at: dateOf(c.window_started_at), opened_at: dateOrNull(c.opened_at), probe_started_at: dateOrNull(c.probe_started_at),
