@@ -19,7 +19,7 @@ import { reserve } from '../db/repositories/quota.js';
 import { createAuthActivities } from './auth.js';
 import { createExperimentActivities } from './experiments.js';
 import { createQuotaActivities } from './quota.js';
-import { createRoutingActivities } from './routing.js';
+import { acquireOverRead, createRoutingActivities } from './routing.js';
 import type { AdmitInput, RequestSteps } from './admission.js';
 import type { EventPublisher } from './events.js';
 
@@ -61,10 +61,7 @@ export function createAdmitSteps(deps: AdmitStepDeps, steps: RequestSteps): (inp
       assignExperiment: experiments.assignExperiment,
       reserveQuota: quota.reserveQuota,
       planRoute: routing.planRoute,
-      async acquireCircuit(i) {
-        if (facts.circuits.get(i.deploymentId)?.state === 'closed') return true;
-        return steps.acquireCircuit(i);
-      },
+      acquireCircuit: acquireOverRead((deploymentId) => facts.circuits.get(deploymentId), (i) => steps.acquireCircuit(i)),
     };
   };
 }

@@ -3,7 +3,7 @@ import type { Db } from '../db/database.js';
 import { activeDeployments } from '../db/repositories/models.js';
 import { acquireCircuit, recordCircuit } from '../db/repositories/circuit.js';
 import type { DeploymentTarget } from '../contracts/chat.js';
-import type { BreakerConfig } from '../domain/circuit-breaker.js';
+import type { BreakerConfig, BreakerState } from '../domain/circuit-breaker.js';
 import type { Metrics } from '../runtime/metrics.js';
 
 /** The lookup the route step makes; one request's admission passes its prefetched one (`admit-steps.ts`). */
@@ -45,4 +45,16 @@ export function createRoutingActivities(deps: { db: Db; now: () => Date; breaker
       deps.metrics?.breakerState.set({ deployment: input.deploymentId }, state.state === 'closed' ? 0 : state.state === 'half_open' ? 1 : 2);
     },
   };
+}
+
+/**
+ * `acquireCircuit` over a circuit read beforehand (`read`: a request's prefetched facts, a chunk's
+ * shared read): a circuit read as closed admits at once, as `acquireCircuit`'s own read would;
+ * any other (or none recorded) goes through `acquire`, so half-open probes stay one at a time.
+ */
+export function acquireOverRead(
+  read: (deploymentId: string) => BreakerState | null | undefined | Promise<BreakerState | null | undefined>,
+  acquire: (input: { deploymentId: string }) => Promise<boolean>,
+): (input: { deploymentId: string }) => Promise<boolean> {
+  return async (input) => ((await read(input.deploymentId))?.state === 'closed' ? true : acquire(input));
 }
