@@ -23,6 +23,7 @@ import { reserveMany, settleMany, type ReserveInput, type UsageInput } from '../
 import { createQuotaActivities } from './quota.js';
 import { createLedgerActivities } from './ledger.js';
 import { createExperimentActivities } from './experiments.js';
+import { acquireOverRead } from './routing.js';
 import type { RequestSteps } from './admission.js';
 import type { EventPublisher } from './events.js';
 import { batchCalls, memoBy } from './chunk-calls.js';
@@ -66,10 +67,7 @@ export function createChunkSteps(deps: ChunkStepDeps, steps: RequestSteps): Requ
     reserveQuota: quota.reserveQuota,
     settle: ledger.settle,
     assignExperiment: experiments.assignExperiment,
-    async acquireCircuit(input) {
-      if ((await circuit(input.deploymentId))?.state === 'closed') return true;
-      return steps.acquireCircuit(input);
-    },
+    acquireCircuit: acquireOverRead(circuit, (input) => steps.acquireCircuit(input)),
     async recordCircuit(input) {
       if (input.ok) return succeeded(input.deploymentId);
       return steps.recordCircuit(input);
