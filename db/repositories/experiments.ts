@@ -51,10 +51,11 @@ export function withVariants(e: ExperimentRow, variants: ExperimentVariant[]): E
   };
 }
 
+/** `rows` with their variants (`variantsQuery`), in one query. */
 async function attachVariants(db: Db, rows: ExperimentRow[]): Promise<ExperimentWithVariants[]> {
   if (rows.length === 0) return [];
-  const variants = await db.selectFrom('experiment_variants').selectAll().where('experiment_id', 'in', rows.map((e) => e.id)).execute();
-  return rows.map((e) => withVariants(e, variants.filter((v) => v.experiment_id === e.id).map((v) => ({ name: v.name, weight: v.weight, overrides: v.overrides }))));
+  const variants = await variantsQuery(db).select('experiment_id').where('experiment_id', 'in', rows.map((e) => e.id)).execute();
+  return rows.map((e) => withVariants(e, variants.filter((v) => v.experiment_id === e.id).map(({ experiment_id: _, ...v }) => v)));
 }
 
 /**
