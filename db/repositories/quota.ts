@@ -288,6 +288,16 @@ function precheckResult(row: PrecheckRow | undefined, at: Date): PrecheckResult 
   return { ok: true };
 }
 
+/** Every column of `models`, as `modelAndPrecheck` selects them (a column the table gains and this misses fails the type check below). */
+const MODEL_COLUMNS = [
+  'id', 'owned_by', 'context_length', 'max_output_tokens', 'kind', 'accepts_dimensions', 'cache_micros_per_mtok', 'cache_ttl_seconds', 'created_at',
+] as const satisfies ReadonlyArray<keyof Model>;
+const EVERY_MODEL_COLUMN: Exclude<keyof Model, (typeof MODEL_COLUMNS)[number]> extends never ? true : never = true;
+void EVERY_MODEL_COLUMN;
+
+/** A row's columns, each null when its left join found nothing. */
+type NullableColumns<T> = { [K in keyof T]: T[K] | null };
+
 /**
  * The model `modelId` (null: no such model) and a cheap, read-only look at the tenant's
  * requests-per-minute and concurrency limits, in one statement: what a chat or Responses route
@@ -296,16 +306,17 @@ function precheckResult(row: PrecheckRow | undefined, at: Date): PrecheckResult 
  * last slot), never the other way round: the reservation stays the authority.
  */
 export async function modelAndPrecheck(db: Db, modelId: string, tenantId: string, at: Date): Promise<{ model: Model | null; precheck: PrecheckResult }> {
-  // The model's columns and the precheck's (their names differ); a missing model or tenant gives nulls.
-  const { rows } = await sql<Partial<Model> & PrecheckRow & { tenant_found: boolean | null }>`
-    select m.*, p.* from (select 1) one
+  // The model's columns by name, the precheck's read as one JSON value: neither can shadow the
+  // other, whatever columns `models` gains. A missing model gives nulls, a missing tenant a null precheck.
+  const { rows } = await sql<NullableColumns<Model> & { precheck: PrecheckRow | null }>`
+    select ${sql.join(MODEL_COLUMNS.map((c) => sql.ref(`m.${c}`)))}, to_json(p) as precheck from (select 1) one
     left join models m on m.id = ${modelId}
-    left join lateral (select true as tenant_found, ${precheckColumns(minuteOf(at))} from tenants t where t.id = ${tenantId}) p on true`.execute(db);
+    left join lateral (select ${precheckColumns(minuteOf(at))} from tenants t where t.id = ${tenantId}) p on true`.execute(db);
   const row = rows[0];
   if (!row) throw new Error('modelAndPrecheck returned no row');
-  const { tenant_found: found, requests_per_minute, max_concurrent, requests, held, ...model } = row;
+  const { precheck, ...model } = row;
   return {
-    model: model.id === undefined || model.id === null ? null : (model as Model),
-    precheck: precheckResult(found === true ? { requests_per_minute, max_concurrent, requests, held } : undefined, at),
+    model: model.id === null ? null : (model as Model),
+    precheck: precheckResult(precheck ?? undefined, at),
   };
 }
