@@ -5,6 +5,7 @@
  * pipeline as a chat request (authorized, reserved, billed and audited alike), answered as a
  * `text_completion`. llama.cpp continues the prompt raw (no chat template); an openai-compatible
  * deployment passes it through to its upstream's `/completions`.
+ * Synchronous only, as embeddings: `Prefer: respond-async` is not applied (no `Preference-Applied` header).
  */
 import { createHash } from 'node:crypto';
 import { Router } from 'express';
