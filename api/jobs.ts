@@ -35,12 +35,20 @@ export function jobWorkflowIdOf(row: Pick<RequestRow, 'id'>): string | null {
  * row keeps no prompt), null when it asked for no `echo` or Temporal no longer keeps the workflow.
  */
 async function echoOf(temporal: Client, requestId: string): Promise<string[] | null> {
+  // Gone, or ended otherwise after recording its outcome (terminated): no echo to add.
+  const result = await workflowResultOf<CompletionResult>(temporal, requestId, true);
+  return Array.isArray(result?.echo) ? result.echo : null;
+}
+
+/**
+ * The result of the request's closed workflow, or null when Temporal no longer keeps it (and,
+ * with `failedToo`, when it ended without a result). Anything else is thrown.
+ */
+async function workflowResultOf<T>(temporal: Client, requestId: string, failedToo: boolean): Promise<T | null> {
   try {
-    const result = (await temporal.workflow.getHandle(requestWorkflowId(requestId)).result()) as CompletionResult;
-    return Array.isArray(result.echo) ? result.echo : null;
+    return (await temporal.workflow.getHandle(requestWorkflowId(requestId)).result()) as T;
   } catch (err) {
-    // Gone, or ended otherwise after recording its outcome (terminated): no echo to add.
-    if (err instanceof WorkflowNotFoundError || err instanceof WorkflowFailedError) return null;
+    if (err instanceof WorkflowNotFoundError || (failedToo && err instanceof WorkflowFailedError)) return null;
     throw err;
   }
 }
@@ -55,12 +63,7 @@ export async function jobResultOf(deps: { db: Db; temporal: Client }, row: Reque
   if (endpoint === 'responses') {
     const stored = await getStoredResponse(deps.db, row.id, row.tenant_id);
     if (stored) return stored.response;
-    try {
-      return await deps.temporal.workflow.getHandle(requestWorkflowId(row.id)).result();
-    } catch (err) {
-      if (err instanceof WorkflowNotFoundError) return null;
-      throw err;
-    }
+    return workflowResultOf<unknown>(deps.temporal, row.id, false);
   }
   if (row.result === null) return null;
   if (endpoint === 'completions') return toTextCompletion(row.result as ChatCompletion, await echoOf(deps.temporal, row.id));
