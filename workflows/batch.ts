@@ -65,8 +65,19 @@ const CHUNK_LINES = 64;
  */
 const PIPELINE_LINES = 64;
 
-/** Lines asked for per load. */
+/** Lines asked for per load (before `batch-chunk-pages`; since, the chunk multiple of it, see `pageLines`). */
 const LOAD_PAGE = 200;
+
+/**
+ * Lines asked for per load since `batch-chunk-pages`: `LOAD_PAGE` rounded up to whole chunks.
+ * Lines start when slots free up, and the slots of a chunk free up together, so with pages of
+ * whole chunks each `admitLines` gets a full chunk; with pages of 200 and chunks of 256, a chunk
+ * was cut at every page's end (steady state 88 + 112 lines per chunk, not 256). A page stays
+ * under the load's byte limit (`MAX_PAGE_BYTES`, activities/batch.ts) whatever its line count.
+ */
+function pageLines(chunkLines: number): number {
+  return Math.ceil(LOAD_PAGE / chunkLines) * chunkLines;
+}
 /** Live counts are written at most this often (workflow time). */
 const FLUSH_MS = 1000;
 
@@ -113,10 +124,13 @@ export async function batch(input: BatchWorkflowInput): Promise<BatchProgress> {
     const lines = new CancellationScope();
     // Lines started together are admitted by one activity, inferences and completions that are
     // due together run as one each: every line still runs every step of its own.
-    const calls = lineCalls(lines, input.chunkLines ?? CHUNK_LINES);
+    const chunkLines = input.chunkLines ?? CHUNK_LINES;
+    const calls = lineCalls(lines, chunkLines);
     const dispatch = coalescedDispatch(calls);
     // Since `batch-chunk-path`: chat lines started together run as one unit (`runChatLines`).
     const chunkPath = patched('batch-chunk-path');
+    // Since `batch-chunk-pages`: pages of whole chunks (`pageLines`).
+    const pageSize = patched('batch-chunk-pages') ? pageLines(chunkLines) : LOAD_PAGE;
     const ended = (ok: boolean) => {
       if (ok) state.completed += 1;
       else state.failed += 1;
@@ -162,7 +176,7 @@ export async function batch(input: BatchWorkflowInput): Promise<BatchProgress> {
     let started = 0;
     while (!stopped()) {
       if (page.length === 0) {
-        const loaded = await acts.loadBatchLines({ batchId: input.batchId, afterLine: loadAfter, limit: LOAD_PAGE });
+        const loaded = await acts.loadBatchLines({ batchId: input.batchId, afterLine: loadAfter, limit: pageSize });
         if (loaded.scannedThrough === null) {
           exhausted = true;
           break;

@@ -305,6 +305,27 @@ describe('batches', () => {
     expect(held.filter((r) => r.status === 'held')).toHaveLength(0);
   });
 
+  it('admits lines in whole chunks across the pages it loads (patched batch-chunk-pages)', async () => {
+    // Chunks of 3, two in flight: 210 lines are 70 chunks. Pages of 200 lines (before the patch)
+    // cut a chunk at the page's end (lines 199–200, then 201 alone): more, smaller admissions.
+    const chunked = await startStack({ ...stack.config, batchConcurrency: 6, batchChunkLines: 3, batchLinesPerRun: 1000 }, {
+      databaseUrl: stack.databaseUrl, temporalAddress: stack.temporal.address, api: true, control: false, pools: [], log: createLogger('warn'), migrate: false,
+    });
+    try {
+      const c = new OpenAI({ apiKey: key, baseURL: `${chunked.url}/v1`, maxRetries: 0 });
+      const n = 210;
+      const lines = Array.from({ length: n }, (_, i) => chatLine(`page-${i}`, 'instant', `page ${i}`, 2));
+      const created = await c.batches.create({ input_file_id: (await upload(jsonl(lines), c)).id, endpoint: '/v1/chat/completions', completion_window: '24h' });
+      const done = await waitFor(created.id, final);
+      expect(done.request_counts).toEqual({ total: n, completed: n, failed: 0 });
+      const history = await stack.client.workflow.getHandle(batchWorkflowId(created.id)).fetchHistory();
+      const admits = (history.events ?? []).filter((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 'admitLines');
+      expect(admits).toHaveLength(n / 3);
+    } finally {
+      await chunked.stop();
+    }
+  });
+
   // Stops this file's workers: keep it last.
   it('runs a chunk of lines that each carry the most metadata: a chunk stays under the payload limit', async () => {
     // 300 lines in flight at once (an API whose batches run that many), each line with 16

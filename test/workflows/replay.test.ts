@@ -82,6 +82,8 @@ describe('workflow replay', () => {
     const deadline = Date.now() + 60_000;
     while (!['completed', 'failed'].includes((await client.batches.retrieve(batch.id)).status) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
     scenarios.set('batch-completed.pb', batchWorkflowId(batch.id));
+    // Recorded since `batch-chunk-pages` (pages of whole chunks); batch-completed.pb stays the history from before it.
+    scenarios.set('batch-chunk-pages.pb', batchWorkflowId(batch.id));
     // Embeddings (issue 14): a request in its own workflow, and a batch of embeddings lines.
     await client.embeddings.create({ model: 'replay-embed', input: ['replay one', 'replay two'] });
     const embedLines = Array.from({ length: 2 }, (_, i) => JSON.stringify({ custom_id: `e${i}`, method: 'POST', url: '/v1/embeddings', body: { model: 'replay-embed', input: `line ${i}` } }));
@@ -127,7 +129,7 @@ describe('workflow replay', () => {
     // three copies of protobufjs 8 that npm installs beside grpc-js's protobufjs 7.
     const files = (await readdir(FIXTURES)).filter((f) => f.endsWith('.pb')).sort();
     expect(files).toEqual([
-      'batch-completed.pb', 'chat-request-cancelled.pb', 'chat-request-fallback.pb', 'chat-request-quota-exceeded.pb', 'chat-request-succeeded.pb',
+      'batch-chunk-pages.pb', 'batch-completed.pb', 'chat-request-cancelled.pb', 'chat-request-fallback.pb', 'chat-request-quota-exceeded.pb', 'chat-request-succeeded.pb',
       'completion-prompts-fallback.pb', 'completion-prompts-succeeded.pb',
     ]);
     for (const file of files) {
