@@ -8,9 +8,10 @@
  * Rules for a template (checked when it is first compiled, so its first test run fails otherwise):
  *  - every placeholder is used as it is (no arithmetic on a date, no `toUpperCase()` on a string:
  *    a derived value would be compiled in as a constant); each must appear in the SQL;
- *  - its result columns are named, never a table's `*` (or are JSON): a statement prepared on an
- *    open connection fails with "cached plan must not change result type" once a migration adds a
- *    column to a table it returns `*` of.
+ *  - a named statement's result columns are named, never a table's `*` (or are JSON): a statement
+ *    prepared on an open connection fails with "cached plan must not change result type" once a
+ *    migration adds a column to a table it returns `*` of. A template that returns `*` says
+ *    `{ named: false }`: it is still compiled once, and sent unnamed.
  */
 import { createHash } from 'node:crypto';
 import type pg from 'pg';
@@ -20,9 +21,9 @@ import type { Db } from './database.js';
 /** The SQL text of every compiled template → its statement name: one entry per template in the code. */
 const STATEMENT_NAMES = new Map<string, string>();
 
-/** What a placeholder stands for: a text or a timestamp parameter. */
-type Kind = 'string' | 'date';
-type ValueOf<K extends Kind> = K extends 'date' ? Date : string;
+/** What a placeholder stands for: a text (or a text or null), or a timestamp parameter. */
+type Kind = 'string' | 'string-or-null' | 'date';
+type ValueOf<K extends Kind> = K extends 'date' ? Date : K extends 'string-or-null' ? string | null : string;
 
 const MARK = '\u0000sluice-placeholder:';
 
@@ -34,7 +35,7 @@ interface Template<R> {
 
 type Inputs<S extends Record<string, Kind>> = { [K in keyof S]: ValueOf<S[K]> };
 
-function compileTemplate<S extends Record<string, Kind>, R>(db: Db, spec: S, build: (db: Db, p: Inputs<S>) => Compilable<R>): Template<R> {
+function compileTemplate<S extends Record<string, Kind>, R>(db: Db, spec: S, build: (db: Db, p: Inputs<S>) => Compilable<R>, named: boolean): Template<R> {
   const placeholders = new Map<unknown, string>();
   const p: Record<string, string | Date> = {};
   for (const [name, kind] of Object.entries(spec)) {
@@ -51,27 +52,28 @@ function compileTemplate<S extends Record<string, Kind>, R>(db: Db, spec: S, bui
       used.add(input);
       return { input };
     }
-    if ((typeof value === 'string' && value.includes(MARK)) || value instanceof Date) {
+    if ((typeof value === 'string' && value.toLowerCase().includes(MARK)) || value instanceof Date) {
       throw new Error(`preparedQuery: a parameter was derived from a placeholder (${String(value).slice(0, 80)}); use the placeholder as it is`);
     }
     return { constant: value };
   });
   for (const name of Object.keys(spec)) if (!used.has(name)) throw new Error(`preparedQuery: placeholder '${name}' is not a parameter of the SQL`);
-  STATEMENT_NAMES.set(compiled.sql, `sluice_${createHash('sha256').update(compiled.sql).digest('hex').slice(0, 24)}`);
+  if (named) STATEMENT_NAMES.set(compiled.sql, `sluice_${createHash('sha256').update(compiled.sql).digest('hex').slice(0, 24)}`);
   return { compiled, slots };
 }
 
 /**
  * A query compiled once from `build` over placeholders of `spec`'s kinds (on the first call's
  * `db`: every `Db` is PostgreSQL's, so it compiles the same); the returned function gives the
- * compiled query for one call's values, to run with `db.executeQuery`.
+ * compiled query for one call's values, to run with `db.executeQuery`. `options.named: false`
+ * for a template whose result has a table's `*` (see the rules above). @default named
  */
 export function preparedQuery<S extends Record<string, Kind>, R>(
-  spec: S, build: (db: Db, p: Inputs<S>) => Compilable<R>,
+  spec: S, build: (db: Db, p: Inputs<S>) => Compilable<R>, options: { named?: boolean } = {},
 ): (db: Db, values: Inputs<S>) => CompiledQuery<R> {
   let template: Template<R> | null = null;
   return (db, values) => {
-    template ??= compileTemplate(db, spec, build);
+    template ??= compileTemplate(db, spec, build, options.named ?? true);
     const parameters = template.slots.map((s) => ('input' in s ? (values as Record<string, unknown>)[s.input] : s.constant));
     return { ...template.compiled, parameters, queryId: createQueryId() };
   };
