@@ -24,16 +24,21 @@ export const DEFAULT_BASE = 'bb2c785';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 
+/** The pipeline benchmark's own files, copied over the base's (they use nothing that differs between sides). */
+const PIPELINE_INSTRUMENT = ['bench/pipeline.ts', 'bench/stats.ts', 'bench/setup.ts', 'bench/load-client.ts', 'bench/temporal-floor.ts'] as const;
+
 /**
  * Each benchmark's command on both sides: the same mode on each, on a fresh dev server each (the
  * pipeline without its floor rows: workflows run before the measured ones made the dev server's
  * database larger, and each of its requests dearer, on one side only; `npm run bench -- pipeline`
  * has the floor).
  */
-const COMMANDS: Record<string, { base: string[]; head: string[]; instrument?: string }> = {
+const COMMANDS: Record<string, { base: string[]; head: string[]; instrument?: readonly string[] }> = {
+  // The measuring files are this checkout's on both sides (the load generator in its own process, PostgreSQL's CPU).
   pipeline: {
     base: ['bench/pipeline.ts', '--requests', '300', '--seconds', '10', '--modes', 'local'],
     head: ['bench/pipeline.ts', '--requests', '300', '--seconds', '10', '--modes', 'local'],
+    instrument: PIPELINE_INSTRUMENT,
   },
   batch: {
     base: ['bench/batch.ts', '--lines', '10000'],
@@ -43,7 +48,7 @@ const COMMANDS: Record<string, { base: string[]; head: string[]; instrument?: st
   'request-steps': {
     base: ['bench/request-steps.ts', '--requests', '1000', '--rounds', '1'],
     head: ['bench/request-steps.ts', '--requests', '1000', '--rounds', '1'],
-    instrument: 'bench/request-steps.ts',
+    instrument: ['bench/request-steps.ts', 'bench/stats.ts'],
   },
 };
 
@@ -85,6 +90,7 @@ function run(cwd: string, args: string[]): Promise<unknown> {
 function floorHeadline(r: any): Record<string, number | null> {
   const one = r.floor?.oneActivityWorkflow ?? {};
   const shaped = r.floor?.requestShapedWorkflow ?? {};
+  const http = r.floor?.oneActivityHttp ?? {};
   const at = (w: any, c: number) => w.throughput?.find((t: any) => t.concurrency === c) ?? {};
   return {
     'one-activity p50 ms': one.p50_ms ?? null,
@@ -95,6 +101,11 @@ function floorHeadline(r: any): Record<string, number | null> {
     'request-shaped req/s c=32': at(shaped, 32).rps ?? null,
     'request-shaped node cpu ms/req c=32': at(shaped, 32).cpu_ms_per_request?.node ?? null,
     'request-shaped temporal cpu ms/req c=32': at(shaped, 32).cpu_ms_per_request?.temporal ?? null,
+    'one-activity behind HTTP p50 ms': http.p50_ms ?? null,
+    'one-activity behind HTTP req/s c=32': at(http, 32).rps ?? null,
+    'one-activity behind HTTP node cpu ms/req c=32': at(http, 32).cpu_ms_per_request?.node ?? null,
+    'one-activity behind HTTP temporal cpu ms/req c=32': at(http, 32).cpu_ms_per_request?.temporal ?? null,
+    'one-activity behind HTTP load generator cpu ms/req c=32': at(http, 32).cpu_ms_per_request?.load_generator ?? null,
   };
 }
 
@@ -114,6 +125,8 @@ function headline(name: string, r: any): Record<string, number | null> {
       'temporal cpu ms/req c=1': at(1).cpu_ms_per_request?.temporal ?? null,
       'node cpu ms/req c=32': at(32).cpu_ms_per_request?.node ?? null,
       'temporal cpu ms/req c=32': at(32).cpu_ms_per_request?.temporal ?? null,
+      'postgres cpu ms/req c=32': at(32).cpu_ms_per_request?.postgres ?? null,
+      'load generator cpu ms/req c=32': at(32).cpu_ms_per_request?.load_generator ?? null,
     };
   }
   if (name === 'request-steps') {
@@ -121,6 +134,7 @@ function headline(name: string, r: any): Record<string, number | null> {
     return {
       'statements per request': round.statements_per_request ?? null,
       'node cpu us/request': round.node_cpu_us_per_request ?? null,
+      'postgres cpu us/request': round.postgres_cpu_us_per_request ?? null,
       'wall ms/request': round.wall_ms_per_request ?? null,
     };
   }
@@ -143,8 +157,7 @@ try {
   await fs.symlink(path.join(ROOT, 'node_modules'), path.join(baseDir, 'node_modules'));
   await fs.symlink(path.join(ROOT, '.tools'), path.join(baseDir, '.tools'));
   for (const name of wanted) {
-    const instrument = COMMANDS[name]?.instrument;
-    if (instrument) await fs.copyFile(path.join(ROOT, instrument), path.join(baseDir, instrument));
+    for (const file of COMMANDS[name]?.instrument ?? []) await fs.copyFile(path.join(ROOT, file), path.join(baseDir, file));
   }
   type Side = { base: unknown; head: unknown; compare: Record<string, { base: number | null; head: number | null }> };
   const results: Record<string, { rounds: Array<Side & { floor?: { result: unknown; headline: Record<string, number | null> } }> }> = {};

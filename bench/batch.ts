@@ -25,7 +25,7 @@ import { createLogger } from '../runtime/logger.js';
 import { startInfra, startStack } from '../scripts/lib/system.js';
 import { batchWorkflowId } from '../contracts/ids.js';
 import { addInstantModel, addTenantKey, benchEnv, runBench, syncChat } from './setup.js';
-import { cpuMs, peakRssMib, percentile } from './stats.js';
+import { cpuMs, peakRssMib, percentile, postgresCpuMs } from './stats.js';
 
 const { values } = parseArgs({
   options: {
@@ -44,17 +44,6 @@ function rssMib(pid: number | undefined): number | null {
   try {
     const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
     return m ? Math.round(Number(m[1]) / 1024) : null;
-  } catch {
-    return null;
-  }
-}
-
-/** CPU ms of the embedded PostgreSQL: the postmaster and its live children (the pool's backends stay for the run). */
-function postgresCpuMs(dataDir: string): number | null {
-  try {
-    const pid = Number(readFileSync(path.join(dataDir, 'postmaster.pid'), 'utf8').split('\n')[0]);
-    const children = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
-    return [pid, ...children].reduce((sum, p) => sum + (cpuMs(p) ?? 0), 0);
   } catch {
     return null;
   }

@@ -7,7 +7,9 @@
  *  - with the database steps as local activities (the regular-activities mode went with
  *    SLUICE_LOCAL_ACTIVITIES: the workflow code decides; its numbers stay in BENCHMARKS.md);
  *  - first, on the same dev server, the floor: workflows that do nothing (`temporal-floor.ts`);
- *  - CPU time per request of this process and of the dev server, at each concurrency.
+ *  - CPU time per request of this process (the API and the workers), of the dev server, of
+ *    PostgreSQL and of the load generator, at each concurrency: the HTTP client runs in its own
+ *    process (`load-client.ts`), for the pipeline and for the floor's extra `oneActivityHttp` row.
  * Real embedded PostgreSQL and Temporal dev server in a temp dir; everything stops at the end.
  *
  * Run: `npx tsx bench/pipeline.ts [--requests 300] [--seconds 10] [--modes floor,local]`
@@ -20,9 +22,11 @@ import { loadConfig } from '../runtime/config.js';
 import { createLogger } from '../runtime/logger.js';
 import { startInfra, startStack } from '../scripts/lib/system.js';
 import { createInstantBackend } from '../activities/backends/instant.js';
-import { measureLoad, percentile } from './stats.js';
+import path from 'node:path';
+import { percentile } from './stats.js';
 import { measureFloor } from './temporal-floor.js';
-import { benchEnv, machine, addInstantModel, addTenantKey, runBench, syncChat as call } from './setup.js';
+import { measureRemoteLoad, startLoadClient } from './load-client.js';
+import { benchEnv, machine, addInstantModel, addTenantKey, runBench, syncChatTarget } from './setup.js';
 
 const { values } = parseArgs({
   options: { requests: { type: 'string', default: '300' }, seconds: { type: 'string', default: '10' }, modes: { type: 'string', default: 'floor,local' } },
@@ -52,13 +56,15 @@ async function main() {
   const infra = await startInfra(baseConfig, log);
   const results: Record<string, unknown> = { machine: machine(), requests: REQUESTS, seconds: SECONDS };
   const temporalPid = infra.temporal?.process.pid;
+  const pgDir = path.join(dir, 'postgres');
+  const loadClient = startLoadClient();
   try {
     if (MODES.includes('floor')) {
       const connection = await NativeConnection.connect({ address: infra.temporalAddress });
       try {
         const namespace = baseConfig.temporalNamespace;
         const client = new Client({ connection, namespace });
-        results.floor = await measureFloor({ connection, client, namespace, temporalPid, requests: REQUESTS, seconds: SECONDS, concurrencies: CONCURRENCIES });
+        results.floor = await measureFloor({ connection, client, namespace, temporalPid, requests: REQUESTS, seconds: SECONDS, concurrencies: CONCURRENCIES, httpClient: loadClient });
       } finally {
         await connection.close();
       }
@@ -72,14 +78,14 @@ async function main() {
           await addInstantModel(stack.db);
           key = (await addTenantKey(stack.db)).secret;
         }
-        const url = stack.url as string;
-        for (let i = 0; i < 50; i++) await call(url, key); // warm-up: bundles, caches, connections
+        const target = syncChatTarget(stack.url as string, key);
+        await loadClient.sequential(target, 50); // warm-up: bundles, caches, connections
         const direct: number[] = [];
         const pipeline: number[] = [];
         // Side by side: each pipeline request is paired with a direct call in the same loop.
         for (let i = 0; i < REQUESTS; i++) {
           direct.push(...(await directLatencies(1)));
-          pipeline.push(await call(url, key));
+          pipeline.push(...(await loadClient.sequential(target, 1)));
         }
         const mode = 'local_activities';
         results[mode] = {
@@ -89,13 +95,14 @@ async function main() {
           overhead_p99_ms: Math.round((percentile(pipeline, 99) - percentile(direct, 99)) * 100) / 100,
           throughput: [] as unknown[],
         };
-        for (const c of CONCURRENCIES) (results[mode] as { throughput: unknown[] }).throughput.push(await measureLoad(() => call(url, key), c, SECONDS, temporalPid));
+        for (const c of CONCURRENCIES) (results[mode] as { throughput: unknown[] }).throughput.push(await measureRemoteLoad(loadClient, target, c, SECONDS, { temporalPid, pgDir }));
         process.stderr.write(`${mode}: ${JSON.stringify(results[mode])}\n`);
       } finally {
         await stack.stop();
       }
     }
   } finally {
+    await loadClient.close();
     await infra.stop();
     await fs.rm(dir, { recursive: true, force: true });
   }

@@ -4,7 +4,8 @@
  * on embedded PostgreSQL, the instant model and an unlimited tenant, as the request workflow calls
  * them (each request's row inserted first, as the API does). Reports per request: the statements
  * `admit` and `complete` sent (pg's `Client.query`), this process's CPU
- * (Node: building, sending and reading the statements) and the wall time, both with the insert. The
+ * (Node: building, sending and reading the statements), PostgreSQL's CPU (the postmaster and its
+ * backends: parsing, planning and running them) and the wall time, all with the insert. The
  * CPU is the low-noise number on a shared machine; the wall time depends on PostgreSQL's share.
  *
  * Run: `npx tsx bench/request-steps.ts [--requests 2000] [--rounds 3]` (`npm run bench -- request-steps`).
@@ -21,6 +22,7 @@ import { migrateToLatest } from '../db/migrate.js';
 import { insertRequest } from '../db/repositories/requests.js';
 import { createControlActivities } from '../activities/index.js';
 import { addInstantModel, addTenantKey, machine, printResults, runBench } from './setup.js';
+import { postgresCpuMs } from './stats.js';
 
 const { values } = parseArgs({ options: { requests: { type: 'string', default: '2000' }, rounds: { type: 'string', default: '3' } } });
 const REQUESTS = Number(values.requests);
@@ -29,7 +31,8 @@ const ROUNDS = Number(values.rounds);
 async function main() {
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'sluice-bench-request-steps-'));
   await fs.chmod(dir, 0o755);
-  const server = await startEmbeddedPostgres({ dir: path.join(dir, 'pg'), port: await freePort(), database: 'sluice' });
+  const pgDir = path.join(dir, 'pg');
+  const server = await startEmbeddedPostgres({ dir: pgDir, port: await freePort(), database: 'sluice' });
   const { db } = createDb({ connectionString: server.url });
   let statements = 0;
   const query = pg.Client.prototype.query as (...args: unknown[]) => unknown;
@@ -66,6 +69,7 @@ async function main() {
       let admitComplete = 0;
       let wall = 0;
       const cpu0 = process.cpuUsage();
+      const pg0 = postgresCpuMs(pgDir);
       for (let i = 0; i < REQUESTS; i++) {
         const s0 = statements;
         const t0 = performance.now();
@@ -74,10 +78,12 @@ async function main() {
         admitComplete += statements - s0;
       }
       const cpu = process.cpuUsage(cpu0);
+      const pg1 = postgresCpuMs(pgDir);
       rounds.push({
         // Less the request row's insert.
         statements_per_request: Number((admitComplete / REQUESTS - 1).toFixed(2)),
         node_cpu_us_per_request: Math.round((cpu.user + cpu.system) / REQUESTS),
+        postgres_cpu_us_per_request: pg0 !== null && pg1 !== null ? Math.round(((pg1 - pg0) * 1000) / REQUESTS) : null,
         wall_ms_per_request: Number((wall / REQUESTS).toFixed(3)),
       });
     }

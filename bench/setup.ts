@@ -127,10 +127,16 @@ export async function addTenantKey(db: Db, budget: number | null = null, name = 
 
 const SYNC_BODY = JSON.stringify({ model: 'instant', messages: [{ role: 'user', content: 'benchmark' }], max_tokens: 2 });
 
+/** The request of {@link syncChat}, for the load client in its own process (`bench/load-client.ts`). */
+export function syncChatTarget(url: string, key: string): { url: string; headers: Record<string, string>; body: string } {
+  return { url: `${url}/v1/chat/completions`, headers: { Authorization: `Bearer ${key}`, 'Content-Type': 'application/json' }, body: SYNC_BODY };
+}
+
 /** One sync chat completion of the instant model through the API; its latency in ms (throws unless 200). */
 export async function syncChat(url: string, key: string): Promise<number> {
   const t = performance.now();
-  const res = await fetch(`${url}/v1/chat/completions`, { method: 'POST', headers: { Authorization: `Bearer ${key}`, 'Content-Type': 'application/json' }, body: SYNC_BODY });
+  const target = syncChatTarget(url, key);
+  const res = await fetch(target.url, { method: 'POST', headers: target.headers, body: target.body });
   if (res.status !== 200) throw new Error(`status ${res.status}: ${await res.text()}`);
   await res.arrayBuffer();
   return performance.now() - t;

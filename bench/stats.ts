@@ -1,5 +1,6 @@
 /** Statistics and measurements (process CPU and memory, a closed-loop load) shared by the benchmarks. */
 import { readFileSync, readdirSync } from 'node:fs';
+import path from 'node:path';
 
 /** The p-th percentile (nearest rank) of a sample, rounded to 0.01. */
 export function percentile(values: readonly number[], p: number): number {
@@ -32,6 +33,25 @@ export function cpuMs(pid: number | undefined): number | null {
   }
 }
 
+/** CPU ms of the embedded PostgreSQL in `dataDir`: the postmaster and its live children (the pool's backends stay for the run). */
+export function postgresCpuMs(dataDir: string | undefined): number | null {
+  if (dataDir === undefined) return null;
+  try {
+    const pid = Number(readFileSync(path.join(dataDir, 'postmaster.pid'), 'utf8').split('\n')[0]);
+    const children = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+    return [pid, ...children].reduce((sum, p) => sum + (cpuMs(p) ?? 0), 0);
+  } catch {
+    return null;
+  }
+}
+
+/** The processes whose CPU a load is charged with besides this one: the Temporal dev server, PostgreSQL (its data dir). */
+export interface LoadPids {
+  temporalPid: number | undefined;
+  /** The embedded PostgreSQL's data dir (`<SLUICE_DATA_DIR>/postgres`); none: no PostgreSQL column. */
+  pgDir?: string;
+}
+
 export interface Load {
   concurrency: number;
   requests: number;
@@ -40,16 +60,21 @@ export interface Load {
   rps: number;
   p50_ms: number;
   p99_ms: number;
-  /** CPU time per request of this process (API, workers, load generator) and of the Temporal dev server. */
-  cpu_ms_per_request: { node: number; temporal: number | null };
+  /**
+   * CPU time per request of this process (API and workers, and the load generator when it runs
+   * here: `load_generator` absent), of the Temporal dev server, of PostgreSQL (null: not measured)
+   * and of the load generator's own process when it has one (`bench/load-client.ts`).
+   */
+  cpu_ms_per_request: { node: number; temporal: number | null; postgres?: number | null; load_generator?: number };
 }
 
 /** Runs `call` from `concurrency` loops for `seconds`, with the CPU both processes spent per call. */
-export async function measureLoad(call: () => Promise<number>, concurrency: number, seconds: number, temporalPid: number | undefined): Promise<Load> {
+export async function measureLoad(call: () => Promise<number>, concurrency: number, seconds: number, temporalPid: number | undefined, pgDir?: string): Promise<Load> {
   const latencies: number[] = [];
   let errors = 0;
   const node0 = process.cpuUsage();
   const temporal0 = cpuMs(temporalPid);
+  const pg0 = postgresCpuMs(pgDir);
   const started = performance.now();
   const deadline = started + seconds * 1000;
   await Promise.all(Array.from({ length: concurrency }, async () => {
@@ -66,11 +91,15 @@ export async function measureLoad(call: () => Promise<number>, concurrency: numb
   const elapsedS = (performance.now() - started) / 1000;
   const node = process.cpuUsage(node0);
   const temporal1 = cpuMs(temporalPid);
+  const pg1 = postgresCpuMs(pgDir);
   const per = (ms: number) => Math.round((ms / latencies.length) * 10) / 10;
   return {
     concurrency, requests: latencies.length, errors, rps: Math.round((latencies.length / elapsedS) * 10) / 10,
     p50_ms: percentile(latencies, 50), p99_ms: percentile(latencies, 99),
-    cpu_ms_per_request: { node: per((node.user + node.system) / 1000), temporal: temporal0 !== null && temporal1 !== null ? per(temporal1 - temporal0) : null },
+    cpu_ms_per_request: {
+      node: per((node.user + node.system) / 1000), temporal: temporal0 !== null && temporal1 !== null ? per(temporal1 - temporal0) : null,
+      ...(pgDir !== undefined ? { postgres: pg0 !== null && pg1 !== null ? per(pg1 - pg0) : null } : {}),
+    },
   };
 }
 

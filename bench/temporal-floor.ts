@@ -4,11 +4,14 @@
  * the result's long poll) against the same dev server, with their workers in this process.
  * What they cost is what one workflow per request costs here before any of Sluice's work.
  */
+import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
+import express from 'express';
 import type { Client } from '@temporalio/client';
 import { Worker, type NativeConnection } from '@temporalio/worker';
 import { measureLoad, percentile, type Load } from './stats.js';
 import { FLOOR_POOL_QUEUE } from './floor-workflows.js';
+import { measureRemoteLoad, type LoadClient } from './load-client.js';
 
 const FLOOR_QUEUE = 'floor-control';
 export const FLOOR_WORKFLOWS = ['emptyWorkflow', 'oneActivityWorkflow', 'requestShapedWorkflow'] as const;
@@ -23,6 +26,13 @@ export interface FloorOptions {
   concurrencies: readonly number[];
   /** Which floors to measure. @default all of {@link FLOOR_WORKFLOWS} */
   workflows?: ReadonlyArray<(typeof FLOOR_WORKFLOWS)[number]>;
+  /**
+   * Also the one-activity floor behind a minimal HTTP route (`oneActivityHttp`: Express, a JSON
+   * body parsed, the workflow started and its result awaited, a JSON answer), called by this load
+   * client as the pipeline's sync requests are: how much of the gap to the floor is HTTP itself.
+   * An extra row; the floors above stay as they are. @default none
+   */
+  httpClient?: LoadClient;
 }
 
 export async function measureFloor(options: FloorOptions): Promise<Record<string, unknown>> {
@@ -54,10 +64,40 @@ export async function measureFloor(options: FloorOptions): Promise<Record<string
       results[workflow] = { p50_ms: percentile(sequential, 50), p99_ms: percentile(sequential, 99), throughput };
       process.stderr.write(`floor ${workflow}: ${JSON.stringify(results[workflow])}\n`);
     }
+    if (options.httpClient) {
+      results.oneActivityHttp = await measureBehindHttp(options, options.httpClient, () => `floor-http-${Date.now()}-${n++}`);
+      process.stderr.write(`floor oneActivityHttp: ${JSON.stringify(results.oneActivityHttp)}\n`);
+    }
   } finally {
     control.shutdown();
     pool.shutdown();
     await Promise.all(running);
   }
   return results;
+}
+
+/** The one-activity floor behind one Express route (see {@link FloorOptions.httpClient}). */
+async function measureBehindHttp(options: FloorOptions, loadClient: LoadClient, workflowId: () => string): Promise<Record<string, unknown>> {
+  const app = express();
+  app.post('/floor', express.json(), async (req, res) => {
+    try {
+      const handle = await options.client.workflow.start('oneActivityWorkflow', { taskQueue: FLOOR_QUEUE, workflowId: workflowId(), args: [String(req.body?.x ?? 'x')], requestEagerStart: true });
+      res.json({ out: await handle.result() });
+    } catch (err) {
+      res.status(500).json({ error: err instanceof Error ? err.message : String(err) });
+    }
+  });
+  const server = await new Promise<ReturnType<typeof app.listen>>((resolve, reject) => {
+    const s = app.listen(0, '127.0.0.1', (err?: Error) => (err ? reject(err) : resolve(s)));
+  });
+  try {
+    const target = { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/floor`, headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ x: 'x' }) };
+    await loadClient.sequential(target, 50); // warm-up
+    const sequential = await loadClient.sequential(target, options.requests);
+    const throughput: Load[] = [];
+    for (const c of options.concurrencies) throughput.push(await measureRemoteLoad(loadClient, target, c, options.seconds, { temporalPid: options.temporalPid }));
+    return { p50_ms: percentile(sequential, 50), p99_ms: percentile(sequential, 99), throughput };
+  } finally {
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  }
 }

@@ -3,6 +3,7 @@ import { Kysely, PostgresDialect } from 'kysely';
 import pg from 'pg';
 import type { Database } from './tables/index.js';
 import type { DbTimeouts } from '../contracts/limits.js';
+import { usePreparedNames } from './prepared-query.js';
 
 export type Db = Kysely<Database>;
 
@@ -66,6 +67,8 @@ export function createDb(options: DbOptions): { db: Db; pool: pg.Pool } {
   // when it is released.
   pool.on('connect', (client) => {
     client.on('error', () => undefined);
+    // The hot statements of `preparedQuery` go as named statements: parsed once per connection.
+    usePreparedNames(client);
   });
   const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
   return { db, pool };

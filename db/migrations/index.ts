@@ -26,6 +26,8 @@ import * as auditAppend from './2026-12-02-0711-audit-append.js';
 import * as experimentServingPerRequest from './2026-12-02-0801-experiment-serving-per-request.js';
 import * as quotaManySums from './2026-12-02-0831-quota-many-sums.js';
 import * as settleLockOrder from './2026-12-02-0841-settle-lock-order.js';
+import * as requestRollupGuard from './2026-12-02-0851-request-rollup-guard.js';
+import * as finishRequestsPlpgsql from './2026-12-02-0852-finish-requests-plpgsql.js';
 import * as complete from './2026-12-02-0811-complete.js';
 
 export const migrations: Record<string, Migration> = {
@@ -56,4 +58,6 @@ export const migrations: Record<string, Migration> = {
   '2026-12-02-0811-complete': complete,
   '2026-12-02-0831-quota-many-sums': quotaManySums,
   '2026-12-02-0841-settle-lock-order': settleLockOrder,
+  '2026-12-02-0851-request-rollup-guard': requestRollupGuard,
+  '2026-12-02-0852-finish-requests-plpgsql': finishRequestsPlpgsql,
 };

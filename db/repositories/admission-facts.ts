@@ -10,6 +10,7 @@
  */
 import { jsonArrayFrom, jsonObjectFrom } from 'kysely/helpers/postgres';
 import type { Db } from '../database.js';
+import { preparedQuery } from '../prepared-query.js';
 import type { BreakerState } from '../../domain/circuit-breaker.js';
 import type { TokenPrice } from '../../domain/cost.js';
 import type { CircuitRow, Deployment, ExperimentRow } from '../tables/index.js';
@@ -43,21 +44,29 @@ function dateOrNull(v: unknown): Date | null {
   return v === null || v === undefined ? null : dateOf(v);
 }
 
+/**
+ * The statement of {@link admissionFacts}, built and compiled once (`db/prepared-query.ts`): its
+ * six JSON columns keep their type whatever a migration adds to the tables under them.
+ */
+const admissionFactsQuery = preparedQuery(
+  { keyId: 'string', tenantId: 'string', model: 'string', at: 'date' },
+  (db, { keyId, tenantId, model, at }) => db.selectNoFrom((eb) => [
+    jsonObjectFrom(authorizationFactsQuery(db, keyId, model)).as('authorization'),
+    jsonArrayFrom(runningExperimentsQuery(db, model, tenantId).select((e) => [
+      jsonArrayFrom(variantsQuery(db).whereRef('experiment_variants.experiment_id', '=', e.ref('experiments.id'))).as('variants'),
+    ])).as('running'),
+    jsonObjectFrom(promotedDefaultQuery(db, model, tenantId)).as('promoted'),
+    jsonObjectFrom(maxPriceQuery(db, model, at)).as('max_price'),
+    jsonArrayFrom(activeDeploymentsQuery(db, model)).as('deployments'),
+    jsonArrayFrom(eb.selectFrom('circuit_state').selectAll().where('deployment_id', 'in', activeDeploymentsOf(db, model).select('id'))).as('circuits'),
+  ]),
+);
+
 /** The reads of one request's admission for `model` at `at`, in one round trip. */
 export async function admissionFacts(db: Db, input: { keyId: string; tenantId: string; model: string; at: Date }): Promise<AdmissionFacts> {
-  const { keyId, tenantId, model, at } = input;
-  const row = await db
-    .selectNoFrom((eb) => [
-      jsonObjectFrom(authorizationFactsQuery(db, keyId, model)).as('authorization'),
-      jsonArrayFrom(runningExperimentsQuery(db, model, tenantId).select((e) => [
-        jsonArrayFrom(variantsQuery(db).whereRef('experiment_variants.experiment_id', '=', e.ref('experiments.id'))).as('variants'),
-      ])).as('running'),
-      jsonObjectFrom(promotedDefaultQuery(db, model, tenantId)).as('promoted'),
-      jsonObjectFrom(maxPriceQuery(db, model, at)).as('max_price'),
-      jsonArrayFrom(activeDeploymentsQuery(db, model)).as('deployments'),
-      jsonArrayFrom(eb.selectFrom('circuit_state').selectAll().where('deployment_id', 'in', activeDeploymentsOf(db, model).select('id'))).as('circuits'),
-    ])
-    .executeTakeFirstOrThrow();
+  const { rows } = await db.executeQuery(admissionFactsQuery(db, input));
+  const row = rows[0];
+  if (!row) throw new Error('admissionFacts returned no row');
   const auth = row.authorization as (AuthorizationFactsRow & Record<string, unknown>) | null;
   const running = row.running as unknown as Array<ExperimentRow & { variants: ExperimentVariant[] }>;
   const promoted = row.promoted as { id: string; name: string; overrides: PromotedDefault['overrides'] } | null;

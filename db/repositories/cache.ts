@@ -3,6 +3,7 @@
  * statement scoped by the tenant; the tenant's settings and generation; invalidation and erase.
  */
 import { sql } from 'kysely';
+import { preparedQuery } from '../prepared-query.js';
 import type { Db } from '../database.js';
 import type { CachedResponseBody } from '../tables/index.js';
 
@@ -163,8 +164,12 @@ export async function hasStreamChunk(db: Db, requestId: string, attempt: string)
   return row !== undefined;
 }
 
+/** The statement of {@link requestCacheStatus}, compiled once and named (every sync request reads it). */
+const requestCacheStatusQuery = preparedQuery({ requestId: 'string', tenantId: 'string' }, (db, { requestId, tenantId }) => db
+  .selectFrom('requests').select('cache').where('id', '=', requestId).where('tenant_id', '=', tenantId));
+
 /** The request's recorded cache status (null: not consulted, or no such request of the tenant). */
 export async function requestCacheStatus(db: Db, requestId: string, tenantId: string): Promise<'hit' | 'miss' | null> {
-  const row = await db.selectFrom('requests').select('cache').where('id', '=', requestId).where('tenant_id', '=', tenantId).executeTakeFirst();
+  const row = (await db.executeQuery(requestCacheStatusQuery(db, { requestId, tenantId }))).rows[0];
   return row?.cache ?? null;
 }

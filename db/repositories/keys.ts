@@ -3,6 +3,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import type { Db } from '../database.js';
 import type { ApiKey, ModelKind, Role, Tenant } from '../tables/index.js';
 import { newId } from '../../domain/ids.js';
+import { preparedQuery } from '../prepared-query.js';
 
 /** Length of the visible prefix kept with the hash (`sk-` + 8 characters). */
 const PREFIX_LENGTH = 11;
@@ -47,15 +48,17 @@ export async function createKey(db: Db, input: CreateKeyInput): Promise<{ key: A
 
 export type KeyWithTenant = ApiKey & { tenant: Pick<Tenant, 'id' | 'status' | 'allowed_models'> | null };
 
+/** The statement of {@link findKeyBySecret}, compiled once (every API request runs it); `k.*`: sent unnamed. */
+const keyByHashQuery = preparedQuery({ hash: 'string' }, (db, { hash }) => db
+  .selectFrom('api_keys as k')
+  .leftJoin('tenants as t', 't.id', 'k.tenant_id')
+  .selectAll('k')
+  .select(['t.status as tenant_status', 't.allowed_models as tenant_allowed_models'])
+  .where('k.hash', '=', hash), { named: false });
+
 /** Finds a key by its secret's hash, with its tenant's status. Does not judge validity. */
 export async function findKeyBySecret(db: Db, secret: string): Promise<KeyWithTenant | null> {
-  const row = await db
-    .selectFrom('api_keys as k')
-    .leftJoin('tenants as t', 't.id', 'k.tenant_id')
-    .selectAll('k')
-    .select(['t.status as tenant_status', 't.allowed_models as tenant_allowed_models'])
-    .where('k.hash', '=', hashKey(secret))
-    .executeTakeFirst();
+  const row = (await db.executeQuery(keyByHashQuery(db, { hash: hashKey(secret) }))).rows[0];
   if (!row) return null;
   const { tenant_status, tenant_allowed_models, ...key } = row;
   return {

@@ -2,6 +2,7 @@
 import { sql } from 'kysely';
 import type { Db } from '../database.js';
 import type { RequestRow, RequestKind, RequestStatus } from '../tables/index.js';
+import { preparedQuery } from '../prepared-query.js';
 
 export interface NewRequest {
   id: string;
@@ -13,22 +14,28 @@ export interface NewRequest {
   bodyHash: string;
 }
 
-/** Inserts the request, or returns the existing row with the same ID (idempotent retry). */
-export async function insertRequest(db: Db, r: NewRequest): Promise<{ created: boolean; row: RequestRow }> {
-  const inserted = await db
+/** The insert of {@link insertRequest}, compiled once (every request runs it); it returns `*`: sent unnamed. */
+const insertRequestQuery = preparedQuery(
+  { id: 'string', tenantId: 'string', keyId: 'string', kind: 'string', model: 'string', idempotencyKey: 'string-or-null', bodyHash: 'string' },
+  (db, r) => db
     .insertInto('requests')
     .values({
       id: r.id,
       tenant_id: r.tenantId,
       key_id: r.keyId,
-      kind: r.kind,
+      kind: r.kind as RequestKind,
       model: r.model,
       idempotency_key: r.idempotencyKey,
       body_hash: r.bodyHash,
     })
     .onConflict((oc) => oc.column('id').doNothing())
-    .returningAll()
-    .executeTakeFirst();
+    .returningAll(),
+  { named: false },
+);
+
+/** Inserts the request, or returns the existing row with the same ID (idempotent retry). */
+export async function insertRequest(db: Db, r: NewRequest): Promise<{ created: boolean; row: RequestRow }> {
+  const inserted = (await db.executeQuery(insertRequestQuery(db, r))).rows[0];
   if (inserted) return { created: true, row: inserted };
   const row = await db.selectFrom('requests').selectAll().where('id', '=', r.id).executeTakeFirstOrThrow();
   return { created: false, row };
