@@ -8,7 +8,7 @@
  * too); `--floor` also runs the pipeline's floor workflows (`temporal-floor.ts`, the same code on
  * both sides) first in each round, on its own dev server, so each round has its floor.
  *
- * Run: `npx tsx bench/ab.ts [--base REV] [--rounds N] [--floor] pipeline|batch ...`
+ * Run: `npx tsx bench/ab.ts [--base REV] [--rounds N] [--floor] pipeline|batch|request-steps|llama-batched ...`
  * (`npm run bench -- ab-pipeline ab-batch`; `ab-sync`: the sync path against its floor, issue 18).
  */
 import { execFileSync, spawn } from 'node:child_process';
@@ -49,6 +49,15 @@ const COMMANDS: Record<string, { base: string[]; head: string[]; instrument?: re
     base: ['bench/request-steps.ts', '--requests', '1000', '--rounds', '1'],
     head: ['bench/request-steps.ts', '--requests', '1000', '--rounds', '1'],
     instrument: ['bench/request-steps.ts', 'bench/stats.ts'],
+  },
+  // Batched decoding (issue 18 target 3) at the widths where batching is in play, short (the
+  // alternation gives the rounds): node-llama-cpp's default batching directly beside the worker,
+  // interleaved: the instrument (this checkout's bench and the batching
+  // strategy its `full` mode uses) is the same on both sides; only the worker's backend differs.
+  'llama-batched': {
+    base: ['bench/llama-batched.ts', '--widths', '2,4,8', '--tokens', '32', '--rounds', '1', '--threads', '1', '--modes', 'evaluate,worker'],
+    head: ['bench/llama-batched.ts', '--widths', '2,4,8', '--tokens', '32', '--rounds', '1', '--threads', '1', '--modes', 'evaluate,worker'],
+    instrument: ['bench/llama-batched.ts', 'activities/backends/llama-cpp/full-batches.ts'],
   },
 };
 
@@ -137,6 +146,15 @@ function headline(name: string, r: any): Record<string, number | null> {
       'postgres cpu us/request': round.postgres_cpu_us_per_request ?? null,
       'wall ms/request': round.wall_ms_per_request ?? null,
     };
+  }
+  if (name === 'llama-batched') {
+    // Per width: the worker's median tokens/s, and its median ratio to the direct API of the same rounds.
+    const rows: any[] = r.rows ?? [];
+    return Object.fromEntries(rows.flatMap((row) => [
+      [`w${row.width} worker tok/s`, row.tokens_per_s?.worker?.median ?? null],
+      [`w${row.width} evaluate tok/s`, row.tokens_per_s?.evaluate?.median ?? null],
+      [`w${row.width} worker / evaluate`, row.worker_over?.evaluate?.median ?? null],
+    ]));
   }
   return {
     'lines/s running': r.lines_per_second_running ?? null,

@@ -3,7 +3,8 @@
  * path through it.
  *
  * One model, one context holding `slots` sequences: requests that run at the same time share the
- * context and node-llama-cpp batches their decoding. A request takes a free sequence (or waits for
+ * context and node-llama-cpp batches their decoding, every generating sequence in every step
+ * (`llama-cpp/full-batches.ts`). A request takes a free sequence (or waits for
  * one in the {@link SlotQueue}), evaluates its prompt, samples token by token with the low-level
  * sequence API, and always erases the sequence's KV state before handing it on. Tools: described
  * through the chat wrapper, a forced call under a JSON-schema grammar, an `auto` call under the
@@ -42,6 +43,7 @@ import {
   type InferenceBackend,
 } from './types.js';
 import { faultGuard } from './llama-cpp/fault-guard.js';
+import { createFullBatchStrategy } from './llama-cpp/full-batches.js';
 import { decodeContent, generateOnSequence, switchedCallText } from './llama-cpp/generate-on-sequence.js';
 import { createPromptPreparer, tokenizeRawPrompt } from './llama-cpp/prompt-preparer.js';
 import { SlotQueue } from './llama-cpp/slot-queue.js';
@@ -83,6 +85,8 @@ export interface LlamaCppBackendOptions {
    * @default 16
    */
   progressEveryTokens?: number;
+  /** Called with the number of sequences in each decode step (see llama-cpp/full-batches.ts). @default undefined */
+  onBatch?: ((sequences: number) => void) | undefined;
 }
 
 /** The llama.cpp backend: the common contract plus what callers need to size requests. */
@@ -220,8 +224,12 @@ function toBackendFailure(error: unknown, signal: AbortSignal): unknown {
   return new BackendError('unavailable', `llama.cpp generation failed: ${message}`);
 }
 
-/** Loads the model and creates the shared context; disposes what it made if a later step fails. */
-async function loadModelAndContext(options: LlamaCppBackendOptions, llama: Llama) {
+/**
+ * Loads the model and creates the shared context, whose decode steps wait for every generating
+ * sequence (`generating`: how many are; llama-cpp/full-batches.ts); disposes what it made if a
+ * later step fails.
+ */
+async function loadModelAndContext(options: LlamaCppBackendOptions, llama: Llama, generating: () => number) {
   const model = await llama.loadModel({ modelPath: options.modelPath });
   try {
     const contextSize = options.contextSize ?? Math.min(model.trainContextSize, DEFAULT_MAX_CONTEXT_SIZE);
@@ -229,6 +237,7 @@ async function loadModelAndContext(options: LlamaCppBackendOptions, llama: Llama
       sequences: options.slots,
       contextSize,
       threads: options.threads,
+      batching: { itemPrioritizationStrategy: createFullBatchStrategy({ generating, onBatch: options.onBatch }) },
     });
     return { model, context };
   } catch (error) {
@@ -266,7 +275,9 @@ export async function createLlamaCppBackend(options: LlamaCppBackendOptions): Pr
   if (!Number.isInteger(options.slots) || options.slots < 1) throw new Error('slots must be a positive integer');
   const ownsLlama = options.llama === undefined;
   const llama = options.llama ?? (await getLlama({ build: 'never', gpu: options.gpu ?? false }));
-  const { model, context } = await loadModelAndContext(options, llama).catch(async (error: unknown) => {
+  /** Requests inside their sampling loop: each queues a token for every decode step. */
+  let generating = 0;
+  const { model, context } = await loadModelAndContext(options, llama, () => generating).catch(async (error: unknown) => {
     if (ownsLlama) await llama.dispose();
     throw error;
   });
@@ -325,7 +336,10 @@ export async function createLlamaCppBackend(options: LlamaCppBackendOptions): Pr
         fault: guard.fault, faulted: () => faulted, grammar, tokenBias, callSwitch,
         onToken: deltas ? (tokens: readonly Token[]) => deltas.update(model.detokenize(tokens.filter((t) => !prompt.stopTokens.has(t)), false)) : undefined,
       };
-      const outcome = await generateOnSequence(model, sequence, input, generated);
+      generating++;
+      const outcome = await generateOnSequence(model, sequence, input, generated).finally(() => {
+        generating--;
+      });
       const switched = outcome.switched;
       const content = switched !== null ? switched.content : decodeContent(model, outcome);
       deltas?.finish(content);
