@@ -2,7 +2,8 @@
  * The response cache's steps (README "Response cache"), on the control worker: `lookupCache`
  * after admission (L1 in this process, else the shared table, which fills L1), `storeCache` after a
  * generated answer was settled, `completeFromCache` in place of `complete` for a hit (settled at
- * the model's cache price, marked `cached`, audited; no circuit is touched: no deployment ran).
+ * the model's cache price, marked `cached`, audited, in one statement: `sluice_complete` with
+ * `p_cached`; no circuit is touched: no deployment ran).
  * The L1 belongs to the factory's closure: one per worker process, bounded (`cache-lru.ts`).
  */
 import type { Db } from '../db/database.js';
@@ -14,8 +15,11 @@ import { cacheKey } from '../domain/cache-key.js';
 import { cacheSettings, cacheTotals, getCacheEntry, hasStreamChunk, putCacheEntry, setRequestCacheStatus } from '../db/repositories/cache.js';
 import { isStreamClosedError, publishChunk } from '../db/repositories/streams.js';
 import { createLru } from './cache-lru.js';
-import type { SettleInput } from './ledger.js';
-import type { OutcomeInput } from './audit.js';
+import { completeRequest } from '../db/repositories/completion.js';
+import { afterSettle, type SettleInput } from './ledger.js';
+import { afterOutcomes, outcomeEntry, requestOutcomeOf, safeOutcome, type OutcomeInput } from './audit.js';
+import type { EventPublisher } from './events.js';
+import type { Logger } from '../runtime/logger.js';
 
 /** The stream attempt name of a replayed answer (`stream_chunks.attempt`). */
 export const CACHE_STREAM_ATTEMPT = 'cache';
@@ -63,11 +67,10 @@ export interface CacheDeps {
   now: () => Date;
   metrics: Metrics | null;
   config: ResponseCacheConfig;
-  /** The ledger and audit steps a hit completes with. */
-  steps: {
-    settle(input: SettleInput): Promise<{ costMicros: number }>;
-    recordOutcome(input: OutcomeInput): Promise<void>;
-  };
+  /** Where a hit's settle and outcome publish their events (`budget.threshold`, `job.*`). */
+  events: EventPublisher;
+  /** Where a failure's raw detail goes (a hit's outcome has none). */
+  log: Logger | null;
 }
 
 /** Bytes an answer takes (UTF-8 JSON), as stored and as counted against the caps. */
@@ -154,14 +157,20 @@ export function createCacheActivities(deps: CacheDeps) {
     },
 
     /**
-     * Completes a request answered from the cache: the usage row (`cached`, at the model's cache
-     * price; the ledger prices and marks it) and the reservation settled, then the outcome audited and
-     * recorded. Unlike `complete`, no circuit is touched. Idempotent like its steps.
+     * Completes a request answered from the cache in one statement (`sluice_complete` with
+     * `p_cached`, migration 0811): the usage row priced at the model's cache price and marked
+     * `cached`, settled exactly once per request and step; the outcome on the request row; its
+     * audit row (`cached`, with the settled cost). Unlike `complete`, no circuit is touched (the
+     * statement's circuit reading is ignored). A retry finds all of it done and returns the first
+     * call's cost. Name, input and result as before (settle then recordOutcome), so histories replay.
      */
     async completeFromCache(input: { settle: SettleInput; outcome: OutcomeInput }): Promise<{ costMicros: number }> {
-      const { costMicros } = await deps.steps.settle({ ...input.settle, cached: true });
-      await deps.steps.recordOutcome({ ...input.outcome, summary: { ...input.outcome.summary, cost_micros: costMicros, cached: true } });
-      return { costMicros };
+      const settle: SettleInput = { ...input.settle, cached: true };
+      const outcome = safeOutcome(deps, { ...input.outcome, summary: { ...input.outcome.summary, cached: true } });
+      const r = await completeRequest(deps.db, { usage: settle, audit: outcomeEntry(outcome, deps.now()), outcome: requestOutcomeOf(outcome) });
+      await afterSettle(deps, settle, r);
+      await afterOutcomes(deps, [{ ...outcome, summary: { ...outcome.summary, cost_micros: r.costMicros } }], r.finished ? [r.finished] : []);
+      return { costMicros: r.costMicros };
     },
   };
 }

@@ -75,7 +75,7 @@ export function createControlActivities(deps: ControlDeps) {
     ...steps,
     ...createAdmissionActivities(steps, Math.random, () => createChunkSteps(full, steps), createAdmitSteps(full, steps), createCompleteStep(full, steps)),
     ...createCompletionPromptActivities(full, steps),
-    ...createCacheActivities({ ...full, config: deps.responseCache ?? DEFAULT_RESPONSE_CACHE_CONFIG, steps }),
+    ...createCacheActivities({ ...full, config: deps.responseCache ?? DEFAULT_RESPONSE_CACHE_CONFIG }),
     ...createBillingActivities(full),
     ...createBatchActivities(full),
     ...createReconcileActivities(full),

@@ -44,6 +44,11 @@ const COMMANDS: Record<string, { base: string[]; head: string[]; instrument?: re
     base: ['bench/batch.ts', '--lines', '10000'],
     head: ['bench/batch.ts', '--lines', '10000'],
   },
+  // The response cache's hit and miss (`bench/cache.ts`, its own floor inside each side's run).
+  cache: {
+    base: ['bench/cache.ts', '--requests', '200', '--seconds', '5'],
+    head: ['bench/cache.ts', '--requests', '200', '--seconds', '5'],
+  },
   // The request's two local activities without Temporal: the instrument is this checkout's file on both sides.
   'request-steps': {
     base: ['bench/request-steps.ts', '--requests', '1000', '--rounds', '1'],
@@ -136,6 +141,19 @@ function headline(name: string, r: any): Record<string, number | null> {
       'temporal cpu ms/req c=32': at(32).cpu_ms_per_request?.temporal ?? null,
       'postgres cpu ms/req c=32': at(32).cpu_ms_per_request?.postgres ?? null,
       'load generator cpu ms/req c=32': at(32).cpu_ms_per_request?.load_generator ?? null,
+    };
+  }
+  if (name === 'cache') {
+    const rps = (rows: any[] | undefined, c: number) => rows?.find((t: any) => t.concurrency === c) ?? {};
+    const hit32 = rps(r.throughput?.hit, 32);
+    return {
+      'hit p50 ms': r.latency?.hit?.p50_ms ?? null,
+      'miss p50 ms': r.latency?.miss?.p50_ms ?? null,
+      'hit req/s c=32': hit32.rps ?? null,
+      'hit node cpu ms/req c=32': hit32.cpu_ms_per_request?.node ?? null,
+      'hit temporal cpu ms/req c=32': hit32.cpu_ms_per_request?.temporal ?? null,
+      'miss req/s c=32': rps(r.throughput?.miss, 32).rps ?? null,
+      'one-activity floor req/s c=32': rps(r.floor?.oneActivityWorkflow?.throughput, 32).rps ?? null,
     };
   }
   if (name === 'request-steps') {

@@ -41,6 +41,8 @@ const BENCHMARKS: Record<string, string[]> = {
   'ab-sync-main': ['bench/ab.ts', '--base', '5c630ee', '--rounds', '2', '--floor', 'pipeline'],
   'ab-request-steps-main': ['bench/ab.ts', '--base', '5c630ee', '--rounds', '2', 'request-steps'],
   'request-steps': ['bench/request-steps.ts', '--requests', '2000', '--rounds', '3'],
+  // S-B (2026-12-02, third session): a cache hit's completion in one statement, against 5c630ee.
+  'ab-cache-hit': ['bench/ab.ts', '--base', '5c630ee', '--rounds', '2', 'cache'],
   'ab-request-steps': ['bench/ab.ts', '--base', '556efdd', '--rounds', '3', 'request-steps'],
   'llama-threads-1': ['bench/llama-throughput.ts', '--threads', '1', '--parallel', '4', '--tokens', '64', '--runs', '5'],
   'llama-threads-2': ['bench/llama-throughput.ts', '--threads', '2', '--parallel', '4', '--tokens', '64', '--runs', '5'],
@@ -70,6 +72,7 @@ async function run(name: string, args: string[]): Promise<string> {
 
 /** Run only when named. */
 const ON_REQUEST = new Set(['batch-100k', 'batch-1m', 'ab-pipeline', 'ab-batch', 'ab-batch-chunk', 'ab-batch-b1', 'ab-batch-b2', 'ab-sync', 'ab-sync-workflows', 'ab-request-steps', 'cluster', 'soak', 'ab-sync-main', 'ab-request-steps-main', 'ab-llama-batched']);
+const ON_REQUEST = new Set(['batch-100k', 'batch-1m', 'ab-pipeline', 'ab-batch', 'ab-batch-chunk', 'ab-batch-b1', 'ab-sync', 'ab-sync-workflows', 'ab-request-steps', 'ab-cache-hit', 'cluster', 'soak']);
 
 const wanted = process.argv.slice(2);
 await fs.mkdir(path.join(ROOT, 'bench/results'), { recursive: true });

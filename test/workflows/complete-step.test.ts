@@ -4,10 +4,13 @@
  * `recordOutcome`): the same usage row, reservation, spend, request row and audit data; a retry
  * settles, finishes and audits nothing twice; the audit chain verifies; a tenant's negotiated
  * price and a cache hit's price apply; a half-open circuit's probe success closes it; and the
- * cost in SQL (`sluice_usage_cost`) is `usageCostMicros`.
+ * cost in SQL (`sluice_usage_cost`) is `usageCostMicros`. A response-cache hit's
+ * `completeFromCache` is the same one statement (`p_cached`): what `settle` (cached) →
+ * `recordOutcome` wrote, no circuit touched.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sql } from 'kysely';
+import pg from 'pg';
 import { createDatabase } from '../support/stack.js';
 import { createDb, type Db } from '../../db/database.js';
 import { migrateToLatest } from '../../db/migrate.js';
@@ -144,5 +147,50 @@ describe('complete in one statement', () => {
         }
       }
     }
+  });
+
+  it('completes a cache hit in one statement: what settle (cached) then recordOutcome wrote, once, no circuit touched', async () => {
+    const a = await tenantKey();
+    const b = await tenantKey();
+    await db.updateTable('models').set({ cache_micros_per_mtok: 1_500_000 }).where('id', '=', 'm').execute();
+    const hit = await admitted(a, 'req_hit_one', { cached: true, latencyMs: 0 });
+    const old = await admitted(b, 'req_hit_old', { cached: true, latencyMs: 0 });
+    await db.updateTable('circuit_state').set({ state: 'half_open', failures: 3, opened_at: new Date(Date.now() - 60_000), probe_started_at: new Date() })
+      .where('deployment_id', '=', 'm-local').execute();
+    const circuit = () => db.selectFrom('circuit_state').select(['state', 'failures']).where('deployment_id', '=', 'm-local').executeTakeFirstOrThrow();
+    const before = await circuit();
+    // Statements sent while the hit completes (pg's Client.query, as bench/round-trips.ts counts them).
+    const query = pg.Client.prototype.query as (...args: unknown[]) => unknown;
+    let statements = 0;
+    pg.Client.prototype.query = function counted(this: pg.Client, ...args: unknown[]) {
+      statements += 1;
+      return query.apply(this, args);
+    } as typeof pg.Client.prototype.query;
+    let r1: { costMicros: number };
+    try {
+      r1 = await acts.completeFromCache(hit);
+    } finally {
+      pg.Client.prototype.query = query as typeof pg.Client.prototype.query;
+    }
+    expect(statements).toBe(1);
+    expect(r1).toEqual({ costMicros: 15 }); // 10 tokens at 1.5 micro-USD
+    expect(await acts.completeFromCache(hit)).toEqual(r1);
+    // The steps it replaces, as the activity ran them before.
+    const { costMicros } = await acts.settle({ ...old.settle, cached: true });
+    await acts.recordOutcome({ ...old.outcome, summary: { ...old.outcome.summary, cost_micros: costMicros, cached: true } });
+    expect(costMicros).toBe(15);
+    const w1 = await written('req_hit_one');
+    expect(w1).toEqual(await written('req_hit_old'));
+    expect(w1.usage).toEqual([expect.objectContaining({ cached: true, billable: true, price_id: null, tenant_price_id: null, cost_micros: 15 })]);
+    expect(w1.audit).toHaveLength(1);
+    expect(w1.audit[0]?.data).toMatchObject({ cached: true, cost_micros: 15 });
+    expect(w1.request).toMatchObject({ status: 'succeeded', pool: 'local' });
+    expect(w1.reservation.status).toBe('settled');
+    expect(await spend(a.tenantId)).toEqual({ spent_micros: 15, reserved_micros: 0 });
+    expect(await spend(a.tenantId)).toEqual(await spend(b.tenantId));
+    expect(await circuit()).toEqual(before);
+    await db.updateTable('circuit_state').set({ state: 'closed', failures: 0, opened_at: null, probe_started_at: null }).where('deployment_id', '=', 'm-local').execute();
+    await db.updateTable('models').set({ cache_micros_per_mtok: 0 }).where('id', '=', 'm').execute();
+    expect(await verifyAudit(db, { full: true })).toMatchObject({ ok: true });
   });
 });
