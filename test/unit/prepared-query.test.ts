@@ -39,7 +39,9 @@ describe('preparedQuery', () => {
     const named = preparedQuery({ id: 'string' }, (_db, { id }) => db.selectFrom('tenants').select('name').where('id', '=', id));
     const unnamed = preparedQuery({ id: 'string' }, (_db, { id }) => db.selectFrom('tenants').selectAll().where('id', '=', id), { named: false });
     const calls: unknown[][] = [];
-    const client = { query: async (...args: unknown[]) => { calls.push(args); return { rows: [] }; } } as unknown as pg.PoolClient;
+    // The query on the prototype, as pg.Client's: usePreparedNames looks it up there at each call.
+    class FakeClient { async query(...args: unknown[]) { calls.push(args); return { rows: [] }; } }
+    const client = new FakeClient() as unknown as pg.PoolClient;
     usePreparedNames(client);
     const a = named(db, { id: 't1' });
     const b = unnamed(db, { id: 't2' });
