@@ -71,9 +71,15 @@ function compileTemplate<S extends Record<string, Kind>, R>(db: Db, spec: S, bui
 export function preparedQuery<S extends Record<string, Kind>, R>(
   spec: S, build: (db: Db, p: Inputs<S>) => Compilable<R>, options: { named?: boolean } = {},
 ): (db: Db, values: Inputs<S>) => CompiledQuery<R> {
-  let template: Template<R> | null = null;
+  // One template per `Db`: compiled through that Db's own plugins (a test's statement counter or
+  // fault injection), never another's. A process has one Db, so this compiles once there.
+  const templates = new WeakMap<Db, Template<R>>();
   return (db, values) => {
-    template ??= compileTemplate(db, spec, build, options.named ?? true);
+    let template = templates.get(db);
+    if (template === undefined) {
+      template = compileTemplate(db, spec, build, options.named ?? true);
+      templates.set(db, template);
+    }
     const parameters = template.slots.map((s) => ('input' in s ? (values as Record<string, unknown>)[s.input] : s.constant));
     return { ...template.compiled, parameters, queryId: createQueryId() };
   };
