@@ -18,6 +18,7 @@ import { createLru } from './cache-lru.js';
 import { completeRequest } from '../db/repositories/completion.js';
 import { afterSettle, type SettleInput } from './ledger.js';
 import { afterOutcomes, outcomeEntry, requestOutcomeOf, safeOutcome, type OutcomeInput } from './audit.js';
+import { withCost } from './admission.js';
 import type { EventPublisher } from './events.js';
 import type { Logger } from '../runtime/logger.js';
 
@@ -169,7 +170,7 @@ export function createCacheActivities(deps: CacheDeps) {
       const outcome = safeOutcome(deps, { ...input.outcome, summary: { ...input.outcome.summary, cached: true } });
       const r = await completeRequest(deps.db, { usage: settle, audit: outcomeEntry(outcome, deps.now()), outcome: requestOutcomeOf(outcome) });
       await afterSettle(deps, settle, r);
-      await afterOutcomes(deps, [{ ...outcome, summary: { ...outcome.summary, cost_micros: r.costMicros } }], r.finished ? [r.finished] : []);
+      await afterOutcomes(deps, [withCost(outcome, r.costMicros)], r.finished ? [r.finished] : []);
       return { costMicros: r.costMicros };
     },
   };
