@@ -16,6 +16,8 @@ export type LineSlots = <T>(run: () => Promise<T>) => Promise<T>;
 
 /** `limit` slots; a `run` given while one is free starts at once (synchronously). */
 export function lineSlots(limit: number): LineSlots {
+  // Fewer than one slot would leave every run waiting forever.
+  if (!Number.isInteger(limit) || limit < 1) throw new RangeError(`lineSlots: limit must be a positive integer, got ${limit}`);
   let running = 0;
   const waiting: Array<() => void> = [];
   const next = () => {

@@ -13,6 +13,11 @@ function deferred() {
 }
 
 describe('lineSlots', () => {
+  it('refuses fewer than one slot (every run would wait forever)', () => {
+    for (const limit of [0, -1, 1.5, Number.NaN]) expect(() => lineSlots(limit)).toThrow(RangeError);
+    expect(() => lineSlots(1)).not.toThrow();
+  });
+
   it('starts at most limit runs, the next in order as one ends, whichever way it ends', async () => {
     const slot = lineSlots(2);
     const started: number[] = [];
