@@ -79,8 +79,10 @@ describe('llama.cpp backend decode steps', () => {
     for (const result of results) expect(result).toEqual(alone);
     // One step for the prompts and one per generated token but the last, each with all 4
     // sequences (node-llama-cpp's default left one out of each step: `tokens × 4 / 3` steps of 3).
-    expect(steps.filter((n) => n === SLOTS).length).toBeGreaterThanOrEqual(tokens - 1);
-    expect(steps.length).toBeLessThanOrEqual(tokens + 1);
+    // Bounds with room for a step that went without a late sequence on a loaded machine (the wait
+    // is bounded); the default dispatch gives none of 4 and ~tokens × 4 / 3 steps, out of both.
+    expect(steps.filter((n) => n === SLOTS).length).toBeGreaterThanOrEqual(Math.floor(0.8 * tokens));
+    expect(steps.length).toBeLessThanOrEqual(Math.ceil(1.2 * tokens) + 1);
   });
 
   it('two generations share their steps, the second starting mid-way through the first', async () => {

@@ -75,6 +75,7 @@ describe('a batch whose lines all fall back', () => {
     expect(billed.every((u) => u.deployment_id === 'fb-good')).toBe(true);
     const held = await stack.db.selectFrom('reservations').select(['request_id']).where('status', '=', 'held').execute();
     expect(held).toEqual([]);
-    expect(good.calls).toBe(LINES);
+    // Every line reached the serving upstream (a retried inference may call it again; billing above is once).
+    expect(good.calls).toBeGreaterThanOrEqual(LINES);
   }, 420_000);
 });
