@@ -64,6 +64,12 @@ const COMMANDS: Record<string, { base: string[]; head: string[]; instrument?: re
     head: ['bench/llama-batched.ts', '--widths', '2,4,8', '--tokens', '32', '--rounds', '1', '--threads', '1', '--modes', 'evaluate,worker'],
     instrument: ['bench/llama-batched.ts', 'activities/backends/llama-cpp/full-batches.ts'],
   },
+  // The same at 2 threads and 64 tokens, for a quiet machine (one step's cost nearer flat over widths).
+  'llama-batched-2t': {
+    base: ['bench/llama-batched.ts', '--widths', '2,4,8', '--tokens', '64', '--rounds', '1', '--threads', '2', '--modes', 'evaluate,worker'],
+    head: ['bench/llama-batched.ts', '--widths', '2,4,8', '--tokens', '64', '--rounds', '1', '--threads', '2', '--modes', 'evaluate,worker'],
+    instrument: ['bench/llama-batched.ts', 'activities/backends/llama-cpp/full-batches.ts'],
+  },
 };
 
 /** The floor workflows alone (`bench/pipeline.ts --modes floor`); fewer requests than a side's (three workflows to measure). */
@@ -165,7 +171,7 @@ function headline(name: string, r: any): Record<string, number | null> {
       'wall ms/request': round.wall_ms_per_request ?? null,
     };
   }
-  if (name === 'llama-batched') {
+  if (name === 'llama-batched' || name === 'llama-batched-2t') {
     // Per width: the worker's median tokens/s, and its median ratio to the direct API of the same rounds.
     const rows: any[] = r.rows ?? [];
     return Object.fromEntries(rows.flatMap((row) => [

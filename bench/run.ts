@@ -51,6 +51,8 @@ const BENCHMARKS: Record<string, string[]> = {
   'llama-batched': ['bench/llama-batched.ts', '--widths', '1,2,4,8', '--tokens', '128', '--rounds', '5', '--threads', '2'],
   // Issue 18 target 3, full decode steps in the llama.cpp backend (2026-12-02, h-l) against that session's start.
   'ab-llama-batched': ['bench/ab.ts', '--base', '5c630ee', '--rounds', '2', 'llama-batched'],
+  // The same A/B at 2 threads and 64 tokens (2026-12-02, fourth session: the quiet run the third asked for).
+  'ab-llama-batched-2t': ['bench/ab.ts', '--base', '5c630ee', '--rounds', '2', 'llama-batched-2t'],
   cache: ['bench/cache.ts', '--requests', '200', '--seconds', '5'],
   cluster: ['bench/cluster.ts', '--seconds', '5', '--lines', '200', '--floor-requests', '50'],
   tracing: ['bench/tracing.ts', '--requests', '200', '--rounds', '2'],
@@ -71,7 +73,7 @@ async function run(name: string, args: string[]): Promise<string> {
 }
 
 /** Run only when named. */
-const ON_REQUEST = new Set(['batch-100k', 'batch-1m', 'ab-pipeline', 'ab-batch', 'ab-batch-chunk', 'ab-batch-b1', 'ab-batch-b2', 'ab-sync', 'ab-sync-workflows', 'ab-request-steps', 'cluster', 'soak', 'ab-sync-main', 'ab-request-steps-main', 'ab-llama-batched', 'ab-cache-hit']);
+const ON_REQUEST = new Set(['batch-100k', 'batch-1m', 'ab-pipeline', 'ab-batch', 'ab-batch-chunk', 'ab-batch-b1', 'ab-batch-b2', 'ab-sync', 'ab-sync-workflows', 'ab-request-steps', 'cluster', 'soak', 'ab-sync-main', 'ab-request-steps-main', 'ab-llama-batched', 'ab-llama-batched-2t', 'ab-cache-hit']);
 
 const wanted = process.argv.slice(2);
 await fs.mkdir(path.join(ROOT, 'bench/results'), { recursive: true });
