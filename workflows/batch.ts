@@ -17,7 +17,7 @@
  * The batch workflow, and so its lines' activities, carry Temporal priority 3 (sync 1, async 2)
  * and the tenant as fairness key.
  * Cancel (signal) and expiry stop scheduling, cancel the lines in flight (each releases its
- * reservation) and write partial output.
+ * reservation), end the lines still waiting for a pipeline slot unadmitted, and write partial output.
  */
 import {
   ApplicationFailure,
@@ -141,6 +141,13 @@ export async function batch(input: BatchWorkflowInput): Promise<BatchProgress> {
     // Since `batch-bounded-pipelines`: at most `PIPELINE_LINES` of them at once (`line-slots.ts`).
     const slot = patched('batch-bounded-pipelines') ? lineSlots(PIPELINE_LINES) : <T>(run: () => Promise<T>) => run();
     const runLine = (line: BatchLine['input'], through: NonNullable<PipelineHooks['dispatch']> = dispatch): Promise<boolean> => slot(async () => {
+      // Since `batch-cancel-skips-waiting-lines`: a line not yet admitted (`through` is the fresh
+      // dispatch: an embeddings line, or a chat line off the chunk path) whose slot comes after the
+      // batch was cancelled or expired ends without running, as a line never started does: never
+      // admitted, its request stays as its page's load made it (`queued`), and `finalizeBatch`
+      // writes it `batch_cancelled`/`batch_expired`. A line handed on by the chunk path was
+      // admitted and still runs its pipeline, which releases what it holds.
+      if (through === dispatch && lines.consideredCancelled && patched('batch-cancel-skips-waiting-lines')) return false;
       pipelines += 1;
       pipelinesPeak = Math.max(pipelinesPeak, pipelines);
       try {
