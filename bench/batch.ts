@@ -25,7 +25,7 @@ import { createLogger } from '../runtime/logger.js';
 import { startInfra, startStack } from '../scripts/lib/system.js';
 import { batchWorkflowId } from '../contracts/ids.js';
 import { addInstantModel, addTenantKey, benchEnv, runBench, syncChat } from './setup.js';
-import { cpuMs, peakRssMib, percentile, postgresCpuMs } from './stats.js';
+import { cpuMs, cpuSpent, peakRssMib, percentile, perUnit, postgresCpuMs } from './stats.js';
 
 const { values } = parseArgs({
   options: {
@@ -222,8 +222,8 @@ async function main() {
       batch_workflow_task_problems: taskProblems,
       cpu_ms_per_line: {
         node_api_and_workers: Math.round(((nodeCpu.user + nodeCpu.system) / 1000 / LINES) * 100) / 100,
-        temporal_dev_server: temporalCpu !== null && cpuAtStart.temporal !== null ? Math.round(((temporalCpu - cpuAtStart.temporal) / LINES) * 100) / 100 : null,
-        postgres: postgresCpu !== null && cpuAtStart.postgres !== null ? Math.round(((postgresCpu - cpuAtStart.postgres) / LINES) * 100) / 100 : null,
+        temporal_dev_server: perUnit(cpuSpent(cpuAtStart.temporal, temporalCpu), LINES, 2),
+        postgres: perUnit(cpuSpent(cpuAtStart.postgres, postgresCpu), LINES, 2),
       },
       postgres_per_line: pgPerLine,
       // Peak RSS in each tenth of the run (by lines done), sampled every 5 s while it runs.

@@ -10,7 +10,7 @@
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { cpuMs, percentile, postgresCpuMs, type Load, type LoadPids } from './stats.js';
+import { cpuMs, cpuSpent, percentile, perUnit, postgresCpuMs, type Load, type LoadPids } from './stats.js';
 
 /** One HTTP call the client repeats: a POST of `body` with `headers`, answered 200. */
 export interface LoadTarget {
@@ -114,14 +114,14 @@ export async function measureRemoteLoad(client: LoadClient, target: LoadTarget, 
   const temporal1 = cpuMs(pids.temporalPid);
   const pg1 = postgresCpuMs(pids.pgDir);
   const n = r.latencies.length;
-  const per = (ms: number) => Math.round((ms / n) * 10) / 10;
+  const per = (ms: number | null) => perUnit(ms, n);
   return {
     concurrency, requests: n, errors: r.errors, rps: Math.round((n / r.elapsedS) * 10) / 10,
     p50_ms: percentile(r.latencies, 50), p99_ms: percentile(r.latencies, 99),
     cpu_ms_per_request: {
       node: per((node.user + node.system) / 1000),
-      temporal: temporal0 !== null && temporal1 !== null ? per(temporal1 - temporal0) : null,
-      postgres: pg0 !== null && pg1 !== null ? per(pg1 - pg0) : null,
+      temporal: per(cpuSpent(temporal0, temporal1)),
+      postgres: per(cpuSpent(pg0, pg1)),
       load_generator: per(r.cpuMs),
     },
   };

@@ -22,7 +22,10 @@ import { migrateToLatest } from '../db/migrate.js';
 import { insertRequest } from '../db/repositories/requests.js';
 import { createControlActivities } from '../activities/index.js';
 import { addInstantModel, addTenantKey, machine, printResults, runBench } from './setup.js';
-import { postgresCpuMs } from './stats.js';
+import { cpuSpent, perUnit, postgresCpuMs } from './stats.js';
+
+/** A CPU reading in ms as µs (null stays null). */
+const microseconds = (ms: number | null) => (ms === null ? null : ms * 1000);
 
 const { values } = parseArgs({ options: { requests: { type: 'string', default: '2000' }, rounds: { type: 'string', default: '3' } } });
 const REQUESTS = Number(values.requests);
@@ -83,7 +86,7 @@ async function main() {
         // Less the request row's insert.
         statements_per_request: Number((admitComplete / REQUESTS - 1).toFixed(2)),
         node_cpu_us_per_request: Math.round((cpu.user + cpu.system) / REQUESTS),
-        postgres_cpu_us_per_request: pg0 !== null && pg1 !== null ? Math.round(((pg1 - pg0) * 1000) / REQUESTS) : null,
+        postgres_cpu_us_per_request: perUnit(microseconds(cpuSpent(pg0, pg1)), REQUESTS, 0),
         wall_ms_per_request: Number((wall / REQUESTS).toFixed(3)),
       });
     }

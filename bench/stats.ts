@@ -22,27 +22,72 @@ export function peakRssMib(pid: number | undefined): number | null {
   }
 }
 
+/** Clock ticks per second of /proc/<pid>/stat's times (USER_HZ: 100 on every Linux this runs on). */
+const TICKS_PER_S = 100;
+
+/** The CPU fields of /proc/<pid>/stat, in ms: the process's own (utime + stime) and its reaped children's (cutime + cstime). */
+function procTimes(pid: number): { own: number; reaped: number } {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  // After the command (which may hold spaces and parentheses): state is field 3, utime field 14.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const ms = (i: number) => (Number(fields[i]) * 1000) / TICKS_PER_S;
+  return { own: ms(11) + ms(12), reaped: ms(13) + ms(14) };
+}
+
 /** CPU time (user + system) a process has used so far, in ms (null when it cannot be read). */
 export function cpuMs(pid: number | undefined): number | null {
   if (pid === undefined) return null;
   try {
-    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
-    return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100; // utime + stime, in 1/100 s ticks
+    return procTimes(pid).own;
   } catch {
     return null;
   }
 }
 
-/** CPU ms of the embedded PostgreSQL in `dataDir`: the postmaster and its live children (the pool's backends stay for the run). */
+/**
+ * CPU ms of the embedded PostgreSQL in `dataDir` so far, counted so that it only grows: the
+ * postmaster's own, that of every child it has reaped (its `cutime + cstime`: a backend that
+ * exited, when a pool replaced a connection, or an autovacuum worker), and that of its live
+ * children. Summing the live processes alone lost an exited backend's whole CPU (one base round
+ * read −36 ms per request). The children are read before the postmaster, so a child reaped in
+ * between is counted twice (at most its own CPU), never lost.
+ */
 export function postgresCpuMs(dataDir: string | undefined): number | null {
   if (dataDir === undefined) return null;
   try {
     const pid = Number(readFileSync(path.join(dataDir, 'postmaster.pid'), 'utf8').split('\n')[0]);
     const children = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
-    return [pid, ...children].reduce((sum, p) => sum + (cpuMs(p) ?? 0), 0);
+    let live = 0;
+    for (const child of children) {
+      try {
+        const t = procTimes(child);
+        live += t.own + t.reaped;
+      } catch {
+        // exited and reaped meanwhile: counted in the postmaster's reaped time below
+      }
+    }
+    const postmaster = procTimes(pid);
+    return postmaster.own + postmaster.reaped + live;
   } catch {
     return null;
   }
+}
+
+/**
+ * CPU ms spent between two readings of a counter that only grows (`cpuMs`, `postgresCpuMs`); null
+ * when either is missing or the second is below the first (a process restarted, or a reading
+ * that lost a process): not measured, never a negative cost.
+ */
+export function cpuSpent(before: number | null, after: number | null): number | null {
+  if (before === null || after === null || after < before) return null;
+  return after - before;
+}
+
+/** `ms` per unit over `units`, rounded to `decimals`; null when nothing was measured or no unit was done (not a division by zero). */
+export function perUnit(ms: number | null, units: number, decimals = 1): number | null {
+  if (ms === null || !(units > 0)) return null;
+  const scale = 10 ** decimals;
+  return Math.round((ms / units) * scale) / scale;
 }
 
 /** The processes whose CPU a load is charged with besides this one: the Temporal dev server, PostgreSQL (its data dir). */
@@ -62,10 +107,11 @@ export interface Load {
   p99_ms: number;
   /**
    * CPU time per request of this process (API and workers, and the load generator when it runs
-   * here: `load_generator` absent), of the Temporal dev server, of PostgreSQL (null: not measured)
-   * and of the load generator's own process when it has one (`bench/load-client.ts`).
+   * here: `load_generator` absent), of the Temporal dev server, of PostgreSQL and of the load
+   * generator's own process when it has one (`bench/load-client.ts`); null: not measured, or no
+   * request succeeded (`perUnit`).
    */
-  cpu_ms_per_request: { node: number; temporal: number | null; postgres?: number | null; load_generator?: number };
+  cpu_ms_per_request: { node: number | null; temporal: number | null; postgres?: number | null; load_generator?: number | null };
 }
 
 /** Runs `call` from `concurrency` loops for `seconds`, with the CPU both processes spent per call. */
@@ -92,13 +138,13 @@ export async function measureLoad(call: () => Promise<number>, concurrency: numb
   const node = process.cpuUsage(node0);
   const temporal1 = cpuMs(temporalPid);
   const pg1 = postgresCpuMs(pgDir);
-  const per = (ms: number) => Math.round((ms / latencies.length) * 10) / 10;
+  const per = (ms: number | null) => perUnit(ms, latencies.length);
   return {
     concurrency, requests: latencies.length, errors, rps: Math.round((latencies.length / elapsedS) * 10) / 10,
     p50_ms: percentile(latencies, 50), p99_ms: percentile(latencies, 99),
     cpu_ms_per_request: {
-      node: per((node.user + node.system) / 1000), temporal: temporal0 !== null && temporal1 !== null ? per(temporal1 - temporal0) : null,
-      ...(pgDir !== undefined ? { postgres: pg0 !== null && pg1 !== null ? per(pg1 - pg0) : null } : {}),
+      node: per((node.user + node.system) / 1000), temporal: per(cpuSpent(temporal0, temporal1)),
+      ...(pgDir !== undefined ? { postgres: per(cpuSpent(pg0, pg1)) } : {}),
     },
   };
 }

@@ -10,6 +10,7 @@ import { checkChatFields } from './chat-fields.js';
 import { requestMetadata } from './request-metadata.js';
 import { validateChatExtras } from './chat-extras.js';
 import { toolsBytes, validateToolCalls } from './tools.js';
+import { requestModel } from './request-model.js';
 
 export interface ValidChatBody {
   model: string;
@@ -117,8 +118,7 @@ function validateMessage(m: unknown, i: number, callIds: Set<string>, answered: 
 
 export function validateChatBody(raw: unknown): ValidChatBody {
   if (!isObject(raw)) throw invalid('The request body must be a JSON object', null, 'invalid_type');
-  if (typeof raw.model !== 'string' || raw.model.trim() === '') throw invalid("'model' is required", 'model', 'missing_required_parameter');
-  if (raw.model.length > 256) throw invalid("'model' is too long", 'model', 'invalid_value');
+  const model = requestModel(raw.model);
   if (!Array.isArray(raw.messages)) throw invalid("'messages' is required and must be an array", 'messages', 'missing_required_parameter');
   if (raw.messages.length === 0) throw invalid("'messages' must contain at least one message", 'messages', 'invalid_value');
   const callIds = new Set<string>();
@@ -140,7 +140,7 @@ export function validateChatBody(raw: unknown): ValidChatBody {
   const subject = typeof raw.user === 'string' && raw.user !== '' ? raw.user : typeof safetyId === 'string' && safetyId !== '' ? safetyId : null;
   const metadata = requestMetadata(raw.metadata);
   return {
-    model: raw.model,
+    model,
     messages,
     params: {
       maxTokens,

@@ -10,6 +10,7 @@ import { validateChatExtras } from './chat-extras.js';
 import { InvalidRequestError } from './invalid-request.js';
 import { samplingNumber, samplingStop } from './sampling-params.js';
 import { MAX_COMPLETION_PROMPTS } from '../contracts/completions.js';
+import { requestModel } from './request-model.js';
 
 /** OpenAI's default `max_tokens` for a text completion. */
 export const DEFAULT_COMPLETION_MAX_TOKENS = 16;
@@ -65,8 +66,7 @@ export function validateCompletionBody(raw: unknown): ValidCompletionBody {
   for (const name of Object.keys(raw)) {
     if (!Object.prototype.hasOwnProperty.call(COMPLETION_FIELDS, name)) throw new InvalidRequestError(`Unrecognized request argument supplied: ${name}`, name, 'unrecognized_request_argument');
   }
-  if (typeof raw.model !== 'string' || raw.model.trim() === '') throw new InvalidRequestError("'model' is required", 'model', 'missing_required_parameter');
-  if (raw.model.length > 256) throw new InvalidRequestError("'model' is too long", 'model', 'invalid_value');
+  const model = requestModel(raw.model);
   const prompts = promptsOf(raw.prompt);
   const first = prompts[0] as string;
   if (given(raw.suffix) && raw.suffix !== '') throw unsupported('suffix', 'insertion (a suffix) is not offered');
@@ -79,7 +79,7 @@ export function validateCompletionBody(raw: unknown): ValidCompletionBody {
   if (given(raw.user) && typeof raw.user !== 'string') throw new InvalidRequestError("'user' must be a string", 'user', 'invalid_type');
   const extras = validateChatExtras({ presence_penalty: raw.presence_penalty, frequency_penalty: raw.frequency_penalty, logit_bias: raw.logit_bias });
   return {
-    model: raw.model,
+    model,
     prompts,
     echo: raw.echo === true,
     messages: [{ role: 'user', content: first }],

@@ -5,6 +5,7 @@
  */
 import { MAX_EMBEDDING_INPUTS, type EmbeddingInputItem } from '../contracts/embeddings.js';
 import { InvalidRequestError } from './invalid-request.js';
+import { requestModel } from './request-model.js';
 
 export interface ValidEmbeddingsBody {
   model: string;
@@ -79,8 +80,7 @@ export function validateEmbeddingsBody(raw: unknown): ValidEmbeddingsBody {
   for (const field of Object.keys(raw)) {
     if (!KNOWN_FIELDS.has(field)) throw invalid(`'${field}' is not supported by /v1/embeddings`, field, 'unsupported_parameter');
   }
-  if (typeof raw.model !== 'string' || raw.model.trim() === '') throw invalid("'model' is required", 'model', 'missing_required_parameter');
-  if (raw.model.length > 256) throw invalid("'model' is too long", 'model', 'invalid_value');
+  const model = requestModel(raw.model);
   const inputs = embeddingInputs(raw.input);
   const format = raw.encoding_format ?? 'float';
   if (format !== 'float' && format !== 'base64') throw invalid("'encoding_format' must be 'float' or 'base64'", 'encoding_format', 'invalid_value');
@@ -90,7 +90,7 @@ export function validateEmbeddingsBody(raw: unknown): ValidEmbeddingsBody {
   }
   const user = raw.user ?? null;
   if (user !== null && (typeof user !== 'string' || user.length > 256)) throw invalid("'user' must be a string of at most 256 characters", 'user', 'invalid_value');
-  return { model: raw.model, inputs, encodingFormat: format, dimensions: dimensions as number | null, user: user as string | null };
+  return { model, inputs, encodingFormat: format, dimensions: dimensions as number | null, user: user as string | null };
 }
 
 /**

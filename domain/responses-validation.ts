@@ -16,6 +16,7 @@ import { isObject } from './is-object.js';
 import { requestMetadata } from './request-metadata.js';
 import { samplingNumber } from './sampling-params.js';
 import { checkCallOutputs, functionCallOutputTurnOf, functionCallTurnOf, responseToolsOf, responsesToolParam, type FunctionCallOutputTurn, type FunctionCallTurn } from './responses-tools.js';
+import { requestModel } from './request-model.js';
 
 /** Every field of OpenAI's Responses create reference (December 2026), with what Sluice does with it (README). */
 export const RESPONSE_FIELDS = {
@@ -96,8 +97,7 @@ export function validateResponsesBody(raw: unknown): ValidResponsesBody {
   for (const name of Object.keys(raw)) {
     if (!Object.prototype.hasOwnProperty.call(RESPONSE_FIELDS, name)) throw invalid(`Unrecognized request argument supplied: ${name}`, name, 'unrecognized_request_argument');
   }
-  if (typeof raw.model !== 'string' || raw.model.trim() === '') throw invalid("'model' is required", 'model', 'missing_required_parameter');
-  if (raw.model.length > 256) throw invalid("'model' is too long", 'model');
+  const model = requestModel(raw.model);
   const tools = responseToolsOf(raw);
   const input = inputOf(raw.input);
   if (given(raw.instructions) && typeof raw.instructions !== 'string') throw invalid("'instructions' must be a string", 'instructions', 'invalid_type');
@@ -123,7 +123,7 @@ export function validateResponsesBody(raw: unknown): ValidResponsesBody {
   }
   const store = raw.store !== false;
   return {
-    model: raw.model,
+    model,
     input,
     instructions,
     params: { maxTokens, temperature, topP, seed: null, stop: null, ...(Object.keys(extras).length > 0 ? { extras } : {}) },

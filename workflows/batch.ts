@@ -17,7 +17,7 @@
  * The batch workflow, and so its lines' activities, carry Temporal priority 3 (sync 1, async 2)
  * and the tenant as fairness key.
  * Cancel (signal) and expiry stop scheduling, cancel the lines in flight (each releases its
- * reservation) and write partial output.
+ * reservation), end the lines still waiting for a pipeline slot unadmitted, and write partial output.
  */
 import {
   ApplicationFailure,
@@ -41,7 +41,7 @@ import type { WebhookActivities } from '../activities/webhooks.js';
 import { runChatPipeline, type PipelineHooks } from './pipeline.js';
 import { runEmbeddingsPipeline } from './embeddings-request.js';
 import { coalescedDispatch, lineCalls, resumedDispatch, runChatLines } from './batch-lines.js';
-import { lineSlots } from './line-slots.js';
+import { lineSlots, type LineSlots } from './line-slots.js';
 import { BATCH_PROFILES as PROFILES } from '../contracts/profiles.js';
 import type { BatchLine, BatchProgress, BatchWorkflowInput } from '../contracts/batch.js';
 import type { ChatRequestInput } from '../contracts/chat.js';
@@ -49,8 +49,12 @@ import { SearchAttributes, inferenceBatchTaskQueue } from '../contracts/ids.js';
 
 /** Stops scheduling lines, cancels those in flight, writes partial output; status `cancelled`. */
 export const cancelBatchSignal = defineSignal('cancelBatch');
-/** `pipelinesPeak`: the most lines of this run that ran the request pipeline at once (see `PIPELINE_LINES`). */
-export const batchProgressQuery = defineQuery<BatchProgress & { inFlight: number; pipelinesPeak: number }>('batchProgress');
+/**
+ * `pipelinesPeak`: the most lines of this run that held a pipeline slot at once (see
+ * `PIPELINE_LINES`, counted by `lineSlots`); null before the run's first line or in a run
+ * recorded before `batch-bounded-pipelines` (no slots).
+ */
+export const batchProgressQuery = defineQuery<BatchProgress & { inFlight: number; pipelinesPeak: number | null }>('batchProgress');
 
 /**
  * Most lines whose admission, inference or completion share one activity when the input does not
@@ -92,15 +96,14 @@ export async function batch(input: BatchWorkflowInput): Promise<BatchProgress> {
   const file = proxyActivities<BatchActivities>(PROFILES.file);
   const local = proxyLocalActivities<BatchActivities>(PROFILES.db);
   let inFlight = 0;
-  let pipelines = 0;
-  let pipelinesPeak = 0;
+  let slots: LineSlots | null = null;
   let cancelRequested = input.state?.cancelRequested ?? false;
   let expired = false;
   let state: BatchProgress = input.state ?? { afterLine: 0, total: 0, completed: 0, failed: 0, cancelRequested };
   setHandler(cancelBatchSignal, () => {
     cancelRequested = true;
   });
-  setHandler(batchProgressQuery, () => ({ ...state, cancelRequested, inFlight, pipelinesPeak }));
+  setHandler(batchProgressQuery, () => ({ ...state, cancelRequested, inFlight, pipelinesPeak: slots?.peak ?? null }));
   const setStatus = (status: string) => upsertSearchAttributes([{ key: SearchAttributes.status, value: status }]);
   const stopped = () => cancelRequested || expired;
 
@@ -139,10 +142,16 @@ export async function batch(input: BatchWorkflowInput): Promise<BatchProgress> {
     // A line's steps outside the chunks are regular activities: a local one keeps the batch's
     // workflow task open while it runs (BENCHMARKS.md, "Chunk activities are regular activities").
     // Since `batch-bounded-pipelines`: at most `PIPELINE_LINES` of them at once (`line-slots.ts`).
-    const slot = patched('batch-bounded-pipelines') ? lineSlots(PIPELINE_LINES) : <T>(run: () => Promise<T>) => run();
+    slots = patched('batch-bounded-pipelines') ? lineSlots(PIPELINE_LINES) : null;
+    const slot = slots ?? (<T>(run: () => Promise<T>) => run());
     const runLine = (line: BatchLine['input'], through: NonNullable<PipelineHooks['dispatch']> = dispatch): Promise<boolean> => slot(async () => {
-      pipelines += 1;
-      pipelinesPeak = Math.max(pipelinesPeak, pipelines);
+      // Since `batch-cancel-skips-waiting-lines`: a line not yet admitted (`through` is the fresh
+      // dispatch: an embeddings line, or a chat line off the chunk path) whose slot comes after the
+      // batch was cancelled or expired ends without running, as a line never started does: never
+      // admitted, its request stays as its page's load made it (`queued`), and `finalizeBatch`
+      // writes it `batch_cancelled`/`batch_expired`. A line handed on by the chunk path was
+      // admitted and still runs its pipeline, which releases what it holds.
+      if (through === dispatch && lines.consideredCancelled && patched('batch-cancel-skips-waiting-lines')) return false;
       try {
         // A `/v1/embeddings` batch: each line one embed activity on the pool's batch queue.
         await lines.run(async () => {
@@ -153,8 +162,6 @@ export async function batch(input: BatchWorkflowInput): Promise<BatchProgress> {
       } catch {
         // The line's own failure (recorded on its request by the pipeline) or its cancellation.
         return false;
-      } finally {
-        pipelines -= 1;
       }
     });
     const runTogether = (requests: ChatRequestInput[]) => runChatLines(requests, calls, lines, () => ended(true), (i, done) => {

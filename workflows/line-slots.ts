@@ -12,21 +12,27 @@
  */
 
 /** A runner of `run`s, at most `limit` of them unsettled at once; a `run` waiting for a slot starts when one ends. */
-export type LineSlots = <T>(run: () => Promise<T>) => Promise<T>;
+export interface LineSlots {
+  <T>(run: () => Promise<T>): Promise<T>;
+  /** The most runs unsettled at once so far (at most `limit`). */
+  readonly peak: number;
+}
 
 /** `limit` slots; a `run` given while one is free starts at once (synchronously). */
 export function lineSlots(limit: number): LineSlots {
   // Fewer than one slot would leave every run waiting forever.
   if (!Number.isInteger(limit) || limit < 1) throw new RangeError(`lineSlots: limit must be a positive integer, got ${limit}`);
   let running = 0;
+  let peak = 0;
   const waiting: Array<() => void> = [];
   const next = () => {
     while (running < limit && waiting.length > 0) {
       running += 1;
+      peak = Math.max(peak, running);
       (waiting.shift() as () => void)();
     }
   };
-  return <T>(run: () => Promise<T>) => new Promise<T>((resolve, reject) => {
+  const slots = <T>(run: () => Promise<T>) => new Promise<T>((resolve, reject) => {
     waiting.push(() => {
       const ended = () => {
         running -= 1;
@@ -48,4 +54,5 @@ export function lineSlots(limit: number): LineSlots {
     });
     next();
   });
+  return Object.defineProperty(slots, 'peak', { get: () => peak, enumerable: true }) as LineSlots;
 }

@@ -335,11 +335,14 @@ export async function createLlamaCppBackend(options: LlamaCppBackendOptions): Pr
         prompt, params: request.params, signal: request.signal, onProgress: request.onProgress, progressEveryTokens,
         fault: guard.fault, faulted: () => faulted, grammar, tokenBias, callSwitch,
         onToken: deltas ? (tokens: readonly Token[]) => deltas.update(model.detokenize(tokens.filter((t) => !prompt.stopTokens.has(t)), false)) : undefined,
+        // Counted from the first sampled token, not from here: a sequence still evaluating its
+        // prompt (or setting it up) does not queue a token per step, and the full-step wait would
+        // spend its asks on it.
+        onSampling: (sampling: boolean) => {
+          generating += sampling ? 1 : -1;
+        },
       };
-      generating++;
-      const outcome = await generateOnSequence(model, sequence, input, generated).finally(() => {
-        generating--;
-      });
+      const outcome = await generateOnSequence(model, sequence, input, generated);
       const switched = outcome.switched;
       const content = switched !== null ? switched.content : decodeContent(model, outcome);
       deltas?.finish(content);

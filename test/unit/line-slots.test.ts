@@ -40,4 +40,22 @@ describe('lineSlots', () => {
     runs[4]?.resolve();
     await expect(Promise.all([ends[2], ends[4]])).resolves.toEqual([2, 4]);
   });
+
+  it('keeps the most runs unsettled at once (its peak), never above the limit', async () => {
+    const slot = lineSlots(3);
+    expect(slot.peak).toBe(0);
+    const first = deferred();
+    const a = slot(() => first.promise);
+    expect(slot.peak).toBe(1);
+    first.resolve();
+    await a;
+    // One at a time so far: the peak stays 1 until runs overlap.
+    expect(slot.peak).toBe(1);
+    const runs = Array.from({ length: 5 }, () => deferred());
+    const ends = runs.map((d) => slot(() => d.promise));
+    expect(slot.peak).toBe(3);
+    for (const d of runs) d.resolve();
+    await Promise.all(ends);
+    expect(slot.peak).toBe(3);
+  });
 });

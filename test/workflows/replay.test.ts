@@ -9,6 +9,9 @@
  * (reordered steps, a new activity without `patched`) fails the second test. The versioning
  * policy (docs/versioning.md) says when a fixture is replaced; to record the fixtures again from
  * the current code: `SLUICE_RECORD_HISTORIES=1 npx vitest run test/workflows/replay.test.ts`.
+ * `batch-waiting-lines.pb` (a batch with lines waiting for a pipeline slot) is recorded by
+ * `replay-batch-slots.test.ts`, on a stack whose batches run more than 64 lines at once; it is
+ * replayed here with the others.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { inject } from 'vitest';
@@ -129,7 +132,7 @@ describe('workflow replay', () => {
     // three copies of protobufjs 8 that npm installs beside grpc-js's protobufjs 7.
     const files = (await readdir(FIXTURES)).filter((f) => f.endsWith('.pb')).sort();
     expect(files).toEqual([
-      'batch-chunk-pages.pb', 'batch-completed.pb', 'chat-request-cancelled.pb', 'chat-request-fallback.pb', 'chat-request-quota-exceeded.pb', 'chat-request-succeeded.pb',
+      'batch-chunk-pages.pb', 'batch-completed.pb', 'batch-waiting-lines.pb', 'chat-request-cancelled.pb', 'chat-request-fallback.pb', 'chat-request-quota-exceeded.pb', 'chat-request-succeeded.pb',
       'completion-prompts-fallback.pb', 'completion-prompts-succeeded.pb',
     ]);
     for (const file of files) {

@@ -41,14 +41,25 @@ afterAll(async () => {
 async function applyCallsFor(id: string, exposed: boolean): Promise<number> {
   return db.transaction().execute(async (trx) => {
     await sql`set local track_functions = 'all'`.execute(trx);
+    const pending = await applyCalls(trx);
     await insertRequest(trx, { id, tenantId, keyId, kind: 'sync', model: 'm', idempotencyKey: null, bodyHash: 'h' });
     if (exposed) await recordExposure(trx, { requestId: id, experimentId, tenantId, subject: 's', variant: 'a' });
     await trx.updateTable('requests').set({ status: 'succeeded', finished_at: new Date() }).where('id', '=', id).execute();
     if (!exposed) await trx.deleteFrom('requests').where('id', '=', id).execute();
-    const { rows } = await sql<{ calls: number }>`
-      select coalesce(sum(calls), 0)::int as calls from pg_stat_xact_user_functions where funcname = 'experiment_rollup_apply'`.execute(trx);
-    return rows[0]?.calls ?? 0;
+    return (await applyCalls(trx)) - pending;
   });
+}
+
+/**
+ * The apply's calls this backend counted and has not yet sent to the statistics: since
+ * PostgreSQL 15 `pg_stat_xact_user_functions` reads these pending counts, which a transaction less
+ * than a second after the last flush carries over from the one before (on the same connection),
+ * so a transaction's own calls are the difference of two readings.
+ */
+async function applyCalls(trx: Db): Promise<number> {
+  const { rows } = await sql<{ calls: number }>`
+    select coalesce(sum(calls), 0)::int as calls from pg_stat_xact_user_functions where funcname = 'experiment_rollup_apply'`.execute(trx);
+  return rows[0]?.calls ?? 0;
 }
 
 describe('the requests rollup trigger', () => {

@@ -20,7 +20,7 @@ import type { BatchItem, CustomBatchingPrioritizationStrategy, PrioritizedBatchI
 
 /** What {@link createFullBatchStrategy} needs. */
 export interface FullBatchOptions {
-  /** Sequences that are generating now (each will queue its next token). */
+  /** Sequences inside their sampling loop now (past their prompt: each will queue its next token). */
   generating: () => number;
   /**
    * Asks in a row answered with no items before a step goes with what is queued (each ask is a

@@ -28,6 +28,14 @@ export interface GenerationInput {
   onToken?: ((tokens: readonly Token[]) => void) | undefined;
   /** `tool_choice: "auto"`: where a call starts and the grammar that forces it from there. @default undefined */
   callSwitch?: CallSwitch | undefined;
+  /**
+   * Called with `true` when the sampling loop gets its first token (the prompt is evaluated: from
+   * then on the sequence queues one token for each decode step) and with `false` once when the
+   * loop ends, before the sequence's evaluation is released. Not called when no token came (the
+   * prompt's evaluation failed or was aborted). The backend's count of generating sequences
+   * (`full-batches.ts`). @default undefined
+   */
+  onSampling?: ((sampling: boolean) => void) | undefined;
 }
 
 /**
@@ -202,6 +210,7 @@ export async function generateOnSequence(
     ? sequence.evaluateWithMetadata(prompt.tokens, { probabilities: true }, options)[Symbol.asyncIterator]()
     : sequence.evaluate(prompt.tokens, options)[Symbol.asyncIterator]()) as AsyncGenerator<Token | { token: Token; probabilities: Map<Token, number> }, void, void>;
   let ended = false;
+  let sampling = false;
   try {
     for (;;) {
       // A fault in node-llama-cpp's decode loop never settles `next()`: the guard's rejection ends the wait.
@@ -216,6 +225,10 @@ export async function generateOnSequence(
       }
       const value = next.value;
       const token = typeof value === 'number' ? value : value.token;
+      if (!sampling) {
+        sampling = true;
+        input.onSampling?.(true);
+      }
       signal.throwIfAborted();
       tokens.push(token);
       if (logprobs !== null && typeof value !== 'number') logprobs.push(logprobOf(model, token, value.probabilities, top));
@@ -237,6 +250,8 @@ export async function generateOnSequence(
       }
     }
   } finally {
+    // No more tokens will be queued: the decode steps stop waiting for this sequence at once.
+    if (sampling) input.onSampling?.(false);
     // As `for await` does on an early exit: the generator releases the sequence's evaluation lock.
     // Not after a fault: its `next()` never settles, so neither would `return()`.
     if (!ended && !input.faulted()) await evaluation.return?.(undefined);
