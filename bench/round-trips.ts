@@ -11,6 +11,7 @@
 import fs from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
+import proto from '@temporalio/proto';
 import { loadConfig } from '../runtime/config.js';
 import { createLogger } from '../runtime/logger.js';
 import { startInfra, startStack } from '../scripts/lib/system.js';
@@ -22,6 +23,19 @@ const REQUESTS = Number(values.requests);
 
 /** Where a statement ran, by what the route was waiting for when it was sent. */
 type Phase = 'api before start' | 'workflow (admit, complete)' | 'api after result';
+
+/**
+ * Bytes of the payloads an event carries (inputs, results, marker details, search attributes):
+ * each `Payload`'s data and metadata values.
+ */
+function payloadBytes(value: unknown): number {
+  if (value === null || typeof value !== 'object' || value instanceof Uint8Array) return 0;
+  const o = value as Record<string, unknown>;
+  if (o.data instanceof Uint8Array && typeof o.metadata === 'object' && o.metadata !== null) {
+    return o.data.length + Object.values(o.metadata as Record<string, unknown>).reduce<number>((a, v) => a + (v instanceof Uint8Array ? v.length : 0), 0);
+  }
+  return Object.values(o).reduce<number>((a, v) => a + payloadBytes(v), 0);
+}
 
 /** The statement's text with its literals and whitespace folded, so each query counts as one kind. */
 function shapeOf(text: string): string {
@@ -96,7 +110,7 @@ async function main() {
       const events = (history.events ?? []).map((e) => {
         const type = Object.keys(e).find((k) => k.endsWith('EventAttributes')) ?? '?';
         const bytes = JSON.stringify(e, (_k, v: unknown) => (v instanceof Uint8Array ? 'x'.repeat(v.length) : v)).length;
-        return { type: type.replace(/EventAttributes$/, ''), json_bytes: bytes };
+        return { type: type.replace(/EventAttributes$/, ''), json_bytes: bytes, payload_bytes: payloadBytes(e) };
       });
       const sorted = [...statements.entries()].sort((a, b) => a[1].order - b[1].order);
       const perPhase: Record<string, number> = {};
@@ -104,7 +118,10 @@ async function main() {
       results.sql_per_request = perPhase;
       results.sql_statements = sorted.map(([k, s]) => ({ per_request: Math.round((s.n / REQUESTS) * 100) / 100, statement: k }));
       results.client_rpcs_per_request = Object.fromEntries([...rpcs.entries()].map(([k, n]) => [k, n / REQUESTS]));
-      results.history = { events: events.length, json_bytes: events.reduce((a, e) => a + e.json_bytes, 0), by_event: events };
+      results.history = {
+        events: events.length, json_bytes: events.reduce((a, e) => a + e.json_bytes, 0), payload_bytes: events.reduce((a, e) => a + e.payload_bytes, 0),
+        encoded_bytes: proto.temporal.api.history.v1.History.encode(history).finish().length, by_event: events,
+      };
     } finally {
       await stack.stop();
     }
