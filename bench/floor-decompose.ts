@@ -10,7 +10,7 @@
  * the dev server's persistence calls and task dispatches per request (its Prometheus counters).
  * Not a test; nothing is asserted.
  *
- * Run: `npx tsx bench/floor-decompose.ts [--rounds 3] [--seconds 8] [--concurrency 32]`
+ * Run: `npx tsx bench/floor-decompose.ts [--rounds 3] [--seconds 8] [--concurrency 32] [--sa-refresh-on-read default|true|false]`
  * (`npm run bench -- floor-decompose`).
  */
 import os from 'node:os';
@@ -23,10 +23,17 @@ import { FLOOR_QUEUE, startFloorWorkers } from './temporal-floor.js';
 import { SLUICE_PAYLOAD_BYTES } from './floor-workflows.js';
 import { machine, printResults, runBench, withBenchInfra } from './setup.js';
 import { freePort } from '../scripts/lib/free-port.js';
+import { countersPer, temporalCounters } from './temporal-counters.js';
 
 const { values } = parseArgs({
-  options: { rounds: { type: 'string', default: '3' }, seconds: { type: 'string', default: '8' }, concurrency: { type: 'string', default: '32' } },
+  options: {
+    rounds: { type: 'string', default: '3' }, seconds: { type: 'string', default: '8' }, concurrency: { type: 'string', default: '32' },
+    /** The dev server's `system.forceSearchAttributesCacheRefreshOnRead` (`default`: what scripts/lib/temporal-dev-server.ts sets). */
+    'sa-refresh-on-read': { type: 'string', default: 'default' },
+  },
 });
+const SA_REFRESH = values['sa-refresh-on-read'];
+if (!['default', 'true', 'false'].includes(SA_REFRESH)) throw new Error('--sa-refresh-on-read must be default, true or false');
 const ROUNDS = Number(values.rounds);
 const SECONDS = Number(values.seconds);
 const CONCURRENCY = Number(values.concurrency);
@@ -60,34 +67,6 @@ const VARIANTS: Record<string, Variant> = {
   'all of (a)-(g)': { workflow: 'requestShapedSluiceWorkflow', input: BIG_INPUT, attributes: true, sluiceStart: true },
 };
 
-/**
- * The dev server's persistence calls by operation, and matching's sync and backlogged task
- * dispatches, from its Prometheus metrics (`--metrics-port`): counters summed over their labels.
- */
-async function serverCounters(metricsUrl: string): Promise<Record<string, number>> {
-  const text = await (await fetch(metricsUrl)).text();
-  const out: Record<string, number> = {};
-  for (const line of text.split('\n')) {
-    if (line.startsWith('#')) continue;
-    const m = /^(persistence_requests|poll_success_sync|poll_success|visibility_persistence_requests)\{([^}]*)\} ([0-9.e+]+)$/.exec(line);
-    if (!m) continue;
-    const op = /operation="([^"]+)"/.exec(m[2] as string)?.[1];
-    const key = m[1] === 'persistence_requests' || m[1] === 'visibility_persistence_requests' ? `${m[1]}:${op ?? '?'}` : (m[1] as string);
-    out[key] = (out[key] ?? 0) + Number(m[3]);
-  }
-  return out;
-}
-
-/** `after − before` per request, the counters that moved only. */
-function perRequest(before: Record<string, number>, after: Record<string, number>, requests: number): Record<string, number> {
-  const out: Record<string, number> = {};
-  for (const [k, v] of Object.entries(after)) {
-    const d = (v - (before[k] ?? 0)) / requests;
-    if (d >= 0.005) out[k] = Math.round(d * 100) / 100;
-  }
-  return out;
-}
-
 async function main() {
   const metricsPort = await freePort();
   const metricsUrl = `http://127.0.0.1:${metricsPort}/metrics`;
@@ -115,9 +94,9 @@ async function main() {
             return performance.now() - t;
           };
           for (let w = 0; w < 20; w++) await call(); // warm-up
-          const before = await serverCounters(metricsUrl);
+          const before = await temporalCounters(metricsUrl);
           const load = await measureLoad(call, CONCURRENCY, SECONDS, temporalPid);
-          const server = perRequest(before, await serverCounters(metricsUrl), load.requests);
+          const server = countersPer(before, await temporalCounters(metricsUrl), load.requests);
           const row = { ...load, round: round + 1, loadavg: Math.round((os.loadavg()[0] ?? 0) * 10) / 10, server_per_request: server };
           (rows[name] ??= []).push(row);
           process.stderr.write(`round ${round + 1} ${name}: ${JSON.stringify(row)}\n`);
@@ -142,8 +121,13 @@ async function main() {
         server_per_request_last_round: rs[rs.length - 1]?.server_per_request,
       }];
     }));
-    return { machine: machine(), rounds: ROUNDS, seconds: SECONDS, concurrency: CONCURRENCY, payload_bytes: SLUICE_PAYLOAD_BYTES, summary, rows };
-  }, { devServerArgs: ['--metrics-port', String(metricsPort)] });
+    return { machine: machine(), sa_refresh_on_read: SA_REFRESH, rounds: ROUNDS, seconds: SECONDS, concurrency: CONCURRENCY, payload_bytes: SLUICE_PAYLOAD_BYTES, summary, rows };
+  }, {
+    devServerArgs: [
+      '--metrics-port', String(metricsPort),
+      ...(SA_REFRESH === 'default' ? [] : ['--dynamic-config-value', `system.forceSearchAttributesCacheRefreshOnRead=${SA_REFRESH}`]),
+    ],
+  });
   printResults(results);
 }
 

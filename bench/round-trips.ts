@@ -3,10 +3,10 @@
  * Temporal dev server, the instant backend, all in this process like `pipeline.ts`): every SQL
  * statement the API and the workers send (pg's `Client.query`, counted per statement text, in
  * order, and whether it ran before the workflow start, inside the workflow or after its result),
- * the Temporal client's calls, and the request workflow's history: its events and the bytes of the
- * payloads each carries. Averages over `--requests` requests after a warm-up. Not timed.
+ * the Temporal client's calls, the dev server's persistence calls and tasks per request (its
+ * metrics), and the request workflow's history: its events and the bytes of the payloads each carries. Averages over `--requests` requests after a warm-up. Not timed.
  *
- * Run: `npx tsx bench/round-trips.ts [--requests 20]` (`npm run bench -- round-trips`).
+ * Run: `npx tsx bench/round-trips.ts [--requests 20] [--sa-refresh-on-read default|true|false]` (`npm run bench -- round-trips`).
  */
 import fs from 'node:fs/promises';
 import { parseArgs } from 'node:util';
@@ -16,9 +16,19 @@ import { loadConfig } from '../runtime/config.js';
 import { createLogger } from '../runtime/logger.js';
 import { startInfra, startStack } from '../scripts/lib/system.js';
 import { chatWorkflowId } from '../contracts/ids.js';
+import { freePort } from '../scripts/lib/free-port.js';
+import { countersPer, temporalCounters } from './temporal-counters.js';
 import { benchEnv, machine, addInstantModel, addTenantKey, runBench, syncChat } from './setup.js';
 
-const { values } = parseArgs({ options: { requests: { type: 'string', default: '20' } } });
+const { values } = parseArgs({
+  options: {
+    requests: { type: 'string', default: '20' },
+    /** The dev server's `system.forceSearchAttributesCacheRefreshOnRead` (`default`: what scripts/lib/temporal-dev-server.ts sets). */
+    'sa-refresh-on-read': { type: 'string', default: 'default' },
+  },
+});
+const SA_REFRESH = values['sa-refresh-on-read'];
+if (!['default', 'true', 'false'].includes(SA_REFRESH)) throw new Error('--sa-refresh-on-read must be default, true or false');
 const REQUESTS = Number(values.requests);
 
 /** Where a statement ran, by what the route was waiting for when it was sent. */
@@ -46,7 +56,12 @@ async function main() {
   const { dir, env } = await benchEnv('round-trips', { SLUICE_SLOTS: '8' });
   const log = createLogger('warn');
   const config = loadConfig(env);
-  const infra = await startInfra(config, log);
+  const metricsPort = await freePort();
+  const metricsUrl = `http://127.0.0.1:${metricsPort}/metrics`;
+  const infra = await startInfra(config, log, undefined, [
+    '--metrics-port', String(metricsPort),
+    ...(SA_REFRESH === 'default' ? [] : ['--dynamic-config-value', `system.forceSearchAttributesCacheRefreshOnRead=${SA_REFRESH}`]),
+  ]);
   const counting = { on: false, phase: 'api before start' as Phase };
   const statements = new Map<string, { phase: Phase; n: number; order: number }>();
   let order = 0;
@@ -62,7 +77,7 @@ async function main() {
     }
     return query.apply(this, args);
   } as typeof pg.Client.prototype.query;
-  const results: Record<string, unknown> = { machine: machine(), requests: REQUESTS };
+  const results: Record<string, unknown> = { machine: machine(), requests: REQUESTS, sa_refresh_on_read: SA_REFRESH };
   try {
     const stack = await startStack(config, { databaseUrl: infra.databaseUrl, temporalAddress: infra.temporalAddress, api: true, control: true, pools: ['bench'], log });
     try {
@@ -94,6 +109,8 @@ async function main() {
         return handle;
       }) as typeof getHandle;
       const ids: string[] = [];
+      await new Promise((r) => setTimeout(r, 2000)); // the warm-up's counts reported first
+      const before = await temporalCounters(metricsUrl);
       for (let i = 0; i < REQUESTS; i++) {
         counting.phase = 'api before start';
         counting.on = true;
@@ -105,6 +122,9 @@ async function main() {
         counting.on = false;
         ids.push(body.id.replace(/^chatcmpl-/, ''));
       }
+      // The dev server's persistence calls and tasks per request (its metrics are reported every second or so).
+      await new Promise((r) => setTimeout(r, 2000));
+      results.temporal_per_request = countersPer(before, await temporalCounters(metricsUrl), REQUESTS);
       // The history of the last one: events, and the payload bytes each event type carries.
       const history = await stack.client.workflow.getHandle(chatWorkflowId(ids[ids.length - 1] as string)).fetchHistory();
       const events = (history.events ?? []).map((e) => {
