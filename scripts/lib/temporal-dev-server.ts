@@ -66,8 +66,8 @@ export const DEV_SERVER_DYNAMIC_CONFIG: Record<string, string | number | boolean
   // registers its attributes when the server starts (`--search-attribute`: written to the
   // database before it serves), so the server's cache holds them from its first read; a real
   // Temporal server (`npm run cluster`, docker-compose) defaults to false as well.
-  // `temporal operator search-attribute create` on a running dev server now takes effect within
-  // the cache's refresh (a minute), as on a real server.
+  // `temporal operator search-attribute create` on a running dev server now takes effect when the
+  // cache next refreshes, as on a real server.
   'system.forceSearchAttributesCacheRefreshOnRead': false,
 };
 
