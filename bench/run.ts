@@ -55,6 +55,10 @@ const BENCHMARKS: Record<string, string[]> = {
   'ab-llama-batched-2t': ['bench/ab.ts', '--base', '5c630ee', '--rounds', '2', 'llama-batched-2t'],
   // R (2026-12-02, fourth session): the backend counts a request as generating only inside its sampling loop, against that session's start.
   'ab-llama-sampling-count': ['bench/ab.ts', '--base', '9ae16af', '--rounds', '2', 'llama-batched-2t'],
+  // Issue 18 target 1, fourth session (S2): where the dev server's CPU per sync request goes (the request-shaped floor plus one of Sluice's costs at a time).
+  'floor-decompose': ['bench/floor-decompose.ts', '--rounds', '3', '--seconds', '8', '--concurrency', '32'],
+  // Issue 18 target 1, fourth session (S2): the sync request's history shape, against that session's start.
+  'ab-sync-s2': ['bench/ab.ts', '--base', '9ae16af', '--rounds', '2', '--floor', 'pipeline'],
   cache: ['bench/cache.ts', '--requests', '200', '--seconds', '5'],
   cluster: ['bench/cluster.ts', '--seconds', '5', '--lines', '200', '--floor-requests', '50'],
   tracing: ['bench/tracing.ts', '--requests', '200', '--rounds', '2'],
@@ -75,7 +79,7 @@ async function run(name: string, args: string[]): Promise<string> {
 }
 
 /** Run only when named. */
-const ON_REQUEST = new Set(['batch-100k', 'batch-1m', 'ab-pipeline', 'ab-batch', 'ab-batch-chunk', 'ab-batch-b1', 'ab-batch-b2', 'ab-sync', 'ab-sync-workflows', 'ab-request-steps', 'cluster', 'soak', 'ab-sync-main', 'ab-request-steps-main', 'ab-llama-batched', 'ab-llama-batched-2t', 'ab-cache-hit', 'ab-llama-sampling-count']);
+const ON_REQUEST = new Set(['batch-100k', 'batch-1m', 'ab-pipeline', 'ab-batch', 'ab-batch-chunk', 'ab-batch-b1', 'ab-batch-b2', 'ab-sync', 'ab-sync-workflows', 'ab-request-steps', 'cluster', 'soak', 'ab-sync-main', 'ab-request-steps-main', 'ab-llama-batched', 'ab-llama-batched-2t', 'ab-cache-hit', 'ab-llama-sampling-count', 'floor-decompose', 'ab-sync-s2']);
 
 const wanted = process.argv.slice(2);
 await fs.mkdir(path.join(ROOT, 'bench/results'), { recursive: true });

@@ -13,7 +13,8 @@ import { measureLoad, percentile, type Load } from './stats.js';
 import { FLOOR_POOL_QUEUE } from './floor-workflows.js';
 import { measureRemoteLoad, type LoadClient } from './load-client.js';
 
-const FLOOR_QUEUE = 'floor-control';
+/** The floor's control queue (workflows and local activities). */
+export const FLOOR_QUEUE = 'floor-control';
 export const FLOOR_WORKFLOWS = ['emptyWorkflow', 'oneActivityWorkflow', 'requestShapedWorkflow'] as const;
 
 export interface FloorOptions {
@@ -35,10 +36,20 @@ export interface FloorOptions {
   httpClient?: LoadClient;
 }
 
-export async function measureFloor(options: FloorOptions): Promise<Record<string, unknown>> {
-  const { connection, client, namespace } = options;
-  const activities = { noop: async (x: string) => x };
-  // Same slot counts as Sluice's control and inference workers in the pipeline benchmark.
+/**
+ * The floor's two workers in this process (the control queue's workflows and local activities,
+ * the pool queue's activity), with the slot counts of Sluice's workers in the pipeline benchmark.
+ * `stop` shuts both down and waits for them.
+ */
+export async function startFloorWorkers(connection: NativeConnection, namespace: string): Promise<{ stop: () => Promise<void> }> {
+  const activities = {
+    noop: async (x: string) => x,
+    sized: async (_x: string, bytes: number, burnMs = 0) => {
+      const until = process.cpuUsage().user + burnMs * 1000;
+      while (burnMs > 0 && process.cpuUsage().user < until); // the worker's CPU, as a step's work spends it
+      return 'x'.repeat(bytes);
+    },
+  };
   const control = await Worker.create({
     connection, namespace, taskQueue: FLOOR_QUEUE, activities,
     workflowsPath: fileURLToPath(new URL('./floor-workflows.ts', import.meta.url)),
@@ -46,6 +57,18 @@ export async function measureFloor(options: FloorOptions): Promise<Record<string
   });
   const pool = await Worker.create({ connection, namespace, taskQueue: FLOOR_POOL_QUEUE, activities, maxConcurrentActivityTaskExecutions: 64 });
   const running = [control.run(), pool.run()];
+  return {
+    stop: async () => {
+      control.shutdown();
+      pool.shutdown();
+      await Promise.all(running);
+    },
+  };
+}
+
+export async function measureFloor(options: FloorOptions): Promise<Record<string, unknown>> {
+  const { connection, client, namespace } = options;
+  const workers = await startFloorWorkers(connection, namespace);
   const results: Record<string, unknown> = {};
   let n = 0;
   try {
@@ -69,9 +92,7 @@ export async function measureFloor(options: FloorOptions): Promise<Record<string
       process.stderr.write(`floor oneActivityHttp: ${JSON.stringify(results.oneActivityHttp)}\n`);
     }
   } finally {
-    control.shutdown();
-    pool.shutdown();
-    await Promise.all(running);
+    await workers.stop();
   }
   return results;
 }

@@ -27,7 +27,8 @@ export const TEMPORAL_CLI = fileURLToPath(new URL('../../.tools/bin/temporal', i
  *  - frontend limits raised for benchmarks;
  *  - the history service's mutable-state cache capped at {@link DEV_SERVER_MUTABLE_STATE_CACHE}
  *    entries (see there): by default it keeps up to 128,000 workflows for an hour, so a sync load
- *    grew the dev server by ~40 MiB per 1,000 requests (BENCHMARKS.md, the 10-minute soak).
+ *    grew the dev server by ~40 MiB per 1,000 requests (BENCHMARKS.md, the 10-minute soak);
+ *  - the search-attribute cache on (the CLI turns it off): see the key's comment.
  */
 /**
  * Workflows whose mutable state the dev server's history service keeps in memory
@@ -56,6 +57,18 @@ export const DEV_SERVER_DYNAMIC_CONFIG: Record<string, string | number | boolean
   'frontend.rps': 20000,
   'frontend.namespaceRPS': 20000,
   'history.hostLevelCacheMaxSize': DEV_SERVER_MUTABLE_STATE_CACHE,
+  // The CLI's dev server sets this to true unless told otherwise (temporalio/cli
+  // `defaultDynamicConfigValues`: search attributes created at run time usable at once), so every
+  // read of the search-attribute map (a start, an upsert, a close, a visibility write) went to
+  // SQLite: 12 `GetCurrentClusterMetadata` and 4 `GetNamespace` per Sluice sync request, half the
+  // dev server's persistence calls per request; 6 and 1 for a workflow with no attributes of its
+  // own; none with this (bench/round-trips.ts, bench/floor-decompose.ts; BENCHMARKS.md). Sluice
+  // registers its attributes when the server starts (`--search-attribute`: written to the
+  // database before it serves), so the server's cache holds them from its first read; a real
+  // Temporal server (`npm run cluster`, docker-compose) defaults to false as well.
+  // `temporal operator search-attribute create` on a running dev server now takes effect when the
+  // cache next refreshes, as on a real server.
+  'system.forceSearchAttributesCacheRefreshOnRead': false,
 };
 
 export interface DevServerOptions {
@@ -265,8 +278,11 @@ export async function startTemporalDevServer(options: DevServerOptions): Promise
     else args.push('--ui-port', String(uiPort));
     if (options.namespace && options.namespace !== 'default') args.push('--namespace', options.namespace);
     for (const name of SEARCH_ATTRIBUTE_NAMES) args.push('--search-attribute', `${name}=Keyword`);
-    for (const [key, value] of Object.entries(DEV_SERVER_DYNAMIC_CONFIG)) args.push('--dynamic-config-value', `${key}=${value}`);
-    args.push(...(options.extraArgs ?? []));
+    // A `--dynamic-config-value` of the extra arguments replaces ours for its key (a benchmark trying another value).
+    const extra = options.extraArgs ?? [];
+    const overridden = new Set(extra.flatMap((a, i) => (extra[i - 1] === '--dynamic-config-value' ? [a.split('=')[0]] : [])));
+    for (const [key, value] of Object.entries(DEV_SERVER_DYNAMIC_CONFIG)) if (!overridden.has(key)) args.push('--dynamic-config-value', `${key}=${value}`);
+    args.push(...extra);
     return args;
   };
   const { child, port } = await spawnListening(argsFor, uiPortFor, options);

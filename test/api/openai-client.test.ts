@@ -38,6 +38,15 @@ async function statusUpserts(workflowId: string): Promise<string[]> {
   });
 }
 
+/** The attributes each search-attribute upsert of a request's workflow wrote, by name, in order. */
+async function upsertedKeys(workflowId: string): Promise<string[][]> {
+  const history = await stack.client.workflow.getHandle(workflowId).fetchHistory();
+  return (history.events ?? []).flatMap((e) => {
+    const fields = e.upsertWorkflowSearchAttributesEventAttributes?.searchAttributes?.indexedFields;
+    return fields ? [Object.keys(fields).sort()] : [];
+  });
+}
+
 async function poll(id: string, until: (status: string) => boolean, timeoutMs = 60_000): Promise<any> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
@@ -188,6 +197,8 @@ describe('operations', () => {
     // A sync request starts as `running`: its model, pool and variant are written with its final
     // status, in one upsert at its end (not one more at the attempt: workflows/request-workflow.ts).
     expect(await statusUpserts(workflowId)).toEqual(['succeeded']);
+    // Its model is the one it started with (no variant changed it): the end writes pool, variant and status only.
+    expect(await upsertedKeys(workflowId)).toEqual([['SluicePool', 'SluiceStatus', 'SluiceVariant']]);
     const history = await handle.fetchHistory();
     // Regular activities name their type in the scheduled event; local ones in their marker's data.
     const steps = (history.events ?? []).flatMap((e) => {

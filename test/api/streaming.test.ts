@@ -278,6 +278,10 @@ describe('openai-compatible upstreams', () => {
     expect(new Set(chunks.map((c) => c.model))).toEqual(new Set(['relay-variant']));
     const row = await stack.db.selectFrom('usage').select('model').where('tenant_id', '=', tenantId).executeTakeFirstOrThrow();
     expect(row.model).toBe('relay-variant');
+    // Ops see the variant's model too: the start wrote the one asked for, the end's upsert writes the one that served.
+    const handle = stack.client.workflow.getHandle(chatWorkflowId(res.headers.get('x-sluice-job-id') as string));
+    await handle.result();
+    expect((await handle.describe()).searchAttributes).toMatchObject({ SluiceModel: ['relay-variant'], SluiceStatus: ['succeeded'] });
   });
 
   it('falls back invisibly when the upstream fails before its first byte', async () => {

@@ -66,7 +66,9 @@ afterAll(async () => {
 describe('workflow replay', () => {
   it('replays every recorded history without non-determinism', async () => {
     const sync = await client.chat.completions.create({ model: 'sluice-tiny', messages: [{ role: 'user', content: 'sync' }], max_tokens: 4 });
-    scenarios.set('chat-request-succeeded.pb', chatWorkflowId(sync.id.replace(/^chatcmpl-/, '')));
+    // chat-request-succeeded.pb is the frozen history of a request started as `queued` (before sync
+    // requests started as `running`); chat-request-sync.pb is a sync request as the API starts it now.
+    scenarios.set('chat-request-sync.pb', chatWorkflowId(sync.id.replace(/^chatcmpl-/, '')));
     const fallback = await startJob(stack, key, { model: 'with-fallback', messages: [{ role: 'user', content: 'fallback' }], max_tokens: 4 });
     expect((await pollJob(stack, key, fallback.id, (s) => s === 'succeeded' || s === 'failed')).status).toBe('succeeded');
     scenarios.set('chat-request-fallback.pb', chatWorkflowId(fallback.id));
@@ -132,7 +134,7 @@ describe('workflow replay', () => {
     // three copies of protobufjs 8 that npm installs beside grpc-js's protobufjs 7.
     const files = (await readdir(FIXTURES)).filter((f) => f.endsWith('.pb')).sort();
     expect(files).toEqual([
-      'batch-chunk-pages.pb', 'batch-completed.pb', 'batch-waiting-lines.pb', 'chat-request-cancelled.pb', 'chat-request-fallback.pb', 'chat-request-quota-exceeded.pb', 'chat-request-succeeded.pb',
+      'batch-chunk-pages.pb', 'batch-completed.pb', 'batch-waiting-lines.pb', 'chat-request-cancelled.pb', 'chat-request-fallback.pb', 'chat-request-quota-exceeded.pb', 'chat-request-succeeded.pb', 'chat-request-sync.pb',
       'completion-prompts-fallback.pb', 'completion-prompts-succeeded.pb',
     ]);
     for (const file of files) {
