@@ -66,6 +66,16 @@ export interface Load {
    * and of the load generator's own process when it has one (`bench/load-client.ts`).
    */
   cpu_ms_per_request: { node: number; temporal: number | null; postgres?: number | null; load_generator?: number };
+  /**
+   * When the measurement ran, in µs of the monotonic clock (`process.hrtime`, the clock of a
+   * `.cpuprofile`'s `startTime`): `bench/profile-summary.ts --window FROM,TO` cuts a profile to it.
+   */
+  window_us: [number, number];
+}
+
+/** Now on the monotonic clock, µs (the clock V8's CPU profiles are stamped with). */
+export function monotonicUs(): number {
+  return Number(process.hrtime.bigint() / 1000n);
 }
 
 /** Runs `call` from `concurrency` loops for `seconds`, with the CPU both processes spent per call. */
@@ -75,6 +85,7 @@ export async function measureLoad(call: () => Promise<number>, concurrency: numb
   const node0 = process.cpuUsage();
   const temporal0 = cpuMs(temporalPid);
   const pg0 = postgresCpuMs(pgDir);
+  const from = monotonicUs();
   const started = performance.now();
   const deadline = started + seconds * 1000;
   await Promise.all(Array.from({ length: concurrency }, async () => {
@@ -89,6 +100,7 @@ export async function measureLoad(call: () => Promise<number>, concurrency: numb
   // Calls started before the deadline finish after it: the rate is over the time they all took
   // (with `seconds` alone, long calls at a high concurrency counted as if done within it).
   const elapsedS = (performance.now() - started) / 1000;
+  const to = monotonicUs();
   const node = process.cpuUsage(node0);
   const temporal1 = cpuMs(temporalPid);
   const pg1 = postgresCpuMs(pgDir);
@@ -100,6 +112,7 @@ export async function measureLoad(call: () => Promise<number>, concurrency: numb
       node: per((node.user + node.system) / 1000), temporal: temporal0 !== null && temporal1 !== null ? per(temporal1 - temporal0) : null,
       ...(pgDir !== undefined ? { postgres: pg0 !== null && pg1 !== null ? per(pg1 - pg0) : null } : {}),
     },
+    window_us: [from, to],
   };
 }
 
