@@ -37,14 +37,27 @@ function nextMonth(at: Date): Date {
 }
 
 /**
+ * The statement of {@link reserve}, compiled once and named (every request runs it): its columns
+ * named, so PostgreSQL parses it once per connection.
+ */
+const reserveQuery = preparedQuery(
+  { requestId: 'string', tenantId: 'string', estTokens: 'value', estCostMicros: 'value', window: 'date', period: 'string' },
+  (db, p) => ({
+    compile: () => sql<ReserveRow>`
+      select outcome, est_cost_micros, budget_events from sluice_reserve(${p.requestId}, ${p.tenantId}, ${p.estTokens}, ${p.estCostMicros},
+        ${p.window}, ${p.period}, ${sql.val([...BUDGET_THRESHOLDS])}::integer[])`.compile(db),
+  }),
+);
+
+/**
  * Admits the request against every limit of its tenant and holds its estimate, or says which limit
  * refused: one call of `sluice_reserve` (migration 0008), which runs under the tenant's row lock.
  */
 export async function reserve(db: Db, input: ReserveInput): Promise<ReserveResult> {
-  const window = minuteOf(input.at);
-  const { rows } = await sql<ReserveRow>`
-    select * from sluice_reserve(${input.requestId}, ${input.tenantId}, ${input.estTokens}, ${input.estCostMicros},
-      ${window}, ${periodOf(input.at)}, ${sql.val([...BUDGET_THRESHOLDS])}::integer[])`.execute(db);
+  const { rows } = await db.executeQuery(reserveQuery(db, {
+    requestId: input.requestId, tenantId: input.tenantId, estTokens: input.estTokens, estCostMicros: input.estCostMicros,
+    window: minuteOf(input.at), period: periodOf(input.at),
+  }));
   const row = rows[0];
   if (!row) throw new Error('sluice_reserve returned no row');
   return reserveResult(input, row);
