@@ -55,6 +55,12 @@ const COMMANDS: Record<string, { base: string[]; head: string[]; instrument?: re
     head: ['bench/request-steps.ts', '--requests', '1000', '--rounds', '1'],
     instrument: ['bench/request-steps.ts', 'bench/stats.ts'],
   },
+  // The same with the API's own statements around them (`--api`): all seven SQL statements of a sync request.
+  'request-steps-api': {
+    base: ['bench/request-steps.ts', '--requests', '1000', '--rounds', '1', '--api'],
+    head: ['bench/request-steps.ts', '--requests', '1000', '--rounds', '1', '--api'],
+    instrument: ['bench/request-steps.ts', 'bench/stats.ts'],
+  },
   // Batched decoding (issue 18 target 3) at the widths where batching is in play, short (the
   // alternation gives the rounds): node-llama-cpp's default batching directly beside the worker,
   // interleaved: the instrument (this checkout's bench and the batching
@@ -162,10 +168,11 @@ function headline(name: string, r: any): Record<string, number | null> {
       'one-activity floor req/s c=32': rps(r.floor?.oneActivityWorkflow?.throughput, 32).rps ?? null,
     };
   }
-  if (name === 'request-steps') {
+  if (name === 'request-steps' || name === 'request-steps-api') {
     const round = r.rounds?.[0] ?? {};
     return {
       'statements per request': round.statements_per_request ?? null,
+      'parses per request': round.parses_per_request ?? null,
       'node cpu us/request': round.node_cpu_us_per_request ?? null,
       'postgres cpu us/request': round.postgres_cpu_us_per_request ?? null,
       'wall ms/request': round.wall_ms_per_request ?? null,

@@ -10,7 +10,7 @@
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { cpuMs, cpuSpent, percentile, perUnit, postgresCpuMs, type Load, type LoadPids } from './stats.js';
+import { cpuMs, cpuSpent, monotonicUs, percentile, perUnit, postgresCpuMs, type Load, type LoadPids } from './stats.js';
 
 /** One HTTP call the client repeats: a POST of `body` with `headers`, answered 200. */
 export interface LoadTarget {
@@ -109,7 +109,9 @@ export async function measureRemoteLoad(client: LoadClient, target: LoadTarget, 
   const node0 = process.cpuUsage();
   const temporal0 = cpuMs(pids.temporalPid);
   const pg0 = postgresCpuMs(pids.pgDir);
+  const from = monotonicUs();
   const r = await client.run({ op: 'load', target, concurrency, seconds });
+  const to = monotonicUs();
   const node = process.cpuUsage(node0);
   const temporal1 = cpuMs(pids.temporalPid);
   const pg1 = postgresCpuMs(pids.pgDir);
@@ -124,6 +126,7 @@ export async function measureRemoteLoad(client: LoadClient, target: LoadTarget, 
       postgres: per(cpuSpent(pg0, pg1)),
       load_generator: per(r.cpuMs),
     },
+    window_us: [from, to],
   };
 }
 

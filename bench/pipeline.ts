@@ -12,7 +12,9 @@
  *    process (`load-client.ts`), for the pipeline and for the floor's extra `oneActivityHttp` row.
  * Real embedded PostgreSQL and Temporal dev server in a temp dir; everything stops at the end.
  *
- * Run: `npx tsx bench/pipeline.ts [--requests 300] [--seconds 10] [--modes floor,local]`
+ * Run: `npx tsx bench/pipeline.ts [--requests 300] [--seconds 10] [--modes floor,local] [--floors W,…]`
+ * (`--floors`: which floor rows, of `FLOOR_WORKFLOWS` and `oneActivityHttp`; default all: e.g.
+ * `--floors requestShapedWorkflow` to profile that floor alone).
  */
 import fs from 'node:fs/promises';
 import { parseArgs } from 'node:util';
@@ -24,13 +26,18 @@ import { startInfra, startStack } from '../scripts/lib/system.js';
 import { createInstantBackend } from '../activities/backends/instant.js';
 import path from 'node:path';
 import { percentile } from './stats.js';
-import { measureFloor } from './temporal-floor.js';
+import { FLOOR_WORKFLOWS, measureFloor } from './temporal-floor.js';
 import { measureRemoteLoad, startLoadClient } from './load-client.js';
 import { benchEnv, machine, addInstantModel, addTenantKey, runBench, syncChatTarget } from './setup.js';
 
 const { values } = parseArgs({
-  options: { requests: { type: 'string', default: '300' }, seconds: { type: 'string', default: '10' }, modes: { type: 'string', default: 'floor,local' } },
+  options: {
+    requests: { type: 'string', default: '300' }, seconds: { type: 'string', default: '10' }, modes: { type: 'string', default: 'floor,local' },
+    floors: { type: 'string', default: [...FLOOR_WORKFLOWS, 'oneActivityHttp'].join(',') },
+  },
 });
+const FLOORS = values.floors.split(',').map((f) => f.trim());
+for (const f of FLOORS) if (f !== 'oneActivityHttp' && !(FLOOR_WORKFLOWS as readonly string[]).includes(f)) throw new Error(`unknown floor '${f}'`);
 const MODES = values.modes.split(',').map((m) => m.trim());
 if (MODES.includes('regular')) throw new Error('--modes regular was removed with SLUICE_LOCAL_ACTIVITIES (docs/versioning.md)');
 const REQUESTS = Number(values.requests);
@@ -64,7 +71,11 @@ async function main() {
       try {
         const namespace = baseConfig.temporalNamespace;
         const client = new Client({ connection, namespace });
-        results.floor = await measureFloor({ connection, client, namespace, temporalPid, requests: REQUESTS, seconds: SECONDS, concurrencies: CONCURRENCIES, httpClient: loadClient });
+        results.floor = await measureFloor({
+          connection, client, namespace, temporalPid, requests: REQUESTS, seconds: SECONDS, concurrencies: CONCURRENCIES,
+          workflows: FLOOR_WORKFLOWS.filter((w) => FLOORS.includes(w)),
+          ...(FLOORS.includes('oneActivityHttp') ? { httpClient: loadClient } : {}),
+        });
       } finally {
         await connection.close();
       }

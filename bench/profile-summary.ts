@@ -4,8 +4,11 @@
  * self time went: the top functions and the top packages (`node_modules/<pkg>`, `sluice` for the
  * project's own files, `node:` for Node's internals, `(native)` for V8 and the SDK's Rust bridge).
  *
- * Run: `npx tsx bench/profile-summary.ts DIR [--top 25] [--from-s 0]` (`--from-s`: skip the first
- * seconds of each profile, e.g. start-up and the workflow bundle's webpack run).
+ * Run: `npx tsx bench/profile-summary.ts DIR [--top 25] [--from-s 0] [--window FROM,TO] [--per N]`
+ * (`--from-s`: skip the first seconds of each profile, e.g. start-up and the workflow bundle's
+ * webpack run; `--window`: only the samples between two instants in µs of the monotonic clock, a
+ * load phase's `window_us` from `bench/stats.ts`; `--per N`: also each item's µs per request,
+ * for the N requests that phase completed).
  */
 import fs from 'node:fs/promises';
 import path from 'node:path';
@@ -17,17 +20,26 @@ interface ProfileNode {
 }
 
 interface CpuProfile {
+  /** µs of the monotonic clock (`process.hrtime`) when profiling started. */
+  startTime: number;
   nodes: ProfileNode[];
   samples: number[];
   timeDeltas: number[];
 }
 
 const { values, positionals } = parseArgs({
-  options: { top: { type: 'string', default: '25' }, 'from-s': { type: 'string', default: '0' } },
+  options: {
+    top: { type: 'string', default: '25' }, 'from-s': { type: 'string', default: '0' },
+    window: { type: 'string' }, per: { type: 'string' },
+  },
   allowPositionals: true,
 });
 const TOP = Number(values.top);
 const FROM_US = Number(values['from-s']) * 1e6;
+const WINDOW = values.window === undefined ? null : values.window.split(',').map(Number);
+if (WINDOW !== null && (WINDOW.length !== 2 || WINDOW.some((n) => !Number.isFinite(n)))) throw new Error('--window FROM,TO: two numbers (µs)');
+const PER = values.per === undefined ? null : Number(values.per);
+if (PER !== null && !(PER > 0)) throw new Error('--per N: a positive number of requests');
 const dir = positionals[0];
 if (!dir) throw new Error('usage: profile-summary.ts DIR [--top N] [--from-s S]');
 
@@ -52,7 +64,7 @@ function shortUrl(url: string): string {
 
 function top(map: Map<string, number>, total: number): string[] {
   return [...map.entries()].sort((a, b) => b[1] - a[1]).slice(0, TOP)
-    .map(([k, us]) => `${((us / total) * 100).toFixed(1).padStart(5)}%  ${(us / 1000).toFixed(0).padStart(7)} ms  ${k}`);
+    .map(([k, us]) => `${((us / total) * 100).toFixed(1).padStart(5)}%  ${(us / 1000).toFixed(0).padStart(7)} ms${PER === null ? '' : `  ${(us / PER).toFixed(0).padStart(6)} µs/req`}  ${k}`);
 }
 
 for (const file of (await fs.readdir(dir)).filter((f) => f.endsWith('.cpuprofile')).sort()) {
@@ -66,6 +78,7 @@ for (const file of (await fs.readdir(dir)).filter((f) => f.endsWith('.cpuprofile
     const dt = profile.timeDeltas[i] ?? 0;
     t += dt;
     if (t < FROM_US) return;
+    if (WINDOW !== null && (profile.startTime + t < (WINDOW[0] as number) || profile.startTime + t > (WINDOW[1] as number))) return;
     const node = byId.get(id);
     if (!node) return;
     const { functionName, url, lineNumber } = node.callFrame;
@@ -82,7 +95,8 @@ for (const file of (await fs.readdir(dir)).filter((f) => f.endsWith('.cpuprofile
     total += dt;
   });
   byFunction.delete('(idle)');
-  process.stdout.write(`\n== ${file}: ${(total / 1000).toFixed(0)} ms busy (${(t / 1e6).toFixed(1)} s profiled)\n-- by package\n`);
+  const perRequest = PER === null ? '' : `, ${(total / PER / 1000).toFixed(2)} ms per request`;
+  process.stdout.write(`\n== ${file}: ${(total / 1000).toFixed(0)} ms busy (${(t / 1e6).toFixed(1)} s profiled${perRequest})\n-- by package\n`);
   process.stdout.write(top(byPackage, total).join('\n') + '\n-- by function (self time)\n');
   process.stdout.write(top(byFunction, total).join('\n') + '\n');
 }

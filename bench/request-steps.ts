@@ -7,8 +7,12 @@
  * (Node: building, sending and reading the statements), PostgreSQL's CPU (the postmaster and its
  * backends: parsing, planning and running them) and the wall time, all with the insert. The
  * CPU is the low-noise number on a shared machine; the wall time depends on PostgreSQL's share.
+ * With `--api`, each request also runs the API's own statements around them, as the chat route
+ * does (the key lookup, the model and precheck read, and after the result the cache status): all
+ * seven statements of a sync request, then counted all. `parses_per_request`: the statements
+ * PostgreSQL parsed (pg's Parse messages: the unnamed ones; a named one only on a new connection).
  *
- * Run: `npx tsx bench/request-steps.ts [--requests 2000] [--rounds 3]` (`npm run bench -- request-steps`).
+ * Run: `npx tsx bench/request-steps.ts [--requests 2000] [--rounds 3] [--api]` (`npm run bench -- request-steps`).
  */
 import fs from 'node:fs/promises';
 import os from 'node:os';
@@ -20,6 +24,9 @@ import { freePort } from '../scripts/lib/free-port.js';
 import { createDb } from '../db/database.js';
 import { migrateToLatest } from '../db/migrate.js';
 import { insertRequest } from '../db/repositories/requests.js';
+import { findKeyBySecret } from '../db/repositories/keys.js';
+import { modelAndPrecheck } from '../db/repositories/quota.js';
+import { requestCacheStatus } from '../db/repositories/cache.js';
 import { createControlActivities } from '../activities/index.js';
 import { addInstantModel, addTenantKey, machine, printResults, runBench } from './setup.js';
 import { cpuSpent, perUnit, postgresCpuMs } from './stats.js';
@@ -27,7 +34,8 @@ import { cpuSpent, perUnit, postgresCpuMs } from './stats.js';
 /** A CPU reading in ms as µs (null stays null). */
 const microseconds = (ms: number | null) => (ms === null ? null : ms * 1000);
 
-const { values } = parseArgs({ options: { requests: { type: 'string', default: '2000' }, rounds: { type: 'string', default: '3' } } });
+const { values } = parseArgs({ options: { requests: { type: 'string', default: '2000' }, rounds: { type: 'string', default: '3' }, api: { type: 'boolean', default: false } } });
+const API = values.api;
 const REQUESTS = Number(values.requests);
 const ROUNDS = Number(values.rounds);
 
@@ -43,14 +51,25 @@ async function main() {
     statements += 1;
     return query.apply(this, args);
   } as typeof pg.Client.prototype.query;
+  let parses = 0;
+  const connection = pg.Connection.prototype as unknown as { parse: (...args: unknown[]) => unknown };
+  const parse = connection.parse;
+  connection.parse = function counted(this: unknown, ...args: unknown[]) {
+    parses += 1;
+    return parse.apply(this, args);
+  };
   try {
     await migrateToLatest(db);
     await addInstantModel(db);
-    const { tenantId, keyId } = await addTenantKey(db);
+    const { tenantId, keyId, secret } = await addTenantKey(db);
     const acts = createControlActivities({ db });
     let n = 0;
     async function one(): Promise<void> {
       const requestId = `req_bench_${n++}`;
+      if (API) {
+        if (!(await findKeyBySecret(db, secret))) throw new Error('no key');
+        if (!(await modelAndPrecheck(db, 'instant', tenantId, new Date())).model) throw new Error('no model');
+      }
       await insertRequest(db, { id: requestId, tenantId, keyId, kind: 'sync', model: 'instant', idempotencyKey: null, bodyHash: 'bench' });
       const a = await acts.admit({ requestId, tenantId, keyId, model: 'instant', subject: keyId, promptTokensEstimate: 8, maxTokens: 2 });
       const d = a.deployments[a.acquired];
@@ -65,12 +84,14 @@ async function main() {
           summary: { deployment: d.id, pool: d.pool, variant: null, prompt_tokens: 8, completion_tokens: 2 },
         },
       });
+      if (API) await requestCacheStatus(db, requestId, tenantId);
     }
     for (let i = 0; i < 200; i++) await one();
     const rounds = [];
     for (let r = 0; r < ROUNDS; r++) {
       let admitComplete = 0;
       let wall = 0;
+      const parses0 = parses;
       const cpu0 = process.cpuUsage();
       const pg0 = postgresCpuMs(pgDir);
       for (let i = 0; i < REQUESTS; i++) {
@@ -83,16 +104,18 @@ async function main() {
       const cpu = process.cpuUsage(cpu0);
       const pg1 = postgresCpuMs(pgDir);
       rounds.push({
-        // Less the request row's insert.
-        statements_per_request: Number((admitComplete / REQUESTS - 1).toFixed(2)),
+        // Less the request row's insert (with --api: all of them).
+        statements_per_request: Number((admitComplete / REQUESTS - (API ? 0 : 1)).toFixed(2)),
+        parses_per_request: Number(((parses - parses0) / REQUESTS).toFixed(2)),
         node_cpu_us_per_request: Math.round((cpu.user + cpu.system) / REQUESTS),
         postgres_cpu_us_per_request: perUnit(microseconds(cpuSpent(pg0, pg1)), REQUESTS, 0),
         wall_ms_per_request: Number((wall / REQUESTS).toFixed(3)),
       });
     }
-    printResults({ machine: machine(), load_average: os.loadavg().map((l) => Number(l.toFixed(2))), requests: REQUESTS, rounds });
+    printResults({ machine: machine(), load_average: os.loadavg().map((l) => Number(l.toFixed(2))), requests: REQUESTS, api: API, rounds });
   } finally {
     pg.Client.prototype.query = query as typeof pg.Client.prototype.query;
+    connection.parse = parse;
     await db.destroy();
     await server.stop();
     await fs.rm(dir, { recursive: true, force: true });

@@ -4,7 +4,9 @@
  * statement the API and the workers send (pg's `Client.query`, counted per statement text, in
  * order, and whether it ran before the workflow start, inside the workflow or after its result),
  * the Temporal client's calls, the dev server's persistence calls and tasks per request (its
- * metrics), and the request workflow's history: its events and the bytes of the payloads each carries. Averages over `--requests` requests after a warm-up. Not timed.
+ * metrics), and the request workflow's history: its events and the bytes of the payloads each carries. Averages over `--requests` requests after a warm-up.
+ * Also the statements PostgreSQL parses per request (`parse_per_request`: pg's Parse messages,
+ * i.e. the unnamed statements and a named one's first use on a connection) by phase. Not timed.
  *
  * Run: `npx tsx bench/round-trips.ts [--requests 20] [--sa-refresh-on-read default|true|false]` (`npm run bench -- round-trips`).
  */
@@ -65,6 +67,13 @@ async function main() {
   const counting = { on: false, phase: 'api before start' as Phase };
   const statements = new Map<string, { phase: Phase; n: number; order: number }>();
   let order = 0;
+  const parses = new Map<Phase, number>();
+  const connection = pg.Connection.prototype as unknown as { parse: (...args: unknown[]) => unknown };
+  const parse = connection.parse;
+  connection.parse = function counted(this: unknown, ...args: unknown[]) {
+    if (counting.on) parses.set(counting.phase, (parses.get(counting.phase) ?? 0) + 1);
+    return parse.apply(this, args);
+  };
   const query = pg.Client.prototype.query as (...args: unknown[]) => unknown;
   pg.Client.prototype.query = function patched(this: pg.Client, ...args: unknown[]) {
     if (counting.on) {
@@ -136,6 +145,7 @@ async function main() {
       const perPhase: Record<string, number> = {};
       for (const [, s] of sorted) perPhase[s.phase] = (perPhase[s.phase] ?? 0) + s.n / REQUESTS;
       results.sql_per_request = perPhase;
+      results.parse_per_request = Object.fromEntries([...parses.entries()].map(([k, n]) => [k, n / REQUESTS]));
       results.sql_statements = sorted.map(([k, s]) => ({ per_request: Math.round((s.n / REQUESTS) * 100) / 100, statement: k }));
       results.client_rpcs_per_request = Object.fromEntries([...rpcs.entries()].map(([k, n]) => [k, n / REQUESTS]));
       results.history = {
@@ -147,6 +157,7 @@ async function main() {
     }
   } finally {
     pg.Client.prototype.query = query as typeof pg.Client.prototype.query;
+    connection.parse = parse;
     await infra.stop();
     await fs.rm(dir, { recursive: true, force: true });
   }

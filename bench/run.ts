@@ -41,6 +41,10 @@ const BENCHMARKS: Record<string, string[]> = {
   'ab-sync-main': ['bench/ab.ts', '--base', '5c630ee', '--rounds', '2', '--floor', 'pipeline'],
   'ab-request-steps-main': ['bench/ab.ts', '--base', '5c630ee', '--rounds', '2', 'request-steps'],
   'request-steps': ['bench/request-steps.ts', '--requests', '2000', '--rounds', '3'],
+  // Issue 18 target 1, fourth session (S1): the sync path's main thread against that session's start,
+  // end to end against the floor, and all seven statements of a sync request without Temporal or HTTP.
+  'ab-sync-s1': ['bench/ab.ts', '--base', '9ae16af', '--rounds', '2', '--floor', 'pipeline'],
+  'ab-request-steps-s1': ['bench/ab.ts', '--base', '9ae16af', '--rounds', '2', 'request-steps-api'],
   // S-B (2026-12-02, third session): a cache hit's completion in one statement, against 5c630ee.
   'ab-cache-hit': ['bench/ab.ts', '--base', '5c630ee', '--rounds', '2', 'cache'],
   'ab-request-steps': ['bench/ab.ts', '--base', '556efdd', '--rounds', '3', 'request-steps'],
@@ -79,7 +83,7 @@ async function run(name: string, args: string[]): Promise<string> {
 }
 
 /** Run only when named. */
-const ON_REQUEST = new Set(['batch-100k', 'batch-1m', 'ab-pipeline', 'ab-batch', 'ab-batch-chunk', 'ab-batch-b1', 'ab-batch-b2', 'ab-sync', 'ab-sync-workflows', 'ab-request-steps', 'cluster', 'soak', 'ab-sync-main', 'ab-request-steps-main', 'ab-llama-batched', 'ab-llama-batched-2t', 'ab-cache-hit', 'ab-llama-sampling-count', 'floor-decompose', 'ab-sync-s2']);
+const ON_REQUEST = new Set(['batch-100k', 'batch-1m', 'ab-pipeline', 'ab-batch', 'ab-batch-chunk', 'ab-batch-b1', 'ab-batch-b2', 'ab-sync', 'ab-sync-workflows', 'ab-request-steps', 'cluster', 'soak', 'ab-sync-main', 'ab-request-steps-main', 'ab-llama-batched', 'ab-llama-batched-2t', 'ab-cache-hit', 'ab-llama-sampling-count', 'floor-decompose', 'ab-sync-s2', 'ab-sync-s1', 'ab-request-steps-s1']);
 
 const wanted = process.argv.slice(2);
 await fs.mkdir(path.join(ROOT, 'bench/results'), { recursive: true });

@@ -112,6 +112,16 @@ export interface Load {
    * request succeeded (`perUnit`).
    */
   cpu_ms_per_request: { node: number | null; temporal: number | null; postgres?: number | null; load_generator?: number | null };
+  /**
+   * When the measurement ran, in µs of the monotonic clock (`process.hrtime`, the clock of a
+   * `.cpuprofile`'s `startTime`): `bench/profile-summary.ts --window FROM,TO` cuts a profile to it.
+   */
+  window_us: [number, number];
+}
+
+/** Now on the monotonic clock, µs (the clock V8's CPU profiles are stamped with). */
+export function monotonicUs(): number {
+  return Number(process.hrtime.bigint() / 1000n);
 }
 
 /** Runs `call` from `concurrency` loops for `seconds`, with the CPU both processes spent per call. */
@@ -121,6 +131,7 @@ export async function measureLoad(call: () => Promise<number>, concurrency: numb
   const node0 = process.cpuUsage();
   const temporal0 = cpuMs(temporalPid);
   const pg0 = postgresCpuMs(pgDir);
+  const from = monotonicUs();
   const started = performance.now();
   const deadline = started + seconds * 1000;
   await Promise.all(Array.from({ length: concurrency }, async () => {
@@ -135,6 +146,7 @@ export async function measureLoad(call: () => Promise<number>, concurrency: numb
   // Calls started before the deadline finish after it: the rate is over the time they all took
   // (with `seconds` alone, long calls at a high concurrency counted as if done within it).
   const elapsedS = (performance.now() - started) / 1000;
+  const to = monotonicUs();
   const node = process.cpuUsage(node0);
   const temporal1 = cpuMs(temporalPid);
   const pg1 = postgresCpuMs(pgDir);
@@ -146,6 +158,7 @@ export async function measureLoad(call: () => Promise<number>, concurrency: numb
       node: per((node.user + node.system) / 1000), temporal: per(cpuSpent(temporal0, temporal1)),
       ...(pgDir !== undefined ? { postgres: per(cpuSpent(pg0, pg1)) } : {}),
     },
+    window_us: [from, to],
   };
 }
 

@@ -21,11 +21,16 @@ import type { Db } from './database.js';
 /** The SQL text of every compiled template → its statement name: one entry per template in the code. */
 const STATEMENT_NAMES = new Map<string, string>();
 
-/** What a placeholder stands for: a text (or a text or null), or a timestamp parameter. */
-type Kind = 'string' | 'string-or-null' | 'date';
-type ValueOf<K extends Kind> = K extends 'date' ? Date : K extends 'string-or-null' ? string | null : string;
+/**
+ * What a placeholder stands for: a text (or a text or null), a timestamp, or any other parameter
+ * value as it is (`value`: a number, a boolean, null, an array; typed by the statement's SQL).
+ */
+type Kind = 'string' | 'string-or-null' | 'date' | 'value';
+type ValueOf<K extends Kind> = K extends 'date' ? Date : K extends 'string-or-null' ? string | null : K extends 'value' ? unknown : string;
 
 const MARK = '\u0000sluice-placeholder:';
+/** The mark as a derived text still shows it (`JSON.stringify` writes U+0000 as `\\u0000`). */
+const MARK_TEXT = 'sluice-placeholder:';
 
 interface Template<R> {
   compiled: CompiledQuery<R>;
@@ -35,12 +40,19 @@ interface Template<R> {
 
 type Inputs<S extends Record<string, Kind>> = { [K in keyof S]: ValueOf<S[K]> };
 
+function valuePlaceholder(name: string): object {
+  const text = `${MARK}${name}`;
+  return Object.freeze({ toString: () => text, toJSON: () => text, valueOf: () => text });
+}
+
 function compileTemplate<S extends Record<string, Kind>, R>(db: Db, spec: S, build: (db: Db, p: Inputs<S>) => Compilable<R>, named: boolean): Template<R> {
   const placeholders = new Map<unknown, string>();
-  const p: Record<string, string | Date> = {};
+  const p: Record<string, unknown> = {};
   for (const [name, kind] of Object.entries(spec)) {
-    // A distinct object per date placeholder: it is recognised by identity.
-    const value = kind === 'date' ? new Date(0) : `${MARK}${name}`;
+    // A distinct object per date or value placeholder: it is recognised by identity. A value
+    // placeholder turned into text (`String(v)`, `JSON.stringify(v)`) carries the mark, so a
+    // derived parameter is refused as a string one is.
+    const value = kind === 'date' ? new Date(0) : kind === 'value' ? valuePlaceholder(name) : `${MARK}${name}`;
     placeholders.set(value, name);
     p[name] = value;
   }
@@ -52,7 +64,7 @@ function compileTemplate<S extends Record<string, Kind>, R>(db: Db, spec: S, bui
       used.add(input);
       return { input };
     }
-    if ((typeof value === 'string' && value.toLowerCase().includes(MARK)) || value instanceof Date) {
+    if ((typeof value === 'string' && value.toLowerCase().includes(MARK_TEXT)) || value instanceof Date) {
       throw new Error(`preparedQuery: a parameter was derived from a placeholder (${String(value).slice(0, 80)}); use the placeholder as it is`);
     }
     return { constant: value };

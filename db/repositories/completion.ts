@@ -6,6 +6,7 @@
  */
 import { sql } from 'kysely';
 import type { Db } from '../database.js';
+import { preparedQuery } from '../prepared-query.js';
 import type { UsageEntry } from '../../contracts/chat.js';
 import { periodOf } from '../../domain/billing-calendar.js';
 import { auditContentAroundValue, storedFields, type AuditEntry } from './audit.js';
@@ -34,6 +35,28 @@ export interface CompletionResult {
   finished: { id: string; seconds: number } | null;
 }
 
+/**
+ * The statement of {@link completeRequest}, compiled once and named (every served request runs
+ * it): its columns named, so PostgreSQL parses it once per connection.
+ */
+const completeQuery = preparedQuery(
+  {
+    requestId: 'string', step: 'string', tenantId: 'string', keyId: 'string', kind: 'string', model: 'string', deploymentId: 'string',
+    pool: 'string', variant: 'string-or-null', at: 'date', promptTokens: 'value', completionTokens: 'value', latencyMs: 'value',
+    cached: 'value', period: 'string', actor: 'string', auditTenantId: 'string-or-null', action: 'string', target: 'string-or-null',
+    data: 'string', idempotencyKey: 'string-or-null', content: 'value', status: 'string', result: 'string-or-null', error: 'string-or-null',
+    failureType: 'string-or-null', outcomePool: 'string-or-null', now: 'date',
+  },
+  (db, p) => ({
+    compile: () => sql<{ cost_micros: number; inserted: boolean; budget_events: boolean; circuit_clean: boolean; finished_seconds: number | null }>`
+      select cost_micros, inserted, budget_events, circuit_clean, finished_seconds from sluice_complete(${p.requestId}, ${p.step}, ${p.tenantId}, ${p.keyId}, ${p.kind}, ${p.model},
+        ${p.deploymentId}, ${p.pool}, ${p.variant}, ${p.at}, ${p.promptTokens}, ${p.completionTokens}, ${p.latencyMs},
+        ${p.cached}, ${p.period}, ${sql.val([...BUDGET_THRESHOLDS])}::integer[],
+        ${p.actor}, ${p.auditTenantId}, ${p.action}, ${p.target}, ${p.data}::jsonb, ${p.idempotencyKey}, ${p.content}::text[],
+        ${p.status}, ${p.result}, ${p.error}, ${p.failureType}, ${p.outcomePool}, ${p.now}::timestamptz)`.compile(db),
+  }),
+);
+
 /** Runs `sluice_complete` for `w`. */
 export async function completeRequest(db: Db, w: CompletionWrite): Promise<CompletionResult> {
   const u = w.usage;
@@ -43,12 +66,14 @@ export async function completeRequest(db: Db, w: CompletionWrite): Promise<Compl
   const f = storedFields(w.audit);
   const content = auditContentAroundValue(f, 'cost_micros');
   const o = w.outcome;
-  const { rows } = await sql<{ cost_micros: number; inserted: boolean; budget_events: boolean; circuit_clean: boolean; finished_seconds: number | null }>`
-    select * from sluice_complete(${u.requestId}, ${u.step}, ${u.tenantId}, ${u.keyId}, ${u.kind}, ${u.model},
-      ${u.deploymentId}, ${u.pool}, ${u.variant}, ${f.created_at}, ${u.promptTokens}, ${u.completionTokens}, ${u.latencyMs},
-      ${u.cached === true}, ${periodOf(new Date())}, ${sql.val([...BUDGET_THRESHOLDS])}::integer[],
-      ${f.actor}, ${f.tenant_id}, ${f.action}, ${f.target}, ${JSON.stringify(f.data)}::jsonb, ${w.audit.idempotencyKey}, ${content}::text[],
-      ${o.status}, ${outcomeText(o.result)}, ${outcomeText(o.error)}, ${o.failureType ?? null}, ${o.pool ?? null}, ${new Date()}::timestamptz)`.execute(db);
+  const { rows } = await db.executeQuery(completeQuery(db, {
+    requestId: u.requestId, step: u.step, tenantId: u.tenantId, keyId: u.keyId, kind: u.kind, model: u.model,
+    deploymentId: u.deploymentId, pool: u.pool, variant: u.variant, at: f.created_at, promptTokens: u.promptTokens,
+    completionTokens: u.completionTokens, latencyMs: u.latencyMs, cached: u.cached === true, period: periodOf(new Date()),
+    actor: f.actor, auditTenantId: f.tenant_id, action: f.action, target: f.target, data: JSON.stringify(f.data),
+    idempotencyKey: w.audit.idempotencyKey, content, status: o.status, result: outcomeText(o.result), error: outcomeText(o.error),
+    failureType: o.failureType ?? null, outcomePool: o.pool ?? null, now: new Date(),
+  }));
   const row = rows[0];
   if (!row) throw new Error('sluice_complete returned no row');
   return {

@@ -48,13 +48,21 @@ export async function createKey(db: Db, input: CreateKeyInput): Promise<{ key: A
 
 export type KeyWithTenant = ApiKey & { tenant: Pick<Tenant, 'id' | 'status' | 'allowed_models'> | null };
 
-/** The statement of {@link findKeyBySecret}, compiled once (every API request runs it); `k.*`: sent unnamed. */
+/** Every column of `api_keys`, as the key lookup selects them (a column the table gains and this misses fails the type check below). */
+const API_KEY_COLUMNS = ['id', 'tenant_id', 'name', 'prefix', 'hash', 'role', 'scopes', 'expires_at', 'revoked_at', 'last_used_at', 'created_at'] as const satisfies ReadonlyArray<keyof ApiKey>;
+const EVERY_API_KEY_COLUMN: Exclude<keyof ApiKey, (typeof API_KEY_COLUMNS)[number]> extends never ? true : never = true;
+void EVERY_API_KEY_COLUMN;
+
+/**
+ * The statement of {@link findKeyBySecret}, compiled once and named (every API request runs it):
+ * its columns are named, so PostgreSQL parses it once per connection.
+ */
 const keyByHashQuery = preparedQuery({ hash: 'string' }, (db, { hash }) => db
   .selectFrom('api_keys as k')
   .leftJoin('tenants as t', 't.id', 'k.tenant_id')
-  .selectAll('k')
+  .select(API_KEY_COLUMNS.map((c) => `k.${c}` as const))
   .select(['t.status as tenant_status', 't.allowed_models as tenant_allowed_models'])
-  .where('k.hash', '=', hash), { named: false });
+  .where('k.hash', '=', hash));
 
 /** Finds a key by its secret's hash, with its tenant's status. Does not judge validity. */
 export async function findKeyBySecret(db: Db, secret: string): Promise<KeyWithTenant | null> {

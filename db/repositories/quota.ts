@@ -7,6 +7,7 @@
  */
 import { sql, type Insertable } from 'kysely';
 import type { Db } from '../database.js';
+import { preparedQuery } from '../prepared-query.js';
 import type { BudgetEvent, Model, Reservation, UsageTable } from '../tables/index.js';
 import type { UsageEntry } from '../../contracts/chat.js';
 import { minuteOf, periodOf, periodRange } from '../../domain/billing-calendar.js';
@@ -36,14 +37,27 @@ function nextMonth(at: Date): Date {
 }
 
 /**
+ * The statement of {@link reserve}, compiled once and named (every request runs it): its columns
+ * named, so PostgreSQL parses it once per connection.
+ */
+const reserveQuery = preparedQuery(
+  { requestId: 'string', tenantId: 'string', estTokens: 'value', estCostMicros: 'value', window: 'date', period: 'string' },
+  (db, p) => ({
+    compile: () => sql<ReserveRow>`
+      select outcome, est_cost_micros, budget_events from sluice_reserve(${p.requestId}, ${p.tenantId}, ${p.estTokens}, ${p.estCostMicros},
+        ${p.window}, ${p.period}, ${sql.val([...BUDGET_THRESHOLDS])}::integer[])`.compile(db),
+  }),
+);
+
+/**
  * Admits the request against every limit of its tenant and holds its estimate, or says which limit
  * refused: one call of `sluice_reserve` (migration 0008), which runs under the tenant's row lock.
  */
 export async function reserve(db: Db, input: ReserveInput): Promise<ReserveResult> {
-  const window = minuteOf(input.at);
-  const { rows } = await sql<ReserveRow>`
-    select * from sluice_reserve(${input.requestId}, ${input.tenantId}, ${input.estTokens}, ${input.estCostMicros},
-      ${window}, ${periodOf(input.at)}, ${sql.val([...BUDGET_THRESHOLDS])}::integer[])`.execute(db);
+  const { rows } = await db.executeQuery(reserveQuery(db, {
+    requestId: input.requestId, tenantId: input.tenantId, estTokens: input.estTokens, estCostMicros: input.estCostMicros,
+    window: minuteOf(input.at), period: periodOf(input.at),
+  }));
   const row = rows[0];
   if (!row) throw new Error('sluice_reserve returned no row');
   return reserveResult(input, row);
@@ -298,6 +312,22 @@ void EVERY_MODEL_COLUMN;
 /** A row's columns, each null when its left join found nothing. */
 type NullableColumns<T> = { [K in keyof T]: T[K] | null };
 
+/** What {@link modelAndPrecheck}'s statement returns: the model's columns (null: none) and the precheck's read. */
+type ModelAndPrecheckRow = NullableColumns<Model> & { precheck: PrecheckRow | null };
+
+/**
+ * The statement of {@link modelAndPrecheck}, compiled once and named (every chat and Responses
+ * request runs it): PostgreSQL parses it once per connection. The model's columns by name, the
+ * precheck's read as one JSON value: neither can shadow the other, whatever columns `models`
+ * gains. A missing model gives nulls, a missing tenant a null precheck.
+ */
+const modelAndPrecheckQuery = preparedQuery({ modelId: 'string', tenantId: 'string', window: 'date' }, (db, { modelId, tenantId, window }) => ({
+  compile: () => sql<ModelAndPrecheckRow>`
+    select ${sql.join(MODEL_COLUMNS.map((c) => sql.ref(`m.${c}`)))}, to_json(p) as precheck from (select 1) one
+    left join models m on m.id = ${modelId}
+    left join lateral (select ${precheckColumns(window)} from tenants t where t.id = ${tenantId}) p on true`.compile(db),
+}));
+
 /**
  * The model `modelId` (null: no such model) and a cheap, read-only look at the tenant's
  * requests-per-minute and concurrency limits, in one statement: what a chat or Responses route
@@ -306,12 +336,7 @@ type NullableColumns<T> = { [K in keyof T]: T[K] | null };
  * last slot), never the other way round: the reservation stays the authority.
  */
 export async function modelAndPrecheck(db: Db, modelId: string, tenantId: string, at: Date): Promise<{ model: Model | null; precheck: PrecheckResult }> {
-  // The model's columns by name, the precheck's read as one JSON value: neither can shadow the
-  // other, whatever columns `models` gains. A missing model gives nulls, a missing tenant a null precheck.
-  const { rows } = await sql<NullableColumns<Model> & { precheck: PrecheckRow | null }>`
-    select ${sql.join(MODEL_COLUMNS.map((c) => sql.ref(`m.${c}`)))}, to_json(p) as precheck from (select 1) one
-    left join models m on m.id = ${modelId}
-    left join lateral (select ${precheckColumns(minuteOf(at))} from tenants t where t.id = ${tenantId}) p on true`.execute(db);
+  const { rows } = await db.executeQuery(modelAndPrecheckQuery(db, { modelId, tenantId, window: minuteOf(at) }));
   const row = rows[0];
   if (!row) throw new Error('modelAndPrecheck returned no row');
   const { precheck, ...model } = row;

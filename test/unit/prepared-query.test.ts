@@ -5,7 +5,7 @@
  * sent by `pg` as a named statement and every other statement as before.
  */
 import { describe, expect, it } from 'vitest';
-import { Kysely, PostgresDialect } from 'kysely';
+import { Kysely, PostgresDialect, sql } from 'kysely';
 import type pg from 'pg';
 import type { Database } from '../../db/tables/index.js';
 import type { Db } from '../../db/database.js';
@@ -28,7 +28,20 @@ describe('preparedQuery', () => {
     }
   });
 
+  it('binds any value of a `value` placeholder as it is (numbers, booleans, null, arrays)', () => {
+    const build = (n: unknown, flag: unknown, list: unknown) => sql`select f(${n}, ${flag}, ${list}::text[], ${sql.val([80, 100])}::integer[])`;
+    const q = preparedQuery({ n: 'value', flag: 'value', list: 'value' }, (d, { n, flag, list }) => ({ compile: () => build(n, flag, list).compile(d) }));
+    for (const [n, flag, list] of [[1, true, ['a', 'b']], [null, false, []], [2 ** 40, null, ['\u0000']]] as const) {
+      const built = build(n, flag, list).compile(db);
+      const got = q(db, { n, flag, list });
+      expect(got.sql).toBe(built.sql);
+      expect(got.parameters).toEqual(built.parameters);
+    }
+  });
+
   it('refuses a placeholder that was transformed or that the SQL does not use', () => {
+    const json = preparedQuery({ data: 'value' }, (d, { data }) => ({ compile: () => sql`select ${JSON.stringify(data)}::jsonb`.compile(d) }));
+    expect(() => json(db, { data: { a: 1 } })).toThrow(/derived from a placeholder/);
     const derived = preparedQuery({ hash: 'string' }, (_db, { hash }) => db.selectFrom('api_keys').select('id').where('hash', '=', hash.toUpperCase()));
     expect(() => derived(db, { hash: 'x' })).toThrow(/derived from a placeholder/);
     const unused = preparedQuery({ hash: 'string', other: 'string' }, (_db, { hash }) => db.selectFrom('api_keys').select('id').where('hash', '=', hash));
