@@ -1,11 +1,11 @@
 /**
  * The hot statements of `preparedQuery` (db/prepared-query.ts) on a real PostgreSQL connection:
- * after the API's and admission's hot queries ran, the connection holds exactly the two named
- * statements (`requestCacheStatus`, `admissionFacts`), each parsed once and run every time since;
- * the two that return a table's `*` (`findKeyBySecret`, `insertRequest`) were sent unnamed and are
- * not held. A column added by a migration-like `alter table` (from another connection, as a
- * migrating process would) leaves every one of them working on the open connection, the `*` ones
- * returning the new column; a named `select *`, which the rules forbid, fails there instead
+ * after the API's and admission's hot queries ran, the connection holds exactly their four named
+ * statements (`findKeyBySecret`, `insertRequest`, `requestCacheStatus`, `admissionFacts`: each
+ * names its columns or returns JSON, none a table's `*`), each parsed once and run every time
+ * since. A column added by a migration-like `alter table` (from another connection, as a migrating
+ * process would) leaves every one of them working on the open connection, returning the columns
+ * they name (not the new one); a named `select *`, which the rules forbid, fails there instead
  * ("cached plan must not change result type"): what the rule is for.
  */
 import { createHash } from 'node:crypto';
@@ -75,7 +75,7 @@ async function held(): Promise<Array<{ name: string; statement: string; runs: nu
 }
 
 describe('named statements on a real PostgreSQL connection', () => {
-  it('holds the two named hot statements, each parsed once; a migration adding columns leaves all four working', async () => {
+  it('holds the four named hot statements, each parsed once; a migration adding columns leaves all four working', async () => {
     const pid = await backendPid();
     for (let i = 1; i <= 3; i++) {
       const { key, inserted, cache, facts } = await hotQueries(i);
@@ -87,16 +87,18 @@ describe('named statements on a real PostgreSQL connection', () => {
       expect([...facts.circuits.keys()]).toEqual(['m-local']);
     }
     const before = await held();
-    // Named `sluice_` + the first 24 hex digits of its text's SHA-256: the two with named columns or JSON.
-    expect(before).toHaveLength(2);
+    // Named `sluice_` + the first 24 hex digits of its text's SHA-256: all four name their columns or return JSON.
+    expect(before).toHaveLength(4);
     for (const s of before) {
       expect(s.name).toBe(`sluice_${createHash('sha256').update(s.statement).digest('hex').slice(0, 24)}`);
       expect(s.runs).toBe(3);
     }
     expect(before.some((s) => /select "cache" from "requests"/.test(s.statement))).toBe(true);
     expect(before.some((s) => /"circuit_state"/.test(s.statement))).toBe(true);
-    // The `*` ones went unnamed: nothing of theirs is held.
-    expect(before.some((s) => /^select "k"\.\*|^insert into "requests"/.test(s.statement))).toBe(false);
+    expect(before.some((s) => /"api_keys"/.test(s.statement))).toBe(true);
+    expect(before.some((s) => /^insert into "requests"/.test(s.statement))).toBe(true);
+    // None of them returns a table's `*` as columns (admission's `*` is inside its one JSON value).
+    expect(before.filter((s) => !s.statement.startsWith('select (select to_json(')).some((s) => /\.\*|select \*|returning \*/.test(s.statement))).toBe(false);
 
     // A named `select *` on the same connection: the kind of statement the rules forbid.
     const client = await pool.connect();
@@ -114,12 +116,14 @@ describe('named statements on a real PostgreSQL connection', () => {
 
     const after = await hotQueries(4);
     expect(after.key?.id).toBe(keyId);
-    expect(after.key).toHaveProperty('prepared_test_extra', null);
-    expect(after.inserted.row).toHaveProperty('prepared_test_extra', null);
+    // They return the columns they name: the new one is not among them.
+    expect(after.key).not.toHaveProperty('prepared_test_extra');
+    expect(after.inserted.row).not.toHaveProperty('prepared_test_extra');
+    expect(after.inserted.row.id).toBe('req_prepared_4');
     expect(after.cache).toBeNull();
     expect(after.facts.deployments.map((d) => d.id)).toEqual(['m-local']);
     expect([...after.facts.circuits.keys()]).toEqual(['m-local']);
-    // Still the same connection and the same two statements, now run four times.
+    // Still the same connection and the same four statements, now run four times.
     expect(await backendPid()).toBe(pid);
     expect((await held()).filter((s) => s.name !== 'probe_star')).toEqual(before.map((s) => ({ ...s, runs: 4 })));
 
