@@ -19,6 +19,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { sql } from 'kysely';
+import { temporal } from '@temporalio/proto';
 import type { Db } from '../db/database.js';
 import { loadConfig } from '../runtime/config.js';
 import { createLogger } from '../runtime/logger.js';
@@ -62,13 +63,20 @@ function diskBytes(p: string): number {
 
 /**
  * PostgreSQL's own counters for the database (`pg_stat_database`: transactions committed, rows
- * written and read) and rows written per table (`pg_stat_user_tables`). The statistics are
+ * written and read) and rows written and read per table (`pg_stat_user_tables`). The statistics are
  * flushed by each backend at most once a second, so a reading right after the run is a lower bound.
  */
 async function pgCounters(db: Db): Promise<Record<string, number>> {
   const row = (await sql<Record<string, string>>`select xact_commit, tup_inserted, tup_updated, tup_deleted, tup_fetched from pg_stat_database where datname = current_database()`.execute(db)).rows[0] ?? {};
-  const tables = (await sql<{ relname: string; written: string }>`select relname, n_tup_ins + n_tup_upd + n_tup_del as written from pg_stat_user_tables`.execute(db)).rows;
-  return { ...Object.fromEntries(Object.entries(row).map(([k, v]) => [k, Number(v)])), ...Object.fromEntries(tables.map((t) => [`rows_written:${t.relname}`, Number(t.written)])) };
+  const tables = (await sql<{ relname: string; written: string; seq_read: string; idx_read: string }>`
+    select relname, n_tup_ins + n_tup_upd + n_tup_del as written, coalesce(seq_tup_read, 0) as seq_read, coalesce(idx_tup_fetch, 0) as idx_read
+    from pg_stat_user_tables`.execute(db)).rows;
+  return {
+    ...Object.fromEntries(Object.entries(row).map(([k, v]) => [k, Number(v)])),
+    ...Object.fromEntries(tables.map((t) => [`rows_written:${t.relname}`, Number(t.written)])),
+    // Rows read by sequential scans and fetched by index scans, per table: where `tup_fetched` goes.
+    ...Object.fromEntries(tables.flatMap((t) => [[`rows_seq_read:${t.relname}`, Number(t.seq_read)], [`rows_idx_fetched:${t.relname}`, Number(t.idx_read)]])),
+  };
 }
 
 /**
@@ -189,6 +197,8 @@ async function main() {
     // Every run of the batch workflow.
     let batchEvents = 0;
     let runs = 0;
+    /** The runs' histories as protobuf bytes (what Temporal stores and sends): payload sizes, deterministic. */
+    let historyBytes = 0;
     // Workflow tasks that timed out or failed (each is redone by Temporal, at a cost), by kind:
     // Temporal's enum numbers (timeout type 1 = START_TO_CLOSE, 2 = SCHEDULE_TO_START; failure cause
     // as in temporal.api.enums.v1.WorkflowTaskFailedCause).
@@ -197,6 +207,7 @@ async function main() {
       batchEvents += w.historyLength;
       runs += 1;
       const history = await stack.client.workflow.getHandle(w.workflowId, w.runId).fetchHistory();
+      historyBytes += temporal.api.history.v1.History.encode(history).finish().length;
       for (const e of history.events ?? []) {
         const kind = e.workflowTaskTimedOutEventAttributes
           ? `timed_out:${e.workflowTaskTimedOutEventAttributes.timeoutType ?? '?'}`
@@ -219,6 +230,7 @@ async function main() {
       finalize_seconds: batch.completed_at && finalizingAt ? batch.completed_at - finalizingAt : null,
       batch_workflow_runs: runs,
       batch_workflow_events_per_line: Math.round((batchEvents / LINES) * 100) / 100,
+      batch_workflow_history_bytes_per_line: Math.round(historyBytes / LINES),
       batch_workflow_task_problems: taskProblems,
       cpu_ms_per_line: {
         node_api_and_workers: Math.round(((nodeCpu.user + nodeCpu.system) / 1000 / LINES) * 100) / 100,

@@ -95,20 +95,23 @@ function chained(head: { seq: number; hash: string }, entries: readonly AuditEnt
  * head's lock. A row whose idempotency key is already in the log is left out, and the head moves
  * only if a row went in: right for one row (a retry appends nothing). Several rows must not hold
  * such a key (their chain would skip it): `appendAuditMany` drops those entries first.
+ * Returns the appended rows' sequence numbers only: the caller computed their content, and a
+ * chunk's 256 rows read back whole (hashes, JSON data, dates parsed) were work for nothing.
  */
-async function insertChained(trx: Db, rows: ReturnType<typeof chained>): Promise<AuditRow[]> {
+async function insertChained(trx: Db, rows: ReturnType<typeof chained>): Promise<number[]> {
   const last = rows[rows.length - 1] as (typeof rows)[number];
-  return trx
-    .with('appended', (q) => q.insertInto('audit_log').values(rows).onConflict((oc) => oc.column('idempotency_key').doNothing()).returningAll())
+  const appended = await trx
+    .with('appended', (q) => q.insertInto('audit_log').values(rows).onConflict((oc) => oc.column('idempotency_key').doNothing()).returning('seq'))
     .with('moved', (q) => q
       .updateTable('audit_head')
       .set({ seq: last.seq, hash: last.hash })
       .where('id', '=', 1)
       .where((eb) => eb.exists(eb.selectFrom('appended').select('appended.seq'))))
     .selectFrom('appended')
-    .selectAll()
+    .select('seq')
     .orderBy('seq')
     .execute();
+  return appended.map((r) => Number(r.seq));
 }
 
 /**
@@ -130,9 +133,9 @@ export async function appendAudit(db: Db, entry: AuditEntry): Promise<AuditRow> 
 /**
  * Appends many entries under one lock of the head, in order, in three statements whatever their
  * number: entries whose idempotency key is already in the log are skipped (a retried chunk).
- * Returns the rows appended now.
+ * Returns the sequence numbers of the rows appended now, in order.
  */
-export async function appendAuditMany(db: Db, entries: readonly AuditEntry[]): Promise<AuditRow[]> {
+export async function appendAuditMany(db: Db, entries: readonly AuditEntry[]): Promise<number[]> {
   if (entries.length === 0) return [];
   return db.transaction().execute(async (trx) => {
     const head = await trx.selectFrom('audit_head').selectAll().where('id', '=', 1).forUpdate().executeTakeFirstOrThrow();
