@@ -103,6 +103,49 @@ function perLine(before: Record<string, number>, after: Record<string, number>, 
   }));
 }
 
+type HistoryEvent = temporal.api.history.v1.IHistoryEvent;
+
+/** An event's time in ms (server clock). */
+function eventMs(e: HistoryEvent): number {
+  const t = e.eventTime;
+  return t ? Number(t.seconds ?? 0) * 1000 + Math.floor((t.nanos ?? 0) / 1e6) : 0;
+}
+
+/**
+ * Where a run's wall time goes (server clock, a diagnostic, not a count): its length, the time
+ * with no activity scheduled and unclosed (nothing for the workers to do: workflow tasks, the
+ * start and the drain), and the activities open on average (the pipeline's depth).
+ */
+function runShape(events: readonly HistoryEvent[]): { wallMs: number; idleMs: number; openMsSum: number } {
+  if (events.length === 0) return { wallMs: 0, idleMs: 0, openMsSum: 0 };
+  const start = eventMs(events[0] as HistoryEvent);
+  const end = eventMs(events[events.length - 1] as HistoryEvent);
+  const scheduled = new Map<string, number>();
+  const intervals: Array<[number, number]> = [];
+  for (const e of events) {
+    if (e.activityTaskScheduledEventAttributes) scheduled.set(String(e.eventId), eventMs(e));
+    const closed = e.activityTaskCompletedEventAttributes ?? e.activityTaskFailedEventAttributes ?? e.activityTaskTimedOutEventAttributes ?? e.activityTaskCanceledEventAttributes;
+    if (closed?.scheduledEventId != null) {
+      const from = scheduled.get(String(closed.scheduledEventId));
+      if (from !== undefined) intervals.push([from, eventMs(e)]);
+    }
+  }
+  intervals.sort((a, b) => a[0] - b[0]);
+  let covered = 0;
+  let openMsSum = 0;
+  let cur: [number, number] | null = null;
+  for (const [a, b] of intervals) {
+    openMsSum += b - a;
+    if (cur && a <= cur[1]) cur[1] = Math.max(cur[1], b);
+    else {
+      if (cur) covered += cur[1] - cur[0];
+      cur = [a, b];
+    }
+  }
+  if (cur) covered += cur[1] - cur[0];
+  return { wallMs: end - start, idleMs: end - start - covered, openMsSum };
+}
+
 async function main() {
   const { dir, env } = await benchEnv('batch', {
     SLUICE_SLOTS: '64', SLUICE_FILE_MAX_LINES: String(Math.max(50_000, LINES)), SLUICE_FILE_MAX_BYTES: String(FILE_MAX_BYTES),
@@ -199,6 +242,9 @@ async function main() {
     let runs = 0;
     /** The runs' histories as protobuf bytes (what Temporal stores and sends): payload sizes, deterministic. */
     let historyBytes = 0;
+    let runsWallMs = 0;
+    let runsIdleMs = 0;
+    let runsOpenMs = 0;
     // Workflow tasks that timed out or failed (each is redone by Temporal, at a cost), by kind:
     // Temporal's enum numbers (timeout type 1 = START_TO_CLOSE, 2 = SCHEDULE_TO_START; failure cause
     // as in temporal.api.enums.v1.WorkflowTaskFailedCause).
@@ -208,6 +254,10 @@ async function main() {
       runs += 1;
       const history = await stack.client.workflow.getHandle(w.workflowId, w.runId).fetchHistory();
       historyBytes += temporal.api.history.v1.History.encode(history).finish().length;
+      const shape = runShape(history.events ?? []);
+      runsWallMs += shape.wallMs;
+      runsIdleMs += shape.idleMs;
+      runsOpenMs += shape.openMsSum;
       for (const e of history.events ?? []) {
         const kind = e.workflowTaskTimedOutEventAttributes
           ? `timed_out:${e.workflowTaskTimedOutEventAttributes.timeoutType ?? '?'}`
@@ -231,6 +281,9 @@ async function main() {
       batch_workflow_runs: runs,
       batch_workflow_events_per_line: Math.round((batchEvents / LINES) * 100) / 100,
       batch_workflow_history_bytes_per_line: Math.round(historyBytes / LINES),
+      // The runs' wall time (server clock) with no activity open, and the activities open on average.
+      batch_workflow_idle_share: runsWallMs > 0 ? Math.round((runsIdleMs / runsWallMs) * 1000) / 1000 : null,
+      batch_workflow_activities_open_mean: runsWallMs > 0 ? Math.round((runsOpenMs / runsWallMs) * 100) / 100 : null,
       batch_workflow_task_problems: taskProblems,
       cpu_ms_per_line: {
         node_api_and_workers: Math.round(((nodeCpu.user + nodeCpu.system) / 1000 / LINES) * 100) / 100,

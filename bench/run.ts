@@ -32,6 +32,8 @@ const BENCHMARKS: Record<string, string[]> = {
   'ab-batch-b1': ['bench/ab.ts', '--base', '2d6f8c1', '--rounds', '2', 'batch'],
   // Issue 18 target 2, third session: batch pages of whole chunks (patched 'batch-chunk-pages') against that session's start.
   'ab-batch-b2': ['bench/ab.ts', '--base', '5c630ee', '--rounds', '2', 'batch'],
+  // Issue 18 target 2, fourth session (h-b): the batch path against that session's start.
+  'ab-batch-b3': ['bench/ab.ts', '--base', '9ae16af', '--rounds', '2', 'batch'],
   'chunk-sql': ['bench/chunk-sql.ts', '--lines', '256', '--chunks', '20', '--rounds', '2'],
   'round-trips': ['bench/round-trips.ts', '--requests', '20'],
   'ab-sync': ['bench/ab.ts', '--base', '556efdd', '--rounds', '2', '--floor', 'pipeline'],
@@ -73,7 +75,7 @@ async function run(name: string, args: string[]): Promise<string> {
 }
 
 /** Run only when named. */
-const ON_REQUEST = new Set(['batch-100k', 'batch-1m', 'ab-pipeline', 'ab-batch', 'ab-batch-chunk', 'ab-batch-b1', 'ab-batch-b2', 'ab-sync', 'ab-sync-workflows', 'ab-request-steps', 'cluster', 'soak', 'ab-sync-main', 'ab-request-steps-main', 'ab-llama-batched', 'ab-llama-batched-2t', 'ab-cache-hit']);
+const ON_REQUEST = new Set(['batch-100k', 'batch-1m', 'ab-pipeline', 'ab-batch', 'ab-batch-chunk', 'ab-batch-b1', 'ab-batch-b2', 'ab-batch-b3', 'ab-sync', 'ab-sync-workflows', 'ab-request-steps', 'cluster', 'soak', 'ab-sync-main', 'ab-request-steps-main', 'ab-llama-batched', 'ab-llama-batched-2t', 'ab-cache-hit']);
 
 const wanted = process.argv.slice(2);
 await fs.mkdir(path.join(ROOT, 'bench/results'), { recursive: true });
