@@ -114,20 +114,31 @@ function eventMs(e: HistoryEvent): number {
 /**
  * Where a run's wall time goes (server clock, a diagnostic, not a count): its length, the time
  * with no activity scheduled and unclosed (nothing for the workers to do: workflow tasks, the
- * start and the drain), and the activities open on average (the pipeline's depth).
+ * start and the drain), and the activities open on average (the pipeline's depth); adds each
+ * activity type's input and result bytes to `payloadBytes`.
  */
-function runShape(events: readonly HistoryEvent[]): { wallMs: number; idleMs: number; openMsSum: number } {
+function runShape(events: readonly HistoryEvent[], payloadBytes: Record<string, number>): { wallMs: number; idleMs: number; openMsSum: number } {
   if (events.length === 0) return { wallMs: 0, idleMs: 0, openMsSum: 0 };
   const start = eventMs(events[0] as HistoryEvent);
   const end = eventMs(events[events.length - 1] as HistoryEvent);
-  const scheduled = new Map<string, number>();
+  const scheduled = new Map<string, { at: number; type: string }>();
   const intervals: Array<[number, number]> = [];
+  const bytesOf = (payloads: temporal.api.common.v1.IPayloads | null | undefined) => (payloads?.payloads ?? []).reduce((n, p) => n + (p.data?.length ?? 0), 0);
   for (const e of events) {
-    if (e.activityTaskScheduledEventAttributes) scheduled.set(String(e.eventId), eventMs(e));
+    const s = e.activityTaskScheduledEventAttributes;
+    if (s) {
+      const type = s.activityType?.name ?? '?';
+      scheduled.set(String(e.eventId), { at: eventMs(e), type });
+      payloadBytes[`${type}:input`] = (payloadBytes[`${type}:input`] ?? 0) + bytesOf(s.input);
+    }
     const closed = e.activityTaskCompletedEventAttributes ?? e.activityTaskFailedEventAttributes ?? e.activityTaskTimedOutEventAttributes ?? e.activityTaskCanceledEventAttributes;
     if (closed?.scheduledEventId != null) {
       const from = scheduled.get(String(closed.scheduledEventId));
-      if (from !== undefined) intervals.push([from, eventMs(e)]);
+      if (from !== undefined) {
+        intervals.push([from.at, eventMs(e)]);
+        const result = e.activityTaskCompletedEventAttributes?.result;
+        if (result) payloadBytes[`${from.type}:result`] = (payloadBytes[`${from.type}:result`] ?? 0) + bytesOf(result);
+      }
     }
   }
   intervals.sort((a, b) => a[0] - b[0]);
@@ -242,6 +253,8 @@ async function main() {
     let runs = 0;
     /** The runs' histories as protobuf bytes (what Temporal stores and sends): payload sizes, deterministic. */
     let historyBytes = 0;
+    /** Activity payload bytes (input and result data) by activity type, over every run. */
+    const payloadBytes: Record<string, number> = {};
     let runsWallMs = 0;
     let runsIdleMs = 0;
     let runsOpenMs = 0;
@@ -254,7 +267,7 @@ async function main() {
       runs += 1;
       const history = await stack.client.workflow.getHandle(w.workflowId, w.runId).fetchHistory();
       historyBytes += temporal.api.history.v1.History.encode(history).finish().length;
-      const shape = runShape(history.events ?? []);
+      const shape = runShape(history.events ?? [], payloadBytes);
       runsWallMs += shape.wallMs;
       runsIdleMs += shape.idleMs;
       runsOpenMs += shape.openMsSum;
@@ -281,6 +294,7 @@ async function main() {
       batch_workflow_runs: runs,
       batch_workflow_events_per_line: Math.round((batchEvents / LINES) * 100) / 100,
       batch_workflow_history_bytes_per_line: Math.round(historyBytes / LINES),
+      batch_workflow_payload_bytes_per_line: Object.fromEntries(Object.entries(payloadBytes).sort().map(([k, v]) => [k, Math.round(v / LINES)])),
       // The runs' wall time (server clock) with no activity open, and the activities open on average.
       batch_workflow_idle_share: runsWallMs > 0 ? Math.round((runsIdleMs / runsWallMs) * 1000) / 1000 : null,
       batch_workflow_activities_open_mean: runsWallMs > 0 ? Math.round((runsOpenMs / runsWallMs) * 100) / 100 : null,
