@@ -146,7 +146,8 @@ export async function appendAuditMany(db: Db, entries: readonly AuditEntry[]): P
   return db.transaction().execute(async (trx) => {
     const head = await trx.selectFrom('audit_head').selectAll().where('id', '=', 1).forUpdate().executeTakeFirstOrThrow();
     const keys = entries.flatMap((e) => (e.idempotencyKey === null ? [] : [e.idempotencyKey]));
-    const existing = keys.length === 0 ? [] : await trx.selectFrom('audit_log').select('idempotency_key').where('idempotency_key', 'in', keys).execute();
+    // One array parameter, not one per key (`in (...)`: 256 for a batch chunk).
+    const existing = keys.length === 0 ? [] : await trx.selectFrom('audit_log').select('idempotency_key').where('idempotency_key', '=', sql<string>`any(${keys}::text[])`).execute();
     const seen = new Set(existing.map((r) => r.idempotency_key));
     const fresh = entries.filter((e) => {
       if (e.idempotencyKey === null) return true;
