@@ -19,7 +19,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { sql } from 'kysely';
-import { temporal } from '@temporalio/proto';
+import proto from '@temporalio/proto';
 import type { Db } from '../db/database.js';
 import { loadConfig } from '../runtime/config.js';
 import { createLogger } from '../runtime/logger.js';
@@ -103,7 +103,9 @@ function perLine(before: Record<string, number>, after: Record<string, number>, 
   }));
 }
 
-type HistoryEvent = temporal.api.history.v1.IHistoryEvent;
+// A CommonJS package: its namespace through the default export under tsx's ESM loader.
+const { temporal } = proto;
+type HistoryEvent = proto.temporal.api.history.v1.IHistoryEvent;
 
 /** An event's time in ms (server clock). */
 function eventMs(e: HistoryEvent): number {
@@ -117,14 +119,23 @@ function eventMs(e: HistoryEvent): number {
  * start and the drain), and the activities open on average (the pipeline's depth); adds each
  * activity type's input and result bytes to `payloadBytes`.
  */
-function runShape(events: readonly HistoryEvent[], payloadBytes: Record<string, number>): { wallMs: number; idleMs: number; openMsSum: number } {
-  if (events.length === 0) return { wallMs: 0, idleMs: 0, openMsSum: 0 };
+function runShape(events: readonly HistoryEvent[], payloadBytes: Record<string, number>): { wallMs: number; idleMs: number; edgeIdleMs: number; openMsSum: number; longestTaskMs: number } {
+  if (events.length === 0) return { wallMs: 0, idleMs: 0, edgeIdleMs: 0, openMsSum: 0, longestTaskMs: 0 };
   const start = eventMs(events[0] as HistoryEvent);
   const end = eventMs(events[events.length - 1] as HistoryEvent);
   const scheduled = new Map<string, { at: number; type: string }>();
   const intervals: Array<[number, number]> = [];
-  const bytesOf = (payloads: temporal.api.common.v1.IPayloads | null | undefined) => (payloads?.payloads ?? []).reduce((n, p) => n + (p.data?.length ?? 0), 0);
+  const bytesOf = (payloads: proto.temporal.api.common.v1.IPayloads | null | undefined) => (payloads?.payloads ?? []).reduce((n, p) => n + (p.data?.length ?? 0), 0);
+  const taskStarted = new Map<string, number>();
+  let longestTaskMs = 0;
   for (const e of events) {
+    // Workflow tasks, started → completed (server clock): an activation's length, which the worker aborts past 5 s.
+    if (e.workflowTaskStartedEventAttributes) taskStarted.set(String(e.eventId), eventMs(e));
+    const done = e.workflowTaskCompletedEventAttributes;
+    if (done?.startedEventId != null) {
+      const from = taskStarted.get(String(done.startedEventId));
+      if (from !== undefined) longestTaskMs = Math.max(longestTaskMs, eventMs(e) - from);
+    }
     const s = e.activityTaskScheduledEventAttributes;
     if (s) {
       const type = s.activityType?.name ?? '?';
@@ -154,7 +165,10 @@ function runShape(events: readonly HistoryEvent[], payloadBytes: Record<string, 
     }
   }
   if (cur) covered += cur[1] - cur[0];
-  return { wallMs: end - start, idleMs: end - start - covered, openMsSum };
+  // Idle before the run's first activity and after its last one: the run's start and end.
+  const first = intervals[0]?.[0] ?? end;
+  const last = intervals.reduce((m, [, b]) => Math.max(m, b), start);
+  return { wallMs: end - start, idleMs: end - start - covered, edgeIdleMs: Math.max(0, first - start) + Math.max(0, end - last), openMsSum, longestTaskMs };
 }
 
 async function main() {
@@ -257,6 +271,8 @@ async function main() {
     const payloadBytes: Record<string, number> = {};
     let runsWallMs = 0;
     let runsIdleMs = 0;
+    let runsEdgeIdleMs = 0;
+    let longestTaskMs = 0;
     let runsOpenMs = 0;
     // Workflow tasks that timed out or failed (each is redone by Temporal, at a cost), by kind:
     // Temporal's enum numbers (timeout type 1 = START_TO_CLOSE, 2 = SCHEDULE_TO_START; failure cause
@@ -270,6 +286,8 @@ async function main() {
       const shape = runShape(history.events ?? [], payloadBytes);
       runsWallMs += shape.wallMs;
       runsIdleMs += shape.idleMs;
+      runsEdgeIdleMs += shape.edgeIdleMs;
+      longestTaskMs = Math.max(longestTaskMs, shape.longestTaskMs);
       runsOpenMs += shape.openMsSum;
       for (const e of history.events ?? []) {
         const kind = e.workflowTaskTimedOutEventAttributes
@@ -297,6 +315,10 @@ async function main() {
       batch_workflow_payload_bytes_per_line: Object.fromEntries(Object.entries(payloadBytes).sort().map(([k, v]) => [k, Math.round(v / LINES)])),
       // The runs' wall time (server clock) with no activity open, and the activities open on average.
       batch_workflow_idle_share: runsWallMs > 0 ? Math.round((runsIdleMs / runsWallMs) * 1000) / 1000 : null,
+      // Of which before a run's first activity and after its last (its start and its end).
+      batch_workflow_edge_idle_share: runsWallMs > 0 ? Math.round((runsEdgeIdleMs / runsWallMs) * 1000) / 1000 : null,
+      batch_workflow_longest_task_ms: longestTaskMs,
+      batch_workflow_wall_seconds: Math.round(runsWallMs / 100) / 10,
       batch_workflow_activities_open_mean: runsWallMs > 0 ? Math.round((runsOpenMs / runsWallMs) * 100) / 100 : null,
       batch_workflow_task_problems: taskProblems,
       cpu_ms_per_line: {
