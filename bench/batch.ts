@@ -19,6 +19,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { sql } from 'kysely';
+import proto from '@temporalio/proto';
 import type { Db } from '../db/database.js';
 import { loadConfig } from '../runtime/config.js';
 import { createLogger } from '../runtime/logger.js';
@@ -62,13 +63,20 @@ function diskBytes(p: string): number {
 
 /**
  * PostgreSQL's own counters for the database (`pg_stat_database`: transactions committed, rows
- * written and read) and rows written per table (`pg_stat_user_tables`). The statistics are
+ * written and read) and rows written and read per table (`pg_stat_user_tables`). The statistics are
  * flushed by each backend at most once a second, so a reading right after the run is a lower bound.
  */
 async function pgCounters(db: Db): Promise<Record<string, number>> {
   const row = (await sql<Record<string, string>>`select xact_commit, tup_inserted, tup_updated, tup_deleted, tup_fetched from pg_stat_database where datname = current_database()`.execute(db)).rows[0] ?? {};
-  const tables = (await sql<{ relname: string; written: string }>`select relname, n_tup_ins + n_tup_upd + n_tup_del as written from pg_stat_user_tables`.execute(db)).rows;
-  return { ...Object.fromEntries(Object.entries(row).map(([k, v]) => [k, Number(v)])), ...Object.fromEntries(tables.map((t) => [`rows_written:${t.relname}`, Number(t.written)])) };
+  const tables = (await sql<{ relname: string; written: string; seq_read: string; idx_read: string }>`
+    select relname, n_tup_ins + n_tup_upd + n_tup_del as written, coalesce(seq_tup_read, 0) as seq_read, coalesce(idx_tup_fetch, 0) as idx_read
+    from pg_stat_user_tables`.execute(db)).rows;
+  return {
+    ...Object.fromEntries(Object.entries(row).map(([k, v]) => [k, Number(v)])),
+    ...Object.fromEntries(tables.map((t) => [`rows_written:${t.relname}`, Number(t.written)])),
+    // Rows read by sequential scans and fetched by index scans, per table: where `tup_fetched` goes.
+    ...Object.fromEntries(tables.flatMap((t) => [[`rows_seq_read:${t.relname}`, Number(t.seq_read)], [`rows_idx_fetched:${t.relname}`, Number(t.idx_read)]])),
+  };
 }
 
 /**
@@ -93,6 +101,74 @@ function perLine(before: Record<string, number>, after: Record<string, number>, 
     const d = v - (before[k] ?? 0);
     return d > 0 ? [[k, Math.round((d / lines) * 100) / 100]] : [];
   }));
+}
+
+// A CommonJS package: its namespace through the default export under tsx's ESM loader.
+const { temporal } = proto;
+type HistoryEvent = proto.temporal.api.history.v1.IHistoryEvent;
+
+/** An event's time in ms (server clock). */
+function eventMs(e: HistoryEvent): number {
+  const t = e.eventTime;
+  return t ? Number(t.seconds ?? 0) * 1000 + Math.floor((t.nanos ?? 0) / 1e6) : 0;
+}
+
+/**
+ * Where a run's wall time goes (server clock, a diagnostic, not a count): its length, the time
+ * with no activity scheduled and unclosed (nothing for the workers to do: workflow tasks, the
+ * start and the drain), and the activities open on average (the pipeline's depth); adds each
+ * activity type's input and result bytes to `payloadBytes`.
+ */
+function runShape(events: readonly HistoryEvent[], payloadBytes: Record<string, number>): { wallMs: number; idleMs: number; edgeIdleMs: number; openMsSum: number; longestTaskMs: number } {
+  if (events.length === 0) return { wallMs: 0, idleMs: 0, edgeIdleMs: 0, openMsSum: 0, longestTaskMs: 0 };
+  const start = eventMs(events[0] as HistoryEvent);
+  const end = eventMs(events[events.length - 1] as HistoryEvent);
+  const scheduled = new Map<string, { at: number; type: string }>();
+  const intervals: Array<[number, number]> = [];
+  const bytesOf = (payloads: proto.temporal.api.common.v1.IPayloads | null | undefined) => (payloads?.payloads ?? []).reduce((n, p) => n + (p.data?.length ?? 0), 0);
+  const taskStarted = new Map<string, number>();
+  let longestTaskMs = 0;
+  for (const e of events) {
+    // Workflow tasks, started → completed (server clock): an activation's length, which the worker aborts past 5 s.
+    if (e.workflowTaskStartedEventAttributes) taskStarted.set(String(e.eventId), eventMs(e));
+    const done = e.workflowTaskCompletedEventAttributes;
+    if (done?.startedEventId != null) {
+      const from = taskStarted.get(String(done.startedEventId));
+      if (from !== undefined) longestTaskMs = Math.max(longestTaskMs, eventMs(e) - from);
+    }
+    const s = e.activityTaskScheduledEventAttributes;
+    if (s) {
+      const type = s.activityType?.name ?? '?';
+      scheduled.set(String(e.eventId), { at: eventMs(e), type });
+      payloadBytes[`${type}:input`] = (payloadBytes[`${type}:input`] ?? 0) + bytesOf(s.input);
+    }
+    const closed = e.activityTaskCompletedEventAttributes ?? e.activityTaskFailedEventAttributes ?? e.activityTaskTimedOutEventAttributes ?? e.activityTaskCanceledEventAttributes;
+    if (closed?.scheduledEventId != null) {
+      const from = scheduled.get(String(closed.scheduledEventId));
+      if (from !== undefined) {
+        intervals.push([from.at, eventMs(e)]);
+        const result = e.activityTaskCompletedEventAttributes?.result;
+        if (result) payloadBytes[`${from.type}:result`] = (payloadBytes[`${from.type}:result`] ?? 0) + bytesOf(result);
+      }
+    }
+  }
+  intervals.sort((a, b) => a[0] - b[0]);
+  let covered = 0;
+  let openMsSum = 0;
+  let cur: [number, number] | null = null;
+  for (const [a, b] of intervals) {
+    openMsSum += b - a;
+    if (cur && a <= cur[1]) cur[1] = Math.max(cur[1], b);
+    else {
+      if (cur) covered += cur[1] - cur[0];
+      cur = [a, b];
+    }
+  }
+  if (cur) covered += cur[1] - cur[0];
+  // Idle before the run's first activity and after its last one: the run's start and end.
+  const first = intervals[0]?.[0] ?? end;
+  const last = intervals.reduce((m, [, b]) => Math.max(m, b), start);
+  return { wallMs: end - start, idleMs: end - start - covered, edgeIdleMs: Math.max(0, first - start) + Math.max(0, end - last), openMsSum, longestTaskMs };
 }
 
 async function main() {
@@ -189,6 +265,15 @@ async function main() {
     // Every run of the batch workflow.
     let batchEvents = 0;
     let runs = 0;
+    /** The runs' histories as protobuf bytes (what Temporal stores and sends): payload sizes, deterministic. */
+    let historyBytes = 0;
+    /** Activity payload bytes (input and result data) by activity type, over every run. */
+    const payloadBytes: Record<string, number> = {};
+    let runsWallMs = 0;
+    let runsIdleMs = 0;
+    let runsEdgeIdleMs = 0;
+    let longestTaskMs = 0;
+    let runsOpenMs = 0;
     // Workflow tasks that timed out or failed (each is redone by Temporal, at a cost), by kind:
     // Temporal's enum numbers (timeout type 1 = START_TO_CLOSE, 2 = SCHEDULE_TO_START; failure cause
     // as in temporal.api.enums.v1.WorkflowTaskFailedCause).
@@ -197,6 +282,13 @@ async function main() {
       batchEvents += w.historyLength;
       runs += 1;
       const history = await stack.client.workflow.getHandle(w.workflowId, w.runId).fetchHistory();
+      historyBytes += temporal.api.history.v1.History.encode(history).finish().length;
+      const shape = runShape(history.events ?? [], payloadBytes);
+      runsWallMs += shape.wallMs;
+      runsIdleMs += shape.idleMs;
+      runsEdgeIdleMs += shape.edgeIdleMs;
+      longestTaskMs = Math.max(longestTaskMs, shape.longestTaskMs);
+      runsOpenMs += shape.openMsSum;
       for (const e of history.events ?? []) {
         const kind = e.workflowTaskTimedOutEventAttributes
           ? `timed_out:${e.workflowTaskTimedOutEventAttributes.timeoutType ?? '?'}`
@@ -219,6 +311,15 @@ async function main() {
       finalize_seconds: batch.completed_at && finalizingAt ? batch.completed_at - finalizingAt : null,
       batch_workflow_runs: runs,
       batch_workflow_events_per_line: Math.round((batchEvents / LINES) * 100) / 100,
+      batch_workflow_history_bytes_per_line: Math.round(historyBytes / LINES),
+      batch_workflow_payload_bytes_per_line: Object.fromEntries(Object.entries(payloadBytes).sort().map(([k, v]) => [k, Math.round(v / LINES)])),
+      // The runs' wall time (server clock) with no activity open, and the activities open on average.
+      batch_workflow_idle_share: runsWallMs > 0 ? Math.round((runsIdleMs / runsWallMs) * 1000) / 1000 : null,
+      // Of which before a run's first activity and after its last (its start and its end).
+      batch_workflow_edge_idle_share: runsWallMs > 0 ? Math.round((runsEdgeIdleMs / runsWallMs) * 1000) / 1000 : null,
+      batch_workflow_longest_task_ms: longestTaskMs,
+      batch_workflow_wall_seconds: Math.round(runsWallMs / 100) / 10,
+      batch_workflow_activities_open_mean: runsWallMs > 0 ? Math.round((runsOpenMs / runsWallMs) * 100) / 100 : null,
       batch_workflow_task_problems: taskProblems,
       cpu_ms_per_line: {
         node_api_and_workers: Math.round(((nodeCpu.user + nodeCpu.system) / 1000 / LINES) * 100) / 100,

@@ -32,6 +32,10 @@ const BENCHMARKS: Record<string, string[]> = {
   'ab-batch-b1': ['bench/ab.ts', '--base', '2d6f8c1', '--rounds', '2', 'batch'],
   // Issue 18 target 2, third session: batch pages of whole chunks (patched 'batch-chunk-pages') against that session's start.
   'ab-batch-b2': ['bench/ab.ts', '--base', '5c630ee', '--rounds', '2', 'batch'],
+  // Issue 18 target 2, fourth session (h-b): the batch path against that session's start.
+  'ab-batch-b3': ['bench/ab.ts', '--base', '9ae16af', '--rounds', '2', 'batch'],
+  // The same batch with four chunks in flight and 2,048 lines per run (h-b's sweep: fewer run boundaries, a deeper pipeline); defaults unchanged.
+  'batch-c1024': ['bench/batch.ts', '--lines', '10000', '--concurrency', '1024', '--per-run', '2048'],
   'chunk-sql': ['bench/chunk-sql.ts', '--lines', '256', '--chunks', '20', '--rounds', '2'],
   'round-trips': ['bench/round-trips.ts', '--requests', '20'],
   'ab-sync': ['bench/ab.ts', '--base', '556efdd', '--rounds', '2', '--floor', 'pipeline'],
@@ -84,6 +88,7 @@ async function run(name: string, args: string[]): Promise<string> {
 
 /** Run only when named. */
 const ON_REQUEST = new Set(['batch-100k', 'batch-1m', 'ab-pipeline', 'ab-batch', 'ab-batch-chunk', 'ab-batch-b1', 'ab-batch-b2', 'ab-sync', 'ab-sync-workflows', 'ab-request-steps', 'cluster', 'soak', 'ab-sync-main', 'ab-request-steps-main', 'ab-llama-batched', 'ab-llama-batched-2t', 'ab-cache-hit', 'ab-llama-sampling-count', 'floor-decompose', 'ab-sync-s2', 'ab-sync-s1', 'ab-request-steps-s1']);
+const ON_REQUEST = new Set(['batch-100k', 'batch-1m', 'ab-pipeline', 'ab-batch', 'ab-batch-chunk', 'ab-batch-b1', 'ab-batch-b2', 'ab-batch-b3', 'batch-c1024', 'ab-sync', 'ab-sync-workflows', 'ab-request-steps', 'cluster', 'soak', 'ab-sync-main', 'ab-request-steps-main', 'ab-llama-batched', 'ab-llama-batched-2t', 'ab-cache-hit']);
 
 const wanted = process.argv.slice(2);
 await fs.mkdir(path.join(ROOT, 'bench/results'), { recursive: true });

@@ -100,17 +100,22 @@ export async function remainingBudget(db: Db, tenantId: string, period: string):
   return row.monthly_budget_micros - (row.spent_micros ?? 0) - (row.reserved_micros ?? 0);
 }
 
-/** Creates the `requests` rows of a page of lines (kind `batch`); existing ones are left alone. */
+/**
+ * Creates the `requests` rows of a page of lines (kind `batch`); existing ones are left alone.
+ * The rows go as one array per column (`unnest`): five parameters whatever their number (a
+ * multi-row `values` was seven per row, 1,792 for a page of 256 lines).
+ */
 export async function insertLineRequests(
   db: Db,
   rows: ReadonlyArray<{ id: string; tenantId: string; keyId: string; model: string; bodyHash: string }>,
 ): Promise<void> {
   if (rows.length === 0) return;
-  await db
-    .insertInto('requests')
-    .values(rows.map((r) => ({ id: r.id, tenant_id: r.tenantId, key_id: r.keyId, kind: 'batch' as const, model: r.model, idempotency_key: null, body_hash: r.bodyHash })))
-    .onConflict((oc) => oc.column('id').doNothing())
-    .execute();
+  await sql`
+    insert into requests (id, tenant_id, key_id, kind, model, idempotency_key, body_hash)
+    select r.id, r.tenant_id, r.key_id, 'batch', r.model, null, r.body_hash
+    from unnest(${rows.map((r) => r.id)}::text[], ${rows.map((r) => r.tenantId)}::text[], ${rows.map((r) => r.keyId)}::text[],
+      ${rows.map((r) => r.model)}::text[], ${rows.map((r) => r.bodyHash)}::text[]) as r(id, tenant_id, key_id, model, body_hash)
+    on conflict (id) do nothing`.execute(db);
 }
 
 export interface LineOutcome {

@@ -1,4 +1,5 @@
 /** Files: metadata in `files`, content one row per line in `file_lines` (see the 0003 migration). */
+import { sql } from 'kysely';
 import type { Db } from '../database.js';
 import type { FilePurpose, FileRow } from '../tables/index.js';
 
@@ -17,13 +18,16 @@ export async function insertFile(db: Db, f: NewFile): Promise<void> {
     .execute();
 }
 
-/** Appends lines numbered from `firstLineNo` (1-based). */
+/**
+ * Appends lines numbered from `firstLineNo` (1-based): the contents as one array parameter
+ * (three parameters whatever the lines; a multi-row `values` was three per line).
+ */
 export async function insertFileLines(db: Db, fileId: string, firstLineNo: number, lines: readonly string[]): Promise<void> {
   if (lines.length === 0) return;
-  await db
-    .insertInto('file_lines')
-    .values(lines.map((content, i) => ({ file_id: fileId, line_no: firstLineNo + i, content })))
-    .execute();
+  await sql`
+    insert into file_lines (file_id, line_no, content)
+    select ${fileId}, ${firstLineNo}::integer + (l.n - 1)::integer, l.content
+    from unnest(${lines}::text[]) with ordinality as l(content, n)`.execute(db);
 }
 
 export async function finishFile(db: Db, id: string, size: { bytes: number; lineCount: number; trailingNewline: boolean }): Promise<FileRow> {

@@ -87,12 +87,15 @@ describe('audit verification', () => {
 
   it('a chunk appended at once chains in order, skips keys already in the log, and verifies', async () => {
     const before = await headSeq();
-    const entry = (n: number) => ({ actor: 'system', tenantId: null, action: 'test.chunk', target: `t:${n}`, data: { n }, idempotencyKey: `chunk:${n}`, at: new Date() });
+    // Quotes, backslashes, a newline and non-ASCII in the data: each column goes as an array literal.
+    const entry = (n: number) => ({ actor: 'system', tenantId: null, action: 'test.chunk', target: `t:${n}`, data: { n, note: `a "q" \\ b\n{c,d} ü ${n}` }, idempotencyKey: `chunk:${n}`, at: new Date() });
     await appendAudit(stack.db, entry(1));
     // 1 is in the log already, 3 comes twice, the null key always goes in.
-    const rows = await appendAuditMany(stack.db, [entry(1), entry(2), entry(3), entry(3), { ...entry(4), idempotencyKey: null }]);
+    const seqs = await appendAuditMany(stack.db, [entry(1), entry(2), entry(3), entry(3), { ...entry(4), idempotencyKey: null }]);
+    expect(seqs).toEqual([before + 2, before + 3, before + 4]);
+    const rows = await stack.db.selectFrom('audit_log').selectAll().where('seq', 'in', seqs).orderBy('seq').execute();
     expect(rows.map((r) => r.target)).toEqual(['t:2', 't:3', 't:4']);
-    expect(rows.map((r) => Number(r.seq))).toEqual([before + 2, before + 3, before + 4]);
+    expect(rows.map((r) => r.data)).toEqual([2, 3, 4].map((n) => entry(n).data));
     expect(rows[1]!.prev_hash).toBe(rows[0]!.hash);
     expect(await headSeq()).toBe(before + 4);
     // A retried chunk appends nothing and leaves the head where it was.

@@ -169,7 +169,8 @@ describe('loadConfig values', () => {
     expect(loadConfig({}).batchChunkLines).toBe(256);
     expect(loadConfig({ SLUICE_BATCH_CHUNK_LINES: '64' }).batchChunkLines).toBe(64);
     expect(() => loadConfig({ SLUICE_BATCH_CHUNK_LINES: '0' })).toThrow(/SLUICE_BATCH_CHUNK_LINES must be an integer from 1 to 1000/);
-    expect(() => loadConfig({ SLUICE_BATCH_CONCURRENCY: '1001' })).toThrow(/SLUICE_BATCH_CONCURRENCY must be an integer from 1 to 1000/);
+    expect(loadConfig({ SLUICE_BATCH_CONCURRENCY: '1024' }).batchConcurrency).toBe(1024);
+    expect(() => loadConfig({ SLUICE_BATCH_CONCURRENCY: '2049' })).toThrow(/SLUICE_BATCH_CONCURRENCY must be an integer from 1 to 2048/);
     expect(() => loadConfig({ SLUICE_BATCH_LOCAL_ACTIVITIES: 'false' })).toThrow(/SLUICE_BATCH_LOCAL_ACTIVITIES was removed/);
   });
 
