@@ -33,6 +33,8 @@ const { values } = parseArgs({
     lines: { type: 'string', default: '10000' }, concurrency: { type: 'string', default: '512' }, 'per-run': { type: 'string', default: '1000' }, chunk: { type: 'string', default: '256' },
     /** Also send sync requests of another tenant, one at a time, before and while the batch runs. */
     'sync-probe': { type: 'boolean', default: false },
+    /** No line done for this long: print the batch workflow's state (its pending activities, its last events) and fail. */
+    'stall-seconds': { type: 'string', default: '300' },
   },
 });
 const LINES = Number(values.lines);
@@ -171,6 +173,24 @@ function runShape(events: readonly HistoryEvent[], payloadBytes: Record<string, 
   return { wallMs: end - start, idleMs: end - start - covered, edgeIdleMs: Math.max(0, first - start) + Math.max(0, end - last), openMsSum, longestTaskMs };
 }
 
+/** What a stalled batch's open run is doing: its pending activities and its last history events. */
+async function stallReport(client: Awaited<ReturnType<typeof startStack>>['client'], workflowId: string): Promise<string> {
+  try {
+    const handle = client.workflow.getHandle(workflowId);
+    const d = await handle.describe();
+    const raw = d.raw;
+    const pending = (raw.pendingActivities ?? []).map((a) => ({
+      type: a.activityType?.name, state: a.state, attempt: a.attempt, lastFailure: a.lastFailure?.message,
+      scheduled: a.scheduledTime?.seconds?.toString(), lastStarted: a.lastStartedTime?.seconds?.toString(), lastHeartbeat: a.lastHeartbeatTime?.seconds?.toString(),
+    }));
+    const history = await handle.fetchHistory();
+    const events = (history.events ?? []).slice(-12).map((e) => `${e.eventId?.toString()} ${temporal.api.enums.v1.EventType[e.eventType ?? 0]} ${e.eventTime?.seconds?.toString()}`);
+    return JSON.stringify({ runId: d.runId, status: d.status.name, historyLength: d.historyLength, pendingWorkflowTask: raw.pendingWorkflowTask ?? null, pending, lastEvents: events }, null, 2);
+  } catch (err) {
+    return `(no state: ${(err as Error).message})`;
+  }
+}
+
 async function main() {
   const { dir, env } = await benchEnv('batch', {
     SLUICE_SLOTS: '64', SLUICE_FILE_MAX_LINES: String(Math.max(50_000, LINES)), SLUICE_FILE_MAX_BYTES: String(FILE_MAX_BYTES),
@@ -229,6 +249,9 @@ async function main() {
     const samples: Array<{ completed: number; node: number; temporal: number | null }> = [];
     let lastLog = 0;
     let batchDone = false;
+    const stallMs = Number(values['stall-seconds']) * 1000;
+    let lastDone = -1;
+    let lastProgressAt = performance.now();
     const probing = probe
       ? (async () => {
         while (!batchDone) {
@@ -251,6 +274,14 @@ async function main() {
         process.stderr.write(`${new Date().toISOString()} ${seconds}s ${batch.status} ${batch.request_counts.completed}/${batch.request_counts.total} rss=${sample.node}MiB temporal_rss=${sample.temporal}MiB heap=${Math.round(process.memoryUsage().heapUsed / 2 ** 20)}MiB load=${os.loadavg().map((l) => l.toFixed(1)).join(',')}\n`);
       }
       if (['completed', 'failed', 'cancelled', 'expired'].includes(batch.status)) break;
+      const done = batch.request_counts.completed + batch.request_counts.failed;
+      if (done !== lastDone) {
+        lastDone = done;
+        lastProgressAt = performance.now();
+      } else if (performance.now() - lastProgressAt > stallMs) {
+        process.stderr.write(`stalled: ${batch.status}, ${done} of ${batch.request_counts.total} lines for ${values['stall-seconds']} s\n${await stallReport(stack.client, batchWorkflowId(created.id))}\n`);
+        throw new Error(`batch stalled at ${done} of ${batch.request_counts.total} lines`);
+      }
       await new Promise((r) => setTimeout(r, 200));
     }
     const tDone = performance.now();
