@@ -160,21 +160,45 @@ export async function startJob(stack: TestStack, key: string, body: Record<strin
 /**
  * Waits until the chat job's inference activity has heartbeated generated tokens: it is
  * mid-generation on a real backend (heartbeats reach the server at most every 2 s, the worker's
- * throttle, so the model must generate for longer than that: `sluice-slow.gguf`).
+ * throttle, so the model must generate for longer than that: `sluice-slow.gguf`). Fails at once
+ * when the workflow closes or `worker` (a worker process serving the job) exits, and says in its
+ * error what the workflow's pending activity and the worker process last showed.
  */
-export async function waitForGeneration(stack: TestStack, requestId: string, timeoutMs = 60_000): Promise<void> {
+export async function waitForGeneration(stack: TestStack, requestId: string, timeoutMs = 60_000, worker?: ChildProcess): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   const handle = stack.client.workflow.getHandle(chatWorkflowId(requestId));
+  let seen = 'no describe answered';
   while (Date.now() < deadline) {
-    const d = await handle.describe().catch(() => null);
-    const pending = d?.raw.pendingActivities?.[0];
-    if (pending?.heartbeatDetails?.payloads?.length) {
-      const details = JSON.parse(Buffer.from(pending.heartbeatDetails.payloads[0]!.data!).toString());
-      if (details.completionTokens > 0) return;
+    const d = await handle.describe().catch((err: Error) => {
+      seen = `describe failed: ${err.message}`;
+      return null;
+    });
+    if (d) {
+      const pending = d.raw.pendingActivities?.[0];
+      seen = `workflow ${d.status.name}; ` + (pending
+        ? `pending ${pending.activityType?.name} state ${pending.state} attempt ${pending.attempt}` +
+          (pending.lastFailure ? ` last failure: ${pending.lastFailure.message}` : '') +
+          (pending.lastWorkerIdentity ? ` on ${pending.lastWorkerIdentity}` : '')
+        : 'no pending activity');
+      if (pending?.heartbeatDetails?.payloads?.length) {
+        const details = JSON.parse(Buffer.from(pending.heartbeatDetails.payloads[0]!.data!).toString());
+        if (details.completionTokens > 0) return;
+        seen += `; heartbeat ${JSON.stringify(details)}`;
+      }
+      if (d.status.name !== 'RUNNING') break;
     }
+    if (worker && (worker.exitCode !== null || worker.signalCode !== null)) break;
     await new Promise((r) => setTimeout(r, 100));
   }
-  throw new Error(`job ${requestId} did not start generating`);
+  const output = worker ? `; worker process ${worker.exitCode !== null || worker.signalCode !== null ? `exited (${worker.exitCode ?? worker.signalCode})` : 'running'}, its output: ${workerOutput(worker) || '(none)'}` : '';
+  throw new Error(`job ${requestId} did not start generating (${seen})${output}`);
+}
+
+const outputTails = new WeakMap<ChildProcess, string[]>();
+
+/** The last lines a process from `startInferenceWorkerProcess` wrote to stdout and stderr. */
+export function workerOutput(child: ChildProcess): string {
+  return (outputTails.get(child) ?? []).join('\n');
 }
 
 /**
@@ -211,7 +235,14 @@ export function startInferenceWorkerProcess(stack: TestStack, pool: string, env:
     },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
-  child.stdout?.resume();
-  child.stderr?.resume();
+  const tail: string[] = [];
+  outputTails.set(child, tail);
+  for (const stream of [child.stdout, child.stderr]) {
+    stream?.setEncoding('utf8');
+    stream?.on('data', (chunk: string) => {
+      tail.push(...chunk.split('\n').filter((line) => line.trim() !== ''));
+      tail.splice(0, Math.max(0, tail.length - 40));
+    });
+  }
   return child;
 }

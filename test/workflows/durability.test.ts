@@ -85,7 +85,7 @@ describe('worker crash', () => {
     let worker = startWorkerProcess('crashy');
     try {
       const job = await startJob(stack, key, { model: 'sluice-slow-remote', messages: [{ role: 'user', content: 'crash me' }], max_tokens: 400, temperature: 0 });
-      await waitForGeneration(stack, job.id, 90_000);
+      await waitForGeneration(stack, job.id, 90_000, worker);
       worker.kill('SIGKILL');
       await new Promise((r) => worker.once('exit', r));
       worker = startWorkerProcess('crashy');
