@@ -41,7 +41,7 @@ export interface AppConfig {
   pools: readonly string[];
   /** Upload limits of the Files API. @default DEFAULT_FILE_LIMITS (200 MB, 50,000 lines) */
   files?: FileLimits;
-  /** How batches run. @default DEFAULT_BATCH_RUN (512 lines in flight in chunks of 256, 1000 per workflow run) */
+  /** How batches run. @default DEFAULT_BATCH_RUN (1024 lines in flight in chunks of 256, 2048 per workflow run) */
   batches?: BatchRunConfig;
   /** Ask Temporal for eager workflow start: only useful when a control worker shares the client's connection. */
   eagerStart: boolean;

@@ -10,7 +10,7 @@
  * With 1,000,000 lines (`npm run bench -- batch-1m`) it also reports RSS per tenth of the run and
  * the disk used by PostgreSQL and the Temporal DB; the input file is written to disk and uploaded from there.
  *
- * Run: `npx tsx bench/batch.ts [--lines 10000] [--concurrency 512] [--per-run 1000] [--chunk 256] [--sync-probe]`
+ * Run: `npx tsx bench/batch.ts [--lines 10000] [--concurrency 1024] [--per-run 2048] [--chunk 256] [--sync-probe]`
  */
 import fs from 'node:fs/promises';
 import { createWriteStream, openAsBlob, readFileSync, readdirSync, statSync } from 'node:fs';
@@ -30,7 +30,7 @@ import { cpuMs, cpuSpent, peakRssMib, percentile, perUnit, postgresCpuMs } from 
 
 const { values } = parseArgs({
   options: {
-    lines: { type: 'string', default: '10000' }, concurrency: { type: 'string', default: '512' }, 'per-run': { type: 'string', default: '1000' }, chunk: { type: 'string', default: '256' },
+    lines: { type: 'string', default: '10000' }, concurrency: { type: 'string', default: '1024' }, 'per-run': { type: 'string', default: '2048' }, chunk: { type: 'string', default: '256' },
     /** Also send sync requests of another tenant, one at a time, before and while the batch runs. */
     'sync-probe': { type: 'boolean', default: false },
     /** No line done for this long: print the batch workflow's state (its pending activities, its last events) and fail. */

@@ -57,9 +57,9 @@ export interface SluiceConfig {
   readonly fileMaxBytes: number;
   /** Most lines in an uploaded file. `SLUICE_FILE_MAX_LINES` @default 50000 (OpenAI's) */
   readonly fileMaxLines: number;
-  /** Lines of one batch in flight at once (two chunks of 256; at most 2048, four times the default, eight chunks). `SLUICE_BATCH_CONCURRENCY` @default 512 */
+  /** Lines of one batch in flight at once (four chunks of 256; at most 2048, eight chunks). `SLUICE_BATCH_CONCURRENCY` @default 1024 */
   readonly batchConcurrency: number;
-  /** Lines a batch workflow run starts before it continues as new. `SLUICE_BATCH_LINES_PER_RUN` @default 1000 */
+  /** Lines a batch workflow run starts before it continues as new. `SLUICE_BATCH_LINES_PER_RUN` @default 2048 */
   readonly batchLinesPerRun: number;
   /** Most lines of a batch whose admission, inference or completion share one activity. `SLUICE_BATCH_CHUNK_LINES` @default 256 */
   readonly batchChunkLines: number;
@@ -433,8 +433,8 @@ export function loadConfig(env: Env = process.env): SluiceConfig {
     maxBodyBytes: int(env, 'SLUICE_MAX_BODY_BYTES', 1024 * 1024, 1024),
     fileMaxBytes: int(env, 'SLUICE_FILE_MAX_BYTES', 200 * 1024 * 1024, 1),
     fileMaxLines: int(env, 'SLUICE_FILE_MAX_LINES', 50_000, 1),
-    batchConcurrency: int(env, 'SLUICE_BATCH_CONCURRENCY', 512, 1, 2048),
-    batchLinesPerRun: int(env, 'SLUICE_BATCH_LINES_PER_RUN', 1000, 1),
+    batchConcurrency: int(env, 'SLUICE_BATCH_CONCURRENCY', 1024, 1, 2048),
+    batchLinesPerRun: int(env, 'SLUICE_BATCH_LINES_PER_RUN', 2048, 1),
     batchChunkLines: int(env, 'SLUICE_BATCH_CHUNK_LINES', 256, 1, 1000),
     webhooks: Object.freeze({
       allowPrivateHosts: Object.freeze(hostList(env, 'SLUICE_ALLOW_PRIVATE_WEBHOOKS')),

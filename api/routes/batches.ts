@@ -24,15 +24,15 @@ import { readScope, tenantOf } from './files.js';
 
 /** How batches run. */
 export interface BatchRunConfig {
-  /** Lines of one batch in flight at once. @default 512 */
+  /** Lines of one batch in flight at once. @default 1024 */
   concurrency: number;
-  /** Lines one workflow run starts before continuing as new. @default 1000 */
+  /** Lines one workflow run starts before continuing as new. @default 2048 */
   linesPerRun: number;
   /** Most lines per chunk activity (admit, infer, complete). @default 256 */
   chunkLines: number;
 }
 
-export const DEFAULT_BATCH_RUN: BatchRunConfig = { concurrency: 512, linesPerRun: 1000, chunkLines: 256 };
+export const DEFAULT_BATCH_RUN: BatchRunConfig = { concurrency: 1024, linesPerRun: 2048, chunkLines: 256 };
 
 const ENDPOINTS = ['/v1/chat/completions', '/v1/embeddings', '/v1/responses'];
 const WINDOWS: Record<string, number> = { '24h': 24 * 3600_000 };

@@ -31,8 +31,8 @@ describe('loadConfig defaults', () => {
       maxBodyBytes: 1024 * 1024,
       fileMaxBytes: 200 * 1024 * 1024,
       fileMaxLines: 50_000,
-      batchConcurrency: 512,
-      batchLinesPerRun: 1000,
+      batchConcurrency: 1024,
+      batchLinesPerRun: 2048,
       batchChunkLines: 256,
       webhooks: {
         allowPrivateHosts: [],
