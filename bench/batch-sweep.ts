@@ -4,8 +4,9 @@
  * and within a run), each run on its own fresh dev server and database. A run that stalls or fails
  * is reported as such (its stall report is on stderr) and the sweep goes on.
  *
- * Run: `npx tsx bench/batch-sweep.ts [--rounds 3] [--lines 10000] [--configs 512/1000,1024/2048]`
- * (each config is concurrency/lines-per-run; `npm run bench -- batch-sweep`).
+ * Run: `npx tsx bench/batch-sweep.ts [--rounds 3] [--lines 10000] [--configs 512/1000,1024/2048] [--sync-probe]`
+ * (each config is concurrency/lines-per-run; `npm run bench -- batch-sweep`; with `--sync-probe`,
+ * another tenant's sync requests one at a time before and during each batch: `batch-sync-sweep`).
  */
 import { spawn } from 'node:child_process';
 import os from 'node:os';
@@ -20,6 +21,7 @@ const { values } = parseArgs({
     lines: { type: 'string', default: '10000' },
     configs: { type: 'string', default: '512/1000,1024/2048' },
     'stall-seconds': { type: 'string', default: '300' },
+    'sync-probe': { type: 'boolean', default: false },
   },
 });
 const ROUNDS = Number(values.rounds);
@@ -33,7 +35,7 @@ const CONFIGS = values.configs.split(',').map((c) => {
 
 /** One `bench/batch.ts` run: its JSON, or why it has none. */
 function runOnce(concurrency: string, perRun: string): Promise<{ ok: true; result: any } | { ok: false; error: string }> {
-  const args = ['--import', 'tsx', 'bench/batch.ts', '--lines', values.lines, '--concurrency', concurrency, '--per-run', perRun, '--stall-seconds', values['stall-seconds']];
+  const args = ['--import', 'tsx', 'bench/batch.ts', '--lines', values.lines, '--concurrency', concurrency, '--per-run', perRun, '--stall-seconds', values['stall-seconds'], ...(values['sync-probe'] ? ['--sync-probe'] : [])];
   return new Promise((resolve) => {
     const child = spawn(process.execPath, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] });
     let out = '';
@@ -75,18 +77,25 @@ for (let round = 1; round <= ROUNDS; round++) {
       runs: x.batch_workflow_runs, longest_task_ms: x.batch_workflow_longest_task_ms,
       task_problems: x.batch_workflow_task_problems,
       peak_memory_mib: x.peak_memory_mib ?? null,
+      ...(x.sync_probe ? { sync_probe: x.sync_probe } : {}),
     });
   }
 }
 
-const lines = ['| round | config | load before | lines/s running | CPU per line Node / Temporal / PG (total), ms | idle share (edges) | activities open | runs / longest task |', '|---|---|---|---|---|---|---|---|'];
+const probed = values['sync-probe'];
+const lines = [
+  '| round | config | load before | lines/s running | CPU per line Node / Temporal / PG (total), ms | idle share (edges) | activities open | runs / longest task |' + (probed ? ' sync p50 / p99 idle, ms | sync p50 / p99 during the batch, ms (requests, errors) |' : ''),
+  '|---|---|---|---|---|---|---|---|' + (probed ? '---|---|' : ''),
+];
 for (const r of rows) {
   if (r.error) {
-    lines.push(`| ${r.round} | ${r.config} | ${r.load_before} | **${r.error}** | | | | |`);
+    lines.push(`| ${r.round} | ${r.config} | ${r.load_before} | **${r.error}** | | | | |` + (probed ? ' | |' : ''));
     continue;
   }
   const cpu = r.cpu_ms_per_line as Record<string, number | null>;
-  lines.push(`| ${r.round} | ${r.config} | ${r.load_before} | ${r.lines_per_second_running} | ${cpu.node_api_and_workers} / ${cpu.temporal_dev_server} / ${cpu.postgres} (${r.cpu_ms_per_line_total}) | ${r.idle_share} (${r.edge_idle_share}) | ${r.activities_open_mean} | ${r.runs} / ${r.longest_task_ms} ms |`);
+  const probe = r.sync_probe as { idle?: { p50_ms: number; p99_ms: number }; during_batch?: { p50_ms: number; p99_ms: number; requests: number; errors: number } } | undefined;
+  lines.push(`| ${r.round} | ${r.config} | ${r.load_before} | ${r.lines_per_second_running} | ${cpu.node_api_and_workers} / ${cpu.temporal_dev_server} / ${cpu.postgres} (${r.cpu_ms_per_line_total}) | ${r.idle_share} (${r.edge_idle_share}) | ${r.activities_open_mean} | ${r.runs} / ${r.longest_task_ms} ms |` +
+    (probed ? ` ${probe?.idle?.p50_ms} / ${probe?.idle?.p99_ms} | ${probe?.during_batch?.p50_ms} / ${probe?.during_batch?.p99_ms} (${probe?.during_batch?.requests}, ${probe?.during_batch?.errors}) |` : ''));
 }
 process.stdout.write(lines.join('\n') + '\n\n');
 process.stdout.write(JSON.stringify({ machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model ?? 'unknown' }, lines: Number(values.lines), rows }, null, 2) + '\n');

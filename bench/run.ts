@@ -36,6 +36,7 @@ const BENCHMARKS: Record<string, string[]> = {
   'ab-batch-b3': ['bench/ab.ts', '--base', '9ae16af', '--rounds', '2', 'batch'],
   // The same batch with four chunks in flight and 2,048 lines per run (h-b's sweep: fewer run boundaries, a deeper pipeline); defaults unchanged.
   'batch-c1024': ['bench/batch.ts', '--lines', '10000', '--concurrency', '1024', '--per-run', '2048'],
+  'batch-sync-sweep': ['bench/batch-sweep.ts', '--lines', '5000', '--rounds', '2', '--sync-probe'],
   // The defaults (512 in flight, 1,000 per run) against h-b's 1,024 / 2,048 on this checkout, alternating, three rounds.
   'batch-sweep': ['bench/batch-sweep.ts', '--rounds', '3', '--lines', '10000', '--configs', '512/1000,1024/2048'],
   'chunk-sql': ['bench/chunk-sql.ts', '--lines', '256', '--chunks', '20', '--rounds', '2'],
@@ -91,7 +92,7 @@ async function run(name: string, args: string[]): Promise<string> {
 }
 
 /** Run only when named. */
-const ON_REQUEST = new Set(['batch-100k', 'batch-1m', 'ab-pipeline', 'ab-batch', 'ab-batch-chunk', 'ab-batch-b1', 'ab-batch-b2', 'ab-sync', 'ab-sync-workflows', 'ab-request-steps', 'cluster', 'soak', 'ab-sync-main', 'ab-request-steps-main', 'ab-llama-batched', 'ab-llama-batched-2t', 'ab-cache-hit', 'ab-llama-sampling-count', 'floor-decompose', 'ab-sync-s2', 'ab-sync-s1', 'ab-request-steps-s1', 'ab-batch-b3', 'batch-c1024', 'batch-sweep', 'llama-batched-full']);
+const ON_REQUEST = new Set(['batch-100k', 'batch-1m', 'ab-pipeline', 'ab-batch', 'ab-batch-chunk', 'ab-batch-b1', 'ab-batch-b2', 'ab-sync', 'ab-sync-workflows', 'ab-request-steps', 'cluster', 'soak', 'ab-sync-main', 'ab-request-steps-main', 'ab-llama-batched', 'ab-llama-batched-2t', 'ab-cache-hit', 'ab-llama-sampling-count', 'floor-decompose', 'ab-sync-s2', 'ab-sync-s1', 'ab-request-steps-s1', 'ab-batch-b3', 'batch-c1024', 'batch-sweep', 'llama-batched-full', 'batch-sync-sweep']);
 
 const wanted = process.argv.slice(2);
 await fs.mkdir(path.join(ROOT, 'bench/results'), { recursive: true });
