@@ -11,7 +11,10 @@
  *  - `completion`: node-llama-cpp's `LlamaCompletion` on the default context, the same prompt tokens
  *    and sampling (greedy, no repeat penalty), tokens read from the sequence's token meter;
  *  - `worker`: sync chat requests through Sluice (API, workflow, the inference worker's slot queue,
- *    the activity and its heartbeats) with `SLUICE_SLOTS = width`.
+ *    the activity and its heartbeats) with `SLUICE_SLOTS = width`;
+ *  - `worker-default`: the same through a second inference worker (its own pool and model, same
+ *    stack) with `SLUICE_LLAMA_FULL_STEPS=false`: node-llama-cpp's default batching, the worker-side
+ *    A/B of the backend's full-step strategy.
  * Noise: this VM drifts ±2× within minutes, so the modes are interleaved: for each width, both
  * direct contexts and the stack are up at once, and each round runs every mode once, in an order
  * rotated by one each round. What to read is the per-round ratio worker / direct mode (same
@@ -21,7 +24,7 @@
  * on a loaded server). Rate = all tokens of a round / the round's wall time.
  *
  * Run: `npx tsx bench/llama-batched.ts [--widths 1,2,4,8] [--depth 2] [--tokens 128] [--rounds 5]
- * [--threads 2] [--modes evaluate,full,completion,worker]`
+ * [--threads 2] [--modes evaluate,full,completion,worker,worker-default]`
  */
 import fs from 'node:fs/promises';
 import os from 'node:os';
@@ -32,13 +35,13 @@ import { createFullBatchStrategy } from '../activities/backends/llama-cpp/full-b
 import { createPromptPreparer } from '../activities/backends/llama-cpp/prompt-preparer.js';
 import { loadConfig } from '../runtime/config.js';
 import { createLogger } from '../runtime/logger.js';
-import { startInfra, startStack } from '../scripts/lib/system.js';
+import { startInferenceOnly, startInfra, startStack } from '../scripts/lib/system.js';
 import { createModel } from '../db/repositories/models.js';
 import { BENCH_GGUF_FILE_NAME, ensureBenchGguf } from '../workers/llama/tiny-gguf.js';
 import { percentile } from './stats.js';
 import { addTenantKey, benchEnv, machine, runBench } from './setup.js';
 
-const MODES = ['evaluate', 'full', 'completion', 'worker'] as const;
+const MODES = ['evaluate', 'full', 'completion', 'worker', 'worker-default'] as const;
 type Mode = (typeof MODES)[number];
 
 const { values } = parseArgs({
@@ -48,7 +51,7 @@ const { values } = parseArgs({
     tokens: { type: 'string', default: '128' },
     rounds: { type: 'string', default: '5' },
     threads: { type: 'string', default: '2' },
-    modes: { type: 'string', default: MODES.join(',') },
+    modes: { type: 'string', default: 'evaluate,full,completion,worker' },
   },
 });
 const WIDTHS = values.widths.split(',').map(Number);
@@ -98,12 +101,12 @@ async function completionOne(completions: Map<LlamaContextSequence, LlamaComplet
 }
 
 /** `depth × width` sync chat requests at once through Sluice. */
-async function workerRound(url: string, key: string, width: number, round: number, depth = DEPTH, tokens = TOKENS): Promise<Round> {
+async function workerRound(url: string, key: string, width: number, round: number, depth = DEPTH, tokens = TOKENS, model = 'bench-100m'): Promise<Round> {
   const t = performance.now();
   const counts = await Promise.all(Array.from({ length: width * depth }, async (_, i) => {
     const res = await fetch(`${url}/v1/chat/completions`, {
       method: 'POST', headers: { Authorization: `Bearer ${key}`, 'Content-Type': 'application/json' },
-      body: JSON.stringify({ model: 'bench-100m', messages: [{ role: 'user', content: prompt(round * 100 + i) }], max_tokens: tokens, temperature: 0 }),
+      body: JSON.stringify({ model, messages: [{ role: 'user', content: prompt(round * 100 + i) }], max_tokens: tokens, temperature: 0 }),
     });
     if (res.status !== 200) throw new Error(`status ${res.status}: ${await res.text()}`);
     const body = await res.json() as { usage: { completion_tokens: number } };
@@ -149,20 +152,26 @@ async function main() {
       const completions = new Map(plainSequences.map((contextSequence) => [contextSequence, new LlamaCompletion({ contextSequence })]));
       // Worker: a stack whose inference worker has `width` slots, same threads and context.
       const config = loadConfig({ ...env, SLUICE_SLOTS: String(width), SLUICE_THREADS: String(THREADS), SLUICE_CONTEXT_SIZE: String(CONTEXT) });
-      const stack = WANTED.includes('worker')
-        ? await startStack(config, { databaseUrl: infra.databaseUrl, temporalAddress: infra.temporalAddress, api: true, control: true, pools: ['bench'], log })
+      const workers = WANTED.includes('worker') || WANTED.includes('worker-default');
+      const stack = workers
+        ? await startStack(config, { databaseUrl: infra.databaseUrl, temporalAddress: infra.temporalAddress, api: true, control: true, pools: WANTED.includes('worker') ? ['bench'] : [], log })
+        : null;
+      const defaultSteps = WANTED.includes('worker-default')
+        ? await startInferenceOnly(loadConfig({ ...env, SLUICE_SLOTS: String(width), SLUICE_THREADS: String(THREADS), SLUICE_CONTEXT_SIZE: String(CONTEXT), SLUICE_LLAMA_FULL_STEPS: 'false' }), { temporalAddress: infra.temporalAddress, pools: ['bench-default'], log })
         : null;
       try {
         let key = '';
         if (stack !== null) {
           if (width === WIDTHS[0]) {
-            await createModel(stack.db, {
-              id: 'bench-100m', ownedBy: 'sluice', contextLength: CONTEXT, maxOutputTokens: TOKENS,
-              deployments: [{
-                id: 'bench-100m-bench', pool: 'bench', provider: 'llama-cpp', ggufPath: BENCH_GGUF_FILE_NAME, baseUrl: null, apiKeyRef: null,
-                upstreamModel: null, weight: 1, priority: 0, inputMicrosPerMtok: 100_000, outputMicrosPerMtok: 200_000,
-              }],
-            }, new Date(Date.now() - 60_000));
+            for (const [id, pool] of [['bench-100m', 'bench'], ['bench-100m-default', 'bench-default']] as const) {
+              await createModel(stack.db, {
+                id, ownedBy: 'sluice', contextLength: CONTEXT, maxOutputTokens: TOKENS,
+                deployments: [{
+                  id: `${id}-${pool}`, pool, provider: 'llama-cpp', ggufPath: BENCH_GGUF_FILE_NAME, baseUrl: null, apiKeyRef: null,
+                  upstreamModel: null, weight: 1, priority: 0, inputMicrosPerMtok: 100_000, outputMicrosPerMtok: 200_000,
+                }],
+              }, new Date(Date.now() - 60_000));
+            }
           }
           key = (await addTenantKey(stack.db, null, `bench-w${width}`)).secret;
         }
@@ -178,11 +187,13 @@ async function main() {
           }, prepare),
           completion: (round) => directRound(plainSequences, round, (s, p) => completionOne(completions, s, p), prepare),
           worker: (round) => workerRound(stack?.url as string, key, width, round),
+          'worker-default': (round) => workerRound(stack?.url as string, key, width, round, DEPTH, TOKENS, 'bench-100m-default'),
         };
         // Warm-up, a short round of each mode (the worker's loads the model).
         await Promise.all(plainSequences.map(async (s) => evaluateOne(s, prepare(-1), WARM_TOKENS).then(() => s.clearHistory())));
         await Promise.all(fullSequences.map(async (s) => evaluateOne(s, prepare(-1), WARM_TOKENS).then(() => s.clearHistory())));
-        if (stack !== null) await workerRound(stack.url as string, key, width, -1, 1, WARM_TOKENS);
+        if (stack !== null && WANTED.includes('worker')) await workerRound(stack.url as string, key, width, -1, 1, WARM_TOKENS);
+        if (defaultSteps !== null) await workerRound(stack?.url as string, key, width, -1, 1, WARM_TOKENS, 'bench-100m-default');
         const rounds: Array<{ order: Mode[] } & Partial<Record<Mode, Round & { tokens_per_s: number }>>> = [];
         for (let r = 0; r < ROUNDS; r++) {
           const order = WANTED.map((_, i) => WANTED[(i + r) % WANTED.length] as Mode);
@@ -202,9 +213,15 @@ async function main() {
         const fullOverEvaluate = WANTED.includes('full') && WANTED.includes('evaluate')
           ? spread(rounds.map((x) => (x.full?.tokens_per_s ?? Number.NaN) / (x.evaluate?.tokens_per_s ?? Number.NaN)))
           : null;
-        rows.push({ width, tokens_per_s: tokensPerS, worker_over: workerOver, full_over_evaluate: fullOverEvaluate, rounds });
-        process.stderr.write(`width ${width}: median tok/s ${WANTED.map((m) => `${m} ${tokensPerS[m]?.median}`).join(', ')}; worker / ${Object.entries(workerOver).map(([m, s]) => `${m} ${s.median} (${s.min}–${s.max})`).join(', ')}\n`);
+        const workerDefaultOver = WANTED.includes('worker-default')
+          ? Object.fromEntries(WANTED.filter((m) => m !== 'worker-default').map((m) => [m, spread(rounds.map((x) => (x['worker-default']?.tokens_per_s ?? Number.NaN) / (x[m]?.tokens_per_s ?? Number.NaN)))]))
+          : {};
+        rows.push({ width, tokens_per_s: tokensPerS, worker_over: workerOver, worker_default_over: workerDefaultOver, full_over_evaluate: fullOverEvaluate, rounds });
+        const ratios = (name: string, over: Record<string, { median: number; min: number; max: number }>) =>
+          Object.keys(over).length === 0 ? '' : `; ${name} / ${Object.entries(over).map(([m, s]) => `${m} ${s.median} (${s.min}–${s.max})`).join(', ')}`;
+        process.stderr.write(`width ${width}: median tok/s ${WANTED.map((m) => `${m} ${tokensPerS[m]?.median}`).join(', ')}${ratios('worker', workerOver)}${ratios('worker-default', workerDefaultOver)}\n`);
       } finally {
+        await defaultSteps?.stop();
         await stack?.stop();
         await plain.dispose();
         await full.dispose();

@@ -62,6 +62,7 @@ const BENCHMARKS: Record<string, string[]> = {
   'llama-batched': ['bench/llama-batched.ts', '--widths', '1,2,4,8', '--tokens', '128', '--rounds', '5', '--threads', '2'],
   // Whether the backend's full decode steps pay (issue 18 target 3): the direct default batching, the direct full steps and the worker, interleaved, 2 threads.
   'llama-batched-full': ['bench/llama-batched.ts', '--widths', '1,2,4,8', '--tokens', '64', '--rounds', '3', '--threads', '2', '--modes', 'evaluate,full,worker'],
+  'llama-full-steps-ab': ['bench/llama-batched.ts', '--widths', '2,4,8', '--tokens', '64', '--rounds', '3', '--threads', '2', '--modes', 'evaluate,full,worker,worker-default'],
   // Issue 18 target 3, full decode steps in the llama.cpp backend (2026-12-02, h-l) against that session's start.
   'ab-llama-batched': ['bench/ab.ts', '--base', '5c630ee', '--rounds', '2', 'llama-batched'],
   // The same A/B at 2 threads and 64 tokens (2026-12-02, fourth session: the quiet run the third asked for).
@@ -92,7 +93,7 @@ async function run(name: string, args: string[]): Promise<string> {
 }
 
 /** Run only when named. */
-const ON_REQUEST = new Set(['batch-100k', 'batch-1m', 'ab-pipeline', 'ab-batch', 'ab-batch-chunk', 'ab-batch-b1', 'ab-batch-b2', 'ab-sync', 'ab-sync-workflows', 'ab-request-steps', 'cluster', 'soak', 'ab-sync-main', 'ab-request-steps-main', 'ab-llama-batched', 'ab-llama-batched-2t', 'ab-cache-hit', 'ab-llama-sampling-count', 'floor-decompose', 'ab-sync-s2', 'ab-sync-s1', 'ab-request-steps-s1', 'ab-batch-b3', 'batch-c1024', 'batch-sweep', 'llama-batched-full', 'batch-sync-sweep']);
+const ON_REQUEST = new Set(['batch-100k', 'batch-1m', 'ab-pipeline', 'ab-batch', 'ab-batch-chunk', 'ab-batch-b1', 'ab-batch-b2', 'ab-sync', 'ab-sync-workflows', 'ab-request-steps', 'cluster', 'soak', 'ab-sync-main', 'ab-request-steps-main', 'ab-llama-batched', 'ab-llama-batched-2t', 'ab-cache-hit', 'ab-llama-sampling-count', 'floor-decompose', 'ab-sync-s2', 'ab-sync-s1', 'ab-request-steps-s1', 'ab-batch-b3', 'batch-c1024', 'batch-sweep', 'llama-batched-full', 'batch-sync-sweep', 'llama-full-steps-ab']);
 
 const wanted = process.argv.slice(2);
 await fs.mkdir(path.join(ROOT, 'bench/results'), { recursive: true });

@@ -45,6 +45,12 @@ export interface SluiceConfig {
   readonly workflowThreads: number;
   /** Per-sequence context size for llama.cpp models. `SLUICE_CONTEXT_SIZE` @default 2048 */
   readonly contextSize: number;
+  /**
+   * llama.cpp decode steps wait (boundedly) for every generating sequence
+   * (`activities/backends/llama-cpp/full-batches.ts`); off = node-llama-cpp's default batching.
+   * `SLUICE_LLAMA_FULL_STEPS` @default true
+   */
+  readonly llamaFullSteps: boolean;
   /** Use a GPU for llama.cpp when one is present. `SLUICE_GPU` ("auto" | "off") @default "off" */
   readonly gpu: 'auto' | false;
   /** GGUF models registered at start-up: `SLUICE_GGUF_MODELS="name=/path/a.gguf,other=/path/b.gguf"` on pool {@link pool}. @default {} */
@@ -427,6 +433,7 @@ export function loadConfig(env: Env = process.env): SluiceConfig {
     threads: int(env, 'SLUICE_THREADS', Math.max(1, os.availableParallelism() - 1), 1),
     workflowThreads: int(env, 'SLUICE_WORKFLOW_THREADS', 2, 1, 64),
     contextSize: int(env, 'SLUICE_CONTEXT_SIZE', 2048, 64),
+    llamaFullSteps: bool(env, 'SLUICE_LLAMA_FULL_STEPS', true),
     gpu: gpu === 'auto' ? 'auto' : false,
     ggufModels: Object.freeze(ggufModels(env)),
     upstreamKeys: Object.freeze(upstreamKeys(env)),

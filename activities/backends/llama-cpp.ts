@@ -75,6 +75,12 @@ export interface LlamaCppBackendOptions {
    */
   gpu?: false | 'auto';
   /**
+   * Decode steps wait (boundedly) for every generating sequence (llama-cpp/full-batches.ts); false
+   * = node-llama-cpp's default batching, whose steps miss the sequence that sampled last.
+   * @default true
+   */
+  fullSteps?: boolean;
+  /**
    * A shared `Llama` instance. When given, `close()` leaves it alive; otherwise the backend creates
    * one (prebuilt binaries only, never a source build) and disposes it on `close()`.
    * @default undefined
@@ -226,8 +232,8 @@ function toBackendFailure(error: unknown, signal: AbortSignal): unknown {
 
 /**
  * Loads the model and creates the shared context, whose decode steps wait for every generating
- * sequence (`generating`: how many are; llama-cpp/full-batches.ts); disposes what it made if a
- * later step fails.
+ * sequence (`generating`: how many are; llama-cpp/full-batches.ts) unless `fullSteps` is false;
+ * disposes what it made if a later step fails.
  */
 async function loadModelAndContext(options: LlamaCppBackendOptions, llama: Llama, generating: () => number) {
   const model = await llama.loadModel({ modelPath: options.modelPath });
@@ -237,7 +243,7 @@ async function loadModelAndContext(options: LlamaCppBackendOptions, llama: Llama
       sequences: options.slots,
       contextSize,
       threads: options.threads,
-      batching: { itemPrioritizationStrategy: createFullBatchStrategy({ generating, onBatch: options.onBatch }) },
+      ...(options.fullSteps === false ? {} : { batching: { itemPrioritizationStrategy: createFullBatchStrategy({ generating, onBatch: options.onBatch }) } }),
     });
     return { model, context };
   } catch (error) {

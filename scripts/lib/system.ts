@@ -83,6 +83,7 @@ export async function startInfra(config: SluiceConfig, log: Logger, signal?: Abo
 export function backendRegistryOptions(config: SluiceConfig): BackendRegistryOptions {
   return {
     dataDir: config.dataDir, slots: config.slots, threads: config.threads, contextSize: config.contextSize, gpu: config.gpu, upstreamKeys: config.upstreamKeys,
+    fullSteps: config.llamaFullSteps,
     allowPrivateUpstreams: config.allowPrivateUpstreams,
     maxResponseBytes: config.upstreamMaxResponseBytes, enableInstantBackend: config.enableInstantBackend,
   };

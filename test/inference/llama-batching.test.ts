@@ -97,3 +97,24 @@ describe('llama.cpp backend decode steps', () => {
     expect(steps.length).toBeLessThan(a.completionTokens + b.completionTokens);
   });
 });
+
+describe('llama.cpp backend with SLUICE_LLAMA_FULL_STEPS off', () => {
+  it('decodes the same completions with node-llama-cpp\'s default batching, its steps not the strategy\'s', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'sluice-llama-default-steps-'));
+    const llama = await getLlama({ build: 'never', gpu: false });
+    const steps: number[] = [];
+    const full = await createLlamaCppBackend({ modelPath: await ensureTinyGguf(dir), slots: SLOTS, threads: 1, contextSize: 256, llama });
+    const plain = await createLlamaCppBackend({ modelPath: await ensureTinyGguf(dir), slots: SLOTS, threads: 1, contextSize: 256, llama, fullSteps: false, onBatch: (n) => steps.push(n) });
+    try {
+      const expected = await full.generate(request(32));
+      const results = await Promise.all(Array.from({ length: SLOTS }, () => plain.generate(request(32))));
+      for (const result of results) expect(result).toEqual(expected);
+      expect(steps).toEqual([]);
+    } finally {
+      await full.close();
+      await plain.close();
+      await llama.dispose();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
