@@ -11,10 +11,11 @@
  *  - `completion`: node-llama-cpp's `LlamaCompletion` on the default context, the same prompt tokens
  *    and sampling (greedy, no repeat penalty), tokens read from the sequence's token meter;
  *  - `worker`: sync chat requests through Sluice (API, workflow, the inference worker's slot queue,
- *    the activity and its heartbeats) with `SLUICE_SLOTS = width`;
- *  - `worker-default`: the same through a second inference worker (its own pool and model, same
- *    stack) with `SLUICE_LLAMA_FULL_STEPS=false`: node-llama-cpp's default batching, the worker-side
- *    A/B of the backend's full-step strategy.
+ *    the activity and its heartbeats) with `SLUICE_SLOTS = width` and the default settings
+ *    (node-llama-cpp's default batching since the fifth session);
+ *  - `worker-full-steps`: the same through a second inference worker (its own pool and model, same
+ *    stack) with `SLUICE_LLAMA_FULL_STEPS=true`: the worker-side A/B of the backend's full-step
+ *    strategy.
  * Noise: this VM drifts ±2× within minutes, so the modes are interleaved: for each width, both
  * direct contexts and the stack are up at once, and each round runs every mode once, in an order
  * rotated by one each round. What to read is the per-round ratio worker / direct mode (same
@@ -24,7 +25,7 @@
  * on a loaded server). Rate = all tokens of a round / the round's wall time.
  *
  * Run: `npx tsx bench/llama-batched.ts [--widths 1,2,4,8] [--depth 2] [--tokens 128] [--rounds 5]
- * [--threads 2] [--modes evaluate,full,completion,worker,worker-default]`
+ * [--threads 2] [--modes evaluate,full,completion,worker,worker-full-steps]`
  */
 import fs from 'node:fs/promises';
 import os from 'node:os';
@@ -41,7 +42,7 @@ import { BENCH_GGUF_FILE_NAME, ensureBenchGguf } from '../workers/llama/tiny-ggu
 import { percentile } from './stats.js';
 import { addTenantKey, benchEnv, machine, runBench } from './setup.js';
 
-const MODES = ['evaluate', 'full', 'completion', 'worker', 'worker-default'] as const;
+const MODES = ['evaluate', 'full', 'completion', 'worker', 'worker-full-steps'] as const;
 type Mode = (typeof MODES)[number];
 
 const { values } = parseArgs({
@@ -152,18 +153,18 @@ async function main() {
       const completions = new Map(plainSequences.map((contextSequence) => [contextSequence, new LlamaCompletion({ contextSequence })]));
       // Worker: a stack whose inference worker has `width` slots, same threads and context.
       const config = loadConfig({ ...env, SLUICE_SLOTS: String(width), SLUICE_THREADS: String(THREADS), SLUICE_CONTEXT_SIZE: String(CONTEXT) });
-      const workers = WANTED.includes('worker') || WANTED.includes('worker-default');
+      const workers = WANTED.includes('worker') || WANTED.includes('worker-full-steps');
       const stack = workers
         ? await startStack(config, { databaseUrl: infra.databaseUrl, temporalAddress: infra.temporalAddress, api: true, control: true, pools: WANTED.includes('worker') ? ['bench'] : [], log })
         : null;
-      const defaultSteps = WANTED.includes('worker-default')
-        ? await startInferenceOnly(loadConfig({ ...env, SLUICE_SLOTS: String(width), SLUICE_THREADS: String(THREADS), SLUICE_CONTEXT_SIZE: String(CONTEXT), SLUICE_LLAMA_FULL_STEPS: 'false' }), { temporalAddress: infra.temporalAddress, pools: ['bench-default'], log })
+      const fullSteps = WANTED.includes('worker-full-steps')
+        ? await startInferenceOnly(loadConfig({ ...env, SLUICE_SLOTS: String(width), SLUICE_THREADS: String(THREADS), SLUICE_CONTEXT_SIZE: String(CONTEXT), SLUICE_LLAMA_FULL_STEPS: 'true' }), { temporalAddress: infra.temporalAddress, pools: ['bench-full-steps'], log })
         : null;
       try {
         let key = '';
         if (stack !== null) {
           if (width === WIDTHS[0]) {
-            for (const [id, pool] of [['bench-100m', 'bench'], ['bench-100m-default', 'bench-default']] as const) {
+            for (const [id, pool] of [['bench-100m', 'bench'], ['bench-100m-full-steps', 'bench-full-steps']] as const) {
               await createModel(stack.db, {
                 id, ownedBy: 'sluice', contextLength: CONTEXT, maxOutputTokens: TOKENS,
                 deployments: [{
@@ -187,13 +188,13 @@ async function main() {
           }, prepare),
           completion: (round) => directRound(plainSequences, round, (s, p) => completionOne(completions, s, p), prepare),
           worker: (round) => workerRound(stack?.url as string, key, width, round),
-          'worker-default': (round) => workerRound(stack?.url as string, key, width, round, DEPTH, TOKENS, 'bench-100m-default'),
+          'worker-full-steps': (round) => workerRound(stack?.url as string, key, width, round, DEPTH, TOKENS, 'bench-100m-full-steps'),
         };
         // Warm-up, a short round of each mode (the worker's loads the model).
         await Promise.all(plainSequences.map(async (s) => evaluateOne(s, prepare(-1), WARM_TOKENS).then(() => s.clearHistory())));
         await Promise.all(fullSequences.map(async (s) => evaluateOne(s, prepare(-1), WARM_TOKENS).then(() => s.clearHistory())));
         if (stack !== null && WANTED.includes('worker')) await workerRound(stack.url as string, key, width, -1, 1, WARM_TOKENS);
-        if (defaultSteps !== null) await workerRound(stack?.url as string, key, width, -1, 1, WARM_TOKENS, 'bench-100m-default');
+        if (fullSteps !== null) await workerRound(stack?.url as string, key, width, -1, 1, WARM_TOKENS, 'bench-100m-full-steps');
         const rounds: Array<{ order: Mode[] } & Partial<Record<Mode, Round & { tokens_per_s: number }>>> = [];
         for (let r = 0; r < ROUNDS; r++) {
           const order = WANTED.map((_, i) => WANTED[(i + r) % WANTED.length] as Mode);
@@ -213,15 +214,15 @@ async function main() {
         const fullOverEvaluate = WANTED.includes('full') && WANTED.includes('evaluate')
           ? spread(rounds.map((x) => (x.full?.tokens_per_s ?? Number.NaN) / (x.evaluate?.tokens_per_s ?? Number.NaN)))
           : null;
-        const workerDefaultOver = WANTED.includes('worker-default')
-          ? Object.fromEntries(WANTED.filter((m) => m !== 'worker-default').map((m) => [m, spread(rounds.map((x) => (x['worker-default']?.tokens_per_s ?? Number.NaN) / (x[m]?.tokens_per_s ?? Number.NaN)))]))
+        const fullStepsOver = WANTED.includes('worker-full-steps')
+          ? Object.fromEntries(WANTED.filter((m) => m !== 'worker-full-steps').map((m) => [m, spread(rounds.map((x) => (x['worker-full-steps']?.tokens_per_s ?? Number.NaN) / (x[m]?.tokens_per_s ?? Number.NaN)))]))
           : {};
-        rows.push({ width, tokens_per_s: tokensPerS, worker_over: workerOver, worker_default_over: workerDefaultOver, full_over_evaluate: fullOverEvaluate, rounds });
+        rows.push({ width, tokens_per_s: tokensPerS, worker_over: workerOver, worker_full_steps_over: fullStepsOver, full_over_evaluate: fullOverEvaluate, rounds });
         const ratios = (name: string, over: Record<string, { median: number; min: number; max: number }>) =>
           Object.keys(over).length === 0 ? '' : `; ${name} / ${Object.entries(over).map(([m, s]) => `${m} ${s.median} (${s.min}–${s.max})`).join(', ')}`;
-        process.stderr.write(`width ${width}: median tok/s ${WANTED.map((m) => `${m} ${tokensPerS[m]?.median}`).join(', ')}${ratios('worker', workerOver)}${ratios('worker-default', workerDefaultOver)}\n`);
+        process.stderr.write(`width ${width}: median tok/s ${WANTED.map((m) => `${m} ${tokensPerS[m]?.median}`).join(', ')}${ratios('worker', workerOver)}${ratios('worker-full-steps', fullStepsOver)}\n`);
       } finally {
-        await defaultSteps?.stop();
+        await fullSteps?.stop();
         await stack?.stop();
         await plain.dispose();
         await full.dispose();

@@ -62,7 +62,7 @@ const BENCHMARKS: Record<string, string[]> = {
   'llama-batched': ['bench/llama-batched.ts', '--widths', '1,2,4,8', '--tokens', '128', '--rounds', '5', '--threads', '2'],
   // Whether the backend's full decode steps pay (issue 18 target 3): the direct default batching, the direct full steps and the worker, interleaved, 2 threads.
   'llama-batched-full': ['bench/llama-batched.ts', '--widths', '1,2,4,8', '--tokens', '64', '--rounds', '3', '--threads', '2', '--modes', 'evaluate,full,worker'],
-  'llama-full-steps-ab': ['bench/llama-batched.ts', '--widths', '2,4,8', '--tokens', '64', '--rounds', '3', '--threads', '2', '--modes', 'evaluate,full,worker,worker-default'],
+  'llama-full-steps-ab': ['bench/llama-batched.ts', '--widths', '2,4,8', '--tokens', '64', '--rounds', '3', '--threads', '2', '--modes', 'evaluate,full,worker,worker-full-steps'],
   // Issue 18 target 3, full decode steps in the llama.cpp backend (2026-12-02, h-l) against that session's start.
   'ab-llama-batched': ['bench/ab.ts', '--base', '5c630ee', '--rounds', '2', 'llama-batched'],
   // The same A/B at 2 threads and 64 tokens (2026-12-02, fourth session: the quiet run the third asked for).

@@ -47,8 +47,9 @@ export interface SluiceConfig {
   readonly contextSize: number;
   /**
    * llama.cpp decode steps wait (boundedly) for every generating sequence
-   * (`activities/backends/llama-cpp/full-batches.ts`); off = node-llama-cpp's default batching.
-   * `SLUICE_LLAMA_FULL_STEPS` @default true
+   * (`activities/backends/llama-cpp/full-batches.ts`); off = node-llama-cpp's default batching,
+   * which decoded faster at the default 4 slots on the 2-core VM (BENCHMARKS.md, fifth session).
+   * `SLUICE_LLAMA_FULL_STEPS` @default false
    */
   readonly llamaFullSteps: boolean;
   /** Use a GPU for llama.cpp when one is present. `SLUICE_GPU` ("auto" | "off") @default "off" */
@@ -433,7 +434,7 @@ export function loadConfig(env: Env = process.env): SluiceConfig {
     threads: int(env, 'SLUICE_THREADS', Math.max(1, os.availableParallelism() - 1), 1),
     workflowThreads: int(env, 'SLUICE_WORKFLOW_THREADS', 2, 1, 64),
     contextSize: int(env, 'SLUICE_CONTEXT_SIZE', 2048, 64),
-    llamaFullSteps: bool(env, 'SLUICE_LLAMA_FULL_STEPS', true),
+    llamaFullSteps: bool(env, 'SLUICE_LLAMA_FULL_STEPS', false),
     gpu: gpu === 'auto' ? 'auto' : false,
     ggufModels: Object.freeze(ggufModels(env)),
     upstreamKeys: Object.freeze(upstreamKeys(env)),

@@ -22,7 +22,7 @@ export interface BackendRegistryOptions {
   /** Per-sequence context size of llama.cpp models. */
   contextSize: number;
   gpu: 'auto' | false;
-  /** llama.cpp decode steps wait for every generating sequence (`SLUICE_LLAMA_FULL_STEPS`). @default true */
+  /** llama.cpp decode steps wait for every generating sequence (`SLUICE_LLAMA_FULL_STEPS`). @default false */
   fullSteps?: boolean;
   /** Secrets for openai-compatible deployments, by `api_key_ref`. */
   upstreamKeys: Readonly<Record<string, string>>;
@@ -160,7 +160,7 @@ export function createBackendRegistry(options: BackendRegistryOptions): BackendR
           threads: options.threads,
           contextSize: options.contextSize,
           gpu: options.gpu,
-          fullSteps: options.fullSteps ?? true,
+          fullSteps: options.fullSteps ?? false,
           llama: await sharedLlama(),
         });
       }

@@ -61,7 +61,7 @@ describe('llama.cpp backend decode steps', () => {
     dir = await mkdtemp(join(tmpdir(), 'sluice-llama-batching-'));
     const modelPath = await ensureTinyGguf(dir);
     llama = await getLlama({ build: 'never', gpu: false });
-    backend = await createLlamaCppBackend({ modelPath, slots: SLOTS, threads: 1, contextSize: 256, llama, onBatch: (n) => steps.push(n) });
+    backend = await createLlamaCppBackend({ modelPath, slots: SLOTS, threads: 1, contextSize: 256, llama, fullSteps: true, onBatch: (n) => steps.push(n) });
   });
 
   afterAll(async () => {
@@ -98,13 +98,13 @@ describe('llama.cpp backend decode steps', () => {
   });
 });
 
-describe('llama.cpp backend with SLUICE_LLAMA_FULL_STEPS off', () => {
+describe('llama.cpp backend with SLUICE_LLAMA_FULL_STEPS off (the default)', () => {
   it('decodes the same completions with node-llama-cpp\'s default batching, its steps not the strategy\'s', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'sluice-llama-default-steps-'));
     const llama = await getLlama({ build: 'never', gpu: false });
     const steps: number[] = [];
-    const full = await createLlamaCppBackend({ modelPath: await ensureTinyGguf(dir), slots: SLOTS, threads: 1, contextSize: 256, llama });
-    const plain = await createLlamaCppBackend({ modelPath: await ensureTinyGguf(dir), slots: SLOTS, threads: 1, contextSize: 256, llama, fullSteps: false, onBatch: (n) => steps.push(n) });
+    const full = await createLlamaCppBackend({ modelPath: await ensureTinyGguf(dir), slots: SLOTS, threads: 1, contextSize: 256, llama, fullSteps: true });
+    const plain = await createLlamaCppBackend({ modelPath: await ensureTinyGguf(dir), slots: SLOTS, threads: 1, contextSize: 256, llama, onBatch: (n) => steps.push(n) });
     try {
       const expected = await full.generate(request(32));
       const results = await Promise.all(Array.from({ length: SLOTS }, () => plain.generate(request(32))));

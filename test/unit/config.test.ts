@@ -25,7 +25,7 @@ describe('loadConfig defaults', () => {
       threads: Math.max(1, os.availableParallelism() - 1),
       workflowThreads: 2,
       contextSize: 2048,
-      llamaFullSteps: true,
+      llamaFullSteps: false,
       gpu: false,
       ggufModels: {},
       upstreamKeys: {},
@@ -167,7 +167,7 @@ describe('loadConfig values', () => {
 
   it('takes the lines a batch has in flight, and refuses the removed local-activities switch by name', () => {
     expect(loadConfig({ SLUICE_BATCH_CONCURRENCY: '200' }).batchConcurrency).toBe(200);
-    expect(loadConfig({ SLUICE_LLAMA_FULL_STEPS: 'false' }).llamaFullSteps).toBe(false);
+    expect(loadConfig({ SLUICE_LLAMA_FULL_STEPS: 'true' }).llamaFullSteps).toBe(true);
     expect(loadConfig({}).batchChunkLines).toBe(256);
     expect(loadConfig({ SLUICE_BATCH_CHUNK_LINES: '64' }).batchChunkLines).toBe(64);
     expect(() => loadConfig({ SLUICE_BATCH_CHUNK_LINES: '0' })).toThrow(/SLUICE_BATCH_CHUNK_LINES must be an integer from 1 to 1000/);

@@ -15,6 +15,11 @@
  * microtasks only) and asks again; the missing sequence queues its token meanwhile. The wait is
  * bounded (`maxWaits` asks in a row): a sequence that is generating but not about to queue (its
  * last token, a slow callback) costs at most that, then the step goes with what is queued.
+ *
+ * Opt-in since the fifth session (`SLUICE_LLAMA_FULL_STEPS=true`): on the 2-core VM, at the default
+ * 4 slots, node-llama-cpp's own dispatch decoded faster in every round measured, directly and through
+ * the worker (BENCHMARKS.md, "Quiet re-run of issue 18's open targets"): the sequence that misses a
+ * step samples while the others decode, and that overlap was worth more than the fuller step.
  */
 import type { BatchItem, CustomBatchingPrioritizationStrategy, PrioritizedBatchItem } from 'node-llama-cpp';
 
