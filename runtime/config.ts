@@ -48,7 +48,7 @@ export interface SluiceConfig {
   /**
    * llama.cpp decode steps wait (boundedly) for every generating sequence
    * (`activities/backends/llama-cpp/full-batches.ts`); off = node-llama-cpp's default batching,
-   * which decoded faster at the default 4 slots on the 2-core VM (BENCHMARKS.md, fifth session).
+   * ahead through the worker at the default 4 slots on the 2-core VM (BENCHMARKS.md, fifth session).
    * `SLUICE_LLAMA_FULL_STEPS` @default false
    */
   readonly llamaFullSteps: boolean;

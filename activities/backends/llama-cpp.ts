@@ -77,7 +77,7 @@ export interface LlamaCppBackendOptions {
   /**
    * Decode steps wait (boundedly) for every generating sequence (llama-cpp/full-batches.ts); false
    * = node-llama-cpp's default batching, whose steps miss the sequence that sampled last but
-   * overlap its sampling with the others' decode (faster at 4 slots on 2 cores, measured).
+   * overlap its sampling with the others' decode (ahead at 4 slots on 2 cores, BENCHMARKS.md).
    * @default false
    */
   fullSteps?: boolean;

@@ -17,9 +17,10 @@
  * last token, a slow callback) costs at most that, then the step goes with what is queued.
  *
  * Opt-in since the fifth session (`SLUICE_LLAMA_FULL_STEPS=true`): on the 2-core VM, at the default
- * 4 slots, node-llama-cpp's own dispatch decoded faster in every round measured, directly and through
- * the worker (BENCHMARKS.md, "Quiet re-run of issue 18's open targets"): the sequence that misses a
- * step samples while the others decode, and that overlap was worth more than the fuller step.
+ * 4 slots, node-llama-cpp's own dispatch was ahead through the worker in 5 of 6 rounds of two A/B
+ * runs, while directly the difference stayed below the VM's noise (BENCHMARKS.md, "Quiet re-run of
+ * issue 18's open targets"). A likely reason: the sequence that misses a step samples while the
+ * others decode, an overlap the fuller step gives up.
  */
 import type { BatchItem, CustomBatchingPrioritizationStrategy, PrioritizedBatchItem } from 'node-llama-cpp';
 
