@@ -34,10 +34,11 @@ const BENCHMARKS: Record<string, string[]> = {
   'ab-batch-b2': ['bench/ab.ts', '--base', '5c630ee', '--rounds', '2', 'batch'],
   // Issue 18 target 2, fourth session (h-b): the batch path against that session's start.
   'ab-batch-b3': ['bench/ab.ts', '--base', '9ae16af', '--rounds', '2', 'batch'],
-  // The same batch with four chunks in flight and 2,048 lines per run (h-b's sweep: fewer run boundaries, a deeper pipeline); defaults unchanged.
+  // Four chunks in flight and 2,048 lines per run, named (h-b's sweep; the defaults since 2026-12-03).
   'batch-c1024': ['bench/batch.ts', '--lines', '10000', '--concurrency', '1024', '--per-run', '2048'],
+  // The same two, 5,000 lines, with another tenant's sync requests before and during each batch.
   'batch-sync-sweep': ['bench/batch-sweep.ts', '--lines', '5000', '--rounds', '2', '--sync-probe'],
-  // The defaults (512 in flight, 1,000 per run) against h-b's 1,024 / 2,048 on this checkout, alternating, three rounds.
+  // The former defaults (512 in flight, 1,000 per run) against 1,024 / 2,048 (the defaults since 2026-12-03) on this checkout, alternating, three rounds.
   'batch-sweep': ['bench/batch-sweep.ts', '--rounds', '3', '--lines', '10000', '--configs', '512/1000,1024/2048'],
   'chunk-sql': ['bench/chunk-sql.ts', '--lines', '256', '--chunks', '20', '--rounds', '2'],
   'round-trips': ['bench/round-trips.ts', '--requests', '20'],
@@ -62,6 +63,7 @@ const BENCHMARKS: Record<string, string[]> = {
   'llama-batched': ['bench/llama-batched.ts', '--widths', '1,2,4,8', '--tokens', '128', '--rounds', '5', '--threads', '2'],
   // Whether the backend's full decode steps pay (issue 18 target 3): the direct default batching, the direct full steps and the worker, interleaved, 2 threads.
   'llama-batched-full': ['bench/llama-batched.ts', '--widths', '1,2,4,8', '--tokens', '64', '--rounds', '3', '--threads', '2', '--modes', 'evaluate,full,worker'],
+  // The backend's full decode steps on and off through the worker (two inference workers in one stack), with both direct modes, interleaved.
   'llama-full-steps-ab': ['bench/llama-batched.ts', '--widths', '2,4,8', '--tokens', '64', '--rounds', '3', '--threads', '2', '--modes', 'evaluate,full,worker,worker-full-steps'],
   // Issue 18 target 3, full decode steps in the llama.cpp backend (2026-12-02, h-l) against that session's start.
   'ab-llama-batched': ['bench/ab.ts', '--base', '5c630ee', '--rounds', '2', 'llama-batched'],

@@ -187,12 +187,14 @@ export async function waitForGeneration(stack: TestStack, requestId: string, tim
       }
       if (d.status.name !== 'RUNNING') break;
     }
-    if (worker && (worker.exitCode !== null || worker.signalCode !== null)) break;
+    if (worker && exited(worker)) break;
     await new Promise((r) => setTimeout(r, 100));
   }
-  const output = worker ? `; worker process ${worker.exitCode !== null || worker.signalCode !== null ? `exited (${worker.exitCode ?? worker.signalCode})` : 'running'}, its output: ${workerOutput(worker) || '(none)'}` : '';
+  const output = worker ? `; worker process ${exited(worker) ? `exited (${worker.exitCode ?? worker.signalCode})` : 'running'}, its output: ${workerOutput(worker) || '(none)'}` : '';
   throw new Error(`job ${requestId} did not start generating (${seen})${output}`);
 }
+
+const exited = (child: ChildProcess) => child.exitCode !== null || child.signalCode !== null;
 
 const outputTails = new WeakMap<ChildProcess, string[]>();
 

@@ -165,9 +165,13 @@ describe('loadConfig values', () => {
     expect(() => loadConfig({ SLUICE_WORKFLOW_THREADS: '0' })).toThrow(/SLUICE_WORKFLOW_THREADS must be an integer from 1 to 64/);
   });
 
+  it('turns the llama.cpp full decode steps on, and refuses a value that is not a boolean', () => {
+    expect(loadConfig({ SLUICE_LLAMA_FULL_STEPS: 'true' }).llamaFullSteps).toBe(true);
+    expect(() => loadConfig({ SLUICE_LLAMA_FULL_STEPS: 'garbage' })).toThrow(/SLUICE_LLAMA_FULL_STEPS must be true or false/);
+  });
+
   it('takes the lines a batch has in flight, and refuses the removed local-activities switch by name', () => {
     expect(loadConfig({ SLUICE_BATCH_CONCURRENCY: '200' }).batchConcurrency).toBe(200);
-    expect(loadConfig({ SLUICE_LLAMA_FULL_STEPS: 'true' }).llamaFullSteps).toBe(true);
     expect(loadConfig({}).batchChunkLines).toBe(256);
     expect(loadConfig({ SLUICE_BATCH_CHUNK_LINES: '64' }).batchChunkLines).toBe(64);
     expect(() => loadConfig({ SLUICE_BATCH_CHUNK_LINES: '0' })).toThrow(/SLUICE_BATCH_CHUNK_LINES must be an integer from 1 to 1000/);
