@@ -1,0 +1,176 @@
+/**
+ * Where one sync request's wall time goes, span by span, against the floors (issue 18 target 1:
+ * "find where the time goes"): one request at a time, the times of its workflow's history events
+ * (the dev server's clock, the same machine's as ours) and the caller's own send and receive, for
+ *  - `oneActivity`: the one-activity floor (`bench/floor-workflows.ts`: a workflow whose one
+ *    activity runs on another task queue), started by an in-process client (eager start, then the
+ *    result's long poll);
+ *  - `requestShaped`: the same shape as a Sluice request with no work in it (local activity,
+ *    activity on another queue, local activity);
+ *  - `sluice`: a sync chat completion of the instant model through Sluice's API (HTTP from this
+ *    process), its workflow, the control worker's `admit` and `complete`, the inference worker.
+ * Spans: caller → workflow started (Sluice: HTTP, auth, validation, the API's statements, the start
+ * RPC); the first workflow task (started → completed: the workflow created, the first local
+ * activity, the activity scheduled); the activity's dispatch (scheduled → started) and run
+ * (started → completed); the second workflow task's dispatch and run (its local activity, the
+ * close); closed → caller has the answer (the result's long poll; Sluice: and its HTTP answer).
+ * Also every PostgreSQL statement Sluice's process sent, by name, with its median round trip (pg's
+ * `Client.query` from call to result), so a span can be read against the SQL inside it.
+ * The variants alternate in blocks of `--block` requests per round (this VM drifts between minutes);
+ * the first `--warmup` requests of each variant are not counted. Not a test; nothing is asserted.
+ *
+ * Run: `npx tsx bench/sync-timeline.ts [--rounds 5] [--block 20] [--warmup 20]` (`npm run bench -- sync-timeline`).
+ */
+import { parseArgs } from 'node:util';
+import pg from 'pg';
+import { Client } from '@temporalio/client';
+import proto, { type temporal } from '@temporalio/proto';
+import { NativeConnection } from '@temporalio/worker';
+import { chatWorkflowId } from '../contracts/ids.js';
+import { percentile } from './stats.js';
+import { FLOOR_QUEUE, startFloorWorkers } from './temporal-floor.js';
+import { addInstantModel, addTenantKey, machine, printResults, runBench, syncChatTarget, withBenchInfra, withStack } from './setup.js';
+
+const { values } = parseArgs({
+  options: { rounds: { type: 'string', default: '5' }, block: { type: 'string', default: '20' }, warmup: { type: 'string', default: '20' } },
+});
+const ROUNDS = Number(values.rounds);
+const BLOCK = Number(values.block);
+const WARMUP = Number(values.warmup);
+for (const [name, n] of [['rounds', ROUNDS], ['block', BLOCK], ['warmup', WARMUP]] as const) {
+  if (!Number.isSafeInteger(n) || n < (name === 'warmup' ? 0 : 1)) throw new Error(`--${name}: a whole number${name === 'warmup' ? '' : ' ≥ 1'}`);
+}
+
+const VARIANTS = ['oneActivity', 'requestShaped', 'sluice'] as const;
+type Variant = (typeof VARIANTS)[number];
+
+const SPANS = [
+  'caller → workflow started',
+  'first workflow task (started → completed)',
+  'activity dispatch (scheduled → started)',
+  'activity run (started → completed)',
+  'second workflow task dispatch (scheduled → started)',
+  'second workflow task (started → completed)',
+  'workflow closed → caller has the answer',
+  'total',
+] as const;
+type Span = (typeof SPANS)[number];
+
+const EventType = proto.temporal.api.enums.v1.EventType;
+
+/** Milliseconds since the epoch of a history event's time. */
+function msOf(t: temporal.api.history.v1.IHistoryEvent['eventTime']): number {
+  return Number(t?.seconds ?? 0) * 1000 + (t?.nanos ?? 0) / 1e6;
+}
+
+/**
+ * The spans of one request from its history (the last workflow task before the close is the
+ * second; the activity is the one on another queue) and the caller's send and receive times.
+ */
+function spansOf(events: temporal.api.history.v1.IHistoryEvent[], sent: number, received: number): Record<Span, number> {
+  const at = (type: temporal.api.enums.v1.EventType, which: 'first' | 'last' = 'first') => {
+    const found = which === 'first' ? events.find((e) => e.eventType === type) : events.findLast((e) => e.eventType === type);
+    if (!found) throw new Error(`no ${EventType[type]} event in the history`);
+    return msOf(found.eventTime);
+  };
+  const started = at(EventType.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED);
+  const closed = at(EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED);
+  return {
+    'caller → workflow started': started - sent,
+    'first workflow task (started → completed)': at(EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED) - at(EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED),
+    'activity dispatch (scheduled → started)': at(EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED) - at(EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED),
+    'activity run (started → completed)': at(EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED) - at(EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED),
+    'second workflow task dispatch (scheduled → started)': at(EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED, 'last') - at(EventType.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED, 'last'),
+    'second workflow task (started → completed)': at(EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED, 'last') - at(EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED, 'last'),
+    'workflow closed → caller has the answer': received - closed,
+    total: received - sent,
+  };
+}
+
+/** Each statement's round trip, by prepared name (or its text's start), while `counting`. */
+const statements = new Map<string, { text: string; ms: number[] }>();
+let counting = false;
+const query = pg.Client.prototype.query as (...args: unknown[]) => unknown;
+(pg.Client.prototype as unknown as { query: (...args: unknown[]) => unknown }).query = function (this: pg.Client, ...args: unknown[]) {
+  const t0 = performance.now();
+  const result = query.apply(this, args);
+  const config = args[0] as string | { name?: string; text?: string } | undefined;
+  if (counting && result instanceof Promise) {
+    const text = (typeof config === 'string' ? config : (config?.text ?? '')).replace(/\s+/g, ' ').trim();
+    const name = (typeof config === 'object' ? config?.name : undefined) ?? text.slice(0, 60);
+    void result.then(() => {
+      const s = statements.get(name) ?? { text: text.slice(0, 100), ms: [] };
+      s.ms.push(performance.now() - t0);
+      statements.set(name, s);
+    }, () => undefined);
+  }
+  return result;
+};
+
+async function main() {
+  const results = await withBenchInfra('sync-timeline', { SLUICE_SLOTS: '64' }, async (bench) => {
+    const namespace = bench.config.temporalNamespace;
+    const connection = await NativeConnection.connect({ address: bench.infra.temporalAddress });
+    const floorWorkers = await startFloorWorkers(connection, namespace);
+    try {
+      const client = new Client({ connection, namespace });
+      return await withStack(bench, {}, async (stack) => {
+        await addInstantModel(stack.db);
+        const target = syncChatTarget(stack.url, (await addTenantKey(stack.db)).secret);
+        let seq = 0;
+        /** One request of `variant`: its spans. */
+        async function one(variant: Variant): Promise<Record<Span, number>> {
+          if (variant === 'sluice') {
+            const sent = Date.now();
+            const res = await fetch(target.url, { method: 'POST', headers: target.headers, body: target.body });
+            const body = (await res.json()) as { id?: string };
+            const received = Date.now();
+            if (res.status !== 200 || typeof body.id !== 'string') throw new Error(`status ${res.status}: ${JSON.stringify(body)}`);
+            const history = await stack.client.workflow.getHandle(chatWorkflowId(body.id.replace(/^chatcmpl-/, ''))).fetchHistory();
+            return spansOf(history.events ?? [], sent, received);
+          }
+          const workflow = variant === 'oneActivity' ? 'oneActivityWorkflow' : 'requestShapedWorkflow';
+          const sent = Date.now();
+          const handle = await client.workflow.start(workflow, { taskQueue: FLOOR_QUEUE, workflowId: `timeline-${variant}-${seq++}`, args: ['x'], requestEagerStart: true });
+          await handle.result();
+          const received = Date.now();
+          return spansOf((await handle.fetchHistory()).events ?? [], sent, received);
+        }
+        for (const v of VARIANTS) for (let i = 0; i < WARMUP; i++) await one(v);
+        const spans = Object.fromEntries(VARIANTS.map((v) => [v, Object.fromEntries(SPANS.map((s) => [s, [] as number[]]))])) as Record<Variant, Record<Span, number[]>>;
+        let sluiceRequests = 0;
+        for (let r = 0; r < ROUNDS; r++) {
+          // Rotated order each round, so no variant always follows the same one.
+          for (let k = 0; k < VARIANTS.length; k++) {
+            const v = VARIANTS[(r + k) % VARIANTS.length] as Variant;
+            counting = v === 'sluice';
+            for (let i = 0; i < BLOCK; i++) {
+              const s = await one(v);
+              for (const span of SPANS) spans[v][span].push(s[span]);
+            }
+            if (v === 'sluice') sluiceRequests += BLOCK;
+            counting = false;
+          }
+        }
+        const median = (xs: number[]) => percentile(xs, 50);
+        return {
+          requests_per_variant: ROUNDS * BLOCK,
+          spans_p50_ms: SPANS.map((span) => ({
+            span,
+            ...Object.fromEntries(VARIANTS.map((v) => [v, median(spans[v][span])])),
+            sluice_minus_one_activity: Math.round((median(spans.sluice[span]) - median(spans.oneActivity[span])) * 10) / 10,
+          })),
+          sluice_statements: [...statements.entries()].map(([name, s]) => ({
+            name, text: s.text, per_request: Math.round((s.ms.length / sluiceRequests) * 100) / 100, p50_ms: median(s.ms),
+          })).sort((a, b) => b.p50_ms - a.p50_ms),
+        };
+      });
+    } finally {
+      await floorWorkers.stop();
+      await connection.close();
+    }
+  });
+  printResults({ machine: machine(), rounds: ROUNDS, block: BLOCK, warmup: WARMUP, ...results });
+}
+
+runBench(main);
