@@ -160,6 +160,13 @@ describe('loadConfig values', () => {
     });
   });
 
+  it('names an unbounded setting\'s range by its minimum alone', () => {
+    expect(loadConfig({ SLUICE_SLOTS: '8' }).slots).toBe(8);
+    for (const bad of ['0', '-1', '2.5', 'four']) {
+      expect(() => loadConfig({ SLUICE_SLOTS: bad })).toThrow(new RegExp(`^SLUICE_SLOTS must be an integer >= 1, got "${bad.replace('.', '\\.')}"$`));
+    }
+  });
+
   it('takes the control worker\'s workflow threads, 1 to 64', () => {
     expect(loadConfig({ SLUICE_WORKFLOW_THREADS: '4' }).workflowThreads).toBe(4);
     expect(() => loadConfig({ SLUICE_WORKFLOW_THREADS: '0' })).toThrow(/SLUICE_WORKFLOW_THREADS must be an integer from 1 to 64/);
