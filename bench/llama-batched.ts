@@ -154,13 +154,16 @@ async function main() {
       // Worker: a stack whose inference worker has `width` slots, same threads and context.
       const config = loadConfig({ ...env, SLUICE_SLOTS: String(width), SLUICE_THREADS: String(THREADS), SLUICE_CONTEXT_SIZE: String(CONTEXT) });
       const workers = WANTED.includes('worker') || WANTED.includes('worker-full-steps');
-      const stack = workers
-        ? await startStack(config, { databaseUrl: infra.databaseUrl, temporalAddress: infra.temporalAddress, api: true, control: true, pools: WANTED.includes('worker') ? ['bench'] : [], log })
-        : null;
-      const fullSteps = WANTED.includes('worker-full-steps')
-        ? await startInferenceOnly(loadConfig({ ...env, SLUICE_SLOTS: String(width), SLUICE_THREADS: String(THREADS), SLUICE_CONTEXT_SIZE: String(CONTEXT), SLUICE_LLAMA_FULL_STEPS: 'true' }), { temporalAddress: infra.temporalAddress, pools: ['bench-full-steps'], log })
-        : null;
+      // Started inside the try: whatever started before a failure is stopped by its finally.
+      let stack: Awaited<ReturnType<typeof startStack>> | null = null;
+      let fullSteps: Awaited<ReturnType<typeof startInferenceOnly>> | null = null;
       try {
+        if (workers) {
+          stack = await startStack(config, { databaseUrl: infra.databaseUrl, temporalAddress: infra.temporalAddress, api: true, control: true, pools: WANTED.includes('worker') ? ['bench'] : [], log });
+        }
+        if (WANTED.includes('worker-full-steps')) {
+          fullSteps = await startInferenceOnly(loadConfig({ ...env, SLUICE_SLOTS: String(width), SLUICE_THREADS: String(THREADS), SLUICE_CONTEXT_SIZE: String(CONTEXT), SLUICE_LLAMA_FULL_STEPS: 'true' }), { temporalAddress: infra.temporalAddress, pools: ['bench-full-steps'], log });
+        }
         let key = '';
         if (stack !== null) {
           if (width === WIDTHS[0]) {
