@@ -27,6 +27,7 @@ import { startInfra, startStack } from '../scripts/lib/system.js';
 import { batchWorkflowId } from '../contracts/ids.js';
 import { addInstantModel, addTenantKey, benchEnv, runBench, syncChat } from './setup.js';
 import { cpuMs, cpuSpent, peakRssMib, percentile, perUnit, postgresCpuMs } from './stats.js';
+import { eventMs } from './instrument.js';
 
 const { values } = parseArgs({
   options: {
@@ -109,11 +110,8 @@ function perLine(before: Record<string, number>, after: Record<string, number>, 
 const { temporal } = proto;
 type HistoryEvent = proto.temporal.api.history.v1.IHistoryEvent;
 
-/** An event's time in ms (server clock). */
-function eventMs(e: HistoryEvent): number {
-  const t = e.eventTime;
-  return t ? Number(t.seconds ?? 0) * 1000 + Math.floor((t.nanos ?? 0) / 1e6) : 0;
-}
+/** An event's time in whole ms (server clock). */
+const wholeMs = (e: HistoryEvent): number => Math.floor(eventMs(e));
 
 /**
  * Where a run's wall time goes (server clock, a diagnostic, not a count): its length, the time
@@ -123,8 +121,8 @@ function eventMs(e: HistoryEvent): number {
  */
 function runShape(events: readonly HistoryEvent[], payloadBytes: Record<string, number>): { wallMs: number; idleMs: number; edgeIdleMs: number; openMsSum: number; longestTaskMs: number } {
   if (events.length === 0) return { wallMs: 0, idleMs: 0, edgeIdleMs: 0, openMsSum: 0, longestTaskMs: 0 };
-  const start = eventMs(events[0] as HistoryEvent);
-  const end = eventMs(events[events.length - 1] as HistoryEvent);
+  const start = wholeMs(events[0] as HistoryEvent);
+  const end = wholeMs(events[events.length - 1] as HistoryEvent);
   const scheduled = new Map<string, { at: number; type: string }>();
   const intervals: Array<[number, number]> = [];
   const bytesOf = (payloads: proto.temporal.api.common.v1.IPayloads | null | undefined) => (payloads?.payloads ?? []).reduce((n, p) => n + (p.data?.length ?? 0), 0);
@@ -132,23 +130,23 @@ function runShape(events: readonly HistoryEvent[], payloadBytes: Record<string, 
   let longestTaskMs = 0;
   for (const e of events) {
     // Workflow tasks, started → completed (server clock): an activation's length, which the worker aborts past 5 s.
-    if (e.workflowTaskStartedEventAttributes) taskStarted.set(String(e.eventId), eventMs(e));
+    if (e.workflowTaskStartedEventAttributes) taskStarted.set(String(e.eventId), wholeMs(e));
     const done = e.workflowTaskCompletedEventAttributes;
     if (done?.startedEventId != null) {
       const from = taskStarted.get(String(done.startedEventId));
-      if (from !== undefined) longestTaskMs = Math.max(longestTaskMs, eventMs(e) - from);
+      if (from !== undefined) longestTaskMs = Math.max(longestTaskMs, wholeMs(e) - from);
     }
     const s = e.activityTaskScheduledEventAttributes;
     if (s) {
       const type = s.activityType?.name ?? '?';
-      scheduled.set(String(e.eventId), { at: eventMs(e), type });
+      scheduled.set(String(e.eventId), { at: wholeMs(e), type });
       payloadBytes[`${type}:input`] = (payloadBytes[`${type}:input`] ?? 0) + bytesOf(s.input);
     }
     const closed = e.activityTaskCompletedEventAttributes ?? e.activityTaskFailedEventAttributes ?? e.activityTaskTimedOutEventAttributes ?? e.activityTaskCanceledEventAttributes;
     if (closed?.scheduledEventId != null) {
       const from = scheduled.get(String(closed.scheduledEventId));
       if (from !== undefined) {
-        intervals.push([from.at, eventMs(e)]);
+        intervals.push([from.at, wholeMs(e)]);
         const result = e.activityTaskCompletedEventAttributes?.result;
         if (result) payloadBytes[`${from.type}:result`] = (payloadBytes[`${from.type}:result`] ?? 0) + bytesOf(result);
       }

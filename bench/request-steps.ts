@@ -30,6 +30,7 @@ import { requestCacheStatus } from '../db/repositories/cache.js';
 import { createControlActivities } from '../activities/index.js';
 import { addInstantModel, addTenantKey, machine, printResults, runBench } from './setup.js';
 import { cpuSpent, perUnit, postgresCpuMs } from './stats.js';
+import { interceptQueries } from './instrument.js';
 
 /** A CPU reading in ms as µs (null stays null). */
 const microseconds = (ms: number | null) => (ms === null ? null : ms * 1000);
@@ -46,11 +47,9 @@ async function main() {
   const server = await startEmbeddedPostgres({ dir: pgDir, port: await freePort(), database: 'sluice' });
   const { db } = createDb({ connectionString: server.url });
   let statements = 0;
-  const query = pg.Client.prototype.query as (...args: unknown[]) => unknown;
-  pg.Client.prototype.query = function counted(this: pg.Client, ...args: unknown[]) {
+  const restoreQuery = interceptQueries(() => {
     statements += 1;
-    return query.apply(this, args);
-  } as typeof pg.Client.prototype.query;
+  });
   let parses = 0;
   const connection = pg.Connection.prototype as unknown as { parse: (...args: unknown[]) => unknown };
   const parse = connection.parse;
@@ -114,7 +113,7 @@ async function main() {
     }
     printResults({ machine: machine(), load_average: os.loadavg().map((l) => Number(l.toFixed(2))), requests: REQUESTS, api: API, rounds });
   } finally {
-    pg.Client.prototype.query = query as typeof pg.Client.prototype.query;
+    restoreQuery();
     connection.parse = parse;
     await db.destroy();
     await server.stop();

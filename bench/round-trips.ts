@@ -20,6 +20,7 @@ import { startInfra, startStack } from '../scripts/lib/system.js';
 import { chatWorkflowId } from '../contracts/ids.js';
 import { freePort } from '../scripts/lib/free-port.js';
 import { countersPer, temporalCounters } from './temporal-counters.js';
+import { interceptQueries } from './instrument.js';
 import { benchEnv, machine, addInstantModel, addTenantKey, runBench, syncChat } from './setup.js';
 
 const { values } = parseArgs({
@@ -74,18 +75,13 @@ async function main() {
     if (counting.on) parses.set(counting.phase, (parses.get(counting.phase) ?? 0) + 1);
     return parse.apply(this, args);
   };
-  const query = pg.Client.prototype.query as (...args: unknown[]) => unknown;
-  pg.Client.prototype.query = function patched(this: pg.Client, ...args: unknown[]) {
-    if (counting.on) {
-      const first = args[0] as string | { text?: string };
-      const text = typeof first === 'string' ? first : first?.text ?? '?';
-      const key = `${counting.phase} | ${shapeOf(text)}`;
-      const s = statements.get(key) ?? { phase: counting.phase, n: 0, order: order++ };
-      s.n += 1;
-      statements.set(key, s);
-    }
-    return query.apply(this, args);
-  } as typeof pg.Client.prototype.query;
+  const restoreQuery = interceptQueries(({ text }) => {
+    if (!counting.on) return;
+    const key = `${counting.phase} | ${shapeOf(text === '' ? '?' : text)}`;
+    const s = statements.get(key) ?? { phase: counting.phase, n: 0, order: order++ };
+    s.n += 1;
+    statements.set(key, s);
+  });
   const results: Record<string, unknown> = { machine: machine(), requests: REQUESTS, sa_refresh_on_read: SA_REFRESH };
   try {
     const stack = await startStack(config, { databaseUrl: infra.databaseUrl, temporalAddress: infra.temporalAddress, api: true, control: true, pools: ['bench'], log });
@@ -156,7 +152,7 @@ async function main() {
       await stack.stop();
     }
   } finally {
-    pg.Client.prototype.query = query as typeof pg.Client.prototype.query;
+    restoreQuery();
     connection.parse = parse;
     await infra.stop();
     await fs.rm(dir, { recursive: true, force: true });

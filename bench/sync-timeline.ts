@@ -22,12 +22,12 @@
  * Run: `npx tsx bench/sync-timeline.ts [--rounds 5] [--block 20] [--warmup 20]` (`npm run bench -- sync-timeline`).
  */
 import { parseArgs } from 'node:util';
-import pg from 'pg';
 import { Client } from '@temporalio/client';
 import proto, { type temporal } from '@temporalio/proto';
 import { NativeConnection } from '@temporalio/worker';
 import { chatWorkflowId } from '../contracts/ids.js';
 import { percentile } from './stats.js';
+import { eventMs, interceptQueries } from './instrument.js';
 import { FLOOR_QUEUE, startFloorWorkers } from './temporal-floor.js';
 import { addInstantModel, addTenantKey, machine, printResults, runBench, syncChatTarget, withBenchInfra, withStack } from './setup.js';
 
@@ -58,11 +58,6 @@ type Span = (typeof SPANS)[number];
 
 const EventType = proto.temporal.api.enums.v1.EventType;
 
-/** Milliseconds since the epoch of a history event's time. */
-function msOf(t: temporal.api.history.v1.IHistoryEvent['eventTime']): number {
-  return Number(t?.seconds ?? 0) * 1000 + (t?.nanos ?? 0) / 1e6;
-}
-
 /**
  * The spans of one request from its history (the last workflow task before the close is the
  * second; the activity is the one on another queue) and the caller's send and receive times.
@@ -71,7 +66,7 @@ function spansOf(events: temporal.api.history.v1.IHistoryEvent[], sent: number, 
   const at = (type: temporal.api.enums.v1.EventType, which: 'first' | 'last' = 'first') => {
     const found = which === 'first' ? events.find((e) => e.eventType === type) : events.findLast((e) => e.eventType === type);
     if (!found) throw new Error(`no ${EventType[type]} event in the history`);
-    return msOf(found.eventTime);
+    return eventMs(found);
   };
   const started = at(EventType.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED);
   const closed = at(EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED);
@@ -90,22 +85,16 @@ function spansOf(events: temporal.api.history.v1.IHistoryEvent[], sent: number, 
 /** Each statement's round trip, by prepared name (or its text's start), while `counting`. */
 const statements = new Map<string, { text: string; ms: number[] }>();
 let counting = false;
-const query = pg.Client.prototype.query as (...args: unknown[]) => unknown;
-(pg.Client.prototype as unknown as { query: (...args: unknown[]) => unknown }).query = function (this: pg.Client, ...args: unknown[]) {
-  const t0 = performance.now();
-  const result = query.apply(this, args);
-  const config = args[0] as string | { name?: string; text?: string } | undefined;
-  if (counting && result instanceof Promise) {
-    const text = (typeof config === 'string' ? config : (config?.text ?? '')).replace(/\s+/g, ' ').trim();
-    const name = (typeof config === 'object' ? config?.name : undefined) ?? text.slice(0, 60);
-    void result.then(() => {
-      const s = statements.get(name) ?? { text: text.slice(0, 100), ms: [] };
-      s.ms.push(performance.now() - t0);
-      statements.set(name, s);
-    }, () => undefined);
-  }
-  return result;
-};
+interceptQueries(({ name, text, sentAt, answered }) => {
+  if (!counting || answered === undefined) return;
+  const oneLine = text.replace(/\s+/g, ' ').trim();
+  const key = name ?? oneLine.slice(0, 60);
+  void answered.then(() => {
+    const s = statements.get(key) ?? { text: oneLine.slice(0, 100), ms: [] };
+    s.ms.push(performance.now() - sentAt);
+    statements.set(key, s);
+  }, () => undefined);
+});
 
 async function main() {
   const results = await withBenchInfra('sync-timeline', { SLUICE_SLOTS: '64' }, async (bench) => {
