@@ -74,7 +74,11 @@ export function samplingNumber(name: NumericSamplingParam, value: unknown, param
     const got = typeof value === 'number' && Number.isFinite(value) ? 'a fraction' : typeName(value);
     throw new SamplingParamError(param, `'${param}' must be ${integer ? 'an integer' : 'a number'}, got ${got}`, 'invalid_type');
   }
-  if (value < min || value > max) throw new SamplingParamError(param, `'${param}' must be between ${min} and ${max}, got ${value}`, 'invalid_value');
+  if (value < min || value > max) {
+    // An unbounded parameter (at most the largest safe integer) names the bound it broke.
+    const range = max !== Number.MAX_SAFE_INTEGER ? `between ${min} and ${max}` : value < min ? `>= ${min}` : `at most ${max}`;
+    throw new SamplingParamError(param, `'${param}' must be ${range}, got ${value}`, 'invalid_value');
+  }
   return value;
 }
 

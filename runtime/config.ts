@@ -295,7 +295,8 @@ function int(env: Env, name: string, fallback: number, min = 0, max = Number.MAX
   if (raw === undefined || raw === '') return fallback;
   const value = Number(raw);
   if (raw.trim() === '' || !Number.isInteger(value) || value < min || value > max) {
-    const range = max === Number.MAX_SAFE_INTEGER ? `>= ${min}` : `from ${min} to ${max}`;
+    // An unbounded setting (at most the largest safe integer) names the bound it broke.
+    const range = max !== Number.MAX_SAFE_INTEGER ? `from ${min} to ${max}` : value < min || !Number.isInteger(value) ? `>= ${min}` : `<= ${max}`;
     throw new ConfigError(`${name} must be an integer ${range}, got "${raw}"`);
   }
   return value;

@@ -160,11 +160,12 @@ describe('loadConfig values', () => {
     });
   });
 
-  it('names an unbounded setting\'s range by its minimum alone', () => {
+  it('names the bound an unbounded setting broke, not a range to the largest safe integer', () => {
     expect(loadConfig({ SLUICE_SLOTS: '8' }).slots).toBe(8);
     for (const bad of ['0', '-1', '2.5', 'four']) {
       expect(() => loadConfig({ SLUICE_SLOTS: bad })).toThrow(new RegExp(`^SLUICE_SLOTS must be an integer >= 1, got "${bad.replace('.', '\\.')}"$`));
     }
+    expect(() => loadConfig({ SLUICE_SLOTS: '1e300' })).toThrow(/^SLUICE_SLOTS must be an integer <= 9007199254740991, got "1e300"$/);
   });
 
   it('takes the control worker\'s workflow threads, 1 to 64', () => {

@@ -48,6 +48,12 @@ describe('samplingNumber', () => {
     expect(refusal(() => samplingNumber('seed', 2 ** 31))).toMatchObject({ code: 'invalid_value' });
   });
 
+  it('says a bounded range by both ends and an unbounded one by the bound it broke', () => {
+    expect(refusal(() => samplingNumber('temperature', 3))).toMatchObject({ message: "'temperature' must be between 0 and 2, got 3" });
+    expect(refusal(() => samplingNumber('max_tokens', 0))).toMatchObject({ message: "'max_tokens' must be >= 1, got 0" });
+    expect(refusal(() => samplingNumber('max_tokens', 1e300))).toMatchObject({ message: "'max_tokens' must be at most 9007199254740991, got 1e+300" });
+  });
+
   it('refuses fractions where an integer is needed', () => {
     expect(refusal(() => samplingNumber('max_tokens', 1.5))).toMatchObject({ code: 'invalid_type', message: expect.stringContaining('a fraction') });
     expect(refusal(() => samplingNumber('seed', 0.5))).toMatchObject({ code: 'invalid_type' });
