@@ -3,8 +3,8 @@
  * path through it.
  *
  * One model, one context holding `slots` sequences: requests that run at the same time share the
- * context and node-llama-cpp batches their decoding, every generating sequence in every step
- * (`llama-cpp/full-batches.ts`). A request takes a free sequence (or waits for
+ * context and node-llama-cpp batches their decoding (with `fullSteps`, every generating sequence in
+ * every step: `llama-cpp/full-batches.ts`). A request takes a free sequence (or waits for
  * one in the {@link SlotQueue}), evaluates its prompt, samples token by token with the low-level
  * sequence API, and always erases the sequence's KV state before handing it on. Tools: described
  * through the chat wrapper, a forced call under a JSON-schema grammar, an `auto` call under the
@@ -342,12 +342,12 @@ export async function createLlamaCppBackend(options: LlamaCppBackendOptions): Pr
         prompt, params: request.params, signal: request.signal, onProgress: request.onProgress, progressEveryTokens,
         fault: guard.fault, faulted: () => faulted, grammar, tokenBias, callSwitch,
         onToken: deltas ? (tokens: readonly Token[]) => deltas.update(model.detokenize(tokens.filter((t) => !prompt.stopTokens.has(t)), false)) : undefined,
-        // Counted from the first sampled token, not from here: a sequence still evaluating its
-        // prompt (or setting it up) does not queue a token per step, and the full-step wait would
-        // spend its asks on it.
-        onSampling: (sampling: boolean) => {
+        // Counted (for the full-step strategy only) from the first sampled token, not from here: a
+        // sequence still evaluating its prompt (or setting it up) does not queue a token per step,
+        // and the full-step wait would spend its asks on it.
+        onSampling: options.fullSteps === true ? (sampling: boolean) => {
           generating += sampling ? 1 : -1;
-        },
+        } : undefined,
       };
       const outcome = await generateOnSequence(model, sequence, input, generated);
       const switched = outcome.switched;
