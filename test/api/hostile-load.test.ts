@@ -130,6 +130,18 @@ async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs = 
   }
 }
 
+/** `pool.connect()`, retried while it fails on its connection timeout, until a deadline. */
+async function connectWithin(pool: ReturnType<typeof createDb>['pool'], timeoutMs: number) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      return await pool.connect();
+    } catch (error) {
+      if (Date.now() > deadline || !String((error as Error).message).includes('timeout')) throw error;
+    }
+  }
+}
+
 describe('a hostile tenant', () => {
   // Pipeline only (docs/testing.md): uploads, exports, the pg pool, caps and the rate limit. The
   // victim's requests run on llama.cpp (`sluice-tiny`); the instant model serves the rate-limit test.
@@ -207,7 +219,9 @@ describe('a hostile tenant', () => {
     });
     const api = await startSecondApi(stack, {}, db);
     try {
-      const held = await pool.connect();
+      // The acquire timeout also bounds opening a fresh connection, which on a loaded 2-core CI
+      // machine can take longer than 300 ms: retry opening the held one, up to a deadline.
+      const held = await connectWithin(pool, 30_000);
       const busy = await fetch(`${api.url}/v1/files`, { headers: { Authorization: `Bearer ${victim.key}` }, signal: AbortSignal.timeout(30_000) });
       expect(busy.status).toBe(503);
       expect(busy.headers.get('retry-after')).toBe('1');
