@@ -12,7 +12,8 @@
  *    process (`load-client.ts`), for the pipeline and for the floor's extra `oneActivityHttp` row.
  * Real embedded PostgreSQL and Temporal dev server in a temp dir; everything stops at the end.
  *
- * Run: `npx tsx bench/pipeline.ts [--requests 300] [--seconds 10] [--modes floor,local] [--floors W,…]`
+ *  - `--modes early`: the same with `SLUICE_EARLY_ANSWER` on (`api/answer.ts`), as `early_answer`.
+ * Run: `npx tsx bench/pipeline.ts [--requests 300] [--seconds 10] [--modes floor,local[,early]] [--floors W,…]`
  * (`--floors`: which floor rows, of `FLOOR_WORKFLOWS` and `oneActivityHttp`; default all: e.g.
  * `--floors requestShapedWorkflow` to profile that floor alone).
  */
@@ -81,8 +82,11 @@ async function main() {
       }
     }
     let key = '';
-    if (MODES.includes('local')) {
-      const config = baseConfig;
+    // `local` and `early` (`SLUICE_EARLY_ANSWER` on) in the order given, a mode named again measured
+    // again (e.g. `local,early,early,local`: each side both first and second on the same dev server).
+    const seen = new Map<string, number>();
+    for (const name of MODES.filter((m) => m === 'local' || m === 'early')) {
+      const config = name === 'early' ? { ...baseConfig, earlyAnswer: true } : baseConfig;
       const stack = await startStack(config, { databaseUrl: infra.databaseUrl, temporalAddress: infra.temporalAddress, api: true, control: true, pools: ['bench'], log });
       try {
         if (!key) {
@@ -98,7 +102,9 @@ async function main() {
           direct.push(...(await directLatencies(1)));
           pipeline.push(...(await loadClient.sequential(target, 1)));
         }
-        const mode = 'local_activities';
+        const n = (seen.get(name) ?? 0) + 1;
+        seen.set(name, n);
+        const mode = `${name === 'early' ? 'early_answer' : 'local_activities'}${n > 1 ? `_${n}` : ''}`;
         results[mode] = {
           direct_p50_ms: percentile(direct, 50), direct_p99_ms: percentile(direct, 99),
           pipeline_p50_ms: percentile(pipeline, 50), pipeline_p99_ms: percentile(pipeline, 99),

@@ -5,7 +5,10 @@ import path from 'node:path';
 import type { Db } from '../db/database.js';
 import { loadConfig, type SluiceConfig } from '../runtime/config.js';
 import { createLogger, type Logger } from '../runtime/logger.js';
-import { startInfra, startStack, type Infra, type Stack } from '../scripts/lib/system.js';
+import type { Server } from 'node:http';
+import { apiConfigOf, startInfra, startStack, type Infra, type Stack } from '../scripts/lib/system.js';
+import { createApp, type AppConfig } from '../api/app.js';
+import { createMetrics } from '../runtime/metrics.js';
 import { createTenant } from '../db/repositories/tenants.js';
 import { createKey } from '../db/repositories/keys.js';
 import { createModel } from '../db/repositories/models.js';
@@ -148,4 +151,27 @@ export function runBench(main: () => Promise<void>): void {
     process.stderr.write(`${err instanceof Error ? err.stack : String(err)}\n`);
     process.exitCode = 1;
   });
+}
+
+/**
+ * Another API of `stack` in this process (its database, its Temporal client, so eager start as
+ * the stack's own), on a free port, with `overrides` over the settings `config` gives: a side of a
+ * benchmark that differs only in the API's settings (e.g. `earlyAnswer`).
+ */
+export async function startApi(stack: Stack, config: SluiceConfig, overrides: Partial<AppConfig>): Promise<{ url: string; close: () => Promise<void> }> {
+  const app = createApp({
+    temporal: stack.client, db: stack.db, metrics: createMetrics({ defaults: false }), log: createLogger('warn'),
+    config: { ...apiConfigOf(config, { eagerStart: true }), ...overrides },
+  });
+  const server = await new Promise<Server>((resolve, reject) => {
+    const s = app.listen(0, '127.0.0.1', (err?: Error) => (err ? reject(err) : resolve(s)));
+  });
+  const address = server.address();
+  return {
+    url: `http://127.0.0.1:${typeof address === 'object' && address ? address.port : 0}`,
+    close: () => new Promise<void>((resolve) => {
+      server.close(() => resolve());
+      server.closeAllConnections();
+    }),
+  };
 }

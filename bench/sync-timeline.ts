@@ -8,7 +8,10 @@
  *  - `requestShaped`: the same shape as a Sluice request with no work in it (local activity,
  *    activity on another queue, local activity);
  *  - `sluice`: a sync chat completion of the instant model through Sluice's API (HTTP from this
- *    process), its workflow, the control worker's `admit` and `complete`, the inference worker.
+ *    process), its workflow, the control worker's `admit` and `complete`, the inference worker;
+ *  - `sluiceEarly`: the same through a second API of the same process and stack, with
+ *    `SLUICE_EARLY_ANSWER` on (`api/answer.ts`: answered once the `infer` completion is in the
+ *    history, so its "closed → caller has the answer" is negative).
  * Spans: caller → workflow started (Sluice: HTTP, auth, validation, the API's statements, the start
  * RPC); the first workflow task (started → completed: the workflow created, the first local
  * activity, the activity scheduled); the activity's dispatch (scheduled → started) and run
@@ -29,7 +32,7 @@ import { chatWorkflowId } from '../contracts/ids.js';
 import { percentile } from './stats.js';
 import { eventMs, interceptQueries } from './instrument.js';
 import { FLOOR_QUEUE, startFloorWorkers } from './temporal-floor.js';
-import { addInstantModel, addTenantKey, machine, printResults, runBench, syncChatTarget, withBenchInfra, withStack } from './setup.js';
+import { addInstantModel, addTenantKey, machine, printResults, runBench, startApi, syncChatTarget, withBenchInfra, withStack } from './setup.js';
 
 const { values } = parseArgs({
   options: { rounds: { type: 'string', default: '5' }, block: { type: 'string', default: '20' }, warmup: { type: 'string', default: '20' } },
@@ -41,7 +44,7 @@ for (const [name, n] of [['rounds', ROUNDS], ['block', BLOCK], ['warmup', WARMUP
   if (!Number.isSafeInteger(n) || n < (name === 'warmup' ? 0 : 1)) throw new Error(`--${name}: a whole number${name === 'warmup' ? '' : ' ≥ 1'}`);
 }
 
-const VARIANTS = ['oneActivity', 'requestShaped', 'sluice'] as const;
+const VARIANTS = ['oneActivity', 'requestShaped', 'sluice', 'sluiceEarly'] as const;
 type Variant = (typeof VARIANTS)[number];
 
 const SPANS = [
@@ -103,13 +106,19 @@ async function main() {
     const floorWorkers = await startFloorWorkers(connection, namespace);
     try {
       const client = new Client({ connection, namespace });
+      let closeEarly: (() => Promise<void>) | null = null;
       return await withStack(bench, {}, async (stack) => {
+        try {
         await addInstantModel(stack.db);
-        const target = syncChatTarget(stack.url, (await addTenantKey(stack.db)).secret);
+        const secret = (await addTenantKey(stack.db)).secret;
+        const early = await startApi(stack, bench.config, { earlyAnswer: true });
+        closeEarly = early.close;
+        const targets = { sluice: syncChatTarget(stack.url, secret), sluiceEarly: syncChatTarget(early.url, secret) };
         let seq = 0;
         /** One request of `variant`: its spans. */
         async function one(variant: Variant): Promise<Record<Span, number>> {
-          if (variant === 'sluice') {
+          if (variant === 'sluice' || variant === 'sluiceEarly') {
+            const target = targets[variant];
             const sent = Date.now();
             const res = await fetch(target.url, { method: 'POST', headers: target.headers, body: target.body });
             const body = (await res.json()) as { id?: string };
@@ -132,12 +141,12 @@ async function main() {
           // Rotated order each round, so no variant always follows the same one.
           for (let k = 0; k < VARIANTS.length; k++) {
             const v = VARIANTS[(r + k) % VARIANTS.length] as Variant;
-            counting = v === 'sluice';
+            counting = v === 'sluice' || v === 'sluiceEarly';
             for (let i = 0; i < BLOCK; i++) {
               const s = await one(v);
               for (const span of SPANS) spans[v][span].push(s[span]);
             }
-            if (v === 'sluice') sluiceRequests += BLOCK;
+            if (v === 'sluice' || v === 'sluiceEarly') sluiceRequests += BLOCK;
             counting = false;
           }
         }
@@ -148,11 +157,15 @@ async function main() {
             span,
             ...Object.fromEntries(VARIANTS.map((v) => [v, median(spans[v][span])])),
             sluice_minus_one_activity: Math.round((median(spans.sluice[span]) - median(spans.oneActivity[span])) * 10) / 10,
+            early_minus_one_activity: Math.round((median(spans.sluiceEarly[span]) - median(spans.oneActivity[span])) * 10) / 10,
           })),
           sluice_statements: [...statements.entries()].map(([name, s]) => ({
             name, text: s.text, per_request: Math.round((s.ms.length / sluiceRequests) * 100) / 100, p50_ms: median(s.ms),
           })).sort((a, b) => b.p50_ms - a.p50_ms),
         };
+        } finally {
+          await closeEarly?.();
+        }
       });
     } finally {
       await floorWorkers.stop();

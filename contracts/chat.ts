@@ -146,6 +146,13 @@ export interface ChatRequestInput {
    * tenant's setting decides. Absent in histories recorded before the cache.
    */
   cache?: CacheDirective;
+  /**
+   * `true`: the API answers this sync request as soon as its served attempt's output is in the
+   * workflow's history (`api/answer.ts`), before the settlement. From then on the attempt is the
+   * caller's, so the workflow settles it whatever cancel follows, and retries its settlement until
+   * it succeeds. Absent on every other request and in histories recorded before it. @default false
+   */
+  answeredEarly?: true;
 }
 
 /**

@@ -27,6 +27,15 @@ export const PIPELINE_PROFILES = {
     retry: { initialInterval: '100ms', backoffCoefficient: 2, maximumInterval: '5s', maximumAttempts: 20 },
   },
   /**
+   * The settlement of an attempt whose output the caller already has (`ChatRequestInput.answeredEarly`):
+   * the database steps' timeout and backoff, retried until it succeeds (an outage of the database
+   * delays the bill; it never drops it).
+   */
+  settleAnswered: {
+    startToCloseTimeout: '15s',
+    retry: { initialInterval: '100ms', backoffCoefficient: 2, maximumInterval: '5s' }, // no maximumAttempts: unlimited
+  },
+  /**
    * Inference: a worker must pick it up within a minute (else the next deployment is tried), a
    * generation may run 10 minutes, a silent worker is detected after 15 s without a heartbeat.
    */
@@ -42,7 +51,7 @@ export const PIPELINE_PROFILES = {
       nonRetryableErrorTypes: [...CLIENT_FAULTS] as string[],
     },
   },
-} as const satisfies { db: ActivityOptions & LocalActivityOptions; infer: ActivityOptions };
+} as const satisfies { db: ActivityOptions & LocalActivityOptions; settleAnswered: ActivityOptions & LocalActivityOptions; infer: ActivityOptions };
 
 /** The batch workflow's profiles (`workflows/batch.ts`). */
 export const BATCH_PROFILES = {

@@ -52,6 +52,15 @@ export interface SluiceConfig {
    * `SLUICE_LLAMA_FULL_STEPS` @default false
    */
   readonly llamaFullSteps: boolean;
+  /**
+   * Answer a sync, non-streamed chat request as soon as its served attempt's output is durable in
+   * its workflow's history, its settlement and audit following a few milliseconds later in the
+   * workflow (`api/answer.ts`). Billing stays exactly once (the attempt is settled whatever cancel
+   * follows, retried until it succeeds), but right after the 200 the usage row, the job's final
+   * status and the response-cache entry may not be written yet. Off: a 200 means billed and
+   * recorded. `SLUICE_EARLY_ANSWER` @default false
+   */
+  readonly earlyAnswer: boolean;
   /** Use a GPU for llama.cpp when one is present. `SLUICE_GPU` ("auto" | "off") @default "off" */
   readonly gpu: 'auto' | false;
   /** GGUF models registered at start-up: `SLUICE_GGUF_MODELS="name=/path/a.gguf,other=/path/b.gguf"` on pool {@link pool}. @default {} */
@@ -437,6 +446,7 @@ export function loadConfig(env: Env = process.env): SluiceConfig {
     workflowThreads: int(env, 'SLUICE_WORKFLOW_THREADS', 2, 1, 64),
     contextSize: int(env, 'SLUICE_CONTEXT_SIZE', 2048, 64),
     llamaFullSteps: bool(env, 'SLUICE_LLAMA_FULL_STEPS', false),
+    earlyAnswer: bool(env, 'SLUICE_EARLY_ANSWER', false),
     gpu: gpu === 'auto' ? 'auto' : false,
     ggufModels: Object.freeze(ggufModels(env)),
     upstreamKeys: Object.freeze(upstreamKeys(env)),

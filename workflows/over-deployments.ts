@@ -77,6 +77,12 @@ export interface RunContext {
   variant: string | null;
   /** Records an unbilled usage row for tokens this deployment's failed or cancelled attempts spent. */
   recordConsumed: (outcome: 'failed' | 'cancelled', deployment: DeploymentTarget, consumed: ConsumedTokens) => Promise<void>;
+  /**
+   * The steps that settle a served attempt (`complete`): `steps`, or, for a request whose caller
+   * already has the attempt's output (`OverDeployments.answeredEarly`), the same steps retried
+   * until they succeed.
+   */
+  settling: ControlActivities;
 }
 
 /** One request run over its deployments: who asks, and the caller's steps. */
@@ -87,6 +93,13 @@ export interface OverDeployments<P, Out, Result> {
   usageStep: string;
   /** Unbilled rows count the completion tokens consumed (false: prompt tokens only). @default true */
   countsCompletion?: boolean;
+  /**
+   * The caller is answered as soon as a served attempt's output is in the history
+   * (`ChatRequestInput.answeredEarly`): a served attempt is settled whatever cancel follows (a
+   * cancel then is too late), in a scope no cancel reaches, with `RunContext.settling`.
+   * @default false
+   */
+  answeredEarly?: boolean;
   /** Failure types that end the request after the circuit is recorded, instead of trying the next deployment. @default none */
   endsOn?: readonly string[];
   /** Summary fields of a failed or cancelled outcome before `variant`. @default none */
@@ -144,6 +157,9 @@ export async function runOverDeployments<P, Out, Result>(run: OverDeployments<P,
   let usageStep = run.usageStep;
   const ctx: RunContext = {
     steps,
+    settling: run.answeredEarly === true
+      ? (hooks.localActivities ? proxyLocalActivities<ControlActivities>(PROFILES.settleAnswered) : proxyActivities<ControlActivities>(PROFILES.settleAnswered))
+      : steps,
     model: request.model,
     variant: null,
     recordConsumed: (outcome, deployment, consumed) => CancellationScope.nonCancellable(() => steps.recordConsumed({
@@ -214,12 +230,16 @@ export async function runOverDeployments<P, Out, Result>(run: OverDeployments<P,
         // The attempt finished while the request was being cancelled (the cancellation reached the
         // worker after its last token, within its heartbeat throttle): what it generated is recorded
         // as a cancelled attempt's spending, unbilled, as if stopped mid-way; nothing is settled.
-        if (CancellationScope.current().consideredCancelled && patched('record-completion-of-cancelled-request')) {
+        // Not so when the caller is answered from the history: it may have the output already, so
+        // the attempt is settled, out of any cancel's reach (`answeredEarly`).
+        const answered = run.answeredEarly === true;
+        if (!answered && CancellationScope.current().consideredCancelled && patched('record-completion-of-cancelled-request')) {
           const spent = spentBy(out);
           if (spent) await ctx.recordConsumed('cancelled', deployment, spent);
           throw new CancelledFailure('the request was cancelled as its inference finished');
         }
-        const result = await run.succeed(deployment, out, ctx, part);
+        const settle = () => run.succeed(deployment, out, ctx, part);
+        const result = answered ? await CancellationScope.nonCancellable(settle) : await settle();
         if (part < parts - 1) {
           served = true;
           break;

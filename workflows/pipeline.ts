@@ -18,27 +18,11 @@ import { runOverDeployments } from './over-deployments.js';
 import { consultsCache } from '../domain/cache-eligibility.js';
 import type { CacheLookup } from '../activities/cache.js';
 import { applyPromptOverride } from '../domain/experiment-prompt.js';
+import { completionOf } from '../domain/chat-completion.js';
 
 export { rateLimitWaitMs } from './over-deployments.js';
-
-/** The assistant message of an attempt's output: with its tool calls when it made some (`content` null when it said nothing else). */
-function messageOf(out: InferOutput): ChatCompletion['choices'][number]['message'] {
-  if (out.toolCalls === undefined || out.toolCalls.length === 0) return { role: 'assistant', content: out.content, refusal: null };
-  return { role: 'assistant', content: out.content === '' ? null : out.content, refusal: null, tool_calls: out.toolCalls };
-}
-
-/** The completion of a request served by one attempt's output (choice 0). Shared with `completion-prompts.ts`. */
-export function completionOf(input: ChatRequestInput, model: string, out: InferOutput): ChatCompletion {
-  return {
-    id: `chatcmpl-${input.requestId}`,
-    object: 'chat.completion',
-    created: input.created,
-    model,
-    system_fingerprint: null,
-    choices: [{ index: 0, message: messageOf(out), logprobs: out.logprobs ? { content: out.logprobs, refusal: null } : null, finish_reason: out.finishReason }],
-    usage: { prompt_tokens: out.promptTokens, completion_tokens: out.completionTokens, total_tokens: out.promptTokens + out.completionTokens },
-  };
-}
+/** Shared with `completion-prompts.ts` (and the API's early answer: `api/answer.ts`). */
+export { completionOf };
 
 /** The tokens an attempt's failed retries spent, if any: recorded unbilled before the served attempt is settled. */
 export function spentOnRetries(out: InferOutput): NonNullable<InferOutput['failedAttempts']> | null {
@@ -170,6 +154,8 @@ export async function runChatPipeline(input: ChatRequestInput, hooks: PipelineHo
     // would restart the text the client already has. (Only streamed requests fail this way, and
     // none was recorded before streaming existed, so replays of older histories are unchanged.)
     endsOn: ['StreamInterrupted'],
+    // A sync request the API answers from the history (`api/answer.ts`): its served attempt is settled whatever follows.
+    answeredEarly: input.answeredEarly === true && hooks.dispatch === undefined,
     admit: (steps) => (hooks.dispatch ?? steps).admit(chatAdmitInput(input)),
     prepare: (admission) => chatAttemptOf(input, admission),
     // The response cache (README "Response cache"), behind `patched('response-cache')`
@@ -205,12 +191,12 @@ export async function runChatPipeline(input: ChatRequestInput, hooks: PipelineHo
       return { result: completion };
     },
     attempt: (deployment, attempt) => (hooks.dispatch?.infer ?? inferOnPool(deployment))(chatInferInput(input, deployment, attempt)),
-    succeed: async (deployment, out, { steps, model, variant, recordConsumed }) => {
+    succeed: async (deployment, out, { steps, settling, model, variant, recordConsumed }) => {
       step('running', 'settle');
       const spent = spentOnRetries(out);
       if (spent !== null) await recordConsumed('failed', deployment, spent);
       const { completion, complete } = chatCompletionOf(input, deployment, out, { model, variant });
-      const completing = (hooks.dispatch ?? steps).complete(complete);
+      const completing = (hooks.dispatch ?? settling).complete(complete);
       // An answer with tool calls is not stored: its call IDs belong to its request (a replay in a
       // later turn of the same conversation would repeat an ID the client already answered).
       const storable = out.finishReason !== 'tool_calls' && (out.toolCalls?.length ?? 0) === 0 ? out.finishReason : null;

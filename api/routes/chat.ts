@@ -30,6 +30,8 @@ import type { Logger } from '../../runtime/logger.js';
 import { createStreamHub, type StreamHub } from '../stream-hub.js';
 import { DETACH_HEADER, cursorOf, streamCompletion } from './chat-stream.js';
 import { requestCacheStatus } from '../../db/repositories/cache.js';
+import { awaitEarlyAnswer } from '../answer.js';
+import { completionOf } from '../../domain/chat-completion.js';
 import { CACHE_HEADER, CacheHeaderError, cacheDirectiveOf, type CacheDirective } from '../../domain/cache-eligibility.js';
 
 /** The request's cache directive (README "Response cache"); 400 on a bad `X-Sluice-Cache`. */
@@ -52,6 +54,8 @@ export interface ChatRouteDeps {
   temporal: Client;
   metrics: Metrics;
   eagerStart: boolean;
+  /** Answer a sync, non-streamed request once its served attempt's output is durable (api/answer.ts). */
+  earlyAnswer: boolean;
   /** Where a failed workflow start is logged (with the request ID). */
   log: Logger;
   /** Wakes streamed answers when their chunks arrive. @default a hub that polls (no LISTEN) */
@@ -122,11 +126,24 @@ export function chatRoutes(deps: ChatRouteDeps): Router {
       return;
     }
     const started = performance.now();
+    const workflowId = chatWorkflowId(row.id);
     try {
-      const completion = (await deps.temporal.workflow.getHandle<typeof chatRequest>(chatWorkflowId(row.id)).result()) as ChatCompletion;
+      // Answered once the served attempt's output is in the history, settle and audit following
+      // in the workflow; anything else, as the workflow's result says (api/answer.ts).
+      const early = deps.earlyAnswer
+        ? await awaitEarlyAnswer(deps.temporal, workflowId).catch((err: unknown) => {
+          // The history could not be read or decoded: the result answers, as without the option.
+          deps.log.warn('early answer unavailable, answering from the workflow result', { requestId: row.id, error: err instanceof Error ? err.message : String(err) });
+          return { served: false as const };
+        })
+        : { served: false as const };
+      const completion = early.served
+        ? completionOf({ requestId: row.id, created: Math.floor(row.created_at.getTime() / 1000) }, early.model, early.out)
+        : (await deps.temporal.workflow.getHandle<typeof chatRequest>(workflowId).result()) as ChatCompletion;
       deps.metrics.chatRequests.inc({ model: row.model, status: '200', tenant: row.tenant_id });
       deps.metrics.chatLatency.observe({ model: row.model }, (performance.now() - started) / 1000);
-      setCacheHeader(res, await requestCacheStatus(deps.db, row.id, row.tenant_id));
+      // A cache lookup before the attempt recorded its miss on the row; without one there is no status.
+      setCacheHeader(res, early.served && !early.consultedCache ? null : await requestCacheStatus(deps.db, row.id, row.tenant_id));
       res.json(completion);
     } catch (err) {
       const mapped = fromWorkflowFailure(err);
@@ -189,6 +206,8 @@ export function chatRoutes(deps: ChatRouteDeps): Router {
         ...(body.metadata !== null ? { metadata: body.metadata } : {}),
         ...(body.stream ? { stream: true } : {}),
         ...(cache !== null ? { cache } : {}),
+        // Answered from the history as soon as its served attempt is durable (api/answer.ts).
+        ...(deps.earlyAnswer && !async && !body.stream ? { answeredEarly: true as const } : {}),
       };
       await startRequestWorkflow<typeof chatRequest>(deps, {
         type: 'chatRequest', workflowId: chatWorkflowId(requestId), requestId, args: [input],

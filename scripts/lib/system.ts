@@ -10,7 +10,7 @@ import { NativeConnection, type Worker, type WorkerOptions } from '@temporalio/w
 import type pg from 'pg';
 import { createDb, type Db } from '../../db/database.js';
 import { migrateToLatest } from '../../db/migrate.js';
-import { createApp } from '../../api/app.js';
+import { createApp, type AppConfig } from '../../api/app.js';
 import { createStreamHub, type StreamHub } from '../../api/stream-hub.js';
 import { createControlWorker } from '../../workers/control-worker.js';
 import { ensureReconcileSchedule } from '../../workers/schedules.js';
@@ -123,6 +123,20 @@ export interface StackOptions {
   tracing?: Tracing | null;
 }
 
+/** The API's settings from the configuration (`eagerStart`: a control worker shares the client's connection). */
+export function apiConfigOf(config: SluiceConfig, options: { eagerStart: boolean }): AppConfig {
+  return {
+    maxBodyBytes: config.maxBodyBytes, namespace: config.temporalNamespace, pools: config.pools,
+    eagerStart: options.eagerStart, earlyAnswer: config.earlyAnswer,
+    files: { maxBytes: config.fileMaxBytes, maxLines: config.fileMaxLines, maxLineBytes: config.fileMaxLineBytes },
+    tenantCaps: config.tenantCaps, uploadProgress: config.uploadProgress, spoolDir: path.join(config.dataDir, 'uploads'),
+    batches: { concurrency: config.batchConcurrency, linesPerRun: config.batchLinesPerRun, chunkLines: config.batchChunkLines },
+    requestTimeoutMs: config.requestTimeoutMs, auditKey: config.auditKey, webhooks: config.webhooks,
+    allowPrivateUpstreams: config.allowPrivateUpstreams, enableInstantBackend: config.enableInstantBackend,
+    metricsToken: config.metricsToken,
+  };
+}
+
 /** Opens the pool and connections and starts the requested roles. `stop()` undoes all of it, in order. */
 export async function startStack(config: SluiceConfig, options: StackOptions): Promise<Stack> {
   // Before the pool: the pg instrumentation patches the driver once, per process.
@@ -182,16 +196,7 @@ export async function startStack(config: SluiceConfig, options: StackOptions): P
     streams = createStreamHub(pool, options.log);
     const app = createApp({
       temporal: client, db, metrics, log: options.log, streams,
-      config: {
-        maxBodyBytes: config.maxBodyBytes, namespace: config.temporalNamespace, pools: config.pools,
-        eagerStart: options.control,
-        files: { maxBytes: config.fileMaxBytes, maxLines: config.fileMaxLines, maxLineBytes: config.fileMaxLineBytes },
-        tenantCaps: config.tenantCaps, uploadProgress: config.uploadProgress, spoolDir: path.join(config.dataDir, 'uploads'),
-        batches: { concurrency: config.batchConcurrency, linesPerRun: config.batchLinesPerRun, chunkLines: config.batchChunkLines },
-        requestTimeoutMs: config.requestTimeoutMs, auditKey: config.auditKey, webhooks: config.webhooks,
-        allowPrivateUpstreams: config.allowPrivateUpstreams, enableInstantBackend: config.enableInstantBackend,
-        metricsToken: config.metricsToken,
-      },
+      config: apiConfigOf(config, { eagerStart: options.control }),
     });
     server = await new Promise<Server>((resolve, reject) => {
       const s = app.listen(config.port, '0.0.0.0', (err?: Error) => (err ? reject(err) : resolve(s)));

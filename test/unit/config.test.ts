@@ -26,6 +26,7 @@ describe('loadConfig defaults', () => {
       workflowThreads: 2,
       contextSize: 2048,
       llamaFullSteps: false,
+      earlyAnswer: false,
       gpu: false,
       ggufModels: {},
       upstreamKeys: {},
@@ -176,6 +177,8 @@ describe('loadConfig values', () => {
   it('turns the llama.cpp full decode steps on, and refuses a value that is not a boolean', () => {
     expect(loadConfig({ SLUICE_LLAMA_FULL_STEPS: 'true' }).llamaFullSteps).toBe(true);
     expect(() => loadConfig({ SLUICE_LLAMA_FULL_STEPS: 'garbage' })).toThrow(/SLUICE_LLAMA_FULL_STEPS must be true or false/);
+    expect(loadConfig({ SLUICE_EARLY_ANSWER: 'true' }).earlyAnswer).toBe(true);
+    expect(() => loadConfig({ SLUICE_EARLY_ANSWER: 'yes please' })).toThrow(/SLUICE_EARLY_ANSWER must be true or false/);
   });
 
   it('takes the lines a batch has in flight, and refuses the removed local-activities switch by name', () => {

@@ -1,0 +1,99 @@
+/**
+ * A sync chat request's answer as soon as it is durable: the output of the inference attempt that
+ * served it, read from the request workflow's history the moment the attempt's completion is
+ * recorded there, while the workflow goes on to settle and audit it (its next workflow task).
+ *
+ * Billing stays exactly once: the request was started with `answeredEarly`, so its workflow
+ * settles a served attempt whatever cancel follows, and retries that settlement until it succeeds
+ * (`workflows/over-deployments.ts`). Anything else the history shows first (the workflow closed:
+ * a cache hit, a failure, a cancel; a cancel was requested before the attempt completed) is
+ * answered as before, by the workflow's result. README "One request, step by step".
+ */
+import type { Client } from '@temporalio/client';
+import type { Payload } from '@temporalio/common';
+import type { ChatRequestInput, InferInput, InferOutput } from '../contracts/chat.js';
+
+/** `temporal.api.enums.v1.HistoryEventFilterType.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT`. */
+const ALL_EVENTS = 1;
+/** The inference activity's type (`InferenceActivities.infer`). */
+const INFER = 'infer';
+/** The response cache's lookup step (`lookupCache`), a local activity: its marker names it. */
+const LOOKUP_CACHE = 'lookupCache';
+
+/**
+ * What the history said first: the served attempt's output, the model it was served as (its
+ * deployment's: an experiment variant's, if any) and whether the workflow consulted the response
+ * cache before it (then the lookup's `miss` is on the row), or "ask the workflow's result".
+ */
+export type EarlyAnswer = { served: true; model: string; out: InferOutput; consultedCache: boolean } | { served: false };
+
+/**
+ * Follows the history of `workflowId` (long polls of its new events) until the first completed
+ * `infer` activity, or until the workflow closes or is asked to cancel first.
+ */
+/**
+ * Answers only a workflow started with `answeredEarly` (read from its start event): any other is
+ * answered by its result.
+ */
+export async function awaitEarlyAnswer(temporal: Client, workflowId: string): Promise<EarlyAnswer> {
+  const { namespace, loadedDataConverter: converter } = temporal.workflow.options;
+  const decode = async <T>(payload: Payload): Promise<T> => {
+    let payloads = [payload];
+    for (const codec of [...converter.payloadCodecs].reverse()) payloads = await codec.decode(payloads);
+    return converter.payloadConverter.fromPayload<T>(payloads[0] as Payload);
+  };
+  /** The model of each scheduled `infer` attempt, by its scheduled event's ID. */
+  const inferModel = new Map<string, string>();
+  let consultedCache = false;
+  let nextPageToken: Uint8Array | undefined;
+  for (;;) {
+    const res = await temporal.workflowService.getWorkflowExecutionHistory({
+      namespace, execution: { workflowId }, waitNewEvent: true, historyEventFilterType: ALL_EVENTS, skipArchival: true,
+      ...(nextPageToken !== undefined ? { nextPageToken } : {}),
+    });
+    for (const e of res.history?.events ?? []) {
+      if (e.workflowExecutionStartedEventAttributes) {
+        // Started without `answeredEarly` (by an API before it, or not a sync request): its
+        // workflow may leave a served attempt unbilled on a late cancel, so only its result answers.
+        const input = e.workflowExecutionStartedEventAttributes.input?.payloads?.[0];
+        if (!input || (await decode<Partial<ChatRequestInput>>(input as Payload)).answeredEarly !== true) return { served: false };
+      } else if (e.markerRecordedEventAttributes) {
+        consultedCache ||= markerMayName(e.markerRecordedEventAttributes.details, LOOKUP_CACHE);
+      } else if (e.activityTaskScheduledEventAttributes?.activityType?.name === INFER) {
+        const input = e.activityTaskScheduledEventAttributes.input?.payloads?.[0];
+        if (!input) continue;
+        const model = (await decode<InferInput>(input as Payload)).deployment?.model;
+        if (typeof model === 'string') inferModel.set(String(e.eventId), model);
+      } else if (e.activityTaskCompletedEventAttributes) {
+        const done = e.activityTaskCompletedEventAttributes;
+        const model = inferModel.get(String(done.scheduledEventId));
+        const result = done.result?.payloads?.[0];
+        if (model === undefined || !result) continue;
+        return { served: true, model, out: await decode<InferOutput>(result as Payload), consultedCache };
+      } else if (e.workflowExecutionCancelRequestedEventAttributes || isClose(e)) {
+        return { served: false };
+      }
+    }
+    if (!res.nextPageToken || res.nextPageToken.length === 0) return { served: false };
+    nextPageToken = res.nextPageToken;
+  }
+}
+
+/**
+ * Whether a marker may be the local activity `activityType`'s: its `data` detail (the SDK's own
+ * record of the local activity, never passed through the payload codec) names its type. A marker
+ * without readable data counts as naming it (the caller then reads what it needs from the row).
+ */
+function markerMayName(details: Record<string, { payloads?: Array<{ data?: Uint8Array | null }> | null }> | null | undefined, activityType: string): boolean {
+  const data = details?.data?.payloads?.[0]?.data;
+  if (!data) return true;
+  return Buffer.from(data).toString('utf8').includes(`"activity_type":"${activityType}"`);
+}
+
+function isClose(e: object): boolean {
+  const a = e as Record<string, unknown>;
+  return Boolean(
+    a.workflowExecutionCompletedEventAttributes || a.workflowExecutionFailedEventAttributes || a.workflowExecutionCanceledEventAttributes
+    || a.workflowExecutionTerminatedEventAttributes || a.workflowExecutionTimedOutEventAttributes || a.workflowExecutionContinuedAsNewEventAttributes,
+  );
+}

@@ -1,0 +1,176 @@
+/**
+ * `SLUICE_EARLY_ANSWER=true`: a sync chat request is answered as soon as its served inference
+ * output is in the workflow's history, settle and audit following in the workflow (api/answer.ts).
+ * Proved on the real stack (Temporal dev server, PostgreSQL, the instant backend; pipeline only)
+ * with a transaction holding a lock on the usage table, which blocks the workflow's settlement:
+ * - the caller gets its completion while the workflow still runs and nothing is billed yet; once
+ *   the lock goes, the request is settled exactly once and its job holds the very completion the
+ *   caller got;
+ * - a cancel sent after the answer is too late: the caller has the text, so the request is
+ *   settled and billed all the same (the workflow settles a served attempt out of any cancel's
+ *   reach), never left unbilled;
+ * - a retry of its Idempotency-Key while the settlement is blocked gets the same completion;
+ * - a response-cache miss is answered early with its `miss` header, and stored once settled;
+ * - the histories of these runs replay against the workflow code without non-determinism.
+ */
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { sql } from 'kysely';
+import { Worker } from '@temporalio/worker';
+import { addInstantModel, startTestStack, type TestStack } from '../support/stack.js';
+import { chatWorkflowId } from '../../contracts/ids.js';
+
+let stack: TestStack;
+
+beforeAll(async () => {
+  stack = await startTestStack({ env: { SLUICE_EARLY_ANSWER: 'true' } });
+  await addInstantModel(stack);
+}, 180_000);
+afterAll(async () => {
+  await stack?.stop();
+});
+
+async function chat(key: string, headers: Record<string, string> = {}, extra: Record<string, unknown> = {}) {
+  const res = await fetch(`${stack.url}/v1/chat/completions`, {
+    method: 'POST',
+    headers: { Authorization: `Bearer ${key}`, 'Content-Type': 'application/json', ...headers },
+    body: JSON.stringify({ model: 'instant', messages: [{ role: 'user', content: 'early' }], max_tokens: 4, ...extra }),
+    signal: AbortSignal.timeout(60_000),
+  });
+  return { status: res.status, cache: res.headers.get('x-sluice-cache'), body: await res.json() as any };
+}
+
+/** Holds `lock table usage in share mode` (inserts wait, reads do not) until the returned function is called. */
+async function lockUsage(): Promise<() => Promise<void>> {
+  let release!: () => void;
+  const released = new Promise<void>((r) => { release = r; });
+  let locked!: () => void;
+  const isLocked = new Promise<void>((r) => { locked = r; });
+  const done = stack.db.transaction().execute(async (trx) => {
+    await sql`lock table usage in share mode`.execute(trx);
+    locked();
+    await released;
+  });
+  await isLocked;
+  return async () => {
+    release();
+    await done;
+  };
+}
+
+/** The requests answered early by the tests, for the replay at the end. */
+const answered: string[] = [];
+const requestIdOf = (completion: { id: string }) => {
+  const id = String(completion.id).replace(/^chatcmpl-/, '');
+  answered.push(id);
+  return id;
+};
+const usageOf = (requestId: string) => stack.db.selectFrom('usage').selectAll().where('request_id', '=', requestId).execute();
+
+async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs = 60_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+describe('early answer', () => {
+  it('answers a sync request while its settlement is blocked; the request is then settled once and its job holds the same completion', async () => {
+    const t = await stack.createTenantKey();
+    const unlock = await lockUsage();
+    let answer: Awaited<ReturnType<typeof chat>>;
+    let requestId: string;
+    try {
+      answer = await chat(t.key);
+      expect(answer.status).toBe(200);
+      expect(answer.body.object).toBe('chat.completion');
+      expect(answer.body.model).toBe('instant');
+      expect(answer.cache).toBeNull();
+      requestId = requestIdOf(answer.body);
+      // Answered before the settlement: the workflow is still running and nothing is billed yet.
+      const d = await stack.client.workflow.getHandle(chatWorkflowId(requestId)).describe();
+      expect(d.status.name).toBe('RUNNING');
+      expect(await usageOf(requestId)).toEqual([]);
+    } finally {
+      await unlock();
+    }
+    await stack.client.workflow.getHandle(chatWorkflowId(requestId)).result();
+    const usage = await usageOf(requestId);
+    expect(usage.map((u) => [u.step, u.billable])).toEqual([['infer', true]]);
+    expect(usage[0]?.input_tokens).toBe(answer.body.usage.prompt_tokens);
+    expect(usage[0]?.output_tokens).toBe(answer.body.usage.completion_tokens);
+    const job = await fetch(`${stack.url}/v1/jobs/${requestId}`, { headers: { Authorization: `Bearer ${t.key}` } }).then((r) => r.json()) as any;
+    expect(job.status).toBe('succeeded');
+    expect(job.result).toEqual(answer.body);
+  }, 120_000);
+
+  it('a cancel after the answer is too late: the request is settled and billed once, not recorded as cancelled', async () => {
+    const t = await stack.createTenantKey();
+    const unlock = await lockUsage();
+    let answer: Awaited<ReturnType<typeof chat>>;
+    let requestId: string;
+    try {
+      answer = await chat(t.key);
+      expect(answer.status).toBe(200);
+      requestId = requestIdOf(answer.body);
+      const handle = stack.client.workflow.getHandle(chatWorkflowId(requestId));
+      await handle.cancel();
+      // The cancel is in the history before the settlement could run (it waits on the lock).
+      await waitFor('the cancel request in the history', async () =>
+        (await handle.fetchHistory()).events?.some((e) => e.workflowExecutionCancelRequestedEventAttributes) ?? false);
+      expect(await usageOf(requestId)).toEqual([]);
+    } finally {
+      await unlock();
+    }
+    const result = await stack.client.workflow.getHandle(chatWorkflowId(requestId)).result();
+    expect(result).toEqual(answer.body);
+    const usage = await usageOf(requestId);
+    expect(usage.map((u) => [u.step, u.billable])).toEqual([['infer', true]]);
+    const row = await stack.db.selectFrom('requests').select(['status']).where('id', '=', requestId).executeTakeFirstOrThrow();
+    expect(row.status).toBe('succeeded');
+    const reservations = await stack.db.selectFrom('reservations').select('status').where('request_id', '=', requestId).execute();
+    expect(reservations.map((r) => r.status)).toEqual(['settled']);
+  }, 120_000);
+
+  it('a retry of the Idempotency-Key while the settlement is blocked gets the same completion, billed once', async () => {
+    const t = await stack.createTenantKey();
+    const unlock = await lockUsage();
+    let first: Awaited<ReturnType<typeof chat>>;
+    try {
+      first = await chat(t.key, { 'Idempotency-Key': 'early-1' });
+      expect(first.status).toBe(200);
+      const again = await chat(t.key, { 'Idempotency-Key': 'early-1' });
+      expect(again.status).toBe(200);
+      expect(again.body).toEqual(first.body);
+    } finally {
+      await unlock();
+    }
+    const requestId = requestIdOf(first.body);
+    await stack.client.workflow.getHandle(chatWorkflowId(requestId)).result();
+    expect((await usageOf(requestId)).map((u) => u.step)).toEqual(['infer']);
+  }, 120_000);
+
+  it("a cache miss is answered early with its 'miss' header; once settled, the same request is a hit with the same message", async () => {
+    const t = await stack.createTenantKey();
+    const r = await stack.admin('PATCH', `/v1/admin/tenants/${t.tenantId}`, { cache: { enabled: true } });
+    expect(r.status).toBe(200);
+    const first = await chat(t.key, {}, { temperature: 0 });
+    expect(first.status).toBe(200);
+    expect(first.cache).toBe('miss');
+    await stack.client.workflow.getHandle(chatWorkflowId(requestIdOf(first.body))).result();
+    const second = await chat(t.key, {}, { temperature: 0 });
+    expect(second.status).toBe(200);
+    expect(second.cache).toBe('hit');
+    expect(second.body.choices).toEqual(first.body.choices);
+    expect(second.body.usage).toEqual(first.body.usage);
+  }, 120_000);
+
+  it('the histories of the requests answered early (one cancelled too late among them) replay without non-determinism', async () => {
+    expect(answered.length).toBeGreaterThanOrEqual(4);
+    for (const requestId of answered) {
+      const handle = stack.client.workflow.getHandle(chatWorkflowId(requestId));
+      await handle.result();
+      await Worker.runReplayHistory({ workflowBundle: { codePath: inject('workflowBundlePath') } }, await handle.fetchHistory(), chatWorkflowId(requestId));
+    }
+  }, 120_000);
+});
