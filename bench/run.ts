@@ -65,6 +65,8 @@ const BENCHMARKS: Record<string, string[]> = {
   'llama-batched-full': ['bench/llama-batched.ts', '--widths', '1,2,4,8', '--tokens', '64', '--rounds', '3', '--threads', '2', '--modes', 'evaluate,full,worker'],
   // One sync request's wall time span by span (history event times), against the one-activity and request-shaped floors, with each statement's round trip (issue 18 target 1).
   'sync-timeline': ['bench/sync-timeline.ts', '--rounds', '5', '--block', '20', '--warmup', '20'],
+  // SLUICE_EARLY_ANSWER off and on, each both first and second, after the floors on the same dev server (issue 18 target 1).
+  'early-answer': ['bench/pipeline.ts', '--requests', '200', '--seconds', '10', '--modes', 'floor,local,early,early,local', '--floors', 'oneActivityWorkflow,requestShapedWorkflow'],
   // Issue 18 target 3 on the final code: every width, 128 tokens (longer rounds than the 64 of llama-batched-full: less of this VM's second-to-second noise per round), 5 rounds.
   'llama-batched-final': ['bench/llama-batched.ts', '--widths', '1,2,4,8', '--tokens', '128', '--rounds', '5', '--threads', '2', '--modes', 'evaluate,full,worker'],
   // Width 1 alone, more rounds (issue 18 target 3: its median sat at 0.89 in a 3-round run, with rounds 0.84-1.38).
@@ -101,7 +103,7 @@ async function run(name: string, args: string[]): Promise<string> {
 }
 
 /** Run only when named. */
-const ON_REQUEST = new Set(['batch-100k', 'batch-1m', 'ab-pipeline', 'ab-batch', 'ab-batch-chunk', 'ab-batch-b1', 'ab-batch-b2', 'ab-sync', 'ab-sync-workflows', 'ab-request-steps', 'cluster', 'soak', 'ab-sync-main', 'ab-request-steps-main', 'ab-llama-batched', 'ab-llama-batched-2t', 'ab-cache-hit', 'ab-llama-sampling-count', 'floor-decompose', 'ab-sync-s2', 'ab-sync-s1', 'ab-request-steps-s1', 'ab-batch-b3', 'batch-c1024', 'batch-sweep', 'llama-batched-full', 'batch-sync-sweep', 'llama-full-steps-ab', 'llama-batched-w1', 'llama-batched-final']);
+const ON_REQUEST = new Set(['batch-100k', 'batch-1m', 'ab-pipeline', 'ab-batch', 'ab-batch-chunk', 'ab-batch-b1', 'ab-batch-b2', 'ab-sync', 'ab-sync-workflows', 'ab-request-steps', 'cluster', 'soak', 'ab-sync-main', 'ab-request-steps-main', 'ab-llama-batched', 'ab-llama-batched-2t', 'ab-cache-hit', 'ab-llama-sampling-count', 'floor-decompose', 'ab-sync-s2', 'ab-sync-s1', 'ab-request-steps-s1', 'ab-batch-b3', 'batch-c1024', 'batch-sweep', 'llama-batched-full', 'batch-sync-sweep', 'llama-full-steps-ab', 'llama-batched-w1', 'llama-batched-final', 'early-answer']);
 
 const wanted = process.argv.slice(2);
 await fs.mkdir(path.join(ROOT, 'bench/results'), { recursive: true });

@@ -11,7 +11,10 @@
  *    process), its workflow, the control worker's `admit` and `complete`, the inference worker;
  *  - `sluiceEarly`: the same through a second API of the same process and stack, with
  *    `SLUICE_EARLY_ANSWER` on (`api/answer.ts`: answered once the `infer` completion is in the
- *    history, so its "closed → caller has the answer" is negative).
+ *    history, so its "closed → caller has the answer" is negative); the next request goes out while
+ *    the workflow settles, as a caller's next one would;
+ *  - `sluiceEarlySpaced`: the same, the next request sent only once the workflow closed (a caller
+ *    whose requests are further apart than a settlement).
  * Spans: caller → workflow started (Sluice: HTTP, auth, validation, the API's statements, the start
  * RPC); the first workflow task (started → completed: the workflow created, the first local
  * activity, the activity scheduled); the activity's dispatch (scheduled → started) and run
@@ -44,7 +47,7 @@ for (const [name, n] of [['rounds', ROUNDS], ['block', BLOCK], ['warmup', WARMUP
   if (!Number.isSafeInteger(n) || n < (name === 'warmup' ? 0 : 1)) throw new Error(`--${name}: a whole number${name === 'warmup' ? '' : ' ≥ 1'}`);
 }
 
-const VARIANTS = ['oneActivity', 'requestShaped', 'sluice', 'sluiceEarly'] as const;
+const VARIANTS = ['oneActivity', 'requestShaped', 'sluice', 'sluiceEarly', 'sluiceEarlySpaced'] as const;
 type Variant = (typeof VARIANTS)[number];
 
 const SPANS = [
@@ -113,26 +116,35 @@ async function main() {
         const secret = (await addTenantKey(stack.db)).secret;
         const early = await startApi(stack, bench.config, { earlyAnswer: true });
         closeEarly = early.close;
-        const targets = { sluice: syncChatTarget(stack.url, secret), sluiceEarly: syncChatTarget(early.url, secret) };
+        const targets = { sluice: syncChatTarget(stack.url, secret), sluiceEarly: syncChatTarget(early.url, secret), sluiceEarlySpaced: syncChatTarget(early.url, secret) };
         let seq = 0;
-        /** One request of `variant`: its spans. */
-        async function one(variant: Variant): Promise<Record<Span, number>> {
-          if (variant === 'sluice' || variant === 'sluiceEarly') {
+        /**
+         * One request of `variant`; what it returns reads its spans once its workflow closed (an
+         * early answer's workflow settles after the caller has the answer: the next request goes
+         * out meanwhile, as a caller's next one would).
+         */
+        async function one(variant: Variant): Promise<() => Promise<Record<Span, number>>> {
+          if (variant === 'sluice' || variant === 'sluiceEarly' || variant === 'sluiceEarlySpaced') {
             const target = targets[variant];
             const sent = Date.now();
             const res = await fetch(target.url, { method: 'POST', headers: target.headers, body: target.body });
             const body = (await res.json()) as { id?: string };
             const received = Date.now();
             if (res.status !== 200 || typeof body.id !== 'string') throw new Error(`status ${res.status}: ${JSON.stringify(body)}`);
-            const history = await stack.client.workflow.getHandle(chatWorkflowId(body.id.replace(/^chatcmpl-/, ''))).fetchHistory();
-            return spansOf(history.events ?? [], sent, received);
+            const handle = stack.client.workflow.getHandle(chatWorkflowId(body.id.replace(/^chatcmpl-/, '')));
+            if (variant === 'sluiceEarlySpaced') await handle.result();
+            return async () => {
+              await handle.result();
+              return spansOf((await handle.fetchHistory()).events ?? [], sent, received);
+            };
           }
           const workflow = variant === 'oneActivity' ? 'oneActivityWorkflow' : 'requestShapedWorkflow';
           const sent = Date.now();
           const handle = await client.workflow.start(workflow, { taskQueue: FLOOR_QUEUE, workflowId: `timeline-${variant}-${seq++}`, args: ['x'], requestEagerStart: true });
           await handle.result();
           const received = Date.now();
-          return spansOf((await handle.fetchHistory()).events ?? [], sent, received);
+          const history = await handle.fetchHistory();
+          return async () => spansOf(history.events ?? [], sent, received);
         }
         for (const v of VARIANTS) for (let i = 0; i < WARMUP; i++) await one(v);
         const spans = Object.fromEntries(VARIANTS.map((v) => [v, Object.fromEntries(SPANS.map((s) => [s, [] as number[]]))])) as Record<Variant, Record<Span, number[]>>;
@@ -141,12 +153,14 @@ async function main() {
           // Rotated order each round, so no variant always follows the same one.
           for (let k = 0; k < VARIANTS.length; k++) {
             const v = VARIANTS[(r + k) % VARIANTS.length] as Variant;
-            counting = v === 'sluice' || v === 'sluiceEarly';
-            for (let i = 0; i < BLOCK; i++) {
-              const s = await one(v);
+            counting = v !== 'oneActivity' && v !== 'requestShaped';
+            const block: Array<() => Promise<Record<Span, number>>> = [];
+            for (let i = 0; i < BLOCK; i++) block.push(await one(v));
+            for (const read of block) {
+              const s = await read();
               for (const span of SPANS) spans[v][span].push(s[span]);
             }
-            if (v === 'sluice' || v === 'sluiceEarly') sluiceRequests += BLOCK;
+            if (counting) sluiceRequests += BLOCK;
             counting = false;
           }
         }
@@ -158,6 +172,7 @@ async function main() {
             ...Object.fromEntries(VARIANTS.map((v) => [v, median(spans[v][span])])),
             sluice_minus_one_activity: Math.round((median(spans.sluice[span]) - median(spans.oneActivity[span])) * 10) / 10,
             early_minus_one_activity: Math.round((median(spans.sluiceEarly[span]) - median(spans.oneActivity[span])) * 10) / 10,
+            early_spaced_minus_one_activity: Math.round((median(spans.sluiceEarlySpaced[span]) - median(spans.oneActivity[span])) * 10) / 10,
           })),
           sluice_statements: [...statements.entries()].map(([name, s]) => ({
             name, text: s.text, per_request: Math.round((s.ms.length / sluiceRequests) * 100) / 100, p50_ms: median(s.ms),
