@@ -74,26 +74,35 @@ async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs = 
   }
 }
 
+/**
+ * A sync request answered while its settlement is blocked (`lockUsage`): `during` runs with its
+ * answer and request ID before the lock goes.
+ */
+async function answeredWhileBlocked(key: string, during: (answer: Awaited<ReturnType<typeof chat>>, requestId: string) => Promise<void>) {
+  const unlock = await lockUsage();
+  try {
+    const answer = await chat(key);
+    expect(answer.status).toBe(200);
+    const requestId = requestIdOf(answer.body);
+    await during(answer, requestId);
+    return { answer, requestId };
+  } finally {
+    await unlock();
+  }
+}
+
 describe('early answer', () => {
   it('answers a sync request while its settlement is blocked; the request is then settled once and its job holds the same completion', async () => {
     const t = await stack.createTenantKey();
-    const unlock = await lockUsage();
-    let answer: Awaited<ReturnType<typeof chat>>;
-    let requestId: string;
-    try {
-      answer = await chat(t.key);
-      expect(answer.status).toBe(200);
-      expect(answer.body.object).toBe('chat.completion');
-      expect(answer.body.model).toBe('instant');
-      expect(answer.cache).toBeNull();
-      requestId = requestIdOf(answer.body);
+    const { answer, requestId } = await answeredWhileBlocked(t.key, async ({ body, cache }, id) => {
+      expect(body.object).toBe('chat.completion');
+      expect(body.model).toBe('instant');
+      expect(cache).toBeNull();
       // Answered before the settlement: the workflow is still running and nothing is billed yet.
-      const d = await stack.client.workflow.getHandle(chatWorkflowId(requestId)).describe();
+      const d = await stack.client.workflow.getHandle(chatWorkflowId(id)).describe();
       expect(d.status.name).toBe('RUNNING');
-      expect(await usageOf(requestId)).toEqual([]);
-    } finally {
-      await unlock();
-    }
+      expect(await usageOf(id)).toEqual([]);
+    });
     await stack.client.workflow.getHandle(chatWorkflowId(requestId)).result();
     const usage = await usageOf(requestId);
     expect(usage.map((u) => [u.step, u.billable])).toEqual([['infer', true]]);
@@ -106,22 +115,14 @@ describe('early answer', () => {
 
   it('a cancel after the answer is too late: the request is settled and billed once, not recorded as cancelled', async () => {
     const t = await stack.createTenantKey();
-    const unlock = await lockUsage();
-    let answer: Awaited<ReturnType<typeof chat>>;
-    let requestId: string;
-    try {
-      answer = await chat(t.key);
-      expect(answer.status).toBe(200);
-      requestId = requestIdOf(answer.body);
-      const handle = stack.client.workflow.getHandle(chatWorkflowId(requestId));
+    const { answer, requestId } = await answeredWhileBlocked(t.key, async (_answer, id) => {
+      const handle = stack.client.workflow.getHandle(chatWorkflowId(id));
       await handle.cancel();
       // The cancel is in the history before the settlement could run (it waits on the lock).
       await waitFor('the cancel request in the history', async () =>
         (await handle.fetchHistory()).events?.some((e) => e.workflowExecutionCancelRequestedEventAttributes) ?? false);
-      expect(await usageOf(requestId)).toEqual([]);
-    } finally {
-      await unlock();
-    }
+      expect(await usageOf(id)).toEqual([]);
+    });
     const result = await stack.client.workflow.getHandle(chatWorkflowId(requestId)).result();
     expect(result).toEqual(answer.body);
     const usage = await usageOf(requestId);
