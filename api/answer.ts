@@ -7,7 +7,7 @@
  * settles a served attempt whatever cancel follows, and retries that settlement until it succeeds
  * (`workflows/over-deployments.ts`). Anything else the history shows first (the workflow closed:
  * a cache hit, a failure, a cancel; a cancel was requested before the attempt completed) is
- * answered as before, by the workflow's result. README "One request, step by step".
+ * answered as before, by the workflow's result. README "When a sync answer leaves" (`SLUICE_EARLY_ANSWER`).
  */
 import type { Client } from '@temporalio/client';
 import type { Payload } from '@temporalio/common';
@@ -29,11 +29,9 @@ export type EarlyAnswer = { served: true; model: string; out: InferOutput; consu
 
 /**
  * Follows the history of `workflowId` (long polls of its new events) until the first completed
- * `infer` activity, or until the workflow closes or is asked to cancel first.
- */
-/**
- * Answers only a workflow started with `answeredEarly` (read from its start event): any other is
- * answered by its result.
+ * `infer` activity, or until the workflow closes or is asked to cancel first. Answers only a
+ * workflow started with `answeredEarly` (read from its start event): any other is answered by its
+ * result.
  */
 export async function awaitEarlyAnswer(temporal: Client, workflowId: string): Promise<EarlyAnswer> {
   const { namespace, loadedDataConverter: converter } = temporal.workflow.options;

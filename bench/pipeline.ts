@@ -10,9 +10,9 @@
  *  - CPU time per request of this process (the API and the workers), of the dev server, of
  *    PostgreSQL and of the load generator, at each concurrency: the HTTP client runs in its own
  *    process (`load-client.ts`), for the pipeline and for the floor's extra `oneActivityHttp` row.
+ *  - `--modes early`: the pipeline with `SLUICE_EARLY_ANSWER` on (`api/answer.ts`), as `early_answer`.
  * Real embedded PostgreSQL and Temporal dev server in a temp dir; everything stops at the end.
  *
- *  - `--modes early`: the same with `SLUICE_EARLY_ANSWER` on (`api/answer.ts`), as `early_answer`.
  * Run: `npx tsx bench/pipeline.ts [--requests 300] [--seconds 10] [--modes floor,local[,early]] [--floors W,…]`
  * (`--floors`: which floor rows, of `FLOOR_WORKFLOWS` and `oneActivityHttp`; default all: e.g.
  * `--floors requestShapedWorkflow` to profile that floor alone).
