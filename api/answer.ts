@@ -11,6 +11,7 @@
  */
 import type { Client } from '@temporalio/client';
 import type { Payload } from '@temporalio/common';
+import { decodeOptionalSinglePayload } from '@temporalio/common/lib/internal-non-workflow/index.js';
 import type { ChatRequestInput, InferInput, InferOutput } from '../contracts/chat.js';
 
 /** `temporal.api.enums.v1.HistoryEventFilterType.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT`. */
@@ -35,11 +36,8 @@ export type EarlyAnswer = { served: true; model: string; out: InferOutput; consu
  */
 export async function awaitEarlyAnswer(temporal: Client, workflowId: string): Promise<EarlyAnswer> {
   const { namespace, loadedDataConverter: converter } = temporal.workflow.options;
-  const decode = async <T>(payload: Payload): Promise<T> => {
-    let payloads = [payload];
-    for (const codec of [...converter.payloadCodecs].reverse()) payloads = await codec.decode(payloads);
-    return converter.payloadConverter.fromPayload<T>(payloads[0] as Payload);
-  };
+  // The SDK's own decoding (the client's codecs in reverse, then the payload converter), as `result()` does.
+  const decode = async <T>(payload: Payload): Promise<T | null | undefined> => decodeOptionalSinglePayload<T>(converter, payload);
   /** The model of each scheduled `infer` attempt, by its scheduled event's ID. */
   const inferModel = new Map<string, string>();
   let consultedCache = false;
@@ -54,20 +52,21 @@ export async function awaitEarlyAnswer(temporal: Client, workflowId: string): Pr
         // Started without `answeredEarly` (by an API before it, or not a sync request): its
         // workflow may leave a served attempt unbilled on a late cancel, so only its result answers.
         const input = e.workflowExecutionStartedEventAttributes.input?.payloads?.[0];
-        if (!input || (await decode<Partial<ChatRequestInput>>(input as Payload)).answeredEarly !== true) return { served: false };
+        if (!input || (await decode<Partial<ChatRequestInput>>(input as Payload))?.answeredEarly !== true) return { served: false };
       } else if (e.markerRecordedEventAttributes) {
         consultedCache ||= markerMayName(e.markerRecordedEventAttributes.details, LOOKUP_CACHE);
       } else if (e.activityTaskScheduledEventAttributes?.activityType?.name === INFER) {
         const input = e.activityTaskScheduledEventAttributes.input?.payloads?.[0];
         if (!input) continue;
-        const model = (await decode<InferInput>(input as Payload)).deployment?.model;
+        const model = (await decode<InferInput>(input as Payload))?.deployment?.model;
         if (typeof model === 'string') inferModel.set(String(e.eventId), model);
       } else if (e.activityTaskCompletedEventAttributes) {
         const done = e.activityTaskCompletedEventAttributes;
         const model = inferModel.get(String(done.scheduledEventId));
         const result = done.result?.payloads?.[0];
-        if (model === undefined || !result) continue;
-        return { served: true, model, out: await decode<InferOutput>(result as Payload), consultedCache };
+        const out = model === undefined || !result ? null : await decode<InferOutput>(result as Payload);
+        if (model === undefined || !out) continue;
+        return { served: true, model, out, consultedCache };
       } else if (e.workflowExecutionCancelRequestedEventAttributes || isClose(e)) {
         return { served: false };
       }

@@ -14,7 +14,8 @@ import type { ChatCompletion, GenerateParams, InferOutput, UsageEntry } from '..
 import { promptUsageStep, type CompletionRequestInput } from '../contracts/completions.js';
 import type { Admission } from '../activities/admission.js';
 import { applyPromptOverride } from '../domain/experiment-prompt.js';
-import { chatAdmitInput, chatCompletionOf, completionOf, generateParamsOf, inferOnPool, spentOnRetries, type PipelineHooks } from './pipeline.js';
+import { chatAdmitInput, chatCompletionOf, generateParamsOf, inferOnPool, spentOnRetries, type PipelineHooks } from './pipeline.js';
+import { completionOf } from '../domain/chat-completion.js';
 import { runOverDeployments } from './over-deployments.js';
 
 /** The request's completion over the prompts served so far: choice i is prompt i's, usage summed. */

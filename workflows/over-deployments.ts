@@ -155,9 +155,11 @@ export async function runOverDeployments<P, Out, Result>(run: OverDeployments<P,
   const parts = run.parts?.count ?? 1;
   /** The usage step of the part being served. */
   let usageStep = run.usageStep;
+  /** The caller may already have a served attempt's output (`answeredEarly`). */
+  const answered = run.answeredEarly === true;
   const ctx: RunContext = {
     steps,
-    settling: run.answeredEarly === true
+    settling: answered
       ? (hooks.localActivities ? proxyLocalActivities<ControlActivities>(PROFILES.settleAnswered) : proxyActivities<ControlActivities>(PROFILES.settleAnswered))
       : steps,
     model: request.model,
@@ -232,7 +234,6 @@ export async function runOverDeployments<P, Out, Result>(run: OverDeployments<P,
         // as a cancelled attempt's spending, unbilled, as if stopped mid-way; nothing is settled.
         // Not so when the caller is answered from the history: it may have the output already, so
         // the attempt is settled, out of any cancel's reach (`answeredEarly`).
-        const answered = run.answeredEarly === true;
         if (!answered && CancellationScope.current().consideredCancelled && patched('record-completion-of-cancelled-request')) {
           const spent = spentBy(out);
           if (spent) await ctx.recordConsumed('cancelled', deployment, spent);

@@ -21,8 +21,6 @@ import { applyPromptOverride } from '../domain/experiment-prompt.js';
 import { completionOf } from '../domain/chat-completion.js';
 
 export { rateLimitWaitMs } from './over-deployments.js';
-/** Shared with `completion-prompts.ts` (and the API's early answer: `api/answer.ts`). */
-export { completionOf };
 
 /** The tokens an attempt's failed retries spent, if any: recorded unbilled before the served attempt is settled. */
 export function spentOnRetries(out: InferOutput): NonNullable<InferOutput['failedAttempts']> | null {

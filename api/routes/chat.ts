@@ -30,7 +30,7 @@ import type { Logger } from '../../runtime/logger.js';
 import { createStreamHub, type StreamHub } from '../stream-hub.js';
 import { DETACH_HEADER, cursorOf, streamCompletion } from './chat-stream.js';
 import { requestCacheStatus } from '../../db/repositories/cache.js';
-import { awaitEarlyAnswer } from '../answer.js';
+import { awaitEarlyAnswer, type EarlyAnswer } from '../answer.js';
 import { completionOf } from '../../domain/chat-completion.js';
 import { CACHE_HEADER, CacheHeaderError, cacheDirectiveOf, type CacheDirective } from '../../domain/cache-eligibility.js';
 
@@ -130,13 +130,11 @@ export function chatRoutes(deps: ChatRouteDeps): Router {
     try {
       // Answered once the served attempt's output is in the history, settle and audit following
       // in the workflow; anything else, as the workflow's result says (api/answer.ts).
-      const early = deps.earlyAnswer
-        ? await awaitEarlyAnswer(deps.temporal, workflowId).catch((err: unknown) => {
-          // The history could not be read or decoded: the result answers, as without the option.
-          deps.log.warn('early answer unavailable, answering from the workflow result', { requestId: row.id, error: err instanceof Error ? err.message : String(err) });
-          return { served: false as const };
-        })
-        : { served: false as const };
+      // The history could not be read or decoded: the result answers, as without the option.
+      const early: EarlyAnswer = !deps.earlyAnswer ? { served: false } : await awaitEarlyAnswer(deps.temporal, workflowId).catch((err: unknown) => {
+        deps.log.warn('early answer unavailable, answering from the workflow result', { requestId: row.id, error: err instanceof Error ? err.message : String(err) });
+        return { served: false } as const;
+      });
       const completion = early.served
         ? completionOf({ requestId: row.id, created: Math.floor(row.created_at.getTime() / 1000) }, early.model, early.out)
         : (await deps.temporal.workflow.getHandle<typeof chatRequest>(workflowId).result()) as ChatCompletion;

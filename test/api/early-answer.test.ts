@@ -1,7 +1,8 @@
 /**
  * `SLUICE_EARLY_ANSWER=true`: a sync chat request is answered as soon as its served inference
  * output is in the workflow's history, settle and audit following in the workflow (api/answer.ts).
- * Proved on the real stack (Temporal dev server, PostgreSQL, the instant backend; pipeline only)
+ * Proved on the real stack (Temporal dev server, PostgreSQL, the instant backend; pipeline only;
+ * payloads encrypted with `SLUICE_PAYLOAD_KEY`, so the answer is decoded through the codec)
  * with a transaction holding a lock on the usage table, which blocks the workflow's settlement:
  * - the caller gets its completion while the workflow still runs and nothing is billed yet; once
  *   the lock goes, the request is settled exactly once and its job holds the very completion the
@@ -13,16 +14,19 @@
  * - a response-cache miss is answered early with its `miss` header, and stored once settled;
  * - the histories of these runs replay against the workflow code without non-determinism.
  */
+import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { sql } from 'kysely';
 import { Worker } from '@temporalio/worker';
 import { addInstantModel, startTestStack, type TestStack } from '../support/stack.js';
 import { chatWorkflowId } from '../../contracts/ids.js';
+import { payloadCodecsFor } from '../../runtime/payload-codec.js';
 
 let stack: TestStack;
 
 beforeAll(async () => {
-  stack = await startTestStack({ env: { SLUICE_EARLY_ANSWER: 'true' } });
+  // Payloads encrypted, as in production: the answer is decoded from the history through the client's codec.
+  stack = await startTestStack({ env: { SLUICE_EARLY_ANSWER: 'true', SLUICE_PAYLOAD_KEY: randomBytes(32).toString('base64') } });
   await addInstantModel(stack);
 }, 180_000);
 afterAll(async () => {
@@ -171,7 +175,10 @@ describe('early answer', () => {
     for (const requestId of answered) {
       const handle = stack.client.workflow.getHandle(chatWorkflowId(requestId));
       await handle.result();
-      await Worker.runReplayHistory({ workflowBundle: { codePath: inject('workflowBundlePath') } }, await handle.fetchHistory(), chatWorkflowId(requestId));
+      await Worker.runReplayHistory(
+        { workflowBundle: { codePath: inject('workflowBundlePath') }, dataConverter: { payloadCodecs: payloadCodecsFor(stack.config) } },
+        await handle.fetchHistory(), chatWorkflowId(requestId),
+      );
     }
   }, 120_000);
 });
