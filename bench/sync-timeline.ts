@@ -109,77 +109,75 @@ async function main() {
     const floorWorkers = await startFloorWorkers(connection, namespace);
     try {
       const client = new Client({ connection, namespace });
-      let closeEarly: (() => Promise<void>) | null = null;
       return await withStack(bench, {}, async (stack) => {
-        try {
         await addInstantModel(stack.db);
         const secret = (await addTenantKey(stack.db)).secret;
         const early = await startApi(stack, bench.config, { earlyAnswer: true });
-        closeEarly = early.close;
-        const targets = { sluice: syncChatTarget(stack.url, secret), sluiceEarly: syncChatTarget(early.url, secret), sluiceEarlySpaced: syncChatTarget(early.url, secret) };
-        let seq = 0;
-        /**
-         * One request of `variant`; what it returns reads its spans once its workflow closed (an
-         * early answer's workflow settles after the caller has the answer: the next request goes
-         * out meanwhile, as a caller's next one would).
-         */
-        async function one(variant: Variant): Promise<() => Promise<Record<Span, number>>> {
-          if (variant === 'sluice' || variant === 'sluiceEarly' || variant === 'sluiceEarlySpaced') {
-            const target = targets[variant];
-            const sent = Date.now();
-            const res = await fetch(target.url, { method: 'POST', headers: target.headers, body: target.body });
-            const body = (await res.json()) as { id?: string };
-            const received = Date.now();
-            if (res.status !== 200 || typeof body.id !== 'string') throw new Error(`status ${res.status}: ${JSON.stringify(body)}`);
-            const handle = stack.client.workflow.getHandle(chatWorkflowId(body.id.replace(/^chatcmpl-/, '')));
-            if (variant === 'sluiceEarlySpaced') await handle.result();
-            return async () => {
-              await handle.result();
-              return spansOf((await handle.fetchHistory()).events ?? [], sent, received);
-            };
-          }
-          const workflow = variant === 'oneActivity' ? 'oneActivityWorkflow' : 'requestShapedWorkflow';
-          const sent = Date.now();
-          const handle = await client.workflow.start(workflow, { taskQueue: FLOOR_QUEUE, workflowId: `timeline-${variant}-${seq++}`, args: ['x'], requestEagerStart: true });
-          await handle.result();
-          const received = Date.now();
-          const history = await handle.fetchHistory();
-          return async () => spansOf(history.events ?? [], sent, received);
-        }
-        for (const v of VARIANTS) for (let i = 0; i < WARMUP; i++) await one(v);
-        const spans = Object.fromEntries(VARIANTS.map((v) => [v, Object.fromEntries(SPANS.map((s) => [s, [] as number[]]))])) as Record<Variant, Record<Span, number[]>>;
-        let sluiceRequests = 0;
-        for (let r = 0; r < ROUNDS; r++) {
-          // Rotated order each round, so no variant always follows the same one.
-          for (let k = 0; k < VARIANTS.length; k++) {
-            const v = VARIANTS[(r + k) % VARIANTS.length] as Variant;
-            counting = v !== 'oneActivity' && v !== 'requestShaped';
-            const block: Array<() => Promise<Record<Span, number>>> = [];
-            for (let i = 0; i < BLOCK; i++) block.push(await one(v));
-            for (const read of block) {
-              const s = await read();
-              for (const span of SPANS) spans[v][span].push(s[span]);
+        try {
+          const targets = { sluice: syncChatTarget(stack.url, secret), sluiceEarly: syncChatTarget(early.url, secret), sluiceEarlySpaced: syncChatTarget(early.url, secret) };
+          let seq = 0;
+          /**
+           * One request of `variant`; what it returns reads its spans once its workflow closed (an
+           * early answer's workflow settles after the caller has the answer: the next request goes
+           * out meanwhile, as a caller's next one would).
+           */
+          async function one(variant: Variant): Promise<() => Promise<Record<Span, number>>> {
+            if (variant !== 'oneActivity' && variant !== 'requestShaped') {
+              const target = targets[variant];
+              const sent = Date.now();
+              const res = await fetch(target.url, { method: 'POST', headers: target.headers, body: target.body });
+              const body = (await res.json()) as { id?: string };
+              const received = Date.now();
+              if (res.status !== 200 || typeof body.id !== 'string') throw new Error(`status ${res.status}: ${JSON.stringify(body)}`);
+              const handle = stack.client.workflow.getHandle(chatWorkflowId(body.id.replace(/^chatcmpl-/, '')));
+              if (variant === 'sluiceEarlySpaced') await handle.result();
+              return async () => {
+                await handle.result();
+                return spansOf((await handle.fetchHistory()).events ?? [], sent, received);
+              };
             }
-            if (counting) sluiceRequests += BLOCK;
-            counting = false;
+            const workflow = variant === 'oneActivity' ? 'oneActivityWorkflow' : 'requestShapedWorkflow';
+            const sent = Date.now();
+            const handle = await client.workflow.start(workflow, { taskQueue: FLOOR_QUEUE, workflowId: `timeline-${variant}-${seq++}`, args: ['x'], requestEagerStart: true });
+            await handle.result();
+            const received = Date.now();
+            const history = await handle.fetchHistory();
+            return async () => spansOf(history.events ?? [], sent, received);
           }
-        }
-        const median = (xs: number[]) => percentile(xs, 50);
-        return {
-          requests_per_variant: ROUNDS * BLOCK,
-          spans_p50_ms: SPANS.map((span) => ({
-            span,
-            ...Object.fromEntries(VARIANTS.map((v) => [v, median(spans[v][span])])),
-            sluice_minus_one_activity: Math.round((median(spans.sluice[span]) - median(spans.oneActivity[span])) * 10) / 10,
-            early_minus_one_activity: Math.round((median(spans.sluiceEarly[span]) - median(spans.oneActivity[span])) * 10) / 10,
-            early_spaced_minus_one_activity: Math.round((median(spans.sluiceEarlySpaced[span]) - median(spans.oneActivity[span])) * 10) / 10,
-          })),
-          sluice_statements: [...statements.entries()].map(([name, s]) => ({
-            name, text: s.text, per_request: Math.round((s.ms.length / sluiceRequests) * 100) / 100, p50_ms: median(s.ms),
-          })).sort((a, b) => b.p50_ms - a.p50_ms),
-        };
+          for (const v of VARIANTS) for (let i = 0; i < WARMUP; i++) await one(v);
+          const spans = Object.fromEntries(VARIANTS.map((v) => [v, Object.fromEntries(SPANS.map((s) => [s, [] as number[]]))])) as Record<Variant, Record<Span, number[]>>;
+          let sluiceRequests = 0;
+          for (let r = 0; r < ROUNDS; r++) {
+            // Rotated order each round, so no variant always follows the same one.
+            for (let k = 0; k < VARIANTS.length; k++) {
+              const v = VARIANTS[(r + k) % VARIANTS.length] as Variant;
+              counting = v !== 'oneActivity' && v !== 'requestShaped';
+              const block: Array<() => Promise<Record<Span, number>>> = [];
+              for (let i = 0; i < BLOCK; i++) block.push(await one(v));
+              for (const read of block) {
+                const s = await read();
+                for (const span of SPANS) spans[v][span].push(s[span]);
+              }
+              if (counting) sluiceRequests += BLOCK;
+              counting = false;
+            }
+          }
+          const median = (xs: number[]) => percentile(xs, 50);
+          return {
+            requests_per_variant: ROUNDS * BLOCK,
+            spans_p50_ms: SPANS.map((span) => ({
+              span,
+              ...Object.fromEntries(VARIANTS.map((v) => [v, median(spans[v][span])])),
+              sluice_minus_one_activity: Math.round((median(spans.sluice[span]) - median(spans.oneActivity[span])) * 10) / 10,
+              early_minus_one_activity: Math.round((median(spans.sluiceEarly[span]) - median(spans.oneActivity[span])) * 10) / 10,
+              early_spaced_minus_one_activity: Math.round((median(spans.sluiceEarlySpaced[span]) - median(spans.oneActivity[span])) * 10) / 10,
+            })),
+            sluice_statements: [...statements.entries()].map(([name, s]) => ({
+              name, text: s.text, per_request: Math.round((s.ms.length / sluiceRequests) * 100) / 100, p50_ms: median(s.ms),
+            })).sort((a, b) => b.p50_ms - a.p50_ms),
+          };
         } finally {
-          await closeEarly?.();
+          await early.close();
         }
       });
     } finally {
