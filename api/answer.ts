@@ -3,19 +3,23 @@
  * served it, read from the request workflow's history the moment the attempt's completion is
  * recorded there, while the workflow goes on to settle and audit it (its next workflow task).
  *
- * Billing stays exactly once: the request was started with `answeredEarly`, so its workflow
- * settles a served attempt whatever cancel follows, and retries that settlement until it succeeds
- * (`workflows/over-deployments.ts`). Anything else the history shows first (the workflow closed:
- * a cache hit, a failure, a cancel; a cancel was requested before the attempt completed) is
- * answered as before, by the workflow's result. README "When a sync answer leaves" (`SLUICE_EARLY_ANSWER`).
+ * Billing stays exactly once: the request was started with `answeredEarly`, and its `infer` attempt
+ * was scheduled with `ANSWERED_EARLY_SUMMARY`, which only a worker that honours the flag writes:
+ * such a workflow settles a served attempt whatever cancel follows, and retries that settlement
+ * until it succeeds (`workflows/over-deployments.ts`). Anything else the history shows first (the
+ * workflow closed: a cache hit, a failure, a cancel; a cancel was requested before the attempt
+ * completed; an attempt scheduled without the summary) is answered as before, by the workflow's
+ * result. README "When a sync answer leaves" (`SLUICE_EARLY_ANSWER`).
  */
 import type { Client } from '@temporalio/client';
 import type { Payload } from '@temporalio/common';
 import { decodeOptionalSinglePayload } from '@temporalio/common/lib/internal-non-workflow/index.js';
-import type { ChatRequestInput, InferInput, InferOutput } from '../contracts/chat.js';
+import { ANSWERED_EARLY_SUMMARY, type InferInput, type InferOutput } from '../contracts/chat.js';
 
 /** `temporal.api.enums.v1.HistoryEventFilterType.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT`. */
 const ALL_EVENTS = 1;
+/** The marker name of `patched()` (sdk-core's `PATCH_MARKER_NAME`). */
+const PATCH_MARKER = 'core_patch';
 /** The inference activity's type (`InferenceActivities.infer`). */
 const INFER = 'infer';
 /** The response cache's lookup step (`lookupCache`), a local activity: its marker names it. */
@@ -30,9 +34,9 @@ export type EarlyAnswer = { served: true; model: string; out: InferOutput; consu
 
 /**
  * Follows the history of `workflowId` (long polls of its new events) until the first completed
- * `infer` activity, or until the workflow closes or is asked to cancel first. Answers only a
- * workflow started with `answeredEarly` (read from its start event): any other is answered by its
- * result.
+ * `infer` activity, or until the workflow closes or is asked to cancel first. Answers only an
+ * attempt scheduled with `ANSWERED_EARLY_SUMMARY` (its worker honours `answeredEarly`): any other
+ * is answered by its result.
  */
 export async function awaitEarlyAnswer(temporal: Client, workflowId: string): Promise<EarlyAnswer> {
   const { namespace, loadedDataConverter: converter } = temporal.workflow.options;
@@ -48,15 +52,17 @@ export async function awaitEarlyAnswer(temporal: Client, workflowId: string): Pr
       ...(nextPageToken !== undefined ? { nextPageToken } : {}),
     });
     for (const e of res.history?.events ?? []) {
-      if (e.workflowExecutionStartedEventAttributes) {
-        // Started without `answeredEarly` (by an API before it, or not a sync request): its
-        // workflow may leave a served attempt unbilled on a late cancel, so only its result answers.
-        const input = e.workflowExecutionStartedEventAttributes.input?.payloads?.[0];
-        if (!input || (await decode<Partial<ChatRequestInput>>(input as Payload))?.answeredEarly !== true) return { served: false };
-      } else if (e.markerRecordedEventAttributes) {
-        consultedCache ||= markerMayName(e.markerRecordedEventAttributes.details, LOOKUP_CACHE);
+      if (e.markerRecordedEventAttributes) {
+        const marker = e.markerRecordedEventAttributes;
+        // `patched()`'s markers (no `data` detail) are not a local activity's.
+        if (marker.markerName !== PATCH_MARKER) consultedCache ||= markerMayName(marker.details, LOOKUP_CACHE);
       } else if (e.activityTaskScheduledEventAttributes?.activityType?.name === INFER) {
         const input = e.activityTaskScheduledEventAttributes.input?.payloads?.[0];
+        const summary = e.userMetadata?.summary;
+        // Scheduled without the summary (started without `answeredEarly`: by an API before it or
+        // with the option off, or not a sync request; or run by a worker that ignores the flag):
+        // its workflow may leave a served attempt unbilled on a late cancel, so its result answers.
+        if (!summary || (await decode<string>(summary as Payload)) !== ANSWERED_EARLY_SUMMARY) return { served: false };
         if (!input) continue;
         const model = (await decode<InferInput>(input as Payload))?.deployment?.model;
         if (typeof model === 'string') inferModel.set(String(e.eventId), model);

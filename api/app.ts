@@ -45,7 +45,7 @@ export interface AppConfig {
   batches?: BatchRunConfig;
   /** Ask Temporal for eager workflow start: only useful when a control worker shares the client's connection. */
   eagerStart: boolean;
-  /** Answer a sync chat request once its output is durable, before its settlement (`SluiceConfig.earlyAnswer`). @default false */
+  /** Answer a sync chat request once its output is durable, before its settlement (`SluiceConfig.earlyAnswer`). @default true */
   earlyAnswer?: boolean;
   /** Longest time spent on one request before a 503 `request_timeout`. @default 600000 */
   requestTimeoutMs?: number;
@@ -185,7 +185,7 @@ export function createApp(deps: AppDeps): express.Express {
     if (jsonDeeperThan(req.body)) throw badRequest(`The request body nests objects or arrays deeper than ${MAX_JSON_DEPTH} levels`, null, 'nesting_too_deep');
     next();
   });
-  v1.use(chatRoutes({ db: deps.db, temporal: deps.temporal, metrics: deps.metrics, eagerStart: deps.config.eagerStart, earlyAnswer: deps.config.earlyAnswer ?? false, log: deps.log, ...(deps.streams ? { streams: deps.streams } : {}) }));
+  v1.use(chatRoutes({ db: deps.db, temporal: deps.temporal, metrics: deps.metrics, eagerStart: deps.config.eagerStart, earlyAnswer: deps.config.earlyAnswer ?? true, log: deps.log, ...(deps.streams ? { streams: deps.streams } : {}) }));
   v1.use(embeddingsRoutes({ db: deps.db, temporal: deps.temporal, eagerStart: deps.config.eagerStart, log: deps.log, metrics: deps.metrics }));
   v1.use(completionRoutes({ db: deps.db, temporal: deps.temporal, metrics: deps.metrics, eagerStart: deps.config.eagerStart, log: deps.log }));
   v1.use(responseRoutes({ db: deps.db, temporal: deps.temporal, metrics: deps.metrics, eagerStart: deps.config.eagerStart, log: deps.log, ...(deps.streams ? { streams: deps.streams } : {}) }));

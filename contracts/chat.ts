@@ -156,6 +156,13 @@ export interface ChatRequestInput {
 }
 
 /**
+ * The summary (user metadata) of an `infer` attempt whose workflow honours `answeredEarly`: the
+ * API answers from the history only an attempt scheduled with it, so a workflow run by a worker of
+ * a release that ignores the flag is answered by its result. Shown in the Temporal UI too.
+ */
+export const ANSWERED_EARLY_SUMMARY = 'answered early: settled whatever cancel follows';
+
+/**
  * A request's response-cache directive: `no-cache` (`Cache-Control: no-cache`) looks nothing up
  * but stores the answer, `no-store` (`Cache-Control: no-store`) neither looks up nor stores,
  * `force` (`X-Sluice-Cache: force`) looks up and stores even when the tenant's setting is off.

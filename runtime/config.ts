@@ -58,7 +58,7 @@ export interface SluiceConfig {
    * workflow (`api/answer.ts`). Billing stays exactly once (the attempt is settled whatever cancel
    * follows, retried until it succeeds), but right after the 200 the usage row, the job's final
    * status and the response-cache entry may not be written yet. Off: a 200 means billed and
-   * recorded. `SLUICE_EARLY_ANSWER` @default false
+   * recorded. `SLUICE_EARLY_ANSWER` @default true
    */
   readonly earlyAnswer: boolean;
   /** Use a GPU for llama.cpp when one is present. `SLUICE_GPU` ("auto" | "off") @default "off" */
@@ -446,7 +446,7 @@ export function loadConfig(env: Env = process.env): SluiceConfig {
     workflowThreads: int(env, 'SLUICE_WORKFLOW_THREADS', 2, 1, 64),
     contextSize: int(env, 'SLUICE_CONTEXT_SIZE', 2048, 64),
     llamaFullSteps: bool(env, 'SLUICE_LLAMA_FULL_STEPS', false),
-    earlyAnswer: bool(env, 'SLUICE_EARLY_ANSWER', false),
+    earlyAnswer: bool(env, 'SLUICE_EARLY_ANSWER', true),
     gpu: gpu === 'auto' ? 'auto' : false,
     ggufModels: Object.freeze(ggufModels(env)),
     upstreamKeys: Object.freeze(upstreamKeys(env)),

@@ -11,7 +11,7 @@
 import { ActivityCancellationType, patched, proxyActivities } from '@temporalio/workflow';
 import type { InferenceActivities } from '../activities/inference.js';
 import type { AdmitInput, Admission, CompleteInput } from '../activities/admission.js';
-import type { ChatCompletion, ChatRequestInput, DeploymentTarget, GenerateParams, InferInput, InferOutput, JobStatus, UsageEntry } from '../contracts/chat.js';
+import { ANSWERED_EARLY_SUMMARY, type ChatCompletion, type ChatRequestInput, type DeploymentTarget, type GenerateParams, type InferInput, type InferOutput, type JobStatus, type UsageEntry } from '../contracts/chat.js';
 import { inferenceTaskQueue } from '../contracts/ids.js';
 import { PIPELINE_PROFILES as PROFILES } from '../contracts/profiles.js';
 import { runOverDeployments } from './over-deployments.js';
@@ -42,12 +42,18 @@ export function generateParamsOf(input: ChatRequestInput, { maxTokens, assignmen
   };
 }
 
-/** The `infer` activity on `deployment`'s pool queue (a cancel waits for the attempt to stop). */
-export function inferOnPool(deployment: DeploymentTarget): InferenceActivities['infer'] {
+/**
+ * The `infer` activity on `deployment`'s pool queue (a cancel waits for the attempt to stop). An
+ * attempt of a request answered from the history carries `ANSWERED_EARLY_SUMMARY` as its summary:
+ * the API's sign that this worker settles a served attempt whatever cancel follows (a summary is
+ * user metadata, not matched on replay: a history recorded without it replays the same).
+ */
+export function inferOnPool(deployment: DeploymentTarget, answeredEarly = false): InferenceActivities['infer'] {
   return proxyActivities<InferenceActivities>({
     ...PROFILES.infer,
     taskQueue: inferenceTaskQueue(deployment.pool),
     cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+    ...(answeredEarly ? { summary: ANSWERED_EARLY_SUMMARY } : {}),
   }).infer;
 }
 
@@ -144,6 +150,8 @@ export async function runChatPipeline(input: ChatRequestInput, hooks: PipelineHo
   const step = hooks.onStep ?? (() => undefined);
   /** A cache miss's key: the generated answer is stored under it once settled. */
   let toStore: Extract<CacheLookup, { status: 'miss' }> | null = null;
+  /** A sync request the API answers from the history (`api/answer.ts`): its served attempt is settled whatever follows. */
+  const answeredEarly = input.answeredEarly === true && hooks.dispatch === undefined;
   return runOverDeployments({
     request: input,
     hooks,
@@ -152,8 +160,7 @@ export async function runChatPipeline(input: ChatRequestInput, hooks: PipelineHo
     // would restart the text the client already has. (Only streamed requests fail this way, and
     // none was recorded before streaming existed, so replays of older histories are unchanged.)
     endsOn: ['StreamInterrupted'],
-    // A sync request the API answers from the history (`api/answer.ts`): its served attempt is settled whatever follows.
-    answeredEarly: input.answeredEarly === true && hooks.dispatch === undefined,
+    answeredEarly,
     admit: (steps) => (hooks.dispatch ?? steps).admit(chatAdmitInput(input)),
     prepare: (admission) => chatAttemptOf(input, admission),
     // The response cache (README "Response cache"), behind `patched('response-cache')`
@@ -188,7 +195,7 @@ export async function runChatPipeline(input: ChatRequestInput, hooks: PipelineHo
       });
       return { result: completion };
     },
-    attempt: (deployment, attempt) => (hooks.dispatch?.infer ?? inferOnPool(deployment))(chatInferInput(input, deployment, attempt)),
+    attempt: (deployment, attempt) => (hooks.dispatch?.infer ?? inferOnPool(deployment, answeredEarly))(chatInferInput(input, deployment, attempt)),
     succeed: async (deployment, out, { steps, settling, model, variant, recordConsumed }) => {
       step('running', 'settle');
       const spent = spentOnRetries(out);

@@ -204,8 +204,10 @@ export function chatRoutes(deps: ChatRouteDeps): Router {
         ...(body.metadata !== null ? { metadata: body.metadata } : {}),
         ...(body.stream ? { stream: true } : {}),
         ...(cache !== null ? { cache } : {}),
-        // Answered from the history as soon as its served attempt is durable (api/answer.ts).
-        ...(deps.earlyAnswer && !async && !body.stream ? { answeredEarly: true as const } : {}),
+        // Answered from the history as soon as its served attempt is durable (api/answer.ts); not
+        // under a concurrency limit, which counts the request until its settlement: a caller's
+        // next request, sent on the answer, would find it still in flight.
+        ...(deps.earlyAnswer && !async && !body.stream && precheck.ok && !precheck.concurrencyLimited ? { answeredEarly: true as const } : {}),
       };
       await startRequestWorkflow<typeof chatRequest>(deps, {
         type: 'chatRequest', workflowId: chatWorkflowId(requestId), requestId, args: [input],

@@ -272,7 +272,12 @@ export async function listHeldReservations(db: Db, before: Date, limit: number):
     .execute();
 }
 
-export type PrecheckResult = { ok: true } | { ok: false; limit: 'requests_per_minute' | 'max_concurrent'; retryAfterSeconds: number };
+/**
+ * The precheck's answer; `concurrencyLimited`: the tenant has a concurrency limit, which counts a
+ * request until its settlement (a sync answer that leaves before it would count against the
+ * caller's next request: `api/routes/chat.ts`).
+ */
+export type PrecheckResult = { ok: true; concurrencyLimited: boolean } | { ok: false; limit: 'requests_per_minute' | 'max_concurrent'; retryAfterSeconds: number };
 
 /** The columns of the precheck's read (`precheckColumns`). */
 interface PrecheckRow { requests_per_minute: number | null; max_concurrent: number | null; requests: number | null; held: number | null }
@@ -291,7 +296,7 @@ function precheckColumns(window: Date) {
 
 /** The precheck's decision on its read (no row: no such tenant, which the workflow's authorization answers). */
 function precheckResult(row: PrecheckRow | undefined, at: Date): PrecheckResult {
-  if (!row) return { ok: true };
+  if (!row) return { ok: true, concurrencyLimited: false };
   const window = minuteOf(at);
   if (row.requests_per_minute !== null && Number(row.requests ?? 0) + 1 > row.requests_per_minute) {
     return { ok: false, limit: 'requests_per_minute', retryAfterSeconds: secondsUntil(at, new Date(window.getTime() + 60_000)) };
@@ -299,7 +304,7 @@ function precheckResult(row: PrecheckRow | undefined, at: Date): PrecheckResult 
   if (row.max_concurrent !== null && Number(row.held ?? 0) >= row.max_concurrent) {
     return { ok: false, limit: 'max_concurrent', retryAfterSeconds: 1 };
   }
-  return { ok: true };
+  return { ok: true, concurrencyLimited: row.max_concurrent !== null };
 }
 
 /** Every column of `models`, as `modelAndPrecheck` selects them (a column the table gains and this misses fails the type check below). */

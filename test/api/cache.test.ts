@@ -6,7 +6,7 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import OpenAI from 'openai';
-import { addModel, startTestStack, type TestStack } from '../support/stack.js';
+import { addModel, settled, startTestStack, type TestStack } from '../support/stack.js';
 import { chatWorkflowId } from '../../contracts/ids.js';
 import { DEMO_GGUF } from '../../scripts/lib/bootstrap.js';
 import { putCacheEntry } from '../../db/repositories/cache.js';
@@ -52,7 +52,11 @@ async function chat(key: string, payload: unknown, headers: Record<string, strin
     body: JSON.stringify(payload),
   });
   const json = await res.json() as any;
-  return { status: res.status, cache: res.headers.get('x-sluice-cache'), body: json, requestId: typeof json.id === 'string' ? json.id.replace(/^chatcmpl-/, '') : null };
+  const requestId = typeof json.id === 'string' ? json.id.replace(/^chatcmpl-/, '') : null;
+  // Returns once the request is settled: a miss's answer leaves before its entry is stored
+  // (README "When a sync answer leaves"), and the tests' next request must find it.
+  if (requestId !== null) await settled(stack, requestId);
+  return { status: res.status, cache: res.headers.get('x-sluice-cache'), body: json, requestId };
 }
 
 /** How many `infer` activities the request's workflow scheduled (a hit schedules none). */

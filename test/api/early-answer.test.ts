@@ -12,15 +12,26 @@
  *   reach), never left unbilled;
  * - a retry of its Idempotency-Key while the settlement is blocked gets the same completion;
  * - a response-cache miss is answered early with its `miss` header, and stored once settled;
- * - the histories of these runs replay against the workflow code without non-determinism.
+ * - the histories of these runs replay against the workflow code without non-determinism, and so
+ *   do they without the `infer` attempt's summary (as the release before it recorded them);
+ * - the API answers from the history only an attempt scheduled with `ANSWERED_EARLY_SUMMARY`: the
+ *   same history without it (a worker that ignores `answeredEarly`) is answered by the result;
+ * - a tenant under a concurrency limit is answered by the result (its limit counts a request until
+ *   its settlement), so its one-at-a-time requests are never refused for their own previous one.
  */
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { sql } from 'kysely';
 import { Worker } from '@temporalio/worker';
 import { addInstantModel, startTestStack, type TestStack } from '../support/stack.js';
+import type { Client } from '@temporalio/client';
+import type { Payload } from '@temporalio/common';
+import { decodeOptionalSinglePayload } from '@temporalio/common/lib/internal-non-workflow/index.js';
+import type { temporal } from '@temporalio/proto';
 import { chatWorkflowId } from '../../contracts/ids.js';
+import { ANSWERED_EARLY_SUMMARY } from '../../contracts/chat.js';
 import { payloadCodecsFor } from '../../runtime/payload-codec.js';
+import { awaitEarlyAnswer } from '../../api/answer.js';
 
 let stack: TestStack;
 
@@ -59,6 +70,20 @@ async function lockUsage(): Promise<() => Promise<void>> {
     release();
     await done;
   };
+}
+
+/** The summaries of a history's `infer` attempts, decoded as the client decodes them (through the codec). */
+async function summariesOf(history: temporal.api.history.v1.IHistory): Promise<unknown[]> {
+  const scheduled = (history.events ?? []).filter((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 'infer');
+  return Promise.all(scheduled.map(async (e) => {
+    const summary = e.userMetadata?.summary;
+    return summary ? decodeOptionalSinglePayload(stack.client.workflow.options.loadedDataConverter, summary as Payload) : null;
+  }));
+}
+
+/** `history` as a worker that ignores `answeredEarly` records it: its events without user metadata. */
+function withoutSummaries(history: temporal.api.history.v1.IHistory): temporal.api.history.v1.IHistory {
+  return { ...history, events: (history.events ?? []).map((e) => ({ ...e, userMetadata: null })) };
 }
 
 /** The requests answered early by the tests, for the replay at the end. */
@@ -170,15 +195,46 @@ describe('early answer', () => {
     expect(second.body.usage).toEqual(first.body.usage);
   }, 120_000);
 
-  it('the histories of the requests answered early (one cancelled too late among them) replay without non-determinism', async () => {
+  it('a tenant under a concurrency limit is answered once settled: one request at a time never meets its own previous one', async () => {
+    const t = await stack.createTenantKey({ limits: { max_concurrent: 1 } });
+    for (let i = 0; i < 5; i++) {
+      const r = await chat(t.key);
+      expect(r.status, JSON.stringify(r.body)).toBe(200);
+      const id = String(r.body.id).replace(/^chatcmpl-/, '');
+      // Answered by the result: billed by the time the caller has it, and started without `answeredEarly`.
+      expect((await usageOf(id)).map((u) => u.step)).toEqual(['infer']);
+      expect(await summariesOf(await stack.client.workflow.getHandle(chatWorkflowId(id)).fetchHistory())).toEqual([null]);
+    }
+  }, 120_000);
+
+  it('the histories of the requests answered early (one cancelled too late among them) replay without non-determinism, with and without the summary', async () => {
     expect(answered.length).toBeGreaterThanOrEqual(4);
     for (const requestId of answered) {
       const handle = stack.client.workflow.getHandle(chatWorkflowId(requestId));
       await handle.result();
-      await Worker.runReplayHistory(
-        { workflowBundle: { codePath: inject('workflowBundlePath') }, dataConverter: { payloadCodecs: payloadCodecsFor(stack.config) } },
-        await handle.fetchHistory(), chatWorkflowId(requestId),
-      );
+      const history = await handle.fetchHistory();
+      expect(await summariesOf(history)).toEqual([ANSWERED_EARLY_SUMMARY]);
+      for (const h of [history, withoutSummaries(history)]) {
+        await Worker.runReplayHistory(
+          { workflowBundle: { codePath: inject('workflowBundlePath') }, dataConverter: { payloadCodecs: payloadCodecsFor(stack.config) } },
+          h, chatWorkflowId(requestId),
+        );
+      }
     }
+  }, 120_000);
+
+  it("answers from the history only an attempt scheduled with the summary: the same history without it (a worker that ignores 'answeredEarly') waits for the result", async () => {
+    const requestId = answered[0]!;
+    const handle = stack.client.workflow.getHandle(chatWorkflowId(requestId));
+    await handle.result();
+    const history = await handle.fetchHistory();
+    /** The client, its history RPC answering `h` in one page. */
+    const serving = (h: temporal.api.history.v1.IHistory) => ({
+      workflow: stack.client.workflow,
+      workflowService: { getWorkflowExecutionHistory: async () => ({ history: h, nextPageToken: new Uint8Array() }) },
+    }) as unknown as Client;
+    const early = await awaitEarlyAnswer(serving(history), chatWorkflowId(requestId));
+    expect(early).toMatchObject({ served: true, model: 'instant' });
+    expect(await awaitEarlyAnswer(serving(withoutSummaries(history)), chatWorkflowId(requestId))).toEqual({ served: false });
   }, 120_000);
 });

@@ -11,7 +11,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sql } from 'kysely';
-import { addInstantModel, startTestStack, type TestStack } from '../support/stack.js';
+import { addInstantModel, settled, startTestStack, type TestStack } from '../support/stack.js';
 import { assignVariant } from '../../domain/experiment-assignment.js';
 
 let stack: TestStack;
@@ -45,8 +45,12 @@ async function keyOf(admin: string, tenant: string, role: string): Promise<strin
   return k.body.key;
 }
 
-const chat = (key: string, model: string, user: string) =>
-  call(key, 'POST', '/v1/chat/completions', { model, user, messages: [{ role: 'user', content: 'hello' }], max_tokens: 12 });
+/** A sync chat completion, returned once settled (its answer leaves first): the results below count settled requests. */
+async function chat(key: string, model: string, user: string) {
+  const r = await call(key, 'POST', '/v1/chat/completions', { model, user, messages: [{ role: 'user', content: 'hello' }], max_tokens: 12 });
+  if (r.status === 200) await settled(stack, r.body);
+  return r;
+}
 
 /** Sends one request per subject, a few at a time; every one must succeed. Returns the completions by subject. */
 async function requestsFrom(key: string, model: string, subjects: readonly string[]): Promise<Map<string, any>> {

@@ -14,7 +14,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import OpenAI, { toFile } from 'openai';
 import { sql } from 'kysely';
-import { addModel, startTestStack, type TestStack } from '../support/stack.js';
+import { addModel, settled, startTestStack, type TestStack } from '../support/stack.js';
 import { costMicros } from '../../domain/cost.js';
 import { estimatePromptTokens } from '../../domain/chat-validation.js';
 
@@ -199,6 +199,7 @@ describe('a variant is authorized and reserved for its own model', () => {
     expect(r.status, JSON.stringify(r.body)).toBe(200);
     expect(r.body.model).toBe(PRICEY);
     expect(r.body.usage.completion_tokens).toBeLessThanOrEqual(variantMaxTokens);
+    await settled(stack, r.body);
     const { reservation, usage } = await ledgerOf(t.tenantId);
     const promptEstimate = estimatePromptTokens(messages as Parameters<typeof estimatePromptTokens>[0]);
     expect(reservation).toMatchObject({

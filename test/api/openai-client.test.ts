@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import OpenAI from 'openai';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { startTestStack, type TestStack } from '../support/stack.js';
+import { settled, startTestStack, type TestStack } from '../support/stack.js';
 import { TEMPORAL_CLI } from '../../scripts/lib/temporal-dev-server.js';
 import { hashKey } from '../../db/repositories/keys.js';
 import { startMetricsServer } from '../../runtime/metrics-server.js';
@@ -84,6 +84,7 @@ describe('sync API with the openai client', () => {
     expect(usage.total_tokens).toBe(usage.prompt_tokens + usage.completion_tokens);
 
     const requestId = completion.id.replace('chatcmpl-', '');
+    await settled(stack, completion);
     const rows = await usageRows(requestId);
     expect(rows).toHaveLength(1);
     expect(rows[0]).toMatchObject({ tenant_id: tenantId, input_tokens: usage.prompt_tokens, output_tokens: usage.completion_tokens, model: 'sluice-tiny' });
@@ -177,6 +178,7 @@ describe('operations', () => {
   it('ops find the request by tenant in Temporal with model, pool, variant and status', async () => {
     const completion = await client.chat.completions.create({ model: 'sluice-tiny', messages: [{ role: 'user', content: 'ops' }], max_tokens: 4 });
     const workflowId = `chat-${completion.id.replace('chatcmpl-', '')}`;
+    await settled(stack, completion);
     // Visibility is eventually consistent: retry the list briefly.
     let rows: Array<Record<string, any>> = [];
     for (let i = 0; i < 50; i++) {

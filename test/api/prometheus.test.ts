@@ -30,7 +30,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { parse } from 'yaml';
 import { startMetricsServer } from '../../runtime/metrics-server.js';
 import { freePort } from '../../scripts/lib/free-port.js';
-import { startInferenceWorkerProcess, startTestStack, type TestStack } from '../support/stack.js';
+import { settled, startInferenceWorkerProcess, startTestStack, type TestStack } from '../support/stack.js';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
 const RULES = path.join(root, 'deploy/prometheus/rules.yml');
@@ -275,7 +275,8 @@ describe('Prometheus scraping Sluice with the shipped rules and dashboard', () =
     const burning = await defineSlo({ name: 'burning plan', kind: 'availability', scope: { type: 'plan', value: plan }, target: 0.999 });
     const client = new OpenAI({ apiKey: key.body.key as string, baseURL: `${stack.url}/v1`, maxRetries: 0 });
     const ask = { model: 'sluice-tiny', messages: [{ role: 'user' as const, content: 'hello' }], max_tokens: 4 };
-    await client.chat.completions.create(ask);
+    // Settled before the failures: the burn rate below counts it as good.
+    await settled(stack, await client.chat.completions.create(ask));
     // Temporal unreachable for three requests: 503s before any workflow exists.
     const grpc = Object.assign(new Error('14 UNAVAILABLE: No connection established'), { code: 14, details: 'No connection established', metadata: {} });
     const spy = vi.spyOn(stack.client.workflow, 'start').mockRejectedValue(new ServiceError('Failed to start Workflow', { cause: grpc }));

@@ -10,7 +10,7 @@ import OpenAI, { toFile } from 'openai';
 import { sql } from 'kysely';
 import { CONTROL_TASK_QUEUE } from '../../contracts/ids.js';
 import type { reconcileReservations } from '../../workflows/reconcile.js';
-import { addModel, startTestStack, type TestStack } from '../support/stack.js';
+import { addModel, settled, startTestStack, type TestStack } from '../support/stack.js';
 
 let stack: TestStack;
 
@@ -29,11 +29,12 @@ async function call(key: string, method: string, path: string, body?: unknown, h
   return { status: res.status, body: text ? JSON.parse(text) : null, text };
 }
 
-/** A sync chat completion; returns the request ID (the row's). */
+/** A sync chat completion, once settled (its answer leaves first); returns the request ID (the row's). */
 async function chat(key: string, content: string, idempotencyKey?: string): Promise<string> {
   const r = await call(key, 'POST', '/v1/chat/completions', { model: 'instant', messages: [{ role: 'user', content }], max_tokens: 4 },
     idempotencyKey ? { 'Idempotency-Key': idempotencyKey } : {});
   expect(r.status).toBe(200);
+  await settled(stack, r.body);
   return String(r.body.id).replace('chatcmpl-', '');
 }
 

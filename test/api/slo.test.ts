@@ -13,7 +13,7 @@
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { ServiceError } from '@temporalio/client';
 import { sql } from 'kysely';
-import { addModel, startTestStack, type TestStack } from '../support/stack.js';
+import { addModel, settled, startTestStack, type TestStack } from '../support/stack.js';
 import { startFakeUpstream, type FakeUpstream } from '../support/fake-openai-upstream.js';
 import { periodOf } from '../../domain/billing-calendar.js';
 import { ensureSlos } from '../../scripts/lib/slo-seed.js';
@@ -76,11 +76,16 @@ beforeAll(async () => {
   upstream.setBehaviour({ kind: 'succeed' });
   const fast = await Promise.all([...Array.from({ length: 5 }, () => chat(a.key)), chat(b.key), chat(b.key)]);
   for (const r of fast) expect(r.status, r.text).toBe(200);
+  // A sync answer leaves before its settlement: the rows the tests read are written by then.
+  for (const r of fast) await settled(stack, r.body);
   const streamed = await chat(a.key, { stream: true });
   expect(streamed.status).toBe(200);
   expect(streamed.text).toContain('[DONE]');
   upstream.setBehaviour({ kind: 'succeed', delayMs: 3000 });
-  for (const r of await Promise.all([chat(a.key), chat(a.key)])) expect(r.status, r.text).toBe(200);
+  for (const r of await Promise.all([chat(a.key), chat(a.key)])) {
+    expect(r.status, r.text).toBe(200);
+    await settled(stack, r.body);
+  }
   upstream.setBehaviour({ kind: 'fail', status: 400, message: 'bad input' });
   const clientFault = await chat(a.key);
   expect(clientFault.status, clientFault.text).toBe(400);
@@ -296,7 +301,9 @@ describe('requests whose workflow could not start', () => {
     const byPool = await slo({ name: 'pool view', kind: 'availability', scope: { type: 'pool', value: 'local' }, target: 0.5 });
     const poolBefore = byPool.status;
     expect(byPlan.status).toMatchObject({ eligible: 0, good: 0 });
-    expect((await chat(c.key)).status).toBe(200);
+    const first = await chat(c.key);
+    expect(first.status).toBe(200);
+    await settled(stack, first.body);
 
     const spy = vi.spyOn(stack.client.workflow, 'start').mockRejectedValueOnce(unavailable()).mockRejectedValueOnce(new TypeError('internal detail'));
     const idempotencyKey = `start-fail-${Math.random().toString(36).slice(2, 10)}`;
@@ -334,6 +341,7 @@ describe('requests whose workflow could not start', () => {
     // The client retries the 503 with its Idempotency-Key: this time it starts and succeeds.
     const retried = await post({ 'Idempotency-Key': idempotencyKey });
     expect(retried.status, await retried.clone().text()).toBe(200);
+    await settled(stack, ((await retried.json()) as { id: string }));
     expect(await get(byPlan.id)).toMatchObject({ eligible: 4, good: 2, bad: 2 });
     // The tenant's SLA measure (what a plan's credit is computed from) counts the same.
     expect(await tenantAvailability(stack.db, c.tenantId, new Date(Date.now() - 3_600_000), new Date(Date.now() + 60_000))).toEqual({ eligible: 4, good: 2 });

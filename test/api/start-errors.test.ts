@@ -6,7 +6,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { ServiceError, WorkflowExecutionAlreadyStartedError } from '@temporalio/client';
-import { addInstantModel, startTestStack, type TestStack } from '../support/stack.js';
+import { addInstantModel, settled, startTestStack, type TestStack } from '../support/stack.js';
 
 let stack: TestStack;
 let key: string;
@@ -96,6 +96,7 @@ describe('chat: a failed workflow start', () => {
     spy.mockRestore();
     expect(r.status).toBe(200);
     expect(r.body).toMatchObject({ object: 'chat.completion', model: 'instant' });
+    await settled(stack, r.body);
     expect(await stack.db.selectFrom('requests').select('status').where('id', '=', String(r.body.id).replace(/^chatcmpl-/, '')).executeTakeFirst()).toEqual({ status: 'succeeded' });
   });
 });
@@ -131,6 +132,7 @@ describe('chat: an API process that died between the request row and the workflo
     const body = await res.json() as { id: string; object: string };
     expect(res.status).toBe(200);
     expect(body).toMatchObject({ id: `chatcmpl-${row!.id}`, object: 'chat.completion' });
+    await settled(stack, body);
     expect(await stack.db.selectFrom('requests').select('status').where('id', '=', row!.id).executeTakeFirst()).toEqual({ status: 'succeeded' });
     expect((await stack.db.selectFrom('usage').select('step').where('request_id', '=', row!.id).execute()).map((u) => u.step)).toEqual(['infer']);
   });

@@ -5,7 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import OpenAI from 'openai';
-import { addModel, startTestStack, type TestStack } from '../support/stack.js';
+import { addModel, settled, startTestStack, type TestStack } from '../support/stack.js';
 import { startSecondApi, type SecondApi } from '../support/second-api.js';
 import { chatWorkflowId } from '../../contracts/ids.js';
 import { randomBytes } from 'node:crypto';
@@ -122,6 +122,7 @@ describe('the workflow stays the source of truth', () => {
       if (c.choices[0]?.delta.content) deltas += 1;
     }
     const types = async (completionId: string) => {
+      await settled(stack, completionId);
       const history = await stack.client.workflow.getHandle(chatWorkflowId(completionId.replace('chatcmpl-', ''))).fetchHistory();
       return (history.events ?? []).map((e) => e.eventType);
     };

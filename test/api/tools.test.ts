@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import OpenAI, { toFile } from 'openai';
 import type { ChatCompletionCreateParamsNonStreaming, ChatCompletionTool } from 'openai/resources/chat/completions';
 import { Ajv } from 'ajv';
-import { startTestStack, type TestStack } from '../support/stack.js';
+import { settled, startTestStack, type TestStack } from '../support/stack.js';
 import { startFakeUpstream, type FakeUpstream } from '../support/fake-openai-upstream.js';
 import { toolCallId } from '../../domain/tools.js';
 import { addToolTestModels, lookupSchema, schemaOf, weatherSchema } from '../support/tool-schemas.js';
@@ -97,6 +97,7 @@ describe('llama.cpp', () => {
     const longer = tools.map((t) => (t.type === 'function' ? { ...t, function: { ...t.function, description: `${t.function.description ?? ''} (in the city the user names)` } } : t));
     const withLonger = await ask({ tool_choice: 'none', max_tokens: 4, tools: longer });
     expect(withLonger.usage!.prompt_tokens).toBeGreaterThan(withTools.usage!.prompt_tokens);
+    await settled(stack, withTools);
     const [row] = await usageRows(withTools.id);
     expect(row?.input_tokens).toBe(withTools.usage!.prompt_tokens);
   });
@@ -129,6 +130,7 @@ describe('llama.cpp', () => {
     expect(next.choices).toHaveLength(1);
     expect(next.usage!.prompt_tokens).toBeGreaterThan(first.usage!.prompt_tokens);
     for (const c of [first, next]) {
+      await settled(stack, c);
       const rows = await usageRows(c.id);
       expect(rows.filter((r) => r.billable).map((r) => [r.step, r.input_tokens, r.output_tokens])).toEqual([['infer', c.usage!.prompt_tokens, c.usage!.completion_tokens]]);
     }

@@ -8,7 +8,7 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { addInstantModel, startTestStack, type TestStack } from '../support/stack.js';
+import { addInstantModel, settled, startTestStack, type TestStack } from '../support/stack.js';
 
 interface Received { path: string; headers: Record<string, string | string[] | undefined>; body: any }
 
@@ -62,6 +62,8 @@ describe('OTLP export from OTEL_* variables', () => {
     expect(res.status).toBe(200);
     const traceId = (res.headers.get('traceparent') ?? '').split('-')[1];
     expect(traceId).toMatch(/^[0-9a-f]{32}$/);
+    // The settlement (its `complete` span) follows the answer: the stack stops once it has run.
+    await settled(stack, (await res.json()) as { id: string });
     // The batch processor exports on its timer; stopping the stack flushes what is left.
     await stack.stop();
     stack = null;

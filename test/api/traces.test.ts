@@ -18,7 +18,7 @@ import { readFile, readdir } from 'node:fs/promises';
 import { Worker } from '@temporalio/worker';
 import { temporal } from '@temporalio/proto';
 import { inject } from 'vitest';
-import { addInstantModel, addModel, startTestStack, type TestStack } from '../support/stack.js';
+import { addInstantModel, addModel, settled, startTestStack, type TestStack } from '../support/stack.js';
 import { startFakeUpstream, type FakeUpstream } from '../support/fake-openai-upstream.js';
 import { installTracing, WORKFLOW_INTERCEPTOR_MODULES, type Tracing } from '../../runtime/tracing.js';
 import { bundleControlWorkflows } from '../../workers/control-worker.js';
@@ -290,6 +290,7 @@ describe('replay', () => {
     const r = await chat({ model: 'instant', messages: [{ role: 'user', content: 'replay me' }] });
     expect(r.status).toBe(200);
     const workflowId = chatWorkflowId(requestIdOf(r.body.id));
+    await settled(stack, r.body);
     const history = await stack.client.workflow.getHandle(workflowId).fetchHistory();
     await Worker.runReplayHistory({ workflowBundle: { codePath: inject('workflowBundlePath') } }, history, workflowId);
   }, 60_000);

@@ -12,6 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import OpenAI, { toFile } from 'openai';
 import { chatWorkflowId } from '../../contracts/ids.js';
 import { startLoad, startTestCluster, waitUntil, type Op, type TestCluster } from './support.js';
+import { settled } from '../support/stack.js';
 
 let cluster: TestCluster;
 
@@ -194,6 +195,8 @@ describe('limits across the two API processes (separate OS processes)', () => {
       expect(r.status).toBe(429);
       expect(r.body.error.code).toBe('insufficient_quota');
     }
+    // The settlements follow the answers (README "When a sync answer leaves").
+    await Promise.all(results.filter((r) => r.status === 200).map((r) => settled({ client: cluster.temporalClient }, r.body)));
     const reservations = await cluster.db.query('select status from reservations where tenant_id = $1', [tenantId]);
     expect(reservations.rows.map((r) => r.status)).toEqual(Array(K).fill('settled'));
   });

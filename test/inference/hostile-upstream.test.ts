@@ -12,7 +12,7 @@ import http from 'node:http';
 import os from 'node:os';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { addModel, pollJob, startJob, startTestStack, type TestStack } from '../support/stack.js';
+import { addModel, pollJob, settled, startJob, startTestStack, type TestStack } from '../support/stack.js';
 import { startFakeUpstream, type FakeUpstream } from '../support/fake-openai-upstream.js';
 import { privateRangeOf } from '../../activities/net/address-guard.js';
 
@@ -119,6 +119,7 @@ describe('a hostile upstream', () => {
     expect(r.status).toBe(200);
     expect(r.body.usage.completion_tokens).toBe(4);
     const requestId = String(r.body.id).replace(/^chatcmpl-/, '');
+    await settled(stack, requestId);
     const row = await stack.db.selectFrom('usage').selectAll().where('request_id', '=', requestId).where('billable', '=', true).executeTakeFirstOrThrow();
     expect(row.output_tokens).toBe(4);
     expect(row.input_tokens).toBe(3);

@@ -17,7 +17,8 @@ import { startStack, type Stack } from '../../scripts/lib/system.js';
 import { startTemporalDevServer, type RunningDevServer } from '../../scripts/lib/temporal-dev-server.js';
 import { ensureAdminKey, ensureModels } from '../../scripts/lib/bootstrap.js';
 import type { BreakerConfig } from '../../domain/circuit-breaker.js';
-import { chatWorkflowId } from '../../contracts/ids.js';
+import { chatWorkflowId, requestWorkflowId } from '../../contracts/ids.js';
+import { requestIdOf } from '../../api/routes/feedback.js';
 
 export interface TestStackOptions {
   pools?: string[];
@@ -155,6 +156,19 @@ export async function startJob(stack: TestStack, key: string, body: Record<strin
   });
   if (res.status !== 202) throw new Error(`async create failed: ${res.status} ${await res.text()}`);
   return res.json();
+}
+
+/**
+ * Waits until the workflow of the request a completion (or its ID) answered has closed, however it
+ * ended: a sync answer leaves once the served attempt is durable, and its settlement (usage row,
+ * audit row, final status, cache entry) follows in the workflow (README "When a sync answer leaves").
+ * A test that reads what the settlement writes calls this first.
+ */
+export async function settled(stack: Pick<TestStack, 'client'>, completion: { id: string } | string): Promise<void> {
+  const id = typeof completion === 'string' ? completion : completion.id;
+  const requestId = requestIdOf(id);
+  if (requestId === null) throw new Error(`not a request or completion ID: ${id}`);
+  await stack.client.workflow.getHandle(requestWorkflowId(requestId)).result().catch(() => undefined);
 }
 
 /**

@@ -26,7 +26,7 @@ describe('loadConfig defaults', () => {
       workflowThreads: 2,
       contextSize: 2048,
       llamaFullSteps: false,
-      earlyAnswer: false,
+      earlyAnswer: true,
       gpu: false,
       ggufModels: {},
       upstreamKeys: {},
@@ -177,7 +177,7 @@ describe('loadConfig values', () => {
   it('turns the llama.cpp full decode steps on, and refuses a value that is not a boolean', () => {
     expect(loadConfig({ SLUICE_LLAMA_FULL_STEPS: 'true' }).llamaFullSteps).toBe(true);
     expect(() => loadConfig({ SLUICE_LLAMA_FULL_STEPS: 'garbage' })).toThrow(/SLUICE_LLAMA_FULL_STEPS must be true or false/);
-    expect(loadConfig({ SLUICE_EARLY_ANSWER: 'true' }).earlyAnswer).toBe(true);
+    expect(loadConfig({ SLUICE_EARLY_ANSWER: 'false' }).earlyAnswer).toBe(false);
     expect(() => loadConfig({ SLUICE_EARLY_ANSWER: 'yes please' })).toThrow(/SLUICE_EARLY_ANSWER must be true or false/);
   });
 

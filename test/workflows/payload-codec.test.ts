@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Client } from '@temporalio/client';
 import type { Payload } from '@temporalio/common';
 import { ENCRYPTED_ENCODING, KEY_ID_METADATA, PayloadDecryptionError, createEncryptionCodec } from '../../runtime/payload-codec.js';
-import { addModel, startTestStack, type TestStack } from '../support/stack.js';
+import { addModel, settled, startTestStack, type TestStack } from '../support/stack.js';
 import { CONTROL_TASK_QUEUE } from '../../contracts/ids.js';
 
 const KEY = randomBytes(32).toString('base64');
@@ -107,6 +107,7 @@ describe('with SLUICE_PAYLOAD_KEY on the stack', () => {
     const completion = (await res.json()) as { id: string; choices: Array<{ message: { content: string } }> };
     const answer = completion.choices[0]?.message.content ?? '';
     expect(answer.length).toBeGreaterThan(0);
+    await settled(stack, completion);
 
     // A client without the codec, as the Temporal server, its database or its UI sees the data.
     const raw = new Client({ connection: stack.client.connection, namespace: stack.config.temporalNamespace });

@@ -6,7 +6,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sql } from 'kysely';
-import { addModel, startJob, startTestStack, type TestStack } from '../support/stack.js';
+import { addModel, settled, startJob, startTestStack, type TestStack } from '../support/stack.js';
 import { startSecondApi, type SecondApi } from '../support/second-api.js';
 import { CONTROL_TASK_QUEUE, chatWorkflowId } from '../../contracts/ids.js';
 import { RECONCILE_SCHEDULE_ID, type reconcileReservations } from '../../workflows/reconcile.js';
@@ -58,6 +58,8 @@ describe('budget race', () => {
     const ok = results.filter((r) => r.status === 200);
     const refused = results.filter((r) => r.status !== 200);
     expect(ok).toHaveLength(K);
+    // The settlements follow the answers (README "When a sync answer leaves").
+    await Promise.all(ok.map((r) => settled(stack, r.body)));
     for (const r of refused) {
       expect(r.status).toBe(429);
       expect(r.body.error.code).toBe('insufficient_quota');

@@ -19,7 +19,7 @@ import OpenAI, { toFile } from 'openai';
 import { mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
 import { Worker } from '@temporalio/worker';
 import { temporal } from '@temporalio/proto';
-import { addInstantModel, addModel, pollJob, startJob, startTestStack, waitForGeneration, type TestStack } from '../support/stack.js';
+import { addInstantModel, addModel, pollJob, settled, startJob, startTestStack, waitForGeneration, type TestStack } from '../support/stack.js';
 import { SLOW_GGUF } from '../support/global-setup.js';
 import { startFakeUpstream, type FakeUpstream } from '../support/fake-openai-upstream.js';
 import { batchWorkflowId, chatWorkflowId, completionWorkflowId } from '../../contracts/ids.js';
@@ -66,9 +66,12 @@ afterAll(async () => {
 describe('workflow replay', () => {
   it('replays every recorded history without non-determinism', async () => {
     const sync = await client.chat.completions.create({ model: 'sluice-tiny', messages: [{ role: 'user', content: 'sync' }], max_tokens: 4 });
+    await settled(stack, sync);
     // chat-request-succeeded.pb is the frozen history of a request started as `queued` (before sync
-    // requests started as `running`); chat-request-sync.pb is a sync request as the API starts it now.
-    scenarios.set('chat-request-sync.pb', chatWorkflowId(sync.id.replace(/^chatcmpl-/, '')));
+    // requests started as `running`); chat-request-sync.pb the frozen one of a sync request before
+    // it was answered from the history (no `answeredEarly`); chat-request-sync-early.pb is a sync
+    // request as the API starts it now (`answeredEarly`, its `infer` attempt with the summary).
+    scenarios.set('chat-request-sync-early.pb', chatWorkflowId(sync.id.replace(/^chatcmpl-/, '')));
     const fallback = await startJob(stack, key, { model: 'with-fallback', messages: [{ role: 'user', content: 'fallback' }], max_tokens: 4 });
     expect((await pollJob(stack, key, fallback.id, (s) => s === 'succeeded' || s === 'failed')).status).toBe('succeeded');
     scenarios.set('chat-request-fallback.pb', chatWorkflowId(fallback.id));
@@ -134,7 +137,7 @@ describe('workflow replay', () => {
     // three copies of protobufjs 8 that npm installs beside grpc-js's protobufjs 7.
     const files = (await readdir(FIXTURES)).filter((f) => f.endsWith('.pb')).sort();
     expect(files).toEqual([
-      'batch-chunk-pages.pb', 'batch-completed.pb', 'batch-waiting-lines.pb', 'chat-request-cancelled.pb', 'chat-request-fallback.pb', 'chat-request-quota-exceeded.pb', 'chat-request-succeeded.pb', 'chat-request-sync.pb',
+      'batch-chunk-pages.pb', 'batch-completed.pb', 'batch-waiting-lines.pb', 'chat-request-cancelled.pb', 'chat-request-fallback.pb', 'chat-request-quota-exceeded.pb', 'chat-request-succeeded.pb', 'chat-request-sync-early.pb', 'chat-request-sync.pb',
       'completion-prompts-fallback.pb', 'completion-prompts-succeeded.pb',
     ]);
     for (const file of files) {
