@@ -10,7 +10,8 @@
  *  - CPU time per request of this process (the API and the workers), of the dev server, of
  *    PostgreSQL and of the load generator, at each concurrency: the HTTP client runs in its own
  *    process (`load-client.ts`), for the pipeline and for the floor's extra `oneActivityHttp` row.
- *  - `--modes early`: the pipeline with `SLUICE_EARLY_ANSWER` on (`api/answer.ts`), as `early_answer`.
+ *  - `--modes early`: the pipeline with `SLUICE_EARLY_ANSWER` on (`api/answer.ts`, the default), as
+ *    `early_answer`; `--modes local` with it off, as `local_activities`.
  * Real embedded PostgreSQL and Temporal dev server in a temp dir; everything stops at the end.
  *
  * Run: `npx tsx bench/pipeline.ts [--requests 300] [--seconds 10] [--modes floor,local[,early]] [--floors W,…]`
@@ -86,7 +87,7 @@ async function main() {
     // again (e.g. `local,early,early,local`: each side both first and second on the same dev server).
     const seen = new Map<string, number>();
     for (const name of MODES.filter((m) => m === 'local' || m === 'early')) {
-      const config = name === 'early' ? { ...baseConfig, earlyAnswer: true } : baseConfig;
+      const config = { ...baseConfig, earlyAnswer: name === 'early' };
       const stack = await startStack(config, { databaseUrl: infra.databaseUrl, temporalAddress: infra.temporalAddress, api: true, control: true, pools: ['bench'], log });
       try {
         if (!key) {

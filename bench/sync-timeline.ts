@@ -8,9 +8,10 @@
  *  - `requestShaped`: the same shape as a Sluice request with no work in it (local activity,
  *    activity on another queue, local activity);
  *  - `sluice`: a sync chat completion of the instant model through Sluice's API (HTTP from this
- *    process), its workflow, the control worker's `admit` and `complete`, the inference worker;
+ *    process) with `SLUICE_EARLY_ANSWER` off (answered by the workflow's result), its workflow, the
+ *    control worker's `admit` and `complete`, the inference worker;
  *  - `sluiceEarly`: the same through a second API of the same process and stack, with
- *    `SLUICE_EARLY_ANSWER` on (`api/answer.ts`: answered once the `infer` completion is in the
+ *    `SLUICE_EARLY_ANSWER` on, the default (`api/answer.ts`: answered once the `infer` completion is in the
  *    history, so its "closed → caller has the answer" is negative); the next request goes out while
  *    the workflow settles, as a caller's next one would;
  *  - `sluiceEarlySpaced`: the same, the next request sent only once the workflow closed (a caller
@@ -109,7 +110,8 @@ async function main() {
     const floorWorkers = await startFloorWorkers(connection, namespace);
     try {
       const client = new Client({ connection, namespace });
-      return await withStack(bench, {}, async (stack) => {
+      // The stack's own API with the option off (the `sluice` variant), a second one with it on.
+      return await withStack(bench, { config: { ...bench.config, earlyAnswer: false } }, async (stack) => {
         await addInstantModel(stack.db);
         const secret = (await addTenantKey(stack.db)).secret;
         const early = await startApi(stack, bench.config, { earlyAnswer: true });
