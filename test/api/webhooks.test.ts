@@ -339,7 +339,12 @@ describe('budget thresholds', () => {
     expect(usage.body.budget).toMatchObject({ monthly_budget_micros: 47_000, spent_micros: 45_000, reserved_micros: 0 });
     expect(usage.body.budget.thresholds_crossed.map((x: { threshold_pct: number }) => x.threshold_pct)).toEqual([80, 100]);
 
-    await new Promise((r) => setTimeout(r, 500));
+    // Nothing more is on its way: both deliveries are done, each in one attempt, and no other exists.
+    const deliveries = await waitFor('both deliveries done', async () => {
+      const rows = await stack.db.selectFrom('webhook_deliveries').select(['status', 'attempts']).where('endpoint_id', '=', t.endpointId).execute();
+      return rows.length === 2 && rows.every((d) => d.status === 'succeeded') ? rows : null;
+    });
+    expect(deliveries.map((d) => d.attempts)).toEqual([1, 1]);
     expect(at('/ok-budget')).toHaveLength(2);
   });
 
