@@ -117,8 +117,12 @@ export function chatRoutes(deps: ChatRouteDeps): Router {
     }
   }
 
-  /** Waits for the request's workflow and answers with its completion or its mapped error. */
-  async function respondWithResult(res: Response, row: RequestRow): Promise<void> {
+  /**
+   * Waits for the request's workflow and answers with its completion or its mapped error; with
+   * `early`, from its history as soon as the served attempt is durable, if its workflow allows it
+   * (api/answer.ts).
+   */
+  async function respondWithResult(res: Response, row: RequestRow, early: boolean): Promise<void> {
     if (row.status === 'succeeded') {
       if (row.result === null) throw new HttpError('conflict_error', 'The result of this request was erased (retention or erase)', 'content_purged');
       setCacheHeader(res, row.cache);
@@ -131,17 +135,17 @@ export function chatRoutes(deps: ChatRouteDeps): Router {
       // Answered once the served attempt's output is in the history, settle and audit following
       // in the workflow; anything else, as the workflow's result says (api/answer.ts).
       // The history could not be read or decoded: the result answers, as without the option.
-      const early: EarlyAnswer = !deps.earlyAnswer ? { served: false } : await awaitEarlyAnswer(deps.temporal, workflowId).catch((err: unknown) => {
+      const answer: EarlyAnswer = !early ? { served: false } : await awaitEarlyAnswer(deps.temporal, workflowId).catch((err: unknown) => {
         deps.log.warn('early answer unavailable, answering from the workflow result', { requestId: row.id, error: err instanceof Error ? err.message : String(err) });
         return { served: false } as const;
       });
-      const completion = early.served
-        ? completionOf({ requestId: row.id, created: Math.floor(row.created_at.getTime() / 1000) }, early.model, early.out)
+      const completion = answer.served
+        ? completionOf({ requestId: row.id, created: Math.floor(row.created_at.getTime() / 1000) }, answer.model, answer.out)
         : (await deps.temporal.workflow.getHandle<typeof chatRequest>(workflowId).result()) as ChatCompletion;
       deps.metrics.chatRequests.inc({ model: row.model, status: '200', tenant: row.tenant_id });
       deps.metrics.chatLatency.observe({ model: row.model }, (performance.now() - started) / 1000);
       // A cache lookup before the attempt recorded its miss on the row; without one there is no status.
-      setCacheHeader(res, early.served && !early.consultedCache ? null : await requestCacheStatus(deps.db, row.id, row.tenant_id));
+      setCacheHeader(res, answer.served && !answer.consultedCache ? null : await requestCacheStatus(deps.db, row.id, row.tenant_id));
       res.json(completion);
     } catch (err) {
       const mapped = fromWorkflowFailure(err);
@@ -192,10 +196,15 @@ export function chatRoutes(deps: ChatRouteDeps): Router {
     if (!created && (row.body_hash !== bodyHash || row.tenant_id !== auth.tenantId)) {
       throw new HttpError('idempotency_error', 'This Idempotency-Key was already used with a different request body', 'idempotency_key_reused');
     }
+    // Answered from the history as soon as its served attempt is durable (api/answer.ts); not
+    // under a concurrency limit, which counts the request until its settlement: a caller's next
+    // request, sent on the answer, would find it still in flight.
+    const answersEarly = deps.earlyAnswer && !async && !body.stream && precheck.ok && !precheck.concurrencyLimited;
     // A retry that finds its row still queued starts the workflow too: the process that wrote the
     // row may have died before starting it (the same workflow ID is the same work, so a workflow
     // that did start is used as it is).
-    if (created || row.status === 'queued') {
+    const starts = created || row.status === 'queued';
+    if (starts) {
       const input: ChatRequestInput = {
         requestId, tenantId: auth.tenantId, keyId: auth.keyId, kind: async ? 'async' : 'sync',
         subject, model: body.model, messages: body.messages, params: body.params,
@@ -204,10 +213,7 @@ export function chatRoutes(deps: ChatRouteDeps): Router {
         ...(body.metadata !== null ? { metadata: body.metadata } : {}),
         ...(body.stream ? { stream: true } : {}),
         ...(cache !== null ? { cache } : {}),
-        // Answered from the history as soon as its served attempt is durable (api/answer.ts); not
-        // under a concurrency limit, which counts the request until its settlement: a caller's
-        // next request, sent on the answer, would find it still in flight.
-        ...(deps.earlyAnswer && !async && !body.stream && precheck.ok && !precheck.concurrencyLimited ? { answeredEarly: true as const } : {}),
+        ...(answersEarly ? { answeredEarly: true as const } : {}),
       };
       await startRequestWorkflow<typeof chatRequest>(deps, {
         type: 'chatRequest', workflowId: chatWorkflowId(requestId), requestId, args: [input],
@@ -225,7 +231,9 @@ export function chatRoutes(deps: ChatRouteDeps): Router {
       await streamCompletion(streamDeps, res, row, cursorOf(undefined), { includeUsage: body.includeUsage, cancelOnDisconnect: detach !== 'true', ...(created ? { receivedAt: received } : {}) });
       return;
     }
-    await respondWithResult(res, row);
+    // A workflow started here without the flag is answered by its result alone (no history polls);
+    // one started earlier (a retry) may carry it, which its history says.
+    await respondWithResult(res, row, starts ? answersEarly : deps.earlyAnswer);
   });
 
   /**
