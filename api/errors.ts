@@ -38,6 +38,12 @@ export class HttpError extends Error {
 
 export const badRequest = (message: string, param: string | null = null, code: string | null = null) =>
   new HttpError('invalid_request_error', message, code, param);
+
+/** Refuses query parameters the route does not read (nothing is silently ignored). */
+export function onlyQuery(req: { query: object }, allowed: readonly string[]): void {
+  for (const k of Object.keys(req.query)) if (!allowed.includes(k)) throw badRequest(`Unknown query parameter '${k.slice(0, 64)}'`, k.slice(0, 64), 'unknown_parameter');
+}
+
 /** The 400 for a value a pure rule refused (`domain/`), naming the field. */
 export function fromInvalidRequest(err: InvalidRequestError): HttpError {
   return badRequest(err.message, err.param, err.code);

@@ -7,7 +7,7 @@
  * from the request and batch tables (`db/repositories/slos.ts`), never from Prometheus; writes are
  * audited.
  */
-import { Router, type Request, type RequestHandler } from 'express';
+import { Router, type RequestHandler } from 'express';
 import type { Db } from '../../db/database.js';
 import type { SloRow } from '../../db/tables/index.js';
 import { appendAudit } from '../../db/repositories/audit.js';
@@ -20,7 +20,7 @@ import { parsePlanSla, parseSloDefinition, patchSloDefinition, ppmToRatio, windo
 import { attainment, errorBudget, isMet } from '../../domain/slo-math.js';
 import type { Permission } from '../../domain/policy.js';
 import { authOf, isOperator, requirePermission, type AuthContext } from '../auth.js';
-import { HttpError, badRequest, notFound } from '../errors.js';
+import { HttpError, badRequest, notFound, onlyQuery } from '../errors.js';
 import { listJson, pageOf } from '../pagination.js';
 
 /** Guards a route: the permission, and an operator key (a tenant's key is refused even with the permission). */
@@ -29,11 +29,6 @@ function operator(deps: { db: Db }, permission: Permission): RequestHandler[] {
     if (!isOperator(authOf(req))) throw new HttpError('permission_error', 'SLOs and SLAs are managed by the operator.', 'permission_denied');
     next();
   }];
-}
-
-/** Refuses query parameters the route does not read (nothing is silently ignored). */
-function onlyQuery(req: Request, allowed: readonly string[]): void {
-  for (const k of Object.keys(req.query)) if (!allowed.includes(k)) throw badRequest(`Unknown query parameter '${k}'`, k, 'unknown_parameter');
 }
 
 function definitionJson(r: SloRow) {

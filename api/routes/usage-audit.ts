@@ -8,7 +8,7 @@ import { budgetStatus } from '../../db/repositories/quota.js';
 import { periodOf, periodRange } from '../../domain/billing-calendar.js';
 import { timeParam } from '../../domain/time-param.js';
 import { authOf, isOperator, requirePermission, tenantScope } from '../auth.js';
-import { HttpError, badRequest } from '../errors.js';
+import { HttpError, badRequest, onlyQuery } from '../errors.js';
 import { MAX_PAGE, pageOf } from '../pagination.js';
 
 function auditJson(r: AuditRow) {
@@ -23,6 +23,7 @@ export function usageAuditRoutes(deps: { db: Db; config: { auditKey?: string | n
   const db = deps.db;
 
   router.get('/admin/usage', requirePermission(deps, 'usage:read'), async (req, res) => {
+    onlyQuery(req, ['from', 'to', 'group_by', 'tenant_id']);
     const auth = authOf(req);
     const now = new Date();
     const from = timeParam(req.query.from, 'from', periodRange(periodOf(now)).start);
@@ -41,6 +42,7 @@ export function usageAuditRoutes(deps: { db: Db; config: { auditKey?: string | n
   });
 
   router.get('/admin/audit', requirePermission(deps, 'audit:read'), async (req, res) => {
+    onlyQuery(req, ['limit', 'before']);
     const auth = authOf(req);
     const { limit } = pageOf(req);
     const before = req.query.before === undefined ? null : Number(req.query.before);
@@ -67,6 +69,7 @@ export function usageAuditRoutes(deps: { db: Db; config: { auditKey?: string | n
    * call), or all of it with `?full=true` (super admin only), and reports the checkpoint's freshness.
    */
   router.get('/admin/audit/verify', requirePermission(deps, 'audit:read'), async (req, res) => {
+    onlyQuery(req, ['full']);
     const auth = authOf(req);
     const fullParam = req.query.full;
     if (fullParam !== undefined && fullParam !== 'true' && fullParam !== 'false') throw badRequest("'full' must be true or false", 'full', 'invalid_value');

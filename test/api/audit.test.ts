@@ -145,6 +145,12 @@ describe('audit verification', () => {
     const full = await stack.admin('GET', '/v1/admin/audit/verify?full=true');
     expect(full.body).toMatchObject({ ok: true, mode: 'full', verified_from_seq: 1, rows: head });
     expect((await stack.admin('GET', '/v1/admin/audit/verify?full=yes')).status).toBe(400);
+    // A query parameter a route does not read is refused, named (`?tenant=` for `?tenant_id=`, `?after=` for `?before=`).
+    for (const [path, param] of [['/v1/admin/usage?tenant=t', 'tenant'], ['/v1/admin/audit?after=3', 'after'], ['/v1/admin/audit/verify?mode=full', 'mode']] as const) {
+      const r = await stack.admin('GET', path);
+      expect(r.status, path).toBe(400);
+      expect(r.body.error, path).toMatchObject({ type: 'invalid_request_error', code: 'unknown_parameter', param });
+    }
     const { key } = await stack.createTenantKey({ role: 'tenant_admin' });
     const asTenant = (q: string) => fetch(`${stack.url}/v1/admin/audit/verify${q}`, { headers: { Authorization: `Bearer ${key}` } });
     expect((await asTenant('')).status).toBe(200);
